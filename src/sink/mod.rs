@@ -1,0 +1,107 @@
+//! Sinks: where records go after the drain thread.
+//!
+//! Every sink runs on its own named thread (`offload-sink-<name>`) behind its own bounded
+//! buffer. A sink that is slow or failing fills and counts its own buffer; the others keep
+//! flowing. A sink that panics is counted, disabled, and the rest of the pipeline goes on.
+//!
+//! Write your own by implementing [`Sink`]:
+//!
+//! ```
+//! use tracing_offload::sink::{Sink, SinkError};
+//! use tracing_offload::Record;
+//!
+//! struct CountingSink(u64);
+//!
+//! impl Sink for CountingSink {
+//!     fn name(&self) -> &str {
+//!         "counting"
+//!     }
+//!     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
+//!         self.0 += batch.len() as u64;
+//!         Ok(())
+//!     }
+//! }
+//! ```
+
+use std::time::Instant;
+
+use crate::record::Record;
+
+mod channel;
+mod console;
+mod json;
+
+pub use channel::{Channel, ChannelReceiver};
+pub use console::Console;
+pub use json::{JsonFile, Rotation};
+
+/// A destination for records, driven by its own thread.
+///
+/// The thread calls [`start`](Sink::start) once while the pipeline is being built (an error
+/// there fails [`Builder::build`](crate::Builder::build)), then [`export`](Sink::export) once per
+/// batch, then [`shutdown`](Sink::shutdown) once. Nothing here runs on the application's
+/// threads, and the thread runs with `tracing`'s `NoSubscriber`, so a sink may use libraries
+/// that log through `tracing` without feeding its own queue.
+pub trait Sink: Send + 'static {
+    /// A short name for stats, metrics labels and thread names, e.g. `"json"`. Names must be
+    /// unique within one pipeline.
+    fn name(&self) -> &str;
+
+    /// Prepares the sink (opens files, connects). Called once, from `build()`.
+    fn start(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Writes one batch. The records are shared with other sinks; read, don't hold on to them
+    /// longer than needed. An error counts the whole batch as failed.
+    fn export(&mut self, batch: &[Record]) -> Result<(), SinkError>;
+
+    /// Makes everything exported so far durable (flushes buffers). Called when the sink's
+    /// buffer runs empty and on flush requests.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Flushes and releases resources; must return by `deadline`.
+    fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
+        let _ = deadline;
+        self.flush()
+    }
+
+    /// Whether this sink wants events attached to their enclosing spans
+    /// ([`SpanRecord::events`](crate::SpanRecord::events)). When no sink does, the layer does
+    /// not keep them.
+    fn wants_span_events(&self) -> bool {
+        false
+    }
+}
+
+/// A sink's failure, counted in its stats and shown in health.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// An I/O error, with what the sink was doing.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the sink was doing, e.g. "opening logs/app.jsonl".
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sink could not export and may succeed later (e.g. the collector is down).
+    #[error("{0}")]
+    Retryable(String),
+    /// The sink could not export and retrying will not help.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl SinkError {
+    /// Wraps an I/O error with what the sink was doing.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        SinkError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! Counters the pipeline keeps about itself, and the [`Stats`] snapshot users read.
+//!
+//! Every counter is a cache-padded atomic updated with `Relaxed` ordering: counters carry no
+//! data between threads, they only count, and readers accept a view that is a few increments
+//! old. Each record offered to the layer ends in exactly one outcome counter (`enqueued`, a
+//! `dropped` reason, or `sampled_out`), and `offered` is their sum, so
+//! `offered == enqueued + dropped + sampled_out` holds in every snapshot.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_utils::CachePadded;
+use serde::Serialize;
+
+use crate::record::DropReason;
+
+/// Upper bounds (seconds) of the export-latency histogram buckets; a last bucket is unbounded.
+pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 10.0,
+];
+
+/// A counter handle: cheap to clone, safe to share.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(CachePadded<AtomicU64>);
+
+impl Counter {
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn incr(&self) -> u64 {
+        self.0.fetch_add(1, Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Drop counts by reason.
+#[derive(Debug, Default)]
+pub(crate) struct DropCounters([Counter; DropReason::ALL.len()]);
+
+impl DropCounters {
+    #[inline]
+    pub(crate) fn add(&self, reason: DropReason, n: u64) {
+        self.0[reason.index()].add(n);
+    }
+
+    pub(crate) fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason.index()].get()
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.0.iter().map(Counter::get).sum()
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL.iter().map(|r| (*r, self.get(*r))).collect()
+    }
+}
+
+/// A fixed-bucket latency histogram in atomics.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_SECONDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn record(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS_SECONDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS_SECONDS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_nanos
+            .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> LatencyHistogram {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        LatencyHistogram {
+            bounds_seconds: LATENCY_BUCKETS_SECONDS.to_vec(),
+            count: counts.iter().sum(),
+            counts,
+            sum_seconds: self.sum_nanos.load(Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// The counters of one sink.
+#[derive(Debug)]
+pub(crate) struct SinkCounters {
+    pub(crate) name: String,
+    /// Records the drain thread handed to this sink (pushed into its buffer or dropped there).
+    pub(crate) forwarded: Counter,
+    /// Records written successfully.
+    pub(crate) exported: Counter,
+    /// Records in batches whose export returned an error.
+    pub(crate) failed: Counter,
+    /// Records this sink dropped, by reason.
+    pub(crate) dropped: DropCounters,
+    /// Export retries (sinks that retry report them).
+    pub(crate) retries: Counter,
+    /// Batches exported, whatever their outcome.
+    pub(crate) batches: Counter,
+    /// Time per `export` call.
+    pub(crate) latency: Histogram,
+    /// Records in this sink's buffer right now.
+    pub(crate) buffered: AtomicUsize,
+    pub(crate) buffer_capacity: usize,
+    pub(crate) disabled: std::sync::atomic::AtomicBool,
+    pub(crate) last: Mutex<SinkLast>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SinkLast {
+    pub(crate) error: Option<String>,
+    pub(crate) error_at: Option<SystemTime>,
+    pub(crate) success_at: Option<SystemTime>,
+    /// Start of the current run of failures (cleared by a success).
+    pub(crate) failing_since: Option<Instant>,
+}
+
+impl SinkCounters {
+    pub(crate) fn new(name: String, buffer_capacity: usize) -> Self {
+        SinkCounters {
+            name,
+            forwarded: Counter::default(),
+            exported: Counter::default(),
+            failed: Counter::default(),
+            dropped: DropCounters::default(),
+            retries: Counter::default(),
+            batches: Counter::default(),
+            latency: Histogram::default(),
+            buffered: AtomicUsize::new(0),
+            buffer_capacity,
+            disabled: Default::default(),
+            last: Mutex::new(SinkLast::default()),
+        }
+    }
+
+    /// Records handled to the end: exported, failed, or dropped at this sink.
+    pub(crate) fn completed(&self) -> u64 {
+        self.exported.get() + self.failed.get() + self.dropped.total()
+    }
+
+    pub(crate) fn note_success(&self) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.success_at = Some(SystemTime::now());
+        last.failing_since = None;
+    }
+
+    pub(crate) fn note_error(&self, error: String) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.error = Some(error);
+        last.error_at = Some(SystemTime::now());
+        last.failing_since.get_or_insert_with(Instant::now);
+    }
+
+    pub(crate) fn snapshot(&self) -> SinkStats {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let dropped_by_reason: Vec<(DropReason, u64)> = self
+            .dropped
+            .snapshot()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        SinkStats {
+            name: self.name.clone(),
+            forwarded: self.forwarded.get(),
+            exported: self.exported.get(),
+            failed: self.failed.get(),
+            dropped: dropped_by_reason.iter().map(|(_, n)| n).sum(),
+            dropped_by_reason,
+            retries: self.retries.get(),
+            batches: self.batches.get(),
+            buffered: self.buffered.load(Relaxed),
+            buffer_capacity: self.buffer_capacity,
+            disabled: self.disabled.load(Relaxed),
+            export_latency: self.latency.snapshot(),
+            last_error: last.error,
+            last_error_at: last.error_at,
+            last_success_at: last.success_at,
+            failing_for: last.failing_since.map(|t| t.elapsed()),
+        }
+    }
+}
+
+/// Every counter of one pipeline, shared by the layer, the drain thread, the sinks and handles.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    /// Records accepted into the queue (including ones later evicted by `DropOldest`).
+    pub(crate) accepted: Counter,
+    /// Records dropped before reaching the drain thread, by reason.
+    pub(crate) dropped: DropCounters,
+    /// Records the sampler decided not to keep.
+    pub(crate) sampled_out: Counter,
+    /// Records the drain thread has popped from the queue.
+    pub(crate) drained: Counter,
+    /// Span states alive right now (spans open in the registry).
+    pub(crate) open_spans: CachePadded<AtomicU64>,
+    /// Field values cut at the length cap.
+    pub(crate) truncated_values: Counter,
+    /// Events inside spans that went past the span-event limit.
+    pub(crate) span_events_dropped: Counter,
+    /// Most records seen in the queue at once.
+    pub(crate) high_water_mark: AtomicUsize,
+    /// Batches the drain thread has fanned out.
+    pub(crate) drain_batches: Counter,
+    /// Last time the drain thread went round its loop, in ms since `started`.
+    pub(crate) heartbeat_ms: AtomicU64,
+    pub(crate) started: Instant,
+    pub(crate) started_at: SystemTime,
+    pub(crate) sinks: Vec<Arc<SinkCounters>>,
+}
+
+impl Counters {
+    pub(crate) fn new(sinks: Vec<Arc<SinkCounters>>) -> Self {
+        Counters {
+            accepted: Counter::default(),
+            dropped: DropCounters::default(),
+            sampled_out: Counter::default(),
+            drained: Counter::default(),
+            open_spans: CachePadded::new(AtomicU64::new(0)),
+            truncated_values: Counter::default(),
+            span_events_dropped: Counter::default(),
+            high_water_mark: AtomicUsize::new(0),
+            drain_batches: Counter::default(),
+            heartbeat_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            sinks,
+        }
+    }
+
+    pub(crate) fn beat(&self) {
+        self.heartbeat_ms
+            .store(self.started.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    pub(crate) fn heartbeat_age(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Relaxed)))
+    }
+
+    /// Records evicted from the queue by `DropOldest`: accepted, then dropped.
+    pub(crate) fn evicted(&self) -> u64 {
+        self.dropped.get(DropReason::QueueFullOldest)
+    }
+
+    pub(crate) fn snapshot(&self, queue_len: usize, capacity: usize) -> Stats {
+        // Read the outcomes that follow an acceptance (evictions) before acceptances, so that
+        // `enqueued = accepted - evicted` is never negative.
+        let dropped_by_reason: Vec<(DropReason, u64)> = self.dropped.snapshot();
+        let sampled_out = self.sampled_out.get();
+        let accepted = self.accepted.get();
+        let evicted = dropped_by_reason[DropReason::QueueFullOldest.index()].1;
+        let enqueued = accepted.saturating_sub(evicted);
+        let dropped: u64 = dropped_by_reason.iter().map(|(_, n)| n).sum();
+        Stats {
+            offered: enqueued + dropped + sampled_out,
+            enqueued,
+            dropped,
+            dropped_by_reason: dropped_by_reason
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            sampled_out,
+            drained: self.drained.get(),
+            queue_depth: queue_len,
+            capacity,
+            high_water_mark: self.high_water_mark.load(Relaxed).max(queue_len),
+            open_spans: self.open_spans.load(Relaxed),
+            truncated_values: self.truncated_values.get(),
+            span_events_dropped: self.span_events_dropped.get(),
+            drain_batches: self.drain_batches.get(),
+            heartbeat_age: self.heartbeat_age(),
+            uptime: self.started.elapsed(),
+            started_at: self.started_at,
+            sinks: self.sinks.iter().map(|s| s.snapshot()).collect(),
+        }
+    }
+}
+
+/// A snapshot of a pipeline's counters, from [`Handle::stats`](crate::Handle::stats).
+///
+/// Every record offered to the layer ends in exactly one of `enqueued`, `dropped` (with a
+/// reason) or `sampled_out`, so `offered == enqueued + dropped + sampled_out`. Each enqueued
+/// record is then handed to every sink, where it ends as `exported`, `failed` or `dropped`.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Records offered to the layer (events, and spans when they close).
+    pub offered: u64,
+    /// Records that entered the queue and were not evicted from it.
+    pub enqueued: u64,
+    /// Records dropped before the drain thread (sum of `dropped_by_reason`).
+    pub dropped: u64,
+    /// Non-zero drop counts by reason.
+    pub dropped_by_reason: Vec<(DropReason, u64)>,
+    /// Records the sampler did not keep.
+    pub sampled_out: u64,
+    /// Records the drain thread has taken from the queue.
+    pub drained: u64,
+    /// Records in the queue now.
+    pub queue_depth: usize,
+    /// The queue's capacity.
+    pub capacity: usize,
+    /// The most records seen in the queue at once.
+    pub high_water_mark: usize,
+    /// Spans open right now (their state is alive in the registry).
+    pub open_spans: u64,
+    /// Field values cut at the length cap.
+    pub truncated_values: u64,
+    /// Events inside spans past the span-event limit (kept as events, not on the span).
+    pub span_events_dropped: u64,
+    /// Batches the drain thread has fanned out.
+    pub drain_batches: u64,
+    /// Time since the drain thread last went round its loop.
+    pub heartbeat_age: Duration,
+    /// Time since the pipeline was built.
+    pub uptime: Duration,
+    /// When the pipeline was built.
+    pub started_at: SystemTime,
+    /// One entry per sink, in the order they were added.
+    pub sinks: Vec<SinkStats>,
+}
+
+impl Stats {
+    /// The drop count for one reason.
+    pub fn dropped_for(&self, reason: DropReason) -> u64 {
+        self.dropped_by_reason
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// The stats of the sink with this name.
+    pub fn sink(&self, name: &str) -> Option<&SinkStats> {
+        self.sinks.iter().find(|s| s.name == name)
+    }
+}
+
+/// The counters of one sink.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct SinkStats {
+    /// The sink's name.
+    pub name: String,
+    /// Records handed to this sink by the drain thread.
+    pub forwarded: u64,
+    /// Records written successfully.
+    pub exported: u64,
+    /// Records in batches whose export failed.
+    pub failed: u64,
+    /// Records dropped at this sink (sum of `dropped_by_reason`).
+    pub dropped: u64,
+    /// Non-zero drop counts by reason.
+    pub dropped_by_reason: Vec<(DropReason, u64)>,
+    /// Export retries.
+    pub retries: u64,
+    /// Export calls.
+    pub batches: u64,
+    /// Records waiting in the sink's buffer now.
+    pub buffered: usize,
+    /// The sink buffer's capacity.
+    pub buffer_capacity: usize,
+    /// Whether the sink was disabled after a panic.
+    pub disabled: bool,
+    /// Time per export call.
+    pub export_latency: LatencyHistogram,
+    /// The last export error.
+    pub last_error: Option<String>,
+    /// When the last export error happened.
+    pub last_error_at: Option<SystemTime>,
+    /// When the last export succeeded.
+    pub last_success_at: Option<SystemTime>,
+    /// How long the sink has been failing without a success in between.
+    pub failing_for: Option<Duration>,
+}
+
+impl SinkStats {
+    /// The drop count for one reason.
+    pub fn dropped_for(&self, reason: DropReason) -> u64 {
+        self.dropped_by_reason
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// A latency histogram: counts per bucket (not cumulative), the last bucket unbounded.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyHistogram {
+    /// Upper bounds of the buckets in seconds ([`LATENCY_BUCKETS_SECONDS`]).
+    pub bounds_seconds: Vec<f64>,
+    /// Observations per bucket; one more entry than `bounds_seconds` (the `+Inf` bucket).
+    pub counts: Vec<u64>,
+    /// Number of observations.
+    pub count: u64,
+    /// Sum of all observations in seconds.
+    pub sum_seconds: f64,
+}
+
+impl LatencyHistogram {
+    /// The upper bound of the bucket holding quantile `q` (0.0..=1.0); `None` when empty or in
+    /// the unbounded bucket.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return self.bounds_seconds.get(i).copied();
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_and_quantiles() {
+        let h = Histogram::default();
+        for _ in 0..90 {
+            h.record(Duration::from_micros(80));
+        }
+        for _ in 0..10 {
+            h.record(Duration::from_millis(40));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count, 100);
+        assert_eq!(s.quantile(0.5), Some(0.000_1));
+        assert_eq!(s.quantile(0.99), Some(0.05));
+        assert!((s.sum_seconds - (90.0 * 80e-6 + 0.4)).abs() < 1e-9);
+        h.record(Duration::from_secs(60));
+        assert_eq!(h.snapshot().quantile(1.0), None);
+    }
+
+    #[test]
+    fn snapshot_never_counts_evicted_records_as_enqueued() {
+        let c = Counters::new(vec![]);
+        c.accepted.add(10);
+        c.dropped.add(DropReason::QueueFullOldest, 4);
+        c.dropped.add(DropReason::QueueFullNewest, 3);
+        c.sampled_out.add(2);
+        let s = c.snapshot(6, 8);
+        assert_eq!(s.enqueued, 6);
+        assert_eq!(s.dropped, 7);
+        assert_eq!(s.offered, 15);
+        assert_eq!(s.dropped_for(DropReason::QueueFullNewest), 3);
+    }
+}
