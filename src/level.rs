@@ -167,6 +167,10 @@ mod tests {
             assert_eq!(level.as_str().parse::<LogLevel>().unwrap(), level);
             assert_eq!(level.severity_text().parse::<LogLevel>().unwrap(), level);
         }
-        assert!("loud".parse::<LogLevel>().unwrap_err().to_string().contains("loud"));
+        assert!("loud"
+            .parse::<LogLevel>()
+            .unwrap_err()
+            .to_string()
+            .contains("loud"));
     }
 }

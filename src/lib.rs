@@ -1,1 +1,160 @@
-//! placeholder
+//! A [`tracing`] layer that takes observability off the hot path.
+//!
+//! The thread that calls `info!` or closes a span only classifies, captures fields into an
+//! owned record and pushes it into a lock-free bounded queue. Everything slow — formatting,
+//! JSON, file I/O, OTLP export — happens on threads this crate owns. When the queue is full, a
+//! [`Backpressure`] policy decides, and **every record that is not written is counted with its
+//! reason**: `offered == enqueued + dropped + sampled_out` holds in every [`Stats`] snapshot,
+//! and sinks write an in-band "N records dropped" marker where data was lost.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use tracing_offload::{sink, Backpressure, OffloadLayer};
+//! use tracing_subscriber::prelude::*;
+//!
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("app.jsonl");
+//! let (layer, guard) = OffloadLayer::builder()
+//!     .capacity(65_536)
+//!     .backpressure(Backpressure::DropOldest)
+//!     .sink(sink::Console::stderr())
+//!     .sink(sink::JsonFile::new(&path))
+//!     .build()?;
+//! // In a program: `tracing_subscriber::registry().with(layer).init();`
+//! let subscriber = tracing_subscriber::registry().with(layer);
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let span = tracing::info_span!("request", method = "GET").entered();
+//!     tracing::info!(status = 200, "done");
+//!     drop(span);
+//! });
+//! let report = guard.shutdown(Duration::from_secs(5))?;
+//! let stats = guard.handle().stats();
+//! assert_eq!(stats.enqueued, 2); // one event, one span
+//! assert_eq!(stats.sink("json").unwrap().exported, 2);
+//! # let _ = report;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Or, for a program that only needs the console and the environment's settings:
+//! `let _guard = tracing_offload::init()?;`.
+//!
+//! # Architecture
+//!
+//! ```text
+//! application threads                 │  crate-owned threads
+//!  info!(..) / span close             │
+//!    ▼                                │
+//!  OffloadLayer (layer.rs)            │
+//!    classify per callsite (cached)   │
+//!    capture fields → owned Record    │
+//!    push per Backpressure ───────────┼──▶ ArrayQueue<Record> (queue.rs)
+//!                                     │        ▼
+//!                                     │   "offload-drain" (worker.rs): pops batches,
+//!                                     │    hands Arc'd records to every sink's buffer
+//!                                     │        ▼            ▼            ▼
+//!                                     │   "offload-sink-console" "offload-sink-json" …
+//! ```
+//!
+//! | module | owns |
+//! |---|---|
+//! | `builder` | [`Builder`], the `DEFAULT_*` constants, env reading, `build()` |
+//! | `config` | the effective [`Config`], where each value came from, env parsing rules |
+//! | `layer` | the hot path: callsite cache, span state in registry extensions, capture, push |
+//! | `level` | the [`LogLevel`] taxonomy and its mappings |
+//! | `record` | owned [`Record`]s, ids, [`DropReason`] — the only types both sides share |
+//! | `queue` | the `ArrayQueue`, [`Backpressure`], coalesced wake-ups, blocked-producer waits |
+//! | `stats` | cache-padded counters, histograms, the [`Stats`] snapshot |
+//! | `worker` | the drain thread, the sink threads, flush and shutdown |
+//! | `guard` | [`Guard`] (shuts down on drop) and the clonable [`Handle`] |
+//! | `sink` | the [`Sink`](sink::Sink) trait, [`Console`](sink::Console), [`JsonFile`](sink::JsonFile), [`Channel`](sink::Channel) |
+//!
+//! A span's state (ids, start time, fields, its capped list of events) lives in the registry's
+//! extensions and is freed when the span closes; nothing else holds a span. One record is made
+//! per event and one per span, when it closes — never a start/end pair.
+//!
+//! # Sinks
+//!
+//! * [`sink::Console`]: one human-readable line per record, coloured on a terminal.
+//! * [`sink::JsonFile`]: one JSON object per line, one write per batch, optional rotation by
+//!   size or time. The schema is in its docs and in the README.
+//! * [`sink::Channel`]: records to a receiver in the same process.
+//!
+//! Each sink has its own thread and bounded buffer: a stalled sink fills and counts its own
+//! buffer, and the others keep flowing. A sink that panics is counted and disabled.
+//!
+//! # Back-pressure
+//!
+//! [`Backpressure::DropNewest`] (default) refuses a record at a full queue before building it;
+//! [`Backpressure::DropOldest`] evicts the oldest; [`Backpressure::Block`] waits for room up to
+//! a deadline, then drops. Critical records ([`LogLevel::Critical`]) always take the blocking
+//! path.
+//!
+//! # Shutdown
+//!
+//! [`Guard::shutdown`] stops accepting records, flushes and joins within a deadline, and says
+//! what it abandoned. Dropping the guard does the same with
+//! [`DEFAULT_DROP_TIMEOUT`]. [`Handle::flush`] waits for everything offered so far.
+//!
+//! # Environment variables
+//!
+//! Read by [`init`], [`Builder::from_env`] and [`Builder::try_from_env`]. Empty means unset;
+//! an invalid value is ignored with a warning (stderr and [`Config::warnings`]). A value set in
+//! code wins over the environment.
+//!
+//! | variable | values | default | meaning |
+//! |---|---|---|---|
+//! | `OFFLOAD_CAPACITY` | integer > 0 | 65536 | records the queue holds |
+//! | `OFFLOAD_BACKPRESSURE` | `drop_oldest`, `drop_newest`, `block` | `drop_newest` | policy when full |
+//! | `OFFLOAD_BLOCK_TIMEOUT_MS` | integer | 100 | how long `block` waits |
+//! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | integer | 128 | events kept per span |
+//! | `OTEL_SDK_DISABLED` | `true`, `false` | `false` | `true` records nothing |
+//!
+//! # Supported Rust versions
+//!
+//! The minimum supported Rust version is 1.80.
+
+#![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
+#![deny(unsafe_code)]
+
+mod builder;
+mod config;
+mod guard;
+mod layer;
+mod level;
+mod queue;
+mod record;
+pub mod sink;
+mod stats;
+mod worker;
+
+pub use builder::{
+    BuildError, Builder, DEFAULT_BACKPRESSURE, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_TIMEOUT,
+    DEFAULT_CAPACITY, DEFAULT_CRITICAL_BLOCK_TIMEOUT, DEFAULT_DROP_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_FIELD_LEN, DEFAULT_SINK_BUFFER_CAPACITY, DEFAULT_SPAN_EVENT_LIMIT,
+};
+pub use config::{Config, EnvWarning, Setting, Source};
+pub use guard::{Guard, Handle};
+pub use layer::OffloadLayer;
+pub use level::{LogLevel, ParseLevelError};
+pub use queue::Backpressure;
+pub use record::{
+    rfc3339, DropNotice, DropReason, EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord,
+    Text, ThreadInfo, TraceId,
+};
+pub use stats::{LatencyHistogram, SinkStats, Stats, LATENCY_BUCKETS_SECONDS};
+pub use worker::{FlushError, Pending, ShutdownReport};
+
+/// Reads the environment, installs the layer with a console sink (stderr) as the global
+/// subscriber, and returns the guard. Keep the guard alive (see [`Guard`]).
+///
+/// Fails if a global subscriber is already set, or if the pipeline cannot be built.
+pub fn init() -> Result<Guard, BuildError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let (layer, guard) = Builder::from_env().sink(sink::Console::stderr()).build()?;
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|_| BuildError::GlobalSubscriberAlreadySet)?;
+    Ok(guard)
+}

@@ -17,8 +17,8 @@ use crate::record::DropReason;
 
 /// Upper bounds (seconds) of the export-latency histogram buckets; a last bucket is unbounded.
 pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
 ];
 
 /// A counter handle: cheap to clone, safe to share.
@@ -251,9 +251,11 @@ impl Counters {
         Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Relaxed)))
     }
 
-    /// Records evicted from the queue by `DropOldest`: accepted, then dropped.
+    /// Records accepted into the queue and then dropped from it: evicted by `DropOldest`, or
+    /// left in it when a shutdown deadline passed.
     pub(crate) fn evicted(&self) -> u64 {
         self.dropped.get(DropReason::QueueFullOldest)
+            + self.dropped.get(DropReason::ShutdownDeadline)
     }
 
     pub(crate) fn snapshot(&self, queue_len: usize, capacity: usize) -> Stats {
@@ -262,7 +264,8 @@ impl Counters {
         let dropped_by_reason: Vec<(DropReason, u64)> = self.dropped.snapshot();
         let sampled_out = self.sampled_out.get();
         let accepted = self.accepted.get();
-        let evicted = dropped_by_reason[DropReason::QueueFullOldest.index()].1;
+        let evicted = dropped_by_reason[DropReason::QueueFullOldest.index()].1
+            + dropped_by_reason[DropReason::ShutdownDeadline.index()].1;
         let enqueued = accepted.saturating_sub(evicted);
         let dropped: u64 = dropped_by_reason.iter().map(|(_, n)| n).sum();
         Stats {

@@ -1,0 +1,383 @@
+//! [`Builder`]: every setting, its default, reading the environment, and `build()`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::config::{self, Config, EnvReader, EnvWarning, Setting};
+use crate::guard::{Guard, Handle};
+use crate::layer::{LayerSettings, OffloadLayer};
+use crate::queue::{Backpressure, Queue};
+use crate::sink::{Sink, SinkError};
+use crate::stats::{Counters, SinkCounters};
+use crate::worker::{Pipeline, SinkSlot, WorkerSettings};
+
+/// Records the queue holds by default.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+/// The default back-pressure policy: refuse new records when full (cheapest, never blocks).
+pub const DEFAULT_BACKPRESSURE: Backpressure = Backpressure::DropNewest;
+/// How long [`Backpressure::Block`] waits for room when the timeout comes from the environment
+/// or from `"block".parse()`.
+pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long a critical record waits for room when the policy is not `Block`.
+pub const DEFAULT_CRITICAL_BLOCK_TIMEOUT: Duration = Duration::from_millis(100);
+/// Records the drain thread (and each sink thread) takes per batch.
+pub const DEFAULT_BATCH_SIZE: usize = 1_024;
+/// The timer on which the drain and sink threads wake when producers have not woken them.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// The cap on a captured string or `Debug` value, in bytes (longer ones are cut and marked).
+pub const DEFAULT_MAX_FIELD_LEN: usize = 8 * 1024;
+/// Events kept on a span for sinks that attach them (OTel's `OTEL_SPAN_EVENT_COUNT_LIMIT`).
+pub const DEFAULT_SPAN_EVENT_LIMIT: usize = 128;
+/// Each sink's own buffer, in records.
+pub const DEFAULT_SINK_BUFFER_CAPACITY: usize = 16_384;
+/// How long dropping the [`Guard`] may take to flush and stop.
+pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configures and builds an [`OffloadLayer`] and its [`Guard`].
+///
+/// | setting | method | default | env variable |
+/// |---|---|---|---|
+/// | queue capacity | [`capacity`](Self::capacity) | [`DEFAULT_CAPACITY`] (65 536) | `OFFLOAD_CAPACITY` |
+/// | back-pressure | [`backpressure`](Self::backpressure) | [`DEFAULT_BACKPRESSURE`] (`drop_newest`) | `OFFLOAD_BACKPRESSURE` |
+/// | block timeout | [`backpressure`](Self::backpressure) | [`DEFAULT_BLOCK_TIMEOUT`] (100 ms) | `OFFLOAD_BLOCK_TIMEOUT_MS` |
+/// | critical block timeout | [`critical_block_timeout`](Self::critical_block_timeout) | [`DEFAULT_CRITICAL_BLOCK_TIMEOUT`] (100 ms) | |
+/// | batch size | [`batch_size`](Self::batch_size) | [`DEFAULT_BATCH_SIZE`] (1 024) | |
+/// | flush interval | [`flush_interval`](Self::flush_interval) | [`DEFAULT_FLUSH_INTERVAL`] (10 ms) | |
+/// | text value cap | [`max_field_len`](Self::max_field_len) | [`DEFAULT_MAX_FIELD_LEN`] (8 KiB) | |
+/// | span events kept | [`span_event_limit`](Self::span_event_limit) | [`DEFAULT_SPAN_EVENT_LIMIT`] (128) | `OTEL_SPAN_EVENT_COUNT_LIMIT` |
+/// | sink buffer | [`sink_buffer_capacity`](Self::sink_buffer_capacity) | [`DEFAULT_SINK_BUFFER_CAPACITY`] (16 384) | |
+/// | guard drop timeout | [`drop_timeout`](Self::drop_timeout) | [`DEFAULT_DROP_TIMEOUT`] (5 s) | |
+/// | critical targets | [`critical_target`](Self::critical_target) | none | |
+/// | enabled | [`enabled`](Self::enabled) | `true` | `OTEL_SDK_DISABLED` |
+///
+/// Environment variables are read only by [`Builder::from_env`], [`Builder::try_from_env`] and
+/// [`init`](crate::init); a value set with a method wins over the environment.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_offload::{Backpressure, OffloadLayer, sink};
+/// use tracing_subscriber::prelude::*;
+///
+/// let (layer, guard) = OffloadLayer::builder()
+///     .capacity(1024)
+///     .backpressure(Backpressure::Block { timeout: Duration::from_millis(10) })
+///     .sink(sink::Console::stderr())
+///     .build()?;
+/// let subscriber = tracing_subscriber::registry().with(layer);
+/// tracing::subscriber::with_default(subscriber, || tracing::info!(answer = 42, "hello"));
+/// guard.shutdown(Duration::from_secs(1))?;
+/// assert_eq!(guard.handle().stats().enqueued, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct Builder {
+    config: Config,
+    backpressure: Backpressure,
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`Builder::build`] failed. Each message says what to change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The queue capacity was 0.
+    #[error("queue capacity must be at least 1 (got 0); use a power of two such as 65536")]
+    ZeroCapacity,
+    /// A sink could not start, e.g. its file could not be opened.
+    #[error("sink `{sink}` could not start: {source}")]
+    Sink {
+        /// The sink's name.
+        sink: String,
+        /// What went wrong.
+        #[source]
+        source: SinkError,
+    },
+    /// Two sinks had the same name.
+    #[error("two sinks are named `{0}`; give one of them another name (e.g. `JsonFile::new(..).name(\"audit\")`)")]
+    DuplicateSinkName(String),
+    /// The strict [`Builder::try_from_env`] found invalid environment variables.
+    #[error("invalid environment: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidEnv(Vec<EnvWarning>),
+    /// A thread could not be started.
+    #[error("could not start thread: {0}")]
+    Spawn(#[from] std::io::Error),
+    /// [`init`](crate::init) found a global subscriber already installed.
+    #[error("a global tracing subscriber is already set; use `OffloadLayer::builder()` and add the layer to your own subscriber")]
+    GlobalSubscriberAlreadySet,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// === impl Builder ===
+
+impl Builder {
+    /// Every setting at its default; the environment is not read.
+    pub fn new() -> Self {
+        Builder {
+            config: Config {
+                enabled: Setting::default(true),
+                capacity: Setting::default(DEFAULT_CAPACITY),
+                backpressure: Setting::default(DEFAULT_BACKPRESSURE.as_str().to_owned()),
+                block_timeout_ms: Setting::default(DEFAULT_BLOCK_TIMEOUT.as_millis() as u64),
+                critical_block_timeout_ms: Setting::default(
+                    DEFAULT_CRITICAL_BLOCK_TIMEOUT.as_millis() as u64,
+                ),
+                batch_size: Setting::default(DEFAULT_BATCH_SIZE),
+                flush_interval_ms: Setting::default(DEFAULT_FLUSH_INTERVAL.as_millis() as u64),
+                max_field_len: Setting::default(DEFAULT_MAX_FIELD_LEN),
+                span_event_limit: Setting::default(DEFAULT_SPAN_EVENT_LIMIT),
+                sink_buffer_capacity: Setting::default(DEFAULT_SINK_BUFFER_CAPACITY),
+                drop_timeout_ms: Setting::default(DEFAULT_DROP_TIMEOUT.as_millis() as u64),
+                critical_targets: Setting::default(Vec::new()),
+                sinks: Vec::new(),
+                warnings: Vec::new(),
+            },
+            backpressure: DEFAULT_BACKPRESSURE,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// Defaults overlaid with the environment (see the table above). Invalid values are
+    /// ignored with a warning (on stderr at build time, and in [`Config::warnings`]).
+    pub fn from_env() -> Self {
+        Self::from_env_with(&|var| std::env::var(var).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), but an invalid variable is an error.
+    pub fn try_from_env() -> Result<Self, BuildError> {
+        let builder = Self::from_env();
+        if builder.config.warnings.is_empty() {
+            Ok(builder)
+        } else {
+            Err(BuildError::InvalidEnv(builder.config.warnings))
+        }
+    }
+
+    /// [`from_env`](Self::from_env) with a custom lookup instead of the process environment
+    /// (for tests and for configuration systems that are not the environment).
+    pub fn from_env_with(lookup: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut b = Self::new();
+        let mut env = EnvReader::new(lookup);
+        b.apply_env(&mut env);
+        b.config.warnings = env.warnings;
+        b
+    }
+
+    fn apply_env(&mut self, env: &mut EnvReader<'_>) {
+        let c = &mut self.config;
+        if let Some(disabled) = env.parse("OTEL_SDK_DISABLED", &false, config::boolean) {
+            c.enabled.set_env(!disabled, "OTEL_SDK_DISABLED");
+        }
+        if let Some(n) = env.parse(
+            "OFFLOAD_CAPACITY",
+            &DEFAULT_CAPACITY,
+            config::positive_usize,
+        ) {
+            c.capacity.set_env(n, "OFFLOAD_CAPACITY");
+        }
+        let timeout = env.parse(
+            "OFFLOAD_BLOCK_TIMEOUT_MS",
+            &DEFAULT_BLOCK_TIMEOUT.as_millis(),
+            config::millis,
+        );
+        if let Some(t) = timeout {
+            c.block_timeout_ms
+                .set_env(t.as_millis() as u64, "OFFLOAD_BLOCK_TIMEOUT_MS");
+        }
+        if let Some(mut p) = env.parse("OFFLOAD_BACKPRESSURE", &DEFAULT_BACKPRESSURE, |s| {
+            s.parse::<Backpressure>()
+        }) {
+            if let (Backpressure::Block { timeout: t }, Some(from_env)) = (&mut p, timeout) {
+                *t = from_env;
+            }
+            c.backpressure
+                .set_env(p.as_str().to_owned(), "OFFLOAD_BACKPRESSURE");
+            self.backpressure = p;
+        }
+        if let Some(n) = env.parse(
+            "OTEL_SPAN_EVENT_COUNT_LIMIT",
+            &DEFAULT_SPAN_EVENT_LIMIT,
+            |s| s.parse::<usize>().map_err(|_| "a whole number".to_owned()),
+        ) {
+            c.span_event_limit.set_env(n, "OTEL_SPAN_EVENT_COUNT_LIMIT");
+        }
+    }
+
+    /// Records the queue holds (default [`DEFAULT_CAPACITY`]). 0 is an error at build time.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.config.capacity.set_code(capacity);
+        self
+    }
+
+    /// What to do when the queue is full (default [`DEFAULT_BACKPRESSURE`]).
+    pub fn backpressure(mut self, policy: Backpressure) -> Self {
+        self.config
+            .backpressure
+            .set_code(policy.as_str().to_owned());
+        if let Backpressure::Block { timeout } = policy {
+            self.config
+                .block_timeout_ms
+                .set_code(timeout.as_millis() as u64);
+        }
+        self.backpressure = policy;
+        self
+    }
+
+    /// How long a critical record waits for room when the policy is not `Block` (default
+    /// [`DEFAULT_CRITICAL_BLOCK_TIMEOUT`]).
+    pub fn critical_block_timeout(mut self, timeout: Duration) -> Self {
+        self.config
+            .critical_block_timeout_ms
+            .set_code(timeout.as_millis() as u64);
+        self
+    }
+
+    /// Records per batch for the drain and sink threads (default [`DEFAULT_BATCH_SIZE`];
+    /// 0 counts as 1).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.config.batch_size.set_code(n.max(1));
+        self
+    }
+
+    /// The timer on which idle threads wake (default [`DEFAULT_FLUSH_INTERVAL`]): the longest a
+    /// lone record waits before it is written.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.config
+            .flush_interval_ms
+            .set_code(interval.as_millis().max(1) as u64);
+        self
+    }
+
+    /// The cap on a captured text value in bytes (default [`DEFAULT_MAX_FIELD_LEN`]). Longer
+    /// values are cut on a character boundary and marked as truncated.
+    pub fn max_field_len(mut self, bytes: usize) -> Self {
+        self.config.max_field_len.set_code(bytes);
+        self
+    }
+
+    /// Events kept on each span for sinks that attach events to spans (default
+    /// [`DEFAULT_SPAN_EVENT_LIMIT`]); later ones are counted on the span as dropped.
+    pub fn span_event_limit(mut self, n: usize) -> Self {
+        self.config.span_event_limit.set_code(n);
+        self
+    }
+
+    /// Each sink's buffer in records (default [`DEFAULT_SINK_BUFFER_CAPACITY`]).
+    pub fn sink_buffer_capacity(mut self, n: usize) -> Self {
+        self.config.sink_buffer_capacity.set_code(n.max(1));
+        self
+    }
+
+    /// How long dropping the guard may take (default [`DEFAULT_DROP_TIMEOUT`]).
+    pub fn drop_timeout(mut self, timeout: Duration) -> Self {
+        self.config
+            .drop_timeout_ms
+            .set_code(timeout.as_millis() as u64);
+        self
+    }
+
+    /// Makes `ERROR` events whose target starts with `prefix` critical (default: none). An
+    /// `ERROR` event with the field `critical = true` is critical whatever its target.
+    pub fn critical_target(mut self, prefix: impl Into<String>) -> Self {
+        let mut targets = self.config.critical_targets.value.clone();
+        targets.push(prefix.into());
+        self.config.critical_targets.set_code(targets);
+        self
+    }
+
+    /// Turns recording on or off (default on; `OTEL_SDK_DISABLED=true` turns it off).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.config.enabled.set_code(enabled);
+        self
+    }
+
+    /// Adds a sink. Each sink gets its own thread and buffer.
+    pub fn sink(mut self, sink: impl Sink) -> Self {
+        self.sinks.push(Box::new(sink));
+        self
+    }
+
+    /// Adds a boxed sink.
+    pub fn boxed_sink(mut self, sink: Box<dyn Sink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Starts the sinks and the threads, and returns the layer and the guard that owns them.
+    pub fn build(mut self) -> Result<(OffloadLayer, Guard), BuildError> {
+        let c = &mut self.config;
+        if c.capacity.value == 0 {
+            return Err(BuildError::ZeroCapacity);
+        }
+        for w in &c.warnings {
+            eprintln!("tracing-offload: {w}");
+        }
+        let mut names: Vec<String> = Vec::with_capacity(self.sinks.len());
+        for sink in &mut self.sinks {
+            let name = sink.name().to_owned();
+            if names.contains(&name) {
+                return Err(BuildError::DuplicateSinkName(name));
+            }
+            sink.start().map_err(|source| BuildError::Sink {
+                sink: name.clone(),
+                source,
+            })?;
+            names.push(name);
+        }
+        c.sinks = names.clone();
+        let wants_span_events = self.sinks.iter().any(|s| s.wants_span_events());
+        let slots: Vec<Arc<SinkSlot>> = names
+            .into_iter()
+            .map(|name| {
+                let counters = Arc::new(SinkCounters::new(name, c.sink_buffer_capacity.value));
+                Arc::new(SinkSlot::new(counters, c.sink_buffer_capacity.value))
+            })
+            .collect();
+        let counters = Counters::new(slots.iter().map(|s| Arc::clone(&s.counters)).collect());
+        let capacity = c.capacity.value;
+        let queue = Queue::new(capacity, (capacity / 4).min(c.batch_size.value / 4).max(1));
+        let pipeline = Arc::new(Pipeline::new(
+            queue,
+            counters,
+            slots,
+            WorkerSettings {
+                batch_size: c.batch_size.value,
+                flush_interval: Duration::from_millis(c.flush_interval_ms.value),
+            },
+        ));
+        pipeline.spawn(self.sinks)?;
+        let settings = LayerSettings {
+            enabled: c.enabled.value,
+            backpressure: self.backpressure,
+            critical_block_timeout: Duration::from_millis(c.critical_block_timeout_ms.value),
+            max_field_len: c.max_field_len.value,
+            span_event_limit: if wants_span_events {
+                c.span_event_limit.value
+            } else {
+                0
+            },
+            critical_targets: c.critical_targets.value.clone().into(),
+        };
+        let drop_timeout = Duration::from_millis(c.drop_timeout_ms.value);
+        let handle = Handle {
+            pipeline: Arc::clone(&pipeline),
+            config: Arc::new(RwLock::new(self.config)),
+        };
+        Ok((
+            OffloadLayer::new(pipeline, settings),
+            Guard::new(handle, drop_timeout),
+        ))
+    }
+}

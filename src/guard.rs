@@ -1,0 +1,129 @@
+//! The [`Guard`] that owns the pipeline's threads, and the clonable [`Handle`] to observe and
+//! control it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::stats::Stats;
+use crate::worker::{FlushError, Pipeline, ShutdownReport};
+
+/// A clonable, `Send + Sync` handle to a running pipeline: stats, config, flush.
+///
+/// Handles never keep the threads alive: once the [`Guard`] has shut the pipeline down, a
+/// handle still answers `stats()` with the final counters.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) config: Arc<std::sync::RwLock<Config>>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+// === impl Handle ===
+
+impl Handle {
+    /// A snapshot of every counter: records offered, enqueued, dropped by reason, queue depth,
+    /// and per-sink outcomes and latency.
+    pub fn stats(&self) -> Stats {
+        let p = &self.pipeline;
+        p.counters.snapshot(p.queue.len(), p.queue.capacity())
+    }
+
+    /// The effective configuration: every setting, where it came from, and the warnings that
+    /// reading the environment produced.
+    pub fn config(&self) -> Config {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until every record offered before this call has been written (exported, failed or
+    /// dropped with a reason) by every sink, or until `timeout` passes.
+    ///
+    /// On timeout, the error says what is still pending. Calling it does not stop the pipeline.
+    pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.pipeline.flush_until(Instant::now() + timeout)
+    }
+
+    /// Whether the drain thread is running (false after shutdown or if it died).
+    pub fn is_running(&self) -> bool {
+        self.pipeline.drain_alive()
+    }
+
+    /// Shuts the pipeline down: stops accepting records, flushes, and stops the threads, all
+    /// within `timeout`. Idempotent. See [`Guard::shutdown`].
+    pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {
+        self.pipeline.shutdown(timeout)
+    }
+}
+
+/// Owns the pipeline's threads. Dropping it flushes and stops them, waiting at most the
+/// configured [`Builder::drop_timeout`](crate::Builder::drop_timeout)
+/// ([`DEFAULT_DROP_TIMEOUT`](crate::DEFAULT_DROP_TIMEOUT)).
+///
+/// Keep it alive for as long as the program logs, typically in `main`:
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let _guard = tracing_offload::init()?; // a named binding: lives until the end of `main`
+/// tracing::info!("running");
+/// # Ok(()) }
+/// ```
+///
+/// **`let _ = init()?` drops the guard at once**: the pipeline shuts down immediately and every
+/// later record is dropped (counted with reason `shutdown`). Bind it to a name such as `_guard`.
+#[must_use = "dropping the guard shuts the pipeline down at once; bind it, e.g. `let _guard = …`"]
+pub struct Guard {
+    handle: Handle,
+    drop_timeout: Duration,
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("drop_timeout", &self.drop_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Guard ===
+
+impl Guard {
+    pub(crate) fn new(handle: Handle, drop_timeout: Duration) -> Self {
+        Guard {
+            handle,
+            drop_timeout,
+        }
+    }
+
+    /// A clonable handle for stats, config and flush, usable from any thread.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Stops accepting records (later ones are dropped with reason `shutdown`), flushes
+    /// everything offered before, and stops the threads, all within `timeout`.
+    ///
+    /// Returns the report, or [`FlushError::Abandoned`] saying what the deadline cut off (those
+    /// records are counted as dropped with reason `shutdown_deadline`). A second call is a no-op.
+    /// Safe to call from `Drop`, a panic hook, or inside a tokio runtime: it blocks the calling
+    /// thread only, never longer than `timeout`, and needs no async runtime.
+    pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {
+        self.handle.shutdown(timeout)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(e) = self.handle.shutdown(self.drop_timeout) {
+            eprintln!("tracing-offload: {e}");
+        }
+    }
+}

@@ -1,0 +1,565 @@
+//! The hot side: `impl Layer for OffloadLayer`.
+//!
+//! What runs on the calling thread, in order: a cached per-callsite classification (level,
+//! criticality), the back-pressure check, field capture into an owned record, one push. Nothing
+//! here formats for output, does I/O, or takes a lock (except a `Block` producer waiting for
+//! room).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record as SpanValues};
+use tracing_core::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+use crate::level::LogLevel;
+use crate::queue::Backpressure;
+use crate::record::DropReason;
+use crate::record::{
+    EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord, Text, ThreadInfo, TraceId,
+};
+use crate::worker::Pipeline;
+
+/// The `tracing` layer. Build it with [`OffloadLayer::builder`]; install it on a
+/// `tracing_subscriber::Registry`.
+///
+/// The layer only captures and enqueues; the [`Guard`](crate::Guard) returned with it owns the
+/// threads that write. Dropping the layer (e.g. with its subscriber) does not stop them.
+#[must_use = "a layer does nothing until it is added to a subscriber, e.g. `registry().with(layer)`"]
+pub struct OffloadLayer {
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) settings: LayerSettings,
+    /// Distinguishes this layer's entries in the thread-local callsite cache.
+    id: u64,
+}
+
+/// The layer's fixed settings.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerSettings {
+    pub(crate) enabled: bool,
+    pub(crate) backpressure: Backpressure,
+    pub(crate) critical_block_timeout: Duration,
+    pub(crate) max_field_len: usize,
+    /// 0 when no sink wants span events: then events are not attached to spans.
+    pub(crate) span_event_limit: usize,
+    pub(crate) critical_targets: Arc<[String]>,
+}
+
+impl fmt::Debug for OffloadLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OffloadLayer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is decided once per callsite (per thread) and then looked up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CallsiteClass {
+    level: LogLevel,
+    /// An `ERROR` callsite with a `critical` field: the value decides per event.
+    may_be_critical: bool,
+}
+
+// === impl OffloadLayer ===
+
+impl OffloadLayer {
+    /// Starts a [`Builder`](crate::Builder) with every setting at its default.
+    pub fn builder() -> crate::Builder {
+        crate::Builder::new()
+    }
+
+    pub(crate) fn new(pipeline: Arc<Pipeline>, settings: LayerSettings) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        OffloadLayer {
+            pipeline,
+            settings,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    fn classify_uncached(&self, meta: &'static Metadata<'static>) -> CallsiteClass {
+        let mut level = LogLevel::from_tracing(meta.level());
+        if level == LogLevel::Error
+            && self
+                .settings
+                .critical_targets
+                .iter()
+                .any(|p| meta.target().starts_with(p.as_str()))
+        {
+            level = LogLevel::Critical;
+        }
+        CallsiteClass {
+            level,
+            may_be_critical: level == LogLevel::Error && meta.fields().field("critical").is_some(),
+        }
+    }
+
+    #[inline]
+    fn classify(&self, meta: &'static Metadata<'static>) -> CallsiteClass {
+        let key = (self.id, meta as *const Metadata<'static> as usize);
+        CALLSITES.with(|cache| {
+            if let Some(class) = cache.borrow().get(&key) {
+                return *class;
+            }
+            let class = self.classify_uncached(meta);
+            let mut cache = cache.borrow_mut();
+            if cache.len() >= CALLSITE_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, class);
+            class
+        })
+    }
+
+    #[inline]
+    fn policy_for(&self, level: LogLevel) -> Backpressure {
+        match (level, self.settings.backpressure) {
+            (LogLevel::Critical, Backpressure::Block { timeout }) => {
+                Backpressure::Block { timeout }
+            }
+            (LogLevel::Critical, _) => Backpressure::Block {
+                timeout: self.settings.critical_block_timeout,
+            },
+            (_, policy) => policy,
+        }
+    }
+
+    /// Offers one record; records offered after shutdown are counted and not built.
+    #[inline]
+    fn offer(&self, level: LogLevel, build: impl FnOnce() -> Record) {
+        let p = &self.pipeline;
+        // Acquire: pairs with the Release in shutdown, so a closed pipeline is never offered to.
+        if p.closed.load(Ordering::Acquire) {
+            p.counters.dropped.add(DropReason::Shutdown, 1);
+            return;
+        }
+        p.queue.offer(self.policy_for(level), &p.counters, build);
+    }
+
+    fn capture<'a>(
+        &'a self,
+        fields: &'a mut Fields,
+        message: Option<&'a mut Option<Text>>,
+    ) -> Capture<'a> {
+        Capture {
+            fields,
+            message,
+            cap: self.settings.max_field_len,
+            truncated: &self.pipeline.counters.truncated_values,
+            replace: false,
+        }
+    }
+}
+
+/// Thread-local cache of callsite classes, keyed by (layer id, callsite address).
+type CallsiteCache = HashMap<(u64, usize), CallsiteClass, BuildHasherDefault<AddrHasher>>;
+
+/// Bounds the cache; callsites are static, so this is only reached by pathological programs.
+const CALLSITE_CACHE_LIMIT: usize = 16_384;
+
+thread_local! {
+    static CALLSITES: RefCell<CallsiteCache> = RefCell::new(HashMap::default());
+    static THREAD: ThreadInfo = current_thread_info();
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+/// A fast hasher for (id, address) keys: addresses are already well spread.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64)
+    }
+}
+
+fn current_thread_info() -> ThreadInfo {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    ThreadInfo {
+        id: NEXT.fetch_add(1, Ordering::Relaxed),
+        name: std::thread::current().name().map(Arc::from),
+    }
+}
+
+fn thread_info() -> ThreadInfo {
+    THREAD.with(|t| t.clone())
+}
+
+fn seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(THREAD.with(|t| t.id));
+    h.finish() | 1
+}
+
+/// A wyrand step on a thread-local state: cheap, uncontended, good enough for ids.
+pub(crate) fn random_u64() -> u64 {
+    RNG.with(|s| {
+        let v = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+        s.set(v);
+        let t = u128::from(v) * u128::from(v ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    })
+}
+
+pub(crate) fn new_span_id() -> SpanId {
+    loop {
+        let v = random_u64();
+        if v != 0 {
+            return SpanId::from_u64(v);
+        }
+    }
+}
+
+pub(crate) fn new_trace_id() -> TraceId {
+    loop {
+        let v = (u128::from(random_u64()) << 64) | u128::from(random_u64());
+        if v != 0 {
+            return TraceId::from_u128(v);
+        }
+    }
+}
+
+/// A span's state, kept in the registry's extensions and freed when the span closes.
+#[derive(Debug)]
+pub(crate) struct SpanState {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent_span_id: Option<SpanId>,
+    pub(crate) parent_is_remote: bool,
+    pub(crate) sampled: bool,
+    level: LogLevel,
+    start: SystemTime,
+    started: Instant,
+    fields: Fields,
+    events: Vec<Arc<EventRecord>>,
+    dropped_events: u32,
+    thread: ThreadInfo,
+}
+
+impl SpanState {
+    fn into_record(self, metadata: &'static Metadata<'static>) -> SpanRecord {
+        let duration = self.started.elapsed();
+        SpanRecord {
+            level: self.level,
+            metadata,
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            parent_is_remote: self.parent_is_remote,
+            start: self.start,
+            end: self.start + duration,
+            duration,
+            fields: self.fields,
+            events: self.events,
+            dropped_events: self.dropped_events,
+            thread: self.thread,
+        }
+    }
+}
+
+impl<S> Layer<S> for OffloadLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(
+        &self,
+        _metadata: &'static Metadata<'static>,
+    ) -> tracing_core::subscriber::Interest {
+        if self.settings.enabled {
+            tracing_core::subscriber::Interest::always()
+        } else {
+            tracing_core::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, _metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        self.settings.enabled
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let meta = span.metadata();
+        let parent = span.parent().and_then(|p| {
+            p.extensions()
+                .get::<SpanState>()
+                .map(|s| (s.trace_id, s.span_id, s.sampled))
+        });
+        let (trace_id, parent_span_id, sampled) = match parent {
+            Some((trace, span, sampled)) => (trace, Some(span), sampled),
+            None => (new_trace_id(), None, true),
+        };
+        let mut fields = Fields::with_capacity(meta.fields().len());
+        attrs.record(&mut self.capture(&mut fields, None));
+        let state = SpanState {
+            trace_id,
+            span_id: new_span_id(),
+            parent_span_id,
+            parent_is_remote: false,
+            sampled,
+            level: self.classify(meta).level,
+            start: SystemTime::now(),
+            started: Instant::now(),
+            fields,
+            events: Vec::new(),
+            dropped_events: 0,
+            thread: thread_info(),
+        };
+        span.extensions_mut().insert(state);
+        self.pipeline
+            .counters
+            .open_spans
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(state) = ext.get_mut::<SpanState>() {
+            if state.sampled {
+                let mut capture = self.capture(&mut state.fields, None);
+                capture.replace = true;
+                values.record(&mut capture);
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let class = self.classify(meta);
+        let mut level = class.level;
+        if class.may_be_critical && is_marked_critical(event) {
+            level = LogLevel::Critical;
+        }
+        self.offer(level, || {
+            let mut fields = Fields::with_capacity(meta.fields().len());
+            let mut message = None;
+            event.record(&mut self.capture(&mut fields, Some(&mut message)));
+            let span = ctx.event_span(event);
+            let mut record = EventRecord {
+                timestamp: SystemTime::now(),
+                level,
+                metadata: meta,
+                message,
+                fields,
+                trace_id: None,
+                span_id: None,
+                thread: thread_info(),
+            };
+            let Some(span) = span else {
+                return Record::Event(Arc::new(record));
+            };
+            let mut ext = span.extensions_mut();
+            let Some(state) = ext.get_mut::<SpanState>() else {
+                return Record::Event(Arc::new(record));
+            };
+            record.trace_id = Some(state.trace_id);
+            record.span_id = Some(state.span_id);
+            let record = Arc::new(record);
+            if self.settings.span_event_limit > 0 && state.sampled {
+                if state.events.len() < self.settings.span_event_limit {
+                    state.events.push(Arc::clone(&record));
+                } else {
+                    state.dropped_events = state.dropped_events.saturating_add(1);
+                    self.pipeline.counters.span_events_dropped.incr();
+                }
+            }
+            Record::Event(record)
+        });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(state) = span.extensions_mut().remove::<SpanState>() else {
+            return;
+        };
+        self.pipeline
+            .counters
+            .open_spans
+            .fetch_sub(1, Ordering::Relaxed);
+        if !state.sampled {
+            return;
+        }
+        let meta = span.metadata();
+        self.offer(state.level, move || {
+            Record::Span(Arc::new(state.into_record(meta)))
+        });
+    }
+}
+
+/// Whether an event's `critical` field is `true`.
+fn is_marked_critical(event: &Event<'_>) -> bool {
+    struct Probe(bool);
+    impl Visit for Probe {
+        fn record_bool(&mut self, field: &Field, value: bool) {
+            if field.name() == "critical" {
+                self.0 = value;
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
+    }
+    let mut probe = Probe(false);
+    event.record(&mut probe);
+    probe.0
+}
+
+/// Captures field values into owned data, capping text at `cap` bytes.
+struct Capture<'a> {
+    fields: &'a mut Fields,
+    message: Option<&'a mut Option<Text>>,
+    cap: usize,
+    truncated: &'a crate::stats::Counter,
+    replace: bool,
+}
+
+impl<'a> Capture<'a> {
+    fn put(&mut self, field: &Field, value: FieldValue) {
+        let name = field.name();
+        if self.replace {
+            if let Some(slot) = self.fields.iter_mut().find(|(n, _)| *n == name) {
+                slot.1 = value;
+                return;
+            }
+        }
+        self.fields.push((name, value));
+    }
+
+    fn text(&mut self, value: impl FnOnce(&mut Capped<'_>)) -> Text {
+        let mut text = String::new();
+        let mut w = Capped {
+            buf: &mut text,
+            cap: self.cap,
+            total: 0,
+        };
+        value(&mut w);
+        let total = w.total;
+        let truncated_from = (total > self.cap).then_some(total);
+        if truncated_from.is_some() {
+            self.truncated.incr();
+        }
+        Text {
+            text,
+            truncated_from,
+        }
+    }
+
+    fn put_text(&mut self, field: &Field, value: impl FnOnce(&mut Capped<'_>)) {
+        let text = self.text(value);
+        if field.name() == "message" {
+            if let Some(message) = self.message.as_deref_mut() {
+                *message = Some(text);
+                return;
+            }
+        }
+        self.put(field, FieldValue::Str(text));
+    }
+}
+
+impl Visit for Capture<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, FieldValue::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, FieldValue::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, FieldValue::U64(value));
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.put(field, FieldValue::I128(value));
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.put(field, FieldValue::U128(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, FieldValue::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put_text(field, |w| {
+            let _ = w.write_str(value);
+        });
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put_text(field, |w| {
+            let _ = write!(w, "{value}");
+        });
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put_text(field, |w| {
+            let _ = write!(w, "{value:?}");
+        });
+    }
+}
+
+/// A writer that keeps the first `cap` bytes (on a char boundary) and counts the rest.
+struct Capped<'a> {
+    buf: &'a mut String,
+    cap: usize,
+    total: usize,
+}
+
+impl fmt::Write for Capped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.total += s.len();
+        let room = self.cap.saturating_sub(self.buf.len());
+        if s.len() <= room {
+            self.buf.push_str(s);
+        } else if room > 0 {
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.buf.push_str(&s[..end]);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_writer_cuts_on_char_boundaries_and_counts_everything() {
+        let mut buf = String::new();
+        let mut w = Capped {
+            buf: &mut buf,
+            cap: 5,
+            total: 0,
+        };
+        w.write_str("ab").unwrap();
+        w.write_str("cé€").unwrap(); // 1 + 2 + 3 bytes; only "cé" fits in the 3 left
+        w.write_str("zzz").unwrap();
+        assert_eq!(w.total, 11);
+        assert_eq!(buf, "abcé");
+    }
+
+    #[test]
+    fn ids_are_valid_and_distinct() {
+        let a = new_trace_id();
+        let b = new_trace_id();
+        assert!(a.is_valid() && b.is_valid() && a != b);
+        assert!(new_span_id().is_valid());
+    }
+}

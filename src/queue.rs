@@ -1,0 +1,264 @@
+//! The bounded queue between the layer and the drain thread, and the back-pressure policies.
+//!
+//! The queue is a `crossbeam_queue::ArrayQueue`: lock-free and bounded. Producers never take a
+//! lock unless they chose [`Backpressure::Block`] and the queue is full. The drain thread is
+//! woken once every `wake_every` accepted records (coalesced, never per record) and otherwise
+//! wakes on its own timer.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use serde::Serialize;
+
+use crate::record::{DropReason, Record};
+use crate::stats::Counters;
+
+/// What the layer does when the queue is full.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_offload::Backpressure;
+///
+/// let p: Backpressure = "block".parse().unwrap();
+/// assert_eq!(p, Backpressure::Block { timeout: tracing_offload::DEFAULT_BLOCK_TIMEOUT });
+/// assert_eq!(Backpressure::Block { timeout: Duration::from_millis(5) }.to_string(), "block");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backpressure {
+    /// Evict the oldest record to make room for the new one (the evicted record is counted as
+    /// dropped with reason `queue_full_oldest`). Keeps the most recent history.
+    DropOldest,
+    /// Refuse the new record (counted with reason `queue_full_newest`). The cheapest policy: a
+    /// refused record is never built, so nothing is allocated.
+    DropNewest,
+    /// Wait for room, at most `timeout`, then drop the record (reason `block_timeout`). The
+    /// calling thread is delayed but never waits forever.
+    Block {
+        /// The longest a calling thread waits for room.
+        timeout: Duration,
+    },
+}
+
+impl Backpressure {
+    /// The name used in configuration: `drop_oldest`, `drop_newest` or `block`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Backpressure::DropOldest => "drop_oldest",
+            Backpressure::DropNewest => "drop_newest",
+            Backpressure::Block { .. } => "block",
+        }
+    }
+}
+
+impl std::fmt::Display for Backpressure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Backpressure {
+    type Err = String;
+
+    /// Parses `drop_oldest`, `drop_newest` or `block` (the last with
+    /// [`DEFAULT_BLOCK_TIMEOUT`](crate::DEFAULT_BLOCK_TIMEOUT)); `-` may stand for `_`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "drop_oldest" => Ok(Backpressure::DropOldest),
+            "drop_newest" => Ok(Backpressure::DropNewest),
+            "block" => Ok(Backpressure::Block {
+                timeout: crate::builder::DEFAULT_BLOCK_TIMEOUT,
+            }),
+            _ => Err("expected drop_oldest, drop_newest or block".to_owned()),
+        }
+    }
+}
+
+/// Threads waiting for a condition that other threads make true: blocked producers waiting for
+/// room, flush callers waiting for progress, shutdown waiting for threads to finish.
+///
+/// Waiters re-check their condition at least every [`Notify::RECHECK`], so a notification
+/// that races with a waiter going to sleep costs at most that much latency, never a hang.
+#[derive(Debug, Default)]
+pub(crate) struct Notify {
+    waiters: AtomicUsize,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Notify {
+    const RECHECK: Duration = Duration::from_millis(2);
+
+    /// Waits until `ready()` is true or `deadline` passes; returns whether it became true.
+    pub(crate) fn wait_until(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
+        loop {
+            if ready() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // SeqCst: the waiter count must be visible to a notifier that made the condition
+            // true after our check above, or that notifier skips the condvar.
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let wait = (deadline - now).min(Self::RECHECK);
+            let _ = self.cond.wait_timeout(guard, wait);
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes every waiter, if there is one. Cheap when nobody waits.
+    pub(crate) fn notify(&self) {
+        // SeqCst: pairs with the increment in `wait_until` (see there).
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.cond.notify_all();
+        }
+    }
+}
+
+/// The queue with its wake-up machinery.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    records: ArrayQueue<Record>,
+    /// `accepted & wake_mask == 0` wakes the drain thread.
+    wake_mask: u64,
+    drain: OnceLock<Thread>,
+    drain_sleeping: AtomicBool,
+    /// Producers blocked for room wait here; the drain thread notifies after each batch.
+    pub(crate) room: Notify,
+}
+
+/// What happened to an offered record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offer {
+    Accepted,
+    Dropped(DropReason),
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize, wake_every: usize) -> Self {
+        let wake_every = wake_every.clamp(1, capacity.max(1)).next_power_of_two() as u64;
+        Queue {
+            records: ArrayQueue::new(capacity.max(1)),
+            wake_mask: wake_every - 1,
+            drain: OnceLock::new(),
+            drain_sleeping: AtomicBool::new(false),
+            room: Notify::default(),
+        }
+    }
+
+    pub(crate) fn set_drain_thread(&self, thread: Thread) {
+        let _ = self.drain.set(thread);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.records.capacity()
+    }
+
+    pub(crate) fn pop(&self) -> Option<Record> {
+        self.records.pop()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Wakes the drain thread now (flush, shutdown, a blocked producer).
+    pub(crate) fn wake_drain(&self) {
+        if let Some(t) = self.drain.get() {
+            t.unpark();
+        }
+    }
+
+    /// The drain thread calls this before parking; producers then know to wake it.
+    pub(crate) fn set_drain_sleeping(&self, sleeping: bool) {
+        self.drain_sleeping.store(sleeping, Ordering::Relaxed);
+    }
+
+    /// Offers one record under `policy`. `build` runs only when there is a chance to keep the
+    /// record, so a record refused at a full queue is never built.
+    #[inline]
+    pub(crate) fn offer(
+        &self,
+        policy: Backpressure,
+        counters: &Counters,
+        build: impl FnOnce() -> Record,
+    ) -> Offer {
+        let outcome = match policy {
+            Backpressure::DropNewest => {
+                if self.records.is_full() {
+                    Offer::Dropped(DropReason::QueueFullNewest)
+                } else {
+                    match self.records.push(build()) {
+                        Ok(()) => Offer::Accepted,
+                        Err(_) => Offer::Dropped(DropReason::QueueFullNewest),
+                    }
+                }
+            }
+            Backpressure::DropOldest => {
+                let evicted = self.records.force_push(build());
+                // Count the acceptance before the eviction it caused, so that a snapshot's
+                // `accepted - evicted` never goes backwards.
+                let n = counters.accepted.incr();
+                self.after_accept(n, counters);
+                if let Some(old) = evicted {
+                    counters.dropped.add(DropReason::QueueFullOldest, 1);
+                    drop(old);
+                }
+                return Offer::Accepted;
+            }
+            Backpressure::Block { timeout } => self.offer_blocking(timeout, build),
+        };
+        match outcome {
+            Offer::Accepted => {
+                let n = counters.accepted.incr();
+                self.after_accept(n, counters);
+            }
+            Offer::Dropped(reason) => counters.dropped.add(reason, 1),
+        }
+        outcome
+    }
+
+    fn offer_blocking(&self, timeout: Duration, build: impl FnOnce() -> Record) -> Offer {
+        if self.records.is_full() && !self.wait_for_room(Instant::now() + timeout) {
+            return Offer::Dropped(DropReason::BlockTimeout);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut record = build();
+        loop {
+            match self.records.push(record) {
+                Ok(()) => return Offer::Accepted,
+                Err(back) => record = back,
+            }
+            if !self.wait_for_room(deadline) {
+                return Offer::Dropped(DropReason::BlockTimeout);
+            }
+        }
+    }
+
+    fn wait_for_room(&self, deadline: Instant) -> bool {
+        self.wake_drain();
+        self.room.wait_until(deadline, || !self.records.is_full())
+    }
+
+    #[inline]
+    fn after_accept(&self, accepted_before: u64, counters: &Counters) {
+        if accepted_before & self.wake_mask == 0 {
+            let len = self.records.len();
+            counters.high_water_mark.fetch_max(len, Ordering::Relaxed);
+            if self.drain_sleeping.load(Ordering::Relaxed) {
+                self.wake_drain();
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `sink::Console`: human-readable lines on stdout or stderr.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+
+use crate::level::LogLevel;
+use crate::record::{write_rfc3339, FieldValue, Fields, Record};
+use crate::sink::{Sink, SinkError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Writes one human-readable line per record, coloured by level when the stream is a terminal.
+///
+/// ```text
+/// 2026-11-22T11:24:22.123456Z  INFO app::db: connected pool_size=8 trace_id=… span_id=…
+/// 2026-11-22T11:24:22.125001Z  INFO app::db: span `query` closed in 1.204ms rows=3 trace_id=… span_id=…
+/// ```
+#[derive(Debug)]
+pub struct Console {
+    stream: Stream,
+    ansi: Option<bool>,
+    colour: bool,
+    line: String,
+}
+
+// === impl Console ===
+
+impl Console {
+    /// A sink named `console` writing to standard output.
+    pub fn stdout() -> Self {
+        Self::on(Stream::Stdout)
+    }
+
+    /// A sink named `console` writing to standard error.
+    pub fn stderr() -> Self {
+        Self::on(Stream::Stderr)
+    }
+
+    fn on(stream: Stream) -> Self {
+        Console {
+            stream,
+            ansi: None,
+            colour: false,
+            line: String::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Forces colours on or off (default: on only when the stream is a terminal).
+    pub fn ansi(mut self, ansi: bool) -> Self {
+        self.ansi = Some(ansi);
+        self
+    }
+
+    fn format(&mut self, record: &Record) {
+        let out = &mut self.line;
+        let (ts, level) = match record {
+            Record::Event(e) => (e.timestamp, e.level),
+            Record::Span(s) => (s.end, s.level),
+            Record::Dropped(d) => (d.at, LogLevel::Warning),
+        };
+        write_rfc3339(out, ts);
+        out.push(' ');
+        let text = level.severity_text();
+        if self.colour {
+            let _ = write!(out, "\x1b[{}m{text:>5}\x1b[0m ", colour(level));
+        } else {
+            let _ = write!(out, "{text:>5} ");
+        }
+        match record {
+            Record::Event(e) => {
+                let _ = write!(out, "{}: ", e.metadata.target());
+                if let Some(m) = &e.message {
+                    let _ = write!(out, "{m}");
+                }
+                write_fields(out, &e.fields);
+                if let (Some(t), Some(s)) = (e.trace_id, e.span_id) {
+                    let _ = write!(out, " trace_id={t} span_id={s}");
+                }
+            }
+            Record::Span(s) => {
+                let _ = write!(
+                    out,
+                    "{}: span `{}` closed in {:?}",
+                    s.metadata.target(),
+                    s.metadata.name(),
+                    s.duration
+                );
+                write_fields(out, &s.fields);
+                let _ = write!(out, " trace_id={} span_id={}", s.trace_id, s.span_id);
+                if let Some(p) = s.parent_span_id {
+                    let _ = write!(out, " parent_span_id={p}");
+                }
+            }
+            Record::Dropped(d) => {
+                let _ = write!(out, "tracing_offload: {d}");
+            }
+        }
+        out.push('\n');
+    }
+}
+
+fn colour(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Trace => "35",
+        LogLevel::Debug => "34",
+        LogLevel::Info => "32",
+        LogLevel::Warning => "33",
+        LogLevel::Error => "31",
+        LogLevel::Critical => "1;41",
+    }
+}
+
+fn write_fields(out: &mut String, fields: &Fields) {
+    for (name, value) in fields {
+        let _ = match value {
+            FieldValue::Str(t) => write!(out, " {name}={:?}", t.to_string()),
+            other => write!(out, " {name}={other}"),
+        };
+    }
+}
+
+impl Sink for Console {
+    fn name(&self) -> &str {
+        "console"
+    }
+
+    fn start(&mut self) -> Result<(), SinkError> {
+        let terminal = match self.stream {
+            Stream::Stdout => std::io::stdout().is_terminal(),
+            Stream::Stderr => std::io::stderr().is_terminal(),
+        };
+        self.colour = self.ansi.unwrap_or(terminal);
+        Ok(())
+    }
+
+    fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
+        self.line.clear();
+        for record in batch {
+            self.format(record);
+        }
+        let result = match self.stream {
+            Stream::Stdout => std::io::stdout().lock().write_all(self.line.as_bytes()),
+            Stream::Stderr => std::io::stderr().lock().write_all(self.line.as_bytes()),
+        };
+        result.map_err(|e| SinkError::io("writing to the console", e))
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        let result = match self.stream {
+            Stream::Stdout => std::io::stdout().flush(),
+            Stream::Stderr => std::io::stderr().flush(),
+        };
+        result.map_err(|e| SinkError::io("flushing the console", e))
+    }
+}

@@ -1,0 +1,671 @@
+//! The crate's threads: the drain thread and one thread per sink, plus the flush and shutdown
+//! protocol.
+//!
+//! The drain thread is a small loop: wait for records (woken by producers every few records,
+//! or by its timer), pop a batch, hand each record to every sink's buffer (an `Arc` bump, never
+//! a copy; a full sink buffer counts a drop for that sink only), and repeat. It never blocks on
+//! a sink. Each sink thread pops batches from its buffer, exports them, counts the outcome,
+//! and flushes when its buffer runs dry.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::queue::{Notify, Queue};
+use crate::record::{DropNotice, DropReason, Record};
+use crate::sink::Sink;
+use crate::stats::{Counters, SinkCounters};
+
+/// Settings the threads need, fixed at build time.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerSettings {
+    pub(crate) batch_size: usize,
+    pub(crate) flush_interval: Duration,
+}
+
+/// One sink as the drain thread sees it.
+#[derive(Debug)]
+pub(crate) struct SinkSlot {
+    pub(crate) buffer: ArrayQueue<Record>,
+    pub(crate) counters: Arc<SinkCounters>,
+    thread: std::sync::OnceLock<thread::Thread>,
+    sleeping: AtomicBool,
+    /// Set once the drain thread has exited: the sink finishes its buffer and stops.
+    stop: AtomicBool,
+    finished: AtomicBool,
+    /// Set by shutdown when its deadline passed: the sink thread no longer counts outcomes.
+    abandoned: AtomicBool,
+}
+
+impl SinkSlot {
+    pub(crate) fn new(counters: Arc<SinkCounters>, capacity: usize) -> Self {
+        SinkSlot {
+            buffer: ArrayQueue::new(capacity.max(1)),
+            counters,
+            thread: Default::default(),
+            sleeping: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// Everything the layer, the threads and the handles share.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) queue: Queue,
+    pub(crate) counters: Counters,
+    pub(crate) sinks: Vec<Arc<SinkSlot>>,
+    pub(crate) settings: WorkerSettings,
+    /// No record is accepted once this is set.
+    pub(crate) closed: AtomicBool,
+    /// The drain thread exits once this is set and the queue is empty.
+    stop_drain: AtomicBool,
+    drain_finished: AtomicBool,
+    /// Flush and shutdown wait here; the drain and sink threads notify after each batch.
+    pub(crate) progress: Notify,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    shutdown_report: Mutex<Option<ShutdownReport>>,
+}
+
+/// What a [`flush`](crate::Handle::flush) or [`shutdown`](crate::Guard::shutdown) left undone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pending {
+    /// Records still in the queue.
+    pub queued: u64,
+    /// Records handed to sinks and not yet exported, failed or dropped, per sink name.
+    pub per_sink: Vec<(String, u64)>,
+}
+
+impl Pending {
+    /// Whether nothing is left.
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0 && self.per_sink.iter().all(|(_, n)| *n == 0)
+    }
+
+    /// Records left in the queue and in all sinks.
+    pub fn total(&self) -> u64 {
+        self.queued + self.per_sink.iter().map(|(_, n)| n).sum::<u64>()
+    }
+}
+
+/// The outcome of a completed shutdown.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShutdownReport {
+    /// How long the shutdown took.
+    pub elapsed: Duration,
+    /// What the deadline cut off; empty when everything was flushed. These records are counted
+    /// as dropped with reason `shutdown_deadline` in the sinks' stats.
+    pub abandoned: Pending,
+    /// Threads that had not finished by the deadline (left running, detached).
+    pub unfinished_threads: Vec<String>,
+}
+
+/// Errors from [`Handle::flush`](crate::Handle::flush) and
+/// [`Guard::shutdown`](crate::Guard::shutdown).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlushError {
+    /// The deadline passed with records still on their way.
+    #[error("deadline passed with {} records not yet written ({pending:?})", pending.total())]
+    Timeout {
+        /// What was left.
+        pending: Pending,
+    },
+    /// Shutdown finished but could not flush everything by the deadline.
+    #[error("shutdown abandoned {} records ({:?}); unfinished threads: {:?}", report.abandoned.total(), report.abandoned, report.unfinished_threads)]
+    Abandoned {
+        /// The full report.
+        report: ShutdownReport,
+    },
+}
+
+// === impl Pipeline ===
+
+impl Pipeline {
+    pub(crate) fn new(
+        queue: Queue,
+        counters: Counters,
+        sinks: Vec<Arc<SinkSlot>>,
+        settings: WorkerSettings,
+    ) -> Self {
+        Pipeline {
+            queue,
+            counters,
+            sinks,
+            settings,
+            closed: AtomicBool::new(false),
+            stop_drain: AtomicBool::new(false),
+            drain_finished: AtomicBool::new(false),
+            progress: Notify::default(),
+            threads: Mutex::new(Vec::new()),
+            shutdown_report: Mutex::new(None),
+        }
+    }
+
+    /// Starts the drain thread and one thread per sink.
+    pub(crate) fn spawn(self: &Arc<Self>, sinks: Vec<Box<dyn Sink>>) -> Result<(), std::io::Error> {
+        let mut handles = Vec::with_capacity(sinks.len() + 1);
+        for (sink, slot) in sinks.into_iter().zip(self.sinks.iter()) {
+            let pipeline = Arc::clone(self);
+            let slot = Arc::clone(slot);
+            let name = format!("offload-sink-{}", slot.counters.name);
+            let handle = thread::Builder::new()
+                .name(name)
+                .spawn(move || run_sink(pipeline, slot, sink))?;
+            let _ = self.sinks[handles.len()]
+                .thread
+                .set(handle.thread().clone());
+            handles.push(handle);
+        }
+        let pipeline = Arc::clone(self);
+        let drain = thread::Builder::new()
+            .name("offload-drain".into())
+            .spawn(move || run_drain(pipeline))?;
+        self.queue.set_drain_thread(drain.thread().clone());
+        handles.push(drain);
+        *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = handles;
+        Ok(())
+    }
+
+    /// What is still on its way: records in the queue and, per sink, handed over but not done.
+    pub(crate) fn pending(&self) -> Pending {
+        Pending {
+            queued: self.queue.len() as u64,
+            per_sink: self
+                .sinks
+                .iter()
+                .map(|s| {
+                    let c = &s.counters;
+                    (
+                        c.name.clone(),
+                        c.forwarded.get().saturating_sub(c.completed()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Waits until every record accepted before the call has been exported, failed or dropped
+    /// by every sink, or until `deadline`.
+    pub(crate) fn flush_until(&self, deadline: Instant) -> Result<(), FlushError> {
+        let target = self.counters.accepted.get();
+        self.queue.wake_drain();
+        let drained = self.progress.wait_until(deadline, || {
+            self.counters.drained.get() + self.counters.evicted() >= target
+                || self.drain_finished.load(Ordering::Acquire)
+        });
+        if drained {
+            let targets: Vec<u64> = self
+                .sinks
+                .iter()
+                .map(|s| s.counters.forwarded.get())
+                .collect();
+            for s in &self.sinks {
+                s.wake();
+            }
+            let done = self.progress.wait_until(deadline, || {
+                self.sinks.iter().zip(&targets).all(|(s, t)| {
+                    s.counters.completed() >= *t || s.finished.load(Ordering::Acquire)
+                })
+            });
+            if done {
+                return Ok(());
+            }
+        }
+        Err(FlushError::Timeout {
+            pending: self.pending(),
+        })
+    }
+
+    /// Closes the queue, flushes, stops the threads; idempotent (later calls return the first
+    /// report).
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut report_slot = self
+            .shutdown_report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(report) = report_slot.as_ref() {
+            return Ok(ShutdownReport {
+                elapsed: Duration::ZERO,
+                abandoned: Pending::default(),
+                unfinished_threads: report.unfinished_threads.clone(),
+            });
+        }
+        // Release: a producer that sees `closed` must also see everything before it.
+        self.closed.store(true, Ordering::Release);
+        self.stop_drain.store(true, Ordering::Release);
+        self.queue.wake_drain();
+        self.queue.room.notify();
+        let _ = self.progress.wait_until(deadline, || {
+            self.drain_finished.load(Ordering::Acquire)
+                && self
+                    .sinks
+                    .iter()
+                    .all(|s| s.finished.load(Ordering::Acquire))
+        });
+        let abandoned = self.abandon_unfinished();
+        let mut unfinished_threads = Vec::new();
+        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in handles {
+            let name = handle.thread().name().unwrap_or("offload").to_owned();
+            let finished = if name == "offload-drain" {
+                self.drain_finished.load(Ordering::Acquire)
+            } else {
+                self.sinks
+                    .iter()
+                    .find(|s| format!("offload-sink-{}", s.counters.name) == name)
+                    .is_none_or(|s| s.finished.load(Ordering::Acquire))
+            };
+            if finished {
+                let _ = handle.join();
+            } else {
+                unfinished_threads.push(name);
+            }
+        }
+        let report = ShutdownReport {
+            elapsed: started.elapsed(),
+            abandoned,
+            unfinished_threads,
+        };
+        *report_slot = Some(report.clone());
+        if report.abandoned.is_empty() && report.unfinished_threads.is_empty() {
+            Ok(report)
+        } else {
+            Err(FlushError::Abandoned { report })
+        }
+    }
+
+    /// After the shutdown deadline: counts whatever has not reached its end as dropped with
+    /// reason `shutdown_deadline`, so the per-sink accounting still adds up.
+    fn abandon_unfinished(&self) -> Pending {
+        let mut queued = 0;
+        while let Some(r) = self.queue.pop() {
+            if !matches!(r, Record::Dropped(_)) {
+                queued += 1;
+            }
+        }
+        self.counters
+            .dropped
+            .add(DropReason::ShutdownDeadline, queued);
+        let mut per_sink = Vec::new();
+        for s in &self.sinks {
+            if s.finished.load(Ordering::Acquire) {
+                per_sink.push((s.counters.name.clone(), 0));
+                continue;
+            }
+            s.abandoned.store(true, Ordering::SeqCst);
+            let c = &s.counters;
+            let left = c.forwarded.get().saturating_sub(c.completed());
+            c.dropped.add(DropReason::ShutdownDeadline, left);
+            per_sink.push((c.name.clone(), left));
+        }
+        Pending { queued, per_sink }
+    }
+
+    pub(crate) fn drain_alive(&self) -> bool {
+        !self.drain_finished.load(Ordering::Acquire)
+    }
+}
+
+/// Runs `f` with `tracing` switched off on this thread, so nothing the crate's own threads (or
+/// the libraries they call) log can re-enter the queue.
+fn without_tracing(f: impl FnOnce()) {
+    let _guard = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+    f()
+}
+
+// === the drain thread ===
+
+fn run_drain(pipeline: Arc<Pipeline>) {
+    without_tracing(|| {
+        let mut drain = Drain::new(&pipeline);
+        drain.run();
+        // Release: flush/shutdown waiters that see this flag also see the final counters.
+        pipeline.drain_finished.store(true, Ordering::Release);
+        for s in &pipeline.sinks {
+            s.stop.store(true, Ordering::Release);
+            s.wake();
+        }
+        pipeline.progress.notify();
+    })
+}
+
+struct Drain<'a> {
+    p: &'a Pipeline,
+    batch: Vec<Record>,
+    /// Queue-level drop counts already reported in a marker.
+    reported: Vec<u64>,
+    last_notice_at: SystemTime,
+}
+
+impl<'a> Drain<'a> {
+    fn new(p: &'a Pipeline) -> Self {
+        Drain {
+            p,
+            batch: Vec::with_capacity(p.settings.batch_size),
+            reported: vec![0; DropReason::ALL.len()],
+            last_notice_at: p.counters.started_at,
+        }
+    }
+
+    fn run(&mut self) {
+        loop {
+            self.p.counters.beat();
+            let depth = self.p.queue.len();
+            self.p
+                .counters
+                .high_water_mark
+                .fetch_max(depth, Ordering::Relaxed);
+            if depth == 0 {
+                if self.p.stop_drain.load(Ordering::Acquire) {
+                    // A record may have been accepted between the last pop and `closed`.
+                    if self.p.queue.is_empty() {
+                        self.fan_out_notice();
+                        return;
+                    }
+                } else {
+                    self.p.progress.notify();
+                    self.sleep();
+                    continue;
+                }
+            }
+            self.drain_batch();
+        }
+    }
+
+    fn sleep(&self) {
+        self.p.queue.set_drain_sleeping(true);
+        if self.p.queue.is_empty() && !self.p.stop_drain.load(Ordering::Acquire) {
+            thread::park_timeout(self.p.settings.flush_interval);
+        }
+        self.p.queue.set_drain_sleeping(false);
+    }
+
+    fn drain_batch(&mut self) {
+        self.maybe_add_notice();
+        let mut data = 0u64;
+        while self.batch.len() < self.p.settings.batch_size {
+            match self.p.queue.pop() {
+                Some(r) => {
+                    data += 1;
+                    self.batch.push(r);
+                }
+                None => break,
+            }
+        }
+        // Room was made: wake producers blocked on a full queue.
+        self.p.queue.room.notify();
+        for slot in &self.p.sinks {
+            forward(slot, &self.batch);
+        }
+        self.batch.clear();
+        self.p.counters.drained.add(data);
+        self.p.counters.drain_batches.incr();
+        self.p.progress.notify();
+    }
+
+    fn maybe_add_notice(&mut self) {
+        if let Some(notice) = self.notice() {
+            self.batch.push(Record::Dropped(Arc::new(notice)));
+        }
+    }
+
+    fn fan_out_notice(&mut self) {
+        if let Some(notice) = self.notice() {
+            let batch = [Record::Dropped(Arc::new(notice))];
+            for slot in &self.p.sinks {
+                forward(slot, &batch);
+            }
+        }
+    }
+
+    /// A marker for queue-level drops since the last one, if there were any.
+    fn notice(&mut self) -> Option<DropNotice> {
+        let now = self.p.counters.dropped.snapshot();
+        let by_reason: Vec<(DropReason, u64)> = now
+            .iter()
+            .zip(&self.reported)
+            .filter(|((_, n), seen)| *n > **seen)
+            .map(|((r, n), seen)| (*r, n - seen))
+            .collect();
+        if by_reason.is_empty() {
+            return None;
+        }
+        self.reported = now.iter().map(|(_, n)| *n).collect();
+        let at = SystemTime::now();
+        let since = std::mem::replace(&mut self.last_notice_at, at);
+        Some(DropNotice {
+            since,
+            at,
+            by_reason,
+        })
+    }
+}
+
+/// Hands a batch to one sink's buffer; a full buffer or a disabled sink counts the record as
+/// dropped at that sink. Markers are delivered best-effort and not counted.
+fn forward(slot: &SinkSlot, batch: &[Record]) {
+    let c = &slot.counters;
+    let disabled = c.disabled.load(Ordering::Relaxed);
+    let mut data = 0;
+    for record in batch {
+        let is_data = !matches!(record, Record::Dropped(_));
+        if is_data {
+            data += 1;
+        }
+        if disabled {
+            if is_data {
+                c.dropped.add(DropReason::SinkDisabled, 1);
+            }
+            continue;
+        }
+        match slot.buffer.push(record.clone()) {
+            Ok(()) => {
+                c.buffered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) if is_data => c.dropped.add(DropReason::SinkBufferFull, 1),
+            Err(_) => {}
+        }
+    }
+    c.forwarded.add(data);
+    if slot.sleeping.load(Ordering::Relaxed) || slot.buffer.len() >= slot.buffer.capacity() / 2 {
+        slot.wake();
+    }
+}
+
+// === the sink threads ===
+
+fn run_sink(pipeline: Arc<Pipeline>, slot: Arc<SinkSlot>, sink: Box<dyn Sink>) {
+    without_tracing(|| {
+        let mut runner = SinkRunner::new(&pipeline, &slot, sink);
+        runner.run();
+        // Release: waiters that see `finished` also see the final counters.
+        slot.finished.store(true, Ordering::Release);
+        pipeline.progress.notify();
+    })
+}
+
+struct SinkRunner<'a> {
+    p: &'a Pipeline,
+    slot: &'a SinkSlot,
+    sink: Box<dyn Sink>,
+    batch: Vec<Record>,
+    /// Sink-level drop counts already reported in a marker.
+    reported: Vec<u64>,
+    last_notice_at: SystemTime,
+    dirty: bool,
+}
+
+impl<'a> SinkRunner<'a> {
+    fn new(p: &'a Pipeline, slot: &'a SinkSlot, sink: Box<dyn Sink>) -> Self {
+        SinkRunner {
+            p,
+            slot,
+            sink,
+            batch: Vec::with_capacity(p.settings.batch_size),
+            reported: vec![0; DropReason::ALL.len()],
+            last_notice_at: p.counters.started_at,
+            dirty: false,
+        }
+    }
+
+    fn run(&mut self) {
+        loop {
+            let data = self.fill_batch();
+            if self.batch.is_empty() {
+                if self.dirty {
+                    self.call("flush", |s| s.flush());
+                    self.dirty = false;
+                    continue;
+                }
+                if self.slot.stop.load(Ordering::Acquire) && self.slot.buffer.is_empty() {
+                    break;
+                }
+                self.sleep();
+                continue;
+            }
+            self.export_batch(data);
+            self.p.progress.notify();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        self.call("shutdown", |s| s.shutdown(deadline));
+    }
+
+    fn sleep(&self) {
+        self.slot.sleeping.store(true, Ordering::Relaxed);
+        if self.slot.buffer.is_empty() && !self.slot.stop.load(Ordering::Acquire) {
+            thread::park_timeout(self.p.settings.flush_interval);
+        }
+        self.slot.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Pops up to one batch; returns how many data records (not markers) it holds.
+    fn fill_batch(&mut self) -> u64 {
+        if let Some(notice) = self.notice() {
+            self.batch.push(Record::Dropped(Arc::new(notice)));
+        }
+        let mut data = 0;
+        while self.batch.len() < self.p.settings.batch_size {
+            match self.slot.buffer.pop() {
+                Some(r) => {
+                    self.slot.counters.buffered.fetch_sub(1, Ordering::Relaxed);
+                    if !matches!(r, Record::Dropped(_)) {
+                        data += 1;
+                    }
+                    self.batch.push(r);
+                }
+                None => break,
+            }
+        }
+        data
+    }
+
+    fn export_batch(&mut self, data: u64) {
+        let c = &self.slot.counters;
+        if c.disabled.load(Ordering::Relaxed) {
+            self.count(|c| c.dropped.add(DropReason::SinkDisabled, data));
+            self.batch.clear();
+            return;
+        }
+        let started = Instant::now();
+        let batch = std::mem::take(&mut self.batch);
+        let result = catch_unwind(AssertUnwindSafe(|| self.sink.export(&batch)));
+        c.latency.record(started.elapsed());
+        c.batches.incr();
+        match result {
+            Ok(Ok(())) => {
+                self.count(|c| c.exported.add(data));
+                c.note_success();
+            }
+            Ok(Err(e)) => {
+                self.count(|c| c.failed.add(data));
+                c.note_error(e.to_string());
+            }
+            Err(panic) => {
+                c.disabled.store(true, Ordering::Relaxed);
+                self.count(|c| c.dropped.add(DropReason::SinkDisabled, data));
+                c.note_error(format!(
+                    "sink panicked and was disabled: {}",
+                    panic_message(&panic)
+                ));
+            }
+        }
+        self.batch = batch;
+        self.batch.clear();
+        self.dirty = true;
+    }
+
+    /// Updates counters unless shutdown already counted this sink's records as abandoned.
+    fn count(&self, f: impl FnOnce(&SinkCounters)) {
+        if !self.slot.abandoned.load(Ordering::SeqCst) {
+            f(&self.slot.counters)
+        }
+    }
+
+    fn call(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut dyn Sink) -> Result<(), crate::sink::SinkError>,
+    ) {
+        let c = &self.slot.counters;
+        if c.disabled.load(Ordering::Relaxed) {
+            return;
+        }
+        match catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut()))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => c.note_error(format!("{what}: {e}")),
+            Err(panic) => {
+                c.disabled.store(true, Ordering::Relaxed);
+                c.note_error(format!(
+                    "sink panicked in {what} and was disabled: {}",
+                    panic_message(&panic)
+                ));
+            }
+        }
+    }
+
+    fn notice(&mut self) -> Option<DropNotice> {
+        let now = self.slot.counters.dropped.snapshot();
+        let by_reason: Vec<(DropReason, u64)> = now
+            .iter()
+            .zip(&self.reported)
+            .filter(|((r, n), seen)| *n > **seen && *r == DropReason::SinkBufferFull)
+            .map(|((r, n), seen)| (*r, n - seen))
+            .collect();
+        if by_reason.is_empty() {
+            return None;
+        }
+        self.reported = now.iter().map(|(_, n)| *n).collect();
+        let at = SystemTime::now();
+        let since = std::mem::replace(&mut self.last_notice_at, at);
+        Some(DropNotice {
+            since,
+            at,
+            by_reason,
+        })
+    }
+}
+
+fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
