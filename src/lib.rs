@@ -113,7 +113,8 @@
 //!
 //! # Supported Rust versions
 //!
-//! The minimum supported Rust version is 1.80.
+//! The minimum supported Rust version is 1.86 (what the OpenTelemetry and criterion
+//! dependencies need); it is raised only in a minor release, with a CHANGELOG entry.
 
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_code)]

@@ -81,7 +81,8 @@ pub(crate) struct Pipeline {
     drain_finished: AtomicBool,
     /// Flush and shutdown wait here; the drain and sink threads notify after each batch.
     pub(crate) progress: Notify,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The threads, each with the index of its sink (`None` for the drain thread).
+    threads: Mutex<Vec<(Option<usize>, JoinHandle<()>)>>,
     shutdown_report: Mutex<Option<ShutdownReport>>,
 }
 
@@ -159,28 +160,42 @@ impl Pipeline {
         }
     }
 
-    /// Starts the drain thread and one thread per sink.
+    /// Starts the drain thread and one thread per sink. If a thread cannot be started, the
+    /// ones already running are stopped.
     pub(crate) fn spawn(self: &Arc<Self>, sinks: Vec<Box<dyn Sink>>) -> Result<(), std::io::Error> {
         let mut handles = Vec::with_capacity(sinks.len() + 1);
-        for (sink, slot) in sinks.into_iter().zip(self.sinks.iter()) {
+        let result = self.spawn_into(sinks, &mut handles);
+        *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = handles;
+        if result.is_err() {
+            for s in &self.sinks {
+                s.stop.store(true, Ordering::Release);
+                s.wake();
+            }
+        }
+        result
+    }
+
+    fn spawn_into(
+        self: &Arc<Self>,
+        sinks: Vec<Box<dyn Sink>>,
+        handles: &mut Vec<(Option<usize>, JoinHandle<()>)>,
+    ) -> Result<(), std::io::Error> {
+        for (i, (sink, slot)) in sinks.into_iter().zip(self.sinks.iter()).enumerate() {
             let pipeline = Arc::clone(self);
             let slot = Arc::clone(slot);
             let name = format!("offload-sink-{}", slot.counters.name);
             let handle = thread::Builder::new()
                 .name(name)
                 .spawn(move || run_sink(pipeline, slot, sink))?;
-            let _ = self.sinks[handles.len()]
-                .thread
-                .set(handle.thread().clone());
-            handles.push(handle);
+            let _ = self.sinks[i].thread.set(handle.thread().clone());
+            handles.push((Some(i), handle));
         }
         let pipeline = Arc::clone(self);
         let drain = thread::Builder::new()
             .name("offload-drain".into())
             .spawn(move || run_drain(pipeline))?;
         self.queue.set_drain_thread(drain.thread().clone());
-        handles.push(drain);
-        *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = handles;
+        handles.push((None, drain));
         Ok(())
     }
 
@@ -265,19 +280,15 @@ impl Pipeline {
         let abandoned = self.abandon_unfinished();
         let mut unfinished_threads = Vec::new();
         let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for handle in handles {
-            let name = handle.thread().name().unwrap_or("offload").to_owned();
-            let finished = if name == "offload-drain" {
-                self.drain_finished.load(Ordering::Acquire)
-            } else {
-                self.sinks
-                    .iter()
-                    .find(|s| format!("offload-sink-{}", s.counters.name) == name)
-                    .is_none_or(|s| s.finished.load(Ordering::Acquire))
+        for (sink, handle) in handles {
+            let finished = match sink {
+                None => &self.drain_finished,
+                Some(i) => &self.sinks[i].finished,
             };
-            if finished {
+            if finished.load(Ordering::Acquire) {
                 let _ = handle.join();
             } else {
+                let name = handle.thread().name().unwrap_or("offload").to_owned();
                 unfinished_threads.push(name);
             }
         }
