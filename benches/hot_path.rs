@@ -32,15 +32,22 @@ use tracing_subscriber::prelude::*;
 struct CountingExporter(Arc<AtomicU64>);
 
 impl SpanExporter for CountingExporter {
-    fn export(&self, batch: Vec<SpanData>) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
         self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
         std::future::ready(Ok(()))
     }
 }
 
 impl LogExporter for CountingExporter {
-    fn export(&self, batch: LogBatch<'_>) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        self.0.fetch_add(batch.iter().count() as u64, Ordering::Relaxed);
+    fn export(
+        &self,
+        batch: LogBatch<'_>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.0
+            .fetch_add(batch.iter().count() as u64, Ordering::Relaxed);
         std::future::ready(Ok(()))
     }
 }
@@ -91,7 +98,10 @@ fn offload(dir: &std::path::Path) -> Candidate {
 fn fmt_json(dir: &std::path::Path) -> Candidate {
     let file = std::fs::File::create(dir.join("fmt.jsonl")).unwrap();
     let (writer, guard) = tracing_appender::non_blocking(file);
-    let subscriber = tracing_subscriber::fmt().json().with_writer(writer).finish();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(writer)
+        .finish();
     Candidate {
         name: "fmt_json_nonblocking",
         dispatch: Dispatch::new(subscriber),
@@ -115,7 +125,10 @@ fn otel_spans() -> Candidate {
         _keep: Box::new(provider),
         report: Box::new(move || {
             let _ = p.force_flush();
-            format!("spans exported {} (drops not counted per reason)", count.0.load(Ordering::Relaxed))
+            format!(
+                "spans exported {} (drops not counted per reason)",
+                count.0.load(Ordering::Relaxed)
+            )
         }),
     }
 }
@@ -133,13 +146,21 @@ fn otel_logs() -> Candidate {
         _keep: Box::new(provider),
         report: Box::new(move || {
             let _ = p.force_flush();
-            format!("logs exported {} (drops not counted per reason)", count.0.load(Ordering::Relaxed))
+            format!(
+                "logs exported {} (drops not counted per reason)",
+                count.0.load(Ordering::Relaxed)
+            )
         }),
     }
 }
 
 fn event() {
-    tracing::info!(user_id = 42u64, path = "/api/orders", latency_ms = 3.5, "request served");
+    tracing::info!(
+        user_id = 42u64,
+        path = "/api/orders",
+        latency_ms = 3.5,
+        "request served"
+    );
 }
 
 fn span_lifecycle() {
@@ -183,7 +204,8 @@ fn run(dispatch: &Dispatch, threads: usize, iters: u64, op: fn()) -> Duration {
 
 fn bench_workload(c: &mut Criterion, group: &str, op: fn(), candidates: &[Candidate]) {
     let mut g = c.benchmark_group(group);
-    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
     for threads in [1usize, 2] {
         for cand in candidates {
             g.bench_with_input(BenchmarkId::new(cand.name, threads), &threads, |b, &t| {
@@ -202,10 +224,20 @@ fn bench_workload(c: &mut Criterion, group: &str, op: fn(), candidates: &[Candid
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let events = [floor(), offload(dir.path()), fmt_json(dir.path()), otel_logs()];
+    let events = [
+        floor(),
+        offload(dir.path()),
+        fmt_json(dir.path()),
+        otel_logs(),
+    ];
     bench_workload(c, "event_3_fields", event, &events);
     drop(events);
-    let spans = [floor(), offload(dir.path()), fmt_json(dir.path()), otel_spans()];
+    let spans = [
+        floor(),
+        offload(dir.path()),
+        fmt_json(dir.path()),
+        otel_spans(),
+    ];
     bench_workload(c, "span_lifecycle", span_lifecycle, &spans);
     drop(spans);
     stalled_latency();
@@ -269,9 +301,15 @@ fn stalled_latency() {
         .sink(Stalled(release.clone()))
         .build()
         .unwrap();
-    percentiles("offload", &Dispatch::new(tracing_subscriber::registry().with(layer)));
+    percentiles(
+        "offload",
+        &Dispatch::new(tracing_subscriber::registry().with(layer)),
+    );
     let (writer, wguard) = tracing_appender::non_blocking(StalledWriter(release.clone()));
-    let fmt = tracing_subscriber::fmt().json().with_writer(writer).finish();
+    let fmt = tracing_subscriber::fmt()
+        .json()
+        .with_writer(writer)
+        .finish();
     percentiles("fmt_json_nonblocking", &Dispatch::new(fmt));
     let s = guard.handle().stats();
     eprintln!(
