@@ -26,8 +26,8 @@ use crate::stats::{Counters, SinkCounters};
 pub(crate) struct WorkerSettings {
     pub(crate) batch_size: usize,
     pub(crate) flush_interval: Duration,
-    /// Under `Backpressure::Block`, how long the drain thread waits for room in a full sink
-    /// buffer before dropping into it. `None`: never wait.
+    /// Under `Backpressure::Block { timeout }`, how long (`timeout / 2`) the drain thread waits
+    /// for room in a stalled sink's buffer before dropping into it. `None`: never wait.
     pub(crate) sink_wait: Option<Duration>,
     /// Under `Backpressure::DropOldest`, a full sink buffer evicts its oldest record.
     pub(crate) sink_evict_oldest: bool,
@@ -199,6 +199,17 @@ impl Pipeline {
         Ok(())
     }
 
+    /// A snapshot of every counter, with the queue's and the sink buffers' current lengths.
+    pub(crate) fn stats(&self) -> crate::stats::Stats {
+        let mut stats = self
+            .counters
+            .snapshot(self.queue.len(), self.queue.capacity());
+        for (s, slot) in stats.sinks.iter_mut().zip(&self.sinks) {
+            s.buffered = slot.buffer.len();
+        }
+        stats
+    }
+
     /// What is still on its way: records in the queue and, per sink, handed over but not done.
     pub(crate) fn pending(&self) -> Pending {
         Pending {
@@ -363,8 +374,9 @@ fn run_drain(pipeline: Arc<Pipeline>) {
 struct Drain<'a> {
     p: &'a Pipeline,
     batch: Vec<Record>,
-    /// Per sink: when its buffer was first found full in the current stall (under `Block`).
-    full_since: Vec<Option<(Instant, u64)>>,
+    /// Per sink: its export count and when that last changed or its buffer was last seen
+    /// empty (under `Block`, to tell a stalled sink from a busy one).
+    sink_progress: Vec<SinkProgress>,
 }
 
 impl<'a> Drain<'a> {
@@ -372,7 +384,7 @@ impl<'a> Drain<'a> {
         Drain {
             p,
             batch: Vec::with_capacity(p.settings.batch_size),
-            full_since: vec![None; p.sinks.len()],
+            sink_progress: vec![SinkProgress::new(); p.sinks.len()],
         }
     }
 
@@ -380,30 +392,14 @@ impl<'a> Drain<'a> {
     /// block timeout per stall: a sink that made no progress for that long is dropped into at
     /// once until it moves again, so one stalled sink delays the others at most once.
     fn forward_all(&mut self, batch: &[Record]) {
-        for (i, slot) in self.p.sinks.iter().enumerate() {
-            // A sink makes progress when it finishes an export call.
-            let moved = || slot.counters.batches.get();
-            let deadline = self
-                .p
-                .settings
-                .sink_wait
-                .map(|wait| match self.full_since[i] {
-                    Some((since, seen)) if seen == moved() => since + wait,
-                    _ => {
-                        self.full_since[i] = None;
-                        Instant::now() + wait
-                    }
-                });
-            let full = forward(
-                slot,
-                batch,
-                deadline,
-                &self.p.progress,
-                self.p.settings.sink_evict_oldest,
-            );
-            if full && self.full_since[i].is_none() {
-                self.full_since[i] = Some((Instant::now(), moved()));
-            }
+        for (slot, progress) in self.p.sinks.iter().zip(&mut self.sink_progress) {
+            progress.observe(slot);
+            let wait = self.p.settings.sink_wait.map(|wait| Wait {
+                wait,
+                progress,
+                notify: &self.p.progress,
+            });
+            forward(slot, batch, wait, self.p.settings.sink_evict_oldest);
         }
     }
 
@@ -459,62 +455,94 @@ impl<'a> Drain<'a> {
     }
 }
 
-/// Hands a batch to one sink's buffer; a full buffer (after waiting until `deadline`, if given;
-/// or evicting the oldest record, if `evict_oldest`) or a disabled sink counts a record as
-/// dropped at that sink. Returns whether the buffer was found full.
-fn forward(
-    slot: &SinkSlot,
-    batch: &[Record],
-    deadline: Option<Instant>,
-    progress: &Notify,
-    evict_oldest: bool,
-) -> bool {
+/// When a sink last showed it was alive: it finished an export, or had nothing to do.
+#[derive(Debug, Clone, Copy)]
+struct SinkProgress {
+    batches: u64,
+    at: Instant,
+}
+
+impl SinkProgress {
+    fn new() -> Self {
+        SinkProgress {
+            batches: 0,
+            at: Instant::now(),
+        }
+    }
+
+    fn observe(&mut self, slot: &SinkSlot) {
+        let batches = slot.counters.batches.get();
+        if batches != self.batches || slot.buffer.is_empty() {
+            *self = SinkProgress {
+                batches,
+                at: Instant::now(),
+            };
+        }
+    }
+}
+
+/// Under `Block`: how long the drain thread may wait for room in a sink's buffer.
+struct Wait<'a> {
+    wait: Duration,
+    progress: &'a mut SinkProgress,
+    notify: &'a Notify,
+}
+
+impl Wait<'_> {
+    /// Waits for room while the sink keeps moving: a sink that has not finished an export for
+    /// `wait` is stalled, and records for it are dropped at once until it moves again. So one
+    /// stalled sink holds up the others at most once, for `wait`.
+    fn for_room(&mut self, slot: &SinkSlot) -> bool {
+        loop {
+            self.progress.observe(slot);
+            let deadline = self.progress.at + self.wait;
+            if Instant::now() >= deadline {
+                return false;
+            }
+            slot.wake();
+            let seen = self.progress.batches;
+            let room = self.notify.wait_until(deadline, || {
+                !slot.buffer.is_full() || slot.counters.batches.get() != seen
+            });
+            if !slot.buffer.is_full() {
+                return true;
+            }
+            if !room {
+                return false;
+            }
+        }
+    }
+}
+
+/// Hands a batch to one sink's buffer. When the buffer is full: under `Block` (`wait`), wait
+/// for room while the sink moves; under `DropOldest` (`evict_oldest`), evict its oldest record;
+/// otherwise drop the new one. Every record not handed over is counted as dropped at that sink.
+fn forward(slot: &SinkSlot, batch: &[Record], mut wait: Option<Wait<'_>>, evict_oldest: bool) {
     let c = &slot.counters;
-    let mut found_full = false;
     c.forwarded.add(batch.len() as u64);
     if c.disabled.load(Ordering::Relaxed) {
         c.dropped.add(DropReason::SinkDisabled, batch.len() as u64);
-        return false;
+        return;
     }
     for record in batch {
         let mut record = record.clone();
         if evict_oldest {
-            match slot.buffer.force_push(record) {
-                None => {
-                    c.buffered.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(_evicted) => {
-                    found_full = true;
-                    c.dropped.add(DropReason::SinkBufferFull, 1);
-                }
+            if slot.buffer.force_push(record).is_some() {
+                c.dropped.add(DropReason::SinkBufferFull, 1);
             }
             continue;
         }
-        loop {
-            match slot.buffer.push(record) {
-                Ok(()) => {
-                    c.buffered.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Err(back) => {
-                    found_full = true;
-                    record = back;
-                    let waited = deadline.is_some_and(|deadline| {
-                        slot.wake();
-                        progress.wait_until(deadline, || !slot.buffer.is_full())
-                    });
-                    if !waited {
-                        c.dropped.add(DropReason::SinkBufferFull, 1);
-                        break;
-                    }
-                }
+        while let Err(back) = slot.buffer.push(record) {
+            record = back;
+            if !wait.as_mut().is_some_and(|w| w.for_room(slot)) {
+                c.dropped.add(DropReason::SinkBufferFull, 1);
+                break;
             }
         }
     }
     if slot.sleeping.load(Ordering::Relaxed) || slot.buffer.len() >= slot.buffer.capacity() / 2 {
         slot.wake();
     }
-    found_full
 }
 
 // === the sink threads ===
@@ -599,7 +627,6 @@ impl<'a> SinkRunner<'a> {
         while self.batch.len() < self.p.settings.batch_size {
             match self.slot.buffer.pop() {
                 Some(r) => {
-                    self.slot.counters.buffered.fetch_sub(1, Ordering::Relaxed);
                     if !matches!(r, Record::Dropped(_)) {
                         data += 1;
                     }
