@@ -137,8 +137,7 @@ impl OffloadLayer {
     #[inline]
     fn offer(&self, level: LogLevel, build: impl FnOnce() -> Record) {
         let p = &self.pipeline;
-        // Acquire: pairs with the Release in shutdown, so a closed pipeline is never offered to.
-        if p.closed.load(Ordering::Acquire) {
+        if p.closed.is_set() {
             p.counters.dropped.add(DropReason::Shutdown, 1);
             return;
         }

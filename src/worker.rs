@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::queue::{Notify, Queue};
+use crate::queue::{Flag, Notify, Queue};
 use crate::record::{DropNotice, DropReason, Record};
 use crate::sink::Sink;
 use crate::stats::{Counters, SinkCounters};
@@ -41,10 +41,10 @@ pub(crate) struct SinkSlot {
     thread: std::sync::OnceLock<thread::Thread>,
     sleeping: AtomicBool,
     /// Set once the drain thread has exited: the sink finishes its buffer and stops.
-    stop: AtomicBool,
-    finished: AtomicBool,
+    stop: Flag,
+    finished: Flag,
     /// Set by shutdown when its deadline passed: the sink thread no longer counts outcomes.
-    abandoned: AtomicBool,
+    abandoned: Flag,
 }
 
 impl SinkSlot {
@@ -54,9 +54,9 @@ impl SinkSlot {
             counters,
             thread: Default::default(),
             sleeping: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            finished: AtomicBool::new(false),
-            abandoned: AtomicBool::new(false),
+            stop: Flag::default(),
+            finished: Flag::default(),
+            abandoned: Flag::default(),
         }
     }
 
@@ -75,10 +75,10 @@ pub(crate) struct Pipeline {
     pub(crate) sinks: Vec<Arc<SinkSlot>>,
     pub(crate) settings: WorkerSettings,
     /// No record is accepted once this is set.
-    pub(crate) closed: AtomicBool,
+    pub(crate) closed: Flag,
     /// The drain thread exits once this is set and the queue is empty.
-    stop_drain: AtomicBool,
-    drain_finished: AtomicBool,
+    stop_drain: Flag,
+    drain_finished: Flag,
     /// Flush and shutdown wait here; the drain and sink threads notify after each batch.
     pub(crate) progress: Notify,
     /// The threads, each with the index of its sink (`None` for the drain thread).
@@ -151,9 +151,9 @@ impl Pipeline {
             counters,
             sinks,
             settings,
-            closed: AtomicBool::new(false),
-            stop_drain: AtomicBool::new(false),
-            drain_finished: AtomicBool::new(false),
+            closed: Flag::default(),
+            stop_drain: Flag::default(),
+            drain_finished: Flag::default(),
             progress: Notify::default(),
             threads: Mutex::new(Vec::new()),
             shutdown_report: Mutex::new(None),
@@ -168,7 +168,7 @@ impl Pipeline {
         *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = handles;
         if result.is_err() {
             for s in &self.sinks {
-                s.stop.store(true, Ordering::Release);
+                s.stop.set();
                 s.wake();
             }
         }
@@ -235,7 +235,7 @@ impl Pipeline {
         self.queue.wake_drain();
         let drained = self.progress.wait_until(deadline, || {
             self.counters.drained.get() + self.counters.evicted() >= target
-                || self.drain_finished.load(Ordering::Acquire)
+                || self.drain_finished.is_set()
         });
         if drained {
             let targets: Vec<u64> = self
@@ -247,9 +247,10 @@ impl Pipeline {
                 s.wake();
             }
             let done = self.progress.wait_until(deadline, || {
-                self.sinks.iter().zip(&targets).all(|(s, t)| {
-                    s.counters.completed() >= *t || s.finished.load(Ordering::Acquire)
-                })
+                self.sinks
+                    .iter()
+                    .zip(&targets)
+                    .all(|(s, t)| s.counters.completed() >= *t || s.finished.is_set())
             });
             if done {
                 return Ok(());
@@ -276,17 +277,12 @@ impl Pipeline {
                 unfinished_threads: report.unfinished_threads.clone(),
             });
         }
-        // Release: a producer that sees `closed` must also see everything before it.
-        self.closed.store(true, Ordering::Release);
-        self.stop_drain.store(true, Ordering::Release);
+        self.closed.set();
+        self.stop_drain.set();
         self.queue.wake_drain();
         self.queue.room.notify();
         let _ = self.progress.wait_until(deadline, || {
-            self.drain_finished.load(Ordering::Acquire)
-                && self
-                    .sinks
-                    .iter()
-                    .all(|s| s.finished.load(Ordering::Acquire))
+            self.drain_finished.is_set() && self.sinks.iter().all(|s| s.finished.is_set())
         });
         let abandoned = self.abandon_unfinished();
         let mut unfinished_threads = Vec::new();
@@ -296,7 +292,7 @@ impl Pipeline {
                 None => &self.drain_finished,
                 Some(i) => &self.sinks[i].finished,
             };
-            if finished.load(Ordering::Acquire) {
+            if finished.is_set() {
                 let _ = handle.join();
             } else {
                 let name = handle.thread().name().unwrap_or("offload").to_owned();
@@ -330,11 +326,11 @@ impl Pipeline {
             .add(DropReason::ShutdownDeadline, queued);
         let mut per_sink = Vec::new();
         for s in &self.sinks {
-            if s.finished.load(Ordering::Acquire) {
+            if s.finished.is_set() {
                 per_sink.push((s.counters.name.clone(), 0));
                 continue;
             }
-            s.abandoned.store(true, Ordering::SeqCst);
+            s.abandoned.set();
             let c = &s.counters;
             let left = c.forwarded.get().saturating_sub(c.completed());
             c.dropped.add(DropReason::ShutdownDeadline, left);
@@ -344,7 +340,7 @@ impl Pipeline {
     }
 
     pub(crate) fn drain_alive(&self) -> bool {
-        !self.drain_finished.load(Ordering::Acquire)
+        !self.drain_finished.is_set()
     }
 }
 
@@ -361,10 +357,9 @@ fn run_drain(pipeline: Arc<Pipeline>) {
     without_tracing(|| {
         let mut drain = Drain::new(&pipeline);
         drain.run();
-        // Release: flush/shutdown waiters that see this flag also see the final counters.
-        pipeline.drain_finished.store(true, Ordering::Release);
+        pipeline.drain_finished.set();
         for s in &pipeline.sinks {
-            s.stop.store(true, Ordering::Release);
+            s.stop.set();
             s.wake();
         }
         pipeline.progress.notify();
@@ -412,7 +407,7 @@ impl<'a> Drain<'a> {
                 .high_water_mark
                 .fetch_max(depth, Ordering::Relaxed);
             if depth == 0 {
-                if self.p.stop_drain.load(Ordering::Acquire) {
+                if self.p.stop_drain.is_set() {
                     // A record may have been accepted between the last pop and `closed`.
                     if self.p.queue.is_empty() {
                         return;
@@ -429,7 +424,7 @@ impl<'a> Drain<'a> {
 
     fn sleep(&self) {
         self.p.queue.set_drain_sleeping(true);
-        if self.p.queue.is_empty() && !self.p.stop_drain.load(Ordering::Acquire) {
+        if self.p.queue.is_empty() && !self.p.stop_drain.is_set() {
             thread::park_timeout(self.p.settings.flush_interval);
         }
         self.p.queue.set_drain_sleeping(false);
@@ -551,8 +546,7 @@ fn run_sink(pipeline: Arc<Pipeline>, slot: Arc<SinkSlot>, sink: Box<dyn Sink>) {
     without_tracing(|| {
         let mut runner = SinkRunner::new(&pipeline, &slot, sink);
         runner.run();
-        // Release: waiters that see `finished` also see the final counters.
-        slot.finished.store(true, Ordering::Release);
+        slot.finished.set();
         pipeline.progress.notify();
     })
 }
@@ -585,7 +579,7 @@ impl<'a> SinkRunner<'a> {
         loop {
             let data = self.fill_batch();
             if self.batch.is_empty() {
-                if self.slot.stop.load(Ordering::Acquire) && self.slot.buffer.is_empty() {
+                if self.slot.stop.is_set() && self.slot.buffer.is_empty() {
                     // Last chance to report drops in-band.
                     if let Some(notice) = self.notice() {
                         self.batch.push(Record::Dropped(Arc::new(notice)));
@@ -597,7 +591,7 @@ impl<'a> SinkRunner<'a> {
                     self.dirty = false;
                     continue;
                 }
-                if self.slot.stop.load(Ordering::Acquire) && self.slot.buffer.is_empty() {
+                if self.slot.stop.is_set() && self.slot.buffer.is_empty() {
                     break;
                 }
                 self.sleep();
@@ -612,7 +606,7 @@ impl<'a> SinkRunner<'a> {
 
     fn sleep(&self) {
         self.slot.sleeping.store(true, Ordering::Relaxed);
-        if self.slot.buffer.is_empty() && !self.slot.stop.load(Ordering::Acquire) {
+        if self.slot.buffer.is_empty() && !self.slot.stop.is_set() {
             thread::park_timeout(self.p.settings.flush_interval);
         }
         self.slot.sleeping.store(false, Ordering::Relaxed);
@@ -675,7 +669,7 @@ impl<'a> SinkRunner<'a> {
 
     /// Updates counters unless shutdown already counted this sink's records as abandoned.
     fn count(&self, f: impl FnOnce(&SinkCounters)) {
-        if !self.slot.abandoned.load(Ordering::SeqCst) {
+        if !self.slot.abandoned.is_set() {
             f(&self.slot.counters)
         }
     }
