@@ -121,6 +121,10 @@
 mod builder;
 mod config;
 mod guard;
+// === admin (issue 5) ===
+pub mod health;
+pub mod metrics;
+// === end admin ===
 mod layer;
 mod level;
 mod queue;

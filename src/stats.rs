@@ -282,6 +282,7 @@ impl Counters {
             capacity,
             high_water_mark: self.high_water_mark.load(Relaxed).max(queue_len),
             open_spans: self.open_spans.load(Relaxed),
+            oldest_open_span_age: None, // admin (issue 5): filled in when the layer tracks it
             truncated_values: self.truncated_values.get(),
             span_events_dropped: self.span_events_dropped.get(),
             drain_batches: self.drain_batches.get(),
@@ -321,6 +322,11 @@ pub struct Stats {
     pub high_water_mark: usize,
     /// Spans open right now (their state is alive in the registry).
     pub open_spans: u64,
+    // === admin (issue 5): stuck-span detection input for health ===
+    /// How long the oldest span still open has been open; `None` when there is no open span
+    /// or the layer does not track it.
+    pub oldest_open_span_age: Option<Duration>,
+    // === end admin ===
     /// Field values cut at the length cap.
     pub truncated_values: u64,
     /// Events inside spans past the span-event limit (kept as events, not on the span).
@@ -431,6 +437,39 @@ impl LatencyHistogram {
         None
     }
 }
+
+// === admin (issue 5): a filled-in snapshot for the metrics and health unit tests ===
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A pipeline with drops, a failing sink and a few latency observations.
+    pub(crate) fn sample_stats() -> Stats {
+        let json = SinkCounters::new("json".into(), 100);
+        json.forwarded.add(90);
+        json.exported.add(83);
+        json.failed.add(5);
+        json.dropped.add(DropReason::SinkBufferFull, 2);
+        json.retries.add(1);
+        json.batches.add(4);
+        json.latency.record(Duration::from_micros(900));
+        json.latency.record(Duration::from_micros(900));
+        json.latency.record(Duration::from_millis(9));
+        json.latency.record(Duration::from_secs(20));
+        json.note_error("collector unreachable".into());
+        let c = Counters::new(vec![Arc::new(json)]);
+        c.accepted.add(90);
+        c.dropped.add(DropReason::QueueFullNewest, 7);
+        c.sampled_out.add(3);
+        c.drained.add(90);
+        c.high_water_mark.store(512, Relaxed);
+        let mut s = c.snapshot(10, 1024);
+        s.heartbeat_age = Duration::from_millis(250);
+        s.sinks[0].failing_for = Some(Duration::from_millis(1500));
+        s
+    }
+}
+// === end admin ===
 
 #[cfg(test)]
 mod tests {
