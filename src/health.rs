@@ -17,9 +17,9 @@
 //!
 //! ```
 //! use tracing_offload::health::{HealthConfig, HealthMonitor, HealthStatus};
-//! use tracing_offload::{sink, OffloadLayer};
+//! use tracing_offload::OffloadLayer;
 //!
-//! let (_layer, guard) = OffloadLayer::builder().sink(sink::Channel::new().0).build()?;
+//! let (_layer, guard) = OffloadLayer::builder().build()?;
 //! let handle = guard.handle();
 //! let monitor = HealthMonitor::new(HealthConfig::default());
 //! let health = monitor.check(&handle.stats(), handle.is_running());

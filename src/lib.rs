@@ -122,6 +122,8 @@ mod builder;
 mod config;
 mod guard;
 // === admin (issue 5) ===
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod health;
 pub mod metrics;
 // === end admin ===

@@ -52,11 +52,9 @@
 //! ```
 //! use prometheus_client::registry::Registry;
 //! use tracing_offload::metrics::{render_prometheus, OffloadCollector};
-//! use tracing_offload::{sink, OffloadLayer};
+//! use tracing_offload::OffloadLayer;
 //!
-//! let (_layer, guard) = OffloadLayer::builder()
-//!     .sink(sink::Channel::new().0)
-//!     .build()?;
+//! let (_layer, guard) = OffloadLayer::builder().build()?;
 //! let handle = guard.handle();
 //!
 //! // The text a `/metrics` endpoint serves:
