@@ -59,6 +59,9 @@ fn promtool_accepts_the_metrics_in_every_state() {
     let _ = guard.shutdown(DEADLINE); // the disabled sink may have abandoned records
     check("after shutdown");
     let text = handle.render_prometheus();
-    assert!(text.contains("offload_sink_disabled{sink=\"flaky\"} 1\n"), "{text}");
+    assert!(
+        text.contains("offload_sink_disabled{sink=\"flaky\"} 1\n"),
+        "{text}"
+    );
     assert!(ok.exported() > 0);
 }
