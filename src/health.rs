@@ -371,7 +371,7 @@ fn evaluate(
         open_spans_health(config, stats),
     ];
     for sink in &stats.sinks {
-        let dropped_recently = recent.sinks.iter().any(|n| *n == sink.name);
+        let dropped_recently = recent.sinks.contains(&sink.name);
         components.push(sink_health(config, sink, dropped_recently));
     }
     for c in &mut components {
