@@ -1,1 +1,325 @@
-fn main() {}
+//! The calling thread's cost, side by side in one run:
+//!
+//! * `floor`: a `Registry` with no layer;
+//! * `offload`: this crate with a JSON file sink;
+//! * `fmt_json_nonblocking`: `tracing_subscriber::fmt().json()` + `tracing_appender::non_blocking`
+//!   to a file;
+//! * `otel_sdk_batch`: `tracing-opentelemetry` + the SDK's batch span processor (spans), with an
+//!   exporter that only counts;
+//! * `otel_appender_batch`: `opentelemetry-appender-tracing` + the SDK's batch log processor
+//!   (events), with an exporter that only counts.
+//!
+//! Workloads: an event with three fields, and a span lifecycle with one event inside, each with
+//! 1 and 2 threads. Then, outside criterion, per-call latency percentiles of the event while the
+//! sink is stalled, and how many records each pipeline lost and whether it said so.
+//!
+//! Run: `cargo bench --bench hot_path` (add `-- --quick` for a fast pass).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing::Dispatch;
+use tracing_offload::{sink, Backpressure, Guard, OffloadLayer};
+use tracing_subscriber::prelude::*;
+
+#[derive(Debug, Clone, Default)]
+struct CountingExporter(Arc<AtomicU64>);
+
+impl SpanExporter for CountingExporter {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        std::future::ready(Ok(()))
+    }
+}
+
+impl LogExporter for CountingExporter {
+    fn export(
+        &self,
+        batch: LogBatch<'_>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.0
+            .fetch_add(batch.iter().count() as u64, Ordering::Relaxed);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// One subscriber under test, with whatever must stay alive and a way to read its losses.
+struct Candidate {
+    name: &'static str,
+    dispatch: Dispatch,
+    _keep: Box<dyn std::any::Any>,
+    /// (offered, delivered, counted drops) after a flush, where the pipeline can tell.
+    report: Box<dyn Fn() -> String>,
+}
+
+fn floor() -> Candidate {
+    Candidate {
+        name: "floor",
+        dispatch: Dispatch::new(tracing_subscriber::registry()),
+        _keep: Box::new(()),
+        report: Box::new(String::new),
+    }
+}
+
+fn offload(dir: &std::path::Path) -> Candidate {
+    let (layer, guard) = OffloadLayer::builder()
+        .backpressure(Backpressure::DropNewest)
+        .sink(sink::JsonFile::new(dir.join("offload.jsonl")))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    Candidate {
+        name: "offload",
+        dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        _keep: Box::new(guard),
+        report: Box::new(move || {
+            let _ = handle.flush(Duration::from_secs(30));
+            let s = handle.stats();
+            format!(
+                "offered {} written {} dropped {} (counted, by reason {:?})",
+                s.offered,
+                s.sinks[0].exported,
+                s.dropped + s.sinks[0].dropped,
+                s.dropped_by_reason
+            )
+        }),
+    }
+}
+
+fn fmt_json(dir: &std::path::Path) -> Candidate {
+    let file = std::fs::File::create(dir.join("fmt.jsonl")).unwrap();
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(writer)
+        .finish();
+    Candidate {
+        name: "fmt_json_nonblocking",
+        dispatch: Dispatch::new(subscriber),
+        _keep: Box::new(guard),
+        report: Box::new(|| "drops not observable (lossy channel, no counter)".to_owned()),
+    }
+}
+
+fn otel_spans() -> Candidate {
+    let count = CountingExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(count.clone())
+        .build();
+    let tracer = provider.tracer("bench");
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    let p = provider.clone();
+    Candidate {
+        name: "otel_sdk_batch",
+        dispatch: Dispatch::new(subscriber),
+        _keep: Box::new(provider),
+        report: Box::new(move || {
+            let _ = p.force_flush();
+            format!(
+                "spans exported {} (drops not counted per reason)",
+                count.0.load(Ordering::Relaxed)
+            )
+        }),
+    }
+}
+
+fn otel_logs() -> Candidate {
+    let count = CountingExporter::default();
+    let provider = SdkLoggerProvider::builder()
+        .with_batch_exporter(count.clone())
+        .build();
+    let layer = opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(&provider);
+    let p = provider.clone();
+    Candidate {
+        name: "otel_appender_batch",
+        dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        _keep: Box::new(provider),
+        report: Box::new(move || {
+            let _ = p.force_flush();
+            format!(
+                "logs exported {} (drops not counted per reason)",
+                count.0.load(Ordering::Relaxed)
+            )
+        }),
+    }
+}
+
+fn event() {
+    tracing::info!(
+        user_id = 42u64,
+        path = "/api/orders",
+        latency_ms = 3.5,
+        "request served"
+    );
+}
+
+fn span_lifecycle() {
+    let span = tracing::info_span!("handle", route = "/api/orders");
+    let _e = span.enter();
+    tracing::info!(status = 200u64, "done");
+}
+
+/// Runs `op` `iters` times on each of `threads` threads; returns the wall time.
+fn run(dispatch: &Dispatch, threads: usize, iters: u64, op: fn()) -> Duration {
+    if threads == 1 {
+        return tracing::dispatcher::with_default(dispatch, || {
+            let start = Instant::now();
+            for _ in 0..iters {
+                op();
+            }
+            start.elapsed()
+        });
+    }
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (d, b) = (dispatch.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&d, || {
+                    b.wait();
+                    for _ in 0..iters {
+                        op();
+                    }
+                });
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().unwrap();
+    }
+    start.elapsed()
+}
+
+fn bench_workload(c: &mut Criterion, group: &str, op: fn(), candidates: &[Candidate]) {
+    let mut g = c.benchmark_group(group);
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for threads in [1usize, 2] {
+        for cand in candidates {
+            g.bench_with_input(BenchmarkId::new(cand.name, threads), &threads, |b, &t| {
+                b.iter_custom(|iters| run(&cand.dispatch, t, iters, op))
+            });
+        }
+    }
+    g.finish();
+    for cand in candidates {
+        let r = (cand.report)();
+        if !r.is_empty() {
+            eprintln!("{group}/{}: {r}", cand.name);
+        }
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let events = [
+        floor(),
+        offload(dir.path()),
+        fmt_json(dir.path()),
+        otel_logs(),
+    ];
+    bench_workload(c, "event_3_fields", event, &events);
+    drop(events);
+    let spans = [
+        floor(),
+        offload(dir.path()),
+        fmt_json(dir.path()),
+        otel_spans(),
+    ];
+    bench_workload(c, "span_lifecycle", span_lifecycle, &spans);
+    drop(spans);
+    stalled_latency();
+}
+
+/// A sink that never returns until the bench ends: the queue fills and stays full.
+struct Stalled(Arc<std::sync::atomic::AtomicBool>);
+
+impl sink::Sink for Stalled {
+    fn name(&self) -> &str {
+        "stalled"
+    }
+    fn export(&mut self, _: &[tracing_offload::Record]) -> Result<(), sink::SinkError> {
+        while !self.0.load(Ordering::Relaxed) {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+}
+
+/// A writer that blocks until the bench ends, for `non_blocking`.
+struct StalledWriter(Arc<std::sync::atomic::AtomicBool>);
+
+impl std::io::Write for StalledWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        while !self.0.load(Ordering::Relaxed) {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn percentiles(name: &str, dispatch: &Dispatch) {
+    const N: usize = 200_000;
+    let mut samples = Vec::with_capacity(N);
+    tracing::dispatcher::with_default(dispatch, || {
+        for _ in 0..N {
+            let t = Instant::now();
+            event();
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    });
+    samples.sort_unstable();
+    let q = |p: f64| samples[((N as f64 * p) as usize).min(N - 1)];
+    eprintln!(
+        "stalled_sink_latency/{name}: p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        samples[N - 1]
+    );
+}
+
+fn stalled_latency() {
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (layer, guard): (_, Guard) = OffloadLayer::builder()
+        .capacity(65_536)
+        .sink(Stalled(release.clone()))
+        .build()
+        .unwrap();
+    percentiles(
+        "offload",
+        &Dispatch::new(tracing_subscriber::registry().with(layer)),
+    );
+    let (writer, wguard) = tracing_appender::non_blocking(StalledWriter(release.clone()));
+    let fmt = tracing_subscriber::fmt()
+        .json()
+        .with_writer(writer)
+        .finish();
+    percentiles("fmt_json_nonblocking", &Dispatch::new(fmt));
+    let s = guard.handle().stats();
+    eprintln!(
+        "stalled_sink_latency/offload: offered {} dropped {} (all counted: {:?})",
+        s.offered, s.dropped, s.dropped_by_reason
+    );
+    release.store(true, Ordering::Relaxed);
+    drop(wguard);
+    drop(guard);
+}
+
+criterion_group!(hot_path, benches);
+criterion_main!(hot_path);

@@ -391,6 +391,11 @@ impl Builder {
             WorkerSettings {
                 batch_size: c.batch_size.value,
                 flush_interval: Duration::from_millis(c.flush_interval_ms.value),
+                sink_wait: match self.backpressure {
+                    Backpressure::Block { timeout } => Some(timeout),
+                    _ => None,
+                },
+                sink_evict_oldest: self.backpressure == Backpressure::DropOldest,
             },
         ));
         // === admin (issue 5): the handle exists before the threads, so that a bind failure

@@ -26,6 +26,11 @@ use crate::stats::{Counters, SinkCounters};
 pub(crate) struct WorkerSettings {
     pub(crate) batch_size: usize,
     pub(crate) flush_interval: Duration,
+    /// Under `Backpressure::Block`, how long the drain thread waits for room in a full sink
+    /// buffer before dropping into it. `None`: never wait.
+    pub(crate) sink_wait: Option<Duration>,
+    /// Under `Backpressure::DropOldest`, a full sink buffer evicts its oldest record.
+    pub(crate) sink_evict_oldest: bool,
 }
 
 /// One sink as the drain thread sees it.
@@ -76,7 +81,8 @@ pub(crate) struct Pipeline {
     drain_finished: AtomicBool,
     /// Flush and shutdown wait here; the drain and sink threads notify after each batch.
     pub(crate) progress: Notify,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The threads, each with the index of its sink (`None` for the drain thread).
+    threads: Mutex<Vec<(Option<usize>, JoinHandle<()>)>>,
     shutdown_report: Mutex<Option<ShutdownReport>>,
 }
 
@@ -154,28 +160,42 @@ impl Pipeline {
         }
     }
 
-    /// Starts the drain thread and one thread per sink.
+    /// Starts the drain thread and one thread per sink. If a thread cannot be started, the
+    /// ones already running are stopped.
     pub(crate) fn spawn(self: &Arc<Self>, sinks: Vec<Box<dyn Sink>>) -> Result<(), std::io::Error> {
         let mut handles = Vec::with_capacity(sinks.len() + 1);
-        for (sink, slot) in sinks.into_iter().zip(self.sinks.iter()) {
+        let result = self.spawn_into(sinks, &mut handles);
+        *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = handles;
+        if result.is_err() {
+            for s in &self.sinks {
+                s.stop.store(true, Ordering::Release);
+                s.wake();
+            }
+        }
+        result
+    }
+
+    fn spawn_into(
+        self: &Arc<Self>,
+        sinks: Vec<Box<dyn Sink>>,
+        handles: &mut Vec<(Option<usize>, JoinHandle<()>)>,
+    ) -> Result<(), std::io::Error> {
+        for (i, (sink, slot)) in sinks.into_iter().zip(self.sinks.iter()).enumerate() {
             let pipeline = Arc::clone(self);
             let slot = Arc::clone(slot);
             let name = format!("offload-sink-{}", slot.counters.name);
             let handle = thread::Builder::new()
                 .name(name)
                 .spawn(move || run_sink(pipeline, slot, sink))?;
-            let _ = self.sinks[handles.len()]
-                .thread
-                .set(handle.thread().clone());
-            handles.push(handle);
+            let _ = self.sinks[i].thread.set(handle.thread().clone());
+            handles.push((Some(i), handle));
         }
         let pipeline = Arc::clone(self);
         let drain = thread::Builder::new()
             .name("offload-drain".into())
             .spawn(move || run_drain(pipeline))?;
         self.queue.set_drain_thread(drain.thread().clone());
-        handles.push(drain);
-        *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = handles;
+        handles.push((None, drain));
         Ok(())
     }
 
@@ -260,19 +280,15 @@ impl Pipeline {
         let abandoned = self.abandon_unfinished();
         let mut unfinished_threads = Vec::new();
         let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for handle in handles {
-            let name = handle.thread().name().unwrap_or("offload").to_owned();
-            let finished = if name == "offload-drain" {
-                self.drain_finished.load(Ordering::Acquire)
-            } else {
-                self.sinks
-                    .iter()
-                    .find(|s| format!("offload-sink-{}", s.counters.name) == name)
-                    .is_none_or(|s| s.finished.load(Ordering::Acquire))
+        for (sink, handle) in handles {
+            let finished = match sink {
+                None => &self.drain_finished,
+                Some(i) => &self.sinks[i].finished,
             };
-            if finished {
+            if finished.load(Ordering::Acquire) {
                 let _ = handle.join();
             } else {
+                let name = handle.thread().name().unwrap_or("offload").to_owned();
                 unfinished_threads.push(name);
             }
         }
@@ -347,9 +363,8 @@ fn run_drain(pipeline: Arc<Pipeline>) {
 struct Drain<'a> {
     p: &'a Pipeline,
     batch: Vec<Record>,
-    /// Queue-level drop counts already reported in a marker.
-    reported: Vec<u64>,
-    last_notice_at: SystemTime,
+    /// Per sink: when its buffer was first found full in the current stall (under `Block`).
+    full_since: Vec<Option<(Instant, u64)>>,
 }
 
 impl<'a> Drain<'a> {
@@ -357,8 +372,38 @@ impl<'a> Drain<'a> {
         Drain {
             p,
             batch: Vec::with_capacity(p.settings.batch_size),
-            reported: vec![0; DropReason::ALL.len()],
-            last_notice_at: p.counters.started_at,
+            full_since: vec![None; p.sinks.len()],
+        }
+    }
+
+    /// Hands a batch to every sink. Under `Block`, a full sink buffer is waited on, up to the
+    /// block timeout per stall: a sink that made no progress for that long is dropped into at
+    /// once until it moves again, so one stalled sink delays the others at most once.
+    fn forward_all(&mut self, batch: &[Record]) {
+        for (i, slot) in self.p.sinks.iter().enumerate() {
+            // A sink makes progress when it finishes an export call.
+            let moved = || slot.counters.batches.get();
+            let deadline = self
+                .p
+                .settings
+                .sink_wait
+                .map(|wait| match self.full_since[i] {
+                    Some((since, seen)) if seen == moved() => since + wait,
+                    _ => {
+                        self.full_since[i] = None;
+                        Instant::now() + wait
+                    }
+                });
+            let full = forward(
+                slot,
+                batch,
+                deadline,
+                &self.p.progress,
+                self.p.settings.sink_evict_oldest,
+            );
+            if full && self.full_since[i].is_none() {
+                self.full_since[i] = Some((Instant::now(), moved()));
+            }
         }
     }
 
@@ -374,7 +419,6 @@ impl<'a> Drain<'a> {
                 if self.p.stop_drain.load(Ordering::Acquire) {
                     // A record may have been accepted between the last pop and `closed`.
                     if self.p.queue.is_empty() {
-                        self.fan_out_notice();
                         return;
                     }
                 } else {
@@ -396,95 +440,81 @@ impl<'a> Drain<'a> {
     }
 
     fn drain_batch(&mut self) {
-        self.maybe_add_notice();
-        let mut data = 0u64;
         while self.batch.len() < self.p.settings.batch_size {
             match self.p.queue.pop() {
-                Some(r) => {
-                    data += 1;
-                    self.batch.push(r);
-                }
+                Some(r) => self.batch.push(r),
                 None => break,
             }
         }
+        let data = self.batch.len() as u64;
         // Room was made: wake producers blocked on a full queue.
         self.p.queue.room.notify();
-        for slot in &self.p.sinks {
-            forward(slot, &self.batch);
-        }
+        let batch = std::mem::take(&mut self.batch);
+        self.forward_all(&batch);
+        self.batch = batch;
         self.batch.clear();
         self.p.counters.drained.add(data);
         self.p.counters.drain_batches.incr();
         self.p.progress.notify();
     }
-
-    fn maybe_add_notice(&mut self) {
-        if let Some(notice) = self.notice() {
-            self.batch.push(Record::Dropped(Arc::new(notice)));
-        }
-    }
-
-    fn fan_out_notice(&mut self) {
-        if let Some(notice) = self.notice() {
-            let batch = [Record::Dropped(Arc::new(notice))];
-            for slot in &self.p.sinks {
-                forward(slot, &batch);
-            }
-        }
-    }
-
-    /// A marker for queue-level drops since the last one, if there were any.
-    fn notice(&mut self) -> Option<DropNotice> {
-        let now = self.p.counters.dropped.snapshot();
-        let by_reason: Vec<(DropReason, u64)> = now
-            .iter()
-            .zip(&self.reported)
-            .filter(|((_, n), seen)| *n > **seen)
-            .map(|((r, n), seen)| (*r, n - seen))
-            .collect();
-        if by_reason.is_empty() {
-            return None;
-        }
-        self.reported = now.iter().map(|(_, n)| *n).collect();
-        let at = SystemTime::now();
-        let since = std::mem::replace(&mut self.last_notice_at, at);
-        Some(DropNotice {
-            since,
-            at,
-            by_reason,
-        })
-    }
 }
 
-/// Hands a batch to one sink's buffer; a full buffer or a disabled sink counts the record as
-/// dropped at that sink. Markers are delivered best-effort and not counted.
-fn forward(slot: &SinkSlot, batch: &[Record]) {
+/// Hands a batch to one sink's buffer; a full buffer (after waiting until `deadline`, if given;
+/// or evicting the oldest record, if `evict_oldest`) or a disabled sink counts a record as
+/// dropped at that sink. Returns whether the buffer was found full.
+fn forward(
+    slot: &SinkSlot,
+    batch: &[Record],
+    deadline: Option<Instant>,
+    progress: &Notify,
+    evict_oldest: bool,
+) -> bool {
     let c = &slot.counters;
-    let disabled = c.disabled.load(Ordering::Relaxed);
-    let mut data = 0;
+    let mut found_full = false;
+    c.forwarded.add(batch.len() as u64);
+    if c.disabled.load(Ordering::Relaxed) {
+        c.dropped.add(DropReason::SinkDisabled, batch.len() as u64);
+        return false;
+    }
     for record in batch {
-        let is_data = !matches!(record, Record::Dropped(_));
-        if is_data {
-            data += 1;
-        }
-        if disabled {
-            if is_data {
-                c.dropped.add(DropReason::SinkDisabled, 1);
+        let mut record = record.clone();
+        if evict_oldest {
+            match slot.buffer.force_push(record) {
+                None => {
+                    c.buffered.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(_evicted) => {
+                    found_full = true;
+                    c.dropped.add(DropReason::SinkBufferFull, 1);
+                }
             }
             continue;
         }
-        match slot.buffer.push(record.clone()) {
-            Ok(()) => {
-                c.buffered.fetch_add(1, Ordering::Relaxed);
+        loop {
+            match slot.buffer.push(record) {
+                Ok(()) => {
+                    c.buffered.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(back) => {
+                    found_full = true;
+                    record = back;
+                    let waited = deadline.is_some_and(|deadline| {
+                        slot.wake();
+                        progress.wait_until(deadline, || !slot.buffer.is_full())
+                    });
+                    if !waited {
+                        c.dropped.add(DropReason::SinkBufferFull, 1);
+                        break;
+                    }
+                }
             }
-            Err(_) if is_data => c.dropped.add(DropReason::SinkBufferFull, 1),
-            Err(_) => {}
         }
     }
-    c.forwarded.add(data);
     if slot.sleeping.load(Ordering::Relaxed) || slot.buffer.len() >= slot.buffer.capacity() / 2 {
         slot.wake();
     }
+    found_full
 }
 
 // === the sink threads ===
@@ -527,6 +557,13 @@ impl<'a> SinkRunner<'a> {
         loop {
             let data = self.fill_batch();
             if self.batch.is_empty() {
+                if self.slot.stop.load(Ordering::Acquire) && self.slot.buffer.is_empty() {
+                    // Last chance to report drops in-band.
+                    if let Some(notice) = self.notice() {
+                        self.batch.push(Record::Dropped(Arc::new(notice)));
+                        self.export_batch(0);
+                    }
+                }
                 if self.dirty {
                     self.call("flush", |s| s.flush());
                     self.dirty = false;
@@ -638,12 +675,19 @@ impl<'a> SinkRunner<'a> {
         }
     }
 
+    /// A marker for the drops (queue-level and this sink's) since the last marker, if any.
     fn notice(&mut self) -> Option<DropNotice> {
-        let now = self.slot.counters.dropped.snapshot();
+        let queue = self.p.counters.dropped.snapshot();
+        let own = self.slot.counters.dropped.snapshot();
+        let now: Vec<(DropReason, u64)> = queue
+            .iter()
+            .zip(&own)
+            .map(|((r, a), (_, b))| (*r, a + b))
+            .collect();
         let by_reason: Vec<(DropReason, u64)> = now
             .iter()
             .zip(&self.reported)
-            .filter(|((r, n), seen)| *n > **seen && *r == DropReason::SinkBufferFull)
+            .filter(|((_, n), seen)| *n > **seen)
             .map(|((r, n), seen)| (*r, n - seen))
             .collect();
         if by_reason.is_empty() {

@@ -1,6 +1,6 @@
 //! `sink::Channel`: live records to consumers in the same process.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use crate::record::Record;
@@ -87,10 +87,7 @@ impl Sink for Channel {
 impl ChannelReceiver {
     /// The next record, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Record> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(r) => Some(r),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.rx.recv_timeout(timeout).ok()
     }
 
     /// Every record available now, without waiting.

@@ -1,0 +1,70 @@
+//! The core's environment variables: valid, invalid, empty, precedence, strict mode.
+use tracing_offload::{BuildError, Builder, Source};
+
+fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |var| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+fn config_of(b: Builder) -> tracing_offload::Config {
+    let (_layer, guard) = b.build().unwrap();
+    guard.handle().config()
+}
+
+#[test]
+fn valid_values_apply_and_say_where_they_came_from() {
+    let c = config_of(Builder::from_env_with(&env(&[
+        ("OFFLOAD_CAPACITY", "1024"),
+        ("OFFLOAD_BACKPRESSURE", "block"),
+        ("OFFLOAD_BLOCK_TIMEOUT_MS", "25"),
+    ])));
+    assert_eq!(c.capacity.value, 1024);
+    assert_eq!(c.capacity.source, Source::Env("OFFLOAD_CAPACITY".into()));
+    assert_eq!(c.backpressure.value, "block");
+    assert_eq!(c.block_timeout_ms.value, 25);
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn invalid_values_warn_and_fall_back_to_the_default() {
+    let c = config_of(Builder::from_env_with(&env(&[
+        ("OFFLOAD_CAPACITY", "abc"),
+        ("OFFLOAD_BACKPRESSURE", "sometimes"),
+        ("OTEL_SDK_DISABLED", "yes"),
+    ])));
+    assert_eq!(c.capacity.value, tracing_offload::DEFAULT_CAPACITY);
+    assert_eq!(c.capacity.source, Source::Default);
+    assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    let text = c.warnings[1].to_string();
+    assert!(
+        text.contains("OFFLOAD_CAPACITY") && text.contains("abc") && text.contains("65536"),
+        "{text}"
+    );
+}
+
+#[test]
+fn empty_values_count_as_unset() {
+    let c = config_of(Builder::from_env_with(&env(&[("OFFLOAD_CAPACITY", "")])));
+    assert_eq!(c.capacity.source, Source::Default);
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn code_wins_over_the_environment() {
+    let c = config_of(Builder::from_env_with(&env(&[("OFFLOAD_CAPACITY", "1024")])).capacity(8));
+    assert_eq!(c.capacity.value, 8);
+    assert_eq!(c.capacity.source, Source::Code);
+}
+
+#[test]
+fn the_strict_variant_is_an_error() {
+    std::env::set_var("OFFLOAD_CAPACITY", "-5");
+    let err = Builder::try_from_env().unwrap_err();
+    std::env::remove_var("OFFLOAD_CAPACITY");
+    assert!(matches!(err, BuildError::InvalidEnv(ref w) if w[0].var == "OFFLOAD_CAPACITY"));
+    assert!(err.to_string().contains("-5"));
+}

@@ -1,0 +1,163 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing_offload::sink::{Sink, SinkError};
+use tracing_offload::{OffloadLayer, Record};
+use tracing_subscriber::prelude::*;
+
+/// Generous deadline for conditions that should become true quickly.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until `cond` is true, polling, and panics with `what` at the deadline.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_millis(1));
+    }
+}
+
+/// Runs `f` with `layer` installed as this thread's default subscriber.
+pub fn with_layer<R>(layer: OffloadLayer, f: impl FnOnce() -> R) -> R {
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, f)
+}
+
+/// Makes a dispatcher from `layer` that several threads can share.
+pub fn dispatch(layer: OffloadLayer) -> tracing::Dispatch {
+    tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
+}
+
+/// A sink that keeps every record in memory; optionally slow (a fixed delay per batch, standing
+/// in for slow I/O), stalled (blocks until released), or failing.
+#[derive(Clone, Default)]
+pub struct Collect {
+    pub name: &'static str,
+    pub records: Arc<Mutex<Vec<Record>>>,
+    pub per_batch_delay: Option<Duration>,
+    pub stalled: Arc<AtomicBool>,
+    pub fail: Arc<AtomicBool>,
+    pub panic_on_export: Arc<AtomicBool>,
+    pub batches: Arc<AtomicU64>,
+}
+
+impl Collect {
+    pub fn new(name: &'static str) -> Self {
+        Collect {
+            name,
+            ..Default::default()
+        }
+    }
+
+    pub fn slow(mut self, per_batch: Duration) -> Self {
+        self.per_batch_delay = Some(per_batch);
+        self
+    }
+
+    /// Blocks every export until [`Collect::release`].
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    pub fn release(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+
+    pub fn data(&self) -> Vec<Record> {
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| !matches!(r, Record::Dropped(_)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn markers(&self) -> Vec<Record> {
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r, Record::Dropped(_)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.data().len()
+    }
+}
+
+impl Sink for Collect {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
+        while self.stalled.load(Ordering::SeqCst) {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+        if self.panic_on_export.load(Ordering::SeqCst) {
+            panic!("collect sink told to panic");
+        }
+        if let Some(d) = self.per_batch_delay {
+            std::thread::sleep(d); // simulated slow I/O, not synchronisation
+        }
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(SinkError::Retryable("told to fail".into()));
+        }
+        self.records.lock().unwrap().extend(batch.iter().cloned());
+        Ok(())
+    }
+
+    fn wants_span_events(&self) -> bool {
+        true
+    }
+}
+
+/// The `seq` and `thread` fields of an event, for order checks.
+pub fn seq_of(record: &Record) -> Option<(u64, u64)> {
+    let Record::Event(e) = record else {
+        return None;
+    };
+    let get = |name: &str| {
+        e.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| match v {
+                tracing_offload::FieldValue::U64(v) => Some(*v),
+                tracing_offload::FieldValue::I64(v) => Some(*v as u64),
+                _ => None,
+            })
+    };
+    Some((get("producer")?, get("seq")?))
+}
+
+/// Asserts the accounting invariants of a pipeline after shutdown.
+#[track_caller]
+pub fn assert_accounting(stats: &tracing_offload::Stats, offered: u64) {
+    assert_eq!(stats.offered, offered, "offered: {stats:#?}");
+    assert_eq!(
+        stats.enqueued + stats.dropped + stats.sampled_out,
+        stats.offered,
+        "{stats:#?}"
+    );
+    for sink in &stats.sinks {
+        assert_eq!(
+            sink.exported + sink.failed + sink.dropped,
+            stats.enqueued,
+            "sink {}: {stats:#?}",
+            sink.name
+        );
+    }
+}
