@@ -9,7 +9,7 @@
 //! * [`render_openmetrics`] — the OpenMetrics 1.0 text format (content type
 //!   [`OPENMETRICS_CONTENT_TYPE`]), served when a scraper asks for it;
 //! * [`OffloadCollector::register`] — join the application's own
-//!   [`Registry`](prometheus_client::registry::Registry).
+//!   [`Registry`].
 //!
 //! # Metrics
 //!
