@@ -50,6 +50,8 @@ pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 /// | guard drop timeout | [`drop_timeout`](Self::drop_timeout) | [`DEFAULT_DROP_TIMEOUT`] (5 s) | |
 /// | critical targets | [`critical_target`](Self::critical_target) | none | |
 /// | enabled | [`enabled`](Self::enabled) | `true` | `OTEL_SDK_DISABLED` |
+/// | admin HTTP endpoint (feature `admin`) | `admin_addr` | off | `OFFLOAD_ADMIN_ADDR` |
+/// | health thresholds | [`health_config`](Self::health_config) | [`HealthConfig::default`] | |
 ///
 /// Environment variables are read only by [`Builder::from_env`], [`Builder::try_from_env`] and
 /// [`init`](crate::init); a value set with a method wins over the environment.
