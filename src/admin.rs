@@ -368,6 +368,67 @@ fn handle(request: tiny_http::Request, source: &dyn AdminSource) {
     let _ = request.respond(reply);
 }
 
+// === axum ===
+
+/// The admin routes (`/metrics`, `/health`, `/config`) as an [`axum::Router`] to merge or nest
+/// into the application's own server, so it needs no second port (feature `axum`).
+///
+/// The routes answer exactly as [`respond`] does, also when nested under a prefix
+/// (`Router::new().nest("/admin", router(…))` serves `/admin/metrics`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tracing_offload::OffloadLayer;
+///
+/// let (_layer, guard) = OffloadLayer::builder().build()?;
+/// let app: axum::Router = axum::Router::new()
+///     .nest("/admin", tracing_offload::admin::router(Arc::new(guard.handle())));
+/// # drop(app);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "axum")]
+pub fn router<S>(source: Arc<dyn AdminSource>) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    use axum::routing::any;
+    let route = |path: &'static str| {
+        let source = Arc::clone(&source);
+        any(
+            move |method: axum::http::Method, headers: axum::http::HeaderMap| {
+                let source = Arc::clone(&source);
+                async move {
+                    let accept = headers
+                        .get(axum::http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok());
+                    into_axum(respond(&*source, method.as_str(), path, accept))
+                }
+            },
+        )
+    };
+    axum::Router::new()
+        .route("/metrics", route("/metrics"))
+        .route("/health", route("/health"))
+        .route("/config", route("/config"))
+}
+
+#[cfg(feature = "axum")]
+fn into_axum(r: AdminResponse) -> axum::response::Response {
+    use axum::http::{header, HeaderValue, StatusCode};
+    let mut response = axum::response::Response::new(axum::body::Body::from(r.body));
+    *response.status_mut() =
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(r.content_type),
+    );
+    if let Some(allow) = r.allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
