@@ -14,7 +14,7 @@
 //!   the pipeline and the [`Guard`](crate::Guard) stops it.
 //! * [`respond`]: the routing as a plain function from method, path and `Accept` header to an
 //!   [`AdminResponse`], to mount the same routes into the application's own web server (no
-//!   second port).
+//!   second port); with feature `axum`, `router` does that for axum as an `axum::Router`.
 //!
 //! Both read an [`AdminSource`] — implemented by [`Handle`](crate::Handle) — so they answer
 //! from the live pipeline and also keep answering (with the final counters) after shutdown.
@@ -112,6 +112,9 @@ impl AdminSource for crate::Handle {
         // Plain data with string keys: serialising cannot fail.
         serde_json::to_string(&self.config()).unwrap_or_else(|_| String::from("{}"))
     }
+    fn sampling_rate(&self) -> Option<f64> {
+        self.effective_sampling_rate()
+    }
 }
 
 /// One response of the admin routes, independent of any HTTP library.
@@ -124,7 +127,8 @@ pub struct AdminResponse {
     pub content_type: &'static str,
     /// The `Allow` header, set on `405` responses.
     pub allow: Option<&'static str>,
-    /// The body (empty for `HEAD`).
+    /// The body. For `HEAD` it is the `GET` body, so that `Content-Length` matches; HTTP
+    /// servers (tiny_http, hyper/axum) leave it out of a `HEAD` response.
     pub body: String,
 }
 
@@ -166,17 +170,12 @@ pub fn respond(
             )
         }
     };
-    let head = method.eq_ignore_ascii_case("HEAD");
-    if !(head || method.eq_ignore_ascii_case("GET")) {
+    if !(method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")) {
         let mut r = AdminResponse::text(405, format!("method not allowed; use GET {path}\n"));
         r.allow = Some(ALLOWED_METHODS);
         return r;
     }
-    let mut response = route.respond(source, accept);
-    if head {
-        response.body.clear();
-    }
-    response
+    route.respond(source, accept)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -467,7 +466,8 @@ mod tests {
         let r = respond(&f, "POST", "/metrics", None);
         assert_eq!((r.status, r.allow), (405, Some(ALLOWED_METHODS)));
         let r = respond(&f, "HEAD", "/metrics", None);
-        assert_eq!((r.status, r.body.as_str()), (200, ""));
+        assert_eq!((r.status, r.content_type), (200, PROMETHEUS_CONTENT_TYPE));
+        assert!(!r.body.is_empty());
     }
 
     #[test]

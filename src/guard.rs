@@ -65,15 +65,25 @@ impl Handle {
     /// The [metrics](crate::metrics) in the Prometheus text format 0.0.4
     /// ([`PROMETHEUS_CONTENT_TYPE`](crate::metrics::PROMETHEUS_CONTENT_TYPE)).
     pub fn render_prometheus(&self) -> String {
-        crate::metrics::render_prometheus(&self.stats(), None)
+        crate::metrics::render_prometheus(&self.stats(), self.effective_sampling_rate())
     }
 
     /// A `prometheus-client` collector reading this pipeline on each scrape; register it in
     /// the application's registry with
     /// [`OffloadCollector::register`](crate::metrics::OffloadCollector::register).
     pub fn metrics_collector(&self) -> crate::metrics::OffloadCollector {
-        let handle = self.clone();
-        crate::metrics::OffloadCollector::new(move || handle.stats())
+        let stats = self.clone();
+        let rate = self.clone();
+        crate::metrics::OffloadCollector::new(move || stats.stats())
+            .with_sampling_rate(move || rate.effective_sampling_rate())
+    }
+
+    /// SAMPLING HOOK (issue 5 ↔ sampling work): the effective sampling rate (fraction of
+    /// records kept, 0–1) exported as `offload_sampling_rate` by `/metrics`,
+    /// [`render_prometheus`](Self::render_prometheus) and the collector. `None` leaves the
+    /// metric out; return the sampler's rate here once sampling lands.
+    pub(crate) fn effective_sampling_rate(&self) -> Option<f64> {
+        None
     }
 
     // === end admin ===
