@@ -147,6 +147,7 @@ mod guard;
 pub mod admin;
 pub mod health;
 pub mod metrics;
+mod open_spans;
 // === end admin ===
 mod layer;
 mod level;

@@ -24,6 +24,7 @@
 //! | `offload_queue_capacity` | gauge | | records the queue holds |
 //! | `offload_queue_high_water_mark` | gauge | | the most records seen in the queue at once |
 //! | `offload_open_spans` | gauge | | spans open now |
+//! | `offload_oldest_open_span_age_seconds` | gauge | | how long the oldest open span has been open (0 when none is); a growing value is a stuck span |
 //! | `offload_truncated_values_total` | counter | | field values cut at the length cap |
 //! | `offload_span_events_dropped_total` | counter | | events past the per-span limit |
 //! | `offload_drain_batches_total` | counter | | batches the drain thread fanned out |
@@ -411,6 +412,15 @@ fn encode_queue(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
         "Spans open now.",
         None,
         i64::try_from(stats.open_spans).unwrap_or(i64::MAX),
+    )?;
+    gauge(
+        enc,
+        "offload_oldest_open_span_age",
+        "How long the oldest span still open has been open (0 when none is open).",
+        Some(&Unit::Seconds),
+        stats
+            .oldest_open_span_age
+            .map_or(0.0, |age| age.as_secs_f64()),
     )
 }
 

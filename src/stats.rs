@@ -220,6 +220,8 @@ pub(crate) struct Counters {
     pub(crate) started: Instant,
     pub(crate) started_at: SystemTime,
     pub(crate) sinks: Vec<Arc<SinkCounters>>,
+    /// admin (issue 5): start times of the open spans, for stuck-span detection.
+    pub(crate) open_span_index: crate::open_spans::OpenSpans,
 }
 
 impl Counters {
@@ -238,6 +240,7 @@ impl Counters {
             started: Instant::now(),
             started_at: SystemTime::now(),
             sinks,
+            open_span_index: Default::default(), // admin (issue 5)
         }
     }
 
@@ -282,7 +285,8 @@ impl Counters {
             capacity,
             high_water_mark: self.high_water_mark.load(Relaxed).max(queue_len),
             open_spans: self.open_spans.load(Relaxed),
-            oldest_open_span_age: None, // admin (issue 5): filled in when the layer tracks it
+            // admin (issue 5)
+            oldest_open_span_age: self.open_span_index.oldest().map(|t| t.elapsed()),
             truncated_values: self.truncated_values.get(),
             span_events_dropped: self.span_events_dropped.get(),
             drain_batches: self.drain_batches.get(),

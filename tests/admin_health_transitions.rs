@@ -1,6 +1,7 @@
 //! Health transitions, asserted through `GET /health` with a real HTTP client: a stalled sink
 //! and a full queue make it degraded, a failing sink degraded then unhealthy, a dead sink or a
-//! stopped drain thread unhealthy (503), and recovery returns it to healthy.
+//! stopped drain thread unhealthy (503), a stuck span degraded, and recovery returns it to
+//! healthy.
 #![cfg(feature = "admin")]
 
 #[path = "support/admin.rs"]
@@ -125,4 +126,27 @@ fn a_stopped_drain_thread_is_unhealthy() {
     // The endpoint keeps serving the final state until the guard is dropped.
     let h = wait_for_health(addr, "unhealthy");
     assert_eq!(component(&h, "drain")["status"], "unhealthy", "{h:#}");
+}
+
+#[test]
+fn a_stuck_span_is_degraded_until_it_closes() {
+    let (layer, guard) = OffloadLayer::builder()
+        .health_config(health_config().stuck_span_after(Duration::from_millis(100)))
+        .admin_addr("127.0.0.1:0")
+        .sink(Gate::new("gate"))
+        .build()
+        .unwrap();
+    let addr = guard.admin_addr().unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let span = tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("stuck"));
+    let h = wait_for_health(addr, "degraded");
+    let spans = component(&h, "open_spans");
+    assert!(
+        spans["message"].as_str().unwrap().contains("stuck"),
+        "{h:#}"
+    );
+    let metrics = get(addr, "/metrics").body;
+    assert!(metrics.contains("offload_open_spans 1\n"), "{metrics}");
+    drop(span);
+    wait_for_health(addr, "healthy");
 }
