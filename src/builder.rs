@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::{self, Config, EnvReader, EnvWarning, Setting};
 use crate::guard::{Guard, Handle};
+use crate::health::{HealthConfig, HealthMonitor}; // admin (issue 5)
 use crate::layer::{LayerSettings, OffloadLayer};
 use crate::queue::{Backpressure, Queue};
 use crate::sink::{Sink, SinkError};
@@ -49,6 +50,8 @@ pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 /// | guard drop timeout | [`drop_timeout`](Self::drop_timeout) | [`DEFAULT_DROP_TIMEOUT`] (5 s) | |
 /// | critical targets | [`critical_target`](Self::critical_target) | none | |
 /// | enabled | [`enabled`](Self::enabled) | `true` | `OTEL_SDK_DISABLED` |
+/// | admin HTTP endpoint (feature `admin`) | `admin_addr` | off | `OFFLOAD_ADMIN_ADDR` |
+/// | health thresholds | [`health_config`](Self::health_config) | [`HealthConfig::default`] | |
 ///
 /// Environment variables are read only by [`Builder::from_env`], [`Builder::try_from_env`] and
 /// [`init`](crate::init); a value set with a method wins over the environment.
@@ -74,6 +77,7 @@ pub struct Builder {
     config: Config,
     backpressure: Backpressure,
     sinks: Vec<Box<dyn Sink>>,
+    health: HealthConfig, // admin (issue 5)
 }
 
 impl std::fmt::Debug for Builder {
@@ -106,6 +110,12 @@ pub enum BuildError {
     /// The strict [`Builder::try_from_env`] found invalid environment variables.
     #[error("invalid environment: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidEnv(Vec<EnvWarning>),
+    // === admin (issue 5) ===
+    /// The admin endpoint could not bind its address (the message names it).
+    #[cfg(feature = "admin")]
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+    // === end admin ===
     /// A thread could not be started.
     #[error("could not start thread: {0}")]
     Spawn(#[from] std::io::Error),
@@ -142,10 +152,12 @@ impl Builder {
                 drop_timeout_ms: Setting::default(DEFAULT_DROP_TIMEOUT.as_millis() as u64),
                 critical_targets: Setting::default(Vec::new()),
                 sinks: Vec::new(),
+                admin_addr: Setting::default(None), // admin (issue 5)
                 warnings: Vec::new(),
             },
             backpressure: DEFAULT_BACKPRESSURE,
             sinks: Vec::new(),
+            health: HealthConfig::default(), // admin (issue 5)
         }
     }
 
@@ -213,6 +225,11 @@ impl Builder {
         ) {
             c.span_event_limit.set_env(n, "OTEL_SPAN_EVENT_COUNT_LIMIT");
         }
+        // === admin (issue 5) ===
+        if let Some(addr) = env.raw("OFFLOAD_ADMIN_ADDR") {
+            c.admin_addr.set_env(Some(addr), "OFFLOAD_ADMIN_ADDR");
+        }
+        // === end admin ===
     }
 
     /// Records the queue holds (default [`DEFAULT_CAPACITY`]). 0 is an error at build time.
@@ -303,6 +320,27 @@ impl Builder {
         self
     }
 
+    // === admin (issue 5) ===
+
+    /// Serves `/metrics`, `/health` and `/config` over HTTP at `addr` (e.g. `"127.0.0.1:9464"`;
+    /// port 0 picks a free port, see [`Guard::admin_addr`]) on a crate-owned thread, from
+    /// `build()` until the [`Guard`] is dropped. Default: off; `OFFLOAD_ADMIN_ADDR` sets it.
+    /// A bind failure makes `build()` fail with [`BuildError::Admin`]. See [`crate::admin`].
+    #[cfg(feature = "admin")]
+    pub fn admin_addr(mut self, addr: impl Into<String>) -> Self {
+        self.config.admin_addr.set_code(Some(addr.into()));
+        self
+    }
+
+    /// The thresholds of [`Handle::health`] (default [`HealthConfig::default`], see
+    /// [`crate::health`] for the rules).
+    pub fn health_config(mut self, config: HealthConfig) -> Self {
+        self.health = config;
+        self
+    }
+
+    // === end admin ===
+
     /// Adds a sink. Each sink gets its own thread and buffer.
     pub fn sink(mut self, sink: impl Sink) -> Self {
         self.sinks.push(Box::new(sink));
@@ -364,7 +402,26 @@ impl Builder {
                 sink_evict_oldest: self.backpressure == Backpressure::DropOldest,
             },
         ));
+        // === admin (issue 5): the handle exists before the threads, so that a bind failure
+        // fails `build()` with nothing started ===
+        #[cfg(feature = "admin")]
+        let admin_addr = c.admin_addr.value.clone();
+        let handle = Handle {
+            pipeline: Arc::clone(&pipeline),
+            config: Arc::new(RwLock::new(self.config.clone())),
+            health: Arc::new(HealthMonitor::new(self.health)),
+        };
+        #[cfg(feature = "admin")]
+        let admin = match admin_addr {
+            Some(addr) => Some(crate::admin::AdminServer::start(
+                addr.as_str(),
+                Arc::new(handle.clone()),
+            )?),
+            None => None,
+        };
+        // === end admin ===
         pipeline.spawn(self.sinks)?;
+        let c = &self.config;
         let settings = LayerSettings {
             enabled: c.enabled.value,
             backpressure: self.backpressure,
@@ -378,13 +435,9 @@ impl Builder {
             critical_targets: c.critical_targets.value.clone().into(),
         };
         let drop_timeout = Duration::from_millis(c.drop_timeout_ms.value);
-        let handle = Handle {
-            pipeline: Arc::clone(&pipeline),
-            config: Arc::new(RwLock::new(self.config)),
-        };
-        Ok((
-            OffloadLayer::new(pipeline, settings),
-            Guard::new(handle, drop_timeout),
-        ))
+        let guard = Guard::new(handle, drop_timeout);
+        #[cfg(feature = "admin")]
+        let guard = guard.with_admin(admin); // admin (issue 5)
+        Ok((OffloadLayer::new(pipeline, settings), guard))
     }
 }

@@ -113,6 +113,10 @@ pub struct Config {
     pub critical_targets: Setting<Vec<String>>,
     /// The sinks, by name.
     pub sinks: Vec<String>,
+    // === admin (issue 5) ===
+    /// The admin HTTP endpoint's address (feature `admin`); `None` when it is off.
+    pub admin_addr: Setting<Option<String>>,
+    // === end admin ===
     /// Problems found in the environment (also printed on stderr when the pipeline is built).
     pub warnings: Vec<EnvWarning>,
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::health::{Health, HealthMonitor}; // admin (issue 5)
 use crate::stats::Stats;
 use crate::worker::{FlushError, Pipeline, ShutdownReport};
 
@@ -17,6 +18,7 @@ use crate::worker::{FlushError, Pipeline, ShutdownReport};
 pub struct Handle {
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) config: Arc<std::sync::RwLock<Config>>,
+    pub(crate) health: Arc<HealthMonitor>, // admin (issue 5)
 }
 
 impl fmt::Debug for Handle {
@@ -51,6 +53,40 @@ impl Handle {
         self.pipeline.flush_until(Instant::now() + timeout)
     }
 
+    // === admin (issue 5) ===
+
+    /// The pipeline's health by the rules in [`crate::health`]: queue, drain thread, each sink,
+    /// open spans. Thresholds: [`Builder::health_config`](crate::Builder::health_config).
+    pub fn health(&self) -> Health {
+        self.health.check(&self.stats(), self.is_running())
+    }
+
+    /// The [metrics](crate::metrics) in the Prometheus text format 0.0.4
+    /// ([`PROMETHEUS_CONTENT_TYPE`](crate::metrics::PROMETHEUS_CONTENT_TYPE)).
+    pub fn render_prometheus(&self) -> String {
+        crate::metrics::render_prometheus(&self.stats(), self.effective_sampling_rate())
+    }
+
+    /// A `prometheus-client` collector reading this pipeline on each scrape; register it in
+    /// the application's registry with
+    /// [`OffloadCollector::register`](crate::metrics::OffloadCollector::register).
+    pub fn metrics_collector(&self) -> crate::metrics::OffloadCollector {
+        let stats = self.clone();
+        let rate = self.clone();
+        crate::metrics::OffloadCollector::new(move || stats.stats())
+            .with_sampling_rate(move || rate.effective_sampling_rate())
+    }
+
+    /// SAMPLING HOOK (issue 5 ↔ sampling work): the effective sampling rate (fraction of
+    /// records kept, 0–1) exported as `offload_sampling_rate` by `/metrics`,
+    /// [`render_prometheus`](Self::render_prometheus) and the collector. `None` leaves the
+    /// metric out; return the sampler's rate here once sampling lands.
+    pub(crate) fn effective_sampling_rate(&self) -> Option<f64> {
+        None
+    }
+
+    // === end admin ===
+
     /// Whether the drain thread is running (false after shutdown or if it died).
     pub fn is_running(&self) -> bool {
         self.pipeline.drain_alive()
@@ -82,6 +118,9 @@ impl Handle {
 pub struct Guard {
     handle: Handle,
     drop_timeout: Duration,
+    // admin (issue 5): dropped (stopped) after `Drop::drop` has shut the pipeline down.
+    #[cfg(feature = "admin")]
+    admin: Option<crate::admin::AdminServer>,
 }
 
 impl fmt::Debug for Guard {
@@ -99,8 +138,27 @@ impl Guard {
         Guard {
             handle,
             drop_timeout,
+            #[cfg(feature = "admin")]
+            admin: None,
         }
     }
+
+    // === admin (issue 5) ===
+
+    #[cfg(feature = "admin")]
+    pub(crate) fn with_admin(mut self, admin: Option<crate::admin::AdminServer>) -> Self {
+        self.admin = admin;
+        self
+    }
+
+    /// The address the admin endpoint listens on (the actual port when port 0 was asked for);
+    /// `None` when it is off.
+    #[cfg(feature = "admin")]
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
+    }
+
+    // === end admin ===
 
     /// A clonable handle for stats, config and flush, usable from any thread.
     pub fn handle(&self) -> Handle {

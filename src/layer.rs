@@ -255,6 +255,8 @@ pub(crate) struct SpanState {
     events: Vec<Arc<EventRecord>>,
     dropped_events: u32,
     thread: ThreadInfo,
+    /// admin (issue 5): this span's slot in the open-span index (stuck-span detection).
+    open_ticket: Option<crate::open_spans::SpanTicket>,
 }
 
 impl SpanState {
@@ -304,6 +306,8 @@ where
         };
         let mut fields = Fields::with_capacity(meta.fields().len());
         attrs.record(&mut self.capture(&mut fields, None));
+        let started = Instant::now();
+        let open_ticket = self.pipeline.counters.open_span_index.open(started); // admin (issue 5)
         let state = SpanState {
             trace_id,
             span_id: new_span_id(),
@@ -312,11 +316,12 @@ where
             sampled,
             level: self.classify(meta).level,
             start: SystemTime::now(),
-            started: Instant::now(),
+            started,
             fields,
             events: Vec::new(),
             dropped_events: 0,
             thread: thread_info(),
+            open_ticket,
         };
         span.extensions_mut().insert(state);
         self.pipeline
@@ -393,6 +398,9 @@ where
             .counters
             .open_spans
             .fetch_sub(1, Ordering::Relaxed);
+        if let Some(ticket) = state.open_ticket {
+            self.pipeline.counters.open_span_index.close(ticket); // admin (issue 5)
+        }
         if !state.sampled {
             return;
         }

@@ -74,6 +74,9 @@
 //! | `worker` | the drain thread, the sink threads, flush and shutdown |
 //! | `guard` | [`Guard`] (shuts down on drop) and the clonable [`Handle`] |
 //! | `sink` | the [`Sink`](sink::Sink) trait, [`Console`](sink::Console), [`JsonFile`](sink::JsonFile), [`Channel`](sink::Channel) |
+//! | [`metrics`] | the [`Stats`] in the Prometheus formats through `prometheus-client` (a `Collector` over snapshots) |
+//! | [`health`] | [`Health`](health::Health) from a snapshot by documented rules and thresholds; read-only |
+//! | `admin` | (feature `admin`) `/metrics`, `/health`, `/config`: the `offload-admin` HTTP thread and the routes as a function |
 //!
 //! A span's state (ids, start time, fields, its capped list of events) lives in the registry's
 //! extensions and is freed when the span closes; nothing else holds a span. One record is made
@@ -102,6 +105,17 @@
 //! what it abandoned. Dropping the guard does the same with
 //! [`DEFAULT_DROP_TIMEOUT`]. [`Handle::flush`] waits for everything offered so far.
 //!
+//! # Self-observability
+//!
+//! [`Handle::render_prometheus`] renders the pipeline's own [`metrics`] (records by
+//! outcome and drop reason, queue depth, per-sink outcomes and export latency, drain
+//! heartbeat) in the Prometheus text format; [`Handle::metrics_collector`] joins them to an
+//! application's `prometheus-client` registry. [`Handle::health`] says whether telemetry is
+//! flowing (rules in [`health`]), and [`Handle::config`] shows every setting and where it came
+//! from. With the `admin` feature, `Builder::admin_addr` (or `OFFLOAD_ADMIN_ADDR`) serves
+//! all three over HTTP on a crate-owned thread: `GET /metrics`, `GET /health` (503 when
+//! unhealthy) and `GET /config`.
+//!
 //! # Environment variables
 //!
 //! Read by [`init`], [`Builder::from_env`] and [`Builder::try_from_env`]. Empty means unset;
@@ -115,6 +129,7 @@
 //! | `OFFLOAD_BLOCK_TIMEOUT_MS` | integer | 100 | how long `block` waits |
 //! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | integer | 128 | events kept per span |
 //! | `OTEL_SDK_DISABLED` | `true`, `false` | `false` | `true` records nothing |
+//! | `OFFLOAD_ADMIN_ADDR` | `host:port` | off | serve `/metrics`, `/health`, `/config` there (feature `admin`) |
 //!
 //! # Supported Rust versions
 //!
@@ -127,6 +142,13 @@
 mod builder;
 mod config;
 mod guard;
+// === admin (issue 5) ===
+#[cfg(feature = "admin")]
+pub mod admin;
+pub mod health;
+pub mod metrics;
+mod open_spans;
+// === end admin ===
 mod layer;
 mod level;
 mod queue;

@@ -217,6 +217,8 @@ pub(crate) struct Counters {
     pub(crate) started: Instant,
     pub(crate) started_at: SystemTime,
     pub(crate) sinks: Vec<Arc<SinkCounters>>,
+    /// admin (issue 5): start times of the open spans, for stuck-span detection.
+    pub(crate) open_span_index: crate::open_spans::OpenSpans,
 }
 
 impl Counters {
@@ -235,6 +237,7 @@ impl Counters {
             started: Instant::now(),
             started_at: SystemTime::now(),
             sinks,
+            open_span_index: Default::default(), // admin (issue 5)
         }
     }
 
@@ -279,6 +282,8 @@ impl Counters {
             capacity,
             high_water_mark: self.high_water_mark.load(Relaxed).max(queue_len),
             open_spans: self.open_spans.load(Relaxed),
+            // admin (issue 5)
+            oldest_open_span_age: self.open_span_index.oldest().map(|t| t.elapsed()),
             truncated_values: self.truncated_values.get(),
             span_events_dropped: self.span_events_dropped.get(),
             drain_batches: self.drain_batches.get(),
@@ -318,6 +323,11 @@ pub struct Stats {
     pub high_water_mark: usize,
     /// Spans open right now (their state is alive in the registry).
     pub open_spans: u64,
+    // === admin (issue 5): stuck-span detection input for health ===
+    /// How long the oldest span still open has been open; `None` when there is no open span
+    /// or the layer does not track it.
+    pub oldest_open_span_age: Option<Duration>,
+    // === end admin ===
     /// Field values cut at the length cap.
     pub truncated_values: u64,
     /// Events inside spans past the span-event limit (kept as events, not on the span).
@@ -433,6 +443,39 @@ impl LatencyHistogram {
         None
     }
 }
+
+// === admin (issue 5): a filled-in snapshot for the metrics and health unit tests ===
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A pipeline with drops, a failing sink and a few latency observations.
+    pub(crate) fn sample_stats() -> Stats {
+        let json = SinkCounters::new("json".into(), 100);
+        json.forwarded.add(90);
+        json.exported.add(83);
+        json.failed.add(5);
+        json.dropped.add(DropReason::SinkBufferFull, 2);
+        json.retries.add(1);
+        json.batches.add(4);
+        json.latency.record(Duration::from_micros(900));
+        json.latency.record(Duration::from_micros(900));
+        json.latency.record(Duration::from_millis(9));
+        json.latency.record(Duration::from_secs(20));
+        json.note_error("collector unreachable".into());
+        let c = Counters::new(vec![Arc::new(json)]);
+        c.accepted.add(90);
+        c.dropped.add(DropReason::QueueFullNewest, 7);
+        c.sampled_out.add(3);
+        c.drained.add(90);
+        c.high_water_mark.store(512, Relaxed);
+        let mut s = c.snapshot(10, 1024);
+        s.heartbeat_age = Duration::from_millis(250);
+        s.sinks[0].failing_for = Some(Duration::from_millis(1500));
+        s
+    }
+}
+// === end admin ===
 
 #[cfg(test)]
 mod tests {

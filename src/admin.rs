@@ -1,0 +1,500 @@
+//! The admin HTTP endpoint (feature `admin`): `/metrics`, `/health` and `/config`.
+//!
+//! | route | response |
+//! |---|---|
+//! | `GET /metrics` | the [metrics](crate::metrics) in the Prometheus text format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`), or OpenMetrics 1.0 when the `Accept` header asks for `application/openmetrics-text` (as Prometheus does) |
+//! | `GET /health` | [`Health`] as JSON; `200` when healthy or degraded, `503` when unhealthy |
+//! | `GET /config` | the effective [`Config`](crate::Config) as JSON |
+//! | anything else | `404` for an unknown path, `405` (with `Allow: GET, HEAD`) for another method |
+//!
+//! Two ways to serve them:
+//!
+//! * [`AdminServer`]: a small HTTP/1.1 server on a thread this crate owns
+//!   (`offload-admin`); [`Builder::admin_addr`](crate::Builder::admin_addr) starts one with
+//!   the pipeline and the [`Guard`](crate::Guard) stops it.
+//! * [`respond`]: the routing as a plain function from method, path and `Accept` header to an
+//!   [`AdminResponse`], to mount the same routes into the application's own web server (no
+//!   second port); with feature `axum`, `router` does that for axum as an `axum::Router`.
+//!
+//! Both read an [`AdminSource`] — implemented by [`Handle`](crate::Handle) — so they answer
+//! from the live pipeline and also keep answering (with the final counters) after shutdown.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tracing_offload::admin::{respond, AdminServer};
+//! use tracing_offload::OffloadLayer;
+//!
+//! let (_layer, guard) = OffloadLayer::builder().build()?;
+//!
+//! // Routes as a function, for mounting into another server:
+//! let response = respond(&guard.handle(), "GET", "/health", None);
+//! assert_eq!(response.status, 200);
+//! assert_eq!(response.content_type, "application/json");
+//!
+//! // Or a server of its own on loopback (port 0 picks a free port):
+//! let mut server = AdminServer::start("127.0.0.1:0", Arc::new(guard.handle()))?;
+//! println!("metrics at http://{}/metrics", server.local_addr());
+//! server.stop();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+// Why `tiny_http`: the endpoint serves three small GET routes to a scraper and a probe a few
+// times a minute. A blocking server on one crate-owned thread fits the crate's rule of no
+// ambient async runtime, adds four small pure-Rust dependencies (no tokio/hyper stack to
+// start, feature-gate and shut down), and stops cleanly (`Server::unblock`). hyper on a
+// private runtime would do the same with far more machinery; users who already run an async
+// web server mount [`respond`] (or the axum router) there instead.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crate::health::{Health, HealthStatus};
+use crate::metrics::{
+    render_openmetrics, render_prometheus, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
+};
+use crate::stats::Stats;
+
+/// The content type of `/health` and `/config`.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// The content type of error responses.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+/// The methods the routes accept (the `Allow` header of a `405`).
+pub const ALLOWED_METHODS: &str = "GET, HEAD";
+
+/// What the admin routes read. [`Handle`](crate::Handle) implements it; implement it yourself
+/// to serve something else (e.g. in tests).
+pub trait AdminSource: Send + Sync + 'static {
+    /// A stats snapshot, for `/metrics`.
+    fn stats(&self) -> Stats;
+
+    /// The current health, for `/health`.
+    fn health(&self) -> Health;
+
+    /// The effective configuration as a JSON document, for `/config`. Secrets must already be
+    /// redacted.
+    fn config_json(&self) -> String;
+
+    /// The effective sampling rate (0–1), exported as `offload_sampling_rate`; `None` (the
+    /// default) leaves it out.
+    fn sampling_rate(&self) -> Option<f64> {
+        None
+    }
+}
+
+impl<T: AdminSource + ?Sized> AdminSource for Arc<T> {
+    fn stats(&self) -> Stats {
+        (**self).stats()
+    }
+    fn health(&self) -> Health {
+        (**self).health()
+    }
+    fn config_json(&self) -> String {
+        (**self).config_json()
+    }
+    fn sampling_rate(&self) -> Option<f64> {
+        (**self).sampling_rate()
+    }
+}
+
+impl AdminSource for crate::Handle {
+    fn stats(&self) -> Stats {
+        crate::Handle::stats(self)
+    }
+    fn health(&self) -> Health {
+        crate::Handle::health(self)
+    }
+    fn config_json(&self) -> String {
+        // Plain data with string keys: serialising cannot fail.
+        serde_json::to_string(&self.config()).unwrap_or_else(|_| String::from("{}"))
+    }
+    fn sampling_rate(&self) -> Option<f64> {
+        self.effective_sampling_rate()
+    }
+}
+
+/// One response of the admin routes, independent of any HTTP library.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdminResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
+    /// The `Allow` header, set on `405` responses.
+    pub allow: Option<&'static str>,
+    /// The body. For `HEAD` it is the `GET` body, so that `Content-Length` matches; HTTP
+    /// servers (tiny_http, hyper/axum) leave it out of a `HEAD` response.
+    pub body: String,
+}
+
+impl AdminResponse {
+    fn new(status: u16, content_type: &'static str, body: String) -> Self {
+        AdminResponse {
+            status,
+            content_type,
+            allow: None,
+            body,
+        }
+    }
+
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        AdminResponse::new(status, TEXT_CONTENT_TYPE, body.into())
+    }
+}
+
+/// The admin routes: answers `method` and `path` (a query string is ignored) from `source`.
+/// `accept` is the request's `Accept` header, used by `/metrics` to choose the format.
+///
+/// Never panics on any input; a panic inside `source` is not caught here (the
+/// [`AdminServer`] catches it and answers `500`).
+pub fn respond(
+    source: &dyn AdminSource,
+    method: &str,
+    path: &str,
+    accept: Option<&str>,
+) -> AdminResponse {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let route = match path {
+        "/metrics" => Route::Metrics,
+        "/health" => Route::Health,
+        "/config" => Route::Config,
+        _ => {
+            return AdminResponse::text(
+                404,
+                "not found; the admin endpoint serves /metrics, /health and /config\n",
+            )
+        }
+    };
+    if !(method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")) {
+        let mut r = AdminResponse::text(405, format!("method not allowed; use GET {path}\n"));
+        r.allow = Some(ALLOWED_METHODS);
+        return r;
+    }
+    route.respond(source, accept)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Route {
+    Metrics,
+    Health,
+    Config,
+}
+
+impl Route {
+    fn respond(self, source: &dyn AdminSource, accept: Option<&str>) -> AdminResponse {
+        match self {
+            Route::Metrics => {
+                let stats = source.stats();
+                let rate = source.sampling_rate();
+                if wants_openmetrics(accept) {
+                    let body = render_openmetrics(&stats, rate);
+                    AdminResponse::new(200, OPENMETRICS_CONTENT_TYPE, body)
+                } else {
+                    let body = render_prometheus(&stats, rate);
+                    AdminResponse::new(200, PROMETHEUS_CONTENT_TYPE, body)
+                }
+            }
+            Route::Health => {
+                let health = source.health();
+                let status = if health.status == HealthStatus::Unhealthy {
+                    503
+                } else {
+                    200
+                };
+                AdminResponse::new(status, JSON_CONTENT_TYPE, health.to_json())
+            }
+            Route::Config => AdminResponse::new(200, JSON_CONTENT_TYPE, source.config_json()),
+        }
+    }
+}
+
+/// Whether an `Accept` header asks for OpenMetrics (and does not refuse it with `q=0`).
+fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            let media = params.next().unwrap_or("");
+            media.eq_ignore_ascii_case("application/openmetrics-text")
+                && !params.any(|p| p.replace(' ', "") == "q=0")
+        })
+    })
+}
+
+/// Why the admin server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The address could not be bound (in use, not local, or no permission).
+    #[error("could not bind the admin endpoint to {addr}: {source}; pick a free port (e.g. `127.0.0.1:9464`, or port 0 for any) or unset OFFLOAD_ADMIN_ADDR")]
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The server's thread could not be started.
+    #[error("could not start the admin endpoint's thread: {0}")]
+    Spawn(#[source] io::Error),
+}
+
+/// An HTTP server for the admin routes on a thread this crate owns (`offload-admin`).
+///
+/// It stops on [`stop`](Self::stop) or when dropped. The thread runs with `tracing`'s
+/// `NoSubscriber`, so serving a scrape never records into the pipeline it reports on.
+pub struct AdminServer {
+    addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for AdminServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminServer")
+            .field("addr", &self.addr)
+            .field("running", &self.thread.is_some())
+            .finish()
+    }
+}
+
+// === impl AdminServer ===
+
+impl AdminServer {
+    /// Binds `addr` and serves the admin routes from `source` until stopped.
+    ///
+    /// Fails with [`AdminError::Bind`] naming the address when it cannot be bound.
+    pub fn start(
+        addr: impl ToSocketAddrs + fmt::Display,
+        source: Arc<dyn AdminSource>,
+    ) -> Result<Self, AdminError> {
+        let bind_error = |source: io::Error| AdminError::Bind {
+            addr: addr.to_string(),
+            source,
+        };
+        let listener = TcpListener::bind(&addr).map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| bind_error(io::Error::other(e.to_string())))?;
+        let server = Arc::new(server);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new()
+            .name("offload-admin".into())
+            .spawn({
+                let server = Arc::clone(&server);
+                let stopping = Arc::clone(&stopping);
+                move || serve(&server, &stopping, &*source)
+            })
+            .map_err(AdminError::Spawn)?;
+        Ok(AdminServer {
+            addr: local,
+            server,
+            stopping,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the server listens on (with the actual port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving and joins the thread. Idempotent. Requests in flight are answered first.
+    pub fn stop(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // Release: the serving thread that sees the flag after `unblock` stops at once.
+        self.stopping.store(true, Ordering::Release);
+        self.server.unblock();
+        let _ = thread.join();
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The serving loop: one request at a time (scrapes and probes are rare and fast).
+fn serve(server: &tiny_http::Server, stopping: &AtomicBool, source: &dyn AdminSource) {
+    let _no_tracing =
+        tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+    loop {
+        // Acquire: pairs with the store in `stop`.
+        if stopping.load(Ordering::Acquire) {
+            return;
+        }
+        match server.recv() {
+            Ok(request) => handle(request, source),
+            // `unblock` (then the flag is set) or a failed accept (transient: go on).
+            Err(_) => continue,
+        }
+    }
+}
+
+fn handle(request: tiny_http::Request, source: &dyn AdminSource) {
+    let accept = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Accept"))
+        .map(|h| h.value.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let url = request.url().to_owned();
+    let response = catch_unwind(AssertUnwindSafe(|| {
+        respond(source, &method, &url, accept.as_deref())
+    }))
+    .unwrap_or_else(|_| AdminResponse::text(500, "internal error while reading the pipeline\n"));
+    let mut reply =
+        tiny_http::Response::from_string(response.body).with_status_code(response.status);
+    let headers = [
+        Some(("Content-Type", response.content_type)),
+        response.allow.map(|a| ("Allow", a)),
+    ];
+    for (name, value) in headers.into_iter().flatten() {
+        // Our header names and values are ASCII constants, so this never fails.
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            reply.add_header(h);
+        }
+    }
+    // The client may have gone away; nothing to do about it.
+    let _ = request.respond(reply);
+}
+
+// === axum ===
+
+/// The admin routes (`/metrics`, `/health`, `/config`) as an [`axum::Router`] to merge or nest
+/// into the application's own server, so it needs no second port (feature `axum`).
+///
+/// The routes answer exactly as [`respond`] does, also when nested under a prefix
+/// (`Router::new().nest("/admin", router(…))` serves `/admin/metrics`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tracing_offload::OffloadLayer;
+///
+/// let (_layer, guard) = OffloadLayer::builder().build()?;
+/// let app: axum::Router = axum::Router::new()
+///     .nest("/admin", tracing_offload::admin::router(Arc::new(guard.handle())));
+/// # drop(app);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "axum")]
+pub fn router<S>(source: Arc<dyn AdminSource>) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    use axum::routing::any;
+    let route = |path: &'static str| {
+        let source = Arc::clone(&source);
+        any(
+            move |method: axum::http::Method, headers: axum::http::HeaderMap| {
+                let source = Arc::clone(&source);
+                async move {
+                    let accept = headers
+                        .get(axum::http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok());
+                    into_axum(respond(&*source, method.as_str(), path, accept))
+                }
+            },
+        )
+    };
+    axum::Router::new()
+        .route("/metrics", route("/metrics"))
+        .route("/health", route("/health"))
+        .route("/config", route("/config"))
+}
+
+#[cfg(feature = "axum")]
+fn into_axum(r: AdminResponse) -> axum::response::Response {
+    use axum::http::{header, HeaderValue, StatusCode};
+    let mut response = axum::response::Response::new(axum::body::Body::from(r.body));
+    *response.status_mut() =
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(r.content_type),
+    );
+    if let Some(allow) = r.allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::HealthMonitor;
+    use crate::stats::tests_support::sample_stats;
+
+    struct Fake {
+        running: bool,
+    }
+
+    impl AdminSource for Fake {
+        fn stats(&self) -> Stats {
+            sample_stats()
+        }
+        fn health(&self) -> Health {
+            let mut s = sample_stats();
+            s.sinks[0].failing_for = None;
+            HealthMonitor::default().check(&s, self.running)
+        }
+        fn config_json(&self) -> String {
+            r#"{"capacity":1024}"#.into()
+        }
+    }
+
+    #[test]
+    fn routes_status_codes_and_content_types() {
+        let f = Fake { running: true };
+        let r = respond(&f, "GET", "/metrics", None);
+        assert_eq!((r.status, r.content_type), (200, PROMETHEUS_CONTENT_TYPE));
+        let r = respond(&f, "GET", "/health?verbose=1", None);
+        assert_eq!((r.status, r.content_type), (200, JSON_CONTENT_TYPE));
+        let r = respond(&f, "GET", "/config", None);
+        assert_eq!(r.body, r#"{"capacity":1024}"#);
+        assert_eq!(respond(&f, "GET", "/nope", None).status, 404);
+        assert_eq!(respond(&f, "GET", "", None).status, 404);
+        let r = respond(&f, "POST", "/metrics", None);
+        assert_eq!((r.status, r.allow), (405, Some(ALLOWED_METHODS)));
+        let r = respond(&f, "HEAD", "/metrics", None);
+        assert_eq!((r.status, r.content_type), (200, PROMETHEUS_CONTENT_TYPE));
+        assert!(!r.body.is_empty());
+    }
+
+    #[test]
+    fn unhealthy_is_503() {
+        let r = respond(&Fake { running: false }, "GET", "/health", None);
+        assert_eq!(r.status, 503);
+        assert!(r.body.contains("\"unhealthy\""));
+    }
+
+    #[test]
+    fn openmetrics_is_served_when_asked_for() {
+        let f = Fake { running: true };
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let r = respond(&f, "GET", "/metrics", Some(prom));
+        assert_eq!(r.content_type, OPENMETRICS_CONTENT_TYPE);
+        assert!(r.body.ends_with("# EOF\n"));
+        for accept in ["text/plain", "*/*", "application/openmetrics-text; q=0", ""] {
+            let r = respond(&f, "GET", "/metrics", Some(accept));
+            assert_eq!(r.content_type, PROMETHEUS_CONTENT_TYPE, "{accept}");
+        }
+    }
+
+    #[test]
+    fn binding_a_taken_address_names_it() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let err = AdminServer::start(addr.as_str(), Arc::new(Fake { running: true })).unwrap_err();
+        assert!(err.to_string().contains(&addr), "{err}");
+    }
+}

@@ -1,0 +1,691 @@
+//! [`Health`]: whether telemetry is flowing, computed from a [`Stats`] snapshot by documented
+//! rules. Read-only: checking health changes nothing in the pipeline.
+//!
+//! # Components and rules
+//!
+//! The overall status is the worst status of the components.
+//!
+//! | component | degraded when | unhealthy when |
+//! |---|---|---|
+//! | `queue` | depth ≥ [`queue_saturation`](HealthConfig::queue_saturation) × capacity, or records were dropped before the drain thread within the last [`drop_window`](HealthConfig::drop_window) | — |
+//! | `drain` | — | the drain thread has stopped (died or shut down), or its heartbeat is older than [`heartbeat_timeout`](HealthConfig::heartbeat_timeout) |
+//! | `sink:<name>` | the sink's last export failed; its buffer is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records within the last `drop_window` | it has been failing for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
+//! | `open_spans` | a span has been open longer than [`stuck_span_after`](HealthConfig::stuck_span_after), or more than [`max_open_spans`](HealthConfig::max_open_spans) spans are open | — |
+//!
+//! "Within the last window" needs memory of earlier checks: [`HealthMonitor`] keeps the last
+//! drop totals and when they last grew. Drops seen on the first check count as recent.
+//!
+//! ```
+//! use tracing_offload::health::{HealthConfig, HealthMonitor, HealthStatus};
+//! use tracing_offload::OffloadLayer;
+//!
+//! let (_layer, guard) = OffloadLayer::builder().build()?;
+//! let handle = guard.handle();
+//! let monitor = HealthMonitor::new(HealthConfig::default());
+//! let health = monitor.check(&handle.stats(), handle.is_running());
+//! assert_eq!(health.status, HealthStatus::Healthy);
+//! assert!(health.is_healthy());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Serialize, Serializer};
+
+use crate::record::rfc3339;
+use crate::stats::{SinkStats, Stats};
+
+/// Default for [`HealthConfig::queue_saturation`]: the queue is saturated at 90% full.
+pub const DEFAULT_QUEUE_SATURATION: f64 = 0.9;
+/// Default for [`HealthConfig::sink_buffer_saturation`]: a sink buffer 90% full means the
+/// sink is not keeping up (stalled).
+pub const DEFAULT_SINK_BUFFER_SATURATION: f64 = 0.9;
+/// Default for [`HealthConfig::drop_window`]: drops in the last minute make a component
+/// degraded.
+pub const DEFAULT_DROP_WINDOW: Duration = Duration::from_secs(60);
+/// Default for [`HealthConfig::heartbeat_timeout`]: the drain thread beats at least every
+/// flush interval (10 ms by default); 5 s without a beat means it is stuck.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`HealthConfig::sink_failing_timeout`]: a sink failing for a minute without a
+/// success is unhealthy.
+pub const DEFAULT_SINK_FAILING_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`HealthConfig::stuck_span_after`]: a span open for 10 minutes is stuck.
+pub const DEFAULT_STUCK_SPAN_AFTER: Duration = Duration::from_secs(600);
+/// Default for [`HealthConfig::max_open_spans`]: more open spans than this suggests a leak.
+pub const DEFAULT_MAX_OPEN_SPANS: u64 = 100_000;
+
+/// Thresholds of the health rules. Every field has a `DEFAULT_*` constant.
+///
+/// | field | default |
+/// |---|---|
+/// | `queue_saturation` | [`DEFAULT_QUEUE_SATURATION`] (0.9) |
+/// | `sink_buffer_saturation` | [`DEFAULT_SINK_BUFFER_SATURATION`] (0.9) |
+/// | `drop_window` | [`DEFAULT_DROP_WINDOW`] (60 s) |
+/// | `heartbeat_timeout` | [`DEFAULT_HEARTBEAT_TIMEOUT`] (5 s) |
+/// | `sink_failing_timeout` | [`DEFAULT_SINK_FAILING_TIMEOUT`] (60 s) |
+/// | `stuck_span_after` | [`DEFAULT_STUCK_SPAN_AFTER`] (10 min) |
+/// | `max_open_spans` | [`DEFAULT_MAX_OPEN_SPANS`] (100 000) |
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct HealthConfig {
+    /// Fraction of the queue's capacity (0–1) at which the queue is degraded.
+    pub queue_saturation: f64,
+    /// Fraction of a sink buffer's capacity (0–1) at which the sink is degraded (stalled).
+    pub sink_buffer_saturation: f64,
+    /// Drops within this window make the queue or the sink degraded.
+    pub drop_window: Duration,
+    /// A drain heartbeat older than this makes the drain unhealthy.
+    pub heartbeat_timeout: Duration,
+    /// A sink failing for longer than this (no success in between) is unhealthy.
+    pub sink_failing_timeout: Duration,
+    /// A span open longer than this is stuck: `open_spans` is degraded.
+    pub stuck_span_after: Duration,
+    /// More open spans than this make `open_spans` degraded.
+    pub max_open_spans: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            queue_saturation: DEFAULT_QUEUE_SATURATION,
+            sink_buffer_saturation: DEFAULT_SINK_BUFFER_SATURATION,
+            drop_window: DEFAULT_DROP_WINDOW,
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            sink_failing_timeout: DEFAULT_SINK_FAILING_TIMEOUT,
+            stuck_span_after: DEFAULT_STUCK_SPAN_AFTER,
+            max_open_spans: DEFAULT_MAX_OPEN_SPANS,
+        }
+    }
+}
+
+// === impl HealthConfig ===
+
+impl HealthConfig {
+    /// Sets [`queue_saturation`](Self::queue_saturation) (clamped to 0–1).
+    pub fn queue_saturation(mut self, fraction: f64) -> Self {
+        self.queue_saturation = clamp_fraction(fraction, DEFAULT_QUEUE_SATURATION);
+        self
+    }
+
+    /// Sets [`sink_buffer_saturation`](Self::sink_buffer_saturation) (clamped to 0–1).
+    pub fn sink_buffer_saturation(mut self, fraction: f64) -> Self {
+        self.sink_buffer_saturation = clamp_fraction(fraction, DEFAULT_SINK_BUFFER_SATURATION);
+        self
+    }
+
+    /// Sets [`drop_window`](Self::drop_window).
+    pub fn drop_window(mut self, window: Duration) -> Self {
+        self.drop_window = window;
+        self
+    }
+
+    /// Sets [`heartbeat_timeout`](Self::heartbeat_timeout).
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Sets [`sink_failing_timeout`](Self::sink_failing_timeout).
+    pub fn sink_failing_timeout(mut self, timeout: Duration) -> Self {
+        self.sink_failing_timeout = timeout;
+        self
+    }
+
+    /// Sets [`stuck_span_after`](Self::stuck_span_after).
+    pub fn stuck_span_after(mut self, age: Duration) -> Self {
+        self.stuck_span_after = age;
+        self
+    }
+
+    /// Sets [`max_open_spans`](Self::max_open_spans).
+    pub fn max_open_spans(mut self, n: u64) -> Self {
+        self.max_open_spans = n;
+        self
+    }
+}
+
+fn clamp_fraction(f: f64, default: f64) -> f64 {
+    if f.is_nan() {
+        default
+    } else {
+        f.clamp(0.0, 1.0)
+    }
+}
+
+/// A health status, ordered from best to worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Working as intended.
+    Healthy,
+    /// Working, but losing or about to lose records, or a sink is failing.
+    Degraded,
+    /// Not working: records are not flowing to at least one destination.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// `"healthy"`, `"degraded"` or `"unhealthy"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The health of one part of the pipeline.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ComponentHealth {
+    /// `queue`, `drain`, `open_spans`, or `sink:<name>`.
+    pub name: String,
+    /// The component's status.
+    pub status: HealthStatus,
+    /// What the status is based on, e.g. `"812 of 1024 records queued"`.
+    pub message: String,
+    /// When this was computed.
+    #[serde(serialize_with = "ser_time")]
+    pub checked_at: SystemTime,
+    /// Sinks only: the last export error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Sinks only: when the last export succeeded.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_time"
+    )]
+    pub last_success_at: Option<SystemTime>,
+}
+
+/// The pipeline's health: an overall status and one entry per component.
+///
+/// Serialises to JSON as
+/// `{"status":"healthy","uptime_seconds":12.5,"checked_at":"…","components":[…]}`.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// The worst status of the components.
+    pub status: HealthStatus,
+    /// Time since the pipeline was built.
+    pub uptime_seconds: f64,
+    /// When this was computed.
+    #[serde(serialize_with = "ser_time")]
+    pub checked_at: SystemTime,
+    /// Every component, in the order queue, drain, open_spans, then each sink.
+    pub components: Vec<ComponentHealth>,
+}
+
+// === impl Health ===
+
+impl Health {
+    /// Whether the overall status is [`HealthStatus::Healthy`].
+    pub fn is_healthy(&self) -> bool {
+        self.status == HealthStatus::Healthy
+    }
+
+    /// Whether records still flow: healthy or degraded (what a readiness probe wants).
+    pub fn is_serving(&self) -> bool {
+        self.status != HealthStatus::Unhealthy
+    }
+
+    /// The component with this name.
+    pub fn component(&self, name: &str) -> Option<&ComponentHealth> {
+        self.components.iter().find(|c| c.name == name)
+    }
+
+    /// The health as a JSON string.
+    pub fn to_json(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+fn ser_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Computes [`Health`] from snapshots, remembering drop totals between checks so that "drops
+/// within the last window" can be told. Cheap; share it (`Send + Sync`).
+#[derive(Debug)]
+pub struct HealthMonitor {
+    config: HealthConfig,
+    window: Mutex<DropWindow>,
+}
+
+/// Drop totals seen by earlier checks and when each last grew.
+#[derive(Debug, Default)]
+struct DropWindow {
+    queue: Seen,
+    sinks: HashMap<String, Seen>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    total: u64,
+    grew_at: Option<Instant>,
+}
+
+impl Seen {
+    /// Records `total` at `now` and says whether it grew within `window`.
+    fn update(&mut self, total: u64, now: Instant, window: Duration) -> bool {
+        if total > self.total {
+            self.grew_at = Some(now);
+        }
+        self.total = total;
+        self.grew_at
+            .is_some_and(|t| now.saturating_duration_since(t) < window)
+    }
+}
+
+/// What the drop window says about the current snapshot.
+#[derive(Debug, Default, Clone)]
+struct RecentDrops {
+    queue: bool,
+    sinks: Vec<String>,
+}
+
+// === impl HealthMonitor ===
+
+impl HealthMonitor {
+    /// A monitor applying `config`'s thresholds.
+    pub fn new(config: HealthConfig) -> Self {
+        HealthMonitor {
+            config,
+            window: Mutex::new(DropWindow::default()),
+        }
+    }
+
+    /// The thresholds in use.
+    pub fn config(&self) -> &HealthConfig {
+        &self.config
+    }
+
+    /// Computes the health of a snapshot. `drain_running` is whether the drain thread is alive
+    /// ([`Handle::is_running`](crate::Handle::is_running)).
+    pub fn check(&self, stats: &Stats, drain_running: bool) -> Health {
+        let recent = self.update_window(stats, Instant::now());
+        evaluate(
+            &self.config,
+            stats,
+            drain_running,
+            &recent,
+            SystemTime::now(),
+        )
+    }
+
+    fn update_window(&self, stats: &Stats, now: Instant) -> RecentDrops {
+        let window = self.config.drop_window;
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = w.queue.update(stats.dropped, now, window);
+        let sinks = stats
+            .sinks
+            .iter()
+            .filter(|s| {
+                w.sinks
+                    .entry(s.name.clone())
+                    .or_default()
+                    .update(s.dropped, now, window)
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        RecentDrops { queue, sinks }
+    }
+}
+
+impl Default for HealthMonitor {
+    fn default() -> Self {
+        HealthMonitor::new(HealthConfig::default())
+    }
+}
+
+// === the rules ===
+
+fn evaluate(
+    config: &HealthConfig,
+    stats: &Stats,
+    drain_running: bool,
+    recent: &RecentDrops,
+    now: SystemTime,
+) -> Health {
+    let mut components = vec![
+        queue_health(config, stats, recent.queue),
+        drain_health(config, stats, drain_running),
+        open_spans_health(config, stats),
+    ];
+    for sink in &stats.sinks {
+        let dropped_recently = recent.sinks.contains(&sink.name);
+        components.push(sink_health(config, sink, dropped_recently));
+    }
+    for c in &mut components {
+        c.checked_at = now;
+    }
+    Health {
+        status: components
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(HealthStatus::Healthy),
+        uptime_seconds: stats.uptime.as_secs_f64(),
+        checked_at: now,
+        components,
+    }
+}
+
+fn component(name: impl Into<String>, status: HealthStatus, message: String) -> ComponentHealth {
+    ComponentHealth {
+        name: name.into(),
+        status,
+        message,
+        checked_at: SystemTime::UNIX_EPOCH,
+        last_error: None,
+        last_success_at: None,
+    }
+}
+
+fn is_saturated(depth: usize, capacity: usize, fraction: f64) -> bool {
+    capacity > 0 && depth as f64 >= fraction * capacity as f64
+}
+
+fn drop_summary(by_reason: &[(crate::DropReason, u64)]) -> String {
+    by_reason
+        .iter()
+        .map(|(r, n)| format!("{r}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn queue_health(config: &HealthConfig, stats: &Stats, dropped_recently: bool) -> ComponentHealth {
+    let fill = format!("{} of {} records queued", stats.queue_depth, stats.capacity);
+    if is_saturated(stats.queue_depth, stats.capacity, config.queue_saturation) {
+        let msg = format!("saturated: {fill}");
+        return component("queue", HealthStatus::Degraded, msg);
+    }
+    if dropped_recently {
+        let msg = format!(
+            "records dropped within the last {:?} ({} in total: {}); {fill}",
+            config.drop_window,
+            stats.dropped,
+            drop_summary(&stats.dropped_by_reason)
+        );
+        return component("queue", HealthStatus::Degraded, msg);
+    }
+    component("queue", HealthStatus::Healthy, fill)
+}
+
+fn drain_health(config: &HealthConfig, stats: &Stats, running: bool) -> ComponentHealth {
+    let age = stats.heartbeat_age;
+    if !running {
+        let msg = "the drain thread has stopped; records are not being delivered".to_owned();
+        return component("drain", HealthStatus::Unhealthy, msg);
+    }
+    if age > config.heartbeat_timeout {
+        let msg = format!(
+            "heartbeat is {age:?} old (limit {:?}): the drain thread is stuck",
+            config.heartbeat_timeout
+        );
+        return component("drain", HealthStatus::Unhealthy, msg);
+    }
+    let msg = format!("running; last heartbeat {age:?} ago");
+    component("drain", HealthStatus::Healthy, msg)
+}
+
+fn open_spans_health(config: &HealthConfig, stats: &Stats) -> ComponentHealth {
+    let n = stats.open_spans;
+    if let Some(age) = stats
+        .oldest_open_span_age
+        .filter(|a| *a > config.stuck_span_after)
+    {
+        let msg = format!(
+            "{n} spans open; the oldest has been open for {age:?} (limit {:?}): stuck span",
+            config.stuck_span_after
+        );
+        return component("open_spans", HealthStatus::Degraded, msg);
+    }
+    if n > config.max_open_spans {
+        let msg = format!(
+            "{n} spans open (limit {}): spans are not being closed",
+            config.max_open_spans
+        );
+        return component("open_spans", HealthStatus::Degraded, msg);
+    }
+    component(
+        "open_spans",
+        HealthStatus::Healthy,
+        format!("{n} spans open"),
+    )
+}
+
+fn sink_health(config: &HealthConfig, sink: &SinkStats, dropped_recently: bool) -> ComponentHealth {
+    let (status, message) = sink_status(config, sink, dropped_recently);
+    let mut c = component(format!("sink:{}", sink.name), status, message);
+    c.last_error = sink.last_error.clone();
+    c.last_success_at = sink.last_success_at;
+    c
+}
+
+fn sink_status(
+    config: &HealthConfig,
+    sink: &SinkStats,
+    dropped_recently: bool,
+) -> (HealthStatus, String) {
+    let error = sink.last_error.as_deref().unwrap_or("unknown error");
+    if sink.disabled {
+        let msg = format!("disabled after a panic: {error}");
+        return (HealthStatus::Unhealthy, msg);
+    }
+    if let Some(failing) = sink.failing_for {
+        if failing > config.sink_failing_timeout {
+            let msg = format!(
+                "failing for {failing:?} (limit {:?}): {error}",
+                config.sink_failing_timeout
+            );
+            return (HealthStatus::Unhealthy, msg);
+        }
+        return (
+            HealthStatus::Degraded,
+            format!("failing for {failing:?}: {error}"),
+        );
+    }
+    let fill = format!(
+        "{} of {} records buffered",
+        sink.buffered, sink.buffer_capacity
+    );
+    if is_saturated(
+        sink.buffered,
+        sink.buffer_capacity,
+        config.sink_buffer_saturation,
+    ) {
+        return (
+            HealthStatus::Degraded,
+            format!("not keeping up (stalled?): {fill}"),
+        );
+    }
+    if dropped_recently {
+        let msg = format!(
+            "records dropped within the last {:?} ({} in total: {}); {fill}",
+            config.drop_window,
+            sink.dropped,
+            drop_summary(&sink.dropped_by_reason)
+        );
+        return (HealthStatus::Degraded, msg);
+    }
+    (
+        HealthStatus::Healthy,
+        format!("{} records exported; {fill}", sink.exported),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::tests_support::sample_stats;
+
+    fn healthy_stats() -> Stats {
+        let mut s = sample_stats();
+        s.queue_depth = 0;
+        s.dropped = 0;
+        s.dropped_by_reason.clear();
+        let sink = &mut s.sinks[0];
+        sink.failing_for = None;
+        sink.dropped = 0;
+        sink.dropped_by_reason.clear();
+        s
+    }
+
+    fn check(config: &HealthConfig, stats: &Stats, running: bool) -> Health {
+        evaluate(
+            config,
+            stats,
+            running,
+            &RecentDrops::default(),
+            SystemTime::now(),
+        )
+    }
+
+    #[test]
+    fn a_quiet_pipeline_is_healthy() {
+        let h = check(&HealthConfig::default(), &healthy_stats(), true);
+        assert_eq!(h.status, HealthStatus::Healthy, "{h:#?}");
+        assert!(h.is_healthy() && h.is_serving());
+        let names: Vec<_> = h.components.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["queue", "drain", "open_spans", "sink:json"]);
+    }
+
+    #[test]
+    fn a_saturated_queue_is_degraded() {
+        let mut s = healthy_stats();
+        s.queue_depth = 1000;
+        let h = check(&HealthConfig::default(), &s, true);
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert!(h.component("queue").unwrap().message.contains("saturated"));
+    }
+
+    #[test]
+    fn a_stopped_or_stuck_drain_is_unhealthy() {
+        let h = check(&HealthConfig::default(), &healthy_stats(), false);
+        assert_eq!(h.status, HealthStatus::Unhealthy);
+        assert!(!h.is_serving());
+        let mut s = healthy_stats();
+        s.heartbeat_age = Duration::from_secs(30);
+        let h = check(&HealthConfig::default(), &s, true);
+        assert_eq!(
+            h.component("drain").unwrap().status,
+            HealthStatus::Unhealthy
+        );
+    }
+
+    #[test]
+    fn a_failing_sink_is_degraded_then_unhealthy() {
+        let mut s = healthy_stats();
+        s.sinks[0].failing_for = Some(Duration::from_secs(5));
+        let config = HealthConfig::default().sink_failing_timeout(Duration::from_secs(10));
+        let h = check(&config, &s, true);
+        let sink = h.component("sink:json").unwrap();
+        assert_eq!(sink.status, HealthStatus::Degraded);
+        assert_eq!(sink.last_error.as_deref(), Some("collector unreachable"));
+        s.sinks[0].failing_for = Some(Duration::from_secs(11));
+        assert_eq!(check(&config, &s, true).status, HealthStatus::Unhealthy);
+    }
+
+    #[test]
+    fn a_disabled_sink_is_unhealthy() {
+        let mut s = healthy_stats();
+        s.sinks[0].disabled = true;
+        assert_eq!(
+            check(&HealthConfig::default(), &s, true).status,
+            HealthStatus::Unhealthy
+        );
+    }
+
+    #[test]
+    fn a_stalled_sink_is_degraded() {
+        let mut s = healthy_stats();
+        s.sinks[0].buffered = 95;
+        let h = check(&HealthConfig::default(), &s, true);
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert!(h
+            .component("sink:json")
+            .unwrap()
+            .message
+            .contains("stalled"));
+    }
+
+    #[test]
+    fn stuck_spans_are_degraded() {
+        let mut s = healthy_stats();
+        s.open_spans = 3;
+        s.oldest_open_span_age = Some(Duration::from_secs(700));
+        assert_eq!(
+            check(&HealthConfig::default(), &s, true).status,
+            HealthStatus::Degraded
+        );
+        s.oldest_open_span_age = None;
+        s.open_spans = 200_000;
+        assert_eq!(
+            check(&HealthConfig::default(), &s, true).status,
+            HealthStatus::Degraded
+        );
+    }
+
+    #[test]
+    fn drops_count_only_within_the_window() {
+        let monitor =
+            HealthMonitor::new(HealthConfig::default().drop_window(Duration::from_secs(60)));
+        let mut s = healthy_stats();
+        let t0 = Instant::now();
+        assert!(!monitor.update_window(&s, t0).queue);
+        s.dropped = 4;
+        assert!(monitor.update_window(&s, t0 + Duration::from_secs(1)).queue);
+        assert!(
+            monitor
+                .update_window(&s, t0 + Duration::from_secs(60))
+                .queue
+        );
+        assert!(
+            !monitor
+                .update_window(&s, t0 + Duration::from_secs(62))
+                .queue
+        );
+        s.sinks[0].dropped = 1;
+        let recent = monitor.update_window(&s, t0 + Duration::from_secs(63));
+        assert_eq!(recent.sinks, ["json"]);
+    }
+
+    #[test]
+    fn serialises_to_the_documented_json() {
+        let h = check(&HealthConfig::default(), &healthy_stats(), true);
+        let v: serde_json::Value = serde_json::from_str(&h.to_json()).unwrap();
+        assert_eq!(v["status"], "healthy");
+        assert!(v["uptime_seconds"].is_number());
+        assert!(v["checked_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(v["components"][0]["name"], "queue");
+        assert_eq!(v["components"][3]["last_error"], "collector unreachable");
+    }
+
+    #[test]
+    fn bad_fractions_do_not_panic() {
+        let c = HealthConfig::default()
+            .queue_saturation(f64::NAN)
+            .sink_buffer_saturation(7.0);
+        assert_eq!(c.queue_saturation, DEFAULT_QUEUE_SATURATION);
+        assert_eq!(c.sink_buffer_saturation, 1.0);
+    }
+}

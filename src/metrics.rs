@@ -1,0 +1,692 @@
+//! The pipeline's own metrics in the Prometheus formats, rendered through `prometheus-client`.
+//!
+//! The counters live in the pipeline's own atomics ([`Stats`] is a snapshot of them), so
+//! nothing is counted twice: [`OffloadCollector`] implements `prometheus-client`'s
+//! [`Collector`] and encodes a fresh snapshot on every scrape. Use it in three ways:
+//!
+//! * [`render_prometheus`] — the Prometheus text format 0.0.4 (what `/metrics` serves by
+//!   default, content type [`PROMETHEUS_CONTENT_TYPE`]);
+//! * [`render_openmetrics`] — the OpenMetrics 1.0 text format (content type
+//!   [`OPENMETRICS_CONTENT_TYPE`]), served when a scraper asks for it;
+//! * [`OffloadCollector::register`] — join the application's own
+//!   [`Registry`].
+//!
+//! # Metrics
+//!
+//! Every name starts with `offload_`. Counters end in `_total`; durations are in seconds and
+//! say so. Variants are labels, never name suffixes.
+//!
+//! | metric | type | labels | meaning |
+//! |---|---|---|---|
+//! | `offload_records_total` | counter | `outcome` (`enqueued`, `dropped`, `sampled_out`), `reason` (drops only) | every record offered to the layer, by outcome |
+//! | `offload_records_drained_total` | counter | | records the drain thread took from the queue |
+//! | `offload_queue_depth` | gauge | | records in the queue now |
+//! | `offload_queue_capacity` | gauge | | records the queue holds |
+//! | `offload_queue_high_water_mark` | gauge | | the most records seen in the queue at once |
+//! | `offload_open_spans` | gauge | | spans open now |
+//! | `offload_oldest_open_span_age_seconds` | gauge | | how long the oldest open span has been open (0 when none is); a growing value is a stuck span |
+//! | `offload_truncated_values_total` | counter | | field values cut at the length cap |
+//! | `offload_span_events_dropped_total` | counter | | events past the per-span limit |
+//! | `offload_drain_batches_total` | counter | | batches the drain thread fanned out |
+//! | `offload_drain_heartbeat_age_seconds` | gauge | | time since the drain thread last went round its loop |
+//! | `offload_uptime_seconds` | gauge | | time since the pipeline was built |
+//! | `offload_start_time_seconds` | gauge | | when the pipeline was built (Unix time) |
+//! | `offload_sampling_rate` | gauge | | effective sampling rate (0–1), when a sampler reports one |
+//! | `offload_sink_records_total` | counter | `sink`, `outcome` (`exported`, `failed`, `dropped`), `reason` (drops only) | what became of the records each sink was handed |
+//! | `offload_sink_forwarded_records_total` | counter | `sink` | records the drain thread handed to the sink |
+//! | `offload_sink_retries_total` | counter | `sink` | export retries |
+//! | `offload_sink_export_batches_total` | counter | `sink` | export calls |
+//! | `offload_sink_buffer_depth` | gauge | `sink` | records in the sink's buffer now |
+//! | `offload_sink_buffer_capacity` | gauge | `sink` | the sink buffer's capacity |
+//! | `offload_sink_disabled` | gauge | `sink` | 1 when the sink was disabled after a panic |
+//! | `offload_sink_failing_seconds` | gauge | `sink` | how long the sink has been failing without a success (0 when it is not) |
+//! | `offload_sink_last_success_timestamp_seconds` | gauge | `sink` | Unix time of the last successful export (absent before the first) |
+//! | `offload_sink_export_duration_seconds` | histogram | `sink` | time per export call |
+//!
+//! Drop reasons that the queue can produce (`queue_full_oldest`, `queue_full_newest`,
+//! `block_timeout`, `shutdown`) and those a sink can produce (`sink_buffer_full`,
+//! `sink_disabled`, `sink_export_failed`, `shutdown_deadline`) are always present, at 0 until
+//! they happen, so that `rate()` and `increase()` see the first drop.
+//!
+//! # Example
+//!
+//! ```
+//! use prometheus_client::registry::Registry;
+//! use tracing_offload::metrics::{render_prometheus, OffloadCollector};
+//! use tracing_offload::OffloadLayer;
+//!
+//! let (_layer, guard) = OffloadLayer::builder().build()?;
+//! let handle = guard.handle();
+//!
+//! // The text a `/metrics` endpoint serves:
+//! let text = render_prometheus(&handle.stats(), None);
+//! assert!(text.contains("offload_queue_capacity 65536"));
+//!
+//! // Or join the application's registry (scraped with the application's own metrics):
+//! let mut registry = Registry::default();
+//! OffloadCollector::new(move || handle.stats()).register(&mut registry);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::record::DropReason;
+use crate::stats::{LatencyHistogram, SinkStats, Stats};
+
+/// The content type of [`render_prometheus`]'s output (Prometheus text format 0.0.4).
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The content type of [`render_openmetrics`]'s output (OpenMetrics 1.0 text format).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Drop reasons the queue (before the drain thread) produces; always exported, 0 until seen.
+const QUEUE_DROP_REASONS: [DropReason; 4] = [
+    DropReason::QueueFullOldest,
+    DropReason::QueueFullNewest,
+    DropReason::BlockTimeout,
+    DropReason::Shutdown,
+];
+
+/// Drop reasons a sink produces; always exported per sink, 0 until seen.
+const SINK_DROP_REASONS: [DropReason; 4] = [
+    DropReason::SinkBufferFull,
+    DropReason::SinkDisabled,
+    DropReason::SinkExportFailed,
+    DropReason::ShutdownDeadline,
+];
+
+/// Renders a snapshot in the Prometheus text format 0.0.4 ([`PROMETHEUS_CONTENT_TYPE`]).
+///
+/// `sampling_rate` is the effective sampling rate (0.0–1.0) when the pipeline samples; `None`
+/// leaves `offload_sampling_rate` out.
+pub fn render_prometheus(stats: &Stats, sampling_rate: Option<f64>) -> String {
+    openmetrics_to_prometheus(&render_openmetrics(stats, sampling_rate))
+}
+
+/// Renders a snapshot in the OpenMetrics 1.0 text format ([`OPENMETRICS_CONTENT_TYPE`]),
+/// ending with `# EOF`.
+pub fn render_openmetrics(stats: &Stats, sampling_rate: Option<f64>) -> String {
+    let stats = stats.clone();
+    let collector = OffloadCollector::new(move || stats.clone());
+    let collector = match sampling_rate {
+        Some(rate) => collector.with_sampling_rate(move || Some(rate)),
+        None => collector,
+    };
+    let mut registry = Registry::default();
+    collector.register(&mut registry);
+    let mut out = String::new();
+    // Writing into a `String` cannot fail, and every value we encode is finite or a valid
+    // float; should the encoder ever refuse, serve what was written rather than panic.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+/// Converts `prometheus-client`'s OpenMetrics text into the Prometheus 0.0.4 text format.
+///
+/// The two differ only in framing: OpenMetrics names a counter family without its `_total`
+/// suffix in `# HELP`/`# TYPE`, has `# UNIT` lines and ends with `# EOF`. The samples are the
+/// same. Text Prometheus 0.0.4 parsers read `# TYPE x counter` followed by `x_total` samples
+/// as an empty counter plus an untyped metric, so the family name gets its suffix back here.
+fn openmetrics_to_prometheus(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut counters: Vec<&str> = Vec::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.push(name);
+            }
+        }
+    }
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(&name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A source of stats snapshots.
+type StatsSource = Arc<dyn Fn() -> Stats + Send + Sync>;
+/// A source of the effective sampling rate.
+type RateSource = Arc<dyn Fn() -> Option<f64> + Send + Sync>;
+
+/// A `prometheus-client` [`Collector`] that encodes a fresh [`Stats`] snapshot on each scrape.
+///
+/// Build it from anything that returns a snapshot, typically `move || handle.stats()`.
+#[derive(Clone)]
+pub struct OffloadCollector {
+    stats: StatsSource,
+    // --- sampling hook: the sampling work reports its effective rate through this. ---
+    sampling_rate: Option<RateSource>,
+}
+
+// === impl OffloadCollector ===
+
+impl OffloadCollector {
+    /// A collector that calls `stats` on each scrape.
+    pub fn new(stats: impl Fn() -> Stats + Send + Sync + 'static) -> Self {
+        OffloadCollector {
+            stats: Arc::new(stats),
+            sampling_rate: None,
+        }
+    }
+
+    /// Also exports `offload_sampling_rate` from `rate` (0.0–1.0; `None` leaves it out).
+    pub fn with_sampling_rate(
+        mut self,
+        rate: impl Fn() -> Option<f64> + Send + Sync + 'static,
+    ) -> Self {
+        self.sampling_rate = Some(Arc::new(rate));
+        self
+    }
+
+    /// Registers this collector in `registry`; its metrics are encoded with the registry's own
+    /// on every scrape (under the registry's prefix, if it has one).
+    pub fn register(self, registry: &mut Registry) {
+        registry.register_collector(Box::new(self));
+    }
+
+    fn encode_snapshot(
+        &self,
+        stats: &Stats,
+        rate: Option<f64>,
+        enc: &mut DescriptorEncoder<'_>,
+    ) -> fmt::Result {
+        encode_records(stats, enc)?;
+        encode_queue(stats, enc)?;
+        encode_drain(stats, enc)?;
+        if let Some(rate) = rate.filter(|r| r.is_finite()) {
+            let m = ConstGauge::new(rate);
+            let e = enc.encode_descriptor(
+                "offload_sampling_rate",
+                "Effective sampling rate: the fraction of records kept (0 to 1).",
+                None,
+                m.metric_type(),
+            )?;
+            m.encode(e)?;
+        }
+        encode_sinks(&stats.sinks, enc)
+    }
+}
+
+impl fmt::Debug for OffloadCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OffloadCollector")
+            .field("sampling_rate", &self.sampling_rate.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for OffloadCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let stats = (self.stats)();
+        let rate = self.sampling_rate.as_ref().and_then(|r| r());
+        self.encode_snapshot(&stats, rate, &mut encoder)
+    }
+}
+
+// === encoding helpers ===
+
+type Labels = Vec<(&'static str, String)>;
+
+fn sink_label(sink: &SinkStats) -> Labels {
+    vec![("sink", sink.name.clone())]
+}
+
+/// Encodes one counter family from `(labels, value)` pairs.
+fn counter_family(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: &[(Labels, u64)],
+) -> fmt::Result {
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// Encodes one gauge family from `(labels, value)` pairs.
+fn gauge_family<V>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: &[(Labels, V)],
+) -> fmt::Result
+where
+    V: prometheus_client::encoding::EncodeGaugeValue + Copy + fmt::Debug,
+    ConstGauge<V>: EncodeMetric,
+{
+    let mut family = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// Encodes a single unlabelled gauge.
+fn gauge<V>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: V,
+) -> fmt::Result
+where
+    ConstGauge<V>: EncodeMetric,
+{
+    let m = ConstGauge::new(value);
+    let e = enc.encode_descriptor(name, help, unit, m.metric_type())?;
+    m.encode(e)
+}
+
+/// Encodes a single unlabelled counter.
+fn counter(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
+    let m = ConstCounter::new(value);
+    let e = enc.encode_descriptor(name, help, None, m.metric_type())?;
+    m.encode(e)
+}
+
+/// Reasons to export: the fixed set for this stage, plus any other non-zero one.
+fn drop_samples(
+    base: &Labels,
+    fixed: &[DropReason],
+    seen: &[(DropReason, u64)],
+    count: impl Fn(DropReason) -> u64,
+) -> Vec<(Labels, u64)> {
+    let mut reasons: Vec<DropReason> = fixed.to_vec();
+    for (r, n) in seen {
+        if *n > 0 && !reasons.contains(r) {
+            reasons.push(*r);
+        }
+    }
+    reasons
+        .into_iter()
+        .map(|r| {
+            let mut l = base.clone();
+            l.push(("outcome", "dropped".into()));
+            l.push(("reason", r.as_str().into()));
+            (l, count(r))
+        })
+        .collect()
+}
+
+fn with_outcome(base: &Labels, outcome: &str) -> Labels {
+    let mut l = base.clone();
+    l.push(("outcome", outcome.into()));
+    l
+}
+
+fn encode_records(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let none = Labels::new();
+    let mut samples = vec![
+        (with_outcome(&none, "enqueued"), stats.enqueued),
+        (with_outcome(&none, "sampled_out"), stats.sampled_out),
+    ];
+    samples.extend(drop_samples(
+        &none,
+        &QUEUE_DROP_REASONS,
+        &stats.dropped_by_reason,
+        |r| stats.dropped_for(r),
+    ));
+    counter_family(
+        enc,
+        "offload_records",
+        "Records offered to the layer, by outcome: enqueued, dropped (with a reason) or sampled_out.",
+        &samples,
+    )?;
+    counter(
+        enc,
+        "offload_records_drained",
+        "Records the drain thread took from the queue.",
+        stats.drained,
+    )?;
+    counter(
+        enc,
+        "offload_truncated_values",
+        "Field values cut at the length cap.",
+        stats.truncated_values,
+    )?;
+    counter(
+        enc,
+        "offload_span_events_dropped",
+        "Events inside spans past the per-span event limit (kept as events, not on the span).",
+        stats.span_events_dropped,
+    )
+}
+
+fn encode_queue(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    gauge(
+        enc,
+        "offload_queue_depth",
+        "Records in the queue now.",
+        None,
+        to_i64(stats.queue_depth),
+    )?;
+    gauge(
+        enc,
+        "offload_queue_capacity",
+        "Records the queue holds.",
+        None,
+        to_i64(stats.capacity),
+    )?;
+    gauge(
+        enc,
+        "offload_queue_high_water_mark",
+        "The most records seen in the queue at once.",
+        None,
+        to_i64(stats.high_water_mark),
+    )?;
+    gauge(
+        enc,
+        "offload_open_spans",
+        "Spans open now.",
+        None,
+        i64::try_from(stats.open_spans).unwrap_or(i64::MAX),
+    )?;
+    gauge(
+        enc,
+        "offload_oldest_open_span_age",
+        "How long the oldest span still open has been open (0 when none is open).",
+        Some(&Unit::Seconds),
+        stats
+            .oldest_open_span_age
+            .map_or(0.0, |age| age.as_secs_f64()),
+    )
+}
+
+fn encode_drain(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    counter(
+        enc,
+        "offload_drain_batches",
+        "Batches the drain thread fanned out to the sinks.",
+        stats.drain_batches,
+    )?;
+    gauge(
+        enc,
+        "offload_drain_heartbeat_age",
+        "Time since the drain thread last went round its loop.",
+        Some(&Unit::Seconds),
+        stats.heartbeat_age.as_secs_f64(),
+    )?;
+    gauge(
+        enc,
+        "offload_uptime",
+        "Time since the pipeline was built.",
+        Some(&Unit::Seconds),
+        stats.uptime.as_secs_f64(),
+    )?;
+    gauge(
+        enc,
+        "offload_start_time",
+        "When the pipeline was built, in seconds since the Unix epoch.",
+        Some(&Unit::Seconds),
+        unix_seconds(stats.started_at),
+    )
+}
+
+fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    if sinks.is_empty() {
+        return Ok(());
+    }
+    let mut outcomes = Vec::new();
+    for s in sinks {
+        let base = sink_label(s);
+        outcomes.push((with_outcome(&base, "exported"), s.exported));
+        outcomes.push((with_outcome(&base, "failed"), s.failed));
+        outcomes.extend(drop_samples(
+            &base,
+            &SINK_DROP_REASONS,
+            &s.dropped_by_reason,
+            |r| s.dropped_for(r),
+        ));
+    }
+    counter_family(
+        enc,
+        "offload_sink_records",
+        "What became of the records each sink was handed: exported, failed (export error) or dropped (with a reason).",
+        &outcomes,
+    )?;
+    let per_sink = |f: &dyn Fn(&SinkStats) -> u64| -> Vec<(Labels, u64)> {
+        sinks.iter().map(|s| (sink_label(s), f(s))).collect()
+    };
+    counter_family(
+        enc,
+        "offload_sink_forwarded_records",
+        "Records the drain thread handed to the sink.",
+        &per_sink(&|s| s.forwarded),
+    )?;
+    counter_family(
+        enc,
+        "offload_sink_retries",
+        "Export retries.",
+        &per_sink(&|s| s.retries),
+    )?;
+    counter_family(
+        enc,
+        "offload_sink_export_batches",
+        "Export calls, whatever their outcome.",
+        &per_sink(&|s| s.batches),
+    )?;
+    let gauge_per_sink = |f: &dyn Fn(&SinkStats) -> i64| -> Vec<(Labels, i64)> {
+        sinks.iter().map(|s| (sink_label(s), f(s))).collect()
+    };
+    gauge_family(
+        enc,
+        "offload_sink_buffer_depth",
+        "Records waiting in the sink's buffer now.",
+        None,
+        &gauge_per_sink(&|s| to_i64(s.buffered)),
+    )?;
+    gauge_family(
+        enc,
+        "offload_sink_buffer_capacity",
+        "The sink buffer's capacity in records.",
+        None,
+        &gauge_per_sink(&|s| to_i64(s.buffer_capacity)),
+    )?;
+    gauge_family(
+        enc,
+        "offload_sink_disabled",
+        "1 when the sink was disabled after a panic, else 0.",
+        None,
+        &gauge_per_sink(&|s| i64::from(s.disabled)),
+    )?;
+    let failing: Vec<(Labels, f64)> = sinks
+        .iter()
+        .map(|s| {
+            let d = s.failing_for.unwrap_or(Duration::ZERO);
+            (sink_label(s), d.as_secs_f64())
+        })
+        .collect();
+    gauge_family(
+        enc,
+        "offload_sink_failing",
+        "How long the sink has been failing without a success in between (0 when it is not failing).",
+        Some(&Unit::Seconds),
+        &failing,
+    )?;
+    let last_success: Vec<(Labels, f64)> = sinks
+        .iter()
+        .filter_map(|s| Some((sink_label(s), unix_seconds(s.last_success_at?))))
+        .collect();
+    if !last_success.is_empty() {
+        gauge_family(
+            enc,
+            "offload_sink_last_success_timestamp",
+            "When the sink last exported successfully, in seconds since the Unix epoch.",
+            Some(&Unit::Seconds),
+            &last_success,
+        )?;
+    }
+    let mut family = enc.encode_descriptor(
+        "offload_sink_export_duration",
+        "Time per export call.",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    for s in sinks {
+        let labels = sink_label(s);
+        encode_histogram(&s.export_latency, family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Encodes our histogram. Ours stores a count per bucket (not cumulative) with a last,
+/// unbounded bucket; `prometheus-client` takes exactly that — per-bucket counts with `+Inf`
+/// last — and writes the cumulative `_bucket` series Prometheus expects.
+fn encode_histogram(h: &LatencyHistogram, mut enc: MetricEncoder<'_>) -> fmt::Result {
+    let buckets = histogram_buckets(h);
+    let count: u64 = buckets.iter().map(|(_, c)| c).sum();
+    let sum = if h.sum_seconds.is_finite() {
+        h.sum_seconds
+    } else {
+        0.0
+    };
+    enc.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+}
+
+/// `(upper bound, count in this bucket)` pairs ending with `+Inf`, tolerant of a snapshot
+/// whose `counts` and `bounds_seconds` do not match in length.
+fn histogram_buckets(h: &LatencyHistogram) -> Vec<(f64, u64)> {
+    let mut buckets: Vec<(f64, u64)> = h
+        .bounds_seconds
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (*b, h.counts.get(i).copied().unwrap_or(0)))
+        .collect();
+    let overflow: u64 = h.counts.iter().skip(h.bounds_seconds.len()).sum();
+    buckets.push((f64::INFINITY, overflow));
+    buckets
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::tests_support::sample_stats;
+
+    #[test]
+    fn counters_get_their_total_suffix_back_in_the_prometheus_format() {
+        let text = render_prometheus(&sample_stats(), None);
+        assert!(
+            text.contains("# TYPE offload_records_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP offload_records_total Records offered"));
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("# UNIT"));
+        let om = render_openmetrics(&sample_stats(), None);
+        assert!(om.ends_with("# EOF\n"));
+        assert!(om.contains("# TYPE offload_records counter\n"));
+    }
+
+    #[test]
+    fn records_are_labelled_by_outcome_and_reason() {
+        let text = render_prometheus(&sample_stats(), None);
+        assert!(text.contains("offload_records_total{outcome=\"enqueued\"} 90\n"));
+        assert!(text.contains("offload_records_total{outcome=\"sampled_out\"} 3\n"));
+        assert!(text.contains(
+            "offload_records_total{outcome=\"dropped\",reason=\"queue_full_newest\"} 7\n"
+        ));
+        // Reasons that did not happen yet are exported at 0.
+        assert!(text
+            .contains("offload_records_total{outcome=\"dropped\",reason=\"block_timeout\"} 0\n"));
+        assert!(text.contains("offload_queue_capacity 1024\n"));
+        assert!(text.contains("offload_queue_high_water_mark 512\n"));
+        assert!(text.contains("offload_drain_heartbeat_age_seconds 0.25\n"));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let text = render_prometheus(&sample_stats(), None);
+        // sample_stats: 2 observations in the 0.001 bucket, 1 in the 0.01 bucket, 1 overflow.
+        assert!(
+            text.contains(
+                "offload_sink_export_duration_seconds_bucket{le=\"0.001\",sink=\"json\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "offload_sink_export_duration_seconds_bucket{le=\"0.01\",sink=\"json\"} 3\n"
+        ));
+        assert!(text.contains(
+            "offload_sink_export_duration_seconds_bucket{le=\"+Inf\",sink=\"json\"} 4\n"
+        ));
+        assert!(text.contains("offload_sink_export_duration_seconds_count{sink=\"json\"} 4\n"));
+    }
+
+    #[test]
+    fn sinks_are_labels_not_names() {
+        let text = render_prometheus(&sample_stats(), None);
+        assert!(text.contains("offload_sink_records_total{sink=\"json\",outcome=\"failed\"} 5\n"));
+        assert!(text.contains(
+            "offload_sink_records_total{sink=\"json\",outcome=\"dropped\",reason=\"sink_buffer_full\"} 2\n"
+        ));
+        assert!(text.contains("offload_sink_disabled{sink=\"json\"} 0\n"));
+        assert!(text.contains("offload_sink_failing_seconds{sink=\"json\"} 1.5\n"));
+    }
+
+    #[test]
+    fn sampling_rate_is_exported_only_when_known() {
+        assert!(!render_prometheus(&sample_stats(), None).contains("offload_sampling_rate"));
+        let text = render_prometheus(&sample_stats(), Some(0.25));
+        assert!(text.contains("offload_sampling_rate 0.25\n"));
+        assert!(!render_prometheus(&sample_stats(), Some(f64::NAN)).contains("sampling_rate"));
+    }
+
+    #[test]
+    fn a_mismatched_histogram_does_not_panic() {
+        let mut stats = sample_stats();
+        stats.sinks[0].export_latency.counts.truncate(2);
+        stats.sinks[0].export_latency.bounds_seconds.clear();
+        let text = render_prometheus(&stats, None);
+        assert!(text.contains("offload_sink_export_duration_seconds_bucket{le=\"+Inf\""));
+    }
+
+    #[test]
+    fn the_collector_joins_a_user_registry_under_its_prefix() {
+        let mut registry = Registry::with_prefix("app");
+        OffloadCollector::new(sample_stats).register(&mut registry);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(out.contains("app_offload_queue_capacity 1024\n"), "{out}");
+    }
+}
