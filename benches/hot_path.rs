@@ -241,6 +241,37 @@ fn benches(c: &mut Criterion) {
     bench_workload(c, "span_lifecycle", span_lifecycle, &spans);
     drop(spans);
     stalled_latency();
+    json_throughput(dir.path());
+}
+
+/// How many events per second the pipeline writes to a JSON file when nothing may be lost
+/// (`Block`): one producer offers 1,000,000 events, the clock stops when the file has them all.
+fn json_throughput(dir: &std::path::Path) {
+    let path = dir.join("throughput.jsonl");
+    let (layer, guard) = OffloadLayer::builder()
+        .backpressure(Backpressure::Block {
+            timeout: Duration::from_secs(60),
+        })
+        .sink(sink::JsonFile::new(&path))
+        .build()
+        .unwrap();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    const N: u64 = 1_000_000;
+    let start = Instant::now();
+    tracing::dispatcher::with_default(&dispatch, || {
+        for _ in 0..N {
+            event();
+        }
+    });
+    guard.handle().flush(Duration::from_secs(120)).unwrap();
+    let elapsed = start.elapsed();
+    let s = guard.handle().stats();
+    assert_eq!(s.sinks[0].exported, N, "nothing may be lost under Block");
+    eprintln!(
+        "json_throughput/offload: {N} events written in {elapsed:.2?} = {:.0} events/s, {} bytes",
+        N as f64 / elapsed.as_secs_f64(),
+        std::fs::metadata(&path).map_or(0, |m| m.len())
+    );
 }
 
 /// A sink that never returns until the bench ends: the queue fills and stays full.

@@ -51,9 +51,18 @@ impl TraceId {
     }
 }
 
+impl TraceId {
+    /// The 32 lower-case hex digits, without allocating.
+    pub fn to_hex(self) -> [u8; 32] {
+        let mut out = [0; 32];
+        write_hex(&mut out, &self.0);
+        out
+    }
+}
+
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.to_u128())
+        f.write_str(std::str::from_utf8(&self.to_hex()).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -93,9 +102,18 @@ impl SpanId {
     }
 }
 
+impl SpanId {
+    /// The 16 lower-case hex digits, without allocating.
+    pub fn to_hex(self) -> [u8; 16] {
+        let mut out = [0; 16];
+        write_hex(&mut out, &self.0);
+        out
+    }
+}
+
 impl fmt::Display for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.to_u64())
+        f.write_str(std::str::from_utf8(&self.to_hex()).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -350,28 +368,72 @@ impl Record {
 
 /// Formats a time as RFC 3339 in UTC with microseconds, e.g. `2026-11-22T11:24:22.123456Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    let mut s = String::with_capacity(27);
-    write_rfc3339(&mut s, t);
-    s
+    let buf = rfc3339_bytes(t);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// Appends a time as RFC 3339 in UTC with microseconds to `out`.
 pub(crate) fn write_rfc3339(out: &mut String, t: SystemTime) {
-    use fmt::Write;
+    out.push_str(std::str::from_utf8(&rfc3339_bytes(t)).unwrap_or("1970-01-01T00:00:00.000000Z"));
+}
+
+/// The 27 ASCII bytes of [`rfc3339`], without allocating. The date and time of day are cached
+/// per thread for the current second, so a stream of records formats only the microseconds.
+pub(crate) fn rfc3339_bytes(t: SystemTime) -> [u8; 27] {
+    use std::cell::Cell;
+    thread_local! {
+        static SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+    }
     let (secs, micros) = match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
         Err(_) => (0, 0),
     };
+    let prefix = SECOND.with(|cache| {
+        let (cached, prefix) = cache.get();
+        if cached == secs {
+            return prefix;
+        }
+        let prefix = date_time_prefix(secs);
+        cache.set((secs, prefix));
+        prefix
+    });
+    let mut out = [0u8; 27];
+    out[..19].copy_from_slice(&prefix);
+    out[19] = b'.';
+    write_digits(&mut out[20..26], micros);
+    out[26] = b'Z';
+    out
+}
+
+fn date_time_prefix(secs: i64) -> [u8; 19] {
     let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u32;
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    );
+    let mut p = *b"0000-00-00T00:00:00";
+    write_digits(&mut p[0..4], y.clamp(0, 9999) as u32);
+    write_digits(&mut p[5..7], m);
+    write_digits(&mut p[8..10], d);
+    write_digits(&mut p[11..13], rem / 3600);
+    write_digits(&mut p[14..16], (rem / 60) % 60);
+    write_digits(&mut p[17..19], rem % 60);
+    p
+}
+
+/// Writes `v` as zero-padded decimal digits filling `out`.
+fn write_digits(out: &mut [u8], mut v: u32) {
+    for byte in out.iter_mut().rev() {
+        *byte = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Writes `bytes` as lower-case hex into `out` (twice as long).
+pub(crate) fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -395,7 +457,15 @@ mod tests {
     #[test]
     fn rfc3339_matches_the_time_crate() {
         let fmt = time::format_description::well_known::Rfc3339;
-        for secs in [0u64, 951_782_400, 1_700_000_000, 4_102_444_799] {
+        // Repeats exercise the per-second cache; the leap day and year ends the calendar.
+        for secs in [
+            0u64,
+            951_782_400,
+            951_782_400,
+            951_868_799,
+            1_700_000_000,
+            4_102_444_799,
+        ] {
             let t = SystemTime::UNIX_EPOCH + Duration::new(secs, 123_456_789);
             let ours = rfc3339(t);
             let theirs = time::OffsetDateTime::from(t).format(&fmt).unwrap();

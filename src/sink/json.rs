@@ -8,7 +8,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::record::{
-    rfc3339, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord, ThreadInfo,
+    rfc3339_bytes, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord, ThreadInfo,
 };
 use crate::sink::{Sink, SinkError};
 
@@ -225,6 +225,34 @@ pub(crate) fn write_json_line(out: &mut Vec<u8>, record: &Record) {
 }
 
 struct JsonLine<'a>(&'a Record);
+/// A time as RFC 3339 text, formatted on the stack.
+struct Ts(std::time::SystemTime);
+/// ASCII bytes (hex ids) as a JSON string.
+struct Ascii<'a>(&'a [u8]);
+/// Captured text, with its truncation marker when it was cut.
+struct JsonText<'a>(&'a crate::record::Text);
+
+impl Serialize for Ts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Ascii(&rfc3339_bytes(self.0)).serialize(s)
+    }
+}
+
+impl Serialize for Ascii<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(std::str::from_utf8(self.0).unwrap_or_default())
+    }
+}
+
+impl Serialize for JsonText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_truncated() {
+            s.collect_str(self.0)
+        } else {
+            s.serialize_str(&self.0.text)
+        }
+    }
+}
 struct JsonFields<'a>(&'a Fields);
 struct JsonValue<'a>(&'a FieldValue);
 struct JsonThread<'a>(&'a ThreadInfo);
@@ -242,38 +270,38 @@ impl Serialize for JsonLine<'_> {
 }
 
 fn event<M: SerializeMap>(m: &mut M, e: &EventRecord) -> Result<(), M::Error> {
-    m.serialize_entry("ts", &rfc3339(e.timestamp))?;
+    m.serialize_entry("ts", &Ts(e.timestamp))?;
     m.serialize_entry("kind", "event")?;
     m.serialize_entry("level", e.level.as_str())?;
     m.serialize_entry("severity_number", &e.level.severity_number())?;
     m.serialize_entry("target", e.metadata.target())?;
     m.serialize_entry("name", e.metadata.name())?;
     if let Some(msg) = &e.message {
-        m.serialize_entry("message", &msg.to_string())?;
+        m.serialize_entry("message", &JsonText(msg))?;
     }
     m.serialize_entry("fields", &JsonFields(&e.fields))?;
     if let (Some(t), Some(s)) = (e.trace_id, e.span_id) {
-        m.serialize_entry("trace_id", &t.to_string())?;
-        m.serialize_entry("span_id", &s.to_string())?;
+        m.serialize_entry("trace_id", &Ascii(&t.to_hex()))?;
+        m.serialize_entry("span_id", &Ascii(&s.to_hex()))?;
     }
     m.serialize_entry("thread", &JsonThread(&e.thread))
 }
 
 fn span<M: SerializeMap>(m: &mut M, sp: &SpanRecord) -> Result<(), M::Error> {
-    m.serialize_entry("ts", &rfc3339(sp.end))?;
+    m.serialize_entry("ts", &Ts(sp.end))?;
     m.serialize_entry("kind", "span")?;
     m.serialize_entry("level", sp.level.as_str())?;
     m.serialize_entry("severity_number", &sp.level.severity_number())?;
     m.serialize_entry("target", sp.metadata.target())?;
     m.serialize_entry("name", sp.metadata.name())?;
     m.serialize_entry("fields", &JsonFields(&sp.fields))?;
-    m.serialize_entry("trace_id", &sp.trace_id.to_string())?;
-    m.serialize_entry("span_id", &sp.span_id.to_string())?;
+    m.serialize_entry("trace_id", &Ascii(&sp.trace_id.to_hex()))?;
+    m.serialize_entry("span_id", &Ascii(&sp.span_id.to_hex()))?;
     if let Some(p) = sp.parent_span_id {
-        m.serialize_entry("parent_span_id", &p.to_string())?;
+        m.serialize_entry("parent_span_id", &Ascii(&p.to_hex()))?;
     }
-    m.serialize_entry("start", &rfc3339(sp.start))?;
-    m.serialize_entry("end", &rfc3339(sp.end))?;
+    m.serialize_entry("start", &Ts(sp.start))?;
+    m.serialize_entry("end", &Ts(sp.end))?;
     m.serialize_entry(
         "duration_ns",
         &(sp.duration.as_nanos().min(u64::MAX as u128) as u64),
@@ -286,14 +314,14 @@ fn span<M: SerializeMap>(m: &mut M, sp: &SpanRecord) -> Result<(), M::Error> {
 
 fn dropped<M: SerializeMap>(m: &mut M, d: &DropNotice) -> Result<(), M::Error> {
     let level = crate::LogLevel::Warning;
-    m.serialize_entry("ts", &rfc3339(d.at))?;
+    m.serialize_entry("ts", &Ts(d.at))?;
     m.serialize_entry("kind", "dropped")?;
     m.serialize_entry("level", level.as_str())?;
     m.serialize_entry("severity_number", &level.severity_number())?;
     m.serialize_entry("target", "tracing_offload")?;
     m.serialize_entry("name", "records_dropped")?;
     m.serialize_entry("message", &d.to_string())?;
-    m.serialize_entry("since", &rfc3339(d.since))?;
+    m.serialize_entry("since", &Ts(d.since))?;
     m.serialize_entry("dropped", &DropCounts(&d.by_reason))
 }
 
@@ -329,8 +357,7 @@ impl Serialize for JsonValue<'_> {
             FieldValue::F64(v) if v.is_finite() => s.serialize_f64(*v),
             FieldValue::F64(v) => s.serialize_str(&v.to_string()),
             FieldValue::Bool(v) => s.serialize_bool(*v),
-            FieldValue::Str(t) if t.is_truncated() => s.serialize_str(&t.to_string()),
-            FieldValue::Str(t) => s.serialize_str(&t.text),
+            FieldValue::Str(t) => JsonText(t).serialize(s),
         }
     }
 }
