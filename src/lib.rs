@@ -70,6 +70,7 @@
 //! | `level` | the [`LogLevel`] taxonomy and its mappings |
 //! | `record` | owned [`Record`]s, ids, [`DropReason`] — the only types both sides share |
 //! | `queue` | the `ArrayQueue`, [`Backpressure`], coalesced wake-ups, blocked-producer waits |
+//! | `notify` | waiting with a deadline for a condition another thread makes true (loom-checked) |
 //! | `stats` | cache-padded counters, histograms, the [`Stats`] snapshot |
 //! | `worker` | the drain thread, the sink threads, flush and shutdown |
 //! | `guard` | [`Guard`] (shuts down on drop) and the clonable [`Handle`] |
@@ -151,6 +152,7 @@ mod open_spans;
 // === end admin ===
 mod layer;
 mod level;
+mod notify;
 mod queue;
 mod record;
 pub mod sink;

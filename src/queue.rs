@@ -5,14 +5,15 @@
 //! woken once every `wake_every` accepted records (coalesced, never per record) and otherwise
 //! wakes on its own timer.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
+pub(crate) use crate::notify::Notify;
 use crate::record::{DropReason, Record};
 use crate::stats::Counters;
 
@@ -94,52 +95,6 @@ impl Flag {
     #[inline]
     pub(crate) fn is_set(&self) -> bool {
         self.0.load(Ordering::Acquire)
-    }
-}
-
-/// Threads waiting for a condition that other threads make true: blocked producers waiting for
-/// room, flush callers waiting for progress, shutdown waiting for threads to finish.
-///
-/// Waiters re-check their condition at least every [`Notify::RECHECK`], so a notification
-/// that races with a waiter going to sleep costs at most that much latency, never a hang.
-#[derive(Debug, Default)]
-pub(crate) struct Notify {
-    waiters: AtomicUsize,
-    lock: Mutex<()>,
-    cond: Condvar,
-}
-
-impl Notify {
-    const RECHECK: Duration = Duration::from_millis(2);
-
-    /// Waits until `ready()` is true or `deadline` passes; returns whether it became true.
-    pub(crate) fn wait_until(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
-        loop {
-            if ready() {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            // SeqCst: the waiter count must be visible to a notifier that made the condition
-            // true after our check above, or that notifier skips the condvar.
-            self.waiters.fetch_add(1, Ordering::SeqCst);
-            let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            let wait = (deadline - now).min(Self::RECHECK);
-            let _ = self.cond.wait_timeout(guard, wait);
-            // SeqCst: the same total order as the increment and the notifier's load.
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Wakes every waiter, if there is one. Cheap when nobody waits.
-    pub(crate) fn notify(&self) {
-        // SeqCst: pairs with the increment in `wait_until` (see there).
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.cond.notify_all();
-        }
     }
 }
 
