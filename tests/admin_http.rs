@@ -3,13 +3,13 @@
 //! guard.
 #![cfg(feature = "admin")]
 
-#[path = "support/admin.rs"]
-mod admin_support;
+mod support;
 
 use std::net::TcpListener;
 use std::time::Duration;
 
-use admin_support::*;
+use support::admin::*;
+use support::*;
 use tracing_offload::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use tracing_offload::{BuildError, Builder, OffloadLayer};
 
