@@ -394,7 +394,9 @@ impl Builder {
                 batch_size: c.batch_size.value,
                 flush_interval: Duration::from_millis(c.flush_interval_ms.value),
                 sink_wait: match self.backpressure {
-                    Backpressure::Block { timeout } => Some(timeout),
+                    // Half the callers' timeout: the drain gives up on a stalled sink before a
+                    // caller that started waiting after it does.
+                    Backpressure::Block { timeout } => Some(timeout / 2),
                     _ => None,
                 },
                 sink_evict_oldest: self.backpressure == Backpressure::DropOldest,

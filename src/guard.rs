@@ -33,8 +33,7 @@ impl Handle {
     /// A snapshot of every counter: records offered, enqueued, dropped by reason, queue depth,
     /// and per-sink outcomes and latency.
     pub fn stats(&self) -> Stats {
-        let p = &self.pipeline;
-        p.counters.snapshot(p.queue.len(), p.queue.capacity())
+        self.pipeline.stats()
     }
 
     /// The effective configuration: every setting, where it came from, and the warnings that

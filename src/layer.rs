@@ -137,8 +137,7 @@ impl OffloadLayer {
     #[inline]
     fn offer(&self, level: LogLevel, build: impl FnOnce() -> Record) {
         let p = &self.pipeline;
-        // Acquire: pairs with the Release in shutdown, so a closed pipeline is never offered to.
-        if p.closed.load(Ordering::Acquire) {
+        if p.closed.is_set() {
             p.counters.dropped.add(DropReason::Shutdown, 1);
             return;
         }
@@ -285,22 +284,15 @@ impl<S> Layer<S> for OffloadLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn register_callsite(
-        &self,
-        _metadata: &'static Metadata<'static>,
-    ) -> tracing_core::subscriber::Interest {
-        if self.settings.enabled {
-            tracing_core::subscriber::Interest::always()
-        } else {
-            tracing_core::subscriber::Interest::never()
-        }
-    }
-
-    fn enabled(&self, _metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        self.settings.enabled
-    }
+    // The layer never filters: returning `never` or `false` here would disable callsites for
+    // every other layer of the subscriber too. A disabled layer (`OTEL_SDK_DISABLED=true`)
+    // returns early from each callback instead. Use `tracing_subscriber`'s per-layer filters
+    // (`layer.with_filter(..)`) to choose what reaches this layer.
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !self.settings.enabled {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let meta = span.metadata();
         let parent = span.parent().and_then(|p| {
@@ -351,6 +343,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if !self.settings.enabled {
+            return;
+        }
         let meta = event.metadata();
         let class = self.classify(meta);
         let mut level = class.level;
@@ -453,8 +448,10 @@ impl<'a> Capture<'a> {
         self.fields.push((name, value));
     }
 
-    fn text(&mut self, value: impl FnOnce(&mut Capped<'_>)) -> Text {
-        let mut text = String::new();
+    /// Captures text written by `value`; `hint` is the expected length, so that the common case
+    /// allocates once.
+    fn text(&mut self, hint: usize, value: impl FnOnce(&mut Capped<'_>)) -> Text {
+        let mut text = String::with_capacity(hint.min(self.cap));
         let mut w = Capped {
             buf: &mut text,
             cap: self.cap,
@@ -472,8 +469,8 @@ impl<'a> Capture<'a> {
         }
     }
 
-    fn put_text(&mut self, field: &Field, value: impl FnOnce(&mut Capped<'_>)) {
-        let text = self.text(value);
+    fn put_text(&mut self, field: &Field, hint: usize, value: impl FnOnce(&mut Capped<'_>)) {
+        let text = self.text(hint, value);
         if field.name() == "message" {
             if let Some(message) = self.message.as_deref_mut() {
                 *message = Some(text);
@@ -504,21 +501,24 @@ impl Visit for Capture<'_> {
         self.put(field, FieldValue::Bool(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put_text(field, |w| {
+        self.put_text(field, value.len(), |w| {
             let _ = w.write_str(value);
         });
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put_text(field, |w| {
+        self.put_text(field, DEBUG_TEXT_HINT, |w| {
             let _ = write!(w, "{value}");
         });
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put_text(field, |w| {
+        self.put_text(field, DEBUG_TEXT_HINT, |w| {
             let _ = write!(w, "{value:?}");
         });
     }
 }
+
+/// The first allocation for a `Debug` or `Display` value (messages are usually short).
+const DEBUG_TEXT_HINT: usize = 48;
 
 /// A writer that keeps the first `cap` bytes (on a char boundary) and counts the rest.
 struct Capped<'a> {

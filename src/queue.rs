@@ -77,6 +77,26 @@ impl std::str::FromStr for Backpressure {
     }
 }
 
+/// A one-way flag between threads (closed, stop, finished, abandoned).
+///
+/// `set` stores with `Release` and `is_set` loads with `Acquire`: a thread that sees the flag set
+/// also sees everything the setting thread wrote before setting it (its final counters, the
+/// records it pushed), which is what every waiter on these flags then reads.
+#[derive(Debug, Default)]
+pub(crate) struct Flag(AtomicBool);
+
+impl Flag {
+    #[inline]
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    #[inline]
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// Threads waiting for a condition that other threads make true: blocked producers waiting for
 /// room, flush callers waiting for progress, shutdown waiting for threads to finish.
 ///
@@ -108,6 +128,7 @@ impl Notify {
             let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             let wait = (deadline - now).min(Self::RECHECK);
             let _ = self.cond.wait_timeout(guard, wait);
+            // SeqCst: the same total order as the increment and the notifier's load.
             self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }

@@ -113,8 +113,6 @@ pub(crate) struct SinkCounters {
     pub(crate) batches: Counter,
     /// Time per `export` call.
     pub(crate) latency: Histogram,
-    /// Records in this sink's buffer right now.
-    pub(crate) buffered: AtomicUsize,
     pub(crate) buffer_capacity: usize,
     pub(crate) disabled: std::sync::atomic::AtomicBool,
     pub(crate) last: Mutex<SinkLast>,
@@ -140,7 +138,6 @@ impl SinkCounters {
             retries: Counter::default(),
             batches: Counter::default(),
             latency: Histogram::default(),
-            buffered: AtomicUsize::new(0),
             buffer_capacity,
             disabled: Default::default(),
             last: Mutex::new(SinkLast::default()),
@@ -182,7 +179,7 @@ impl SinkCounters {
             dropped_by_reason,
             retries: self.retries.get(),
             batches: self.batches.get(),
-            buffered: self.buffered.load(Relaxed),
+            buffered: 0, // filled in by the pipeline, which owns the buffer
             buffer_capacity: self.buffer_capacity,
             disabled: self.disabled.load(Relaxed),
             export_latency: self.latency.snapshot(),
@@ -401,6 +398,11 @@ pub struct SinkStats {
 }
 
 impl SinkStats {
+    /// Records this sink has finished with: exported, failed or dropped.
+    pub fn completed(&self) -> u64 {
+        self.exported + self.failed + self.dropped
+    }
+
     /// The drop count for one reason.
     pub fn dropped_for(&self, reason: DropReason) -> u64 {
         self.dropped_by_reason

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::queue::{Notify, Queue};
+use crate::queue::{Flag, Notify, Queue};
 use crate::record::{DropNotice, DropReason, Record};
 use crate::sink::Sink;
 use crate::stats::{Counters, SinkCounters};
@@ -26,8 +26,8 @@ use crate::stats::{Counters, SinkCounters};
 pub(crate) struct WorkerSettings {
     pub(crate) batch_size: usize,
     pub(crate) flush_interval: Duration,
-    /// Under `Backpressure::Block`, how long the drain thread waits for room in a full sink
-    /// buffer before dropping into it. `None`: never wait.
+    /// Under `Backpressure::Block { timeout }`, how long (`timeout / 2`) the drain thread waits
+    /// for room in a stalled sink's buffer before dropping into it. `None`: never wait.
     pub(crate) sink_wait: Option<Duration>,
     /// Under `Backpressure::DropOldest`, a full sink buffer evicts its oldest record.
     pub(crate) sink_evict_oldest: bool,
@@ -41,10 +41,10 @@ pub(crate) struct SinkSlot {
     thread: std::sync::OnceLock<thread::Thread>,
     sleeping: AtomicBool,
     /// Set once the drain thread has exited: the sink finishes its buffer and stops.
-    stop: AtomicBool,
-    finished: AtomicBool,
+    stop: Flag,
+    finished: Flag,
     /// Set by shutdown when its deadline passed: the sink thread no longer counts outcomes.
-    abandoned: AtomicBool,
+    abandoned: Flag,
 }
 
 impl SinkSlot {
@@ -54,9 +54,9 @@ impl SinkSlot {
             counters,
             thread: Default::default(),
             sleeping: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            finished: AtomicBool::new(false),
-            abandoned: AtomicBool::new(false),
+            stop: Flag::default(),
+            finished: Flag::default(),
+            abandoned: Flag::default(),
         }
     }
 
@@ -75,10 +75,10 @@ pub(crate) struct Pipeline {
     pub(crate) sinks: Vec<Arc<SinkSlot>>,
     pub(crate) settings: WorkerSettings,
     /// No record is accepted once this is set.
-    pub(crate) closed: AtomicBool,
+    pub(crate) closed: Flag,
     /// The drain thread exits once this is set and the queue is empty.
-    stop_drain: AtomicBool,
-    drain_finished: AtomicBool,
+    stop_drain: Flag,
+    drain_finished: Flag,
     /// Flush and shutdown wait here; the drain and sink threads notify after each batch.
     pub(crate) progress: Notify,
     /// The threads, each with the index of its sink (`None` for the drain thread).
@@ -151,9 +151,9 @@ impl Pipeline {
             counters,
             sinks,
             settings,
-            closed: AtomicBool::new(false),
-            stop_drain: AtomicBool::new(false),
-            drain_finished: AtomicBool::new(false),
+            closed: Flag::default(),
+            stop_drain: Flag::default(),
+            drain_finished: Flag::default(),
             progress: Notify::default(),
             threads: Mutex::new(Vec::new()),
             shutdown_report: Mutex::new(None),
@@ -168,7 +168,7 @@ impl Pipeline {
         *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = handles;
         if result.is_err() {
             for s in &self.sinks {
-                s.stop.store(true, Ordering::Release);
+                s.stop.set();
                 s.wake();
             }
         }
@@ -199,6 +199,17 @@ impl Pipeline {
         Ok(())
     }
 
+    /// A snapshot of every counter, with the queue's and the sink buffers' current lengths.
+    pub(crate) fn stats(&self) -> crate::stats::Stats {
+        let mut stats = self
+            .counters
+            .snapshot(self.queue.len(), self.queue.capacity());
+        for (s, slot) in stats.sinks.iter_mut().zip(&self.sinks) {
+            s.buffered = slot.buffer.len();
+        }
+        stats
+    }
+
     /// What is still on its way: records in the queue and, per sink, handed over but not done.
     pub(crate) fn pending(&self) -> Pending {
         Pending {
@@ -224,7 +235,7 @@ impl Pipeline {
         self.queue.wake_drain();
         let drained = self.progress.wait_until(deadline, || {
             self.counters.drained.get() + self.counters.evicted() >= target
-                || self.drain_finished.load(Ordering::Acquire)
+                || self.drain_finished.is_set()
         });
         if drained {
             let targets: Vec<u64> = self
@@ -236,9 +247,10 @@ impl Pipeline {
                 s.wake();
             }
             let done = self.progress.wait_until(deadline, || {
-                self.sinks.iter().zip(&targets).all(|(s, t)| {
-                    s.counters.completed() >= *t || s.finished.load(Ordering::Acquire)
-                })
+                self.sinks
+                    .iter()
+                    .zip(&targets)
+                    .all(|(s, t)| s.counters.completed() >= *t || s.finished.is_set())
             });
             if done {
                 return Ok(());
@@ -265,17 +277,12 @@ impl Pipeline {
                 unfinished_threads: report.unfinished_threads.clone(),
             });
         }
-        // Release: a producer that sees `closed` must also see everything before it.
-        self.closed.store(true, Ordering::Release);
-        self.stop_drain.store(true, Ordering::Release);
+        self.closed.set();
+        self.stop_drain.set();
         self.queue.wake_drain();
         self.queue.room.notify();
         let _ = self.progress.wait_until(deadline, || {
-            self.drain_finished.load(Ordering::Acquire)
-                && self
-                    .sinks
-                    .iter()
-                    .all(|s| s.finished.load(Ordering::Acquire))
+            self.drain_finished.is_set() && self.sinks.iter().all(|s| s.finished.is_set())
         });
         let abandoned = self.abandon_unfinished();
         let mut unfinished_threads = Vec::new();
@@ -285,7 +292,7 @@ impl Pipeline {
                 None => &self.drain_finished,
                 Some(i) => &self.sinks[i].finished,
             };
-            if finished.load(Ordering::Acquire) {
+            if finished.is_set() {
                 let _ = handle.join();
             } else {
                 let name = handle.thread().name().unwrap_or("offload").to_owned();
@@ -319,11 +326,11 @@ impl Pipeline {
             .add(DropReason::ShutdownDeadline, queued);
         let mut per_sink = Vec::new();
         for s in &self.sinks {
-            if s.finished.load(Ordering::Acquire) {
+            if s.finished.is_set() {
                 per_sink.push((s.counters.name.clone(), 0));
                 continue;
             }
-            s.abandoned.store(true, Ordering::SeqCst);
+            s.abandoned.set();
             let c = &s.counters;
             let left = c.forwarded.get().saturating_sub(c.completed());
             c.dropped.add(DropReason::ShutdownDeadline, left);
@@ -333,7 +340,7 @@ impl Pipeline {
     }
 
     pub(crate) fn drain_alive(&self) -> bool {
-        !self.drain_finished.load(Ordering::Acquire)
+        !self.drain_finished.is_set()
     }
 }
 
@@ -350,10 +357,9 @@ fn run_drain(pipeline: Arc<Pipeline>) {
     without_tracing(|| {
         let mut drain = Drain::new(&pipeline);
         drain.run();
-        // Release: flush/shutdown waiters that see this flag also see the final counters.
-        pipeline.drain_finished.store(true, Ordering::Release);
+        pipeline.drain_finished.set();
         for s in &pipeline.sinks {
-            s.stop.store(true, Ordering::Release);
+            s.stop.set();
             s.wake();
         }
         pipeline.progress.notify();
@@ -363,8 +369,9 @@ fn run_drain(pipeline: Arc<Pipeline>) {
 struct Drain<'a> {
     p: &'a Pipeline,
     batch: Vec<Record>,
-    /// Per sink: when its buffer was first found full in the current stall (under `Block`).
-    full_since: Vec<Option<(Instant, u64)>>,
+    /// Per sink: its export count and when that last changed or its buffer was last seen
+    /// empty (under `Block`, to tell a stalled sink from a busy one).
+    sink_progress: Vec<SinkProgress>,
 }
 
 impl<'a> Drain<'a> {
@@ -372,7 +379,7 @@ impl<'a> Drain<'a> {
         Drain {
             p,
             batch: Vec::with_capacity(p.settings.batch_size),
-            full_since: vec![None; p.sinks.len()],
+            sink_progress: vec![SinkProgress::new(); p.sinks.len()],
         }
     }
 
@@ -380,30 +387,14 @@ impl<'a> Drain<'a> {
     /// block timeout per stall: a sink that made no progress for that long is dropped into at
     /// once until it moves again, so one stalled sink delays the others at most once.
     fn forward_all(&mut self, batch: &[Record]) {
-        for (i, slot) in self.p.sinks.iter().enumerate() {
-            // A sink makes progress when it finishes an export call.
-            let moved = || slot.counters.batches.get();
-            let deadline = self
-                .p
-                .settings
-                .sink_wait
-                .map(|wait| match self.full_since[i] {
-                    Some((since, seen)) if seen == moved() => since + wait,
-                    _ => {
-                        self.full_since[i] = None;
-                        Instant::now() + wait
-                    }
-                });
-            let full = forward(
-                slot,
-                batch,
-                deadline,
-                &self.p.progress,
-                self.p.settings.sink_evict_oldest,
-            );
-            if full && self.full_since[i].is_none() {
-                self.full_since[i] = Some((Instant::now(), moved()));
-            }
+        for (slot, progress) in self.p.sinks.iter().zip(&mut self.sink_progress) {
+            progress.observe(slot);
+            let wait = self.p.settings.sink_wait.map(|wait| Wait {
+                wait,
+                progress,
+                notify: &self.p.progress,
+            });
+            forward(slot, batch, wait, self.p.settings.sink_evict_oldest);
         }
     }
 
@@ -416,7 +407,7 @@ impl<'a> Drain<'a> {
                 .high_water_mark
                 .fetch_max(depth, Ordering::Relaxed);
             if depth == 0 {
-                if self.p.stop_drain.load(Ordering::Acquire) {
+                if self.p.stop_drain.is_set() {
                     // A record may have been accepted between the last pop and `closed`.
                     if self.p.queue.is_empty() {
                         return;
@@ -433,7 +424,7 @@ impl<'a> Drain<'a> {
 
     fn sleep(&self) {
         self.p.queue.set_drain_sleeping(true);
-        if self.p.queue.is_empty() && !self.p.stop_drain.load(Ordering::Acquire) {
+        if self.p.queue.is_empty() && !self.p.stop_drain.is_set() {
             thread::park_timeout(self.p.settings.flush_interval);
         }
         self.p.queue.set_drain_sleeping(false);
@@ -459,62 +450,94 @@ impl<'a> Drain<'a> {
     }
 }
 
-/// Hands a batch to one sink's buffer; a full buffer (after waiting until `deadline`, if given;
-/// or evicting the oldest record, if `evict_oldest`) or a disabled sink counts a record as
-/// dropped at that sink. Returns whether the buffer was found full.
-fn forward(
-    slot: &SinkSlot,
-    batch: &[Record],
-    deadline: Option<Instant>,
-    progress: &Notify,
-    evict_oldest: bool,
-) -> bool {
+/// When a sink last showed it was alive: it finished an export, or had nothing to do.
+#[derive(Debug, Clone, Copy)]
+struct SinkProgress {
+    batches: u64,
+    at: Instant,
+}
+
+impl SinkProgress {
+    fn new() -> Self {
+        SinkProgress {
+            batches: 0,
+            at: Instant::now(),
+        }
+    }
+
+    fn observe(&mut self, slot: &SinkSlot) {
+        let batches = slot.counters.batches.get();
+        if batches != self.batches || slot.buffer.is_empty() {
+            *self = SinkProgress {
+                batches,
+                at: Instant::now(),
+            };
+        }
+    }
+}
+
+/// Under `Block`: how long the drain thread may wait for room in a sink's buffer.
+struct Wait<'a> {
+    wait: Duration,
+    progress: &'a mut SinkProgress,
+    notify: &'a Notify,
+}
+
+impl Wait<'_> {
+    /// Waits for room while the sink keeps moving: a sink that has not finished an export for
+    /// `wait` is stalled, and records for it are dropped at once until it moves again. So one
+    /// stalled sink holds up the others at most once, for `wait`.
+    fn for_room(&mut self, slot: &SinkSlot) -> bool {
+        loop {
+            self.progress.observe(slot);
+            let deadline = self.progress.at + self.wait;
+            if Instant::now() >= deadline {
+                return false;
+            }
+            slot.wake();
+            let seen = self.progress.batches;
+            let room = self.notify.wait_until(deadline, || {
+                !slot.buffer.is_full() || slot.counters.batches.get() != seen
+            });
+            if !slot.buffer.is_full() {
+                return true;
+            }
+            if !room {
+                return false;
+            }
+        }
+    }
+}
+
+/// Hands a batch to one sink's buffer. When the buffer is full: under `Block` (`wait`), wait
+/// for room while the sink moves; under `DropOldest` (`evict_oldest`), evict its oldest record;
+/// otherwise drop the new one. Every record not handed over is counted as dropped at that sink.
+fn forward(slot: &SinkSlot, batch: &[Record], mut wait: Option<Wait<'_>>, evict_oldest: bool) {
     let c = &slot.counters;
-    let mut found_full = false;
     c.forwarded.add(batch.len() as u64);
     if c.disabled.load(Ordering::Relaxed) {
         c.dropped.add(DropReason::SinkDisabled, batch.len() as u64);
-        return false;
+        return;
     }
     for record in batch {
         let mut record = record.clone();
         if evict_oldest {
-            match slot.buffer.force_push(record) {
-                None => {
-                    c.buffered.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(_evicted) => {
-                    found_full = true;
-                    c.dropped.add(DropReason::SinkBufferFull, 1);
-                }
+            if slot.buffer.force_push(record).is_some() {
+                c.dropped.add(DropReason::SinkBufferFull, 1);
             }
             continue;
         }
-        loop {
-            match slot.buffer.push(record) {
-                Ok(()) => {
-                    c.buffered.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Err(back) => {
-                    found_full = true;
-                    record = back;
-                    let waited = deadline.is_some_and(|deadline| {
-                        slot.wake();
-                        progress.wait_until(deadline, || !slot.buffer.is_full())
-                    });
-                    if !waited {
-                        c.dropped.add(DropReason::SinkBufferFull, 1);
-                        break;
-                    }
-                }
+        while let Err(back) = slot.buffer.push(record) {
+            record = back;
+            if !wait.as_mut().is_some_and(|w| w.for_room(slot)) {
+                c.dropped.add(DropReason::SinkBufferFull, 1);
+                break;
             }
         }
     }
     if slot.sleeping.load(Ordering::Relaxed) || slot.buffer.len() >= slot.buffer.capacity() / 2 {
         slot.wake();
     }
-    found_full
 }
 
 // === the sink threads ===
@@ -523,8 +546,7 @@ fn run_sink(pipeline: Arc<Pipeline>, slot: Arc<SinkSlot>, sink: Box<dyn Sink>) {
     without_tracing(|| {
         let mut runner = SinkRunner::new(&pipeline, &slot, sink);
         runner.run();
-        // Release: waiters that see `finished` also see the final counters.
-        slot.finished.store(true, Ordering::Release);
+        slot.finished.set();
         pipeline.progress.notify();
     })
 }
@@ -557,7 +579,7 @@ impl<'a> SinkRunner<'a> {
         loop {
             let data = self.fill_batch();
             if self.batch.is_empty() {
-                if self.slot.stop.load(Ordering::Acquire) && self.slot.buffer.is_empty() {
+                if self.slot.stop.is_set() && self.slot.buffer.is_empty() {
                     // Last chance to report drops in-band.
                     if let Some(notice) = self.notice() {
                         self.batch.push(Record::Dropped(Arc::new(notice)));
@@ -569,7 +591,7 @@ impl<'a> SinkRunner<'a> {
                     self.dirty = false;
                     continue;
                 }
-                if self.slot.stop.load(Ordering::Acquire) && self.slot.buffer.is_empty() {
+                if self.slot.stop.is_set() && self.slot.buffer.is_empty() {
                     break;
                 }
                 self.sleep();
@@ -584,7 +606,7 @@ impl<'a> SinkRunner<'a> {
 
     fn sleep(&self) {
         self.slot.sleeping.store(true, Ordering::Relaxed);
-        if self.slot.buffer.is_empty() && !self.slot.stop.load(Ordering::Acquire) {
+        if self.slot.buffer.is_empty() && !self.slot.stop.is_set() {
             thread::park_timeout(self.p.settings.flush_interval);
         }
         self.slot.sleeping.store(false, Ordering::Relaxed);
@@ -599,7 +621,6 @@ impl<'a> SinkRunner<'a> {
         while self.batch.len() < self.p.settings.batch_size {
             match self.slot.buffer.pop() {
                 Some(r) => {
-                    self.slot.counters.buffered.fetch_sub(1, Ordering::Relaxed);
                     if !matches!(r, Record::Dropped(_)) {
                         data += 1;
                     }
@@ -648,7 +669,7 @@ impl<'a> SinkRunner<'a> {
 
     /// Updates counters unless shutdown already counted this sink's records as abandoned.
     fn count(&self, f: impl FnOnce(&SinkCounters)) {
-        if !self.slot.abandoned.load(Ordering::SeqCst) {
+        if !self.slot.abandoned.is_set() {
             f(&self.slot.counters)
         }
     }

@@ -33,12 +33,18 @@ fn a_stalled_sink_does_not_delay_the_others() {
     // While the other sink is still stalled, the healthy one gets everything.
     let handle = guard.handle();
     handle.flush(Duration::ZERO).unwrap_err(); // the stalled sink is behind
-    wait_until("the healthy sink to receive every record", DEADLINE, || {
-        healthy.count() as u64 == handle.stats().enqueued
-    });
+    let healthy_done = || {
+        let s = handle.stats();
+        s.sink("healthy").unwrap().completed() == s.enqueued
+    };
+    wait_until(
+        "the healthy sink to finish every record",
+        DEADLINE,
+        healthy_done,
+    );
     let stats = handle.stats();
     assert_eq!(stats.dropped, 0, "{stats:#?}");
-    assert_eq!(healthy.count() as u64, n);
+    assert_eq!(healthy.count() as u64, n, "{stats:#?}");
     let s = stats.sink("stalled").unwrap();
     assert!(s.dropped_for(DropReason::SinkBufferFull) > 0, "{s:#?}");
     stalled.release();
