@@ -52,19 +52,22 @@
 //!
 //! ```
 //! use prometheus_client::registry::Registry;
-//! use tracing_offload::metrics::{render_prometheus, OffloadCollector};
 //! use tracing_offload::OffloadLayer;
 //!
 //! let (_layer, guard) = OffloadLayer::builder().build()?;
 //! let handle = guard.handle();
 //!
-//! // The text a `/metrics` endpoint serves:
-//! let text = render_prometheus(&handle.stats(), None);
+//! // The text a `/metrics` endpoint serves (`render_prometheus(&handle.stats(), rate)`):
+//! let text = handle.render_prometheus();
 //! assert!(text.contains("offload_queue_capacity 65536"));
 //!
 //! // Or join the application's registry (scraped with the application's own metrics):
 //! let mut registry = Registry::default();
-//! OffloadCollector::new(move || handle.stats()).register(&mut registry);
+//! handle.metrics_collector().register(&mut registry);
+//! // …which is `OffloadCollector::new(move || handle.stats())` plus the sampling rate.
+//! let mut scrape = String::new();
+//! prometheus_client::encoding::text::encode(&mut scrape, &registry)?;
+//! assert!(scrape.contains("offload_records_total{outcome=\"enqueued\"} 0"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
