@@ -668,6 +668,26 @@ mod tests {
     }
 
     #[test]
+    fn names_follow_the_prometheus_rules() {
+        let text = render_prometheus(&sample_stats(), Some(1.0));
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(name.starts_with("offload_"), "{line}");
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "{line}");
+                }
+                let timed = ["age", "uptime", "time", "duration", "failing", "timestamp"];
+                if timed.iter().any(|t| name.contains(t)) {
+                    assert!(name.ends_with("_seconds"), "{line}");
+                }
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with("offload_"), "{line}");
+            }
+        }
+    }
+
+    #[test]
     fn sampling_rate_is_exported_only_when_known() {
         assert!(!render_prometheus(&sample_stats(), None).contains("offload_sampling_rate"));
         let text = render_prometheus(&sample_stats(), Some(0.25));
