@@ -128,6 +128,15 @@ fn a_taken_address_fails_the_build_naming_it() {
 }
 
 #[test]
+fn a_malformed_address_fails_the_build_naming_it() {
+    let err = OffloadLayer::builder()
+        .admin_addr("not an address")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("not an address"), "{err}");
+}
+
+#[test]
 fn the_endpoint_stops_with_the_guard() {
     let (_layer, guard) = pipeline();
     let addr = guard.admin_addr().unwrap();
