@@ -227,7 +227,16 @@ impl Builder {
         }
         // === admin (issue 5) ===
         if let Some(addr) = env.raw("OFFLOAD_ADMIN_ADDR") {
-            c.admin_addr.set_env(Some(addr), "OFFLOAD_ADMIN_ADDR");
+            if cfg!(feature = "admin") {
+                c.admin_addr.set_env(Some(addr), "OFFLOAD_ADMIN_ADDR");
+            } else {
+                env.warnings.push(EnvWarning {
+                    var: "OFFLOAD_ADMIN_ADDR".into(),
+                    value: addr,
+                    expected: "unset: this build lacks the `admin` feature".into(),
+                    used: "no admin endpoint".into(),
+                });
+            }
         }
         // === end admin ===
     }

@@ -52,19 +52,22 @@
 //!
 //! ```
 //! use prometheus_client::registry::Registry;
-//! use tracing_offload::metrics::{render_prometheus, OffloadCollector};
 //! use tracing_offload::OffloadLayer;
 //!
 //! let (_layer, guard) = OffloadLayer::builder().build()?;
 //! let handle = guard.handle();
 //!
-//! // The text a `/metrics` endpoint serves:
-//! let text = render_prometheus(&handle.stats(), None);
+//! // The text a `/metrics` endpoint serves (`render_prometheus(&handle.stats(), rate)`):
+//! let text = handle.render_prometheus();
 //! assert!(text.contains("offload_queue_capacity 65536"));
 //!
 //! // Or join the application's registry (scraped with the application's own metrics):
 //! let mut registry = Registry::default();
-//! OffloadCollector::new(move || handle.stats()).register(&mut registry);
+//! handle.metrics_collector().register(&mut registry);
+//! // …which is `OffloadCollector::new(move || handle.stats())` plus the sampling rate.
+//! let mut scrape = String::new();
+//! prometheus_client::encoding::text::encode(&mut scrape, &registry)?;
+//! assert!(scrape.contains("offload_records_total{outcome=\"enqueued\"} 0"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -662,6 +665,26 @@ mod tests {
         ));
         assert!(text.contains("offload_sink_disabled{sink=\"json\"} 0\n"));
         assert!(text.contains("offload_sink_failing_seconds{sink=\"json\"} 1.5\n"));
+    }
+
+    #[test]
+    fn names_follow_the_prometheus_rules() {
+        let text = render_prometheus(&sample_stats(), Some(1.0));
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(name.starts_with("offload_"), "{line}");
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "{line}");
+                }
+                let timed = ["age", "uptime", "time", "duration", "failing", "timestamp"];
+                if timed.iter().any(|t| name.contains(t)) {
+                    assert!(name.ends_with("_seconds"), "{line}");
+                }
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with("offload_"), "{line}");
+            }
+        }
     }
 
     #[test]

@@ -4,12 +4,12 @@
 //! healthy.
 #![cfg(feature = "admin")]
 
-#[path = "support/admin.rs"]
-mod admin_support;
+mod support;
 
 use std::time::Duration;
 
-use admin_support::*;
+use support::admin::*;
+use support::*;
 use tracing_offload::health::HealthConfig;
 use tracing_offload::{Guard, OffloadLayer};
 use tracing_subscriber::prelude::*;

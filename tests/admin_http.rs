@@ -3,13 +3,13 @@
 //! guard.
 #![cfg(feature = "admin")]
 
-#[path = "support/admin.rs"]
-mod admin_support;
+mod support;
 
 use std::net::TcpListener;
 use std::time::Duration;
 
-use admin_support::*;
+use support::admin::*;
+use support::*;
 use tracing_offload::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use tracing_offload::{BuildError, Builder, OffloadLayer};
 
@@ -125,6 +125,15 @@ fn a_taken_address_fails_the_build_naming_it() {
         .unwrap_err();
     assert!(matches!(err, BuildError::Admin(_)), "{err:?}");
     assert!(err.to_string().contains(&addr), "{err}");
+}
+
+#[test]
+fn a_malformed_address_fails_the_build_naming_it() {
+    let err = OffloadLayer::builder()
+        .admin_addr("not an address")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("not an address"), "{err}");
 }
 
 #[test]

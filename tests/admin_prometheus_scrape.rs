@@ -2,14 +2,14 @@
 //! endpoint; its HTTP API then returns the `offload_` series with the expected values.
 #![cfg(feature = "admin")]
 
-#[path = "support/admin.rs"]
-mod admin_support;
+mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use admin_support::*;
+use support::admin::*;
+use support::*;
 use tracing_offload::OffloadLayer;
 
 /// Kills the Prometheus process this test started when the test ends, however it ends.

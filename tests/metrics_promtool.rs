@@ -1,11 +1,11 @@
 //! `promtool check metrics` accepts the rendered metrics in every state: idle, after drops,
 //! with a failing sink, with a disabled sink, and after shutdown.
-#[path = "support/admin.rs"]
-mod admin_support;
+mod support;
 
 use std::time::Duration;
 
-use admin_support::*;
+use support::admin::*;
+use support::*;
 use tracing_offload::OffloadLayer;
 
 #[test]

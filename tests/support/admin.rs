@@ -1,5 +1,5 @@
-//! Helpers for the admin, metrics and health tests (included with
-//! `#[path = "support/admin.rs"] mod admin_support;`).
+//! Helpers for the admin, metrics and health tests: a sink whose behaviour the test switches,
+//! a real HTTP client, `/health` polling, and finding `promtool`/`prometheus`.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -9,30 +9,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing_offload::sink::{Sink, SinkError};
-use tracing_offload::{OffloadLayer, Record};
-use tracing_subscriber::prelude::*;
+use tracing_offload::Record;
 
-/// Generous deadline for conditions that should become true quickly.
-pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Waits until `cond` is true, polling, and panics with `what` at the deadline.
-#[track_caller]
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::park_timeout(Duration::from_millis(2));
-    }
-}
-
-/// Runs `f` with `layer` as this thread's default subscriber.
-pub fn with_layer<R>(layer: OffloadLayer, f: impl FnOnce() -> R) -> R {
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, f)
-}
+use super::DEADLINE;
 
 /// How a [`Gate`] sink behaves on its next export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
