@@ -2,6 +2,8 @@
 //!
 //! * `floor`: a `Registry` with no layer;
 //! * `offload`: this crate with a JSON file sink;
+//! * `offload_sampled_out`: the same with everything sampled out (event rate 0, spans
+//!   `always_off`): the cost of a record the sampler drops;
 //! * `fmt_json_nonblocking`: `tracing_subscriber::fmt().json()` + `tracing_appender::non_blocking`
 //!   to a file;
 //! * `otel_sdk_batch`: `tracing-opentelemetry` + the SDK's batch span processor (spans), with an
@@ -25,7 +27,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::Dispatch;
-use tracing_offload::{sink, Backpressure, Guard, OffloadLayer};
+use tracing_offload::{sink, Backpressure, Guard, OffloadLayer, TracesSampler};
 use tracing_subscriber::prelude::*;
 
 #[derive(Debug, Clone, Default)]
@@ -91,6 +93,26 @@ fn offload(dir: &std::path::Path) -> Candidate {
                 s.dropped + s.sinks[0].dropped,
                 s.dropped_by_reason
             )
+        }),
+    }
+}
+
+/// This crate with everything sampled out: rate 0 for events, `always_off` for spans.
+fn offload_sampled_out(dir: &std::path::Path) -> Candidate {
+    let (layer, guard) = OffloadLayer::builder()
+        .sample_rate(0.0)
+        .traces_sampler(TracesSampler::AlwaysOff)
+        .sink(sink::JsonFile::new(dir.join("sampled-out.jsonl")))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    Candidate {
+        name: "offload_sampled_out",
+        dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        _keep: Box::new(guard),
+        report: Box::new(move || {
+            let s = handle.stats();
+            format!("offered {} sampled out {}", s.offered, s.sampled_out)
         }),
     }
 }
@@ -227,6 +249,7 @@ fn benches(c: &mut Criterion) {
     let events = [
         floor(),
         offload(dir.path()),
+        offload_sampled_out(dir.path()),
         fmt_json(dir.path()),
         otel_logs(),
     ];
@@ -235,6 +258,7 @@ fn benches(c: &mut Criterion) {
     let spans = [
         floor(),
         offload(dir.path()),
+        offload_sampled_out(dir.path()),
         fmt_json(dir.path()),
         otel_spans(),
     ];

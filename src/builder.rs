@@ -8,6 +8,9 @@ use crate::guard::{Guard, Handle};
 use crate::health::{HealthConfig, HealthMonitor}; // admin (issue 5)
 use crate::layer::{LayerSettings, OffloadLayer};
 use crate::queue::{Backpressure, Queue};
+use crate::sampling::{
+    Sampler, SamplingError, TracesSampler, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
+};
 use crate::sink::{Sink, SinkError};
 use crate::stats::{Counters, SinkCounters};
 use crate::worker::{Pipeline, SinkSlot, WorkerSettings};
@@ -50,6 +53,12 @@ pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 /// | guard drop timeout | [`drop_timeout`](Self::drop_timeout) | [`DEFAULT_DROP_TIMEOUT`] (5 s) | |
 /// | critical targets | [`critical_target`](Self::critical_target) | none | |
 /// | enabled | [`enabled`](Self::enabled) | `true` | `OTEL_SDK_DISABLED` |
+/// | event keep rate | [`sample_rate`](Self::sample_rate) | [`DEFAULT_SAMPLE_RATE`] (1.0) | `OFFLOAD_SAMPLE_RATE` |
+/// | traces sampler | [`traces_sampler`](Self::traces_sampler) | [`DEFAULT_TRACES_SAMPLER`] (`parentbased_always_on`) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` |
+/// | never sampled out | [`sample_always`](Self::sample_always) | none | `OFFLOAD_SAMPLE_ALWAYS` (comma-separated) |
+/// | adaptive sampling | [`sample_adaptive`](Self::sample_adaptive) | off | `OFFLOAD_SAMPLE_ADAPTIVE` |
+/// | keep all errors | [`keep_errors`](Self::keep_errors) | `true` | |
+/// | events follow trace sampling | [`events_follow_trace_sampling`](Self::events_follow_trace_sampling) | `false` | |
 /// | admin HTTP endpoint (feature `admin`) | `admin_addr` | off | `OFFLOAD_ADMIN_ADDR` |
 /// | health thresholds | [`health_config`](Self::health_config) | [`HealthConfig::default`] | |
 ///
@@ -76,6 +85,7 @@ pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Builder {
     config: Config,
     backpressure: Backpressure,
+    sampling_seed: Option<u64>,
     sinks: Vec<Box<dyn Sink>>,
     health: HealthConfig, // admin (issue 5)
 }
@@ -116,6 +126,9 @@ pub enum BuildError {
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
     // === end admin ===
+    /// A sampling rate or ratio was outside 0.0..=1.0.
+    #[error("{0}; use a rate from 0.0 (keep none) to 1.0 (keep all)")]
+    Sampling(#[from] SamplingError),
     /// A thread could not be started.
     #[error("could not start thread: {0}")]
     Spawn(#[from] std::io::Error),
@@ -152,10 +165,17 @@ impl Builder {
                 drop_timeout_ms: Setting::default(DEFAULT_DROP_TIMEOUT.as_millis() as u64),
                 critical_targets: Setting::default(Vec::new()),
                 sinks: Vec::new(),
+                sample_rate: Setting::default(DEFAULT_SAMPLE_RATE),
+                traces_sampler: Setting::default(DEFAULT_TRACES_SAMPLER),
+                sample_always: Setting::default(Vec::new()),
+                sample_adaptive: Setting::default(false),
+                keep_errors: Setting::default(true),
+                events_follow_trace_sampling: Setting::default(false),
                 admin_addr: Setting::default(None), // admin (issue 5)
                 warnings: Vec::new(),
             },
             backpressure: DEFAULT_BACKPRESSURE,
+            sampling_seed: None,
             sinks: Vec::new(),
             health: HealthConfig::default(), // admin (issue 5)
         }
@@ -188,6 +208,7 @@ impl Builder {
     }
 
     fn apply_env(&mut self, env: &mut EnvReader<'_>) {
+        config::apply_sampling_env(&mut self.config, env, config::EnvPrecedence::CodeWins);
         let c = &mut self.config;
         if let Some(disabled) = env.parse("OTEL_SDK_DISABLED", &false, config::boolean) {
             c.enabled.set_env(!disabled, "OTEL_SDK_DISABLED");
@@ -350,6 +371,57 @@ impl Builder {
 
     // === end admin ===
 
+    /// The event keep rate, 0.0 to 1.0 (default [`DEFAULT_SAMPLE_RATE`], keep all). Decided
+    /// before any field is captured. Whitelisted, critical and (by default) error events are
+    /// always kept. A rate outside 0.0..=1.0 fails the build.
+    pub fn sample_rate(mut self, rate: f64) -> Self {
+        self.config.sample_rate.set_code(rate);
+        self
+    }
+
+    /// Which spans are recorded (default [`DEFAULT_TRACES_SAMPLER`], `parentbased_always_on`).
+    pub fn traces_sampler(mut self, sampler: TracesSampler) -> Self {
+        self.config.traces_sampler.set_code(sampler);
+        self
+    }
+
+    /// Adds a prefix that is never sampled out, matched against the target and the name of
+    /// events and root spans (default: none). E.g. `"security."`, `"system.shutdown"`.
+    pub fn sample_always(mut self, prefix: impl Into<String>) -> Self {
+        let mut list = self.config.sample_always.value.clone();
+        list.push(prefix.into());
+        self.config.sample_always.set_code(list);
+        self
+    }
+
+    /// Turns the adaptive mode on or off (default off): while the queue is over 80 % full the
+    /// event rate is multiplied by 0.7, over 90 % by 0.5, restored below 50 %. Whitelisted and
+    /// critical events are never affected.
+    pub fn sample_adaptive(mut self, on: bool) -> Self {
+        self.config.sample_adaptive.set_code(on);
+        self
+    }
+
+    /// Whether `ERROR` events are always kept whatever the rate (default `true`).
+    pub fn keep_errors(mut self, keep: bool) -> Self {
+        self.config.keep_errors.set_code(keep);
+        self
+    }
+
+    /// Whether events inside an unsampled trace are sampled out with it (default `false`:
+    /// events are logs, and are kept or not by the event rate alone, as OpenTelemetry's logs
+    /// SDK does; they still carry their trace id).
+    pub fn events_follow_trace_sampling(mut self, follow: bool) -> Self {
+        self.config.events_follow_trace_sampling.set_code(follow);
+        self
+    }
+
+    /// Seeds the event sampler's random numbers, for reproducible tests (default: random).
+    pub fn sampling_seed(mut self, seed: u64) -> Self {
+        self.sampling_seed = Some(seed);
+        self
+    }
+
     /// Adds a sink. Each sink gets its own thread and buffer.
     pub fn sink(mut self, sink: impl Sink) -> Self {
         self.sinks.push(Box::new(sink));
@@ -368,6 +440,19 @@ impl Builder {
         if c.capacity.value == 0 {
             return Err(BuildError::ZeroCapacity);
         }
+        let sampling = crate::sampling::SamplingSettings {
+            rate: c.sample_rate.value,
+            traces: c.traces_sampler.value,
+            whitelist: c.sample_always.value.clone(),
+            adaptive: c.sample_adaptive.value,
+            keep_errors: c.keep_errors.value,
+            events_follow_traces: c.events_follow_trace_sampling.value,
+            seed: self.sampling_seed,
+        };
+        if !(0.0..=1.0).contains(&sampling.rate) {
+            return Err(BuildError::Sampling(SamplingError::Rate(sampling.rate)));
+        }
+        sampling.traces.validate().map_err(BuildError::Sampling)?;
         for w in &c.warnings {
             eprintln!("tracing-offload: {w}");
         }
@@ -398,6 +483,7 @@ impl Builder {
         let pipeline = Arc::new(Pipeline::new(
             queue,
             counters,
+            Sampler::new(sampling),
             slots,
             WorkerSettings {
                 batch_size: c.batch_size.value,

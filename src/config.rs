@@ -57,6 +57,11 @@ impl<T> Setting<T> {
             self.set(value, Source::Env(var.to_owned()))
         }
     }
+
+    /// Sets from the environment whatever the current source (an explicit reload).
+    pub(crate) fn set_env_forced(&mut self, value: T, var: &str) {
+        self.set(value, Source::Env(var.to_owned()))
+    }
 }
 
 /// A problem found while reading an environment variable.
@@ -113,6 +118,18 @@ pub struct Config {
     pub critical_targets: Setting<Vec<String>>,
     /// The sinks, by name.
     pub sinks: Vec<String>,
+    /// The event keep rate (0.0 to 1.0).
+    pub sample_rate: Setting<f64>,
+    /// The traces sampler (OTel's names and argument).
+    pub traces_sampler: Setting<crate::sampling::TracesSampler>,
+    /// Target or name prefixes never sampled out.
+    pub sample_always: Setting<Vec<String>>,
+    /// Whether the adaptive mode lowers the event rate while the queue is nearly full.
+    pub sample_adaptive: Setting<bool>,
+    /// Whether `ERROR` events are always kept.
+    pub keep_errors: Setting<bool>,
+    /// Whether events inside an unsampled trace are sampled out with it.
+    pub events_follow_trace_sampling: Setting<bool>,
     // === admin (issue 5) ===
     /// The admin HTTP endpoint's address (feature `admin`); `None` when it is off.
     pub admin_addr: Setting<Option<String>>,
@@ -162,6 +179,86 @@ impl<'a> EnvReader<'a> {
                 None
             }
         }
+    }
+}
+
+/// How [`apply_sampling_env`] treats values set in code.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnvPrecedence {
+    /// Building: code wins over the environment.
+    CodeWins,
+    /// `Handle::reload_from_env`: every variable that is set replaces the current value.
+    EnvWins,
+}
+
+/// Reads the sampling variables into `c`: `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`,
+/// `OFFLOAD_SAMPLE_RATE`, `OFFLOAD_SAMPLE_ALWAYS`, `OFFLOAD_SAMPLE_ADAPTIVE`.
+pub(crate) fn apply_sampling_env(
+    c: &mut Config,
+    env: &mut EnvReader<'_>,
+    precedence: EnvPrecedence,
+) {
+    use crate::sampling::{
+        parse_ratio, TracesSampler, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
+    };
+    fn put<T>(s: &mut Setting<T>, v: T, var: &str, p: EnvPrecedence) {
+        match p {
+            EnvPrecedence::CodeWins => s.set_env(v, var),
+            EnvPrecedence::EnvWins => s.set_env_forced(v, var),
+        }
+    }
+    if let Some(rate) = env.parse("OFFLOAD_SAMPLE_RATE", &DEFAULT_SAMPLE_RATE, parse_ratio) {
+        put(&mut c.sample_rate, rate, "OFFLOAD_SAMPLE_RATE", precedence);
+    }
+    let arg = env.raw("OTEL_TRACES_SAMPLER_ARG");
+    let sampler = env.parse("OTEL_TRACES_SAMPLER", &DEFAULT_TRACES_SAMPLER, |name| {
+        TracesSampler::parse(name, None)
+    });
+    if let Some(sampler) = sampler {
+        // The argument only matters to the ratio samplers; an invalid one uses 1.0 (the spec).
+        let sampler = match (sampler.ratio(), arg) {
+            (Some(_), Some(arg)) => env
+                .parse("OTEL_TRACES_SAMPLER_ARG", &1.0, |_| parse_ratio(&arg))
+                .map_or(sampler, |r| with_ratio(sampler, r)),
+            _ => sampler,
+        };
+        put(
+            &mut c.traces_sampler,
+            sampler,
+            "OTEL_TRACES_SAMPLER",
+            precedence,
+        );
+    }
+    if let Some(list) = env.raw("OFFLOAD_SAMPLE_ALWAYS") {
+        let prefixes: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        put(
+            &mut c.sample_always,
+            prefixes,
+            "OFFLOAD_SAMPLE_ALWAYS",
+            precedence,
+        );
+    }
+    if let Some(on) = env.parse("OFFLOAD_SAMPLE_ADAPTIVE", &false, boolean) {
+        put(
+            &mut c.sample_adaptive,
+            on,
+            "OFFLOAD_SAMPLE_ADAPTIVE",
+            precedence,
+        );
+    }
+}
+
+fn with_ratio(sampler: crate::sampling::TracesSampler, r: f64) -> crate::sampling::TracesSampler {
+    use crate::sampling::TracesSampler::*;
+    match sampler {
+        TraceIdRatio(_) => TraceIdRatio(r),
+        ParentBasedTraceIdRatio(_) => ParentBasedTraceIdRatio(r),
+        other => other,
     }
 }
 

@@ -5,8 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{apply_sampling_env, Config, EnvPrecedence, EnvReader, EnvWarning};
 use crate::health::{Health, HealthMonitor}; // admin (issue 5)
+use crate::sampling::{SamplingError, TracesSampler};
 use crate::stats::Stats;
 use crate::worker::{FlushError, Pipeline, ShutdownReport};
 
@@ -77,15 +78,81 @@ impl Handle {
             .with_sampling_rate(move || rate.effective_sampling_rate())
     }
 
-    /// SAMPLING HOOK (issue 5 ↔ sampling work): the effective sampling rate (fraction of
-    /// records kept, 0–1) exported as `offload_sampling_rate` by `/metrics`,
-    /// [`render_prometheus`](Self::render_prometheus) and the collector. `None` leaves the
-    /// metric out; return the sampler's rate here once sampling lands.
+    /// The event keep rate in force (after the adaptive mode), exported as
+    /// `offload_sampling_rate` by `/metrics`, [`render_prometheus`](Self::render_prometheus)
+    /// and the collector.
     pub(crate) fn effective_sampling_rate(&self) -> Option<f64> {
-        None
+        Some(
+            self.pipeline
+                .sampler
+                .stats(&self.pipeline.counters)
+                .effective_rate,
+        )
     }
 
-    // === end admin ===
+    // === sampling at run time ===
+
+    /// Sets the event keep rate (0.0 to 1.0) for events offered after this call returns.
+    pub fn set_sample_rate(&self, rate: f64) -> Result<(), SamplingError> {
+        self.pipeline.sampler.set_rate(rate)?;
+        self.update_config(|c| c.sample_rate.set_code(rate));
+        Ok(())
+    }
+
+    /// Sets the traces sampler for spans created after this call returns (spans already open
+    /// keep their decision, and so do their children under the parent-based samplers).
+    pub fn set_traces_sampler(&self, sampler: TracesSampler) -> Result<(), SamplingError> {
+        self.pipeline.sampler.set_traces(sampler)?;
+        self.update_config(|c| c.traces_sampler.set_code(sampler));
+        Ok(())
+    }
+
+    /// Replaces the prefixes that are never sampled out.
+    pub fn set_sample_always(&self, prefixes: Vec<String>) {
+        self.pipeline.sampler.set_whitelist(prefixes.clone());
+        self.update_config(|c| c.sample_always.set_code(prefixes));
+    }
+
+    /// Turns the adaptive mode on or off.
+    pub fn set_sample_adaptive(&self, on: bool) {
+        self.pipeline.sampler.set_adaptive(on);
+        self.update_config(|c| c.sample_adaptive.set_code(on));
+    }
+
+    /// Re-reads the sampling variables (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`,
+    /// `OFFLOAD_SAMPLE_RATE`, `OFFLOAD_SAMPLE_ALWAYS`, `OFFLOAD_SAMPLE_ADAPTIVE`) and applies
+    /// them to records offered after the call returns. This is an explicit request, so every
+    /// variable that is set replaces the current value whatever its source; unset ones leave
+    /// it alone. Invalid values are ignored and returned as warnings (also on stderr and in
+    /// [`Config::warnings`]).
+    pub fn reload_from_env(&self) -> Vec<EnvWarning> {
+        self.reload_from_env_with(&|var| std::env::var(var).ok())
+    }
+
+    /// [`reload_from_env`](Self::reload_from_env) with a custom lookup.
+    pub fn reload_from_env_with(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<EnvWarning> {
+        let mut env = EnvReader::new(lookup);
+        let mut config = self.config();
+        apply_sampling_env(&mut config, &mut env, EnvPrecedence::EnvWins);
+        let s = &self.pipeline.sampler;
+        // Values from the parser are in range, so these cannot fail.
+        let _ = s.set_rate(config.sample_rate.value);
+        let _ = s.set_traces(config.traces_sampler.value);
+        s.set_whitelist(config.sample_always.value.clone());
+        s.set_adaptive(config.sample_adaptive.value);
+        for w in &env.warnings {
+            eprintln!("tracing-offload: {w}");
+        }
+        config.warnings.extend(env.warnings.iter().cloned());
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        env.warnings
+    }
+
+    fn update_config(&self, f: impl FnOnce(&mut Config)) {
+        f(&mut self.config.write().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    // === end sampling ===
 
     /// Whether the drain thread is running (false after shutdown or if it died).
     pub fn is_running(&self) -> bool {

@@ -26,6 +26,7 @@ use crate::record::DropReason;
 use crate::record::{
     EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord, Text, ThreadInfo, TraceId,
 };
+use crate::sampling::Parent;
 use crate::worker::Pipeline;
 
 /// The `tracing` layer. Build it with [`OffloadLayer::builder`]; install it on a
@@ -67,6 +68,8 @@ struct CallsiteClass {
     level: LogLevel,
     /// An `ERROR` callsite with a `critical` field: the value decides per event.
     may_be_critical: bool,
+    /// The target or name matches a sampling whitelist prefix: never sampled out.
+    whitelisted: bool,
 }
 
 // === impl OffloadLayer ===
@@ -100,24 +103,64 @@ impl OffloadLayer {
         CallsiteClass {
             level,
             may_be_critical: level == LogLevel::Error && meta.fields().field("critical").is_some(),
+            whitelisted: self
+                .pipeline
+                .sampler
+                .whitelisted(meta.target(), meta.name()),
         }
     }
 
+    /// The callsite's class from the thread-local cache; recomputed when the whitelist changed
+    /// (its generation moved).
     #[inline]
     fn classify(&self, meta: &'static Metadata<'static>) -> CallsiteClass {
         let key = (self.id, meta as *const Metadata<'static> as usize);
+        let generation = self.pipeline.sampler.generation.load(Ordering::Relaxed);
         CALLSITES.with(|cache| {
-            if let Some(class) = cache.borrow().get(&key) {
-                return *class;
+            if let Some((g, class)) = cache.borrow().get(&key) {
+                if *g == generation {
+                    return *class;
+                }
             }
             let class = self.classify_uncached(meta);
             let mut cache = cache.borrow_mut();
             if cache.len() >= CALLSITE_CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(key, class);
+            cache.insert(key, (generation, class));
             class
         })
+    }
+
+    /// The sampling decision for an event, made before anything is captured. Whitelisted,
+    /// critical and (by default) error events are always kept.
+    #[inline]
+    fn keep_event<S>(
+        &self,
+        class: &CallsiteClass,
+        level: LogLevel,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+    ) -> bool
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let sampler = &self.pipeline.sampler;
+        if class.whitelisted
+            || level == LogLevel::Critical
+            || (level == LogLevel::Error && sampler.keep_errors)
+        {
+            return true;
+        }
+        if sampler.events_follow_traces {
+            let in_unsampled_trace = ctx
+                .event_span(event)
+                .is_some_and(|s| s.extensions().get::<Unsampled>().is_some());
+            if in_unsampled_trace {
+                return false;
+            }
+        }
+        sampler.keep_event(self.id)
     }
 
     #[inline]
@@ -160,7 +203,7 @@ impl OffloadLayer {
 }
 
 /// Thread-local cache of callsite classes, keyed by (layer id, callsite address).
-type CallsiteCache = HashMap<(u64, usize), CallsiteClass, BuildHasherDefault<AddrHasher>>;
+type CallsiteCache = HashMap<(u64, usize), (u64, CallsiteClass), BuildHasherDefault<AddrHasher>>;
 
 /// Bounds the cache; callsites are static, so this is only reached by pathological programs.
 const CALLSITE_CACHE_LIMIT: usize = 16_384;
@@ -206,6 +249,11 @@ fn thread_info() -> ThreadInfo {
     THREAD.with(|t| t.clone())
 }
 
+/// This thread's small index (the `id` of its [`ThreadInfo`]).
+pub(crate) fn thread_index() -> u64 {
+    THREAD.with(|t| t.id)
+}
+
 fn seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(THREAD.with(|t| t.id));
@@ -240,6 +288,11 @@ pub(crate) fn new_trace_id() -> TraceId {
     }
 }
 
+/// The marker an unsampled span carries in the registry's extensions (zero-sized: no
+/// allocation). Its children inherit the decision under the parent-based samplers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unsampled;
+
 /// A span's state, kept in the registry's extensions and freed when the span closes.
 #[derive(Debug)]
 pub(crate) struct SpanState {
@@ -247,7 +300,6 @@ pub(crate) struct SpanState {
     pub(crate) span_id: SpanId,
     pub(crate) parent_span_id: Option<SpanId>,
     pub(crate) parent_is_remote: bool,
-    pub(crate) sampled: bool,
     level: LogLevel,
     start: SystemTime,
     started: Instant,
@@ -255,7 +307,7 @@ pub(crate) struct SpanState {
     events: Vec<Arc<EventRecord>>,
     dropped_events: u32,
     thread: ThreadInfo,
-    /// admin (issue 5): this span's slot in the open-span index (stuck-span detection).
+    /// This span's slot in the open-span index (stuck-span detection).
     open_ticket: Option<crate::open_spans::SpanTicket>,
 }
 
@@ -295,26 +347,42 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         let meta = span.metadata();
-        let parent = span.parent().and_then(|p| {
-            p.extensions()
-                .get::<SpanState>()
-                .map(|s| (s.trace_id, s.span_id, s.sampled))
-        });
-        let (trace_id, parent_span_id, sampled) = match parent {
-            Some((trace, span, sampled)) => (trace, Some(span), sampled),
-            None => (new_trace_id(), None, true),
+        let sampler = &self.pipeline.sampler;
+        let (parent, trace_id, parent_span_id) = match span.parent() {
+            None => (Parent::None, None, None),
+            Some(p) => {
+                let ext = p.extensions();
+                match ext.get::<SpanState>() {
+                    Some(s) => (Parent::Sampled(true), Some(s.trace_id), Some(s.span_id)),
+                    None if ext.get::<Unsampled>().is_some() => {
+                        (Parent::Sampled(false), None, None)
+                    }
+                    None => (Parent::None, None, None),
+                }
+            }
         };
+        // An unsampled parent carries no trace id; a sampler that ignores the parent then
+        // starts a new trace.
+        let trace_id = trace_id.unwrap_or_else(new_trace_id);
+        let class = self.classify(meta);
+        let sampled =
+            (parent == Parent::None && class.whitelisted) || sampler.sample_span(trace_id, parent);
+        if !sampled {
+            // A zero-sized marker: the span costs no allocation and captures nothing, and its
+            // children see the decision.
+            span.extensions_mut().insert(Unsampled);
+            return;
+        }
         let mut fields = Fields::with_capacity(meta.fields().len());
         attrs.record(&mut self.capture(&mut fields, None));
         let started = Instant::now();
-        let open_ticket = self.pipeline.counters.open_span_index.open(started); // admin (issue 5)
+        let open_ticket = self.pipeline.counters.open_span_index.open(started);
         let state = SpanState {
             trace_id,
             span_id: new_span_id(),
             parent_span_id,
             parent_is_remote: false,
-            sampled,
-            level: self.classify(meta).level,
+            level: class.level,
             start: SystemTime::now(),
             started,
             fields,
@@ -334,11 +402,9 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         if let Some(state) = ext.get_mut::<SpanState>() {
-            if state.sampled {
-                let mut capture = self.capture(&mut state.fields, None);
-                capture.replace = true;
-                values.record(&mut capture);
-            }
+            let mut capture = self.capture(&mut state.fields, None);
+            capture.replace = true;
+            values.record(&mut capture);
         }
     }
 
@@ -351,6 +417,10 @@ where
         let mut level = class.level;
         if class.may_be_critical && is_marked_critical(event) {
             level = LogLevel::Critical;
+        }
+        if !self.keep_event(&class, level, event, &ctx) {
+            self.pipeline.counters.sampled_out.incr();
+            return;
         }
         self.offer(level, || {
             let mut fields = Fields::with_capacity(meta.fields().len());
@@ -377,7 +447,7 @@ where
             record.trace_id = Some(state.trace_id);
             record.span_id = Some(state.span_id);
             let record = Arc::new(record);
-            if self.settings.span_event_limit > 0 && state.sampled {
+            if self.settings.span_event_limit > 0 {
                 if state.events.len() < self.settings.span_event_limit {
                     state.events.push(Arc::clone(&record));
                 } else {
@@ -392,6 +462,9 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
         let Some(state) = span.extensions_mut().remove::<SpanState>() else {
+            if span.extensions().get::<Unsampled>().is_some() {
+                self.pipeline.counters.spans_sampled_out.incr();
+            }
             return;
         };
         self.pipeline
@@ -399,10 +472,7 @@ where
             .open_spans
             .fetch_sub(1, Ordering::Relaxed);
         if let Some(ticket) = state.open_ticket {
-            self.pipeline.counters.open_span_index.close(ticket); // admin (issue 5)
-        }
-        if !state.sampled {
-            return;
+            self.pipeline.counters.open_span_index.close(ticket);
         }
         let meta = span.metadata();
         self.offer(state.level, move || {

@@ -68,6 +68,7 @@
 //! | `config` | the effective [`Config`], where each value came from, env parsing rules |
 //! | `layer` | the hot path: callsite cache, span state in registry extensions, capture, push |
 //! | `level` | the [`LogLevel`] taxonomy and its mappings |
+//! | `sampling` | event rate, [`TracesSampler`]s, whitelist, adaptive mode; pure decisions over atomics |
 //! | `record` | owned [`Record`]s, ids, [`DropReason`] — the only types both sides share |
 //! | `queue` | the `ArrayQueue`, [`Backpressure`], coalesced wake-ups, blocked-producer waits |
 //! | `notify` | waiting with a deadline for a condition another thread makes true (loom-checked) |
@@ -100,6 +101,32 @@
 //! a deadline, then drops. Critical records ([`LogLevel::Critical`]) always take the blocking
 //! path.
 //!
+//! # Sampling
+//!
+//! Decided before anything is captured, so a sampled-out event or an unsampled span allocates
+//! nothing. Events are kept at [`Builder::sample_rate`]; prefixes given to
+//! [`Builder::sample_always`] (matched against target and name, once per callsite), critical
+//! events and, by default, errors are never sampled out. Spans follow OpenTelemetry's
+//! [`TracesSampler`]s with the SDK's trace-id-ratio algorithm, so services agree and traces are
+//! kept whole. An adaptive mode lowers the event rate while the queue is nearly full. All of it
+//! can be changed at run time through the [`Handle`] ([`Handle::set_sample_rate`],
+//! [`Handle::set_traces_sampler`], [`Handle::reload_from_env`]):
+//!
+//! ```
+//! use tracing_offload::{OffloadLayer, TracesSampler};
+//!
+//! let (_layer, guard) = OffloadLayer::builder()
+//!     .sample_rate(0.5)
+//!     .sample_always("security.")
+//!     .traces_sampler(TracesSampler::ParentBasedTraceIdRatio(0.1))
+//!     .build()?;
+//! let handle = guard.handle();
+//! handle.set_sample_rate(0.01)?; // e.g. during an incident's log storm
+//! assert_eq!(handle.stats().sampling.unwrap().configured_rate, 0.01);
+//! assert!(handle.set_sample_rate(7.0).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Shutdown
 //!
 //! [`Guard::shutdown`] stops accepting records, flushes and joins within a deadline, and says
@@ -130,6 +157,11 @@
 //! | `OFFLOAD_BLOCK_TIMEOUT_MS` | integer | 100 | how long `block` waits |
 //! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | integer | 128 | events kept per span |
 //! | `OTEL_SDK_DISABLED` | `true`, `false` | `false` | `true` records nothing |
+//! | `OTEL_TRACES_SAMPLER` | OTel sampler names | `parentbased_always_on` | which spans are recorded |
+//! | `OTEL_TRACES_SAMPLER_ARG` | 0.0 – 1.0 | 1.0 | ratio of the ratio samplers |
+//! | `OFFLOAD_SAMPLE_RATE` | 0.0 – 1.0 | 1.0 | fraction of events kept |
+//! | `OFFLOAD_SAMPLE_ALWAYS` | comma-separated prefixes | none | never sampled out |
+//! | `OFFLOAD_SAMPLE_ADAPTIVE` | `true`, `false` | `false` | adaptive event rate |
 //! | `OFFLOAD_ADMIN_ADDR` | `host:port` | off | serve `/metrics`, `/health`, `/config` there (feature `admin`) |
 //!
 //! # Supported Rust versions
@@ -155,6 +187,7 @@ mod level;
 mod notify;
 mod queue;
 mod record;
+mod sampling;
 pub mod sink;
 mod stats;
 mod worker;
@@ -172,6 +205,10 @@ pub use queue::Backpressure;
 pub use record::{
     rfc3339, DropNotice, DropReason, EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord,
     Text, ThreadInfo, TraceId,
+};
+pub use sampling::{
+    SamplingError, SamplingStats, TracesSampler, ADAPTIVE_FACTORS, ADAPTIVE_RESTORE_BELOW,
+    ADAPTIVE_STEP_DOWN_AT, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
 };
 pub use stats::{LatencyHistogram, SinkStats, Stats, LATENCY_BUCKETS_SECONDS};
 pub use worker::{FlushError, Pending, ShutdownReport};

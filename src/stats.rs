@@ -198,8 +198,10 @@ pub(crate) struct Counters {
     pub(crate) accepted: Counter,
     /// Records dropped before reaching the drain thread, by reason.
     pub(crate) dropped: DropCounters,
-    /// Records the sampler decided not to keep.
+    /// Events the sampler decided not to keep.
     pub(crate) sampled_out: Counter,
+    /// Spans not recorded because their trace was not sampled (counted when they close).
+    pub(crate) spans_sampled_out: Counter,
     /// Records the drain thread has popped from the queue.
     pub(crate) drained: Counter,
     /// Span states alive right now (spans open in the registry).
@@ -227,6 +229,7 @@ impl Counters {
             accepted: Counter::default(),
             dropped: DropCounters::default(),
             sampled_out: Counter::default(),
+            spans_sampled_out: Counter::default(),
             drained: Counter::default(),
             open_spans: CachePadded::new(AtomicU64::new(0)),
             truncated_values: Counter::default(),
@@ -262,7 +265,7 @@ impl Counters {
         // Read the outcomes that follow an acceptance (evictions) before acceptances, so that
         // `enqueued = accepted - evicted` is never negative.
         let dropped_by_reason: Vec<(DropReason, u64)> = self.dropped.snapshot();
-        let sampled_out = self.sampled_out.get();
+        let sampled_out = self.sampled_out.get() + self.spans_sampled_out.get();
         let accepted = self.accepted.get();
         let evicted = dropped_by_reason[DropReason::QueueFullOldest.index()].1
             + dropped_by_reason[DropReason::ShutdownDeadline.index()].1;
@@ -277,6 +280,7 @@ impl Counters {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             sampled_out,
+            sampling: None, // filled in by the pipeline, which owns the sampler
             drained: self.drained.get(),
             queue_depth: queue_len,
             capacity,
@@ -311,8 +315,10 @@ pub struct Stats {
     pub dropped: u64,
     /// Non-zero drop counts by reason.
     pub dropped_by_reason: Vec<(DropReason, u64)>,
-    /// Records the sampler did not keep.
+    /// Records the sampler did not keep (events, and spans of unsampled traces).
     pub sampled_out: u64,
+    /// The sampling settings in force and their counts.
+    pub sampling: Option<crate::sampling::SamplingStats>,
     /// Records the drain thread has taken from the queue.
     pub drained: u64,
     /// Records in the queue now.

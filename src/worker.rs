@@ -72,6 +72,7 @@ impl SinkSlot {
 pub(crate) struct Pipeline {
     pub(crate) queue: Queue,
     pub(crate) counters: Counters,
+    pub(crate) sampler: crate::sampling::Sampler,
     pub(crate) sinks: Vec<Arc<SinkSlot>>,
     pub(crate) settings: WorkerSettings,
     /// No record is accepted once this is set.
@@ -143,12 +144,14 @@ impl Pipeline {
     pub(crate) fn new(
         queue: Queue,
         counters: Counters,
+        sampler: crate::sampling::Sampler,
         sinks: Vec<Arc<SinkSlot>>,
         settings: WorkerSettings,
     ) -> Self {
         Pipeline {
             queue,
             counters,
+            sampler,
             sinks,
             settings,
             closed: Flag::default(),
@@ -207,6 +210,7 @@ impl Pipeline {
         for (s, slot) in stats.sinks.iter_mut().zip(&self.sinks) {
             s.buffered = slot.buffer.len();
         }
+        stats.sampling = Some(self.sampler.stats(&self.counters));
         stats
     }
 
@@ -402,6 +406,9 @@ impl<'a> Drain<'a> {
         loop {
             self.p.counters.beat();
             let depth = self.p.queue.len();
+            self.p
+                .sampler
+                .adapt(depth as f64 / self.p.queue.capacity() as f64);
             self.p
                 .counters
                 .high_water_mark

@@ -1,0 +1,564 @@
+//! Sampling: a keep rate for events, OpenTelemetry's trace samplers for spans, a whitelist of
+//! prefixes never sampled out, and an adaptive mode that lowers the event rate while the queue
+//! is nearly full. Pure decisions over atomics; no I/O.
+//!
+//! Decisions are made before anything is captured: a sampled-out event or an unsampled span
+//! costs a lookup and a random number, and allocates nothing.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use crate::record::TraceId;
+use crate::stats::Counter;
+
+/// Which spans are recorded: OpenTelemetry's samplers, with their `OTEL_TRACES_SAMPLER` names.
+///
+/// The ratio samplers decide from the trace id with the same algorithm as the OpenTelemetry
+/// SDK's `TraceIdRatioBased`, so every service of a trace that uses either makes the same
+/// decision. The parent-based samplers (the default is `parentbased_always_on`) decide only
+/// at the root and let every child inherit the decision, so a trace is kept whole or not at all;
+/// a remote parent's sampled flag is honoured.
+///
+/// ```
+/// use tracing_offload::TracesSampler;
+/// let s = TracesSampler::parse("parentbased_traceidratio", Some("0.25")).unwrap();
+/// assert_eq!(s, TracesSampler::ParentBasedTraceIdRatio(0.25));
+/// assert_eq!(s.to_string(), "parentbased_traceidratio");
+/// assert!(TracesSampler::parse("sometimes", None).is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "name", content = "arg", rename_all = "snake_case")]
+pub enum TracesSampler {
+    /// Record every span.
+    AlwaysOn,
+    /// Record no span.
+    AlwaysOff,
+    /// Record a trace when its id falls within the ratio (0.0 to 1.0).
+    #[serde(rename = "traceidratio")]
+    TraceIdRatio(f64),
+    /// Roots: always; children: as their parent (the default).
+    #[serde(rename = "parentbased_always_on")]
+    ParentBasedAlwaysOn,
+    /// Roots: never; children: as their parent.
+    #[serde(rename = "parentbased_always_off")]
+    ParentBasedAlwaysOff,
+    /// Roots: by trace id ratio; children: as their parent.
+    #[serde(rename = "parentbased_traceidratio")]
+    ParentBasedTraceIdRatio(f64),
+}
+
+/// The default traces sampler, as in the OpenTelemetry SDKs.
+pub const DEFAULT_TRACES_SAMPLER: TracesSampler = TracesSampler::ParentBasedAlwaysOn;
+/// The default event keep rate: keep everything.
+pub const DEFAULT_SAMPLE_RATE: f64 = 1.0;
+
+// === impl TracesSampler ===
+
+impl TracesSampler {
+    /// Parses an `OTEL_TRACES_SAMPLER` name with its `OTEL_TRACES_SAMPLER_ARG`. A ratio
+    /// sampler without an argument uses 1.0, as the OTel specification says.
+    pub fn parse(name: &str, arg: Option<&str>) -> Result<Self, String> {
+        let ratio = || -> Result<f64, String> {
+            match arg.map(str::trim).filter(|a| !a.is_empty()) {
+                None => Ok(1.0),
+                Some(a) => parse_ratio(a),
+            }
+        };
+        Ok(match name.trim().to_ascii_lowercase().as_str() {
+            "always_on" => TracesSampler::AlwaysOn,
+            "always_off" => TracesSampler::AlwaysOff,
+            "traceidratio" => TracesSampler::TraceIdRatio(ratio()?),
+            "parentbased_always_on" => TracesSampler::ParentBasedAlwaysOn,
+            "parentbased_always_off" => TracesSampler::ParentBasedAlwaysOff,
+            "parentbased_traceidratio" => TracesSampler::ParentBasedTraceIdRatio(ratio()?),
+            _ => {
+                return Err(
+                    "one of always_on, always_off, traceidratio, parentbased_always_on, \
+                            parentbased_always_off, parentbased_traceidratio"
+                        .to_owned(),
+                )
+            }
+        })
+    }
+
+    /// The `OTEL_TRACES_SAMPLER` name.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            TracesSampler::AlwaysOn => "always_on",
+            TracesSampler::AlwaysOff => "always_off",
+            TracesSampler::TraceIdRatio(_) => "traceidratio",
+            TracesSampler::ParentBasedAlwaysOn => "parentbased_always_on",
+            TracesSampler::ParentBasedAlwaysOff => "parentbased_always_off",
+            TracesSampler::ParentBasedTraceIdRatio(_) => "parentbased_traceidratio",
+        }
+    }
+
+    /// The ratio of the ratio samplers.
+    pub const fn ratio(&self) -> Option<f64> {
+        match self {
+            TracesSampler::TraceIdRatio(r) | TracesSampler::ParentBasedTraceIdRatio(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// Checks the ratio is within 0.0 to 1.0.
+    pub fn validate(&self) -> Result<(), SamplingError> {
+        match self.ratio() {
+            Some(r) if !(0.0..=1.0).contains(&r) => Err(SamplingError::Rate(r)),
+            _ => Ok(()),
+        }
+    }
+
+    fn encode(&self) -> (u8, u64) {
+        let kind = match self {
+            TracesSampler::AlwaysOn => 0,
+            TracesSampler::AlwaysOff => 1,
+            TracesSampler::TraceIdRatio(_) => 2,
+            TracesSampler::ParentBasedAlwaysOn => 3,
+            TracesSampler::ParentBasedAlwaysOff => 4,
+            TracesSampler::ParentBasedTraceIdRatio(_) => 5,
+        };
+        (kind, self.ratio().map_or(ALWAYS, ratio_threshold))
+    }
+}
+
+impl fmt::Display for TracesSampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TracesSampler {
+    type Err = String;
+
+    /// Parses `name` or `name:arg` (e.g. `traceidratio:0.25`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((name, arg)) => Self::parse(name, Some(arg)),
+            None => Self::parse(s, None),
+        }
+    }
+}
+
+/// A sampling setting that was out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SamplingError {
+    /// A rate or ratio outside 0.0 to 1.0 (or not a number).
+    #[error("sampling rate {0} is outside 0.0..=1.0")]
+    Rate(f64),
+}
+
+/// Parses a rate or ratio in 0.0 to 1.0.
+pub(crate) fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("a number from 0.0 to 1.0".to_owned()),
+    }
+}
+
+/// The threshold meaning "always".
+const ALWAYS: u64 = u64::MAX;
+
+/// The OTel SDK's `TraceIdRatioBased` threshold: keep when the trace id's low 63 bits are
+/// below it. A ratio of 1.0 or more keeps everything.
+fn ratio_threshold(ratio: f64) -> u64 {
+    if ratio >= 1.0 {
+        ALWAYS
+    } else {
+        (ratio.max(0.0) * (1u64 << 63) as f64) as u64
+    }
+}
+
+/// The OTel SDK's `TraceIdRatioBased` decision for a trace id.
+fn trace_id_in_ratio(trace_id: TraceId, threshold: u64) -> bool {
+    if threshold == ALWAYS {
+        return true;
+    }
+    let low = u64::from_be_bytes([
+        trace_id.0[8],
+        trace_id.0[9],
+        trace_id.0[10],
+        trace_id.0[11],
+        trace_id.0[12],
+        trace_id.0[13],
+        trace_id.0[14],
+        trace_id.0[15],
+    ]);
+    (low >> 1) < threshold
+}
+
+/// An event keep rate as a threshold on a uniform `u64`.
+fn rate_threshold(rate: f64) -> u64 {
+    if rate >= 1.0 {
+        ALWAYS
+    } else {
+        (rate.max(0.0) * 18_446_744_073_709_551_616.0) as u64
+    }
+}
+
+/// The adaptive steps: the factor applied to the configured event rate.
+pub const ADAPTIVE_FACTORS: [f64; 3] = [1.0, 0.7, 0.5];
+/// Queue utilisation above which the adaptive mode steps down to 0.7, and to 0.5.
+pub const ADAPTIVE_STEP_DOWN_AT: [f64; 2] = [0.8, 0.9];
+/// Queue utilisation below which the adaptive mode restores the configured rate.
+pub const ADAPTIVE_RESTORE_BELOW: f64 = 0.5;
+
+/// A parent's sampling decision, as a child sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Parent {
+    /// No parent: a root.
+    None,
+    /// A parent in this process, or a remote one, with its sampled flag.
+    Sampled(bool),
+}
+
+/// The live sampling settings of one pipeline, shared by the layer, the drain thread and the
+/// handles. Every read on the hot path is one relaxed atomic load: settings are independent
+/// values, and a decision that sees a setting a moment late is still a valid decision.
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    configured_rate: AtomicU64,
+    /// The threshold in force: the configured rate times the adaptive factor.
+    event_threshold: AtomicU64,
+    traces_kind: AtomicU8,
+    traces_threshold: AtomicU64,
+    traces: RwLock<TracesSampler>,
+    whitelist: RwLock<Arc<[String]>>,
+    /// Bumped whenever the whitelist changes, so per-callsite caches recompute.
+    pub(crate) generation: AtomicU64,
+    pub(crate) keep_errors: bool,
+    pub(crate) events_follow_traces: bool,
+    adaptive: AtomicBool,
+    adaptive_step: AtomicU8,
+    pub(crate) adaptive_changes: Counter,
+    seed: Option<u64>,
+}
+
+/// The sampling part of [`Stats`](crate::Stats).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct SamplingStats {
+    /// The configured event keep rate.
+    pub configured_rate: f64,
+    /// The event keep rate in force (lower while the adaptive mode has stepped down).
+    pub effective_rate: f64,
+    /// The traces sampler in force.
+    pub traces_sampler: TracesSampler,
+    /// Prefixes never sampled out.
+    pub whitelist: Vec<String>,
+    /// Whether the adaptive mode is on.
+    pub adaptive: bool,
+    /// The adaptive step: 0 (configured rate), 1 (× 0.7), 2 (× 0.5).
+    pub adaptive_step: u8,
+    /// How many times the adaptive mode changed step.
+    pub adaptive_changes: u64,
+    /// Events the sampler did not keep.
+    pub events_sampled_out: u64,
+    /// Spans not recorded because their trace was not sampled.
+    pub spans_sampled_out: u64,
+}
+
+/// Sampling settings fixed at build time (the live ones start from these).
+#[derive(Clone, Debug)]
+pub(crate) struct SamplingSettings {
+    pub(crate) rate: f64,
+    pub(crate) traces: TracesSampler,
+    pub(crate) whitelist: Vec<String>,
+    pub(crate) adaptive: bool,
+    pub(crate) keep_errors: bool,
+    pub(crate) events_follow_traces: bool,
+    pub(crate) seed: Option<u64>,
+}
+
+// === impl Sampler ===
+
+impl Sampler {
+    pub(crate) fn new(s: SamplingSettings) -> Self {
+        let (kind, threshold) = s.traces.encode();
+        Sampler {
+            configured_rate: AtomicU64::new(s.rate.to_bits()),
+            event_threshold: AtomicU64::new(rate_threshold(s.rate)),
+            traces_kind: AtomicU8::new(kind),
+            traces_threshold: AtomicU64::new(threshold),
+            traces: RwLock::new(s.traces),
+            whitelist: RwLock::new(s.whitelist.into()),
+            generation: AtomicU64::new(0),
+            keep_errors: s.keep_errors,
+            events_follow_traces: s.events_follow_traces,
+            adaptive: AtomicBool::new(s.adaptive),
+            adaptive_step: AtomicU8::new(0),
+            adaptive_changes: Counter::default(),
+            seed: s.seed,
+        }
+    }
+
+    /// Whether a callsite matches the whitelist (by target or name prefix).
+    pub(crate) fn whitelisted(&self, target: &str, name: &str) -> bool {
+        let list = self.whitelist.read().unwrap_or_else(|e| e.into_inner());
+        list.iter()
+            .any(|p| target.starts_with(p.as_str()) || name.starts_with(p.as_str()))
+    }
+
+    /// The rate decision for one event (not whitelisted, not critical).
+    #[inline]
+    pub(crate) fn keep_event(&self, layer_id: u64) -> bool {
+        let threshold = self.event_threshold.load(Relaxed);
+        threshold == ALWAYS || (threshold != 0 && random(layer_id, self.seed) < threshold)
+    }
+
+    /// The decision for a new span.
+    pub(crate) fn sample_span(&self, trace_id: TraceId, parent: Parent) -> bool {
+        let threshold = self.traces_threshold.load(Relaxed);
+        match (self.traces_kind.load(Relaxed), parent) {
+            (0, _) => true,
+            (1, _) => false,
+            (2, _) => trace_id_in_ratio(trace_id, threshold),
+            (_, Parent::Sampled(sampled)) => sampled,
+            (3, Parent::None) => true,
+            (4, Parent::None) => false,
+            (_, Parent::None) => trace_id_in_ratio(trace_id, threshold),
+        }
+    }
+
+    pub(crate) fn set_rate(&self, rate: f64) -> Result<(), SamplingError> {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(SamplingError::Rate(rate));
+        }
+        self.configured_rate.store(rate.to_bits(), Relaxed);
+        self.apply_step(self.adaptive_step.load(Relaxed));
+        Ok(())
+    }
+
+    pub(crate) fn set_traces(&self, sampler: TracesSampler) -> Result<(), SamplingError> {
+        sampler.validate()?;
+        let (kind, threshold) = sampler.encode();
+        *self.traces.write().unwrap_or_else(|e| e.into_inner()) = sampler;
+        self.traces_threshold.store(threshold, Relaxed);
+        self.traces_kind.store(kind, Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn set_whitelist(&self, prefixes: Vec<String>) {
+        *self.whitelist.write().unwrap_or_else(|e| e.into_inner()) = prefixes.into();
+        self.generation.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn set_adaptive(&self, on: bool) {
+        self.adaptive.store(on, Relaxed);
+        if !on {
+            self.change_step(0);
+        }
+    }
+
+    /// The adaptive state machine, called by the drain thread with the queue's utilisation
+    /// (0.0 to 1.0) once per batch.
+    pub(crate) fn adapt(&self, utilisation: f64) {
+        if !self.adaptive.load(Relaxed) {
+            return;
+        }
+        let step = self.adaptive_step.load(Relaxed);
+        let target = if utilisation > ADAPTIVE_STEP_DOWN_AT[1] {
+            2
+        } else if utilisation > ADAPTIVE_STEP_DOWN_AT[0] {
+            step.max(1)
+        } else if utilisation < ADAPTIVE_RESTORE_BELOW {
+            0
+        } else {
+            step
+        };
+        self.change_step(target);
+    }
+
+    fn change_step(&self, target: u8) {
+        if self.adaptive_step.swap(target, Relaxed) != target {
+            self.adaptive_changes.incr();
+            self.apply_step(target);
+        }
+    }
+
+    fn apply_step(&self, step: u8) {
+        let rate = f64::from_bits(self.configured_rate.load(Relaxed));
+        let factor = ADAPTIVE_FACTORS[usize::from(step).min(2)];
+        self.event_threshold
+            .store(rate_threshold(rate * factor), Relaxed);
+    }
+
+    pub(crate) fn stats(&self, counters: &crate::stats::Counters) -> SamplingStats {
+        let configured_rate = f64::from_bits(self.configured_rate.load(Relaxed));
+        let step = self.adaptive_step.load(Relaxed);
+        SamplingStats {
+            configured_rate,
+            effective_rate: configured_rate * ADAPTIVE_FACTORS[usize::from(step).min(2)],
+            traces_sampler: *self.traces.read().unwrap_or_else(|e| e.into_inner()),
+            whitelist: self
+                .whitelist
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .to_vec(),
+            adaptive: self.adaptive.load(Relaxed),
+            adaptive_step: step,
+            adaptive_changes: self.adaptive_changes.get(),
+            events_sampled_out: counters.sampled_out.get(),
+            spans_sampled_out: counters.spans_sampled_out.get(),
+        }
+    }
+}
+
+/// A per-thread random `u64` for sampling: wyrand, seeded per (layer, thread) from the
+/// configured seed (reproducible) or from the OS's random hasher keys.
+fn random(layer_id: u64, seed: Option<u64>) -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    STATE.with(|cell| {
+        let (owner, mut state) = cell.get();
+        if owner != layer_id {
+            state = match seed {
+                Some(seed) => {
+                    seed ^ crate::layer::thread_index().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                }
+                None => crate::layer::random_u64(),
+            };
+        }
+        state = state.wrapping_add(0xa076_1d64_78bd_642f);
+        cell.set((layer_id, state));
+        let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampler(rate: f64, traces: TracesSampler) -> Sampler {
+        Sampler::new(SamplingSettings {
+            rate,
+            traces,
+            whitelist: vec!["security.".into()],
+            adaptive: true,
+            keep_errors: true,
+            events_follow_traces: false,
+            seed: Some(7),
+        })
+    }
+
+    /// The ratio decision is the OpenTelemetry SDK's, id for id.
+    #[test]
+    fn trace_id_ratio_matches_the_opentelemetry_sdk() {
+        use opentelemetry::trace::{SpanKind, TraceId as OtelTraceId};
+        use opentelemetry_sdk::trace::{Sampler as SdkSampler, ShouldSample};
+        for ratio in [0.0, 0.001, 0.25, 0.5, 0.999_999, 1.0] {
+            let ours = sampler(1.0, TracesSampler::TraceIdRatio(ratio));
+            let theirs = SdkSampler::TraceIdRatioBased(ratio);
+            let mut kept = 0;
+            for i in 0..20_000u64 {
+                let id = TraceId::from_u128(
+                    u128::from(crate::layer::random_u64()) << 64
+                        | u128::from(crate::layer::random_u64() ^ i),
+                );
+                let sdk = theirs.should_sample(
+                    None,
+                    OtelTraceId::from_bytes(id.0),
+                    "span",
+                    &SpanKind::Internal,
+                    &[],
+                    &[],
+                );
+                let sdk_keeps =
+                    sdk.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
+                assert_eq!(
+                    ours.sample_span(id, Parent::None),
+                    sdk_keeps,
+                    "{ratio} {id}"
+                );
+                kept += u32::from(sdk_keeps);
+            }
+            if ratio == 0.25 {
+                assert!((4_500..5_500).contains(&kept), "{kept}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_bad_values_are_errors() {
+        for name in [
+            "always_on",
+            "always_off",
+            "traceidratio",
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+        ] {
+            let s = TracesSampler::parse(name, Some("0.5")).unwrap();
+            assert_eq!(s.name(), name);
+        }
+        assert_eq!(
+            TracesSampler::parse("traceidratio", None).unwrap(),
+            TracesSampler::TraceIdRatio(1.0)
+        );
+        assert!(TracesSampler::parse("traceidratio", Some("1.5")).is_err());
+        assert!(TracesSampler::parse("jaeger_remote", None).is_err());
+        assert_eq!(
+            "traceidratio:0.25".parse(),
+            Ok(TracesSampler::TraceIdRatio(0.25))
+        );
+    }
+
+    #[test]
+    fn parent_based_children_inherit_and_plain_samplers_ignore_the_parent() {
+        let id = TraceId::from_u128(u128::MAX); // low bits all ones: outside any ratio < 1
+        let s = sampler(1.0, TracesSampler::ParentBasedTraceIdRatio(0.5));
+        assert!(!s.sample_span(id, Parent::None));
+        assert!(s.sample_span(id, Parent::Sampled(true)));
+        assert!(!s.sample_span(TraceId::from_u128(1), Parent::Sampled(false)));
+        s.set_traces(TracesSampler::AlwaysOn).unwrap();
+        assert!(s.sample_span(id, Parent::Sampled(false)));
+        assert!(s.set_traces(TracesSampler::TraceIdRatio(-0.1)).is_err());
+    }
+
+    #[test]
+    fn adaptive_steps_down_and_restores_and_counts_changes() {
+        let s = sampler(1.0, DEFAULT_TRACES_SAMPLER);
+        let c = crate::stats::Counters::new(vec![]);
+        s.adapt(0.85);
+        assert_eq!(
+            (s.stats(&c).adaptive_step, s.stats(&c).effective_rate),
+            (1, 0.7)
+        );
+        s.adapt(0.95);
+        assert_eq!(
+            (s.stats(&c).adaptive_step, s.stats(&c).effective_rate),
+            (2, 0.5)
+        );
+        s.adapt(0.85); // between: stays down until below the restore mark
+        s.adapt(0.6);
+        assert_eq!(s.stats(&c).adaptive_step, 2);
+        s.adapt(0.3);
+        assert_eq!(
+            (s.stats(&c).adaptive_step, s.stats(&c).effective_rate),
+            (0, 1.0)
+        );
+        assert_eq!(s.stats(&c).adaptive_changes, 3);
+    }
+
+    #[test]
+    fn rates_are_validated_and_the_whitelist_matches_prefixes() {
+        let s = sampler(1.0, DEFAULT_TRACES_SAMPLER);
+        assert_eq!(s.set_rate(1.5), Err(SamplingError::Rate(1.5)));
+        assert!(s.set_rate(f64::NAN).is_err());
+        s.set_rate(0.0).unwrap();
+        assert!((0..1000).all(|_| !s.keep_event(1)));
+        assert!(s.whitelisted("security.audit", "x") && s.whitelisted("app", "security.login"));
+        assert!(!s.whitelisted("app::security", "x"));
+        let g = s.generation.load(Relaxed);
+        s.set_whitelist(vec!["app".into()]);
+        assert!(s.whitelisted("app::security", "x"));
+        assert_ne!(s.generation.load(Relaxed), g);
+    }
+}

@@ -1,0 +1,147 @@
+//! Sampling from the environment: OTel's variables and the crate's, valid, invalid and empty
+//! values, precedence, the strict variant, and `reload_from_env` at run time.
+mod support;
+
+use support::*;
+use tracing_offload::{BuildError, Builder, Source, TracesSampler};
+
+fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |var| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+fn config(pairs: &'static [(&'static str, &'static str)]) -> tracing_offload::Config {
+    let (_layer, guard) = Builder::from_env_with(&lookup(pairs)).build().unwrap();
+    guard.handle().config()
+}
+
+#[test]
+fn every_variable_applies_with_its_source() {
+    let c = config(&[
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ("OFFLOAD_SAMPLE_RATE", "0.25"),
+        ("OFFLOAD_SAMPLE_ALWAYS", " security. , system.shutdown,, "),
+        ("OFFLOAD_SAMPLE_ADAPTIVE", "TRUE"),
+    ]);
+    assert_eq!(
+        c.traces_sampler.value,
+        TracesSampler::ParentBasedTraceIdRatio(0.1)
+    );
+    assert_eq!(
+        c.traces_sampler.source,
+        Source::Env("OTEL_TRACES_SAMPLER".into())
+    );
+    assert_eq!(c.sample_rate.value, 0.25);
+    assert_eq!(c.sample_always.value, ["security.", "system.shutdown"]);
+    assert!(c.sample_adaptive.value);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn invalid_values_warn_once_each_and_keep_the_defaults() {
+    let c = config(&[
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+        ("OFFLOAD_SAMPLE_RATE", "1.5"),
+        ("OFFLOAD_SAMPLE_ADAPTIVE", "sometimes"),
+    ]);
+    assert_eq!(c.traces_sampler.value, TracesSampler::ParentBasedAlwaysOn);
+    assert_eq!(c.sample_rate.value, 1.0);
+    assert!(!c.sample_adaptive.value);
+    let vars: Vec<&str> = c.warnings.iter().map(|w| w.var.as_str()).collect();
+    assert_eq!(
+        vars,
+        [
+            "OFFLOAD_SAMPLE_RATE",
+            "OTEL_TRACES_SAMPLER",
+            "OFFLOAD_SAMPLE_ADAPTIVE"
+        ]
+    );
+    let text = c.warnings[0].to_string();
+    assert!(
+        text.contains("1.5") && text.contains("the default 1"),
+        "{text}"
+    );
+    let c = config(&[("OFFLOAD_SAMPLE_RATE", "abc")]);
+    assert!(c.warnings[0].to_string().contains("abc"));
+}
+
+#[test]
+fn an_invalid_ratio_argument_uses_one_as_the_spec_says() {
+    let c = config(&[
+        ("OTEL_TRACES_SAMPLER", "traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "x"),
+    ]);
+    assert_eq!(c.traces_sampler.value, TracesSampler::TraceIdRatio(1.0));
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].var, "OTEL_TRACES_SAMPLER_ARG");
+}
+
+#[test]
+fn empty_values_are_unset() {
+    let c = config(&[("OTEL_TRACES_SAMPLER", ""), ("OFFLOAD_SAMPLE_RATE", " ")]);
+    assert_eq!(c.sample_rate.source, Source::Default);
+    assert_eq!(c.traces_sampler.source, Source::Default);
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn code_wins_over_env_when_building() {
+    let b = Builder::from_env_with(&lookup(&[("OFFLOAD_SAMPLE_RATE", "0.5")])).sample_rate(0.9);
+    let (_layer, guard) = b.build().unwrap();
+    let c = guard.handle().config();
+    assert_eq!(
+        (c.sample_rate.value, c.sample_rate.source),
+        (0.9, Source::Code)
+    );
+}
+
+#[test]
+fn the_strict_variant_names_the_variable() {
+    std::env::set_var("OFFLOAD_SAMPLE_RATE", "2");
+    let err = Builder::try_from_env().unwrap_err();
+    std::env::remove_var("OFFLOAD_SAMPLE_RATE");
+    assert!(
+        matches!(&err, BuildError::InvalidEnv(w) if w[0].var == "OFFLOAD_SAMPLE_RATE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reload_from_env_changes_later_events() {
+    let sink = Collect::new("collect");
+    let (layer, guard) = Builder::new()
+        .sample_rate(1.0)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        tracing::info!("kept");
+        let warnings = handle.reload_from_env_with(&lookup(&[
+            ("OFFLOAD_SAMPLE_RATE", "0"),
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+            ("OFFLOAD_SAMPLE_ADAPTIVE", "maybe"),
+        ]));
+        assert_eq!(warnings.len(), 1);
+        tracing::info!("not kept");
+        drop(tracing::info_span!("not recorded").entered());
+        let c = handle.config();
+        assert_eq!(
+            c.sample_rate.source,
+            Source::Env("OFFLOAD_SAMPLE_RATE".into())
+        );
+        assert_eq!(c.traces_sampler.value, TracesSampler::AlwaysOff);
+        assert_eq!(c.warnings.len(), 1);
+        // Reloading with nothing set leaves everything as it is.
+        assert!(handle.reload_from_env_with(&lookup(&[])).is_empty());
+        tracing::info!("still not kept");
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(sink.count(), 1);
+    assert_eq!(guard.handle().stats().sampled_out, 3);
+}
