@@ -4,9 +4,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
-
 use crate::record::{
     rfc3339_bytes, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord, ThreadInfo,
 };
@@ -217,156 +214,228 @@ impl Sink for JsonFile {
 }
 
 /// Appends one record as a JSON line (with the newline) to `out`.
+///
+/// Written by hand: the keys and the crate's own values (times, hex ids, levels) are known to
+/// need no escaping and are copied as they are; only user text (targets, names, messages,
+/// field names and values) goes through [`string`], which copies runs that need no escaping in
+/// one go. Floats and 128-bit integers are written by `serde_json`/`itoa`-style formatting.
 pub(crate) fn write_json_line(out: &mut Vec<u8>, record: &Record) {
-    let mut ser = serde_json::Serializer::new(&mut *out);
-    // Serialising into a Vec cannot fail: every value here is representable.
-    let _ = JsonLine(record).serialize(&mut ser);
-    out.push(b'\n');
-}
-
-struct JsonLine<'a>(&'a Record);
-/// A time as RFC 3339 text, formatted on the stack.
-struct Ts(std::time::SystemTime);
-/// ASCII bytes (hex ids) as a JSON string.
-struct Ascii<'a>(&'a [u8]);
-/// Captured text, with its truncation marker when it was cut.
-struct JsonText<'a>(&'a crate::record::Text);
-
-impl Serialize for Ts {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        Ascii(&rfc3339_bytes(self.0)).serialize(s)
+    match record {
+        Record::Event(e) => event(out, e),
+        Record::Span(s) => span(out, s),
+        Record::Dropped(d) => dropped(out, d),
     }
+    out.extend_from_slice(b"}\n");
 }
 
-impl Serialize for Ascii<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(std::str::from_utf8(self.0).unwrap_or_default())
-    }
+/// `{"ts":"…","kind":"…","level":"…","severity_number":N,"target":…,"name":…`
+fn head(
+    out: &mut Vec<u8>,
+    ts: std::time::SystemTime,
+    kind: &str,
+    level: crate::LogLevel,
+    target: &str,
+    name: &str,
+) {
+    out.extend_from_slice(b"{\"ts\":\"");
+    out.extend_from_slice(&rfc3339_bytes(ts));
+    out.extend_from_slice(b"\",\"kind\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"level\":\"");
+    out.extend_from_slice(level.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"severity_number\":");
+    number(out, level.severity_number());
+    out.extend_from_slice(b",\"target\":");
+    string(out, target);
+    out.extend_from_slice(b",\"name\":");
+    string(out, name);
 }
 
-impl Serialize for JsonText<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.is_truncated() {
-            s.collect_str(self.0)
-        } else {
-            s.serialize_str(&self.0.text)
-        }
-    }
-}
-struct JsonFields<'a>(&'a Fields);
-struct JsonValue<'a>(&'a FieldValue);
-struct JsonThread<'a>(&'a ThreadInfo);
-
-impl Serialize for JsonLine<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        match self.0 {
-            Record::Event(e) => event(&mut m, e)?,
-            Record::Span(sp) => span(&mut m, sp)?,
-            Record::Dropped(d) => dropped(&mut m, d)?,
-        }
-        m.end()
-    }
-}
-
-fn event<M: SerializeMap>(m: &mut M, e: &EventRecord) -> Result<(), M::Error> {
-    m.serialize_entry("ts", &Ts(e.timestamp))?;
-    m.serialize_entry("kind", "event")?;
-    m.serialize_entry("level", e.level.as_str())?;
-    m.serialize_entry("severity_number", &e.level.severity_number())?;
-    m.serialize_entry("target", e.metadata.target())?;
-    m.serialize_entry("name", e.metadata.name())?;
+fn event(out: &mut Vec<u8>, e: &EventRecord) {
+    head(
+        out,
+        e.timestamp,
+        "event",
+        e.level,
+        e.metadata.target(),
+        e.metadata.name(),
+    );
     if let Some(msg) = &e.message {
-        m.serialize_entry("message", &JsonText(msg))?;
+        out.extend_from_slice(b",\"message\":");
+        text(out, msg);
     }
-    m.serialize_entry("fields", &JsonFields(&e.fields))?;
+    fields(out, &e.fields);
     if let (Some(t), Some(s)) = (e.trace_id, e.span_id) {
-        m.serialize_entry("trace_id", &Ascii(&t.to_hex()))?;
-        m.serialize_entry("span_id", &Ascii(&s.to_hex()))?;
+        raw_entry(out, "trace_id", &t.to_hex());
+        raw_entry(out, "span_id", &s.to_hex());
     }
-    m.serialize_entry("thread", &JsonThread(&e.thread))
+    thread(out, &e.thread);
 }
 
-fn span<M: SerializeMap>(m: &mut M, sp: &SpanRecord) -> Result<(), M::Error> {
-    m.serialize_entry("ts", &Ts(sp.end))?;
-    m.serialize_entry("kind", "span")?;
-    m.serialize_entry("level", sp.level.as_str())?;
-    m.serialize_entry("severity_number", &sp.level.severity_number())?;
-    m.serialize_entry("target", sp.metadata.target())?;
-    m.serialize_entry("name", sp.metadata.name())?;
-    m.serialize_entry("fields", &JsonFields(&sp.fields))?;
-    m.serialize_entry("trace_id", &Ascii(&sp.trace_id.to_hex()))?;
-    m.serialize_entry("span_id", &Ascii(&sp.span_id.to_hex()))?;
+fn span(out: &mut Vec<u8>, sp: &SpanRecord) {
+    head(
+        out,
+        sp.end,
+        "span",
+        sp.level,
+        sp.metadata.target(),
+        sp.metadata.name(),
+    );
+    fields(out, &sp.fields);
+    raw_entry(out, "trace_id", &sp.trace_id.to_hex());
+    raw_entry(out, "span_id", &sp.span_id.to_hex());
     if let Some(p) = sp.parent_span_id {
-        m.serialize_entry("parent_span_id", &Ascii(&p.to_hex()))?;
+        raw_entry(out, "parent_span_id", &p.to_hex());
     }
-    m.serialize_entry("start", &Ts(sp.start))?;
-    m.serialize_entry("end", &Ts(sp.end))?;
-    m.serialize_entry(
-        "duration_ns",
-        &(sp.duration.as_nanos().min(u64::MAX as u128) as u64),
-    )?;
+    raw_entry(out, "start", &rfc3339_bytes(sp.start));
+    raw_entry(out, "end", &rfc3339_bytes(sp.end));
+    out.extend_from_slice(b",\"duration_ns\":");
+    number(out, sp.duration.as_nanos().min(u64::MAX as u128) as u64);
     if sp.dropped_events > 0 {
-        m.serialize_entry("dropped_events", &sp.dropped_events)?;
+        out.extend_from_slice(b",\"dropped_events\":");
+        number(out, sp.dropped_events);
     }
-    m.serialize_entry("thread", &JsonThread(&sp.thread))
+    thread(out, &sp.thread);
 }
 
-fn dropped<M: SerializeMap>(m: &mut M, d: &DropNotice) -> Result<(), M::Error> {
-    let level = crate::LogLevel::Warning;
-    m.serialize_entry("ts", &Ts(d.at))?;
-    m.serialize_entry("kind", "dropped")?;
-    m.serialize_entry("level", level.as_str())?;
-    m.serialize_entry("severity_number", &level.severity_number())?;
-    m.serialize_entry("target", "tracing_offload")?;
-    m.serialize_entry("name", "records_dropped")?;
-    m.serialize_entry("message", &d.to_string())?;
-    m.serialize_entry("since", &Ts(d.since))?;
-    m.serialize_entry("dropped", &DropCounts(&d.by_reason))
-}
-
-struct DropCounts<'a>(&'a [(crate::DropReason, u64)]);
-
-impl Serialize for DropCounts<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (reason, n) in self.0 {
-            m.serialize_entry(reason.as_str(), n)?;
+fn dropped(out: &mut Vec<u8>, d: &DropNotice) {
+    head(
+        out,
+        d.at,
+        "dropped",
+        crate::LogLevel::Warning,
+        "tracing_offload",
+        "records_dropped",
+    );
+    out.extend_from_slice(b",\"message\":");
+    string(out, &d.to_string());
+    raw_entry(out, "since", &rfc3339_bytes(d.since));
+    out.extend_from_slice(b",\"dropped\":{");
+    for (i, (reason, n)) in d.by_reason.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        m.end()
+        string(out, reason.as_str());
+        out.push(b':');
+        number(out, *n);
     }
+    out.push(b'}');
 }
 
-impl Serialize for JsonFields<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (name, value) in self.0 {
-            m.serialize_entry(name, &JsonValue(value))?;
+/// `,"key":"value"` for values known to need no escaping (times, hex ids).
+fn raw_entry(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(value);
+    out.push(b'"');
+}
+
+fn fields(out: &mut Vec<u8>, fields: &Fields) {
+    out.extend_from_slice(b",\"fields\":{");
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        m.end()
+        string(out, name);
+        out.push(b':');
+        match value {
+            FieldValue::I64(v) => number(out, v),
+            FieldValue::U64(v) => number(out, v),
+            FieldValue::I128(v) => number(out, v),
+            FieldValue::U128(v) => number(out, v),
+            FieldValue::F64(v) if v.is_finite() => {
+                // serde_json prints the shortest representation that round-trips.
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+            FieldValue::F64(v) => string(out, &v.to_string()),
+            FieldValue::Bool(true) => out.extend_from_slice(b"true"),
+            FieldValue::Bool(false) => out.extend_from_slice(b"false"),
+            FieldValue::Str(t) => text(out, t),
+        }
     }
+    out.push(b'}');
 }
 
-impl Serialize for JsonValue<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            FieldValue::I64(v) => s.serialize_i64(*v),
-            FieldValue::U64(v) => s.serialize_u64(*v),
-            FieldValue::I128(v) => s.serialize_i128(*v),
-            FieldValue::U128(v) => s.serialize_u128(*v),
-            FieldValue::F64(v) if v.is_finite() => s.serialize_f64(*v),
-            FieldValue::F64(v) => s.serialize_str(&v.to_string()),
-            FieldValue::Bool(v) => s.serialize_bool(*v),
-            FieldValue::Str(t) => JsonText(t).serialize(s),
+fn thread(out: &mut Vec<u8>, t: &ThreadInfo) {
+    out.extend_from_slice(b",\"thread\":");
+    match &t.name {
+        Some(name) => string(out, name),
+        None => {
+            out.extend_from_slice(b"\"thread-");
+            number(out, t.id);
+            out.push(b'"');
         }
     }
 }
 
-impl Serialize for JsonThread<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match &self.0.name {
-            Some(name) => s.serialize_str(name),
-            None => s.serialize_str(&format!("thread-{}", self.0.id)),
+/// Captured text, with its truncation marker when it was cut.
+fn text(out: &mut Vec<u8>, t: &crate::record::Text) {
+    if t.is_truncated() {
+        string(out, &t.to_string());
+    } else {
+        string(out, &t.text);
+    }
+}
+
+fn number(out: &mut Vec<u8>, n: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = write!(out, "{n}");
+}
+
+/// A JSON string: runs of bytes that need no escaping are copied at once; `"`, `\` and
+/// control characters are escaped as JSON requires.
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_exactly_like_serde_json() {
+        for s in [
+            "plain",
+            "",
+            "quote\" back\\slash",
+            "tab\tnl\ncr\r",
+            "\u{0}\u{8}\u{c}\u{1f}\u{7f}",
+            "é€😀",
+        ] {
+            let mut ours = Vec::new();
+            string(&mut ours, s);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
         }
     }
 }
