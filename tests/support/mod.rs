@@ -39,6 +39,24 @@ pub fn dispatch(layer: OffloadLayer) -> tracing::Dispatch {
     tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
 }
 
+/// Runs `threads` producers on `layer`'s pipeline, each emitting `per_thread` events
+/// `info!(producer, seq, "tick")` with `seq` counting up, and returns when all are done.
+pub fn produce(layer: OffloadLayer, threads: u64, per_thread: u64) {
+    let dispatch = dispatch(layer);
+    std::thread::scope(|s| {
+        for producer in 0..threads {
+            let dispatch = dispatch.clone();
+            s.spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    for seq in 0..per_thread {
+                        tracing::info!(producer, seq, "tick");
+                    }
+                })
+            });
+        }
+    });
+}
+
 /// A sink that keeps every record in memory; optionally slow (a fixed delay per batch, standing
 /// in for slow I/O), stalled (blocks until released), or failing.
 #[derive(Clone, Default)]
