@@ -9,7 +9,7 @@ use tracing_offload::sink::{Sink, SinkError};
 use tracing_offload::{OffloadLayer, Record};
 use tracing_subscriber::prelude::*;
 
-pub mod admin; // admin (issue 5): helpers for the admin, metrics and health tests
+pub mod admin;
 
 /// Generous deadline for conditions that should become true quickly.
 pub const DEADLINE: Duration = Duration::from_secs(30);
