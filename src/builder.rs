@@ -400,9 +400,13 @@ impl Builder {
         self
     }
 
-    /// Whether events inside an unsampled trace are sampled out with it (default `false`:
-    /// events are logs, and are kept or not by the event rate alone, as OpenTelemetry's logs
-    /// SDK does; they still carry their trace id).
+    /// Whether events inside an unsampled trace are sampled out with it (default `false`).
+    ///
+    /// By default events are logs, kept or not by the event rate alone, as OpenTelemetry's
+    /// logs SDK does: a trace sampled out to save tracing volume must not hide a warning. Such
+    /// events carry no trace or span id, because an unsampled span keeps no state (that is how
+    /// it allocates nothing). Set `true` to drop them with their trace; whitelisted, critical
+    /// and (with [`keep_errors`](Self::keep_errors)) error events are kept even then.
     pub fn events_follow_trace_sampling(mut self, follow: bool) -> Self {
         self.config.events_follow_trace_sampling.set_code(follow);
         self

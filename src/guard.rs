@@ -97,8 +97,9 @@ impl Handle {
         Ok(())
     }
 
-    /// Sets the traces sampler for spans created after this call returns (spans already open
-    /// keep their decision, and so do their children under the parent-based samplers).
+    /// Sets the traces sampler for root spans created after this call returns. Spans already
+    /// open keep their decision, and so do the children they have later, whatever the
+    /// sampler: a trace open during the change is kept whole or not at all.
     pub fn set_traces_sampler(&self, sampler: TracesSampler) -> Result<(), SamplingError> {
         self.pipeline.sampler.set_traces(sampler)?;
         self.update_config(|c| c.traces_sampler.set_code(sampler));

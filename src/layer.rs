@@ -26,7 +26,7 @@ use crate::record::DropReason;
 use crate::record::{
     EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord, Text, ThreadInfo, TraceId,
 };
-use crate::sampling::Parent;
+use crate::sampling::{parse_traceparent, Parent, RemoteParent, TRACEPARENT_FIELD};
 use crate::worker::Pipeline;
 
 /// The `tracing` layer. Build it with [`OffloadLayer::builder`]; install it on a
@@ -70,6 +70,8 @@ struct CallsiteClass {
     may_be_critical: bool,
     /// The target or name matches a sampling whitelist prefix: never sampled out.
     whitelisted: bool,
+    /// A span callsite with a `traceparent` field: a root may join a remote trace.
+    may_have_remote_parent: bool,
 }
 
 // === impl OffloadLayer ===
@@ -107,6 +109,8 @@ impl OffloadLayer {
                 .pipeline
                 .sampler
                 .whitelisted(meta.target(), meta.name()),
+            may_have_remote_parent: meta.is_span()
+                && meta.fields().field(TRACEPARENT_FIELD).is_some(),
         }
     }
 
@@ -348,25 +352,29 @@ where
         let Some(span) = ctx.span(id) else { return };
         let meta = span.metadata();
         let sampler = &self.pipeline.sampler;
+        let class = self.classify(meta);
         let (parent, trace_id, parent_span_id) = match span.parent() {
-            None => (Parent::None, None, None),
             Some(p) => {
                 let ext = p.extensions();
                 match ext.get::<SpanState>() {
-                    Some(s) => (Parent::Sampled(true), Some(s.trace_id), Some(s.span_id)),
-                    None if ext.get::<Unsampled>().is_some() => {
-                        (Parent::Sampled(false), None, None)
-                    }
+                    Some(s) => (Parent::Local(true), Some(s.trace_id), Some(s.span_id)),
+                    // An unsampled parent carries no trace id (nothing is allocated for it);
+                    // its children inherit its decision, so none is needed.
+                    None if ext.get::<Unsampled>().is_some() => (Parent::Local(false), None, None),
+                    // A parent this layer never saw (it was enabled later): a root here.
                     None => (Parent::None, None, None),
                 }
             }
+            None => match class.may_have_remote_parent.then(|| remote_parent(attrs)) {
+                Some(Some(r)) => (Parent::Remote(r.sampled), Some(r.trace_id), Some(r.span_id)),
+                _ => (Parent::None, None, None),
+            },
         };
-        // An unsampled parent carries no trace id; a sampler that ignores the parent then
-        // starts a new trace.
+        let parent_is_remote = matches!(parent, Parent::Remote(_));
         let trace_id = trace_id.unwrap_or_else(new_trace_id);
-        let class = self.classify(meta);
-        let sampled =
-            (parent == Parent::None && class.whitelisted) || sampler.sample_span(trace_id, parent);
+        // The whitelist applies to local roots (with or without a remote parent).
+        let local_root = !matches!(parent, Parent::Local(_));
+        let sampled = (local_root && class.whitelisted) || sampler.sample_span(trace_id, parent);
         if !sampled {
             // A zero-sized marker: the span costs no allocation and captures nothing, and its
             // children see the decision.
@@ -381,7 +389,7 @@ where
             trace_id,
             span_id: new_span_id(),
             parent_span_id,
-            parent_is_remote: false,
+            parent_is_remote,
             level: class.level,
             start: SystemTime::now(),
             started,
@@ -478,6 +486,67 @@ where
         self.offer(state.level, move || {
             Record::Span(Arc::new(state.into_record(meta)))
         });
+    }
+}
+
+/// The remote parent given in a root span's `traceparent` field, when it is valid. Reads the
+/// value without allocating: a `&str` as it is, anything else formatted into a stack buffer.
+fn remote_parent(attrs: &Attributes<'_>) -> Option<RemoteParent> {
+    struct Probe(Option<RemoteParent>);
+    impl Visit for Probe {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == TRACEPARENT_FIELD {
+                self.0 = parse_traceparent(value);
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            if field.name() == TRACEPARENT_FIELD {
+                let mut buf = StackText::default();
+                // Too long for a valid `traceparent` (or a failing `Debug`): ignored.
+                if write!(buf, "{value:?}").is_ok() {
+                    // `?value` of a string quotes it.
+                    self.0 = buf
+                        .as_str()
+                        .and_then(|t| parse_traceparent(t.trim_matches('"')));
+                }
+            }
+        }
+    }
+    let mut probe = Probe(None);
+    attrs.record(&mut probe);
+    probe.0
+}
+
+/// A small text buffer on the stack; writing past its end is an error.
+struct StackText {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 128],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.buf[..self.len]).ok()
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 

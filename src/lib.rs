@@ -206,7 +206,7 @@ pub use record::{
 };
 pub use sampling::{
     SamplingError, SamplingStats, TracesSampler, ADAPTIVE_FACTORS, ADAPTIVE_RESTORE_BELOW,
-    ADAPTIVE_STEP_DOWN_AT, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
+    ADAPTIVE_STEP_DOWN_AT, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER, TRACEPARENT_FIELD,
 };
 pub use stats::{LatencyHistogram, SinkStats, Stats, LATENCY_BUCKETS_SECONDS};
 pub use worker::{FlushError, Pending, ShutdownReport};

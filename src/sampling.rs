@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use crate::record::TraceId;
+use crate::record::{SpanId, TraceId};
 use crate::stats::Counter;
 
 /// Which spans are recorded: OpenTelemetry's samplers, with their `OTEL_TRACES_SAMPLER` names.
@@ -212,8 +212,73 @@ pub const ADAPTIVE_RESTORE_BELOW: f64 = 0.5;
 pub(crate) enum Parent {
     /// No parent: a root.
     None,
-    /// A parent in this process, or a remote one, with its sampled flag.
-    Sampled(bool),
+    /// A parent span in this process, with its decision. Every sampler inherits it: the
+    /// decision is made once at the root, so a trace is kept whole or not at all, even when
+    /// the sampler changes while the trace is open.
+    Local(bool),
+    /// A parent in another process (a W3C `traceparent`), with its sampled flag. The
+    /// parent-based samplers honour the flag; the others decide by themselves, as in OTel.
+    Remote(bool),
+}
+
+/// The name of the span field that carries a remote parent: a W3C `traceparent`
+/// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`), given when a root span is created.
+///
+/// The span joins the remote trace (its trace id, with the remote span as its parent and
+/// `parent_is_remote` set), and the parent-based samplers follow the remote sampled flag
+/// (bit `01` of the flags). An invalid value is ignored: the span starts a new trace, as the
+/// W3C Trace Context specification says. The field is only read on spans without a local
+/// parent, and only when they are created (not from `Span::record`).
+///
+/// ```
+/// use tracing_offload::TRACEPARENT_FIELD;
+/// assert_eq!(TRACEPARENT_FIELD, "traceparent");
+/// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let _span = tracing::info_span!("request", traceparent = header);
+/// ```
+pub const TRACEPARENT_FIELD: &str = "traceparent";
+
+/// A parent span in another process, from a W3C `traceparent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RemoteParent {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) sampled: bool,
+}
+
+/// Parses a W3C `traceparent` (Trace Context level 1): version `00` is exactly 55 characters;
+/// a higher version may carry more after a `-`; version `ff`, upper-case hex and all-zero ids
+/// are invalid.
+pub(crate) fn parse_traceparent(s: &str) -> Option<RemoteParent> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 55 {
+        return None;
+    }
+    // Check bytes before slicing: the first 55 are then ASCII, so the slices below are on
+    // char boundaries whatever the input.
+    let well_formed = b[..55].iter().enumerate().all(|(i, c)| match i {
+        2 | 35 | 52 => *c == b'-',
+        _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
+    });
+    if !well_formed {
+        return None;
+    }
+    let (version, trace, span, flags) = (&s[..2], &s[3..35], &s[36..52], &s[53..55]);
+    match version {
+        "ff" => return None,
+        "00" if b.len() != 55 => return None,
+        _ if b.len() > 55 && b[55] != b'-' => return None,
+        _ => {}
+    }
+    let trace_id = TraceId::from_hex(trace).filter(|t| t.is_valid())?;
+    let span_id = SpanId::from_hex(span).filter(|s| s.is_valid())?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(RemoteParent {
+        trace_id,
+        span_id,
+        sampled: flags & 1 == 1,
+    })
 }
 
 /// The live sampling settings of one pipeline, shared by the layer, the drain thread and the
@@ -312,12 +377,15 @@ impl Sampler {
 
     /// The decision for a new span.
     pub(crate) fn sample_span(&self, trace_id: TraceId, parent: Parent) -> bool {
+        if let Parent::Local(sampled) = parent {
+            return sampled;
+        }
         let threshold = self.traces_threshold.load(Relaxed);
         match (self.traces_kind.load(Relaxed), parent) {
             (0, _) => true,
             (1, _) => false,
             (2, _) => trace_id_in_ratio(trace_id, threshold),
-            (_, Parent::Sampled(sampled)) => sampled,
+            (_, Parent::Remote(sampled) | Parent::Local(sampled)) => sampled,
             (3, Parent::None) => true,
             (4, Parent::None) => false,
             (_, Parent::None) => trace_id_in_ratio(trace_id, threshold),
@@ -511,15 +579,70 @@ mod tests {
     }
 
     #[test]
-    fn parent_based_children_inherit_and_plain_samplers_ignore_the_parent() {
+    fn parent_based_samplers_honour_a_remote_flag_and_plain_ones_decide_alone() {
         let id = TraceId::from_u128(u128::MAX); // low bits all ones: outside any ratio < 1
         let s = sampler(1.0, TracesSampler::ParentBasedTraceIdRatio(0.5));
         assert!(!s.sample_span(id, Parent::None));
-        assert!(s.sample_span(id, Parent::Sampled(true)));
-        assert!(!s.sample_span(TraceId::from_u128(1), Parent::Sampled(false)));
+        assert!(s.sample_span(id, Parent::Remote(true)));
+        assert!(!s.sample_span(TraceId::from_u128(1), Parent::Remote(false)));
         s.set_traces(TracesSampler::AlwaysOn).unwrap();
-        assert!(s.sample_span(id, Parent::Sampled(false)));
+        assert!(s.sample_span(id, Parent::Remote(false)));
+        s.set_traces(TracesSampler::TraceIdRatio(0.5)).unwrap();
+        assert!(!s.sample_span(id, Parent::Remote(true)));
         assert!(s.set_traces(TracesSampler::TraceIdRatio(-0.1)).is_err());
+    }
+
+    #[test]
+    fn local_children_inherit_whatever_the_sampler() {
+        let id = TraceId::from_u128(u128::MAX);
+        for traces in [
+            TracesSampler::AlwaysOn,
+            TracesSampler::AlwaysOff,
+            TracesSampler::TraceIdRatio(0.5),
+            TracesSampler::ParentBasedAlwaysOff,
+        ] {
+            let s = sampler(1.0, traces);
+            assert!(s.sample_span(id, Parent::Local(true)), "{traces}");
+            assert!(!s.sample_span(TraceId::from_u128(1), Parent::Local(false)));
+        }
+    }
+
+    #[test]
+    fn traceparent_follows_w3c_trace_context() {
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let p = parse_traceparent(ok).unwrap();
+        assert_eq!(p.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(p.span_id.to_string(), "00f067aa0ba902b7");
+        assert!(p.sampled);
+        assert!(
+            !parse_traceparent(&ok.replace("-01", "-00"))
+                .unwrap()
+                .sampled
+        );
+        assert!(
+            parse_traceparent(&ok.replace("-01", "-03"))
+                .unwrap()
+                .sampled
+        );
+        // A later version may carry more fields.
+        assert!(parse_traceparent(&format!("01{}-extra", &ok[2..])).is_some());
+        for bad in [
+            "",
+            "garbage",
+            &ok[..54],
+            &format!("{ok}-extra"),
+            &format!("ff{}", &ok[2..]),
+            &ok.to_uppercase(),
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01é",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -42,8 +42,18 @@ fn run_traces(sampler: TracesSampler, traces: u64) -> (Collect, tracing_offload:
 
 #[test]
 fn a_quarter_of_the_traces_are_kept_whole_with_the_sdks_decisions() {
+    for sampler in [
+        TracesSampler::TraceIdRatio(0.25),
+        TracesSampler::ParentBasedTraceIdRatio(0.25),
+    ] {
+        check_quarter_kept_whole(sampler);
+    }
+}
+
+#[track_caller]
+fn check_quarter_kept_whole(sampler: TracesSampler) {
     let traces = 10_000u64;
-    let (sink, stats) = run_traces(TracesSampler::ParentBasedTraceIdRatio(0.25), traces);
+    let (sink, stats) = run_traces(sampler, traces);
     assert_accounting(&stats, traces * 5);
     let mut by_trace: HashMap<tracing_offload::TraceId, Vec<&'static str>> = HashMap::new();
     for r in sink.data() {
@@ -60,7 +70,7 @@ fn a_quarter_of_the_traces_are_kept_whole_with_the_sdks_decisions() {
         assert_eq!(
             names,
             ["a", "b", "c", "d", "root"],
-            "trace {id} is not whole"
+            "{sampler}: trace {id} is not whole"
         );
         let sdk = Sampler::TraceIdRatioBased(0.25).should_sample(
             None,
@@ -73,14 +83,14 @@ fn a_quarter_of_the_traces_are_kept_whole_with_the_sdks_decisions() {
         assert_eq!(
             sdk.decision,
             SamplingDecision::RecordAndSample,
-            "the SDK would drop {id}"
+            "{sampler}: the SDK would drop {id}"
         );
     }
     let kept = by_trace.len() as f64;
     let sd = (traces as f64 * 0.25 * 0.75).sqrt();
     assert!(
         (kept - traces as f64 * 0.25).abs() < 5.0 * sd,
-        "kept {kept} of {traces}"
+        "{sampler}: kept {kept} of {traces}"
     );
     assert_eq!(stats.sampled_out, (traces - by_trace.len() as u64) * 5);
     assert_eq!(stats.sampling.unwrap().spans_sampled_out, stats.sampled_out);
@@ -161,4 +171,32 @@ fn set_traces_sampler_applies_to_spans_created_after_it() {
     });
     guard.shutdown(DEADLINE).unwrap();
     assert_eq!(sink.count(), 1);
+}
+
+#[test]
+fn a_trace_open_while_the_sampler_changes_stays_whole() {
+    let sink = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        let kept = tracing::info_span!("kept root").entered();
+        handle.set_traces_sampler(TracesSampler::AlwaysOff).unwrap();
+        drop(tracing::info_span!("kept child").entered());
+        drop(kept);
+        let dropped = tracing::info_span!("dropped root").entered();
+        handle.set_traces_sampler(TracesSampler::AlwaysOn).unwrap();
+        drop(tracing::info_span!("dropped child").entered());
+        drop(dropped);
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let mut names: Vec<&str> = sink
+        .data()
+        .iter()
+        .map(|r| match r {
+            Record::Span(s) => s.metadata.name(),
+            _ => "event",
+        })
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["kept child", "kept root"]);
 }
