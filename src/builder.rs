@@ -468,9 +468,13 @@ impl Builder {
         let wants_span_events = self.sinks.iter().any(|s| s.wants_span_events());
         let slots: Vec<Arc<SinkSlot>> = names
             .into_iter()
-            .map(|name| {
-                let counters = Arc::new(SinkCounters::new(name, c.sink_buffer_capacity.value));
-                Arc::new(SinkSlot::new(counters, c.sink_buffer_capacity.value))
+            .zip(&self.sinks)
+            .map(|(name, sink)| {
+                let capacity = sink
+                    .buffer_capacity()
+                    .unwrap_or(c.sink_buffer_capacity.value);
+                let counters = Arc::new(SinkCounters::new(name, capacity));
+                Arc::new(SinkSlot::new(counters, capacity))
             })
             .collect();
         let counters = Counters::new(slots.iter().map(|s| Arc::clone(&s.counters)).collect());

@@ -567,6 +567,8 @@ struct SinkRunner<'a> {
     reported: Vec<u64>,
     last_notice_at: SystemTime,
     dirty: bool,
+    /// The sink's retry count already added to its counters.
+    retries_seen: u64,
 }
 
 impl<'a> SinkRunner<'a> {
@@ -579,6 +581,7 @@ impl<'a> SinkRunner<'a> {
             reported: vec![0; DropReason::ALL.len()],
             last_notice_at: p.counters.started_at,
             dirty: false,
+            retries_seen: 0,
         }
     }
 
@@ -651,6 +654,9 @@ impl<'a> SinkRunner<'a> {
         let result = catch_unwind(AssertUnwindSafe(|| self.sink.export(&batch)));
         c.latency.record(started.elapsed());
         c.batches.incr();
+        let retries = self.sink.retries();
+        c.retries.add(retries.saturating_sub(self.retries_seen));
+        self.retries_seen = retries;
         match result {
             Ok(Ok(())) => {
                 self.count(|c| c.exported.add(data));

@@ -30,10 +30,14 @@ use crate::record::Record;
 mod channel;
 mod console;
 mod json;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 
 pub use channel::{Channel, ChannelReceiver};
 pub use console::Console;
 pub use json::{JsonFile, Rotation};
+#[cfg(feature = "otlp")]
+pub use otlp::Otlp;
 
 /// A destination for records, driven by its own thread.
 ///
@@ -73,6 +77,17 @@ pub trait Sink: Send + 'static {
     /// not keep them.
     fn wants_span_events(&self) -> bool {
         false
+    }
+
+    /// This sink's buffer in records, when it wants its own size instead of
+    /// [`Builder::sink_buffer_capacity`](crate::Builder::sink_buffer_capacity).
+    fn buffer_capacity(&self) -> Option<usize> {
+        None
+    }
+
+    /// Export retries so far (sinks that retry report them; shown in stats and metrics).
+    fn retries(&self) -> u64 {
+        0
     }
 }
 
