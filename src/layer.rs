@@ -119,7 +119,7 @@ impl OffloadLayer {
     #[inline]
     fn classify(&self, meta: &'static Metadata<'static>) -> CallsiteClass {
         let key = (self.id, meta as *const Metadata<'static> as usize);
-        let generation = self.pipeline.sampler.generation.load(Ordering::Relaxed);
+        let generation = self.pipeline.sampler.generation();
         CALLSITES.with(|cache| {
             if let Some((g, class)) = cache.borrow().get(&key) {
                 if *g == generation {
