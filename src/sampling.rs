@@ -30,7 +30,11 @@ use crate::stats::Counter;
 /// use tracing_offload::TracesSampler;
 /// let s = TracesSampler::parse("parentbased_traceidratio", Some("0.25")).unwrap();
 /// assert_eq!(s, TracesSampler::ParentBasedTraceIdRatio(0.25));
-/// assert_eq!(s.to_string(), "parentbased_traceidratio");
+/// assert_eq!(s.name(), "parentbased_traceidratio");
+/// // `Display` and `FromStr` use `name` or `name:arg`, and round-trip.
+/// assert_eq!(s.to_string(), "parentbased_traceidratio:0.25");
+/// assert_eq!("parentbased_traceidratio:0.25".parse(), Ok(s));
+/// assert_eq!(TracesSampler::AlwaysOn.to_string(), "always_on");
 /// assert!(TracesSampler::parse("sometimes", None).is_err());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -133,8 +137,12 @@ impl TracesSampler {
 }
 
 impl fmt::Display for TracesSampler {
+    /// `name`, or `name:arg` for the ratio samplers (e.g. `traceidratio:0.25`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self.ratio() {
+            Some(r) => write!(f, "{}:{r}", self.name()),
+            None => f.write_str(self.name()),
+        }
     }
 }
 
@@ -640,6 +648,7 @@ mod tests {
         ] {
             let s = TracesSampler::parse(name, Some("0.5")).unwrap();
             assert_eq!(s.name(), name);
+            assert_eq!(s.to_string().parse(), Ok(s));
         }
         assert_eq!(
             TracesSampler::parse("traceidratio", None).unwrap(),
