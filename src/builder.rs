@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::{self, Config, EnvReader, EnvWarning, Setting};
 use crate::guard::{Guard, Handle};
-use crate::health::{HealthConfig, HealthMonitor}; // admin (issue 5)
+use crate::health::{HealthConfig, HealthMonitor};
 use crate::layer::{LayerSettings, OffloadLayer};
 use crate::queue::{Backpressure, Queue};
 use crate::sampling::{
@@ -87,7 +87,7 @@ pub struct Builder {
     backpressure: Backpressure,
     sampling_seed: Option<u64>,
     sinks: Vec<Box<dyn Sink>>,
-    health: HealthConfig, // admin (issue 5)
+    health: HealthConfig,
 }
 
 impl std::fmt::Debug for Builder {
@@ -120,12 +120,10 @@ pub enum BuildError {
     /// The strict [`Builder::try_from_env`] found invalid environment variables.
     #[error("invalid environment: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidEnv(Vec<EnvWarning>),
-    // === admin (issue 5) ===
     /// The admin endpoint could not bind its address (the message names it).
     #[cfg(feature = "admin")]
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
-    // === end admin ===
     /// A sampling rate or ratio was outside 0.0..=1.0.
     #[error("{0}; use a rate from 0.0 (keep none) to 1.0 (keep all)")]
     Sampling(#[from] SamplingError),
@@ -171,13 +169,13 @@ impl Builder {
                 sample_adaptive: Setting::default(false),
                 keep_errors: Setting::default(true),
                 events_follow_trace_sampling: Setting::default(false),
-                admin_addr: Setting::default(None), // admin (issue 5)
+                admin_addr: Setting::default(None),
                 warnings: Vec::new(),
             },
             backpressure: DEFAULT_BACKPRESSURE,
             sampling_seed: None,
             sinks: Vec::new(),
-            health: HealthConfig::default(), // admin (issue 5)
+            health: HealthConfig::default(),
         }
     }
 
@@ -264,7 +262,6 @@ impl Builder {
         ) {
             c.span_event_limit.set_env(n, "OTEL_SPAN_EVENT_COUNT_LIMIT");
         }
-        // === admin (issue 5) ===
         if let Some(addr) = env.raw("OFFLOAD_ADMIN_ADDR") {
             if cfg!(feature = "admin") {
                 c.admin_addr.set_env(Some(addr), "OFFLOAD_ADMIN_ADDR");
@@ -277,7 +274,6 @@ impl Builder {
                 });
             }
         }
-        // === end admin ===
     }
 
     /// Records the queue holds (default [`DEFAULT_CAPACITY`]). 0 is an error at build time.
@@ -368,8 +364,6 @@ impl Builder {
         self
     }
 
-    // === admin (issue 5) ===
-
     /// Serves `/metrics`, `/health` and `/config` over HTTP at `addr` (e.g. `"127.0.0.1:9464"`;
     /// port 0 picks a free port, see [`Guard::admin_addr`]) on a crate-owned thread, from
     /// `build()` until the [`Guard`] is dropped. Default: off; `OFFLOAD_ADMIN_ADDR` sets it.
@@ -386,8 +380,6 @@ impl Builder {
         self.health = config;
         self
     }
-
-    // === end admin ===
 
     /// The event keep rate, 0.0 to 1.0 (default [`DEFAULT_SAMPLE_RATE`], keep all). Decided
     /// before any field is captured. Whitelisted, critical and (by default) error events are
@@ -519,8 +511,8 @@ impl Builder {
                 sink_evict_oldest: self.backpressure == Backpressure::DropOldest,
             },
         ));
-        // === admin (issue 5): the handle exists before the threads, so that a bind failure
-        // fails `build()` with nothing started ===
+        // The handle exists before the threads, so that an admin bind failure fails `build()`
+        // with nothing started.
         #[cfg(feature = "admin")]
         let admin_addr = c.admin_addr.value.clone();
         let handle = Handle {
@@ -536,7 +528,6 @@ impl Builder {
             )?),
             None => None,
         };
-        // === end admin ===
         pipeline.spawn(self.sinks)?;
         let c = &self.config;
         let settings = LayerSettings {
@@ -554,7 +545,7 @@ impl Builder {
         let drop_timeout = Duration::from_millis(c.drop_timeout_ms.value);
         let guard = Guard::new(handle, drop_timeout);
         #[cfg(feature = "admin")]
-        let guard = guard.with_admin(admin); // admin (issue 5)
+        let guard = guard.with_admin(admin);
         Ok((OffloadLayer::new(pipeline, settings), guard))
     }
 }

@@ -130,10 +130,8 @@ pub struct Config {
     pub keep_errors: Setting<bool>,
     /// Whether events inside an unsampled trace are sampled out with it.
     pub events_follow_trace_sampling: Setting<bool>,
-    // === admin (issue 5) ===
     /// The admin HTTP endpoint's address (feature `admin`); `None` when it is off.
     pub admin_addr: Setting<Option<String>>,
-    // === end admin ===
     /// Problems found in the environment (also printed on stderr when the pipeline is built).
     pub warnings: Vec<EnvWarning>,
 }

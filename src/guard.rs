@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{apply_sampling_env, Config, EnvPrecedence, EnvReader, EnvWarning};
-use crate::health::{Health, HealthMonitor}; // admin (issue 5)
+use crate::health::{Health, HealthMonitor};
 use crate::sampling::{SamplingError, TracesSampler};
 use crate::stats::Stats;
 use crate::worker::{FlushError, Pipeline, ShutdownReport};
@@ -19,7 +19,7 @@ use crate::worker::{FlushError, Pipeline, ShutdownReport};
 pub struct Handle {
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) config: Arc<std::sync::RwLock<Config>>,
-    pub(crate) health: Arc<HealthMonitor>, // admin (issue 5)
+    pub(crate) health: Arc<HealthMonitor>,
 }
 
 impl fmt::Debug for Handle {
@@ -53,8 +53,6 @@ impl Handle {
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         self.pipeline.flush_until(Instant::now() + timeout)
     }
-
-    // === admin (issue 5) ===
 
     /// The pipeline's health by the rules in [`crate::health`]: queue, drain thread, each sink,
     /// open spans. Thresholds: [`Builder::health_config`](crate::Builder::health_config).
@@ -90,7 +88,7 @@ impl Handle {
         )
     }
 
-    // === sampling at run time ===
+    // --- sampling at run time ---
 
     /// Sets the event keep rate (0.0 to 1.0) for events offered after this call returns.
     /// Whitelisted, critical and (by default) error events are kept whatever the rate. A rate
@@ -206,8 +204,6 @@ impl Handle {
         self.config.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    // === end sampling ===
-
     /// Whether the drain thread is running (false after shutdown or if it died).
     pub fn is_running(&self) -> bool {
         self.pipeline.drain_alive()
@@ -239,7 +235,7 @@ impl Handle {
 pub struct Guard {
     handle: Handle,
     drop_timeout: Duration,
-    // admin (issue 5): dropped (stopped) after `Drop::drop` has shut the pipeline down.
+    /// The admin endpoint; dropped (stopped) after `Drop::drop` has shut the pipeline down.
     #[cfg(feature = "admin")]
     admin: Option<crate::admin::AdminServer>,
 }
@@ -264,8 +260,6 @@ impl Guard {
         }
     }
 
-    // === admin (issue 5) ===
-
     #[cfg(feature = "admin")]
     pub(crate) fn with_admin(mut self, admin: Option<crate::admin::AdminServer>) -> Self {
         self.admin = admin;
@@ -278,8 +272,6 @@ impl Guard {
     pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
         self.admin.as_ref().map(|a| a.local_addr())
     }
-
-    // === end admin ===
 
     /// A clonable handle for stats, config and flush, usable from any thread.
     pub fn handle(&self) -> Handle {

@@ -245,12 +245,36 @@ fn current_thread_info() -> ThreadInfo {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     ThreadInfo {
         id: NEXT.fetch_add(1, Ordering::Relaxed),
-        name: std::thread::current().name().map(Arc::from),
+        name: std::thread::current().name().and_then(intern_thread_name),
     }
 }
 
+/// Distinct thread names interned so far; bounded so that a program naming every thread
+/// uniquely cannot grow it without limit.
+const THREAD_NAMES_LIMIT: usize = 4_096;
+
+/// The `'static` copy of a thread name, made once per distinct name (under a lock, once per
+/// thread, never per record).
+fn intern_thread_name(name: &str) -> Option<&'static str> {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(known) = names.get(name) {
+        return Some(known);
+    }
+    if names.len() >= THREAD_NAMES_LIMIT {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    Some(leaked)
+}
+
+/// This thread's info: a copy of two words, no reference count.
 fn thread_info() -> ThreadInfo {
-    THREAD.with(|t| t.clone())
+    THREAD.with(|t| *t)
 }
 
 /// This thread's small index (the `id` of its [`ThreadInfo`]).

@@ -177,19 +177,17 @@
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod builder;
 mod config;
 mod guard;
-// === admin (issue 5) ===
-#[cfg(feature = "admin")]
-pub mod admin;
 pub mod health;
-pub mod metrics;
-mod open_spans;
-// === end admin ===
 mod layer;
 mod level;
+pub mod metrics;
 mod notify;
+mod open_spans;
 mod queue;
 mod record;
 mod sampling;

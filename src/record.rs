@@ -188,12 +188,14 @@ impl fmt::Display for FieldValue {
 pub type Fields = Vec<(&'static str, FieldValue)>;
 
 /// The thread a record was made on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadInfo {
     /// A small number unique to the thread within this process (stable for its life).
     pub id: u64,
-    /// The thread's name, when it has one.
-    pub name: Option<Arc<str>>,
+    /// The thread's name, when it has one. Names are interned once per distinct name (up to
+    /// 4 096 of them; threads named after that are known by `id` only), so a record carries a
+    /// plain reference and copying it costs nothing.
+    pub name: Option<&'static str>,
 }
 
 /// One `tracing` event.

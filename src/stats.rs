@@ -219,7 +219,7 @@ pub(crate) struct Counters {
     pub(crate) started: Instant,
     pub(crate) started_at: SystemTime,
     pub(crate) sinks: Vec<Arc<SinkCounters>>,
-    /// admin (issue 5): start times of the open spans, for stuck-span detection.
+    /// Start times of the open spans, for stuck-span detection.
     pub(crate) open_span_index: crate::open_spans::OpenSpans,
 }
 
@@ -240,7 +240,7 @@ impl Counters {
             started: Instant::now(),
             started_at: SystemTime::now(),
             sinks,
-            open_span_index: Default::default(), // admin (issue 5)
+            open_span_index: Default::default(),
         }
     }
 
@@ -286,7 +286,7 @@ impl Counters {
             capacity,
             high_water_mark: self.high_water_mark.load(Relaxed).max(queue_len),
             open_spans: self.open_spans.load(Relaxed),
-            // admin (issue 5)
+
             oldest_open_span_age: self.open_span_index.oldest().map(|t| t.elapsed()),
             truncated_values: self.truncated_values.get(),
             span_events_dropped: self.span_events_dropped.get(),
@@ -329,11 +329,9 @@ pub struct Stats {
     pub high_water_mark: usize,
     /// Spans open right now (their state is alive in the registry).
     pub open_spans: u64,
-    // === admin (issue 5): stuck-span detection input for health ===
     /// How long the oldest span still open has been open; `None` when there is no open span
     /// or the layer does not track it.
     pub oldest_open_span_age: Option<Duration>,
-    // === end admin ===
     /// Field values cut at the length cap.
     pub truncated_values: u64,
     /// Events inside spans past the span-event limit (kept as events, not on the span).
@@ -450,7 +448,6 @@ impl LatencyHistogram {
     }
 }
 
-// === admin (issue 5): a filled-in snapshot for the metrics and health unit tests ===
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
@@ -481,7 +478,6 @@ pub(crate) mod tests_support {
         s
     }
 }
-// === end admin ===
 
 #[cfg(test)]
 mod tests {

@@ -17,20 +17,8 @@ fn keeps_the_newest_records_and_counts_evictions() {
             .sink(sink.clone())
             .build()
             .unwrap();
-        let dispatch = dispatch(layer);
         let per_thread = 5_000u64;
-        std::thread::scope(|s| {
-            for producer in 0..threads as u64 {
-                let dispatch = dispatch.clone();
-                s.spawn(move || {
-                    tracing::dispatcher::with_default(&dispatch, || {
-                        for seq in 0..per_thread {
-                            tracing::info!(producer, seq, "tick");
-                        }
-                    })
-                });
-            }
-        });
+        produce(layer, threads as u64, per_thread);
         guard.shutdown(DEADLINE).unwrap();
         let stats = guard.handle().stats();
         assert_accounting(&stats, per_thread * threads as u64);

@@ -20,21 +20,9 @@ fn a_million_events_become_a_million_ordered_json_lines() {
         .sink(sink::JsonFile::new(&path))
         .build()
         .unwrap();
-    let dispatch = dispatch(layer);
     let threads = 4u64;
     let per_thread = 250_000u64;
-    std::thread::scope(|s| {
-        for producer in 0..threads {
-            let dispatch = dispatch.clone();
-            s.spawn(move || {
-                tracing::dispatcher::with_default(&dispatch, || {
-                    for seq in 0..per_thread {
-                        tracing::info!(producer, seq, "tick");
-                    }
-                })
-            });
-        }
-    });
+    produce(layer, threads, per_thread);
     guard.shutdown(Duration::from_secs(120)).unwrap();
     let stats = guard.handle().stats();
     assert_accounting(&stats, threads * per_thread);

@@ -9,7 +9,7 @@ use tracing_offload::sink::{Sink, SinkError};
 use tracing_offload::{OffloadLayer, Record};
 use tracing_subscriber::prelude::*;
 
-pub mod admin; // admin (issue 5): helpers for the admin, metrics and health tests
+pub mod admin;
 
 /// Generous deadline for conditions that should become true quickly.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -37,6 +37,24 @@ pub fn with_layer<R>(layer: OffloadLayer, f: impl FnOnce() -> R) -> R {
 /// Makes a dispatcher from `layer` that several threads can share.
 pub fn dispatch(layer: OffloadLayer) -> tracing::Dispatch {
     tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
+}
+
+/// Runs `threads` producers on `layer`'s pipeline, each emitting `per_thread` events
+/// `info!(producer, seq, "tick")` with `seq` counting up, and returns when all are done.
+pub fn produce(layer: OffloadLayer, threads: u64, per_thread: u64) {
+    let dispatch = dispatch(layer);
+    std::thread::scope(|s| {
+        for producer in 0..threads {
+            let dispatch = dispatch.clone();
+            s.spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    for seq in 0..per_thread {
+                        tracing::info!(producer, seq, "tick");
+                    }
+                })
+            });
+        }
+    });
 }
 
 /// A sink that keeps every record in memory; optionally slow (a fixed delay per batch, standing
