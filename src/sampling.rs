@@ -337,6 +337,10 @@ pub struct SamplingStats {
     pub configured_rate: f64,
     /// The event keep rate in force (lower while the adaptive mode has stepped down).
     pub effective_rate: f64,
+    /// The delivery rate measured since the start: the fraction of the records offered
+    /// (events and spans) that the sampler kept, `1 - sampled_out / offered`. Whitelisted,
+    /// critical and error events raise it above `effective_rate`. `None` before any record.
+    pub kept_fraction: Option<f64>,
     /// The traces sampler in force.
     pub traces_sampler: TracesSampler,
     /// Prefixes never sampled out.
@@ -504,6 +508,7 @@ impl Sampler {
         SamplingStats {
             configured_rate,
             effective_rate: configured_rate * ADAPTIVE_FACTORS[usize::from(step).min(2)],
+            kept_fraction: None, // filled in by the pipeline, from a consistent snapshot
             traces_sampler: *self.traces.read().unwrap_or_else(|e| e.into_inner()),
             whitelist: self
                 .whitelist
@@ -521,6 +526,11 @@ impl Sampler {
 
 /// Random-number streams kept per thread: one per layer, for this many layers at once.
 const RNG_SLOTS: usize = 4;
+
+/// The fraction of `offered` records that were not sampled out; `None` when none was offered.
+pub(crate) fn kept_fraction(offered: u64, sampled_out: u64) -> Option<f64> {
+    (offered > 0).then(|| 1.0 - sampled_out.min(offered) as f64 / offered as f64)
+}
 
 /// A per-thread random `u64` for sampling: wyrand, one stream per (layer, thread), seeded from
 /// the configured seed and the thread's index (reproducible: a new layer on a thread replays
