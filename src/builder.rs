@@ -187,7 +187,25 @@ impl Builder {
 
     /// Like [`from_env`](Self::from_env), but an invalid variable is an error.
     pub fn try_from_env() -> Result<Self, BuildError> {
-        let builder = Self::from_env();
+        Self::try_from_env_with(&|var| std::env::var(var).ok())
+    }
+
+    /// [`try_from_env`](Self::try_from_env) with a custom lookup instead of the process
+    /// environment.
+    ///
+    /// ```
+    /// use tracing_offload::{BuildError, Builder};
+    /// let env = |var: &str| (var == "OFFLOAD_SAMPLE_RATE").then(|| "1.5".to_owned());
+    /// match Builder::try_from_env_with(&env) {
+    ///     Err(BuildError::InvalidEnv(warnings)) => {
+    ///         assert_eq!(warnings[0].var, "OFFLOAD_SAMPLE_RATE");
+    ///         assert_eq!(warnings[0].value, "1.5");
+    ///     }
+    ///     _ => unreachable!(),
+    /// }
+    /// ```
+    pub fn try_from_env_with(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, BuildError> {
+        let builder = Self::from_env_with(lookup);
         if builder.config.warnings.is_empty() {
             Ok(builder)
         } else {

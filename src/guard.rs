@@ -91,64 +91,117 @@ impl Handle {
     // --- sampling at run time ---
 
     /// Sets the event keep rate (0.0 to 1.0) for events offered after this call returns.
+    /// Whitelisted, critical and (by default) error events are kept whatever the rate. A rate
+    /// outside 0.0..=1.0 (or NaN) is refused and changes nothing.
+    ///
+    /// ```
+    /// let (_layer, guard) = tracing_offload::OffloadLayer::builder().build()?;
+    /// let handle = guard.handle();
+    /// handle.set_sample_rate(0.1)?;
+    /// assert!(handle.set_sample_rate(1.5).is_err());
+    /// assert_eq!(handle.config().sample_rate.value, 0.1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_sample_rate(&self, rate: f64) -> Result<(), SamplingError> {
+        let mut config = self.config_mut();
         self.pipeline.sampler.set_rate(rate)?;
-        self.update_config(|c| c.sample_rate.set_code(rate));
+        config.sample_rate.set_code(rate);
         Ok(())
     }
 
     /// Sets the traces sampler for root spans created after this call returns. Spans already
     /// open keep their decision, and so do the children they have later, whatever the
-    /// sampler: a trace open during the change is kept whole or not at all.
+    /// sampler: a trace open during the change is kept whole or not at all. A ratio outside
+    /// 0.0..=1.0 is refused and changes nothing.
+    ///
+    /// ```
+    /// use tracing_offload::TracesSampler;
+    /// let (_layer, guard) = tracing_offload::OffloadLayer::builder().build()?;
+    /// guard.handle().set_traces_sampler(TracesSampler::ParentBasedTraceIdRatio(0.05))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_traces_sampler(&self, sampler: TracesSampler) -> Result<(), SamplingError> {
+        let mut config = self.config_mut();
         self.pipeline.sampler.set_traces(sampler)?;
-        self.update_config(|c| c.traces_sampler.set_code(sampler));
+        config.traces_sampler.set_code(sampler);
         Ok(())
     }
 
-    /// Replaces the prefixes that are never sampled out.
+    /// Replaces the prefixes that are never sampled out (matched against the target and the
+    /// name of events and root spans). Each callsite is matched again once, on its next use.
     pub fn set_sample_always(&self, prefixes: Vec<String>) {
+        let mut config = self.config_mut();
         self.pipeline.sampler.set_whitelist(prefixes.clone());
-        self.update_config(|c| c.sample_always.set_code(prefixes));
+        config.sample_always.set_code(prefixes);
     }
 
-    /// Turns the adaptive mode on or off.
+    /// Turns the adaptive mode on or off; off restores the configured rate at once.
     pub fn set_sample_adaptive(&self, on: bool) {
+        let mut config = self.config_mut();
         self.pipeline.sampler.set_adaptive(on);
-        self.update_config(|c| c.sample_adaptive.set_code(on));
+        config.sample_adaptive.set_code(on);
     }
 
     /// Re-reads the sampling variables (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`,
     /// `OFFLOAD_SAMPLE_RATE`, `OFFLOAD_SAMPLE_ALWAYS`, `OFFLOAD_SAMPLE_ADAPTIVE`) and applies
     /// them to records offered after the call returns. This is an explicit request, so every
-    /// variable that is set replaces the current value whatever its source; unset ones leave
-    /// it alone. Invalid values are ignored and returned as warnings (also on stderr and in
-    /// [`Config::warnings`]).
+    /// variable that is set replaces the current value whatever its source (values set in
+    /// code included); unset and empty ones leave it alone. Invalid values are ignored and
+    /// returned as warnings (also on stderr and in [`Config::warnings`]).
     pub fn reload_from_env(&self) -> Vec<EnvWarning> {
         self.reload_from_env_with(&|var| std::env::var(var).ok())
     }
 
-    /// [`reload_from_env`](Self::reload_from_env) with a custom lookup.
+    /// [`reload_from_env`](Self::reload_from_env) with a custom lookup instead of the process
+    /// environment (e.g. a configuration file re-read on `SIGHUP`).
+    ///
+    /// ```
+    /// let (_layer, guard) = tracing_offload::OffloadLayer::builder().sample_rate(1.0).build()?;
+    /// let handle = guard.handle();
+    /// let storm = |var: &str| (var == "OFFLOAD_SAMPLE_RATE").then(|| "0.01".to_owned());
+    /// assert!(handle.reload_from_env_with(&storm).is_empty());
+    /// assert_eq!(handle.stats().sampling.unwrap().configured_rate, 0.01);
+    /// let typo = |var: &str| (var == "OFFLOAD_SAMPLE_RATE").then(|| "1,0".to_owned());
+    /// let warnings = handle.reload_from_env_with(&typo);
+    /// assert_eq!(warnings[0].var, "OFFLOAD_SAMPLE_RATE");
+    /// assert_eq!(warnings[0].used, "the current value 0.01");
+    /// assert_eq!(handle.stats().sampling.unwrap().configured_rate, 0.01); // unchanged
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reload_from_env_with(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<EnvWarning> {
         let mut env = EnvReader::new(lookup);
-        let mut config = self.config();
+        // Held throughout, so a concurrent setter cannot leave the sampler and the config
+        // disagreeing.
+        let mut config = self.config_mut();
+        let before = config.sample_always.value.clone();
         apply_sampling_env(&mut config, &mut env, EnvPrecedence::EnvWins);
         let s = &self.pipeline.sampler;
         // Values from the parser are in range, so these cannot fail.
         let _ = s.set_rate(config.sample_rate.value);
         let _ = s.set_traces(config.traces_sampler.value);
-        s.set_whitelist(config.sample_always.value.clone());
+        if config.sample_always.value != before {
+            s.set_whitelist(config.sample_always.value.clone());
+        }
         s.set_adaptive(config.sample_adaptive.value);
-        for w in &env.warnings {
+        // An invalid variable leaves the value in force, not the default: say so.
+        for w in &mut env.warnings {
+            let current = match w.var.as_str() {
+                "OFFLOAD_SAMPLE_RATE" => config.sample_rate.value.to_string(),
+                "OTEL_TRACES_SAMPLER" | "OTEL_TRACES_SAMPLER_ARG" => {
+                    config.traces_sampler.value.to_string()
+                }
+                "OFFLOAD_SAMPLE_ADAPTIVE" => config.sample_adaptive.value.to_string(),
+                _ => continue,
+            };
+            w.used = format!("the current value {current}");
             eprintln!("tracing-offload: {w}");
         }
         config.warnings.extend(env.warnings.iter().cloned());
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
         env.warnings
     }
 
-    fn update_config(&self, f: impl FnOnce(&mut Config)) {
-        f(&mut self.config.write().unwrap_or_else(|e| e.into_inner()))
+    fn config_mut(&self) -> std::sync::RwLockWriteGuard<'_, Config> {
+        self.config.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the drain thread is running (false after shutdown or if it died).

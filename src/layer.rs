@@ -119,7 +119,7 @@ impl OffloadLayer {
     #[inline]
     fn classify(&self, meta: &'static Metadata<'static>) -> CallsiteClass {
         let key = (self.id, meta as *const Metadata<'static> as usize);
-        let generation = self.pipeline.sampler.generation.load(Ordering::Relaxed);
+        let generation = self.pipeline.sampler.generation();
         CALLSITES.with(|cache| {
             if let Some((g, class)) = cache.borrow().get(&key) {
                 if *g == generation {
@@ -377,7 +377,7 @@ where
         let meta = span.metadata();
         let sampler = &self.pipeline.sampler;
         let class = self.classify(meta);
-        let (parent, trace_id, parent_span_id) = match span.parent() {
+        let (parent, mut trace_id, parent_span_id) = match span.parent() {
             Some(p) => {
                 let ext = p.extensions();
                 match ext.get::<SpanState>() {
@@ -395,16 +395,27 @@ where
             },
         };
         let parent_is_remote = matches!(parent, Parent::Remote(_));
-        let trace_id = trace_id.unwrap_or_else(new_trace_id);
-        // The whitelist applies to local roots (with or without a remote parent).
-        let local_root = !matches!(parent, Parent::Local(_));
-        let sampled = (local_root && class.whitelisted) || sampler.sample_span(trace_id, parent);
+        let sampled = match (parent, trace_id) {
+            // Inherited: no trace id to make, nothing to decide.
+            (Parent::Local(sampled), _) => sampled,
+            // The whitelist applies to local roots (with or without a remote parent).
+            _ if class.whitelisted => true,
+            (_, Some(remote)) => sampler.sample_span(remote, parent),
+            (_, None) => {
+                let new = new_trace_id();
+                let sampled = sampler.sample_span(new, parent);
+                trace_id = Some(new);
+                sampled
+            }
+        };
         if !sampled {
             // A zero-sized marker: the span costs no allocation and captures nothing, and its
             // children see the decision.
             span.extensions_mut().insert(Unsampled);
             return;
         }
+        // A whitelisted root has not made its trace id yet.
+        let trace_id = trace_id.unwrap_or_else(new_trace_id);
         let mut fields = Fields::with_capacity(meta.fields().len());
         attrs.record(&mut self.capture(&mut fields, None));
         let started = Instant::now();

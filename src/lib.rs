@@ -107,8 +107,13 @@
 //! nothing. Events are kept at [`Builder::sample_rate`]; prefixes given to
 //! [`Builder::sample_always`] (matched against target and name, once per callsite), critical
 //! events and, by default, errors are never sampled out. Spans follow OpenTelemetry's
-//! [`TracesSampler`]s with the SDK's trace-id-ratio algorithm, so services agree and traces are
-//! kept whole. An adaptive mode lowers the event rate while the queue is nearly full. All of it
+//! [`TracesSampler`]s with the SDK's trace-id-ratio algorithm, so services agree. The decision
+//! is made once at the root and every local child inherits it, so a trace is kept whole or not
+//! at all. A root span created with a W3C `traceparent` field ([`TRACEPARENT_FIELD`]) joins
+//! the remote trace, and the parent-based samplers follow the remote sampled flag. Events
+//! inside an unsampled trace are kept by the event rate alone unless
+//! [`Builder::events_follow_trace_sampling`] is set. An adaptive mode lowers the event rate
+//! while the queue is nearly full. All of it
 //! can be changed at run time through the [`Handle`] ([`Handle::set_sample_rate`],
 //! [`Handle::set_traces_sampler`], [`Handle::reload_from_env`]):
 //!

@@ -210,7 +210,9 @@ impl Pipeline {
         for (s, slot) in stats.sinks.iter_mut().zip(&self.sinks) {
             s.buffered = slot.buffer.len();
         }
-        stats.sampling = Some(self.sampler.stats(&self.counters));
+        let mut sampling = self.sampler.stats(&self.counters);
+        sampling.kept_fraction = crate::sampling::kept_fraction(stats.offered, stats.sampled_out);
+        stats.sampling = Some(sampling);
         stats
     }
 

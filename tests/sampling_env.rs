@@ -102,13 +102,51 @@ fn code_wins_over_env_when_building() {
 
 #[test]
 fn the_strict_variant_names_the_variable() {
-    std::env::set_var("OFFLOAD_SAMPLE_RATE", "2");
-    let err = Builder::try_from_env().unwrap_err();
-    std::env::remove_var("OFFLOAD_SAMPLE_RATE");
-    assert!(
-        matches!(&err, BuildError::InvalidEnv(w) if w[0].var == "OFFLOAD_SAMPLE_RATE"),
-        "{err}"
+    for (var, value) in [
+        ("OFFLOAD_SAMPLE_RATE", "2"),
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+        ("OFFLOAD_SAMPLE_ADAPTIVE", "maybe"),
+    ] {
+        let pairs = [(var, value), ("OTEL_TRACES_SAMPLER_ARG", "0.5")];
+        let env = |v: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == v)
+                .map(|(_, x)| x.to_string())
+        };
+        let err = Builder::try_from_env_with(&env).unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidEnv(w) if w.len() == 1 && w[0].var == var),
+            "{err}"
+        );
+        assert!(err.to_string().contains(value), "{err}");
+    }
+    let env = |v: &str| (v == "OFFLOAD_SAMPLE_RATE").then(|| "0.5".to_owned());
+    assert!(Builder::try_from_env_with(&env).is_ok());
+}
+
+#[test]
+fn reload_warnings_name_the_value_kept_and_invalid_values_change_nothing() {
+    let (_layer, guard) = Builder::new().sample_rate(0.3).build().unwrap();
+    let handle = guard.handle();
+    let warnings = handle.reload_from_env_with(&lookup(&[
+        ("OFFLOAD_SAMPLE_RATE", "-1"),
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+    ]));
+    let used: Vec<&str> = warnings.iter().map(|w| w.used.as_str()).collect();
+    assert_eq!(
+        used,
+        [
+            "the current value 0.3",
+            "the current value parentbased_always_on"
+        ]
     );
+    let c = handle.config();
+    assert_eq!(
+        (c.sample_rate.value, c.sample_rate.source),
+        (0.3, Source::Code)
+    );
+    assert_eq!(handle.stats().sampling.unwrap().configured_rate, 0.3);
 }
 
 #[test]

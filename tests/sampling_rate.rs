@@ -36,6 +36,11 @@ fn half_the_events_are_kept_at_rate_one_half_within_five_standard_deviations() {
         assert_accounting(&stats, n);
         assert_eq!(stats.sampled_out + stats.enqueued, n);
         assert_eq!(sink.count() as u64, stats.enqueued);
+        let sampling = stats.sampling.as_ref().unwrap();
+        assert_eq!(
+            sampling.kept_fraction,
+            Some(stats.enqueued as f64 / n as f64)
+        );
         kept_runs.push(stats.enqueued);
     }
     let sd = (n as f64 * 0.25).sqrt();
