@@ -188,6 +188,7 @@ mod level;
 pub mod metrics;
 mod notify;
 mod open_spans;
+pub mod propagation;
 mod queue;
 mod record;
 mod sampling;
@@ -204,6 +205,7 @@ pub use config::{Config, EnvWarning, Setting, Source};
 pub use guard::{Guard, Handle};
 pub use layer::OffloadLayer;
 pub use level::{LogLevel, ParseLevelError};
+pub use propagation::{OffloadSpanExt, SpanContext};
 pub use queue::Backpressure;
 pub use record::{
     rfc3339, DropNotice, DropReason, EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord,

@@ -517,7 +517,7 @@ impl Otlp {
             attempt += 1;
             *retries += 1;
             // Back-off on the sink's own thread: the application never waits on it.
-            rt.block_on(tokio::time::sleep(sleep));
+            rt.block_on(async { tokio::time::sleep(sleep).await });
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
@@ -589,10 +589,13 @@ impl Sink for Otlp {
             .thread_name("offload-otlp")
             .build()
             .map_err(|e| SinkError::io("starting the OTLP sink's runtime", e))?;
-        // The exporters spawn their connection tasks on the runtime they are built in.
-        let (mut spans, mut logs) = rt
-            .block_on(async { self.build_exporters() })
-            .map_err(SinkError::Fatal)?;
+        // The exporters spawn their connection tasks on the runtime they are built in. `start`
+        // runs on the application's thread, maybe inside its runtime: enter ours (allowed
+        // there), never block on it.
+        let (mut spans, mut logs) = {
+            let _in_ours = rt.enter();
+            self.build_exporters().map_err(SinkError::Fatal)?
+        };
         let resource = self.resource();
         if let Some(s) = spans.as_mut() {
             s.set_resource(&resource);
@@ -874,7 +877,11 @@ fn log_record(logger: &opentelemetry_sdk::logs::SdkLogger, e: &EventRecord) -> S
     code_attributes(e.metadata, &mut extra);
     thread_attributes(&e.thread, &mut extra);
     for kv in extra {
-        r.add_attribute(kv.key, AnyValue::from(kv.value.as_str().into_owned()));
+        let v = match kv.value {
+            Value::I64(i) => AnyValue::Int(i),
+            other => AnyValue::String(other.as_str().into_owned().into()),
+        };
+        r.add_attribute(kv.key, v);
     }
     if let (Some(t), Some(s)) = (e.trace_id, e.span_id) {
         r.set_trace_context(

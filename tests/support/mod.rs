@@ -10,6 +10,7 @@ use tracing_offload::{OffloadLayer, Record};
 use tracing_subscriber::prelude::*;
 
 pub mod admin;
+pub mod collector;
 
 /// Generous deadline for conditions that should become true quickly.
 pub const DEADLINE: Duration = Duration::from_secs(30);
