@@ -163,6 +163,7 @@ impl Builder {
                 drop_timeout_ms: Setting::default(DEFAULT_DROP_TIMEOUT.as_millis() as u64),
                 critical_targets: Setting::default(Vec::new()),
                 sinks: Vec::new(),
+                sink_settings: Default::default(),
                 sample_rate: Setting::default(DEFAULT_SAMPLE_RATE),
                 traces_sampler: Setting::default(DEFAULT_TRACES_SAMPLER),
                 sample_always: Setting::default(Vec::new()),
@@ -483,6 +484,14 @@ impl Builder {
             names.push(name);
         }
         c.sinks = names.clone();
+        for sink in &self.sinks {
+            c.sink_settings
+                .insert(sink.name().to_owned(), sink.settings());
+            for w in sink.env_warnings() {
+                eprintln!("tracing-offload: {w}");
+                c.warnings.push(w);
+            }
+        }
         let wants_span_events = self.sinks.iter().any(|s| s.wants_span_events());
         let slots: Vec<Arc<SinkSlot>> = names
             .into_iter()

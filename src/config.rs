@@ -118,6 +118,9 @@ pub struct Config {
     pub critical_targets: Setting<Vec<String>>,
     /// The sinks, by name.
     pub sinks: Vec<String>,
+    /// Each sink's own settings, as the sink describes them (secrets such as OTLP header
+    /// values redacted).
+    pub sink_settings: std::collections::BTreeMap<String, serde_json::Value>,
     /// The event keep rate (0.0 to 1.0).
     pub sample_rate: Setting<f64>,
     /// The traces sampler (OTel's names and argument).

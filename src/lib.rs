@@ -221,12 +221,50 @@ pub use worker::{FlushError, Pending, ShutdownReport};
 /// Reads the environment, installs the layer with a console sink (stderr) as the global
 /// subscriber, and returns the guard. Keep the guard alive (see [`Guard`]).
 ///
+/// With the `otlp` feature, an [`Otlp`](sink::Otlp) sink configured from OpenTelemetry's
+/// variables is added too when `OTEL_EXPORTER_OTLP_ENDPOINT` (or its `_TRACES_`/`_LOGS_` form)
+/// is set, or `OTEL_TRACES_EXPORTER` / `OTEL_LOGS_EXPORTER` is `otlp`.
+///
 /// Fails if a global subscriber is already set, or if the pipeline cannot be built.
 pub fn init() -> Result<Guard, BuildError> {
     use tracing_subscriber::layer::SubscriberExt;
-    let (layer, guard) = Builder::from_env().sink(sink::Console::stderr()).build()?;
+    let builder = Builder::from_env().sink(sink::Console::stderr());
+    #[cfg(feature = "otlp")]
+    let builder = if otlp_requested(&|var| std::env::var(var).ok()) {
+        builder.sink(sink::Otlp::from_env())
+    } else {
+        builder
+    };
+    let (layer, guard) = builder.build()?;
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| BuildError::GlobalSubscriberAlreadySet)?;
     Ok(guard)
+}
+
+/// Whether the environment asks for OTLP export (see [`init`]).
+#[cfg(feature = "otlp")]
+fn otlp_requested(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
+    let set = |var: &str| lookup(var).is_some_and(|v| !v.trim().is_empty());
+    let otlp = |var: &str| lookup(var).is_some_and(|v| v.trim().eq_ignore_ascii_case("otlp"));
+    set("OTEL_EXPORTER_OTLP_ENDPOINT")
+        || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        || set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+        || otlp("OTEL_TRACES_EXPORTER")
+        || otlp("OTEL_LOGS_EXPORTER")
+}
+
+#[cfg(all(test, feature = "otlp"))]
+mod tests {
+    #[test]
+    fn otlp_is_requested_by_an_endpoint_or_an_exporter_name() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |v: &str| pairs.iter().find(|(k, _)| *k == v).map(|(_, x)| x.to_string())
+        };
+        assert!(!super::otlp_requested(&env(&[])));
+        assert!(!super::otlp_requested(&env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])));
+        assert!(super::otlp_requested(&env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")])));
+        assert!(super::otlp_requested(&env(&[("OTEL_TRACES_EXPORTER", "OTLP")])));
+        assert!(!super::otlp_requested(&env(&[("OTEL_TRACES_EXPORTER", "none")])));
+    }
 }

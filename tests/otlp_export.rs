@@ -1,5 +1,6 @@
 //! Spans and events arrive in a real collector (Rotel) over gRPC, HTTP/protobuf and HTTP/JSON:
 //! names, ids, parentage, typed attributes, span events, status, severities, resource.
+#![cfg(feature = "otlp")]
 mod support;
 
 use support::collector::{Collector, SpanOut};
@@ -183,4 +184,25 @@ fn from_env_reaches_the_collector_and_events_can_stay_on_spans() {
     // in the one request that carried it).
     assert_eq!(logs.len(), 1, "{logs:#?}");
     assert_eq!(logs[0].body, "Str(outside any span)");
+}
+
+#[test]
+fn the_effective_config_shows_the_sink_and_redacts_header_values() {
+    let lookup = |var: &str| match var {
+        "OTEL_EXPORTER_OTLP_HEADERS" => Some("api-key=topsecret".to_owned()),
+        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("soon".to_owned()),
+        _ => None,
+    };
+    let (_layer, guard) = OffloadLayer::builder()
+        .sink(Otlp::from_env_with(&lookup))
+        .build()
+        .unwrap();
+    let config = guard.handle().config();
+    let json = serde_json::to_string(&config).unwrap();
+    assert!(!json.contains("topsecret"), "{json}");
+    let otlp = &config.sink_settings["otlp"];
+    assert_eq!(otlp["headers"]["api-key"], "[redacted]");
+    assert_eq!(otlp["traces_endpoint"], "http://localhost:4317");
+    assert_eq!(config.warnings.len(), 1);
+    assert_eq!(config.warnings[0].var, "OTEL_EXPORTER_OTLP_TIMEOUT");
 }

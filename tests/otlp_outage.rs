@@ -1,5 +1,6 @@
 //! The collector is down at start, comes up, is killed, comes back: every span is either
 //! received or counted as failed, the counts add up exactly, and export resumes by itself.
+#![cfg(feature = "otlp")]
 mod support;
 
 use std::time::Duration;

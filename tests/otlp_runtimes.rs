@@ -1,5 +1,6 @@
 //! The OTLP sink works and shuts down from `Drop` whether the application has no tokio
 //! runtime, a current-thread one or a multi-thread one.
+#![cfg(feature = "otlp")]
 mod support;
 
 use support::collector::Collector;

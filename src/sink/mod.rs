@@ -89,6 +89,18 @@ pub trait Sink: Send + 'static {
     fn retries(&self) -> u64 {
         0
     }
+
+    /// The sink's settings for [`Config::sink_settings`](crate::Config::sink_settings) and
+    /// the admin `/config` endpoint. Leave secrets out or redact them.
+    fn settings(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Problems the sink found reading the environment; they join
+    /// [`Config::warnings`](crate::Config::warnings) when the pipeline is built.
+    fn env_warnings(&self) -> Vec<crate::EnvWarning> {
+        Vec::new()
+    }
 }
 
 /// A sink's failure, counted in its stats and shown in health.

@@ -581,9 +581,6 @@ impl Sink for Otlp {
     }
 
     fn start(&mut self) -> Result<(), SinkError> {
-        for w in &self.warnings {
-            eprintln!("tracing-offload: {w}");
-        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("offload-otlp")
@@ -695,6 +692,29 @@ impl Sink for Otlp {
 
     fn retries(&self) -> u64 {
         self.retries
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "traces_endpoint": self.traces.then(|| self.signal_endpoint(&self.traces_endpoint, "v1/traces")),
+            "logs_endpoint": (self.logs != EventsAsLogs::None)
+                .then(|| self.signal_endpoint(&self.logs_endpoint, "v1/logs")),
+            "protocol": self.protocol,
+            "headers": self.headers.iter().map(|(k, _)| (k.clone(), "[redacted]")).collect::<std::collections::BTreeMap<_, _>>(),
+            "timeout_ms": self.timeout.as_millis() as u64,
+            "compression": if self.gzip { "gzip" } else { "none" },
+            "service_name": self.service_name,
+            "resource_attributes": self.resource_attributes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "export_timeout_ms": self.export_timeout.as_millis() as u64,
+            "max_export_batch_size": self.max_batch,
+            "max_queue_size": self.max_queue,
+            "max_retries": self.max_retries,
+            "events_as_logs": self.logs,
+        })
+    }
+
+    fn env_warnings(&self) -> Vec<EnvWarning> {
+        self.warnings.clone()
     }
 }
 
