@@ -259,12 +259,29 @@ mod tests {
     #[test]
     fn otlp_is_requested_by_an_endpoint_or_an_exporter_name() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |v: &str| pairs.iter().find(|(k, _)| *k == v).map(|(_, x)| x.to_string())
+            move |v: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == v)
+                    .map(|(_, x)| x.to_string())
+            }
         };
         assert!(!super::otlp_requested(&env(&[])));
-        assert!(!super::otlp_requested(&env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])));
-        assert!(super::otlp_requested(&env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")])));
-        assert!(super::otlp_requested(&env(&[("OTEL_TRACES_EXPORTER", "OTLP")])));
-        assert!(!super::otlp_requested(&env(&[("OTEL_TRACES_EXPORTER", "none")])));
+        assert!(!super::otlp_requested(&env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            " "
+        )])));
+        assert!(super::otlp_requested(&env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://c:4317"
+        )])));
+        assert!(super::otlp_requested(&env(&[(
+            "OTEL_TRACES_EXPORTER",
+            "OTLP"
+        )])));
+        assert!(!super::otlp_requested(&env(&[(
+            "OTEL_TRACES_EXPORTER",
+            "none"
+        )])));
     }
 }
