@@ -30,7 +30,8 @@ fn emit(sink: Otlp) -> (Vec<Record>, tracing_offload::Stats) {
         .entered();
         let child = tracing::info_span!("charge_card", otel.name = "payment.charge").entered();
         tracing::info!(attempt = 1u64, "charging");
-        tracing::error!(code = 402u64, error = "card declined", "payment failed");
+        tracing::error!(code = 402u64, "payment failed");
+        tracing::error!(error = "card declined");
         drop(child);
         drop(root);
         tracing::warn!(queue = "slow", "outside any span");
@@ -52,11 +53,11 @@ fn check(collector: &Collector, sink: Otlp) {
     let otlp = stats.sink("otlp").unwrap();
     assert_eq!(
         (otlp.exported, otlp.failed, otlp.dropped),
-        (5, 0, 0),
+        (6, 0, 0),
         "{stats:#?}"
     );
     let spans = collector.wait_spans(2);
-    let logs = collector.wait_logs(3);
+    let logs = collector.wait_logs(4);
     let ours: Vec<_> = records
         .iter()
         .filter_map(|r| match r {
@@ -88,7 +89,7 @@ fn check(collector: &Collector, sink: Otlp) {
     assert_eq!(root.attr("express"), Some("Bool(true)"));
     assert_eq!(root.attr("total"), Some("Double(9.5)"));
     assert!(root
-        .attr("code.lineno")
+        .attr("code.line.number")
         .is_some_and(|v| v.starts_with("Int(")));
     assert_eq!(root.kind, "SPAN_KIND_SERVER");
     assert_eq!(child.kind, "SPAN_KIND_INTERNAL");
@@ -97,8 +98,8 @@ fn check(collector: &Collector, sink: Otlp) {
         .contains(&("service.name".to_owned(), "Str(offload-test)".to_owned())));
     // Span events, the `error` field as an exception, and the error status.
     let names: Vec<&str> = child.events.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["charging", "exception"]);
-    let exception = &child.events[1];
+    assert_eq!(names, ["charging", "payment failed", "exception"]);
+    let exception = &child.events[2];
     assert!(exception.attributes.contains(&(
         "exception.message".to_owned(),
         "Str(card declined)".to_owned()

@@ -768,13 +768,13 @@ fn any_value(v: &FieldValue) -> AnyValue {
 
 fn code_attributes(meta: &'static tracing_core::Metadata<'static>, out: &mut Vec<KeyValue>) {
     if let Some(file) = meta.file() {
-        out.push(KeyValue::new("code.filepath", file));
+        out.push(KeyValue::new("code.file.path", file));
     }
     if let Some(line) = meta.line() {
-        out.push(KeyValue::new("code.lineno", i64::from(line)));
+        out.push(KeyValue::new("code.line.number", i64::from(line)));
     }
     if let Some(module) = meta.module_path() {
-        out.push(KeyValue::new("code.namespace", module));
+        out.push(KeyValue::new("code.module.name", module));
     }
 }
 
@@ -819,8 +819,9 @@ fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanData {
             let mut event_name: Cow<'static, str> =
                 message.clone().map_or(Cow::Borrowed("event"), Cow::Owned);
             for (key, v) in &e.fields {
-                if *key == "error" {
-                    // `tracing-opentelemetry`'s convention: an `error` field makes an exception.
+                if *key == "error" && message.is_none() {
+                    // `tracing-opentelemetry`'s convention: an event that is just an `error`
+                    // field is an exception.
                     event_name = Cow::Borrowed("exception");
                     attrs.push(KeyValue::new("exception.message", v.to_string()));
                 } else {
