@@ -32,12 +32,16 @@ mod console;
 mod json;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "otlp")]
+mod runtime;
 
 pub use channel::{Channel, ChannelReceiver};
 pub use console::Console;
 pub use json::{JsonFile, Rotation};
 #[cfg(feature = "otlp")]
 pub use otlp::Otlp;
+#[cfg(feature = "otlp")]
+pub use runtime::{Async, AsyncSink, DEFAULT_ASYNC_EXPORT_TIMEOUT};
 
 /// A destination for records, driven by its own thread.
 ///

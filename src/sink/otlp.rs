@@ -2,9 +2,10 @@
 //! `opentelemetry-otlp` exporters (gRPC, HTTP/protobuf, HTTP/JSON).
 //!
 //! The sink runs on its own thread and owns one private tokio runtime (current-thread, driven
-//! only by that thread) for its whole life: never one per export, never the application's. The
-//! runtime's thread is the sink thread, which runs with `tracing`'s `NoSubscriber`, so nothing
-//! the exporter's HTTP/gRPC stack logs can come back into the queue.
+//! only by that thread) for its whole life: never one per export, never the application's — the
+//! same machinery as [`Async`](crate::sink::Async) for your own async sinks. The runtime's thread
+//! is the sink thread, which runs with `tracing`'s `NoSubscriber`, so nothing the exporter's
+//! HTTP/gRPC stack logs can come back into the queue.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use opentelemetry_sdk::Resource;
 use crate::config::{EnvReader, EnvWarning};
 use crate::level::LogLevel;
 use crate::record::{EventRecord, FieldValue, Record, SpanRecord};
+use crate::sink::runtime::BackgroundRuntime;
 use crate::sink::{Sink, SinkError};
 
 /// The OTLP transport.
@@ -137,21 +139,12 @@ impl std::fmt::Debug for Otlp {
 }
 
 struct Running {
-    rt: Option<tokio::runtime::Runtime>,
+    rt: BackgroundRuntime,
     spans: Option<opentelemetry_otlp::SpanExporter>,
     logs: Option<opentelemetry_otlp::LogExporter>,
     logger: opentelemetry_sdk::logs::SdkLogger,
     _provider: SdkLoggerProvider,
     scope: InstrumentationScope,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // Never block here: this may run inside an application's async context.
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 impl Default for Otlp {
@@ -484,7 +477,7 @@ impl Otlp {
     /// Runs `export` until it succeeds, retrying with exponential back-off and jitter, at most
     /// `max_retries` times and never past `deadline`.
     fn with_retries<F, Fut>(
-        rt: &tokio::runtime::Runtime,
+        rt: &BackgroundRuntime,
         max_retries: u32,
         deadline: Instant,
         retries: &mut u64,
@@ -497,8 +490,7 @@ impl Otlp {
         let mut backoff = INITIAL_BACKOFF;
         let mut attempt = 0;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let result = match rt.block_on(async { tokio::time::timeout(left, export()).await }) {
+            let result = match rt.run(deadline, export()) {
                 Ok(r) => r.map_err(|e| e.to_string()),
                 Err(_) => Err("export timed out".to_owned()),
             };
@@ -517,7 +509,7 @@ impl Otlp {
             attempt += 1;
             *retries += 1;
             // Back-off on the sink's own thread: the application never waits on it.
-            rt.block_on(async { tokio::time::sleep(sleep).await });
+            rt.sleep(sleep)?;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
@@ -581,18 +573,13 @@ impl Sink for Otlp {
     }
 
     fn start(&mut self) -> Result<(), SinkError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("offload-otlp")
-            .build()
-            .map_err(|e| SinkError::io("starting the OTLP sink's runtime", e))?;
+        let rt = BackgroundRuntime::new("the OTLP sink")?;
         // The exporters spawn their connection tasks on the runtime they are built in. `start`
         // runs on the application's thread, maybe inside its runtime: enter ours (allowed
         // there), never block on it.
-        let (mut spans, mut logs) = {
-            let _in_ours = rt.enter();
-            self.build_exporters().map_err(SinkError::Fatal)?
-        };
+        let (mut spans, mut logs) = rt
+            .enter(|| self.build_exporters())?
+            .map_err(SinkError::Fatal)?;
         let resource = self.resource();
         if let Some(s) = spans.as_mut() {
             s.set_resource(&resource);
@@ -603,7 +590,7 @@ impl Sink for Otlp {
         let provider = SdkLoggerProvider::builder().build();
         let logger = provider.logger("tracing-offload");
         self.running = Some(Running {
-            rt: Some(rt),
+            rt,
             spans,
             logs,
             logger,
@@ -619,9 +606,7 @@ impl Sink for Otlp {
         let Some(run) = self.running.as_ref() else {
             return Err(SinkError::Fatal("the OTLP sink was not started".to_owned()));
         };
-        let Some(rt) = run.rt.as_ref() else {
-            return Err(SinkError::Fatal("the OTLP sink was shut down".to_owned()));
-        };
+        let rt = &run.rt;
         let deadline = Instant::now() + self.export_timeout;
         let mut spans = Vec::new();
         let mut logs = Vec::new();
@@ -676,9 +661,7 @@ impl Sink for Otlp {
         if let Some(l) = run.logs.as_mut() {
             let _ = l.shutdown_with_timeout(left);
         }
-        if let Some(rt) = run.rt.take() {
-            rt.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
-        }
+        run.rt.shutdown(deadline);
         Ok(())
     }
 
