@@ -22,6 +22,11 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use opentelemetry_otlp::WithExportConfig;
+
+#[allow(dead_code)]
+#[path = "../tests/support/collector.rs"]
+mod collector;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
@@ -264,8 +269,77 @@ fn benches(c: &mut Criterion) {
     ];
     bench_workload(c, "span_lifecycle", span_lifecycle, &spans);
     drop(spans);
+    otlp_spans(c);
     stalled_latency();
     json_throughput(dir.path());
+}
+
+/// Span lifecycles exported to a real collector on loopback (Rotel), this crate against
+/// `tracing-opentelemetry` + the SDK's batch processor + the same OTLP exporter.
+fn otlp_spans(c: &mut Criterion) {
+    let Some(collector) = collector::Collector::start() else {
+        eprintln!("otlp rows skipped: no rotel-agent (pip install rotel)");
+        return;
+    };
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(tracing_offload::sink::Otlp::new().endpoint(collector.grpc_endpoint()))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let ours = Candidate {
+        name: "offload_otlp",
+        dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        _keep: Box::new(guard),
+        report: Box::new(move || {
+            let _ = handle.flush(Duration::from_secs(30));
+            let s = handle.stats();
+            let o = s.sink("otlp").unwrap();
+            format!(
+                "offered {} exported {} failed {} dropped {} (all counted)",
+                s.offered,
+                o.exported,
+                o.failed,
+                s.dropped + o.dropped
+            )
+        }),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let exporter = {
+        let _in_rt = rt.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(collector.grpc_endpoint())
+            .build()
+            .unwrap()
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .build();
+    let tracer = provider.tracer("bench");
+    let p = provider.clone();
+    let theirs = Candidate {
+        name: "otel_sdk_batch_otlp",
+        dispatch: Dispatch::new(
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer)),
+        ),
+        _keep: Box::new(provider),
+        report: Box::new(move || {
+            let _ = p.force_flush();
+            "drops not counted per reason".to_owned()
+        }),
+    };
+    bench_workload(
+        c,
+        "span_lifecycle_otlp",
+        span_lifecycle,
+        &[floor(), ours, theirs],
+    );
+    drop(rt);
+    drop(collector);
 }
 
 /// How many events per second the pipeline writes to a JSON file when nothing may be lost
