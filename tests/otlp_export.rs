@@ -207,3 +207,31 @@ fn the_effective_config_shows_the_sink_and_redacts_header_values() {
     assert_eq!(config.warnings.len(), 1);
     assert_eq!(config.warnings[0].var, "OTEL_EXPORTER_OTLP_TIMEOUT");
 }
+
+#[test]
+fn drop_markers_arrive_as_warning_logs() {
+    let Some(collector) = Collector::start() else {
+        return;
+    };
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(1)
+        .backpressure(tracing_offload::Backpressure::DropNewest)
+        .sink(Otlp::new().endpoint(collector.grpc_endpoint()))
+        .build()
+        .unwrap();
+    with_layer(layer, || {
+        for i in 0..10_000u64 {
+            tracing::info!(i, "flood");
+        }
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = guard.handle().stats();
+    assert!(stats.dropped > 0);
+    let otlp = stats.sink("otlp").unwrap();
+    assert!(!otlp.disabled, "{otlp:#?}");
+    collector.wait_for("a drop marker", DEADLINE, |c| {
+        c.logs()
+            .iter()
+            .any(|l| l.severity_text == "WARN" && l.body.contains("records dropped since"))
+    });
+}

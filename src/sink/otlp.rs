@@ -904,6 +904,8 @@ fn drop_marker(
 ) -> SdkLogRecord {
     let mut r = logger.create_log_record();
     r.set_timestamp(at);
+    // The OTLP encoder requires an observed time on every record.
+    r.set_observed_timestamp(SystemTime::now());
     r.set_severity_number(Severity::Warn);
     r.set_severity_text("WARN");
     r.set_target("tracing_offload");
