@@ -435,10 +435,7 @@ where
             open_ticket,
         };
         span.extensions_mut().insert(state);
-        self.pipeline
-            .counters
-            .open_spans
-            .fetch_add(1, Ordering::Relaxed);
+        self.pipeline.counters.spans_opened.incr();
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
@@ -510,10 +507,7 @@ where
             }
             return;
         };
-        self.pipeline
-            .counters
-            .open_spans
-            .fetch_sub(1, Ordering::Relaxed);
+        self.pipeline.counters.spans_closed.incr();
         if let Some(ticket) = state.open_ticket {
             self.pipeline.counters.open_span_index.close(ticket);
         }

@@ -21,24 +21,47 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
     1.0, 2.5, 10.0,
 ];
 
-/// A counter handle: cheap to clone, safe to share.
+/// Stripes per counter: a power of two, at least the number of cores we expect to share one.
+const STRIPES: usize = 8;
+
+thread_local! {
+    /// This thread's stripe, assigned round-robin on first use.
+    static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+#[inline]
+fn my_stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    STRIPE.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Relaxed) % STRIPES;
+            s.set(i);
+        }
+        i
+    })
+}
+
+/// A counter striped over cache-padded atomics: each thread adds to its own stripe, so threads
+/// counting at once do not fight over one cache line; reading sums the stripes.
 #[derive(Debug, Default)]
-pub(crate) struct Counter(CachePadded<AtomicU64>);
+pub(crate) struct Counter([CachePadded<AtomicU64>; STRIPES]);
 
 impl Counter {
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        self.0.fetch_add(n, Relaxed);
+        self.0[my_stripe()].fetch_add(n, Relaxed);
     }
 
+    /// Adds one; returns this thread's stripe's previous value (for "every N" decisions).
     #[inline]
     pub(crate) fn incr(&self) -> u64 {
-        self.0.fetch_add(1, Relaxed)
+        self.0[my_stripe()].fetch_add(1, Relaxed)
     }
 
     #[inline]
     pub(crate) fn get(&self) -> u64 {
-        self.0.load(Relaxed)
+        self.0.iter().map(|s| s.load(Relaxed)).sum()
     }
 }
 
@@ -204,8 +227,10 @@ pub(crate) struct Counters {
     pub(crate) spans_sampled_out: Counter,
     /// Records the drain thread has popped from the queue.
     pub(crate) drained: Counter,
-    /// Span states alive right now (spans open in the registry).
-    pub(crate) open_spans: CachePadded<AtomicU64>,
+    /// Span states created (sampled spans opened).
+    pub(crate) spans_opened: Counter,
+    /// Span states removed (sampled spans closed).
+    pub(crate) spans_closed: Counter,
     /// Field values cut at the length cap.
     pub(crate) truncated_values: Counter,
     /// Events inside spans that went past the span-event limit.
@@ -231,7 +256,8 @@ impl Counters {
             sampled_out: Counter::default(),
             spans_sampled_out: Counter::default(),
             drained: Counter::default(),
-            open_spans: CachePadded::new(AtomicU64::new(0)),
+            spans_opened: Counter::default(),
+            spans_closed: Counter::default(),
             truncated_values: Counter::default(),
             span_events_dropped: Counter::default(),
             high_water_mark: AtomicUsize::new(0),
@@ -285,7 +311,11 @@ impl Counters {
             queue_depth: queue_len,
             capacity,
             high_water_mark: self.high_water_mark.load(Relaxed).max(queue_len),
-            open_spans: self.open_spans.load(Relaxed),
+            // Closes are read first: a snapshot never shows more closed than opened.
+            open_spans: {
+                let closed = self.spans_closed.get();
+                self.spans_opened.get().saturating_sub(closed)
+            },
 
             oldest_open_span_age: self.open_span_index.oldest().map(|t| t.elapsed()),
             truncated_values: self.truncated_values.get(),
