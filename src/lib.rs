@@ -59,7 +59,8 @@
 //!                                     │   "offload-drain" (worker.rs): pops batches,
 //!                                     │    hands Arc'd records to every sink's buffer
 //!                                     │        ▼            ▼            ▼
-//!                                     │   "offload-sink-console" "offload-sink-json" …
+//!                                     │   "offload-sink-console" "offload-sink-json"
+//!                                     │   "offload-sink-otlp" (one private runtime) …
 //! ```
 //!
 //! | module | owns |
@@ -72,10 +73,13 @@
 //! | `record` | owned [`Record`]s, ids, [`DropReason`] — the only types both sides share |
 //! | `queue` | the `ArrayQueue`, [`Backpressure`], coalesced wake-ups, blocked-producer waits |
 //! | `notify` | waiting with a deadline for a condition another thread makes true (loom-checked) |
-//! | `stats` | cache-padded counters, histograms, the [`Stats`] snapshot |
+//! | `stats` | counters striped per thread over cache-padded atomics, histograms, the [`Stats`] snapshot |
+//! | `open_spans` | start times of open spans (sharded, holds no span) for stuck-span health |
 //! | `worker` | the drain thread, the sink threads, flush and shutdown |
 //! | `guard` | [`Guard`] (shuts down on drop) and the clonable [`Handle`] |
 //! | `sink` | the [`Sink`](sink::Sink) trait, [`Console`](sink::Console), [`JsonFile`](sink::JsonFile), [`Channel`](sink::Channel) |
+//! | `sink::otlp`, `sink::runtime` | (feature `otlp`) the OTLP sink, and the private-runtime machinery it shares with `sink::Async` for user async sinks |
+//! | [`propagation`] | W3C `traceparent` in and out: [`OffloadSpanExt`], `http::HeaderMap` helpers |
 //! | [`metrics`] | the [`Stats`] in the Prometheus formats through `prometheus-client` (a `Collector` over snapshots) |
 //! | [`health`] | [`Health`](health::Health) from a snapshot by documented rules and thresholds; read-only |
 //! | `admin` | (feature `admin`) `/metrics`, `/health`, `/config`: the `offload-admin` HTTP thread and the routes as a function |
@@ -90,6 +94,9 @@
 //! * [`sink::JsonFile`]: one JSON object per line, one write per batch, optional rotation by
 //!   size or time. The schema is in its docs and in the README.
 //! * [`sink::Channel`]: records to a receiver in the same process.
+//! * `sink::Otlp` (feature `otlp`, on by default): spans and events to an OpenTelemetry
+//!   collector over gRPC or HTTP, configured in code or from OTel's environment variables.
+//! * `sink::Async`: any `sink::AsyncSink` of yours, on a private runtime.
 //!
 //! Each sink has its own thread and bounded buffer: a stalled sink fills and counts its own
 //! buffer, and the others keep flowing. A sink that panics is counted and disabled.
@@ -148,6 +155,14 @@
 //! from. With the `admin` feature, `Builder::admin_addr` (or `OFFLOAD_ADMIN_ADDR`) serves
 //! all three over HTTP on a crate-owned thread: `GET /metrics`, `GET /health` (503 when
 //! unhealthy) and `GET /config`.
+//!
+//! # Feature flags
+//!
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `otlp` | yes | `sink::Otlp`, `sink::Async`/`AsyncSink`, the `http::HeaderMap` propagation helpers (`opentelemetry`, `opentelemetry-otlp`, `tokio`) |
+//! | `admin` | no | the HTTP endpoint: `Builder::admin_addr`, `OFFLOAD_ADMIN_ADDR` (`tiny_http`) |
+//! | `axum` | no | `admin::router`, the same routes as an `axum::Router` (implies `admin`) |
 //!
 //! # Environment variables
 //!
