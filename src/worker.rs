@@ -426,9 +426,38 @@ impl<'a> Drain<'a> {
                     self.sleep();
                     continue;
                 }
+            } else if self.every_sink_is_full() {
+                // Draining now would only move records from the queue into drops at the
+                // sinks. Leave them queued: the queue fills, and producers take the cheap
+                // full-queue path (under DropNewest a refused record is never even built).
+                self.wait_for_a_sink();
+                continue;
             }
             self.drain_batch();
         }
+    }
+
+    /// Whether no sink can take a record now (and there is at least one sink). Only under the
+    /// dropping policies: under `Block` the drain keeps going so that callers do not wait on a
+    /// stalled sink (see `forward`).
+    fn every_sink_is_full(&self) -> bool {
+        self.p.settings.sink_wait.is_none()
+            && !self.p.stop_drain.is_set()
+            && !self.p.sinks.is_empty()
+            && self
+                .p
+                .sinks
+                .iter()
+                .all(|s| s.buffer.is_full() && !s.counters.disabled.load(Ordering::Relaxed))
+    }
+
+    /// Sleeps until a sink may have room (its thread notifies progress after each batch) or
+    /// the timer fires.
+    fn wait_for_a_sink(&self) {
+        let deadline = Instant::now() + self.p.settings.flush_interval;
+        self.p.progress.wait_until(deadline, || {
+            self.p.stop_drain.is_set() || self.p.sinks.iter().any(|s| !s.buffer.is_full())
+        });
     }
 
     fn sleep(&self) {
