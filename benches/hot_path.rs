@@ -22,7 +22,6 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use opentelemetry_otlp::WithExportConfig;
 
 #[allow(dead_code)]
 #[path = "../tests/support/collector.rs"]
@@ -345,19 +344,7 @@ fn otlp_spans(c: &mut Criterion) {
             )
         }),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let exporter = {
-        let _in_rt = rt.enter();
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(collector.grpc_endpoint())
-            .build()
-            .unwrap()
-    };
+    let (rt, exporter) = collector.reference_exporter();
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .build();

@@ -7,7 +7,6 @@ mod support;
 use std::collections::BTreeSet;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
 use support::collector::{Collector, SpanOut};
 use support::*;
 use tracing_offload::sink::Otlp;
@@ -101,19 +100,7 @@ fn this_crate_and_tracing_opentelemetry_deliver_the_same_spans() {
     guard.shutdown(DEADLINE).unwrap();
 
     // The reference: tracing-opentelemetry + the SDK's batch processor + the OTLP exporter.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let exporter = {
-        let _in_rt = rt.enter();
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(collector.grpc_endpoint())
-            .build()
-            .unwrap()
-    };
+    let (rt, exporter) = collector.reference_exporter();
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(

@@ -194,6 +194,29 @@ impl Collector {
         parse(&self.output()).1
     }
 
+    /// The reference pipeline's exporter: `opentelemetry-otlp`'s gRPC span exporter to this
+    /// collector, with the (multi-thread) tokio runtime its connection lives on; keep both.
+    #[cfg(feature = "otlp")]
+    pub fn reference_exporter(
+        &self,
+    ) -> (tokio::runtime::Runtime, opentelemetry_otlp::SpanExporter) {
+        use opentelemetry_otlp::WithExportConfig;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the reference exporter");
+        let exporter = {
+            let _in_rt = rt.enter();
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(self.grpc_endpoint())
+                .build()
+                .expect("the reference exporter")
+        };
+        (rt, exporter)
+    }
+
     /// Waits until `ready(self)` holds, polling the output, or panics at the deadline.
     #[track_caller]
     pub fn wait_for(&self, what: &str, timeout: Duration, mut ready: impl FnMut(&Self) -> bool) {
