@@ -619,7 +619,7 @@ impl<'a> Capture<'a> {
     /// Captures text written by `value`; `hint` is the expected length, so that the common case
     /// allocates once.
     fn text(&mut self, hint: usize, value: impl FnOnce(&mut Capped<'_>)) -> Text {
-        let mut text = String::with_capacity(hint.min(self.cap));
+        let mut text = compact_str::CompactString::with_capacity(hint.min(self.cap));
         let mut w = Capped {
             buf: &mut text,
             cap: self.cap,
@@ -686,11 +686,11 @@ impl Visit for Capture<'_> {
 }
 
 /// The first allocation for a `Debug` or `Display` value (messages are usually short).
-const DEBUG_TEXT_HINT: usize = 48;
+const DEBUG_TEXT_HINT: usize = 24;
 
 /// A writer that keeps the first `cap` bytes (on a char boundary) and counts the rest.
 struct Capped<'a> {
-    buf: &'a mut String,
+    buf: &'a mut compact_str::CompactString,
     cap: usize,
     total: usize,
 }
@@ -718,7 +718,7 @@ mod tests {
 
     #[test]
     fn capped_writer_cuts_on_char_boundaries_and_counts_everything() {
-        let mut buf = String::new();
+        let mut buf = compact_str::CompactString::default();
         let mut w = Capped {
             buf: &mut buf,
             cap: 5,

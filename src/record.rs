@@ -144,10 +144,12 @@ pub enum FieldValue {
 }
 
 /// Owned text captured from a field, with a record of whether it was cut.
+///
+/// Text up to 24 bytes is stored inline (no allocation); longer text is on the heap.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Text {
     /// The captured text, at most the configured cap (cut on a char boundary).
-    pub text: String,
+    pub text: compact_str::CompactString,
     /// The length in bytes of the original text when it was longer than the cap; `None` when
     /// the text is whole.
     pub truncated_from: Option<usize>,
@@ -185,7 +187,8 @@ impl fmt::Display for FieldValue {
 }
 
 /// Captured fields: `&'static str` names (never copied) and owned values, in recording order.
-pub type Fields = Vec<(&'static str, FieldValue)>;
+/// Up to four fields are stored inline in the record (no allocation).
+pub type Fields = smallvec::SmallVec<[(&'static str, FieldValue); 4]>;
 
 /// The thread a record was made on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
