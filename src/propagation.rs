@@ -58,10 +58,7 @@ pub trait OffloadSpanExt {
 
 impl OffloadSpanExt for tracing::Span {
     fn offload_context(&self) -> Option<SpanContext> {
-        self.with_subscriber(|(id, dispatch)| {
-            let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-            let span = registry.span(id)?;
-            let ext = span.extensions();
+        with_extensions(self, |ext| {
             ext.get::<SpanState>().map(|s| SpanContext {
                 trace_id: s.trace_id,
                 span_id: s.span_id,
@@ -71,15 +68,22 @@ impl OffloadSpanExt for tracing::Span {
     }
 
     fn is_unsampled(&self) -> bool {
-        self.with_subscriber(|(id, dispatch)| {
-            let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-            let span = registry.span(id)?;
-            let unsampled = span.extensions().get::<Unsampled>().is_some();
-            Some(unsampled)
-        })
-        .flatten()
-        .unwrap_or(false)
+        with_extensions(self, |ext| ext.get::<Unsampled>().is_some()).unwrap_or(false)
     }
+}
+
+/// Runs `f` on the span's registry extensions, when its subscriber is (or wraps) a `Registry`.
+fn with_extensions<T>(
+    span: &tracing::Span,
+    f: impl FnOnce(&tracing_subscriber::registry::Extensions<'_>) -> T,
+) -> Option<T> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        let span = registry.span(id)?;
+        let ext = span.extensions();
+        Some(f(&ext))
+    })
+    .flatten()
 }
 
 /// Puts the current span's `traceparent` on outgoing request headers; returns whether it did.

@@ -214,6 +214,10 @@ impl SinkCounters {
     }
 }
 
+/// The drop reasons of records that were accepted into the queue and then left it without being
+/// drained: evicted by `DropOldest`, or still queued when a shutdown deadline passed.
+const EVICTIONS: [DropReason; 2] = [DropReason::QueueFullOldest, DropReason::ShutdownDeadline];
+
 /// Every counter of one pipeline, shared by the layer, the drain thread, the sinks and handles.
 #[derive(Debug)]
 pub(crate) struct Counters {
@@ -283,8 +287,7 @@ impl Counters {
     /// Records accepted into the queue and then dropped from it: evicted by `DropOldest`, or
     /// left in it when a shutdown deadline passed.
     pub(crate) fn evicted(&self) -> u64 {
-        self.dropped.get(DropReason::QueueFullOldest)
-            + self.dropped.get(DropReason::ShutdownDeadline)
+        EVICTIONS.iter().map(|r| self.dropped.get(*r)).sum()
     }
 
     pub(crate) fn snapshot(&self, queue_len: usize, capacity: usize) -> Stats {
@@ -293,8 +296,10 @@ impl Counters {
         let dropped_by_reason: Vec<(DropReason, u64)> = self.dropped.snapshot();
         let sampled_out = self.sampled_out.get() + self.spans_sampled_out.get();
         let accepted = self.accepted.get();
-        let evicted = dropped_by_reason[DropReason::QueueFullOldest.index()].1
-            + dropped_by_reason[DropReason::ShutdownDeadline.index()].1;
+        let evicted: u64 = EVICTIONS
+            .iter()
+            .map(|r| dropped_by_reason[r.index()].1)
+            .sum();
         let enqueued = accepted.saturating_sub(evicted);
         let dropped: u64 = dropped_by_reason.iter().map(|(_, n)| n).sum();
         Stats {
@@ -327,6 +332,14 @@ impl Counters {
             sinks: self.sinks.iter().map(|s| s.snapshot()).collect(),
         }
     }
+}
+
+/// The count for `reason` in a list of non-zero counts by reason.
+fn count_for(counts: &[(DropReason, u64)], reason: DropReason) -> u64 {
+    counts
+        .iter()
+        .find(|(r, _)| *r == reason)
+        .map_or(0, |(_, n)| *n)
 }
 
 /// A snapshot of a pipeline's counters, from [`Handle::stats`](crate::Handle::stats).
@@ -381,10 +394,7 @@ pub struct Stats {
 impl Stats {
     /// The drop count for one reason.
     pub fn dropped_for(&self, reason: DropReason) -> u64 {
-        self.dropped_by_reason
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| *n)
+        count_for(&self.dropped_by_reason, reason)
     }
 
     /// The stats of the sink with this name.
@@ -439,10 +449,7 @@ impl SinkStats {
 
     /// The drop count for one reason.
     pub fn dropped_for(&self, reason: DropReason) -> u64 {
-        self.dropped_by_reason
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| *n)
+        count_for(&self.dropped_by_reason, reason)
     }
 }
 
