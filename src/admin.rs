@@ -230,7 +230,7 @@ fn wants_openmetrics(accept: Option<&str>) -> bool {
 #[non_exhaustive]
 pub enum AdminError {
     /// The address could not be bound (in use, not local, or no permission).
-    #[error("could not bind the admin endpoint to {addr}: {source}; pick a free port (e.g. `127.0.0.1:9464`, or port 0 for any) or unset OFFLOAD_ADMIN_ADDR")]
+    #[error("could not bind the admin endpoint to {addr}; pick a free port (e.g. `127.0.0.1:9464`, or port 0 for any) or unset OFFLOAD_ADMIN_ADDR")]
     Bind {
         /// The address as given.
         addr: String,
@@ -239,7 +239,7 @@ pub enum AdminError {
         source: io::Error,
     },
     /// The server's thread could not be started.
-    #[error("could not start the admin endpoint's thread: {0}")]
+    #[error("could not start the admin endpoint's thread")]
     Spawn(#[source] io::Error),
 }
 

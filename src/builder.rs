@@ -99,14 +99,42 @@ impl std::fmt::Debug for Builder {
 }
 
 /// Why [`Builder::build`] failed. Each message says what to change.
+///
+/// An inner error is shown once: either the message includes it, or
+/// [`source`](std::error::Error::source) returns it (never both, as the Rust API guidelines
+/// ask), so a chain printer such as `anyhow`'s `{:#}` prints each cause once. Print the chain
+/// to see the cause of [`Sink`](Self::Sink), [`Spawn`](Self::Spawn) and
+/// [`Admin`](Self::Admin) errors:
+///
+/// ```
+/// use std::error::Error;
+/// # let dir = tempfile::tempdir()?;
+/// # let not_a_dir = dir.path().join("file");
+/// # std::fs::write(&not_a_dir, "")?;
+/// let err = tracing_offload::OffloadLayer::builder()
+///     .sink(tracing_offload::sink::JsonFile::new(not_a_dir.join("app.jsonl")))
+///     .build()
+///     .unwrap_err();
+/// let mut chain = vec![err.to_string()];
+/// let mut source = err.source();
+/// while let Some(e) = source {
+///     chain.push(e.to_string());
+///     source = e.source();
+/// }
+/// // "sink `json` could not start: creating the directory of …: File exists (os error 17)"
+/// assert_eq!(chain[0], "sink `json` could not start");
+/// assert_eq!(chain.len(), 3);
+/// # Ok::<(), Box<dyn Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// The queue capacity was 0.
     #[error("queue capacity must be at least 1 (got 0); use a power of two such as 65536")]
     ZeroCapacity,
-    /// A sink could not start, e.g. its file could not be opened.
-    #[error("sink `{sink}` could not start: {source}")]
+    /// A sink could not start, e.g. its file could not be opened (the reason is the
+    /// [`source`](std::error::Error::source)).
+    #[error("sink `{sink}` could not start")]
     Sink {
         /// The sink's name.
         sink: String,
@@ -124,15 +152,23 @@ pub enum BuildError {
     #[cfg(feature = "admin")]
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
-    /// A sampling rate or ratio was outside 0.0..=1.0.
+    /// A sampling rate or ratio was outside 0.0..=1.0 (the message names it; no
+    /// [`source`](std::error::Error::source)).
     #[error("{0}; use a rate from 0.0 (keep none) to 1.0 (keep all)")]
-    Sampling(#[from] SamplingError),
-    /// A thread could not be started.
-    #[error("could not start thread: {0}")]
+    Sampling(SamplingError),
+    /// A thread could not be started (the OS error is the
+    /// [`source`](std::error::Error::source)).
+    #[error("could not start the pipeline's threads")]
     Spawn(#[from] std::io::Error),
     /// [`init`](crate::init) found a global subscriber already installed.
     #[error("a global tracing subscriber is already set; use `OffloadLayer::builder()` and add the layer to your own subscriber")]
     GlobalSubscriberAlreadySet,
+}
+
+impl From<SamplingError> for BuildError {
+    fn from(e: SamplingError) -> Self {
+        BuildError::Sampling(e)
+    }
 }
 
 impl Default for Builder {
@@ -248,6 +284,7 @@ impl Builder {
         }
         if let Some(mut p) = env.parse("OFFLOAD_BACKPRESSURE", &DEFAULT_BACKPRESSURE, |s| {
             s.parse::<Backpressure>()
+                .map_err(|_| Backpressure::NAMES.to_owned())
         }) {
             if let (Backpressure::Block { timeout: t }, Some(from_env)) = (&mut p, timeout) {
                 *t = from_env;

@@ -61,6 +61,11 @@ impl std::fmt::Display for Backpressure {
     }
 }
 
+impl Backpressure {
+    /// The names [`FromStr`](std::str::FromStr) accepts, as a warning lists them.
+    pub(crate) const NAMES: &'static str = "drop_oldest, drop_newest or block";
+}
+
 impl std::str::FromStr for Backpressure {
     type Err = String;
 
@@ -73,7 +78,10 @@ impl std::str::FromStr for Backpressure {
             "block" => Ok(Backpressure::Block {
                 timeout: crate::builder::DEFAULT_BLOCK_TIMEOUT,
             }),
-            _ => Err("expected drop_oldest, drop_newest or block".to_owned()),
+            _ => Err(format!(
+                "unknown back-pressure policy {s:?}; expected {}",
+                Backpressure::NAMES
+            )),
         }
     }
 }

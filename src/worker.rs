@@ -695,7 +695,7 @@ impl<'a> SinkRunner<'a> {
             }
             Ok(Err(e)) => {
                 self.count(|c| c.failed.add(data));
-                c.note_error(e.to_string());
+                c.note_error(e.with_sources());
             }
             Err(panic) => {
                 c.disabled.store(true, Ordering::Relaxed);
@@ -729,7 +729,7 @@ impl<'a> SinkRunner<'a> {
         }
         match catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut()))) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => c.note_error(format!("{what}: {e}")),
+            Ok(Err(e)) => c.note_error(format!("{what}: {}", e.with_sources())),
             Err(panic) => {
                 c.disabled.store(true, Ordering::Relaxed);
                 c.note_error(format!(

@@ -15,7 +15,7 @@ fn an_unwritable_path_is_a_build_error_naming_it() {
         .build()
         .unwrap_err();
     assert!(matches!(err, BuildError::Sink { .. }), "{err:?}");
-    let msg = err.to_string();
+    let msg = error_chain(&err);
     assert!(
         msg.contains("under-a-file.jsonl") && msg.contains("json"),
         "{msg}"

@@ -68,3 +68,21 @@ fn the_strict_variant_is_an_error() {
     assert!(matches!(err, BuildError::InvalidEnv(ref w) if w[0].var == "OFFLOAD_CAPACITY"));
     assert!(err.to_string().contains("-5"));
 }
+
+#[test]
+fn an_invalid_backpressure_warning_reads_as_one_sentence() {
+    let c = config_of(Builder::from_env_with(&env(&[(
+        "OFFLOAD_BACKPRESSURE",
+        "fast",
+    )])));
+    assert_eq!(
+        c.warnings[0].to_string(),
+        "ignoring OFFLOAD_BACKPRESSURE=\"fast\": expected drop_oldest, drop_newest or block; \
+         using the default drop_newest"
+    );
+    let err = "fast".parse::<tracing_offload::Backpressure>().unwrap_err();
+    assert_eq!(
+        err,
+        "unknown back-pressure policy \"fast\"; expected drop_oldest, drop_newest or block"
+    );
+}

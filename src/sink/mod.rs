@@ -108,10 +108,15 @@ pub trait Sink: Send + 'static {
 }
 
 /// A sink's failure, counted in its stats and shown in health.
+///
+/// As the Rust API guidelines ask, an inner error is either part of the message or returned by
+/// [`source`](std::error::Error::source), never both: [`SinkError::Io`] says what the sink was
+/// doing and returns the I/O error as its source, so a chain printer (`anyhow`'s `{:#}`,
+/// `eyre`) shows the OS error once. Health and stats show the whole chain.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// An I/O error, with what the sink was doing.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What the sink was doing, e.g. "opening logs/app.jsonl".
         context: String,
@@ -128,11 +133,39 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// This error followed by each of its sources, joined by `": "` (as `anyhow` prints a
+    /// chain with `{:#}`): what health and stats show as a sink's last error.
+    pub(crate) fn with_sources(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            source = e.source();
+        }
+        text
+    }
+
     /// Wraps an I/O error with what the sink was doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         SinkError::Io {
             context: context.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SinkError;
+
+    #[test]
+    fn the_last_error_shown_in_stats_has_the_whole_chain() {
+        let os = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = format!("opening logs/app.jsonl: {os}");
+        let err = SinkError::io("opening logs/app.jsonl", os);
+        assert_eq!(err.to_string(), "opening logs/app.jsonl");
+        assert_eq!(err.with_sources(), text);
+        assert_eq!(SinkError::Fatal("no".into()).with_sources(), "no");
     }
 }

@@ -29,6 +29,19 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// An error and its sources as `anyhow` prints them with `{:#}`: each one's message, joined by
+/// `": "`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 /// Runs `f` with `layer` installed as this thread's default subscriber.
 pub fn with_layer<R>(layer: OffloadLayer, f: impl FnOnce() -> R) -> R {
     let subscriber = tracing_subscriber::registry().with(layer);
