@@ -2,8 +2,9 @@
 //! started on free loopback ports with its debug exporter, whose output is parsed into the spans
 //! and log records it received.
 //!
-//! When `rotel-agent` cannot be found the tests say so and pass without running, unless
-//! `OFFLOAD_REQUIRE_COLLECTOR=1` (set by `scripts/test` and CI), where that is a failure.
+//! When `rotel-agent` cannot be found the tests print a `SKIPPED:` line and pass without
+//! running, unless `OFFLOAD_REQUIRE_COLLECTOR=1` (set by `scripts/test` and CI), where that is
+//! a failure (see [`super::skip_unless_required`]).
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -114,12 +115,10 @@ impl Collector {
     #[track_caller]
     pub fn start_on(grpc_port: u16, http_port: u16) -> Option<Collector> {
         let Some(agent) = rotel_agent() else {
-            let required = std::env::var("OFFLOAD_REQUIRE_COLLECTOR").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "rotel-agent not found (pip install rotel) and OFFLOAD_REQUIRE_COLLECTOR=1"
+            super::skip_unless_required(
+                "OFFLOAD_REQUIRE_COLLECTOR",
+                "rotel-agent not found (`pip install rotel`, or run scripts/test)",
             );
-            eprintln!("SKIPPED: rotel-agent not found; `pip install rotel` to run the OTLP tests");
             return None;
         };
         let mut child = Command::new(agent)
