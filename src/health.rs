@@ -414,20 +414,32 @@ fn drop_summary(by_reason: &[(crate::DropReason, u64)]) -> String {
 
 fn queue_health(config: &HealthConfig, stats: &Stats, dropped_recently: bool) -> ComponentHealth {
     let fill = format!("{} of {} records queued", stats.queue_depth, stats.capacity);
-    if is_saturated(stats.queue_depth, stats.capacity, config.queue_saturation) {
-        let msg = format!("saturated: {fill}");
-        return component("queue", HealthStatus::Degraded, msg);
-    }
-    if dropped_recently {
-        let msg = format!(
-            "records dropped within the last {:?} ({} in total: {}); {fill}",
+    let saturated = is_saturated(stats.queue_depth, stats.capacity, config.queue_saturation);
+    // Both conditions are named when both hold: a saturated queue is usually also dropping,
+    // and the message must not hide the loss.
+    let drops = dropped_recently.then(|| {
+        format!(
+            "records dropped within the last {:?} ({} in total: {})",
             config.drop_window,
             stats.dropped,
             drop_summary(&stats.dropped_by_reason)
-        );
-        return component("queue", HealthStatus::Degraded, msg);
+        )
+    });
+    match (saturated, drops) {
+        (true, Some(drops)) => {
+            let msg = format!("saturated: {fill}; {drops}");
+            component("queue", HealthStatus::Degraded, msg)
+        }
+        (true, None) => component(
+            "queue",
+            HealthStatus::Degraded,
+            format!("saturated: {fill}"),
+        ),
+        (false, Some(drops)) => {
+            component("queue", HealthStatus::Degraded, format!("{drops}; {fill}"))
+        }
+        (false, None) => component("queue", HealthStatus::Healthy, fill),
     }
-    component("queue", HealthStatus::Healthy, fill)
 }
 
 fn drain_health(config: &HealthConfig, stats: &Stats, running: bool) -> ComponentHealth {
@@ -576,6 +588,30 @@ mod tests {
         let h = check(&HealthConfig::default(), &s, true);
         assert_eq!(h.status, HealthStatus::Degraded);
         assert!(h.component("queue").unwrap().message.contains("saturated"));
+    }
+
+    #[test]
+    fn a_saturated_queue_that_dropped_records_says_both() {
+        let mut s = healthy_stats();
+        s.queue_depth = s.capacity;
+        s.dropped = 3;
+        s.dropped_by_reason = vec![(crate::DropReason::QueueFullNewest, 3)];
+        let recent = RecentDrops {
+            queue: true,
+            sinks: Vec::new(),
+        };
+        let config = HealthConfig::default();
+        let h = evaluate(&config, &s, true, &recent, SystemTime::now());
+        let queue = h.component("queue").unwrap();
+        assert_eq!(queue.status, HealthStatus::Degraded);
+        assert_eq!(
+            queue.message,
+            format!(
+                "saturated: {0} of {0} records queued; records dropped within the last 60s \
+                 (3 in total: queue_full_newest: 3)",
+                s.capacity
+            )
+        );
     }
 
     #[test]

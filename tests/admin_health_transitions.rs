@@ -69,6 +69,10 @@ fn a_full_queue_is_degraded_and_recovers() {
         emit(&dispatch, 1_000);
         handle.stats().dropped > 0
     });
+    // Let the drain thread empty the queue first: until it has, the queue may still be full,
+    // and health then leads with "saturated" (the race this test once lost).
+    handle.flush(DEADLINE).unwrap();
+    assert_eq!(handle.stats().queue_depth, 0);
     let h = wait_for_health(addr, "degraded");
     let queue = component(&h, "queue");
     assert_eq!(queue["status"], "degraded", "{h:#}");
