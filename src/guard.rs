@@ -231,10 +231,22 @@ impl Handle {
 ///
 /// **`let _ = init()?` drops the guard at once**: the pipeline shuts down immediately and every
 /// later record is dropped (counted with reason `shutdown`). Bind it to a name such as `_guard`.
+///
+/// Dropping the guard speaks on stderr where records are lost, so that the loss is heard:
+/// - when the shutdown it makes abandons records at the drop timeout, one line says how many
+///   and where they were;
+/// - the first record offered after the guard was dropped prints one line (once per pipeline)
+///   saying that the guard was dropped and how to keep it. Records offered after an explicit
+///   [`shutdown`](Self::shutdown) are expected to be lost and print nothing.
+///
+/// [`quiet_on_drop`](Self::quiet_on_drop) silences both, for programs that drop the guard on
+/// purpose; the losses are still counted in [`Handle::stats`].
 #[must_use = "dropping the guard shuts the pipeline down at once; bind it, e.g. `let _guard = …`"]
 pub struct Guard {
     handle: Handle,
     drop_timeout: Duration,
+    /// Whether `Drop` keeps stderr silent (see [`Guard::quiet_on_drop`]).
+    quiet_on_drop: bool,
     /// The admin endpoint; dropped (stopped) after `Drop::drop` has shut the pipeline down.
     #[cfg(feature = "admin")]
     admin: Option<crate::admin::AdminServer>,
@@ -244,6 +256,7 @@ impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
             .field("drop_timeout", &self.drop_timeout)
+            .field("quiet_on_drop", &self.quiet_on_drop)
             .finish_non_exhaustive()
     }
 }
@@ -255,6 +268,7 @@ impl Guard {
         Guard {
             handle,
             drop_timeout,
+            quiet_on_drop: false,
             #[cfg(feature = "admin")]
             admin: None,
         }
@@ -271,6 +285,22 @@ impl Guard {
     #[cfg(feature = "admin")]
     pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
         self.admin.as_ref().map(|a| a.local_addr())
+    }
+
+    /// Keeps dropping this guard silent on stderr: no line when the drop's shutdown abandons
+    /// records, and none when records are offered after the drop. The losses are still counted
+    /// ([`Handle::stats`]: `shutdown_deadline` and `shutdown`). For programs and tests that drop
+    /// the guard on purpose.
+    ///
+    /// ```
+    /// let (_layer, guard) = tracing_offload::OffloadLayer::builder().build()?;
+    /// let guard = guard.quiet_on_drop();
+    /// drop(guard); // says nothing on stderr, whatever it abandoned
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn quiet_on_drop(mut self) -> Self {
+        self.quiet_on_drop = true;
+        self
     }
 
     /// A clonable handle for stats, config and flush, usable from any thread.
@@ -292,8 +322,53 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Err(e) = self.handle.shutdown(self.drop_timeout) {
-            eprintln!("tracing-offload: {e}");
+        let pipeline = &self.handle.pipeline;
+        // Only a drop that does the shutdown counts: after an explicit `shutdown`, later
+        // records are expected to be lost.
+        if !self.quiet_on_drop && !pipeline.closed.is_set() {
+            pipeline.closed_by_guard_drop.set();
+        }
+        match self.handle.shutdown(self.drop_timeout) {
+            Err(FlushError::Abandoned { report }) if !self.quiet_on_drop => {
+                eprintln!(
+                    "tracing-offload: {}",
+                    abandoned_on_drop(&report, self.drop_timeout)
+                );
+            }
+            Err(e) if !self.quiet_on_drop => eprintln!("tracing-offload: {e}"),
+            _ => {}
         }
     }
+}
+
+/// The line a dropped guard prints when its shutdown abandoned records or threads.
+fn abandoned_on_drop(report: &ShutdownReport, drop_timeout: Duration) -> String {
+    let abandoned = &report.abandoned;
+    let mut places = Vec::new();
+    if abandoned.queued > 0 {
+        places.push(format!("{} in the queue", abandoned.queued));
+    }
+    for (sink, n) in abandoned.per_sink.iter().filter(|(_, n)| *n > 0) {
+        places.push(format!("{n} in sink `{sink}`"));
+    }
+    let mut line = format!(
+        "dropping the guard shut the pipeline down and the drop timeout ({drop_timeout:?}) \
+         passed with {} records not written",
+        abandoned.total()
+    );
+    if !places.is_empty() {
+        line.push_str(&format!(" ({})", places.join(", ")));
+    }
+    line.push_str("; they are counted as dropped with reason `shutdown_deadline`");
+    if !report.unfinished_threads.is_empty() {
+        line.push_str(&format!(
+            "; threads still running: {}",
+            report.unfinished_threads.join(", ")
+        ));
+    }
+    line.push_str(
+        ". Raise `Builder::drop_timeout`, or call `Guard::shutdown` with a longer deadline \
+         before the guard goes out of scope.",
+    );
+    line
 }

@@ -186,6 +186,7 @@ impl OffloadLayer {
         let p = &self.pipeline;
         if p.closed.is_set() {
             p.counters.dropped.add(DropReason::Shutdown, 1);
+            p.offered_after_close();
             return;
         }
         p.queue.offer(self.policy_for(level), &p.counters, build);

@@ -77,6 +77,11 @@ pub(crate) struct Pipeline {
     pub(crate) settings: WorkerSettings,
     /// No record is accepted once this is set.
     pub(crate) closed: Flag,
+    /// Set by the guard's `Drop` (unless told to be quiet) before it closes the pipeline: the
+    /// records offered afterwards are lost because the guard was dropped.
+    pub(crate) closed_by_guard_drop: Flag,
+    /// Whether the line about a dropped guard was printed (once per pipeline).
+    guard_drop_notice_printed: AtomicBool,
     /// The drain thread exits once this is set and the queue is empty.
     stop_drain: Flag,
     drain_finished: Flag,
@@ -155,6 +160,8 @@ impl Pipeline {
             sinks,
             settings,
             closed: Flag::default(),
+            closed_by_guard_drop: Flag::default(),
+            guard_drop_notice_printed: AtomicBool::new(false),
             stop_drain: Flag::default(),
             drain_finished: Flag::default(),
             progress: Notify::default(),
@@ -265,6 +272,25 @@ impl Pipeline {
         Err(FlushError::Timeout {
             pending: self.pending(),
         })
+    }
+
+    /// Called for a record offered after the pipeline closed. The first one after a dropped
+    /// guard says on stderr what happened and how to keep the guard: otherwise that loss is
+    /// silent (only the `shutdown` drop counter, which nobody may be reading, shows it).
+    #[cold]
+    pub(crate) fn offered_after_close(&self) {
+        // `closed_by_guard_drop` is set before `closed` (a Release store), and the caller saw
+        // `closed` with an Acquire load, so a flag set by a dropping guard is seen here.
+        if self.closed_by_guard_drop.is_set()
+            && !self.guard_drop_notice_printed.swap(true, Ordering::Relaxed)
+        {
+            eprintln!(
+                "tracing-offload: a record was lost: the pipeline shut down when its Guard was \
+                 dropped, and every later record is dropped too (counted as `shutdown`). Keep \
+                 the guard alive for as long as the program logs: bind it to a name, e.g. \
+                 `let _guard = tracing_offload::init()?;` in `main`, not `let _ = …`."
+            );
+        }
     }
 
     /// Closes the queue, flushes, stops the threads; idempotent (later calls return the first

@@ -60,6 +60,34 @@ fn current_test() -> String {
     format!("{binary}::{}", thread.name().unwrap_or("<unnamed thread>"))
 }
 
+/// Runs the test `name` of the current test binary in a child process and returns what it
+/// wrote to stderr, for asserting what a user sees there (libtest captures `eprintln!` inside
+/// a test, not in a child process run with `--nocapture`). The child test is `#[ignore]`d, so
+/// that only this call runs it; it fails the caller when the child test fails.
+#[track_caller]
+pub fn stderr_of_child_test(name: &str) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child test {name} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stderr
+}
+
 /// An error and its sources as `anyhow` prints them with `{:#}`: each one's message, joined by
 /// `": "`.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
