@@ -245,8 +245,8 @@ pub enum AdminError {
 
 /// An HTTP server for the admin routes on a thread this crate owns (`offload-admin`).
 ///
-/// It stops on [`stop`](Self::stop) or when dropped. The thread runs with `tracing`'s
-/// `NoSubscriber`, so serving a scrape never records into the pipeline it reports on.
+/// It stops on [`stop`](Self::stop) or when dropped. The thread runs under a
+/// subscriber that records nothing, so serving a scrape never records into the pipeline it reports on.
 pub struct AdminServer {
     addr: SocketAddr,
     server: Arc<tiny_http::Server>,
@@ -324,8 +324,7 @@ impl Drop for AdminServer {
 
 /// The serving loop: one request at a time (scrapes and probes are rare and fast).
 fn serve(server: &tiny_http::Server, stopping: &AtomicBool, source: &dyn AdminSource) {
-    let _no_tracing =
-        tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+    let _no_tracing = tracing::subscriber::set_default(crate::silent::Silent);
     loop {
         // Acquire: pairs with the store in `stop`.
         if stopping.load(Ordering::Acquire) {

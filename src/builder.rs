@@ -260,6 +260,13 @@ impl Builder {
         b
     }
 
+    /// Adds warnings found reading variables that are not the builder's own (`init()`'s
+    /// `RUST_LOG`), so that they are printed and shown in [`Config::warnings`] with the rest.
+    pub(crate) fn env_warnings(mut self, warnings: Vec<EnvWarning>) -> Self {
+        self.config.warnings.extend(warnings);
+        self
+    }
+
     fn apply_env(&mut self, env: &mut EnvReader<'_>) {
         config::apply_sampling_env(&mut self.config, env, config::EnvPrecedence::CodeWins);
         let c = &mut self.config;

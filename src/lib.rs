@@ -43,7 +43,18 @@
 //! ```
 //!
 //! Or, for a program that only needs the console and the environment's settings:
-//! `let _guard = tracing_offload::init()?;`.
+//! `let _guard = tracing_offload::init()?;`. Like `tracing_subscriber::fmt().init()`, it
+//! filters by `RUST_LOG` (default `info`) and brings in the records of `log`-based crates;
+//! [`init_with`] does the same and adds layers of your own:
+//!
+//! ```no_run
+//! use tracing_subscriber::prelude::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let my_layer = tracing_subscriber::layer::Identity::new();
+//! let _guard = tracing_offload::init_with(|subscriber| subscriber.with(my_layer))?;
+//! # Ok(()) }
+//! ```
 //!
 //! # Architecture
 //!
@@ -77,6 +88,8 @@
 //! | `open_spans` | start times of open spans (sharded, holds no span) for stuck-span health |
 //! | `worker` | the drain thread, the sink threads, flush and shutdown |
 //! | `guard` | [`Guard`] (shuts down on drop) and the clonable [`Handle`] |
+//! | `init` | [`init`] and [`init_with`]: the environment's pipeline, the `RUST_LOG` filter, the `log` bridge, the global subscriber |
+//! | `silent` | the subscriber the crate's own threads run under (records nothing, raises no level) |
 //! | `sink` | the [`Sink`](sink::Sink) trait, [`Console`](sink::Console), [`JsonFile`](sink::JsonFile), [`Channel`](sink::Channel) |
 //! | `sink::otlp`, `sink::runtime` | (feature `otlp`) the OTLP sink, and the private-runtime machinery it shares with `sink::Async` for user async sinks |
 //! | [`propagation`] | W3C `traceparent` in and out: [`OffloadSpanExt`], `http::HeaderMap` helpers |
@@ -166,7 +179,8 @@
 //!
 //! # Environment variables
 //!
-//! Read by [`init`], [`Builder::from_env`] and [`Builder::try_from_env`]. Empty means unset;
+//! Read by [`init`], [`Builder::from_env`] and [`Builder::try_from_env`] (`RUST_LOG` by
+//! [`init`] and [`init_with`] only). Empty means unset;
 //! an invalid value is ignored with a warning (stderr and [`Config::warnings`]). A value set in
 //! code wins over the environment.
 //!
@@ -183,6 +197,7 @@
 //! | `OFFLOAD_SAMPLE_ALWAYS` | comma-separated prefixes | none | never sampled out |
 //! | `OFFLOAD_SAMPLE_ADAPTIVE` | `true`, `false` | `false` | adaptive event rate |
 //! | `OFFLOAD_ADMIN_ADDR` | `host:port` | off | serve `/metrics`, `/health`, `/config` there (feature `admin`) |
+//! | `RUST_LOG` | `EnvFilter` directives, e.g. `warn,my_app=debug` | `info` | what [`init`] records (the whole subscriber, `log` records included) |
 //!
 //! # Supported Rust versions
 //!
@@ -198,6 +213,7 @@ mod builder;
 mod config;
 mod guard;
 pub mod health;
+mod init;
 mod layer;
 mod level;
 pub mod metrics;
@@ -207,6 +223,7 @@ pub mod propagation;
 mod queue;
 mod record;
 mod sampling;
+mod silent;
 pub mod sink;
 mod stats;
 mod worker;
@@ -218,6 +235,7 @@ pub use builder::{
 };
 pub use config::{Config, EnvWarning, Setting, Source};
 pub use guard::{Guard, Handle};
+pub use init::{init, init_with, InitSubscriber};
 pub use layer::OffloadLayer;
 pub use level::{LogLevel, ParseLevelError};
 pub use propagation::{OffloadSpanExt, SpanContext};
@@ -232,71 +250,3 @@ pub use sampling::{
 };
 pub use stats::{LatencyHistogram, SinkStats, Stats, LATENCY_BUCKETS_SECONDS};
 pub use worker::{FlushError, Pending, ShutdownReport};
-
-/// Reads the environment, installs the layer with a console sink (stderr) as the global
-/// subscriber, and returns the guard. Keep the guard alive (see [`Guard`]).
-///
-/// With the `otlp` feature, an [`Otlp`](sink::Otlp) sink configured from OpenTelemetry's
-/// variables is added too when `OTEL_EXPORTER_OTLP_ENDPOINT` (or its `_TRACES_`/`_LOGS_` form)
-/// is set, or `OTEL_TRACES_EXPORTER` / `OTEL_LOGS_EXPORTER` is `otlp`.
-///
-/// Fails if a global subscriber is already set, or if the pipeline cannot be built.
-pub fn init() -> Result<Guard, BuildError> {
-    use tracing_subscriber::layer::SubscriberExt;
-    let builder = Builder::from_env().sink(sink::Console::stderr());
-    #[cfg(feature = "otlp")]
-    let builder = if otlp_requested(&|var| std::env::var(var).ok()) {
-        builder.sink(sink::Otlp::from_env())
-    } else {
-        builder
-    };
-    let (layer, guard) = builder.build()?;
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::set_global_default(subscriber)
-        .map_err(|_| BuildError::GlobalSubscriberAlreadySet)?;
-    Ok(guard)
-}
-
-/// Whether the environment asks for OTLP export (see [`init`]).
-#[cfg(feature = "otlp")]
-fn otlp_requested(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
-    let set = |var: &str| lookup(var).is_some_and(|v| !v.trim().is_empty());
-    let otlp = |var: &str| lookup(var).is_some_and(|v| v.trim().eq_ignore_ascii_case("otlp"));
-    set("OTEL_EXPORTER_OTLP_ENDPOINT")
-        || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        || set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
-        || otlp("OTEL_TRACES_EXPORTER")
-        || otlp("OTEL_LOGS_EXPORTER")
-}
-
-#[cfg(all(test, feature = "otlp"))]
-mod tests {
-    #[test]
-    fn otlp_is_requested_by_an_endpoint_or_an_exporter_name() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |v: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == v)
-                    .map(|(_, x)| x.to_string())
-            }
-        };
-        assert!(!super::otlp_requested(&env(&[])));
-        assert!(!super::otlp_requested(&env(&[(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            " "
-        )])));
-        assert!(super::otlp_requested(&env(&[(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "http://c:4317"
-        )])));
-        assert!(super::otlp_requested(&env(&[(
-            "OTEL_TRACES_EXPORTER",
-            "OTLP"
-        )])));
-        assert!(!super::otlp_requested(&env(&[(
-            "OTEL_TRACES_EXPORTER",
-            "none"
-        )])));
-    }
-}

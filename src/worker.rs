@@ -18,6 +18,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::queue::{Flag, Notify, Queue};
 use crate::record::{DropNotice, DropReason, Record};
+use crate::silent::without_tracing;
 use crate::sink::Sink;
 use crate::stats::{Counters, SinkCounters};
 
@@ -374,13 +375,6 @@ impl Pipeline {
     pub(crate) fn drain_alive(&self) -> bool {
         !self.drain_finished.is_set()
     }
-}
-
-/// Runs `f` with `tracing` switched off on this thread, so nothing the crate's own threads (or
-/// the libraries they call) log can re-enter the queue.
-fn without_tracing(f: impl FnOnce()) {
-    let _guard = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-    f()
 }
 
 // === the drain thread ===

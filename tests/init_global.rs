@@ -1,6 +1,9 @@
-//! `tracing_offload::init()`: reads the environment, installs the global subscriber with a
-//! console sink, and refuses a second global subscriber. Its own test binary: it sets the
-//! process-wide default.
+//! `tracing_offload::init()` and `init_with()`: read the environment, install the global
+//! subscriber with a console sink, filter by `RUST_LOG` (default `info`), bridge `log`
+//! records, take layers of the user's own, and refuse a second global subscriber. The global
+//! subscriber can be set once per process: one test here sets it in this process, and every
+//! other behaviour runs in a child process of its own, whose stderr (the console sink's
+//! output and the crate's warnings) the parent reads.
 use std::time::Duration;
 
 use tracing_offload::{BuildError, Source};
@@ -32,4 +35,177 @@ fn init_installs_the_global_subscriber_from_the_environment() {
         "{err}"
     );
     guard.shutdown(Duration::from_secs(10)).unwrap();
+}
+
+// === each behaviour below in a process of its own (the global subscriber is set once) ===
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use support::stderr_of_child_test;
+use tracing_offload::Handle;
+
+fn flushed_offered(handle: &Handle) -> u64 {
+    handle.flush(Duration::from_secs(30)).unwrap();
+    handle.stats().offered
+}
+
+#[track_caller]
+fn assert_shown_and_hidden(stderr: &str, shown: &[&str], hidden: &[&str]) {
+    for s in shown {
+        assert!(stderr.contains(s), "`{s}` missing from:\n{stderr}");
+    }
+    for h in hidden {
+        assert!(!stderr.contains(h), "`{h}` shown in:\n{stderr}");
+    }
+}
+
+#[test]
+#[ignore = "run in a child process by without_rust_log_the_filter_is_info"]
+fn child_without_rust_log() {
+    std::env::remove_var("RUST_LOG");
+    let guard = tracing_offload::init().unwrap();
+    tracing::trace!("hidden-trace");
+    tracing::debug!("hidden-debug");
+    tracing::info!("kept-info");
+    assert_eq!(flushed_offered(&guard.handle()), 1);
+}
+
+#[test]
+fn without_rust_log_the_filter_is_info() {
+    let stderr = stderr_of_child_test("child_without_rust_log");
+    assert_shown_and_hidden(&stderr, &["kept-info"], &["hidden-trace", "hidden-debug"]);
+}
+
+#[test]
+#[ignore = "run in a child process by rust_log_filters_and_an_invalid_directive_warns"]
+fn child_with_rust_log() {
+    std::env::set_var("RUST_LOG", "warn,noisy=error,my_app=bogus");
+    let guard = tracing_offload::init().unwrap();
+    tracing::info!("hidden-info");
+    tracing::warn!("kept-warn");
+    tracing::warn!(target: "noisy", "hidden-noisy-warn");
+    tracing::error!(target: "noisy", "kept-noisy-error");
+    let handle = guard.handle();
+    assert_eq!(flushed_offered(&handle), 2);
+    let warnings = handle.config().warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        (warnings[0].var.as_str(), warnings[0].value.as_str()),
+        ("RUST_LOG", "my_app=bogus")
+    );
+}
+
+#[test]
+fn rust_log_filters_and_an_invalid_directive_warns() {
+    let stderr = stderr_of_child_test("child_with_rust_log");
+    assert_shown_and_hidden(
+        &stderr,
+        &[
+            "kept-warn",
+            "kept-noisy-error",
+            "ignoring RUST_LOG=\"my_app=bogus\"",
+        ],
+        &["hidden-info", "hidden-noisy-warn"],
+    );
+}
+
+#[test]
+#[ignore = "run in a child process by log_records_arrive_filtered_alike"]
+fn child_with_log_records() {
+    std::env::remove_var("RUST_LOG");
+    let guard = tracing_offload::init().unwrap();
+    assert_eq!(log::max_level(), log::LevelFilter::Info);
+    log::info!(target: "legacy", "from-the-log-crate");
+    log::debug!("hidden-log-debug");
+    assert_eq!(flushed_offered(&guard.handle()), 1);
+}
+
+#[test]
+fn log_records_arrive_filtered_alike() {
+    let stderr = stderr_of_child_test("child_with_log_records");
+    assert_shown_and_hidden(&stderr, &["from-the-log-crate"], &["hidden-log-debug"]);
+}
+
+/// A `log` logger of the application's own, set before `init`.
+struct OwnLogger(AtomicU64);
+
+impl log::Log for OwnLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, _: &log::Record<'_>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn flush(&self) {}
+}
+
+static OWN_LOGGER: OwnLogger = OwnLogger(AtomicU64::new(0));
+
+#[test]
+#[ignore = "run in a child process by a_log_logger_already_set_is_kept_and_init_says_so"]
+fn child_with_a_log_logger_already_set() {
+    log::set_logger(&OWN_LOGGER).unwrap();
+    log::set_max_level(log::LevelFilter::Info);
+    let guard = tracing_offload::init().expect("init succeeds without the bridge");
+    log::info!("to-the-own-logger");
+    tracing::info!("through-tracing");
+    assert_eq!(OWN_LOGGER.0.load(Ordering::SeqCst), 1);
+    assert_eq!(flushed_offered(&guard.handle()), 1);
+}
+
+#[test]
+fn a_log_logger_already_set_is_kept_and_init_says_so() {
+    let stderr = stderr_of_child_test("child_with_a_log_logger_already_set");
+    assert_shown_and_hidden(
+        &stderr,
+        &["a `log` logger is already set", "through-tracing"],
+        &["to-the-own-logger"],
+    );
+}
+
+/// A layer of the user's own that counts the events it sees.
+struct Counting(&'static AtomicU64);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counting {
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+#[ignore = "run in a child process by init_with_adds_layers_and_keeps_the_environment"]
+fn child_with_layers_of_its_own() {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    static ALL: AtomicU64 = AtomicU64::new(0);
+    static WARN_ONLY: AtomicU64 = AtomicU64::new(0);
+    std::env::set_var("RUST_LOG", "info");
+    std::env::set_var("OFFLOAD_CAPACITY", "512");
+    let guard = tracing_offload::init_with(|subscriber| {
+        subscriber
+            .with(Counting(&ALL))
+            .with(Counting(&WARN_ONLY).with_filter(LevelFilter::WARN))
+    })
+    .unwrap();
+    tracing::debug!("hidden-debug");
+    tracing::info!("kept-info");
+    tracing::warn!("kept-warn");
+    log::info!("kept-log-info");
+    let handle = guard.handle();
+    assert_eq!(flushed_offered(&handle), 3);
+    assert_eq!(ALL.load(Ordering::SeqCst), 3);
+    assert_eq!(WARN_ONLY.load(Ordering::SeqCst), 1);
+    assert_eq!(handle.config().capacity.value, 512);
+}
+
+#[test]
+fn init_with_adds_layers_and_keeps_the_environment() {
+    let stderr = stderr_of_child_test("child_with_layers_of_its_own");
+    assert_shown_and_hidden(
+        &stderr,
+        &["kept-info", "kept-warn", "kept-log-info"],
+        &["hidden-debug"],
+    );
 }

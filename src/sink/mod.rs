@@ -48,7 +48,7 @@ pub use runtime::{Async, AsyncSink, DEFAULT_ASYNC_EXPORT_TIMEOUT};
 /// The thread calls [`start`](Sink::start) once while the pipeline is being built (an error
 /// there fails [`Builder::build`](crate::Builder::build)), then [`export`](Sink::export) once per
 /// batch, then [`shutdown`](Sink::shutdown) once. Nothing here runs on the application's
-/// threads, and the thread runs with `tracing`'s `NoSubscriber`, so a sink may use libraries
+/// threads, and the thread runs under a subscriber that records nothing, so a sink may use libraries
 /// that log through `tracing` without feeding its own queue.
 pub trait Sink: Send + 'static {
     /// A short name for stats, metrics labels and thread names, e.g. `"json"`. Names must be

@@ -2,7 +2,7 @@
 //! runtime per sink, created when the pipeline is built and kept for the sink's life.
 //!
 //! The runtime is a current-thread runtime driven only by the sink's own thread (which runs
-//! under `tracing`'s `NoSubscriber`): nothing runs on the application's runtime, nothing is
+//! under a subscriber that records nothing): nothing runs on the application's runtime, nothing is
 //! created per export, and it works whether the application has no tokio runtime, a
 //! current-thread one or a multi-thread one.
 //!

@@ -4,7 +4,7 @@
 //!
 //! When `rotel-agent` cannot be found the tests print a `SKIPPED:` line and pass without
 //! running, unless `OFFLOAD_REQUIRE_COLLECTOR=1` (set by `scripts/test` and CI), where that is
-//! a failure (see [`super::skip_unless_required`]).
+//! a failure (see `skip_unless_required` in `skip.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -12,6 +12,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Loaded here rather than in `mod.rs`, so that the benchmarks, which include this file alone,
+/// have it too.
+#[path = "skip.rs"]
+pub mod skip;
 
 /// A running collector; killed on drop.
 pub struct Collector {
@@ -115,7 +120,7 @@ impl Collector {
     #[track_caller]
     pub fn start_on(grpc_port: u16, http_port: u16) -> Option<Collector> {
         let Some(agent) = rotel_agent() else {
-            super::skip_unless_required(
+            skip::skip_unless_required(
                 "OFFLOAD_REQUIRE_COLLECTOR",
                 "rotel-agent not found (`pip install rotel`, or run scripts/test)",
             );

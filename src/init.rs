@@ -1,0 +1,222 @@
+//! The `init()` shortcut and its open form `init_with()`: the environment's settings, a console
+//! sink (and OTLP when the environment asks for it), `RUST_LOG` as the filter, the `log`
+//! bridge, and the global subscriber.
+
+use tracing_subscriber::filter::{Directive, EnvFilter, LevelFilter};
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::Registry;
+
+use crate::{sink, BuildError, Builder, EnvWarning, Guard, OffloadLayer};
+
+/// The subscriber that [`init_with`] hands to its closure: the registry, filtered by `RUST_LOG`,
+/// with the offload layer on top. Add your own layers to it with
+/// [`SubscriberExt::with`](tracing_subscriber::layer::SubscriberExt::with).
+pub type InitSubscriber = Layered<OffloadLayer, Layered<EnvFilter, Registry>>;
+
+/// The variable [`init`] reads its filter from, as `tracing_subscriber::fmt().init()` does.
+const FILTER_VAR: &str = "RUST_LOG";
+
+/// Reads the environment, installs the layer with a console sink (stderr) as the global
+/// subscriber, and returns the guard. Keep the guard alive (see [`Guard`]).
+///
+/// What it sets up:
+/// - the pipeline from [`Builder::from_env`] (the `OFFLOAD_*` and `OTEL_*` variables), with a
+///   [`Console`](sink::Console) sink on stderr; with the `otlp` feature, an
+///   [`Otlp`](sink::Otlp) sink configured from OpenTelemetry's variables is added when
+///   `OTEL_EXPORTER_OTLP_ENDPOINT` (or its `_TRACES_`/`_LOGS_` form) is set, or
+///   `OTEL_TRACES_EXPORTER` / `OTEL_LOGS_EXPORTER` is `otlp`;
+/// - a filter from `RUST_LOG` (tracing-subscriber's
+///   [`EnvFilter`](tracing_subscriber::filter::EnvFilter) syntax, e.g. `warn,my_app=debug`),
+///   `info` when it is unset or empty. An invalid directive is ignored with a warning (on
+///   stderr and in [`Config::warnings`](crate::Config::warnings)); the valid ones still apply.
+///   The filter applies to the whole subscriber, as `tracing_subscriber::fmt().init()` does;
+/// - the `log` bridge (`tracing-log`'s `LogTracer`), so records of `log`-based crates arrive
+///   too, filtered alike. If a `log` logger is already set, they keep going there: `init`
+///   says so on stderr and succeeds without the bridge.
+///
+/// To add layers of your own (a second output, an error reporter, a per-layer filter) while
+/// keeping all of this, use [`init_with`].
+///
+/// Fails if a global subscriber is already set, or if the pipeline cannot be built.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // RUST_LOG=warn,my_app=debug ./my_app
+/// let _guard = tracing_offload::init()?;
+/// tracing::info!("running");
+/// # Ok(()) }
+/// ```
+pub fn init() -> Result<Guard, BuildError> {
+    init_with(|subscriber| subscriber)
+}
+
+/// [`init`], with layers of your own: `add` receives the subscriber that `init` would install
+/// (the registry, the `RUST_LOG` filter and the offload layer, an [`InitSubscriber`]) and
+/// returns the one to install. Everything `init` reads from the environment still applies.
+///
+/// `RUST_LOG` filters the whole subscriber, so your layers see what it lets through; narrow
+/// one of them further with a per-layer filter
+/// ([`Layer::with_filter`](tracing_subscriber::Layer::with_filter)).
+///
+/// ```no_run
+/// use tracing_subscriber::filter::LevelFilter;
+/// use tracing_subscriber::prelude::*;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let _guard = tracing_offload::init_with(|subscriber| {
+///     // e.g. the warnings also as plain text on stdout
+///     subscriber.with(
+///         tracing_subscriber::fmt::layer()
+///             .with_writer(std::io::stdout)
+///             .with_filter(LevelFilter::WARN),
+///     )
+/// })?;
+/// tracing::warn!("disk almost full");
+/// # Ok(()) }
+/// ```
+///
+/// (`tracing_subscriber::fmt` needs that crate's `fmt` feature in your `Cargo.toml`.)
+pub fn init_with<S>(add: impl FnOnce(InitSubscriber) -> S) -> Result<Guard, BuildError>
+where
+    S: tracing::Subscriber + Send + Sync + 'static,
+{
+    let lookup = |var: &str| std::env::var(var).ok();
+    let (filter, filter_warnings) = log_filter(&lookup);
+    let (layer, guard) = init_builder(&lookup)
+        .env_warnings(filter_warnings)
+        .build()?;
+    let subscriber = tracing_subscriber::registry().with(filter).with(layer);
+    tracing::subscriber::set_global_default(add(subscriber))
+        .map_err(|_| BuildError::GlobalSubscriberAlreadySet)?;
+    install_log_bridge();
+    Ok(guard)
+}
+
+/// The pipeline `init` builds: the environment's settings, the console, and OTLP when asked.
+fn init_builder(lookup: &dyn Fn(&str) -> Option<String>) -> Builder {
+    let builder = Builder::from_env_with(lookup).sink(sink::Console::stderr());
+    #[cfg(feature = "otlp")]
+    let builder = if otlp_requested(lookup) {
+        builder.sink(sink::Otlp::from_env())
+    } else {
+        builder
+    };
+    builder
+}
+
+/// The filter from `RUST_LOG` (default `info`), and a warning for each invalid directive.
+///
+/// Directives are split at commas, as `EnvFilter`'s own lenient parser does, so that one bad
+/// directive costs only itself.
+fn log_filter(lookup: &dyn Fn(&str) -> Option<String>) -> (EnvFilter, Vec<EnvWarning>) {
+    let raw = lookup(FILTER_VAR).unwrap_or_default();
+    let (valid, invalid): (Vec<&str>, Vec<&str>) = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .partition(|d| d.parse::<Directive>().is_ok());
+    let used = if valid.is_empty() {
+        "the default info"
+    } else {
+        "the other directives"
+    };
+    let warnings = invalid
+        .iter()
+        .map(|directive| EnvWarning {
+            var: FILTER_VAR.to_owned(),
+            value: (*directive).to_owned(),
+            expected: "a filter directive such as `info`, `my_crate=debug` or \
+                       `my_crate::db=trace`"
+                .to_owned(),
+            used: used.to_owned(),
+        })
+        .collect();
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .parse_lossy(valid.join(","));
+    (filter, warnings)
+}
+
+/// Sends `log` records into `tracing` (`tracing-log`'s `LogTracer`), with `log`'s maximum level
+/// set from the installed subscriber's, so that records it would filter out cost `log` one
+/// comparison. When a `log` logger is already set, says so and leaves it in place.
+fn install_log_bridge() {
+    use tracing_log::AsLog;
+    // After `set_global_default`, so that the current maximum level is the new subscriber's.
+    let max_level = LevelFilter::current().as_log();
+    if tracing_log::LogTracer::builder()
+        .with_max_level(max_level)
+        .init()
+        .is_err()
+    {
+        eprintln!(
+            "tracing-offload: a `log` logger is already set, so records of `log`-based crates \
+             keep going to it, not to this pipeline (init() installs the `log` bridge only \
+             when no logger is set)"
+        );
+    }
+}
+
+/// Whether the environment asks for OTLP export (see [`init`]).
+#[cfg(feature = "otlp")]
+fn otlp_requested(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
+    let set = |var: &str| lookup(var).is_some_and(|v| !v.trim().is_empty());
+    let otlp = |var: &str| lookup(var).is_some_and(|v| v.trim().eq_ignore_ascii_case("otlp"));
+    set("OTEL_EXPORTER_OTLP_ENDPOINT")
+        || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        || set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+        || otlp("OTEL_TRACES_EXPORTER")
+        || otlp("OTEL_LOGS_EXPORTER")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |v: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == v)
+                .map(|(_, x)| x.to_string())
+        }
+    }
+
+    #[cfg(feature = "otlp")]
+    #[test]
+    fn otlp_is_requested_by_an_endpoint_or_an_exporter_name() {
+        assert!(!otlp_requested(&env(&[])));
+        assert!(!otlp_requested(&env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            " "
+        )])));
+        assert!(otlp_requested(&env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://c:4317"
+        )])));
+        assert!(otlp_requested(&env(&[("OTEL_TRACES_EXPORTER", "OTLP")])));
+        assert!(!otlp_requested(&env(&[("OTEL_TRACES_EXPORTER", "none")])));
+    }
+
+    #[test]
+    fn the_filter_defaults_to_info() {
+        for unset in [env(&[]), env(&[("RUST_LOG", " ")])] {
+            let (filter, warnings) = log_filter(&unset);
+            assert!(warnings.is_empty());
+            assert_eq!(filter.to_string(), "info");
+        }
+    }
+
+    #[test]
+    fn an_invalid_directive_is_a_warning_and_the_others_apply() {
+        let (filter, warnings) = log_filter(&env(&[("RUST_LOG", "warn,my_app=loud,db=debug")]));
+        assert_eq!(filter.to_string(), "db=debug,warn");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].var, "RUST_LOG");
+        assert_eq!(warnings[0].value, "my_app=loud");
+        assert_eq!(warnings[0].used, "the other directives");
+        let (filter, warnings) = log_filter(&env(&[("RUST_LOG", "my_app=loud")]));
+        assert_eq!(filter.to_string(), "info");
+        assert_eq!(warnings[0].used, "the default info");
+    }
+}
