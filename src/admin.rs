@@ -368,8 +368,8 @@ fn handle(request: tiny_http::Request, source: &dyn AdminSource) {
 
 // === axum ===
 
-/// The admin routes (`/metrics`, `/health`, `/config`) as an [`axum::Router`] to merge or nest
-/// into the application's own server, so it needs no second port (feature `axum`).
+/// The admin routes (`/metrics`, `/health`, `/config`) as an [`axum::Router`][Router] to merge
+/// or nest into the application's own server, so it needs no second port (feature `axum`).
 ///
 /// The routes answer exactly as [`respond`] does, also when nested under a prefix
 /// (`Router::new().nest("/admin", router(…))` serves `/admin/metrics`).
@@ -384,6 +384,8 @@ fn handle(request: tiny_http::Request, source: &dyn AdminSource) {
 /// # drop(app);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// [Router]: https://docs.rs/axum/0.8/axum/struct.Router.html
 #[cfg(feature = "axum")]
 pub fn router<S>(source: Arc<dyn AdminSource>) -> axum::Router<S>
 where

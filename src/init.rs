@@ -10,7 +10,7 @@ use crate::{sink, BuildError, Builder, EnvWarning, Guard, OffloadLayer};
 
 /// The subscriber that [`init_with`] hands to its closure: the registry, filtered by `RUST_LOG`,
 /// with the offload layer on top. Add your own layers to it with
-/// [`SubscriberExt::with`](tracing_subscriber::layer::SubscriberExt::with).
+/// [`SubscriberExt::with`](https://docs.rs/tracing-subscriber/0.3/tracing_subscriber/layer/trait.SubscriberExt.html#method.with).
 pub type InitSubscriber = Layered<OffloadLayer, Layered<EnvFilter, Registry>>;
 
 /// The variable [`init`] reads its filter from, as `tracing_subscriber::fmt().init()` does.
@@ -26,7 +26,7 @@ const FILTER_VAR: &str = "RUST_LOG";
 ///   `OTEL_EXPORTER_OTLP_ENDPOINT` (or its `_TRACES_`/`_LOGS_` form) is set, or
 ///   `OTEL_TRACES_EXPORTER` / `OTEL_LOGS_EXPORTER` is `otlp`;
 /// - a filter from `RUST_LOG` (tracing-subscriber's
-///   [`EnvFilter`](tracing_subscriber::filter::EnvFilter) syntax, e.g. `warn,my_app=debug`),
+///   [`EnvFilter`](https://docs.rs/tracing-subscriber/0.3/tracing_subscriber/filter/struct.EnvFilter.html) syntax, e.g. `warn,my_app=debug`),
 ///   `info` when it is unset or empty. An invalid directive is ignored with a warning (on
 ///   stderr and in [`Config::warnings`](crate::Config::warnings)); the valid ones still apply.
 ///   The filter applies to the whole subscriber, as `tracing_subscriber::fmt().init()` does;
@@ -56,7 +56,7 @@ pub fn init() -> Result<Guard, BuildError> {
 ///
 /// `RUST_LOG` filters the whole subscriber, so your layers see what it lets through; narrow
 /// one of them further with a per-layer filter
-/// ([`Layer::with_filter`](tracing_subscriber::Layer::with_filter)).
+/// ([`Layer::with_filter`](https://docs.rs/tracing-subscriber/0.3/tracing_subscriber/layer/trait.Layer.html#method.with_filter)).
 ///
 /// ```no_run
 /// use tracing_subscriber::filter::LevelFilter;

@@ -1,4 +1,4 @@
-//! A [`tracing`] layer that takes observability off the hot path.
+//! A [`tracing`](https://docs.rs/tracing/0.1) layer that takes observability off the hot path.
 //!
 //! The thread that calls `info!` or closes a span only classifies, captures fields into an
 //! owned record and pushes it into a lock-free bounded queue. Everything slow — formatting,
@@ -250,3 +250,9 @@ pub use sampling::{
 };
 pub use stats::{LatencyHistogram, SinkStats, Stats, LATENCY_BUCKETS_SECONDS};
 pub use worker::{FlushError, Pending, ShutdownReport};
+
+/// The README's code blocks, compiled (and the runnable ones run) as doctests so that they
+/// cannot drift from the API. Its examples use the `otlp` and `admin` features.
+#[cfg(all(doctest, feature = "otlp", feature = "admin"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

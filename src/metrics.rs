@@ -2,14 +2,17 @@
 //!
 //! The counters live in the pipeline's own atomics ([`Stats`] is a snapshot of them), so
 //! nothing is counted twice: [`OffloadCollector`] implements `prometheus-client`'s
-//! [`Collector`] and encodes a fresh snapshot on every scrape. Use it in three ways:
+//! [`Collector`][Collector] and encodes a fresh snapshot on every scrape. Use it in three ways:
 //!
 //! * [`render_prometheus`] — the Prometheus text format 0.0.4 (what `/metrics` serves by
 //!   default, content type [`PROMETHEUS_CONTENT_TYPE`]);
 //! * [`render_openmetrics`] — the OpenMetrics 1.0 text format (content type
 //!   [`OPENMETRICS_CONTENT_TYPE`]), served when a scraper asks for it;
 //! * [`OffloadCollector::register`] — join the application's own
-//!   [`Registry`].
+//!   [`Registry`][Registry].
+//!
+//! [Collector]: https://docs.rs/prometheus-client/0.25/prometheus_client/collector/trait.Collector.html
+//! [Registry]: https://docs.rs/prometheus-client/0.25/prometheus_client/registry/struct.Registry.html
 //!
 //! # Metrics
 //!
@@ -180,7 +183,8 @@ type StatsSource = Arc<dyn Fn() -> Stats + Send + Sync>;
 /// A source of the effective sampling rate.
 type RateSource = Arc<dyn Fn() -> Option<f64> + Send + Sync>;
 
-/// A `prometheus-client` [`Collector`] that encodes a fresh [`Stats`] snapshot on each scrape.
+/// A `prometheus-client` [`Collector`](https://docs.rs/prometheus-client/0.25/prometheus_client/collector/trait.Collector.html)
+/// that encodes a fresh [`Stats`] snapshot on each scrape.
 ///
 /// Build it from anything that returns a snapshot, typically `move || handle.stats()`.
 #[derive(Clone)]
