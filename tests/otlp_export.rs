@@ -41,7 +41,7 @@ fn emit(sink: Otlp) -> (Vec<Record>, tracing_offload::Stats) {
     (rx.drain(), stats)
 }
 
-fn span_named<'a>(spans: &'a [SpanOut], name: &str) -> &'a SpanOut {
+fn span_out_named<'a>(spans: &'a [SpanOut], name: &str) -> &'a SpanOut {
     spans
         .iter()
         .find(|s| s.name == name)
@@ -58,25 +58,13 @@ fn check(collector: &Collector, sink: Otlp) {
     );
     let spans = collector.wait_spans(2);
     let logs = collector.wait_logs(4);
-    let ours: Vec<_> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Span(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect();
-    let root_rec = ours
-        .iter()
-        .find(|s| s.metadata.name() == "checkout")
-        .unwrap();
-    let child_rec = ours
-        .iter()
-        .find(|s| s.metadata.name() == "charge_card")
-        .unwrap();
+    let ours = span_records(&records);
+    let root_rec = support::span_named(&ours, "checkout");
+    let child_rec = support::span_named(&ours, "charge_card");
 
-    let root = span_named(&spans, "checkout");
-    let child = span_named(&spans, "payment.charge"); // otel.name renames it
-                                                      // Ids arrive unchanged, and the child points at the root.
+    let root = span_out_named(&spans, "checkout");
+    let child = span_out_named(&spans, "payment.charge"); // otel.name renames it
+                                                          // Ids arrive unchanged, and the child points at the root.
     assert_eq!(root.trace_id, root_rec.trace_id.to_string());
     assert_eq!(root.span_id, root_rec.span_id.to_string());
     assert_eq!(root.parent_id, "");
@@ -213,20 +201,7 @@ fn drop_markers_arrive_as_warning_logs() {
     let Some(collector) = Collector::start() else {
         return;
     };
-    let (layer, guard) = OffloadLayer::builder()
-        .capacity(1)
-        .backpressure(tracing_offload::Backpressure::DropNewest)
-        .sink(Otlp::new().endpoint(collector.grpc_endpoint()))
-        .build()
-        .unwrap();
-    with_layer(layer, || {
-        for i in 0..10_000u64 {
-            tracing::info!(i, "flood");
-        }
-    });
-    guard.shutdown(DEADLINE).unwrap();
-    let stats = guard.handle().stats();
-    assert!(stats.dropped > 0);
+    let stats = flood_a_one_record_queue(Otlp::new().endpoint(collector.grpc_endpoint()));
     let otlp = stats.sink("otlp").unwrap();
     assert!(!otlp.disabled, "{otlp:#?}");
     collector.wait_for("a drop marker", DEADLINE, |c| {

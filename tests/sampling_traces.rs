@@ -122,15 +122,7 @@ fn a_whitelisted_root_is_kept_under_always_off_and_its_trace_with_it() {
         let _other = tracing::info_span!("request").entered();
     });
     guard.shutdown(DEADLINE).unwrap();
-    let mut names: Vec<&str> = sink
-        .data()
-        .iter()
-        .map(|r| match r {
-            Record::Span(s) => s.metadata.name(),
-            _ => "event",
-        })
-        .collect();
-    names.sort_unstable();
+    let names = names_sorted(&sink.data());
     // `request` is a child of the whitelisted root here, so it is kept with its trace.
     assert_eq!(names, ["flush_caches", "request", "system.shutdown"]);
 }
@@ -189,14 +181,6 @@ fn a_trace_open_while_the_sampler_changes_stays_whole() {
         drop(dropped);
     });
     guard.shutdown(DEADLINE).unwrap();
-    let mut names: Vec<&str> = sink
-        .data()
-        .iter()
-        .map(|r| match r {
-            Record::Span(s) => s.metadata.name(),
-            _ => "event",
-        })
-        .collect();
-    names.sort_unstable();
+    let names = names_sorted(&sink.data());
     assert_eq!(names, ["kept child", "kept root"]);
 }

@@ -3,7 +3,7 @@
 mod support;
 
 use support::*;
-use tracing_offload::{sink, Backpressure, OffloadLayer, Record};
+use tracing_offload::{sink, Backpressure, OffloadLayer};
 
 #[test]
 fn a_million_spans_leave_no_span_state_behind() {
@@ -55,14 +55,8 @@ fn a_long_lived_span_keeps_at_most_the_event_limit() {
         }
     });
     guard.shutdown(DEADLINE).unwrap();
-    let span = rx
-        .drain()
-        .into_iter()
-        .find_map(|r| match r {
-            Record::Span(s) => Some(s),
-            _ => None,
-        })
-        .expect("the span record");
+    let spans = span_records(&rx.drain());
+    let span = span_named(&spans, "long");
     assert_eq!(span.events.len(), 16);
     assert_eq!(span.dropped_events, 100_000 - 16);
     assert_eq!(span.fields.len(), 1);

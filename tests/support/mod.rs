@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing_offload::sink::{Sink, SinkError};
-use tracing_offload::{OffloadLayer, Record};
+use tracing_offload::{Backpressure, OffloadLayer, Record, SpanRecord, Stats};
 use tracing_subscriber::prelude::*;
 
 pub mod admin;
@@ -99,6 +99,114 @@ pub fn produce(layer: OffloadLayer, threads: u64, per_thread: u64) {
             });
         }
     });
+}
+
+/// Floods a pipeline whose queue holds 16 records (batches of 8) under `policy` from `threads`
+/// producers of `per_thread` events each (see [`produce`]) into a sink that takes
+/// `per_batch_delay` per batch, and shuts it down. Asserts the accounting and that the sink got
+/// exactly what was counted exported; returns the stats and the records the sink kept.
+#[track_caller]
+pub fn flood_from_producers(
+    policy: Backpressure,
+    per_batch_delay: Duration,
+    threads: u64,
+    per_thread: u64,
+) -> (Stats, Vec<Record>) {
+    let sink = Collect::new("slow").slow(per_batch_delay);
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(16)
+        .batch_size(8)
+        .backpressure(policy)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    produce(layer, threads, per_thread);
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = guard.handle().stats();
+    assert_accounting(&stats, per_thread * threads);
+    let kept = sink.data();
+    assert_eq!(
+        kept.len() as u64,
+        stats.sinks[0].exported,
+        "the sink got what was counted exported"
+    );
+    (stats, kept)
+}
+
+/// The `seq` of each kept event of each producer (see [`produce`]), in arrival order.
+pub fn seqs_by_producer(kept: &[Record], threads: u64) -> Vec<Vec<u64>> {
+    let mut seqs = vec![Vec::new(); threads as usize];
+    for (producer, seq) in kept.iter().filter_map(seq_of) {
+        seqs[producer as usize].push(seq);
+    }
+    seqs
+}
+
+/// Asserts that what survives of each producer arrived in the order it was emitted.
+#[track_caller]
+pub fn assert_each_producer_in_order(kept: &[Record], threads: u64) {
+    for (producer, seqs) in seqs_by_producer(kept, threads).iter().enumerate() {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "producer {producer} out of order: {seqs:?}"
+        );
+    }
+}
+
+/// Floods a pipeline whose queue holds one record (`DropNewest`) with 10 000 events into
+/// `sink`, and shuts it down: the sink then has data and drop markers. Returns the stats (some
+/// records were dropped).
+#[track_caller]
+pub fn flood_a_one_record_queue(sink: impl Sink) -> Stats {
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(1)
+        .backpressure(Backpressure::DropNewest)
+        .sink(sink)
+        .build()
+        .unwrap();
+    with_layer(layer, || {
+        for i in 0..10_000u64 {
+            tracing::info!(i, "flood");
+        }
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = guard.handle().stats();
+    assert!(stats.dropped > 0, "{stats:#?}");
+    stats
+}
+
+/// The span records among `records`.
+pub fn span_records(records: &[Record]) -> Vec<SpanRecord> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Span(s) => Some((**s).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The span named `name`; panics when there is none.
+#[track_caller]
+pub fn span_named<'a>(spans: &'a [SpanRecord], name: &str) -> &'a SpanRecord {
+    spans
+        .iter()
+        .find(|s| s.metadata.name() == name)
+        .unwrap_or_else(|| panic!("no span named {name:?}"))
+}
+
+/// The names of `records`, sorted: a span's name, `event` for an event (markers left out).
+pub fn names_sorted(records: &[Record]) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Span(s) => Some(s.metadata.name()),
+            Record::Event(_) => Some("event"),
+            _ => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names
 }
 
 /// A sink that keeps every record in memory; optionally slow (a fixed delay per batch, standing
