@@ -3,7 +3,8 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::config::{self, Config, EnvReader, EnvWarning, Setting};
+use crate::config::{self, Config, Setting};
+use crate::env::{self, EnvReader, EnvWarning};
 use crate::guard::{Guard, Handle};
 use crate::health::{HealthConfig, HealthMonitor};
 use crate::layer::{LayerSettings, OffloadLayer};
@@ -227,20 +228,16 @@ impl Builder {
     fn apply_env(&mut self, env: &mut EnvReader<'_>) {
         config::apply_sampling_env(&mut self.config, env, config::EnvPrecedence::CodeWins);
         let c = &mut self.config;
-        if let Some(disabled) = env.parse("OTEL_SDK_DISABLED", &false, config::boolean) {
+        if let Some(disabled) = env.parse("OTEL_SDK_DISABLED", &false, env::boolean) {
             c.enabled.set_env(!disabled, "OTEL_SDK_DISABLED");
         }
-        if let Some(n) = env.parse(
-            "OFFLOAD_CAPACITY",
-            &DEFAULT_CAPACITY,
-            config::positive_usize,
-        ) {
+        if let Some(n) = env.parse("OFFLOAD_CAPACITY", &DEFAULT_CAPACITY, env::positive_usize) {
             c.capacity.set_env(n, "OFFLOAD_CAPACITY");
         }
         let timeout = env.parse(
             "OFFLOAD_BLOCK_TIMEOUT_MS",
             &DEFAULT_BLOCK_TIMEOUT.as_millis(),
-            config::millis,
+            env::millis,
         );
         if let Some(t) = timeout {
             c.block_timeout_ms

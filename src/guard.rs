@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{apply_sampling_env, Config, EnvPrecedence, EnvReader, EnvWarning};
+use crate::config::{apply_sampling_env, Config, EnvPrecedence};
+use crate::env::{EnvReader, EnvWarning};
 use crate::health::{Health, HealthMonitor};
 use crate::sampling::{SamplingError, TracesSampler};
 use crate::stats::Stats;

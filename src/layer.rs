@@ -5,10 +5,10 @@
 //! here formats for output, does I/O, or takes a lock (except a `Block` producer waiting for
 //! room).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,13 +20,13 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
+use crate::ids::{new_span_id, new_trace_id, thread_info, SpanId, ThreadInfo, TraceId};
 use crate::level::LogLevel;
 use crate::queue::Backpressure;
 use crate::record::DropReason;
-use crate::record::{
-    EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord, Text, ThreadInfo, TraceId,
-};
-use crate::sampling::{parse_traceparent, Parent, RemoteParent, TRACEPARENT_FIELD};
+use crate::record::{EventRecord, FieldValue, Fields, Record, SpanRecord, Text};
+use crate::sampling::Parent;
+use crate::traceparent::{parse_traceparent, RemoteParent, TRACEPARENT_FIELD};
 use crate::worker::Pipeline;
 
 /// The `tracing` layer. Build it with [`OffloadLayer::builder`]; install it on a
@@ -214,8 +214,6 @@ const CALLSITE_CACHE_LIMIT: usize = 16_384;
 
 thread_local! {
     static CALLSITES: RefCell<CallsiteCache> = RefCell::new(HashMap::default());
-    static THREAD: ThreadInfo = current_thread_info();
-    static RNG: Cell<u64> = Cell::new(seed());
 }
 
 /// A fast hasher for (id, address) keys: addresses are already well spread.
@@ -238,81 +236,6 @@ impl Hasher for AddrHasher {
     }
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64)
-    }
-}
-
-fn current_thread_info() -> ThreadInfo {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    ThreadInfo {
-        id: NEXT.fetch_add(1, Ordering::Relaxed),
-        name: std::thread::current().name().and_then(intern_thread_name),
-    }
-}
-
-/// Distinct thread names interned so far; bounded so that a program naming every thread
-/// uniquely cannot grow it without limit.
-const THREAD_NAMES_LIMIT: usize = 4_096;
-
-/// The `'static` copy of a thread name, made once per distinct name (under a lock, once per
-/// thread, never per record).
-fn intern_thread_name(name: &str) -> Option<&'static str> {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    let names = names.get_or_insert_with(HashSet::new);
-    if let Some(known) = names.get(name) {
-        return Some(known);
-    }
-    if names.len() >= THREAD_NAMES_LIMIT {
-        return None;
-    }
-    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(leaked);
-    Some(leaked)
-}
-
-/// This thread's info: a copy of two words, no reference count.
-fn thread_info() -> ThreadInfo {
-    THREAD.with(|t| *t)
-}
-
-/// This thread's small index (the `id` of its [`ThreadInfo`]).
-pub(crate) fn thread_index() -> u64 {
-    THREAD.with(|t| t.id)
-}
-
-fn seed() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(THREAD.with(|t| t.id));
-    h.finish() | 1
-}
-
-/// A wyrand step on a thread-local state: cheap, uncontended, good enough for ids.
-pub(crate) fn random_u64() -> u64 {
-    RNG.with(|s| {
-        let v = s.get().wrapping_add(0xa076_1d64_78bd_642f);
-        s.set(v);
-        let t = u128::from(v) * u128::from(v ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) as u64) ^ (t as u64)
-    })
-}
-
-pub(crate) fn new_span_id() -> SpanId {
-    loop {
-        let v = random_u64();
-        if v != 0 {
-            return SpanId::from_u64(v);
-        }
-    }
-}
-
-pub(crate) fn new_trace_id() -> TraceId {
-    loop {
-        let v = (u128::from(random_u64()) << 64) | u128::from(random_u64());
-        if v != 0 {
-            return TraceId::from_u128(v);
-        }
     }
 }
 
@@ -729,13 +652,5 @@ mod tests {
         w.write_str("zzz").unwrap();
         assert_eq!(w.total, 11);
         assert_eq!(buf, "abcé");
-    }
-
-    #[test]
-    fn ids_are_valid_and_distinct() {
-        let a = new_trace_id();
-        let b = new_trace_id();
-        assert!(a.is_valid() && b.is_valid() && a != b);
-        assert!(new_span_id().is_valid());
     }
 }

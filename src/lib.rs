@@ -196,8 +196,11 @@
 pub mod admin;
 mod builder;
 mod config;
+mod counters;
+mod env;
 mod guard;
 pub mod health;
+mod ids;
 mod layer;
 mod level;
 pub mod metrics;
@@ -209,6 +212,7 @@ mod record;
 mod sampling;
 pub mod sink;
 mod stats;
+mod traceparent;
 mod worker;
 
 pub use builder::{
@@ -216,21 +220,23 @@ pub use builder::{
     DEFAULT_CAPACITY, DEFAULT_CRITICAL_BLOCK_TIMEOUT, DEFAULT_DROP_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_FIELD_LEN, DEFAULT_SINK_BUFFER_CAPACITY, DEFAULT_SPAN_EVENT_LIMIT,
 };
-pub use config::{Config, EnvWarning, Setting, Source};
+pub use config::{Config, Setting, Source};
+pub use env::EnvWarning;
 pub use guard::{Guard, Handle};
+pub use ids::{SpanId, ThreadInfo, TraceId};
 pub use layer::OffloadLayer;
 pub use level::{LogLevel, ParseLevelError};
 pub use propagation::{OffloadSpanExt, SpanContext};
 pub use queue::Backpressure;
 pub use record::{
-    rfc3339, DropNotice, DropReason, EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord,
-    Text, ThreadInfo, TraceId,
+    rfc3339, DropNotice, DropReason, EventRecord, FieldValue, Fields, Record, SpanRecord, Text,
 };
 pub use sampling::{
     SamplingError, SamplingStats, TracesSampler, ADAPTIVE_FACTORS, ADAPTIVE_RESTORE_BELOW,
-    ADAPTIVE_STEP_DOWN_AT, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER, TRACEPARENT_FIELD,
+    ADAPTIVE_STEP_DOWN_AT, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
 };
 pub use stats::{LatencyHistogram, SinkStats, Stats, LATENCY_BUCKETS_SECONDS};
+pub use traceparent::TRACEPARENT_FIELD;
 pub use worker::{FlushError, Pending, ShutdownReport};
 
 /// Reads the environment, installs the layer with a console sink (stderr) as the global

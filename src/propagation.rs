@@ -25,8 +25,8 @@
 
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::ids::{SpanId, TraceId};
 use crate::layer::{SpanState, Unsampled};
-use crate::record::{SpanId, TraceId};
 
 /// The trace context of a span recorded by an [`OffloadLayer`](crate::OffloadLayer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub trait OffloadSpanExt {
     /// the callee decides for itself.
     fn traceparent(&self) -> Option<String> {
         self.offload_context()
-            .map(|c| format!("00-{}-{}-01", c.trace_id, c.span_id))
+            .map(|c| crate::traceparent::format_traceparent(c.trace_id, c.span_id, true))
     }
 
     /// Whether the span is known to be unsampled (its trace is not recorded).

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::Serialize;
 
-use crate::record::{SpanId, TraceId};
+use crate::ids::TraceId;
 use crate::stats::Counter;
 
 /// Which spans are recorded: OpenTelemetry's samplers, with their `OTEL_TRACES_SAMPLER` names.
@@ -240,66 +240,6 @@ pub(crate) enum Parent {
     /// A parent in another process (a W3C `traceparent`), with its sampled flag. The
     /// parent-based samplers honour the flag; the others decide by themselves, as in OTel.
     Remote(bool),
-}
-
-/// The name of the span field that carries a remote parent: a W3C `traceparent`
-/// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`), given when a root span is created.
-///
-/// The span joins the remote trace (its trace id, with the remote span as its parent and
-/// `parent_is_remote` set), and the parent-based samplers follow the remote sampled flag
-/// (bit `01` of the flags). An invalid value is ignored: the span starts a new trace, as the
-/// W3C Trace Context specification says. The field is only read on spans without a local
-/// parent, and only when they are created (not from `Span::record`).
-///
-/// ```
-/// use tracing_offload::TRACEPARENT_FIELD;
-/// assert_eq!(TRACEPARENT_FIELD, "traceparent");
-/// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-/// let _span = tracing::info_span!("request", traceparent = header);
-/// ```
-pub const TRACEPARENT_FIELD: &str = "traceparent";
-
-/// A parent span in another process, from a W3C `traceparent`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RemoteParent {
-    pub(crate) trace_id: TraceId,
-    pub(crate) span_id: SpanId,
-    pub(crate) sampled: bool,
-}
-
-/// Parses a W3C `traceparent` (Trace Context level 1): version `00` is exactly 55 characters;
-/// a higher version may carry more after a `-`; version `ff`, upper-case hex and all-zero ids
-/// are invalid.
-pub(crate) fn parse_traceparent(s: &str) -> Option<RemoteParent> {
-    let s = s.trim();
-    let b = s.as_bytes();
-    if b.len() < 55 {
-        return None;
-    }
-    // Check bytes before slicing: the first 55 are then ASCII, so the slices below are on
-    // char boundaries whatever the input.
-    let well_formed = b[..55].iter().enumerate().all(|(i, c)| match i {
-        2 | 35 | 52 => *c == b'-',
-        _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
-    });
-    if !well_formed {
-        return None;
-    }
-    let (version, trace, span, flags) = (&s[..2], &s[3..35], &s[36..52], &s[53..55]);
-    match version {
-        "ff" => return None,
-        "00" if b.len() != 55 => return None,
-        _ if b.len() > 55 && b[55] != b'-' => return None,
-        _ => {}
-    }
-    let trace_id = TraceId::from_hex(trace).filter(|t| t.is_valid())?;
-    let span_id = SpanId::from_hex(span).filter(|s| s.is_valid())?;
-    let flags = u8::from_str_radix(flags, 16).ok()?;
-    Some(RemoteParent {
-        trace_id,
-        span_id,
-        sampled: flags & 1 == 1,
-    })
 }
 
 /// The live sampling settings of one pipeline, shared by the layer, the drain thread and the
@@ -558,17 +498,17 @@ fn random(layer_id: u64, seed: Option<u64>) -> u64 {
                     }),
                 };
                 let state = match seed {
-                    Some(seed) => splitmix64(seed ^ splitmix64(crate::layer::thread_index())),
-                    None => crate::layer::random_u64(),
+                    Some(seed) => splitmix64(seed ^ splitmix64(crate::ids::thread_index())),
+                    None => crate::ids::random_u64(),
                 };
                 slot.set((layer_id, state));
                 slot
             }
         };
-        let state = slot.get().1.wrapping_add(0xa076_1d64_78bd_642f);
+        let mut state = slot.get().1;
+        let v = crate::ids::wyrand(&mut state);
         slot.set((layer_id, state));
-        let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) as u64) ^ (t as u64)
+        v
     })
 }
 
@@ -617,8 +557,8 @@ mod tests {
             ];
             let ids = (0..20_000u64)
                 .map(|i| {
-                    u128::from(crate::layer::random_u64()) << 64
-                        | u128::from(crate::layer::random_u64() ^ i)
+                    u128::from(crate::ids::random_u64()) << 64
+                        | u128::from(crate::ids::random_u64() ^ i)
                 })
                 .chain(edges.iter().map(|&low| 0xabcd << 64 | u128::from(low)));
             for id in ids {
@@ -698,44 +638,6 @@ mod tests {
             let s = sampler(1.0, traces);
             assert!(s.sample_span(id, Parent::Local(true)), "{traces}");
             assert!(!s.sample_span(TraceId::from_u128(1), Parent::Local(false)));
-        }
-    }
-
-    #[test]
-    fn traceparent_follows_w3c_trace_context() {
-        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let p = parse_traceparent(ok).unwrap();
-        assert_eq!(p.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(p.span_id.to_string(), "00f067aa0ba902b7");
-        assert!(p.sampled);
-        assert!(
-            !parse_traceparent(&ok.replace("-01", "-00"))
-                .unwrap()
-                .sampled
-        );
-        assert!(
-            parse_traceparent(&ok.replace("-01", "-03"))
-                .unwrap()
-                .sampled
-        );
-        // A later version may carry more fields.
-        assert!(parse_traceparent(&format!("01{}-extra", &ok[2..])).is_some());
-        for bad in [
-            "",
-            "garbage",
-            &ok[..54],
-            &format!("{ok}-extra"),
-            &format!("ff{}", &ok[2..]),
-            &ok.to_uppercase(),
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
-            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01é",
-        ] {
-            assert_eq!(parse_traceparent(bad), None, "{bad:?}");
         }
     }
 
