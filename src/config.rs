@@ -133,7 +133,7 @@ pub(crate) fn apply_sampling_env(
     precedence: EnvPrecedence,
 ) {
     use crate::sampling::{
-        parse_ratio, TracesSampler, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
+        parse_ratio, TracesSampler, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER, SAMPLER_NAMES,
     };
     fn put<T>(s: &mut Setting<T>, v: T, var: &str, p: EnvPrecedence) {
         match p {
@@ -146,7 +146,7 @@ pub(crate) fn apply_sampling_env(
     }
     let arg = env.raw("OTEL_TRACES_SAMPLER_ARG");
     let sampler = env.parse("OTEL_TRACES_SAMPLER", &DEFAULT_TRACES_SAMPLER, |name| {
-        TracesSampler::parse(name, None)
+        TracesSampler::parse(name, None).map_err(|_| SAMPLER_NAMES.to_owned())
     });
     if let Some(sampler) = sampler {
         // The argument only matters to the ratio samplers; an invalid one uses 1.0 (the spec).

@@ -2,8 +2,10 @@
 //!
 //! What runs on the calling thread, in order: a cached per-callsite classification (level,
 //! criticality), the back-pressure check, field capture into an owned record, one push. Nothing
-//! here formats for output, does I/O, or takes a lock (except a `Block` producer waiting for
-//! room).
+//! here formats for output or does I/O. The locks it takes are short and sharded: the
+//! registry's span extensions (on span open, record, close and for events inside spans) and a
+//! shard of the open-span index (on span open and close); a `Block` producer also waits on a
+//! condition variable for room.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,12 +24,11 @@ use tracing_subscriber::Layer;
 
 use crate::ids::{new_span_id, new_trace_id, thread_info, SpanId, ThreadInfo, TraceId};
 use crate::level::LogLevel;
-use crate::queue::Backpressure;
+use crate::pipeline::queue::{Backpressure, Intake};
 use crate::record::DropReason;
 use crate::record::{EventRecord, FieldValue, Fields, Record, SpanRecord, Text};
 use crate::sampling::Parent;
 use crate::traceparent::{parse_traceparent, RemoteParent, TRACEPARENT_FIELD};
-use crate::worker::Pipeline;
 
 /// The `tracing` layer. Build it with [`OffloadLayer::builder`]; install it on a
 /// `tracing_subscriber::Registry`.
@@ -36,8 +37,8 @@ use crate::worker::Pipeline;
 /// threads that write. Dropping the layer (e.g. with its subscriber) does not stop them.
 #[must_use = "a layer does nothing until it is added to a subscriber, e.g. `registry().with(layer)`"]
 pub struct OffloadLayer {
-    pub(crate) pipeline: Arc<Pipeline>,
-    pub(crate) settings: LayerSettings,
+    intake: Arc<Intake>,
+    settings: LayerSettings,
     /// Distinguishes this layer's entries in the thread-local callsite cache.
     id: u64,
 }
@@ -77,15 +78,10 @@ struct CallsiteClass {
 // === impl OffloadLayer ===
 
 impl OffloadLayer {
-    /// Starts a [`Builder`](crate::Builder) with every setting at its default.
-    pub fn builder() -> crate::Builder {
-        crate::Builder::new()
-    }
-
-    pub(crate) fn new(pipeline: Arc<Pipeline>, settings: LayerSettings) -> Self {
+    pub(crate) fn new(intake: Arc<Intake>, settings: LayerSettings) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         OffloadLayer {
-            pipeline,
+            intake,
             settings,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
@@ -105,10 +101,7 @@ impl OffloadLayer {
         CallsiteClass {
             level,
             may_be_critical: level == LogLevel::Error && meta.fields().field("critical").is_some(),
-            whitelisted: self
-                .pipeline
-                .sampler
-                .whitelisted(meta.target(), meta.name()),
+            whitelisted: self.intake.sampler.whitelisted(meta.target(), meta.name()),
             may_have_remote_parent: meta.is_span()
                 && meta.fields().field(TRACEPARENT_FIELD).is_some(),
         }
@@ -119,7 +112,7 @@ impl OffloadLayer {
     #[inline]
     fn classify(&self, meta: &'static Metadata<'static>) -> CallsiteClass {
         let key = (self.id, meta as *const Metadata<'static> as usize);
-        let generation = self.pipeline.sampler.generation();
+        let generation = self.intake.sampler.generation();
         CALLSITES.with(|cache| {
             if let Some((g, class)) = cache.borrow().get(&key) {
                 if *g == generation {
@@ -149,7 +142,7 @@ impl OffloadLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let sampler = &self.pipeline.sampler;
+        let sampler = &self.intake.sampler;
         if class.whitelisted
             || level == LogLevel::Critical
             || (level == LogLevel::Error && sampler.keep_errors)
@@ -183,7 +176,7 @@ impl OffloadLayer {
     /// Offers one record; records offered after shutdown are counted and not built.
     #[inline]
     fn offer(&self, level: LogLevel, build: impl FnOnce() -> Record) {
-        let p = &self.pipeline;
+        let p = &self.intake;
         if p.closed.is_set() {
             p.counters.dropped.add(DropReason::Shutdown, 1);
             return;
@@ -200,7 +193,7 @@ impl OffloadLayer {
             fields,
             message,
             cap: self.settings.max_field_len,
-            truncated: &self.pipeline.counters.truncated_values,
+            truncated: &self.intake.counters.truncated_values,
             replace: false,
         }
     }
@@ -298,7 +291,7 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         let meta = span.metadata();
-        let sampler = &self.pipeline.sampler;
+        let sampler = &self.intake.sampler;
         let class = self.classify(meta);
         let (parent, mut trace_id, parent_span_id) = match span.parent() {
             Some(p) => {
@@ -342,7 +335,7 @@ where
         let mut fields = Fields::with_capacity(meta.fields().len());
         attrs.record(&mut self.capture(&mut fields, None));
         let started = Instant::now();
-        let open_ticket = self.pipeline.counters.open_span_index.open(started);
+        let open_ticket = self.intake.counters.open_span_index.open(started);
         let state = SpanState {
             trace_id,
             span_id: new_span_id(),
@@ -358,7 +351,7 @@ where
             open_ticket,
         };
         span.extensions_mut().insert(state);
-        self.pipeline.counters.spans_opened.incr();
+        self.intake.counters.spans_opened.incr();
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
@@ -382,7 +375,7 @@ where
             level = LogLevel::Critical;
         }
         if !self.keep_event(&class, level, event, &ctx) {
-            self.pipeline.counters.sampled_out.incr();
+            self.intake.counters.sampled_out.incr();
             return;
         }
         self.offer(level, || {
@@ -415,7 +408,7 @@ where
                     state.events.push(Arc::clone(&record));
                 } else {
                     state.dropped_events = state.dropped_events.saturating_add(1);
-                    self.pipeline.counters.span_events_dropped.incr();
+                    self.intake.counters.span_events_dropped.incr();
                 }
             }
             Record::Event(record)
@@ -426,13 +419,13 @@ where
         let Some(span) = ctx.span(&id) else { return };
         let Some(state) = span.extensions_mut().remove::<SpanState>() else {
             if span.extensions().get::<Unsampled>().is_some() {
-                self.pipeline.counters.spans_sampled_out.incr();
+                self.intake.counters.spans_sampled_out.incr();
             }
             return;
         };
-        self.pipeline.counters.spans_closed.incr();
+        self.intake.counters.spans_closed.incr();
         if let Some(ticket) = state.open_ticket {
-            self.pipeline.counters.open_span_index.close(ticket);
+            self.intake.counters.open_span_index.close(ticket);
         }
         let meta = span.metadata();
         self.offer(state.level, move || {

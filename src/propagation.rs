@@ -88,6 +88,7 @@ fn with_extensions<T>(
 
 /// Puts the current span's `traceparent` on outgoing request headers; returns whether it did.
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub fn inject_traceparent(span: &tracing::Span, headers: &mut http::HeaderMap) -> bool {
     let Some(value) = span.traceparent() else {
         return false;
@@ -104,6 +105,7 @@ pub fn inject_traceparent(span: &tracing::Span, headers: &mut http::HeaderMap) -
 /// The `traceparent` header of an incoming request, to give to the request's root span as the
 /// `traceparent` field. Invalid values are ignored by the layer (a new trace starts).
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub fn traceparent_from_headers(headers: &http::HeaderMap) -> Option<&str> {
     headers.get(crate::TRACEPARENT_FIELD)?.to_str().ok()
 }

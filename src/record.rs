@@ -149,22 +149,19 @@ pub enum DropReason {
     SinkBufferFull,
     /// The sink had failed (panicked) and was disabled.
     SinkDisabled,
-    /// The sink gave up exporting it after its retries.
-    SinkExportFailed,
     /// Still waiting for a sink when the shutdown deadline passed.
     ShutdownDeadline,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order (used for counters).
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::QueueFullOldest,
         DropReason::QueueFullNewest,
         DropReason::BlockTimeout,
         DropReason::Shutdown,
         DropReason::SinkBufferFull,
         DropReason::SinkDisabled,
-        DropReason::SinkExportFailed,
         DropReason::ShutdownDeadline,
     ];
 
@@ -177,7 +174,6 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::SinkBufferFull => "sink_buffer_full",
             DropReason::SinkDisabled => "sink_disabled",
-            DropReason::SinkExportFailed => "sink_export_failed",
             DropReason::ShutdownDeadline => "shutdown_deadline",
         }
     }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::Serialize;
 
+use crate::counters::Counter;
 use crate::ids::TraceId;
-use crate::stats::Counter;
 
 /// Which spans are recorded: OpenTelemetry's samplers, with their `OTEL_TRACES_SAMPLER` names.
 ///
@@ -68,11 +68,11 @@ pub const DEFAULT_SAMPLE_RATE: f64 = 1.0;
 impl TracesSampler {
     /// Parses an `OTEL_TRACES_SAMPLER` name with its `OTEL_TRACES_SAMPLER_ARG`. A ratio
     /// sampler without an argument uses 1.0, as the OTel specification says.
-    pub fn parse(name: &str, arg: Option<&str>) -> Result<Self, String> {
-        let ratio = || -> Result<f64, String> {
+    pub fn parse(name: &str, arg: Option<&str>) -> Result<Self, ParseSamplerError> {
+        let ratio = || -> Result<f64, ParseSamplerError> {
             match arg.map(str::trim).filter(|a| !a.is_empty()) {
                 None => Ok(1.0),
-                Some(a) => parse_ratio(a),
+                Some(a) => parse_ratio(a).map_err(|_| ParseSamplerError::Ratio(a.to_owned())),
             }
         };
         Ok(match name.trim().to_ascii_lowercase().as_str() {
@@ -82,13 +82,7 @@ impl TracesSampler {
             "parentbased_always_on" => TracesSampler::ParentBasedAlwaysOn,
             "parentbased_always_off" => TracesSampler::ParentBasedAlwaysOff,
             "parentbased_traceidratio" => TracesSampler::ParentBasedTraceIdRatio(ratio()?),
-            _ => {
-                return Err(
-                    "one of always_on, always_off, traceidratio, parentbased_always_on, \
-                            parentbased_always_off, parentbased_traceidratio"
-                        .to_owned(),
-                )
-            }
+            _ => return Err(ParseSamplerError::Name(name.to_owned())),
         })
     }
 
@@ -147,7 +141,7 @@ impl fmt::Display for TracesSampler {
 }
 
 impl FromStr for TracesSampler {
-    type Err = String;
+    type Err = ParseSamplerError;
 
     /// Parses `name` or `name:arg` (e.g. `traceidratio:0.25`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -157,6 +151,29 @@ impl FromStr for TracesSampler {
         }
     }
 }
+
+/// A traces sampler that could not be parsed.
+///
+/// ```
+/// use tracing_offload::{ParseSamplerError, TracesSampler};
+/// let e = "sometimes".parse::<TracesSampler>().unwrap_err();
+/// assert_eq!(e, ParseSamplerError::Name("sometimes".into()));
+/// assert!(e.to_string().starts_with("unknown traces sampler \"sometimes\": use one of always_on,"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseSamplerError {
+    /// Not one of OpenTelemetry's sampler names.
+    #[error("unknown traces sampler {0:?}: use one of {SAMPLER_NAMES}")]
+    Name(String),
+    /// The ratio argument was not a number from 0.0 to 1.0.
+    #[error("invalid sampler ratio {0:?}: use a number from 0.0 to 1.0")]
+    Ratio(String),
+}
+
+/// The sampler names [`TracesSampler::parse`] accepts.
+pub(crate) const SAMPLER_NAMES: &str = "always_on, always_off, traceidratio, \
+    parentbased_always_on, parentbased_always_off, parentbased_traceidratio";
 
 /// A sampling setting that was out of range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -442,7 +459,8 @@ impl Sampler {
             .store(rate_threshold(rate * factor), Relaxed);
     }
 
-    pub(crate) fn stats(&self, counters: &crate::stats::Counters) -> SamplingStats {
+    /// The settings in force; the pipeline fills in the counts from its own snapshot.
+    pub(crate) fn stats(&self) -> SamplingStats {
         let configured_rate = f64::from_bits(self.configured_rate.load(Relaxed));
         let step = self.adaptive_step.load(Relaxed);
         SamplingStats {
@@ -458,8 +476,8 @@ impl Sampler {
             adaptive: self.adaptive.load(Relaxed),
             adaptive_step: step,
             adaptive_changes: self.adaptive_changes.get(),
-            events_sampled_out: counters.sampled_out.get(),
-            spans_sampled_out: counters.spans_sampled_out.get(),
+            events_sampled_out: 0,
+            spans_sampled_out: 0,
         }
     }
 }
@@ -644,26 +662,25 @@ mod tests {
     #[test]
     fn adaptive_steps_down_and_restores_and_counts_changes() {
         let s = sampler(1.0, DEFAULT_TRACES_SAMPLER);
-        let c = crate::stats::Counters::new(vec![]);
         s.adapt(0.85);
         assert_eq!(
-            (s.stats(&c).adaptive_step, s.stats(&c).effective_rate),
+            (s.stats().adaptive_step, s.stats().effective_rate),
             (1, 0.7)
         );
         s.adapt(0.95);
         assert_eq!(
-            (s.stats(&c).adaptive_step, s.stats(&c).effective_rate),
+            (s.stats().adaptive_step, s.stats().effective_rate),
             (2, 0.5)
         );
         s.adapt(0.85); // between: stays down until below the restore mark
         s.adapt(0.6);
-        assert_eq!(s.stats(&c).adaptive_step, 2);
+        assert_eq!(s.stats().adaptive_step, 2);
         s.adapt(0.3);
         assert_eq!(
-            (s.stats(&c).adaptive_step, s.stats(&c).effective_rate),
+            (s.stats().adaptive_step, s.stats().effective_rate),
             (0, 1.0)
         );
-        assert_eq!(s.stats(&c).adaptive_changes, 3);
+        assert_eq!(s.stats().adaptive_changes, 3);
     }
 
     #[test]
@@ -679,12 +696,11 @@ mod tests {
     #[test]
     fn turning_adaptive_off_restores_the_configured_rate_and_blocks_later_steps() {
         let s = sampler(0.8, DEFAULT_TRACES_SAMPLER);
-        let c = crate::stats::Counters::new(vec![]);
         s.adapt(0.95);
-        assert_eq!(s.stats(&c).effective_rate, 0.4);
+        assert_eq!(s.stats().effective_rate, 0.4);
         s.set_adaptive(false);
         s.adapt(0.95);
-        let st = s.stats(&c);
+        let st = s.stats();
         assert_eq!((st.adaptive_step, st.effective_rate), (0, 0.8));
         assert_eq!(s.event_threshold.load(Relaxed), rate_threshold(0.8));
         // A new rate while stepped down keeps the step.

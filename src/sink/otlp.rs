@@ -603,7 +603,7 @@ impl Sink for Otlp {
             return Err(SinkError::Fatal("the OTLP sink was not started".to_owned()));
         };
         let rt = &run.rt;
-        let deadline = Instant::now() + self.export_timeout;
+        let deadline = crate::clock::deadline_after(self.export_timeout);
         let mut spans = Vec::new();
         let mut logs = Vec::new();
         for record in batch {

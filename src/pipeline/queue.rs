@@ -1,4 +1,5 @@
-//! The bounded queue between the layer and the drain thread, and the back-pressure policies.
+//! The bounded queue between the layer and the drain thread, the back-pressure policies, and
+//! the [`Intake`]: everything the layer shares with the crate's threads.
 //!
 //! The queue is a `crossbeam_queue::ArrayQueue`: lock-free and bounded. Producers never take a
 //! lock unless they chose [`Backpressure::Block`] and the queue is full. The drain thread is
@@ -13,9 +14,36 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
-pub(crate) use crate::notify::Notify;
+use super::notify::Notify;
+use crate::clock::deadline_after;
 use crate::record::{DropReason, Record};
+use crate::sampling::Sampler;
 use crate::stats::Counters;
+
+/// How long [`Backpressure::Block`] waits for room when the timeout comes from the environment
+/// or from `"block".parse()`.
+pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// What the layer (the hot side) shares with the crate's threads and the handles.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    pub(crate) queue: Queue,
+    pub(crate) counters: Counters,
+    pub(crate) sampler: Sampler,
+    /// No record is accepted once this is set.
+    pub(crate) closed: Flag,
+}
+
+impl Intake {
+    pub(crate) fn new(queue: Queue, counters: Counters, sampler: Sampler) -> Self {
+        Intake {
+            queue,
+            counters,
+            sampler,
+            closed: Flag::default(),
+        }
+    }
+}
 
 /// What the layer does when the queue is full.
 ///
@@ -62,21 +90,35 @@ impl std::fmt::Display for Backpressure {
 }
 
 impl std::str::FromStr for Backpressure {
-    type Err = String;
+    type Err = ParseBackpressureError;
 
     /// Parses `drop_oldest`, `drop_newest` or `block` (the last with
-    /// [`DEFAULT_BLOCK_TIMEOUT`](crate::DEFAULT_BLOCK_TIMEOUT)); `-` may stand for `_`.
+    /// [`DEFAULT_BLOCK_TIMEOUT`]); `-` may stand for `_`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "drop_oldest" => Ok(Backpressure::DropOldest),
             "drop_newest" => Ok(Backpressure::DropNewest),
             "block" => Ok(Backpressure::Block {
-                timeout: crate::builder::DEFAULT_BLOCK_TIMEOUT,
+                timeout: DEFAULT_BLOCK_TIMEOUT,
             }),
-            _ => Err("expected drop_oldest, drop_newest or block".to_owned()),
+            _ => Err(ParseBackpressureError(s.to_owned())),
         }
     }
 }
+
+/// A back-pressure name that is not `drop_oldest`, `drop_newest` or `block`.
+///
+/// ```
+/// use tracing_offload::Backpressure;
+/// let e = "fast".parse::<Backpressure>().unwrap_err();
+/// assert_eq!(e.to_string(), "unknown back-pressure policy \"fast\": use drop_oldest, drop_newest or block");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown back-pressure policy {0:?}: use {EXPECTED_BACKPRESSURE}")]
+pub struct ParseBackpressureError(String);
+
+/// The accepted back-pressure names, as an env warning's "expected" text.
+pub(crate) const EXPECTED_BACKPRESSURE: &str = "drop_oldest, drop_newest or block";
 
 /// A one-way flag between threads (closed, stop, finished, abandoned).
 ///
@@ -206,10 +248,10 @@ impl Queue {
     }
 
     fn offer_blocking(&self, timeout: Duration, build: impl FnOnce() -> Record) -> Offer {
-        if self.records.is_full() && !self.wait_for_room(Instant::now() + timeout) {
+        if self.records.is_full() && !self.wait_for_room(deadline_after(timeout)) {
             return Offer::Dropped(DropReason::BlockTimeout);
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut record = build();
         loop {
             match self.records.push(record) {
