@@ -101,22 +101,6 @@ impl<T: AdminSource + ?Sized> AdminSource for Arc<T> {
     }
 }
 
-impl AdminSource for crate::Handle {
-    fn stats(&self) -> Stats {
-        crate::Handle::stats(self)
-    }
-    fn health(&self) -> Health {
-        crate::Handle::health(self)
-    }
-    fn config_json(&self) -> String {
-        // Plain data with string keys: serialising cannot fail.
-        serde_json::to_string(&self.config()).unwrap_or_else(|_| String::from("{}"))
-    }
-    fn sampling_rate(&self) -> Option<f64> {
-        self.effective_sampling_rate()
-    }
-}
-
 /// One response of the admin routes, independent of any HTTP library.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -387,6 +371,7 @@ fn handle(request: tiny_http::Request, source: &dyn AdminSource) {
 ///
 /// [Router]: https://docs.rs/axum/0.8/axum/struct.Router.html
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub fn router<S>(source: Arc<dyn AdminSource>) -> axum::Router<S>
 where
     S: Clone + Send + Sync + 'static,

@@ -3,25 +3,26 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::config::{self, Config, EnvReader, EnvWarning, Setting};
+use crate::config::{self, Config, Setting};
+use crate::env::{self, EnvReader, EnvWarning};
+use crate::error::BuildError;
 use crate::guard::{Guard, Handle};
 use crate::health::{HealthConfig, HealthMonitor};
 use crate::layer::{LayerSettings, OffloadLayer};
-use crate::queue::{Backpressure, Queue};
+use crate::pipeline::queue::{Backpressure, Intake, Queue, EXPECTED_BACKPRESSURE};
+use crate::pipeline::{Pipeline, PipelineSettings, SinkSlot};
 use crate::sampling::{
-    Sampler, SamplingError, TracesSampler, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
+    Sampler, SamplingError, SamplingSettings, TracesSampler, DEFAULT_SAMPLE_RATE,
+    DEFAULT_TRACES_SAMPLER,
 };
-use crate::sink::{Sink, SinkError};
+use crate::sink::Sink;
 use crate::stats::{Counters, SinkCounters};
-use crate::worker::{Pipeline, SinkSlot, WorkerSettings};
 
 /// Records the queue holds by default.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 /// The default back-pressure policy: refuse new records when full (cheapest, never blocks).
 pub const DEFAULT_BACKPRESSURE: Backpressure = Backpressure::DropNewest;
-/// How long [`Backpressure::Block`] waits for room when the timeout comes from the environment
-/// or from `"block".parse()`.
-pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_millis(100);
+pub use crate::pipeline::queue::DEFAULT_BLOCK_TIMEOUT;
 /// How long a critical record waits for room when the policy is not `Block`.
 pub const DEFAULT_CRITICAL_BLOCK_TIMEOUT: Duration = Duration::from_millis(100);
 /// Records the drain thread (and each sink thread) takes per batch.
@@ -98,76 +99,12 @@ impl std::fmt::Debug for Builder {
     }
 }
 
-/// Why [`Builder::build`] failed. Each message says what to change.
-///
-/// An inner error is shown once: either the message includes it, or
-/// [`source`](std::error::Error::source) returns it (never both, as the Rust API guidelines
-/// ask), so a chain printer such as `anyhow`'s `{:#}` prints each cause once. Print the chain
-/// to see the cause of [`Sink`](Self::Sink), [`Spawn`](Self::Spawn) and
-/// [`Admin`](Self::Admin) errors:
-///
-/// ```
-/// use std::error::Error;
-/// # let dir = tempfile::tempdir()?;
-/// # let not_a_dir = dir.path().join("file");
-/// # std::fs::write(&not_a_dir, "")?;
-/// let err = tracing_offload::OffloadLayer::builder()
-///     .sink(tracing_offload::sink::JsonFile::new(not_a_dir.join("app.jsonl")))
-///     .build()
-///     .unwrap_err();
-/// let mut chain = vec![err.to_string()];
-/// let mut source = err.source();
-/// while let Some(e) = source {
-///     chain.push(e.to_string());
-///     source = e.source();
-/// }
-/// // "sink `json` could not start: creating the directory of …: File exists (os error 17)"
-/// assert_eq!(chain[0], "sink `json` could not start");
-/// assert_eq!(chain.len(), 3);
-/// # Ok::<(), Box<dyn Error>>(())
-/// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// The queue capacity was 0.
-    #[error("queue capacity must be at least 1 (got 0); use a power of two such as 65536")]
-    ZeroCapacity,
-    /// A sink could not start, e.g. its file could not be opened (the reason is the
-    /// [`source`](std::error::Error::source)).
-    #[error("sink `{sink}` could not start")]
-    Sink {
-        /// The sink's name.
-        sink: String,
-        /// What went wrong.
-        #[source]
-        source: SinkError,
-    },
-    /// Two sinks had the same name.
-    #[error("two sinks are named `{0}`; give one of them another name (e.g. `JsonFile::new(..).name(\"audit\")`)")]
-    DuplicateSinkName(String),
-    /// The strict [`Builder::try_from_env`] found invalid environment variables.
-    #[error("invalid environment: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    InvalidEnv(Vec<EnvWarning>),
-    /// The admin endpoint could not bind its address (the message names it).
-    #[cfg(feature = "admin")]
-    #[error(transparent)]
-    Admin(#[from] crate::admin::AdminError),
-    /// A sampling rate or ratio was outside 0.0..=1.0 (the message names it; no
-    /// [`source`](std::error::Error::source)).
-    #[error("{0}; use a rate from 0.0 (keep none) to 1.0 (keep all)")]
-    Sampling(SamplingError),
-    /// A thread could not be started (the OS error is the
-    /// [`source`](std::error::Error::source)).
-    #[error("could not start the pipeline's threads")]
-    Spawn(#[from] std::io::Error),
-    /// [`init`](crate::init) found a global subscriber already installed.
-    #[error("a global tracing subscriber is already set; use `OffloadLayer::builder()` and add the layer to your own subscriber")]
-    GlobalSubscriberAlreadySet,
-}
+// === impl OffloadLayer ===
 
-impl From<SamplingError> for BuildError {
-    fn from(e: SamplingError) -> Self {
-        BuildError::Sampling(e)
+impl OffloadLayer {
+    /// Starts a [`Builder`] with every setting at its default.
+    pub fn builder() -> Builder {
+        Builder::new()
     }
 }
 
@@ -270,20 +207,16 @@ impl Builder {
     fn apply_env(&mut self, env: &mut EnvReader<'_>) {
         config::apply_sampling_env(&mut self.config, env, config::EnvPrecedence::CodeWins);
         let c = &mut self.config;
-        if let Some(disabled) = env.parse("OTEL_SDK_DISABLED", &false, config::boolean) {
+        if let Some(disabled) = env.parse("OTEL_SDK_DISABLED", &false, env::boolean) {
             c.enabled.set_env(!disabled, "OTEL_SDK_DISABLED");
         }
-        if let Some(n) = env.parse(
-            "OFFLOAD_CAPACITY",
-            &DEFAULT_CAPACITY,
-            config::positive_usize,
-        ) {
+        if let Some(n) = env.parse("OFFLOAD_CAPACITY", &DEFAULT_CAPACITY, env::positive_usize) {
             c.capacity.set_env(n, "OFFLOAD_CAPACITY");
         }
         let timeout = env.parse(
             "OFFLOAD_BLOCK_TIMEOUT_MS",
             &DEFAULT_BLOCK_TIMEOUT.as_millis(),
-            config::millis,
+            env::millis,
         );
         if let Some(t) = timeout {
             c.block_timeout_ms
@@ -291,7 +224,7 @@ impl Builder {
         }
         if let Some(mut p) = env.parse("OFFLOAD_BACKPRESSURE", &DEFAULT_BACKPRESSURE, |s| {
             s.parse::<Backpressure>()
-                .map_err(|_| Backpressure::NAMES.to_owned())
+                .map_err(|_| EXPECTED_BACKPRESSURE.to_owned())
         }) {
             if let (Backpressure::Block { timeout: t }, Some(from_env)) = (&mut p, timeout) {
                 *t = from_env;
@@ -414,6 +347,7 @@ impl Builder {
     /// `build()` until the [`Guard`] is dropped. Default: off; `OFFLOAD_ADMIN_ADDR` sets it.
     /// A bind failure makes `build()` fail with [`BuildError::Admin`]. See [`crate::admin`].
     #[cfg(feature = "admin")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
     pub fn admin_addr(mut self, addr: impl Into<String>) -> Self {
         self.config.admin_addr.set_code(Some(addr.into()));
         self
@@ -495,11 +429,41 @@ impl Builder {
 
     /// Starts the sinks and the threads, and returns the layer and the guard that owns them.
     pub fn build(mut self) -> Result<(OffloadLayer, Guard), BuildError> {
-        let c = &mut self.config;
+        let sampling = self.validate()?;
+        print_warnings(&self.config.warnings);
+        let names = self.start_sinks()?;
+        let wants_span_events = self.sinks.iter().any(|s| s.wants_span_events());
+        let pipeline = Arc::new(self.make_pipeline(names, sampling));
+        // The handle exists before the threads, so that an admin bind failure fails `build()`
+        // with nothing started.
+        let handle = Handle {
+            pipeline: Arc::clone(&pipeline),
+            config: Arc::new(RwLock::new(self.config.clone())),
+            health: Arc::new(HealthMonitor::new(self.health.clone())),
+        };
+        #[cfg(feature = "admin")]
+        let admin = self.start_admin(&handle)?;
+        pipeline.spawn(std::mem::take(&mut self.sinks))?;
+        let layer = OffloadLayer::new(
+            Arc::clone(&pipeline.intake),
+            self.layer_settings(wants_span_events),
+        );
+        let guard = Guard::new(
+            handle,
+            Duration::from_millis(self.config.drop_timeout_ms.value),
+        );
+        #[cfg(feature = "admin")]
+        let guard = guard.with_admin(admin);
+        Ok((layer, guard))
+    }
+
+    /// Checks the settings that can be wrong, and gives the sampler's.
+    fn validate(&self) -> Result<SamplingSettings, BuildError> {
+        let c = &self.config;
         if c.capacity.value == 0 {
             return Err(BuildError::ZeroCapacity);
         }
-        let sampling = crate::sampling::SamplingSettings {
+        let sampling = SamplingSettings {
             rate: c.sample_rate.value,
             traces: c.traces_sampler.value,
             whitelist: c.sample_always.value.clone(),
@@ -512,9 +476,12 @@ impl Builder {
             return Err(BuildError::Sampling(SamplingError::Rate(sampling.rate)));
         }
         sampling.traces.validate().map_err(BuildError::Sampling)?;
-        for w in &c.warnings {
-            eprintln!("tracing-offload: {w}");
-        }
+        Ok(sampling)
+    }
+
+    /// Starts every sink (names must be unique), and records their names, settings and
+    /// environment warnings in the config. Returns the names, in order.
+    fn start_sinks(&mut self) -> Result<Vec<String>, BuildError> {
         let mut names: Vec<String> = Vec::with_capacity(self.sinks.len());
         for sink in &mut self.sinks {
             let name = sink.name().to_owned();
@@ -527,16 +494,21 @@ impl Builder {
             })?;
             names.push(name);
         }
+        let c = &mut self.config;
         c.sinks = names.clone();
         for sink in &self.sinks {
             c.sink_settings
                 .insert(sink.name().to_owned(), sink.settings());
-            for w in sink.env_warnings() {
-                eprintln!("tracing-offload: {w}");
-                c.warnings.push(w);
-            }
+            let warnings = sink.env_warnings();
+            print_warnings(&warnings);
+            c.warnings.extend(warnings);
         }
-        let wants_span_events = self.sinks.iter().any(|s| s.wants_span_events());
+        Ok(names)
+    }
+
+    /// The queue, the counters, the sampler and one slot per sink; no thread yet.
+    fn make_pipeline(&self, names: Vec<String>, sampling: SamplingSettings) -> Pipeline {
+        let c = &self.config;
         let slots: Vec<Arc<SinkSlot>> = names
             .into_iter()
             .zip(&self.sinks)
@@ -551,43 +523,28 @@ impl Builder {
         let counters = Counters::new(slots.iter().map(|s| Arc::clone(&s.counters)).collect());
         let capacity = c.capacity.value;
         let queue = Queue::new(capacity, (capacity / 4).min(c.batch_size.value / 4).max(1));
-        let pipeline = Arc::new(Pipeline::new(
-            queue,
-            counters,
-            Sampler::new(sampling),
-            slots,
-            WorkerSettings {
-                batch_size: c.batch_size.value,
-                flush_interval: Duration::from_millis(c.flush_interval_ms.value),
-                sink_wait: match self.backpressure {
-                    // Half the callers' timeout: the drain gives up on a stalled sink before a
-                    // caller that started waiting after it does.
-                    Backpressure::Block { timeout } => Some(timeout / 2),
-                    _ => None,
-                },
-                sink_evict_oldest: self.backpressure == Backpressure::DropOldest,
-            },
-        ));
-        // The handle exists before the threads, so that an admin bind failure fails `build()`
-        // with nothing started.
-        #[cfg(feature = "admin")]
-        let admin_addr = c.admin_addr.value.clone();
-        let handle = Handle {
-            pipeline: Arc::clone(&pipeline),
-            config: Arc::new(RwLock::new(self.config.clone())),
-            health: Arc::new(HealthMonitor::new(self.health)),
-        };
-        #[cfg(feature = "admin")]
-        let admin = match admin_addr {
-            Some(addr) => Some(crate::admin::AdminServer::start(
-                addr.as_str(),
-                Arc::new(handle.clone()),
-            )?),
-            None => None,
-        };
-        pipeline.spawn(self.sinks)?;
+        let intake = Arc::new(Intake::new(queue, counters, Sampler::new(sampling)));
+        Pipeline::new(intake, slots, self.pipeline_settings())
+    }
+
+    fn pipeline_settings(&self) -> PipelineSettings {
         let c = &self.config;
-        let settings = LayerSettings {
+        PipelineSettings {
+            batch_size: c.batch_size.value,
+            flush_interval: Duration::from_millis(c.flush_interval_ms.value),
+            sink_wait: match self.backpressure {
+                // Half the callers' timeout: the drain gives up on a stalled sink before a
+                // caller that started waiting after it does.
+                Backpressure::Block { timeout } => Some(timeout / 2),
+                _ => None,
+            },
+            sink_evict_oldest: self.backpressure == Backpressure::DropOldest,
+        }
+    }
+
+    fn layer_settings(&self, wants_span_events: bool) -> LayerSettings {
+        let c = &self.config;
+        LayerSettings {
             enabled: c.enabled.value,
             backpressure: self.backpressure,
             critical_block_timeout: Duration::from_millis(c.critical_block_timeout_ms.value),
@@ -598,11 +555,29 @@ impl Builder {
                 0
             },
             critical_targets: c.critical_targets.value.clone().into(),
+        }
+    }
+
+    /// The admin endpoint, when an address is configured.
+    #[cfg(feature = "admin")]
+    fn start_admin(
+        &self,
+        handle: &Handle,
+    ) -> Result<Option<crate::admin::AdminServer>, BuildError> {
+        let Some(addr) = self.config.admin_addr.value.as_deref() else {
+            return Ok(None);
         };
-        let drop_timeout = Duration::from_millis(c.drop_timeout_ms.value);
-        let guard = Guard::new(handle, drop_timeout);
-        #[cfg(feature = "admin")]
-        let guard = guard.with_admin(admin);
-        Ok((OffloadLayer::new(pipeline, settings), guard))
+        Ok(Some(crate::admin::AdminServer::start(
+            addr,
+            Arc::new(handle.clone()),
+        )?))
+    }
+}
+
+/// Environment warnings go to stderr once, when the pipeline is built (they are also kept in
+/// [`Config::warnings`]).
+fn print_warnings(warnings: &[EnvWarning]) {
+    for w in warnings {
+        eprintln!("tracing-offload: {w}");
     }
 }

@@ -3,13 +3,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::config::{apply_sampling_env, Config, EnvPrecedence, EnvReader, EnvWarning};
+use crate::config::{apply_sampling_env, Config, EnvPrecedence};
+use crate::env::{EnvReader, EnvWarning};
 use crate::health::{Health, HealthMonitor};
+use crate::pipeline::{FlushError, Pipeline, ShutdownReport};
 use crate::sampling::{SamplingError, TracesSampler};
 use crate::stats::Stats;
-use crate::worker::{FlushError, Pipeline, ShutdownReport};
 
 /// A clonable, `Send + Sync` handle to a running pipeline: stats, config, flush.
 ///
@@ -51,7 +52,8 @@ impl Handle {
     ///
     /// On timeout, the error says what is still pending. Calling it does not stop the pipeline.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.pipeline.flush_until(Instant::now() + timeout)
+        self.pipeline
+            .flush_until(crate::clock::deadline_after(timeout))
     }
 
     /// The pipeline's health by the rules in [`crate::health`]: queue, drain thread, each sink,
@@ -80,12 +82,7 @@ impl Handle {
     /// `offload_sampling_rate` by `/metrics`, [`render_prometheus`](Self::render_prometheus)
     /// and the collector.
     pub(crate) fn effective_sampling_rate(&self) -> Option<f64> {
-        Some(
-            self.pipeline
-                .sampler
-                .stats(&self.pipeline.counters)
-                .effective_rate,
-        )
+        Some(self.pipeline.intake.sampler.stats().effective_rate)
     }
 
     // --- sampling at run time ---
@@ -104,7 +101,7 @@ impl Handle {
     /// ```
     pub fn set_sample_rate(&self, rate: f64) -> Result<(), SamplingError> {
         let mut config = self.config_mut();
-        self.pipeline.sampler.set_rate(rate)?;
+        self.pipeline.intake.sampler.set_rate(rate)?;
         config.sample_rate.set_code(rate);
         Ok(())
     }
@@ -122,7 +119,7 @@ impl Handle {
     /// ```
     pub fn set_traces_sampler(&self, sampler: TracesSampler) -> Result<(), SamplingError> {
         let mut config = self.config_mut();
-        self.pipeline.sampler.set_traces(sampler)?;
+        self.pipeline.intake.sampler.set_traces(sampler)?;
         config.traces_sampler.set_code(sampler);
         Ok(())
     }
@@ -131,14 +128,14 @@ impl Handle {
     /// name of events and root spans). Each callsite is matched again once, on its next use.
     pub fn set_sample_always(&self, prefixes: Vec<String>) {
         let mut config = self.config_mut();
-        self.pipeline.sampler.set_whitelist(prefixes.clone());
+        self.pipeline.intake.sampler.set_whitelist(prefixes.clone());
         config.sample_always.set_code(prefixes);
     }
 
     /// Turns the adaptive mode on or off; off restores the configured rate at once.
     pub fn set_sample_adaptive(&self, on: bool) {
         let mut config = self.config_mut();
-        self.pipeline.sampler.set_adaptive(on);
+        self.pipeline.intake.sampler.set_adaptive(on);
         config.sample_adaptive.set_code(on);
     }
 
@@ -175,7 +172,7 @@ impl Handle {
         let mut config = self.config_mut();
         let before = config.sample_always.value.clone();
         apply_sampling_env(&mut config, &mut env, EnvPrecedence::EnvWins);
-        let s = &self.pipeline.sampler;
+        let s = &self.pipeline.intake.sampler;
         // Values from the parser are in range, so these cannot fail.
         let _ = s.set_rate(config.sample_rate.value);
         let _ = s.set_traces(config.traces_sampler.value);
@@ -213,6 +210,24 @@ impl Handle {
     /// within `timeout`. Idempotent. See [`Guard::shutdown`].
     pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {
         self.pipeline.shutdown(timeout)
+    }
+}
+
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+impl crate::admin::AdminSource for Handle {
+    fn stats(&self) -> Stats {
+        Handle::stats(self)
+    }
+    fn health(&self) -> Health {
+        Handle::health(self)
+    }
+    fn config_json(&self) -> String {
+        // Plain data with string keys: serialising cannot fail.
+        serde_json::to_string(&self.config()).unwrap_or_else(|_| String::from("{}"))
+    }
+    fn sampling_rate(&self) -> Option<f64> {
+        self.effective_sampling_rate()
     }
 }
 
@@ -283,6 +298,7 @@ impl Guard {
     /// The address the admin endpoint listens on (the actual port when port 0 was asked for);
     /// `None` when it is off.
     #[cfg(feature = "admin")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
     pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
         self.admin.as_ref().map(|a| a.local_addr())
     }
@@ -322,11 +338,11 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let pipeline = &self.handle.pipeline;
+        let intake = &self.handle.pipeline.intake;
         // Only a drop that does the shutdown counts: after an explicit `shutdown`, later
         // records are expected to be lost.
-        if !self.quiet_on_drop && !pipeline.closed.is_set() {
-            pipeline.closed_by_guard_drop.set();
+        if !self.quiet_on_drop && !intake.closed.is_set() {
+            intake.closed_by_guard_drop.set();
         }
         match self.handle.shutdown(self.drop_timeout) {
             Err(FlushError::Abandoned { report }) if !self.quiet_on_drop => {

@@ -2,13 +2,15 @@
 //!
 //! What runs on the calling thread, in order: a cached per-callsite classification (level,
 //! criticality), the back-pressure check, field capture into an owned record, one push. Nothing
-//! here formats for output, does I/O, or takes a lock (except a `Block` producer waiting for
-//! room).
+//! here formats for output or does I/O. The locks it takes are short and sharded: the
+//! registry's span extensions (on span open, record, close and for events inside spans) and a
+//! shard of the open-span index (on span open and close); a `Block` producer also waits on a
+//! condition variable for room.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,14 +22,13 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
+use crate::ids::{new_span_id, new_trace_id, thread_info, SpanId, ThreadInfo, TraceId};
 use crate::level::LogLevel;
-use crate::queue::Backpressure;
+use crate::pipeline::queue::{Backpressure, Intake};
 use crate::record::DropReason;
-use crate::record::{
-    EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord, Text, ThreadInfo, TraceId,
-};
-use crate::sampling::{parse_traceparent, Parent, RemoteParent, TRACEPARENT_FIELD};
-use crate::worker::Pipeline;
+use crate::record::{EventRecord, FieldValue, Fields, Record, SpanRecord, Text};
+use crate::sampling::Parent;
+use crate::traceparent::{parse_traceparent, RemoteParent, TRACEPARENT_FIELD};
 
 /// The `tracing` layer. Build it with [`OffloadLayer::builder`]; install it on a
 /// `tracing_subscriber::Registry`.
@@ -36,8 +37,8 @@ use crate::worker::Pipeline;
 /// threads that write. Dropping the layer (e.g. with its subscriber) does not stop them.
 #[must_use = "a layer does nothing until it is added to a subscriber, e.g. `registry().with(layer)`"]
 pub struct OffloadLayer {
-    pub(crate) pipeline: Arc<Pipeline>,
-    pub(crate) settings: LayerSettings,
+    intake: Arc<Intake>,
+    settings: LayerSettings,
     /// Distinguishes this layer's entries in the thread-local callsite cache.
     id: u64,
 }
@@ -77,15 +78,10 @@ struct CallsiteClass {
 // === impl OffloadLayer ===
 
 impl OffloadLayer {
-    /// Starts a [`Builder`](crate::Builder) with every setting at its default.
-    pub fn builder() -> crate::Builder {
-        crate::Builder::new()
-    }
-
-    pub(crate) fn new(pipeline: Arc<Pipeline>, settings: LayerSettings) -> Self {
+    pub(crate) fn new(intake: Arc<Intake>, settings: LayerSettings) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         OffloadLayer {
-            pipeline,
+            intake,
             settings,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
@@ -105,10 +101,7 @@ impl OffloadLayer {
         CallsiteClass {
             level,
             may_be_critical: level == LogLevel::Error && meta.fields().field("critical").is_some(),
-            whitelisted: self
-                .pipeline
-                .sampler
-                .whitelisted(meta.target(), meta.name()),
+            whitelisted: self.intake.sampler.whitelisted(meta.target(), meta.name()),
             may_have_remote_parent: meta.is_span()
                 && meta.fields().field(TRACEPARENT_FIELD).is_some(),
         }
@@ -119,7 +112,7 @@ impl OffloadLayer {
     #[inline]
     fn classify(&self, meta: &'static Metadata<'static>) -> CallsiteClass {
         let key = (self.id, meta as *const Metadata<'static> as usize);
-        let generation = self.pipeline.sampler.generation();
+        let generation = self.intake.sampler.generation();
         CALLSITES.with(|cache| {
             if let Some((g, class)) = cache.borrow().get(&key) {
                 if *g == generation {
@@ -149,7 +142,7 @@ impl OffloadLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let sampler = &self.pipeline.sampler;
+        let sampler = &self.intake.sampler;
         if class.whitelisted
             || level == LogLevel::Critical
             || (level == LogLevel::Error && sampler.keep_errors)
@@ -183,7 +176,7 @@ impl OffloadLayer {
     /// Offers one record; records offered after shutdown are counted and not built.
     #[inline]
     fn offer(&self, level: LogLevel, build: impl FnOnce() -> Record) {
-        let p = &self.pipeline;
+        let p = &self.intake;
         if p.closed.is_set() {
             p.counters.dropped.add(DropReason::Shutdown, 1);
             p.offered_after_close();
@@ -201,7 +194,7 @@ impl OffloadLayer {
             fields,
             message,
             cap: self.settings.max_field_len,
-            truncated: &self.pipeline.counters.truncated_values,
+            truncated: &self.intake.counters.truncated_values,
             replace: false,
         }
     }
@@ -215,8 +208,6 @@ const CALLSITE_CACHE_LIMIT: usize = 16_384;
 
 thread_local! {
     static CALLSITES: RefCell<CallsiteCache> = RefCell::new(HashMap::default());
-    static THREAD: ThreadInfo = current_thread_info();
-    static RNG: Cell<u64> = Cell::new(seed());
 }
 
 /// A fast hasher for (id, address) keys: addresses are already well spread.
@@ -239,81 +230,6 @@ impl Hasher for AddrHasher {
     }
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64)
-    }
-}
-
-fn current_thread_info() -> ThreadInfo {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    ThreadInfo {
-        id: NEXT.fetch_add(1, Ordering::Relaxed),
-        name: std::thread::current().name().and_then(intern_thread_name),
-    }
-}
-
-/// Distinct thread names interned so far; bounded so that a program naming every thread
-/// uniquely cannot grow it without limit.
-const THREAD_NAMES_LIMIT: usize = 4_096;
-
-/// The `'static` copy of a thread name, made once per distinct name (under a lock, once per
-/// thread, never per record).
-fn intern_thread_name(name: &str) -> Option<&'static str> {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    let names = names.get_or_insert_with(HashSet::new);
-    if let Some(known) = names.get(name) {
-        return Some(known);
-    }
-    if names.len() >= THREAD_NAMES_LIMIT {
-        return None;
-    }
-    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(leaked);
-    Some(leaked)
-}
-
-/// This thread's info: a copy of two words, no reference count.
-fn thread_info() -> ThreadInfo {
-    THREAD.with(|t| *t)
-}
-
-/// This thread's small index (the `id` of its [`ThreadInfo`]).
-pub(crate) fn thread_index() -> u64 {
-    THREAD.with(|t| t.id)
-}
-
-fn seed() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(THREAD.with(|t| t.id));
-    h.finish() | 1
-}
-
-/// A wyrand step on a thread-local state: cheap, uncontended, good enough for ids.
-pub(crate) fn random_u64() -> u64 {
-    RNG.with(|s| {
-        let v = s.get().wrapping_add(0xa076_1d64_78bd_642f);
-        s.set(v);
-        let t = u128::from(v) * u128::from(v ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) as u64) ^ (t as u64)
-    })
-}
-
-pub(crate) fn new_span_id() -> SpanId {
-    loop {
-        let v = random_u64();
-        if v != 0 {
-            return SpanId::from_u64(v);
-        }
-    }
-}
-
-pub(crate) fn new_trace_id() -> TraceId {
-    loop {
-        let v = (u128::from(random_u64()) << 64) | u128::from(random_u64());
-        if v != 0 {
-            return TraceId::from_u128(v);
-        }
     }
 }
 
@@ -376,7 +292,7 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         let meta = span.metadata();
-        let sampler = &self.pipeline.sampler;
+        let sampler = &self.intake.sampler;
         let class = self.classify(meta);
         let (parent, mut trace_id, parent_span_id) = match span.parent() {
             Some(p) => {
@@ -420,7 +336,7 @@ where
         let mut fields = Fields::with_capacity(meta.fields().len());
         attrs.record(&mut self.capture(&mut fields, None));
         let started = Instant::now();
-        let open_ticket = self.pipeline.counters.open_span_index.open(started);
+        let open_ticket = self.intake.counters.open_span_index.open(started);
         let state = SpanState {
             trace_id,
             span_id: new_span_id(),
@@ -436,7 +352,7 @@ where
             open_ticket,
         };
         span.extensions_mut().insert(state);
-        self.pipeline.counters.spans_opened.incr();
+        self.intake.counters.spans_opened.incr();
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
@@ -460,7 +376,7 @@ where
             level = LogLevel::Critical;
         }
         if !self.keep_event(&class, level, event, &ctx) {
-            self.pipeline.counters.sampled_out.incr();
+            self.intake.counters.sampled_out.incr();
             return;
         }
         self.offer(level, || {
@@ -493,7 +409,7 @@ where
                     state.events.push(Arc::clone(&record));
                 } else {
                     state.dropped_events = state.dropped_events.saturating_add(1);
-                    self.pipeline.counters.span_events_dropped.incr();
+                    self.intake.counters.span_events_dropped.incr();
                 }
             }
             Record::Event(record)
@@ -504,13 +420,13 @@ where
         let Some(span) = ctx.span(&id) else { return };
         let Some(state) = span.extensions_mut().remove::<SpanState>() else {
             if span.extensions().get::<Unsampled>().is_some() {
-                self.pipeline.counters.spans_sampled_out.incr();
+                self.intake.counters.spans_sampled_out.incr();
             }
             return;
         };
-        self.pipeline.counters.spans_closed.incr();
+        self.intake.counters.spans_closed.incr();
         if let Some(ticket) = state.open_ticket {
-            self.pipeline.counters.open_span_index.close(ticket);
+            self.intake.counters.open_span_index.close(ticket);
         }
         let meta = span.metadata();
         self.offer(state.level, move || {
@@ -730,13 +646,5 @@ mod tests {
         w.write_str("zzz").unwrap();
         assert_eq!(w.total, 11);
         assert_eq!(buf, "abcé");
-    }
-
-    #[test]
-    fn ids_are_valid_and_distinct() {
-        let a = new_trace_id();
-        let b = new_trace_id();
-        assert!(a.is_valid() && b.is_valid() && a != b);
-        assert!(new_span_id().is_valid());
     }
 }

@@ -64,38 +64,36 @@
 //!    ▼                                │
 //!  OffloadLayer (layer.rs)            │
 //!    classify per callsite (cached)   │
+//!    sample (sampling.rs)             │
 //!    capture fields → owned Record    │
-//!    push per Backpressure ───────────┼──▶ ArrayQueue<Record> (queue.rs)
+//!    push per Backpressure ───────────┼──▶ ArrayQueue<Record> (pipeline/queue.rs)
 //!                                     │        ▼
-//!                                     │   "offload-drain" (worker.rs): pops batches,
+//!                                     │   "offload-drain" (pipeline/drain.rs): pops batches,
 //!                                     │    hands Arc'd records to every sink's buffer
 //!                                     │        ▼            ▼            ▼
-//!                                     │   "offload-sink-console" "offload-sink-json"
-//!                                     │   "offload-sink-otlp" (one private runtime) …
+//!                                     │   "offload-sink-<name>" threads (pipeline/sink_thread.rs)
+//!                                     │    → sink::Console, sink::JsonFile, sink::Otlp, …
 //! ```
 //!
-//! | module | owns |
-//! |---|---|
-//! | `builder` | [`Builder`], the `DEFAULT_*` constants, env reading, `build()` |
-//! | `config` | the effective [`Config`], where each value came from, env parsing rules |
-//! | `layer` | the hot path: callsite cache, span state in registry extensions, capture, push |
-//! | `level` | the [`LogLevel`] taxonomy and its mappings |
-//! | `sampling` | event rate, [`TracesSampler`]s, whitelist, adaptive mode; pure decisions over atomics |
-//! | `record` | owned [`Record`]s, ids, [`DropReason`] — the only types both sides share |
-//! | `queue` | the `ArrayQueue`, [`Backpressure`], coalesced wake-ups, blocked-producer waits |
-//! | `notify` | waiting with a deadline for a condition another thread makes true (loom-checked) |
-//! | `stats` | counters striped per thread over cache-padded atomics, histograms, the [`Stats`] snapshot |
-//! | `open_spans` | start times of open spans (sharded, holds no span) for stuck-span health |
-//! | `worker` | the drain thread, the sink threads, flush and shutdown |
-//! | `guard` | [`Guard`] (shuts down on drop) and the clonable [`Handle`] |
-//! | `init` | [`init`] and [`init_with`]: the environment's pipeline, the `RUST_LOG` filter, the `log` bridge, the global subscriber |
-//! | `silent` | the subscriber the crate's own threads run under (records nothing, raises no level) |
-//! | `sink` | the [`Sink`](sink::Sink) trait, [`Console`](sink::Console), [`JsonFile`](sink::JsonFile), [`Channel`](sink::Channel) |
-//! | `sink::otlp`, `sink::runtime` | (feature `otlp`) the OTLP sink, and the private-runtime machinery it shares with `sink::Async` for user async sinks |
-//! | [`propagation`] | W3C `traceparent` in and out: [`OffloadSpanExt`], `http::HeaderMap` helpers |
-//! | [`metrics`] | the [`Stats`] in the Prometheus formats through `prometheus-client` (a `Collector` over snapshots) |
-//! | [`health`] | [`Health`](health::Health) from a snapshot by documented rules and thresholds; read-only |
-//! | `admin` | (feature `admin`) `/metrics`, `/health`, `/config`: the `offload-admin` HTTP thread and the routes as a function |
+//! Modules depend one way, from the leaves up; nothing imports a module above it:
+//!
+//! | tier | module | owns |
+//! |---|---|---|
+//! | leaves | `level` | the [`LogLevel`] taxonomy and its mappings |
+//! | | `ids` | [`TraceId`], [`SpanId`], [`ThreadInfo`], the per-thread random step that makes ids |
+//! | | `traceparent` | W3C `traceparent`: parse and format |
+//! | | `record` | owned [`Record`]s, [`FieldValue`], [`DropReason`] — the only types both sides share |
+//! | | `counters`, `clock`, `env`, `open_spans` | striped counters and the histogram; saturating deadlines; env reading rules; start times of open spans |
+//! | | `silent` | the subscriber the crate's own threads run under (records nothing, raises no level) |
+//! | decisions | `sampling` | event rate, [`TracesSampler`]s, whitelist, adaptive mode; pure decisions over atomics |
+//! | | `stats` | every counter of a pipeline and the [`Stats`] snapshot |
+//! | | `pipeline::queue`, `pipeline::notify` | the `Intake` the layer pushes into (`ArrayQueue`, [`Backpressure`], counters, sampler, closed flag); waiting with a deadline (loom-checked) |
+//! | hot side | `layer` | `impl Layer`: callsite cache, span state in registry extensions, capture, push |
+//! | threads | `pipeline` | the drain thread, one thread per sink, flush and shutdown |
+//! | | `sink` | the [`Sink`](sink::Sink) trait and the sinks; a sink knows records and its own settings, nothing of the layer |
+//! | surface | `config`, `error`, `guard`, `builder` | the effective [`Config`]; [`BuildError`]; [`Guard`] and [`Handle`]; [`Builder`] and the `DEFAULT_*` constants |
+//! | | `init` | [`init`] and [`init_with`]: the environment's pipeline, the `RUST_LOG` filter, the `log` bridge, the global subscriber |
+//! | | [`health`], [`metrics`], `admin`, [`propagation`] | health rules over a snapshot; the Prometheus formats; `/metrics` `/health` `/config`; W3C context in and out |
 //!
 //! A span's state (ids, start time, fields, its capped list of events) lives in the registry's
 //! extensions and is freed when the span closes; nothing else holds a span. One record is made
@@ -205,51 +203,60 @@
 //! dependencies need); it is raised only in a minor release, with a CHANGELOG entry.
 
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 
 #[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 mod builder;
+mod clock;
 mod config;
+mod counters;
+mod env;
+mod error;
 mod guard;
 pub mod health;
+mod ids;
 mod init;
 mod layer;
 mod level;
 pub mod metrics;
-mod notify;
 mod open_spans;
+mod pipeline;
 pub mod propagation;
-mod queue;
 mod record;
 mod sampling;
 mod silent;
 pub mod sink;
 mod stats;
-mod worker;
+mod traceparent;
 
 pub use builder::{
-    BuildError, Builder, DEFAULT_BACKPRESSURE, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_TIMEOUT,
-    DEFAULT_CAPACITY, DEFAULT_CRITICAL_BLOCK_TIMEOUT, DEFAULT_DROP_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
+    Builder, DEFAULT_BACKPRESSURE, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_TIMEOUT, DEFAULT_CAPACITY,
+    DEFAULT_CRITICAL_BLOCK_TIMEOUT, DEFAULT_DROP_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_FIELD_LEN, DEFAULT_SINK_BUFFER_CAPACITY, DEFAULT_SPAN_EVENT_LIMIT,
 };
-pub use config::{Config, EnvWarning, Setting, Source};
+pub use config::{Config, Setting, Source};
+pub use env::EnvWarning;
+pub use error::BuildError;
 pub use guard::{Guard, Handle};
+pub use ids::{SpanId, ThreadInfo, TraceId};
 pub use init::{init, init_with, InitSubscriber};
 pub use layer::OffloadLayer;
 pub use level::{LogLevel, ParseLevelError};
+pub use pipeline::queue::{Backpressure, ParseBackpressureError};
+pub use pipeline::{FlushError, Pending, ShutdownReport};
 pub use propagation::{OffloadSpanExt, SpanContext};
-pub use queue::Backpressure;
 pub use record::{
-    rfc3339, DropNotice, DropReason, EventRecord, FieldValue, Fields, Record, SpanId, SpanRecord,
-    Text, ThreadInfo, TraceId,
+    rfc3339, DropNotice, DropReason, EventRecord, FieldValue, Fields, Record, SpanRecord, Text,
 };
 pub use sampling::{
-    SamplingError, SamplingStats, TracesSampler, ADAPTIVE_FACTORS, ADAPTIVE_RESTORE_BELOW,
-    ADAPTIVE_STEP_DOWN_AT, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER, TRACEPARENT_FIELD,
+    ParseSamplerError, SamplingError, SamplingStats, TracesSampler, ADAPTIVE_FACTORS,
+    ADAPTIVE_RESTORE_BELOW, ADAPTIVE_STEP_DOWN_AT, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
 };
 pub use stats::{LatencyHistogram, SinkStats, Stats, LATENCY_BUCKETS_SECONDS};
-pub use worker::{FlushError, Pending, ShutdownReport};
+pub use traceparent::TRACEPARENT_FIELD;
 
 /// The README's code blocks, compiled (and the runnable ones run) as doctests so that they
 /// cannot drift from the API. Its examples use the `otlp` and `admin` features.

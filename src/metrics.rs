@@ -48,7 +48,7 @@
 //!
 //! Drop reasons that the queue can produce (`queue_full_oldest`, `queue_full_newest`,
 //! `block_timeout`, `shutdown`) and those a sink can produce (`sink_buffer_full`,
-//! `sink_disabled`, `sink_export_failed`, `shutdown_deadline`) are always present, at 0 until
+//! `sink_disabled`, `shutdown_deadline`) are always present, at 0 until
 //! they happen, so that `rate()` and `increase()` see the first drop.
 //!
 //! # Example
@@ -104,10 +104,9 @@ const QUEUE_DROP_REASONS: [DropReason; 4] = [
 ];
 
 /// Drop reasons a sink produces; always exported per sink, 0 until seen.
-const SINK_DROP_REASONS: [DropReason; 4] = [
+const SINK_DROP_REASONS: [DropReason; 3] = [
     DropReason::SinkBufferFull,
     DropReason::SinkDisabled,
-    DropReason::SinkExportFailed,
     DropReason::ShutdownDeadline,
 ];
 
@@ -190,7 +189,7 @@ type RateSource = Arc<dyn Fn() -> Option<f64> + Send + Sync>;
 #[derive(Clone)]
 pub struct OffloadCollector {
     stats: StatsSource,
-    // --- sampling hook: the sampling work reports its effective rate through this. ---
+    /// The effective event sampling rate, exported as `offload_sampling_rate` when set.
     sampling_rate: Option<RateSource>,
 }
 

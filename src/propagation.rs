@@ -25,8 +25,8 @@
 
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::ids::{SpanId, TraceId};
 use crate::layer::{SpanState, Unsampled};
-use crate::record::{SpanId, TraceId};
 
 /// The trace context of a span recorded by an [`OffloadLayer`](crate::OffloadLayer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub trait OffloadSpanExt {
     /// the callee decides for itself.
     fn traceparent(&self) -> Option<String> {
         self.offload_context()
-            .map(|c| format!("00-{}-{}-01", c.trace_id, c.span_id))
+            .map(|c| crate::traceparent::format_traceparent(c.trace_id, c.span_id, true))
     }
 
     /// Whether the span is known to be unsampled (its trace is not recorded).
@@ -88,6 +88,7 @@ fn with_extensions<T>(
 
 /// Puts the current span's `traceparent` on outgoing request headers; returns whether it did.
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub fn inject_traceparent(span: &tracing::Span, headers: &mut http::HeaderMap) -> bool {
     let Some(value) = span.traceparent() else {
         return false;
@@ -104,6 +105,7 @@ pub fn inject_traceparent(span: &tracing::Span, headers: &mut http::HeaderMap) -
 /// The `traceparent` header of an incoming request, to give to the request's root span as the
 /// `traceparent` field. Invalid values are ignored by the layer (a new trace starts).
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub fn traceparent_from_headers(headers: &http::HeaderMap) -> Option<&str> {
     headers.get(crate::TRACEPARENT_FIELD)?.to_str().ok()
 }

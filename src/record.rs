@@ -11,117 +11,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tracing_core::Metadata;
 
+use crate::ids::{SpanId, ThreadInfo, TraceId};
 use crate::level::LogLevel;
-
-/// A 16-byte trace id, OpenTelemetry- and W3C-compatible. All zeroes is invalid.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct TraceId(pub [u8; 16]);
-
-/// An 8-byte span id, OpenTelemetry- and W3C-compatible. All zeroes is invalid.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct SpanId(pub [u8; 8]);
-
-// === impl TraceId ===
-
-impl TraceId {
-    /// The invalid, all-zero trace id.
-    pub const INVALID: TraceId = TraceId([0; 16]);
-
-    /// Builds a trace id from a big-endian `u128`.
-    pub const fn from_u128(v: u128) -> Self {
-        TraceId(v.to_be_bytes())
-    }
-
-    /// The id as a big-endian `u128`.
-    pub const fn to_u128(self) -> u128 {
-        u128::from_be_bytes(self.0)
-    }
-
-    /// Whether the id is valid (not all zeroes).
-    pub const fn is_valid(self) -> bool {
-        self.to_u128() != 0
-    }
-
-    /// Parses 32 lower- or upper-case hex digits.
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 32 {
-            return None;
-        }
-        u128::from_str_radix(hex, 16).ok().map(Self::from_u128)
-    }
-}
-
-impl TraceId {
-    /// The 32 lower-case hex digits, without allocating.
-    pub fn to_hex(self) -> [u8; 32] {
-        let mut out = [0; 32];
-        write_hex(&mut out, &self.0);
-        out
-    }
-}
-
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(std::str::from_utf8(&self.to_hex()).map_err(|_| fmt::Error)?)
-    }
-}
-
-impl fmt::Debug for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TraceId({self})")
-    }
-}
-
-// === impl SpanId ===
-
-impl SpanId {
-    /// The invalid, all-zero span id.
-    pub const INVALID: SpanId = SpanId([0; 8]);
-
-    /// Builds a span id from a big-endian `u64`.
-    pub const fn from_u64(v: u64) -> Self {
-        SpanId(v.to_be_bytes())
-    }
-
-    /// The id as a big-endian `u64`.
-    pub const fn to_u64(self) -> u64 {
-        u64::from_be_bytes(self.0)
-    }
-
-    /// Whether the id is valid (not all zeroes).
-    pub const fn is_valid(self) -> bool {
-        self.to_u64() != 0
-    }
-
-    /// Parses 16 lower- or upper-case hex digits.
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 16 {
-            return None;
-        }
-        u64::from_str_radix(hex, 16).ok().map(Self::from_u64)
-    }
-}
-
-impl SpanId {
-    /// The 16 lower-case hex digits, without allocating.
-    pub fn to_hex(self) -> [u8; 16] {
-        let mut out = [0; 16];
-        write_hex(&mut out, &self.0);
-        out
-    }
-}
-
-impl fmt::Display for SpanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(std::str::from_utf8(&self.to_hex()).map_err(|_| fmt::Error)?)
-    }
-}
-
-impl fmt::Debug for SpanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SpanId({self})")
-    }
-}
 
 /// A captured field value. Integers, floats and bools are stored inline; text is owned and capped
 /// at [`Builder::max_field_len`](crate::Builder::max_field_len) bytes.
@@ -189,17 +80,6 @@ impl fmt::Display for FieldValue {
 /// Captured fields: `&'static str` names (never copied) and owned values, in recording order.
 /// Up to four fields are stored inline in the record (no allocation).
 pub type Fields = smallvec::SmallVec<[(&'static str, FieldValue); 4]>;
-
-/// The thread a record was made on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ThreadInfo {
-    /// A small number unique to the thread within this process (stable for its life).
-    pub id: u64,
-    /// The thread's name, when it has one. Names are interned once per distinct name (up to
-    /// 4 096 of them; threads named after that are known by `id` only), so a record carries a
-    /// plain reference and copying it costs nothing.
-    pub name: Option<&'static str>,
-}
 
 /// One `tracing` event.
 #[derive(Clone, Debug)]
@@ -269,22 +149,19 @@ pub enum DropReason {
     SinkBufferFull,
     /// The sink had failed (panicked) and was disabled.
     SinkDisabled,
-    /// The sink gave up exporting it after its retries.
-    SinkExportFailed,
     /// Still waiting for a sink when the shutdown deadline passed.
     ShutdownDeadline,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order (used for counters).
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::QueueFullOldest,
         DropReason::QueueFullNewest,
         DropReason::BlockTimeout,
         DropReason::Shutdown,
         DropReason::SinkBufferFull,
         DropReason::SinkDisabled,
-        DropReason::SinkExportFailed,
         DropReason::ShutdownDeadline,
     ];
 
@@ -297,7 +174,6 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::SinkBufferFull => "sink_buffer_full",
             DropReason::SinkDisabled => "sink_disabled",
-            DropReason::SinkExportFailed => "sink_export_failed",
             DropReason::ShutdownDeadline => "shutdown_deadline",
         }
     }
@@ -432,15 +308,6 @@ fn write_digits(out: &mut [u8], mut v: u32) {
     }
 }
 
-/// Writes `bytes` as lower-case hex into `out` (twice as long).
-pub(crate) fn write_hex(out: &mut [u8], bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0xf)];
-    }
-}
-
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -478,17 +345,5 @@ mod tests {
             assert_eq!(ours[..26], theirs[..26], "{secs}");
             assert!(ours.ends_with('Z'));
         }
-    }
-
-    #[test]
-    fn ids_round_trip_through_hex() {
-        let t = TraceId::from_u128(0x4bf92f3577b34da6a3ce929d0e0e4736);
-        assert_eq!(t.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(TraceId::from_hex(&t.to_string()), Some(t));
-        let s = SpanId::from_u64(0x00f067aa0ba902b7);
-        assert_eq!(s.to_string(), "00f067aa0ba902b7");
-        assert_eq!(SpanId::from_hex("00f067aa0ba902b7"), Some(s));
-        assert!(!TraceId::INVALID.is_valid() && !SpanId::INVALID.is_valid());
-        assert_eq!(SpanId::from_hex("xyz"), None);
     }
 }

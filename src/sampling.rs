@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::Serialize;
 
-use crate::record::{SpanId, TraceId};
-use crate::stats::Counter;
+use crate::counters::Counter;
+use crate::ids::TraceId;
 
 /// Which spans are recorded: OpenTelemetry's samplers, with their `OTEL_TRACES_SAMPLER` names.
 ///
@@ -68,11 +68,11 @@ pub const DEFAULT_SAMPLE_RATE: f64 = 1.0;
 impl TracesSampler {
     /// Parses an `OTEL_TRACES_SAMPLER` name with its `OTEL_TRACES_SAMPLER_ARG`. A ratio
     /// sampler without an argument uses 1.0, as the OTel specification says.
-    pub fn parse(name: &str, arg: Option<&str>) -> Result<Self, String> {
-        let ratio = || -> Result<f64, String> {
+    pub fn parse(name: &str, arg: Option<&str>) -> Result<Self, ParseSamplerError> {
+        let ratio = || -> Result<f64, ParseSamplerError> {
             match arg.map(str::trim).filter(|a| !a.is_empty()) {
                 None => Ok(1.0),
-                Some(a) => parse_ratio(a),
+                Some(a) => parse_ratio(a).map_err(|_| ParseSamplerError::Ratio(a.to_owned())),
             }
         };
         Ok(match name.trim().to_ascii_lowercase().as_str() {
@@ -82,13 +82,7 @@ impl TracesSampler {
             "parentbased_always_on" => TracesSampler::ParentBasedAlwaysOn,
             "parentbased_always_off" => TracesSampler::ParentBasedAlwaysOff,
             "parentbased_traceidratio" => TracesSampler::ParentBasedTraceIdRatio(ratio()?),
-            _ => {
-                return Err(
-                    "one of always_on, always_off, traceidratio, parentbased_always_on, \
-                            parentbased_always_off, parentbased_traceidratio"
-                        .to_owned(),
-                )
-            }
+            _ => return Err(ParseSamplerError::Name(name.to_owned())),
         })
     }
 
@@ -147,7 +141,7 @@ impl fmt::Display for TracesSampler {
 }
 
 impl FromStr for TracesSampler {
-    type Err = String;
+    type Err = ParseSamplerError;
 
     /// Parses `name` or `name:arg` (e.g. `traceidratio:0.25`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -157,6 +151,29 @@ impl FromStr for TracesSampler {
         }
     }
 }
+
+/// A traces sampler that could not be parsed.
+///
+/// ```
+/// use tracing_offload::{ParseSamplerError, TracesSampler};
+/// let e = "sometimes".parse::<TracesSampler>().unwrap_err();
+/// assert_eq!(e, ParseSamplerError::Name("sometimes".into()));
+/// assert!(e.to_string().starts_with("unknown traces sampler \"sometimes\": use one of always_on,"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseSamplerError {
+    /// Not one of OpenTelemetry's sampler names.
+    #[error("unknown traces sampler {0:?}: use one of {SAMPLER_NAMES}")]
+    Name(String),
+    /// The ratio argument was not a number from 0.0 to 1.0.
+    #[error("invalid sampler ratio {0:?}: use a number from 0.0 to 1.0")]
+    Ratio(String),
+}
+
+/// The sampler names [`TracesSampler::parse`] accepts.
+pub(crate) const SAMPLER_NAMES: &str = "always_on, always_off, traceidratio, \
+    parentbased_always_on, parentbased_always_off, parentbased_traceidratio";
 
 /// A sampling setting that was out of range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -240,66 +257,6 @@ pub(crate) enum Parent {
     /// A parent in another process (a W3C `traceparent`), with its sampled flag. The
     /// parent-based samplers honour the flag; the others decide by themselves, as in OTel.
     Remote(bool),
-}
-
-/// The name of the span field that carries a remote parent: a W3C `traceparent`
-/// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`), given when a root span is created.
-///
-/// The span joins the remote trace (its trace id, with the remote span as its parent and
-/// `parent_is_remote` set), and the parent-based samplers follow the remote sampled flag
-/// (bit `01` of the flags). An invalid value is ignored: the span starts a new trace, as the
-/// W3C Trace Context specification says. The field is only read on spans without a local
-/// parent, and only when they are created (not from `Span::record`).
-///
-/// ```
-/// use tracing_offload::TRACEPARENT_FIELD;
-/// assert_eq!(TRACEPARENT_FIELD, "traceparent");
-/// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-/// let _span = tracing::info_span!("request", traceparent = header);
-/// ```
-pub const TRACEPARENT_FIELD: &str = "traceparent";
-
-/// A parent span in another process, from a W3C `traceparent`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RemoteParent {
-    pub(crate) trace_id: TraceId,
-    pub(crate) span_id: SpanId,
-    pub(crate) sampled: bool,
-}
-
-/// Parses a W3C `traceparent` (Trace Context level 1): version `00` is exactly 55 characters;
-/// a higher version may carry more after a `-`; version `ff`, upper-case hex and all-zero ids
-/// are invalid.
-pub(crate) fn parse_traceparent(s: &str) -> Option<RemoteParent> {
-    let s = s.trim();
-    let b = s.as_bytes();
-    if b.len() < 55 {
-        return None;
-    }
-    // Check bytes before slicing: the first 55 are then ASCII, so the slices below are on
-    // char boundaries whatever the input.
-    let well_formed = b[..55].iter().enumerate().all(|(i, c)| match i {
-        2 | 35 | 52 => *c == b'-',
-        _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
-    });
-    if !well_formed {
-        return None;
-    }
-    let (version, trace, span, flags) = (&s[..2], &s[3..35], &s[36..52], &s[53..55]);
-    match version {
-        "ff" => return None,
-        "00" if b.len() != 55 => return None,
-        _ if b.len() > 55 && b[55] != b'-' => return None,
-        _ => {}
-    }
-    let trace_id = TraceId::from_hex(trace).filter(|t| t.is_valid())?;
-    let span_id = SpanId::from_hex(span).filter(|s| s.is_valid())?;
-    let flags = u8::from_str_radix(flags, 16).ok()?;
-    Some(RemoteParent {
-        trace_id,
-        span_id,
-        sampled: flags & 1 == 1,
-    })
 }
 
 /// The live sampling settings of one pipeline, shared by the layer, the drain thread and the
@@ -502,7 +459,8 @@ impl Sampler {
             .store(rate_threshold(rate * factor), Relaxed);
     }
 
-    pub(crate) fn stats(&self, counters: &crate::stats::Counters) -> SamplingStats {
+    /// The settings in force; the pipeline fills in the counts from its own snapshot.
+    pub(crate) fn stats(&self) -> SamplingStats {
         let configured_rate = f64::from_bits(self.configured_rate.load(Relaxed));
         let step = self.adaptive_step.load(Relaxed);
         SamplingStats {
@@ -518,8 +476,8 @@ impl Sampler {
             adaptive: self.adaptive.load(Relaxed),
             adaptive_step: step,
             adaptive_changes: self.adaptive_changes.get(),
-            events_sampled_out: counters.sampled_out.get(),
-            spans_sampled_out: counters.spans_sampled_out.get(),
+            events_sampled_out: 0,
+            spans_sampled_out: 0,
         }
     }
 }
@@ -558,17 +516,17 @@ fn random(layer_id: u64, seed: Option<u64>) -> u64 {
                     }),
                 };
                 let state = match seed {
-                    Some(seed) => splitmix64(seed ^ splitmix64(crate::layer::thread_index())),
-                    None => crate::layer::random_u64(),
+                    Some(seed) => splitmix64(seed ^ splitmix64(crate::ids::thread_index())),
+                    None => crate::ids::random_u64(),
                 };
                 slot.set((layer_id, state));
                 slot
             }
         };
-        let state = slot.get().1.wrapping_add(0xa076_1d64_78bd_642f);
+        let mut state = slot.get().1;
+        let v = crate::ids::wyrand(&mut state);
         slot.set((layer_id, state));
-        let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) as u64) ^ (t as u64)
+        v
     })
 }
 
@@ -617,8 +575,8 @@ mod tests {
             ];
             let ids = (0..20_000u64)
                 .map(|i| {
-                    u128::from(crate::layer::random_u64()) << 64
-                        | u128::from(crate::layer::random_u64() ^ i)
+                    u128::from(crate::ids::random_u64()) << 64
+                        | u128::from(crate::ids::random_u64() ^ i)
                 })
                 .chain(edges.iter().map(|&low| 0xabcd << 64 | u128::from(low)));
             for id in ids {
@@ -702,66 +660,27 @@ mod tests {
     }
 
     #[test]
-    fn traceparent_follows_w3c_trace_context() {
-        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let p = parse_traceparent(ok).unwrap();
-        assert_eq!(p.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(p.span_id.to_string(), "00f067aa0ba902b7");
-        assert!(p.sampled);
-        assert!(
-            !parse_traceparent(&ok.replace("-01", "-00"))
-                .unwrap()
-                .sampled
-        );
-        assert!(
-            parse_traceparent(&ok.replace("-01", "-03"))
-                .unwrap()
-                .sampled
-        );
-        // A later version may carry more fields.
-        assert!(parse_traceparent(&format!("01{}-extra", &ok[2..])).is_some());
-        for bad in [
-            "",
-            "garbage",
-            &ok[..54],
-            &format!("{ok}-extra"),
-            &format!("ff{}", &ok[2..]),
-            &ok.to_uppercase(),
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
-            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01é",
-        ] {
-            assert_eq!(parse_traceparent(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
     fn adaptive_steps_down_and_restores_and_counts_changes() {
         let s = sampler(1.0, DEFAULT_TRACES_SAMPLER);
-        let c = crate::stats::Counters::new(vec![]);
         s.adapt(0.85);
         assert_eq!(
-            (s.stats(&c).adaptive_step, s.stats(&c).effective_rate),
+            (s.stats().adaptive_step, s.stats().effective_rate),
             (1, 0.7)
         );
         s.adapt(0.95);
         assert_eq!(
-            (s.stats(&c).adaptive_step, s.stats(&c).effective_rate),
+            (s.stats().adaptive_step, s.stats().effective_rate),
             (2, 0.5)
         );
         s.adapt(0.85); // between: stays down until below the restore mark
         s.adapt(0.6);
-        assert_eq!(s.stats(&c).adaptive_step, 2);
+        assert_eq!(s.stats().adaptive_step, 2);
         s.adapt(0.3);
         assert_eq!(
-            (s.stats(&c).adaptive_step, s.stats(&c).effective_rate),
+            (s.stats().adaptive_step, s.stats().effective_rate),
             (0, 1.0)
         );
-        assert_eq!(s.stats(&c).adaptive_changes, 3);
+        assert_eq!(s.stats().adaptive_changes, 3);
     }
 
     #[test]
@@ -777,12 +696,11 @@ mod tests {
     #[test]
     fn turning_adaptive_off_restores_the_configured_rate_and_blocks_later_steps() {
         let s = sampler(0.8, DEFAULT_TRACES_SAMPLER);
-        let c = crate::stats::Counters::new(vec![]);
         s.adapt(0.95);
-        assert_eq!(s.stats(&c).effective_rate, 0.4);
+        assert_eq!(s.stats().effective_rate, 0.4);
         s.set_adaptive(false);
         s.adapt(0.95);
-        let st = s.stats(&c);
+        let st = s.stats();
         assert_eq!((st.adaptive_step, st.effective_rate), (0, 0.8));
         assert_eq!(s.event_threshold.load(Relaxed), rate_threshold(0.8));
         // A new rate while stepped down keeps the step.

@@ -1,122 +1,24 @@
 //! Counters the pipeline keeps about itself, and the [`Stats`] snapshot users read.
 //!
-//! Every counter is a cache-padded atomic updated with `Relaxed` ordering: counters carry no
-//! data between threads, they only count, and readers accept a view that is a few increments
-//! old. Each record offered to the layer ends in exactly one outcome counter (`enqueued`, a
-//! `dropped` reason, or `sampled_out`), and `offered` is their sum, so
-//! `offered == enqueued + dropped + sampled_out` holds in every snapshot.
+//! Every counter is striped and updated with `Relaxed` ordering (see `counters.rs`): counters
+//! carry no data between threads, they only count, and readers accept a view that is a few
+//! increments old. Relaxed loads of different counters are not ordered with each other, so a
+//! snapshot is not an instant of the pipeline. What holds anyway is by construction: each
+//! record offered to the layer ends in exactly one outcome counter (`enqueued`, a `dropped`
+//! reason, or `sampled_out`), and a snapshot's `offered` is the sum of the outcomes *it read*,
+//! so `offered == enqueued + dropped + sampled_out` holds in every snapshot; differences of
+//! counters that another thread may see out of order (`accepted - evicted`, `opened - closed`)
+//! saturate at zero instead of going negative.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_utils::CachePadded;
 use serde::Serialize;
 
+pub(crate) use crate::counters::{Counter, DropCounters, Histogram};
+pub use crate::counters::{LatencyHistogram, LATENCY_BUCKETS_SECONDS};
 use crate::record::DropReason;
-
-/// Upper bounds (seconds) of the export-latency histogram buckets; a last bucket is unbounded.
-pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 10.0,
-];
-
-/// Stripes per counter: a power of two, at least the number of cores we expect to share one.
-const STRIPES: usize = 8;
-
-thread_local! {
-    /// This thread's stripe, assigned round-robin on first use.
-    static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-}
-
-#[inline]
-fn my_stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    STRIPE.with(|s| {
-        let mut i = s.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Relaxed) % STRIPES;
-            s.set(i);
-        }
-        i
-    })
-}
-
-/// A counter striped over cache-padded atomics: each thread adds to its own stripe, so threads
-/// counting at once do not fight over one cache line; reading sums the stripes.
-#[derive(Debug, Default)]
-pub(crate) struct Counter([CachePadded<AtomicU64>; STRIPES]);
-
-impl Counter {
-    #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        self.0[my_stripe()].fetch_add(n, Relaxed);
-    }
-
-    /// Adds one; returns this thread's stripe's previous value (for "every N" decisions).
-    #[inline]
-    pub(crate) fn incr(&self) -> u64 {
-        self.0[my_stripe()].fetch_add(1, Relaxed)
-    }
-
-    #[inline]
-    pub(crate) fn get(&self) -> u64 {
-        self.0.iter().map(|s| s.load(Relaxed)).sum()
-    }
-}
-
-/// Drop counts by reason.
-#[derive(Debug, Default)]
-pub(crate) struct DropCounters([Counter; DropReason::ALL.len()]);
-
-impl DropCounters {
-    #[inline]
-    pub(crate) fn add(&self, reason: DropReason, n: u64) {
-        self.0[reason.index()].add(n);
-    }
-
-    pub(crate) fn get(&self, reason: DropReason) -> u64 {
-        self.0[reason.index()].get()
-    }
-
-    pub(crate) fn total(&self) -> u64 {
-        self.0.iter().map(Counter::get).sum()
-    }
-
-    pub(crate) fn snapshot(&self) -> Vec<(DropReason, u64)> {
-        DropReason::ALL.iter().map(|r| (*r, self.get(*r))).collect()
-    }
-}
-
-/// A fixed-bucket latency histogram in atomics.
-#[derive(Debug, Default)]
-pub(crate) struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS_SECONDS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    pub(crate) fn record(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BUCKETS_SECONDS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(LATENCY_BUCKETS_SECONDS.len());
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_nanos
-            .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> LatencyHistogram {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
-        LatencyHistogram {
-            bounds_seconds: LATENCY_BUCKETS_SECONDS.to_vec(),
-            count: counts.iter().sum(),
-            counts,
-            sum_seconds: self.sum_nanos.load(Relaxed) as f64 / 1e9,
-        }
-    }
-}
 
 /// The counters of one sink.
 #[derive(Debug)]
@@ -291,8 +193,8 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self, queue_len: usize, capacity: usize) -> Stats {
-        // Read the outcomes that follow an acceptance (evictions) before acceptances, so that
-        // `enqueued = accepted - evicted` is never negative.
+        // `offered` is derived from the outcomes read here, so the invariant holds in this
+        // snapshot whatever other threads do meanwhile; `accepted - evicted` saturates.
         let dropped_by_reason: Vec<(DropReason, u64)> = self.dropped.snapshot();
         let sampled_out = self.sampled_out.get() + self.spans_sampled_out.get();
         let accepted = self.accepted.get();
@@ -316,7 +218,7 @@ impl Counters {
             queue_depth: queue_len,
             capacity,
             high_water_mark: self.high_water_mark.load(Relaxed).max(queue_len),
-            // Closes are read first: a snapshot never shows more closed than opened.
+            // Saturating: the two counters are read separately and may be seen out of order.
             open_spans: {
                 let closed = self.spans_closed.get();
                 self.spans_opened.get().saturating_sub(closed)
@@ -453,38 +355,6 @@ impl SinkStats {
     }
 }
 
-/// A latency histogram: counts per bucket (not cumulative), the last bucket unbounded.
-#[derive(Clone, Debug, Serialize)]
-pub struct LatencyHistogram {
-    /// Upper bounds of the buckets in seconds ([`LATENCY_BUCKETS_SECONDS`]).
-    pub bounds_seconds: Vec<f64>,
-    /// Observations per bucket; one more entry than `bounds_seconds` (the `+Inf` bucket).
-    pub counts: Vec<u64>,
-    /// Number of observations.
-    pub count: u64,
-    /// Sum of all observations in seconds.
-    pub sum_seconds: f64,
-}
-
-impl LatencyHistogram {
-    /// The upper bound of the bucket holding quantile `q` (0.0..=1.0); `None` when empty or in
-    /// the unbounded bucket.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return self.bounds_seconds.get(i).copied();
-            }
-        }
-        None
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
@@ -519,24 +389,6 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_and_quantiles() {
-        let h = Histogram::default();
-        for _ in 0..90 {
-            h.record(Duration::from_micros(80));
-        }
-        for _ in 0..10 {
-            h.record(Duration::from_millis(40));
-        }
-        let s = h.snapshot();
-        assert_eq!(s.count, 100);
-        assert_eq!(s.quantile(0.5), Some(0.000_1));
-        assert_eq!(s.quantile(0.99), Some(0.05));
-        assert!((s.sum_seconds - (90.0 * 80e-6 + 0.4)).abs() < 1e-9);
-        h.record(Duration::from_secs(60));
-        assert_eq!(h.snapshot().quantile(1.0), None);
-    }
 
     #[test]
     fn snapshot_never_counts_evicted_records_as_enqueued() {

@@ -82,7 +82,7 @@ fn an_invalid_backpressure_warning_reads_as_one_sentence() {
     );
     let err = "fast".parse::<tracing_offload::Backpressure>().unwrap_err();
     assert_eq!(
-        err,
-        "unknown back-pressure policy \"fast\"; expected drop_oldest, drop_newest or block"
+        err.to_string(),
+        "unknown back-pressure policy \"fast\": use drop_oldest, drop_newest or block"
     );
 }

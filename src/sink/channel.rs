@@ -98,7 +98,7 @@ impl ChannelReceiver {
     /// Collects records until `n` events or spans (drop markers not counted) have arrived, or
     /// `timeout` passes; returns what arrived, markers included.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Record> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::deadline_after(timeout);
         let mut out = Vec::new();
         let mut data = 0;
         while data < n {

@@ -4,8 +4,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::ids::ThreadInfo;
 use crate::record::{
-    rfc3339_bytes, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord, ThreadInfo,
+    rfc3339_bytes, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord,
 };
 use crate::sink::{Sink, SinkError};
 

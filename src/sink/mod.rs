@@ -31,6 +31,7 @@ mod channel;
 mod console;
 mod json;
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
 #[cfg(feature = "otlp")]
 mod runtime;
@@ -39,17 +40,20 @@ pub use channel::{Channel, ChannelReceiver};
 pub use console::Console;
 pub use json::{JsonFile, Rotation};
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use otlp::Otlp;
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use runtime::{Async, AsyncSink, DEFAULT_ASYNC_EXPORT_TIMEOUT};
 
 /// A destination for records, driven by its own thread.
 ///
-/// The thread calls [`start`](Sink::start) once while the pipeline is being built (an error
-/// there fails [`Builder::build`](crate::Builder::build)), then [`export`](Sink::export) once per
-/// batch, then [`shutdown`](Sink::shutdown) once. Nothing here runs on the application's
-/// threads, and the thread runs under a subscriber that records nothing, so a sink may use libraries
-/// that log through `tracing` without feeding its own queue.
+/// [`start`](Sink::start) runs once, on the thread that calls
+/// [`Builder::build`](crate::Builder::build) (an error there fails the build). Everything else
+/// runs on the sink's own thread: [`export`](Sink::export) once per batch, [`flush`](Sink::flush)
+/// when its buffer runs dry, then [`shutdown`](Sink::shutdown) once. That thread runs under a
+/// subscriber that records nothing, so a sink may use libraries that log through `tracing` without
+/// feeding its own queue.
 pub trait Sink: Send + 'static {
     /// A short name for stats, metrics labels and thread names, e.g. `"json"`. Names must be
     /// unique within one pipeline.

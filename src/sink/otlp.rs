@@ -22,7 +22,7 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord, SdkLogge
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use opentelemetry_sdk::Resource;
 
-use crate::config::{EnvReader, EnvWarning};
+use crate::env::{EnvReader, EnvWarning};
 use crate::level::LogLevel;
 use crate::record::{EventRecord, FieldValue, Record, SpanRecord};
 use crate::sink::runtime::BackgroundRuntime;
@@ -212,11 +212,7 @@ impl Otlp {
         if let Some(h) = env.parse("OTEL_EXPORTER_OTLP_HEADERS", &"none", parse_pairs) {
             s.headers = h;
         }
-        if let Some(t) = env.parse(
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-            &"10000",
-            crate::config::millis,
-        ) {
+        if let Some(t) = env.parse("OTEL_EXPORTER_OTLP_TIMEOUT", &"10000", crate::env::millis) {
             s.timeout = t;
         }
         if let Some(gzip) = env.parse("OTEL_EXPORTER_OTLP_COMPRESSION", &"none", |v| {
@@ -240,25 +236,25 @@ impl Otlp {
         if let Some(name) = env.raw("OTEL_SERVICE_NAME") {
             s.service_name = name;
         }
-        if let Some(t) = env.parse("OTEL_BSP_EXPORT_TIMEOUT", &"30000", crate::config::millis) {
+        if let Some(t) = env.parse("OTEL_BSP_EXPORT_TIMEOUT", &"30000", crate::env::millis) {
             s.export_timeout = t;
         }
         if let Some(n) = env.parse(
             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
             &DEFAULT_MAX_EXPORT_BATCH_SIZE,
-            crate::config::positive_usize,
+            crate::env::positive_usize,
         ) {
             s.max_batch = n;
         }
         if let Some(n) = env.parse(
             "OTEL_BSP_MAX_QUEUE_SIZE",
             &DEFAULT_MAX_QUEUE_SIZE,
-            crate::config::positive_usize,
+            crate::env::positive_usize,
         ) {
             s.max_queue = n;
         }
         // Read for validation; batching is the pipeline's (see the README).
-        let _ = env.parse("OTEL_BSP_SCHEDULE_DELAY", &"5000", crate::config::millis);
+        let _ = env.parse("OTEL_BSP_SCHEDULE_DELAY", &"5000", crate::env::millis);
         let exporter = |v: &str| match v.to_ascii_lowercase().as_str() {
             "otlp" => Ok(true),
             "none" | "console" => Ok(false),
@@ -498,7 +494,7 @@ impl Otlp {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
-            let jitter = crate::layer::random_u64() % (backoff.as_millis() as u64 / 2 + 1);
+            let jitter = crate::ids::random_u64() % (backoff.as_millis() as u64 / 2 + 1);
             let sleep = backoff + Duration::from_millis(jitter);
             if attempt >= max_retries || Instant::now() + sleep >= deadline {
                 return Err(SinkError::Retryable(format!(
@@ -607,7 +603,7 @@ impl Sink for Otlp {
             return Err(SinkError::Fatal("the OTLP sink was not started".to_owned()));
         };
         let rt = &run.rt;
-        let deadline = Instant::now() + self.export_timeout;
+        let deadline = crate::clock::deadline_after(self.export_timeout);
         let mut spans = Vec::new();
         let mut logs = Vec::new();
         for record in batch {
@@ -761,7 +757,7 @@ fn code_attributes(meta: &'static tracing_core::Metadata<'static>, out: &mut Vec
     }
 }
 
-fn thread_attributes(t: &crate::record::ThreadInfo, out: &mut Vec<KeyValue>) {
+fn thread_attributes(t: &crate::ids::ThreadInfo, out: &mut Vec<KeyValue>) {
     out.push(KeyValue::new("thread.id", t.id as i64));
     if let Some(name) = t.name {
         out.push(KeyValue::new("thread.name", name));

@@ -185,7 +185,7 @@ impl<S: AsyncSink> Sink for Async<S> {
         let rt = BackgroundRuntime::new(&self.name)?;
         // `start` may run inside the application's runtime: drive ours from a scoped thread.
         let inner = &mut self.inner;
-        let deadline = Instant::now() + self.export_timeout;
+        let deadline = crate::clock::deadline_after(self.export_timeout);
         std::thread::scope(|s| {
             s.spawn(|| rt.run(deadline, inner.start()))
                 .join()
@@ -196,13 +196,13 @@ impl<S: AsyncSink> Sink for Async<S> {
     }
 
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
-        let deadline = Instant::now() + self.export_timeout;
+        let deadline = crate::clock::deadline_after(self.export_timeout);
         let rt = self.rt.as_ref().ok_or_else(not_started)?;
         rt.run(deadline, self.inner.export(batch))?
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        let deadline = Instant::now() + self.export_timeout;
+        let deadline = crate::clock::deadline_after(self.export_timeout);
         let rt = self.rt.as_ref().ok_or_else(not_started)?;
         rt.run(deadline, self.inner.flush())?
     }

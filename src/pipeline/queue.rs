@@ -1,4 +1,5 @@
-//! The bounded queue between the layer and the drain thread, and the back-pressure policies.
+//! The bounded queue between the layer and the drain thread, the back-pressure policies, and
+//! the [`Intake`]: everything the layer shares with the crate's threads.
 //!
 //! The queue is a `crossbeam_queue::ArrayQueue`: lock-free and bounded. Producers never take a
 //! lock unless they chose [`Backpressure::Block`] and the queue is full. The drain thread is
@@ -13,9 +14,62 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
-pub(crate) use crate::notify::Notify;
+use super::notify::Notify;
+use crate::clock::deadline_after;
 use crate::record::{DropReason, Record};
+use crate::sampling::Sampler;
 use crate::stats::Counters;
+
+/// How long [`Backpressure::Block`] waits for room when the timeout comes from the environment
+/// or from `"block".parse()`.
+pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// What the layer (the hot side) shares with the crate's threads and the handles.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    pub(crate) queue: Queue,
+    pub(crate) counters: Counters,
+    pub(crate) sampler: Sampler,
+    /// No record is accepted once this is set.
+    pub(crate) closed: Flag,
+    /// Set by the guard's `Drop` (unless told to be quiet) before it closes the pipeline: the
+    /// records offered afterwards are lost because the guard was dropped.
+    pub(crate) closed_by_guard_drop: Flag,
+    /// Whether the line about a dropped guard was printed (once per pipeline).
+    guard_drop_notice_printed: AtomicBool,
+}
+
+impl Intake {
+    pub(crate) fn new(queue: Queue, counters: Counters, sampler: Sampler) -> Self {
+        Intake {
+            queue,
+            counters,
+            sampler,
+            closed: Flag::default(),
+            closed_by_guard_drop: Flag::default(),
+            guard_drop_notice_printed: AtomicBool::new(false),
+        }
+    }
+
+    /// Called for a record offered after the pipeline closed. The first one after a dropped
+    /// guard says on stderr what happened and how to keep the guard: otherwise that loss is
+    /// silent (only the `shutdown` drop counter, which nobody may be reading, shows it).
+    #[cold]
+    pub(crate) fn offered_after_close(&self) {
+        // `closed_by_guard_drop` is set before `closed` (a Release store), and the caller saw
+        // `closed` with an Acquire load, so a flag set by a dropping guard is seen here.
+        if self.closed_by_guard_drop.is_set()
+            && !self.guard_drop_notice_printed.swap(true, Ordering::Relaxed)
+        {
+            eprintln!(
+                "tracing-offload: a record was lost: the pipeline shut down when its Guard was \
+                 dropped, and every later record is dropped too (counted as `shutdown`). Keep \
+                 the guard alive for as long as the program logs: bind it to a name, e.g. \
+                 `let _guard = tracing_offload::init()?;` in `main`, not `let _ = …`."
+            );
+        }
+    }
+}
 
 /// What the layer does when the queue is full.
 ///
@@ -61,30 +115,36 @@ impl std::fmt::Display for Backpressure {
     }
 }
 
-impl Backpressure {
-    /// The names [`FromStr`](std::str::FromStr) accepts, as a warning lists them.
-    pub(crate) const NAMES: &'static str = "drop_oldest, drop_newest or block";
-}
-
 impl std::str::FromStr for Backpressure {
-    type Err = String;
+    type Err = ParseBackpressureError;
 
     /// Parses `drop_oldest`, `drop_newest` or `block` (the last with
-    /// [`DEFAULT_BLOCK_TIMEOUT`](crate::DEFAULT_BLOCK_TIMEOUT)); `-` may stand for `_`.
+    /// [`DEFAULT_BLOCK_TIMEOUT`]); `-` may stand for `_`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "drop_oldest" => Ok(Backpressure::DropOldest),
             "drop_newest" => Ok(Backpressure::DropNewest),
             "block" => Ok(Backpressure::Block {
-                timeout: crate::builder::DEFAULT_BLOCK_TIMEOUT,
+                timeout: DEFAULT_BLOCK_TIMEOUT,
             }),
-            _ => Err(format!(
-                "unknown back-pressure policy {s:?}; expected {}",
-                Backpressure::NAMES
-            )),
+            _ => Err(ParseBackpressureError(s.to_owned())),
         }
     }
 }
+
+/// A back-pressure name that is not `drop_oldest`, `drop_newest` or `block`.
+///
+/// ```
+/// use tracing_offload::Backpressure;
+/// let e = "fast".parse::<Backpressure>().unwrap_err();
+/// assert_eq!(e.to_string(), "unknown back-pressure policy \"fast\": use drop_oldest, drop_newest or block");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown back-pressure policy {0:?}: use {EXPECTED_BACKPRESSURE}")]
+pub struct ParseBackpressureError(String);
+
+/// The accepted back-pressure names, as an env warning's "expected" text.
+pub(crate) const EXPECTED_BACKPRESSURE: &str = "drop_oldest, drop_newest or block";
 
 /// A one-way flag between threads (closed, stop, finished, abandoned).
 ///
@@ -214,10 +274,10 @@ impl Queue {
     }
 
     fn offer_blocking(&self, timeout: Duration, build: impl FnOnce() -> Record) -> Offer {
-        if self.records.is_full() && !self.wait_for_room(Instant::now() + timeout) {
+        if self.records.is_full() && !self.wait_for_room(deadline_after(timeout)) {
             return Offer::Dropped(DropReason::BlockTimeout);
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut record = build();
         loop {
             match self.records.push(record) {

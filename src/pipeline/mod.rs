@@ -1,0 +1,374 @@
+//! The private engine: the queue between the layer and the crate's threads, the drain thread,
+//! one thread per sink, and the flush and shutdown protocol.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `queue.rs` | the [`Intake`] the layer pushes into: the `ArrayQueue`, back-pressure, counters, sampler, the closed flag |
+//! | `notify.rs` | waiting with a deadline for a condition another thread makes true (loom-checked) |
+//! | `drain.rs` | the `offload-drain` thread: pops batches and hands them to every sink's buffer |
+//! | `sink_thread.rs` | one `offload-sink-<name>` thread per sink: exports, counts, flushes, markers |
+//! | `mod.rs` | [`Pipeline`]: starting the threads, stats, flush and shutdown |
+//!
+//! The drain thread is a small loop: wait for records (woken by producers every few records,
+//! or by its timer), pop a batch, hand each record to every sink's buffer (an `Arc` bump, never
+//! a copy; a full sink buffer counts a drop for that sink only), and repeat. It never blocks on
+//! a sink. Each sink thread pops batches from its buffer, exports them, counts the outcome,
+//! and flushes when its buffer runs dry.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+pub(crate) mod drain;
+pub(crate) mod notify;
+pub(crate) mod queue;
+pub(crate) mod sink_thread;
+
+use self::notify::Notify;
+pub(crate) use self::queue::{Flag, Intake};
+use crate::clock::deadline_after;
+use crate::record::{DropReason, Record};
+use crate::sink::Sink;
+use crate::stats::SinkCounters;
+
+/// Settings the threads need, fixed at build time.
+#[derive(Debug, Clone)]
+pub(crate) struct PipelineSettings {
+    pub(crate) batch_size: usize,
+    pub(crate) flush_interval: Duration,
+    /// Under `Backpressure::Block { timeout }`, how long (`timeout / 2`) the drain thread waits
+    /// for room in a stalled sink's buffer before dropping into it. `None`: never wait.
+    pub(crate) sink_wait: Option<Duration>,
+    /// Under `Backpressure::DropOldest`, a full sink buffer evicts its oldest record.
+    pub(crate) sink_evict_oldest: bool,
+}
+
+/// One sink as the drain thread sees it.
+#[derive(Debug)]
+pub(crate) struct SinkSlot {
+    pub(crate) buffer: ArrayQueue<Record>,
+    pub(crate) counters: Arc<SinkCounters>,
+    thread: OnceLock<thread::Thread>,
+    sleeping: AtomicBool,
+    /// Set once the drain thread has exited: the sink finishes its buffer and stops.
+    stop: Flag,
+    finished: Flag,
+    /// Set by shutdown when its deadline passed: the sink thread no longer counts outcomes.
+    abandoned: Flag,
+}
+
+impl SinkSlot {
+    pub(crate) fn new(counters: Arc<SinkCounters>, capacity: usize) -> Self {
+        SinkSlot {
+            buffer: ArrayQueue::new(capacity.max(1)),
+            counters,
+            thread: Default::default(),
+            sleeping: AtomicBool::new(false),
+            stop: Flag::default(),
+            finished: Flag::default(),
+            abandoned: Flag::default(),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// The threads' side of a pipeline, shared with the handles: the [`Intake`] (shared with the
+/// layer too), the sinks' slots, and the state of flush and shutdown.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) intake: Arc<Intake>,
+    pub(crate) sinks: Vec<Arc<SinkSlot>>,
+    pub(crate) settings: PipelineSettings,
+    /// The drain thread exits once this is set and the queue is empty.
+    stop_drain: Flag,
+    drain_finished: Flag,
+    /// Flush and shutdown wait here; the drain and sink threads notify after each batch.
+    pub(crate) progress: Notify,
+    /// The threads, each with the index of its sink (`None` for the drain thread).
+    threads: Mutex<Vec<(Option<usize>, JoinHandle<()>)>>,
+    shutdown_report: Mutex<Option<ShutdownReport>>,
+    /// The shutdown's deadline, which the sinks' own `shutdown` calls get too.
+    shutdown_deadline: OnceLock<Instant>,
+}
+
+/// What a [`flush`](crate::Handle::flush) or [`shutdown`](crate::Guard::shutdown) left undone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pending {
+    /// Records still in the queue.
+    pub queued: u64,
+    /// Records handed to sinks and not yet exported, failed or dropped, per sink name.
+    pub per_sink: Vec<(String, u64)>,
+}
+
+impl Pending {
+    /// Whether nothing is left.
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0 && self.per_sink.iter().all(|(_, n)| *n == 0)
+    }
+
+    /// Records left in the queue and in all sinks.
+    pub fn total(&self) -> u64 {
+        self.queued + self.per_sink.iter().map(|(_, n)| n).sum::<u64>()
+    }
+}
+
+/// The outcome of a completed shutdown.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShutdownReport {
+    /// How long the shutdown took.
+    pub elapsed: Duration,
+    /// What the deadline cut off; empty when everything was flushed. These records are counted
+    /// as dropped with reason `shutdown_deadline` in the sinks' stats.
+    pub abandoned: Pending,
+    /// Threads that had not finished by the deadline (left running, detached).
+    pub unfinished_threads: Vec<String>,
+}
+
+/// Errors from [`Handle::flush`](crate::Handle::flush) and
+/// [`Guard::shutdown`](crate::Guard::shutdown).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlushError {
+    /// The deadline passed with records still on their way.
+    #[error("deadline passed with {} records not yet written ({pending:?})", pending.total())]
+    Timeout {
+        /// What was left.
+        pending: Pending,
+    },
+    /// Shutdown finished but could not flush everything by the deadline.
+    #[error("shutdown abandoned {} records ({:?}); unfinished threads: {:?}", report.abandoned.total(), report.abandoned, report.unfinished_threads)]
+    Abandoned {
+        /// The full report.
+        report: ShutdownReport,
+    },
+}
+
+// === impl Pipeline ===
+
+impl Pipeline {
+    pub(crate) fn new(
+        intake: Arc<Intake>,
+        sinks: Vec<Arc<SinkSlot>>,
+        settings: PipelineSettings,
+    ) -> Self {
+        Pipeline {
+            intake,
+            sinks,
+            settings,
+            stop_drain: Flag::default(),
+            drain_finished: Flag::default(),
+            progress: Notify::default(),
+            threads: Mutex::new(Vec::new()),
+            shutdown_report: Mutex::new(None),
+            shutdown_deadline: OnceLock::new(),
+        }
+    }
+
+    /// Starts the drain thread and one thread per sink. If a thread cannot be started, the
+    /// ones already running are stopped.
+    pub(crate) fn spawn(self: &Arc<Self>, sinks: Vec<Box<dyn Sink>>) -> Result<(), std::io::Error> {
+        let mut handles = Vec::with_capacity(sinks.len() + 1);
+        let result = self.spawn_into(sinks, &mut handles);
+        *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = handles;
+        if result.is_err() {
+            for s in &self.sinks {
+                s.stop.set();
+                s.wake();
+            }
+        }
+        result
+    }
+
+    fn spawn_into(
+        self: &Arc<Self>,
+        sinks: Vec<Box<dyn Sink>>,
+        handles: &mut Vec<(Option<usize>, JoinHandle<()>)>,
+    ) -> Result<(), std::io::Error> {
+        for (i, (sink, slot)) in sinks.into_iter().zip(self.sinks.iter()).enumerate() {
+            let pipeline = Arc::clone(self);
+            let slot = Arc::clone(slot);
+            let name = format!("offload-sink-{}", slot.counters.name);
+            let handle = thread::Builder::new()
+                .name(name)
+                .spawn(move || sink_thread::run(pipeline, slot, sink))?;
+            let _ = self.sinks[i].thread.set(handle.thread().clone());
+            handles.push((Some(i), handle));
+        }
+        let pipeline = Arc::clone(self);
+        let drain = thread::Builder::new()
+            .name("offload-drain".into())
+            .spawn(move || drain::run(pipeline))?;
+        self.intake.queue.set_drain_thread(drain.thread().clone());
+        handles.push((None, drain));
+        Ok(())
+    }
+
+    /// A snapshot of every counter, with the queue's and the sink buffers' current lengths.
+    pub(crate) fn stats(&self) -> crate::stats::Stats {
+        let mut stats = self
+            .intake
+            .counters
+            .snapshot(self.intake.queue.len(), self.intake.queue.capacity());
+        for (s, slot) in stats.sinks.iter_mut().zip(&self.sinks) {
+            s.buffered = slot.buffer.len();
+        }
+        let counters = &self.intake.counters;
+        let mut sampling = self.intake.sampler.stats();
+        sampling.events_sampled_out = counters.sampled_out.get();
+        sampling.spans_sampled_out = counters.spans_sampled_out.get();
+        sampling.kept_fraction = crate::sampling::kept_fraction(stats.offered, stats.sampled_out);
+        stats.sampling = Some(sampling);
+        stats
+    }
+
+    /// What is still on its way: records in the queue and, per sink, handed over but not done.
+    pub(crate) fn pending(&self) -> Pending {
+        Pending {
+            queued: self.intake.queue.len() as u64,
+            per_sink: self
+                .sinks
+                .iter()
+                .map(|s| {
+                    let c = &s.counters;
+                    (
+                        c.name.clone(),
+                        c.forwarded.get().saturating_sub(c.completed()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Waits until every record accepted before the call has been exported, failed or dropped
+    /// by every sink, or until `deadline`.
+    pub(crate) fn flush_until(&self, deadline: Instant) -> Result<(), FlushError> {
+        let target = self.intake.counters.accepted.get();
+        self.intake.queue.wake_drain();
+        let drained = self.progress.wait_until(deadline, || {
+            self.intake.counters.drained.get() + self.intake.counters.evicted() >= target
+                || self.drain_finished.is_set()
+        });
+        if drained {
+            let targets: Vec<u64> = self
+                .sinks
+                .iter()
+                .map(|s| s.counters.forwarded.get())
+                .collect();
+            for s in &self.sinks {
+                s.wake();
+            }
+            let done = self.progress.wait_until(deadline, || {
+                self.sinks
+                    .iter()
+                    .zip(&targets)
+                    .all(|(s, t)| s.counters.completed() >= *t || s.finished.is_set())
+            });
+            if done {
+                return Ok(());
+            }
+        }
+        Err(FlushError::Timeout {
+            pending: self.pending(),
+        })
+    }
+
+    /// Closes the queue, flushes, stops the threads; idempotent (later calls return the first
+    /// report).
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {
+        let started = Instant::now();
+        let deadline = deadline_after(timeout);
+        let mut report_slot = self
+            .shutdown_report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(report) = report_slot.as_ref() {
+            return Ok(ShutdownReport {
+                elapsed: Duration::ZERO,
+                abandoned: Pending::default(),
+                unfinished_threads: report.unfinished_threads.clone(),
+            });
+        }
+        let _ = self.shutdown_deadline.set(deadline);
+        self.intake.closed.set();
+        self.stop_drain.set();
+        self.intake.queue.wake_drain();
+        self.intake.queue.room.notify();
+        let _ = self.progress.wait_until(deadline, || {
+            self.drain_finished.is_set() && self.sinks.iter().all(|s| s.finished.is_set())
+        });
+        let abandoned = self.abandon_unfinished();
+        let mut unfinished_threads = Vec::new();
+        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for (sink, handle) in handles {
+            let finished = match sink {
+                None => &self.drain_finished,
+                Some(i) => &self.sinks[i].finished,
+            };
+            if finished.is_set() {
+                let _ = handle.join();
+            } else {
+                let name = handle.thread().name().unwrap_or("offload").to_owned();
+                unfinished_threads.push(name);
+            }
+        }
+        let report = ShutdownReport {
+            elapsed: started.elapsed(),
+            abandoned,
+            unfinished_threads,
+        };
+        *report_slot = Some(report.clone());
+        if report.abandoned.is_empty() && report.unfinished_threads.is_empty() {
+            Ok(report)
+        } else {
+            Err(FlushError::Abandoned { report })
+        }
+    }
+
+    /// After the shutdown deadline: counts whatever has not reached its end as dropped with
+    /// reason `shutdown_deadline`, so the per-sink accounting still adds up.
+    fn abandon_unfinished(&self) -> Pending {
+        let mut queued = 0;
+        while let Some(r) = self.intake.queue.pop() {
+            if !matches!(r, Record::Dropped(_)) {
+                queued += 1;
+            }
+        }
+        self.intake
+            .counters
+            .dropped
+            .add(DropReason::ShutdownDeadline, queued);
+        let mut per_sink = Vec::new();
+        for s in &self.sinks {
+            if s.finished.is_set() {
+                per_sink.push((s.counters.name.clone(), 0));
+                continue;
+            }
+            s.abandoned.set();
+            let c = &s.counters;
+            let left = c.forwarded.get().saturating_sub(c.completed());
+            c.dropped.add(DropReason::ShutdownDeadline, left);
+            per_sink.push((c.name.clone(), left));
+        }
+        Pending { queued, per_sink }
+    }
+
+    pub(crate) fn drain_alive(&self) -> bool {
+        !self.drain_finished.is_set()
+    }
+
+    /// The deadline a sink's own `shutdown` gets: the pipeline's shutdown deadline (sinks stop
+    /// only after a shutdown began, or when starting the threads failed: then at once).
+    pub(crate) fn sink_shutdown_deadline(&self) -> Instant {
+        self.shutdown_deadline
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now)
+    }
+}

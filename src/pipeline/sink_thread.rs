@@ -1,0 +1,215 @@
+//! One `offload-sink-<name>` thread per sink: pops batches from the sink's buffer, exports
+//! them, counts the outcome, flushes when the buffer runs dry, and writes the in-band drop
+//! markers.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Instant, SystemTime};
+
+use super::{Pipeline, SinkSlot};
+use crate::record::{DropNotice, DropReason, Record};
+use crate::silent::without_tracing;
+use crate::sink::Sink;
+use crate::stats::SinkCounters;
+
+pub(super) fn run(pipeline: Arc<Pipeline>, slot: Arc<SinkSlot>, sink: Box<dyn Sink>) {
+    without_tracing(|| {
+        let mut runner = SinkRunner::new(&pipeline, &slot, sink);
+        runner.run();
+        slot.finished.set();
+        pipeline.progress.notify();
+    })
+}
+
+struct SinkRunner<'a> {
+    p: &'a Pipeline,
+    slot: &'a SinkSlot,
+    sink: Box<dyn Sink>,
+    batch: Vec<Record>,
+    /// Sink-level drop counts already reported in a marker.
+    reported: Vec<u64>,
+    last_notice_at: SystemTime,
+    dirty: bool,
+    /// The sink's retry count already added to its counters.
+    retries_seen: u64,
+}
+
+impl<'a> SinkRunner<'a> {
+    fn new(p: &'a Pipeline, slot: &'a SinkSlot, sink: Box<dyn Sink>) -> Self {
+        SinkRunner {
+            p,
+            slot,
+            sink,
+            batch: Vec::with_capacity(p.settings.batch_size),
+            reported: vec![0; DropReason::ALL.len()],
+            last_notice_at: p.intake.counters.started_at,
+            dirty: false,
+            retries_seen: 0,
+        }
+    }
+
+    fn run(&mut self) {
+        loop {
+            let data = self.fill_batch();
+            if self.batch.is_empty() {
+                if self.slot.stop.is_set() && self.slot.buffer.is_empty() {
+                    // Last chance to report drops in-band.
+                    if let Some(notice) = self.notice() {
+                        self.batch.push(Record::Dropped(Arc::new(notice)));
+                        self.export_batch(0);
+                    }
+                }
+                if self.dirty {
+                    self.call("flush", |s| s.flush());
+                    self.dirty = false;
+                    continue;
+                }
+                if self.slot.stop.is_set() && self.slot.buffer.is_empty() {
+                    break;
+                }
+                self.sleep();
+                continue;
+            }
+            self.export_batch(data);
+            self.p.progress.notify();
+        }
+        let deadline = self.p.sink_shutdown_deadline();
+        self.call("shutdown", |s| s.shutdown(deadline));
+    }
+
+    fn sleep(&self) {
+        self.slot.sleeping.store(true, Ordering::Relaxed);
+        if self.slot.buffer.is_empty() && !self.slot.stop.is_set() {
+            thread::park_timeout(self.p.settings.flush_interval);
+        }
+        self.slot.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Pops up to one batch; returns how many data records (not markers) it holds.
+    fn fill_batch(&mut self) -> u64 {
+        if let Some(notice) = self.notice() {
+            self.batch.push(Record::Dropped(Arc::new(notice)));
+        }
+        let mut data = 0;
+        while self.batch.len() < self.p.settings.batch_size {
+            match self.slot.buffer.pop() {
+                Some(r) => {
+                    if !matches!(r, Record::Dropped(_)) {
+                        data += 1;
+                    }
+                    self.batch.push(r);
+                }
+                None => break,
+            }
+        }
+        data
+    }
+
+    fn export_batch(&mut self, data: u64) {
+        let c = &self.slot.counters;
+        if c.disabled.load(Ordering::Relaxed) {
+            self.count(|c| c.dropped.add(DropReason::SinkDisabled, data));
+            self.batch.clear();
+            return;
+        }
+        let started = Instant::now();
+        let batch = std::mem::take(&mut self.batch);
+        let result = catch_unwind(AssertUnwindSafe(|| self.sink.export(&batch)));
+        c.latency.record(started.elapsed());
+        c.batches.incr();
+        let retries = self.sink.retries();
+        c.retries.add(retries.saturating_sub(self.retries_seen));
+        self.retries_seen = retries;
+        match result {
+            Ok(Ok(())) => {
+                self.count(|c| c.exported.add(data));
+                c.note_success();
+            }
+            Ok(Err(e)) => {
+                self.count(|c| c.failed.add(data));
+                c.note_error(e.with_sources());
+            }
+            Err(panic) => {
+                c.disabled.store(true, Ordering::Relaxed);
+                self.count(|c| c.dropped.add(DropReason::SinkDisabled, data));
+                c.note_error(format!(
+                    "sink panicked and was disabled: {}",
+                    panic_message(&panic)
+                ));
+            }
+        }
+        self.batch = batch;
+        self.batch.clear();
+        self.dirty = true;
+    }
+
+    /// Updates counters unless shutdown already counted this sink's records as abandoned.
+    fn count(&self, f: impl FnOnce(&SinkCounters)) {
+        if !self.slot.abandoned.is_set() {
+            f(&self.slot.counters)
+        }
+    }
+
+    fn call(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut dyn Sink) -> Result<(), crate::sink::SinkError>,
+    ) {
+        let c = &self.slot.counters;
+        if c.disabled.load(Ordering::Relaxed) {
+            return;
+        }
+        match catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut()))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => c.note_error(format!("{what}: {}", e.with_sources())),
+            Err(panic) => {
+                c.disabled.store(true, Ordering::Relaxed);
+                c.note_error(format!(
+                    "sink panicked in {what} and was disabled: {}",
+                    panic_message(&panic)
+                ));
+            }
+        }
+    }
+
+    /// A marker for the drops (queue-level and this sink's) since the last marker, if any.
+    fn notice(&mut self) -> Option<DropNotice> {
+        let queue = self.p.intake.counters.dropped.snapshot();
+        let own = self.slot.counters.dropped.snapshot();
+        let now: Vec<(DropReason, u64)> = queue
+            .iter()
+            .zip(&own)
+            .map(|((r, a), (_, b))| (*r, a + b))
+            .collect();
+        let by_reason: Vec<(DropReason, u64)> = now
+            .iter()
+            .zip(&self.reported)
+            .filter(|((_, n), seen)| *n > **seen)
+            .map(|((r, n), seen)| (*r, n - seen))
+            .collect();
+        if by_reason.is_empty() {
+            return None;
+        }
+        self.reported = now.iter().map(|(_, n)| *n).collect();
+        let at = SystemTime::now();
+        let since = std::mem::replace(&mut self.last_notice_at, at);
+        Some(DropNotice {
+            since,
+            at,
+            by_reason,
+        })
+    }
+}
+
+fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
