@@ -2,6 +2,7 @@
 //! control it.
 
 use std::fmt;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -344,15 +345,14 @@ impl Drop for Guard {
         if !self.quiet_on_drop && !intake.closed.is_set() {
             intake.closed_by_guard_drop.set();
         }
-        match self.handle.shutdown(self.drop_timeout) {
-            Err(FlushError::Abandoned { report }) if !self.quiet_on_drop => {
-                eprintln!(
-                    "tracing-offload: {}",
-                    abandoned_on_drop(&report, self.drop_timeout)
-                );
-            }
-            Err(e) if !self.quiet_on_drop => eprintln!("tracing-offload: {e}"),
-            _ => {}
+        let line = match self.handle.shutdown(self.drop_timeout) {
+            Err(FlushError::Abandoned { report }) => abandoned_on_drop(&report, self.drop_timeout),
+            Err(e) => e.to_string(),
+            Ok(_) => return,
+        };
+        if !self.quiet_on_drop {
+            // Not `eprintln!`, which panics when stderr is gone (an abort while unwinding).
+            let _ = writeln!(std::io::stderr(), "tracing-offload: {line}");
         }
     }
 }

@@ -2,6 +2,8 @@
 //! sink (and OTLP when the environment asks for it), `RUST_LOG` as the filter, the `log`
 //! bridge, and the global subscriber.
 
+use std::io::Write;
+
 use tracing_subscriber::filter::{Directive, EnvFilter, LevelFilter};
 use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::Registry;
@@ -149,7 +151,8 @@ fn install_log_bridge() {
         .init()
         .is_err()
     {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "tracing-offload: a `log` logger is already set, so records of `log`-based crates \
              keep going to it, not to this pipeline (init() installs the `log` bridge only \
              when no logger is set)"

@@ -6,6 +6,7 @@
 //! woken once every `wake_every` accepted records (coalesced, never per record) and otherwise
 //! wakes on its own timer.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
@@ -61,7 +62,10 @@ impl Intake {
         if self.closed_by_guard_drop.is_set()
             && !self.guard_drop_notice_printed.swap(true, Ordering::Relaxed)
         {
-            eprintln!(
+            // Not `eprintln!`, which panics when stderr is gone: this runs on an application
+            // thread, inside its `tracing` call.
+            let _ = writeln!(
+                std::io::stderr(),
                 "tracing-offload: a record was lost: the pipeline shut down when its Guard was \
                  dropped, and every later record is dropped too (counted as `shutdown`). Keep \
                  the guard alive for as long as the program logs: bind it to a name, e.g. \
