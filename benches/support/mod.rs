@@ -1,0 +1,195 @@
+//! Shared by the benches: the pipelines under test, built the same way in every bench, and the
+//! workloads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing::Dispatch;
+use tracing_offload::{sink, Backpressure, OffloadLayer, TracesSampler};
+use tracing_subscriber::prelude::*;
+
+#[derive(Debug, Clone, Default)]
+pub struct CountingExporter(Arc<AtomicU64>);
+
+impl SpanExporter for CountingExporter {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        std::future::ready(Ok(()))
+    }
+}
+
+impl LogExporter for CountingExporter {
+    fn export(
+        &self,
+        batch: LogBatch<'_>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.0
+            .fetch_add(batch.iter().count() as u64, Ordering::Relaxed);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// One subscriber under test, with whatever must stay alive and a way to read its losses.
+pub struct Candidate {
+    pub name: &'static str,
+    pub dispatch: Dispatch,
+    pub _keep: Box<dyn std::any::Any>,
+    /// (offered, delivered, counted drops) after a flush, where the pipeline can tell.
+    pub report: Box<dyn Fn() -> String>,
+}
+
+pub fn floor() -> Candidate {
+    Candidate {
+        name: "floor",
+        dispatch: Dispatch::new(tracing_subscriber::registry()),
+        _keep: Box::new(()),
+        report: Box::new(String::new),
+    }
+}
+
+pub fn offload(dir: &std::path::Path) -> Candidate {
+    let (layer, guard) = OffloadLayer::builder()
+        .backpressure(Backpressure::DropNewest)
+        .sink(sink::JsonFile::new(dir.join("offload.jsonl")))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    Candidate {
+        name: "offload",
+        dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        _keep: Box::new(guard),
+        report: Box::new(move || {
+            let _ = handle.flush(Duration::from_secs(30));
+            let s = handle.stats();
+            format!(
+                "offered {} written {} dropped {} (counted, by reason {:?})",
+                s.offered,
+                s.sinks[0].exported,
+                s.dropped + s.sinks[0].dropped,
+                s.dropped_by_reason
+            )
+        }),
+    }
+}
+
+/// This crate with everything sampled out: rate 0 for events, `always_off` for spans.
+pub fn offload_sampled_out(dir: &std::path::Path) -> Candidate {
+    let (layer, guard) = OffloadLayer::builder()
+        .sample_rate(0.0)
+        .traces_sampler(TracesSampler::AlwaysOff)
+        .sink(sink::JsonFile::new(dir.join("sampled-out.jsonl")))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    Candidate {
+        name: "offload_sampled_out",
+        dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        _keep: Box::new(guard),
+        report: Box::new(move || {
+            let s = handle.stats();
+            format!("offered {} sampled out {}", s.offered, s.sampled_out)
+        }),
+    }
+}
+
+pub fn fmt_json(dir: &std::path::Path) -> Candidate {
+    let file = std::fs::File::create(dir.join("fmt.jsonl")).unwrap();
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(writer)
+        .finish();
+    Candidate {
+        name: "fmt_json_nonblocking",
+        dispatch: Dispatch::new(subscriber),
+        _keep: Box::new(guard),
+        report: Box::new(|| "drops not observable (lossy channel, no counter)".to_owned()),
+    }
+}
+
+pub fn otel_spans() -> Candidate {
+    let count = CountingExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(count.clone())
+        .build();
+    let tracer = provider.tracer("bench");
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    let p = provider.clone();
+    Candidate {
+        name: "otel_sdk_batch",
+        dispatch: Dispatch::new(subscriber),
+        _keep: Box::new(provider),
+        report: Box::new(move || {
+            let _ = p.force_flush();
+            format!(
+                "spans exported {} (drops not counted per reason)",
+                count.0.load(Ordering::Relaxed)
+            )
+        }),
+    }
+}
+
+pub fn otel_logs() -> Candidate {
+    let count = CountingExporter::default();
+    let provider = SdkLoggerProvider::builder()
+        .with_batch_exporter(count.clone())
+        .build();
+    let layer = opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(&provider);
+    let p = provider.clone();
+    Candidate {
+        name: "otel_appender_batch",
+        dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        _keep: Box::new(provider),
+        report: Box::new(move || {
+            let _ = p.force_flush();
+            format!(
+                "logs exported {} (drops not counted per reason)",
+                count.0.load(Ordering::Relaxed)
+            )
+        }),
+    }
+}
+
+pub fn event() {
+    tracing::info!(
+        user_id = 42u64,
+        path = "/api/orders",
+        latency_ms = 3.5,
+        "request served"
+    );
+}
+
+pub fn span_lifecycle() {
+    let span = tracing::info_span!("handle", route = "/api/orders");
+    let _e = span.enter();
+    tracing::info!(status = 200u64, "done");
+}
+
+
+/// `fmt().json()` + `non_blocking` with `lossy(false)`: the caller waits when the channel is
+/// full, so nothing is lost.
+pub fn fmt_json_lossless(dir: &std::path::Path) -> Candidate {
+    let file = std::fs::File::create(dir.join("fmt-lossless.jsonl")).unwrap();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(file);
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(writer)
+        .finish();
+    Candidate {
+        name: "fmt_json_nonblocking_lossless",
+        dispatch: Dispatch::new(subscriber),
+        _keep: Box::new(guard),
+        report: Box::new(|| "lossless: the caller waits".to_owned()),
+    }
+}
