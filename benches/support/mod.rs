@@ -174,7 +174,6 @@ pub fn span_lifecycle() {
     tracing::info!(status = 200u64, "done");
 }
 
-
 /// `fmt().json()` + `non_blocking` with `lossy(false)`: the caller waits when the channel is
 /// full, so nothing is lost.
 pub fn fmt_json_lossless(dir: &std::path::Path) -> Candidate {
