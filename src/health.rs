@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `queue` | depth ≥ [`queue_saturation`](HealthConfig::queue_saturation) × capacity, or records were dropped before the drain thread within the last [`drop_window`](HealthConfig::drop_window) | — |
 //! | `drain` | — | the drain thread has stopped (died or shut down), or its heartbeat is older than [`heartbeat_timeout`](HealthConfig::heartbeat_timeout) |
-//! | `sink:<name>` | the sink's last export failed; its buffer is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records within the last `drop_window` | it has been failing for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
+//! | `sink:<name>` | the sink's last export failed; one `export` (or `flush`) call has been running for longer than [`export_stuck_after`](HealthConfig::export_stuck_after), whatever the traffic (stuck); its buffer is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records within the last `drop_window` | it has been failing for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
 //! | `open_spans` | a span has been open longer than [`stuck_span_after`](HealthConfig::stuck_span_after), or more than [`max_open_spans`](HealthConfig::max_open_spans) spans are open | — |
 //!
 //! "Within the last window" needs memory of earlier checks: [`HealthMonitor`] keeps the last
@@ -52,6 +52,10 @@ pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default for [`HealthConfig::sink_failing_timeout`]: a sink failing for a minute without a
 /// success is unhealthy.
 pub const DEFAULT_SINK_FAILING_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`HealthConfig::export_stuck_after`]: one export call running for 5 s means the
+/// sink is stuck (an OTLP collector that accepts the connection and never answers, a file on
+/// a hung network mount), even when too few records arrive to fill its buffer.
+pub const DEFAULT_EXPORT_STUCK_AFTER: Duration = Duration::from_secs(5);
 /// Default for [`HealthConfig::stuck_span_after`]: a span open for 10 minutes is stuck.
 pub const DEFAULT_STUCK_SPAN_AFTER: Duration = Duration::from_secs(600);
 /// Default for [`HealthConfig::max_open_spans`]: more open spans than this suggests a leak.
@@ -66,6 +70,7 @@ pub const DEFAULT_MAX_OPEN_SPANS: u64 = 100_000;
 /// | `drop_window` | [`DEFAULT_DROP_WINDOW`] (60 s) |
 /// | `heartbeat_timeout` | [`DEFAULT_HEARTBEAT_TIMEOUT`] (5 s) |
 /// | `sink_failing_timeout` | [`DEFAULT_SINK_FAILING_TIMEOUT`] (60 s) |
+/// | `export_stuck_after` | [`DEFAULT_EXPORT_STUCK_AFTER`] (5 s) |
 /// | `stuck_span_after` | [`DEFAULT_STUCK_SPAN_AFTER`] (10 min) |
 /// | `max_open_spans` | [`DEFAULT_MAX_OPEN_SPANS`] (100 000) |
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -81,6 +86,10 @@ pub struct HealthConfig {
     pub heartbeat_timeout: Duration,
     /// A sink failing for longer than this (no success in between) is unhealthy.
     pub sink_failing_timeout: Duration,
+    /// A sink whose current `export` (or `flush`) call has been running for longer than this is
+    /// degraded (stuck), however few records it has buffered
+    /// ([`SinkStats::export_in_progress_for`](crate::SinkStats::export_in_progress_for)).
+    pub export_stuck_after: Duration,
     /// A span open longer than this is stuck: `open_spans` is degraded.
     pub stuck_span_after: Duration,
     /// More open spans than this make `open_spans` degraded.
@@ -95,6 +104,7 @@ impl Default for HealthConfig {
             drop_window: DEFAULT_DROP_WINDOW,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             sink_failing_timeout: DEFAULT_SINK_FAILING_TIMEOUT,
+            export_stuck_after: DEFAULT_EXPORT_STUCK_AFTER,
             stuck_span_after: DEFAULT_STUCK_SPAN_AFTER,
             max_open_spans: DEFAULT_MAX_OPEN_SPANS,
         }
@@ -131,6 +141,12 @@ impl HealthConfig {
     /// Sets [`sink_failing_timeout`](Self::sink_failing_timeout).
     pub fn sink_failing_timeout(mut self, timeout: Duration) -> Self {
         self.sink_failing_timeout = timeout;
+        self
+    }
+
+    /// Sets [`export_stuck_after`](Self::export_stuck_after).
+    pub fn export_stuck_after(mut self, age: Duration) -> Self {
+        self.export_stuck_after = age;
         self
     }
 
@@ -516,6 +532,16 @@ fn sink_status(
             format!("failing for {failing:?}: {error}"),
         );
     }
+    if let Some(busy) = sink
+        .export_in_progress_for
+        .filter(|busy| *busy > config.export_stuck_after)
+    {
+        let msg = format!(
+            "stuck: one export has been running for {busy:?} (limit {:?}); {} of {} records buffered",
+            config.export_stuck_after, sink.buffered, sink.buffer_capacity
+        );
+        return (HealthStatus::Degraded, msg);
+    }
     let fill = format!(
         "{} of {} records buffered",
         sink.buffered, sink.buffer_capacity
@@ -662,6 +688,20 @@ mod tests {
             .unwrap()
             .message
             .contains("stalled"));
+    }
+
+    #[test]
+    fn a_sink_stuck_in_one_export_is_degraded_whatever_its_buffer() {
+        let mut s = healthy_stats();
+        s.sinks[0].buffered = 1;
+        s.sinks[0].export_in_progress_for = Some(Duration::from_secs(4));
+        let config = HealthConfig::default().export_stuck_after(Duration::from_secs(5));
+        assert_eq!(check(&config, &s, true).status, HealthStatus::Healthy);
+        s.sinks[0].export_in_progress_for = Some(Duration::from_secs(8));
+        let h = check(&config, &s, true);
+        let sink = h.component("sink:json").unwrap();
+        assert_eq!(sink.status, HealthStatus::Degraded);
+        assert!(sink.message.contains("stuck"), "{}", sink.message);
     }
 
     #[test]

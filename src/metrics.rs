@@ -43,6 +43,7 @@
 //! | `offload_sink_buffer_capacity` | gauge | `sink` | the sink buffer's capacity |
 //! | `offload_sink_disabled` | gauge | `sink` | 1 when the sink was disabled after a panic |
 //! | `offload_sink_failing_seconds` | gauge | `sink` | how long the sink has been failing without a success (0 when it is not) |
+//! | `offload_sink_export_in_progress_seconds` | gauge | `sink` | how long the sink's current export (or flush) call has been running (0 when it is not in one); a growing value is a stuck sink |
 //! | `offload_sink_last_success_timestamp_seconds` | gauge | `sink` | Unix time of the last successful export (absent before the first) |
 //! | `offload_sink_export_duration_seconds` | histogram | `sink` | time per export call |
 //!
@@ -541,6 +542,20 @@ fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Re
         Some(&Unit::Seconds),
         &failing,
     )?;
+    let in_progress: Vec<(Labels, f64)> = sinks
+        .iter()
+        .map(|s| {
+            let d = s.export_in_progress_for.unwrap_or(Duration::ZERO);
+            (sink_label(s), d.as_secs_f64())
+        })
+        .collect();
+    gauge_family(
+        enc,
+        "offload_sink_export_in_progress",
+        "How long the sink's current export (or flush) call has been running (0 when it is not in one).",
+        Some(&Unit::Seconds),
+        &in_progress,
+    )?;
     let last_success: Vec<(Labels, f64)> = sinks
         .iter()
         .filter_map(|s| Some((sink_label(s), unix_seconds(s.last_success_at?))))
@@ -668,6 +683,7 @@ mod tests {
         ));
         assert!(text.contains("offload_sink_disabled{sink=\"json\"} 0\n"));
         assert!(text.contains("offload_sink_failing_seconds{sink=\"json\"} 1.5\n"));
+        assert!(text.contains("offload_sink_export_in_progress_seconds{sink=\"json\"} 0.0\n"));
     }
 
     #[test]
@@ -680,7 +696,15 @@ mod tests {
                 if kind == "counter" {
                     assert!(name.ends_with("_total"), "{line}");
                 }
-                let timed = ["age", "uptime", "time", "duration", "failing", "timestamp"];
+                let timed = [
+                    "age",
+                    "uptime",
+                    "time",
+                    "duration",
+                    "failing",
+                    "timestamp",
+                    "in_progress",
+                ];
                 if timed.iter().any(|t| name.contains(t)) {
                     assert!(name.ends_with("_seconds"), "{line}");
                 }

@@ -41,6 +41,10 @@ pub(crate) struct SinkCounters {
     pub(crate) buffer_capacity: usize,
     pub(crate) disabled: std::sync::atomic::AtomicBool,
     pub(crate) last: Mutex<SinkLast>,
+    /// When the sink's current `export` (or `flush`) call began, in nanoseconds since `epoch`
+    /// plus one; 0 while no call is in progress.
+    busy_since: AtomicU64,
+    epoch: Instant,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -66,6 +70,31 @@ impl SinkCounters {
             buffer_capacity,
             disabled: Default::default(),
             last: Mutex::new(SinkLast::default()),
+            busy_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Marks the start of an `export` (or `flush`) call, for health to see a sink stuck in one.
+    pub(crate) fn call_started(&self) {
+        let since = self.epoch.elapsed().as_nanos().min(u64::MAX as u128 - 1) as u64;
+        self.busy_since.store(since + 1, Relaxed);
+    }
+
+    /// Marks the end of the call begun by [`call_started`](Self::call_started).
+    pub(crate) fn call_finished(&self) {
+        self.busy_since.store(0, Relaxed);
+    }
+
+    /// How long the current call has been running; `None` when the sink is not in one.
+    fn busy_for(&self) -> Option<Duration> {
+        match self.busy_since.load(Relaxed) {
+            0 => None,
+            since => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_nanos(since - 1)),
+            ),
         }
     }
 
@@ -112,6 +141,7 @@ impl SinkCounters {
             last_error_at: last.error_at,
             last_success_at: last.success_at,
             failing_for: last.failing_since.map(|t| t.elapsed()),
+            export_in_progress_for: self.busy_for(),
         }
     }
 }
@@ -341,6 +371,10 @@ pub struct SinkStats {
     pub last_success_at: Option<SystemTime>,
     /// How long the sink has been failing without a success in between.
     pub failing_for: Option<Duration>,
+    /// How long the sink's current `export` (or `flush`) call has been running; `None` when it
+    /// is not in one. A sink stuck in a call shows here whatever the traffic (health:
+    /// [`HealthConfig::export_stuck_after`](crate::health::HealthConfig::export_stuck_after)).
+    pub export_in_progress_for: Option<Duration>,
 }
 
 impl SinkStats {

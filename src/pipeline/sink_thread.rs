@@ -117,7 +117,9 @@ impl<'a> SinkRunner<'a> {
         }
         let started = Instant::now();
         let batch = std::mem::take(&mut self.batch);
+        c.call_started();
         let result = catch_unwind(AssertUnwindSafe(|| self.sink.export(&batch)));
+        c.call_finished();
         c.latency.record(started.elapsed());
         c.batches.incr();
         let retries = self.sink.retries();
@@ -162,7 +164,10 @@ impl<'a> SinkRunner<'a> {
         if c.disabled.load(Ordering::Relaxed) {
             return;
         }
-        match catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut()))) {
+        c.call_started();
+        let result = catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut())));
+        c.call_finished();
+        match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => c.note_error(format!("{what}: {}", e.with_sources())),
             Err(panic) => {
