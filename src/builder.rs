@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::config::{self, Config, Setting};
-use crate::env::{self, EnvReader, EnvWarning};
+use crate::env::{self, saturating_millis, EnvReader, EnvWarning};
 use crate::error::BuildError;
 use crate::guard::{Guard, Handle};
 use crate::health::{HealthConfig, HealthMonitor};
@@ -38,33 +38,53 @@ pub const DEFAULT_SINK_BUFFER_CAPACITY: usize = 16_384;
 /// How long dropping the [`Guard`] may take to flush and stop.
 pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The largest queue capacity (16 777 216 records), from [`Builder::capacity`] or
+/// `OFFLOAD_CAPACITY`. The queue is allocated whole when the pipeline is built.
+pub const MAX_CAPACITY: usize = 1 << 24;
+/// The largest sink buffer (16 777 216 records), from [`Builder::sink_buffer_capacity`] or a
+/// sink's own [`Sink::buffer_capacity`]. Each buffer is allocated whole at build time.
+pub const MAX_SINK_BUFFER_CAPACITY: usize = 1 << 24;
+/// The largest batch (65 536 records), from [`Builder::batch_size`].
+pub const MAX_BATCH_SIZE: usize = 65_536;
+/// The most events kept per span (65 536), from [`Builder::span_event_limit`] or
+/// `OTEL_SPAN_EVENT_COUNT_LIMIT`.
+pub const MAX_SPAN_EVENT_LIMIT: usize = 65_536;
+/// The longest block timeout `OFFLOAD_BLOCK_TIMEOUT_MS` may give (one minute): a larger value
+/// in the environment is a typo, not a wish to hang `info!`. In code,
+/// [`Backpressure::Block`] takes any timeout (`Duration::MAX` never gives up).
+pub const MAX_ENV_BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Configures and builds an [`OffloadLayer`] and its [`Guard`].
 ///
-/// | setting | method | default | env variable |
-/// |---|---|---|---|
-/// | queue capacity | [`capacity`](Self::capacity) | [`DEFAULT_CAPACITY`] (65 536) | `OFFLOAD_CAPACITY` |
-/// | back-pressure | [`backpressure`](Self::backpressure) | [`DEFAULT_BACKPRESSURE`] (`drop_newest`) | `OFFLOAD_BACKPRESSURE` |
-/// | block timeout | [`backpressure`](Self::backpressure) | [`DEFAULT_BLOCK_TIMEOUT`] (100 ms) | `OFFLOAD_BLOCK_TIMEOUT_MS` |
-/// | critical block timeout | [`critical_block_timeout`](Self::critical_block_timeout) | [`DEFAULT_CRITICAL_BLOCK_TIMEOUT`] (100 ms) | |
-/// | batch size | [`batch_size`](Self::batch_size) | [`DEFAULT_BATCH_SIZE`] (1 024) | |
-/// | flush interval | [`flush_interval`](Self::flush_interval) | [`DEFAULT_FLUSH_INTERVAL`] (10 ms) | |
-/// | text value cap | [`max_field_len`](Self::max_field_len) | [`DEFAULT_MAX_FIELD_LEN`] (8 KiB) | |
-/// | span events kept | [`span_event_limit`](Self::span_event_limit) | [`DEFAULT_SPAN_EVENT_LIMIT`] (128) | `OTEL_SPAN_EVENT_COUNT_LIMIT` |
-/// | sink buffer | [`sink_buffer_capacity`](Self::sink_buffer_capacity) | [`DEFAULT_SINK_BUFFER_CAPACITY`] (16 384) | |
-/// | guard drop timeout | [`drop_timeout`](Self::drop_timeout) | [`DEFAULT_DROP_TIMEOUT`] (5 s) | |
-/// | critical targets | [`critical_target`](Self::critical_target) | none | |
-/// | enabled | [`enabled`](Self::enabled) | `true` | `OTEL_SDK_DISABLED` |
-/// | event keep rate | [`sample_rate`](Self::sample_rate) | [`DEFAULT_SAMPLE_RATE`] (1.0) | `OFFLOAD_SAMPLE_RATE` |
-/// | traces sampler | [`traces_sampler`](Self::traces_sampler) | [`DEFAULT_TRACES_SAMPLER`] (`parentbased_always_on`) | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` |
-/// | never sampled out | [`sample_always`](Self::sample_always) | none | `OFFLOAD_SAMPLE_ALWAYS` (comma-separated) |
-/// | adaptive sampling | [`sample_adaptive`](Self::sample_adaptive) | off | `OFFLOAD_SAMPLE_ADAPTIVE` |
-/// | keep all errors | [`keep_errors`](Self::keep_errors) | `true` | |
-/// | events follow trace sampling | [`events_follow_trace_sampling`](Self::events_follow_trace_sampling) | `false` | |
-/// | admin HTTP endpoint (feature `admin`) | `admin_addr` | off | `OFFLOAD_ADMIN_ADDR` |
-/// | health thresholds | [`health_config`](Self::health_config) | [`HealthConfig::default`] | |
+/// | setting | method | default | range | env variable |
+/// |---|---|---|---|---|
+/// | queue capacity | [`capacity`](Self::capacity) | [`DEFAULT_CAPACITY`] (65 536) | 1 – [`MAX_CAPACITY`] (16 777 216) | `OFFLOAD_CAPACITY` |
+/// | back-pressure | [`backpressure`](Self::backpressure) | [`DEFAULT_BACKPRESSURE`] (`drop_newest`) | | `OFFLOAD_BACKPRESSURE` |
+/// | block timeout | [`backpressure`](Self::backpressure) | [`DEFAULT_BLOCK_TIMEOUT`] (100 ms) | any; from the environment 0 – [`MAX_ENV_BLOCK_TIMEOUT`] (60 000 ms) | `OFFLOAD_BLOCK_TIMEOUT_MS` |
+/// | critical block timeout | [`critical_block_timeout`](Self::critical_block_timeout) | [`DEFAULT_CRITICAL_BLOCK_TIMEOUT`] (100 ms) | any | |
+/// | batch size | [`batch_size`](Self::batch_size) | [`DEFAULT_BATCH_SIZE`] (1 024) | 1 – [`MAX_BATCH_SIZE`] (65 536); 0 counts as 1 | |
+/// | flush interval | [`flush_interval`](Self::flush_interval) | [`DEFAULT_FLUSH_INTERVAL`] (10 ms) | any; below 1 ms counts as 1 ms | |
+/// | text value cap | [`max_field_len`](Self::max_field_len) | [`DEFAULT_MAX_FIELD_LEN`] (8 KiB) | any | |
+/// | span events kept | [`span_event_limit`](Self::span_event_limit) | [`DEFAULT_SPAN_EVENT_LIMIT`] (128) | 0 – [`MAX_SPAN_EVENT_LIMIT`] (65 536) | `OTEL_SPAN_EVENT_COUNT_LIMIT` |
+/// | sink buffer | [`sink_buffer_capacity`](Self::sink_buffer_capacity) | [`DEFAULT_SINK_BUFFER_CAPACITY`] (16 384) | 1 – [`MAX_SINK_BUFFER_CAPACITY`] (16 777 216); 0 counts as 1 | |
+/// | guard drop timeout | [`drop_timeout`](Self::drop_timeout) | [`DEFAULT_DROP_TIMEOUT`] (5 s) | any | |
+/// | critical targets | [`critical_target`](Self::critical_target) | none | | |
+/// | enabled | [`enabled`](Self::enabled) | `true` | | `OTEL_SDK_DISABLED` |
+/// | event keep rate | [`sample_rate`](Self::sample_rate) | [`DEFAULT_SAMPLE_RATE`] (1.0) | 0.0 – 1.0 | `OFFLOAD_SAMPLE_RATE` |
+/// | traces sampler | [`traces_sampler`](Self::traces_sampler) | [`DEFAULT_TRACES_SAMPLER`] (`parentbased_always_on`) | ratio 0.0 – 1.0 | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` |
+/// | never sampled out | [`sample_always`](Self::sample_always) | none | | `OFFLOAD_SAMPLE_ALWAYS` (comma-separated) |
+/// | adaptive sampling | [`sample_adaptive`](Self::sample_adaptive) | off | | `OFFLOAD_SAMPLE_ADAPTIVE` |
+/// | keep all errors | [`keep_errors`](Self::keep_errors) | `true` | | |
+/// | events follow trace sampling | [`events_follow_trace_sampling`](Self::events_follow_trace_sampling) | `false` | | |
+/// | admin HTTP endpoint (feature `admin`) | `admin_addr` | off | | `OFFLOAD_ADMIN_ADDR` |
+/// | health thresholds | [`health_config`](Self::health_config) | [`HealthConfig::default`] | | |
 ///
 /// Environment variables are read only by [`Builder::from_env`], [`Builder::try_from_env`] and
-/// [`init`](crate::init); a value set with a method wins over the environment.
+/// [`init`](crate::init); a value set with a method wins over the environment. A count set
+/// with a method outside its range makes [`build`](Self::build) fail with
+/// [`BuildError::OutOfRange`]; a value from the environment outside its range is ignored
+/// with a warning (an error from `try_from_env`), like any other invalid value. Durations set
+/// in code take any value: a deadline too far to count never passes.
 ///
 /// ```
 /// use std::time::Duration;
@@ -153,15 +173,16 @@ impl Builder {
         }
     }
 
-    /// Defaults overlaid with the environment (see the table above). Invalid values are
-    /// ignored with a warning (on stderr at build time, and in [`Config::warnings`]).
+    /// Defaults overlaid with the environment (see the table above). Invalid values —
+    /// unparsable, outside their range, or not UTF-8 — are ignored with a warning (on stderr
+    /// at build time, and in [`Config::warnings`]).
     pub fn from_env() -> Self {
-        Self::from_env_with(&|var| std::env::var(var).ok())
+        Self::from_env_reader(EnvReader::process())
     }
 
     /// Like [`from_env`](Self::from_env), but an invalid variable is an error.
     pub fn try_from_env() -> Result<Self, BuildError> {
-        Self::try_from_env_with(&|var| std::env::var(var).ok())
+        Self::from_env_reader(EnvReader::process()).strict()
     }
 
     /// [`try_from_env`](Self::try_from_env) with a custom lookup instead of the process
@@ -179,19 +200,17 @@ impl Builder {
     /// }
     /// ```
     pub fn try_from_env_with(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, BuildError> {
-        let builder = Self::from_env_with(lookup);
-        if builder.config.warnings.is_empty() {
-            Ok(builder)
-        } else {
-            Err(BuildError::InvalidEnv(builder.config.warnings))
-        }
+        Self::from_env_with(lookup).strict()
     }
 
     /// [`from_env`](Self::from_env) with a custom lookup instead of the process environment
     /// (for tests and for configuration systems that are not the environment).
     pub fn from_env_with(lookup: &dyn Fn(&str) -> Option<String>) -> Self {
+        Self::from_env_reader(EnvReader::new(lookup))
+    }
+
+    fn from_env_reader(mut env: EnvReader<'_>) -> Self {
         let mut b = Self::new();
-        let mut env = EnvReader::new(lookup);
         b.apply_env(&mut env);
         b.config.warnings = env.warnings;
         b
@@ -204,23 +223,36 @@ impl Builder {
         self
     }
 
+    /// The builder, or its environment warnings as an error.
+    fn strict(self) -> Result<Self, BuildError> {
+        if self.config.warnings.is_empty() {
+            Ok(self)
+        } else {
+            Err(BuildError::InvalidEnv(self.config.warnings))
+        }
+    }
+
     fn apply_env(&mut self, env: &mut EnvReader<'_>) {
         config::apply_sampling_env(&mut self.config, env, config::EnvPrecedence::CodeWins);
         let c = &mut self.config;
         if let Some(disabled) = env.parse("OTEL_SDK_DISABLED", &false, env::boolean) {
             c.enabled.set_env(!disabled, "OTEL_SDK_DISABLED");
         }
-        if let Some(n) = env.parse("OFFLOAD_CAPACITY", &DEFAULT_CAPACITY, env::positive_usize) {
+        if let Some(n) = env.parse(
+            "OFFLOAD_CAPACITY",
+            &DEFAULT_CAPACITY,
+            env::whole_number_in(1..=MAX_CAPACITY),
+        ) {
             c.capacity.set_env(n, "OFFLOAD_CAPACITY");
         }
         let timeout = env.parse(
             "OFFLOAD_BLOCK_TIMEOUT_MS",
             &DEFAULT_BLOCK_TIMEOUT.as_millis(),
-            env::millis,
+            env::millis_in(Duration::ZERO..=MAX_ENV_BLOCK_TIMEOUT),
         );
         if let Some(t) = timeout {
             c.block_timeout_ms
-                .set_env(t.as_millis() as u64, "OFFLOAD_BLOCK_TIMEOUT_MS");
+                .set_env(saturating_millis(t), "OFFLOAD_BLOCK_TIMEOUT_MS");
         }
         if let Some(mut p) = env.parse("OFFLOAD_BACKPRESSURE", &DEFAULT_BACKPRESSURE, |s| {
             s.parse::<Backpressure>()
@@ -236,7 +268,7 @@ impl Builder {
         if let Some(n) = env.parse(
             "OTEL_SPAN_EVENT_COUNT_LIMIT",
             &DEFAULT_SPAN_EVENT_LIMIT,
-            |s| s.parse::<usize>().map_err(|_| "a whole number".to_owned()),
+            env::whole_number_in(0..=MAX_SPAN_EVENT_LIMIT),
         ) {
             c.span_event_limit.set_env(n, "OTEL_SPAN_EVENT_COUNT_LIMIT");
         }
@@ -254,7 +286,8 @@ impl Builder {
         }
     }
 
-    /// Records the queue holds (default [`DEFAULT_CAPACITY`]). 0 is an error at build time.
+    /// Records the queue holds (default [`DEFAULT_CAPACITY`]), 1 to [`MAX_CAPACITY`]; outside
+    /// that range `build()` fails.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.config.capacity.set_code(capacity);
         self
@@ -268,7 +301,7 @@ impl Builder {
         if let Backpressure::Block { timeout } = policy {
             self.config
                 .block_timeout_ms
-                .set_code(timeout.as_millis() as u64);
+                .set_code(saturating_millis(timeout));
         }
         self.backpressure = policy;
         self
@@ -279,12 +312,12 @@ impl Builder {
     pub fn critical_block_timeout(mut self, timeout: Duration) -> Self {
         self.config
             .critical_block_timeout_ms
-            .set_code(timeout.as_millis() as u64);
+            .set_code(saturating_millis(timeout));
         self
     }
 
     /// Records per batch for the drain and sink threads (default [`DEFAULT_BATCH_SIZE`];
-    /// 0 counts as 1).
+    /// 0 counts as 1), up to [`MAX_BATCH_SIZE`]; a larger one fails `build()`.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.config.batch_size.set_code(n.max(1));
         self
@@ -295,7 +328,7 @@ impl Builder {
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.config
             .flush_interval_ms
-            .set_code(interval.as_millis().max(1) as u64);
+            .set_code(saturating_millis(interval).max(1));
         self
     }
 
@@ -307,13 +340,15 @@ impl Builder {
     }
 
     /// Events kept on each span for sinks that attach events to spans (default
-    /// [`DEFAULT_SPAN_EVENT_LIMIT`]); later ones are counted on the span as dropped.
+    /// [`DEFAULT_SPAN_EVENT_LIMIT`]), up to [`MAX_SPAN_EVENT_LIMIT`] (a larger one fails
+    /// `build()`); later ones are counted on the span as dropped.
     pub fn span_event_limit(mut self, n: usize) -> Self {
         self.config.span_event_limit.set_code(n);
         self
     }
 
-    /// Each sink's buffer in records (default [`DEFAULT_SINK_BUFFER_CAPACITY`]).
+    /// Each sink's buffer in records (default [`DEFAULT_SINK_BUFFER_CAPACITY`]; 0 counts as 1),
+    /// up to [`MAX_SINK_BUFFER_CAPACITY`]; a larger one fails `build()`.
     pub fn sink_buffer_capacity(mut self, n: usize) -> Self {
         self.config.sink_buffer_capacity.set_code(n.max(1));
         self
@@ -323,7 +358,7 @@ impl Builder {
     pub fn drop_timeout(mut self, timeout: Duration) -> Self {
         self.config
             .drop_timeout_ms
-            .set_code(timeout.as_millis() as u64);
+            .set_code(saturating_millis(timeout));
         self
     }
 
@@ -463,6 +498,7 @@ impl Builder {
         if c.capacity.value == 0 {
             return Err(BuildError::ZeroCapacity);
         }
+        self.check_ranges()?;
         let sampling = SamplingSettings {
             rate: c.sample_rate.value,
             traces: c.traces_sampler.value,
@@ -477,6 +513,38 @@ impl Builder {
         }
         sampling.traces.validate().map_err(BuildError::Sampling)?;
         Ok(sampling)
+    }
+
+    /// Every count against its documented range (the table above): the queue, the batches and
+    /// the sink buffers are allocated whole, so a huge value would abort the process.
+    fn check_ranges(&self) -> Result<(), BuildError> {
+        let c = &self.config;
+        in_range("`capacity`", c.capacity.value, 1..=MAX_CAPACITY, "records")?;
+        in_range(
+            "`batch_size`",
+            c.batch_size.value,
+            1..=MAX_BATCH_SIZE,
+            "records",
+        )?;
+        in_range(
+            "`span_event_limit`",
+            c.span_event_limit.value,
+            0..=MAX_SPAN_EVENT_LIMIT,
+            "events",
+        )?;
+        in_range(
+            "`sink_buffer_capacity`",
+            c.sink_buffer_capacity.value,
+            1..=MAX_SINK_BUFFER_CAPACITY,
+            "records",
+        )?;
+        for sink in &self.sinks {
+            if let Some(n) = sink.buffer_capacity() {
+                let setting = format!("the buffer of sink `{}`", sink.name());
+                in_range(&setting, n, 1..=MAX_SINK_BUFFER_CAPACITY, "records")?;
+            }
+        }
+        Ok(())
     }
 
     /// Starts every sink (names must be unique), and records their names, settings and
@@ -580,4 +648,21 @@ fn print_warnings(warnings: &[EnvWarning]) {
     for w in warnings {
         eprintln!("tracing-offload: {w}");
     }
+}
+
+/// `value` within `range`, or [`BuildError::OutOfRange`] saying the range.
+fn in_range(
+    setting: &str,
+    value: usize,
+    range: std::ops::RangeInclusive<usize>,
+    unit: &str,
+) -> Result<(), BuildError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(BuildError::OutOfRange {
+        setting: setting.to_owned(),
+        value: format!("{value} {unit}"),
+        range: format!("{} to {} {unit}", range.start(), range.end()),
+    })
 }

@@ -4,6 +4,7 @@
 //! and the sinks.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -33,33 +34,102 @@ impl fmt::Display for EnvWarning {
 
 /// Reads environment variables with the OTel rules, collecting warnings.
 pub(crate) struct EnvReader<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
+    lookup: Lookup<'a>,
     pub(crate) warnings: Vec<EnvWarning>,
 }
 
+/// Where an [`EnvReader`] finds values.
+enum Lookup<'a> {
+    /// The process environment, read with `var_os` so that a value that is not UTF-8 is
+    /// reported instead of looking unset.
+    Process,
+    /// A caller's lookup (`Builder::from_env_with` and friends).
+    Custom(&'a dyn Fn(&str) -> Option<String>),
+}
+
+/// What the lookup found for one variable.
+enum Found {
+    Unset,
+    Value(String),
+    /// Set, but not UTF-8: the value shown lossily.
+    NotUtf8(String),
+}
+
+// === impl EnvReader ===
+
 impl<'a> EnvReader<'a> {
+    /// A reader over `lookup`.
     pub(crate) fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
         EnvReader {
-            lookup,
+            lookup: Lookup::Custom(lookup),
             warnings: Vec::new(),
         }
     }
 
-    /// The variable's trimmed value; `None` when unset or empty.
-    pub(crate) fn raw(&self, var: &str) -> Option<String> {
-        (self.lookup)(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+    /// A reader over the process environment: a value that is not UTF-8 gives a warning.
+    pub(crate) fn process() -> EnvReader<'static> {
+        EnvReader {
+            lookup: Lookup::Process,
+            warnings: Vec::new(),
+        }
     }
 
-    /// Parses `var`; on failure records a warning naming `default` and returns `None`.
+    fn find(&self, var: &str) -> Found {
+        let found = match self.lookup {
+            Lookup::Custom(lookup) => lookup(var).map(Ok),
+            Lookup::Process => std::env::var_os(var).map(|v| {
+                v.into_string()
+                    .map_err(|v| v.to_string_lossy().into_owned())
+            }),
+        };
+        match found {
+            None => Found::Unset,
+            Some(Err(lossy)) => Found::NotUtf8(lossy),
+            Some(Ok(v)) => match v.trim() {
+                "" => Found::Unset,
+                v => Found::Value(v.to_owned()),
+            },
+        }
+    }
+
+    fn warn_not_utf8(&mut self, var: &str, lossy: String, used: String) {
+        self.warnings.push(EnvWarning {
+            var: var.to_owned(),
+            value: lossy,
+            expected: "a UTF-8 value".to_owned(),
+            used,
+        });
+    }
+
+    /// The variable's trimmed value; `None` when unset or empty. A value that is not UTF-8 is
+    /// `None` with a warning.
+    pub(crate) fn raw(&mut self, var: &str) -> Option<String> {
+        match self.find(var) {
+            Found::Unset => None,
+            Found::Value(v) => Some(v),
+            Found::NotUtf8(lossy) => {
+                self.warn_not_utf8(var, lossy, "nothing (as if unset)".to_owned());
+                None
+            }
+        }
+    }
+
+    /// Parses `var`; on failure (a value that is not UTF-8 included) records a warning naming
+    /// `default` and returns `None`.
     pub(crate) fn parse<T>(
         &mut self,
         var: &str,
         default: &dyn fmt::Display,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        let raw = self.raw(var)?;
+        let raw = match self.find(var) {
+            Found::Unset => return None,
+            Found::Value(v) => v,
+            Found::NotUtf8(lossy) => {
+                self.warn_not_utf8(var, lossy, format!("the default {default}"));
+                return None;
+            }
+        };
         match parse(&raw) {
             Ok(v) => Some(v),
             Err(expected) => {
@@ -88,6 +158,43 @@ pub(crate) fn millis(s: &str) -> Result<Duration, String> {
     s.parse::<u64>()
         .map(Duration::from_millis)
         .map_err(|_| "a whole number of milliseconds".to_owned())
+}
+
+/// A parser for a whole number within `range`, for numeric variables with a documented range
+/// (e.g. `whole_number_in(1..=MAX_CAPACITY)`). A value out of range, or too large for the
+/// type, fails with a message that says the range.
+pub(crate) fn whole_number_in<T>(range: RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display,
+{
+    move |s| match s.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+/// A parser for whole milliseconds within `range` (e.g. `millis_in(Duration::ZERO..=MAX)`);
+/// the message says the range in milliseconds.
+pub(crate) fn millis_in(
+    range: RangeInclusive<Duration>,
+) -> impl Fn(&str) -> Result<Duration, String> {
+    move |s| match s.parse::<u64>().map(Duration::from_millis) {
+        Ok(d) if range.contains(&d) => Ok(d),
+        _ => Err(format!(
+            "a whole number of milliseconds from {} to {}",
+            saturating_millis(*range.start()),
+            saturating_millis(*range.end())
+        )),
+    }
+}
+
+/// A duration in whole milliseconds, `u64::MAX` for durations too long to count that way.
+pub(crate) fn saturating_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Parses an OTel boolean: `true` or `false`, any case.
@@ -121,6 +228,74 @@ mod tests {
         assert!(
             w.contains("BAD") && w.contains("abc") && w.contains("the default 7"),
             "{w}"
+        );
+    }
+
+    #[test]
+    fn numbers_out_of_their_range_warn_with_the_range() {
+        let lookup = |v: &str| match v {
+            "HUGE" => Some("1000000000000000".to_owned()),
+            "MAX_U64" => Some("18446744073709551615".to_owned()),
+            "PAST_U64" => Some("99999999999999999999999".to_owned()),
+            "OK" => Some("60000".to_owned()),
+            _ => None,
+        };
+        let mut env = EnvReader::new(&lookup);
+        assert_eq!(
+            env.parse("HUGE", &7, whole_number_in(1..=1usize << 24)),
+            None
+        );
+        let max = Duration::from_secs(60);
+        assert_eq!(
+            env.parse("MAX_U64", &7, millis_in(Duration::ZERO..=max)),
+            None
+        );
+        assert_eq!(
+            env.parse("PAST_U64", &7, millis_in(Duration::ZERO..=max)),
+            None
+        );
+        assert_eq!(
+            env.parse("OK", &7, millis_in(Duration::ZERO..=max)),
+            Some(max)
+        );
+        let w: Vec<String> = env.warnings.iter().map(|w| w.expected.clone()).collect();
+        assert_eq!(
+            w,
+            [
+                "a whole number from 1 to 16777216",
+                "a whole number of milliseconds from 0 to 60000",
+                "a whole number of milliseconds from 0 to 60000"
+            ]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_value_that_is_not_utf8_warns_instead_of_looking_unset() {
+        use std::os::unix::ffi::OsStrExt;
+        let var = "TRACING_OFFLOAD_UNIT_TEST_NOT_UTF8";
+        std::env::set_var(var, std::ffi::OsStr::from_bytes(b"12\xff"));
+        let mut env = EnvReader::process();
+        assert_eq!(env.parse(var, &7, positive_usize), None);
+        assert_eq!(env.raw(var), None);
+        std::env::remove_var(var);
+        assert_eq!(env.warnings.len(), 2, "{:?}", env.warnings);
+        let w = &env.warnings[0];
+        assert_eq!(
+            (w.value.as_str(), w.used.as_str()),
+            ("12\u{fffd}", "the default 7")
+        );
+        assert_eq!(w.expected, "a UTF-8 value");
+        assert_eq!(env.warnings[1].used, "nothing (as if unset)");
+    }
+
+    #[test]
+    fn durations_become_milliseconds_without_wrapping() {
+        assert_eq!(saturating_millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(saturating_millis(Duration::MAX), u64::MAX);
+        assert_eq!(
+            saturating_millis(Duration::from_secs(u64::MAX / 500)),
+            u64::MAX
         );
     }
 }

@@ -38,6 +38,17 @@ pub enum BuildError {
     /// The queue capacity was 0.
     #[error("queue capacity must be at least 1 (got 0); use a power of two such as 65536")]
     ZeroCapacity,
+    /// A numeric setting was outside its documented range (see the table on
+    /// [`Builder`](crate::Builder)).
+    #[error("{setting} is {value}, outside its range; use {range}")]
+    OutOfRange {
+        /// The setting, e.g. `` `capacity` ``.
+        setting: String,
+        /// The value given.
+        value: String,
+        /// The range allowed, e.g. `1 to 16777216 records`.
+        range: String,
+    },
     /// A sink could not start, e.g. its file could not be opened (the reason is the
     /// [`source`](std::error::Error::source)).
     #[error("sink `{sink}` could not start")]

@@ -145,9 +145,10 @@ impl Handle {
     /// them to records offered after the call returns. This is an explicit request, so every
     /// variable that is set replaces the current value whatever its source (values set in
     /// code included); unset and empty ones leave it alone. Invalid values are ignored and
-    /// returned as warnings (also on stderr and in [`Config::warnings`]).
+    /// returned as warnings (also on stderr and in [`Config::warnings`]), and so are values
+    /// that are not UTF-8.
     pub fn reload_from_env(&self) -> Vec<EnvWarning> {
-        self.reload_from_env_with(&|var| std::env::var(var).ok())
+        self.reload(EnvReader::process())
     }
 
     /// [`reload_from_env`](Self::reload_from_env) with a custom lookup instead of the process
@@ -167,7 +168,10 @@ impl Handle {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reload_from_env_with(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<EnvWarning> {
-        let mut env = EnvReader::new(lookup);
+        self.reload(EnvReader::new(lookup))
+    }
+
+    fn reload(&self, mut env: EnvReader<'_>) -> Vec<EnvWarning> {
         // Held throughout, so a concurrent setter cannot leave the sampler and the config
         // disagreeing.
         let mut config = self.config_mut();

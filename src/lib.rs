@@ -178,16 +178,17 @@
 //! # Environment variables
 //!
 //! Read by [`init`], [`Builder::from_env`] and [`Builder::try_from_env`] (`RUST_LOG` by
-//! [`init`] and [`init_with`] only). Empty means unset;
-//! an invalid value is ignored with a warning (stderr and [`Config::warnings`]). A value set in
-//! code wins over the environment.
+//! [`init`] and [`init_with`] only). Empty means unset; an invalid value — unparsable, outside
+//! its range, or not UTF-8 — is ignored with a warning naming the default used (stderr and
+//! [`Config::warnings`]); `try_from_env` returns an error instead. A value set in code wins
+//! over the environment.
 //!
 //! | variable | values | default | meaning |
 //! |---|---|---|---|
-//! | `OFFLOAD_CAPACITY` | integer > 0 | 65536 | records the queue holds |
+//! | `OFFLOAD_CAPACITY` | 1 – 16777216 ([`MAX_CAPACITY`]) | 65536 | records the queue holds |
 //! | `OFFLOAD_BACKPRESSURE` | `drop_oldest`, `drop_newest`, `block` | `drop_newest` | policy when full |
-//! | `OFFLOAD_BLOCK_TIMEOUT_MS` | integer | 100 | how long `block` waits |
-//! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | integer | 128 | events kept per span |
+//! | `OFFLOAD_BLOCK_TIMEOUT_MS` | 0 – 60000 ([`MAX_ENV_BLOCK_TIMEOUT`]) | 100 | how long `block` waits |
+//! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | 0 – 65536 ([`MAX_SPAN_EVENT_LIMIT`]) | 128 | events kept per span |
 //! | `OTEL_SDK_DISABLED` | `true`, `false` | `false` | `true` records nothing |
 //! | `OTEL_TRACES_SAMPLER` | OTel sampler names | `parentbased_always_on` | which spans are recorded |
 //! | `OTEL_TRACES_SAMPLER_ARG` | 0.0 – 1.0 | 1.0 | ratio of the ratio samplers |
@@ -235,7 +236,8 @@ mod traceparent;
 pub use builder::{
     Builder, DEFAULT_BACKPRESSURE, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_TIMEOUT, DEFAULT_CAPACITY,
     DEFAULT_CRITICAL_BLOCK_TIMEOUT, DEFAULT_DROP_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_FIELD_LEN, DEFAULT_SINK_BUFFER_CAPACITY, DEFAULT_SPAN_EVENT_LIMIT,
+    DEFAULT_MAX_FIELD_LEN, DEFAULT_SINK_BUFFER_CAPACITY, DEFAULT_SPAN_EVENT_LIMIT, MAX_BATCH_SIZE,
+    MAX_CAPACITY, MAX_ENV_BLOCK_TIMEOUT, MAX_SINK_BUFFER_CAPACITY, MAX_SPAN_EVENT_LIMIT,
 };
 pub use config::{Config, Setting, Source};
 pub use env::EnvWarning;
