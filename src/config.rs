@@ -132,9 +132,7 @@ pub(crate) fn apply_sampling_env(
     env: &mut EnvReader<'_>,
     precedence: EnvPrecedence,
 ) {
-    use crate::sampling::{
-        parse_ratio, TracesSampler, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER, SAMPLER_NAMES,
-    };
+    use crate::sampling::{parse_ratio, DEFAULT_SAMPLE_RATE};
     fn put<T>(s: &mut Setting<T>, v: T, var: &str, p: EnvPrecedence) {
         match p {
             EnvPrecedence::CodeWins => s.set_env(v, var),
@@ -144,25 +142,7 @@ pub(crate) fn apply_sampling_env(
     if let Some(rate) = env.parse("OFFLOAD_SAMPLE_RATE", &DEFAULT_SAMPLE_RATE, parse_ratio) {
         put(&mut c.sample_rate, rate, "OFFLOAD_SAMPLE_RATE", precedence);
     }
-    let arg = env.raw("OTEL_TRACES_SAMPLER_ARG");
-    let sampler = env.parse("OTEL_TRACES_SAMPLER", &DEFAULT_TRACES_SAMPLER, |name| {
-        TracesSampler::parse(name, None).map_err(|_| SAMPLER_NAMES.to_owned())
-    });
-    if let Some(sampler) = sampler {
-        // The argument only matters to the ratio samplers; an invalid one uses 1.0 (the spec).
-        let sampler = match (sampler.ratio(), arg) {
-            (Some(_), Some(arg)) => env
-                .parse("OTEL_TRACES_SAMPLER_ARG", &1.0, |_| parse_ratio(&arg))
-                .map_or(sampler, |r| with_ratio(sampler, r)),
-            _ => sampler,
-        };
-        put(
-            &mut c.traces_sampler,
-            sampler,
-            "OTEL_TRACES_SAMPLER",
-            precedence,
-        );
-    }
+    apply_traces_sampler_env(c, env, precedence);
     if let Some(list) = env.raw("OFFLOAD_SAMPLE_ALWAYS") {
         let prefixes: Vec<String> = list
             .split(',')
@@ -184,6 +164,104 @@ pub(crate) fn apply_sampling_env(
             "OFFLOAD_SAMPLE_ADAPTIVE",
             precedence,
         );
+    }
+}
+
+/// `OTEL_TRACES_SAMPLER_ARG` as found.
+enum SamplerArg {
+    Unset,
+    Valid(f64),
+    /// Unparsable, out of range or not UTF-8; its warning is at this index, or not pushed yet.
+    Invalid(Option<usize>, String),
+}
+
+/// Reads `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` into `c`.
+///
+/// The argument matters only to the ratio samplers. When building, a missing or invalid one
+/// gives the spec's fallback, 1.0 (an invalid one with a warning). During a reload
+/// ([`EnvPrecedence::EnvWins`]) a missing or invalid argument keeps the ratio in force, with a
+/// warning that names it, and an argument set alone retunes the ratio sampler in force.
+fn apply_traces_sampler_env(c: &mut Config, env: &mut EnvReader<'_>, precedence: EnvPrecedence) {
+    use crate::sampling::{TracesSampler, DEFAULT_TRACES_SAMPLER, SAMPLER_NAMES};
+    const SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+    const ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+    let arg = read_sampler_arg(env);
+    let warnings_before = env.warnings.len();
+    let named = env.parse(SAMPLER, &DEFAULT_TRACES_SAMPLER, |name| {
+        TracesSampler::parse(name, None).map_err(|_| SAMPLER_NAMES.to_owned())
+    });
+    let name_invalid = env.warnings.len() > warnings_before;
+    let reload = precedence == EnvPrecedence::EnvWins;
+    let in_force = c.traces_sampler.value;
+    let (sampler, var) = match named {
+        Some(sampler) => (sampler, SAMPLER),
+        // A reload with only the argument set retunes the ratio sampler in force.
+        None if reload && !name_invalid && in_force.ratio().is_some() => match arg {
+            SamplerArg::Unset => return,
+            _ => (in_force, ARG),
+        },
+        None => return,
+    };
+    let put = |s: &mut Setting<TracesSampler>, v| match precedence {
+        EnvPrecedence::CodeWins => s.set_env(v, var),
+        EnvPrecedence::EnvWins => s.set_env_forced(v, var),
+    };
+    if sampler.ratio().is_none() {
+        put(&mut c.traces_sampler, sampler);
+        return;
+    }
+    let kept = in_force.ratio().filter(|_| reload);
+    let used = |kept: Option<f64>| match kept {
+        Some(r) => format!("the ratio in force {r}"),
+        None => "the default 1".to_owned(),
+    };
+    let ratio = match arg {
+        SamplerArg::Valid(r) => r,
+        SamplerArg::Invalid(index, value) => {
+            let warning = EnvWarning {
+                var: ARG.to_owned(),
+                value,
+                expected: "a number from 0.0 to 1.0".to_owned(),
+                used: used(kept),
+            };
+            match index {
+                // Not UTF-8: the reader already warned; say what was used instead.
+                Some(i) => env.warnings[i].used = warning.used,
+                None => env.warnings.push(warning),
+            }
+            if var == ARG {
+                return; // nothing changes
+            }
+            kept.unwrap_or(1.0)
+        }
+        SamplerArg::Unset => match kept {
+            Some(r) => {
+                env.warnings.push(EnvWarning {
+                    var: ARG.to_owned(),
+                    value: String::new(),
+                    expected: format!("a number from 0.0 to 1.0 for {SAMPLER}={sampler}"),
+                    used: used(kept),
+                });
+                r
+            }
+            None => 1.0,
+        },
+    };
+    put(&mut c.traces_sampler, with_ratio(sampler, ratio));
+}
+
+fn read_sampler_arg(env: &mut EnvReader<'_>) -> SamplerArg {
+    let warnings_before = env.warnings.len();
+    match env.raw("OTEL_TRACES_SAMPLER_ARG") {
+        Some(text) => match crate::sampling::parse_ratio(&text) {
+            Ok(r) => SamplerArg::Valid(r),
+            Err(_) => SamplerArg::Invalid(None, text),
+        },
+        None if env.warnings.len() > warnings_before => {
+            let value = env.warnings[warnings_before].value.clone();
+            SamplerArg::Invalid(Some(warnings_before), value)
+        }
+        None => SamplerArg::Unset,
     }
 }
 

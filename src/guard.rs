@@ -147,6 +147,11 @@ impl Handle {
     /// code included); unset and empty ones leave it alone. Invalid values are ignored and
     /// returned as warnings (also on stderr and in [`Config::warnings`]), and so are values
     /// that are not UTF-8.
+    ///
+    /// The sampler argument: a missing or invalid `OTEL_TRACES_SAMPLER_ARG` keeps the ratio in
+    /// force (with a warning naming it) instead of the spec's build-time fallback of 1.0, so a
+    /// typo never turns a 5 % sampler into 100 %; `OTEL_TRACES_SAMPLER_ARG` set alone retunes
+    /// the ratio sampler in force.
     pub fn reload_from_env(&self) -> Vec<EnvWarning> {
         self.reload(EnvReader::process())
     }
@@ -185,17 +190,18 @@ impl Handle {
             s.set_whitelist(config.sample_always.value.clone());
         }
         s.set_adaptive(config.sample_adaptive.value);
-        // An invalid variable leaves the value in force, not the default: say so.
+        // An invalid variable leaves the value in force, not the default: say so. (The
+        // sampler argument's warnings already name the ratio kept.)
         for w in &mut env.warnings {
             let current = match w.var.as_str() {
-                "OFFLOAD_SAMPLE_RATE" => config.sample_rate.value.to_string(),
-                "OTEL_TRACES_SAMPLER" | "OTEL_TRACES_SAMPLER_ARG" => {
-                    config.traces_sampler.value.to_string()
-                }
-                "OFFLOAD_SAMPLE_ADAPTIVE" => config.sample_adaptive.value.to_string(),
-                _ => continue,
+                "OFFLOAD_SAMPLE_RATE" => Some(config.sample_rate.value.to_string()),
+                "OTEL_TRACES_SAMPLER" => Some(config.traces_sampler.value.to_string()),
+                "OFFLOAD_SAMPLE_ADAPTIVE" => Some(config.sample_adaptive.value.to_string()),
+                _ => None,
             };
-            w.used = format!("the current value {current}");
+            if let Some(current) = current {
+                w.used = format!("the current value {current}");
+            }
             eprintln!("tracing-offload: {w}");
         }
         config.warnings.extend(env.warnings.iter().cloned());

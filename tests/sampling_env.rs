@@ -183,3 +183,83 @@ fn reload_from_env_changes_later_events() {
     assert_eq!(sink.count(), 1);
     assert_eq!(guard.handle().stats().sampled_out, 3);
 }
+
+#[test]
+fn a_reload_with_a_bad_or_missing_sampler_argument_keeps_the_ratio_in_force() {
+    let sink = Collect::new("collect");
+    let (layer, guard) = Builder::new()
+        .traces_sampler(TracesSampler::TraceIdRatio(0.05))
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let in_force = || handle.stats().sampling.unwrap().traces_sampler;
+
+    // A typo: before, the ratio became 1.0 and the warning claimed "the current value".
+    let warnings = handle.reload_from_env_with(&lookup(&[
+        ("OTEL_TRACES_SAMPLER", "traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.o5"),
+    ]));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        (warnings[0].var.as_str(), warnings[0].value.as_str()),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.o5")
+    );
+    assert_eq!(warnings[0].used, "the ratio in force 0.05");
+    assert_eq!(in_force(), TracesSampler::TraceIdRatio(0.05));
+    assert_eq!(
+        handle.config().traces_sampler.value,
+        TracesSampler::TraceIdRatio(0.05)
+    );
+
+    // The argument unset: before, the ratio silently became 1.0.
+    let warnings = handle.reload_from_env_with(&lookup(&[(
+        "OTEL_TRACES_SAMPLER",
+        "parentbased_traceidratio",
+    )]));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].var, "OTEL_TRACES_SAMPLER_ARG");
+    assert_eq!(warnings[0].used, "the ratio in force 0.05");
+    assert_eq!(in_force(), TracesSampler::ParentBasedTraceIdRatio(0.05));
+
+    // Root spans after the reloads are sampled at 5 %, not 100 %.
+    with_layer(layer, || {
+        for i in 0..2_000 {
+            drop(tracing::info_span!("request", i).entered());
+        }
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let recorded = sink.count();
+    assert!(
+        recorded < 500,
+        "{recorded} of 2000 spans recorded at ratio 0.05"
+    );
+}
+
+#[test]
+fn a_reload_with_only_the_sampler_argument_retunes_the_ratio_in_force() {
+    let (_layer, guard) = Builder::new()
+        .traces_sampler(TracesSampler::ParentBasedTraceIdRatio(0.05))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let warnings = handle.reload_from_env_with(&lookup(&[("OTEL_TRACES_SAMPLER_ARG", "0.2")]));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let c = handle.config();
+    assert_eq!(
+        c.traces_sampler.value,
+        TracesSampler::ParentBasedTraceIdRatio(0.2)
+    );
+    assert_eq!(
+        c.traces_sampler.source,
+        Source::Env("OTEL_TRACES_SAMPLER_ARG".into())
+    );
+    // A typo alone changes nothing and says what stays.
+    let warnings = handle.reload_from_env_with(&lookup(&[("OTEL_TRACES_SAMPLER_ARG", "2O%")]));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].used, "the ratio in force 0.2");
+    assert_eq!(
+        handle.stats().sampling.unwrap().traces_sampler,
+        TracesSampler::ParentBasedTraceIdRatio(0.2)
+    );
+}
