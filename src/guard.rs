@@ -212,6 +212,44 @@ impl Handle {
         self.config.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Installs a panic hook that flushes this pipeline, waiting at most `timeout`, then runs
+    /// the hook that was installed before (by default the one that prints the panic message).
+    ///
+    /// A panic that ends the process without unwinding through the [`Guard`] — with
+    /// `panic = "abort"`, in a thread whose panic leads to [`std::process::exit`], or with the
+    /// guard kept in a `static` — would otherwise lose every record still queued, without a
+    /// count (see [`Guard`]). The hook flushes on the panicking thread; on the crate's own
+    /// threads (named `offload-…`, e.g. a sink that panics) it does not flush, since it would
+    /// wait for itself. Install it once, after building; each call chains another hook.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let (_layer, guard) = tracing_offload::OffloadLayer::builder().build()?;
+    /// guard.handle().install_panic_hook(Duration::from_secs(2));
+    /// # let _ = std::panic::take_hook(); // doctest hygiene: back to the default hook
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn install_panic_hook(&self, timeout: Duration) {
+        let handle = self.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            handle.flush_from_panic_hook(timeout);
+            previous(info);
+        }));
+    }
+
+    fn flush_from_panic_hook(&self, timeout: Duration) {
+        let crate_thread = std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with("offload-"));
+        if crate_thread || !self.is_running() {
+            return;
+        }
+        if let Err(e) = self.flush(timeout) {
+            eprintln!("tracing-offload: flushing from the panic hook: {e}");
+        }
+    }
+
     /// Whether the drain thread is running (false after shutdown or if it died).
     pub fn is_running(&self) -> bool {
         self.pipeline.drain_alive()
@@ -267,6 +305,23 @@ impl crate::admin::AdminSource for Handle {
 ///
 /// [`quiet_on_drop`](Self::quiet_on_drop) silences both, for programs that drop the guard on
 /// purpose; the losses are still counted in [`Handle::stats`].
+///
+/// **[`std::process::exit`] does not drop the guard**, and neither does a panic with
+/// `panic = "abort"`, nor the end of `main` for a guard kept in a `static`: records still queued
+/// are lost, and no counter can say so because the process is gone. Flush first — or shut
+/// down — and, for panics, install [`Handle::install_panic_hook`]:
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let guard = tracing_offload::init()?;
+/// guard.handle().install_panic_hook(Duration::from_secs(2));
+/// // …
+/// tracing::error!("fatal configuration error");
+/// let _ = guard.handle().flush(Duration::from_secs(2)); // or guard.shutdown(..)
+/// std::process::exit(2);
+/// # }
+/// ```
 #[must_use = "dropping the guard shuts the pipeline down at once; bind it, e.g. `let _guard = …`"]
 pub struct Guard {
     handle: Handle,

@@ -155,6 +155,9 @@
 //! [`Guard::shutdown`] stops accepting records, flushes and joins within a deadline, and says
 //! what it abandoned. Dropping the guard does the same with
 //! [`DEFAULT_DROP_TIMEOUT`]. [`Handle::flush`] waits for everything offered so far.
+//! [`std::process::exit`] drops nothing: flush before it, and install
+//! [`Handle::install_panic_hook`] so that a panic that ends the process flushes first (see
+//! [`Guard`]).
 //!
 //! # Self-observability
 //!
