@@ -103,7 +103,8 @@
 //!
 //! * [`sink::Console`]: one human-readable line per record, coloured on a terminal.
 //! * [`sink::JsonFile`]: one JSON object per line, one write per batch, optional rotation by
-//!   size or time. The schema is in its docs and in the README.
+//!   size or time. A line is whole or absent, even when the disk fills; a file deleted or
+//!   moved away is followed by a new one. The schema is in its docs and in the README.
 //! * [`sink::Channel`]: records to a receiver in the same process.
 //! * `sink::Otlp` (feature `otlp`, on by default): spans and events to an OpenTelemetry
 //!   collector over gRPC or HTTP, configured in code or from OTel's environment variables.

@@ -131,7 +131,12 @@ impl<'a> SinkRunner<'a> {
                 c.note_success();
             }
             Ok(Err(e)) => {
-                self.count(|c| c.failed.add(data));
+                // Records the sink says reached their destination before it failed.
+                let written = data_records(&batch[..e.written().min(batch.len())]);
+                self.count(|c| {
+                    c.exported.add(written);
+                    c.failed.add(data.saturating_sub(written));
+                });
                 c.note_error(e.with_sources());
             }
             Err(panic) => {
@@ -207,6 +212,14 @@ impl<'a> SinkRunner<'a> {
             by_reason,
         })
     }
+}
+
+/// Records in `batch` that are data, not drop markers.
+fn data_records(batch: &[Record]) -> u64 {
+    batch
+        .iter()
+        .filter(|r| !matches!(r, Record::Dropped(_)))
+        .count() as u64
 }
 
 fn panic_message(panic: &Box<dyn Any + Send>) -> String {

@@ -1,8 +1,14 @@
 //! `sink::JsonFile`: one JSON object per line, written in batches.
+//!
+//! A line is whole or absent: a write that fails part way (a full disk) is cut back to the last
+//! whole line, and the records before it are reported written. The file followed is the one
+//! the path names: one deleted or moved away (by logrotate or an operator) is noticed before
+//! the next batch and a new one is opened, its directory created again if needed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::SystemTime;
 
 use crate::ids::ThreadInfo;
 use crate::record::{
@@ -23,11 +29,12 @@ pub enum Rotation {
         /// Old files kept besides the current one.
         keep: usize,
     },
-    /// A new file each minute, named `<path>.YYYY-MM-DD-HH-mm` (by `tracing-appender`).
+    /// A new file each minute (UTC), named `<path>.YYYY-MM-DD-HH-mm` (the names
+    /// `tracing-appender` gives).
     Minutely,
-    /// A new file each hour, named `<path>.YYYY-MM-DD-HH`.
+    /// A new file each hour (UTC), named `<path>.YYYY-MM-DD-HH`.
     Hourly,
-    /// A new file each day, named `<path>.YYYY-MM-DD`.
+    /// A new file each day (UTC), named `<path>.YYYY-MM-DD`.
     Daily,
 }
 
@@ -41,6 +48,19 @@ pub enum Rotation {
 /// `…[truncated from N bytes]`. A `dropped` line reports `dropped` (an object of counts by
 /// reason) and `since`.
 ///
+/// **Whole lines.** A batch is written whole (one batch is never split between two files). When
+/// a write fails part way — the disk is full — the file is cut back to the last whole line and
+/// the records before it are reported written ([`SinkError::Partial`]), so they are counted
+/// exported and the rest failed. The file is this sink's alone: another writer appending to it
+/// at the same moment could lose its tail to that cut.
+///
+/// **Deleted or moved files.** Before each batch the sink checks (one `stat`) that the path
+/// still names the file it has open (device and inode, as log shippers' file tails do). A file
+/// deleted or moved away, by logrotate's default `create` mode or by hand, is followed by a new
+/// one at the path, its directory created again if needed; what was written before stays in
+/// the moved file. When the new file cannot be opened, the batch fails (counted `failed`,
+/// shown in health) and the next batch tries again.
+///
 /// ```
 /// use tracing_offload::sink::{JsonFile, Rotation};
 /// let sink = JsonFile::new("logs/app.jsonl")
@@ -52,29 +72,188 @@ pub struct JsonFile {
     name: String,
     path: PathBuf,
     rotation: Rotation,
-    out: Option<Output>,
+    out: Option<OpenFile>,
     buf: Vec<u8>,
+    /// Where each record's line ends in `buf`.
+    line_ends: Vec<usize>,
+}
+
+/// The file being written.
+#[derive(Debug)]
+struct OpenFile {
+    file: File,
+    /// The path it was opened at: the sink's path, or the dated name under time rotation.
+    path: PathBuf,
+    /// Its device and inode when opened (`None` where the platform does not say).
+    id: Option<FileId>,
+    /// Its length, as far as this sink knows.
     size: u64,
+    /// Under time rotation, the period (in periods since the Unix epoch) it belongs to.
+    period: Option<u64>,
+    /// A failed write left part of a line that could not be cut off: the next write starts
+    /// with a newline so that the next record begins a line of its own.
+    broken_tail: bool,
 }
 
-enum Output {
-    File(File),
-    Rolling(tracing_appender::rolling::RollingFileAppender),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
 }
 
-impl std::fmt::Debug for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Output::File(_) => "File",
-            Output::Rolling(_) => "Rolling",
+#[cfg(unix)]
+fn file_id(meta: &fs::Metadata) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    Some(FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+#[cfg(not(unix))]
+fn file_id(_meta: &fs::Metadata) -> Option<FileId> {
+    None
+}
+
+// === impl Rotation ===
+
+impl Rotation {
+    /// The length of a time-rotation period in seconds; `None` for the others.
+    fn period_secs(&self) -> Option<u64> {
+        match self {
+            Rotation::Minutely => Some(60),
+            Rotation::Hourly => Some(3_600),
+            Rotation::Daily => Some(86_400),
+            Rotation::Never | Rotation::Size { .. } => None,
+        }
+    }
+
+    /// The period `now` falls in, under time rotation.
+    fn period_of(&self, now: SystemTime) -> Option<u64> {
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.period_secs().map(|len| secs / len)
+    }
+
+    /// `YYYY-MM-DD`, `YYYY-MM-DD-HH` or `YYYY-MM-DD-HH-mm` (UTC) for the start of `period`.
+    fn date_suffix(&self, period: u64) -> String {
+        let len = self.period_secs().unwrap_or(86_400);
+        let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(period * len);
+        // `YYYY-MM-DDTHH:MM:SS.ffffffZ`
+        let t = rfc3339_bytes(start);
+        let text = |range: std::ops::Range<usize>| String::from_utf8_lossy(&t[range]).into_owned();
+        match self {
+            Rotation::Minutely => format!("{}-{}-{}", text(0..10), text(11..13), text(14..16)),
+            Rotation::Hourly => format!("{}-{}", text(0..10), text(11..13)),
+            _ => text(0..10),
+        }
+    }
+}
+
+// === impl OpenFile ===
+
+impl OpenFile {
+    /// Opens (creating it, and its directory) `path` for appending.
+    fn open(path: PathBuf, period: Option<u64>) -> Result<OpenFile, SinkError> {
+        let ctx = |what: &str| format!("{what} {}", path.display());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)
+                .map_err(|e| SinkError::io(ctx("creating the directory of"), e))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| SinkError::io(ctx("opening"), e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| SinkError::io(ctx("reading the metadata of"), e))?;
+        Ok(OpenFile {
+            id: file_id(&meta),
+            size: meta.len(),
+            file,
+            path,
+            period,
+            broken_tail: false,
         })
     }
+
+    /// Whether the path still names this file. A path that names nothing (deleted, moved
+    /// away, its directory gone) or another file does not; when the path cannot be checked
+    /// (e.g. permissions), the open file is kept.
+    fn still_at_its_path(&self) -> bool {
+        match fs::metadata(&self.path) {
+            Ok(meta) => self.id.is_none() || file_id(&meta) == self.id,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ),
+        }
+    }
+
+    /// Writes `buf` (whole lines ending at `line_ends`) so that every line is whole or absent.
+    /// On failure, says how many lines were written whole.
+    fn write_lines(&mut self, buf: &[u8], line_ends: &[usize]) -> Result<(), (usize, io::Error)> {
+        let prefix: &[u8] = if self.broken_tail { b"\n" } else { b"" };
+        let (written, result) = write_all_counted(&mut self.file, prefix, buf);
+        self.size += written as u64;
+        if written >= prefix.len() {
+            self.broken_tail = false;
+        }
+        let Err(e) = result else {
+            return Ok(());
+        };
+        let in_buf = written.saturating_sub(prefix.len());
+        let whole = line_ends.partition_point(|end| *end <= in_buf);
+        let kept = if whole == 0 { 0 } else { line_ends[whole - 1] };
+        let torn = (in_buf - kept) as u64;
+        if torn > 0 {
+            self.cut_back(torn);
+        }
+        Err((whole, e))
+    }
+
+    /// Removes the last `torn` bytes (a torn line) from the end of the file; if that fails, the
+    /// next write starts on a new line.
+    fn cut_back(&mut self, torn: u64) {
+        let cut = self
+            .file
+            .metadata()
+            .and_then(|m| self.file.set_len(m.len().saturating_sub(torn)));
+        match cut {
+            Ok(()) => self.size = self.size.saturating_sub(torn),
+            Err(_) => self.broken_tail = true,
+        }
+    }
+}
+
+/// Writes `prefix` then `buf` with as many `write` calls as needed; returns the bytes written
+/// and the first error.
+fn write_all_counted(file: &mut File, prefix: &[u8], buf: &[u8]) -> (usize, io::Result<()>) {
+    let mut written = 0;
+    let total = prefix.len() + buf.len();
+    while written < total {
+        let rest = if written < prefix.len() {
+            &prefix[written..]
+        } else {
+            &buf[written - prefix.len()..]
+        };
+        match file.write(rest) {
+            Ok(0) => return (written, Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (written, Err(e)),
+        }
+    }
+    (written, Ok(()))
 }
 
 // === impl JsonFile ===
 
 impl JsonFile {
-    /// A sink named `json` appending to `path` (parent directories are created at build time).
+    /// A sink named `json` appending to `path` (parent directories are created at build time,
+    /// and again if they disappear).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         JsonFile {
             name: "json".to_owned(),
@@ -82,7 +261,7 @@ impl JsonFile {
             rotation: Rotation::Never,
             out: None,
             buf: Vec::with_capacity(64 * 1024),
-            size: 0,
+            line_ends: Vec::new(),
         }
     }
 
@@ -98,70 +277,74 @@ impl JsonFile {
         self
     }
 
-    fn open(&self) -> Result<Output, SinkError> {
-        let ctx = |what: &str| format!("{what} {}", self.path.display());
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)
-                .map_err(|e| SinkError::io(ctx("creating the directory of"), e))?;
-        }
-        let rolling = |r: tracing_appender::rolling::Rotation| -> Result<Output, SinkError> {
-            let dir = self
-                .path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let file = self
-                .path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "log".into());
-            tracing_appender::rolling::RollingFileAppender::builder()
-                .rotation(r)
-                .filename_prefix(file)
-                .build(dir)
-                .map(Output::Rolling)
-                .map_err(|e| SinkError::io(ctx("opening"), std::io::Error::other(e)))
+    /// The file a record written in `period` goes to.
+    fn path_for(&self, period: Option<u64>) -> PathBuf {
+        let Some(period) = period else {
+            return self.path.clone();
         };
-        use tracing_appender::rolling::Rotation as R;
-        match self.rotation {
-            Rotation::Minutely => rolling(R::MINUTELY),
-            Rotation::Hourly => rolling(R::HOURLY),
-            Rotation::Daily => rolling(R::DAILY),
-            Rotation::Never | Rotation::Size { .. } => OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map(Output::File)
-                .map_err(|e| SinkError::io(ctx("opening"), e)),
-        }
+        let mut name = self
+            .path
+            .file_name()
+            .map(|f| f.to_os_string())
+            .unwrap_or_else(|| "log".into());
+        name.push(".");
+        name.push(self.rotation.date_suffix(period));
+        self.path.with_file_name(name)
     }
 
-    fn rotate_if_needed(&mut self, incoming: u64) -> Result<(), SinkError> {
-        let Rotation::Size { max_bytes, keep } = self.rotation else {
-            return Ok(());
+    /// The file for this batch, taken out of `self.out`: the open one, unless its period is
+    /// over, or its path no longer names it (deleted or moved away), or it is full (size
+    /// rotation).
+    fn take_file_for_batch(&mut self, incoming: u64) -> Result<OpenFile, SinkError> {
+        let period = self.rotation.period_of(SystemTime::now());
+        let current = self
+            .out
+            .take()
+            .filter(|o| o.period == period && o.still_at_its_path());
+        let mut out = match current {
+            Some(out) => out,
+            None => OpenFile::open(self.path_for(period), period)?,
         };
-        if self.size == 0 || self.size + incoming <= max_bytes {
-            return Ok(());
+        if let Rotation::Size { max_bytes, keep } = self.rotation {
+            if out.size > 0 && out.size + incoming > max_bytes {
+                drop(out);
+                self.shift_rotated_files(keep)?;
+                out = OpenFile::open(self.path.clone(), None)?;
+            }
         }
+        Ok(out)
+    }
+
+    /// Size rotation: `<path>.{keep-1}` → `.{keep}`, …, `<path>` → `.1` (or `<path>` deleted
+    /// when `keep` is 0). A path already gone is not an error.
+    fn shift_rotated_files(&self, keep: usize) -> Result<(), SinkError> {
         let numbered = |i: usize| {
             let mut p = self.path.clone().into_os_string();
             p.push(format!(".{i}"));
             PathBuf::from(p)
         };
         let ctx = format!("rotating {}", self.path.display());
+        let gone_is_fine = |r: io::Result<()>| match r {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SinkError::io(&ctx, e)),
+            _ => Ok(()),
+        };
         if keep == 0 {
-            fs::remove_file(&self.path).map_err(|e| SinkError::io(&ctx, e))?;
-        } else {
-            for i in (1..keep).rev() {
-                if numbered(i).exists() {
-                    fs::rename(numbered(i), numbered(i + 1)).map_err(|e| SinkError::io(&ctx, e))?;
-                }
-            }
-            fs::rename(&self.path, numbered(1)).map_err(|e| SinkError::io(&ctx, e))?;
+            return gone_is_fine(fs::remove_file(&self.path));
         }
-        self.out = Some(self.open()?);
-        self.size = 0;
-        Ok(())
+        for i in (1..keep).rev() {
+            gone_is_fine(fs::rename(numbered(i), numbered(i + 1)))?;
+        }
+        gone_is_fine(fs::rename(&self.path, numbered(1)))
+    }
+
+    /// Serialises `batch` into `buf`, one line per record.
+    fn serialise(&mut self, batch: &[Record]) {
+        self.buf.clear();
+        self.line_ends.clear();
+        for record in batch {
+            write_json_line(&mut self.buf, record);
+            self.line_ends.push(self.buf.len());
+        }
     }
 }
 
@@ -171,46 +354,35 @@ impl Sink for JsonFile {
     }
 
     fn start(&mut self) -> Result<(), SinkError> {
-        let out = self.open()?;
-        if let Output::File(f) = &out {
-            self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-        self.out = Some(out);
+        let period = self.rotation.period_of(SystemTime::now());
+        self.out = Some(OpenFile::open(self.path_for(period), period)?);
         Ok(())
     }
 
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
-        self.buf.clear();
-        for record in batch {
-            write_json_line(&mut self.buf, record);
-        }
-        self.rotate_if_needed(self.buf.len() as u64)?;
-        let ctx = || format!("writing {}", self.path.display());
-        let result = match self.out.as_mut() {
-            Some(Output::File(f)) => f.write_all(&self.buf),
-            Some(Output::Rolling(r)) => r.write_all(&self.buf),
-            None => {
-                return Err(SinkError::Fatal(format!(
-                    "{} was not opened",
-                    self.path.display()
-                )))
-            }
-        };
-        result.map_err(|e| SinkError::io(ctx(), e))?;
-        self.size += self.buf.len() as u64;
+        self.serialise(batch);
+        let incoming = self.buf.len() as u64;
+        let mut out = self.take_file_for_batch(incoming)?;
+        let result = out
+            .write_lines(&self.buf, &self.line_ends)
+            .map_err(|(written, e)| {
+                let ctx = format!("writing {}", out.path.display());
+                SinkError::partial(written, SinkError::io(ctx, e))
+            });
+        self.out = Some(out);
         if self.buf.capacity() > 4 << 20 {
             self.buf = Vec::with_capacity(64 * 1024);
         }
-        Ok(())
+        result
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        let result = match self.out.as_mut() {
-            Some(Output::File(f)) => f.flush(),
-            Some(Output::Rolling(r)) => r.flush(),
-            None => Ok(()),
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
         };
-        result.map_err(|e| SinkError::io(format!("flushing {}", self.path.display()), e))
+        out.file
+            .flush()
+            .map_err(|e| SinkError::io(format!("flushing {}", out.path.display()), e))
     }
 }
 
@@ -420,6 +592,39 @@ fn string(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn time_rotation_names_files_by_their_period_in_utc() {
+        // 2023-11-14T22:13:20Z
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let name = |rotation: Rotation| {
+            let sink = JsonFile::new("logs/app.jsonl").rotation(rotation.clone());
+            sink.path_for(rotation.period_of(at))
+        };
+        assert_eq!(
+            name(Rotation::Minutely),
+            Path::new("logs/app.jsonl.2023-11-14-22-13")
+        );
+        assert_eq!(
+            name(Rotation::Hourly),
+            Path::new("logs/app.jsonl.2023-11-14-22")
+        );
+        assert_eq!(
+            name(Rotation::Daily),
+            Path::new("logs/app.jsonl.2023-11-14")
+        );
+        assert_eq!(name(Rotation::Never), Path::new("logs/app.jsonl"));
+        let next_minute = at + std::time::Duration::from_secs(40);
+        assert_ne!(
+            Rotation::Minutely.period_of(at),
+            Rotation::Minutely.period_of(next_minute)
+        );
+        assert_eq!(
+            Rotation::Hourly.period_of(at),
+            Rotation::Hourly.period_of(next_minute)
+        );
+    }
 
     #[test]
     fn strings_are_escaped_exactly_like_serde_json() {

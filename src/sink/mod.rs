@@ -65,7 +65,9 @@ pub trait Sink: Send + 'static {
     }
 
     /// Writes one batch. The records are shared with other sinks; read, don't hold on to them
-    /// longer than needed. An error counts the whole batch as failed.
+    /// longer than needed. An error counts the whole batch as failed, unless it says that the
+    /// first records of the batch were written ([`SinkError::Partial`]): those are counted
+    /// exported and the rest failed.
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError>;
 
     /// Makes everything exported so far durable (flushes buffers). Called when the sink's
@@ -134,6 +136,16 @@ pub enum SinkError {
     /// The sink could not export and retrying will not help.
     #[error("{0}")]
     Fatal(String),
+    /// The export failed part way: the first `written` records of the batch, in order, were
+    /// written whole (they are counted exported), the others were not (counted failed).
+    #[error("export failed after the first {written} records of the batch were written")]
+    Partial {
+        /// How many records, from the start of the batch, were written.
+        written: usize,
+        /// Why the rest were not.
+        #[source]
+        source: Box<SinkError>,
+    },
 }
 
 impl SinkError {
@@ -155,6 +167,35 @@ impl SinkError {
         SinkError::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// `source`, after the first `written` records of the batch were written; with `written`
+    /// 0 it is `source` itself.
+    ///
+    /// ```
+    /// use tracing_offload::sink::SinkError;
+    /// let full = std::io::Error::other("No space left on device");
+    /// let e = SinkError::partial(3, SinkError::io("writing app.jsonl", full));
+    /// assert_eq!(e.written(), 3);
+    /// assert!(e.to_string().contains("the first 3 records"));
+    /// ```
+    pub fn partial(written: usize, source: SinkError) -> Self {
+        match written {
+            0 => source,
+            written => SinkError::Partial {
+                written,
+                source: Box::new(source),
+            },
+        }
+    }
+
+    /// How many records from the start of the batch were written despite the error (0 unless
+    /// [`SinkError::Partial`]).
+    pub fn written(&self) -> usize {
+        match self {
+            SinkError::Partial { written, .. } => *written,
+            _ => 0,
         }
     }
 }
