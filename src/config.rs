@@ -239,7 +239,7 @@ fn apply_traces_sampler_env(c: &mut Config, env: &mut EnvReader<'_>, precedence:
                 env.warnings.push(EnvWarning {
                     var: ARG.to_owned(),
                     value: String::new(),
-                    expected: format!("a number from 0.0 to 1.0 for {SAMPLER}={sampler}"),
+                    expected: "a number from 0.0 to 1.0 for the ratio sampler".to_owned(),
                     used: used(kept),
                 });
                 r
