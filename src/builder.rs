@@ -37,6 +37,12 @@ pub const DEFAULT_SPAN_EVENT_LIMIT: usize = 128;
 pub const DEFAULT_SINK_BUFFER_CAPACITY: usize = 16_384;
 /// How long dropping the [`Guard`] may take to flush and stop.
 pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a full sink may go without finishing an export before it counts as stalled: then
+/// it no longer holds the other sinks back, and records for it are dropped at its buffer
+/// (counted as `sink_buffer_full`) until it moves again.
+pub const DEFAULT_SINK_STALL_AFTER: Duration = Duration::from_secs(1);
+/// Whether spans count the time they are entered (busy) and not (idle).
+pub const DEFAULT_SPAN_TIMINGS: bool = true;
 
 /// The largest queue capacity (16 777 216 records), from [`Builder::capacity`] or
 /// `OFFLOAD_CAPACITY`. The queue is allocated whole when the pipeline is built.
@@ -68,6 +74,8 @@ pub const MAX_ENV_BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// | span events kept | [`span_event_limit`](Self::span_event_limit) | [`DEFAULT_SPAN_EVENT_LIMIT`] (128) | 0 – [`MAX_SPAN_EVENT_LIMIT`] (65 536) | `OTEL_SPAN_EVENT_COUNT_LIMIT` |
 /// | sink buffer | [`sink_buffer_capacity`](Self::sink_buffer_capacity) | [`DEFAULT_SINK_BUFFER_CAPACITY`] (16 384) | 1 – [`MAX_SINK_BUFFER_CAPACITY`] (16 777 216); 0 counts as 1 | |
 /// | guard drop timeout | [`drop_timeout`](Self::drop_timeout) | [`DEFAULT_DROP_TIMEOUT`] (5 s) | any | |
+/// | sink stall time | [`sink_stall_after`](Self::sink_stall_after) | [`DEFAULT_SINK_STALL_AFTER`] (1 s; under `Block`, at most half its timeout) | any | |
+/// | span busy/idle timings | [`span_timings`](Self::span_timings) | [`DEFAULT_SPAN_TIMINGS`] (on) | | |
 /// | critical targets | [`critical_target`](Self::critical_target) | none | | |
 /// | enabled | [`enabled`](Self::enabled) | `true` | | `OTEL_SDK_DISABLED` |
 /// | event keep rate | [`sample_rate`](Self::sample_rate) | [`DEFAULT_SAMPLE_RATE`] (1.0) | 0.0 – 1.0 | `OFFLOAD_SAMPLE_RATE` |
@@ -154,6 +162,8 @@ impl Builder {
                 span_event_limit: Setting::default(DEFAULT_SPAN_EVENT_LIMIT),
                 sink_buffer_capacity: Setting::default(DEFAULT_SINK_BUFFER_CAPACITY),
                 drop_timeout_ms: Setting::default(DEFAULT_DROP_TIMEOUT.as_millis() as u64),
+                sink_stall_after_ms: Setting::default(DEFAULT_SINK_STALL_AFTER.as_millis() as u64),
+                span_timings: Setting::default(DEFAULT_SPAN_TIMINGS),
                 critical_targets: Setting::default(Vec::new()),
                 sinks: Vec::new(),
                 sink_settings: Default::default(),
@@ -362,6 +372,25 @@ impl Builder {
         self
     }
 
+    /// How long a full sink may go without finishing an export before it is stalled (default
+    /// [`DEFAULT_SINK_STALL_AFTER`]; under `Block`, at most half the block timeout). Until then
+    /// the drain thread leaves records in the queue rather than drop them at that sink; after,
+    /// the other sinks get theirs and this one's are dropped at its buffer, counted.
+    pub fn sink_stall_after(mut self, after: Duration) -> Self {
+        self.config
+            .sink_stall_after_ms
+            .set_code(after.as_millis().min(u128::from(u64::MAX)) as u64);
+        self
+    }
+
+    /// Whether spans count their busy time (entered) and idle time (open, not entered), as
+    /// `busy_ns` / `idle_ns` in the sinks (default [`DEFAULT_SPAN_TIMINGS`], on). Off saves
+    /// two span-store lookups per enter/exit pair.
+    pub fn span_timings(mut self, on: bool) -> Self {
+        self.config.span_timings.set_code(on);
+        self
+    }
+
     /// Makes `ERROR` events whose target starts with `prefix` critical (default: none). An
     /// `ERROR` event with the field `critical = true` is critical whatever its target.
     pub fn critical_target(mut self, prefix: impl Into<String>) -> Self {
@@ -436,9 +465,9 @@ impl Builder {
     ///
     /// By default events are logs, kept or not by the event rate alone, as OpenTelemetry's
     /// logs SDK does: a trace sampled out to save tracing volume must not hide a warning. Such
-    /// events carry no trace or span id, because an unsampled span keeps no state (that is how
-    /// it allocates nothing). Set `true` to drop them with their trace; whitelisted, critical
-    /// and (with [`keep_errors`](Self::keep_errors)) error events are kept even then.
+    /// events still carry their (unsampled) span's trace and span ids, with the sampled flag
+    /// clear, so logs stay correlated. Set `true` to drop them with their trace; whitelisted,
+    /// critical and (with [`keep_errors`](Self::keep_errors)) error events are kept even then.
     pub fn events_follow_trace_sampling(mut self, follow: bool) -> Self {
         self.config.events_follow_trace_sampling.set_code(follow);
         self
@@ -467,7 +496,7 @@ impl Builder {
         let sampling = self.validate()?;
         print_warnings(&self.config.warnings);
         let names = self.start_sinks()?;
-        let wants_span_events = self.sinks.iter().any(|s| s.wants_span_events());
+        crate::clock::warm_up();
         let pipeline = Arc::new(self.make_pipeline(names, sampling));
         // The handle exists before the threads, so that an admin bind failure fails `build()`
         // with nothing started.
@@ -479,10 +508,7 @@ impl Builder {
         #[cfg(feature = "admin")]
         let admin = self.start_admin(&handle)?;
         pipeline.spawn(std::mem::take(&mut self.sinks))?;
-        let layer = OffloadLayer::new(
-            Arc::clone(&pipeline.intake),
-            self.layer_settings(wants_span_events),
-        );
+        let layer = OffloadLayer::new(Arc::clone(&pipeline.intake), self.layer_settings());
         let guard = Guard::new(
             handle,
             Duration::from_millis(self.config.drop_timeout_ms.value),
@@ -592,37 +618,41 @@ impl Builder {
         let capacity = c.capacity.value;
         let queue = Queue::new(capacity, (capacity / 4).min(c.batch_size.value / 4).max(1));
         let intake = Arc::new(Intake::new(queue, counters, Sampler::new(sampling)));
-        Pipeline::new(intake, slots, self.pipeline_settings())
+        let wants_span_events = self.sinks.iter().any(|s| s.wants_span_events());
+        Pipeline::new(intake, slots, self.pipeline_settings(wants_span_events))
     }
 
-    fn pipeline_settings(&self) -> PipelineSettings {
+    fn pipeline_settings(&self, wants_span_events: bool) -> PipelineSettings {
         let c = &self.config;
+        let stall_after = Duration::from_millis(c.sink_stall_after_ms.value);
         PipelineSettings {
             batch_size: c.batch_size.value,
             flush_interval: Duration::from_millis(c.flush_interval_ms.value),
-            sink_wait: match self.backpressure {
-                // Half the callers' timeout: the drain gives up on a stalled sink before a
-                // caller that started waiting after it does.
-                Backpressure::Block { timeout } => Some(timeout / 2),
-                _ => None,
+            block: matches!(self.backpressure, Backpressure::Block { .. }),
+            sink_stall_after: match self.backpressure {
+                // Half the callers' timeout: a stalled sink stops holding the others back
+                // before a caller waiting for room gives up.
+                Backpressure::Block { timeout } => (timeout / 2).min(stall_after),
+                _ => stall_after,
             },
             sink_evict_oldest: self.backpressure == Backpressure::DropOldest,
+            span_event_limit: if wants_span_events {
+                c.span_event_limit.value
+            } else {
+                0
+            },
         }
     }
 
-    fn layer_settings(&self, wants_span_events: bool) -> LayerSettings {
+    fn layer_settings(&self) -> LayerSettings {
         let c = &self.config;
         LayerSettings {
             enabled: c.enabled.value,
             backpressure: self.backpressure,
             critical_block_timeout: Duration::from_millis(c.critical_block_timeout_ms.value),
             max_field_len: c.max_field_len.value,
-            span_event_limit: if wants_span_events {
-                c.span_event_limit.value
-            } else {
-                0
-            },
             critical_targets: c.critical_targets.value.clone().into(),
+            span_timings: c.span_timings.value,
         }
     }
 

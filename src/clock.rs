@@ -1,6 +1,103 @@
 //! Time helpers shared by every part of the crate. A leaf module.
+//!
+//! The calling thread reads only a raw monotonic [`Tick`] (the CPU's time-stamp counter where it
+//! is reliable, through `quanta`; the OS's monotonic clock otherwise): a few nanoseconds, no
+//! system call, no conversion. The drain thread turns ticks into wall-clock time with a
+//! [`WallClock`] anchor it refreshes every batch, so wall-clock adjustments (NTP) are followed.
 
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The calibrated clock behind every [`Tick`], made once per process.
+fn source() -> &'static quanta::Clock {
+    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
+/// Calibrates the clock now (it can take up to a few hundred milliseconds the first time), so
+/// that no application thread pays for it. Called when a pipeline is built.
+pub(crate) fn warm_up() {
+    let _ = source();
+}
+
+/// A raw monotonic reading, cheap to take on the calling thread; only differences and
+/// [`WallClock::system_time`] give it meaning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Tick(u64);
+
+impl Tick {
+    /// The current reading.
+    #[inline]
+    pub(crate) fn now() -> Tick {
+        Tick(source().raw())
+    }
+
+    /// The raw reading.
+    #[inline]
+    pub(crate) fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// The raw distance from `earlier` to `self` (0 if `earlier` is later), in raw units: add
+    /// them up with [`RawSpan`], convert once with [`RawSpan::duration`].
+    #[inline]
+    pub(crate) fn since(self, earlier: Tick) -> RawSpan {
+        RawSpan(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// A sum of raw tick distances (busy or idle time), converted to a [`Duration`] off the hot path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RawSpan(u64);
+
+impl RawSpan {
+    pub(crate) fn from_raw(raw: u64) -> Self {
+        RawSpan(raw)
+    }
+
+    #[inline]
+    pub(crate) fn add(&mut self, other: RawSpan) {
+        self.0 = self.0.saturating_add(other.0);
+    }
+
+    pub(crate) fn duration(self) -> Duration {
+        Duration::from_nanos(source().delta_as_nanos(0, self.0))
+    }
+}
+
+/// Converts ticks to wall-clock time from one (tick, `SystemTime`) pair taken together.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WallClock {
+    tick: Tick,
+    system: SystemTime,
+}
+
+impl WallClock {
+    /// An anchor taken now.
+    pub(crate) fn now() -> Self {
+        WallClock {
+            tick: Tick::now(),
+            system: SystemTime::now(),
+        }
+    }
+
+    /// The wall-clock time of `tick` (earlier or later than the anchor).
+    pub(crate) fn system_time(&self, tick: Tick) -> SystemTime {
+        if tick <= self.tick {
+            let back = Duration::from_nanos(source().delta_as_nanos(tick.0, self.tick.0));
+            self.system
+                .checked_sub(back)
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        } else {
+            self.system + between(self.tick, tick)
+        }
+    }
+}
+
+/// The monotonic time from `start` to `end` (zero if `end` is earlier).
+pub(crate) fn between(start: Tick, end: Tick) -> Duration {
+    Duration::from_nanos(source().delta_as_nanos(start.0, end.0))
+}
 
 /// The instant `timeout` from now, saturating: a timeout too large to add to the clock
 /// (`Duration::MAX`, say) means a deadline so far away that it never passes, not a panic.
@@ -27,6 +124,31 @@ fn far_future(start: Instant) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_convert_to_wall_clock_time_and_durations() {
+        let before = SystemTime::now();
+        let start = Tick::now();
+        std::thread::sleep(Duration::from_millis(20)); // real time must pass: not a wait on a condition
+        let end = Tick::now();
+        let anchor = WallClock::now();
+        let after = SystemTime::now();
+        let measured = between(start, end);
+        assert!(measured >= Duration::from_millis(15), "{measured:?}");
+        assert!(measured < Duration::from_secs(5), "{measured:?}");
+        let wall = anchor.system_time(start);
+        // Within the calibration's error of the real start.
+        let slack = Duration::from_millis(5);
+        assert!(
+            wall + slack >= before && wall <= after,
+            "{wall:?} {before:?} {after:?}"
+        );
+        assert_eq!(between(end, start), Duration::ZERO);
+        let mut busy = RawSpan::default();
+        busy.add(end.since(start));
+        busy.add(start.since(end)); // earlier: nothing
+        assert_eq!(busy.duration(), measured);
+    }
 
     #[test]
     fn a_huge_timeout_saturates_instead_of_panicking() {

@@ -91,6 +91,10 @@ pub struct Config {
     pub sink_buffer_capacity: Setting<usize>,
     /// How long dropping the guard may take, in milliseconds.
     pub drop_timeout_ms: Setting<u64>,
+    /// How long a full sink may go without an export before it is stalled, in milliseconds.
+    pub sink_stall_after_ms: Setting<u64>,
+    /// Whether spans count their busy and idle time.
+    pub span_timings: Setting<bool>,
     /// Target prefixes that make an `ERROR` critical.
     pub critical_targets: Setting<Vec<String>>,
     /// The sinks, by name.

@@ -116,8 +116,20 @@ impl fmt::Debug for SpanId {
     }
 }
 
+/// A span's place in a trace: its trace id, its span id, and whether the trace is sampled
+/// (recorded and exported) or only propagated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SpanContext {
+    /// The trace.
+    pub trace_id: TraceId,
+    /// The span.
+    pub span_id: SpanId,
+    /// Whether the trace is sampled (the W3C `sampled` flag).
+    pub sampled: bool,
+}
+
 /// The thread a record was made on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ThreadInfo {
     /// A small number unique to the thread within this process (stable for its life).
     pub id: u64,

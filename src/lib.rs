@@ -38,7 +38,7 @@
 //!     Record::Span(s) => Some(s),
 //!     _ => None,
 //! });
-//! assert_eq!(span.unwrap().events.len(), 1); // the event, attached to its span
+//! assert_eq!(span.unwrap().events().len(), 1); // the event, attached to its span
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -240,22 +240,24 @@ mod traceparent;
 pub use builder::{
     Builder, DEFAULT_BACKPRESSURE, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_TIMEOUT, DEFAULT_CAPACITY,
     DEFAULT_CRITICAL_BLOCK_TIMEOUT, DEFAULT_DROP_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_FIELD_LEN, DEFAULT_SINK_BUFFER_CAPACITY, DEFAULT_SPAN_EVENT_LIMIT, MAX_BATCH_SIZE,
-    MAX_CAPACITY, MAX_ENV_BLOCK_TIMEOUT, MAX_SINK_BUFFER_CAPACITY, MAX_SPAN_EVENT_LIMIT,
+    DEFAULT_MAX_FIELD_LEN, DEFAULT_SINK_BUFFER_CAPACITY, DEFAULT_SINK_STALL_AFTER,
+    DEFAULT_SPAN_EVENT_LIMIT, DEFAULT_SPAN_TIMINGS, MAX_BATCH_SIZE, MAX_CAPACITY,
+    MAX_ENV_BLOCK_TIMEOUT, MAX_SINK_BUFFER_CAPACITY, MAX_SPAN_EVENT_LIMIT,
 };
 pub use config::{Config, Setting, Source};
 pub use env::EnvWarning;
 pub use error::BuildError;
 pub use guard::{Guard, Handle};
-pub use ids::{SpanId, ThreadInfo, TraceId};
+pub use ids::{SpanContext, SpanId, ThreadInfo, TraceId};
 pub use init::{init, init_with, InitSubscriber};
 pub use layer::OffloadLayer;
 pub use level::{LogLevel, ParseLevelError};
 pub use pipeline::queue::{Backpressure, ParseBackpressureError};
 pub use pipeline::{FlushError, Pending, ShutdownReport};
-pub use propagation::{OffloadSpanExt, SpanContext};
+pub use propagation::{OffloadSpanExt, SetParentError};
 pub use record::{
-    rfc3339, DropNotice, DropReason, EventRecord, FieldValue, Fields, Record, SpanRecord, Text,
+    rfc3339, DropNotice, DropReason, ErrorValue, EventRecord, FieldValue, Fields, Record, Shared,
+    SpanRecord, Text,
 };
 pub use sampling::{
     ParseSamplerError, SamplingError, SamplingStats, TracesSampler, ADAPTIVE_FACTORS,

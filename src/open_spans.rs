@@ -1,159 +1,231 @@
-//! The start times of the spans open right now, so that health can tell a stuck span (one
-//! open for longer than a threshold) without holding on to any span.
+//! How long the oldest open span has been open, for stuck-span health, without holding any span
+//! and without a lock that span creation needs.
 //!
-//! Each open span holds a [`SpanTicket`] (a slot number) in its registry state and gives it
-//! back when it closes; the index keeps only `Instant`s, never a span. The slots are spread
-//! over [`SHARDS`] mutex-protected shards chosen per thread, so that the two short critical
-//! sections per span (insert on open, remove on close) rarely meet another thread. Finding
-//! the oldest open span scans every slot; only health checks and stats snapshots do that.
+//! Time is cut into coarse epochs (a power of two of raw clock ticks, about a second). Each shard
+//! of the layer's span store keeps a ring of counters, one per recent epoch: a span opened in
+//! epoch `e` counts in slot `e % RING` while it is open. A slot carries its epoch as a tag, so a
+//! slot reused by a later epoch first moves its count to the shard's *stale* counter (spans open
+//! longer than the ring covers). Only the span store writes a shard's ring, under that shard's
+//! own lock; readers (stats, health) load the counters without any lock, so reading never
+//! blocks the hot path, and its cost is fixed (shards × slots), whatever the history.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-/// Number of shards (a power of two).
-const SHARDS: usize = 16;
+use crate::clock::{RawSpan, Tick};
 
-/// The slot an open span holds in the index; give it back with [`OpenSpans::close`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SpanTicket {
-    shard: u8,
-    slot: u32,
-}
+/// Slots per ring: epochs tracked exactly (at least 17 minutes); older spans are counted as
+/// stale.
+const RING: usize = 1024;
 
-/// One shard: a slab of start times with a free list.
-#[derive(Debug, Default)]
-struct Shard {
-    slots: Vec<Option<Instant>>,
-    free: Vec<u32>,
-}
+/// Shards of the span store, each with its own ring.
+pub(crate) const SHARDS: usize = 32;
 
-impl Shard {
-    fn insert(&mut self, started: Instant) -> Option<u32> {
-        if let Some(slot) = self.free.pop() {
-            self.slots[slot as usize] = Some(started);
-            return Some(slot);
-        }
-        let slot = u32::try_from(self.slots.len()).ok()?;
-        self.slots.push(Some(started));
-        Some(slot)
-    }
-
-    fn remove(&mut self, slot: u32) {
-        if let Some(s) = self.slots.get_mut(slot as usize) {
-            if s.take().is_some() {
-                self.free.push(slot);
-            }
-        }
-    }
-
-    fn oldest(&self) -> Option<Instant> {
-        self.slots.iter().flatten().min().copied()
-    }
-}
-
-/// The start times of the open spans, sharded by thread.
-#[derive(Debug, Default)]
-pub(crate) struct OpenSpans {
-    shards: [CachePadded<Mutex<Shard>>; SHARDS],
-}
-
-thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// This thread's shard: assigned round-robin on first use.
-fn my_shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    SHARD.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(NEXT.fetch_add(1, Relaxed) % SHARDS);
-        }
-        s.get()
+/// The clock ticks per epoch, as a shift: the smallest power of two lasting a second or more.
+fn epoch_shift() -> u32 {
+    static SHIFT: OnceLock<u32> = OnceLock::new();
+    *SHIFT.get_or_init(|| {
+        (10..63)
+            .find(|&s| RawSpan::from_raw(1u64 << s).duration() >= Duration::from_secs(1))
+            .unwrap_or(30)
     })
 }
 
-impl OpenSpans {
-    /// Records a span opened at `started`; `None` only if a shard holds 2³² spans.
-    pub(crate) fn open(&self, started: Instant) -> Option<SpanTicket> {
-        let shard = my_shard();
-        let mut s = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
-        let slot = s.insert(started)?;
-        Some(SpanTicket {
-            shard: shard as u8,
-            slot,
-        })
-    }
+/// The epoch of a tick.
+#[inline]
+pub(crate) fn epoch_of(tick: Tick) -> u32 {
+    (tick.raw() >> epoch_shift()) as u32
+}
 
-    /// Forgets a span (from any thread). A ticket given back twice is ignored.
-    pub(crate) fn close(&self, ticket: SpanTicket) {
-        if let Some(shard) = self.shards.get(ticket.shard as usize) {
-            shard
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(ticket.slot);
+/// The length of an epoch.
+fn epoch_length() -> Duration {
+    RawSpan::from_raw(1u64 << epoch_shift()).duration()
+}
+
+/// One shard's ring. Written only under the owning span-store shard's lock.
+#[derive(Debug)]
+struct Ring {
+    /// `epoch << 32 | count` per slot.
+    slots: Box<[AtomicU64]>,
+    /// Spans open longer than the ring covers, and the epoch of the oldest of them.
+    stale: AtomicU64,
+    stale_oldest: AtomicU64,
+    /// The oldest epoch with an open span in `slots` (`u64::MAX`: none), kept by the writer so
+    /// that a reader loads one word per ring instead of scanning it.
+    oldest: AtomicU64,
+}
+
+/// The open-span ages of every shard of one span store.
+#[derive(Debug)]
+pub(crate) struct OpenSpans {
+    rings: Box<[CachePadded<Ring>]>,
+}
+
+fn pack(epoch: u32, count: u32) -> u64 {
+    u64::from(epoch) << 32 | u64::from(count)
+}
+
+fn unpack(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
+}
+
+impl Ring {
+    fn new() -> Self {
+        Ring {
+            slots: (0..RING).map(|_| AtomicU64::new(pack(0, 0))).collect(),
+            stale: AtomicU64::new(0),
+            stale_oldest: AtomicU64::new(u64::MAX),
+            oldest: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// When the oldest span still open was opened; `None` when none is open.
-    pub(crate) fn oldest(&self) -> Option<Instant> {
-        self.shards
+    fn open(&self, epoch: u32) {
+        let slot = &self.slots[epoch as usize % RING];
+        let (tag, count) = unpack(slot.load(Relaxed));
+        let (count, moved) = if tag == epoch {
+            (count, false)
+        } else {
+            // The slot held an epoch RING or more ago: its spans are stale now.
+            if count > 0 {
+                self.stale.fetch_add(u64::from(count), Relaxed);
+                self.stale_oldest.fetch_min(u64::from(tag), Relaxed);
+            }
+            (0, count > 0)
+        };
+        slot.store(pack(epoch, count.saturating_add(1)), Relaxed);
+        let oldest = self.oldest.load(Relaxed);
+        if moved {
+            self.find_oldest(epoch);
+        } else if oldest == u64::MAX || (epoch.wrapping_sub(oldest as u32) as i32) < 0 {
+            // The first open span, or one whose tick was taken a moment before another
+            // thread's (epochs only move forward otherwise).
+            self.oldest.store(u64::from(epoch), Relaxed);
+        }
+    }
+
+    fn close(&self, epoch: u32) {
+        let slot = &self.slots[epoch as usize % RING];
+        let (tag, count) = unpack(slot.load(Relaxed));
+        if tag == epoch && count > 0 {
+            slot.store(pack(epoch, count - 1), Relaxed);
+            if count == 1 && self.oldest.load(Relaxed) == u64::from(epoch) {
+                self.find_oldest(epoch);
+            }
+        } else if self.stale.load(Relaxed) > 0 && self.stale.fetch_sub(1, Relaxed) == 1 {
+            self.stale_oldest.store(u64::MAX, Relaxed);
+        }
+    }
+
+    /// Recomputes `oldest` (a scan of the ring: once per epoch at most, under the shard lock).
+    fn find_oldest(&self, now: u32) {
+        // A slot's tag is the exact epoch of the spans it counts: it changes only when a later
+        // epoch reuses the slot, which first moves those spans to `stale`.
+        let oldest = self
+            .slots
             .iter()
-            .filter_map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).oldest())
-            .min()
+            .map(|s| unpack(s.load(Relaxed)))
+            .filter(|&(_, count)| count > 0)
+            .map(|(tag, _)| tag)
+            .max_by_key(|&tag| now.wrapping_sub(tag));
+        self.oldest
+            .store(oldest.map_or(u64::MAX, u64::from), Relaxed);
+    }
+
+    /// The oldest epoch with an open span in this ring: two loads.
+    fn oldest(&self) -> Option<u32> {
+        let stale = self.stale_oldest.load(Relaxed);
+        if stale != u64::MAX && self.stale.load(Relaxed) > 0 {
+            return Some(stale as u32);
+        }
+        match self.oldest.load(Relaxed) {
+            u64::MAX => None,
+            e => Some(e as u32),
+        }
+    }
+}
+
+impl OpenSpans {
+    /// Ages for a span store of `shards` shards.
+    pub(crate) fn new(shards: usize) -> Self {
+        OpenSpans {
+            rings: (0..shards.max(1))
+                .map(|_| CachePadded::new(Ring::new()))
+                .collect(),
+        }
+    }
+
+    /// A span opened in `epoch` in `shard`; the caller holds that shard's lock.
+    #[inline]
+    pub(crate) fn open(&self, shard: usize, epoch: u32) {
+        self.rings[shard % self.rings.len()].open(epoch);
+    }
+
+    /// A span opened in `epoch` closed; the caller holds `shard`'s lock.
+    #[inline]
+    pub(crate) fn close(&self, shard: usize, epoch: u32) {
+        self.rings[shard % self.rings.len()].close(epoch);
+    }
+
+    /// How long the oldest open span has been open, to within an epoch; `None` when none is.
+    pub(crate) fn oldest_age(&self) -> Option<Duration> {
+        let now = epoch_of(Tick::now());
+        let oldest = self
+            .rings
+            .iter()
+            .filter_map(|r| r.oldest())
+            .max_by_key(|&tag| now.wrapping_sub(tag))?;
+        Some(epoch_length() * now.wrapping_sub(oldest))
+    }
+}
+
+impl Default for OpenSpans {
+    fn default() -> Self {
+        OpenSpans::new(SHARDS)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     #[test]
     fn the_oldest_open_span_is_found_and_forgotten_on_close() {
-        let index = OpenSpans::default();
-        assert_eq!(index.oldest(), None);
-        let t0 = Instant::now();
-        let a = index.open(t0).unwrap();
-        let b = index.open(t0 + Duration::from_secs(1)).unwrap();
-        assert_eq!(index.oldest(), Some(t0));
-        index.close(a);
-        index.close(a); // twice: ignored
-        assert_eq!(index.oldest(), Some(t0 + Duration::from_secs(1)));
-        let c = index.open(t0 + Duration::from_secs(2)).unwrap();
-        assert_eq!(c.slot, a.slot, "the freed slot is reused");
-        index.close(b);
-        index.close(c);
-        assert_eq!(index.oldest(), None);
+        let spans = OpenSpans::new(2);
+        let now = epoch_of(Tick::now());
+        assert_eq!(spans.oldest_age(), None);
+        spans.open(0, now.wrapping_sub(100));
+        spans.open(1, now.wrapping_sub(10));
+        spans.open(1, now);
+        let age = spans.oldest_age().unwrap();
+        assert_eq!(age, epoch_length() * 100);
+        spans.close(0, now.wrapping_sub(100));
+        assert_eq!(spans.oldest_age().unwrap(), epoch_length() * 10);
+        spans.close(1, now.wrapping_sub(10));
+        spans.close(1, now);
+        assert_eq!(spans.oldest_age(), None);
     }
 
     #[test]
-    fn spans_closed_on_other_threads_are_forgotten() {
-        let index = Arc::new(OpenSpans::default());
-        let tickets: Vec<SpanTicket> = (0..8)
-            .map(|_| {
-                let index = Arc::clone(&index);
-                std::thread::spawn(move || {
-                    (0..100)
-                        .map(|_| index.open(Instant::now()).unwrap())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        assert!(index.oldest().is_some());
-        let (left, right) = tickets.split_at(tickets.len() / 2);
-        let other = {
-            let index = Arc::clone(&index);
-            let right = right.to_vec();
-            std::thread::spawn(move || right.into_iter().for_each(|t| index.close(t)))
-        };
-        left.iter().for_each(|t| index.close(*t));
-        other.join().unwrap();
-        assert_eq!(index.oldest(), None);
+    fn spans_older_than_the_ring_are_stale_and_still_counted() {
+        let spans = OpenSpans::new(1);
+        let now = epoch_of(Tick::now());
+        let old = now.wrapping_sub(3 * RING as u32);
+        spans.open(0, old);
+        // A newer span in the same slot moves the old one to stale.
+        spans.open(0, old.wrapping_add(RING as u32));
+        assert_eq!(
+            spans.oldest_age().unwrap(),
+            epoch_length() * (3 * RING as u32)
+        );
+        spans.close(0, old); // found stale
+        assert_eq!(
+            spans.oldest_age().unwrap(),
+            epoch_length() * (2 * RING as u32)
+        );
+        spans.close(0, old.wrapping_add(RING as u32));
+        assert_eq!(spans.oldest_age(), None);
     }
 }

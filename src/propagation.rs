@@ -2,7 +2,9 @@
 //!
 //! * **Incoming**: create the root span of a request with a `traceparent` field and it joins the
 //!   caller's trace (see [`TRACEPARENT_FIELD`](crate::TRACEPARENT_FIELD)):
-//!   `info_span!("request", traceparent = %header_value)`. With the `otlp` feature,
+//!   `info_span!("request", traceparent = %header_value)`. When the span is made before the
+//!   header is known (middleware, `#[instrument]`), [`OffloadSpanExt::set_parent`] or
+//!   `span.record("traceparent", header)` does the same later. With the `otlp` feature,
 //!   [`traceparent_from_headers`] reads the header from an `http::HeaderMap`.
 //! * **Outgoing**: [`OffloadSpanExt::traceparent`] gives the current span's `traceparent` to
 //!   put on an outgoing request; [`inject_traceparent`] does that for an `http::HeaderMap`.
@@ -23,67 +25,80 @@
 //! # Ok::<(), tracing_offload::BuildError>(())
 //! ```
 
-use tracing_subscriber::registry::LookupSpan;
+use crate::ids::SpanContext;
+use crate::layer::OffloadLayer;
+use crate::traceparent::{format_traceparent, parse_traceparent};
 
-use crate::ids::{SpanId, TraceId};
-use crate::layer::{SpanState, Unsampled};
-
-/// The trace context of a span recorded by an [`OffloadLayer`](crate::OffloadLayer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SpanContext {
-    /// The trace.
-    pub trace_id: TraceId,
-    /// The span.
-    pub span_id: SpanId,
+/// Why [`OffloadSpanExt::set_parent`] did not set the parent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetParentError {
+    /// The value is not a valid W3C `traceparent`.
+    #[error("not a valid W3C traceparent: {0:?}")]
+    InvalidTraceparent(String),
+    /// The span is not recorded by an [`OffloadLayer`] (disabled, closed, or another
+    /// subscriber).
+    #[error("the span is not recorded by an OffloadLayer")]
+    NotRecorded,
+    /// The span already has child spans: changing its trace now would split the trace. The
+    /// refusal is counted in [`Stats::reparent_refused`](crate::Stats::reparent_refused).
+    #[error("the span already has child spans; set the parent before creating them")]
+    HasChildren,
 }
 
-/// Reads a span's trace context, for propagation to other processes.
+/// Reads and sets a span's trace context, for propagation to and from other processes.
 pub trait OffloadSpanExt {
-    /// The span's trace and span ids, when the layer records it (`None` for a disabled span,
-    /// an unsampled one, or a subscriber without an `OffloadLayer` over a `Registry`).
+    /// The span's trace id, span id and sampled flag, for any span an [`OffloadLayer`] knows,
+    /// sampled or not (`None` for a disabled span, or a subscriber without an `OffloadLayer`;
+    /// with two of them, the outermost answers).
     fn offload_context(&self) -> Option<SpanContext>;
 
     /// The W3C `traceparent` value for an outgoing request made inside this span:
-    /// `00-<trace id>-<span id>-01`. `None` when the span is not recorded (see
-    /// [`offload_context`](Self::offload_context)); an unsampled span propagates nothing, so
-    /// the callee decides for itself.
+    /// `00-<trace id>-<span id>-<flags>`, the flags `01` when the trace is sampled and `00` when
+    /// it is not, so that the callee follows the decision (under a parent-based sampler) and the
+    /// trace stays whole, or whole-ly absent, across services.
     fn traceparent(&self) -> Option<String> {
         self.offload_context()
-            .map(|c| crate::traceparent::format_traceparent(c.trace_id, c.span_id, true))
+            .map(|c| format_traceparent(c.trace_id, c.span_id, c.sampled))
     }
 
-    /// Whether the span is known to be unsampled (its trace is not recorded).
-    fn is_unsampled(&self) -> bool;
+    /// Whether the span is known to be unsampled (its trace is propagated, not recorded).
+    fn is_unsampled(&self) -> bool {
+        self.offload_context().is_some_and(|c| !c.sampled)
+    }
+
+    /// Makes the span a child of a remote parent given as a W3C `traceparent` (e.g. the header
+    /// of the request it handles), after it was created: it joins that trace, and the
+    /// parent-based samplers follow the remote sampled flag. This is for spans made before the
+    /// header is known, in middleware such as `tower_http::trace::TraceLayer` or by
+    /// `#[instrument]`. Recording the span's `traceparent` field (`span.record("traceparent",
+    /// header)`) does the same.
+    ///
+    /// Only a span without children yet can change its trace: otherwise the trace would split,
+    /// so the call is refused ([`SetParentError::HasChildren`]), counted, and reported once on
+    /// stderr.
+    fn set_parent(&self, traceparent: &str) -> Result<(), SetParentError>;
 }
 
 impl OffloadSpanExt for tracing::Span {
     fn offload_context(&self) -> Option<SpanContext> {
-        with_extensions(self, |ext| {
-            ext.get::<SpanState>().map(|s| SpanContext {
-                trace_id: s.trace_id,
-                span_id: s.span_id,
-            })
+        self.with_subscriber(|(id, dispatch)| {
+            dispatch.downcast_ref::<OffloadLayer>()?.span_context(id)
         })
         .flatten()
     }
 
-    fn is_unsampled(&self) -> bool {
-        with_extensions(self, |ext| ext.get::<Unsampled>().is_some()).unwrap_or(false)
+    fn set_parent(&self, traceparent: &str) -> Result<(), SetParentError> {
+        let remote = parse_traceparent(traceparent)
+            .ok_or_else(|| SetParentError::InvalidTraceparent(traceparent.to_owned()))?;
+        self.with_subscriber(|(id, dispatch)| {
+            dispatch
+                .downcast_ref::<OffloadLayer>()
+                .ok_or(SetParentError::NotRecorded)?
+                .set_remote_parent(id, remote)
+        })
+        .unwrap_or(Err(SetParentError::NotRecorded))
     }
-}
-
-/// Runs `f` on the span's registry extensions, when its subscriber is (or wraps) a `Registry`.
-fn with_extensions<T>(
-    span: &tracing::Span,
-    f: impl FnOnce(&tracing_subscriber::registry::Extensions<'_>) -> T,
-) -> Option<T> {
-    span.with_subscriber(|(id, dispatch)| {
-        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-        let span = registry.span(id)?;
-        let ext = span.extensions();
-        Some(f(&ext))
-    })
-    .flatten()
 }
 
 /// Puts the current span's `traceparent` on outgoing request headers; returns whether it did.

@@ -180,8 +180,13 @@ pub(crate) struct Counters {
     pub(crate) started: Instant,
     pub(crate) started_at: SystemTime,
     pub(crate) sinks: Vec<Arc<SinkCounters>>,
-    /// Start times of the open spans, for stuck-span detection.
-    pub(crate) open_span_index: crate::open_spans::OpenSpans,
+    /// Ages of the open spans, for stuck-span detection.
+    pub(crate) open_spans: crate::open_spans::OpenSpans,
+    /// Records that got into the queue after the drain thread had stopped, taken back out and
+    /// counted as dropped with reason `shutdown`.
+    pub(crate) shutdown_evicted: Counter,
+    /// Remote parents set on spans that already had children, refused (the trace would split).
+    pub(crate) reparent_refused: Counter,
 }
 
 impl Counters {
@@ -202,7 +207,9 @@ impl Counters {
             started: Instant::now(),
             started_at: SystemTime::now(),
             sinks,
-            open_span_index: Default::default(),
+            open_spans: Default::default(),
+            shutdown_evicted: Counter::default(),
+            reparent_refused: Counter::default(),
         }
     }
 
@@ -219,7 +226,7 @@ impl Counters {
     /// Records accepted into the queue and then dropped from it: evicted by `DropOldest`, or
     /// left in it when a shutdown deadline passed.
     pub(crate) fn evicted(&self) -> u64 {
-        EVICTIONS.iter().map(|r| self.dropped.get(*r)).sum()
+        EVICTIONS.iter().map(|r| self.dropped.get(*r)).sum::<u64>() + self.shutdown_evicted.get()
     }
 
     pub(crate) fn snapshot(&self, queue_len: usize, capacity: usize) -> Stats {
@@ -231,7 +238,8 @@ impl Counters {
         let evicted: u64 = EVICTIONS
             .iter()
             .map(|r| dropped_by_reason[r.index()].1)
-            .sum();
+            .sum::<u64>()
+            + self.shutdown_evicted.get();
         let enqueued = accepted.saturating_sub(evicted);
         let dropped: u64 = dropped_by_reason.iter().map(|(_, n)| n).sum();
         Stats {
@@ -254,9 +262,10 @@ impl Counters {
                 self.spans_opened.get().saturating_sub(closed)
             },
 
-            oldest_open_span_age: self.open_span_index.oldest().map(|t| t.elapsed()),
+            oldest_open_span_age: self.open_spans.oldest_age(),
             truncated_values: self.truncated_values.get(),
             span_events_dropped: self.span_events_dropped.get(),
+            reparent_refused: self.reparent_refused.get(),
             drain_batches: self.drain_batches.get(),
             heartbeat_age: self.heartbeat_age(),
             uptime: self.started.elapsed(),
@@ -302,7 +311,7 @@ pub struct Stats {
     pub capacity: usize,
     /// The most records seen in the queue at once.
     pub high_water_mark: usize,
-    /// Spans open right now (their state is alive in the registry).
+    /// Spans open right now (their state is alive in the layer's span store).
     pub open_spans: u64,
     /// How long the oldest span still open has been open; `None` when there is no open span
     /// or the layer does not track it.
@@ -311,6 +320,9 @@ pub struct Stats {
     pub truncated_values: u64,
     /// Events inside spans past the span-event limit (kept as events, not on the span).
     pub span_events_dropped: u64,
+    /// Remote parents set on spans that already had child spans, refused so that the trace
+    /// does not split (see [`OffloadSpanExt::set_parent`](crate::OffloadSpanExt::set_parent)).
+    pub reparent_refused: u64,
     /// Batches the drain thread has fanned out.
     pub drain_batches: u64,
     /// Time since the drain thread last went round its loop.

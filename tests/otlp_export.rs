@@ -65,10 +65,10 @@ fn check(collector: &Collector, sink: Otlp) {
     let root = span_out_named(&spans, "checkout");
     let child = span_out_named(&spans, "payment.charge"); // otel.name renames it
                                                           // Ids arrive unchanged, and the child points at the root.
-    assert_eq!(root.trace_id, root_rec.trace_id.to_string());
-    assert_eq!(root.span_id, root_rec.span_id.to_string());
+    assert_eq!(root.trace_id, root_rec.trace_id().to_string());
+    assert_eq!(root.span_id, root_rec.span_id().to_string());
     assert_eq!(root.parent_id, "");
-    assert_eq!(child.span_id, child_rec.span_id.to_string());
+    assert_eq!(child.span_id, child_rec.span_id().to_string());
     assert_eq!(child.parent_id, root.span_id);
     assert_eq!(child.trace_id, root.trace_id);
     // Typed attributes, kind, resource.

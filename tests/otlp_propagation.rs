@@ -72,7 +72,7 @@ fn a_traceparent_joins_two_services_into_one_trace() {
 }
 
 #[test]
-fn spans_report_their_context_and_unsampled_spans_propagate_nothing() {
+fn unsampled_spans_propagate_their_trace_with_the_sampled_flag_clear() {
     let (layer, guard) = OffloadLayer::builder()
         .traces_sampler(tracing_offload::TracesSampler::AlwaysOff)
         .build()
@@ -80,7 +80,17 @@ fn spans_report_their_context_and_unsampled_spans_propagate_nothing() {
     with_layer(layer, || {
         let span = tracing::info_span!("unsampled");
         assert!(span.is_unsampled());
-        assert_eq!(span.traceparent(), None);
+        let header = span
+            .traceparent()
+            .expect("an unsampled span still has a context");
+        assert!(
+            header.starts_with("00-") && header.ends_with("-00"),
+            "{header}"
+        );
+        let child = span.in_scope(|| tracing::info_span!("child"));
+        let c = child.offload_context().unwrap();
+        assert_eq!(c.trace_id, span.offload_context().unwrap().trace_id);
+        assert!(!c.sampled);
         assert_eq!(tracing::Span::none().traceparent(), None);
     });
     drop(guard);

@@ -62,7 +62,7 @@ fn the_rate_steps_down_under_load_and_recovers_while_whitelisted_events_all_arri
     let delivered_audit = sink
         .data()
         .iter()
-        .filter(|r| matches!(r, Record::Event(e) if e.metadata.target() == "audit"))
+        .filter(|r| matches!(r, Record::Event(e) if e.metadata().target() == "audit"))
         .count() as u64;
     assert_eq!(delivered_audit, audited, "{stats:#?}");
 }

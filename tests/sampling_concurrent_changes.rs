@@ -90,7 +90,7 @@ fn changes_under_load_keep_accounting_exact_and_traces_whole() {
     let data = sink.data();
     let audited = data
         .iter()
-        .filter(|r| matches!(r, Record::Event(e) if e.metadata.target() == "audit"))
+        .filter(|r| matches!(r, Record::Event(e) if e.metadata().target() == "audit"))
         .count() as u64;
     assert_eq!(audited, PRODUCERS * PER_PRODUCER, "{stats:#?}");
     assert_traces_whole(&data);
@@ -102,16 +102,16 @@ fn assert_traces_whole(data: &[Record]) {
     let mut traces: HashMap<TraceId, Vec<_>> = HashMap::new();
     for r in data {
         if let Record::Span(s) = r {
-            traces.entry(s.trace_id).or_default().push(s.clone());
+            traces.entry(s.trace_id()).or_default().push(s.clone());
         }
     }
     for (id, spans) in traces {
-        let root = spans.iter().find(|s| s.metadata.name() == "root");
-        let child = spans.iter().find(|s| s.metadata.name() == "child");
+        let root = spans.iter().find(|s| s.metadata().name() == "root");
+        let child = spans.iter().find(|s| s.metadata().name() == "child");
         match (root, child, spans.len()) {
             (Some(root), Some(child), 2) => {
-                assert_eq!(root.parent_span_id, None, "trace {id}");
-                assert_eq!(child.parent_span_id, Some(root.span_id), "trace {id}");
+                assert_eq!(root.parent_span_id(), None, "trace {id}");
+                assert_eq!(child.parent_span_id(), Some(root.span_id()), "trace {id}");
             }
             _ => panic!("trace {id} is not whole: {spans:#?}"),
         }

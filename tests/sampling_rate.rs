@@ -76,7 +76,7 @@ fn rate_zero_keeps_only_whitelisted_critical_and_error_events() {
     assert_eq!(data.len(), 3_000);
     assert!(data.iter().all(|r| {
         r.level() >= LogLevel::Error
-            || matches!(r, tracing_offload::Record::Event(e) if e.metadata.target() == "security.audit")
+            || matches!(r, tracing_offload::Record::Event(e) if e.metadata().target() == "security.audit")
     }));
     let sampling = stats.sampling.unwrap();
     assert_eq!(

@@ -49,19 +49,22 @@ fn a_sampled_remote_parent_is_followed_even_by_parentbased_always_off() {
     let spans = spans_kept(TracesSampler::ParentBasedAlwaysOff, &traceparent("01"));
     assert_eq!(spans.len(), 4, "{spans:#?}");
     let trace = TraceId::from_hex(TRACE).unwrap();
-    assert!(spans.iter().all(|s| s.trace_id == trace));
+    assert!(spans.iter().all(|s| s.trace_id() == trace));
     let roots: Vec<_> = spans
         .iter()
-        .filter(|s| s.metadata.name() == "request")
+        .filter(|s| s.metadata().name() == "request")
         .collect();
     assert_eq!(roots.len(), 3);
     for root in roots {
-        assert_eq!(root.parent_span_id, SpanId::from_hex(PARENT));
-        assert!(root.parent_is_remote);
+        assert_eq!(root.parent_span_id(), SpanId::from_hex(PARENT));
+        assert!(root.parent_is_remote());
     }
-    let child = spans.iter().find(|s| s.metadata.name() == "child").unwrap();
-    assert!(!child.parent_is_remote);
-    assert_ne!(child.parent_span_id, SpanId::from_hex(PARENT));
+    let child = spans
+        .iter()
+        .find(|s| s.metadata().name() == "child")
+        .unwrap();
+    assert!(!child.parent_is_remote());
+    assert_ne!(child.parent_span_id(), SpanId::from_hex(PARENT));
 }
 
 #[test]
@@ -75,7 +78,7 @@ fn plain_samplers_decide_alone_as_in_opentelemetry() {
     // always_on ignores the remote flag, but the span still joins the remote trace.
     let spans = spans_kept(TracesSampler::AlwaysOn, &traceparent("00"));
     assert_eq!(spans.len(), 4);
-    assert!(spans.iter().all(|s| s.trace_id.to_string() == TRACE));
+    assert!(spans.iter().all(|s| s.trace_id().to_string() == TRACE));
 }
 
 #[test]
@@ -87,10 +90,10 @@ fn an_invalid_traceparent_starts_a_new_trace() {
     ] {
         let spans = spans_kept(TracesSampler::ParentBasedAlwaysOn, bad);
         assert_eq!(spans.len(), 4, "{bad:?}");
-        for s in spans.iter().filter(|s| s.metadata.name() == "request") {
-            assert_eq!(s.parent_span_id, None, "{bad:?}");
-            assert!(!s.parent_is_remote);
-            assert_ne!(s.trace_id.to_string(), TRACE);
+        for s in spans.iter().filter(|s| s.metadata().name() == "request") {
+            assert_eq!(s.parent_span_id(), None, "{bad:?}");
+            assert!(!s.parent_is_remote());
+            assert_ne!(s.trace_id().to_string(), TRACE);
         }
     }
 }

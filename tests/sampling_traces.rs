@@ -61,9 +61,9 @@ fn check_quarter_kept_whole(sampler: TracesSampler) {
             panic!("only spans")
         };
         by_trace
-            .entry(s.trace_id)
+            .entry(s.trace_id())
             .or_default()
-            .push(s.metadata.name());
+            .push(s.metadata().name());
     }
     for (id, mut names) in by_trace.clone() {
         names.sort_unstable();
@@ -107,24 +107,30 @@ fn always_off_records_no_span_and_always_on_every_span() {
 }
 
 #[test]
-fn a_whitelisted_root_is_kept_under_always_off_and_its_trace_with_it() {
+fn the_event_whitelist_does_not_override_the_traces_sampler() {
     let sink = Collect::new("collect");
     let (layer, guard) = OffloadLayer::builder()
         .traces_sampler(TracesSampler::ParentBasedAlwaysOff)
-        .sample_always("system.shutdown")
+        .sample_always("shop")
         .sink(sink.clone())
         .build()
         .unwrap();
     with_layer(layer, || {
-        let _r = tracing::info_span!("system.shutdown").entered();
-        let _c = tracing::info_span!("flush_caches").entered();
-        drop(_c);
-        let _other = tracing::info_span!("request").entered();
+        // The target matches the event whitelist: its events are kept, its spans are not.
+        let _r = tracing::info_span!(target: "shop", "checkout").entered();
+        tracing::info!(target: "shop", "kept: whitelisted event");
     });
     guard.shutdown(DEADLINE).unwrap();
-    let names = names_sorted(&sink.data());
-    // `request` is a child of the whitelisted root here, so it is kept with its trace.
-    assert_eq!(names, ["flush_caches", "request", "system.shutdown"]);
+    let data = sink.data();
+    assert!(
+        data.iter().all(|r| matches!(r, Record::Event(_))),
+        "{data:?}"
+    );
+    assert_eq!(data.len(), 1);
+    assert_eq!(
+        guard.handle().stats().sampling.unwrap().spans_sampled_out,
+        1
+    );
 }
 
 #[test]

@@ -57,8 +57,8 @@ fn a_long_lived_span_keeps_at_most_the_event_limit() {
     guard.shutdown(DEADLINE).unwrap();
     let spans = span_records(&rx.drain());
     let span = span_named(&spans, "long");
-    assert_eq!(span.events.len(), 16);
-    assert_eq!(span.dropped_events, 100_000 - 16);
-    assert_eq!(span.fields.len(), 1);
+    assert_eq!(span.events().len(), 16);
+    assert_eq!(span.dropped_events(), 100_000 - 16);
+    assert_eq!(span.fields().len(), 1);
     assert_eq!(guard.handle().stats().span_events_dropped, 100_000 - 16);
 }

@@ -1,23 +1,27 @@
-//! The `offload-drain` thread: pops batches from the queue and hands each record to every
-//! sink's buffer. It never blocks on a sink (except, under `Block`, for a sink that keeps
-//! moving).
+//! The `offload-drain` thread: pops batches from the queue, finishes each record (wall-clock
+//! time from the caller's tick; a span gets the events that happened in it), shares it, and
+//! hands it to every sink's buffer. It never blocks on a sink: it takes from the queue only what
+//! the sinks have room for, and leaves the rest queued.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::notify::Notify;
 use super::{Pipeline, SinkSlot};
-use crate::clock::{deadline_after, deadline_from};
-use crate::record::{DropReason, Record};
+use crate::clock::{between, deadline_after, WallClock};
+use crate::ids::SpanId;
+use crate::record::{share, Captured, DropReason, EventRecord, Record, Shared, SpanRecord};
 use crate::silent::without_tracing;
 
 pub(super) fn run(pipeline: Arc<Pipeline>) {
     without_tracing(|| {
         let mut drain = Drain::new(&pipeline);
         drain.run();
-        pipeline.drain_finished.set();
+        pipeline.intake.drain_finished.set();
+        // A producer that passed the `closed` check may have pushed after the last pop.
+        pipeline.intake.sweep_late();
         for s in &pipeline.sinks {
             s.stop.set();
             s.wake();
@@ -28,10 +32,15 @@ pub(super) fn run(pipeline: Arc<Pipeline>) {
 
 struct Drain<'a> {
     p: &'a Pipeline,
+    /// Records taken from the queue, shared and ready to hand to the sinks.
     batch: Vec<Record>,
     /// Per sink: its export count and when that last changed or its buffer was last seen
-    /// empty (under `Block`, to tell a stalled sink from a busy one).
+    /// empty (to tell a stalled sink from a busy one).
     sink_progress: Vec<SinkProgress>,
+    /// Events waiting for their span to close, to be attached to it.
+    pending: PendingSpanEvents,
+    /// Turns the calling threads' ticks into wall-clock time; refreshed every batch.
+    wall: WallClock,
 }
 
 impl<'a> Drain<'a> {
@@ -40,41 +49,27 @@ impl<'a> Drain<'a> {
             p,
             batch: Vec::with_capacity(p.settings.batch_size),
             sink_progress: vec![SinkProgress::new(); p.sinks.len()],
-        }
-    }
-
-    /// Hands a batch to every sink. Under `Block`, a full sink buffer is waited on, up to the
-    /// block timeout per stall: a sink that made no progress for that long is dropped into at
-    /// once until it moves again, so one stalled sink delays the others at most once.
-    fn forward_all(&mut self, batch: &[Record]) {
-        for (slot, progress) in self.p.sinks.iter().zip(&mut self.sink_progress) {
-            progress.observe(slot);
-            let wait = self.p.settings.sink_wait.map(|wait| Wait {
-                wait,
-                progress,
-                notify: &self.p.progress,
-            });
-            forward(slot, batch, wait, self.p.settings.sink_evict_oldest);
+            pending: PendingSpanEvents::new(p.settings.span_event_limit),
+            wall: WallClock::now(),
         }
     }
 
     fn run(&mut self) {
         loop {
-            self.p.intake.counters.beat();
-            let depth = self.p.intake.queue.len();
-            self.p
-                .intake
+            let intake = &self.p.intake;
+            intake.counters.beat();
+            let depth = intake.queue.len();
+            intake
                 .sampler
-                .adapt(depth as f64 / self.p.intake.queue.capacity() as f64);
-            self.p
-                .intake
+                .adapt(depth as f64 / intake.queue.capacity() as f64);
+            intake
                 .counters
                 .high_water_mark
                 .fetch_max(depth, Ordering::Relaxed);
             if depth == 0 {
                 if self.p.stop_drain.is_set() {
                     // A record may have been accepted between the last pop and `closed`.
-                    if self.p.intake.queue.is_empty() {
+                    if intake.queue.is_empty() {
                         return;
                     }
                 } else {
@@ -82,65 +77,222 @@ impl<'a> Drain<'a> {
                     self.sleep();
                     continue;
                 }
-            } else if self.every_sink_is_full() {
-                // Draining now would only move records from the queue into drops at the
-                // sinks. Leave them queued: the queue fills, and producers take the cheap
-                // full-queue path (under DropNewest a refused record is never even built).
-                self.wait_for_a_sink();
-                continue;
             }
-            self.drain_batch();
+            match self.batch_size(depth) {
+                0 => self.wait_for_a_sink(),
+                n => self.drain_batch(n),
+            }
         }
     }
 
-    /// Whether no sink can take a record now (and there is at least one sink). Only under the
-    /// dropping policies: under `Block` the drain keeps going so that callers do not wait on a
-    /// stalled sink (see `forward`).
-    fn every_sink_is_full(&self) -> bool {
-        self.p.settings.sink_wait.is_none()
-            && !self.p.stop_drain.is_set()
-            && !self.p.sinks.is_empty()
-            && self
-                .p
-                .sinks
-                .iter()
-                .all(|s| s.buffer.is_full() && !s.counters.disabled.load(Ordering::Relaxed))
+    /// How many records to take now. Records are taken only as far as every sink that is
+    /// moving has room for them, so that none is dropped at a sink while the queue still has
+    /// room: the queue is the buffer. Exceptions, where records go to sinks that are full (and
+    /// are dropped there, counted):
+    ///
+    /// * a sink that has been full without finishing an export for the stall time is stalled:
+    ///   it no longer holds the others back;
+    /// * under the dropping policies, once the queue is three quarters full, the sinks with
+    ///   room get their records and the full ones drop them; under `Block` the queue fills
+    ///   instead and the callers wait (up to their timeout) for a sink that is moving.
+    ///
+    /// When every sink is full, nothing is taken: drops at the sinks would gain nothing, and
+    /// the callers take the cheap full-queue path.
+    fn batch_size(&mut self, depth: usize) -> usize {
+        let batch = self.p.settings.batch_size.min(depth);
+        if self.p.sinks.is_empty() {
+            return batch;
+        }
+        let stall_after = self.p.settings.sink_stall_after;
+        let mut room = usize::MAX;
+        let mut any_room = false;
+        let mut live = false;
+        for (slot, progress) in self.p.sinks.iter().zip(&mut self.sink_progress) {
+            if slot.counters.disabled.load(Ordering::Relaxed) {
+                continue;
+            }
+            live = true;
+            let free = slot.buffer.capacity() - slot.buffer.len();
+            any_room |= free > 0;
+            progress.observe(slot);
+            if free > 0 || progress.at.elapsed() < stall_after {
+                room = room.min(free);
+            }
+        }
+        if !live {
+            return batch;
+        }
+        if !any_room {
+            return 0;
+        }
+        let pressure = depth >= self.p.intake.queue.capacity() / 4 * 3;
+        if room == 0 && pressure && !self.p.settings.block {
+            return batch;
+        }
+        batch.min(room)
     }
 
-    /// Sleeps until a sink may have room (its thread notifies progress after each batch) or
+    /// Sleeps until a sink may have room (its thread notifies progress after each batch), or
     /// the timer fires.
     fn wait_for_a_sink(&self) {
         let deadline = deadline_after(self.p.settings.flush_interval);
+        let seen: Vec<u64> = self
+            .p
+            .sinks
+            .iter()
+            .map(|s| s.counters.batches.get())
+            .collect();
+        for s in &self.p.sinks {
+            s.wake();
+        }
+        // Not woken by shutdown: during a shutdown the queue still drains as far as the sinks
+        // take it, until its deadline counts the rest as abandoned (and empties the queue).
         self.p.progress.wait_until(deadline, || {
-            self.p.stop_drain.is_set() || self.p.sinks.iter().any(|s| !s.buffer.is_full())
+            self.p.intake.queue.is_empty()
+                || self
+                    .p
+                    .sinks
+                    .iter()
+                    .zip(&seen)
+                    .any(|(s, seen)| s.counters.batches.get() != *seen)
         });
     }
 
     fn sleep(&self) {
-        self.p.intake.queue.set_drain_sleeping(true);
-        if self.p.intake.queue.is_empty() && !self.p.stop_drain.is_set() {
+        let queue = &self.p.intake.queue;
+        queue.set_drain_sleeping(true);
+        if queue.is_empty() && !self.p.stop_drain.is_set() {
             thread::park_timeout(self.p.settings.flush_interval);
         }
-        self.p.intake.queue.set_drain_sleeping(false);
+        queue.set_drain_sleeping(false);
     }
 
-    fn drain_batch(&mut self) {
-        while self.batch.len() < self.p.settings.batch_size {
-            match self.p.intake.queue.pop() {
-                Some(r) => self.batch.push(r),
+    fn drain_batch(&mut self, n: usize) {
+        let intake = &self.p.intake;
+        self.wall = WallClock::now();
+        while self.batch.len() < n {
+            match intake.queue.pop() {
+                Some(r) => {
+                    let r = self.share(r);
+                    self.batch.push(r)
+                }
                 None => break,
             }
         }
         let data = self.batch.len() as u64;
         // Room was made: wake producers blocked on a full queue.
-        self.p.intake.queue.room.notify();
-        let batch = std::mem::take(&mut self.batch);
-        self.forward_all(&batch);
-        self.batch = batch;
+        intake.queue.room.notify();
+        for slot in &self.p.sinks {
+            forward(slot, &self.batch, self.p.settings.sink_evict_oldest);
+        }
         self.batch.clear();
-        self.p.intake.counters.drained.add(data);
-        self.p.intake.counters.drain_batches.incr();
+        intake.counters.drained.add(data);
+        intake.counters.drain_batches.incr();
         self.p.progress.notify();
+    }
+
+    /// Finishes a record from the queue (wall-clock times; a span gets the events that waited
+    /// for it) and shares it.
+    fn share(&mut self, record: Captured) -> Record {
+        let intake = &self.p.intake;
+        match record {
+            Captured::Event(mut e) => {
+                e.timestamp = self.wall.system_time(e.tick);
+                let context = e.context;
+                let shared = share(e, &intake.events);
+                if let Some(c) = context.filter(|c| c.sampled) {
+                    self.pending
+                        .add(c.span_id, &shared, &intake.counters.span_events_dropped);
+                }
+                Record::Event(shared)
+            }
+            Captured::Span(mut s) => {
+                s.start = self.wall.system_time(s.start_tick);
+                s.duration = between(s.start_tick, s.end_tick);
+                self.pending.attach(&mut s);
+                Record::Span(share(s, &intake.spans))
+            }
+        }
+    }
+}
+
+/// Events of open spans, held by the drain thread until their span's record arrives (a span's
+/// events always come through the queue before it, since the span closes after them), then
+/// moved into it: no copy, and nothing on the calling thread.
+///
+/// Bounded: at most `limit` events per span (the rest are counted on the span), and at most
+/// [`MAX_PENDING_EVENTS`] in all; past that, the spans waiting longest lose theirs (counted), so
+/// that spans that never close (leaked, or whose record was dropped) cannot grow it.
+struct PendingSpanEvents {
+    limit: usize,
+    by_span: HashMap<SpanId, SpanEvents>,
+    /// Spans in the order they got their first event, for eviction (may name spans gone
+    /// since; compacted when mostly stale).
+    order: VecDeque<SpanId>,
+    total: usize,
+}
+
+#[derive(Default)]
+struct SpanEvents {
+    events: Vec<Shared<EventRecord>>,
+    dropped: u32,
+}
+
+/// The most events held for open spans at once, all spans together.
+const MAX_PENDING_EVENTS: usize = 65_536;
+
+impl PendingSpanEvents {
+    fn new(limit: usize) -> Self {
+        PendingSpanEvents {
+            limit,
+            by_span: HashMap::new(),
+            order: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    fn add(
+        &mut self,
+        span: SpanId,
+        event: &Shared<EventRecord>,
+        dropped: &crate::counters::Counter,
+    ) {
+        if self.limit == 0 {
+            return;
+        }
+        let entry = self.by_span.entry(span).or_insert_with(|| {
+            self.order.push_back(span);
+            SpanEvents::default()
+        });
+        if entry.events.len() < self.limit {
+            entry.events.push(event.clone());
+            self.total += 1;
+        } else {
+            entry.dropped = entry.dropped.saturating_add(1);
+            dropped.incr();
+        }
+        while self.total > MAX_PENDING_EVENTS {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(evicted) = self.by_span.remove(&oldest) {
+                self.total -= evicted.events.len();
+                dropped.add(evicted.events.len() as u64);
+            }
+        }
+        if self.order.len() > 2 * self.by_span.len() + 1024 {
+            let live = &self.by_span;
+            self.order.retain(|s| live.contains_key(s));
+        }
+    }
+
+    /// Moves the events that waited for `span` into it.
+    fn attach(&mut self, span: &mut SpanRecord) {
+        if let Some(mut waiting) = self.by_span.remove(&span.context.span_id) {
+            self.total -= waiting.events.len();
+            std::mem::swap(&mut span.events, &mut waiting.events);
+            span.dropped_events = waiting.dropped;
+        }
     }
 }
 
@@ -170,43 +322,10 @@ impl SinkProgress {
     }
 }
 
-/// Under `Block`: how long the drain thread may wait for room in a sink's buffer.
-struct Wait<'a> {
-    wait: Duration,
-    progress: &'a mut SinkProgress,
-    notify: &'a Notify,
-}
-
-impl Wait<'_> {
-    /// Waits for room while the sink keeps moving: a sink that has not finished an export for
-    /// `wait` is stalled, and records for it are dropped at once until it moves again. So one
-    /// stalled sink holds up the others at most once, for `wait`.
-    fn for_room(&mut self, slot: &SinkSlot) -> bool {
-        loop {
-            self.progress.observe(slot);
-            let deadline = deadline_from(self.progress.at, self.wait);
-            if Instant::now() >= deadline {
-                return false;
-            }
-            slot.wake();
-            let seen = self.progress.batches;
-            let room = self.notify.wait_until(deadline, || {
-                !slot.buffer.is_full() || slot.counters.batches.get() != seen
-            });
-            if !slot.buffer.is_full() {
-                return true;
-            }
-            if !room {
-                return false;
-            }
-        }
-    }
-}
-
-/// Hands a batch to one sink's buffer. When the buffer is full: under `Block` (`wait`), wait
-/// for room while the sink moves; under `DropOldest` (`evict_oldest`), evict its oldest record;
-/// otherwise drop the new one. Every record not handed over is counted as dropped at that sink.
-fn forward(slot: &SinkSlot, batch: &[Record], mut wait: Option<Wait<'_>>, evict_oldest: bool) {
+/// Hands a batch to one sink's buffer. When the buffer is full: under `DropOldest`
+/// (`evict_oldest`), evict its oldest record; otherwise drop the new one. Every record not
+/// handed over is counted as dropped at that sink.
+fn forward(slot: &SinkSlot, batch: &[Record], evict_oldest: bool) {
     let c = &slot.counters;
     c.forwarded.add(batch.len() as u64);
     if c.disabled.load(Ordering::Relaxed) {
@@ -214,19 +333,15 @@ fn forward(slot: &SinkSlot, batch: &[Record], mut wait: Option<Wait<'_>>, evict_
         return;
     }
     for record in batch {
-        let mut record = record.clone();
+        let record = record.clone();
         if evict_oldest {
             if slot.buffer.force_push(record).is_some() {
                 c.dropped.add(DropReason::SinkBufferFull, 1);
             }
             continue;
         }
-        while let Err(back) = slot.buffer.push(record) {
-            record = back;
-            if !wait.as_mut().is_some_and(|w| w.for_room(slot)) {
-                c.dropped.add(DropReason::SinkBufferFull, 1);
-                break;
-            }
+        if slot.buffer.push(record).is_err() {
+            c.dropped.add(DropReason::SinkBufferFull, 1);
         }
     }
     if slot.sleeping.load(Ordering::Relaxed) || slot.buffer.len() >= slot.buffer.capacity() / 2 {

@@ -39,11 +39,15 @@ use crate::stats::SinkCounters;
 pub(crate) struct PipelineSettings {
     pub(crate) batch_size: usize,
     pub(crate) flush_interval: Duration,
-    /// Under `Backpressure::Block { timeout }`, how long (`timeout / 2`) the drain thread waits
-    /// for room in a stalled sink's buffer before dropping into it. `None`: never wait.
-    pub(crate) sink_wait: Option<Duration>,
+    /// The policy is `Block`: the drain waits for a sink that is moving rather than drop.
+    pub(crate) block: bool,
+    /// How long a full sink may go without finishing an export before it is stalled, and no
+    /// longer holds the others back.
+    pub(crate) sink_stall_after: Duration,
     /// Under `Backpressure::DropOldest`, a full sink buffer evicts its oldest record.
     pub(crate) sink_evict_oldest: bool,
+    /// Events kept per span for sinks that want span events; 0 when none does.
+    pub(crate) span_event_limit: usize,
 }
 
 /// One sink as the drain thread sees it.
@@ -89,7 +93,6 @@ pub(crate) struct Pipeline {
     pub(crate) settings: PipelineSettings,
     /// The drain thread exits once this is set and the queue is empty.
     stop_drain: Flag,
-    drain_finished: Flag,
     /// Flush and shutdown wait here; the drain and sink threads notify after each batch.
     pub(crate) progress: Notify,
     /// The threads, each with the index of its sink (`None` for the drain thread).
@@ -163,7 +166,6 @@ impl Pipeline {
             sinks,
             settings,
             stop_drain: Flag::default(),
-            drain_finished: Flag::default(),
             progress: Notify::default(),
             threads: Mutex::new(Vec::new()),
             shutdown_report: Mutex::new(None),
@@ -253,7 +255,7 @@ impl Pipeline {
         self.intake.queue.wake_drain();
         let drained = self.progress.wait_until(deadline, || {
             self.intake.counters.drained.get() + self.intake.counters.evicted() >= target
-                || self.drain_finished.is_set()
+                || self.intake.drain_finished.is_set()
         });
         if drained {
             let targets: Vec<u64> = self
@@ -301,14 +303,14 @@ impl Pipeline {
         self.intake.queue.wake_drain();
         self.intake.queue.room.notify();
         let _ = self.progress.wait_until(deadline, || {
-            self.drain_finished.is_set() && self.sinks.iter().all(|s| s.finished.is_set())
+            self.intake.drain_finished.is_set() && self.sinks.iter().all(|s| s.finished.is_set())
         });
         let abandoned = self.abandon_unfinished();
         let mut unfinished_threads = Vec::new();
         let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for (sink, handle) in handles {
             let finished = match sink {
-                None => &self.drain_finished,
+                None => &self.intake.drain_finished,
                 Some(i) => &self.sinks[i].finished,
             };
             if finished.is_set() {
@@ -336,9 +338,8 @@ impl Pipeline {
     fn abandon_unfinished(&self) -> Pending {
         let mut queued = 0;
         while let Some(r) = self.intake.queue.pop() {
-            if !matches!(r, Record::Dropped(_)) {
-                queued += 1;
-            }
+            queued += 1;
+            self.intake.recycle(r);
         }
         self.intake
             .counters
@@ -360,7 +361,7 @@ impl Pipeline {
     }
 
     pub(crate) fn drain_alive(&self) -> bool {
-        !self.drain_finished.is_set()
+        !self.intake.drain_finished.is_set()
     }
 
     /// The deadline a sink's own `shutdown` gets: the pipeline's shutdown deadline (sinks stop

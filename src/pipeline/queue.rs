@@ -15,65 +15,17 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use super::notify::Notify;
 use crate::clock::deadline_after;
-use crate::record::{DropReason, Record};
+use crate::record::{Captured, DropReason, EventRecord, Pool, SpanRecord};
 use crate::sampling::Sampler;
 use crate::stats::Counters;
 
 /// How long [`Backpressure::Block`] waits for room when the timeout comes from the environment
 /// or from `"block".parse()`.
 pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// What the layer (the hot side) shares with the crate's threads and the handles.
-#[derive(Debug)]
-pub(crate) struct Intake {
-    pub(crate) queue: Queue,
-    pub(crate) counters: Counters,
-    pub(crate) sampler: Sampler,
-    /// No record is accepted once this is set.
-    pub(crate) closed: Flag,
-    /// Set by the guard's `Drop` (unless told to be quiet) before it closes the pipeline: the
-    /// records offered afterwards are lost because the guard was dropped.
-    pub(crate) closed_by_guard_drop: Flag,
-    /// Whether the line about a dropped guard was printed (once per pipeline).
-    guard_drop_notice_printed: AtomicBool,
-}
-
-impl Intake {
-    pub(crate) fn new(queue: Queue, counters: Counters, sampler: Sampler) -> Self {
-        Intake {
-            queue,
-            counters,
-            sampler,
-            closed: Flag::default(),
-            closed_by_guard_drop: Flag::default(),
-            guard_drop_notice_printed: AtomicBool::new(false),
-        }
-    }
-
-    /// Called for a record offered after the pipeline closed. The first one after a dropped
-    /// guard says on stderr what happened and how to keep the guard: otherwise that loss is
-    /// silent (only the `shutdown` drop counter, which nobody may be reading, shows it).
-    #[cold]
-    pub(crate) fn offered_after_close(&self) {
-        // `closed_by_guard_drop` is set before `closed` (a Release store), and the caller saw
-        // `closed` with an Acquire load, so a flag set by a dropping guard is seen here.
-        if self.closed_by_guard_drop.is_set()
-            && !self.guard_drop_notice_printed.swap(true, Ordering::Relaxed)
-        {
-            // Not `eprintln!`, which panics when stderr is gone: this runs on an application
-            // thread, inside its `tracing` call.
-            let _ = writeln!(
-                std::io::stderr(),
-                "tracing-offload: a record was lost: the pipeline shut down when its Guard was \
-                 dropped, and every later record is dropped too (counted as `shutdown`). Keep \
-                 the guard alive for as long as the program logs: bind it to a name, e.g. \
-                 `let _guard = tracing_offload::init()?;` in `main`, not `let _ = …`."
-            );
-        }
-    }
-}
 
 /// What the layer does when the queue is full.
 ///
@@ -152,41 +104,216 @@ pub(crate) const EXPECTED_BACKPRESSURE: &str = "drop_oldest, drop_newest or bloc
 
 /// A one-way flag between threads (closed, stop, finished, abandoned).
 ///
-/// `set` stores with `Release` and `is_set` loads with `Acquire`: a thread that sees the flag set
-/// also sees everything the setting thread wrote before setting it (its final counters, the
-/// records it pushed), which is what every waiter on these flags then reads.
+/// `set` and `is_set` are `SeqCst`: besides publishing what the setting thread wrote before
+/// (which Release/Acquire would do), the `closed` and `drain_finished` flags take part in a
+/// store-then-load handshake with producers (see [`Intake::after_push`]) that needs one total
+/// order. On x86 a `SeqCst` load is a plain load, so the hot path pays nothing for it.
 #[derive(Debug, Default)]
 pub(crate) struct Flag(AtomicBool);
 
 impl Flag {
     #[inline]
     pub(crate) fn set(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.store(true, Ordering::SeqCst);
     }
 
     #[inline]
     pub(crate) fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Records kept for reuse by each pool, at most: enough for what is in flight at a steady rate
+/// (the queue, the batches, the sink buffers), without pinning a burst's memory for ever.
+pub(crate) const POOL_CAPACITY: usize = 8_192;
+
+/// Records each pool makes when the pipeline is built, so that the first ones are not
+/// allocated on the calling thread either.
+const POOL_PREFILL: usize = 1_024;
+
+/// What the layer (the hot side) shares with the crate's threads and the handles: the queue,
+/// the record pools, the counters, the sampler, and the flags of shutdown.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    pub(crate) queue: Queue,
+    pub(crate) events: Arc<Pool<EventRecord>>,
+    pub(crate) spans: Arc<Pool<SpanRecord>>,
+    pub(crate) counters: Counters,
+    pub(crate) sampler: Sampler,
+    /// No record is accepted once this is set.
+    pub(crate) closed: Flag,
+    /// Set by the drain thread when it has stopped for good.
+    pub(crate) drain_finished: Flag,
+    /// Set by the guard's `Drop` (unless told to be quiet) before it closes the pipeline: the
+    /// records offered afterwards are lost because the guard was dropped.
+    pub(crate) closed_by_guard_drop: Flag,
+    /// Whether the line about a dropped guard was printed (once per pipeline).
+    guard_drop_notice_printed: AtomicBool,
+}
+
+/// Whether a record may be built and pushed, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Build it and push it with this policy.
+    Push(Backpressure),
+    /// Don't build it: it was counted as dropped.
+    Refused,
+}
+
+// === impl Intake ===
+
+impl Intake {
+    pub(crate) fn new(queue: Queue, counters: Counters, sampler: Sampler) -> Self {
+        let pool = queue.capacity().min(POOL_CAPACITY);
+        Intake {
+            queue,
+            events: Arc::new(Pool::new(pool, POOL_PREFILL.min(pool))),
+            spans: Arc::new(Pool::new(pool, POOL_PREFILL.min(pool) / 4)),
+            counters,
+            sampler,
+            closed: Flag::default(),
+            drain_finished: Flag::default(),
+            closed_by_guard_drop: Flag::default(),
+            guard_drop_notice_printed: AtomicBool::new(false),
+        }
+    }
+
+    /// Called for a record offered after the pipeline closed. The first one after a dropped
+    /// guard says on stderr what happened and how to keep the guard: otherwise that loss is
+    /// silent (only the `shutdown` drop counter, which nobody may be reading, shows it).
+    #[cold]
+    fn offered_after_close(&self) {
+        // `closed_by_guard_drop` is set before `closed`, and the caller saw `closed` set (both
+        // `SeqCst`), so a flag set by a dropping guard is seen here.
+        if self.closed_by_guard_drop.is_set()
+            && !self.guard_drop_notice_printed.swap(true, Ordering::Relaxed)
+        {
+            // Not `eprintln!`, which panics when stderr is gone: this runs on an application
+            // thread, inside its `tracing` call.
+            let _ = writeln!(
+                std::io::stderr(),
+                "tracing-offload: a record was lost: the pipeline shut down when its Guard was \
+                 dropped, and every later record is dropped too (counted as `shutdown`). Keep \
+                 the guard alive for as long as the program logs: bind it to a name, e.g. \
+                 `let _guard = tracing_offload::init()?;` in `main`, not `let _ = …`."
+            );
+        }
+    }
+
+    /// Decides, before anything is built, whether a record can be offered: refused after
+    /// shutdown, and under `DropNewest` at a full queue (counted here); under `Block`, waits for
+    /// room up to the deadline first.
+    #[inline]
+    pub(crate) fn admit(&self, policy: Backpressure) -> Admission {
+        let c = &self.counters;
+        if self.closed.is_set() {
+            c.dropped.add(DropReason::Shutdown, 1);
+            self.offered_after_close();
+            return Admission::Refused;
+        }
+        match policy {
+            Backpressure::DropNewest if self.queue.is_full() => {
+                c.dropped.add(DropReason::QueueFullNewest, 1);
+                Admission::Refused
+            }
+            Backpressure::Block { timeout }
+                if self.queue.is_full() && !self.queue.wait_for_room(deadline_after(timeout)) =>
+            {
+                c.dropped.add(DropReason::BlockTimeout, 1);
+                Admission::Refused
+            }
+            _ => Admission::Push(policy),
+        }
+    }
+
+    /// Pushes a record that [`admit`](Self::admit) let through. Every outcome is counted; a
+    /// record that does not get in goes back to its pool.
+    pub(crate) fn push(&self, policy: Backpressure, record: Captured) {
+        let c = &self.counters;
+        match policy {
+            Backpressure::DropOldest => {
+                let evicted = self.queue.records.force_push(record);
+                // Count the acceptance before the eviction it caused, so that a snapshot's
+                // `accepted - evicted` never goes backwards.
+                let n = c.accepted.incr();
+                self.queue.after_accept(n, c);
+                if let Some(old) = evicted {
+                    c.dropped.add(DropReason::QueueFullOldest, 1);
+                    self.recycle(old);
+                }
+            }
+            Backpressure::DropNewest => match self.queue.records.push(record) {
+                Ok(()) => {
+                    let n = c.accepted.incr();
+                    self.queue.after_accept(n, c);
+                }
+                Err(back) => {
+                    c.dropped.add(DropReason::QueueFullNewest, 1);
+                    self.recycle(back);
+                    return;
+                }
+            },
+            Backpressure::Block { timeout } => {
+                if let Err(back) = self.queue.push_blocking(record, deadline_after(timeout)) {
+                    c.dropped.add(DropReason::BlockTimeout, 1);
+                    self.recycle(back);
+                    return;
+                }
+                let n = c.accepted.incr();
+                self.queue.after_accept(n, c);
+            }
+        }
+        self.after_push();
+    }
+
+    /// A producer that passed the `closed` check before shutdown may push after the drain
+    /// thread took its last record. Then it (or the drain thread, whichever comes second)
+    /// takes the record back out and counts it, so nothing is stranded in the queue:
+    ///
+    /// * shutdown sets `closed` before it stops the drain; the drain's last empty check and
+    ///   then `drain_finished.set()` come after. All four are `SeqCst`, and so are the queue's
+    ///   tail update in `push` and its check in `pop`.
+    /// * A push that the drain's last check missed comes after that check in the total order,
+    ///   so the producer's load of `closed` below sees it set. If the producer's load of
+    ///   `drain_finished` sees it unset, that load precedes the drain's store, which precedes
+    ///   the drain's final [`sweep_late`](Self::sweep_late): the sweep sees the push. If it
+    ///   sees it set, the producer sweeps itself.
+    #[inline]
+    fn after_push(&self) {
+        if self.closed.is_set() && self.drain_finished.is_set() {
+            self.sweep_late();
+        }
+    }
+
+    /// Takes out whatever is left in the queue after the drain thread stopped, counting each
+    /// record as dropped with reason `shutdown`.
+    pub(crate) fn sweep_late(&self) {
+        while let Some(r) = self.queue.pop() {
+            self.counters.dropped.add(DropReason::Shutdown, 1);
+            self.counters.shutdown_evicted.incr();
+            self.recycle(r);
+        }
+    }
+
+    /// Returns a record that will not be sent to its pool.
+    pub(crate) fn recycle(&self, record: Captured) {
+        match record {
+            Captured::Event(e) => self.events.give(e),
+            Captured::Span(s) => self.spans.give(s),
+        }
     }
 }
 
 /// The queue with its wake-up machinery.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    records: ArrayQueue<Record>,
+    records: ArrayQueue<Captured>,
     /// `accepted & wake_mask == 0` wakes the drain thread.
     wake_mask: u64,
     drain: OnceLock<Thread>,
     drain_sleeping: AtomicBool,
     /// Producers blocked for room wait here; the drain thread notifies after each batch.
     pub(crate) room: Notify,
-}
-
-/// What happened to an offered record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Offer {
-    Accepted,
-    Dropped(DropReason),
 }
 
 impl Queue {
@@ -213,7 +340,7 @@ impl Queue {
         self.records.capacity()
     }
 
-    pub(crate) fn pop(&self) -> Option<Record> {
+    pub(crate) fn pop(&self) -> Option<Captured> {
         self.records.pop()
     }
 
@@ -233,63 +360,19 @@ impl Queue {
         self.drain_sleeping.store(sleeping, Ordering::Relaxed);
     }
 
-    /// Offers one record under `policy`. `build` runs only when there is a chance to keep the
-    /// record, so a record refused at a full queue is never built.
-    #[inline]
-    pub(crate) fn offer(
-        &self,
-        policy: Backpressure,
-        counters: &Counters,
-        build: impl FnOnce() -> Record,
-    ) -> Offer {
-        let outcome = match policy {
-            Backpressure::DropNewest => {
-                if self.records.is_full() {
-                    Offer::Dropped(DropReason::QueueFullNewest)
-                } else {
-                    match self.records.push(build()) {
-                        Ok(()) => Offer::Accepted,
-                        Err(_) => Offer::Dropped(DropReason::QueueFullNewest),
-                    }
-                }
-            }
-            Backpressure::DropOldest => {
-                let evicted = self.records.force_push(build());
-                // Count the acceptance before the eviction it caused, so that a snapshot's
-                // `accepted - evicted` never goes backwards.
-                let n = counters.accepted.incr();
-                self.after_accept(n, counters);
-                if let Some(old) = evicted {
-                    counters.dropped.add(DropReason::QueueFullOldest, 1);
-                    drop(old);
-                }
-                return Offer::Accepted;
-            }
-            Backpressure::Block { timeout } => self.offer_blocking(timeout, build),
-        };
-        match outcome {
-            Offer::Accepted => {
-                let n = counters.accepted.incr();
-                self.after_accept(n, counters);
-            }
-            Offer::Dropped(reason) => counters.dropped.add(reason, 1),
-        }
-        outcome
+    pub(crate) fn is_full(&self) -> bool {
+        self.records.is_full()
     }
 
-    fn offer_blocking(&self, timeout: Duration, build: impl FnOnce() -> Record) -> Offer {
-        if self.records.is_full() && !self.wait_for_room(deadline_after(timeout)) {
-            return Offer::Dropped(DropReason::BlockTimeout);
-        }
-        let deadline = deadline_after(timeout);
-        let mut record = build();
+    /// Pushes, waiting for room until `deadline`; gives the record back if there was none.
+    fn push_blocking(&self, mut record: Captured, deadline: Instant) -> Result<(), Captured> {
         loop {
             match self.records.push(record) {
-                Ok(()) => return Offer::Accepted,
+                Ok(()) => return Ok(()),
                 Err(back) => record = back,
             }
             if !self.wait_for_room(deadline) {
-                return Offer::Dropped(DropReason::BlockTimeout);
+                return Err(record);
             }
         }
     }

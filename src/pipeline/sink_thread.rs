@@ -53,21 +53,18 @@ impl<'a> SinkRunner<'a> {
 
     fn run(&mut self) {
         loop {
-            let data = self.fill_batch();
+            // Once stopping, drops (records offered after shutdown, say) are still counted but
+            // make no new markers: one final marker goes out below, so that producers that keep
+            // logging cannot keep this thread exporting markers for ever.
+            let stopping = self.slot.stop.is_set();
+            let data = self.fill_batch(!stopping);
             if self.batch.is_empty() {
-                if self.slot.stop.is_set() && self.slot.buffer.is_empty() {
-                    // Last chance to report drops in-band.
-                    if let Some(notice) = self.notice() {
-                        self.batch.push(Record::Dropped(Arc::new(notice)));
-                        self.export_batch(0);
-                    }
-                }
                 if self.dirty {
                     self.call("flush", |s| s.flush());
                     self.dirty = false;
                     continue;
                 }
-                if self.slot.stop.is_set() && self.slot.buffer.is_empty() {
+                if stopping && self.slot.buffer.is_empty() {
                     break;
                 }
                 self.sleep();
@@ -75,6 +72,17 @@ impl<'a> SinkRunner<'a> {
             }
             self.export_batch(data);
             self.p.progress.notify();
+            if data == 0 {
+                // A marker alone: drops go on while this sink has nothing to write (another
+                // sink stalls the queue, say). One marker per timer tick is enough.
+                self.sleep();
+            }
+        }
+        // Last chance to report drops in-band, once.
+        if let Some(notice) = self.notice() {
+            self.batch.push(Record::Dropped(Arc::new(notice)));
+            self.export_batch(0);
+            self.call("flush", |s| s.flush());
         }
         let deadline = self.p.sink_shutdown_deadline();
         self.call("shutdown", |s| s.shutdown(deadline));
@@ -88,9 +96,10 @@ impl<'a> SinkRunner<'a> {
         self.slot.sleeping.store(false, Ordering::Relaxed);
     }
 
-    /// Pops up to one batch; returns how many data records (not markers) it holds.
-    fn fill_batch(&mut self) -> u64 {
-        if let Some(notice) = self.notice() {
+    /// Pops up to one batch, after a drop marker when `notices` and there were drops; returns
+    /// how many data records (not markers) it holds.
+    fn fill_batch(&mut self, notices: bool) -> u64 {
+        if let Some(notice) = notices.then(|| self.notice()).flatten() {
             self.batch.push(Record::Dropped(Arc::new(notice)));
         }
         let mut data = 0;

@@ -25,7 +25,7 @@ use crate::sink::{Sink, SinkError};
 ///     tracing::info!("hello");
 /// });
 /// let records = rx.wait_for(1, Duration::from_secs(5));
-/// assert!(matches!(&records[0], Record::Event(e) if e.message.as_ref().unwrap().text == "hello"));
+/// assert!(matches!(&records[0], Record::Event(e) if e.message().unwrap().text == "hello"));
 /// # drop(guard);
 /// # Ok::<(), tracing_offload::BuildError>(())
 /// ```

@@ -58,8 +58,8 @@ impl Console {
     fn format(&mut self, record: &Record) {
         let out = &mut self.line;
         let (ts, level) = match record {
-            Record::Event(e) => (e.timestamp, e.level),
-            Record::Span(s) => (s.end, s.level),
+            Record::Event(e) => (e.timestamp(), e.level()),
+            Record::Span(s) => (s.end(), s.level()),
             Record::Dropped(d) => (d.at, LogLevel::Warning),
         };
         write_rfc3339(out, ts);
@@ -72,26 +72,29 @@ impl Console {
         }
         match record {
             Record::Event(e) => {
-                let _ = write!(out, "{}: ", e.metadata.target());
-                if let Some(m) = &e.message {
+                let _ = write!(out, "{}: ", e.target());
+                if let Some(m) = e.message() {
                     let _ = write!(out, "{m}");
                 }
-                write_fields(out, &e.fields);
-                if let (Some(t), Some(s)) = (e.trace_id, e.span_id) {
-                    let _ = write!(out, " trace_id={t} span_id={s}");
+                write_fields(out, e.fields());
+                if let Some(c) = e.span_context() {
+                    let _ = write!(out, " trace_id={} span_id={}", c.trace_id, c.span_id);
+                    if !c.sampled {
+                        out.push_str(" sampled=false");
+                    }
                 }
             }
             Record::Span(s) => {
                 let _ = write!(
                     out,
                     "{}: span `{}` closed in {:?}",
-                    s.metadata.target(),
-                    s.metadata.name(),
-                    s.duration
+                    s.target(),
+                    s.name(),
+                    s.duration()
                 );
-                write_fields(out, &s.fields);
-                let _ = write!(out, " trace_id={} span_id={}", s.trace_id, s.span_id);
-                if let Some(p) = s.parent_span_id {
+                write_fields(out, s.fields());
+                let _ = write!(out, " trace_id={} span_id={}", s.trace_id(), s.span_id());
+                if let Some(p) = s.parent_span_id() {
                     let _ = write!(out, " parent_span_id={p}");
                 }
             }
@@ -115,7 +118,7 @@ fn colour(level: LogLevel) -> &'static str {
 }
 
 fn write_fields(out: &mut String, fields: &Fields) {
-    for (name, value) in fields {
+    for (name, value) in fields.iter() {
         let _ = match value {
             FieldValue::Str(t) => write!(out, " {name}={:?}", t.to_string()),
             other => write!(out, " {name}={other}"),

@@ -425,50 +425,63 @@ fn head(
 }
 
 fn event(out: &mut Vec<u8>, e: &EventRecord) {
-    head(
-        out,
-        e.timestamp,
-        "event",
-        e.level,
-        e.metadata.target(),
-        e.metadata.name(),
-    );
-    if let Some(msg) = &e.message {
+    head(out, e.timestamp(), "event", e.level(), e.target(), e.name());
+    if let Some(msg) = e.message() {
         out.extend_from_slice(b",\"message\":");
         text(out, msg);
     }
-    fields(out, &e.fields);
-    if let (Some(t), Some(s)) = (e.trace_id, e.span_id) {
-        raw_entry(out, "trace_id", &t.to_hex());
-        raw_entry(out, "span_id", &s.to_hex());
+    fields(out, e.fields());
+    if let Some(c) = e.span_context() {
+        raw_entry(out, "trace_id", &c.trace_id.to_hex());
+        raw_entry(out, "span_id", &c.span_id.to_hex());
+        if !c.sampled {
+            out.extend_from_slice(b",\"sampled\":false");
+        }
     }
-    thread(out, &e.thread);
+    thread(out, &e.thread());
 }
 
 fn span(out: &mut Vec<u8>, sp: &SpanRecord) {
-    head(
-        out,
-        sp.end,
-        "span",
-        sp.level,
-        sp.metadata.target(),
-        sp.metadata.name(),
-    );
-    fields(out, &sp.fields);
-    raw_entry(out, "trace_id", &sp.trace_id.to_hex());
-    raw_entry(out, "span_id", &sp.span_id.to_hex());
-    if let Some(p) = sp.parent_span_id {
+    head(out, sp.end(), "span", sp.level(), sp.target(), sp.name());
+    fields(out, sp.fields());
+    raw_entry(out, "trace_id", &sp.trace_id().to_hex());
+    raw_entry(out, "span_id", &sp.span_id().to_hex());
+    if let Some(p) = sp.parent_span_id() {
         raw_entry(out, "parent_span_id", &p.to_hex());
     }
-    raw_entry(out, "start", &rfc3339_bytes(sp.start));
-    raw_entry(out, "end", &rfc3339_bytes(sp.end));
+    raw_entry(out, "start", &rfc3339_bytes(sp.start()));
+    raw_entry(out, "end", &rfc3339_bytes(sp.end()));
     out.extend_from_slice(b",\"duration_ns\":");
-    number(out, sp.duration.as_nanos().min(u64::MAX as u128) as u64);
-    if sp.dropped_events > 0 {
-        out.extend_from_slice(b",\"dropped_events\":");
-        number(out, sp.dropped_events);
+    number(out, nanos(sp.duration()));
+    if let Some((busy, idle)) = sp.busy_idle() {
+        out.extend_from_slice(b",\"busy_ns\":");
+        number(out, nanos(busy));
+        out.extend_from_slice(b",\"idle_ns\":");
+        number(out, nanos(idle));
     }
-    thread(out, &sp.thread);
+    if !sp.links().is_empty() {
+        out.extend_from_slice(b",\"links\":[");
+        for (i, l) in sp.links().iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"trace_id\":\"");
+            out.extend_from_slice(&l.trace_id.to_hex());
+            out.extend_from_slice(b"\",\"span_id\":\"");
+            out.extend_from_slice(&l.span_id.to_hex());
+            out.extend_from_slice(b"\"}");
+        }
+        out.push(b']');
+    }
+    if sp.dropped_events() > 0 {
+        out.extend_from_slice(b",\"dropped_events\":");
+        number(out, sp.dropped_events());
+    }
+    thread(out, &sp.thread());
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 fn dropped(out: &mut Vec<u8>, d: &DropNotice) {
@@ -519,12 +532,14 @@ fn fields(out: &mut Vec<u8>, fields: &Fields) {
             FieldValue::U128(v) => number(out, v),
             FieldValue::F64(v) if v.is_finite() => {
                 // serde_json prints the shortest representation that round-trips.
-                let _ = serde_json::to_writer(&mut *out, v);
+                let _ = serde_json::to_writer(&mut *out, &v);
             }
             FieldValue::F64(v) => string(out, &v.to_string()),
             FieldValue::Bool(true) => out.extend_from_slice(b"true"),
             FieldValue::Bool(false) => out.extend_from_slice(b"false"),
             FieldValue::Str(t) => text(out, t),
+            // The message, then each source after ": ", as error reporters print a chain.
+            FieldValue::Error(e) => string(out, &e.to_string()),
         }
     }
     out.push(b'}');
@@ -543,11 +558,11 @@ fn thread(out: &mut Vec<u8>, t: &ThreadInfo) {
 }
 
 /// Captured text, with its truncation marker when it was cut.
-fn text(out: &mut Vec<u8>, t: &crate::record::Text) {
+fn text(out: &mut Vec<u8>, t: crate::record::Text<'_>) {
     if t.is_truncated() {
         string(out, &t.to_string());
     } else {
-        string(out, &t.text);
+        string(out, t.text);
     }
 }
 

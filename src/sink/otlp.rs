@@ -701,7 +701,7 @@ impl Otlp {
     fn wants_log(&self, e: &EventRecord) -> bool {
         match self.logs {
             EventsAsLogs::All => true,
-            EventsAsLogs::OutsideSpans => e.span_id.is_none(),
+            EventsAsLogs::OutsideSpans => e.span_id().is_none(),
             EventsAsLogs::None => false,
         }
     }
@@ -718,25 +718,26 @@ fn severity(level: LogLevel) -> Severity {
     }
 }
 
-fn value(v: &FieldValue) -> Value {
+fn value(v: FieldValue<'_>) -> Value {
     match v {
-        FieldValue::I64(v) => Value::I64(*v),
+        FieldValue::I64(v) => Value::I64(v),
         FieldValue::U64(v) => {
-            i64::try_from(*v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
+            i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
         }
         FieldValue::I128(v) => {
-            i64::try_from(*v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
+            i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
         }
         FieldValue::U128(v) => {
-            i64::try_from(*v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
+            i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
         }
-        FieldValue::F64(v) => Value::F64(*v),
-        FieldValue::Bool(v) => Value::Bool(*v),
+        FieldValue::F64(v) => Value::F64(v),
+        FieldValue::Bool(v) => Value::Bool(v),
         FieldValue::Str(t) => Value::String(t.to_string().into()),
+        other => Value::String(other.to_string().into()),
     }
 }
 
-fn any_value(v: &FieldValue) -> AnyValue {
+fn any_value(v: FieldValue<'_>) -> AnyValue {
     match value(v) {
         Value::I64(i) => AnyValue::Int(i),
         Value::F64(f) => AnyValue::Double(f),
@@ -745,15 +746,20 @@ fn any_value(v: &FieldValue) -> AnyValue {
     }
 }
 
-fn code_attributes(meta: &'static tracing_core::Metadata<'static>, out: &mut Vec<KeyValue>) {
-    if let Some(file) = meta.file() {
-        out.push(KeyValue::new("code.file.path", file));
+fn code_attributes(
+    file: Option<&str>,
+    line: Option<u32>,
+    module: Option<&str>,
+    out: &mut Vec<KeyValue>,
+) {
+    if let Some(file) = file {
+        out.push(KeyValue::new("code.file.path", file.to_owned()));
     }
-    if let Some(line) = meta.line() {
+    if let Some(line) = line {
         out.push(KeyValue::new("code.line.number", i64::from(line)));
     }
-    if let Some(module) = meta.module_path() {
-        out.push(KeyValue::new("code.module.name", module));
+    if let Some(module) = module {
+        out.push(KeyValue::new("code.module.name", module.to_owned()));
     }
 }
 
@@ -766,48 +772,64 @@ fn thread_attributes(t: &crate::ids::ThreadInfo, out: &mut Vec<KeyValue>) {
 
 /// A closed span as OTLP span data, with the `otel.*` conventions of `tracing-opentelemetry`.
 fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanData {
-    let mut name: Cow<'static, str> = Cow::Borrowed(s.metadata.name());
+    let mut name: Cow<'static, str> = Cow::Borrowed(s.name());
     let mut kind = SpanKind::Internal;
     let mut status_code: Option<String> = None;
     let mut status_message: Option<String> = None;
-    let mut attributes = Vec::with_capacity(s.fields.len() + 5);
-    for (key, v) in &s.fields {
-        match *key {
+    let mut attributes = Vec::with_capacity(s.fields().len() + 5);
+    for (key, v) in s.fields().iter() {
+        match key {
             "otel.name" => name = Cow::Owned(v.to_string()),
             "otel.kind" => kind = span_kind(&v.to_string()),
             "otel.status_code" => status_code = Some(v.to_string().to_ascii_lowercase()),
             "otel.status_message" => status_message = Some(v.to_string()),
-            _ => attributes.push(KeyValue::new(*key, value(v))),
+            _ => attributes.push(KeyValue::new(key, value(v))),
         }
     }
-    code_attributes(s.metadata, &mut attributes);
-    thread_attributes(&s.thread, &mut attributes);
+    let meta = s.metadata();
+    code_attributes(
+        meta.file(),
+        meta.line(),
+        meta.module_path(),
+        &mut attributes,
+    );
+    thread_attributes(&s.thread(), &mut attributes);
+    if let Some((busy, idle)) = s.busy_idle() {
+        attributes.push(KeyValue::new(
+            "busy_ns",
+            busy.as_nanos().min(i64::MAX as u128) as i64,
+        ));
+        attributes.push(KeyValue::new(
+            "idle_ns",
+            idle.as_nanos().min(i64::MAX as u128) as i64,
+        ));
+    }
     let mut error_event: Option<String> = None;
     let events = s
-        .events
+        .events()
         .iter()
         .map(|e| {
-            let message = e.message.as_ref().map(|m| m.to_string());
-            if e.level >= LogLevel::Error && error_event.is_none() {
+            let message = e.message().map(|m| m.to_string());
+            if e.level() >= LogLevel::Error && error_event.is_none() {
                 error_event = Some(message.clone().unwrap_or_else(|| "error".to_owned()));
             }
             let mut attrs: Vec<KeyValue> = vec![
-                KeyValue::new("level", e.level.severity_text()),
-                KeyValue::new("target", e.metadata.target()),
+                KeyValue::new("level", e.level().severity_text()),
+                KeyValue::new("target", e.target().to_owned()),
             ];
             let mut event_name: Cow<'static, str> =
                 message.clone().map_or(Cow::Borrowed("event"), Cow::Owned);
-            for (key, v) in &e.fields {
-                if *key == "error" && message.is_none() {
+            for (key, v) in e.fields().iter() {
+                if key == "error" && message.is_none() {
                     // `tracing-opentelemetry`'s convention: an event that is just an `error`
                     // field is an exception.
                     event_name = Cow::Borrowed("exception");
                     attrs.push(KeyValue::new("exception.message", v.to_string()));
                 } else {
-                    attrs.push(KeyValue::new(*key, value(v)));
+                    attrs.push(KeyValue::new(key, value(v)));
                 }
             }
-            opentelemetry::trace::Event::new(event_name, e.timestamp, attrs, 0)
+            opentelemetry::trace::Event::new(event_name, e.timestamp(), attrs, 0)
         })
         .collect();
     let status = match status_code.as_deref() {
@@ -820,27 +842,48 @@ fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanData {
     };
     SpanData {
         span_context: SpanContext::new(
-            OtelTraceId::from_bytes(s.trace_id.0),
-            OtelSpanId::from_bytes(s.span_id.0),
+            OtelTraceId::from_bytes(s.trace_id().0),
+            OtelSpanId::from_bytes(s.span_id().0),
             TraceFlags::SAMPLED,
             false,
             TraceState::default(),
         ),
         parent_span_id: s
-            .parent_span_id
+            .parent_span_id()
             .map_or(OtelSpanId::INVALID, |p| OtelSpanId::from_bytes(p.0)),
-        parent_span_is_remote: s.parent_is_remote,
+        parent_span_is_remote: s.parent_is_remote(),
         span_kind: kind,
         name,
-        start_time: s.start,
-        end_time: s.end,
+        start_time: s.start(),
+        end_time: s.end(),
         attributes,
         dropped_attributes_count: 0,
-        events: span_events(events, s.dropped_events),
-        links: SpanLinks::default(),
+        events: span_events(events, s.dropped_events()),
+        links: span_links(s.links()),
         status,
         instrumentation_scope: scope.clone(),
     }
+}
+
+fn span_links(links: &[crate::ids::SpanContext]) -> SpanLinks {
+    let mut l = SpanLinks::default();
+    l.links = links
+        .iter()
+        .map(|c| {
+            opentelemetry::trace::Link::with_context(SpanContext::new(
+                OtelTraceId::from_bytes(c.trace_id.0),
+                OtelSpanId::from_bytes(c.span_id.0),
+                if c.sampled {
+                    TraceFlags::SAMPLED
+                } else {
+                    TraceFlags::default()
+                },
+                false,
+                TraceState::default(),
+            ))
+        })
+        .collect();
+    l
 }
 
 fn span_events(events: Vec<opentelemetry::trace::Event>, dropped: u32) -> SpanEvents {
@@ -862,20 +905,20 @@ fn span_kind(s: &str) -> SpanKind {
 
 fn log_record(logger: &opentelemetry_sdk::logs::SdkLogger, e: &EventRecord) -> SdkLogRecord {
     let mut r = logger.create_log_record();
-    r.set_timestamp(e.timestamp);
+    r.set_timestamp(e.timestamp());
     r.set_observed_timestamp(SystemTime::now());
-    r.set_severity_number(severity(e.level));
-    r.set_severity_text(e.level.severity_text());
-    r.set_target(e.metadata.target());
-    if let Some(m) = &e.message {
+    r.set_severity_number(severity(e.level()));
+    r.set_severity_text(e.level().severity_text());
+    r.set_target(e.target().to_owned());
+    if let Some(m) = e.message() {
         r.set_body(AnyValue::String(m.to_string().into()));
     }
-    for (key, v) in &e.fields {
-        r.add_attribute(*key, any_value(v));
+    for (key, v) in e.fields().iter() {
+        r.add_attribute(key, any_value(v));
     }
     let mut extra = Vec::new();
-    code_attributes(e.metadata, &mut extra);
-    thread_attributes(&e.thread, &mut extra);
+    code_attributes(e.file(), e.line(), e.module_path(), &mut extra);
+    thread_attributes(&e.thread(), &mut extra);
     for kv in extra {
         let v = match kv.value {
             Value::I64(i) => AnyValue::Int(i),
@@ -883,11 +926,15 @@ fn log_record(logger: &opentelemetry_sdk::logs::SdkLogger, e: &EventRecord) -> S
         };
         r.add_attribute(kv.key, v);
     }
-    if let (Some(t), Some(s)) = (e.trace_id, e.span_id) {
+    if let Some(c) = e.span_context() {
         r.set_trace_context(
-            OtelTraceId::from_bytes(t.0),
-            OtelSpanId::from_bytes(s.0),
-            Some(TraceFlags::SAMPLED),
+            OtelTraceId::from_bytes(c.trace_id.0),
+            OtelSpanId::from_bytes(c.span_id.0),
+            Some(if c.sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            }),
         );
     }
     r

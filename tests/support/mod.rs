@@ -191,7 +191,7 @@ pub fn span_records(records: &[Record]) -> Vec<SpanRecord> {
 pub fn span_named<'a>(spans: &'a [SpanRecord], name: &str) -> &'a SpanRecord {
     spans
         .iter()
-        .find(|s| s.metadata.name() == name)
+        .find(|s| s.metadata().name() == name)
         .unwrap_or_else(|| panic!("no span named {name:?}"))
 }
 
@@ -200,7 +200,7 @@ pub fn names_sorted(records: &[Record]) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = records
         .iter()
         .filter_map(|r| match r {
-            Record::Span(s) => Some(s.metadata.name()),
+            Record::Span(s) => Some(s.metadata().name()),
             Record::Event(_) => Some("event"),
             _ => None,
         })
@@ -302,15 +302,10 @@ pub fn seq_of(record: &Record) -> Option<(u64, u64)> {
     let Record::Event(e) = record else {
         return None;
     };
-    let get = |name: &str| {
-        e.fields
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| match v {
-                tracing_offload::FieldValue::U64(v) => Some(*v),
-                tracing_offload::FieldValue::I64(v) => Some(*v as u64),
-                _ => None,
-            })
+    let get = |name: &str| match e.fields().get(name)? {
+        tracing_offload::FieldValue::U64(v) => Some(v),
+        tracing_offload::FieldValue::I64(v) => Some(v as u64),
+        _ => None,
     };
     Some((get("producer")?, get("seq")?))
 }

@@ -1,0 +1,217 @@
+//! Field capture: a `tracing` visitor that writes values into a record's [`Fields`], capped at
+//! the configured length, with the message, the `log` bridge's `log.*` fields and the
+//! `traceparent` field set aside.
+
+use std::fmt::{self, Write as _};
+
+use tracing_core::field::{Field, Visit};
+
+use crate::record::{FieldScalar, Fields, LogSource, TextRange};
+use crate::traceparent::{parse_traceparent, RemoteParent, TRACEPARENT_FIELD};
+
+/// Captures field values into `fields`.
+pub(super) struct Capture<'a> {
+    pub(super) fields: &'a mut Fields,
+    /// Where the `message` field goes (events); `None`: it is a field like the others.
+    pub(super) message: Option<&'a mut Option<TextRange>>,
+    /// Where the `log.*` fields go (events from the `log` crate).
+    pub(super) log: Option<&'a mut LogSource>,
+    /// A `traceparent` field is read as a remote parent and not kept as a field (spans).
+    pub(super) traceparent: Option<&'a mut Option<RemoteParent>>,
+    /// The cap on each text value, in bytes.
+    pub(super) cap: usize,
+    /// A field recorded again replaces the earlier value.
+    pub(super) replace: bool,
+    /// Values cut at the cap.
+    pub(super) truncated: u64,
+}
+
+impl<'a> Capture<'a> {
+    pub(super) fn new(fields: &'a mut Fields, cap: usize, replace: bool) -> Self {
+        Capture {
+            fields,
+            message: None,
+            log: None,
+            traceparent: None,
+            cap,
+            replace,
+            truncated: 0,
+        }
+    }
+
+    fn scalar(&mut self, field: &Field, value: FieldScalar) {
+        if let Some(log) = self.log.as_deref_mut() {
+            if field.name() == "log.line" {
+                log.line = match value {
+                    FieldScalar::U64(line) => u32::try_from(line).ok(),
+                    FieldScalar::I64(line) => u32::try_from(line).ok(),
+                    _ => None,
+                };
+                return;
+            }
+        }
+        self.fields.put(field.name(), value, self.replace);
+    }
+
+    /// Captures text written by `write`.
+    fn text(&mut self, field: &Field, write: impl FnOnce(&mut dyn fmt::Write)) {
+        let name = field.name();
+        if name == "message" {
+            if let Some(message) = self.message.as_deref_mut() {
+                let r = self.fields.write_text(self.cap, write);
+                self.truncated += u64::from(r.is_truncated());
+                *message = Some(r);
+                return;
+            }
+        }
+        if let Some(log) = self.log.as_deref_mut() {
+            let slot = match name {
+                "log.target" => Some(&mut log.target),
+                "log.module_path" => log.module_path.insert(TextRange::default()).into(),
+                "log.file" => log.file.insert(TextRange::default()).into(),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                *slot = self.fields.write_text(self.cap, write);
+                return;
+            }
+        }
+        if self.fields.put_text(name, self.cap, self.replace, write) {
+            self.truncated += 1;
+        }
+    }
+
+    /// Whether `field` is the `traceparent` being read as a remote parent.
+    fn is_traceparent(&self, field: &Field) -> bool {
+        self.traceparent.is_some() && field.name() == TRACEPARENT_FIELD
+    }
+}
+
+impl Visit for Capture<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.scalar(field, FieldScalar::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.scalar(field, FieldScalar::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.scalar(field, FieldScalar::U64(value));
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.scalar(field, FieldScalar::I128(value));
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.scalar(field, FieldScalar::U128(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.scalar(field, FieldScalar::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.is_traceparent(field) {
+            if let Some(slot) = self.traceparent.as_deref_mut() {
+                *slot = parse_traceparent(value);
+            }
+            return;
+        }
+        self.text(field, |w| {
+            let _ = w.write_str(value);
+        });
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self
+            .fields
+            .put_error(field.name(), self.cap, self.replace, value)
+        {
+            self.truncated += 1;
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.is_traceparent(field) {
+            if let Some(slot) = self.traceparent.as_deref_mut() {
+                *slot = traceparent_from_debug(value);
+            }
+            return;
+        }
+        self.text(field, |w| {
+            let _ = write!(w, "{value:?}");
+        });
+    }
+}
+
+/// The remote parent in a new span's `traceparent` field, when it is valid.
+pub(super) fn remote_parent(attrs: &tracing_core::span::Attributes<'_>) -> Option<RemoteParent> {
+    struct Probe(Option<RemoteParent>);
+    impl Visit for Probe {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == TRACEPARENT_FIELD {
+                self.0 = parse_traceparent(value);
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            if field.name() == TRACEPARENT_FIELD {
+                self.0 = traceparent_from_debug(value);
+            }
+        }
+    }
+    let mut probe = Probe(None);
+    attrs.record(&mut probe);
+    probe.0
+}
+
+/// A `traceparent` given as a `Debug` or `Display` value (`%header`, `?header`), read without
+/// allocating: formatted into a stack buffer, quotes of `?"…"` removed.
+fn traceparent_from_debug(value: &dyn fmt::Debug) -> Option<RemoteParent> {
+    let mut buf = StackText::default();
+    // Too long for a valid `traceparent` (or a failing `Debug`): ignored.
+    write!(buf, "{value:?}").ok()?;
+    parse_traceparent(buf.as_str()?.trim_matches('"'))
+}
+
+/// A small text buffer on the stack; writing past its end is an error.
+pub(super) struct StackText {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 128],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    pub(super) fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.buf[..self.len]).ok()
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Whether an event's `critical` field is `true`.
+pub(super) fn is_marked_critical(event: &tracing_core::Event<'_>) -> bool {
+    struct Probe(bool);
+    impl Visit for Probe {
+        fn record_bool(&mut self, field: &Field, value: bool) {
+            if field.name() == "critical" {
+                self.0 = value;
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
+    }
+    let mut probe = Probe(false);
+    event.record(&mut probe);
+    probe.0
+}

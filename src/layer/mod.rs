@@ -1,0 +1,566 @@
+//! The hot side: `impl Layer for OffloadLayer`.
+//!
+//! What runs on the calling thread, in order: a cached per-callsite classification
+//! (`callsite.rs`), the sampling decision, the back-pressure check, field capture into a record
+//! box taken from the pipeline's pool (`capture.rs`), one push. Nothing here formats for output,
+//! does I/O or allocates in steady state. Span state lives in the layer's own sharded store
+//! (`spans.rs`); the locks taken are that store's shard locks, each held for a lookup, insert
+//! or removal (never while a field's `Debug` runs), and, under `Block`, the wait for room.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing_core::span::{Attributes, Id, Record as SpanValues};
+use tracing_core::{Event, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+mod callsite;
+mod capture;
+mod spans;
+
+use self::callsite::CallsiteClass;
+use self::capture::{is_marked_critical, remote_parent, Capture};
+use self::spans::{SpanEntry, SpanStore};
+use crate::clock::Tick;
+use crate::ids::{new_span_id, new_trace_id, thread_info, SpanContext, SpanId};
+use crate::level::LogLevel;
+use crate::pipeline::queue::{Admission, Backpressure, Intake};
+use crate::propagation::SetParentError;
+use crate::record::{Captured, EventRecord, Fields, LogSource, SpanRecord};
+use crate::sampling::Parent;
+use crate::traceparent::RemoteParent;
+
+/// The most links a span keeps (OpenTelemetry's default link count limit).
+const MAX_LINKS: usize = 128;
+
+/// The `tracing` layer. Build it with [`OffloadLayer::builder`]; install it on a
+/// `tracing_subscriber::Registry`.
+///
+/// The layer only captures and enqueues; the [`Guard`](crate::Guard) returned with it owns the
+/// threads that write. Dropping the layer (e.g. with its subscriber) does not stop them. Two
+/// layers may share one registry (say, one per destination, each with its own filter): each
+/// keeps its own span state.
+#[must_use = "a layer does nothing until it is added to a subscriber, e.g. `registry().with(layer)`"]
+pub struct OffloadLayer {
+    intake: Arc<Intake>,
+    settings: LayerSettings,
+    spans: SpanStore,
+    /// Distinguishes this layer's entries in the thread-local callsite cache.
+    id: u64,
+}
+
+/// The layer's fixed settings.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerSettings {
+    pub(crate) enabled: bool,
+    pub(crate) backpressure: Backpressure,
+    pub(crate) critical_block_timeout: Duration,
+    pub(crate) max_field_len: usize,
+    pub(crate) critical_targets: Arc<[String]>,
+    /// Whether spans count their busy and idle time (`on_enter` / `on_exit`).
+    pub(crate) span_timings: bool,
+}
+
+impl std::fmt::Debug for OffloadLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffloadLayer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// Where `Span::record` captures values before taking the span store's lock, so that no
+    /// `Debug` runs under it. Kept per thread to reuse its buffer.
+    static SCRATCH: RefCell<Fields> = RefCell::new(Fields::default());
+}
+
+/// A refused re-parenting is reported once per process on stderr (and always counted).
+static REPARENT_WARNED: std::sync::Once = std::sync::Once::new();
+
+// === impl OffloadLayer ===
+
+impl OffloadLayer {
+    pub(crate) fn new(intake: Arc<Intake>, settings: LayerSettings) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        OffloadLayer {
+            intake,
+            settings,
+            spans: SpanStore::default(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    #[inline]
+    fn classify(&self, meta: &'static tracing_core::Metadata<'static>) -> CallsiteClass {
+        let sampler = &self.intake.sampler;
+        callsite::cached(self.id, meta, sampler.generation(), || {
+            CallsiteClass::new(
+                meta,
+                &self.settings.critical_targets,
+                sampler.whitelisted(meta.target(), meta.name()),
+            )
+        })
+    }
+
+    #[inline]
+    fn policy_for(&self, level: LogLevel) -> Backpressure {
+        match (level, self.settings.backpressure) {
+            (LogLevel::Critical, Backpressure::Block { timeout }) => {
+                Backpressure::Block { timeout }
+            }
+            (LogLevel::Critical, _) => Backpressure::Block {
+                timeout: self.settings.critical_block_timeout,
+            },
+            (_, policy) => policy,
+        }
+    }
+
+    /// The sampling decision for an event, made before anything is captured. Whitelisted,
+    /// critical and (by default) error events are always kept.
+    #[inline]
+    fn keep_event(
+        &self,
+        class: &CallsiteClass,
+        level: LogLevel,
+        context: Option<SpanContext>,
+    ) -> bool {
+        let sampler = &self.intake.sampler;
+        if class.whitelisted
+            || level == LogLevel::Critical
+            || (level == LogLevel::Error && sampler.keep_errors)
+        {
+            return true;
+        }
+        if sampler.events_follow_traces && context.is_some_and(|c| !c.sampled) {
+            return false;
+        }
+        sampler.keep_event(self.id)
+    }
+
+    /// The trace context a new span gets from its parent: a local parent span, else a remote
+    /// parent in its `traceparent` field, else none (a new trace).
+    fn parent_of<S>(
+        &self,
+        attrs: &Attributes<'_>,
+        id: &Id,
+        ctx: &Context<'_, S>,
+        class: &CallsiteClass,
+    ) -> Lineage
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let local = ctx
+            .span(id)
+            .and_then(|span| span.parent())
+            .and_then(|parent| {
+                self.spans.with(&parent.id(), |e| {
+                    e.has_children = true;
+                    (e.context, e.local_root)
+                })
+            });
+        match local {
+            Some((context, local_root)) => Lineage::Local {
+                context,
+                local_root,
+            },
+            None => Lineage::Root,
+        }
+        .or_remote(attrs, class.may_have_remote_parent)
+    }
+
+    /// Decides a new span's ids and sampling: a local child inherits its parent's trace and
+    /// decision; a remote child and a root are decided by the traces sampler.
+    fn place<S>(
+        &self,
+        attrs: &Attributes<'_>,
+        id: &Id,
+        ctx: &Context<'_, S>,
+        class: &CallsiteClass,
+    ) -> Placement
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let sampler = &self.intake.sampler;
+        let span_id = new_span_id();
+        match self.parent_of(attrs, id, ctx, class) {
+            Lineage::Local {
+                context,
+                local_root,
+            } => Placement {
+                // Inherited (the sampler says so, for every sampler).
+                context: SpanContext {
+                    span_id,
+                    sampled: sampler.sample_span(context.trace_id, Parent::Local(context.sampled)),
+                    ..context
+                },
+                parent: Some(context.span_id),
+                parent_is_remote: false,
+                local_root,
+                has_local_parent: true,
+            },
+            Lineage::Remote(r) => Placement {
+                context: SpanContext {
+                    trace_id: r.trace_id,
+                    span_id,
+                    sampled: sampler.sample_span(r.trace_id, Parent::Remote(r.sampled)),
+                },
+                parent: Some(r.span_id),
+                parent_is_remote: true,
+                local_root: span_id,
+                has_local_parent: false,
+            },
+            Lineage::Root => {
+                let trace_id = new_trace_id();
+                Placement {
+                    context: SpanContext {
+                        trace_id,
+                        span_id,
+                        sampled: sampler.sample_span(trace_id, Parent::None),
+                    },
+                    parent: None,
+                    parent_is_remote: false,
+                    local_root: span_id,
+                    has_local_parent: false,
+                }
+            }
+        }
+    }
+
+    /// Starts a record for a span: metadata, ids, start time, thread, the fields given at
+    /// creation (the `traceparent` field is read as a parent, not kept).
+    fn start_record(
+        &self,
+        attrs: &Attributes<'_>,
+        place: &Placement,
+        class: &CallsiteClass,
+        now: Tick,
+    ) -> Box<SpanRecord> {
+        let mut rec = self.intake.spans.take();
+        rec.level = class.level;
+        rec.metadata = attrs.metadata();
+        rec.context = place.context;
+        rec.parent_span_id = place.parent;
+        rec.parent_is_remote = place.parent_is_remote;
+        rec.local_root = place.local_root;
+        rec.start_tick = now;
+        rec.timings = self.settings.span_timings;
+        rec.thread = thread_info();
+        let mut ignored = None;
+        let mut capture = Capture::new(
+            &mut rec.fields,
+            self.settings.max_field_len,
+            class.duplicate_names,
+        );
+        capture.traceparent = Some(&mut ignored);
+        attrs.record(&mut capture);
+        let truncated = capture.truncated;
+        self.count_truncated(truncated);
+        rec
+    }
+
+    fn count_truncated(&self, n: u64) {
+        if n > 0 {
+            self.intake.counters.truncated_values.add(n);
+        }
+    }
+
+    /// Fills an event record from `event`.
+    #[inline]
+    fn fill_event(
+        &self,
+        rec: &mut EventRecord,
+        event: &Event<'_>,
+        class: &CallsiteClass,
+        level: LogLevel,
+        context: Option<SpanContext>,
+    ) {
+        rec.tick = Tick::now();
+        rec.level = level;
+        rec.metadata = event.metadata();
+        rec.context = context;
+        rec.thread = thread_info();
+        let mut log = LogSource::default();
+        let mut capture = Capture::new(
+            &mut rec.fields,
+            self.settings.max_field_len,
+            class.duplicate_names,
+        );
+        capture.message = Some(&mut rec.message);
+        if class.from_log {
+            capture.log = Some(&mut log);
+        }
+        event.record(&mut capture);
+        let truncated = capture.truncated;
+        if class.from_log {
+            rec.log_source = Some(log);
+        }
+        self.count_truncated(truncated);
+    }
+
+    /// Applies a remote parent learned after the span was created (`Span::record` of its
+    /// `traceparent` field, or [`OffloadSpanExt::set_parent`](crate::OffloadSpanExt)).
+    pub(crate) fn set_remote_parent(
+        &self,
+        id: &Id,
+        remote: RemoteParent,
+    ) -> Result<(), SetParentError> {
+        let sampler = &self.intake.sampler;
+        let outcome = self.spans.with(id, |e| {
+            if e.has_children {
+                return Err(());
+            }
+            let sampled = sampler.sample_span(remote.trace_id, Parent::Remote(remote.sampled));
+            e.context.trace_id = remote.trace_id;
+            e.context.sampled = sampled;
+            e.local_root = e.context.span_id;
+            e.has_local_parent = false;
+            if let Some(rec) = e.record.as_deref_mut() {
+                rec.context = e.context;
+                rec.parent_span_id = Some(remote.span_id);
+                rec.parent_is_remote = true;
+                rec.local_root = e.context.span_id;
+            }
+            Ok(())
+        });
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(())) => {
+                self.intake.counters.reparent_refused.incr();
+                REPARENT_WARNED.call_once(|| {
+                    eprintln!(
+                        "tracing-offload: a remote parent was set on a span that already has \
+                         child spans; ignored (the trace would split). Set it before creating \
+                         children; see OffloadSpanExt::set_parent. Further cases are counted \
+                         in stats().reparent_refused."
+                    )
+                });
+                Err(SetParentError::HasChildren)
+            }
+            None => Err(SetParentError::NotRecorded),
+        }
+    }
+
+    /// The trace context of an open span this layer records (sampled or not).
+    pub(crate) fn span_context(&self, id: &Id) -> Option<SpanContext> {
+        self.spans.context(id).map(|(c, _)| c)
+    }
+}
+
+/// A new span's place in its trace, and the sampling decision.
+struct Placement {
+    context: SpanContext,
+    parent: Option<SpanId>,
+    parent_is_remote: bool,
+    local_root: SpanId,
+    has_local_parent: bool,
+}
+
+/// Where a new span's trace comes from.
+enum Lineage {
+    /// A parent span in this process.
+    Local {
+        context: SpanContext,
+        local_root: SpanId,
+    },
+    /// A parent in another process, from the span's `traceparent` field.
+    Remote(RemoteParent),
+    /// None: a new trace.
+    Root,
+}
+
+impl Lineage {
+    /// A root whose callsite has a `traceparent` field with a valid value joins that trace.
+    fn or_remote(self, attrs: &Attributes<'_>, may_have_remote_parent: bool) -> Self {
+        if !matches!(self, Lineage::Root) || !may_have_remote_parent {
+            return self;
+        }
+        match remote_parent(attrs) {
+            Some(r) => Lineage::Remote(r),
+            None => Lineage::Root,
+        }
+    }
+}
+
+impl<S> Layer<S> for OffloadLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    // The layer never filters: returning `never` or `false` here would disable callsites for
+    // every other layer of the subscriber too. A disabled layer (`OTEL_SDK_DISABLED=true`)
+    // returns early from each callback instead. Use `tracing_subscriber`'s per-layer filters
+    // (`layer.with_filter(..)`) to choose what reaches this layer.
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !self.settings.enabled {
+            return;
+        }
+        let meta = attrs.metadata();
+        let class = self.classify(meta);
+        let place = self.place(attrs, id, &ctx, &class);
+        let now = Tick::now();
+        // Recorded spans build their record; so do roots, whose decision a remote parent set
+        // later may still change. Unsampled children keep their ids only.
+        let record = (place.context.sampled || !place.has_local_parent)
+            .then(|| self.start_record(attrs, &place, &class, now));
+        let entry = SpanEntry::new(
+            place.context,
+            place.local_root,
+            place.has_local_parent,
+            record,
+            now,
+        );
+        let counters = &self.intake.counters;
+        if let Some(stale) = self.spans.insert(id, entry, &counters.open_spans) {
+            // The registry reused the id of a span this layer never saw close.
+            if let Some(rec) = stale.record {
+                self.intake.spans.give(rec);
+            }
+            counters.spans_closed.incr();
+        }
+        counters.spans_opened.incr();
+    }
+
+    fn on_record(&self, id: &Id, values: &SpanValues<'_>, _ctx: Context<'_, S>) {
+        if !self.settings.enabled {
+            return;
+        }
+        // Values are captured before the store's lock is taken: a `Debug` that panics or logs
+        // runs under no lock of ours.
+        let mut remote = None;
+        let apply = |captured: &Fields, truncated: u64| {
+            self.count_truncated(truncated);
+            if !captured.is_empty() {
+                self.spans.with(id, |e| {
+                    if let Some(rec) = e.record.as_deref_mut() {
+                        rec.fields.merge_from(captured);
+                    }
+                });
+            }
+        };
+        let mut capture_into = |fields: &mut Fields| {
+            fields.clear();
+            let mut capture = Capture::new(fields, self.settings.max_field_len, true);
+            capture.traceparent = Some(&mut remote);
+            values.record(&mut capture);
+            capture.truncated
+        };
+        let done = SCRATCH.try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let truncated = capture_into(&mut scratch);
+                apply(&scratch, truncated);
+                true
+            }
+            Err(_) => false,
+        });
+        if done != Ok(true) {
+            // Re-entered (a `Debug` recording a span) or during thread teardown.
+            let mut local = Fields::default();
+            let truncated = capture_into(&mut local);
+            apply(&local, truncated);
+        }
+        if let Some(remote) = remote {
+            // Refusals are counted and reported by `set_remote_parent`.
+            let _ = self.set_remote_parent(id, remote);
+        }
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, _ctx: Context<'_, S>) {
+        if !self.settings.enabled {
+            return;
+        }
+        let Some((target, _)) = self.spans.context(follows) else {
+            return;
+        };
+        self.spans.with(id, |e| {
+            if let Some(rec) = e.record.as_deref_mut() {
+                if rec.links.len() < MAX_LINKS {
+                    rec.links.push(target);
+                }
+            }
+        });
+    }
+
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.settings.span_timings && self.settings.enabled {
+            let now = Tick::now();
+            self.spans.with(id, |e| e.enter(now));
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.settings.span_timings && self.settings.enabled {
+            let now = Tick::now();
+            self.spans.with(id, |e| e.exit(now));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if !self.settings.enabled {
+            return;
+        }
+        let meta = event.metadata();
+        let class = self.classify(meta);
+        let mut level = class.level;
+        if class.may_be_critical && is_marked_critical(event) {
+            level = LogLevel::Critical;
+        }
+        let context = ctx
+            .event_span(event)
+            .and_then(|span| self.spans.context(&span.id()))
+            .map(|(c, _)| c);
+        if !self.keep_event(&class, level, context) {
+            self.intake.counters.sampled_out.incr();
+            return;
+        }
+        let policy = match self.intake.admit(self.policy_for(level)) {
+            Admission::Push(policy) => policy,
+            Admission::Refused => return,
+        };
+        let mut rec = self.intake.events.take();
+        self.fill_event(&mut rec, event, &class, level, context);
+        self.intake.push(policy, Captured::Event(rec));
+    }
+
+    fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
+        let counters = &self.intake.counters;
+        let Some(mut entry) = self.spans.remove(&id, &counters.open_spans) else {
+            return;
+        };
+        counters.spans_closed.incr();
+        let now = Tick::now();
+        entry.close(now);
+        let Some(mut rec) = entry.record.take() else {
+            counters.spans_sampled_out.incr();
+            return;
+        };
+        if !entry.context.sampled {
+            // A root kept for a remote parent that never came, or that was not sampled.
+            self.intake.spans.give(rec);
+            counters.spans_sampled_out.incr();
+            return;
+        }
+        rec.end_tick = now;
+        match self.intake.admit(self.policy_for(rec.level)) {
+            Admission::Push(policy) => self.intake.push(policy, Captured::Span(rec)),
+            Admission::Refused => self.intake.spans.give(rec),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_valid_and_distinct() {
+        let a = new_trace_id();
+        let b = new_trace_id();
+        assert!(a.is_valid() && b.is_valid() && a != b);
+        assert!(new_span_id().is_valid());
+    }
+}

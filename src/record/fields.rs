@@ -1,0 +1,668 @@
+//! [`Fields`]: a record's captured field values, with all their text in one buffer.
+//!
+//! A record is recycled through a pool once every sink is done with it, and its buffers keep
+//! their capacity: capturing the next record into it allocates nothing as long as its text fits
+//! in what the buffer already holds. Values are read through [`Fields::iter`] and
+//! [`Fields::get`] as [`FieldValue`]s borrowing from the record.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+
+use smallvec::SmallVec;
+
+/// Fields stored inline in the record before the list spills to its own buffer (which is then
+/// kept across reuses too).
+const INLINE_FIELDS: usize = 6;
+
+/// A record's text buffer is cut back to this capacity when the record is recycled, so that one
+/// huge value does not pin its memory in the pool for ever.
+pub(crate) const RETAINED_TEXT_BYTES: usize = 4 * 1024;
+
+/// The fields of an event or a span, in recording order: `&'static` names and their values.
+///
+/// ```
+/// use tracing_offload::{FieldValue, Fields};
+/// let fields = Fields::default();
+/// assert!(fields.is_empty());
+/// assert_eq!(fields.get("user"), None::<FieldValue<'_>>);
+/// ```
+#[derive(Clone, Default)]
+pub struct Fields {
+    entries: SmallVec<[Entry; INLINE_FIELDS]>,
+    /// The bytes of every text value (and error source), back to back.
+    text: String,
+    /// The sources of error values (`Value::Error` refers to a run of them).
+    sources: SmallVec<[TextRange; 2]>,
+    /// Bytes of `text` no longer referenced (values replaced by `Span::record`).
+    garbage: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    name: &'static str,
+    value: Value,
+}
+
+/// A value as stored: numbers inline, text as a range of the record's buffer.
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    I64(i64),
+    U64(u64),
+    I128(i128),
+    U128(u128),
+    F64(f64),
+    Bool(bool),
+    Str(TextRange),
+    Error {
+        message: TextRange,
+        first_source: u32,
+        sources: u32,
+    },
+}
+
+/// Where a text value sits in the buffer, and the length of the original when it was cut.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TextRange {
+    start: u32,
+    len: u32,
+    truncated_from: Option<NonZeroUsize>,
+}
+
+impl TextRange {
+    pub(crate) fn is_truncated(&self) -> bool {
+        self.truncated_from.is_some()
+    }
+}
+
+/// A field value, borrowed from its record.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum FieldValue<'a> {
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A 128-bit signed integer.
+    I128(i128),
+    /// A 128-bit unsigned integer.
+    U128(u128),
+    /// A float.
+    F64(f64),
+    /// A bool.
+    Bool(bool),
+    /// A string, or a `Debug` / `Display` value rendered as text.
+    Str(Text<'a>),
+    /// An error (a value recorded as `&dyn std::error::Error`): its message and the messages of
+    /// its sources, outermost first.
+    Error(ErrorValue<'a>),
+}
+
+/// Captured text, capped at [`Builder::max_field_len`](crate::Builder::max_field_len) bytes,
+/// with a record of whether it was cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Text<'a> {
+    /// The captured text, at most the configured cap (cut on a char boundary).
+    pub text: &'a str,
+    /// The length in bytes of the original text when it was longer than the cap; `None` when
+    /// the text is whole.
+    pub truncated_from: Option<usize>,
+}
+
+/// An error value: its message and its source chain.
+#[derive(Clone, Copy)]
+pub struct ErrorValue<'a> {
+    fields: &'a Fields,
+    message: TextRange,
+    first_source: u32,
+    sources: u32,
+}
+
+// === impl Text ===
+
+impl Text<'_> {
+    /// Whether the text was cut.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated_from.is_some()
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text)?;
+        if let Some(len) = self.truncated_from {
+            write!(f, "…[truncated from {len} bytes]")?;
+        }
+        Ok(())
+    }
+}
+
+// === impl ErrorValue ===
+
+impl<'a> ErrorValue<'a> {
+    /// The error's own message (its `Display`).
+    pub fn message(&self) -> Text<'a> {
+        self.fields.text_of(self.message)
+    }
+
+    /// The messages of the error's sources (`source()`, then its source, …), outermost first.
+    pub fn sources(&self) -> impl ExactSizeIterator<Item = Text<'a>> + 'a {
+        let fields = self.fields;
+        let start = self.first_source as usize;
+        fields.sources[start..start + self.sources as usize]
+            .iter()
+            .map(move |r| fields.text_of(*r))
+    }
+}
+
+impl fmt::Debug for ErrorValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorValue")
+            .field("message", &self.message())
+            .field("sources", &self.sources().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl PartialEq for ErrorValue<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.message() == other.message() && self.sources().eq(other.sources())
+    }
+}
+
+impl fmt::Display for ErrorValue<'_> {
+    /// The message, then each source after `": "`, as error reporters print a chain.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message())?;
+        for source in self.sources() {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+// === impl FieldValue ===
+
+impl fmt::Display for FieldValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldValue::I64(v) => write!(f, "{v}"),
+            FieldValue::U64(v) => write!(f, "{v}"),
+            FieldValue::I128(v) => write!(f, "{v}"),
+            FieldValue::U128(v) => write!(f, "{v}"),
+            FieldValue::F64(v) => write!(f, "{v}"),
+            FieldValue::Bool(v) => write!(f, "{v}"),
+            FieldValue::Str(t) => write!(f, "{t}"),
+            FieldValue::Error(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+// === impl Fields ===
+
+impl Fields {
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The fields in recording order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'static str, FieldValue<'_>)> + '_ {
+        self.entries
+            .iter()
+            .map(|e| (e.name, self.value_of(e.value)))
+    }
+
+    /// The value of the field named `name` (the last one, if the name was recorded twice).
+    pub fn get(&self, name: &str) -> Option<FieldValue<'_>> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.name == name)
+            .map(|e| self.value_of(e.value))
+    }
+
+    fn value_of(&self, v: Value) -> FieldValue<'_> {
+        match v {
+            Value::I64(v) => FieldValue::I64(v),
+            Value::U64(v) => FieldValue::U64(v),
+            Value::I128(v) => FieldValue::I128(v),
+            Value::U128(v) => FieldValue::U128(v),
+            Value::F64(v) => FieldValue::F64(v),
+            Value::Bool(v) => FieldValue::Bool(v),
+            Value::Str(r) => FieldValue::Str(self.text_of(r)),
+            Value::Error {
+                message,
+                first_source,
+                sources,
+            } => FieldValue::Error(ErrorValue {
+                fields: self,
+                message,
+                first_source,
+                sources,
+            }),
+        }
+    }
+
+    pub(crate) fn text_of(&self, r: TextRange) -> Text<'_> {
+        let start = r.start as usize;
+        Text {
+            text: self.text.get(start..start + r.len as usize).unwrap_or(""),
+            truncated_from: r.truncated_from.map(NonZeroUsize::get),
+        }
+    }
+
+    // --- capture (crate-internal) ---
+
+    /// Empties the fields, keeping the buffers (cut back to a bounded size).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.sources.clear();
+        self.text.clear();
+        self.garbage = 0;
+        if self.text.capacity() > RETAINED_TEXT_BYTES {
+            self.text.shrink_to(RETAINED_TEXT_BYTES);
+        }
+        if self.entries.capacity() > 4 * INLINE_FIELDS {
+            self.entries.shrink_to_fit();
+        }
+    }
+
+    /// Sets a non-text value. `replace`: a field of that name already recorded gets the new
+    /// value (spans' `record`, and callsites that name a field twice: the last value wins).
+    pub(crate) fn put(&mut self, name: &'static str, value: FieldScalar, replace: bool) {
+        self.put_value(name, value.into(), replace);
+    }
+
+    fn put_value(&mut self, name: &'static str, value: Value, replace: bool) {
+        if replace {
+            if let Some(i) = self.entries.iter().position(|e| e.name == name) {
+                let old = std::mem::replace(&mut self.entries[i].value, value);
+                self.forget(old);
+                return;
+            }
+        }
+        self.entries.push(Entry { name, value });
+    }
+
+    /// Counts the text an overwritten value no longer uses, and compacts the buffer when most of
+    /// it is garbage (a span that records one field many times stays bounded).
+    fn forget(&mut self, old: Value) {
+        match old {
+            Value::Str(r) => self.garbage += r.len as usize,
+            Value::Error {
+                message,
+                first_source,
+                sources,
+            } => {
+                let start = first_source as usize;
+                // Each dropped source counts at least 1, so that empty ones are reclaimed too.
+                self.garbage += 1
+                    + message.len as usize
+                    + sources as usize
+                    + self.sources[start..start + sources as usize]
+                        .iter()
+                        .map(|r| r.len as usize)
+                        .sum::<usize>();
+            }
+            _ => return,
+        }
+        if self.garbage > 1024 && self.garbage * 2 > self.text.len() {
+            self.compact();
+        }
+    }
+
+    /// Rewrites the buffer (and the list of error sources) with only what is still referenced.
+    fn compact(&mut self) {
+        let old_text = std::mem::take(&mut self.text);
+        let old_sources = std::mem::take(&mut self.sources);
+        let mut text = String::with_capacity(old_text.len().saturating_sub(self.garbage));
+        let mut move_range = |r: TextRange| {
+            let start = r.start as usize;
+            let s = old_text.get(start..start + r.len as usize).unwrap_or("");
+            let moved = TextRange {
+                start: text.len() as u32,
+                ..r
+            };
+            text.push_str(s);
+            moved
+        };
+        for e in self.entries.iter_mut() {
+            match &mut e.value {
+                Value::Str(r) => *r = move_range(*r),
+                Value::Error {
+                    message,
+                    first_source,
+                    sources,
+                } => {
+                    *message = move_range(*message);
+                    let start = *first_source as usize;
+                    *first_source = self.sources.len() as u32;
+                    for r in &old_sources[start..start + *sources as usize] {
+                        self.sources.push(move_range(*r));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.text = text;
+        self.garbage = 0;
+    }
+
+    /// Captures text written by `write` (capped at `cap` bytes) as the field `name`.
+    pub(crate) fn put_text(
+        &mut self,
+        name: &'static str,
+        cap: usize,
+        replace: bool,
+        write: impl FnOnce(&mut dyn fmt::Write),
+    ) -> bool {
+        let range = self.write_text(cap, write);
+        self.put_value(name, Value::Str(range), replace);
+        range.truncated_from.is_some()
+    }
+
+    /// Captures an error's message and its source chain. Returns whether any text was cut.
+    pub(crate) fn put_error(
+        &mut self,
+        name: &'static str,
+        cap: usize,
+        replace: bool,
+        error: &(dyn std::error::Error + 'static),
+    ) -> bool {
+        let message = self.write_text(cap, |w| {
+            let _ = write!(w, "{error}");
+        });
+        let mut cut = message.truncated_from.is_some();
+        let first_source = self.sources.len() as u32;
+        let mut source = error.source();
+        // A cycle in `source()` must not loop for ever: a chain longer than this is cut.
+        let mut left = MAX_ERROR_SOURCES;
+        while let (Some(s), true) = (source, left > 0) {
+            let r = self.write_text(cap, |w| {
+                let _ = write!(w, "{s}");
+            });
+            cut |= r.truncated_from.is_some();
+            self.sources.push(r);
+            source = s.source();
+            left -= 1;
+        }
+        let sources = self.sources.len() as u32 - first_source;
+        self.put_value(
+            name,
+            Value::Error {
+                message,
+                first_source,
+                sources,
+            },
+            replace,
+        );
+        cut
+    }
+
+    /// Writes text at the end of the buffer; returns its range.
+    pub(crate) fn write_text(
+        &mut self,
+        cap: usize,
+        write: impl FnOnce(&mut dyn fmt::Write),
+    ) -> TextRange {
+        let start = self.text.len();
+        let mut w = Capped {
+            buf: &mut self.text,
+            start,
+            cap,
+            total: 0,
+        };
+        write(&mut w);
+        let total = w.total;
+        TextRange {
+            start: start as u32,
+            len: (self.text.len() - start) as u32,
+            truncated_from: if total > cap {
+                NonZeroUsize::new(total)
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Copies every field of `other` into `self`, replacing those of the same name.
+    pub(crate) fn merge_from(&mut self, other: &Fields) {
+        for (name, value) in other.iter() {
+            match value {
+                FieldValue::Str(t) => {
+                    let r = self.copy_text(t);
+                    self.put_value(name, Value::Str(r), true);
+                }
+                FieldValue::Error(e) => {
+                    let message = self.copy_text(e.message());
+                    let first_source = self.sources.len() as u32;
+                    for s in e.sources() {
+                        let r = self.copy_text(s);
+                        self.sources.push(r);
+                    }
+                    let sources = self.sources.len() as u32 - first_source;
+                    self.put_value(
+                        name,
+                        Value::Error {
+                            message,
+                            first_source,
+                            sources,
+                        },
+                        true,
+                    );
+                }
+                other => {
+                    if let Some(v) = FieldScalar::from_value(other) {
+                        self.put(name, v, true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn copy_text(&mut self, t: Text<'_>) -> TextRange {
+        let start = self.text.len();
+        self.text.push_str(t.text);
+        TextRange {
+            start: start as u32,
+            len: t.text.len() as u32,
+            truncated_from: t.truncated_from.and_then(NonZeroUsize::new),
+        }
+    }
+
+    /// Bytes held by the text buffer (for memory tests).
+    #[cfg(test)]
+    pub(crate) fn text_capacity(&self) -> usize {
+        self.text.capacity()
+    }
+}
+
+/// The longest error source chain kept.
+const MAX_ERROR_SOURCES: usize = 16;
+
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Fields {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+/// A value that is not text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum FieldScalar {
+    I64(i64),
+    U64(u64),
+    I128(i128),
+    U128(u128),
+    F64(f64),
+    Bool(bool),
+}
+
+impl FieldScalar {
+    fn from_value(v: FieldValue<'_>) -> Option<Self> {
+        Some(match v {
+            FieldValue::I64(v) => FieldScalar::I64(v),
+            FieldValue::U64(v) => FieldScalar::U64(v),
+            FieldValue::I128(v) => FieldScalar::I128(v),
+            FieldValue::U128(v) => FieldScalar::U128(v),
+            FieldValue::F64(v) => FieldScalar::F64(v),
+            FieldValue::Bool(v) => FieldScalar::Bool(v),
+            FieldValue::Str(_) | FieldValue::Error(_) => return None,
+        })
+    }
+}
+
+impl From<FieldScalar> for Value {
+    fn from(v: FieldScalar) -> Self {
+        match v {
+            FieldScalar::I64(v) => Value::I64(v),
+            FieldScalar::U64(v) => Value::U64(v),
+            FieldScalar::I128(v) => Value::I128(v),
+            FieldScalar::U128(v) => Value::U128(v),
+            FieldScalar::F64(v) => Value::F64(v),
+            FieldScalar::Bool(v) => Value::Bool(v),
+        }
+    }
+}
+
+/// A writer that keeps the first `cap` bytes written (cut on a char boundary) and counts the
+/// rest.
+struct Capped<'a> {
+    buf: &'a mut String,
+    start: usize,
+    cap: usize,
+    total: usize,
+}
+
+impl fmt::Write for Capped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.total = self.total.saturating_add(s.len());
+        let room = self.cap.saturating_sub(self.buf.len() - self.start);
+        if s.len() <= room {
+            self.buf.push_str(s);
+        } else if room > 0 {
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.buf.push_str(&s[..end]);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_capped_on_char_boundaries_and_the_original_length_is_kept() {
+        let mut f = Fields::default();
+        f.put_text("a", 5, false, |w| {
+            w.write_str("ab").unwrap();
+            w.write_str("cé€").unwrap(); // 1 + 2 + 3 bytes; only "cé" fits in the 3 left
+            w.write_str("zzz").unwrap();
+        });
+        let Some(FieldValue::Str(t)) = f.get("a") else {
+            panic!("{f:?}")
+        };
+        assert_eq!(t.text, "abcé");
+        assert_eq!(t.truncated_from, Some(11));
+        assert_eq!(t.to_string(), "abcé…[truncated from 11 bytes]");
+    }
+
+    #[test]
+    fn values_keep_their_order_and_replace_keeps_the_last() {
+        let mut f = Fields::default();
+        f.put("n", FieldScalar::U64(1), false);
+        f.put_text("s", 64, false, |w| w.write_str("first").unwrap());
+        f.put_text("s", 64, true, |w| w.write_str("second").unwrap());
+        f.put("b", FieldScalar::Bool(true), false);
+        let all: Vec<_> = f.iter().map(|(n, v)| (n, v.to_string())).collect();
+        assert_eq!(
+            all,
+            [
+                ("n", "1".into()),
+                ("s", "second".into()),
+                ("b", "true".into())
+            ]
+        );
+        assert_eq!(f.len(), 3);
+        assert_eq!(f.get("missing"), None);
+    }
+
+    #[test]
+    fn a_field_recorded_many_times_stays_bounded() {
+        let mut f = Fields::default();
+        f.put_text("keep", 64, false, |w| w.write_str("kept").unwrap());
+        for i in 0..100_000 {
+            f.put_text("progress", 64, true, |w| write!(w, "step {i:>20}").unwrap());
+        }
+        assert!(f.text.len() < 8 * 1024, "{}", f.text.len());
+        assert_eq!(f.get("keep").unwrap().to_string(), "kept");
+        assert_eq!(
+            f.get("progress").unwrap().to_string(),
+            format!("step {:>20}", 99_999)
+        );
+    }
+
+    #[derive(Debug)]
+    struct Chain(&'static str, Option<Box<Chain>>);
+    impl fmt::Display for Chain {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Chain {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|c| c as _)
+        }
+    }
+
+    #[test]
+    fn errors_keep_their_source_chain_through_merge_and_compaction() {
+        let e = Chain(
+            "request failed",
+            Some(Box::new(Chain("connection reset", None))),
+        );
+        let mut f = Fields::default();
+        f.put_error("error", 64, false, &e);
+        let Some(FieldValue::Error(v)) = f.get("error") else {
+            panic!("{f:?}")
+        };
+        assert_eq!(v.message().text, "request failed");
+        assert_eq!(
+            v.sources().map(|t| t.text).collect::<Vec<_>>(),
+            ["connection reset"]
+        );
+        assert_eq!(v.to_string(), "request failed: connection reset");
+        let mut g = Fields::default();
+        g.merge_from(&f);
+        assert_eq!(g, f);
+        for _ in 0..1000 {
+            g.put_text("noise", 64, true, |w| w.write_str(&"x".repeat(40)).unwrap());
+        }
+        assert_eq!(g.get("error"), f.get("error"));
+    }
+
+    #[test]
+    fn clearing_keeps_a_bounded_buffer() {
+        let mut f = Fields::default();
+        f.put_text("big", 1 << 20, false, |w| {
+            w.write_str(&"x".repeat(100_000)).unwrap()
+        });
+        f.clear();
+        assert!(f.is_empty());
+        assert!(f.text_capacity() <= RETAINED_TEXT_BYTES);
+    }
+}

@@ -1,0 +1,615 @@
+//! Records: the only types that both the hot side and the threads use.
+//!
+//! The calling thread fills one record per event, and one per span when the span closes, in a
+//! box taken from a pool ([`shared`]), with every text value in one buffer ([`fields`]). The
+//! drain thread shares it with the sinks by reference count, so fan-out copies nothing, and the
+//! last sink to drop it returns the box to the pool.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tracing_core::Metadata;
+
+pub(crate) mod fields;
+pub(crate) mod shared;
+
+pub use self::fields::{ErrorValue, FieldValue, Fields, Text};
+pub(crate) use self::fields::{FieldScalar, TextRange};
+pub use self::shared::Shared;
+pub(crate) use self::shared::{share, Pool, Recycle};
+use crate::clock::{RawSpan, Tick};
+use crate::ids::{SpanContext, SpanId, ThreadInfo, TraceId};
+use crate::level::LogLevel;
+
+/// Where an event came from when the `log` crate made it (through `tracing-log`): its real
+/// target, module, file and line, instead of the bridge's own callsite. Stored in the event's
+/// text buffer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LogSource {
+    pub(crate) target: TextRange,
+    pub(crate) module_path: Option<TextRange>,
+    pub(crate) file: Option<TextRange>,
+    pub(crate) line: Option<u32>,
+}
+
+/// One `tracing` event.
+///
+/// Read it through its methods; the storage is recycled once every sink is done with it (see
+/// [`Shared`]).
+#[derive(Clone)]
+pub struct EventRecord {
+    pub(crate) tick: Tick,
+    pub(crate) timestamp: SystemTime,
+    pub(crate) level: LogLevel,
+    pub(crate) metadata: &'static Metadata<'static>,
+    pub(crate) log_source: Option<LogSource>,
+    pub(crate) context: Option<SpanContext>,
+    pub(crate) thread: ThreadInfo,
+    pub(crate) message: Option<TextRange>,
+    pub(crate) fields: Fields,
+}
+
+/// A span, recorded once when it closes: ids, times, fields and the events that happened in it.
+///
+/// Read it through its methods; the storage is recycled once every sink is done with it (see
+/// [`Shared`]).
+#[derive(Clone)]
+pub struct SpanRecord {
+    pub(crate) level: LogLevel,
+    pub(crate) metadata: &'static Metadata<'static>,
+    pub(crate) context: SpanContext,
+    pub(crate) parent_span_id: Option<SpanId>,
+    pub(crate) parent_is_remote: bool,
+    /// The local root of the span's trace in this process (itself for a local root).
+    pub(crate) local_root: SpanId,
+    pub(crate) start_tick: Tick,
+    pub(crate) end_tick: Tick,
+    pub(crate) start: SystemTime,
+    pub(crate) duration: Duration,
+    /// Time entered and not entered, as raw ticks (converted off the calling thread).
+    pub(crate) busy_raw: RawSpan,
+    pub(crate) idle_raw: RawSpan,
+    pub(crate) timings: bool,
+    pub(crate) fields: Fields,
+    pub(crate) events: Vec<Shared<EventRecord>>,
+    pub(crate) dropped_events: u32,
+    pub(crate) links: Vec<SpanContext>,
+    pub(crate) thread: ThreadInfo,
+}
+
+static EMPTY_CALLSITE: tracing_core::callsite::DefaultCallsite =
+    tracing_core::callsite::DefaultCallsite::new(&EMPTY_METADATA);
+static EMPTY_METADATA: Metadata<'static> = tracing_core::metadata!(
+    name: "",
+    target: "",
+    level: tracing_core::Level::INFO,
+    fields: &[],
+    callsite: &EMPTY_CALLSITE,
+    kind: tracing_core::metadata::Kind::EVENT,
+);
+
+// === impl EventRecord ===
+
+impl Default for EventRecord {
+    /// An empty `INFO` event with no callsite, at the Unix epoch.
+    fn default() -> Self {
+        EventRecord {
+            tick: Tick::default(),
+            timestamp: SystemTime::UNIX_EPOCH,
+            level: LogLevel::Info,
+            metadata: &EMPTY_METADATA,
+            log_source: None,
+            context: None,
+            thread: ThreadInfo::default(),
+            message: None,
+            fields: Fields::default(),
+        }
+    }
+}
+
+impl EventRecord {
+    /// When the event was recorded.
+    pub fn timestamp(&self) -> SystemTime {
+        self.timestamp
+    }
+
+    /// The taxonomy level (`Critical` when the event was marked so).
+    pub fn level(&self) -> LogLevel {
+        self.level
+    }
+
+    /// The callsite's static metadata. For an event from the `log` crate this is the bridge's
+    /// callsite: read [`target`](Self::target), [`file`](Self::file), [`line`](Self::line) and
+    /// [`module_path`](Self::module_path) instead, which give the real ones.
+    pub fn metadata(&self) -> &'static Metadata<'static> {
+        self.metadata
+    }
+
+    /// The event's target (for an event from the `log` crate, the `log` record's target).
+    pub fn target(&self) -> &str {
+        match &self.log_source {
+            Some(s) => self.fields.text_of(s.target).text,
+            None => self.metadata.target(),
+        }
+    }
+
+    /// The callsite's name (`event src/main.rs:12` for `tracing`'s events).
+    pub fn name(&self) -> &'static str {
+        self.metadata.name()
+    }
+
+    /// The module the event was recorded in.
+    pub fn module_path(&self) -> Option<&str> {
+        match &self.log_source {
+            Some(s) => s.module_path.map(|r| self.fields.text_of(r).text),
+            None => self.metadata.module_path(),
+        }
+    }
+
+    /// The source file of the event.
+    pub fn file(&self) -> Option<&str> {
+        match &self.log_source {
+            Some(s) => s.file.map(|r| self.fields.text_of(r).text),
+            None => self.metadata.file(),
+        }
+    }
+
+    /// The line of the event.
+    pub fn line(&self) -> Option<u32> {
+        match &self.log_source {
+            Some(s) => s.line,
+            None => self.metadata.line(),
+        }
+    }
+
+    /// Whether the event came from the `log` crate (through `tracing-log`).
+    pub fn is_from_log(&self) -> bool {
+        self.log_source.is_some()
+    }
+
+    /// The `message` field, when the event has one.
+    pub fn message(&self) -> Option<Text<'_>> {
+        self.message.map(|r| self.fields.text_of(r))
+    }
+
+    /// Every other field, in recording order.
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    /// The ids of the span the event happened in, and whether its trace is sampled; `None`
+    /// outside any span. Events inside unsampled traces carry their span's ids too, with
+    /// `sampled` false, so that logs stay correlated with the trace.
+    pub fn span_context(&self) -> Option<SpanContext> {
+        self.context
+    }
+
+    /// The trace of the enclosing span, when there is one.
+    pub fn trace_id(&self) -> Option<TraceId> {
+        self.context.map(|c| c.trace_id)
+    }
+
+    /// The enclosing span, when there is one.
+    pub fn span_id(&self) -> Option<SpanId> {
+        self.context.map(|c| c.span_id)
+    }
+
+    /// The thread the event was recorded on.
+    pub fn thread(&self) -> ThreadInfo {
+        self.thread
+    }
+}
+
+impl Recycle for EventRecord {
+    fn recycle(&mut self) {
+        self.log_source = None;
+        self.context = None;
+        self.message = None;
+        self.fields.clear();
+    }
+}
+
+impl fmt::Debug for EventRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventRecord")
+            .field("timestamp", &self.timestamp)
+            .field("level", &self.level)
+            .field("target", &self.target())
+            .field("message", &self.message())
+            .field("fields", &self.fields)
+            .field("context", &self.context)
+            .field("thread", &self.thread)
+            .finish()
+    }
+}
+
+// === impl SpanRecord ===
+
+impl Default for SpanRecord {
+    /// An empty `INFO` span with no callsite and invalid ids, at the Unix epoch.
+    fn default() -> Self {
+        SpanRecord {
+            level: LogLevel::Info,
+            metadata: &EMPTY_METADATA,
+            context: SpanContext::default(),
+            parent_span_id: None,
+            parent_is_remote: false,
+            local_root: SpanId::INVALID,
+            start_tick: Tick::default(),
+            end_tick: Tick::default(),
+            start: SystemTime::UNIX_EPOCH,
+            duration: Duration::ZERO,
+            busy_raw: RawSpan::default(),
+            idle_raw: RawSpan::default(),
+            timings: false,
+            fields: Fields::default(),
+            events: Vec::new(),
+            dropped_events: 0,
+            links: Vec::new(),
+            thread: ThreadInfo::default(),
+        }
+    }
+}
+
+impl SpanRecord {
+    /// The taxonomy level of the span's callsite.
+    pub fn level(&self) -> LogLevel {
+        self.level
+    }
+
+    /// The callsite's static metadata.
+    pub fn metadata(&self) -> &'static Metadata<'static> {
+        self.metadata
+    }
+
+    /// The span's name.
+    pub fn name(&self) -> &'static str {
+        self.metadata.name()
+    }
+
+    /// The span's target.
+    pub fn target(&self) -> &'static str {
+        self.metadata.target()
+    }
+
+    /// The span's trace and span ids (always sampled: unsampled spans make no record).
+    pub fn span_context(&self) -> SpanContext {
+        self.context
+    }
+
+    /// The trace the span belongs to.
+    pub fn trace_id(&self) -> TraceId {
+        self.context.trace_id
+    }
+
+    /// The span's own id.
+    pub fn span_id(&self) -> SpanId {
+        self.context.span_id
+    }
+
+    /// The parent span's id; `None` for a root span.
+    pub fn parent_span_id(&self) -> Option<SpanId> {
+        self.parent_span_id
+    }
+
+    /// Whether the parent came from another process (set through context propagation).
+    pub fn parent_is_remote(&self) -> bool {
+        self.parent_is_remote
+    }
+
+    /// The span that roots this span's trace in this process: a root, or a span whose parent
+    /// is remote. The span itself when it is one.
+    pub fn local_root_id(&self) -> SpanId {
+        self.local_root
+    }
+
+    /// Wall-clock time the span was created.
+    pub fn start(&self) -> SystemTime {
+        self.start
+    }
+
+    /// Wall-clock time the span closed (`start` plus the monotonic duration).
+    pub fn end(&self) -> SystemTime {
+        self.start + self.duration
+    }
+
+    /// The monotonic time between creation and close.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// The time the span was entered (busy) and open but not entered (idle), as
+    /// `tracing-subscriber`'s `fmt` span timings and `tracing-opentelemetry`'s `busy_ns` /
+    /// `idle_ns` count them; `None` when span timings are off
+    /// ([`Builder::span_timings`](crate::Builder::span_timings)).
+    pub fn busy_idle(&self) -> Option<(Duration, Duration)> {
+        self.timings
+            .then(|| (self.busy_raw.duration(), self.idle_raw.duration()))
+    }
+
+    /// Fields given at creation and recorded later (a later value replaces an earlier one).
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    /// Events recorded inside the span, up to the configured span-event limit, when a sink
+    /// wants them ([`Sink::wants_span_events`](crate::sink::Sink::wants_span_events)).
+    pub fn events(&self) -> &[Shared<EventRecord>] {
+        &self.events
+    }
+
+    /// Events past the span-event limit, counted and not kept.
+    pub fn dropped_events(&self) -> u32 {
+        self.dropped_events
+    }
+
+    /// Spans this one follows from (`Span::follows_from`), as links.
+    pub fn links(&self) -> &[SpanContext] {
+        &self.links
+    }
+
+    /// The thread the span was created on.
+    pub fn thread(&self) -> ThreadInfo {
+        self.thread
+    }
+}
+
+impl Recycle for SpanRecord {
+    fn recycle(&mut self) {
+        self.parent_span_id = None;
+        self.parent_is_remote = false;
+        self.busy_raw = RawSpan::default();
+        self.idle_raw = RawSpan::default();
+        self.fields.clear();
+        self.events.clear();
+        if self.events.capacity() > 1024 {
+            self.events.shrink_to(1024);
+        }
+        self.dropped_events = 0;
+        self.links.clear();
+        self.links.shrink_to(16);
+    }
+}
+
+impl fmt::Debug for SpanRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpanRecord")
+            .field("name", &self.name())
+            .field("level", &self.level)
+            .field("context", &self.context)
+            .field("parent_span_id", &self.parent_span_id)
+            .field("parent_is_remote", &self.parent_is_remote)
+            .field("start", &self.start)
+            .field("duration", &self.duration)
+            .field("fields", &self.fields)
+            .field("events", &self.events)
+            .field("dropped_events", &self.dropped_events)
+            .field("links", &self.links)
+            .finish()
+    }
+}
+
+/// Why a record was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// `Backpressure::DropOldest` evicted it from the full queue.
+    QueueFullOldest,
+    /// `Backpressure::DropNewest` refused it at the full queue.
+    QueueFullNewest,
+    /// `Backpressure::Block` (or a critical record) waited past its deadline.
+    BlockTimeout,
+    /// It was offered after shutdown began.
+    Shutdown,
+    /// A sink's own buffer was full.
+    SinkBufferFull,
+    /// The sink had failed (panicked) and was disabled.
+    SinkDisabled,
+    /// Still waiting for a sink when the shutdown deadline passed.
+    ShutdownDeadline,
+}
+
+impl DropReason {
+    /// Every reason, in a fixed order (used for counters).
+    pub const ALL: [DropReason; 7] = [
+        DropReason::QueueFullOldest,
+        DropReason::QueueFullNewest,
+        DropReason::BlockTimeout,
+        DropReason::Shutdown,
+        DropReason::SinkBufferFull,
+        DropReason::SinkDisabled,
+        DropReason::ShutdownDeadline,
+    ];
+
+    /// The snake-case name used in JSON, metrics labels and markers.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFullOldest => "queue_full_oldest",
+            DropReason::QueueFullNewest => "queue_full_newest",
+            DropReason::BlockTimeout => "block_timeout",
+            DropReason::Shutdown => "shutdown",
+            DropReason::SinkBufferFull => "sink_buffer_full",
+            DropReason::SinkDisabled => "sink_disabled",
+            DropReason::ShutdownDeadline => "shutdown_deadline",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The in-band marker that sinks write where data was lost: "N records dropped since …".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropNotice {
+    /// When the previous marker (or the pipeline start) was.
+    pub since: SystemTime,
+    /// When this marker was made.
+    pub at: SystemTime,
+    /// Counts by reason, only the non-zero ones.
+    pub by_reason: Vec<(DropReason, u64)>,
+}
+
+impl DropNotice {
+    /// The total number of records the marker reports.
+    pub fn total(&self) -> u64 {
+        self.by_reason.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl fmt::Display for DropNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} records dropped since {} (",
+            self.total(),
+            crate::record::rfc3339(self.since)
+        )?;
+        for (i, (reason, n)) in self.by_reason.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{reason}: {n}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// One unit in every sink's buffer. Cloning is a reference-count bump.
+#[derive(Clone, Debug)]
+pub enum Record {
+    /// An event.
+    Event(Shared<EventRecord>),
+    /// A closed span.
+    Span(Shared<SpanRecord>),
+    /// A marker: records were dropped before this point.
+    Dropped(Arc<DropNotice>),
+}
+
+impl Record {
+    /// The record's level (`Warning` for drop markers).
+    pub fn level(&self) -> LogLevel {
+        match self {
+            Record::Event(e) => e.level,
+            Record::Span(s) => s.level,
+            Record::Dropped(_) => LogLevel::Warning,
+        }
+    }
+}
+
+/// What the calling thread pushes into the queue: a record it filled in a box from the pool.
+/// The drain thread finishes it (wall-clock times) and shares it as a [`Record`].
+#[derive(Debug)]
+pub(crate) enum Captured {
+    Event(Box<EventRecord>),
+    Span(Box<SpanRecord>),
+}
+
+/// Formats a time as RFC 3339 in UTC with microseconds, e.g. `2026-11-22T11:24:22.123456Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let buf = rfc3339_bytes(t);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Appends a time as RFC 3339 in UTC with microseconds to `out`.
+pub(crate) fn write_rfc3339(out: &mut String, t: SystemTime) {
+    out.push_str(std::str::from_utf8(&rfc3339_bytes(t)).unwrap_or("1970-01-01T00:00:00.000000Z"));
+}
+
+/// The 27 ASCII bytes of [`rfc3339`], without allocating. The date and time of day are cached
+/// per thread for the current second, so a stream of records formats only the microseconds.
+pub(crate) fn rfc3339_bytes(t: SystemTime) -> [u8; 27] {
+    use std::cell::Cell;
+    thread_local! {
+        static SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+    }
+    let (secs, micros) = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
+        Err(_) => (0, 0),
+    };
+    let prefix = SECOND.with(|cache| {
+        let (cached, prefix) = cache.get();
+        if cached == secs {
+            return prefix;
+        }
+        let prefix = date_time_prefix(secs);
+        cache.set((secs, prefix));
+        prefix
+    });
+    let mut out = [0u8; 27];
+    out[..19].copy_from_slice(&prefix);
+    out[19] = b'.';
+    write_digits(&mut out[20..26], micros);
+    out[26] = b'Z';
+    out
+}
+
+fn date_time_prefix(secs: i64) -> [u8; 19] {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u32;
+    let (y, m, d) = civil_from_days(days);
+    let mut p = *b"0000-00-00T00:00:00";
+    write_digits(&mut p[0..4], y.clamp(0, 9999) as u32);
+    write_digits(&mut p[5..7], m);
+    write_digits(&mut p[8..10], d);
+    write_digits(&mut p[11..13], rem / 3600);
+    write_digits(&mut p[14..16], (rem / 60) % 60);
+    write_digits(&mut p[17..19], rem % 60);
+    p
+}
+
+/// Writes `v` as zero-padded decimal digits filling `out`.
+fn write_digits(out: &mut [u8], mut v: u32) {
+    for byte in out.iter_mut().rev() {
+        *byte = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_the_time_crate() {
+        let fmt = time::format_description::well_known::Rfc3339;
+        // Repeats exercise the per-second cache; the leap day and year ends the calendar.
+        for secs in [
+            0u64,
+            951_782_400,
+            951_782_400,
+            951_868_799,
+            1_700_000_000,
+            4_102_444_799,
+        ] {
+            let t = SystemTime::UNIX_EPOCH + Duration::new(secs, 123_456_789);
+            let ours = rfc3339(t);
+            let theirs = time::OffsetDateTime::from(t).format(&fmt).unwrap();
+            // `time` prints nanoseconds; ours stops at microseconds.
+            assert_eq!(ours[..26], theirs[..26], "{secs}");
+            assert!(ours.ends_with('Z'));
+        }
+    }
+}

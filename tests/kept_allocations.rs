@@ -1,0 +1,158 @@
+//! A record that is kept allocates nothing on the calling thread in steady state: an event with
+//! text and `Debug` fields, a span lifecycle, an event attached to its span, a span's recorded
+//! fields and its links. Counted by a global allocator that tallies this thread's allocations.
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use support::*;
+use tracing_offload::sink::{Sink, SinkError};
+use tracing_offload::{OffloadLayer, Record};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: defers to the system allocator; only counts on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// A sink that reads every record (so the work is real) and keeps none: records go back to the
+/// pool as soon as it is done. It wants span events, so events are attached to their spans.
+#[derive(Clone, Default)]
+struct Reader {
+    events_on_spans: Arc<AtomicU64>,
+    records: Arc<AtomicU64>,
+}
+
+impl Sink for Reader {
+    fn name(&self) -> &str {
+        "reader"
+    }
+    fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
+        for r in batch {
+            if let Record::Span(s) = r {
+                self.events_on_spans
+                    .fetch_add(s.events().len() as u64, Ordering::Relaxed);
+            }
+        }
+        self.records
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+    fn wants_span_events(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // read through `Debug`
+struct Order {
+    id: u64,
+    customer: &'static str,
+}
+
+fn work(rounds: u64) {
+    for i in 0..rounds {
+        // A kept event: integers, a long text, a `Debug` value, a message.
+        tracing::info!(
+            user_id = 42u64,
+            path = "/api/orders/and/a/path/longer/than/inline/text",
+            order = ?Order { id: i, customer: "someone with a long name" },
+            "request served"
+        );
+        // A kept span lifecycle with an event inside, a field recorded later, and a link.
+        let first = tracing::info_span!("first", route = "/api/orders");
+        let span = tracing::info_span!(
+            "handle",
+            route = "/api/orders",
+            status = tracing::field::Empty
+        );
+        span.follows_from(&first);
+        let entered = span.enter();
+        tracing::info!(
+            status = 200u64,
+            detail = "a detail that is longer than inline",
+            "done"
+        );
+        span.record("status", 200u64);
+        drop(entered);
+        drop(span);
+        drop(first);
+    }
+}
+
+const WARM_UP_ROUNDS: u64 = 40;
+const COUNTED_ROUNDS: u64 = 5;
+const PER_ROUND: u64 = 500;
+
+#[test]
+fn kept_events_and_spans_allocate_nothing_in_steady_state() {
+    let reader = Reader::default();
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(reader.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        // Warm up: callsite caches, the registry's slab pages, the span store's maps, and every
+        // record of the pool (they are reused in turn, so each must have held each kind of
+        // record once for its buffers to have grown to fit).
+        for _ in 0..WARM_UP_ROUNDS {
+            work(PER_ROUND);
+            handle.flush(DEADLINE).unwrap();
+        }
+        let mut counted = 0;
+        for _ in 0..COUNTED_ROUNDS {
+            let before = allocations();
+            work(PER_ROUND);
+            counted += allocations() - before;
+            // Not counted: flushing is not the hot path.
+            handle.flush(DEADLINE).unwrap();
+        }
+        assert_eq!(
+            counted, 0,
+            "allocations on the calling thread for 7,500 kept records"
+        );
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = handle.stats();
+    assert_eq!(stats.dropped, 0, "{stats:#?}");
+    let rounds = WARM_UP_ROUNDS + COUNTED_ROUNDS;
+    assert_eq!(
+        stats.sinks[0].exported,
+        rounds * PER_ROUND * 4,
+        "{stats:#?}"
+    );
+    // Every `done` event reached its span.
+    assert_eq!(
+        reader.events_on_spans.load(Ordering::Relaxed),
+        rounds * PER_ROUND
+    );
+}
