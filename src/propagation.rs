@@ -3,7 +3,7 @@
 //! * **Incoming**: create the root span of a request with a `traceparent` field and it joins the
 //!   caller's trace (see [`TRACEPARENT_FIELD`](crate::TRACEPARENT_FIELD)):
 //!   `info_span!("request", traceparent = %header_value)`. When the span is made before the
-//!   header is known (middleware, `#[instrument]`), [`OffloadSpanExt::set_parent`] or
+//!   header is known (middleware, the `instrument` attribute), [`OffloadSpanExt::set_parent`] or
 //!   `span.record("traceparent", header)` does the same later. With the `otlp` feature,
 //!   [`traceparent_from_headers`] reads the header from an `http::HeaderMap`.
 //! * **Outgoing**: [`OffloadSpanExt::traceparent`] gives the current span's `traceparent` to
@@ -70,9 +70,9 @@ pub trait OffloadSpanExt {
     /// Makes the span a child of a remote parent given as a W3C `traceparent` (e.g. the header
     /// of the request it handles), after it was created: it joins that trace, and the
     /// parent-based samplers follow the remote sampled flag. This is for spans made before the
-    /// header is known, in middleware such as `tower_http::trace::TraceLayer` or by
-    /// `#[instrument]`. Recording the span's `traceparent` field (`span.record("traceparent",
-    /// header)`) does the same.
+    /// header is known, in middleware such as `tower_http::trace::TraceLayer` or by the
+    /// `instrument` attribute. Recording the span's `traceparent` field
+    /// (`span.record("traceparent", header)`) does the same.
     ///
     /// Only a span without children yet can change its trace: otherwise the trace would split,
     /// so the call is refused ([`SetParentError::HasChildren`]), counted, and reported once on

@@ -189,14 +189,50 @@ impl StackText {
 }
 
 impl fmt::Write for StackText {
+    /// Writes `s`; past the end of the buffer, keeps what fits (cut on a char boundary) and
+    /// returns an error.
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+        let room = self.buf.len() - self.len;
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The `log.target` field of an event from the `log` crate, copied to the stack (targets longer
+/// than the buffer are cut, which only affects prefix matching of very long targets).
+pub(super) fn log_target(event: &tracing_core::Event<'_>) -> Option<LogTarget> {
+    struct Probe(Option<LogTarget>);
+    impl Visit for Probe {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "log.target" {
+                let mut t = LogTarget::default();
+                let _ = t.0.write_str(value);
+                self.0 = Some(t);
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
+    }
+    let mut probe = Probe(None);
+    event.record(&mut probe);
+    probe.0
+}
+
+/// A `log` record's target, on the stack.
+#[derive(Default)]
+pub(super) struct LogTarget(StackText);
+
+impl LogTarget {
+    pub(super) fn as_str(&self) -> &str {
+        self.0.as_str().unwrap_or("")
     }
 }
 

@@ -302,6 +302,27 @@ impl OffloadLayer {
         self.count_truncated(truncated);
     }
 
+    /// A record from the `log` crate comes through one bridge callsite per level, whose target
+    /// is `log`: the critical targets and the whitelist are matched against the record's own
+    /// target (its `log.target` field) instead, per record.
+    #[cold]
+    fn classify_log_record(&self, class: &mut CallsiteClass, event: &Event<'_>) {
+        let Some(target) = capture::log_target(event) else {
+            return;
+        };
+        let name = event.metadata().name();
+        class.whitelisted = self.intake.sampler.whitelisted(target.as_str(), name);
+        if class.level == LogLevel::Error
+            && self
+                .settings
+                .critical_targets
+                .iter()
+                .any(|p| target.as_str().starts_with(p.as_str()))
+        {
+            class.level = LogLevel::Critical;
+        }
+    }
+
     /// Applies a remote parent learned after the span was created (`Span::record` of its
     /// `traceparent` field, or [`OffloadSpanExt::set_parent`](crate::OffloadSpanExt)).
     pub(crate) fn set_remote_parent(
@@ -504,7 +525,10 @@ where
             return;
         }
         let meta = event.metadata();
-        let class = self.classify(meta);
+        let mut class = self.classify(meta);
+        if class.from_log {
+            self.classify_log_record(&mut class, event);
+        }
         let mut level = class.level;
         if class.may_be_critical && is_marked_critical(event) {
             level = LogLevel::Critical;

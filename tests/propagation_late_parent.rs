@@ -1,0 +1,150 @@
+//! Joining the caller's trace after the request span was made (middleware, `#[instrument]`):
+//! `OffloadSpanExt::set_parent` and recording the `traceparent` field both work while the span
+//! has no children; afterwards the call is refused, counted, and the trace does not split.
+mod support;
+
+use support::*;
+use tracing_offload::{
+    OffloadLayer, OffloadSpanExt, Record, SetParentError, SpanId, SpanRecord, TraceId,
+    TracesSampler,
+};
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+
+fn header(sampled: bool) -> String {
+    format!("00-{TRACE}-{PARENT}-{}", if sampled { "01" } else { "00" })
+}
+
+fn spans(sink: &Collect) -> Vec<SpanRecord> {
+    sink.data()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Span(s) => Some((*s).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn set_parent_and_recording_traceparent_join_the_remote_trace() {
+    let sink = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    with_layer(layer, || {
+        let request = tracing::info_span!("request", method = "GET");
+        request.set_parent(&header(true)).unwrap();
+        request.in_scope(|| drop(tracing::info_span!("child")));
+        drop(request);
+        let recorded = tracing::info_span!("recorded", traceparent = tracing::field::Empty);
+        recorded.record("traceparent", header(true).as_str());
+        drop(recorded);
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let spans = spans(&sink);
+    let trace = TraceId::from_hex(TRACE).unwrap();
+    assert!(spans.iter().all(|s| s.trace_id() == trace), "{spans:#?}");
+    for name in ["request", "recorded"] {
+        let s = spans.iter().find(|s| s.name() == name).unwrap();
+        assert_eq!(s.parent_span_id(), SpanId::from_hex(PARENT));
+        assert!(s.parent_is_remote());
+        // The header is transport metadata, not an attribute.
+        assert!(s.fields().get("traceparent").is_none());
+    }
+    let request = spans.iter().find(|s| s.name() == "request").unwrap();
+    let child = spans.iter().find(|s| s.name() == "child").unwrap();
+    assert_eq!(child.parent_span_id(), Some(request.span_id()));
+    assert_eq!(request.fields().get("method").unwrap().to_string(), "GET");
+}
+
+#[test]
+fn a_parent_set_after_children_exist_is_refused_and_counted() {
+    let sink = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    with_layer(layer, || {
+        let request = tracing::info_span!("request");
+        let child = request.in_scope(|| tracing::info_span!("child"));
+        assert_eq!(
+            request.set_parent(&header(true)),
+            Err(SetParentError::HasChildren)
+        );
+        assert!(matches!(
+            request.set_parent("garbage"),
+            Err(SetParentError::InvalidTraceparent(_))
+        ));
+        assert_eq!(
+            tracing::Span::none().set_parent(&header(true)),
+            Err(SetParentError::NotRecorded)
+        );
+        drop(child);
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(guard.handle().stats().reparent_refused, 1);
+    let spans = spans(&sink);
+    let request = spans.iter().find(|s| s.name() == "request").unwrap();
+    let child = spans.iter().find(|s| s.name() == "child").unwrap();
+    // The trace stayed whole: both kept the trace they started with.
+    assert_eq!(child.trace_id(), request.trace_id());
+    assert_ne!(request.trace_id().to_string(), TRACE);
+}
+
+#[test]
+fn a_parent_based_sampler_follows_a_parent_set_later_both_ways() {
+    // Ratio 0: a new root is never sampled; a sampled remote parent makes it sampled, with
+    // the fields it was created with.
+    let sink = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder()
+        .traces_sampler(TracesSampler::ParentBasedTraceIdRatio(0.0))
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    with_layer(layer, || {
+        let joined = tracing::info_span!("joined", route = "/orders");
+        assert!(joined.is_unsampled());
+        joined.set_parent(&header(true)).unwrap();
+        assert!(!joined.is_unsampled());
+        drop(joined);
+        let alone = tracing::info_span!("alone");
+        alone.set_parent(&header(false)).unwrap();
+        assert!(alone.is_unsampled());
+        assert!(alone.traceparent().unwrap().ends_with("-00"));
+        drop(alone);
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let spans = spans(&sink);
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].name(), "joined");
+    assert_eq!(
+        spans[0].fields().get("route").unwrap().to_string(),
+        "/orders"
+    );
+}
+
+#[test]
+fn events_in_unsampled_traces_carry_their_ids_with_the_sampled_flag_clear() {
+    let sink = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder()
+        .traces_sampler(TracesSampler::AlwaysOff)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let mut expected = None;
+    with_layer(layer, || {
+        let span = tracing::info_span!("unsampled");
+        expected = span.offload_context();
+        span.in_scope(|| tracing::info!("correlated"));
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let event = sink
+        .data()
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Event(e) => Some(e),
+            _ => None,
+        })
+        .unwrap();
+    let c = event
+        .span_context()
+        .expect("the event carries its span's ids");
+    assert_eq!(Some(c), expected);
+    assert!(!c.sampled);
+}

@@ -1,0 +1,58 @@
+//! Two `OffloadLayer`s on one registry (one per destination, each with its own filter) keep
+//! their span state apart: no panic, each records its own spans with the right parents.
+mod support;
+
+use support::*;
+use tracing_offload::{OffloadLayer, Record};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
+
+#[test]
+fn two_layers_on_one_registry_each_keep_their_spans() {
+    let all = Collect::new("all");
+    let audit = Collect::new("audit");
+    let (layer_all, guard_all) = OffloadLayer::builder().sink(all.clone()).build().unwrap();
+    let (layer_audit, guard_audit) = OffloadLayer::builder().sink(audit.clone()).build().unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer_all)
+        .with(layer_audit.with_filter(filter_fn(|m| m.target().starts_with("audit"))));
+    tracing::subscriber::with_default(subscriber, || {
+        let outer = tracing::info_span!(target: "audit", "outer").entered();
+        let inner = tracing::info_span!(target: "app", "inner").entered();
+        tracing::info!(target: "audit", "audited");
+        drop(inner);
+        drop(outer);
+    });
+    guard_all.shutdown(DEADLINE).unwrap();
+    guard_audit.shutdown(DEADLINE).unwrap();
+    let spans = |c: &Collect| {
+        c.data()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Span(s) => Some(s),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let all_spans = spans(&all);
+    assert_eq!(all_spans.len(), 2);
+    let outer = all_spans.iter().find(|s| s.name() == "outer").unwrap();
+    let inner = all_spans.iter().find(|s| s.name() == "inner").unwrap();
+    assert_eq!(inner.parent_span_id(), Some(outer.span_id()));
+    assert_eq!(inner.trace_id(), outer.trace_id());
+    // The audit layer sees only `outer` (its filter hides `inner`), with ids of its own.
+    let audit_spans = spans(&audit);
+    assert_eq!(audit_spans.len(), 1, "{audit_spans:?}");
+    assert_eq!(audit_spans[0].name(), "outer");
+    assert_ne!(audit_spans[0].span_id(), outer.span_id());
+    // The event reached both, each with its own layer's ids: the audit layer's `outer`.
+    let audit_event = audit
+        .data()
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Event(e) => Some(e),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(audit_event.span_id(), Some(audit_spans[0].span_id()));
+}
