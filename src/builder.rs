@@ -438,8 +438,9 @@ impl Builder {
         self
     }
 
-    /// Adds a prefix that is never sampled out, matched against the target and the name of
-    /// events and root spans (default: none). E.g. `"security."`, `"system.shutdown"`.
+    /// Adds a prefix whose events are never sampled out, matched against the target and the
+    /// name of events (default: none), e.g. `"security."`. It does not override the traces
+    /// sampler: spans follow [`traces_sampler`](Self::traces_sampler) alone.
     pub fn sample_always(mut self, prefix: impl Into<String>) -> Self {
         let mut list = self.config.sample_always.value.clone();
         list.push(prefix.into());

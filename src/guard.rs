@@ -126,7 +126,8 @@ impl Handle {
     }
 
     /// Replaces the prefixes that are never sampled out (matched against the target and the
-    /// name of events and root spans). Each callsite is matched again once, on its next use.
+    /// name of events; spans follow the traces sampler alone). Each callsite is matched again
+    /// once, on its next use.
     pub fn set_sample_always(&self, prefixes: Vec<String>) {
         let mut config = self.config_mut();
         self.pipeline.intake.sampler.set_whitelist(prefixes.clone());

@@ -62,17 +62,24 @@
 //! application threads                 │  crate-owned threads
 //!  info!(..) / span close             │
 //!    ▼                                │
-//!  OffloadLayer (layer.rs)            │
+//!  OffloadLayer (layer/)              │
 //!    classify per callsite (cached)   │
 //!    sample (sampling.rs)             │
-//!    capture fields → owned Record    │
-//!    push per Backpressure ───────────┼──▶ ArrayQueue<Record> (pipeline/queue.rs)
+//!    span state: the layer's own      │
+//!      sharded store, by span id      │
+//!    capture fields into a record     │
+//!      box taken from a pool          │
+//!    push per Backpressure ───────────┼──▶ ArrayQueue (pipeline/queue.rs)
 //!                                     │        ▼
-//!                                     │   "offload-drain" (pipeline/drain.rs): pops batches,
-//!                                     │    hands Arc'd records to every sink's buffer
+//!                                     │   "offload-drain" (pipeline/drain.rs): pops what the
+//!                                     │    sinks have room for, turns ticks into wall-clock
+//!                                     │    time, attaches events to their spans, shares each
+//!                                     │    record (a reference count) with every sink's buffer
 //!                                     │        ▼            ▼            ▼
 //!                                     │   "offload-sink-<name>" threads (pipeline/sink_thread.rs)
 //!                                     │    → sink::Console, sink::JsonFile, sink::Otlp, …
+//!                                     │   the last sink done with a record returns its box
+//!                                     │    to the pool ◀── (no allocation on the caller)
 //! ```
 //!
 //! Modules depend one way, from the leaves up; nothing imports a module above it:
@@ -82,22 +89,25 @@
 //! | leaves | `level` | the [`LogLevel`] taxonomy and its mappings |
 //! | | `ids` | [`TraceId`], [`SpanId`], [`ThreadInfo`], the per-thread random step that makes ids |
 //! | | `traceparent` | W3C `traceparent`: parse and format |
-//! | | `record` | owned [`Record`]s, [`FieldValue`], [`DropReason`] — the only types both sides share |
-//! | | `counters`, `clock`, `env`, `open_spans` | striped counters and the histogram; saturating deadlines; env reading rules; start times of open spans |
+//! | | `record` | [`Record`]s, their [`Fields`] (text in one buffer per record), the pool that recycles them and [`Shared`], [`DropReason`] — the only types both sides share |
+//! | | `counters`, `clock`, `env`, `open_spans` | striped counters and the histogram; the caller's cheap monotonic ticks, wall-clock conversion, saturating deadlines; env reading rules; open-span ages in fixed rings |
 //! | | `silent` | the subscriber the crate's own threads run under (records nothing, raises no level) |
 //! | decisions | `sampling` | event rate, [`TracesSampler`]s, whitelist, adaptive mode; pure decisions over atomics |
 //! | | `stats` | every counter of a pipeline and the [`Stats`] snapshot |
 //! | | `pipeline::queue`, `pipeline::notify` | the `Intake` the layer pushes into (`ArrayQueue`, [`Backpressure`], counters, sampler, closed flag); waiting with a deadline (loom-checked) |
-//! | hot side | `layer` | `impl Layer`: callsite cache, span state in registry extensions, capture, push |
+//! | hot side | `layer` | `impl Layer` (`mod.rs`), the callsite cache (`callsite.rs`), field capture (`capture.rs`), the sharded span store (`spans.rs`) |
 //! | threads | `pipeline` | the drain thread, one thread per sink, flush and shutdown |
 //! | | `sink` | the [`Sink`](sink::Sink) trait and the sinks; a sink knows records and its own settings, nothing of the layer |
 //! | surface | `config`, `error`, `guard`, `builder` | the effective [`Config`]; [`BuildError`]; [`Guard`] and [`Handle`]; [`Builder`] and the `DEFAULT_*` constants |
 //! | | `init` | [`init`] and [`init_with`]: the environment's pipeline, the `RUST_LOG` filter, the `log` bridge, the global subscriber |
 //! | | [`health`], [`metrics`], `admin`, [`propagation`] | health rules over a snapshot; the Prometheus formats; `/metrics` `/health` `/config`; W3C context in and out |
 //!
-//! A span's state (ids, start time, fields, its capped list of events) lives in the registry's
-//! extensions and is freed when the span closes; nothing else holds a span. One record is made
-//! per event and one per span, when it closes — never a start/end pair.
+//! A span's state (its ids and sampled flag, and for a recorded span the record being built)
+//! lives in the layer's own sharded store, keyed by span id, and goes when the span closes;
+//! unsampled spans keep their 24 bytes of ids there so that "not sampled" propagates. Nothing
+//! else holds a span. One record is made per event and one per span, when it closes — never a
+//! start/end pair. Records are boxes taken from a pool and returned by the last sink that reads
+//! them, with their buffers, so the calling thread allocates nothing in steady state.
 //!
 //! # Sinks
 //!
@@ -124,15 +134,18 @@
 //!
 //! Decided before anything is captured, so a sampled-out event or an unsampled span allocates
 //! nothing. Events are kept at [`Builder::sample_rate`]; prefixes given to
-//! [`Builder::sample_always`] (matched against target and name, once per callsite), critical
-//! events and, by default, errors are never sampled out. Spans follow OpenTelemetry's
-//! [`TracesSampler`]s with the SDK's trace-id-ratio algorithm, so services agree. The decision
-//! is made once at the root and every local child inherits it, so a trace is kept whole or not
-//! at all. A root span created with a W3C `traceparent` field ([`TRACEPARENT_FIELD`]) joins
-//! the remote trace, and the parent-based samplers follow the remote sampled flag. Events
-//! inside an unsampled trace are kept by the event rate alone unless
-//! [`Builder::events_follow_trace_sampling`] is set. An adaptive mode lowers the event rate
-//! while the queue is nearly full. All of it
+//! [`Builder::sample_always`] (matched against target and name, once per callsite; per record
+//! for `log` records), critical events and, by default, errors are never sampled out. Spans
+//! follow OpenTelemetry's [`TracesSampler`]s alone, with the SDK's trace-id-ratio algorithm,
+//! so services agree. The decision is made once at the root and every local child inherits it,
+//! so a trace is kept whole or not at all; an unsampled span keeps its ids, so
+//! [`OffloadSpanExt::traceparent`] propagates "not sampled" (`-00`). A root span created with a
+//! W3C `traceparent` field ([`TRACEPARENT_FIELD`]) joins the remote trace, and so does a span
+//! given one later, by [`OffloadSpanExt::set_parent`] or by recording the field, while it has
+//! no children; the parent-based samplers follow the remote sampled flag. Events inside an
+//! unsampled trace carry its ids (sampled flag clear) and are kept by the event rate alone
+//! unless [`Builder::events_follow_trace_sampling`] is set. An adaptive mode lowers the event
+//! rate while the queue is nearly full. All of it
 //! can be changed at run time through the [`Handle`] ([`Handle::set_sample_rate`],
 //! [`Handle::set_traces_sampler`], [`Handle::reload_from_env`]):
 //!
@@ -197,7 +210,7 @@
 //! | `OTEL_TRACES_SAMPLER` | OTel sampler names | `parentbased_always_on` | which spans are recorded |
 //! | `OTEL_TRACES_SAMPLER_ARG` | 0.0 – 1.0 | 1.0 | ratio of the ratio samplers |
 //! | `OFFLOAD_SAMPLE_RATE` | 0.0 – 1.0 | 1.0 | fraction of events kept |
-//! | `OFFLOAD_SAMPLE_ALWAYS` | comma-separated prefixes | none | never sampled out |
+//! | `OFFLOAD_SAMPLE_ALWAYS` | comma-separated prefixes | none | events never sampled out |
 //! | `OFFLOAD_SAMPLE_ADAPTIVE` | `true`, `false` | `false` | adaptive event rate |
 //! | `OFFLOAD_ADMIN_ADDR` | `host:port` | off | serve `/metrics`, `/health`, `/config` there (feature `admin`) |
 //! | `RUST_LOG` | `EnvFilter` directives, e.g. `warn,my_app=debug` | `info` | what [`init`] records (the whole subscriber, `log` records included) |
