@@ -27,24 +27,8 @@
 
 use crate::ids::SpanContext;
 use crate::layer::OffloadLayer;
+pub use crate::layer::SetParentError;
 use crate::traceparent::{format_traceparent, parse_traceparent};
-
-/// Why [`OffloadSpanExt::set_parent`] did not set the parent.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SetParentError {
-    /// The value is not a valid W3C `traceparent`.
-    #[error("not a valid W3C traceparent: {0:?}")]
-    InvalidTraceparent(String),
-    /// The span is not recorded by an [`OffloadLayer`] (disabled, closed, or another
-    /// subscriber).
-    #[error("the span is not recorded by an OffloadLayer")]
-    NotRecorded,
-    /// The span already has child spans: changing its trace now would split the trace. The
-    /// refusal is counted in [`Stats::reparent_refused`](crate::Stats::reparent_refused).
-    #[error("the span already has child spans; set the parent before creating them")]
-    HasChildren,
-}
 
 /// Reads and sets a span's trace context, for propagation to and from other processes.
 pub trait OffloadSpanExt {

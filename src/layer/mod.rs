@@ -29,13 +29,29 @@ use crate::clock::Tick;
 use crate::ids::{new_span_id, new_trace_id, thread_info, SpanContext, SpanId};
 use crate::level::LogLevel;
 use crate::pipeline::queue::{Admission, Backpressure, Intake};
-use crate::propagation::SetParentError;
 use crate::record::{Captured, EventRecord, Fields, LogSource, SpanRecord};
 use crate::sampling::Parent;
 use crate::traceparent::RemoteParent;
 
 /// The most links a span keeps (OpenTelemetry's default link count limit).
 const MAX_LINKS: usize = 128;
+
+/// Why [`OffloadSpanExt::set_parent`](crate::OffloadSpanExt::set_parent) did not set the parent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetParentError {
+    /// The value is not a valid W3C `traceparent`.
+    #[error("not a valid W3C traceparent: {0:?}")]
+    InvalidTraceparent(String),
+    /// The span is not recorded by an [`OffloadLayer`] (disabled, closed, or another
+    /// subscriber).
+    #[error("the span is not recorded by an OffloadLayer")]
+    NotRecorded,
+    /// The span already has child spans: changing its trace now would split the trace. The
+    /// refusal is counted in [`Stats::reparent_refused`](crate::Stats::reparent_refused).
+    #[error("the span already has child spans; set the parent before creating them")]
+    HasChildren,
+}
 
 /// The `tracing` layer. Build it with [`OffloadLayer::builder`]; install it on a
 /// `tracing_subscriber::Registry`.
