@@ -618,7 +618,15 @@ impl Builder {
         let counters = Counters::new(slots.iter().map(|s| Arc::clone(&s.counters)).collect());
         let capacity = c.capacity.value;
         let queue = Queue::new(capacity, (capacity / 4).min(c.batch_size.value / 4).max(1));
-        let intake = Arc::new(Intake::new(queue, counters, Sampler::new(sampling)));
+        let in_flight = capacity
+            + slots.iter().map(|s| s.buffer.capacity()).sum::<usize>()
+            + 2 * (slots.len() + 1) * c.batch_size.value;
+        let intake = Arc::new(Intake::new(
+            queue,
+            counters,
+            Sampler::new(sampling),
+            in_flight,
+        ));
         let wants_span_events = self.sinks.iter().any(|s| s.wants_span_events());
         Pipeline::new(intake, slots, self.pipeline_settings(wants_span_events))
     }

@@ -56,6 +56,8 @@ struct Ring {
     /// The oldest epoch with an open span in `slots` (`u64::MAX`: none), kept by the writer so
     /// that a reader loads one word per ring instead of scanning it.
     oldest: AtomicU64,
+    /// Spans counted in `slots` (not the stale ones). Written under the shard's lock.
+    open: AtomicU64,
 }
 
 /// The open-span ages of every shard of one span store.
@@ -79,6 +81,7 @@ impl Ring {
             stale: AtomicU64::new(0),
             stale_oldest: AtomicU64::new(u64::MAX),
             oldest: AtomicU64::new(u64::MAX),
+            open: AtomicU64::new(0),
         }
     }
 
@@ -92,10 +95,13 @@ impl Ring {
             if count > 0 {
                 self.stale.fetch_add(u64::from(count), Relaxed);
                 self.stale_oldest.fetch_min(u64::from(tag), Relaxed);
+                self.open
+                    .store(self.open.load(Relaxed) - u64::from(count), Relaxed);
             }
             (0, count > 0)
         };
         slot.store(pack(epoch, count.saturating_add(1)), Relaxed);
+        self.open.store(self.open.load(Relaxed) + 1, Relaxed);
         let oldest = self.oldest.load(Relaxed);
         if moved {
             self.find_oldest(epoch);
@@ -111,15 +117,37 @@ impl Ring {
         let (tag, count) = unpack(slot.load(Relaxed));
         if tag == epoch && count > 0 {
             slot.store(pack(epoch, count - 1), Relaxed);
+            let open = self.open.load(Relaxed) - 1;
+            self.open.store(open, Relaxed);
             if count == 1 && self.oldest.load(Relaxed) == u64::from(epoch) {
-                self.find_oldest(epoch);
+                if open == 0 {
+                    self.oldest.store(u64::MAX, Relaxed);
+                } else {
+                    self.find_next_oldest(epoch);
+                }
             }
         } else if self.stale.load(Relaxed) > 0 && self.stale.fetch_sub(1, Relaxed) == 1 {
             self.stale_oldest.store(u64::MAX, Relaxed);
         }
     }
 
-    /// Recomputes `oldest` (a scan of the ring: once per epoch at most, under the shard lock).
+    /// The oldest slot emptied, others still open: the next oldest is a later epoch. Scans
+    /// forward from `emptied`, so it costs the distance to the next open span's epoch (spans
+    /// that open and close at once make it one step), under the shard lock.
+    fn find_next_oldest(&self, emptied: u32) {
+        for step in 1..RING as u32 {
+            let e = emptied.wrapping_add(step);
+            let (tag, count) = unpack(self.slots[e as usize % RING].load(Relaxed));
+            if tag == e && count > 0 {
+                self.oldest.store(u64::from(e), Relaxed);
+                return;
+            }
+        }
+        self.oldest.store(u64::MAX, Relaxed);
+    }
+
+    /// Recomputes `oldest` by scanning the ring (when spans were moved to stale: at most once
+    /// per epoch), under the shard lock.
     fn find_oldest(&self, now: u32) {
         // A slot's tag is the exact epoch of the spans it counts: it changes only when a later
         // epoch reuses the slot, which first moves those spans to `stale`.

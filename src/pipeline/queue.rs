@@ -123,9 +123,11 @@ impl Flag {
     }
 }
 
-/// Records kept for reuse by each pool, at most: enough for what is in flight at a steady rate
-/// (the queue, the batches, the sink buffers), without pinning a burst's memory for ever.
-pub(crate) const POOL_CAPACITY: usize = 8_192;
+/// The most records a pool keeps for reuse. A pool keeps up to what can be in flight at once
+/// (the queue, the sink buffers, the batches: the memory the pipeline needed at its peak
+/// anyway), so that even a saturated pipeline allocates nothing on the calling thread; past
+/// this bound, extra records are freed when done and made anew when needed.
+pub(crate) const MAX_POOL_CAPACITY: usize = 1 << 17;
 
 /// Records each pool makes when the pipeline is built, so that the first ones are not
 /// allocated on the calling thread either.
@@ -163,8 +165,15 @@ pub(crate) enum Admission {
 // === impl Intake ===
 
 impl Intake {
-    pub(crate) fn new(queue: Queue, counters: Counters, sampler: Sampler) -> Self {
-        let pool = queue.capacity().min(POOL_CAPACITY);
+    /// `in_flight`: how many records can be on their way at once (the queue, the sinks'
+    /// buffers and batches); the pools keep that many, up to [`MAX_POOL_CAPACITY`].
+    pub(crate) fn new(
+        queue: Queue,
+        counters: Counters,
+        sampler: Sampler,
+        in_flight: usize,
+    ) -> Self {
+        let pool = in_flight.clamp(1, MAX_POOL_CAPACITY);
         Intake {
             queue,
             events: Arc::new(Pool::new(pool, POOL_PREFILL.min(pool))),
@@ -254,7 +263,7 @@ impl Intake {
                 }
             },
             Backpressure::Block { timeout } => {
-                if let Err(back) = self.queue.push_blocking(record, deadline_after(timeout)) {
+                if let Err(back) = self.queue.push_blocking(record, timeout) {
                     c.dropped.add(DropReason::BlockTimeout, 1);
                     self.recycle(back);
                     return;
@@ -364,15 +373,21 @@ impl Queue {
         self.records.is_full()
     }
 
-    /// Pushes, waiting for room until `deadline`; gives the record back if there was none.
-    fn push_blocking(&self, mut record: Captured, deadline: Instant) -> Result<(), Captured> {
+    /// Pushes, waiting for room up to `timeout` (the clock is read only if it must wait); gives
+    /// the record back if there was none.
+    fn push_blocking(&self, record: Captured, timeout: Duration) -> Result<(), Captured> {
+        let mut record = match self.records.push(record) {
+            Ok(()) => return Ok(()),
+            Err(back) => back,
+        };
+        let deadline = deadline_after(timeout);
         loop {
+            if !self.wait_for_room(deadline) {
+                return Err(record);
+            }
             match self.records.push(record) {
                 Ok(()) => return Ok(()),
                 Err(back) => record = back,
-            }
-            if !self.wait_for_room(deadline) {
-                return Err(record);
             }
         }
     }

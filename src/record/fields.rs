@@ -6,7 +6,7 @@
 //! [`Fields::get`] as [`FieldValue`]s borrowing from the record.
 
 use std::fmt;
-use std::num::NonZeroUsize;
+use std::num::NonZeroU32;
 
 use smallvec::SmallVec;
 
@@ -43,13 +43,15 @@ struct Entry {
     value: Value,
 }
 
-/// A value as stored: numbers inline, text as a range of the record's buffer.
+/// A value as stored: numbers inline, text as a range of the record's buffer. 128-bit integers
+/// are kept as two halves, so that the value is 24 bytes aligned to 8 rather than 32 aligned to
+/// 16 (records are smaller, and the common fields are what counts).
 #[derive(Clone, Copy, Debug)]
 enum Value {
     I64(i64),
     U64(u64),
-    I128(i128),
-    U128(u128),
+    I128([u64; 2]),
+    U128([u64; 2]),
     F64(f64),
     Bool(bool),
     Str(TextRange),
@@ -60,12 +62,13 @@ enum Value {
     },
 }
 
-/// Where a text value sits in the buffer, and the length of the original when it was cut.
+/// Where a text value sits in the buffer, and the length of the original when it was cut
+/// (saturating at 4 GiB).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TextRange {
     start: u32,
     len: u32,
-    truncated_from: Option<NonZeroUsize>,
+    truncated_from: Option<NonZeroU32>,
 }
 
 impl TextRange {
@@ -230,8 +233,8 @@ impl Fields {
         match v {
             Value::I64(v) => FieldValue::I64(v),
             Value::U64(v) => FieldValue::U64(v),
-            Value::I128(v) => FieldValue::I128(v),
-            Value::U128(v) => FieldValue::U128(v),
+            Value::I128(v) => FieldValue::I128(join(v) as i128),
+            Value::U128(v) => FieldValue::U128(join(v)),
             Value::F64(v) => FieldValue::F64(v),
             Value::Bool(v) => FieldValue::Bool(v),
             Value::Str(r) => FieldValue::Str(self.text_of(r)),
@@ -252,7 +255,7 @@ impl Fields {
         let start = r.start as usize;
         Text {
             text: self.text.get(start..start + r.len as usize).unwrap_or(""),
-            truncated_from: r.truncated_from.map(NonZeroUsize::get),
+            truncated_from: r.truncated_from.map(|n| n.get() as usize),
         }
     }
 
@@ -423,7 +426,7 @@ impl Fields {
             start: start as u32,
             len: (self.text.len() - start) as u32,
             truncated_from: if total > cap {
-                NonZeroUsize::new(total)
+                NonZeroU32::new(u32::try_from(total).unwrap_or(u32::MAX))
             } else {
                 None
             },
@@ -471,7 +474,9 @@ impl Fields {
         TextRange {
             start: start as u32,
             len: t.text.len() as u32,
-            truncated_from: t.truncated_from.and_then(NonZeroUsize::new),
+            truncated_from: t
+                .truncated_from
+                .and_then(|n| NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX))),
         }
     }
 
@@ -527,12 +532,20 @@ impl From<FieldScalar> for Value {
         match v {
             FieldScalar::I64(v) => Value::I64(v),
             FieldScalar::U64(v) => Value::U64(v),
-            FieldScalar::I128(v) => Value::I128(v),
-            FieldScalar::U128(v) => Value::U128(v),
+            FieldScalar::I128(v) => Value::I128(split(v as u128)),
+            FieldScalar::U128(v) => Value::U128(split(v)),
             FieldScalar::F64(v) => Value::F64(v),
             FieldScalar::Bool(v) => Value::Bool(v),
         }
     }
+}
+
+fn split(v: u128) -> [u64; 2] {
+    [(v >> 64) as u64, v as u64]
+}
+
+fn join([high, low]: [u64; 2]) -> u128 {
+    u128::from(high) << 64 | u128::from(low)
 }
 
 /// A writer that keeps the first `cap` bytes written (cut on a char boundary) and counts the
@@ -653,6 +666,16 @@ mod tests {
             g.put_text("noise", 64, true, |w| w.write_str(&"x".repeat(40)).unwrap());
         }
         assert_eq!(g.get("error"), f.get("error"));
+    }
+
+    #[test]
+    fn wide_integers_round_trip_and_values_stay_small() {
+        let mut f = Fields::default();
+        f.put("i", FieldScalar::I128(i128::MIN + 7), false);
+        f.put("u", FieldScalar::U128(u128::MAX - 3), false);
+        assert_eq!(f.get("i"), Some(FieldValue::I128(i128::MIN + 7)));
+        assert_eq!(f.get("u"), Some(FieldValue::U128(u128::MAX - 3)));
+        assert_eq!(std::mem::size_of::<Value>(), 24);
     }
 
     #[test]
