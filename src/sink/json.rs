@@ -76,6 +76,49 @@ pub struct JsonFile {
     buf: Vec<u8>,
     /// Where each record's line ends in `buf`.
     line_ends: Vec<usize>,
+    /// Each callsite's escaped target and name, made once.
+    callsites: CallsiteText,
+}
+
+/// The escaped `,"target":…,"name":…` of each callsite seen, keyed by its metadata's address
+/// (callsites are `'static`), so that a record copies it instead of escaping it again.
+#[derive(Debug, Default)]
+struct CallsiteText(
+    std::collections::HashMap<usize, Box<[u8]>, std::hash::BuildHasherDefault<AddressHasher>>,
+);
+
+/// Hashes an address (already well spread) with one multiplication.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Bounds [`CallsiteText`]; only a program with this many callsites reaches it.
+const CALLSITE_TEXT_LIMIT: usize = 16_384;
+
+impl CallsiteText {
+    fn get(&mut self, meta: &'static tracing_core::Metadata<'static>) -> &[u8] {
+        if self.0.len() >= CALLSITE_TEXT_LIMIT {
+            self.0.clear();
+        }
+        self.0.entry(meta as *const _ as usize).or_insert_with(|| {
+            let mut out = Vec::new();
+            target_and_name(&mut out, meta.target(), meta.name());
+            out.into_boxed_slice()
+        })
+    }
 }
 
 /// The file being written.
@@ -262,6 +305,7 @@ impl JsonFile {
             out: None,
             buf: Vec::with_capacity(64 * 1024),
             line_ends: Vec::new(),
+            callsites: CallsiteText::default(),
         }
     }
 
@@ -342,7 +386,7 @@ impl JsonFile {
         self.buf.clear();
         self.line_ends.clear();
         for record in batch {
-            write_json_line(&mut self.buf, record);
+            write_json_line(&mut self.buf, record, &mut self.callsites);
             self.line_ends.push(self.buf.len());
         }
     }
@@ -392,24 +436,17 @@ impl Sink for JsonFile {
 /// need no escaping and are copied as they are; only user text (targets, names, messages,
 /// field names and values) goes through [`string`], which copies runs that need no escaping in
 /// one go. Floats and 128-bit integers are written by `serde_json`/`itoa`-style formatting.
-pub(crate) fn write_json_line(out: &mut Vec<u8>, record: &Record) {
+fn write_json_line(out: &mut Vec<u8>, record: &Record, callsites: &mut CallsiteText) {
     match record {
-        Record::Event(e) => event(out, e),
-        Record::Span(s) => span(out, s),
+        Record::Event(e) => event(out, e, callsites),
+        Record::Span(s) => span(out, s, callsites),
         Record::Dropped(d) => dropped(out, d),
     }
     out.extend_from_slice(b"}\n");
 }
 
-/// `{"ts":"…","kind":"…","level":"…","severity_number":N,"target":…,"name":…`
-fn head(
-    out: &mut Vec<u8>,
-    ts: std::time::SystemTime,
-    kind: &str,
-    level: crate::LogLevel,
-    target: &str,
-    name: &str,
-) {
+/// `{"ts":"…","kind":"…","level":"…","severity_number":N` (the target and name follow).
+fn head(out: &mut Vec<u8>, ts: std::time::SystemTime, kind: &str, level: crate::LogLevel) {
     out.extend_from_slice(b"{\"ts\":\"");
     out.extend_from_slice(&rfc3339_bytes(ts));
     out.extend_from_slice(b"\",\"kind\":\"");
@@ -418,14 +455,24 @@ fn head(
     out.extend_from_slice(level.as_str().as_bytes());
     out.extend_from_slice(b"\",\"severity_number\":");
     number(out, level.severity_number());
+}
+
+/// `,"target":…,"name":…`
+fn target_and_name(out: &mut Vec<u8>, target: &str, name: &str) {
     out.extend_from_slice(b",\"target\":");
     string(out, target);
     out.extend_from_slice(b",\"name\":");
     string(out, name);
 }
 
-fn event(out: &mut Vec<u8>, e: &EventRecord) {
-    head(out, e.timestamp(), "event", e.level(), e.target(), e.name());
+fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
+    head(out, e.timestamp(), "event", e.level());
+    if e.is_from_log() {
+        // A `log` record's target is its own, not its (shared) callsite's.
+        target_and_name(out, e.target(), e.name());
+    } else {
+        out.extend_from_slice(callsites.get(e.metadata()));
+    }
     if let Some(msg) = e.message() {
         out.extend_from_slice(b",\"message\":");
         text(out, msg);
@@ -441,8 +488,9 @@ fn event(out: &mut Vec<u8>, e: &EventRecord) {
     thread(out, &e.thread());
 }
 
-fn span(out: &mut Vec<u8>, sp: &SpanRecord) {
-    head(out, sp.end(), "span", sp.level(), sp.target(), sp.name());
+fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
+    head(out, sp.end(), "span", sp.level());
+    out.extend_from_slice(callsites.get(sp.metadata()));
     fields(out, sp.fields());
     raw_entry(out, "trace_id", &sp.trace_id().to_hex());
     raw_entry(out, "span_id", &sp.span_id().to_hex());
@@ -485,14 +533,8 @@ fn nanos(d: std::time::Duration) -> u64 {
 }
 
 fn dropped(out: &mut Vec<u8>, d: &DropNotice) {
-    head(
-        out,
-        d.at,
-        "dropped",
-        crate::LogLevel::Warning,
-        "tracing_offload",
-        "records_dropped",
-    );
+    head(out, d.at, "dropped", crate::LogLevel::Warning);
+    target_and_name(out, "tracing_offload", "records_dropped");
     out.extend_from_slice(b",\"message\":");
     string(out, &d.to_string());
     raw_entry(out, "since", &rfc3339_bytes(d.since));
@@ -566,42 +608,78 @@ fn text(out: &mut Vec<u8>, t: crate::record::Text<'_>) {
     }
 }
 
-fn number(out: &mut Vec<u8>, n: impl std::fmt::Display) {
-    use std::io::Write as _;
-    let _ = write!(out, "{n}");
+fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A JSON string: runs of bytes that need no escaping are copied at once; `"`, `\` and
-/// control characters are escaped as JSON requires.
+/// control characters are escaped as JSON requires. The scan looks at eight bytes at a time.
 fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip a word at a time while no byte in it needs escaping.
+        if let Some(word) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+            if !needs_escape(word) {
+                i += 8;
+                continue;
+            }
         }
-        start = i + 1;
+        let b = bytes[i];
+        if let Some(escape) = escape_of(b) {
+            out.extend_from_slice(&bytes[start..i]);
+            match escape {
+                Escape::Short(e) => out.extend_from_slice(e),
+                Escape::Unicode => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 0xf)]);
+                }
+            }
+            start = i + 1;
+        }
+        i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+enum Escape {
+    Short(&'static [u8]),
+    Unicode,
+}
+
+fn escape_of(b: u8) -> Option<Escape> {
+    Some(match b {
+        b'"' => Escape::Short(b"\\\""),
+        b'\\' => Escape::Short(b"\\\\"),
+        b'\n' => Escape::Short(b"\\n"),
+        b'\r' => Escape::Short(b"\\r"),
+        b'\t' => Escape::Short(b"\\t"),
+        0x08 => Escape::Short(b"\\b"),
+        0x0c => Escape::Short(b"\\f"),
+        0..=0x1f => Escape::Unicode,
+        _ => return None,
+    })
+}
+
+/// Whether any of the eight bytes of `word` is a control character, `"` or `\` (the usual
+/// zero-byte tricks: a byte below 0x20, or one equal to 0x22 or 0x5c, sets its high bit in the
+/// result; bytes of 0x80 and above never do).
+#[inline]
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * b'"' as u64);
+    let backslash = word ^ (ONES * b'\\' as u64);
+    let is_quote = quote.wrapping_sub(ONES) & !quote;
+    let is_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (below_space | is_quote | is_backslash) & HIGH != 0
 }
 
 #[cfg(test)]
@@ -642,8 +720,31 @@ mod tests {
     }
 
     #[test]
+    fn every_ascii_byte_at_every_word_position_is_escaped_like_serde_json() {
+        for b in 0u8..128 {
+            for before in 0..18 {
+                let s = format!("{}{}{}", "x".repeat(before), b as char, "é".repeat(5));
+                let mut ours = Vec::new();
+                string(&mut ours, &s);
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    serde_json::to_string(&s).unwrap(),
+                    "byte {b:#x} after {before}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn strings_are_escaped_exactly_like_serde_json() {
+        let long = "a long plain run of text, then a quote \" and a \\ and \u{1} in the middle \
+                    of words, and é€😀 past them, ending in a tab\t";
         for s in [
+            long,
+            &long[..17],
+            "12345678\"",
+            "\"2345678",
+            "1234567\u{1f}",
             "plain",
             "",
             "quote\" back\\slash",
