@@ -141,7 +141,7 @@
 //! so a trace is kept whole or not at all; an unsampled span keeps its ids, so
 //! [`OffloadSpanExt::traceparent`] propagates "not sampled" (`-00`). A root span created with a
 //! W3C `traceparent` field ([`TRACEPARENT_FIELD`]) joins the remote trace, and so does a span
-//! given one later, by [`OffloadSpanExt::set_parent`] or by recording the field, while it has
+//! given one later, by [`OffloadSpanExt::set_parent_traceparent`] or by recording the field, while it has
 //! no children; the parent-based samplers follow the remote sampled flag. Events inside an
 //! unsampled trace carry its ids (sampled flag clear) and are kept by the event rate alone
 //! unless [`Builder::events_follow_trace_sampling`] is set. An adaptive mode lowers the event

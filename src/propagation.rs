@@ -3,7 +3,7 @@
 //! * **Incoming**: create the root span of a request with a `traceparent` field and it joins the
 //!   caller's trace (see [`TRACEPARENT_FIELD`](crate::TRACEPARENT_FIELD)):
 //!   `info_span!("request", traceparent = %header_value)`. When the span is made before the
-//!   header is known (middleware, the `instrument` attribute), [`OffloadSpanExt::set_parent`] or
+//!   header is known (middleware, the `instrument` attribute), [`OffloadSpanExt::set_parent_traceparent`] or
 //!   `span.record("traceparent", header)` does the same later. With the `otlp` feature,
 //!   [`traceparent_from_headers`] reads the header from an `http::HeaderMap`.
 //! * **Outgoing**: [`OffloadSpanExt::traceparent`] gives the current span's `traceparent` to
@@ -61,7 +61,7 @@ pub trait OffloadSpanExt {
     /// Only a span without children yet can change its trace: otherwise the trace would split,
     /// so the call is refused ([`SetParentError::HasChildren`]), counted, and reported once on
     /// stderr.
-    fn set_parent(&self, traceparent: &str) -> Result<(), SetParentError>;
+    fn set_parent_traceparent(&self, traceparent: &str) -> Result<(), SetParentError>;
 }
 
 impl OffloadSpanExt for tracing::Span {
@@ -72,7 +72,7 @@ impl OffloadSpanExt for tracing::Span {
         .flatten()
     }
 
-    fn set_parent(&self, traceparent: &str) -> Result<(), SetParentError> {
+    fn set_parent_traceparent(&self, traceparent: &str) -> Result<(), SetParentError> {
         let remote = parse_traceparent(traceparent)
             .ok_or_else(|| SetParentError::InvalidTraceparent(traceparent.to_owned()))?;
         self.with_subscriber(|(id, dispatch)| {

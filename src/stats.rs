@@ -321,7 +321,7 @@ pub struct Stats {
     /// Events inside spans past the span-event limit (kept as events, not on the span).
     pub span_events_dropped: u64,
     /// Remote parents set on spans that already had child spans, refused so that the trace
-    /// does not split (see [`OffloadSpanExt::set_parent`](crate::OffloadSpanExt::set_parent)).
+    /// does not split (see [`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt::set_parent_traceparent)).
     pub reparent_refused: u64,
     /// Batches the drain thread has fanned out.
     pub drain_batches: u64,

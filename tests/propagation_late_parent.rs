@@ -1,5 +1,5 @@
 //! Joining the caller's trace after the request span was made (middleware, `#[instrument]`):
-//! `OffloadSpanExt::set_parent` and recording the `traceparent` field both work while the span
+//! `OffloadSpanExt::set_parent_traceparent` and recording the `traceparent` field both work while the span
 //! has no children; afterwards the call is refused, counted, and the trace does not split.
 mod support;
 
@@ -27,12 +27,12 @@ fn spans(sink: &Collect) -> Vec<SpanRecord> {
 }
 
 #[test]
-fn set_parent_and_recording_traceparent_join_the_remote_trace() {
+fn set_parent_traceparent_and_recording_traceparent_join_the_remote_trace() {
     let sink = Collect::new("collect");
     let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
     with_layer(layer, || {
         let request = tracing::info_span!("request", method = "GET");
-        request.set_parent(&header(true)).unwrap();
+        request.set_parent_traceparent(&header(true)).unwrap();
         request.in_scope(|| drop(tracing::info_span!("child")));
         drop(request);
         let recorded = tracing::info_span!("recorded", traceparent = tracing::field::Empty);
@@ -64,15 +64,15 @@ fn a_parent_set_after_children_exist_is_refused_and_counted() {
         let request = tracing::info_span!("request");
         let child = request.in_scope(|| tracing::info_span!("child"));
         assert_eq!(
-            request.set_parent(&header(true)),
+            request.set_parent_traceparent(&header(true)),
             Err(SetParentError::HasChildren)
         );
         assert!(matches!(
-            request.set_parent("garbage"),
+            request.set_parent_traceparent("garbage"),
             Err(SetParentError::InvalidTraceparent(_))
         ));
         assert_eq!(
-            tracing::Span::none().set_parent(&header(true)),
+            tracing::Span::none().set_parent_traceparent(&header(true)),
             Err(SetParentError::NotRecorded)
         );
         drop(child);
@@ -100,11 +100,11 @@ fn a_parent_based_sampler_follows_a_parent_set_later_both_ways() {
     with_layer(layer, || {
         let joined = tracing::info_span!("joined", route = "/orders");
         assert!(joined.is_unsampled());
-        joined.set_parent(&header(true)).unwrap();
+        joined.set_parent_traceparent(&header(true)).unwrap();
         assert!(!joined.is_unsampled());
         drop(joined);
         let alone = tracing::info_span!("alone");
-        alone.set_parent(&header(false)).unwrap();
+        alone.set_parent_traceparent(&header(false)).unwrap();
         assert!(alone.is_unsampled());
         assert!(alone.traceparent().unwrap().ends_with("-00"));
         drop(alone);

@@ -36,7 +36,7 @@ use crate::traceparent::RemoteParent;
 /// The most links a span keeps (OpenTelemetry's default link count limit).
 const MAX_LINKS: usize = 128;
 
-/// Why [`OffloadSpanExt::set_parent`](crate::OffloadSpanExt::set_parent) did not set the parent.
+/// Why [`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt::set_parent_traceparent) did not set the parent.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetParentError {
@@ -340,7 +340,7 @@ impl OffloadLayer {
     }
 
     /// Applies a remote parent learned after the span was created (`Span::record` of its
-    /// `traceparent` field, or [`OffloadSpanExt::set_parent`](crate::OffloadSpanExt)).
+    /// `traceparent` field, or [`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt)).
     pub(crate) fn set_remote_parent(
         &self,
         id: &Id,
@@ -372,7 +372,7 @@ impl OffloadLayer {
                     eprintln!(
                         "tracing-offload: a remote parent was set on a span that already has \
                          child spans; ignored (the trace would split). Set it before creating \
-                         children; see OffloadSpanExt::set_parent. Further cases are counted \
+                         children; see OffloadSpanExt::set_parent_traceparent. Further cases are counted \
                          in stats().reparent_refused."
                     )
                 });
