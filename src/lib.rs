@@ -128,7 +128,9 @@
 //! [`Backpressure::DropNewest`] (default) refuses a record at a full queue before building it;
 //! [`Backpressure::DropOldest`] evicts the oldest; [`Backpressure::Block`] waits for room up to
 //! a deadline, then drops. Critical records ([`LogLevel::Critical`]) always take the blocking
-//! path.
+//! path. The queue is the buffer: the drain thread takes only what the sinks that are moving
+//! have room for, so nothing is dropped at a sink while the queue has room; a sink full and
+//! without progress for [`Builder::sink_stall_after`] stops holding the others back.
 //!
 //! # Sampling
 //!
