@@ -96,6 +96,9 @@ impl SpanEntry {
 
 type Shard = HashMap<u64, SpanEntry, BuildHasherDefault<IdHasher>>;
 
+/// A shard holding room for more spans than this shrinks once it is mostly empty.
+const SHRINK_ABOVE: usize = 4_096;
+
 /// Open spans by `tracing` id.
 #[derive(Debug)]
 pub(crate) struct SpanStore {
@@ -159,6 +162,12 @@ impl SpanStore {
         let mut map = self.lock(shard);
         let entry = map.remove(&id.into_u64())?;
         ages.close(shard, entry.epoch);
+        // A map keeps its capacity for the next spans (no allocation in steady state), but not
+        // a burst's: once it is mostly empty, it gives the memory back (a rare reallocation).
+        let len = map.len();
+        if map.capacity() > SHRINK_ABOVE && len * 8 < map.capacity() {
+            map.shrink_to(len * 2);
+        }
         Some(entry)
     }
 
@@ -166,6 +175,12 @@ impl SpanStore {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         (0..SHARDS).map(|s| self.lock(s).len()).sum()
+    }
+
+    /// Room held for spans (for tests).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        (0..SHARDS).map(|s| self.lock(s).capacity()).sum()
     }
 }
 
@@ -195,7 +210,7 @@ mod tests {
     fn entries_are_found_by_id_and_leave_on_close() {
         let store = SpanStore::default();
         let ages = OpenSpans::default();
-        let ids: Vec<Id> = (1..=1000u64).map(Id::from_u64).collect();
+        let ids: Vec<Id> = (1..=200_000u64).map(Id::from_u64).collect();
         for (i, id) in ids.iter().enumerate() {
             let ctx = SpanContext {
                 span_id: SpanId::from_u64(i as u64 + 1),
@@ -209,7 +224,7 @@ mod tests {
                 )
                 .is_none());
         }
-        assert_eq!(store.len(), 1000);
+        assert_eq!(store.len(), 200_000);
         assert!(ages.oldest_age().is_some());
         assert_eq!(
             store.context(&ids[41]).unwrap().0.span_id,
@@ -220,6 +235,11 @@ mod tests {
         }
         assert_eq!(store.len(), 0);
         assert_eq!(ages.oldest_age(), None);
+        assert!(
+            store.capacity() <= SHARDS * SHRINK_ABOVE * 2,
+            "{}",
+            store.capacity()
+        );
         assert!(store.remove(&ids[0], &ages).is_none());
     }
 }
