@@ -656,9 +656,12 @@ impl Builder {
         let counters = Counters::new(slots.iter().map(|s| Arc::clone(&s.counters)).collect());
         let capacity = c.capacity.value;
         let queue = Queue::new(capacity, (capacity / 4).min(c.batch_size.value / 4).max(1));
+        // Tail sampling holds up to its budget on the drain thread.
+        let held = c.tail_sampling.value.map_or(0, |t| t.budget());
         let in_flight = capacity
             + slots.iter().map(|s| s.buffer.capacity()).sum::<usize>()
-            + 2 * (slots.len() + 1) * c.batch_size.value;
+            + 2 * (slots.len() + 1) * c.batch_size.value
+            + held;
         let intake = Arc::new(Intake::new(
             queue,
             counters,
