@@ -224,14 +224,18 @@ impl<'a> Drain<'a> {
         queue.set_drain_sleeping(false);
     }
 
-    /// Takes records from the queue through tail sampling into the backlog, as long as the
-    /// backlog is short of `n`, then hands `n` (or what there is) to the sinks.
+    /// Takes at most `n` records from the queue through tail sampling into the backlog (fewer
+    /// when the backlog fills up to `n`), then hands `n` (or what there is) to the sinks.
+    ///
+    /// At most `n` pops, even when tail sampling holds or drops what it takes (and so adds
+    /// nothing to the backlog): a batch's work stays bounded, and the drain does not chase the
+    /// producers down the queue record by record.
     fn drain_batch(&mut self, n: usize) {
         let intake = &self.p.intake;
         self.wall = WallClock::now();
         let now = Instant::now();
         let mut popped = 0;
-        while self.backlog.len() < n {
+        while popped < n && self.backlog.len() < n {
             match intake.queue.pop() {
                 Some(r) => {
                     popped += 1;
@@ -241,7 +245,7 @@ impl<'a> Drain<'a> {
                 None => break,
             }
         }
-        intake.counters.drained.add(popped);
+        intake.counters.drained.add(popped as u64);
         // Room was made: wake producers blocked on a full queue.
         intake.queue.room.notify();
         self.backlog.take_into(n, &mut self.batch);
