@@ -181,8 +181,11 @@ fn tail_sampling_costs_the_calling_thread_no_allocation() {
         .unwrap();
     let handle = guard.handle();
     with_layer(layer, || {
-        for _ in 0..WARM_UP_ROUNDS {
+        // Warm up to steady state as above: some rounds wholly in flight.
+        for round in 0..WARM_UP_ROUNDS {
+            reader.held.store(round % 2 == 0, Ordering::SeqCst);
             work(PER_ROUND);
+            reader.held.store(false, Ordering::SeqCst);
             handle.flush(DEADLINE).unwrap();
         }
         let mut counted = 0;
