@@ -419,7 +419,7 @@ fn what_tail_sampling_holds_past_the_shutdown_deadline_is_counted() {
         root
     });
     // Shutdown decides the trace (kept: it failed), but no sink takes it before the deadline.
-    let result = guard.shutdown(std::time::Duration::from_millis(200));
+    let result = guard.shutdown(std::time::Duration::from_secs(1));
     let Err(FlushError::Abandoned { report }) = result else {
         panic!("{result:?}")
     };
