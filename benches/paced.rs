@@ -7,6 +7,8 @@
 //!
 //! * `floor`: a `Registry` with no layer;
 //! * `offload`: this crate with a JSON file sink;
+//! * `offload_tail_sampling` (span rows): the same with tail sampling on (errors, and 1 % of
+//!   the rest), which holds each trace on the drain thread until its root closes;
 //! * `fmt_json_nonblocking` / `_lossless`: `fmt().json()` + `tracing_appender::non_blocking`
 //!   to a file, lossy (the default) and `lossy(false)`;
 //! * `otel_appender_batch`: `opentelemetry-appender-tracing` + the SDK's batch log processor
@@ -231,6 +233,7 @@ fn main() {
         timer(),
         floor(),
         offload(dir.path()),
+        offload_tail(dir.path()),
         fmt_json(dir.path()),
         fmt_json_lossless(dir.path()),
         otel_spans(),

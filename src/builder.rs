@@ -17,6 +17,7 @@ use crate::sampling::{
 };
 use crate::sink::Sink;
 use crate::stats::{Counters, SinkCounters};
+use crate::tail_sampling::{TailControl, TailSampling, MAX_TAIL_BUFFERED_SPANS};
 
 /// Records the queue holds by default.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -84,6 +85,7 @@ pub const MAX_ENV_BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// | adaptive sampling | [`sample_adaptive`](Self::sample_adaptive) | off | | `OFFLOAD_SAMPLE_ADAPTIVE` |
 /// | keep all errors | [`keep_errors`](Self::keep_errors) | `true` | | |
 /// | events follow trace sampling | [`events_follow_trace_sampling`](Self::events_follow_trace_sampling) | `false` | | |
+/// | tail sampling | [`tail_sampling`](Self::tail_sampling) | off | ratio 0.0 – 1.0; budget 1 – [`MAX_TAIL_BUFFERED_SPANS`] | `OFFLOAD_TAIL_SAMPLING` |
 /// | admin HTTP endpoint (feature `admin`) | `admin_addr` | off | | `OFFLOAD_ADMIN_ADDR` |
 /// | health thresholds | [`health_config`](Self::health_config) | [`HealthConfig::default`] | | |
 ///
@@ -173,6 +175,7 @@ impl Builder {
                 sample_adaptive: Setting::default(false),
                 keep_errors: Setting::default(true),
                 events_follow_trace_sampling: Setting::default(false),
+                tail_sampling: Setting::default(None),
                 admin_addr: Setting::default(None),
                 warnings: Vec::new(),
             },
@@ -474,6 +477,32 @@ impl Builder {
         self
     }
 
+    /// Turns tail sampling on (default: off): the records of each sampled local trace wait on
+    /// the drain thread until its local root closes, and the trace is then written whole if it
+    /// failed, was slow, or falls within a ratio, and dropped whole otherwise (see
+    /// [`TailSampling`] for the rules, and the crate docs' "Tail sampling"). Nothing of it runs
+    /// on the calling thread. A ratio outside 0.0..=1.0 fails `build()` with
+    /// [`BuildError::Sampling`], a budget outside its range with [`BuildError::OutOfRange`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_offload::{OffloadLayer, TailSampling};
+    ///
+    /// let (_layer, guard) = OffloadLayer::builder()
+    ///     .tail_sampling(
+    ///         TailSampling::new()
+    ///             .keep_errors()
+    ///             .keep_slower_than(Duration::from_millis(500))
+    ///             .keep_ratio(0.05),
+    ///     )
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tail_sampling(mut self, tail: TailSampling) -> Self {
+        self.config.tail_sampling.set_code(Some(tail));
+        self
+    }
+
     /// Seeds the event sampler's random numbers, for reproducible tests (default: random).
     pub fn sampling_seed(mut self, seed: u64) -> Self {
         self.sampling_seed = Some(seed);
@@ -537,6 +566,15 @@ impl Builder {
         };
         if !(0.0..=1.0).contains(&sampling.rate) {
             return Err(BuildError::Sampling(SamplingError::Rate(sampling.rate)));
+        }
+        if let Some(tail) = &c.tail_sampling.value {
+            in_range(
+                "tail sampling's `max_buffered_spans`",
+                tail.budget(),
+                1..=MAX_TAIL_BUFFERED_SPANS,
+                "records",
+            )?;
+            tail.validate().map_err(BuildError::Sampling)?;
         }
         sampling.traces.validate().map_err(BuildError::Sampling)?;
         Ok(sampling)
@@ -618,9 +656,12 @@ impl Builder {
         let counters = Counters::new(slots.iter().map(|s| Arc::clone(&s.counters)).collect());
         let capacity = c.capacity.value;
         let queue = Queue::new(capacity, (capacity / 4).min(c.batch_size.value / 4).max(1));
+        // Tail sampling holds up to its budget on the drain thread.
+        let held = c.tail_sampling.value.map_or(0, |t| t.budget());
         let in_flight = capacity
             + slots.iter().map(|s| s.buffer.capacity()).sum::<usize>()
-            + 2 * (slots.len() + 1) * c.batch_size.value;
+            + 2 * (slots.len() + 1) * c.batch_size.value
+            + held;
         let intake = Arc::new(Intake::new(
             queue,
             counters,
@@ -628,7 +669,12 @@ impl Builder {
             in_flight,
         ));
         let wants_span_events = self.sinks.iter().any(|s| s.wants_span_events());
-        Pipeline::new(intake, slots, self.pipeline_settings(wants_span_events))
+        Pipeline::new(
+            intake,
+            slots,
+            self.pipeline_settings(wants_span_events),
+            TailControl::new(c.tail_sampling.value),
+        )
     }
 
     fn pipeline_settings(&self, wants_span_events: bool) -> PipelineSettings {

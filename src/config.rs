@@ -114,6 +114,9 @@ pub struct Config {
     pub keep_errors: Setting<bool>,
     /// Whether events inside an unsampled trace are sampled out with it.
     pub events_follow_trace_sampling: Setting<bool>,
+    /// Tail sampling's settings; `None` when it is off. Serialised in its text form, as
+    /// `OFFLOAD_TAIL_SAMPLING` takes it.
+    pub tail_sampling: Setting<Option<crate::tail_sampling::TailSampling>>,
     /// The admin HTTP endpoint's address (feature `admin`); `None` when it is off.
     pub admin_addr: Setting<Option<String>>,
     /// Problems found in the environment (also printed on stderr when the pipeline is built).
@@ -130,7 +133,8 @@ pub(crate) enum EnvPrecedence {
 }
 
 /// Reads the sampling variables into `c`: `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`,
-/// `OFFLOAD_SAMPLE_RATE`, `OFFLOAD_SAMPLE_ALWAYS`, `OFFLOAD_SAMPLE_ADAPTIVE`.
+/// `OFFLOAD_SAMPLE_RATE`, `OFFLOAD_SAMPLE_ALWAYS`, `OFFLOAD_SAMPLE_ADAPTIVE`,
+/// `OFFLOAD_TAIL_SAMPLING`.
 pub(crate) fn apply_sampling_env(
     c: &mut Config,
     env: &mut EnvReader<'_>,
@@ -168,6 +172,28 @@ pub(crate) fn apply_sampling_env(
             "OFFLOAD_SAMPLE_ADAPTIVE",
             precedence,
         );
+    }
+    if let Some(tail) = env.parse("OFFLOAD_TAIL_SAMPLING", &"off", parse_tail_sampling) {
+        put(
+            &mut c.tail_sampling,
+            tail,
+            "OFFLOAD_TAIL_SAMPLING",
+            precedence,
+        );
+    }
+}
+
+/// `OFFLOAD_TAIL_SAMPLING`: `off` (or `none`), or [`TailSampling`]'s text form.
+///
+/// [`TailSampling`]: crate::tail_sampling::TailSampling
+fn parse_tail_sampling(s: &str) -> Result<Option<crate::tail_sampling::TailSampling>, String> {
+    use crate::tail_sampling::{TailSampling, EXPECTED_TAIL_SAMPLING};
+    if matches!(s.to_ascii_lowercase().as_str(), "off" | "none") {
+        return Ok(None);
+    }
+    match s.parse::<TailSampling>() {
+        Ok(tail) => Ok(Some(tail)),
+        Err(_) => Err(EXPECTED_TAIL_SAMPLING.to_owned()),
     }
 }
 

@@ -12,6 +12,12 @@ use crate::health::{Health, HealthMonitor};
 use crate::pipeline::{FlushError, Pipeline, ShutdownReport};
 use crate::sampling::{SamplingError, TracesSampler};
 use crate::stats::Stats;
+use crate::tail_sampling::TailSampling;
+
+/// Tail sampling's setting as a warning's "current value".
+fn tail_text(tail: Option<TailSampling>) -> String {
+    tail.map_or_else(|| "off".to_owned(), |t| t.to_string())
+}
 
 /// A clonable, `Send + Sync` handle to a running pipeline: stats, config, flush.
 ///
@@ -134,6 +140,44 @@ impl Handle {
         config.sample_always.set_code(prefixes);
     }
 
+    /// Sets tail sampling (`None` turns it off), for the local traces decided from now on
+    /// (see [`TailSampling`]). The drain thread applies it within one loop:
+    ///
+    /// * traces already held stay held and are decided by the new criteria;
+    /// * a lower budget decides the oldest held traces as is until they fit
+    ///   ([`ForcedDecision::BufferFull`](crate::ForcedDecision::BufferFull));
+    /// * off releases every held trace to the sinks (kept: with tail sampling off everything
+    ///   sampled is written);
+    /// * turned on, the traces open at that moment have already written what they recorded
+    ///   before it, and may be dropped in part: set it at start-up where that matters.
+    ///
+    /// A ratio outside 0.0..=1.0 or a budget outside 1 to
+    /// [`MAX_TAIL_BUFFERED_SPANS`](crate::MAX_TAIL_BUFFERED_SPANS) is refused and changes
+    /// nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_offload::TailSampling;
+    ///
+    /// let (_layer, guard) = tracing_offload::OffloadLayer::builder().build()?;
+    /// let handle = guard.handle();
+    /// let tail = TailSampling::new().keep_errors().keep_ratio(0.01);
+    /// handle.set_tail_sampling(Some(tail))?;
+    /// assert_eq!(handle.stats().tail_sampling.settings, Some(tail));
+    /// assert!(handle.set_tail_sampling(Some(tail.keep_ratio(2.0))).is_err());
+    /// handle.set_tail_sampling(None)?; // off
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_tail_sampling(&self, tail: Option<TailSampling>) -> Result<(), SamplingError> {
+        if let Some(t) = &tail {
+            t.validate()?;
+        }
+        let mut config = self.config_mut();
+        self.pipeline.tail.set(tail);
+        config.tail_sampling.set_code(tail);
+        Ok(())
+    }
+
     /// Turns the adaptive mode on or off; off restores the configured rate at once.
     pub fn set_sample_adaptive(&self, on: bool) {
         let mut config = self.config_mut();
@@ -142,8 +186,10 @@ impl Handle {
     }
 
     /// Re-reads the sampling variables (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`,
-    /// `OFFLOAD_SAMPLE_RATE`, `OFFLOAD_SAMPLE_ALWAYS`, `OFFLOAD_SAMPLE_ADAPTIVE`) and applies
-    /// them to records offered after the call returns. This is an explicit request, so every
+    /// `OFFLOAD_SAMPLE_RATE`, `OFFLOAD_SAMPLE_ALWAYS`, `OFFLOAD_SAMPLE_ADAPTIVE`,
+    /// `OFFLOAD_TAIL_SAMPLING`) and applies them to records offered after the call returns
+    /// (tail sampling: to the traces decided after it, see
+    /// [`set_tail_sampling`](Self::set_tail_sampling)). This is an explicit request, so every
     /// variable that is set replaces the current value whatever its source (values set in
     /// code included); unset and empty ones leave it alone. Invalid values are ignored and
     /// returned as warnings (also on stderr and in [`Config::warnings`]), and so are values
@@ -191,6 +237,10 @@ impl Handle {
             s.set_whitelist(config.sample_always.value.clone());
         }
         s.set_adaptive(config.sample_adaptive.value);
+        if config.tail_sampling.value != self.pipeline.tail.get() {
+            // Parsed values are in range.
+            self.pipeline.tail.set(config.tail_sampling.value);
+        }
         // An invalid variable leaves the value in force, not the default: say so. (The
         // sampler argument's warnings already name the ratio kept.)
         for w in &mut env.warnings {
@@ -198,6 +248,7 @@ impl Handle {
                 "OFFLOAD_SAMPLE_RATE" => Some(config.sample_rate.value.to_string()),
                 "OTEL_TRACES_SAMPLER" => Some(config.traces_sampler.value.to_string()),
                 "OFFLOAD_SAMPLE_ADAPTIVE" => Some(config.sample_adaptive.value.to_string()),
+                "OFFLOAD_TAIL_SAMPLING" => Some(tail_text(config.tail_sampling.value)),
                 _ => None,
             };
             if let Some(current) = current {
@@ -429,6 +480,9 @@ fn abandoned_on_drop(report: &ShutdownReport, drop_timeout: Duration) -> String 
     let mut places = Vec::new();
     if abandoned.queued > 0 {
         places.push(format!("{} in the queue", abandoned.queued));
+    }
+    if abandoned.held > 0 {
+        places.push(format!("{} held by tail sampling", abandoned.held));
     }
     for (sink, n) in abandoned.per_sink.iter().filter(|(_, n)| *n > 0) {
         places.push(format!("{n} in sink `{sink}`"));

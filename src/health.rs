@@ -11,6 +11,7 @@
 //! | `drain` | — | the drain thread has stopped (died or shut down), or its heartbeat is older than [`heartbeat_timeout`](HealthConfig::heartbeat_timeout) |
 //! | `sink:<name>` | the sink's last export failed; one `export` (or `flush`) call has been running for longer than [`export_stuck_after`](HealthConfig::export_stuck_after), whatever the traffic (stuck); its buffer is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records within the last `drop_window` | it has been failing for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
 //! | `open_spans` | a span has been open longer than [`stuck_span_after`](HealthConfig::stuck_span_after), or more than [`max_open_spans`](HealthConfig::max_open_spans) spans are open | — |
+//! | `tail_sampling` (when on) | it holds ≥ [`tail_buffer_saturation`](HealthConfig::tail_buffer_saturation) × its budget, or it decided traces early because its budget was full within the last `drop_window` (they may be written in part, or dropped though they would have qualified) | — |
 //!
 //! "Within the last window" needs memory of earlier checks: [`HealthMonitor`] keeps the last
 //! drop totals and when they last grew. Drops seen on the first check count as recent.
@@ -60,6 +61,9 @@ pub const DEFAULT_EXPORT_STUCK_AFTER: Duration = Duration::from_secs(5);
 pub const DEFAULT_STUCK_SPAN_AFTER: Duration = Duration::from_secs(600);
 /// Default for [`HealthConfig::max_open_spans`]: more open spans than this suggests a leak.
 pub const DEFAULT_MAX_OPEN_SPANS: u64 = 100_000;
+/// Default for [`HealthConfig::tail_buffer_saturation`]: tail sampling holding 90% of its
+/// budget is about to decide traces early.
+pub const DEFAULT_TAIL_BUFFER_SATURATION: f64 = 0.9;
 
 /// Thresholds of the health rules. Every field has a `DEFAULT_*` constant.
 ///
@@ -73,6 +77,7 @@ pub const DEFAULT_MAX_OPEN_SPANS: u64 = 100_000;
 /// | `export_stuck_after` | [`DEFAULT_EXPORT_STUCK_AFTER`] (5 s) |
 /// | `stuck_span_after` | [`DEFAULT_STUCK_SPAN_AFTER`] (10 min) |
 /// | `max_open_spans` | [`DEFAULT_MAX_OPEN_SPANS`] (100 000) |
+/// | `tail_buffer_saturation` | [`DEFAULT_TAIL_BUFFER_SATURATION`] (0.9) |
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct HealthConfig {
@@ -94,6 +99,8 @@ pub struct HealthConfig {
     pub stuck_span_after: Duration,
     /// More open spans than this make `open_spans` degraded.
     pub max_open_spans: u64,
+    /// Fraction of tail sampling's budget (0–1) at which `tail_sampling` is degraded.
+    pub tail_buffer_saturation: f64,
 }
 
 impl Default for HealthConfig {
@@ -107,6 +114,7 @@ impl Default for HealthConfig {
             export_stuck_after: DEFAULT_EXPORT_STUCK_AFTER,
             stuck_span_after: DEFAULT_STUCK_SPAN_AFTER,
             max_open_spans: DEFAULT_MAX_OPEN_SPANS,
+            tail_buffer_saturation: DEFAULT_TAIL_BUFFER_SATURATION,
         }
     }
 }
@@ -161,6 +169,12 @@ impl HealthConfig {
         self.max_open_spans = n;
         self
     }
+
+    /// Sets [`tail_buffer_saturation`](Self::tail_buffer_saturation) (clamped to 0–1).
+    pub fn tail_buffer_saturation(mut self, fraction: f64) -> Self {
+        self.tail_buffer_saturation = clamp_fraction(fraction, DEFAULT_TAIL_BUFFER_SATURATION);
+        self
+    }
 }
 
 fn clamp_fraction(f: f64, default: f64) -> f64 {
@@ -204,7 +218,7 @@ impl fmt::Display for HealthStatus {
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct ComponentHealth {
-    /// `queue`, `drain`, `open_spans`, or `sink:<name>`.
+    /// `queue`, `drain`, `open_spans`, `tail_sampling`, or `sink:<name>`.
     pub name: String,
     /// The component's status.
     pub status: HealthStatus,
@@ -238,7 +252,8 @@ pub struct Health {
     /// When this was computed.
     #[serde(serialize_with = "ser_time")]
     pub checked_at: SystemTime,
-    /// Every component, in the order queue, drain, open_spans, then each sink.
+    /// Every component, in the order queue, drain, open_spans, tail_sampling (when it is on),
+    /// then each sink.
     pub components: Vec<ComponentHealth>,
 }
 
@@ -290,6 +305,8 @@ pub struct HealthMonitor {
 #[derive(Debug, Default)]
 struct DropWindow {
     queue: Seen,
+    /// Tail sampling's decisions forced by a full budget.
+    tail_full: Seen,
     sinks: HashMap<String, Seen>,
 }
 
@@ -315,6 +332,7 @@ impl Seen {
 #[derive(Debug, Default, Clone)]
 struct RecentDrops {
     queue: bool,
+    tail_full: bool,
     sinks: Vec<String>,
 }
 
@@ -351,6 +369,10 @@ impl HealthMonitor {
         let window = self.config.drop_window;
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         let queue = w.queue.update(stats.dropped, now, window);
+        let full = stats
+            .tail_sampling
+            .forced_for(crate::ForcedDecision::BufferFull);
+        let tail_full = w.tail_full.update(full, now, window);
         let sinks = stats
             .sinks
             .iter()
@@ -362,7 +384,11 @@ impl HealthMonitor {
             })
             .map(|s| s.name.clone())
             .collect();
-        RecentDrops { queue, sinks }
+        RecentDrops {
+            queue,
+            tail_full,
+            sinks,
+        }
     }
 }
 
@@ -386,6 +412,9 @@ fn evaluate(
         drain_health(config, stats, drain_running),
         open_spans_health(config, stats),
     ];
+    if stats.tail_sampling.settings.is_some() {
+        components.push(tail_health(config, stats, recent.tail_full));
+    }
     for sink in &stats.sinks {
         let dropped_recently = recent.sinks.contains(&sink.name);
         components.push(sink_health(config, sink, dropped_recently));
@@ -499,6 +528,40 @@ fn open_spans_health(config: &HealthConfig, stats: &Stats) -> ComponentHealth {
         HealthStatus::Healthy,
         format!("{n} spans open"),
     )
+}
+
+fn tail_health(config: &HealthConfig, stats: &Stats, forced_recently: bool) -> ComponentHealth {
+    let tail = &stats.tail_sampling;
+    let budget = tail.settings.map_or(0, |t| t.budget());
+    let fill = format!(
+        "{} of {budget} records held in {} traces; {} traces decided, {} records sampled out",
+        tail.buffered_records,
+        tail.buffered_traces,
+        tail.traces_decided(),
+        tail.sampled_out
+    );
+    let full = is_saturated(tail.buffered_records, budget, config.tail_buffer_saturation);
+    let forced = forced_recently.then(|| {
+        format!(
+            "traces decided before their local root closed because the budget was full, within \
+             the last {:?} ({} in total): raise max_buffered_spans or lower decision_wait",
+            config.drop_window,
+            tail.forced_for(crate::ForcedDecision::BufferFull)
+        )
+    });
+    match (full, forced) {
+        (_, Some(forced)) => component(
+            "tail_sampling",
+            HealthStatus::Degraded,
+            format!("{forced}; {fill}"),
+        ),
+        (true, None) => component(
+            "tail_sampling",
+            HealthStatus::Degraded,
+            format!("nearly full: {fill}"),
+        ),
+        (false, None) => component("tail_sampling", HealthStatus::Healthy, fill),
+    }
 }
 
 fn sink_health(config: &HealthConfig, sink: &SinkStats, dropped_recently: bool) -> ComponentHealth {
@@ -625,6 +688,7 @@ mod tests {
         let recent = RecentDrops {
             queue: true,
             sinks: Vec::new(),
+            ..Default::default()
         };
         let config = HealthConfig::default();
         let h = evaluate(&config, &s, true, &recent, SystemTime::now());
@@ -754,6 +818,52 @@ mod tests {
         assert!(v["checked_at"].as_str().unwrap().ends_with('Z'));
         assert_eq!(v["components"][0]["name"], "queue");
         assert_eq!(v["components"][3]["last_error"], "collector unreachable");
+    }
+
+    #[test]
+    fn tail_sampling_is_a_component_when_on_and_degraded_near_or_at_its_budget() {
+        let config = HealthConfig::default();
+        let mut s = healthy_stats();
+        assert!(check(&config, &s, true)
+            .component("tail_sampling")
+            .is_none());
+        s.tail_sampling.settings = Some(crate::TailSampling::new().max_buffered_spans(100));
+        s.tail_sampling.buffered_records = 89;
+        let h = check(&config, &s, true);
+        let names: Vec<&str> = h.components.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["queue", "drain", "open_spans", "tail_sampling", "sink:json"]
+        );
+        assert_eq!(h.status, HealthStatus::Healthy);
+        s.tail_sampling.buffered_records = 90;
+        let tail = check(&config, &s, true);
+        let tail = tail.component("tail_sampling").unwrap();
+        assert_eq!(tail.status, HealthStatus::Degraded);
+        assert!(
+            tail.message.starts_with("nearly full: 90 of 100"),
+            "{}",
+            tail.message
+        );
+        // Decisions forced by the full budget: degraded within the window only.
+        s.tail_sampling.buffered_records = 0;
+        s.tail_sampling.forced_by_reason = vec![(crate::ForcedDecision::BufferFull, 4)];
+        let monitor = HealthMonitor::new(config.clone());
+        let t0 = Instant::now();
+        assert!(monitor.update_window(&s, t0).tail_full);
+        assert!(
+            !monitor
+                .update_window(&s, t0 + Duration::from_secs(61))
+                .tail_full
+        );
+        let recent = RecentDrops {
+            tail_full: true,
+            ..Default::default()
+        };
+        let h = evaluate(&config, &s, true, &recent, SystemTime::now());
+        let tail = h.component("tail_sampling").unwrap();
+        assert_eq!(tail.status, HealthStatus::Degraded);
+        assert!(tail.message.contains("(4 in total)"), "{}", tail.message);
     }
 
     #[test]

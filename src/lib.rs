@@ -74,7 +74,10 @@
 //!                                     │   "offload-drain" (pipeline/drain.rs): pops what the
 //!                                     │    sinks have room for, turns ticks into wall-clock
 //!                                     │    time, attaches events to their spans, shares each
-//!                                     │    record (a reference count) with every sink's buffer
+//!                                     │    record (a reference count); tail sampling
+//!                                     │    (pipeline/tail.rs) holds a sampled local trace
+//!                                     │    until its local root, then keeps or drops it
+//!                                     │    whole; what is kept goes to every sink's buffer
 //!                                     │        ▼            ▼            ▼
 //!                                     │   "offload-sink-<name>" threads (pipeline/sink_thread.rs)
 //!                                     │    → sink::Console, sink::JsonFile, sink::Otlp, …
@@ -93,10 +96,11 @@
 //! | | `counters`, `clock`, `env`, `open_spans` | striped counters and the histogram; the caller's cheap monotonic ticks, wall-clock conversion, saturating deadlines; env reading rules; open-span ages in fixed rings |
 //! | | `silent` | the subscriber the crate's own threads run under (records nothing, raises no level) |
 //! | decisions | `sampling` | event rate, [`TracesSampler`]s, whitelist, adaptive mode; pure decisions over atomics |
+//! | | `tail_sampling` | [`TailSampling`] (its criteria, text form and decision), its live settings, counters and [`TailSamplingStats`] |
 //! | | `stats` | every counter of a pipeline and the [`Stats`] snapshot |
 //! | | `pipeline::queue`, `pipeline::notify` | the `Intake` the layer pushes into (`ArrayQueue`, [`Backpressure`], counters, sampler, closed flag); waiting with a deadline (loom-checked) |
 //! | hot side | `layer` | `impl Layer` (`mod.rs`), the callsite cache (`callsite.rs`), field capture (`capture.rs`), the sharded span store (`spans.rs`) |
-//! | threads | `pipeline` | the drain thread, one thread per sink, flush and shutdown |
+//! | threads | `pipeline` | the drain thread, tail sampling's buffer (`pipeline/tail.rs`), one thread per sink, flush and shutdown |
 //! | | `sink` | the [`Sink`](sink::Sink) trait and the sinks; a sink knows records and its own settings, nothing of the layer |
 //! | surface | `config`, `error`, `guard`, `builder` | the effective [`Config`]; [`BuildError`]; [`Guard`] and [`Handle`]; [`Builder`] and the `DEFAULT_*` constants |
 //! | | `init` | [`init`] and [`init_with`]: the environment's pipeline, the `RUST_LOG` filter, the `log` bridge, the global subscriber |
@@ -166,10 +170,63 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Tail sampling
+//!
+//! Head sampling decides at the root, before anything has happened, so at 1 % it keeps 1 % of
+//! the failing requests too. [`Builder::tail_sampling`] decides later, on the drain thread,
+//! once a **local trace** (a local root — a root span, or a span whose parent is in another
+//! process — with its descendants in this process and the events inside them) is complete:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tracing_offload::{OffloadLayer, TailSampling};
+//!
+//! let (_layer, guard) = OffloadLayer::builder()
+//!     .tail_sampling(
+//!         TailSampling::new()
+//!             .keep_errors() // a span with otel.status_code = "error", or an ERROR event
+//!             .keep_slower_than(Duration::from_millis(500)) // the local root's duration
+//!             .keep_ratio(0.05) // of the rest, by trace id (the SDK's ratio algorithm)
+//!             .decision_wait(Duration::from_secs(30)) // a root still open then: decided as is
+//!             .max_buffered_spans(100_000), // the memory bound, in records
+//!     )
+//!     .build()?;
+//! // The same from the environment: OFFLOAD_TAIL_SAMPLING=errors,slow:500ms,ratio:0.05
+//! let stats = guard.handle().stats();
+//! assert_eq!(stats.tail_sampling.sampled_out, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! * The records of a sampled local trace wait on the drain thread, keyed by their local root,
+//!   until the local root's record arrives (a span closes after its children, and a span's
+//!   events come before it, so it is the last); then the whole local trace goes to every sink,
+//!   or none of it. The calling thread does nothing more than without tail sampling.
+//! * Head sampling runs first: a trace the traces sampler dropped is never held. Events
+//!   outside spans and in unsampled traces follow the event rules alone. The events the event
+//!   sampler never samples out — whitelisted, critical, and `ERROR` unless
+//!   [`Builder::keep_errors`] is off — are never tail-sampled out either: they are written at
+//!   once (an error among them still marks its trace).
+//! * A trace whose local root has not come after [`TailSampling::decision_wait`], or the
+//!   oldest one when [`TailSampling::max_buffered_spans`] records are held, is decided as is:
+//!   kept if it qualifies already (an error seen, its trace id in the ratio, open longer than
+//!   the slow threshold), dropped otherwise; its later records follow the decision. Shutdown
+//!   decides every held trace as is. Each such decision is counted with its
+//!   [`ForcedDecision`] reason.
+//! * Every record dropped is counted in [`TailSamplingStats::sampled_out`], part of
+//!   [`Stats::sampled_out`], so `offered == enqueued + dropped + sampled_out` still holds. A
+//!   [`Handle::flush`] waits for what is decided, not for traces whose local root is still
+//!   open ([`Pending::held`] counts what the drain thread holds).
+//! * [`Handle::set_tail_sampling`] and [`Handle::reload_from_env`] change it at run time;
+//!   [`Handle::health`] shows a `tail_sampling` component, and the [`metrics`] its counts.
+//! * A process sees only its part of a distributed trace. The ratio is by trace id with the
+//!   OpenTelemetry SDK's algorithm, so services with the same ratio keep the same traces; an
+//!   error or a slow call is seen only by the services it happened in (the README compares
+//!   this with the Collector's `tail_sampling` processor).
+//!
 //! # Shutdown
 //!
-//! [`Guard::shutdown`] stops accepting records, flushes and joins within a deadline, and says
-//! what it abandoned. Dropping the guard does the same with
+//! [`Guard::shutdown`] stops accepting records, flushes (tail sampling decides every trace it
+//! holds, as is) and joins within a deadline, and says what it abandoned. Dropping the guard does the same with
 //! [`DEFAULT_DROP_TIMEOUT`]. [`Handle::flush`] waits for everything offered so far.
 //! [`std::process::exit`] drops nothing: flush before it, and install
 //! [`Handle::install_panic_hook`] so that a panic that ends the process flushes first (see
@@ -214,6 +271,7 @@
 //! | `OFFLOAD_SAMPLE_RATE` | 0.0 – 1.0 | 1.0 | fraction of events kept |
 //! | `OFFLOAD_SAMPLE_ALWAYS` | comma-separated prefixes | none | events never sampled out |
 //! | `OFFLOAD_SAMPLE_ADAPTIVE` | `true`, `false` | `false` | adaptive event rate |
+//! | `OFFLOAD_TAIL_SAMPLING` | `off`, or comma-separated `errors`, `slow:<duration>`, `ratio:<0.0–1.0>`, `wait:<duration>`, `max_buffered_spans:<1–16777216>` (durations such as `500ms`, `2s`) | `off` | [tail sampling](#tail-sampling) |
 //! | `OFFLOAD_ADMIN_ADDR` | `host:port` | off | serve `/metrics`, `/health`, `/config` there (feature `admin`) |
 //! | `RUST_LOG` | `EnvFilter` directives, e.g. `warn,my_app=debug` | `info` | what [`init`] records (the whole subscriber, `log` records included) |
 //!
@@ -250,6 +308,7 @@ mod sampling;
 mod silent;
 pub mod sink;
 mod stats;
+mod tail_sampling;
 mod traceparent;
 
 pub use builder::{
@@ -279,6 +338,10 @@ pub use sampling::{
     ADAPTIVE_RESTORE_BELOW, ADAPTIVE_STEP_DOWN_AT, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
 };
 pub use stats::{LatencyHistogram, SinkStats, Stats, LATENCY_BUCKETS_SECONDS};
+pub use tail_sampling::{
+    ForcedDecision, ParseTailSamplingError, TailSampling, TailSamplingStats,
+    DEFAULT_TAIL_DECISION_WAIT, DEFAULT_TAIL_MAX_BUFFERED_SPANS, MAX_TAIL_BUFFERED_SPANS,
+};
 pub use traceparent::TRACEPARENT_FIELD;
 
 /// The README's code blocks, compiled (and the runnable ones run) as doctests so that they

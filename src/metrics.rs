@@ -35,6 +35,13 @@
 //! | `offload_uptime_seconds` | gauge | | time since the pipeline was built |
 //! | `offload_start_time_seconds` | gauge | | when the pipeline was built (Unix time) |
 //! | `offload_sampling_rate` | gauge | | effective sampling rate (0–1), when a sampler reports one |
+//! | `offload_tail_sampled_out_records_total` | counter | | records of local traces that tail sampling dropped (part of `offload_records_total{outcome="sampled_out"}`) |
+//! | `offload_tail_traces_total` | counter | `decision` (`kept`, `dropped`), `reason` (kept only: `error`, `slow`, `ratio`) | local traces tail sampling decided |
+//! | `offload_tail_forced_decisions_total` | counter | `reason` (`decision_wait`, `buffer_full`, `shutdown`) | local traces decided before their local root closed |
+//! | `offload_tail_buffered_records` | gauge | | records held now, waiting for their local root |
+//! | `offload_tail_buffered_traces` | gauge | | local traces held now |
+//! | `offload_tail_buffer_capacity` | gauge | | the budget, `max_buffered_spans` (0 when tail sampling is off) |
+//! | `offload_tail_buffer_high_water_mark` | gauge | | the most records held at once |
 //! | `offload_sink_records_total` | counter | `sink`, `outcome` (`exported`, `failed`, `dropped`), `reason` (drops only) | what became of the records each sink was handed |
 //! | `offload_sink_forwarded_records_total` | counter | `sink` | records the drain thread handed to the sink |
 //! | `offload_sink_retries_total` | counter | `sink` | export retries |
@@ -88,6 +95,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::record::DropReason;
 use crate::stats::{LatencyHistogram, SinkStats, Stats};
+use crate::tail_sampling::{ForcedDecision, TailSamplingStats};
 
 /// The content type of [`render_prometheus`]'s output (Prometheus text format 0.0.4).
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -229,6 +237,7 @@ impl OffloadCollector {
         encode_records(stats, enc)?;
         encode_queue(stats, enc)?;
         encode_drain(stats, enc)?;
+        encode_tail(&stats.tail_sampling, enc)?;
         if let Some(rate) = rate.filter(|r| r.is_finite()) {
             let m = ConstGauge::new(rate);
             let e = enc.encode_descriptor(
@@ -458,6 +467,68 @@ fn encode_drain(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
         "When the pipeline was built, in seconds since the Unix epoch.",
         Some(&Unit::Seconds),
         unix_seconds(stats.started_at),
+    )
+}
+
+/// Tail sampling's families, present (at 0) when it is off, so that `rate()` sees the first
+/// decision.
+fn encode_tail(tail: &TailSamplingStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    counter(
+        enc,
+        "offload_tail_sampled_out_records",
+        "Records of local traces that tail sampling dropped (part of offload_records_total{outcome=\"sampled_out\"}).",
+        tail.sampled_out,
+    )?;
+    let kept =
+        |reason: &str| -> Labels { vec![("decision", "kept".into()), ("reason", reason.into())] };
+    counter_family(
+        enc,
+        "offload_tail_traces",
+        "Local traces tail sampling decided: kept (with the first criterion that held) or dropped.",
+        &[
+            (kept("error"), tail.traces_kept_error),
+            (kept("slow"), tail.traces_kept_slow),
+            (kept("ratio"), tail.traces_kept_ratio),
+            (vec![("decision", "dropped".into())], tail.traces_dropped),
+        ],
+    )?;
+    let forced: Vec<(Labels, u64)> = ForcedDecision::ALL
+        .iter()
+        .map(|r| (vec![("reason", r.as_str().into())], tail.forced_for(*r)))
+        .collect();
+    counter_family(
+        enc,
+        "offload_tail_forced_decisions",
+        "Local traces decided before their local root closed, by reason.",
+        &forced,
+    )?;
+    gauge(
+        enc,
+        "offload_tail_buffered_records",
+        "Records tail sampling holds now, waiting for their local root.",
+        None,
+        to_i64(tail.buffered_records),
+    )?;
+    gauge(
+        enc,
+        "offload_tail_buffered_traces",
+        "Local traces tail sampling holds now.",
+        None,
+        to_i64(tail.buffered_traces),
+    )?;
+    gauge(
+        enc,
+        "offload_tail_buffer_capacity",
+        "The most records tail sampling holds at once (0 when it is off).",
+        None,
+        to_i64(tail.settings.map_or(0, |t| t.budget())),
+    )?;
+    gauge(
+        enc,
+        "offload_tail_buffer_high_water_mark",
+        "The most records tail sampling has held at once.",
+        None,
+        to_i64(tail.high_water_mark),
     )
 }
 

@@ -181,6 +181,10 @@ pub enum SamplingError {
     /// A rate or ratio outside 0.0 to 1.0 (or not a number).
     #[error("sampling rate {0} is outside 0.0..=1.0")]
     Rate(f64),
+    /// A tail-sampling budget ([`TailSampling::max_buffered_spans`](crate::TailSampling::max_buffered_spans))
+    /// outside 1 to [`MAX_TAIL_BUFFERED_SPANS`](crate::MAX_TAIL_BUFFERED_SPANS).
+    #[error("tail sampling's max_buffered_spans {0} is outside 1..=16777216")]
+    TailBudget(usize),
 }
 
 /// Parses a rate or ratio in 0.0 to 1.0.
@@ -203,7 +207,7 @@ const ROOT_ALWAYS: u64 = PARENT_BASED - 1;
 
 /// The OTel SDK's `TraceIdRatioBased` threshold: keep when the trace id's low 64 bits,
 /// shifted right by one, are below it. A ratio of 1.0 or more keeps everything.
-fn ratio_threshold(ratio: f64) -> u64 {
+pub(crate) fn ratio_threshold(ratio: f64) -> u64 {
     if ratio >= 1.0 {
         ROOT_ALWAYS
     } else {
@@ -212,7 +216,7 @@ fn ratio_threshold(ratio: f64) -> u64 {
 }
 
 /// The OTel SDK's `TraceIdRatioBased` decision for a trace id.
-fn trace_id_in_ratio(trace_id: TraceId, threshold: u64) -> bool {
+pub(crate) fn trace_id_in_ratio(trace_id: TraceId, threshold: u64) -> bool {
     if threshold == ROOT_ALWAYS {
         return true;
     }
@@ -295,8 +299,9 @@ pub struct SamplingStats {
     /// The event keep rate in force (lower while the adaptive mode has stepped down).
     pub effective_rate: f64,
     /// The delivery rate measured since the start: the fraction of the records offered
-    /// (events and spans) that the sampler kept, `1 - sampled_out / offered`. Whitelisted,
-    /// critical and error events raise it above `effective_rate`. `None` before any record.
+    /// (events and spans) that sampling kept, `1 - sampled_out / offered` (head and tail
+    /// sampling together). Whitelisted, critical and error events raise it above
+    /// `effective_rate`. `None` before any record.
     pub kept_fraction: Option<f64>,
     /// The traces sampler in force.
     pub traces_sampler: TracesSampler,

@@ -5,7 +5,8 @@
 //! increments old. Relaxed loads of different counters are not ordered with each other, so a
 //! snapshot is not an instant of the pipeline. What holds anyway is by construction: each
 //! record offered to the layer ends in exactly one outcome counter (`enqueued`, a `dropped`
-//! reason, or `sampled_out`), and a snapshot's `offered` is the sum of the outcomes *it read*,
+//! reason, or `sampled_out`; a record that tail sampling drops after it was enqueued moves from
+//! `enqueued` to `sampled_out`), and a snapshot's `offered` is the sum of the outcomes *it read*,
 //! so `offered == enqueued + dropped + sampled_out` holds in every snapshot; differences of
 //! counters that another thread may see out of order (`accepted - evicted`, `opened - closed`)
 //! saturate at zero instead of going negative.
@@ -19,6 +20,7 @@ use serde::Serialize;
 pub(crate) use crate::counters::{Counter, DropCounters, Histogram};
 pub use crate::counters::{LatencyHistogram, LATENCY_BUCKETS_SECONDS};
 use crate::record::DropReason;
+use crate::tail_sampling::{TailCounters, TailSamplingStats};
 
 /// The counters of one sink.
 #[derive(Debug)]
@@ -163,6 +165,12 @@ pub(crate) struct Counters {
     pub(crate) spans_sampled_out: Counter,
     /// Records the drain thread has popped from the queue.
     pub(crate) drained: Counter,
+    /// Records the drain thread is done with: handed to the sinks, dropped by tail sampling,
+    /// or held by tail sampling for their trace (counted when taken in, not again when
+    /// released). A flush waits for this to reach what was accepted.
+    pub(crate) settled: Counter,
+    /// Tail sampling's counts, and the drain thread's gauges.
+    pub(crate) tail: TailCounters,
     /// Span states created (sampled spans opened).
     pub(crate) spans_opened: Counter,
     /// Span states removed (sampled spans closed).
@@ -197,6 +205,8 @@ impl Counters {
             sampled_out: Counter::default(),
             spans_sampled_out: Counter::default(),
             drained: Counter::default(),
+            settled: Counter::default(),
+            tail: TailCounters::default(),
             spans_opened: Counter::default(),
             spans_closed: Counter::default(),
             truncated_values: Counter::default(),
@@ -233,14 +243,17 @@ impl Counters {
         // `offered` is derived from the outcomes read here, so the invariant holds in this
         // snapshot whatever other threads do meanwhile; `accepted - evicted` saturates.
         let dropped_by_reason: Vec<(DropReason, u64)> = self.dropped.snapshot();
-        let sampled_out = self.sampled_out.get() + self.spans_sampled_out.get();
+        // Read once, used for both terms: a record tail sampling dropped leaves `enqueued`
+        // for `sampled_out`.
+        let tail = self.tail.snapshot(None);
+        let sampled_out = self.sampled_out.get() + self.spans_sampled_out.get() + tail.sampled_out;
         let accepted = self.accepted.get();
         let evicted: u64 = EVICTIONS
             .iter()
             .map(|r| dropped_by_reason[r.index()].1)
             .sum::<u64>()
             + self.shutdown_evicted.get();
-        let enqueued = accepted.saturating_sub(evicted);
+        let enqueued = accepted.saturating_sub(evicted + tail.sampled_out);
         let dropped: u64 = dropped_by_reason.iter().map(|(_, n)| n).sum();
         Stats {
             offered: enqueued + dropped + sampled_out,
@@ -251,7 +264,8 @@ impl Counters {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             sampled_out,
-            sampling: None, // filled in by the pipeline, which owns the sampler
+            sampling: None,      // filled in by the pipeline, which owns the sampler
+            tail_sampling: tail, // its settings filled in by the pipeline
             drained: self.drained.get(),
             queue_depth: queue_len,
             capacity,
@@ -286,8 +300,14 @@ fn count_for(counts: &[(DropReason, u64)], reason: DropReason) -> u64 {
 /// A snapshot of a pipeline's counters, from [`Handle::stats`](crate::Handle::stats).
 ///
 /// Every record offered to the layer ends in exactly one of `enqueued`, `dropped` (with a
-/// reason) or `sampled_out`, so `offered == enqueued + dropped + sampled_out`. Each enqueued
-/// record is then handed to every sink, where it ends as `exported`, `failed` or `dropped`.
+/// reason) or `sampled_out`, so `offered == enqueued + dropped + sampled_out`. `sampled_out`
+/// has three terms: events the event sampler did not keep, spans of unsampled traces (both
+/// decided on the calling thread, in [`sampling`](Self::sampling)), and records of local traces
+/// that tail sampling dropped ([`tail_sampling`](Self::tail_sampling)`.sampled_out`). A record
+/// tail sampling drops was enqueued first and leaves `enqueued` when it is dropped; a record
+/// it holds for its trace is still `enqueued`. Each enqueued record is handed to every sink
+/// (once tail sampling has decided to keep it), where it ends as `exported`, `failed` or
+/// `dropped`.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
@@ -299,10 +319,13 @@ pub struct Stats {
     pub dropped: u64,
     /// Non-zero drop counts by reason.
     pub dropped_by_reason: Vec<(DropReason, u64)>,
-    /// Records the sampler did not keep (events, and spans of unsampled traces).
+    /// Records the samplers did not keep: events, spans of unsampled traces, and records
+    /// dropped by tail sampling.
     pub sampled_out: u64,
     /// The sampling settings in force and their counts.
     pub sampling: Option<crate::sampling::SamplingStats>,
+    /// Tail sampling: its settings, what it holds, and what it decided.
+    pub tail_sampling: TailSamplingStats,
     /// Records the drain thread has taken from the queue.
     pub drained: u64,
     /// Records in the queue now.

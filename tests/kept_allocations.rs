@@ -168,3 +168,50 @@ fn kept_events_and_spans_allocate_nothing_in_steady_state() {
         rounds * PER_ROUND
     );
 }
+
+#[test]
+fn tail_sampling_costs_the_calling_thread_no_allocation() {
+    // Half the traces kept by the ratio, half dropped on the drain thread: both paths return
+    // the records to the pool from there.
+    let reader = Reader::default();
+    let (layer, guard) = OffloadLayer::builder()
+        .tail_sampling(tracing_offload::TailSampling::new().keep_ratio(0.5))
+        .sink(reader.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        // Warm up to steady state as above: some rounds wholly in flight.
+        for round in 0..WARM_UP_ROUNDS {
+            reader.held.store(round % 2 == 0, Ordering::SeqCst);
+            work(PER_ROUND);
+            reader.held.store(false, Ordering::SeqCst);
+            handle.flush(DEADLINE).unwrap();
+        }
+        let mut counted = 0;
+        for _ in 0..COUNTED_ROUNDS {
+            let before = allocations();
+            work(PER_ROUND);
+            counted += allocations() - before;
+            handle.flush(DEADLINE).unwrap();
+        }
+        assert_eq!(
+            counted, 0,
+            "allocations on the calling thread with tail sampling on"
+        );
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = handle.stats();
+    let total = (WARM_UP_ROUNDS + COUNTED_ROUNDS) * PER_ROUND * 4;
+    assert_eq!(stats.dropped, 0, "{stats:#?}");
+    let tail = &stats.tail_sampling;
+    assert!(
+        tail.sampled_out > 0 && tail.traces_kept_ratio > 0,
+        "{tail:#?}"
+    );
+    assert_eq!(stats.sinks[0].exported + tail.sampled_out, total);
+    assert_eq!(
+        reader.records.load(Ordering::Relaxed),
+        stats.sinks[0].exported
+    );
+}

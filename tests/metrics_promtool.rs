@@ -65,3 +65,63 @@ fn promtool_accepts_the_metrics_in_every_state() {
     );
     assert!(ok.exported() > 0);
 }
+
+#[test]
+fn promtool_accepts_the_tail_sampling_metrics_and_they_add_up() {
+    use tracing_offload::TailSampling;
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let ok = Gate::new("ok");
+    // A budget of 2 records: the third trace's records force the oldest to be decided.
+    let tail = TailSampling::new().keep_errors().max_buffered_spans(2);
+    let (layer, guard) = OffloadLayer::builder()
+        .tail_sampling(tail)
+        .sink(ok.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    promtool_check(&promtool, &handle.render_prometheus());
+    let roots = with_layer(layer, || {
+        let roots: Vec<tracing::Span> = (0..3)
+            .map(|i| {
+                let root = tracing::info_span!("root", i);
+                root.in_scope(|| tracing::info_span!("step", i).in_scope(|| {}));
+                root
+            })
+            .collect();
+        tracing::info_span!("failing", otel.status_code = "error").in_scope(|| {});
+        tracing::info_span!("fine").in_scope(|| {});
+        roots
+    });
+    handle.flush(DEADLINE).unwrap();
+    wait_until("a decision forced by the budget", DEADLINE, || {
+        handle.stats().tail_sampling.forced_decisions() == 1
+    });
+    let text = handle.render_prometheus();
+    promtool_check(&promtool, &text);
+    let stats = handle.stats();
+    let t = &stats.tail_sampling;
+    for line in [
+        format!("offload_tail_sampled_out_records_total {}", t.sampled_out),
+        "offload_tail_traces_total{decision=\"kept\",reason=\"error\"} 1".to_owned(),
+        "offload_tail_traces_total{decision=\"dropped\"} 2".to_owned(),
+        "offload_tail_forced_decisions_total{reason=\"buffer_full\"} 1".to_owned(),
+        "offload_tail_forced_decisions_total{reason=\"decision_wait\"} 0".to_owned(),
+        "offload_tail_buffered_records 2".to_owned(),
+        "offload_tail_buffered_traces 2".to_owned(),
+        "offload_tail_buffer_capacity 2".to_owned(),
+        format!(
+            "offload_records_total{{outcome=\"sampled_out\"}} {}",
+            stats.sampled_out
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("{line}\n")),
+            "{line} missing:\n{text}"
+        );
+    }
+    drop(roots);
+    guard.shutdown(DEADLINE).unwrap();
+    promtool_check(&promtool, &handle.render_prometheus());
+}

@@ -10,7 +10,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::Dispatch;
-use tracing_offload::{sink, Backpressure, OffloadLayer, TracesSampler};
+use tracing_offload::{sink, Backpressure, OffloadLayer, TailSampling, TracesSampler};
 use tracing_subscriber::prelude::*;
 
 #[derive(Debug, Clone, Default)]
@@ -75,6 +75,39 @@ pub fn offload(dir: &std::path::Path) -> Candidate {
                 s.sinks[0].exported,
                 s.dropped + s.sinks[0].dropped,
                 s.dropped_by_reason
+            )
+        }),
+    }
+}
+
+/// This crate with tail sampling on: errors, and 1 % of the rest by trace id. The buffering
+/// and the decision happen on the drain thread; the calling thread's work is the same.
+pub fn offload_tail(dir: &std::path::Path) -> Candidate {
+    let (layer, guard) = OffloadLayer::builder()
+        .backpressure(Backpressure::DropNewest)
+        .tail_sampling(TailSampling::new().keep_errors().keep_ratio(0.01))
+        .sink(sink::JsonFile::new(dir.join("offload-tail.jsonl")))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    Candidate {
+        name: "offload_tail_sampling",
+        dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        _keep: Box::new(guard),
+        report: Box::new(move || {
+            let _ = handle.flush(Duration::from_secs(30));
+            let s = handle.stats();
+            let t = &s.tail_sampling;
+            format!(
+                "offered {} written {} dropped {} (counted); tail sampling: {} traces decided, \
+                 {} kept, {} records sampled out, {} decisions forced",
+                s.offered,
+                s.sinks[0].exported,
+                s.dropped + s.sinks[0].dropped,
+                t.traces_decided(),
+                t.traces_kept_error + t.traces_kept_slow + t.traces_kept_ratio,
+                t.sampled_out,
+                t.forced_decisions()
             )
         }),
     }

@@ -136,22 +136,20 @@ impl OffloadLayer {
         }
     }
 
-    /// The sampling decision for an event, made before anything is captured. Whitelisted,
-    /// critical and (by default) error events are always kept.
+    /// Whether an event is exempt from sampling: whitelisted, critical and (by default) error
+    /// events are always kept, by the event sampler and by tail sampling.
     #[inline]
-    fn keep_event(
-        &self,
-        class: &CallsiteClass,
-        level: LogLevel,
-        context: Option<SpanContext>,
-    ) -> bool {
-        let sampler = &self.intake.sampler;
-        if class.whitelisted
+    fn always_kept(&self, class: &CallsiteClass, level: LogLevel) -> bool {
+        class.whitelisted
             || level == LogLevel::Critical
-            || (level == LogLevel::Error && sampler.keep_errors)
-        {
-            return true;
-        }
+            || (level == LogLevel::Error && self.intake.sampler.keep_errors)
+    }
+
+    /// The sampling decision for an event that is not [always kept](Self::always_kept), made
+    /// before anything is captured.
+    #[inline]
+    fn keep_event(&self, context: Option<SpanContext>) -> bool {
+        let sampler = &self.intake.sampler;
         if sampler.events_follow_traces && context.is_some_and(|c| !c.sampled) {
             return false;
         }
@@ -549,11 +547,12 @@ where
         if class.may_be_critical && is_marked_critical(event) {
             level = LogLevel::Critical;
         }
-        let context = ctx
+        let placed = ctx
             .event_span(event)
-            .and_then(|span| self.spans.context(&span.id()))
-            .map(|(c, _)| c);
-        if !self.keep_event(&class, level, context) {
+            .and_then(|span| self.spans.context(&span.id()));
+        let context = placed.map(|(c, _)| c);
+        let always_kept = self.always_kept(&class, level);
+        if !always_kept && !self.keep_event(context) {
             self.intake.counters.sampled_out.incr();
             return;
         }
@@ -563,6 +562,8 @@ where
         };
         let mut rec = self.intake.events.take();
         self.fill_event(&mut rec, event, &class, level, context);
+        rec.local_root = placed.map_or(SpanId::INVALID, |(_, root)| root);
+        rec.always_kept = always_kept;
         self.intake.push(policy, Captured::Event(rec));
     }
 

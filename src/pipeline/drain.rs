@@ -1,7 +1,9 @@
 //! The `offload-drain` thread: pops batches from the queue, finishes each record (wall-clock
-//! time from the caller's tick; a span gets the events that happened in it), shares it, and
-//! hands it to every sink's buffer. It never blocks on a sink: it takes from the queue only what
-//! the sinks have room for, and leaves the rest queued.
+//! time from the caller's tick; a span gets the events that happened in it), shares it, passes
+//! it through tail sampling (`tail.rs`: held with its local trace, released or dropped when the
+//! trace is decided), and hands what is released to every sink's buffer. It never blocks on a
+//! sink: it takes from the queue only what the sinks have room for, and leaves the rest queued;
+//! a kept trace released all at once waits in a backlog for room in the same way.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -9,11 +11,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
+use super::tail::{Backlog, TailBuffer};
 use super::{Pipeline, SinkSlot};
 use crate::clock::{between, deadline_after, WallClock};
 use crate::ids::SpanId;
 use crate::record::{share, Captured, DropReason, EventRecord, Record, Shared, SpanRecord};
 use crate::silent::without_tracing;
+use crate::tail_sampling::ForcedDecision;
 
 pub(super) fn run(pipeline: Arc<Pipeline>) {
     without_tracing(|| {
@@ -41,6 +45,11 @@ struct Drain<'a> {
     pending: PendingSpanEvents,
     /// Turns the calling threads' ticks into wall-clock time; refreshed every batch.
     wall: WallClock,
+    /// Tail sampling: local traces held until their local root.
+    tail: TailBuffer<'a>,
+    /// Records released for the sinks (by tail sampling, or passing through), in order,
+    /// waiting for room in the sinks' buffers.
+    backlog: Backlog,
 }
 
 impl<'a> Drain<'a> {
@@ -51,6 +60,8 @@ impl<'a> Drain<'a> {
             sink_progress: vec![SinkProgress::new(); p.sinks.len()],
             pending: PendingSpanEvents::new(p.settings.span_event_limit),
             wall: WallClock::now(),
+            tail: TailBuffer::new(&p.tail, &p.intake.counters),
+            backlog: Backlog::new(),
         }
     }
 
@@ -66,23 +77,69 @@ impl<'a> Drain<'a> {
                 .counters
                 .high_water_mark
                 .fetch_max(depth, Ordering::Relaxed);
-            if depth == 0 {
+            self.tail.refresh(Instant::now(), &mut self.backlog);
+            self.publish_backlog();
+            if self.p.stop_drain.is_set() && self.past_shutdown_deadline() {
+                self.abandon_held();
+            }
+            if depth == 0 && self.backlog.is_empty() {
                 if self.p.stop_drain.is_set() {
                     // A record may have been accepted between the last pop and `closed`.
                     if intake.queue.is_empty() {
-                        return;
+                        if !self.tail.is_holding() {
+                            return;
+                        }
+                        // Shutting down: every trace still held is decided as is.
+                        self.tail
+                            .decide_all(ForcedDecision::Shutdown, &mut self.backlog);
                     }
                 } else {
+                    self.publish_backlog();
                     self.p.progress.notify();
                     self.sleep();
                     continue;
                 }
             }
-            match self.batch_size(depth) {
+            match self.batch_size(depth, self.backlog.len()) {
                 0 => self.wait_for_a_sink(),
                 n => self.drain_batch(n),
             }
         }
+    }
+
+    /// Whether the shutdown's deadline has passed (shutdown set it before stopping the drain).
+    fn past_shutdown_deadline(&self) -> bool {
+        Instant::now() >= self.p.sink_shutdown_deadline()
+    }
+
+    /// After the shutdown deadline: what the drain thread holds (undecided traces, released
+    /// records not handed over) is counted as dropped with reason `shutdown_deadline`, like
+    /// the records still queued, and is never handed to a sink.
+    fn abandon_held(&mut self) {
+        let held = self.tail.abandon();
+        let (released, settled) = self.backlog.abandon();
+        let counters = &self.p.intake.counters;
+        // Whatever was to settle is settled now (flush's count stays whole).
+        counters.settled.add(settled);
+        if held + released > 0 {
+            counters
+                .dropped
+                .add(DropReason::ShutdownDeadline, held + released);
+        }
+        self.publish_backlog();
+    }
+
+    /// Publishes the drain thread's gauges: tail sampling's, the backlog's length (for stats)
+    /// and its totals (for flush).
+    fn publish_backlog(&self) {
+        self.tail.publish();
+        let gauges = &self.p.intake.counters.tail.gauges;
+        gauges.backlog.store(self.backlog.len(), Ordering::Relaxed);
+        let (pushed, taken) = self.backlog.totals();
+        // Release: a flush that loads these (Acquire) and then the sinks' `forwarded` sees
+        // every record handed over before them counted there.
+        gauges.backlog_pushed.store(pushed, Ordering::Release);
+        gauges.backlog_taken.store(taken, Ordering::Release);
     }
 
     /// How many records to take now. Records are taken only as far as every sink that is
@@ -98,8 +155,8 @@ impl<'a> Drain<'a> {
     ///
     /// When every sink is full, nothing is taken: drops at the sinks would gain nothing, and
     /// the callers take the cheap full-queue path.
-    fn batch_size(&mut self, depth: usize) -> usize {
-        let batch = self.p.settings.batch_size.min(depth);
+    fn batch_size(&mut self, depth: usize, backlog: usize) -> usize {
+        let batch = self.p.settings.batch_size.min(depth + backlog);
         if self.p.sinks.is_empty() {
             return batch;
         }
@@ -148,7 +205,7 @@ impl<'a> Drain<'a> {
         // Not woken by shutdown: during a shutdown the queue still drains as far as the sinks
         // take it, until its deadline counts the rest as abandoned (and empties the queue).
         self.p.progress.wait_until(deadline, || {
-            self.p.intake.queue.is_empty()
+            (self.p.intake.queue.is_empty() && self.backlog.is_empty())
                 || self
                     .p
                     .sinks
@@ -167,27 +224,41 @@ impl<'a> Drain<'a> {
         queue.set_drain_sleeping(false);
     }
 
+    /// Takes at most `n` records from the queue through tail sampling into the backlog (fewer
+    /// when the backlog fills up to `n`), then hands `n` (or what there is) to the sinks.
+    ///
+    /// At most `n` pops, even when tail sampling holds or drops what it takes (and so adds
+    /// nothing to the backlog): a batch's work stays bounded, and the drain does not chase the
+    /// producers down the queue record by record.
     fn drain_batch(&mut self, n: usize) {
         let intake = &self.p.intake;
         self.wall = WallClock::now();
-        while self.batch.len() < n {
+        let now = Instant::now();
+        let mut popped = 0;
+        while popped < n && self.backlog.len() < n {
             match intake.queue.pop() {
                 Some(r) => {
+                    popped += 1;
                     let r = self.share(r);
-                    self.batch.push(r)
+                    self.tail.offer(r, now, &mut self.backlog);
                 }
                 None => break,
             }
         }
-        let data = self.batch.len() as u64;
+        intake.counters.drained.add(popped as u64);
         // Room was made: wake producers blocked on a full queue.
         intake.queue.room.notify();
-        for slot in &self.p.sinks {
-            forward(slot, &self.batch, self.p.settings.sink_evict_oldest);
+        self.backlog.take_into(n, &mut self.batch);
+        if !self.batch.is_empty() {
+            for slot in &self.p.sinks {
+                forward(slot, &self.batch, self.p.settings.sink_evict_oldest);
+            }
+            self.batch.clear();
+            intake.counters.drain_batches.incr();
         }
-        self.batch.clear();
-        intake.counters.drained.add(data);
-        intake.counters.drain_batches.incr();
+        self.publish_backlog();
+        // After the hand-over: a flush that sees the count sees the sinks' `forwarded` too.
+        intake.counters.settled.add(self.backlog.take_settled());
         self.p.progress.notify();
     }
 

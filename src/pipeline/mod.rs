@@ -6,16 +6,18 @@
 //! | `queue.rs` | the [`Intake`] the layer pushes into: the `ArrayQueue`, back-pressure, counters, sampler, the closed flag |
 //! | `notify.rs` | waiting with a deadline for a condition another thread makes true (loom-checked) |
 //! | `drain.rs` | the `offload-drain` thread: pops batches and hands them to every sink's buffer |
+//! | `tail.rs` | tail sampling on the drain thread: holds local traces until their local root, keeps or drops them whole |
 //! | `sink_thread.rs` | one `offload-sink-<name>` thread per sink: exports, counts, flushes, markers |
 //! | `mod.rs` | [`Pipeline`]: starting the threads, stats, flush and shutdown |
 //!
 //! The drain thread is a small loop: wait for records (woken by producers every few records,
 //! or by its timer), pop a batch, hand each record to every sink's buffer (an `Arc` bump, never
 //! a copy; a full sink buffer counts a drop for that sink only), and repeat. It never blocks on
-//! a sink. Each sink thread pops batches from its buffer, exports them, counts the outcome,
+//! a sink. With tail sampling on, the records of sampled local traces wait on the drain thread
+//! between the pop and the hand-over, until their trace is decided (`tail.rs`). Each sink thread pops batches from its buffer, exports them, counts the outcome,
 //! and flushes when its buffer runs dry.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ pub(crate) mod drain;
 pub(crate) mod notify;
 pub(crate) mod queue;
 pub(crate) mod sink_thread;
+pub(crate) mod tail;
 
 use self::notify::Notify;
 pub(crate) use self::queue::{Flag, Intake};
@@ -33,6 +36,7 @@ use crate::clock::deadline_after;
 use crate::record::{DropReason, Record};
 use crate::sink::Sink;
 use crate::stats::SinkCounters;
+use crate::tail_sampling::TailControl;
 
 /// Settings the threads need, fixed at build time.
 #[derive(Debug, Clone)]
@@ -91,6 +95,8 @@ pub(crate) struct Pipeline {
     pub(crate) intake: Arc<Intake>,
     pub(crate) sinks: Vec<Arc<SinkSlot>>,
     pub(crate) settings: PipelineSettings,
+    /// Tail sampling's settings in force (the drain thread applies them).
+    pub(crate) tail: TailControl,
     /// The drain thread exits once this is set and the queue is empty.
     stop_drain: Flag,
     /// Flush and shutdown wait here; the drain and sink threads notify after each batch.
@@ -107,6 +113,10 @@ pub(crate) struct Pipeline {
 pub struct Pending {
     /// Records still in the queue.
     pub queued: u64,
+    /// Records the drain thread holds: tail sampling's undecided local traces, and decided
+    /// ones waiting for room in the sinks' buffers. A flush does not wait for the undecided
+    /// ones (their local root is still open); a shutdown decides them.
+    pub held: u64,
     /// Records handed to sinks and not yet exported, failed or dropped, per sink name.
     pub per_sink: Vec<(String, u64)>,
 }
@@ -114,12 +124,12 @@ pub struct Pending {
 impl Pending {
     /// Whether nothing is left.
     pub fn is_empty(&self) -> bool {
-        self.queued == 0 && self.per_sink.iter().all(|(_, n)| *n == 0)
+        self.queued == 0 && self.held == 0 && self.per_sink.iter().all(|(_, n)| *n == 0)
     }
 
-    /// Records left in the queue and in all sinks.
+    /// Records left in the queue, on the drain thread and in all sinks.
     pub fn total(&self) -> u64 {
-        self.queued + self.per_sink.iter().map(|(_, n)| n).sum::<u64>()
+        self.queued + self.held + self.per_sink.iter().map(|(_, n)| n).sum::<u64>()
     }
 }
 
@@ -160,11 +170,13 @@ impl Pipeline {
         intake: Arc<Intake>,
         sinks: Vec<Arc<SinkSlot>>,
         settings: PipelineSettings,
+        tail: TailControl,
     ) -> Self {
         Pipeline {
             intake,
             sinks,
             settings,
+            tail,
             stop_drain: Flag::default(),
             progress: Notify::default(),
             threads: Mutex::new(Vec::new()),
@@ -227,6 +239,7 @@ impl Pipeline {
         sampling.spans_sampled_out = counters.spans_sampled_out.get();
         sampling.kept_fraction = crate::sampling::kept_fraction(stats.offered, stats.sampled_out);
         stats.sampling = Some(sampling);
+        stats.tail_sampling.settings = self.tail.get();
         stats
     }
 
@@ -234,6 +247,7 @@ impl Pipeline {
     pub(crate) fn pending(&self) -> Pending {
         Pending {
             queued: self.intake.queue.len() as u64,
+            held: self.intake.counters.tail.held_by_drain(),
             per_sink: self
                 .sinks
                 .iter()
@@ -249,12 +263,19 @@ impl Pipeline {
     }
 
     /// Waits until every record accepted before the call has been exported, failed or dropped
-    /// by every sink, or until `deadline`.
+    /// by every sink, or until `deadline`. Records tail sampling holds for a local trace still
+    /// undecided are not waited for; those of traces decided before the call (or decided by
+    /// the records it waits for: their local roots) are.
     pub(crate) fn flush_until(&self, deadline: Instant) -> Result<(), FlushError> {
-        let target = self.intake.counters.accepted.get();
+        let counters = &self.intake.counters;
+        let target = counters.accepted.get();
+        // Acquire: pairs with the drain thread's Release in publishing its backlog.
+        let gauges = &counters.tail.gauges;
+        let released = gauges.backlog_pushed.load(Ordering::Acquire);
         self.intake.queue.wake_drain();
         let drained = self.progress.wait_until(deadline, || {
-            self.intake.counters.drained.get() + self.intake.counters.evicted() >= target
+            (counters.settled.get() + counters.evicted() >= target
+                && gauges.backlog_taken.load(Ordering::Acquire) >= released)
                 || self.intake.drain_finished.is_set()
         });
         if drained {
@@ -334,7 +355,8 @@ impl Pipeline {
     }
 
     /// After the shutdown deadline: counts whatever has not reached its end as dropped with
-    /// reason `shutdown_deadline`, so the per-sink accounting still adds up.
+    /// reason `shutdown_deadline`, so the per-sink accounting still adds up. What the drain
+    /// thread holds is counted by the drain thread itself when it sees the deadline passed.
     fn abandon_unfinished(&self) -> Pending {
         let mut queued = 0;
         while let Some(r) = self.intake.queue.pop() {
@@ -357,7 +379,11 @@ impl Pipeline {
             c.dropped.add(DropReason::ShutdownDeadline, left);
             per_sink.push((c.name.clone(), left));
         }
-        Pending { queued, per_sink }
+        Pending {
+            queued,
+            held: self.intake.counters.tail.held_by_drain(),
+            per_sink,
+        }
     }
 
     pub(crate) fn drain_alive(&self) -> bool {

@@ -46,6 +46,11 @@ pub struct EventRecord {
     pub(crate) metadata: &'static Metadata<'static>,
     pub(crate) log_source: Option<LogSource>,
     pub(crate) context: Option<SpanContext>,
+    /// The local root of the enclosing span's trace (`INVALID` outside any span).
+    pub(crate) local_root: SpanId,
+    /// The event sampler never samples it out (whitelisted, critical, or an `ERROR` kept by
+    /// `keep_errors`): tail sampling does not either.
+    pub(crate) always_kept: bool,
     pub(crate) thread: ThreadInfo,
     pub(crate) message: Option<TextRange>,
     pub(crate) fields: Fields,
@@ -102,6 +107,8 @@ impl Default for EventRecord {
             metadata: &EMPTY_METADATA,
             log_source: None,
             context: None,
+            local_root: SpanId::INVALID,
+            always_kept: false,
             thread: ThreadInfo::default(),
             message: None,
             fields: Fields::default(),
@@ -196,6 +203,12 @@ impl EventRecord {
         self.context.map(|c| c.span_id)
     }
 
+    /// The local root of the enclosing span's trace in this process (see
+    /// [`SpanRecord::local_root_id`]), when the event is inside a span.
+    pub fn local_root_id(&self) -> Option<SpanId> {
+        self.context.map(|_| self.local_root)
+    }
+
     /// The thread the event was recorded on.
     pub fn thread(&self) -> ThreadInfo {
         self.thread
@@ -206,6 +219,8 @@ impl Recycle for EventRecord {
     fn recycle(&mut self) {
         self.log_source = None;
         self.context = None;
+        self.local_root = SpanId::INVALID;
+        self.always_kept = false;
         self.message = None;
         self.fields.clear();
     }

@@ -1,0 +1,681 @@
+//! Tail sampling on the drain thread: the records of sampled local traces wait here, keyed by
+//! their local root, until the local root's own record arrives; then the whole local trace is
+//! released to the sinks or dropped. Nothing here runs on the calling thread.
+//!
+//! Why waiting for the local root is enough: a span's record is pushed when it closes, a parent
+//! closes after its children (the registry keeps it open while they are), and an event is
+//! pushed while its span is open; the queue is FIFO. So every record of a local trace reaches
+//! the drain thread before the local root's. Records can still go missing (dropped at a full
+//! queue, a span leaked and never closed): a trace whose root never comes is decided "as is"
+//! after [`TailSampling::decision_wait`], or earlier when the budget is full.
+//!
+//! Records pass through untouched when tail sampling is off, when they are not in a sampled
+//! trace (events outside spans, events of unsampled traces), and for the events the event
+//! sampler never samples out (whitelisted, critical, and `ERROR` unless `keep_errors(false)`):
+//! those are written at once, and an error among them still marks its trace.
+//!
+//! Bounded: at most `max_buffered_spans` records held, as many undecided traces, and as many
+//! remembered early decisions (so that the rest of a trace decided early follows its decision).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
+
+use crate::clock::{between, deadline_from, Tick};
+use crate::ids::{SpanId, TraceId};
+use crate::level::LogLevel;
+use crate::record::{EventRecord, Record, SpanRecord};
+use crate::stats::Counters;
+use crate::tail_sampling::{ForcedDecision, TailControl, TailSampling, TraceFacts};
+
+/// What the drain thread has finished with, in order: records ready for the sinks, and the
+/// points where records that are not handed over (held, or dropped by tail sampling) count as
+/// settled (see `Counters::settled`).
+///
+/// A record counts as settled only once every record released before it has been handed to
+/// the sinks, so that a flush that sees its target reached sees those records in the sinks'
+/// counts: the count is published in order, as the backlog is taken.
+#[derive(Default)]
+pub(super) struct Backlog {
+    items: VecDeque<Outgoing>,
+    /// Records (not markers) in `items`.
+    records: usize,
+    /// Settled, and not yet published to `Counters::settled`.
+    ready: u64,
+    /// Records ever pushed, and ever taken (see `Counters::backlog_pushed`).
+    pushed: u64,
+    taken: u64,
+}
+
+/// One entry of the [`Backlog`].
+enum Outgoing {
+    /// A record for the sinks, and whether handing it over settles it (a record released
+    /// after being held was settled when it was taken in).
+    Record(Record, bool),
+    /// This many records settle here (never first in the backlog: then they are `ready`).
+    Settled(u64),
+}
+
+impl Backlog {
+    pub(super) fn new() -> Self {
+        Backlog::default()
+    }
+
+    /// A record for the sinks; `settles`: handing it over settles it.
+    pub(super) fn push(&mut self, record: Record, settles: bool) {
+        self.items.push_back(Outgoing::Record(record, settles));
+        self.records += 1;
+        self.pushed += 1;
+    }
+
+    /// `n` records settle once what is before them has been handed over.
+    pub(super) fn settle(&mut self, n: u64) {
+        match self.items.back_mut() {
+            None => self.ready += n,
+            Some(Outgoing::Settled(m)) => *m += n,
+            Some(Outgoing::Record(..)) => self.items.push_back(Outgoing::Settled(n)),
+        }
+    }
+
+    /// Records waiting for the sinks.
+    pub(super) fn len(&self) -> usize {
+        self.records
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Moves up to `n` records into `batch`, in order, and the settled marks reached.
+    pub(super) fn take_into(&mut self, n: usize, batch: &mut Vec<Record>) {
+        while batch.len() < n {
+            match self.items.pop_front() {
+                Some(Outgoing::Record(r, settles)) => {
+                    self.records -= 1;
+                    self.taken += 1;
+                    self.ready += u64::from(settles);
+                    batch.push(r);
+                }
+                Some(Outgoing::Settled(m)) => self.ready += m,
+                None => break,
+            }
+        }
+        while let Some(Outgoing::Settled(m)) = self.items.front() {
+            self.ready += *m;
+            self.items.pop_front();
+        }
+    }
+
+    /// Records ever pushed, and ever taken (or abandoned).
+    pub(super) fn totals(&self) -> (u64, u64) {
+        (self.pushed, self.taken)
+    }
+
+    /// The records settled since the last call (publish them after handing over the batch).
+    pub(super) fn take_settled(&mut self) -> u64 {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Empties the backlog without handing anything over; returns the records dropped and
+    /// how many records that settles.
+    pub(super) fn abandon(&mut self) -> (u64, u64) {
+        let records = self.records as u64;
+        let mut settled = std::mem::take(&mut self.ready);
+        for item in self.items.drain(..) {
+            settled += match item {
+                Outgoing::Record(_, settles) => u64::from(settles),
+                Outgoing::Settled(m) => m,
+            };
+        }
+        self.records = 0;
+        self.taken = self.pushed;
+        (records, settled)
+    }
+}
+
+/// The records of one undecided local trace, and what is known of it so far.
+struct HeldTrace {
+    /// Tells this trace's entry in `order` from an older trace with the same local root.
+    seq: u64,
+    /// When its first record reached the drain thread (for `decision_wait`).
+    first_seen: Instant,
+    /// The earliest time among its records: its local root started no later.
+    earliest: Tick,
+    trace_id: TraceId,
+    error: bool,
+    records: Vec<Record>,
+}
+
+/// How a record takes part in tail sampling.
+enum Role {
+    /// Not tail-sampled: forwarded at once.
+    PassThrough,
+    /// Forwarded at once, but an error that marks its local trace.
+    ErrorMark(SpanId, TraceId, Tick),
+    /// Held with its local trace, until the local root.
+    Member(SpanId),
+    /// The local root: its trace is decided now.
+    Root(SpanId),
+}
+
+/// The drain thread's tail-sampling state.
+pub(super) struct TailBuffer<'a> {
+    control: &'a TailControl,
+    counters: &'a Counters,
+    /// The settings in force (`None`: off) and the control's generation they came from.
+    settings: Option<TailSampling>,
+    generation: u64,
+    traces: ById<HeldTrace>,
+    /// Undecided traces by arrival of their first record, oldest first (may name traces
+    /// decided since: compacted when mostly stale).
+    order: VecDeque<(SpanId, u64)>,
+    next_seq: u64,
+    /// Records held in `traces`, and the most held at once.
+    held: usize,
+    high_water: usize,
+    /// Decisions made before the local root closed: the trace's later records follow them.
+    verdicts: ById<bool>,
+    /// Emptied record lists of decided traces, for reuse (bounded by [`SPARE_LISTS`]).
+    spare: Vec<Vec<Record>>,
+    verdict_order: VecDeque<SpanId>,
+}
+
+impl<'a> TailBuffer<'a> {
+    pub(super) fn new(control: &'a TailControl, counters: &'a Counters) -> Self {
+        TailBuffer {
+            control,
+            counters,
+            settings: control.get(),
+            generation: control.generation(),
+            traces: ById::default(),
+            order: VecDeque::new(),
+            next_seq: 0,
+            held: 0,
+            high_water: 0,
+            verdicts: ById::default(),
+            spare: Vec::new(),
+            verdict_order: VecDeque::new(),
+        }
+    }
+
+    /// Whether records are held (undecided traces).
+    pub(super) fn is_holding(&self) -> bool {
+        !self.traces.is_empty()
+    }
+
+    /// Applies new settings from the handles, and decides the traces that waited
+    /// `decision_wait` for their local root. Called once per drain loop.
+    pub(super) fn refresh(&mut self, now: Instant, out: &mut Backlog) {
+        self.apply_changes(out);
+        let Some(settings) = self.settings else {
+            return;
+        };
+        while let Some(&(key, seq)) = self.order.front() {
+            let first_seen = match self.traces.get(&key) {
+                Some(t) if t.seq == seq => t.first_seen,
+                _ => {
+                    self.order.pop_front(); // decided since
+                    continue;
+                }
+            };
+            if now < deadline_from(first_seen, settings.max_wait()) {
+                break;
+            }
+            self.order.pop_front();
+            self.force(key, ForcedDecision::DecisionWait, out);
+        }
+    }
+
+    /// Applies settings changed by a handle. Checked before each record, so that a record
+    /// offered after `Handle::set_tail_sampling` returned is sampled by the new settings (the
+    /// record's trip through the queue orders it after the change).
+    #[inline]
+    fn apply_changes(&mut self, out: &mut Backlog) {
+        let generation = self.control.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.reconfigure(self.control.get(), out);
+        }
+    }
+
+    /// Takes one finished record: forwards it, holds it, or decides its trace.
+    pub(super) fn offer(&mut self, record: Record, now: Instant, out: &mut Backlog) {
+        self.apply_changes(out);
+        let Some(settings) = self.settings else {
+            self.offer_while_off(record, out);
+            return;
+        };
+        match role(&record) {
+            Role::PassThrough => out.push(record, true),
+            Role::ErrorMark(key, trace_id, tick) => {
+                self.mark_error(key, trace_id, tick, now, &settings, out);
+                out.push(record, true);
+            }
+            Role::Member(key) => self.hold(key, record, now, &settings, out),
+            Role::Root(key) => self.decide_at_root(key, record, &settings, out),
+        }
+    }
+
+    /// With tail sampling off, records pass through; those of traces decided early before it
+    /// was turned off still follow that decision, so that no trace is written in part.
+    fn offer_while_off(&mut self, record: Record, out: &mut Backlog) {
+        if self.verdicts.is_empty() {
+            out.push(record, true);
+            return;
+        }
+        let (key, is_root) = match role(&record) {
+            Role::Member(key) => (key, false),
+            Role::Root(key) => (key, true),
+            Role::PassThrough | Role::ErrorMark(..) => {
+                out.push(record, true);
+                return;
+            }
+        };
+        let verdict = if is_root {
+            self.verdicts.remove(&key)
+        } else {
+            self.verdicts.get(&key).copied()
+        };
+        match verdict {
+            Some(keep) => self.follow(keep, record, out),
+            None => out.push(record, true),
+        }
+    }
+
+    /// Decides every held trace as is, for `reason` (shutdown).
+    pub(super) fn decide_all(&mut self, reason: ForcedDecision, out: &mut Backlog) {
+        while let Some((key, seq)) = self.order.pop_front() {
+            if self.traces.get(&key).is_some_and(|t| t.seq == seq) {
+                self.force(key, reason, out);
+            }
+        }
+        self.publish();
+    }
+
+    /// Drops every held record without a decision (the shutdown deadline passed); returns how
+    /// many there were.
+    pub(super) fn abandon(&mut self) -> u64 {
+        let n = self.held as u64;
+        self.traces.clear();
+        self.order.clear();
+        self.held = 0;
+        self.publish();
+        n
+    }
+
+    /// Publishes the gauges for stats (the drain thread does, once per batch or loop).
+    pub(super) fn publish(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let g = &self.counters.tail.gauges;
+        g.buffered_records.store(self.held, Relaxed);
+        g.buffered_traces.store(self.traces.len(), Relaxed);
+        g.high_water_mark.store(self.high_water, Relaxed);
+    }
+
+    // --- the decisions ---
+
+    fn decide_at_root(
+        &mut self,
+        key: SpanId,
+        root: Record,
+        settings: &TailSampling,
+        out: &mut Backlog,
+    ) {
+        if let Some(keep) = self.verdicts.remove(&key) {
+            self.follow(keep, root, out);
+            return;
+        }
+        let Record::Span(span) = &root else {
+            unreachable!("a local root is a span")
+        };
+        let held = self.traces.remove(&key);
+        let facts = TraceFacts {
+            trace_id: span.trace_id(),
+            error: span_has_error(span) || held.as_ref().is_some_and(|t| t.error),
+            duration: span.duration(),
+        };
+        let keep = self.count_decision(settings, &facts);
+        if let Some(trace) = held {
+            self.release(trace, keep, out);
+        }
+        self.follow(keep, root, out);
+    }
+
+    /// Decides an undecided trace before its local root closed.
+    fn force(&mut self, key: SpanId, reason: ForcedDecision, out: &mut Backlog) {
+        let Some(trace) = self.traces.remove(&key) else {
+            return;
+        };
+        let Some(settings) = self.settings else {
+            self.release(trace, true, out);
+            return;
+        };
+        let facts = TraceFacts {
+            trace_id: trace.trace_id,
+            error: trace.error,
+            duration: between(trace.earliest, Tick::now()),
+        };
+        let keep = self.count_decision(&settings, &facts);
+        self.remember(key, keep, settings.budget());
+        self.release(trace, keep, out);
+        self.counters.tail.forced(reason);
+    }
+
+    fn count_decision(&self, settings: &TailSampling, facts: &TraceFacts) -> bool {
+        match settings.keep_reason(facts) {
+            Some(reason) => {
+                self.counters.tail.kept(reason);
+                true
+            }
+            None => {
+                self.counters.tail.traces_dropped.incr();
+                false
+            }
+        }
+    }
+
+    /// Hands a decided trace's held records to the sinks, or drops them (counted).
+    fn release(&mut self, mut trace: HeldTrace, keep: bool, out: &mut Backlog) {
+        self.held -= trace.records.len();
+        if keep {
+            for r in trace.records.drain(..) {
+                out.push(r, false);
+            }
+        } else {
+            self.counters
+                .tail
+                .sampled_out
+                .add(trace.records.len() as u64);
+            trace.records.clear();
+        }
+        if self.spare.len() < SPARE_LISTS && trace.records.capacity() <= SPARE_LIST_CAPACITY {
+            self.spare.push(trace.records);
+        }
+    }
+
+    /// A record not held, of a decided trace: forwarded or dropped (counted).
+    fn follow(&self, keep: bool, record: Record, out: &mut Backlog) {
+        if keep {
+            out.push(record, true);
+        } else {
+            self.counters.tail.sampled_out.incr();
+            out.settle(1);
+        }
+    }
+
+    /// Remembers an early decision, for the trace's later records; bounded by the budget.
+    fn remember(&mut self, key: SpanId, keep: bool, budget: usize) {
+        if self.verdicts.insert(key, keep).is_none() {
+            self.verdict_order.push_back(key);
+        }
+        while self.verdicts.len() > budget {
+            match self.verdict_order.pop_front() {
+                Some(oldest) => {
+                    self.verdicts.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        if self.verdict_order.len() > 2 * self.verdicts.len() + 1024 {
+            let live = &self.verdicts;
+            self.verdict_order.retain(|k| live.contains_key(k));
+        }
+    }
+
+    // --- holding ---
+
+    fn hold(
+        &mut self,
+        key: SpanId,
+        record: Record,
+        now: Instant,
+        settings: &TailSampling,
+        out: &mut Backlog,
+    ) {
+        let budget = settings.budget();
+        let new_trace = match self.traces.get_mut(&key) {
+            // The common case: a trace held already, and room for one more record.
+            Some(trace) if self.held < budget => {
+                add_to(trace, record);
+                self.held += 1;
+                self.high_water = self.high_water.max(self.held);
+                out.settle(1);
+                return;
+            }
+            Some(_) => false,
+            None => true,
+        };
+        if new_trace {
+            if let Some(&keep) = self.verdicts.get(&key) {
+                self.follow(keep, record, out);
+                return;
+            }
+        }
+        self.make_room(new_trace, budget, out);
+        if let Some(&keep) = self.verdicts.get(&key) {
+            // Its own trace was the oldest, and was decided to make room.
+            self.follow(keep, record, out);
+            return;
+        }
+        let (trace_id, tick) = match &record {
+            Record::Span(s) => (s.trace_id(), s.start_tick),
+            Record::Event(e) => (e.trace_id().unwrap_or_default(), e.tick),
+            Record::Dropped(_) => unreachable!("markers are made by the sinks"),
+        };
+        let trace = self.trace(key, trace_id, tick, now);
+        add_to(trace, record);
+        self.held += 1;
+        self.high_water = self.high_water.max(self.held);
+        out.settle(1);
+    }
+
+    fn mark_error(
+        &mut self,
+        key: SpanId,
+        trace_id: TraceId,
+        tick: Tick,
+        now: Instant,
+        settings: &TailSampling,
+        out: &mut Backlog,
+    ) {
+        if !self.traces.contains_key(&key) {
+            if self.verdicts.contains_key(&key) {
+                return; // decided already
+            }
+            self.make_room(true, settings.budget(), out);
+        }
+        self.trace(key, trace_id, tick, now).error = true;
+    }
+
+    /// Decides the oldest undecided traces until one more record (and, for a new trace, one
+    /// more trace) fits in the budget.
+    fn make_room(&mut self, new_trace: bool, budget: usize, out: &mut Backlog) {
+        while self.held >= budget || (new_trace && self.traces.len() >= budget) {
+            let Some((oldest, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.traces.get(&oldest).is_some_and(|t| t.seq == seq) {
+                self.force(oldest, ForcedDecision::BufferFull, out);
+            }
+        }
+    }
+
+    /// The held trace of `key`, made if new.
+    fn trace(
+        &mut self,
+        key: SpanId,
+        trace_id: TraceId,
+        tick: Tick,
+        now: Instant,
+    ) -> &mut HeldTrace {
+        use std::collections::hash_map::Entry;
+        if self.order.len() > 2 * self.traces.len() + 1024 {
+            let live = &self.traces;
+            self.order
+                .retain(|(k, seq)| live.get(k).is_some_and(|t| t.seq == *seq));
+        }
+        match self.traces.entry(key) {
+            Entry::Occupied(e) => {
+                let trace = e.into_mut();
+                trace.earliest = trace.earliest.min(tick);
+                trace
+            }
+            Entry::Vacant(e) => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.order.push_back((key, seq));
+                e.insert(HeldTrace {
+                    seq,
+                    first_seen: now,
+                    earliest: tick,
+                    trace_id,
+                    error: false,
+                    records: self.spare.pop().unwrap_or_default(),
+                })
+            }
+        }
+    }
+
+    // --- settings ---
+
+    fn reconfigure(&mut self, settings: Option<TailSampling>, out: &mut Backlog) {
+        self.settings = settings;
+        match settings {
+            None => {
+                // Off: everything is kept, held traces included (in the order they came).
+                while let Some((key, seq)) = self.order.pop_front() {
+                    if self.traces.get(&key).is_some_and(|t| t.seq == seq) {
+                        if let Some(t) = self.traces.remove(&key) {
+                            self.release(t, true, out);
+                        }
+                    }
+                }
+            }
+            Some(s) => {
+                while self.held > s.budget() || self.traces.len() > s.budget() {
+                    let Some((oldest, seq)) = self.order.pop_front() else {
+                        break;
+                    };
+                    if self.traces.get(&oldest).is_some_and(|t| t.seq == seq) {
+                        self.force(oldest, ForcedDecision::BufferFull, out);
+                    }
+                }
+                while self.verdicts.len() > s.budget() {
+                    match self.verdict_order.pop_front() {
+                        Some(k) => {
+                            self.verdicts.remove(&k);
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        self.publish();
+    }
+}
+
+/// Record lists kept for reuse, at most, and the largest capacity kept: the drain thread
+/// allocates no list per trace in steady state, and keeps no burst's lists for ever.
+const SPARE_LISTS: usize = 1024;
+const SPARE_LIST_CAPACITY: usize = 64;
+
+/// Maps keyed by span id. Span ids are random already: the hash only spreads them (the
+/// default SipHash would cost the drain thread more than the rest of a record's trip).
+type ById<V> = HashMap<SpanId, V, BuildHasherDefault<SpanIdHasher>>;
+
+#[derive(Default)]
+struct SpanIdHasher(u64);
+
+impl Hasher for SpanIdHasher {
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing: every bit of the id reaches the top bits.
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+}
+
+/// Adds a record to its held trace, with what it says of the trace.
+fn add_to(trace: &mut HeldTrace, record: Record) {
+    let (tick, error) = match &record {
+        Record::Span(s) => (s.start_tick, span_has_error(s)),
+        Record::Event(e) => (e.tick, event_is_error(e)),
+        Record::Dropped(_) => unreachable!("markers are made by the sinks"),
+    };
+    trace.earliest = trace.earliest.min(tick);
+    trace.error |= error;
+    trace.records.push(record);
+}
+
+/// How `record` takes part in tail sampling.
+fn role(record: &Record) -> Role {
+    match record {
+        // Only spans of sampled traces make records.
+        Record::Span(s) if s.span_id() == s.local_root_id() => Role::Root(s.local_root_id()),
+        Record::Span(s) => Role::Member(s.local_root_id()),
+        Record::Event(e) => match e.context {
+            Some(c) if c.sampled && e.local_root.is_valid() => {
+                if !e.always_kept {
+                    Role::Member(e.local_root)
+                } else if event_is_error(e) {
+                    Role::ErrorMark(e.local_root, c.trace_id, e.tick)
+                } else {
+                    Role::PassThrough
+                }
+            }
+            _ => Role::PassThrough,
+        },
+        Record::Dropped(_) => Role::PassThrough,
+    }
+}
+
+/// An `ERROR` or critical event.
+fn event_is_error(e: &EventRecord) -> bool {
+    e.level() >= LogLevel::Error
+}
+
+/// A span whose `otel.status_code` field is the text `error`, in any case.
+fn span_has_error(s: &SpanRecord) -> bool {
+    match s.fields().get("otel.status_code") {
+        Some(crate::record::FieldValue::Str(t)) => t.text.trim().eq_ignore_ascii_case("error"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{EventRecord, Shared};
+
+    fn record() -> Record {
+        Record::Event(Shared::new(EventRecord::default()))
+    }
+
+    /// A record settles only once the records released before it are handed over, so that a
+    /// flush that sees it settled sees them in the sinks' counts.
+    #[test]
+    fn settled_marks_wait_for_the_records_before_them() {
+        let mut b = Backlog::new();
+        b.settle(2); // nothing before: settled at once
+        assert_eq!(b.take_settled(), 2);
+        b.push(record(), false); // released after being held: settled already
+        b.settle(1); // a record held behind it
+        b.push(record(), true); // a record passing through
+        b.settle(3);
+        assert_eq!((b.len(), b.take_settled()), (2, 0));
+        let mut batch = Vec::new();
+        b.take_into(1, &mut batch);
+        assert_eq!((batch.len(), b.take_settled()), (1, 1));
+        b.take_into(2, &mut batch);
+        assert_eq!((batch.len(), b.take_settled()), (2, 4));
+        assert!(b.is_empty());
+        assert_eq!(b.totals(), (2, 2));
+        b.push(record(), true);
+        b.settle(5);
+        assert_eq!(b.abandon(), (1, 6));
+        assert_eq!(b.totals(), (3, 3));
+    }
+}
