@@ -180,14 +180,23 @@ fn tail_sampling_costs_the_calling_thread_no_allocation() {
         .build()
         .unwrap();
     let handle = guard.handle();
+    let tail = handle.stats().tail_sampling.settings;
     with_layer(layer, || {
-        // Warm up to steady state as above: some rounds wholly in flight.
+        // Warm up to steady state as above: some rounds wholly in flight. In those, tail
+        // sampling is off, so that every record of the round waits at the held sink (with it
+        // on, the dropped half would go back to the pool at once, and a round whose records
+        // all pile up in the queue, the drain thread being slow to run, would hold more).
         for round in 0..WARM_UP_ROUNDS {
-            reader.held.store(round % 2 == 0, Ordering::SeqCst);
+            let hold = round % 2 == 0;
+            handle
+                .set_tail_sampling(if hold { None } else { tail })
+                .unwrap();
+            reader.held.store(hold, Ordering::SeqCst);
             work(PER_ROUND);
             reader.held.store(false, Ordering::SeqCst);
             handle.flush(DEADLINE).unwrap();
         }
+        handle.set_tail_sampling(tail).unwrap();
         let mut counted = 0;
         for _ in 0..COUNTED_ROUNDS {
             let before = allocations();
