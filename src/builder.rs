@@ -655,7 +655,12 @@ impl Builder {
             .collect();
         let counters = Counters::new(slots.iter().map(|s| Arc::clone(&s.counters)).collect());
         let capacity = c.capacity.value;
-        let queue = Queue::new(capacity, (capacity / 4).min(c.batch_size.value / 4).max(1));
+        let batch = c.batch_size.value;
+        // Producers check the depth every quarter batch, and wake the drain thread once an
+        // eighth of the queue (at least a batch, at most half) is waiting: below that, its
+        // timer (`flush_interval`) takes the records.
+        let wake_depth = (capacity / 8).max(batch).min(capacity / 2).max(1);
+        let queue = Queue::new(capacity, (capacity / 4).min(batch / 4).max(1), wake_depth);
         // Tail sampling holds up to its budget on the drain thread.
         let held = c.tail_sampling.value.map_or(0, |t| t.budget());
         let in_flight = capacity

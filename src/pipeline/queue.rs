@@ -3,8 +3,8 @@
 //!
 //! The queue is a `crossbeam_queue::ArrayQueue`: lock-free and bounded. Producers never take a
 //! lock unless they chose [`Backpressure::Block`] and the queue is full. The drain thread is
-//! woken once every `wake_every` accepted records (coalesced, never per record) and otherwise
-//! wakes on its own timer.
+//! woken by a producer only when records pile up (a depth checked every few records, never per
+//! record: waking a thread is a system call on the caller) and otherwise wakes on its own timer.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -317,8 +317,10 @@ impl Intake {
 #[derive(Debug)]
 pub(crate) struct Queue {
     records: ArrayQueue<Captured>,
-    /// `accepted & wake_mask == 0` wakes the drain thread.
+    /// Every `wake_mask + 1` records a producer looks at the depth...
     wake_mask: u64,
+    /// ...and wakes the drain thread if at least this many are queued.
+    wake_depth: usize,
     drain: OnceLock<Thread>,
     drain_sleeping: AtomicBool,
     /// Producers blocked for room wait here; the drain thread notifies after each batch.
@@ -326,11 +328,14 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    pub(crate) fn new(capacity: usize, wake_every: usize) -> Self {
+    /// `wake_every`: how often a producer checks the depth; `wake_depth`: the depth at which it
+    /// wakes the drain thread (which otherwise wakes on its timer).
+    pub(crate) fn new(capacity: usize, wake_every: usize, wake_depth: usize) -> Self {
         let wake_every = wake_every.clamp(1, capacity.max(1)).next_power_of_two() as u64;
         Queue {
             records: ArrayQueue::new(capacity.max(1)),
             wake_mask: wake_every - 1,
+            wake_depth: wake_depth.clamp(1, capacity.max(1)),
             drain: OnceLock::new(),
             drain_sleeping: AtomicBool::new(false),
             room: Notify::default(),
@@ -402,7 +407,9 @@ impl Queue {
         if accepted_before & self.wake_mask == 0 {
             let len = self.records.len();
             counters.high_water_mark.fetch_max(len, Ordering::Relaxed);
-            if self.drain_sleeping.load(Ordering::Relaxed) {
+            // Waking a thread is a system call on the caller: leave it to the drain thread's
+            // timer unless records pile up faster than the timer takes them.
+            if len >= self.wake_depth && self.drain_sleeping.load(Ordering::Relaxed) {
                 self.wake_drain();
             }
         }
