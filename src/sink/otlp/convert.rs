@@ -1,0 +1,485 @@
+//! The pure mapping from [`Record`](crate::Record)s to OTel span data and log records, with the
+//! conventions of `tracing-opentelemetry` (`otel.*` fields, exception events, status).
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity};
+use opentelemetry::trace::{
+    SpanContext, SpanId as OtelSpanId, SpanKind, Status, TraceFlags, TraceId as OtelTraceId,
+    TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::logs::SdkLogRecord;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+
+use crate::level::LogLevel;
+use crate::record::{EventRecord, FieldValue, SpanRecord};
+
+fn severity(level: LogLevel) -> Severity {
+    match level {
+        LogLevel::Trace => Severity::Trace,
+        LogLevel::Debug => Severity::Debug,
+        LogLevel::Info => Severity::Info,
+        LogLevel::Warning => Severity::Warn,
+        LogLevel::Error => Severity::Error,
+        LogLevel::Critical => Severity::Fatal,
+    }
+}
+
+fn value(v: FieldValue<'_>) -> Value {
+    match v {
+        FieldValue::I64(v) => Value::I64(v),
+        FieldValue::U64(v) => {
+            i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
+        }
+        FieldValue::I128(v) => {
+            i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
+        }
+        FieldValue::U128(v) => {
+            i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
+        }
+        FieldValue::F64(v) => Value::F64(v),
+        FieldValue::Bool(v) => Value::Bool(v),
+        FieldValue::Str(t) => Value::String(t.to_string().into()),
+        other => Value::String(other.to_string().into()),
+    }
+}
+
+fn any_value(v: FieldValue<'_>) -> AnyValue {
+    match value(v) {
+        Value::I64(i) => AnyValue::Int(i),
+        Value::F64(f) => AnyValue::Double(f),
+        Value::Bool(b) => AnyValue::Boolean(b),
+        other => AnyValue::String(other.as_str().into_owned().into()),
+    }
+}
+
+fn code_attributes(
+    file: Option<&str>,
+    line: Option<u32>,
+    module: Option<&str>,
+    out: &mut Vec<KeyValue>,
+) {
+    if let Some(file) = file {
+        out.push(KeyValue::new("code.file.path", file.to_owned()));
+    }
+    if let Some(line) = line {
+        out.push(KeyValue::new("code.line.number", i64::from(line)));
+    }
+    if let Some(module) = module {
+        out.push(KeyValue::new("code.module.name", module.to_owned()));
+    }
+}
+
+fn thread_attributes(t: &crate::ids::ThreadInfo, out: &mut Vec<KeyValue>) {
+    out.push(KeyValue::new("thread.id", t.id as i64));
+    if let Some(name) = t.name {
+        out.push(KeyValue::new("thread.name", name));
+    }
+}
+
+/// A closed span as OTLP span data, with the `otel.*` conventions of `tracing-opentelemetry`.
+pub(super) fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanData {
+    let mut name: Cow<'static, str> = Cow::Borrowed(s.name());
+    let mut kind = SpanKind::Internal;
+    let mut status_code: Option<String> = None;
+    let mut status_message: Option<String> = None;
+    let mut attributes = Vec::with_capacity(s.fields().len() + 5);
+    for (key, v) in s.fields().iter() {
+        match key {
+            "otel.name" => name = Cow::Owned(v.to_string()),
+            "otel.kind" => kind = span_kind(&v.to_string()),
+            "otel.status_code" => status_code = Some(v.to_string().to_ascii_lowercase()),
+            "otel.status_message" => status_message = Some(v.to_string()),
+            _ => attributes.push(KeyValue::new(key, value(v))),
+        }
+    }
+    let meta = s.metadata();
+    code_attributes(
+        meta.file(),
+        meta.line(),
+        meta.module_path(),
+        &mut attributes,
+    );
+    thread_attributes(&s.thread(), &mut attributes);
+    if let Some((busy, idle)) = s.busy_idle() {
+        attributes.push(KeyValue::new(
+            "busy_ns",
+            busy.as_nanos().min(i64::MAX as u128) as i64,
+        ));
+        attributes.push(KeyValue::new(
+            "idle_ns",
+            idle.as_nanos().min(i64::MAX as u128) as i64,
+        ));
+    }
+    let mut error_event: Option<String> = None;
+    let events = s
+        .events()
+        .iter()
+        .map(|e| {
+            let message = e.message().map(|m| m.to_string());
+            if e.level() >= LogLevel::Error && error_event.is_none() {
+                error_event = Some(message.clone().unwrap_or_else(|| "error".to_owned()));
+            }
+            let mut attrs: Vec<KeyValue> = vec![
+                KeyValue::new("level", e.level().severity_text()),
+                KeyValue::new("target", e.target().to_owned()),
+            ];
+            let mut event_name: Cow<'static, str> =
+                message.clone().map_or(Cow::Borrowed("event"), Cow::Owned);
+            for (key, v) in e.fields().iter() {
+                if key == "error" && message.is_none() {
+                    // `tracing-opentelemetry`'s convention: an event that is just an `error`
+                    // field is an exception.
+                    event_name = Cow::Borrowed("exception");
+                    attrs.push(KeyValue::new("exception.message", v.to_string()));
+                } else {
+                    attrs.push(KeyValue::new(key, value(v)));
+                }
+            }
+            opentelemetry::trace::Event::new(event_name, e.timestamp(), attrs, 0)
+        })
+        .collect();
+    let status = match status_code.as_deref() {
+        Some("ok") => Status::Ok,
+        Some("error") => Status::error(status_message.unwrap_or_default()),
+        _ => match error_event {
+            Some(m) => Status::error(m),
+            None => Status::Unset,
+        },
+    };
+    SpanData {
+        span_context: SpanContext::new(
+            OtelTraceId::from_bytes(s.trace_id().0),
+            OtelSpanId::from_bytes(s.span_id().0),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id: s
+            .parent_span_id()
+            .map_or(OtelSpanId::INVALID, |p| OtelSpanId::from_bytes(p.0)),
+        parent_span_is_remote: s.parent_is_remote(),
+        span_kind: kind,
+        name,
+        start_time: s.start(),
+        end_time: s.end(),
+        attributes,
+        dropped_attributes_count: 0,
+        events: span_events(events, s.dropped_events()),
+        links: span_links(s.links()),
+        status,
+        instrumentation_scope: scope.clone(),
+    }
+}
+
+fn span_links(links: &[crate::ids::SpanContext]) -> SpanLinks {
+    let mut l = SpanLinks::default();
+    l.links = links
+        .iter()
+        .map(|c| {
+            opentelemetry::trace::Link::with_context(SpanContext::new(
+                OtelTraceId::from_bytes(c.trace_id.0),
+                OtelSpanId::from_bytes(c.span_id.0),
+                if c.sampled {
+                    TraceFlags::SAMPLED
+                } else {
+                    TraceFlags::default()
+                },
+                false,
+                TraceState::default(),
+            ))
+        })
+        .collect();
+    l
+}
+
+fn span_events(events: Vec<opentelemetry::trace::Event>, dropped: u32) -> SpanEvents {
+    let mut e = SpanEvents::default();
+    e.events = events;
+    e.dropped_count = dropped;
+    e
+}
+
+fn span_kind(s: &str) -> SpanKind {
+    match s.to_ascii_lowercase().as_str() {
+        "client" => SpanKind::Client,
+        "server" => SpanKind::Server,
+        "producer" => SpanKind::Producer,
+        "consumer" => SpanKind::Consumer,
+        _ => SpanKind::Internal,
+    }
+}
+
+pub(super) fn log_record(
+    logger: &opentelemetry_sdk::logs::SdkLogger,
+    e: &EventRecord,
+) -> SdkLogRecord {
+    let mut r = logger.create_log_record();
+    r.set_timestamp(e.timestamp());
+    r.set_observed_timestamp(SystemTime::now());
+    r.set_severity_number(severity(e.level()));
+    r.set_severity_text(e.level().severity_text());
+    r.set_target(e.target().to_owned());
+    if let Some(m) = e.message() {
+        r.set_body(AnyValue::String(m.to_string().into()));
+    }
+    for (key, v) in e.fields().iter() {
+        r.add_attribute(key, any_value(v));
+    }
+    let mut extra = Vec::new();
+    code_attributes(e.file(), e.line(), e.module_path(), &mut extra);
+    thread_attributes(&e.thread(), &mut extra);
+    for kv in extra {
+        let v = match kv.value {
+            Value::I64(i) => AnyValue::Int(i),
+            other => AnyValue::String(other.as_str().into_owned().into()),
+        };
+        r.add_attribute(kv.key, v);
+    }
+    if let Some(c) = e.span_context() {
+        r.set_trace_context(
+            OtelTraceId::from_bytes(c.trace_id.0),
+            OtelSpanId::from_bytes(c.span_id.0),
+            Some(if c.sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            }),
+        );
+    }
+    r
+}
+
+pub(super) fn drop_marker(
+    logger: &opentelemetry_sdk::logs::SdkLogger,
+    text: &str,
+    at: SystemTime,
+) -> SdkLogRecord {
+    let mut r = logger.create_log_record();
+    r.set_timestamp(at);
+    // The OTLP encoder requires an observed time on every record.
+    r.set_observed_timestamp(SystemTime::now());
+    r.set_severity_number(Severity::Warn);
+    r.set_severity_text("WARN");
+    r.set_target("tracing_offload");
+    r.set_body(AnyValue::String(text.to_owned().into()));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use opentelemetry::logs::{AnyValue, LoggerProvider as _, Severity};
+    use opentelemetry::trace::{SpanKind, Status};
+    use opentelemetry::{InstrumentationScope, Key, Value};
+    use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+    use crate::record::{EventRecord, Record, SpanRecord};
+
+    /// The records the real layer makes from `f`, taken from a channel sink: `n` of them.
+    fn capture(n: usize, f: impl FnOnce()) -> Vec<Record> {
+        let (channel, rx) = crate::sink::Channel::new(1024);
+        let (layer, guard) = crate::OffloadLayer::builder()
+            .sink(channel)
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+        let records = rx.wait_for(n, Duration::from_secs(10));
+        drop(guard);
+        records
+    }
+
+    fn spans(records: &[Record]) -> Vec<&SpanRecord> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Span(s) => Some(&**s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(records: &[Record]) -> Vec<&EventRecord> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => Some(&**e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn span_named<'a>(records: &'a [Record], name: &str) -> &'a SpanRecord {
+        spans(records)
+            .into_iter()
+            .find(|s| s.name() == name)
+            .unwrap_or_else(|| panic!("no span {name}"))
+    }
+
+    fn scope() -> InstrumentationScope {
+        InstrumentationScope::builder("test").build()
+    }
+
+    fn logger() -> (SdkLoggerProvider, SdkLogger) {
+        let provider = SdkLoggerProvider::builder().build();
+        let logger = provider.logger("test");
+        (provider, logger)
+    }
+
+    fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+        attrs
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    fn log_attr<'a>(r: &'a SdkLogRecord, key: &str) -> Option<&'a AnyValue> {
+        r.attributes_iter()
+            .find(|(k, _)| k == &Key::from(key.to_owned()))
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn a_span_keeps_its_ids_times_and_typed_attributes() {
+        let records = capture(2, || {
+            let root = tracing::info_span!(
+                "checkout",
+                user = "ada",
+                items = 3i64,
+                big = u64::MAX,
+                ratio = 0.5,
+                paid = true
+            );
+            root.in_scope(|| tracing::info_span!("child").in_scope(|| {}));
+        });
+        let root = span_named(&records, "checkout");
+        let child = span_named(&records, "child");
+        let d = span_data(root, &scope());
+        assert_eq!(d.name, "checkout");
+        assert_eq!(
+            d.span_context.trace_id(),
+            OtelTraceId::from_bytes(root.trace_id().0)
+        );
+        assert_eq!(
+            d.span_context.span_id(),
+            OtelSpanId::from_bytes(root.span_id().0)
+        );
+        assert_eq!(d.parent_span_id, OtelSpanId::INVALID);
+        assert!(d.span_context.is_sampled());
+        assert_eq!((d.start_time, d.end_time), (root.start(), root.end()));
+        assert_eq!(d.span_kind, SpanKind::Internal);
+        assert_eq!(d.status, Status::Unset);
+        assert_eq!(attr(&d.attributes, "user"), Some(&Value::from("ada")));
+        assert_eq!(attr(&d.attributes, "items"), Some(&Value::I64(3)));
+        // Beyond i64: the exact digits as text, never a wrapped number.
+        assert_eq!(
+            attr(&d.attributes, "big"),
+            Some(&Value::from(u64::MAX.to_string()))
+        );
+        assert_eq!(attr(&d.attributes, "ratio"), Some(&Value::F64(0.5)));
+        assert_eq!(attr(&d.attributes, "paid"), Some(&Value::Bool(true)));
+        assert!(attr(&d.attributes, "thread.id").is_some());
+        assert!(attr(&d.attributes, "code.file.path").is_some());
+        assert!(attr(&d.attributes, "code.line.number").is_some());
+        let c = span_data(child, &scope());
+        assert_eq!(c.parent_span_id, OtelSpanId::from_bytes(root.span_id().0));
+        assert_eq!(c.span_context.trace_id(), d.span_context.trace_id());
+    }
+
+    #[test]
+    fn otel_fields_name_kind_and_status_are_conventions_not_attributes() {
+        let records = capture(2, || {
+            tracing::info_span!(
+                "handler",
+                otel.name = "GET /cart",
+                otel.kind = "Server",
+                otel.status_code = "ERROR",
+                otel.status_message = "cart locked"
+            )
+            .in_scope(|| {});
+            tracing::info_span!("fine", otel.status_code = "ok").in_scope(|| {});
+        });
+        let d = span_data(span_named(&records, "handler"), &scope());
+        assert_eq!(d.name, "GET /cart");
+        assert_eq!(d.span_kind, SpanKind::Server);
+        assert_eq!(d.status, Status::error("cart locked"));
+        assert!(d
+            .attributes
+            .iter()
+            .all(|kv| !kv.key.as_str().starts_with("otel.")));
+        assert_eq!(
+            span_data(span_named(&records, "fine"), &scope()).status,
+            Status::Ok
+        );
+    }
+
+    #[test]
+    fn an_error_event_marks_the_span_and_an_error_field_alone_is_an_exception() {
+        let records = capture(3, || {
+            tracing::info_span!("pay").in_scope(|| {
+                tracing::error!("payment declined");
+                tracing::warn!(error = "timeout");
+            });
+        });
+        let d = span_data(span_named(&records, "pay"), &scope());
+        assert_eq!(d.status, Status::error("payment declined"));
+        let events = &d.events.events;
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].name, "payment declined");
+        assert_eq!(events[1].name, "exception");
+        assert_eq!(
+            attr(&events[1].attributes, "exception.message"),
+            Some(&Value::from("timeout"))
+        );
+    }
+
+    #[test]
+    fn an_event_becomes_a_log_record_with_severity_body_and_trace_context() {
+        let (_provider, logger) = logger();
+        let records = capture(2, || {
+            tracing::info_span!("stock").in_scope(|| {
+                tracing::warn!(target: "shop::cart", sku = "A-1", left = 2i64, "low stock");
+            });
+        });
+        let e = events(&records)[0];
+        let span = span_named(&records, "stock");
+        let r = log_record(&logger, e);
+        assert_eq!(r.severity_number(), Some(Severity::Warn));
+        assert_eq!(r.severity_text(), Some("WARN"));
+        assert_eq!(r.body(), Some(&AnyValue::String("low stock".into())));
+        assert_eq!(r.timestamp(), Some(e.timestamp()));
+        assert!(r.observed_timestamp().is_some());
+        assert_eq!(r.target().map(|t| t.as_ref()), Some("shop::cart"));
+        assert_eq!(log_attr(&r, "sku"), Some(&AnyValue::String("A-1".into())));
+        assert_eq!(log_attr(&r, "left"), Some(&AnyValue::Int(2)));
+        assert!(log_attr(&r, "thread.id").is_some());
+        let ctx = r.trace_context().expect("the enclosing span's ids");
+        assert_eq!(ctx.trace_id, OtelTraceId::from_bytes(span.trace_id().0));
+        assert_eq!(ctx.span_id, OtelSpanId::from_bytes(span.span_id().0));
+    }
+
+    #[test]
+    fn critical_is_fatal_severity() {
+        assert_eq!(severity(LogLevel::Critical), Severity::Fatal);
+        assert_eq!(severity(LogLevel::Trace), Severity::Trace);
+    }
+
+    #[test]
+    fn a_drop_marker_is_a_warn_record_with_both_times() {
+        let (_provider, logger) = logger();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(5);
+        let r = drop_marker(&logger, "3 records dropped", at);
+        assert_eq!(r.severity_number(), Some(Severity::Warn));
+        assert_eq!(r.timestamp(), Some(at));
+        assert!(r.observed_timestamp().is_some(), "the encoder requires it");
+        assert_eq!(
+            r.body(),
+            Some(&AnyValue::String("3 records dropped".into()))
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! OpenTelemetry's standard variables for the OTLP sink: each variable's name paired with its
+//! default, and the parsers of the OTel value formats (`k=v` lists, percent-encoding).
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{
+    EventsAsLogs, Otlp, Protocol, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_SIZE, DEFAULT_OTLP_TIMEOUT,
+};
+use crate::env::EnvReader;
+
+/// The transport.
+pub(crate) const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// Default transport.
+pub(crate) const OTEL_EXPORTER_OTLP_PROTOCOL_DEFAULT: &str = "grpc";
+/// The base endpoint (HTTP appends `/v1/traces`, `/v1/logs`).
+pub(crate) const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// The traces endpoint, used as is.
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// The logs endpoint, used as is.
+pub(crate) const OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
+/// Request headers (gRPC metadata).
+pub(crate) const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+/// Default headers: none.
+pub(crate) const OTEL_EXPORTER_OTLP_HEADERS_DEFAULT: &str = "none";
+/// The timeout of one request, in milliseconds.
+pub(crate) const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+/// Default timeout of one request.
+pub(crate) const OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT: Duration = DEFAULT_OTLP_TIMEOUT;
+/// Request compression.
+pub(crate) const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+/// Default compression: none.
+pub(crate) const OTEL_EXPORTER_OTLP_COMPRESSION_DEFAULT: &str = "none";
+/// Resource attributes, `k=v,…`.
+pub(crate) const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// Default resource attributes: none.
+pub(crate) const OTEL_RESOURCE_ATTRIBUTES_DEFAULT: &str = "none";
+/// `service.name`, over `OTEL_RESOURCE_ATTRIBUTES`.
+pub(crate) const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// One export including its retries, in milliseconds.
+pub(crate) const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
+/// Default bound on one export.
+pub(crate) const OTEL_BSP_EXPORT_TIMEOUT_DEFAULT: Duration = DEFAULT_EXPORT_TIMEOUT;
+/// Records per request.
+pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+/// Default records per request.
+pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT: usize = DEFAULT_MAX_EXPORT_BATCH_SIZE;
+/// The sink's buffer in records.
+pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+/// Default buffer.
+pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT: usize = DEFAULT_MAX_QUEUE_SIZE;
+/// The batch processor's delay; validated only, since batches are the pipeline's.
+pub(crate) const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
+/// The OTel default delay, named in its warning.
+pub(crate) const OTEL_BSP_SCHEDULE_DELAY_DEFAULT: Duration = Duration::from_millis(5_000);
+/// Whether spans are exported (`otlp`, `console`, `none`).
+pub(crate) const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// Whether events are exported as log records (`otlp`, `console`, `none`).
+pub(crate) const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
+/// Default exporter for both signals.
+pub(crate) const OTEL_EXPORTER_DEFAULT: &str = "otlp";
+
+/// A duration shown as the milliseconds the variables take, for warnings.
+struct Millis(Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_millis())
+    }
+}
+
+// === impl Otlp ===
+
+impl Otlp {
+    /// [`from_env`](Self::from_env) with a custom lookup.
+    pub fn from_env_with(lookup: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut s = Self::new();
+        let mut env = EnvReader::new(lookup);
+        s.read_transport(&mut env);
+        s.read_resource(&mut env);
+        s.read_batching(&mut env);
+        s.read_signals(&mut env);
+        s.warnings = env.warnings;
+        s
+    }
+
+    fn read_transport(&mut self, env: &mut EnvReader<'_>) {
+        if let Some(p) = env.parse(
+            OTEL_EXPORTER_OTLP_PROTOCOL,
+            &OTEL_EXPORTER_OTLP_PROTOCOL_DEFAULT,
+            Protocol::parse,
+        ) {
+            self.protocol = p;
+        }
+        self.endpoint = env.raw(OTEL_EXPORTER_OTLP_ENDPOINT);
+        self.traces_endpoint = env.raw(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+        self.logs_endpoint = env.raw(OTEL_EXPORTER_OTLP_LOGS_ENDPOINT);
+        if let Some(h) = env.parse(
+            OTEL_EXPORTER_OTLP_HEADERS,
+            &OTEL_EXPORTER_OTLP_HEADERS_DEFAULT,
+            parse_pairs,
+        ) {
+            self.headers = h;
+        }
+        if let Some(t) = env.parse(
+            OTEL_EXPORTER_OTLP_TIMEOUT,
+            &Millis(OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT),
+            crate::env::millis,
+        ) {
+            self.timeout = t;
+        }
+        if let Some(gzip) = env.parse(
+            OTEL_EXPORTER_OTLP_COMPRESSION,
+            &OTEL_EXPORTER_OTLP_COMPRESSION_DEFAULT,
+            compression,
+        ) {
+            self.gzip = gzip;
+        }
+    }
+
+    fn read_resource(&mut self, env: &mut EnvReader<'_>) {
+        if let Some(attrs) = env.parse(
+            OTEL_RESOURCE_ATTRIBUTES,
+            &OTEL_RESOURCE_ATTRIBUTES_DEFAULT,
+            parse_pairs,
+        ) {
+            if let Some((_, name)) = attrs.iter().find(|(k, _)| k == "service.name") {
+                self.service_name = name.clone();
+            }
+            self.resource_attributes = attrs
+                .into_iter()
+                .filter(|(k, _)| k != "service.name")
+                .collect();
+        }
+        if let Some(name) = env.raw(OTEL_SERVICE_NAME) {
+            self.service_name = name;
+        }
+    }
+
+    fn read_batching(&mut self, env: &mut EnvReader<'_>) {
+        if let Some(t) = env.parse(
+            OTEL_BSP_EXPORT_TIMEOUT,
+            &Millis(OTEL_BSP_EXPORT_TIMEOUT_DEFAULT),
+            crate::env::millis,
+        ) {
+            self.export_timeout = t;
+        }
+        if let Some(n) = env.parse(
+            OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+            &OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT,
+            crate::env::positive_usize,
+        ) {
+            self.max_batch = n;
+        }
+        if let Some(n) = env.parse(
+            OTEL_BSP_MAX_QUEUE_SIZE,
+            &OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT,
+            crate::env::positive_usize,
+        ) {
+            self.max_queue = n;
+        }
+        // Read for validation; batching is the pipeline's (see the README).
+        let _ = env.parse(
+            OTEL_BSP_SCHEDULE_DELAY,
+            &Millis(OTEL_BSP_SCHEDULE_DELAY_DEFAULT),
+            crate::env::millis,
+        );
+    }
+
+    fn read_signals(&mut self, env: &mut EnvReader<'_>) {
+        if let Some(on) = env.parse(OTEL_TRACES_EXPORTER, &OTEL_EXPORTER_DEFAULT, exporter) {
+            self.traces = on;
+        }
+        if let Some(on) = env.parse(OTEL_LOGS_EXPORTER, &OTEL_EXPORTER_DEFAULT, exporter) {
+            if !on {
+                self.logs = EventsAsLogs::None;
+            }
+        }
+    }
+}
+
+/// `OTEL_*_EXPORTER`: whether this sink exports the signal.
+fn exporter(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "otlp" => Ok(true),
+        "none" | "console" => Ok(false),
+        _ => Err("otlp, console or none".to_owned()),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_COMPRESSION`: whether requests are gzipped.
+fn compression(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "gzip" => Ok(true),
+        "none" => Ok(false),
+        _ => Err("gzip or none".to_owned()),
+    }
+}
+
+pub(super) fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| "comma-separated key=value pairs".to_owned())?;
+            let (k, v) = (percent_decode(k.trim()), percent_decode(v.trim()));
+            if k.is_empty() {
+                return Err("comma-separated key=value pairs with non-empty keys".to_owned());
+            }
+            Ok((k, v))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes (the W3C baggage format OTel uses for headers and attributes).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_is_read_with_warnings_and_endpoints_follow_the_spec() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "http://logs:9999/custom",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=s%3Dcret, team = core",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "abc"),
+            ("OTEL_SERVICE_NAME", "checkout"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,service.name=ignored",
+            ),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0"),
+        ];
+        let lookup = |v: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == v)
+                .map(|(_, x)| x.to_string())
+        };
+        let s = Otlp::from_env_with(&lookup);
+        assert_eq!(s.protocol, Protocol::HttpProtobuf);
+        assert_eq!(
+            s.signal_endpoint(&s.traces_endpoint, "v1/traces"),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            s.signal_endpoint(&s.logs_endpoint, "v1/logs"),
+            "http://logs:9999/custom"
+        );
+        assert_eq!(
+            s.headers,
+            [
+                ("api-key".into(), "s=cret".into()),
+                ("team".into(), "core".into())
+            ]
+        );
+        assert_eq!(s.service_name, "checkout");
+        assert_eq!(
+            s.resource_attributes,
+            [("deployment.environment".into(), "prod".into())]
+        );
+        assert_eq!(s.timeout, DEFAULT_OTLP_TIMEOUT);
+        assert_eq!(s.max_batch, DEFAULT_MAX_EXPORT_BATCH_SIZE);
+        let vars: Vec<&str> = s.warnings().iter().map(|w| w.var.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+            ]
+        );
+        assert!(
+            !format!("{s:?}").contains("s=cret"),
+            "header values are secret"
+        );
+    }
+}
