@@ -130,10 +130,14 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
-    /// The sink could not export and may succeed later (e.g. the collector is down).
+    /// A transient failure: the sink could not export now and may succeed later (e.g. the
+    /// collector is down or throttling). A sink that retries returns this once its retries are
+    /// spent.
     #[error("{0}")]
     Retryable(String),
-    /// The sink could not export and retrying will not help.
+    /// A permanent failure: retrying the same batch cannot help (e.g. the collector rejected it
+    /// as invalid or unauthorised, or the sink is misconfigured), so a sink returns it without
+    /// retrying. From [`Sink::start`] it fails the build.
     #[error("{0}")]
     Fatal(String),
     /// The export failed part way: the first `written` records of the batch, in order, were

@@ -109,12 +109,6 @@ impl BackgroundRuntime {
             .map_err(|_| SinkError::Retryable("timed out".to_owned()))
     }
 
-    /// Sleeps on the sink's thread (back-off between retries).
-    pub(crate) fn sleep(&self, d: Duration) -> Result<(), SinkError> {
-        self.rt()?.block_on(async { tokio::time::sleep(d).await });
-        Ok(())
-    }
-
     /// Stops the runtime, waiting at most until `deadline` for its tasks.
     pub(crate) fn shutdown(&mut self, deadline: Instant) {
         if let Some(rt) = self.rt.take() {

@@ -116,9 +116,22 @@ impl Collector {
         Self::start_on(free_port(), free_port())
     }
 
+    /// Starts a collector on fresh ports with extra `rotel-agent start` arguments.
+    #[track_caller]
+    pub fn start_with_args(extra: &[&str]) -> Option<Collector> {
+        Self::start_with(free_port(), free_port(), extra)
+    }
+
     /// Starts a collector on the given ports (to restart one where a sink already points).
     #[track_caller]
     pub fn start_on(grpc_port: u16, http_port: u16) -> Option<Collector> {
+        Self::start_with(grpc_port, http_port, &[])
+    }
+
+    /// Starts a collector with extra `rotel-agent start` arguments, e.g.
+    /// `--otlp-receiver-logs-disabled`.
+    #[track_caller]
+    pub fn start_with(grpc_port: u16, http_port: u16, extra: &[&str]) -> Option<Collector> {
         let Some(agent) = rotel_agent() else {
             skip::skip_unless_required(
                 "OFFLOAD_REQUIRE_COLLECTOR",
@@ -142,6 +155,7 @@ impl Collector {
                 "--debug-log-verbosity",
                 "detailed",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

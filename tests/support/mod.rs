@@ -11,6 +11,7 @@ use tracing_subscriber::prelude::*;
 
 pub mod admin;
 pub mod collector;
+pub mod receiver;
 
 pub use collector::skip::skip_unless_required;
 

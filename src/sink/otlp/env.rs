@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{
-    EventsAsLogs, Otlp, Protocol, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    EventsAsLogs, Otlp, Protocol, Tls, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_EXPORT_BATCH_SIZE,
     DEFAULT_MAX_QUEUE_SIZE, DEFAULT_OTLP_TIMEOUT,
 };
 use crate::env::EnvReader;
@@ -32,6 +32,29 @@ pub(crate) const OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT: Duration = DEFAULT_OTLP_TIM
 pub(crate) const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
 /// Default compression: none.
 pub(crate) const OTEL_EXPORTER_OTLP_COMPRESSION_DEFAULT: &str = "none";
+/// A PEM file of CA certificates to trust, for both signals.
+pub(crate) const OTEL_EXPORTER_OTLP_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+/// The client's PEM certificate (mTLS), for both signals.
+pub(crate) const OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+/// The client's PEM private key (mTLS), for both signals.
+pub(crate) const OTEL_EXPORTER_OTLP_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+/// The CA file for traces.
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE";
+/// The client certificate for traces.
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE";
+/// The client key for traces.
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: &str =
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY";
+/// The CA file for logs.
+pub(crate) const OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE";
+/// The client certificate for logs.
+pub(crate) const OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE: &str =
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE";
+/// The client key for logs.
+pub(crate) const OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY";
 /// Resource attributes, `k=v,…`.
 pub(crate) const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 /// Default resource attributes: none.
@@ -117,6 +140,30 @@ impl Otlp {
         ) {
             self.gzip = gzip;
         }
+        self.tls = tls_files(
+            env,
+            [
+                OTEL_EXPORTER_OTLP_CERTIFICATE,
+                OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+                OTEL_EXPORTER_OTLP_CLIENT_KEY,
+            ],
+        );
+        self.traces_tls = tls_files(
+            env,
+            [
+                OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+                OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+                OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+            ],
+        );
+        self.logs_tls = tls_files(
+            env,
+            [
+                OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+                OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
+                OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
+            ],
+        );
     }
 
     fn read_resource(&mut self, env: &mut EnvReader<'_>) {
@@ -178,6 +225,22 @@ impl Otlp {
             }
         }
     }
+}
+
+/// The TLS files named by three variables: CA, client certificate, client key. They are read
+/// (and any problem reported) when the pipeline is built.
+fn tls_files(env: &mut EnvReader<'_>, [ca, cert, key]: [&str; 3]) -> Tls {
+    let mut tls = Tls::new();
+    if let Some(path) = env.raw(ca) {
+        tls = tls.certificate(path);
+    }
+    if let Some(path) = env.raw(cert) {
+        tls = tls.client_certificate(path);
+    }
+    if let Some(path) = env.raw(key) {
+        tls = tls.client_key(path);
+    }
+    tls
 }
 
 /// `OTEL_*_EXPORTER`: whether this sink exports the signal.
@@ -260,6 +323,9 @@ mod tests {
                 "deployment.environment=prod,service.name=ignored",
             ),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/etc/logs-ca.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/etc/key.pem"),
         ];
         let lookup = |v: &str| {
             vars.iter()
@@ -289,6 +355,17 @@ mod tests {
             [("deployment.environment".into(), "prod".into())]
         );
         assert_eq!(s.timeout, DEFAULT_OTLP_TIMEOUT);
+        assert_eq!(s.tls, Tls::new().certificate("/etc/ca.pem"));
+        assert_eq!(
+            s.logs_tls.over(&s.tls),
+            Tls::new().certificate("/etc/logs-ca.pem")
+        );
+        assert_eq!(
+            s.traces_tls.over(&s.tls),
+            Tls::new()
+                .certificate("/etc/ca.pem")
+                .client_key("/etc/key.pem")
+        );
         assert_eq!(s.max_batch, DEFAULT_MAX_EXPORT_BATCH_SIZE);
         let vars: Vec<&str> = s.warnings().iter().map(|w| w.var.as_str()).collect();
         assert_eq!(

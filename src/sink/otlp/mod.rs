@@ -15,8 +15,13 @@ use opentelemetry_sdk::Resource;
 use crate::env::EnvWarning;
 
 mod convert;
+mod endpoint;
 mod env;
+mod retry;
 mod sink;
+mod tls;
+
+pub use tls::Tls;
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -66,11 +71,15 @@ pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 512;
 /// The default sink buffer (`OTEL_BSP_MAX_QUEUE_SIZE`).
 pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2_048;
-/// Retries of a failed request before its records are counted as failed.
+/// Retries of a request that failed transiently (a network error, gRPC `UNAVAILABLE`, HTTP
+/// 429/502/503/504, …) before its records are counted as failed. Permanent errors (e.g. HTTP
+/// 400, gRPC `INVALID_ARGUMENT`) are never retried.
 pub const DEFAULT_MAX_RETRIES: u32 = 5;
-/// The first retry's back-off; it doubles (with jitter) up to [`MAX_BACKOFF`].
+/// The first retry's back-off; it doubles (with up to 100 ms of jitter) up to
+/// [`MAX_BACKOFF`]. A longer `Retry-After` / `RetryInfo` from the server is honoured (up to
+/// 30 s, and never past the request timeout).
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest back-off between retries.
+/// The longest back-off between retries, unless the server asks for longer.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Exports spans (as OTLP spans) and events (as OTLP log records) to a collector.
@@ -100,6 +109,9 @@ pub struct Otlp {
     headers: Vec<(String, String)>,
     timeout: Duration,
     gzip: bool,
+    tls: Tls,
+    traces_tls: Tls,
+    logs_tls: Tls,
     service_name: String,
     resource_attributes: Vec<(String, String)>,
     export_timeout: Duration,
@@ -149,6 +161,9 @@ impl Otlp {
             headers: Vec::new(),
             timeout: DEFAULT_OTLP_TIMEOUT,
             gzip: false,
+            tls: Tls::new(),
+            traces_tls: Tls::new(),
+            logs_tls: Tls::new(),
             service_name: "unknown_service".to_owned(),
             resource_attributes: Vec::new(),
             export_timeout: DEFAULT_EXPORT_TIMEOUT,
@@ -223,6 +238,27 @@ impl Otlp {
         self
     }
 
+    /// TLS files for `https://` endpoints, for both signals (default none: the platform's
+    /// roots, no client certificate). Needs the `tls` feature (on by default).
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// TLS files for the traces endpoint; each file not named here falls back to
+    /// [`tls`](Self::tls)'s.
+    pub fn traces_tls(mut self, tls: Tls) -> Self {
+        self.traces_tls = tls;
+        self
+    }
+
+    /// TLS files for the logs endpoint; each file not named here falls back to
+    /// [`tls`](Self::tls)'s.
+    pub fn logs_tls(mut self, tls: Tls) -> Self {
+        self.logs_tls = tls;
+        self
+    }
+
     /// The `service.name` resource attribute (default `unknown_service`).
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = name.into();
@@ -254,7 +290,9 @@ impl Otlp {
         self
     }
 
-    /// Retries of a failed request (default [`DEFAULT_MAX_RETRIES`]).
+    /// Retries of a request that failed transiently (default [`DEFAULT_MAX_RETRIES`]); all of
+    /// them, with their back-off, fit in the request [`timeout`](Self::timeout). Permanent
+    /// errors are never retried.
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = n;
         self

@@ -1,16 +1,21 @@
-//! The running sink: the exporters it builds at start, and each export with its retries.
+//! The running sink: the exporters it builds at start (endpoint checks, TLS, retry policy,
+//! attempt counting), and each export.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 
-use super::convert;
-use super::{EventsAsLogs, Otlp, Protocol, INITIAL_BACKOFF, MAX_BACKOFF};
+use super::endpoint::{self, Scheme};
+use super::retry::{self, Attempts, CountingClient, HttpOutcome};
+use super::tls::{LoadedTls, Tls};
+use super::{convert, EventsAsLogs, Otlp, Protocol, INITIAL_BACKOFF, MAX_BACKOFF};
 use crate::env::EnvWarning;
 use crate::record::{EventRecord, Record};
 use crate::sink::runtime::BackgroundRuntime;
@@ -19,131 +24,229 @@ use crate::sink::{Sink, SinkError};
 /// What a started sink holds: its runtime, exporters and the logger that makes log records.
 pub(super) struct Running {
     rt: BackgroundRuntime,
-    spans: Option<opentelemetry_otlp::SpanExporter>,
-    logs: Option<opentelemetry_otlp::LogExporter>,
+    spans: Option<SpanExporter>,
+    logs: Option<LogExporter>,
     logger: opentelemetry_sdk::logs::SdkLogger,
     _provider: SdkLoggerProvider,
     scope: InstrumentationScope,
 }
 
+/// One signal's exporter and the count of its request attempts.
+struct Exporter<E> {
+    inner: E,
+    attempts: Arc<Attempts>,
+}
+
+type SpanExporter = Exporter<opentelemetry_otlp::SpanExporter>;
+type LogExporter = Exporter<opentelemetry_otlp::LogExporter>;
+
+/// Where one signal goes and how: its checked endpoint and TLS files.
+struct Target {
+    url: String,
+    tls: Option<LoadedTls>,
+}
+
+/// Which signal a target is for.
+#[derive(Clone, Copy)]
+enum Signal {
+    Traces,
+    Logs,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
 // === impl Otlp ===
 
 impl Otlp {
-    fn build_exporters(
-        &self,
-    ) -> Result<
-        (
-            Option<opentelemetry_otlp::SpanExporter>,
-            Option<opentelemetry_otlp::LogExporter>,
-        ),
-        String,
-    > {
-        let traces_url = self.signal_endpoint(&self.traces_endpoint, "v1/traces");
-        let logs_url = self.signal_endpoint(&self.logs_endpoint, "v1/logs");
-        let headers: HashMap<String, String> = self.headers.iter().cloned().collect();
-        let err = |e: opentelemetry_otlp::ExporterBuildError| e.to_string();
+    /// The signal's endpoint, checked, and its TLS files, read: everything that can be wrong
+    /// in the configuration fails here, at build time.
+    fn target(&self, signal: Signal) -> Result<Target, String> {
+        let (specific, path, tls) = match signal {
+            Signal::Traces => (&self.traces_endpoint, "v1/traces", &self.traces_tls),
+            Signal::Logs => (&self.logs_endpoint, "v1/logs", &self.logs_tls),
+        };
+        let url = self.signal_endpoint(specific, path);
+        let what = format!("the OTLP {} endpoint", signal.name());
+        let files = tls.over(&self.tls);
+        match endpoint::validate(&url, &what)? {
+            Scheme::Http => {
+                if !files.is_empty() {
+                    return Err(format!(
+                        "TLS files are set for {what}, but it is {url:?}: use https:// to \
+                         connect over TLS, or remove the TLS files"
+                    ));
+                }
+                Ok(Target { url, tls: None })
+            }
+            Scheme::Https if cfg!(not(feature = "tls")) => Err(format!(
+                "{what} {url:?} uses TLS, but tracing-offload was built without its `tls` \
+                 feature (on by default): enable it, or use an http:// endpoint"
+            )),
+            Scheme::Https => Ok(Target {
+                url,
+                tls: Some(files.load()?),
+            }),
+        }
+    }
+
+    fn build_exporters(&self) -> Result<(Option<SpanExporter>, Option<LogExporter>), String> {
         let mut spans = None;
         let mut logs = None;
-        match self.protocol {
-            Protocol::Grpc => {
-                let metadata = metadata(&self.headers)?;
-                if self.traces {
-                    let mut b = opentelemetry_otlp::SpanExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(traces_url)
-                        .with_timeout(self.timeout)
-                        .with_metadata(metadata.clone());
-                    if self.gzip {
-                        b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-                    }
-                    spans = Some(b.build().map_err(err)?);
-                }
-                if self.logs != EventsAsLogs::None {
-                    let mut b = opentelemetry_otlp::LogExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(logs_url)
-                        .with_timeout(self.timeout)
-                        .with_metadata(metadata);
-                    if self.gzip {
-                        b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-                    }
-                    logs = Some(b.build().map_err(err)?);
-                }
-            }
-            Protocol::HttpProtobuf | Protocol::HttpJson => {
-                let protocol = if self.protocol == Protocol::HttpJson {
-                    opentelemetry_otlp::Protocol::HttpJson
-                } else {
-                    opentelemetry_otlp::Protocol::HttpBinary
-                };
-                if self.traces {
-                    let mut b = opentelemetry_otlp::SpanExporter::builder()
-                        .with_http()
-                        .with_protocol(protocol)
-                        .with_endpoint(traces_url)
-                        .with_timeout(self.timeout)
-                        .with_headers(headers.clone());
-                    if self.gzip {
-                        b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-                    }
-                    spans = Some(b.build().map_err(err)?);
-                }
-                if self.logs != EventsAsLogs::None {
-                    let mut b = opentelemetry_otlp::LogExporter::builder()
-                        .with_http()
-                        .with_protocol(protocol)
-                        .with_endpoint(logs_url)
-                        .with_timeout(self.timeout)
-                        .with_headers(headers);
-                    if self.gzip {
-                        b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-                    }
-                    logs = Some(b.build().map_err(err)?);
-                }
-            }
+        if self.traces {
+            let target = self.target(Signal::Traces)?;
+            let attempts = Arc::new(Attempts::default());
+            let builder = opentelemetry_otlp::SpanExporter::builder();
+            let inner = match self.protocol {
+                Protocol::Grpc => self
+                    .tonic(builder.with_tonic(), &target, &attempts)?
+                    .build(),
+                _ => self.http(builder.with_http(), &target, &attempts)?.build(),
+            };
+            spans = Some(Exporter {
+                inner: inner.map_err(|e| e.to_string())?,
+                attempts,
+            });
+        }
+        if self.logs != EventsAsLogs::None {
+            let target = self.target(Signal::Logs)?;
+            let attempts = Arc::new(Attempts::default());
+            let builder = opentelemetry_otlp::LogExporter::builder();
+            let inner = match self.protocol {
+                Protocol::Grpc => self
+                    .tonic(builder.with_tonic(), &target, &attempts)?
+                    .build(),
+                _ => self.http(builder.with_http(), &target, &attempts)?.build(),
+            };
+            logs = Some(Exporter {
+                inner: inner.map_err(|e| e.to_string())?,
+                attempts,
+            });
         }
         Ok((spans, logs))
     }
 
-    /// Runs `export` until it succeeds, retrying with exponential back-off and jitter, at most
-    /// `max_retries` times and never past `deadline`.
-    fn with_retries<F, Fut>(
-        rt: &BackgroundRuntime,
-        max_retries: u32,
-        deadline: Instant,
-        retries: &mut u64,
-        mut export: F,
-    ) -> Result<(), SinkError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult>,
-    {
-        let mut backoff = INITIAL_BACKOFF;
-        let mut attempt = 0;
-        loop {
-            let result = match rt.run(deadline, export()) {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err("export timed out".to_owned()),
-            };
-            let error = match result {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            let jitter = crate::ids::random_u64() % (backoff.as_millis() as u64 / 2 + 1);
-            let sleep = backoff + Duration::from_millis(jitter);
-            if attempt >= max_retries || Instant::now() + sleep >= deadline {
-                return Err(SinkError::Retryable(format!(
-                    "OTLP export failed after {} attempts: {error}",
-                    attempt + 1
-                )));
-            }
-            attempt += 1;
-            *retries += 1;
-            // Back-off on the sink's own thread: the application never waits on it.
-            rt.sleep(sleep)?;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+    /// A gRPC exporter builder for `target`: timeout, metadata, compression, TLS, the retry
+    /// policy and an interceptor that counts attempts (it runs once per attempt).
+    fn tonic<B: WithExportConfig + WithTonicConfig>(
+        &self,
+        builder: B,
+        target: &Target,
+        attempts: &Arc<Attempts>,
+    ) -> Result<B, String> {
+        let counter = Arc::clone(attempts);
+        let mut b = builder
+            .with_endpoint(target.url.clone())
+            .with_timeout(self.timeout)
+            .with_metadata(metadata(&self.headers)?)
+            .with_retry_policy(retry::policy(
+                self.max_retries,
+                INITIAL_BACKOFF,
+                MAX_BACKOFF,
+            ))
+            .with_interceptor(move |request: tonic::Request<()>| {
+                counter.attempt();
+                Ok::<_, tonic::Status>(request)
+            });
+        if self.gzip {
+            b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &target.tls {
+            b = b.with_tls_config(tls.tonic_config()?);
+        }
+        Ok(b)
+    }
+
+    /// An HTTP exporter builder for `target`, on our own reqwest client (TLS, attempt
+    /// counting).
+    fn http<B: WithExportConfig + WithHttpConfig>(
+        &self,
+        builder: B,
+        target: &Target,
+        attempts: &Arc<Attempts>,
+    ) -> Result<B, String> {
+        let protocol = if self.protocol == Protocol::HttpJson {
+            opentelemetry_otlp::Protocol::HttpJson
+        } else {
+            opentelemetry_otlp::Protocol::HttpBinary
+        };
+        let headers: HashMap<String, String> = self.headers.iter().cloned().collect();
+        let client = reqwest_client(self.timeout, target.tls.as_ref())?;
+        let mut b = builder
+            .with_protocol(protocol)
+            .with_endpoint(target.url.clone())
+            .with_timeout(self.timeout)
+            .with_headers(headers)
+            .with_retry_policy(retry::policy(
+                self.max_retries,
+                INITIAL_BACKOFF,
+                MAX_BACKOFF,
+            ))
+            .with_http_client(CountingClient::new(client, Arc::clone(attempts)));
+        if self.gzip {
+            b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+        }
+        Ok(b)
+    }
+
+    fn wants_log(&self, e: &EventRecord) -> bool {
+        match self.logs {
+            EventsAsLogs::All => true,
+            EventsAsLogs::OutsideSpans => e.span_id().is_none(),
+            EventsAsLogs::None => false,
         }
     }
+
+    /// Classifies a failed export of one chunk into the sink's error.
+    fn export_failure(
+        &self,
+        what: &str,
+        attempts: &Attempts,
+        tried: u64,
+        error: String,
+    ) -> SinkError {
+        let failure = match self.protocol {
+            Protocol::Grpc => retry::classify_grpc(&error, tried),
+            _ => retry::classify_http(attempts.last_http().as_ref()),
+        };
+        let detail = match attempts.last_http() {
+            // The HTTP exporter says only "network error": add what the client saw.
+            Some(HttpOutcome::Transport(cause)) if self.protocol != Protocol::Grpc => {
+                format!("{error} ({cause})")
+            }
+            _ => error,
+        };
+        retry::export_error(failure, what, tried, &detail)
+    }
+}
+
+/// The reqwest client of the HTTP transport. With the `tls` feature it always gets a rustls
+/// configuration of ours (reqwest would otherwise look for a process-wide crypto provider).
+fn reqwest_client(
+    timeout: std::time::Duration,
+    tls: Option<&LoadedTls>,
+) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder().timeout(timeout);
+    #[cfg(feature = "tls")]
+    let builder = {
+        let config = match tls {
+            Some(tls) => tls.rustls_config()?,
+            None => super::tls::plain_text_config()?,
+        };
+        builder.tls_backend_preconfigured(config)
+    };
+    #[cfg(not(feature = "tls"))]
+    let _ = tls;
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 fn metadata(
@@ -158,6 +261,22 @@ fn metadata(
         map.insert(key, value);
     }
     Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map))
+}
+
+/// Runs one export on the sink's runtime and returns the attempts it took with its result.
+fn run_export(
+    rt: &BackgroundRuntime,
+    deadline: Instant,
+    attempts: &Attempts,
+    export: impl std::future::Future<Output = OTelSdkResult>,
+) -> (u64, Result<(), Result<String, SinkError>>) {
+    let before = attempts.count();
+    let result = match rt.run(deadline, export) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Ok(e.to_string())),
+        Err(timed_out) => Err(Err(timed_out)),
+    };
+    (attempts.count() - before, result)
 }
 
 impl Sink for Otlp {
@@ -175,10 +294,10 @@ impl Sink for Otlp {
             .map_err(SinkError::Fatal)?;
         let resource = self.resource();
         if let Some(s) = spans.as_mut() {
-            s.set_resource(&resource);
+            s.inner.set_resource(&resource);
         }
         if let Some(l) = logs.as_mut() {
-            l.set_resource(&resource);
+            l.inner.set_resource(&resource);
         }
         let provider = SdkLoggerProvider::builder().build();
         let logger = provider.logger("tracing-offload");
@@ -199,7 +318,6 @@ impl Sink for Otlp {
         let Some(run) = self.running.as_ref() else {
             return Err(SinkError::Fatal("the OTLP sink was not started".to_owned()));
         };
-        let rt = &run.rt;
         let deadline = crate::clock::deadline_after(self.export_timeout);
         let mut spans = Vec::new();
         let mut logs = Vec::new();
@@ -217,33 +335,37 @@ impl Sink for Otlp {
                 _ => {}
             }
         }
+        let mut retries = 0;
         let mut first_error = None;
+        let mut outcome = |what: &str, attempts: &Attempts, (tried, result)| {
+            retries += u64::saturating_sub(tried, 1);
+            let error = match result {
+                Ok(()) => return,
+                Err(Ok(message)) => self.export_failure(what, attempts, tried, message),
+                Err(Err(timed_out)) => timed_out,
+            };
+            first_error.get_or_insert(error);
+        };
         if let Some(exporter) = run.spans.as_ref() {
             let mut spans = spans.into_iter().peekable();
             while spans.peek().is_some() {
                 let chunk: Vec<SpanData> = spans.by_ref().take(self.max_batch).collect();
-                let r =
-                    Self::with_retries(rt, self.max_retries, deadline, &mut self.retries, || {
-                        exporter.export(chunk.clone())
-                    });
-                if let Err(e) = r {
-                    first_error.get_or_insert(e);
-                }
+                let attempts = &exporter.attempts;
+                let ran = run_export(&run.rt, deadline, attempts, exporter.inner.export(chunk));
+                outcome("spans", attempts, ran);
             }
         }
         if let Some(exporter) = run.logs.as_ref() {
             for chunk in logs.chunks(self.max_batch) {
                 let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
                     chunk.iter().map(|r| (r, &run.scope)).collect();
-                let r =
-                    Self::with_retries(rt, self.max_retries, deadline, &mut self.retries, || {
-                        exporter.export(LogBatch::new(&pairs))
-                    });
-                if let Err(e) = r {
-                    first_error.get_or_insert(e);
-                }
+                let attempts = &exporter.attempts;
+                let export = exporter.inner.export(LogBatch::new(&pairs));
+                let ran = run_export(&run.rt, deadline, attempts, export);
+                outcome("logs", attempts, ran);
             }
         }
+        self.retries += retries;
         first_error.map_or(Ok(()), Err)
     }
 
@@ -253,10 +375,10 @@ impl Sink for Otlp {
         };
         let left = deadline.saturating_duration_since(Instant::now());
         if let Some(s) = run.spans.as_mut() {
-            let _ = s.shutdown_with_timeout(left);
+            let _ = s.inner.shutdown_with_timeout(left);
         }
         if let Some(l) = run.logs.as_mut() {
-            let _ = l.shutdown_with_timeout(left);
+            let _ = l.inner.shutdown_with_timeout(left);
         }
         run.rt.shutdown(deadline);
         Ok(())
@@ -275,6 +397,10 @@ impl Sink for Otlp {
     }
 
     fn settings(&self) -> serde_json::Value {
+        let tls = |specific: &Tls| {
+            let files = specific.over(&self.tls);
+            (!files.is_empty()).then_some(files)
+        };
         serde_json::json!({
             "traces_endpoint": self.traces.then(|| self.signal_endpoint(&self.traces_endpoint, "v1/traces")),
             "logs_endpoint": (self.logs != EventsAsLogs::None)
@@ -283,6 +409,8 @@ impl Sink for Otlp {
             "headers": self.headers.iter().map(|(k, _)| (k.clone(), "[redacted]")).collect::<std::collections::BTreeMap<_, _>>(),
             "timeout_ms": self.timeout.as_millis() as u64,
             "compression": if self.gzip { "gzip" } else { "none" },
+            "traces_tls": tls(&self.traces_tls),
+            "logs_tls": tls(&self.logs_tls),
             "service_name": self.service_name,
             "resource_attributes": self.resource_attributes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "export_timeout_ms": self.export_timeout.as_millis() as u64,
@@ -295,15 +423,5 @@ impl Sink for Otlp {
 
     fn env_warnings(&self) -> Vec<EnvWarning> {
         self.warnings.clone()
-    }
-}
-
-impl Otlp {
-    fn wants_log(&self, e: &EventRecord) -> bool {
-        match self.logs {
-            EventsAsLogs::All => true,
-            EventsAsLogs::OutsideSpans => e.span_id().is_none(),
-            EventsAsLogs::None => false,
-        }
     }
 }

@@ -1,0 +1,241 @@
+//! Retries. One loop only: opentelemetry-otlp's exporters retry by the OTLP specification
+//! (retryable: gRPC `UNAVAILABLE`, `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`,
+//! `DATA_LOSS`, `RESOURCE_EXHAUSTED` with `RetryInfo`; HTTP 429, 502, 503, 504 and network
+//! errors), with exponential back-off, jitter and the server's `Retry-After` / `RetryInfo`
+//! delay (capped at 30 s, and never past the request timeout). This sink sets their policy,
+//! counts their attempts (an interceptor for gRPC, a wrapped HTTP client for HTTP), and
+//! classifies what they give up: a permanent rejection is [`SinkError::Fatal`], a transient
+//! failure that outlived its retries is [`SinkError::Retryable`].
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+
+use crate::sink::SinkError;
+
+/// What one request attempt ended with, seen by the HTTP client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum HttpOutcome {
+    /// The server answered with this status.
+    Status(u16),
+    /// No answer: the error and its causes, e.g. a refused connection or a TLS failure.
+    Transport(String),
+}
+
+/// Request attempts made by one exporter, and how the last HTTP attempt ended.
+#[derive(Debug, Default)]
+pub(super) struct Attempts {
+    count: AtomicU64,
+    last_http: Mutex<Option<HttpOutcome>>,
+}
+
+// === impl Attempts ===
+
+impl Attempts {
+    /// Counts one attempt.
+    pub(super) fn attempt(&self) {
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// Attempts so far.
+    pub(super) fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    fn note_http(&self, outcome: HttpOutcome) {
+        *self.last_http.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+    }
+
+    /// How the last HTTP attempt ended.
+    pub(super) fn last_http(&self) -> Option<HttpOutcome> {
+        self.last_http
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// The exporters' retry policy: `max_retries` retries, back-off from `initial` doubling to `max`,
+/// up to 100 ms of jitter.
+pub(super) fn policy(
+    max_retries: u32,
+    initial: Duration,
+    max: Duration,
+) -> opentelemetry_otlp::RetryPolicy {
+    opentelemetry_otlp::RetryPolicy::recommended()
+        .with_max_retries(max_retries as usize)
+        .with_initial_delay(initial)
+        .with_max_delay(max)
+}
+
+/// The HTTP client of the HTTP exporters: reqwest, counting attempts and keeping the last
+/// outcome (the exporter's own error says only "network error").
+#[derive(Debug, Clone)]
+pub(super) struct CountingClient {
+    inner: reqwest::Client,
+    attempts: Arc<Attempts>,
+}
+
+impl CountingClient {
+    pub(super) fn new(inner: reqwest::Client, attempts: Arc<Attempts>) -> Self {
+        CountingClient { inner, attempts }
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for CountingClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        self.attempts.attempt();
+        match self.inner.send_bytes(request).await {
+            Ok(response) => {
+                self.attempts
+                    .note_http(HttpOutcome::Status(response.status().as_u16()));
+                Ok(response)
+            }
+            Err(e) => {
+                self.attempts
+                    .note_http(HttpOutcome::Transport(error_chain(e.as_ref())));
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An error and its sources, `a: b: c`.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
+/// Whether retrying the same request could help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The receiver refused the request; the same request will be refused again.
+    Permanent,
+    /// The receiver could not take it now (down, overloaded, a network error).
+    Transient,
+}
+
+/// Classifies a failed HTTP export by how its last attempt ended (the OTLP/HTTP rules).
+pub(super) fn classify_http(last: Option<&HttpOutcome>) -> Failure {
+    match last {
+        Some(HttpOutcome::Status(429 | 502 | 503 | 504)) => Failure::Transient,
+        Some(HttpOutcome::Status(_)) => Failure::Permanent,
+        Some(HttpOutcome::Transport(_)) | None => Failure::Transient,
+    }
+}
+
+/// Classifies a failed gRPC export by the status code in the exporter's error (the OTLP/gRPC
+/// rules). `RESOURCE_EXHAUSTED` is retryable only with `RetryInfo`, which the error does not
+/// carry: the exporter retried it (`attempts > 1`) exactly when the server sent one.
+pub(super) fn classify_grpc(error: &str, attempts: u64) -> Failure {
+    let code = error
+        .split_once("gRPC code: ")
+        .map(|(_, rest)| rest.split(|c: char| !c.is_ascii_alphanumeric()).next())
+        .unwrap_or_default()
+        .unwrap_or_default();
+    match code {
+        "Unavailable" | "Cancelled" | "DeadlineExceeded" | "Aborted" | "OutOfRange"
+        | "DataLoss" => Failure::Transient,
+        "ResourceExhausted" if attempts > 1 => Failure::Transient,
+        "" => Failure::Transient,
+        _ => Failure::Permanent,
+    }
+}
+
+/// The sink's error for a failed export of `what` ("spans", "logs").
+pub(super) fn export_error(failure: Failure, what: &str, attempts: u64, detail: &str) -> SinkError {
+    match failure {
+        Failure::Permanent => SinkError::Fatal(format!(
+            "OTLP {what} rejected, not retried (a permanent error): {detail}"
+        )),
+        Failure::Transient => SinkError::Retryable(format!(
+            "OTLP {what} export failed after {attempts} attempt{}: {detail}",
+            if attempts == 1 { "" } else { "s" }
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_follow_the_otlp_spec() {
+        for code in [429, 502, 503, 504] {
+            assert_eq!(
+                classify_http(Some(&HttpOutcome::Status(code))),
+                Failure::Transient,
+                "{code}"
+            );
+        }
+        for code in [400, 401, 403, 404, 405, 413, 415, 500, 501] {
+            assert_eq!(
+                classify_http(Some(&HttpOutcome::Status(code))),
+                Failure::Permanent,
+                "{code}"
+            );
+        }
+        let refused = HttpOutcome::Transport("connection refused".into());
+        assert_eq!(classify_http(Some(&refused)), Failure::Transient);
+    }
+
+    #[test]
+    fn grpc_codes_follow_the_otlp_spec() {
+        let msg = |code: &str| format!("TonicTracesClient export failed with gRPC code: {code}");
+        for code in [
+            "Unavailable",
+            "Cancelled",
+            "DeadlineExceeded",
+            "Aborted",
+            "OutOfRange",
+            "DataLoss",
+        ] {
+            assert_eq!(classify_grpc(&msg(code), 1), Failure::Transient, "{code}");
+        }
+        for code in [
+            "InvalidArgument",
+            "Unimplemented",
+            "Unauthenticated",
+            "PermissionDenied",
+            "NotFound",
+            "Internal",
+        ] {
+            assert_eq!(classify_grpc(&msg(code), 1), Failure::Permanent, "{code}");
+        }
+        assert_eq!(
+            classify_grpc(&msg("ResourceExhausted"), 1),
+            Failure::Permanent
+        );
+        assert_eq!(
+            classify_grpc(&msg("ResourceExhausted"), 3),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify_grpc(
+                "TonicLogsClient export failed with gRPC code: Unavailable: transport error",
+                4
+            ),
+            Failure::Transient
+        );
+    }
+
+    #[test]
+    fn the_error_says_whether_it_was_retried() {
+        let fatal = export_error(Failure::Permanent, "spans", 1, "HTTP 400");
+        assert!(matches!(fatal, SinkError::Fatal(ref m) if m.contains("not retried")));
+        let retryable = export_error(Failure::Transient, "logs", 6, "network error");
+        assert!(matches!(retryable, SinkError::Retryable(ref m) if m.contains("after 6 attempts")));
+    }
+}

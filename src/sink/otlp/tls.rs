@@ -1,0 +1,305 @@
+//! TLS for `https://` endpoints: the files a user names ([`Tls`]), read and checked when the sink
+//! starts, and (feature `tls`) the rustls configurations of both transports built from them.
+//!
+//! Trust: the platform's roots (`rustls-native-certs`) plus any CA file given. Client
+//! certificates (mTLS): a certificate chain and its private key, both PEM. The crypto provider is
+//! `ring`, named explicitly, so nothing depends on a process-wide default provider.
+
+use std::path::{Path, PathBuf};
+
+/// TLS files for an `https://` OTLP endpoint, all PEM: a CA to trust on top of the platform's
+/// roots, and a client certificate with its key for mutual TLS.
+///
+/// ```
+/// use tracing_offload::sink::{otlp::Tls, Otlp};
+///
+/// let sink = Otlp::new()
+///     .endpoint("https://collector.internal:4317")
+///     .tls(Tls::new()
+///         .certificate("/etc/otel/ca.pem")
+///         .client_certificate("/etc/otel/client.pem")
+///         .client_key("/etc/otel/client-key.pem"));
+/// # drop(sink);
+/// ```
+///
+/// The files are read when the pipeline is built: a file that cannot be read or holds no
+/// certificate, or a key without a certificate, fails the build with an error that names the
+/// file. Needs the `tls` feature (on by default).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tls {
+    certificate: Option<PathBuf>,
+    client_certificate: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+}
+
+// === impl Tls ===
+
+impl Tls {
+    /// No files: the platform's roots, no client certificate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A PEM file of CA certificates trusted on top of the platform's roots
+    /// (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
+    pub fn certificate(mut self, path: impl Into<PathBuf>) -> Self {
+        self.certificate = Some(path.into());
+        self
+    }
+
+    /// The client's PEM certificate chain for mutual TLS
+    /// (`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`); needs [`client_key`](Self::client_key).
+    pub fn client_certificate(mut self, path: impl Into<PathBuf>) -> Self {
+        self.client_certificate = Some(path.into());
+        self
+    }
+
+    /// The client certificate's PEM private key (`OTEL_EXPORTER_OTLP_CLIENT_KEY`).
+    pub fn client_key(mut self, path: impl Into<PathBuf>) -> Self {
+        self.client_key = Some(path.into());
+        self
+    }
+
+    /// Whether no file is named.
+    pub(super) fn is_empty(&self) -> bool {
+        self.certificate.is_none() && self.client_certificate.is_none() && self.client_key.is_none()
+    }
+
+    /// This signal's files, each falling back to `general`'s (the OTel rule for the
+    /// `_TRACES_`/`_LOGS_` variables).
+    pub(super) fn over(&self, general: &Tls) -> Tls {
+        Tls {
+            certificate: self
+                .certificate
+                .clone()
+                .or_else(|| general.certificate.clone()),
+            client_certificate: self
+                .client_certificate
+                .clone()
+                .or_else(|| general.client_certificate.clone()),
+            client_key: self
+                .client_key
+                .clone()
+                .or_else(|| general.client_key.clone()),
+        }
+    }
+
+    /// Reads and checks the files.
+    pub(super) fn load(&self) -> Result<LoadedTls, String> {
+        let ca = match &self.certificate {
+            Some(path) => {
+                let pem = read(path, "CA certificate file")?;
+                if certificates(&pem).is_empty() {
+                    return Err(format!(
+                        "the CA certificate file {} holds no PEM certificate",
+                        path.display()
+                    ));
+                }
+                Some(pem)
+            }
+            None => None,
+        };
+        let identity = match (&self.client_certificate, &self.client_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(load_identity(cert, key)?),
+            (None, Some(key)) => {
+                return Err(format!(
+                    "a client key ({}) was given without a client certificate: set \
+                     OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE or Tls::client_certificate too",
+                    key.display()
+                ))
+            }
+            (Some(cert), None) => {
+                return Err(format!(
+                    "a client certificate ({}) was given without its key: set \
+                     OTEL_EXPORTER_OTLP_CLIENT_KEY or Tls::client_key too",
+                    cert.display()
+                ))
+            }
+        };
+        Ok(LoadedTls { ca, identity })
+    }
+}
+
+/// The files' contents, checked to hold what they should.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(super) struct LoadedTls {
+    /// PEM CA certificates.
+    pub(super) ca: Option<Vec<u8>>,
+    /// PEM certificate chain and PEM key.
+    pub(super) identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+}
+
+fn load_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let cert_pem = read(cert, "client certificate file")?;
+    let key_pem = read(key, "client key file")?;
+    if certificates(&cert_pem).is_empty() {
+        return Err(format!(
+            "the client certificate file {} holds no PEM certificate",
+            cert.display()
+        ));
+    }
+    if !has_private_key(&key_pem) {
+        return Err(format!(
+            "the client key file {} holds no PEM private key",
+            key.display()
+        ));
+    }
+    Ok((cert_pem, key_pem))
+}
+
+#[cfg(feature = "tls")]
+fn certificates(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
+}
+
+#[cfg(feature = "tls")]
+fn has_private_key(pem: &[u8]) -> bool {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::PrivateKeyDer::from_pem_slice(pem).is_ok()
+}
+
+// Without the `tls` feature an `https://` endpoint fails the build before the files matter; the
+// files are still checked for being readable, and these loose checks keep the messages the same.
+#[cfg(not(feature = "tls"))]
+fn certificates(pem: &[u8]) -> Vec<()> {
+    let text = String::from_utf8_lossy(pem);
+    text.matches("-----BEGIN CERTIFICATE-----")
+        .map(|_| ())
+        .collect()
+}
+
+#[cfg(not(feature = "tls"))]
+fn has_private_key(pem: &[u8]) -> bool {
+    String::from_utf8_lossy(pem).contains("PRIVATE KEY-----")
+}
+
+// === the transports' configurations (feature `tls`) ===
+
+#[cfg(feature = "tls")]
+impl LoadedTls {
+    /// The rustls client configuration for the HTTP transport (reqwest), ALPN `http/1.1`.
+    pub(super) fn rustls_config(&self) -> Result<rustls::ClientConfig, String> {
+        use std::sync::Arc;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = platform_roots();
+        if let Some(ca) = &self.ca {
+            for cert in certificates(ca) {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("a CA certificate cannot be used: {e}"))?;
+            }
+        }
+        if roots.is_empty() {
+            return Err(NO_ROOTS.to_owned());
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS set-up failed: {e}"))?
+            .with_root_certificates(roots);
+        let mut config = match &self.identity {
+            Some((cert, key)) => {
+                use rustls::pki_types::pem::PemObject as _;
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key)
+                    .map_err(|e| format!("the client key cannot be read: {e}"))?;
+                builder
+                    .with_client_auth_cert(certificates(cert), key)
+                    .map_err(|e| format!("the client certificate and key do not fit: {e}"))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// tonic's TLS configuration for the gRPC transport: the platform's roots plus the CA file.
+    pub(super) fn tonic_config(
+        &self,
+    ) -> Result<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig, String> {
+        use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
+        if platform_roots().is_empty() && self.ca.is_none() {
+            return Err(NO_ROOTS.to_owned());
+        }
+        let mut config = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &self.ca {
+            config = config.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        Ok(config)
+    }
+}
+
+/// The rustls configuration reqwest gets for a plain-text endpoint, where it is never used (with
+/// the `tls` feature reqwest needs one, or a process-wide crypto provider).
+#[cfg(feature = "tls")]
+pub(super) fn plain_text_config() -> Result<rustls::ClientConfig, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}
+
+#[cfg(feature = "tls")]
+const NO_ROOTS: &str = "no trusted root certificates: the platform's store is empty or \
+    unreadable and no CA file was given (OTEL_EXPORTER_OTLP_CERTIFICATE or Tls::certificate)";
+
+/// The platform's trusted roots; certificates it cannot parse are skipped.
+#[cfg(feature = "tls")]
+fn platform_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_files_fall_back_to_the_general_ones_field_by_field() {
+        let general = Tls::new().certificate("/ca.pem").client_key("/k.pem");
+        let traces = Tls::new().certificate("/traces-ca.pem");
+        let t = traces.over(&general);
+        assert_eq!(t.certificate.as_deref(), Some(Path::new("/traces-ca.pem")));
+        assert_eq!(t.client_key.as_deref(), Some(Path::new("/k.pem")));
+        assert!(Tls::new().over(&Tls::new()).is_empty());
+    }
+
+    #[test]
+    fn unreadable_or_incomplete_files_are_errors_that_name_them() {
+        let missing = Tls::new()
+            .certificate("/nonexistent/ca.pem")
+            .load()
+            .unwrap_err();
+        assert!(
+            missing.starts_with("cannot read the CA certificate file /nonexistent/ca.pem"),
+            "{missing}"
+        );
+        let key_only = Tls::new().client_key("/k.pem").load().unwrap_err();
+        assert!(
+            key_only.contains("without a client certificate"),
+            "{key_only}"
+        );
+        let cert_only = Tls::new().client_certificate("/c.pem").load().unwrap_err();
+        assert!(cert_only.contains("without its key"), "{cert_only}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let empty = Tls::new().certificate(&junk).load().unwrap_err();
+        assert!(empty.contains("holds no PEM certificate"), "{empty}");
+    }
+}

@@ -1,0 +1,147 @@
+//! A tiny OTLP/HTTP receiver that answers with scripted statuses (e.g. 400, 429 with
+//! `Retry-After`) and counts the requests it gets, for the retry tests. Real sockets, real HTTP:
+//! only the answers are scripted.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// One scripted answer: a status and an optional `Retry-After` value.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Answer {
+            status,
+            retry_after: None,
+        }
+    }
+
+    pub fn retry_after(status: u16, value: &str) -> Self {
+        Answer {
+            status,
+            retry_after: Some(value.to_owned()),
+        }
+    }
+}
+
+/// A request as received: its path and when it arrived.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub at: Instant,
+}
+
+/// The receiver; stops on drop.
+pub struct Receiver {
+    pub port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// Answers the n-th request with `script[n]`, and every request past the script with its
+    /// last answer.
+    pub fn start(script: Vec<Answer>) -> Receiver {
+        assert!(!script.is_empty());
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (received, stop) = (Arc::clone(&received), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let Some(path) = read_request(&stream) else {
+                        continue;
+                    };
+                    let n = {
+                        let mut r = received.lock().unwrap();
+                        r.push(Received {
+                            path,
+                            at: Instant::now(),
+                        });
+                        r.len() - 1
+                    };
+                    let answer = &script[n.min(script.len() - 1)];
+                    write_answer(stream, answer);
+                }
+            })
+        };
+        Receiver {
+            port,
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The requests so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads one request (headers and body); returns its path.
+fn read_request(stream: &TcpStream) -> Option<String> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_owned();
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(path)
+}
+
+fn write_answer(mut stream: TcpStream, answer: &Answer) {
+    let mut head = format!(
+        "HTTP/1.1 {} Scripted\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\nconnection: close\r\n",
+        answer.status
+    );
+    if let Some(v) = &answer.retry_after {
+        head.push_str(&format!("retry-after: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.flush();
+}
