@@ -12,6 +12,7 @@ use tracing_subscriber::prelude::*;
 pub mod admin;
 pub mod collector;
 pub mod receiver;
+pub mod tls;
 
 pub use collector::skip::skip_unless_required;
 
