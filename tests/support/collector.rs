@@ -40,6 +40,10 @@ pub struct SpanOut {
     pub attributes: Vec<(String, String)>,
     pub events: Vec<EventOut>,
     pub resource: Vec<(String, String)>,
+    /// The instrumentation scope as printed: `name version`.
+    pub scope: String,
+    /// Span links: (trace id, span id).
+    pub links: Vec<(String, String)>,
 }
 
 /// One span event.
@@ -58,6 +62,10 @@ pub struct LogOut {
     pub attributes: Vec<(String, String)>,
     pub trace_id: String,
     pub span_id: String,
+    pub event_name: String,
+    /// The instrumentation scope as printed: `name version`.
+    pub scope: String,
+    pub resource: Vec<(String, String)>,
 }
 
 impl SpanOut {
@@ -235,6 +243,29 @@ impl Collector {
         (rt, exporter)
     }
 
+    /// The reference log exporter: `opentelemetry-otlp`'s gRPC log exporter to this collector,
+    /// with the runtime its connection lives on; keep both.
+    #[cfg(feature = "otlp")]
+    pub fn reference_log_exporter(
+        &self,
+    ) -> (tokio::runtime::Runtime, opentelemetry_otlp::LogExporter) {
+        use opentelemetry_otlp::WithExportConfig;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the reference exporter");
+        let exporter = {
+            let _in_rt = rt.enter();
+            opentelemetry_otlp::LogExporter::builder()
+                .with_tonic()
+                .with_endpoint(self.grpc_endpoint())
+                .build()
+                .expect("the reference log exporter")
+        };
+        (rt, exporter)
+    }
+
     /// Waits until `ready(self)` holds, polling the output, or panics at the deadline.
     #[track_caller]
     pub fn wait_for(&self, what: &str, timeout: Duration, mut ready: impl FnMut(&Self) -> bool) {
@@ -300,11 +331,13 @@ pub fn parse(text: &str) -> (Vec<SpanOut>, Vec<LogOut>) {
         Span,
         SpanAttrs,
         Event,
+        Link,
         Log,
     }
     let mut spans: Vec<SpanOut> = Vec::new();
     let mut logs: Vec<LogOut> = Vec::new();
     let mut resource: Vec<(String, String)> = Vec::new();
+    let mut scope = String::new();
     let mut at = At::Nothing;
     for line in text.lines() {
         let t = line.trim();
@@ -318,14 +351,26 @@ pub fn parse(text: &str) -> (Vec<SpanOut>, Vec<LogOut>) {
             at = At::Nothing;
         } else if t == "Resource attributes:" {
             at = At::Resource;
+        } else if let Some(s) = t.strip_prefix("InstrumentationScope ") {
+            scope = s.trim().to_owned();
         } else if t.starts_with("Span #") {
             spans.push(SpanOut {
                 resource: resource.clone(),
+                scope: scope.clone(),
                 ..Default::default()
             });
             at = At::Span;
+        } else if t.starts_with("SpanLink #") {
+            if let Some(s) = spans.last_mut() {
+                s.links.push(Default::default());
+            }
+            at = At::Link;
         } else if t.starts_with("LogRecord #") {
-            logs.push(LogOut::default());
+            logs.push(LogOut {
+                resource: resource.clone(),
+                scope: scope.clone(),
+                ..Default::default()
+            });
             at = At::Log;
         } else if t.starts_with("SpanEvent #") {
             if let Some(s) = spans.last_mut() {
@@ -354,6 +399,15 @@ pub fn parse(text: &str) -> (Vec<SpanOut>, Vec<LogOut>) {
                             "Name" => e.name = kv.1,
                             "Timestamp" | "DroppedAttributesCount" => {}
                             _ => e.attributes.push(kv),
+                        }
+                    }
+                }
+                At::Link => {
+                    if let Some(l) = spans.last_mut().and_then(|s| s.links.last_mut()) {
+                        match kv.0.as_str() {
+                            "Trace ID" => l.0 = kv.1,
+                            "ID" => l.1 = kv.1,
+                            _ => {}
                         }
                     }
                 }
@@ -387,6 +441,8 @@ pub fn parse(text: &str) -> (Vec<SpanOut>, Vec<LogOut>) {
                 l.severity_number = v;
             } else if let Some(v) = field("Body") {
                 l.body = v;
+            } else if let Some(v) = field("EventName") {
+                l.event_name = v;
             } else if let Some(v) = field("Trace ID") {
                 l.trace_id = v;
             } else if let Some(v) = field("Span ID") {

@@ -5,16 +5,18 @@ use std::borrow::Cow;
 use std::time::SystemTime;
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity};
+use opentelemetry::trace::Link;
 use opentelemetry::trace::{
     SpanContext, SpanId as OtelSpanId, SpanKind, Status, TraceFlags, TraceId as OtelTraceId,
     TraceState,
 };
-use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::logs::SdkLogRecord;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
+use crate::ids::SpanContext as OffloadSpanContext;
 use crate::level::LogLevel;
-use crate::record::{EventRecord, FieldValue, SpanRecord};
+use crate::record::{ErrorValue, EventRecord, FieldValue, SpanRecord};
 
 fn severity(level: LogLevel) -> Severity {
     match level {
@@ -42,7 +44,7 @@ fn value(v: FieldValue<'_>) -> Value {
         FieldValue::F64(v) => Value::F64(v),
         FieldValue::Bool(v) => Value::Bool(v),
         FieldValue::Str(t) => Value::String(t.to_string().into()),
-        other => Value::String(other.to_string().into()),
+        FieldValue::Error(e) => Value::String(e.message().to_string().into()),
     }
 }
 
@@ -79,76 +81,32 @@ fn thread_attributes(t: &crate::ids::ThreadInfo, out: &mut Vec<KeyValue>) {
     }
 }
 
-/// A closed span as OTLP span data, with the `otel.*` conventions of `tracing-opentelemetry`.
+/// A closed span as OTLP span data, with the conventions of `tracing-opentelemetry` 0.34 (see
+/// the README's "differences from tracing-opentelemetry" for where this differs on purpose).
 pub(super) fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanData {
-    let mut name: Cow<'static, str> = Cow::Borrowed(s.name());
-    let mut kind = SpanKind::Internal;
-    let mut status_code: Option<String> = None;
-    let mut status_message: Option<String> = None;
-    let mut attributes = Vec::with_capacity(s.fields().len() + 5);
+    let mut span = SpanParts {
+        name: Cow::Borrowed(s.name()),
+        kind: SpanKind::Internal,
+        status: Status::Unset,
+        attributes: Vec::with_capacity(s.fields().len() + 8),
+    };
     for (key, v) in s.fields().iter() {
-        match key {
-            "otel.name" => name = Cow::Owned(v.to_string()),
-            "otel.kind" => kind = span_kind(&v.to_string()),
-            "otel.status_code" => status_code = Some(v.to_string().to_ascii_lowercase()),
-            "otel.status_message" => status_message = Some(v.to_string()),
-            _ => attributes.push(KeyValue::new(key, value(v))),
-        }
+        span.field(key, v);
     }
     let meta = s.metadata();
     code_attributes(
         meta.file(),
         meta.line(),
         meta.module_path(),
-        &mut attributes,
+        &mut span.attributes,
     );
-    thread_attributes(&s.thread(), &mut attributes);
+    thread_attributes(&s.thread(), &mut span.attributes);
+    span.attributes.push(KeyValue::new("target", s.target()));
     if let Some((busy, idle)) = s.busy_idle() {
-        attributes.push(KeyValue::new(
-            "busy_ns",
-            busy.as_nanos().min(i64::MAX as u128) as i64,
-        ));
-        attributes.push(KeyValue::new(
-            "idle_ns",
-            idle.as_nanos().min(i64::MAX as u128) as i64,
-        ));
+        span.attributes.push(KeyValue::new("busy_ns", nanos(busy)));
+        span.attributes.push(KeyValue::new("idle_ns", nanos(idle)));
     }
-    let mut error_event: Option<String> = None;
-    let events = s
-        .events()
-        .iter()
-        .map(|e| {
-            let message = e.message().map(|m| m.to_string());
-            if e.level() >= LogLevel::Error && error_event.is_none() {
-                error_event = Some(message.clone().unwrap_or_else(|| "error".to_owned()));
-            }
-            let mut attrs: Vec<KeyValue> = vec![
-                KeyValue::new("level", e.level().severity_text()),
-                KeyValue::new("target", e.target().to_owned()),
-            ];
-            let mut event_name: Cow<'static, str> =
-                message.clone().map_or(Cow::Borrowed("event"), Cow::Owned);
-            for (key, v) in e.fields().iter() {
-                if key == "error" && message.is_none() {
-                    // `tracing-opentelemetry`'s convention: an event that is just an `error`
-                    // field is an exception.
-                    event_name = Cow::Borrowed("exception");
-                    attrs.push(KeyValue::new("exception.message", v.to_string()));
-                } else {
-                    attrs.push(KeyValue::new(key, value(v)));
-                }
-            }
-            opentelemetry::trace::Event::new(event_name, e.timestamp(), attrs, 0)
-        })
-        .collect();
-    let status = match status_code.as_deref() {
-        Some("ok") => Status::Ok,
-        Some("error") => Status::error(status_message.unwrap_or_default()),
-        _ => match error_event {
-            Some(m) => Status::error(m),
-            None => Status::Unset,
-        },
-    };
+    let events = s.events().iter().map(|e| span.event(e)).collect();
     SpanData {
         span_context: SpanContext::new(
             OtelTraceId::from_bytes(s.trace_id().0),
@@ -161,38 +119,147 @@ pub(super) fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanDat
             .parent_span_id()
             .map_or(OtelSpanId::INVALID, |p| OtelSpanId::from_bytes(p.0)),
         parent_span_is_remote: s.parent_is_remote(),
-        span_kind: kind,
-        name,
+        span_kind: span.kind,
+        name: span.name,
         start_time: s.start(),
         end_time: s.end(),
-        attributes,
+        attributes: span.attributes,
         dropped_attributes_count: 0,
         events: span_events(events, s.dropped_events()),
         links: span_links(s.links()),
-        status,
+        status: span.status,
         instrumentation_scope: scope.clone(),
     }
 }
 
-fn span_links(links: &[crate::ids::SpanContext]) -> SpanLinks {
-    let mut l = SpanLinks::default();
-    l.links = links
+/// A span's name, kind, status and attributes as its fields and events set them.
+struct SpanParts {
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    status: Status,
+    attributes: Vec<KeyValue>,
+}
+
+impl SpanParts {
+    /// One span field: an `otel.*` convention, or an attribute.
+    fn field(&mut self, key: &'static str, v: FieldValue<'_>) {
+        match key {
+            "otel.name" => self.name = Cow::Owned(v.to_string()),
+            "otel.kind" => {
+                if let Some(kind) = span_kind(&v.to_string()) {
+                    self.kind = kind;
+                }
+            }
+            "otel.status_code" => self.status = status_code(&v.to_string()),
+            // `otel.status_description` is tracing-opentelemetry's name; `otel.status_message`
+            // is accepted too (it was this crate's).
+            "otel.status_description" | "otel.status_message" => {
+                self.status = Status::error(v.to_string())
+            }
+            _ => match v {
+                FieldValue::Error(e) => {
+                    exception_attributes(&e, &mut self.attributes);
+                    error_attributes(key, &e, &mut self.attributes);
+                }
+                _ => self.attributes.push(KeyValue::new(key, value(v))),
+            },
+        }
+    }
+
+    /// One event inside the span, as a span event; its effect on the span's status and
+    /// attributes as in tracing-opentelemetry:
+    /// - an `ERROR` event makes an unset status an error (with no description);
+    /// - an event whose `error` field comes without a message is an `exception` event, and the
+    ///   error's text becomes the status description;
+    /// - an error value (`&dyn Error`) adds `exception.message` / `exception.stacktrace` (its
+    ///   source chain) to the span.
+    fn event(&mut self, e: &EventRecord) -> opentelemetry::trace::Event {
+        let mut name: Cow<'static, str> = match e.message() {
+            Some(m) => Cow::Owned(m.to_string()),
+            None => Cow::Borrowed(e.name()),
+        };
+        let mut attrs = vec![
+            KeyValue::new("level", e.metadata().level().as_str()),
+            KeyValue::new("target", e.target().to_owned()),
+        ];
+        code_attributes(e.file(), e.line(), e.module_path(), &mut attrs);
+        if e.level() >= LogLevel::Error && self.status == Status::Unset {
+            self.status = Status::error("");
+        }
+        for (key, v) in e.fields().iter() {
+            match v {
+                FieldValue::Error(err) => {
+                    exception_attributes(&err, &mut attrs);
+                    error_attributes(key, &err, &mut attrs);
+                    exception_attributes(&err, &mut self.attributes);
+                }
+                _ if key == "error" && e.message().is_none() => {
+                    let text = v.to_string();
+                    name = Cow::Borrowed("exception");
+                    attrs.push(KeyValue::new("exception.message", text.clone()));
+                    self.status = Status::error(text);
+                }
+                _ => attrs.push(KeyValue::new(key, value(v))),
+            }
+        }
+        opentelemetry::trace::Event::new(name, e.timestamp(), attrs, 0)
+    }
+}
+
+/// `exception.message` and `exception.stacktrace` (the source chain: Rust errors carry no
+/// stack trace), as tracing-opentelemetry writes them.
+fn exception_attributes(e: &ErrorValue<'_>, out: &mut Vec<KeyValue>) {
+    out.push(KeyValue::new("exception.message", e.message().to_string()));
+    out.push(KeyValue::new("exception.stacktrace", chain(e)));
+}
+
+/// The error field itself and `<field>.chain`.
+fn error_attributes(key: &'static str, e: &ErrorValue<'_>, out: &mut Vec<KeyValue>) {
+    out.push(KeyValue::new(key, e.message().to_string()));
+    out.push(KeyValue::new(format!("{key}.chain"), chain(e)));
+}
+
+fn chain(e: &ErrorValue<'_>) -> Value {
+    let sources: Vec<StringValue> = e.sources().map(|t| t.to_string().into()).collect();
+    Value::Array(Array::String(sources))
+}
+
+fn nanos(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn span_links(links: &[OffloadSpanContext]) -> SpanLinks {
+    let mut out = SpanLinks::default();
+    out.links = links
         .iter()
         .map(|c| {
-            opentelemetry::trace::Link::with_context(SpanContext::new(
+            Link::with_context(SpanContext::new(
                 OtelTraceId::from_bytes(c.trace_id.0),
                 OtelSpanId::from_bytes(c.span_id.0),
-                if c.sampled {
-                    TraceFlags::SAMPLED
-                } else {
-                    TraceFlags::default()
-                },
+                trace_flags(c.sampled),
                 false,
                 TraceState::default(),
             ))
         })
         .collect();
-    l
+    out
+}
+
+fn trace_flags(sampled: bool) -> TraceFlags {
+    if sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    }
+}
+
+/// `otel.status_code`: `ok`, `error` (no description), anything else unset.
+fn status_code(s: &str) -> Status {
+    match s.to_ascii_lowercase().as_str() {
+        "ok" => Status::Ok,
+        "error" => Status::error(""),
+        _ => Status::Unset,
+    }
 }
 
 fn span_events(events: Vec<opentelemetry::trace::Event>, dropped: u32) -> SpanEvents {
@@ -202,13 +269,15 @@ fn span_events(events: Vec<opentelemetry::trace::Event>, dropped: u32) -> SpanEv
     e
 }
 
-fn span_kind(s: &str) -> SpanKind {
+/// `otel.kind`; an unknown kind leaves the kind as it was.
+fn span_kind(s: &str) -> Option<SpanKind> {
     match s.to_ascii_lowercase().as_str() {
-        "client" => SpanKind::Client,
-        "server" => SpanKind::Server,
-        "producer" => SpanKind::Producer,
-        "consumer" => SpanKind::Consumer,
-        _ => SpanKind::Internal,
+        "client" => Some(SpanKind::Client),
+        "server" => Some(SpanKind::Server),
+        "producer" => Some(SpanKind::Producer),
+        "consumer" => Some(SpanKind::Consumer),
+        "internal" => Some(SpanKind::Internal),
+        _ => None,
     }
 }
 
@@ -222,11 +291,26 @@ pub(super) fn log_record(
     r.set_severity_number(severity(e.level()));
     r.set_severity_text(e.level().severity_text());
     r.set_target(e.target().to_owned());
+    r.set_event_name(e.name());
     if let Some(m) = e.message() {
         r.set_body(AnyValue::String(m.to_string().into()));
     }
     for (key, v) in e.fields().iter() {
-        r.add_attribute(key, any_value(v));
+        match v {
+            // As opentelemetry-appender-tracing: an error value is `exception.message`; the
+            // source chain is kept too, as `exception.stacktrace`.
+            FieldValue::Error(err) => {
+                r.add_attribute("exception.message", err.message().to_string());
+                if err.sources().len() > 0 {
+                    let chain = err.sources().map(|t| AnyValue::from(t.to_string()));
+                    r.add_attribute(
+                        "exception.stacktrace",
+                        AnyValue::ListAny(Box::new(chain.collect())),
+                    );
+                }
+            }
+            _ => r.add_attribute(key, any_value(v)),
+        }
     }
     let mut extra = Vec::new();
     code_attributes(e.file(), e.line(), e.module_path(), &mut extra);
@@ -242,11 +326,7 @@ pub(super) fn log_record(
         r.set_trace_context(
             OtelTraceId::from_bytes(c.trace_id.0),
             OtelSpanId::from_bytes(c.span_id.0),
-            Some(if c.sampled {
-                TraceFlags::SAMPLED
-            } else {
-                TraceFlags::default()
-            }),
+            Some(trace_flags(c.sampled)),
         );
     }
     r
@@ -427,14 +507,133 @@ mod tests {
             });
         });
         let d = span_data(span_named(&records, "pay"), &scope());
-        assert_eq!(d.status, Status::error("payment declined"));
+        // As tracing-opentelemetry: the ERROR event makes the status an error, and the
+        // `error` field's text (an event without a message) becomes its description.
+        assert_eq!(d.status, Status::error("timeout"));
         let events = &d.events.events;
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].name, "payment declined");
+        assert_eq!(
+            attr(&events[0].attributes, "level"),
+            Some(&Value::from("ERROR"))
+        );
+        assert!(attr(&events[0].attributes, "code.line.number").is_some());
         assert_eq!(events[1].name, "exception");
         assert_eq!(
             attr(&events[1].attributes, "exception.message"),
             Some(&Value::from("timeout"))
+        );
+        assert!(attr(&events[1].attributes, "error").is_none());
+    }
+
+    #[test]
+    fn an_error_event_alone_sets_an_error_status_without_description() {
+        let records = capture(2, || {
+            tracing::info_span!("pay").in_scope(|| tracing::error!("payment declined"));
+        });
+        let d = span_data(span_named(&records, "pay"), &scope());
+        assert_eq!(d.status, Status::error(""));
+    }
+
+    #[test]
+    fn an_event_without_a_message_is_named_after_its_callsite() {
+        let records = capture(2, || {
+            tracing::info_span!("quiet").in_scope(|| tracing::info!(n = 1i64));
+        });
+        let d = span_data(span_named(&records, "quiet"), &scope());
+        let name = &d.events.events[0].name;
+        assert!(
+            name.starts_with("event src/sink/otlp/convert.rs:"),
+            "{name}"
+        );
+    }
+
+    /// An error with a source chain.
+    #[derive(Debug)]
+    struct Failed(std::io::Error);
+
+    impl std::fmt::Display for Failed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("payment failed")
+        }
+    }
+
+    impl std::error::Error for Failed {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn failed() -> Failed {
+        Failed(std::io::Error::other("connection reset"))
+    }
+
+    fn strings(v: &[&str]) -> Value {
+        Value::Array(Array::String(
+            v.iter().map(|s| StringValue::from(s.to_string())).collect(),
+        ))
+    }
+
+    #[test]
+    fn an_error_value_keeps_its_chain_on_the_event_and_the_span() {
+        let records = capture(2, || {
+            tracing::info_span!("charge").in_scope(|| {
+                let e = failed();
+                tracing::warn!(cause = &e as &dyn std::error::Error, "charge");
+            });
+        });
+        let d = span_data(span_named(&records, "charge"), &scope());
+        let chain = strings(&["connection reset"]);
+        let e = &d.events.events[0];
+        assert_eq!(e.name, "charge");
+        assert_eq!(
+            attr(&e.attributes, "exception.message"),
+            Some(&Value::from("payment failed"))
+        );
+        assert_eq!(attr(&e.attributes, "exception.stacktrace"), Some(&chain));
+        assert_eq!(
+            attr(&e.attributes, "cause"),
+            Some(&Value::from("payment failed"))
+        );
+        assert_eq!(attr(&e.attributes, "cause.chain"), Some(&chain));
+        assert_eq!(
+            attr(&d.attributes, "exception.message"),
+            Some(&Value::from("payment failed"))
+        );
+        assert_eq!(attr(&d.attributes, "exception.stacktrace"), Some(&chain));
+        assert_eq!(d.status, Status::Unset, "a WARN event leaves the status");
+    }
+
+    #[test]
+    fn status_description_and_its_second_name_set_an_error_status() {
+        let records = capture(2, || {
+            tracing::info_span!("a", otel.status_description = "cart locked").in_scope(|| {});
+            tracing::info_span!("b", otel.status_message = "cart locked").in_scope(|| {});
+        });
+        for name in ["a", "b"] {
+            let d = span_data(span_named(&records, name), &scope());
+            assert_eq!(d.status, Status::error("cart locked"), "{name}");
+        }
+    }
+
+    #[test]
+    fn links_timings_and_target_are_carried() {
+        let records = capture(2, || {
+            let cause = tracing::info_span!("cause");
+            let effect = tracing::info_span!(target: "shop::cart", "effect");
+            effect.follows_from(&cause);
+            effect.in_scope(|| {});
+        });
+        let cause = span_named(&records, "cause");
+        let d = span_data(span_named(&records, "effect"), &scope());
+        let link = &d.links.links[0].span_context;
+        assert_eq!(link.trace_id(), OtelTraceId::from_bytes(cause.trace_id().0));
+        assert_eq!(link.span_id(), OtelSpanId::from_bytes(cause.span_id().0));
+        assert!(attr(&d.attributes, "busy_ns").is_some());
+        assert!(attr(&d.attributes, "idle_ns").is_some());
+        assert_eq!(
+            attr(&d.attributes, "target"),
+            Some(&Value::from("shop::cart"))
         );
     }
 
@@ -455,12 +654,35 @@ mod tests {
         assert_eq!(r.timestamp(), Some(e.timestamp()));
         assert!(r.observed_timestamp().is_some());
         assert_eq!(r.target().map(|t| t.as_ref()), Some("shop::cart"));
+        assert!(r
+            .event_name()
+            .is_some_and(|n| n.starts_with("event src/sink/otlp/convert.rs:")));
         assert_eq!(log_attr(&r, "sku"), Some(&AnyValue::String("A-1".into())));
         assert_eq!(log_attr(&r, "left"), Some(&AnyValue::Int(2)));
         assert!(log_attr(&r, "thread.id").is_some());
         let ctx = r.trace_context().expect("the enclosing span's ids");
         assert_eq!(ctx.trace_id, OtelTraceId::from_bytes(span.trace_id().0));
         assert_eq!(ctx.span_id, OtelSpanId::from_bytes(span.span_id().0));
+    }
+
+    #[test]
+    fn an_error_value_in_a_log_record_is_an_exception_with_its_chain() {
+        let (_provider, logger) = logger();
+        let records = capture(1, || {
+            let e = failed();
+            tracing::error!(cause = &e as &dyn std::error::Error, "charge");
+        });
+        let r = log_record(&logger, events(&records)[0]);
+        assert_eq!(
+            log_attr(&r, "exception.message"),
+            Some(&AnyValue::String("payment failed".into()))
+        );
+        assert_eq!(
+            log_attr(&r, "exception.stacktrace"),
+            Some(&AnyValue::ListAny(Box::new(vec![AnyValue::String(
+                "connection reset".into()
+            )])))
+        );
     }
 
     #[test]

@@ -324,19 +324,38 @@ impl Otlp {
         }
     }
 
+    /// The resource: what the SDK's default gives (`telemetry.sdk.*`), host, OS and process
+    /// attributes from detectors, this crate as the distribution (`telemetry.distro.*`), then
+    /// `OTEL_RESOURCE_ATTRIBUTES` and attributes set in code, then `service.name` (later wins).
     fn resource(&self) -> Resource {
+        use opentelemetry_resource_detectors::{
+            HostResourceDetector, OsResourceDetector, ProcessResourceDetector,
+        };
+        use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetector};
+        // The process detector also reports the command line (`process.command_args`), which
+        // may hold secrets: left out.
+        let process = ProcessResourceDetector.detect();
+        let process = process
+            .iter()
+            .filter(|(k, _)| k.as_str() != "process.command_args")
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()));
         Resource::builder_empty()
-            .with_service_name(self.service_name.clone())
+            .with_detectors(&[
+                Box::new(TelemetryResourceDetector),
+                Box::new(HostResourceDetector::default()),
+                Box::new(OsResourceDetector),
+            ])
+            .with_attributes(process)
+            .with_attributes([
+                KeyValue::new("telemetry.distro.name", "tracing-offload"),
+                KeyValue::new("telemetry.distro.version", env!("CARGO_PKG_VERSION")),
+            ])
             .with_attributes(
                 self.resource_attributes
                     .iter()
                     .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
             )
-            .with_attributes([
-                KeyValue::new("telemetry.sdk.name", "tracing-offload"),
-                KeyValue::new("telemetry.sdk.language", "rust"),
-                KeyValue::new("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
-            ])
+            .with_service_name(self.service_name.clone())
             .build()
     }
 }
@@ -344,6 +363,36 @@ impl Otlp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resource_layers_detectors_env_and_code() {
+        let vars = [
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=test,service.name=from-attrs,host.name=pinned",
+            ),
+            ("OTEL_SERVICE_NAME", "checkout"),
+        ];
+        let lookup = |v: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == v)
+                .map(|(_, x)| x.to_string())
+        };
+        let r = Otlp::from_env_with(&lookup)
+            .resource_attribute("team", "payments")
+            .resource();
+        let get = |k: &'static str| r.get(&opentelemetry::Key::from_static_str(k));
+        assert_eq!(get("service.name"), Some("checkout".into()));
+        assert_eq!(get("deployment.environment"), Some("test".into()));
+        assert_eq!(get("team"), Some("payments".into()));
+        // The environment wins over a detector.
+        assert_eq!(get("host.name"), Some("pinned".into()));
+        assert_eq!(get("telemetry.sdk.name"), Some("opentelemetry".into()));
+        assert_eq!(get("telemetry.sdk.language"), Some("rust".into()));
+        assert_eq!(get("telemetry.distro.name"), Some("tracing-offload".into()));
+        assert!(get("process.pid").is_some() && get("os.type").is_some());
+        assert!(get("process.command_args").is_none());
+    }
 
     #[test]
     fn grpc_endpoints_are_used_as_given() {

@@ -28,7 +28,11 @@ pub(super) struct Running {
     logs: Option<LogExporter>,
     logger: opentelemetry_sdk::logs::SdkLogger,
     _provider: SdkLoggerProvider,
+    /// The spans' scope: this crate, the library that made them.
     scope: InstrumentationScope,
+    /// The log records' scope: no name or version of its own, so that the exporter names it
+    /// after each record's target (as opentelemetry-appender-tracing does).
+    log_scope: InstrumentationScope,
 }
 
 /// One signal's exporter and the count of its request attempts.
@@ -310,6 +314,7 @@ impl Sink for Otlp {
             scope: InstrumentationScope::builder("tracing-offload")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
+            log_scope: InstrumentationScope::builder("").build(),
         });
         Ok(())
     }
@@ -358,7 +363,7 @@ impl Sink for Otlp {
         if let Some(exporter) = run.logs.as_ref() {
             for chunk in logs.chunks(self.max_batch) {
                 let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-                    chunk.iter().map(|r| (r, &run.scope)).collect();
+                    chunk.iter().map(|r| (r, &run.log_scope)).collect();
                 let attempts = &exporter.attempts;
                 let export = exporter.inner.export(LogBatch::new(&pairs));
                 let ran = run_export(&run.rt, deadline, attempts, export);
