@@ -247,7 +247,7 @@
 //!
 //! | feature | default | adds |
 //! |---|---|---|
-//! | `otlp` | yes | `sink::Otlp`, `sink::Async`/`AsyncSink`, the `http::HeaderMap` propagation helpers (`opentelemetry`, `opentelemetry-otlp`, `tokio`) |
+//! | `otlp` | yes | `sink::Otlp`, `sink::Async`/`AsyncSink`, the `http::HeaderMap` propagation helpers (`opentelemetry`, `opentelemetry-otlp`, `opentelemetry-resource-detectors`, `reqwest`, `tonic`, `tokio`) |
 //! | `tls` | yes | `https://` OTLP endpoints: rustls (`ring`) with the platform's roots, CA files and client certificates, for gRPC and HTTP (implies `otlp`; `rustls`, `rustls-native-certs`) |
 //! | `admin` | no | the HTTP endpoint: `Builder::admin_addr`, `OFFLOAD_ADMIN_ADDR` (`tiny_http`) |
 //! | `axum` | no | `admin::router`, the same routes as an `axum::Router` (implies `admin`) |

@@ -93,7 +93,8 @@ fn check(collector: &Collector, sink: Otlp) {
         "Str(card declined)".to_owned()
     )));
     assert_eq!(child.status_code, "STATUS_CODE_ERROR");
-    assert_eq!(child.status_message, "payment failed");
+    // As tracing-opentelemetry: the `error` field's text, not the ERROR event's message.
+    assert_eq!(child.status_message, "card declined");
     assert_eq!(root.status_code, "STATUS_CODE_UNSET");
     // Events as log records, linked to their span.
     let failed = logs

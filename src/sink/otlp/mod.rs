@@ -6,6 +6,13 @@
 //! same machinery as [`Async`](crate::sink::Async) for your own async sinks. The runtime's thread
 //! is the sink thread, which runs with `tracing`'s `NoSubscriber`, so nothing the exporter's
 //! HTTP/gRPC stack logs can come back into the queue.
+//!
+//! The parts: this file holds the public settings ([`Otlp`], [`Protocol`], [`EventsAsLogs`],
+//! the `DEFAULT_*` constants) and the resource; `env` reads OpenTelemetry's variables (each
+//! name paired with its default); `endpoint` and `tls` check what the user gave at build time;
+//! `sink` builds the exporters and exports (the [`Sink`](crate::sink::Sink) impl); `retry`
+//! counts and classifies the exporters' attempts; `convert` is the pure mapping from records to
+//! OTel span data and log records.
 
 use std::time::Duration;
 
