@@ -70,7 +70,7 @@ pub enum EventsAsLogs {
     None,
 }
 
-/// The default export timeout per request (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+/// The default timeout of one request with its retries (`OTEL_EXPORTER_OTLP_TIMEOUT`).
 pub const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default bound on one export including its retries (`OTEL_BSP_EXPORT_TIMEOUT`).
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -233,7 +233,9 @@ impl Otlp {
         self
     }
 
-    /// The timeout of one request (default [`DEFAULT_OTLP_TIMEOUT`]).
+    /// The timeout of one request, which is also the budget of its retries: no retry starts, and
+    /// no back-off or `Retry-After` wait is taken, that would pass it (default
+    /// [`DEFAULT_OTLP_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
