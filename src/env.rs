@@ -32,6 +32,12 @@ impl fmt::Display for EnvWarning {
     }
 }
 
+/// Environment variables that a strict reader refused (`Otlp::try_from_env`, say): every
+/// warning. Converts into [`BuildError::InvalidEnv`](crate::BuildError::InvalidEnv).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid environment: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct InvalidEnv(pub Vec<EnvWarning>);
+
 /// Reads environment variables with the OTel rules, collecting warnings.
 pub(crate) struct EnvReader<'a> {
     lookup: Lookup<'a>,

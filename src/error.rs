@@ -1,6 +1,6 @@
 //! [`BuildError`]: why a pipeline could not be built. Each message says what to change.
 
-use crate::env::EnvWarning;
+use crate::env::{EnvWarning, InvalidEnv};
 use crate::sampling::SamplingError;
 use crate::sink::SinkError;
 
@@ -86,5 +86,11 @@ pub enum BuildError {
 impl From<SamplingError> for BuildError {
     fn from(e: SamplingError) -> Self {
         BuildError::Sampling(e)
+    }
+}
+
+impl From<InvalidEnv> for BuildError {
+    fn from(e: InvalidEnv) -> Self {
+        BuildError::InvalidEnv(e.0)
     }
 }

@@ -320,7 +320,7 @@ pub use builder::{
     MAX_ENV_BLOCK_TIMEOUT, MAX_SINK_BUFFER_CAPACITY, MAX_SPAN_EVENT_LIMIT,
 };
 pub use config::{Config, Setting, Source};
-pub use env::EnvWarning;
+pub use env::{EnvWarning, InvalidEnv};
 pub use error::BuildError;
 pub use guard::{Guard, Handle};
 pub use ids::{SpanContext, SpanId, ThreadInfo, TraceId};

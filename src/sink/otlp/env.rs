@@ -98,8 +98,12 @@ impl fmt::Display for Millis {
 impl Otlp {
     /// [`from_env`](Self::from_env) with a custom lookup.
     pub fn from_env_with(lookup: &dyn Fn(&str) -> Option<String>) -> Self {
+        Self::from_reader(EnvReader::new(lookup))
+    }
+
+    /// Reads the variables through `env` (the process environment, or a custom lookup).
+    pub(crate) fn from_reader(mut env: EnvReader<'_>) -> Self {
         let mut s = Self::new();
-        let mut env = EnvReader::new(lookup);
         s.read_transport(&mut env);
         s.read_resource(&mut env);
         s.read_batching(&mut env);

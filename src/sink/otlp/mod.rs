@@ -19,7 +19,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 
-use crate::env::EnvWarning;
+use crate::env::{EnvReader, EnvWarning, InvalidEnv};
 
 mod convert;
 mod endpoint;
@@ -189,16 +189,18 @@ impl Otlp {
     /// are ignored with a warning (on stderr when the pipeline is built, and in
     /// [`Otlp::warnings`]).
     pub fn from_env() -> Self {
-        Self::from_env_with(&|var| std::env::var(var).ok())
+        // The process environment as it is: a value that is not UTF-8 is a warning, not unset.
+        Self::from_reader(EnvReader::process())
     }
 
-    /// Like [`from_env`](Self::from_env), but an invalid variable is an error.
-    pub fn try_from_env() -> Result<Self, crate::BuildError> {
+    /// Like [`from_env`](Self::from_env), but an invalid variable is an error (which converts
+    /// into [`BuildError::InvalidEnv`](crate::BuildError::InvalidEnv) with `?`).
+    pub fn try_from_env() -> Result<Self, InvalidEnv> {
         let sink = Self::from_env();
         if sink.warnings.is_empty() {
             Ok(sink)
         } else {
-            Err(crate::BuildError::InvalidEnv(sink.warnings))
+            Err(InvalidEnv(sink.warnings))
         }
     }
 
