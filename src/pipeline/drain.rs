@@ -5,13 +5,13 @@
 //! sink: it takes from the queue only what the sinks have room for, and leaves the rest queued;
 //! a kept trace released all at once waits in a backlog for room in the same way.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use super::tail::{Backlog, TailBuffer};
+use super::tail::{Backlog, ById, TailBuffer};
 use super::{Pipeline, SinkSlot};
 use crate::clock::{between, deadline_after, WallClock};
 use crate::ids::SpanId;
@@ -296,7 +296,7 @@ impl<'a> Drain<'a> {
 /// that spans that never close (leaked, or whose record was dropped) cannot grow it.
 struct PendingSpanEvents {
     limit: usize,
-    by_span: HashMap<SpanId, SpanEvents>,
+    by_span: ById<SpanEvents>,
     /// Spans in the order they got their first event, for eviction (may name spans gone
     /// since; compacted when mostly stale).
     order: VecDeque<SpanId>,
@@ -316,7 +316,7 @@ impl PendingSpanEvents {
     fn new(limit: usize) -> Self {
         PendingSpanEvents {
             limit,
-            by_span: HashMap::new(),
+            by_span: ById::default(),
             order: VecDeque::new(),
             total: 0,
         }
@@ -359,6 +359,9 @@ impl PendingSpanEvents {
 
     /// Moves the events that waited for `span` into it.
     fn attach(&mut self, span: &mut SpanRecord) {
+        if self.by_span.is_empty() {
+            return;
+        }
         if let Some(mut waiting) = self.by_span.remove(&span.context.span_id) {
             self.total -= waiting.events.len();
             std::mem::swap(&mut span.events, &mut waiting.events);

@@ -581,10 +581,10 @@ const SPARE_LIST_CAPACITY: usize = 64;
 
 /// Maps keyed by span id. Span ids are random already: the hash only spreads them (the
 /// default SipHash would cost the drain thread more than the rest of a record's trip).
-type ById<V> = HashMap<SpanId, V, BuildHasherDefault<SpanIdHasher>>;
+pub(super) type ById<V> = HashMap<SpanId, V, BuildHasherDefault<SpanIdHasher>>;
 
 #[derive(Default)]
-struct SpanIdHasher(u64);
+pub(super) struct SpanIdHasher(u64);
 
 impl Hasher for SpanIdHasher {
     fn finish(&self) -> u64 {

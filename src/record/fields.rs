@@ -261,16 +261,25 @@ impl Fields {
 
     // --- capture (crate-internal) ---
 
-    /// Empties the fields, keeping the buffers (cut back to a bounded size).
+    /// Empties the fields, keeping the buffers.
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.sources.clear();
         self.text.clear();
         self.garbage = 0;
+    }
+
+    /// Cuts oversized buffers back (emptying the fields when it must), so that one huge value
+    /// does not pin its memory in the pool for ever.
+    pub(crate) fn bound(&mut self) {
         if self.text.capacity() > RETAINED_TEXT_BYTES {
+            self.text.clear();
             self.text.shrink_to(RETAINED_TEXT_BYTES);
+            self.entries.clear();
+            self.sources.clear();
         }
         if self.entries.capacity() > 4 * INLINE_FIELDS {
+            self.entries.clear();
             self.entries.shrink_to_fit();
         }
     }
@@ -684,6 +693,7 @@ mod tests {
         f.put_text("big", 1 << 20, false, |w| {
             w.write_str(&"x".repeat(100_000)).unwrap()
         });
+        f.bound();
         f.clear();
         assert!(f.is_empty());
         assert!(f.text_capacity() <= RETAINED_TEXT_BYTES);

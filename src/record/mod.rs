@@ -216,7 +216,11 @@ impl EventRecord {
 }
 
 impl Recycle for EventRecord {
-    fn recycle(&mut self) {
+    fn release(&mut self) {
+        self.fields.bound();
+    }
+
+    fn reset(&mut self) {
         self.log_source = None;
         self.context = None;
         self.local_root = SpanId::INVALID;
@@ -372,19 +376,28 @@ impl SpanRecord {
 }
 
 impl Recycle for SpanRecord {
-    fn recycle(&mut self) {
+    fn release(&mut self) {
+        // The events are other records: they go back to their pool now, not when this one is
+        // reused (that would be on the calling thread).
+        self.events.clear();
+        if self.events.capacity() > 1024 {
+            self.events.shrink_to(1024);
+        }
+        if self.links.capacity() > 16 {
+            self.links.clear();
+            self.links.shrink_to(16);
+        }
+        self.fields.bound();
+    }
+
+    fn reset(&mut self) {
         self.parent_span_id = None;
         self.parent_is_remote = false;
         self.busy_raw = RawSpan::default();
         self.idle_raw = RawSpan::default();
         self.fields.clear();
-        self.events.clear();
-        if self.events.capacity() > 1024 {
-            self.events.shrink_to(1024);
-        }
         self.dropped_events = 0;
         self.links.clear();
-        self.links.shrink_to(16);
     }
 }
 

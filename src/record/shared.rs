@@ -13,10 +13,20 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-/// A record that can be emptied for reuse.
+/// A record that can be emptied for reuse, in two steps on two threads.
+///
+/// `release` runs on whichever thread drops the record last (a sink's, the drain's): it lets go
+/// of what the record holds of others (a span's events) and cuts oversized buffers back. `reset`
+/// runs on the calling thread when it takes the record again: it empties the record, keeping
+/// its buffers. Splitting them keeps the releasing thread from writing to the record's memory
+/// just before another core reuses it: its lines stay shared rather than modified there, which
+/// costs the caller less when it writes them (measured: a quarter of a microsecond per span
+/// when tail sampling released records at once on the drain thread).
 pub(crate) trait Recycle: Default {
-    /// Empties the record, keeping (bounded) buffer capacity.
-    fn recycle(&mut self);
+    /// Lets go of other records and bounds the buffers (on the releasing thread).
+    fn release(&mut self);
+    /// Empties the record, keeping its buffers (on the calling thread, before reuse).
+    fn reset(&mut self);
 }
 
 /// Boxed records ready for reuse, shared by the calling threads (take) and whichever thread
@@ -39,12 +49,18 @@ impl<T: Recycle> Pool<T> {
     /// more records in flight than the pool keeps).
     #[inline]
     pub(crate) fn take(&self) -> Box<T> {
-        self.free.pop().unwrap_or_default()
+        match self.free.pop() {
+            Some(mut record) => {
+                record.reset();
+                record
+            }
+            None => Box::default(),
+        }
     }
 
-    /// Empties `record` and keeps it for reuse (or frees it when the pool is full).
+    /// Keeps `record` for reuse, released (or frees it when the pool is full).
     pub(crate) fn give(&self, mut record: Box<T>) {
-        record.recycle();
+        record.release();
         let _ = self.free.push(record);
     }
 
@@ -162,9 +178,11 @@ mod tests {
     }
 
     impl Recycle for Thing {
-        fn recycle(&mut self) {
-            self.data.clear();
+        fn release(&mut self) {
             self.recycled += 1;
+        }
+        fn reset(&mut self) {
+            self.data.clear();
         }
     }
 
