@@ -81,6 +81,20 @@ impl<'a> Capture<'a> {
         }
     }
 
+    /// Captures a string field: [`text`](Self::text) for one string, copied directly.
+    fn str(&mut self, field: &Field, value: &str) {
+        let name = field.name();
+        if name != "message" && self.log.is_none() {
+            if self.fields.put_str(name, self.cap, self.replace, value) {
+                self.truncated += 1;
+            }
+            return;
+        }
+        self.text(field, |w| {
+            let _ = w.write_str(value);
+        });
+    }
+
     /// Whether `field` is the `traceparent` being read as a remote parent.
     fn is_traceparent(&self, field: &Field) -> bool {
         self.traceparent.is_some() && field.name() == TRACEPARENT_FIELD
@@ -113,9 +127,7 @@ impl Visit for Capture<'_> {
             }
             return;
         }
-        self.text(field, |w| {
-            let _ = w.write_str(value);
-        });
+        self.str(field, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         if self

@@ -416,6 +416,47 @@ impl Fields {
         cut
     }
 
+    /// Copies `text` (capped at `cap` bytes, cut on a char boundary) to the end of the buffer;
+    /// returns its range. The same as [`write_text`](Self::write_text) with one `write_str`,
+    /// without going through `fmt::Write`: a string field is the common case.
+    #[inline]
+    pub(crate) fn copy_text(&mut self, cap: usize, text: &str) -> TextRange {
+        let start = self.text.len();
+        let kept = if text.len() <= cap {
+            text
+        } else {
+            let mut end = cap;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            &text[..end]
+        };
+        self.text.push_str(kept);
+        TextRange {
+            start: start as u32,
+            len: kept.len() as u32,
+            truncated_from: if text.len() > cap {
+                NonZeroU32::new(u32::try_from(text.len()).unwrap_or(u32::MAX))
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Captures `text` (capped at `cap` bytes) as the field `name`; returns whether it was cut.
+    #[inline]
+    pub(crate) fn put_str(
+        &mut self,
+        name: &'static str,
+        cap: usize,
+        replace: bool,
+        text: &str,
+    ) -> bool {
+        let range = self.copy_text(cap, text);
+        self.put_value(name, Value::Str(range), replace);
+        range.truncated_from.is_some()
+    }
+
     /// Writes text at the end of the buffer; returns its range.
     pub(crate) fn write_text(
         &mut self,
@@ -447,14 +488,14 @@ impl Fields {
         for (name, value) in other.iter() {
             match value {
                 FieldValue::Str(t) => {
-                    let r = self.copy_text(t);
+                    let r = self.copy_captured(t);
                     self.put_value(name, Value::Str(r), true);
                 }
                 FieldValue::Error(e) => {
-                    let message = self.copy_text(e.message());
+                    let message = self.copy_captured(e.message());
                     let first_source = self.sources.len() as u32;
                     for s in e.sources() {
-                        let r = self.copy_text(s);
+                        let r = self.copy_captured(s);
                         self.sources.push(r);
                     }
                     let sources = self.sources.len() as u32 - first_source;
@@ -477,7 +518,7 @@ impl Fields {
         }
     }
 
-    fn copy_text(&mut self, t: Text<'_>) -> TextRange {
+    fn copy_captured(&mut self, t: Text<'_>) -> TextRange {
         let start = self.text.len();
         self.text.push_str(t.text);
         TextRange {
@@ -601,6 +642,24 @@ mod tests {
         assert_eq!(t.text, "abcé");
         assert_eq!(t.truncated_from, Some(11));
         assert_eq!(t.to_string(), "abcé…[truncated from 11 bytes]");
+    }
+
+    #[test]
+    fn a_copied_string_is_capped_like_a_written_one() {
+        for (text, cap) in [
+            ("abcé€zzz", 5),
+            ("short", 64),
+            ("", 0),
+            ("é", 1),
+            ("xyz", 0),
+        ] {
+            let mut copied = Fields::default();
+            let mut written = Fields::default();
+            copied.put_str("a", cap, false, text);
+            written.put_text("a", cap, false, |w| w.write_str(text).unwrap());
+            assert_eq!(copied, written, "{text:?} {cap}");
+            assert_eq!(copied.get("a"), written.get("a"));
+        }
     }
 
     #[test]
