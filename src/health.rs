@@ -9,7 +9,10 @@
 //! |---|---|---|
 //! | `queue` | depth ≥ [`queue_saturation`](HealthConfig::queue_saturation) × capacity, or records were dropped before the drain thread within the last [`drop_window`](HealthConfig::drop_window) | — |
 //! | `drain` | — | the drain thread has stopped (died or shut down), or its heartbeat is older than [`heartbeat_timeout`](HealthConfig::heartbeat_timeout) |
-//! | `sink:<name>` | the sink's last export failed; one `export` (or `flush`) call has been running for longer than [`export_stuck_after`](HealthConfig::export_stuck_after), whatever the traffic (stuck); its buffer is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records within the last `drop_window` | it has been failing for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
+//! | `sink:<name>` | the sink's last export failed; its collector is unreachable and it is spooling (a sink with a spool); one `export` (or `flush`) call has been running for longer than [`export_stuck_after`](HealthConfig::export_stuck_after), whatever the traffic (stuck); its buffer, or its spool's budget, is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records (or lost spooled ones: evicted, corrupt, rejected) within the last `drop_window` | it has been failing, or its collector unreachable, for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
+//!
+//! A sink with a spool also shows it in [`ComponentHealth::spool`]: its bytes, the age of its
+//! oldest request, and whether it is replaying.
 //! | `open_spans` | a span has been open longer than [`stuck_span_after`](HealthConfig::stuck_span_after), or more than [`max_open_spans`](HealthConfig::max_open_spans) spans are open | — |
 //! | `tail_sampling` (when on) | it holds ≥ [`tail_buffer_saturation`](HealthConfig::tail_buffer_saturation) × its budget, or it decided traces early because its budget was full within the last `drop_window` (they may be written in part, or dropped though they would have qualified) | — |
 //!
@@ -37,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Serialize, Serializer};
 
 use crate::record::rfc3339;
-use crate::stats::{SinkStats, Stats};
+use crate::stats::{SinkStats, SpoolStats, Stats};
 
 /// Default for [`HealthConfig::queue_saturation`]: the queue is saturated at 90% full.
 pub const DEFAULT_QUEUE_SATURATION: f64 = 0.9;
@@ -236,6 +239,41 @@ pub struct ComponentHealth {
         serialize_with = "ser_opt_time"
     )]
     pub last_success_at: Option<SystemTime>,
+    /// Sinks with a spool only: what it holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool: Option<SpoolHealth>,
+}
+
+/// A sink's spool in [`ComponentHealth`] (serialised with durations in seconds).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SpoolHealth {
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// The budget in bytes.
+    pub max_bytes: u64,
+    /// Records waiting in it.
+    pub records: u64,
+    /// How long ago its oldest request was written, in seconds (0 when it is empty).
+    pub oldest_age_seconds: f64,
+    /// Whether it is being replayed (it holds requests and the collector is reachable).
+    pub replaying: bool,
+    /// How long the collector has been unreachable, in seconds (absent when it is reachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable_seconds: Option<f64>,
+}
+
+impl SpoolHealth {
+    fn of(spool: &SpoolStats) -> SpoolHealth {
+        SpoolHealth {
+            bytes: spool.bytes,
+            max_bytes: spool.max_bytes,
+            records: spool.records,
+            oldest_age_seconds: spool.oldest_age.unwrap_or_default().as_secs_f64(),
+            replaying: spool.replaying,
+            unreachable_seconds: spool.unreachable_for.map(|d| d.as_secs_f64()),
+        }
+    }
 }
 
 /// The pipeline's health: an overall status and one entry per component.
@@ -377,10 +415,11 @@ impl HealthMonitor {
             .sinks
             .iter()
             .filter(|s| {
-                w.sinks
-                    .entry(s.name.clone())
-                    .or_default()
-                    .update(s.dropped, now, window)
+                w.sinks.entry(s.name.clone()).or_default().update(
+                    s.dropped + s.spool.as_ref().map_or(0, |p| p.lost()),
+                    now,
+                    window,
+                )
             })
             .map(|s| s.name.clone())
             .collect();
@@ -442,6 +481,7 @@ fn component(name: impl Into<String>, status: HealthStatus, message: String) -> 
         checked_at: SystemTime::UNIX_EPOCH,
         last_error: None,
         last_success_at: None,
+        spool: None,
     }
 }
 
@@ -567,9 +607,25 @@ fn tail_health(config: &HealthConfig, stats: &Stats, forced_recently: bool) -> C
 fn sink_health(config: &HealthConfig, sink: &SinkStats, dropped_recently: bool) -> ComponentHealth {
     let (status, message) = sink_status(config, sink, dropped_recently);
     let mut c = component(format!("sink:{}", sink.name), status, message);
-    c.last_error = sink.last_error.clone();
+    c.last_error = sink
+        .last_error
+        .clone()
+        .or_else(|| sink.spool.as_ref().and_then(|s| s.last_error.clone()));
     c.last_success_at = sink.last_success_at;
+    c.spool = sink.spool.as_ref().map(SpoolHealth::of);
     c
+}
+
+/// What a spool holds, for messages: `"12 records spooled (3400 of 1048576 bytes, oldest 2.5s
+/// old)"`.
+fn spool_summary(spool: &SpoolStats) -> String {
+    format!(
+        "{} records spooled ({} of {} bytes, oldest {:.1?} old)",
+        spool.records,
+        spool.bytes,
+        spool.max_bytes,
+        spool.oldest_age.unwrap_or_default()
+    )
 }
 
 fn sink_status(
@@ -595,6 +651,22 @@ fn sink_status(
             format!("failing for {failing:?}: {error}"),
         );
     }
+    if let Some((spool, down)) = sink
+        .spool
+        .as_ref()
+        .and_then(|s| Some((s, s.unreachable_for?)))
+    {
+        let error = spool.last_error.as_deref().unwrap_or("unknown error");
+        let msg = format!(
+            "collector unreachable for {down:.1?}; {}: {error}",
+            spool_summary(spool)
+        );
+        if down > config.sink_failing_timeout {
+            let limit = config.sink_failing_timeout;
+            return (HealthStatus::Unhealthy, format!("{msg} (limit {limit:?})"));
+        }
+        return (HealthStatus::Degraded, msg);
+    }
     if let Some(busy) = sink
         .export_in_progress_for
         .filter(|busy| *busy > config.export_stuck_after)
@@ -619,18 +691,40 @@ fn sink_status(
             format!("not keeping up (stalled?): {fill}"),
         );
     }
-    if dropped_recently {
+    if let Some(spool) = sink.spool.as_ref().filter(|s| {
+        s.max_bytes > 0 && s.bytes as f64 >= config.sink_buffer_saturation * s.max_bytes as f64
+    }) {
         let msg = format!(
-            "records dropped within the last {:?} ({} in total: {}); {fill}",
+            "spool nearly full, the oldest requests are evicted next: {}",
+            spool_summary(spool)
+        );
+        return (HealthStatus::Degraded, msg);
+    }
+    if dropped_recently {
+        let lost = match &sink.spool {
+            Some(s) if s.lost() > 0 => format!(
+                "; lost from the spool: evicted {}, corrupt {}, rejected {}",
+                s.evicted, s.corrupt_records, s.rejected
+            ),
+            _ => String::new(),
+        };
+        let msg = format!(
+            "records dropped within the last {:?} ({} in total: {}{lost}); {fill}",
             config.drop_window,
             sink.dropped,
             drop_summary(&sink.dropped_by_reason)
         );
         return (HealthStatus::Degraded, msg);
     }
+    let spool = match &sink.spool {
+        Some(s) if s.replaying => format!("; replaying: {}", spool_summary(s)),
+        Some(s) if s.records > 0 => format!("; {}", spool_summary(s)),
+        Some(_) => "; spool empty".to_owned(),
+        None => String::new(),
+    };
     (
         HealthStatus::Healthy,
-        format!("{} records exported; {fill}", sink.exported),
+        format!("{} records exported; {fill}{spool}", sink.exported),
     )
 }
 

@@ -338,7 +338,7 @@ pub use sampling::{
     ParseSamplerError, SamplingError, SamplingStats, TracesSampler, ADAPTIVE_FACTORS,
     ADAPTIVE_RESTORE_BELOW, ADAPTIVE_STEP_DOWN_AT, DEFAULT_SAMPLE_RATE, DEFAULT_TRACES_SAMPLER,
 };
-pub use stats::{LatencyHistogram, SinkStats, Stats, LATENCY_BUCKETS_SECONDS};
+pub use stats::{LatencyHistogram, SinkStats, SpoolStats, Stats, LATENCY_BUCKETS_SECONDS};
 pub use tail_sampling::{
     ForcedDecision, ParseTailSamplingError, TailSampling, TailSamplingStats,
     DEFAULT_TAIL_DECISION_WAIT, DEFAULT_TAIL_MAX_BUFFERED_SPANS, MAX_TAIL_BUFFERED_SPANS,

@@ -32,6 +32,10 @@ pub(crate) struct SinkCounters {
     pub(crate) exported: Counter,
     /// Records in batches whose export returned an error.
     pub(crate) failed: Counter,
+    /// Records the sink wrote to its spool instead of exporting them (see [`SpoolStats`]).
+    pub(crate) spooled: Counter,
+    /// The sink's spool, as the sink thread last read it.
+    pub(crate) spool: Mutex<Option<SpoolStats>>,
     /// Records this sink dropped, by reason.
     pub(crate) dropped: DropCounters,
     /// Export retries (sinks that retry report them).
@@ -65,6 +69,8 @@ impl SinkCounters {
             forwarded: Counter::default(),
             exported: Counter::default(),
             failed: Counter::default(),
+            spooled: Counter::default(),
+            spool: Mutex::new(None),
             dropped: DropCounters::default(),
             retries: Counter::default(),
             batches: Counter::default(),
@@ -100,9 +106,17 @@ impl SinkCounters {
         }
     }
 
-    /// Records handled to the end: exported, failed, or dropped at this sink.
+    /// Records the sink is done with: exported, spooled (durable, replayed later), failed, or
+    /// dropped at this sink.
     pub(crate) fn completed(&self) -> u64 {
-        self.exported.get() + self.failed.get() + self.dropped.total()
+        self.exported.get() + self.spooled.get() + self.failed.get() + self.dropped.total()
+    }
+
+    /// Keeps the sink's latest view of its spool.
+    pub(crate) fn set_spool(&self, spool: Option<SpoolStats>) {
+        if spool.is_some() {
+            *self.spool.lock().unwrap_or_else(|e| e.into_inner()) = spool;
+        }
     }
 
     pub(crate) fn note_success(&self) {
@@ -131,6 +145,8 @@ impl SinkCounters {
             forwarded: self.forwarded.get(),
             exported: self.exported.get(),
             failed: self.failed.get(),
+            spooled: self.spooled.get(),
+            spool: self.spool.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             dropped: dropped_by_reason.iter().map(|(_, n)| n).sum(),
             dropped_by_reason,
             retries: self.retries.get(),
@@ -306,8 +322,8 @@ fn count_for(counts: &[(DropReason, u64)], reason: DropReason) -> u64 {
 /// that tail sampling dropped ([`tail_sampling`](Self::tail_sampling)`.sampled_out`). A record
 /// tail sampling drops was enqueued first and leaves `enqueued` when it is dropped; a record
 /// it holds for its trace is still `enqueued`. Each enqueued record is handed to every sink
-/// (once tail sampling has decided to keep it), where it ends as `exported`, `failed` or
-/// `dropped`.
+/// (once tail sampling has decided to keep it), where it ends as `exported`, `spooled` (a sink
+/// with a spool: on disk, replayed later; see [`SpoolStats`]), `failed` or `dropped`.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
@@ -382,6 +398,11 @@ pub struct SinkStats {
     pub exported: u64,
     /// Records in batches whose export failed.
     pub failed: u64,
+    /// Records written to the sink's spool instead of being exported (0 without a spool): they
+    /// are on disk, and [`spool`](Self::spool) says what became of them since.
+    pub spooled: u64,
+    /// The sink's spool, when it has one.
+    pub spool: Option<SpoolStats>,
     /// Records dropped at this sink (sum of `dropped_by_reason`).
     pub dropped: u64,
     /// Non-zero drop counts by reason.
@@ -413,14 +434,69 @@ pub struct SinkStats {
 }
 
 impl SinkStats {
-    /// Records this sink has finished with: exported, failed or dropped.
+    /// Records this sink has finished with: exported, spooled, failed or dropped. Once the
+    /// sink is idle, `completed() == forwarded`.
     pub fn completed(&self) -> u64 {
-        self.exported + self.failed + self.dropped
+        self.exported + self.spooled + self.failed + self.dropped
     }
 
     /// The drop count for one reason.
     pub fn dropped_for(&self, reason: DropReason) -> u64 {
         count_for(&self.dropped_by_reason, reason)
+    }
+}
+
+/// A sink's spool ([`SinkStats::spool`]): what it holds now, and what became of the records it
+/// took. Its own ledger, apart from the sink's (where `spooled` is where a record ends):
+///
+/// `restored + spooled == replayed + evicted + corrupt_records + rejected + records`
+///
+/// where `restored` are the records earlier processes left in the spool directory. The records
+/// delivered are the sink's `exported` plus the spool's `replayed`; the records lost there are
+/// [`lost`](Self::lost).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SpoolStats {
+    /// Bytes the spool takes on disk now.
+    pub bytes: u64,
+    /// Its budget in bytes.
+    pub max_bytes: u64,
+    /// Records in the spool now (waiting for replay, or being replayed).
+    pub records: u64,
+    /// Requests (batches) in the spool now.
+    pub batches: u64,
+    /// How long ago the oldest request in the spool was written; `None` when it is empty.
+    pub oldest_age: Option<Duration>,
+    /// Whether the spool is being replayed: it holds requests, and the collector is reachable.
+    pub replaying: bool,
+    /// How long the collector has been unreachable (the last attempt failed transiently);
+    /// `None` when the last attempt succeeded. Requests go straight to the spool meanwhile.
+    pub unreachable_for: Option<Duration>,
+    /// Records found in the spool when the sink started: left by an earlier process.
+    pub restored: u64,
+    /// Records written to the spool since the sink started.
+    pub spooled: u64,
+    /// Records delivered from the spool (including requests spooled while their live export
+    /// was still running, which then succeeded).
+    pub replayed: u64,
+    /// Records evicted, oldest first, to keep the spool within its budget.
+    pub evicted: u64,
+    /// Records in requests found damaged (cut short by a crash, or failing their checksum),
+    /// skipped. A damaged request whose record count cannot be read counts in
+    /// [`corrupt_batches`](Self::corrupt_batches) only.
+    pub corrupt_records: u64,
+    /// Requests (or damaged stretches of a file) found damaged and skipped.
+    pub corrupt_batches: u64,
+    /// Records the collector refused for good when they were replayed.
+    pub rejected: u64,
+    /// The last error of the collector, or the last problem with the spool's files.
+    pub last_error: Option<String>,
+}
+
+impl SpoolStats {
+    /// Records lost in the spool: evicted, corrupt or rejected.
+    pub fn lost(&self) -> u64 {
+        self.evicted + self.corrupt_records + self.rejected
     }
 }
 

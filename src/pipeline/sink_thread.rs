@@ -35,6 +35,8 @@ struct SinkRunner<'a> {
     dirty: bool,
     /// The sink's retry count already added to its counters.
     retries_seen: u64,
+    /// The sink's spooled count already added to its counters.
+    spooled_seen: u64,
 }
 
 impl<'a> SinkRunner<'a> {
@@ -48,6 +50,7 @@ impl<'a> SinkRunner<'a> {
             last_notice_at: p.intake.counters.started_at,
             dirty: false,
             retries_seen: 0,
+            spooled_seen: 0,
         }
     }
 
@@ -68,6 +71,7 @@ impl<'a> SinkRunner<'a> {
                     break;
                 }
                 self.sleep();
+                self.refresh_spool();
                 continue;
             }
             self.export_batch(data);
@@ -86,6 +90,32 @@ impl<'a> SinkRunner<'a> {
         }
         let deadline = self.p.sink_shutdown_deadline();
         self.call("shutdown", |s| s.shutdown(deadline));
+        self.refresh_spool();
+    }
+
+    /// Keeps the stats' view of the sink's spool current while the sink is idle (it works on
+    /// its own thread).
+    fn refresh_spool(&self) {
+        if !self.slot.counters.disabled.load(Ordering::Relaxed) {
+            let sink = &self.sink;
+            if let Ok(spool) = catch_unwind(AssertUnwindSafe(|| sink.spool())) {
+                self.slot.counters.set_spool(spool);
+            }
+        }
+    }
+
+    /// Records of the last export that the sink spooled (its spool's count, read after the
+    /// export), and its spool for the stats.
+    fn take_spooled(&mut self) -> u64 {
+        let sink = &self.sink;
+        let Ok(spool) = catch_unwind(AssertUnwindSafe(|| sink.spool())) else {
+            return 0;
+        };
+        let total = spool.as_ref().map_or(0, |s| s.spooled);
+        self.slot.counters.set_spool(spool);
+        let spooled = total.saturating_sub(self.spooled_seen);
+        self.spooled_seen = total.max(self.spooled_seen);
+        spooled
     }
 
     fn sleep(&self) {
@@ -134,17 +164,29 @@ impl<'a> SinkRunner<'a> {
         let retries = self.sink.retries();
         c.retries.add(retries.saturating_sub(self.retries_seen));
         self.retries_seen = retries;
+        // Records the sink wrote to its spool: counted there, not as exported or failed.
+        let spooled = match result {
+            Err(_) => 0,
+            Ok(_) => self.take_spooled().min(data),
+        };
         match result {
             Ok(Ok(())) => {
-                self.count(|c| c.exported.add(data));
-                c.note_success();
+                self.count(|c| {
+                    c.spooled.add(spooled);
+                    c.exported.add(data - spooled);
+                });
+                // A batch that went to the spool whole did not reach its destination (yet).
+                if spooled < data || data == 0 {
+                    c.note_success();
+                }
             }
             Ok(Err(e)) => {
                 // Records the sink says reached their destination before it failed.
                 let written = data_records(&batch[..e.written().min(batch.len())]);
                 self.count(|c| {
-                    c.exported.add(written);
-                    c.failed.add(data.saturating_sub(written));
+                    c.spooled.add(spooled);
+                    c.exported.add(written.min(data - spooled));
+                    c.failed.add(data.saturating_sub(written + spooled));
                 });
                 c.note_error(e.with_sources());
             }

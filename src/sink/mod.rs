@@ -100,6 +100,15 @@ pub trait Sink: Send + 'static {
         0
     }
 
+    /// The sink's spool, for sinks that keep what they cannot export on disk: read after each
+    /// export and while the sink is idle. Its [`spooled`](crate::SpoolStats::spooled) count is
+    /// how the sink says which records of a batch went to the spool: the sink thread counts
+    /// them `spooled` rather than `exported` (or `failed`), so `export` returns `Ok` for a
+    /// batch it spooled.
+    fn spool(&self) -> Option<crate::SpoolStats> {
+        None
+    }
+
     /// The sink's settings for [`Config::sink_settings`](crate::Config::sink_settings) and
     /// the admin `/config` endpoint. Leave secrets out or redact them.
     fn settings(&self) -> serde_json::Value {

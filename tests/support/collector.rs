@@ -22,6 +22,8 @@ pub mod skip;
 pub struct Collector {
     child: Child,
     output: Arc<Mutex<String>>,
+    /// The threads that read its output, until it ends.
+    readers: Vec<std::thread::JoinHandle<()>>,
     pub grpc_port: u16,
     pub http_port: u16,
 }
@@ -170,23 +172,25 @@ impl Collector {
             .spawn()
             .expect("start rotel-agent");
         let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let output = Arc::clone(&output);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
                     let line = strip_ansi(&String::from_utf8_lossy(&line));
                     let mut out = output.lock().unwrap();
                     out.push_str(&line);
                     out.push('\n');
                 }
-            });
+            }));
         }
         let collector = Collector {
             child,
             output,
+            readers,
             grpc_port,
             http_port,
         };
@@ -203,6 +207,21 @@ impl Collector {
 
     pub fn http_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Kills the collector (`SIGKILL`: an outage, not a shutdown) and waits until everything
+    /// it printed has been read: its spans stay readable.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
+
+    /// How many spans the collector printed so far (cheaper than parsing them).
+    pub fn span_count(&self) -> usize {
+        self.output.lock().unwrap().matches("Span #").count()
     }
 
     /// Everything the collector printed so far.

@@ -323,7 +323,7 @@ pub fn assert_accounting(stats: &tracing_offload::Stats, offered: u64) {
     );
     for sink in &stats.sinks {
         assert_eq!(
-            sink.exported + sink.failed + sink.dropped,
+            sink.exported + sink.spooled + sink.failed + sink.dropped,
             stats.enqueued,
             "sink {}: {stats:#?}",
             sink.name

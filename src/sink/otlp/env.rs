@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{
     EventsAsLogs, Otlp, Protocol, Tls, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_EXPORT_BATCH_SIZE,
-    DEFAULT_MAX_QUEUE_SIZE, DEFAULT_OTLP_TIMEOUT,
+    DEFAULT_MAX_QUEUE_SIZE, DEFAULT_OTLP_TIMEOUT, DEFAULT_SPOOL_MAX_BYTES, MAX_SPOOL_MAX_BYTES,
+    MIN_SPOOL_MAX_BYTES,
 };
 use crate::env::EnvReader;
 
@@ -83,6 +84,12 @@ pub(crate) const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
 pub(crate) const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
 /// Default exporter for both signals.
 pub(crate) const OTEL_EXPORTER_DEFAULT: &str = "otlp";
+/// This crate's own: the directory of the sink's spool (none by default).
+pub(crate) const OFFLOAD_OTLP_SPOOL_DIR: &str = "OFFLOAD_OTLP_SPOOL_DIR";
+/// This crate's own: the spool's budget in bytes.
+pub(crate) const OFFLOAD_OTLP_SPOOL_MAX_BYTES: &str = "OFFLOAD_OTLP_SPOOL_MAX_BYTES";
+/// Default spool budget.
+pub(crate) const OFFLOAD_OTLP_SPOOL_MAX_BYTES_DEFAULT: u64 = DEFAULT_SPOOL_MAX_BYTES;
 
 /// A duration shown as the milliseconds the variables take, for warnings.
 struct Millis(Duration);
@@ -108,6 +115,7 @@ impl Otlp {
         s.read_resource(&mut env);
         s.read_batching(&mut env);
         s.read_signals(&mut env);
+        s.read_spool(&mut env);
         s.warnings = env.warnings;
         s
     }
@@ -231,6 +239,21 @@ impl Otlp {
     }
 }
 
+impl Otlp {
+    fn read_spool(&mut self, env: &mut EnvReader<'_>) {
+        if let Some(dir) = env.raw(OFFLOAD_OTLP_SPOOL_DIR) {
+            self.spool_dir = Some(dir.into());
+        }
+        if let Some(n) = env.parse(
+            OFFLOAD_OTLP_SPOOL_MAX_BYTES,
+            &OFFLOAD_OTLP_SPOOL_MAX_BYTES_DEFAULT,
+            crate::env::whole_number_in(MIN_SPOOL_MAX_BYTES..=MAX_SPOOL_MAX_BYTES),
+        ) {
+            self.spool_max_bytes = n;
+        }
+    }
+}
+
 /// The TLS files named by three variables: CA, client certificate, client key. They are read
 /// (and any problem reported) when the pipeline is built.
 fn tls_files(env: &mut EnvReader<'_>, [ca, cert, key]: [&str; 3]) -> Tls {
@@ -330,6 +353,8 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
             ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/etc/logs-ca.pem"),
             ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/etc/key.pem"),
+            ("OFFLOAD_OTLP_SPOOL_DIR", "/var/spool/app"),
+            ("OFFLOAD_OTLP_SPOOL_MAX_BYTES", "1024"),
         ];
         let lookup = |v: &str| {
             vars.iter()
@@ -371,13 +396,22 @@ mod tests {
                 .client_key("/etc/key.pem")
         );
         assert_eq!(s.max_batch, DEFAULT_MAX_EXPORT_BATCH_SIZE);
+        assert_eq!(s.spool_dir.as_deref(), Some("/var/spool/app".as_ref()));
+        assert_eq!(s.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
         let vars: Vec<&str> = s.warnings().iter().map(|w| w.var.as_str()).collect();
         assert_eq!(
             vars,
             [
                 "OTEL_EXPORTER_OTLP_TIMEOUT",
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                "OFFLOAD_OTLP_SPOOL_MAX_BYTES"
             ]
+        );
+        let spool = s.warnings().last().unwrap().to_string();
+        assert!(
+            spool.contains("from 65536 to 1099511627776")
+                && spool.contains("the default 268435456"),
+            "{spool}"
         );
         assert!(
             !format!("{s:?}").contains("s=cret"),

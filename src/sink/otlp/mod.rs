@@ -12,8 +12,12 @@
 //! name paired with its default); `endpoint` and `tls` check what the user gave at build time;
 //! `sink` builds the exporters and exports (the [`Sink`](crate::sink::Sink) impl); `retry`
 //! counts and classifies the exporters' attempts; `convert` is the pure mapping from records to
-//! OTel span data and log records.
+//! OTel span data and log records; `spool` keeps what the collector cannot take on disk and
+//! replays it (its module docs explain the design and the on-disk format).
 
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -26,6 +30,7 @@ mod endpoint;
 mod env;
 mod retry;
 mod sink;
+mod spool;
 mod tls;
 
 pub use tls::Tls;
@@ -88,6 +93,16 @@ pub const DEFAULT_MAX_RETRIES: u32 = 5;
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest back-off between retries, unless the server asks for longer.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The default budget of the [spool](Otlp::spool) in bytes on disk
+/// (`OFFLOAD_OTLP_SPOOL_MAX_BYTES`): 256 MiB.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// The smallest spool budget: 64 KiB.
+pub const MIN_SPOOL_MAX_BYTES: u64 = 64 * 1024;
+/// The largest spool budget: 1 TiB.
+pub const MAX_SPOOL_MAX_BYTES: u64 = 1 << 40;
+/// How long the sink waits for a live export, when it has a spool, before it writes the request
+/// to the spool and moves on (see [`Otlp::spool_after`]).
+pub const DEFAULT_SPOOL_AFTER: Duration = Duration::from_millis(250);
 
 /// Exports spans (as OTLP spans) and events (as OTLP log records) to a collector.
 ///
@@ -106,7 +121,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 ///
 /// Or from OpenTelemetry's standard variables with [`Otlp::from_env`]. Nothing connects until
 /// the pipeline is built; a collector that is down is retried with back-off, and what cannot
-/// be delivered is counted as failed in the sink's stats.
+/// be delivered is counted as failed in the sink's stats, unless the sink has a
+/// [spool](Otlp::spool), which keeps it on disk and delivers it when the collector is back.
 pub struct Otlp {
     name: String,
     endpoint: Option<String>,
@@ -127,9 +143,13 @@ pub struct Otlp {
     max_retries: u32,
     traces: bool,
     logs: EventsAsLogs,
+    spool_dir: Option<PathBuf>,
+    spool_max_bytes: u64,
+    spool_after: Duration,
     warnings: Vec<EnvWarning>,
     running: Option<sink::Running>,
-    retries: u64,
+    /// Export retries so far (live exports may end on the spool's thread).
+    retries: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Otlp {
@@ -143,6 +163,7 @@ impl std::fmt::Debug for Otlp {
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
             .field("service_name", &self.service_name)
+            .field("spool_dir", &self.spool_dir)
             .finish_non_exhaustive()
     }
 }
@@ -179,9 +200,12 @@ impl Otlp {
             max_retries: DEFAULT_MAX_RETRIES,
             traces: true,
             logs: EventsAsLogs::All,
+            spool_dir: None,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            spool_after: DEFAULT_SPOOL_AFTER,
             warnings: Vec::new(),
             running: None,
-            retries: 0,
+            retries: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -318,6 +342,64 @@ impl Otlp {
     /// Which events are exported as log records (default [`EventsAsLogs::All`]).
     pub fn events_as_logs(mut self, which: EventsAsLogs) -> Self {
         self.logs = which;
+        self
+    }
+
+    /// Keeps what the collector cannot take in a durable spool in `dir` (created if needed;
+    /// `OFFLOAD_OTLP_SPOOL_DIR`), and replays it, oldest first, when the collector is back,
+    /// while new records keep flowing. Default: no spool (what cannot be delivered is counted
+    /// failed).
+    ///
+    /// What goes there: every request that failed transiently after the exporter's retries
+    /// (the collector unreachable, overloaded), every request while the collector is known to
+    /// be unreachable, and a request the collector has not answered within
+    /// [`spool_after`](Self::spool_after), so that the sink's buffer keeps draining in an
+    /// outage instead of filling up. Requests the collector refuses for good (HTTP 400, gRPC
+    /// `INVALID_ARGUMENT`, …) are not spooled: they would be refused again.
+    ///
+    /// The spool survives the process: the next start with the same directory replays what the
+    /// last one left. A crash loses at most the request being written, which is found by its
+    /// checksum and counted. The budget is [`spool_max_bytes`](Self::spool_max_bytes): past
+    /// it, the oldest requests are evicted (counted). One directory per sink: a second sink or
+    /// process on the same directory fails to start.
+    ///
+    /// The stats show the spool ([`SinkStats::spool`](crate::SinkStats::spool)): records
+    /// `spooled` are counted at the sink; what became of them (replayed, evicted, corrupt,
+    /// rejected) and what the spool holds (bytes, the oldest's age, whether it replays) are
+    /// in the spool's own stats, in the Prometheus metrics and in health.
+    ///
+    /// ```
+    /// use tracing_offload::sink::Otlp;
+    ///
+    /// let sink = Otlp::new()
+    ///     .endpoint("http://127.0.0.1:4317")
+    ///     .spool("/var/spool/my-app/otlp")
+    ///     .spool_max_bytes(64 * 1024 * 1024);
+    /// # drop(sink);
+    /// ```
+    pub fn spool(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// The spool's budget in bytes on disk (default [`DEFAULT_SPOOL_MAX_BYTES`], 256 MiB;
+    /// `OFFLOAD_OTLP_SPOOL_MAX_BYTES`), clamped to [`MIN_SPOOL_MAX_BYTES`] ..=
+    /// [`MAX_SPOOL_MAX_BYTES`]. The spool deletes its oldest files (about a sixteenth of the
+    /// budget at a time) to stay within it; a single request larger than the whole budget is
+    /// counted failed.
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
+        self.spool_max_bytes = bytes.clamp(MIN_SPOOL_MAX_BYTES, MAX_SPOOL_MAX_BYTES);
+        self
+    }
+
+    /// With a spool: how long the sink waits for a live export before it writes the request to
+    /// the spool as well and moves on (default [`DEFAULT_SPOOL_AFTER`], 250 ms). The export goes
+    /// on; if it succeeds, the spooled copy is dropped (counted replayed), if it fails, the copy
+    /// is replayed. Keep it below the pipeline's
+    /// [`sink_stall_after`](crate::Builder::sink_stall_after) (half the timeout under
+    /// `Backpressure::Block`), so that the sink never counts as stalled while it waits.
+    pub fn spool_after(mut self, wait: Duration) -> Self {
+        self.spool_after = wait;
         self
     }
 

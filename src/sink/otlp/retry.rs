@@ -104,7 +104,7 @@ impl HttpClient for CountingClient {
 }
 
 /// An error and its sources, `a: b: c`.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(cause) = next {
@@ -150,6 +150,23 @@ pub(super) fn classify_grpc(error: &str, attempts: u64) -> Failure {
         | "DataLoss" => Failure::Transient,
         "ResourceExhausted" if attempts > 1 => Failure::Transient,
         "" => Failure::Transient,
+        _ => Failure::Permanent,
+    }
+}
+
+/// Classifies a failed replay of a spooled request by its gRPC status code (the OTLP/gRPC
+/// rules). `RESOURCE_EXHAUSTED` is transient here: the replay comes back after its back-off
+/// anyway, and refusing for good what a throttling collector would take later loses it.
+pub(super) fn classify_grpc_code(code: tonic::Code) -> Failure {
+    use tonic::Code;
+    match code {
+        Code::Unavailable
+        | Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::DataLoss
+        | Code::ResourceExhausted => Failure::Transient,
         _ => Failure::Permanent,
     }
 }
@@ -229,6 +246,25 @@ mod tests {
             ),
             Failure::Transient
         );
+    }
+
+    #[test]
+    fn replayed_grpc_statuses_follow_the_otlp_spec() {
+        use tonic::Code;
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+        ] {
+            assert_eq!(classify_grpc_code(code), Failure::Transient, "{code:?}");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::Unimplemented,
+        ] {
+            assert_eq!(classify_grpc_code(code), Failure::Permanent, "{code:?}");
+        }
     }
 
     #[test]

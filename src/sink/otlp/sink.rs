@@ -2,42 +2,72 @@
 //! attempt counting), and each export.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    logs_service_client::LogsServiceClient, ExportLogsServiceRequest,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    trace_service_client::TraceServiceClient, ExportTraceServiceRequest,
+};
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
+use prost::Message as _;
 
 use super::endpoint::{self, Scheme};
 use super::retry::{self, Attempts, CountingClient, HttpOutcome};
+use super::spool::{self, Handoff, Kind, LiveExport, Spool};
 use super::tls::{LoadedTls, Tls};
 use super::{convert, EventsAsLogs, Otlp, Protocol, INITIAL_BACKOFF, MAX_BACKOFF};
 use crate::env::EnvWarning;
 use crate::record::{EventRecord, Record};
 use crate::sink::runtime::BackgroundRuntime;
 use crate::sink::{Sink, SinkError};
+use crate::stats::SpoolStats;
 
-/// What a started sink holds: its runtime, exporters and the logger that makes log records.
+/// What a started sink holds: how it runs exports, its exporters and the logger that makes log
+/// records.
 pub(super) struct Running {
-    rt: BackgroundRuntime,
-    spans: Option<SpanExporter>,
-    logs: Option<LogExporter>,
+    engine: Engine,
+    exporters: Exporters,
     logger: opentelemetry_sdk::logs::SdkLogger,
     _provider: SdkLoggerProvider,
     /// The spans' scope: this crate, the library that made them.
     scope: InstrumentationScope,
+}
+
+/// The signals' exporters.
+struct Exporters {
+    spans: Option<SpanExporter>,
+    logs: Option<LogExporter>,
     /// The log records' scope: no name or version of its own, so that the exporter names it
     /// after each record's target (as opentelemetry-appender-tracing does).
-    log_scope: InstrumentationScope,
+    log_scope: Arc<InstrumentationScope>,
+}
+
+/// How exports run.
+enum Engine {
+    /// On the sink's own runtime, driven by the sink thread, which waits for each.
+    Direct(BackgroundRuntime),
+    /// On the spool's runtime, the sink thread waiting for each only so long; with the resource
+    /// that spooled requests are encoded with.
+    Spool(spool::Engine, ResourceAttributesWithSchema),
 }
 
 /// One signal's exporter and the count of its request attempts.
 struct Exporter<E> {
-    inner: E,
+    inner: Arc<E>,
     attempts: Arc<Attempts>,
 }
 
@@ -100,7 +130,15 @@ impl Otlp {
         }
     }
 
-    fn build_exporters(&self) -> Result<(Option<SpanExporter>, Option<LogExporter>), String> {
+    fn build_exporters(
+        &self,
+    ) -> Result<
+        (
+            Option<Built<opentelemetry_otlp::SpanExporter>>,
+            Option<Built<opentelemetry_otlp::LogExporter>>,
+        ),
+        String,
+    > {
         let mut spans = None;
         let mut logs = None;
         if self.traces {
@@ -113,7 +151,7 @@ impl Otlp {
                     .build(),
                 _ => self.http(builder.with_http(), &target, &attempts)?.build(),
             };
-            spans = Some(Exporter {
+            spans = Some(Built {
                 inner: inner.map_err(|e| e.to_string())?,
                 attempts,
             });
@@ -128,7 +166,7 @@ impl Otlp {
                     .build(),
                 _ => self.http(builder.with_http(), &target, &attempts)?.build(),
             };
-            logs = Some(Exporter {
+            logs = Some(Built {
                 inner: inner.map_err(|e| e.to_string())?,
                 attempts,
             });
@@ -208,35 +246,512 @@ impl Otlp {
         }
     }
 
-    /// Classifies a failed export of one chunk into the sink's error.
-    fn export_failure(
-        &self,
-        what: &str,
-        attempts: &Attempts,
-        tried: u64,
-        error: String,
-    ) -> SinkError {
-        let failure = match self.protocol {
-            Protocol::Grpc => retry::classify_grpc(&error, tried),
-            _ => retry::classify_http(attempts.last_http().as_ref()),
+    /// The replay's clients: the same endpoints, TLS, headers, timeout and compression as the
+    /// exporters. Built inside the spool's runtime (the gRPC channels connect lazily on it).
+    fn build_senders(&self) -> Result<spool::Senders, String> {
+        let traces = match self.traces {
+            true => Some(self.target(Signal::Traces)?),
+            false => None,
         };
-        let detail = match attempts.last_http() {
-            // The HTTP exporter says only "network error": add what the client saw.
-            Some(HttpOutcome::Transport(cause)) if self.protocol != Protocol::Grpc => {
-                format!("{error} ({cause})")
+        let logs = match self.logs != EventsAsLogs::None {
+            true => Some(self.target(Signal::Logs)?),
+            false => None,
+        };
+        if self.protocol == Protocol::Grpc {
+            let mut senders = spool::GrpcSenders {
+                traces: None,
+                logs: None,
+                metadata: metadata(&self.headers)?,
+                timeout: self.timeout,
+            };
+            if let Some(t) = &traces {
+                let mut client = TraceServiceClient::new(self.channel(t)?);
+                if self.gzip {
+                    client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+                }
+                senders.traces = Some(client);
             }
-            _ => error,
+            if let Some(t) = &logs {
+                let mut client = LogsServiceClient::new(self.channel(t)?);
+                if self.gzip {
+                    client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+                }
+                senders.logs = Some(client);
+            }
+            return Ok(spool::Senders::Grpc(senders));
+        }
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &self.headers {
+            let key = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("invalid header name {k:?}"))?;
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|_| format!("invalid value for header {k:?}"))?;
+            headers.insert(key, value);
+        }
+        let client = |t: Target| -> Result<(reqwest::Client, String), String> {
+            Ok((reqwest_client(self.timeout, t.tls.as_ref())?, t.url))
         };
-        retry::export_error(failure, what, tried, &detail)
+        Ok(spool::Senders::Http(spool::HttpSenders {
+            traces: traces.map(client).transpose()?,
+            logs: logs.map(client).transpose()?,
+            headers,
+            json: self.protocol == Protocol::HttpJson,
+            gzip: self.gzip,
+        }))
     }
+
+    /// A lazily connected gRPC channel to `target`, for the replay.
+    fn channel(&self, target: &Target) -> Result<tonic::transport::Channel, String> {
+        let endpoint = tonic::transport::Endpoint::from_shared(target.url.clone())
+            .map_err(|e| format!("invalid endpoint {:?}: {e}", target.url))?
+            .timeout(self.timeout);
+        #[cfg(feature = "tls")]
+        let endpoint = match &target.tls {
+            Some(tls) => endpoint
+                .tls_config(tls.tonic_config()?)
+                .map_err(|e| format!("TLS set-up failed: {e}"))?,
+            None => endpoint,
+        };
+        Ok(endpoint.connect_lazy())
+    }
+
+    /// The records of a batch as OTel spans and log records (with whether each log record is
+    /// data, not a drop marker).
+    fn convert(&self, run: &Running, batch: &[Record]) -> (Vec<SpanData>, Logs) {
+        let mut spans = Vec::new();
+        let mut logs = Logs::default();
+        for record in batch {
+            match record {
+                Record::Span(s) if run.exporters.spans.is_some() => {
+                    spans.push(convert::span_data(s, &run.scope))
+                }
+                Record::Event(e) if self.wants_log(e) => {
+                    logs.records.push(convert::log_record(&run.logger, e));
+                    logs.data.push(true);
+                }
+                Record::Dropped(d) if run.exporters.logs.is_some() => {
+                    logs.records
+                        .push(convert::drop_marker(&run.logger, &d.to_string(), d.at));
+                    logs.data.push(false);
+                }
+                _ => {}
+            }
+        }
+        (spans, logs)
+    }
+
+    /// Exports on the sink thread, waiting for each request (no spool).
+    fn export_direct(
+        &self,
+        rt: &BackgroundRuntime,
+        run: &Exporters,
+        spans: Vec<SpanData>,
+        logs: Logs,
+        deadline: Instant,
+    ) -> Result<(), SinkError> {
+        let mut retries = 0;
+        let mut first_error = None;
+        let mut outcome = |what: &str, attempts: &Attempts, (tried, result)| {
+            retries += u64::saturating_sub(tried, 1);
+            let error = match result {
+                Ok(()) => return,
+                Err(Ok(message)) => export_failure(self.protocol, what, attempts, tried, message),
+                Err(Err(timed_out)) => timed_out,
+            };
+            first_error.get_or_insert(error);
+        };
+        if let Some(exporter) = run.spans.as_ref() {
+            let mut spans = spans.into_iter().peekable();
+            while spans.peek().is_some() {
+                let chunk: Vec<SpanData> = spans.by_ref().take(self.max_batch).collect();
+                let attempts = &exporter.attempts;
+                let ran = run_export(rt, deadline, attempts, exporter.inner.export(chunk));
+                outcome("spans", attempts, ran);
+            }
+        }
+        if let Some(exporter) = run.logs.as_ref() {
+            for chunk in logs.records.chunks(self.max_batch) {
+                let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+                    chunk.iter().map(|r| (r, &*run.log_scope)).collect();
+                let attempts = &exporter.attempts;
+                let export = exporter.inner.export(LogBatch::new(&pairs));
+                let ran = run_export(rt, deadline, attempts, export);
+                outcome("logs", attempts, ran);
+            }
+        }
+        self.retries.fetch_add(retries, Relaxed);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Exports with a spool: each request live for at most `spool_after`, else spooled.
+    fn export_spooled(
+        &self,
+        engine: &mut spool::Engine,
+        resource: &ResourceAttributesWithSchema,
+        run: &Exporters,
+        spans: Vec<SpanData>,
+        logs: Logs,
+        deadline: Instant,
+    ) -> Result<(), SinkError> {
+        let mut first_error = None;
+        if let Some(exporter) = run.spans.as_ref() {
+            let mut spans = spans.into_iter().peekable();
+            while spans.peek().is_some() {
+                let chunk = Chunk::Spans(spans.by_ref().take(self.max_batch).collect());
+                let ctx = ChunkCtx {
+                    exporter: LiveExporter::Spans(exporter),
+                    resource,
+                    log_scope: &run.log_scope,
+                };
+                if let Err(e) = self.export_chunk(engine, chunk, &ctx, deadline) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(exporter) = run.logs.as_ref() {
+            let data = logs.data;
+            let mut records = logs.records.into_iter();
+            for flags in data.chunks(self.max_batch) {
+                let chunk = Chunk::Logs {
+                    records: Arc::new(records.by_ref().take(flags.len()).collect()),
+                    data: flags.iter().filter(|d| **d).count() as u64,
+                };
+                let ctx = ChunkCtx {
+                    exporter: LiveExporter::Logs(exporter),
+                    resource,
+                    log_scope: &run.log_scope,
+                };
+                if let Err(e) = self.export_chunk(engine, chunk, &ctx, deadline) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// One request with a spool: straight to the spool while the collector is unreachable or
+    /// the last live export still runs; else live, waited for at most `spool_after`.
+    fn export_chunk(
+        &self,
+        engine: &mut spool::Engine,
+        chunk: Chunk,
+        ctx: &ChunkCtx<'_>,
+        deadline: Instant,
+    ) -> Result<(), SinkError> {
+        if engine.spool.collector_down() || engine.live_running() {
+            return spool_request(&engine.spool, &chunk.encode(ctx), None);
+        }
+        let live = LiveExport::new();
+        engine.live = Some(Arc::clone(&live));
+        engine
+            .runtime
+            .spawn(self.live_task(&chunk, ctx, &live, &engine.spool));
+        let wait_until = deadline.min(crate::clock::deadline_after(self.spool_after));
+        if let Some(result) = live.wait(wait_until) {
+            return after_live(&engine.spool, result, || chunk.encode(ctx));
+        }
+        let request = chunk.encode(ctx);
+        let spool = &engine.spool;
+        match live.hand_off(|| spool.append(request.kind, request.records, &request.bytes, true)) {
+            Handoff::Spooled => Ok(()),
+            Handoff::Finished(result) => after_live(spool, result, || request),
+            Handoff::NotSpooled(e) => match live.wait(deadline) {
+                // The spool failed: as without one, wait for the export.
+                Some(Ok(())) => Ok(()),
+                Some(Err(failed)) => Err(SinkError::Retryable(format!(
+                    "{}; and the request could not be spooled: {e}",
+                    failed.with_sources()
+                ))),
+                None => Err(SinkError::Retryable(format!(
+                    "OTLP {} export timed out; and the request could not be spooled: {e}",
+                    request.kind.name()
+                ))),
+            },
+        }
+    }
+
+    /// The task that runs one live export on the spool's runtime and reports its end.
+    fn live_task(
+        &self,
+        chunk: &Chunk,
+        ctx: &ChunkCtx<'_>,
+        live: &Arc<LiveExport>,
+        spool: &Arc<Spool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let (export, attempts): (Pin<Box<dyn Future<Output = OTelSdkResult> + Send>>, _) =
+            match (chunk, &ctx.exporter) {
+                (Chunk::Spans(spans), LiveExporter::Spans(e)) => {
+                    let (exporter, spans) = (Arc::clone(&e.inner), spans.clone());
+                    let export = Box::pin(async move { exporter.export(spans).await });
+                    (export, Arc::clone(&e.attempts))
+                }
+                (Chunk::Logs { records, .. }, LiveExporter::Logs(e)) => {
+                    let (exporter, records) = (Arc::clone(&e.inner), Arc::clone(records));
+                    let scope = Arc::clone(ctx.log_scope);
+                    let export = Box::pin(async move {
+                        let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+                            records.iter().map(|r| (r, &*scope)).collect();
+                        exporter.export(LogBatch::new(&pairs)).await
+                    });
+                    (export, Arc::clone(&e.attempts))
+                }
+                _ => unreachable!("a chunk goes with its signal's exporter"),
+            };
+        let (live, spool) = (Arc::clone(live), Arc::clone(spool));
+        let (retries, protocol, timeout) = (
+            Arc::clone(&self.retries),
+            self.protocol,
+            self.export_timeout,
+        );
+        let what = chunk.kind().name();
+        async move {
+            let before = attempts.count();
+            let ran = tokio::time::timeout(timeout, export).await;
+            let tried = attempts.count() - before;
+            retries.fetch_add(tried.saturating_sub(1), Relaxed);
+            let result = match ran {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(export_failure(
+                    protocol,
+                    what,
+                    &attempts,
+                    tried,
+                    e.to_string(),
+                )),
+                Err(_) => Err(SinkError::Retryable(format!(
+                    "OTLP {what} export timed out after {timeout:?}"
+                ))),
+            };
+            live.finish(result, &spool);
+        }
+    }
+
+    fn start_direct(&mut self) -> Result<(), SinkError> {
+        let rt = BackgroundRuntime::new("the OTLP sink")?;
+        // The exporters spawn their connection tasks on the runtime they are built in. `start`
+        // runs on the application's thread, maybe inside its runtime: enter ours (allowed
+        // there), never block on it.
+        let (spans, logs) = rt
+            .enter(|| self.build_exporters())?
+            .map_err(SinkError::Fatal)?;
+        self.running = Some(self.running_with(Engine::Direct(rt), spans, logs));
+        Ok(())
+    }
+
+    fn start_spooled(&mut self, dir: &std::path::Path) -> Result<(), SinkError> {
+        let spool = Spool::open(dir, self.spool_max_bytes).map_err(|e| {
+            SinkError::Fatal(format!(
+                "cannot open the OTLP spool directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SinkError::io("starting the runtime of the OTLP spool", e))?;
+        // As in `start_direct`: entered, never blocked on, from the application's thread.
+        let built = {
+            let _in_ours = rt.enter();
+            self.build_exporters()
+                .and_then(|e| Ok((e, self.build_senders()?)))
+        };
+        let ((spans, logs), senders) = built.map_err(SinkError::Fatal)?;
+        let engine = spool::Engine::start(&self.name, rt, spool, senders)
+            .map_err(|e| SinkError::io("starting the OTLP spool's thread", e))?;
+        let resource = ResourceAttributesWithSchema::from(&self.resource());
+        let engine = Engine::Spool(engine, resource);
+        self.running = Some(self.running_with(engine, spans, logs));
+        Ok(())
+    }
+
+    fn running_with(
+        &self,
+        engine: Engine,
+        spans: Option<Built<opentelemetry_otlp::SpanExporter>>,
+        logs: Option<Built<opentelemetry_otlp::LogExporter>>,
+    ) -> Running {
+        let resource = self.resource();
+        let provider = SdkLoggerProvider::builder().build();
+        let logger = provider.logger("tracing-offload");
+        Running {
+            engine,
+            exporters: Exporters {
+                spans: spans.map(|b| b.with_resource(&resource)),
+                logs: logs.map(|b| b.with_resource(&resource)),
+                log_scope: Arc::new(InstrumentationScope::builder("").build()),
+            },
+            logger,
+            _provider: provider,
+            scope: InstrumentationScope::builder("tracing-offload")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        }
+    }
+}
+
+/// An exporter as built, before it gets the resource and is shared.
+pub(super) struct Built<E> {
+    inner: E,
+    attempts: Arc<Attempts>,
+}
+
+impl Built<opentelemetry_otlp::SpanExporter> {
+    fn with_resource(mut self, resource: &opentelemetry_sdk::Resource) -> SpanExporter {
+        self.inner.set_resource(resource);
+        Exporter {
+            inner: Arc::new(self.inner),
+            attempts: self.attempts,
+        }
+    }
+}
+
+impl Built<opentelemetry_otlp::LogExporter> {
+    fn with_resource(mut self, resource: &opentelemetry_sdk::Resource) -> LogExporter {
+        self.inner.set_resource(resource);
+        Exporter {
+            inner: Arc::new(self.inner),
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// A batch's log records, with whether each is data (an event) or a drop marker.
+#[derive(Default)]
+struct Logs {
+    records: Vec<SdkLogRecord>,
+    data: Vec<bool>,
+}
+
+/// One request's records.
+enum Chunk {
+    Spans(Vec<SpanData>),
+    Logs {
+        records: Arc<Vec<SdkLogRecord>>,
+        /// The data records among them (drop markers are not counted).
+        data: u64,
+    },
+}
+
+/// What a chunk is exported and encoded with.
+struct ChunkCtx<'a> {
+    exporter: LiveExporter<'a>,
+    resource: &'a ResourceAttributesWithSchema,
+    log_scope: &'a Arc<InstrumentationScope>,
+}
+
+enum LiveExporter<'a> {
+    Spans(&'a SpanExporter),
+    Logs(&'a LogExporter),
+}
+
+/// A request encoded as the exporters encode it (protobuf), for the spool.
+struct Encoded {
+    kind: Kind,
+    records: u64,
+    bytes: Vec<u8>,
+}
+
+// === impl Chunk ===
+
+impl Chunk {
+    fn kind(&self) -> Kind {
+        match self {
+            Chunk::Spans(_) => Kind::Traces,
+            Chunk::Logs { .. } => Kind::Logs,
+        }
+    }
+
+    /// The request, encoded with the same transforms as opentelemetry-otlp's exporters.
+    fn encode(&self, ctx: &ChunkCtx<'_>) -> Encoded {
+        match self {
+            Chunk::Spans(spans) => Encoded {
+                kind: Kind::Traces,
+                records: spans.len() as u64,
+                bytes: ExportTraceServiceRequest {
+                    resource_spans: group_spans_by_resource_and_scope(spans.clone(), ctx.resource),
+                }
+                .encode_to_vec(),
+            },
+            Chunk::Logs { records, data } => {
+                let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+                    records.iter().map(|r| (r, &**ctx.log_scope)).collect();
+                let batch = LogBatch::new(&pairs);
+                Encoded {
+                    kind: Kind::Logs,
+                    records: *data,
+                    bytes: ExportLogsServiceRequest {
+                        resource_logs: group_logs_by_resource_and_scope(&batch, ctx.resource),
+                    }
+                    .encode_to_vec(),
+                }
+            }
+        }
+    }
+}
+
+/// Writes a request to the spool; `cause`, why it was not delivered, joins a spool error.
+fn spool_request(
+    spool: &Spool,
+    request: &Encoded,
+    cause: Option<&SinkError>,
+) -> Result<(), SinkError> {
+    spool
+        .append(request.kind, request.records, &request.bytes, false)
+        .map(drop)
+        .map_err(|e| {
+            let cause = cause.map_or(String::new(), |c| format!("{}; and ", c.with_sources()));
+            SinkError::Retryable(format!(
+                "{cause}OTLP {} could not be spooled: {e}",
+                request.kind.name()
+            ))
+        })
+}
+
+/// A live export ended: delivered, refused for good (failed), or failed transiently (the
+/// collector is unreachable: spooled).
+fn after_live(
+    spool: &Spool,
+    result: Result<(), SinkError>,
+    encode: impl FnOnce() -> Encoded,
+) -> Result<(), SinkError> {
+    match result {
+        Ok(()) => {
+            spool.note_success();
+            Ok(())
+        }
+        Err(e @ SinkError::Fatal(_)) => Err(e),
+        Err(e) => {
+            spool.note_failure(e.with_sources());
+            spool_request(spool, &encode(), Some(&e))
+        }
+    }
+}
+
+/// Classifies a failed export of one request into the sink's error.
+fn export_failure(
+    protocol: Protocol,
+    what: &str,
+    attempts: &Attempts,
+    tried: u64,
+    error: String,
+) -> SinkError {
+    let failure = match protocol {
+        Protocol::Grpc => retry::classify_grpc(&error, tried),
+        _ => retry::classify_http(attempts.last_http().as_ref()),
+    };
+    let detail = match attempts.last_http() {
+        // The HTTP exporter says only "network error": add what the client saw.
+        Some(HttpOutcome::Transport(cause)) if protocol != Protocol::Grpc => {
+            format!("{error} ({cause})")
+        }
+        _ => error,
+    };
+    retry::export_error(failure, what, tried, &detail)
 }
 
 /// The reqwest client of the HTTP transport. With the `tls` feature it always gets a rustls
 /// configuration of ours (reqwest would otherwise look for a process-wide crypto provider).
-fn reqwest_client(
-    timeout: std::time::Duration,
-    tls: Option<&LoadedTls>,
-) -> Result<reqwest::Client, String> {
+fn reqwest_client(timeout: Duration, tls: Option<&LoadedTls>) -> Result<reqwest::Client, String> {
     let builder = reqwest::Client::builder().timeout(timeout);
     #[cfg(feature = "tls")]
     let builder = {
@@ -283,110 +798,63 @@ fn run_export(
     (attempts.count() - before, result)
 }
 
+fn not_started() -> SinkError {
+    SinkError::Fatal("the OTLP sink was not started".to_owned())
+}
+
 impl Sink for Otlp {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn start(&mut self) -> Result<(), SinkError> {
-        let rt = BackgroundRuntime::new("the OTLP sink")?;
-        // The exporters spawn their connection tasks on the runtime they are built in. `start`
-        // runs on the application's thread, maybe inside its runtime: enter ours (allowed
-        // there), never block on it.
-        let (mut spans, mut logs) = rt
-            .enter(|| self.build_exporters())?
-            .map_err(SinkError::Fatal)?;
-        let resource = self.resource();
-        if let Some(s) = spans.as_mut() {
-            s.inner.set_resource(&resource);
+        match self.spool_dir.clone() {
+            None => self.start_direct(),
+            Some(dir) => self.start_spooled(&dir),
         }
-        if let Some(l) = logs.as_mut() {
-            l.inner.set_resource(&resource);
-        }
-        let provider = SdkLoggerProvider::builder().build();
-        let logger = provider.logger("tracing-offload");
-        self.running = Some(Running {
-            rt,
-            spans,
-            logs,
-            logger,
-            _provider: provider,
-            scope: InstrumentationScope::builder("tracing-offload")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
-            log_scope: InstrumentationScope::builder("").build(),
-        });
-        Ok(())
     }
 
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
-        let Some(run) = self.running.as_ref() else {
-            return Err(SinkError::Fatal("the OTLP sink was not started".to_owned()));
-        };
+        // Taken out for the call, so that `self` can be borrowed beside it.
+        let mut run = self.running.take().ok_or_else(not_started)?;
         let deadline = crate::clock::deadline_after(self.export_timeout);
-        let mut spans = Vec::new();
-        let mut logs = Vec::new();
-        for record in batch {
-            match record {
-                Record::Span(s) if run.spans.is_some() => {
-                    spans.push(convert::span_data(s, &run.scope))
-                }
-                Record::Event(e) if self.wants_log(e) => {
-                    logs.push(convert::log_record(&run.logger, e))
-                }
-                Record::Dropped(d) if run.logs.is_some() => {
-                    logs.push(convert::drop_marker(&run.logger, &d.to_string(), d.at))
-                }
-                _ => {}
+        let (spans, logs) = self.convert(&run, batch);
+        let result = match &mut run.engine {
+            Engine::Direct(rt) => self.export_direct(rt, &run.exporters, spans, logs, deadline),
+            Engine::Spool(engine, resource) => {
+                self.export_spooled(engine, resource, &run.exporters, spans, logs, deadline)
             }
-        }
-        let mut retries = 0;
-        let mut first_error = None;
-        let mut outcome = |what: &str, attempts: &Attempts, (tried, result)| {
-            retries += u64::saturating_sub(tried, 1);
-            let error = match result {
-                Ok(()) => return,
-                Err(Ok(message)) => self.export_failure(what, attempts, tried, message),
-                Err(Err(timed_out)) => timed_out,
-            };
-            first_error.get_or_insert(error);
         };
-        if let Some(exporter) = run.spans.as_ref() {
-            let mut spans = spans.into_iter().peekable();
-            while spans.peek().is_some() {
-                let chunk: Vec<SpanData> = spans.by_ref().take(self.max_batch).collect();
-                let attempts = &exporter.attempts;
-                let ran = run_export(&run.rt, deadline, attempts, exporter.inner.export(chunk));
-                outcome("spans", attempts, ran);
-            }
+        self.running = Some(run);
+        result
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        match self.running.as_ref().map(|r| &r.engine) {
+            Some(Engine::Spool(engine, _)) => engine.spool.sync(),
+            _ => Ok(()),
         }
-        if let Some(exporter) = run.logs.as_ref() {
-            for chunk in logs.chunks(self.max_batch) {
-                let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-                    chunk.iter().map(|r| (r, &run.log_scope)).collect();
-                let attempts = &exporter.attempts;
-                let export = exporter.inner.export(LogBatch::new(&pairs));
-                let ran = run_export(&run.rt, deadline, attempts, export);
-                outcome("logs", attempts, ran);
-            }
-        }
-        self.retries += retries;
-        first_error.map_or(Ok(()), Err)
     }
 
     fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
         let Some(mut run) = self.running.take() else {
             return Ok(());
         };
+        let stopped = match &mut run.engine {
+            Engine::Spool(engine, _) => engine.shutdown(deadline),
+            Engine::Direct(_) => Ok(()),
+        };
         let left = deadline.saturating_duration_since(Instant::now());
-        if let Some(s) = run.spans.as_mut() {
+        if let Some(s) = run.exporters.spans.as_ref() {
             let _ = s.inner.shutdown_with_timeout(left);
         }
-        if let Some(l) = run.logs.as_mut() {
+        if let Some(l) = run.exporters.logs.as_ref() {
             let _ = l.inner.shutdown_with_timeout(left);
         }
-        run.rt.shutdown(deadline);
-        Ok(())
+        if let Engine::Direct(rt) = &mut run.engine {
+            rt.shutdown(deadline);
+        }
+        stopped
     }
 
     fn wants_span_events(&self) -> bool {
@@ -398,7 +866,14 @@ impl Sink for Otlp {
     }
 
     fn retries(&self) -> u64 {
-        self.retries
+        self.retries.load(Relaxed)
+    }
+
+    fn spool(&self) -> Option<SpoolStats> {
+        match self.running.as_ref().map(|r| &r.engine) {
+            Some(Engine::Spool(engine, _)) => Some(engine.spool.stats()),
+            _ => None,
+        }
     }
 
     fn settings(&self) -> serde_json::Value {
@@ -423,6 +898,9 @@ impl Sink for Otlp {
             "max_queue_size": self.max_queue,
             "max_retries": self.max_retries,
             "events_as_logs": self.logs,
+            "spool_dir": self.spool_dir,
+            "spool_max_bytes": self.spool_dir.as_ref().map(|_| self.spool_max_bytes),
+            "spool_after_ms": self.spool_dir.as_ref().map(|_| self.spool_after.as_millis() as u64),
         })
     }
 

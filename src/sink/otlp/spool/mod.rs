@@ -1,0 +1,504 @@
+//! The spool: what the collector cannot take goes to disk as encoded OTLP requests, and is
+//! replayed, oldest first, when it can.
+//!
+//! # How it runs
+//!
+//! With a spool the sink thread never waits on the network for long. Each request (one chunk of
+//! at most `max_export_batch_size` spans or log records) is exported live on the spool's
+//! runtime; the sink thread waits for it at most [`spool_after`](super::Otlp::spool_after):
+//!
+//! * delivered in time: `exported`;
+//! * failed transiently after the exporter's retries (the collector is down, overloaded…): the
+//!   request is written to the spool (`spooled`), and the collector is marked unreachable;
+//! * refused for good (a permanent error): `failed`, as without a spool;
+//! * still running: the request is written to the spool as well, held there until the live
+//!   export ends (delivered: it leaves the spool, counted `replayed`; failed: it is replayed
+//!   like the others), and the sink thread moves on.
+//!
+//! While the collector is unreachable, or a live export is still running, requests go straight
+//! to the spool: the sink's buffer drains at the speed of the disk, so it does not fill during
+//! an outage, and nothing is dropped there.
+//!
+//! One thread per spool (`offload-spool-<sink>`) drives the runtime: the live exports, and the
+//! replay, which sends the oldest spooled request (one attempt), and on a transient failure
+//! backs off from 100 ms, doubling up to 5 s, before it tries again (the probe that finds the
+//! collector back). The first success marks the collector reachable: live exports resume while
+//! the replay drains the spool, so new records keep flowing. The spool is replayed by the next
+//! process that opens the directory too: a restart loses nothing spooled.
+//!
+//! # Storage: segment files, not a database
+//!
+//! A spool is a queue written at one end and read at the other, never updated in place. It is
+//! kept as append-only segment files of checksummed frames (the format is in `store.rs`), the
+//! design of Vector's disk buffer (v2, which replaced LevelDB) and of write-ahead logs, rather
+//! than an embedded B-tree store such as `redb` (or the Collector's bbolt), because:
+//!
+//! * the byte budget is the bytes on disk, exactly: evicting the oldest requests deletes their
+//!   segment file, where a B-tree file does not shrink without compaction (the Collector's
+//!   `file_storage` has a compaction setting for this);
+//! * damage stays local: each frame has its own checksums, so a frame cut short by a crash, or
+//!   damaged on disk, is found, counted and skipped, and every other frame is replayed, where a
+//!   damaged page of a B-tree can make the whole file unreadable;
+//! * a crash (`kill -9`) loses at most the frame being written: frames are only appended, and a
+//!   new process never appends to an old segment;
+//! * no new storage engine in the dependency tree: the checksum is `crc32fast`, the directory
+//!   lock `fs4` (a second process or sink on the same directory is refused).
+//!
+//! Writes are not synced one by one: a crash of the process loses nothing written (the kernel
+//! has it); the sink syncs the spool when its buffer runs dry, when a segment is full and at
+//! shutdown, which bounds what a crash of the machine can lose. Delivery is at least once: a
+//! crash between a replay's success and its "done" mark, or a live export that the collector
+//! took after the sink stopped waiting for it at shutdown, replays that request once more
+//! (collectors and backends keep one copy of a span id).
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::sink::SinkError;
+use crate::stats::SpoolStats;
+
+mod replay;
+mod store;
+
+pub(super) use replay::{GrpcSenders, HttpSenders, Senders};
+pub(super) use store::{AppendError, EntryId, Kind};
+use store::{Batch, Done, Store};
+
+/// How a request ended, as the spool needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// The collector took it.
+    Delivered,
+    /// It may succeed later (the collector is down, overloaded, a network error).
+    Transient(String),
+    /// The collector refused it for good.
+    Permanent(String),
+}
+
+impl Outcome {
+    /// The outcome of an export's result: a [`SinkError::Fatal`] is permanent.
+    pub(super) fn of(result: &Result<(), SinkError>) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Delivered,
+            Err(e @ SinkError::Fatal(_)) => Outcome::Permanent(e.with_sources()),
+            Err(e) => Outcome::Transient(e.with_sources()),
+        }
+    }
+}
+
+/// The spool's shared state: the store, and what the sink thread, the live exports and the
+/// replay tell each other.
+#[derive(Debug)]
+pub(super) struct Spool {
+    inner: Mutex<Inner>,
+    /// Wakes the replay: a batch was spooled, released, or the collector is back; or stop.
+    wake: tokio::sync::Notify,
+    /// Wakes a replay request in flight when shutdown begins.
+    stopping: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    /// Since when the collector has been unreachable: the last attempt (live or replayed)
+    /// failed transiently. `None` after a success.
+    down_since: Option<Instant>,
+    /// The last error of a live export or a replay, or the store's last problem.
+    last_error: Option<String>,
+    /// Set by shutdown: the replay finishes its request until then, and stops.
+    stop_at: Option<Instant>,
+}
+
+// === impl Spool ===
+
+impl Spool {
+    /// Opens (and locks) the spool directory; what earlier processes left is replayed.
+    pub(super) fn open(dir: &Path, max_bytes: u64) -> std::io::Result<Arc<Spool>> {
+        let store = Store::open(dir, max_bytes)?;
+        Ok(Arc::new(Spool {
+            inner: Mutex::new(Inner {
+                last_error: store.last_problem.clone(),
+                store,
+                down_since: None,
+                stop_at: None,
+            }),
+            wake: tokio::sync::Notify::new(),
+            stopping: tokio::sync::Notify::new(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the collector is unreachable: requests go straight to the spool.
+    pub(super) fn collector_down(&self) -> bool {
+        self.lock().down_since.is_some()
+    }
+
+    /// A transient failure: the collector is unreachable (since now, unless it already was).
+    pub(super) fn note_failure(&self, error: String) {
+        let mut inner = self.lock();
+        inner.down_since.get_or_insert_with(Instant::now);
+        inner.last_error = Some(error);
+    }
+
+    /// A success: the collector is reachable; the replay may go on at once.
+    pub(super) fn note_success(&self) {
+        let was_down = self.lock().down_since.take().is_some();
+        if was_down {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes a request to the spool. `held`: a live export of it is still running, and it is
+    /// not replayed unless that fails (see [`late`](Self::late)).
+    pub(super) fn append(
+        &self,
+        kind: Kind,
+        records: u64,
+        payload: &[u8],
+        held: bool,
+    ) -> Result<EntryId, AppendError> {
+        let id = self.lock().store.append(kind, records, payload, held)?;
+        if !held {
+            self.wake.notify_one();
+        }
+        Ok(id)
+    }
+
+    /// The end of a live export whose request was spooled while it ran: delivered, it leaves
+    /// the spool (counted replayed); failed transiently, it is replayed; refused, it is counted
+    /// rejected.
+    pub(super) fn late(&self, id: EntryId, outcome: Outcome) {
+        self.finish(id, outcome);
+        self.wake.notify_one();
+    }
+
+    /// Records how a request in flight ended.
+    fn finish(&self, id: EntryId, outcome: Outcome) {
+        let mut inner = self.lock();
+        match outcome {
+            Outcome::Delivered => {
+                inner.store.done(id, Done::Delivered);
+                inner.down_since = None;
+            }
+            Outcome::Transient(error) => {
+                inner.store.release(id);
+                inner.down_since.get_or_insert_with(Instant::now);
+                inner.last_error = Some(error);
+            }
+            Outcome::Permanent(error) => {
+                inner.store.done(id, Done::Rejected);
+                inner.last_error = Some(error);
+            }
+        }
+    }
+
+    /// Hurries what was spooled to the disk.
+    pub(super) fn sync(&self) -> Result<(), SinkError> {
+        self.lock()
+            .store
+            .sync()
+            .map_err(|e| SinkError::io("syncing the spool", e))
+    }
+
+    /// Asks the replay to stop: it finishes the request it is sending until `at`.
+    fn stop(&self, at: Instant) {
+        self.lock().stop_at.get_or_insert(at);
+        self.wake.notify_one();
+        self.stopping.notify_one();
+    }
+
+    fn stop_at(&self) -> Option<Instant> {
+        self.lock().stop_at
+    }
+
+    /// The next batch to replay, unless stopping.
+    fn take(&self) -> Option<Batch> {
+        let mut inner = self.lock();
+        if inner.stop_at.is_some() {
+            return None;
+        }
+        let batch = inner.store.take_oldest();
+        if let Some(problem) = inner.store.last_problem.take() {
+            inner.last_error = Some(problem);
+        }
+        batch
+    }
+
+    /// What the spool holds and what became of what it took.
+    pub(super) fn stats(&self) -> SpoolStats {
+        let inner = self.lock();
+        let s = inner.store.stats();
+        let c = s.counts;
+        let mut stats = SpoolStats::default();
+        stats.bytes = s.bytes;
+        stats.max_bytes = s.max_bytes;
+        stats.records = s.records;
+        stats.batches = s.batches;
+        stats.oldest_age = s
+            .oldest_written
+            .map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
+        stats.replaying = s.batches > 0 && inner.down_since.is_none() && inner.stop_at.is_none();
+        stats.unreachable_for = inner.down_since.map(|t| t.elapsed());
+        stats.restored = c.restored;
+        stats.spooled = c.spooled;
+        stats.replayed = c.delivered;
+        stats.evicted = c.evicted;
+        stats.corrupt_records = c.corrupt_records;
+        stats.corrupt_batches = c.corrupt_batches;
+        stats.rejected = c.rejected;
+        stats.last_error = inner.last_error.clone();
+        stats
+    }
+}
+
+/// A live export running on the spool's runtime, which the sink thread waits for only so long.
+#[derive(Debug)]
+pub(super) struct LiveExport {
+    state: Mutex<LiveState>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+enum LiveState {
+    Running,
+    /// Ended; its result not yet taken by the sink thread.
+    Finished(Result<(), SinkError>),
+    /// Still running when the sink thread spooled its request: its end goes to the spool.
+    Spooled(EntryId),
+    /// Ended, and its result handed on.
+    Over,
+}
+
+/// What became of a live export the sink thread stopped waiting for.
+#[derive(Debug)]
+pub(super) enum Handoff {
+    /// Its request is in the spool, held until the export ends.
+    Spooled,
+    /// It ended just before: its result.
+    Finished(Result<(), SinkError>),
+    /// Spooling failed; it is still running.
+    NotSpooled(AppendError),
+}
+
+// === impl LiveExport ===
+
+impl LiveExport {
+    pub(super) fn new() -> Arc<LiveExport> {
+        Arc::new(LiveExport {
+            state: Mutex::new(LiveState::Running),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LiveState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by the export's task when it ends.
+    pub(super) fn finish(&self, result: Result<(), SinkError>, spool: &Spool) {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, LiveState::Over) {
+            LiveState::Spooled(id) => {
+                // Under the lock: the sink thread's shutdown sees `Over` only once this is done.
+                spool.late(id, Outcome::of(&result));
+            }
+            LiveState::Running => *state = LiveState::Finished(result),
+            other => *state = other,
+        }
+        self.changed.notify_all();
+    }
+
+    /// Whether it has not ended yet (running, or spooled while running).
+    pub(super) fn is_running(&self) -> bool {
+        matches!(*self.lock(), LiveState::Running | LiveState::Spooled(_))
+    }
+
+    /// Waits until it ends or `until`, and takes its result.
+    pub(super) fn wait(&self, until: Instant) -> Option<Result<(), SinkError>> {
+        let mut state = self.lock();
+        loop {
+            if let LiveState::Finished(_) = *state {
+                let LiveState::Finished(result) = std::mem::replace(&mut *state, LiveState::Over)
+                else {
+                    unreachable!("matched above")
+                };
+                return Some(result);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || !matches!(*state, LiveState::Running) {
+                return None;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until it has ended and its result was handed on, or `until`.
+    pub(super) fn wait_over(&self, until: Instant) -> bool {
+        let mut state = self.lock();
+        loop {
+            if !matches!(*state, LiveState::Running | LiveState::Spooled(_)) {
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The sink thread stops waiting: if it is still running, `spool_it` writes its request to
+    /// the spool, held for it, under the lock (so that its end sees where the request went).
+    pub(super) fn hand_off(
+        &self,
+        spool_it: impl FnOnce() -> Result<EntryId, AppendError>,
+    ) -> Handoff {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, LiveState::Over) {
+            LiveState::Finished(result) => Handoff::Finished(result),
+            LiveState::Running => match spool_it() {
+                Ok(id) => {
+                    *state = LiveState::Spooled(id);
+                    Handoff::Spooled
+                }
+                Err(e) => {
+                    *state = LiveState::Running;
+                    Handoff::NotSpooled(e)
+                }
+            },
+            other => {
+                *state = other;
+                Handoff::Finished(Err(SinkError::Fatal(
+                    "the live export was handed off twice".to_owned(),
+                )))
+            }
+        }
+    }
+}
+
+/// The spool's thread and runtime: the replay, and the live exports the sink thread starts.
+pub(super) struct Engine {
+    pub(super) spool: Arc<Spool>,
+    /// Where the sink thread starts live exports.
+    pub(super) runtime: tokio::runtime::Handle,
+    /// The live export started last, while it may still run.
+    pub(super) live: Option<Arc<LiveExport>>,
+    thread: Option<JoinHandle<()>>,
+    finished: Arc<Finished>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// Set when the spool's thread has ended.
+#[derive(Debug, Default)]
+struct Finished {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Finished {
+    fn set(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    fn wait(&self, until: Instant) -> bool {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            done = self
+                .changed
+                .wait_timeout(done, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+// === impl Engine ===
+
+impl Engine {
+    /// Starts the spool's thread, `offload-spool-<sink>`, which drives `runtime` (where the
+    /// exporters were built) and replays.
+    pub(super) fn start(
+        sink: &str,
+        runtime: tokio::runtime::Runtime,
+        spool: Arc<Spool>,
+        senders: Senders,
+    ) -> std::io::Result<Engine> {
+        let handle = runtime.handle().clone();
+        let finished = Arc::new(Finished::default());
+        let thread = {
+            let spool = Arc::clone(&spool);
+            let finished = Arc::clone(&finished);
+            std::thread::Builder::new()
+                .name(format!("offload-spool-{sink}"))
+                .spawn(move || {
+                    crate::silent::without_tracing(|| {
+                        runtime.block_on(replay::run(&spool, &senders));
+                        let left = spool.stop_at().map_or(Duration::ZERO, |at| {
+                            at.saturating_duration_since(Instant::now())
+                        });
+                        runtime.shutdown_timeout(left);
+                    });
+                    finished.set();
+                })?
+        };
+        Ok(Engine {
+            spool,
+            runtime: handle,
+            live: None,
+            thread: Some(thread),
+            finished,
+        })
+    }
+
+    /// The live export still running, if any.
+    pub(super) fn live_running(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.is_running())
+    }
+
+    /// Waits (until `deadline`) for the live export in flight, syncs the spool, and stops the
+    /// replay and the runtime. Returns whether everything ended in time.
+    pub(super) fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
+        if let Some(live) = self.live.take() {
+            live.wait_over(deadline);
+        }
+        let synced = self.spool.sync();
+        self.spool.stop(deadline);
+        if self.finished.wait(deadline) {
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+        synced
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Not shut down (a failed build, say): stop at once, never wait here.
+        self.spool.stop(Instant::now());
+    }
+}

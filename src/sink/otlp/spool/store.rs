@@ -1,0 +1,979 @@
+//! The spool on disk: append-only segment files of checksummed frames, one encoded OTLP request
+//! per frame; written at the tail, replayed and deleted from the head.
+//!
+//! ```text
+//! <dir>/lock                          locked by the process that owns the spool
+//! <dir>/00000000000000000007.seg      segments, oldest (lowest number) first
+//!
+//! segment:  "OFLSPL" 0x00 0x01 (8 bytes: magic and format version), then frames
+//! frame:    header (32 bytes, little-endian), then the payload
+//!   0..4    b"OFR1"
+//!   4       flags: bit 0 = done (replayed, rejected or found corrupt): skipped from then on
+//!   5       kind: 1 = traces (ExportTraceServiceRequest), 2 = logs (ExportLogsServiceRequest)
+//!   6..8    0
+//!   8..12   records: the data records in the request (drop markers not counted)
+//!   12..16  payload length
+//!   16..24  when it was written, in milliseconds since the Unix epoch
+//!   24..28  CRC-32 of the payload
+//!   28..32  CRC-32 of bytes 0..28, with the flags byte taken as 0
+//! ```
+//!
+//! Crash safety without fsync ordering tricks: a frame is written with one `write` at the end
+//! of the newest segment, and a process killed in the middle of it (`kill -9`) leaves a frame
+//! that is too short or fails its checksum: found when the spool is opened (the header) or
+//! replayed (the payload), counted, and skipped. Frames before it are untouched; a new process
+//! never appends to an old segment. A damaged header is skipped by looking for the next valid
+//! one. The only write to an existing frame is its one-byte `done` flag (single-byte writes are
+//! atomic), so that a restart does not replay it again; a crash between a replay's success and
+//! that write replays the batch once more (delivery is at least once).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The first bytes of every segment: magic and format version.
+const SEGMENT_MAGIC: [u8; 8] = *b"OFLSPL\x00\x01";
+/// The first bytes of every frame.
+const FRAME_MAGIC: [u8; 4] = *b"OFR1";
+/// A frame header's length.
+const HEADER_LEN: u64 = 32;
+/// The `done` bit of a frame's flags byte.
+const DONE: u8 = 1;
+/// The offset of the flags byte in a frame header.
+const FLAGS_AT: u64 = 4;
+/// Segment files are named by their sequence number and this extension.
+const SEGMENT_EXTENSION: &str = "seg";
+/// Segments hold about this fraction of the budget, so that evicting the oldest frees a
+/// sixteenth of it.
+const SEGMENTS_PER_BUDGET: u64 = 16;
+const MIN_SEGMENT_BYTES: u64 = 4 * 1024;
+const MAX_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What a spooled request holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// An `ExportTraceServiceRequest`.
+    Traces,
+    /// An `ExportLogsServiceRequest`.
+    Logs,
+}
+
+impl Kind {
+    fn code(self) -> u8 {
+        match self {
+            Kind::Traces => 1,
+            Kind::Logs => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Kind> {
+        match code {
+            1 => Some(Kind::Traces),
+            2 => Some(Kind::Logs),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Traces => "spans",
+            Kind::Logs => "logs",
+        }
+    }
+}
+
+/// Where a frame is: its segment and its offset there. Orders as the frames were written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct EntryId {
+    seq: u64,
+    offset: u64,
+}
+
+/// A frame not yet done: queued for replay, or in flight (being replayed, or held while a live
+/// export of the same request finishes).
+#[derive(Debug)]
+struct Entry {
+    kind: Kind,
+    records: u64,
+    written_ms: u64,
+    in_flight: bool,
+    /// Its segment was evicted while it was in flight: it is no longer on disk.
+    orphaned: bool,
+}
+
+/// A batch taken for replay.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) id: EntryId,
+    pub(crate) kind: Kind,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// How a batch taken for replay (or held for a live export) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Done {
+    /// The collector took it.
+    Delivered,
+    /// The collector refused it for good.
+    Rejected,
+}
+
+/// Why a batch could not be spooled.
+#[derive(Debug)]
+pub(crate) enum AppendError {
+    /// It alone is larger than the budget.
+    TooLarge { frame: u64, max: u64 },
+    /// Writing failed (the directory is gone, the disk is full, …).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppendError::TooLarge { frame, max } => write!(
+                f,
+                "the request ({frame} bytes) is larger than the whole spool budget ({max} bytes)"
+            ),
+            AppendError::Io(e) => write!(f, "writing to the spool failed: {e}"),
+        }
+    }
+}
+
+/// The store's counts since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Records in the spool when it was opened (left by an earlier process).
+    pub(crate) restored: u64,
+    /// Records written.
+    pub(crate) spooled: u64,
+    /// Records delivered from the spool.
+    pub(crate) delivered: u64,
+    /// Records evicted to stay within the budget.
+    pub(crate) evicted: u64,
+    /// Records in frames found corrupt (whose header could be read).
+    pub(crate) corrupt_records: u64,
+    /// Frames or damaged regions found corrupt.
+    pub(crate) corrupt_batches: u64,
+    /// Records the collector refused for good on replay.
+    pub(crate) rejected: u64,
+}
+
+/// What the store holds now, and its counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StoreStats {
+    pub(crate) bytes: u64,
+    pub(crate) max_bytes: u64,
+    pub(crate) records: u64,
+    pub(crate) batches: u64,
+    /// When the oldest batch still in the spool was written.
+    pub(crate) oldest_written: Option<SystemTime>,
+    pub(crate) counts: Counts,
+}
+
+/// One segment file.
+#[derive(Debug)]
+struct Segment {
+    bytes: u64,
+    /// Entries of this segment not yet done.
+    pending: usize,
+}
+
+/// The segment being written.
+#[derive(Debug)]
+struct Tail {
+    seq: u64,
+    file: File,
+    len: u64,
+}
+
+/// The spool directory, opened and locked.
+#[derive(Debug)]
+pub(crate) struct Store {
+    dir: PathBuf,
+    /// Held for the store's life: the lock on `<dir>/lock`.
+    _lock: File,
+    max_bytes: u64,
+    segment_bytes: u64,
+    segments: BTreeMap<u64, Segment>,
+    entries: BTreeMap<EntryId, Entry>,
+    tail: Option<Tail>,
+    next_seq: u64,
+    bytes: u64,
+    records: u64,
+    counts: Counts,
+    /// Written since the last sync.
+    dirty: bool,
+    /// The last problem met on disk (a corrupt frame, a failed delete), for the stats.
+    pub(crate) last_problem: Option<String>,
+}
+
+// === impl Store ===
+
+impl Store {
+    /// Opens (creating it if needed) and locks the spool directory, and reads what earlier
+    /// processes left there. Fails when the directory cannot be made or read, or another
+    /// process holds it.
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> io::Result<Store> {
+        fs::create_dir_all(dir)?;
+        let lock = lock(dir)?;
+        let mut store = Store {
+            dir: dir.to_owned(),
+            _lock: lock,
+            max_bytes,
+            segment_bytes: (max_bytes / SEGMENTS_PER_BUDGET)
+                .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
+            segments: BTreeMap::new(),
+            entries: BTreeMap::new(),
+            tail: None,
+            next_seq: 1,
+            bytes: 0,
+            records: 0,
+            counts: Counts::default(),
+            dirty: false,
+            last_problem: None,
+        };
+        store.recover()?;
+        // A smaller budget than the last process had: the oldest go now.
+        while store.bytes > store.max_bytes {
+            if !store.evict_oldest() {
+                break;
+            }
+        }
+        Ok(store)
+    }
+
+    fn segment_path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.{SEGMENT_EXTENSION}"))
+    }
+
+    /// The segments in the directory, oldest first.
+    fn list_segments(&self) -> io::Result<Vec<u64>> {
+        let mut seqs = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXTENSION) {
+                continue;
+            }
+            if let Some(seq) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    fn recover(&mut self) -> io::Result<()> {
+        for seq in self.list_segments()? {
+            self.next_seq = self.next_seq.max(seq + 1);
+            let path = self.segment_path(seq);
+            let scan = scan_segment(&path)?;
+            let pending = scan.frames.len();
+            for (offset, header) in scan.frames {
+                self.records += header.records;
+                self.counts.restored += header.records;
+                self.entries.insert(
+                    EntryId { seq, offset },
+                    Entry {
+                        kind: header.kind,
+                        records: header.records,
+                        written_ms: header.written_ms,
+                        in_flight: false,
+                        orphaned: false,
+                    },
+                );
+            }
+            // Torn frames (a crash mid-write) count as restored and corrupt: they were spooled.
+            self.counts.restored += scan.corrupt_records;
+            self.counts.corrupt_records += scan.corrupt_records;
+            self.counts.corrupt_batches += scan.corrupt_batches;
+            if let Some(problem) = scan.problem {
+                self.last_problem = Some(format!("{}: {problem}", path.display()));
+            }
+            if pending == 0 {
+                self.remove_file(seq);
+                continue;
+            }
+            self.bytes += scan.len;
+            self.segments.insert(
+                seq,
+                Segment {
+                    bytes: scan.len,
+                    pending,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes one request at the end of the spool, evicting the oldest batches as far as
+    /// needed to stay within the budget. `in_flight`: the batch is held (a live export of it
+    /// is still running) and is not replayed until [`release`](Self::release)d.
+    pub(crate) fn append(
+        &mut self,
+        kind: Kind,
+        records: u64,
+        payload: &[u8],
+        in_flight: bool,
+    ) -> Result<EntryId, AppendError> {
+        let frame_len = HEADER_LEN + payload.len() as u64;
+        let header_room = SEGMENT_MAGIC.len() as u64;
+        if frame_len + header_room > self.max_bytes || payload.len() > u32::MAX as usize {
+            return Err(AppendError::TooLarge {
+                frame: frame_len,
+                max: self.max_bytes,
+            });
+        }
+        let needs_new_segment = loop {
+            let needs_new_segment = match &self.tail {
+                None => true,
+                Some(t) => t.len > header_room && t.len + frame_len > self.segment_bytes,
+            };
+            let new_bytes = frame_len + if needs_new_segment { header_room } else { 0 };
+            // Evicting may close the tail: then it needs a new segment after all.
+            if self.bytes + new_bytes <= self.max_bytes || !self.evict_oldest() {
+                break needs_new_segment;
+            }
+        };
+        if needs_new_segment {
+            self.roll().map_err(AppendError::Io)?;
+        }
+        let written_ms = unix_millis(SystemTime::now());
+        let frame = encode_frame(kind, records, payload, written_ms);
+        let tail = self.tail.as_mut().expect("a tail segment after roll");
+        let offset = tail.len;
+        if let Err(e) = tail.file.write_all(&frame) {
+            // Leave no partial frame behind, so that the next append starts clean; if even that
+            // fails, start a new segment (the torn frame is found as corrupt on the next open).
+            if tail.file.set_len(offset).is_err() {
+                self.tail = None;
+            }
+            return Err(AppendError::Io(e));
+        }
+        tail.len += frame_len;
+        let seq = tail.seq;
+        self.dirty = true;
+        self.bytes += frame_len;
+        let segment = self.segments.get_mut(&seq).expect("the tail is a segment");
+        segment.bytes += frame_len;
+        segment.pending += 1;
+        let id = EntryId { seq, offset };
+        self.entries.insert(
+            id,
+            Entry {
+                kind,
+                records,
+                written_ms,
+                in_flight,
+                orphaned: false,
+            },
+        );
+        self.records += records;
+        self.counts.spooled += records;
+        Ok(id)
+    }
+
+    /// Starts a new segment at the tail.
+    fn roll(&mut self) -> io::Result<()> {
+        if let Some(old) = self.tail.take() {
+            // Best effort: the frames are written; this only hurries them to the disk.
+            let _ = old.file.sync_data();
+            if self.segments.get(&old.seq).is_some_and(|s| s.pending == 0) {
+                self.drop_segment(old.seq);
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let path = self.segment_path(seq);
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        file.write_all(&SEGMENT_MAGIC)?;
+        let len = SEGMENT_MAGIC.len() as u64;
+        self.bytes += len;
+        self.segments.insert(
+            seq,
+            Segment {
+                bytes: len,
+                pending: 0,
+            },
+        );
+        self.tail = Some(Tail { seq, file, len });
+        Ok(())
+    }
+
+    /// Evicts the oldest segment: its batches not in flight are counted evicted now, those in
+    /// flight when their flight ends (unless delivered). Returns whether there was one.
+    fn evict_oldest(&mut self) -> bool {
+        let Some((&seq, _)) = self.segments.iter().next() else {
+            return false;
+        };
+        let ids: Vec<EntryId> = self
+            .entries
+            .range(
+                EntryId { seq, offset: 0 }..EntryId {
+                    seq: seq + 1,
+                    offset: 0,
+                },
+            )
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let entry = self.entries.get_mut(&id).expect("listed above");
+            if entry.in_flight {
+                entry.orphaned = true;
+            } else {
+                let records = entry.records;
+                self.entries.remove(&id);
+                self.records -= records;
+                self.counts.evicted += records;
+            }
+        }
+        if self.tail.as_ref().is_some_and(|t| t.seq == seq) {
+            self.tail = None;
+        }
+        self.drop_segment(seq);
+        true
+    }
+
+    fn drop_segment(&mut self, seq: u64) {
+        if let Some(segment) = self.segments.remove(&seq) {
+            self.bytes -= segment.bytes;
+        }
+        self.remove_file(seq);
+    }
+
+    fn remove_file(&mut self, seq: u64) {
+        let path = self.segment_path(seq);
+        if let Err(e) = fs::remove_file(&path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                self.last_problem = Some(format!("cannot delete {}: {e}", path.display()));
+            }
+        }
+    }
+
+    /// Takes the oldest batch that is not in flight, read and checked, and marks it in flight.
+    /// Batches found corrupt on the way are counted and skipped.
+    pub(crate) fn take_oldest(&mut self) -> Option<Batch> {
+        loop {
+            let (id, entry) = self.entries.iter().find(|(_, e)| !e.in_flight)?;
+            let (id, kind, records) = (*id, entry.kind, entry.records);
+            match self.read_payload(id) {
+                Ok(payload) => {
+                    self.entries.get_mut(&id).expect("found above").in_flight = true;
+                    return Some(Batch { id, kind, payload });
+                }
+                Err(problem) => {
+                    self.last_problem = Some(problem);
+                    self.counts.corrupt_records += records;
+                    self.counts.corrupt_batches += 1;
+                    self.finish(id);
+                }
+            }
+        }
+    }
+
+    /// Reads a frame's payload and checks it against its header.
+    fn read_payload(&self, id: EntryId) -> Result<Vec<u8>, String> {
+        let path = self.segment_path(id.seq);
+        let what = |e: &dyn std::fmt::Display| {
+            format!(
+                "{} at offset {}: corrupt batch skipped: {e}",
+                path.display(),
+                id.offset
+            )
+        };
+        let mut file = File::open(&path).map_err(|e| what(&e))?;
+        file.seek(SeekFrom::Start(id.offset))
+            .map_err(|e| what(&e))?;
+        let mut header = [0; HEADER_LEN as usize];
+        file.read_exact(&mut header).map_err(|e| what(&e))?;
+        let header = parse_header(&header).ok_or_else(|| what(&"its header changed"))?;
+        let mut payload = vec![0; header.payload_len as usize];
+        file.read_exact(&mut payload)
+            .map_err(|e| what(&format!("truncated ({e})")))?;
+        if crc32fast::hash(&payload) != header.payload_crc {
+            return Err(what(&"checksum mismatch"));
+        }
+        Ok(payload)
+    }
+
+    /// A batch in flight is done: delivered or refused for good.
+    pub(crate) fn done(&mut self, id: EntryId, how: Done) {
+        let Some(entry) = self.entries.get(&id) else {
+            return;
+        };
+        let records = entry.records;
+        match how {
+            Done::Delivered => self.counts.delivered += records,
+            Done::Rejected => self.counts.rejected += records,
+        }
+        self.finish(id);
+    }
+
+    /// A batch in flight goes back to the queue (its replay failed and may succeed later);
+    /// one whose segment was evicted meanwhile is counted evicted.
+    pub(crate) fn release(&mut self, id: EntryId) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if entry.orphaned {
+            let records = entry.records;
+            self.entries.remove(&id);
+            self.records -= records;
+            self.counts.evicted += records;
+        } else {
+            entry.in_flight = false;
+        }
+    }
+
+    /// Removes a batch for good: marks its frame done on disk, and deletes its segment once
+    /// nothing in it is left (unless it is the one being written).
+    fn finish(&mut self, id: EntryId) {
+        let Some(entry) = self.entries.remove(&id) else {
+            return;
+        };
+        self.records -= entry.records;
+        if entry.orphaned {
+            return;
+        }
+        let Some(segment) = self.segments.get_mut(&id.seq) else {
+            return;
+        };
+        segment.pending -= 1;
+        if segment.pending == 0 {
+            // The tail too: the next append starts a new segment.
+            if self.tail.as_ref().is_some_and(|t| t.seq == id.seq) {
+                self.tail = None;
+            }
+            self.drop_segment(id.seq);
+            return;
+        }
+        if let Err(e) = self.mark_done(id) {
+            // Harmless but for a restart, which would replay this batch again.
+            let path = self.segment_path(id.seq);
+            self.last_problem = Some(format!(
+                "cannot mark a replayed batch in {}: {e}",
+                path.display()
+            ));
+        }
+    }
+
+    fn mark_done(&self, id: EntryId) -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(self.segment_path(id.seq))?;
+        file.seek(SeekFrom::Start(id.offset + FLAGS_AT))?;
+        file.write_all(&[DONE])
+    }
+
+    /// Hurries what was written to the disk (a crash of the process loses nothing written;
+    /// this is for the machine's).
+    pub(crate) fn sync(&mut self) -> io::Result<()> {
+        if !std::mem::take(&mut self.dirty) {
+            return Ok(());
+        }
+        match &self.tail {
+            Some(t) => t.file.sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    /// What the spool holds now, and its counts.
+    pub(crate) fn stats(&self) -> StoreStats {
+        StoreStats {
+            bytes: self.bytes,
+            max_bytes: self.max_bytes,
+            records: self.records,
+            batches: self.entries.len() as u64,
+            oldest_written: self
+                .entries
+                .values()
+                .next()
+                .map(|e| UNIX_EPOCH + Duration::from_millis(e.written_ms)),
+            counts: self.counts,
+        }
+    }
+}
+
+/// Locks `<dir>/lock` for this process (released when the process ends, however it ends).
+fn lock(dir: &Path) -> io::Result<File> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    // The trait's method, not `File::try_lock` (Rust 1.89, past this crate's minimum).
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(file),
+        Err(fs4::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "another sink or process is using this spool directory (give each its own)",
+        )),
+        Err(fs4::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
+}
+
+/// A frame header, read and checked.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    done: bool,
+    kind: Kind,
+    records: u64,
+    payload_len: u32,
+    written_ms: u64,
+    payload_crc: u32,
+}
+
+fn header_crc(header: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header[..FLAGS_AT as usize]);
+    h.update(&[0]);
+    h.update(&header[FLAGS_AT as usize + 1..28]);
+    h.finalize()
+}
+
+fn encode_frame(kind: Kind, records: u64, payload: &[u8], written_ms: u64) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(HEADER_LEN as usize + payload.len());
+    frame.extend_from_slice(&FRAME_MAGIC);
+    frame.push(0);
+    frame.push(kind.code());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(&(records.min(u32::MAX as u64) as u32).to_le_bytes());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&written_ms.to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let crc = header_crc(&frame);
+    frame.extend_from_slice(&crc.to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+fn parse_header(b: &[u8; HEADER_LEN as usize]) -> Option<Header> {
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+    if b[..4] != FRAME_MAGIC || u32_at(28) != header_crc(b) {
+        return None;
+    }
+    Some(Header {
+        done: b[FLAGS_AT as usize] & DONE != 0,
+        kind: Kind::from_code(b[5])?,
+        records: u64::from(u32_at(8)),
+        payload_len: u32_at(12),
+        written_ms: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+        payload_crc: u32_at(24),
+    })
+}
+
+/// What one segment file holds.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Frames not yet done, with a valid header and whole: their offsets.
+    frames: Vec<(u64, Header)>,
+    len: u64,
+    corrupt_records: u64,
+    corrupt_batches: u64,
+    problem: Option<String>,
+}
+
+/// Walks a segment's frame headers (payloads are checked when replayed): a frame cut short is
+/// corrupt, and a damaged header is skipped up to the next valid one.
+fn scan_segment(path: &Path) -> io::Result<Scan> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut scan = Scan {
+        len,
+        ..Scan::default()
+    };
+    let mut magic = [0; SEGMENT_MAGIC.len()];
+    if file.read_exact(&mut magic).is_err() || magic != SEGMENT_MAGIC {
+        scan.corrupt_batches += u64::from(len > 0);
+        scan.problem = Some("not a spool segment (bad magic); skipped".to_owned());
+        return Ok(scan);
+    }
+    let mut offset = SEGMENT_MAGIC.len() as u64;
+    while offset < len {
+        let mut raw = [0; HEADER_LEN as usize];
+        let header = if offset + HEADER_LEN <= len {
+            file.seek(SeekFrom::Start(offset))?;
+            file.read_exact(&mut raw)?;
+            parse_header(&raw)
+        } else {
+            None
+        };
+        match header {
+            Some(h) if offset + HEADER_LEN + u64::from(h.payload_len) <= len => {
+                if !h.done {
+                    scan.frames.push((offset, h));
+                }
+                offset += HEADER_LEN + u64::from(h.payload_len);
+            }
+            Some(h) => {
+                // Cut short: the process died writing it.
+                if !h.done {
+                    scan.corrupt_records += h.records;
+                }
+                scan.corrupt_batches += 1;
+                scan.problem = Some(format!("a batch at offset {offset} is cut short"));
+                break;
+            }
+            None => {
+                scan.corrupt_batches += 1;
+                scan.problem = Some(format!("damaged data at offset {offset} skipped"));
+                match next_header(&mut file, offset + 1, len)? {
+                    Some(next) => offset = next,
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// The offset of the next valid frame header at or after `from`.
+fn next_header(file: &mut File, from: u64, len: u64) -> io::Result<Option<u64>> {
+    file.seek(SeekFrom::Start(from))?;
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)?;
+    let found = rest.windows(HEADER_LEN as usize).position(|w| {
+        w[..4] == FRAME_MAGIC && parse_header(w.try_into().expect("a header's length")).is_some()
+    });
+    Ok(found
+        .map(|i| from + i as u64)
+        .filter(|at| *at + HEADER_LEN <= len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, max: u64) -> Store {
+        Store::open(dir, max).unwrap()
+    }
+
+    fn segments(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == SEGMENT_EXTENSION))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every record is restored or spooled, and then delivered, evicted, corrupt, rejected,
+    /// or still in the spool.
+    fn assert_ledger(s: &Store) {
+        let st = s.stats();
+        let c = st.counts;
+        assert_eq!(
+            c.restored + c.spooled,
+            c.delivered + c.evicted + c.corrupt_records + c.rejected + st.records,
+            "{st:?}"
+        );
+    }
+
+    #[test]
+    fn batches_replay_oldest_first_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 1 << 20);
+        for i in 0..5u8 {
+            s.append(Kind::Traces, 10, &[i; 100], false).unwrap();
+        }
+        let first = s.take_oldest().unwrap();
+        assert_eq!(first.payload, vec![0; 100]);
+        s.done(first.id, Done::Delivered);
+        let second = s.take_oldest().unwrap();
+        assert_eq!(second.payload, vec![1; 100]);
+        // Not done: back in the queue, and on disk for the next process.
+        s.release(second.id);
+        assert_ledger(&s);
+        drop(s);
+
+        let mut s = open(dir.path(), 1 << 20);
+        assert_eq!(s.stats().counts.restored, 40);
+        assert_eq!(s.stats().records, 40);
+        let payloads: Vec<u8> = std::iter::from_fn(|| {
+            let b = s.take_oldest()?;
+            s.done(b.id, Done::Delivered);
+            Some(b.payload[0])
+        })
+        .collect();
+        assert_eq!(payloads, vec![1, 2, 3, 4]);
+        assert_ledger(&s);
+        assert_eq!(s.stats().bytes, 0, "every segment deleted once replayed");
+        assert!(segments(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_second_owner_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = open(dir.path(), 1 << 20);
+        let err = Store::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("another sink or process"), "{err}");
+    }
+
+    #[test]
+    fn the_budget_evicts_the_oldest_segments_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        // 64 KiB: segments of 4 KiB, about 3 frames of 1 KiB each.
+        let max = 64 * 1024;
+        let mut s = open(dir.path(), max);
+        for i in 0..200u32 {
+            s.append(Kind::Logs, 3, &i.to_le_bytes().repeat(256), false)
+                .unwrap();
+            assert!(s.stats().bytes <= max, "{:?}", s.stats());
+        }
+        let st = s.stats();
+        assert!(st.counts.evicted > 0, "{st:?}");
+        assert_ledger(&s);
+        let on_disk: u64 = segments(dir.path())
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(on_disk, st.bytes);
+        // What is left is the newest.
+        let oldest_left = s.take_oldest().unwrap();
+        let i = u32::from_le_bytes(oldest_left.payload[..4].try_into().unwrap());
+        assert_eq!(u64::from(200 - i) * 3, st.records);
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_budget_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 64 * 1024);
+        let err = s
+            .append(Kind::Traces, 1, &vec![0; 64 * 1024], false)
+            .unwrap_err();
+        assert!(matches!(err, AppendError::TooLarge { .. }), "{err}");
+        assert_eq!(s.stats().counts.spooled, 0);
+    }
+
+    #[test]
+    fn an_evicted_batch_in_flight_counts_when_its_flight_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 64 * 1024;
+        let mut s = open(dir.path(), max);
+        let held = s.append(Kind::Traces, 7, &[1; 1000], true).unwrap();
+        let replaying = s.append(Kind::Traces, 5, &[2; 1000], false).unwrap();
+        assert_eq!(s.take_oldest().unwrap().id, replaying, "held batches wait");
+        for _ in 0..100 {
+            s.append(Kind::Traces, 1, &[3; 1000], false).unwrap();
+        }
+        assert_ledger(&s);
+        // Delivered after all: counted once, as delivered.
+        s.done(held, Done::Delivered);
+        // Failed: its copy is gone, so it is evicted now.
+        s.release(replaying);
+        let c = s.stats().counts;
+        assert_eq!(c.delivered, 7);
+        assert!(c.evicted >= 5, "{c:?}");
+        assert_ledger(&s);
+    }
+
+    #[test]
+    fn a_frame_cut_short_by_a_crash_is_counted_and_the_rest_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 1 << 20);
+        for i in 0..4u8 {
+            s.append(Kind::Traces, 10, &[i; 500], false).unwrap();
+        }
+        drop(s);
+        let seg = &segments(dir.path())[0];
+        let len = fs::metadata(seg).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(seg)
+            .unwrap()
+            .set_len(len - 100)
+            .unwrap();
+
+        let mut s = open(dir.path(), 1 << 20);
+        let c = s.stats().counts;
+        assert_eq!(
+            (c.restored, c.corrupt_records, c.corrupt_batches),
+            (40, 10, 1)
+        );
+        let mut replayed = Vec::new();
+        while let Some(b) = s.take_oldest() {
+            replayed.push(b.payload[0]);
+            s.done(b.id, Done::Delivered);
+        }
+        assert_eq!(replayed, vec![0, 1, 2]);
+        assert_ledger(&s);
+    }
+
+    #[test]
+    fn a_damaged_payload_or_header_is_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 1 << 20);
+        for i in 0..5u8 {
+            s.append(Kind::Logs, 2, &[i; 200], false).unwrap();
+        }
+        drop(s);
+        let seg = &segments(dir.path())[0];
+        let mut bytes = fs::read(seg).unwrap();
+        let frame = |i: usize| SEGMENT_MAGIC.len() + i * (HEADER_LEN as usize + 200);
+        // The payload of the second frame, and the header of the fourth.
+        bytes[frame(1) + HEADER_LEN as usize + 50] ^= 0xff;
+        bytes[frame(3) + 9] ^= 0xff;
+        fs::write(seg, &bytes).unwrap();
+
+        let mut s = open(dir.path(), 1 << 20);
+        let mut replayed = Vec::new();
+        while let Some(b) = s.take_oldest() {
+            replayed.push(b.payload[0]);
+            s.done(b.id, Done::Delivered);
+        }
+        assert_eq!(replayed, vec![0, 2, 4]);
+        let c = s.stats().counts;
+        // The damaged header's records are unknown: its batch is counted, not its records.
+        assert_eq!(
+            (c.restored, c.corrupt_records, c.corrupt_batches),
+            (8, 2, 2)
+        );
+        assert_ledger(&s);
+        assert!(s.last_problem.is_some());
+    }
+
+    #[test]
+    fn done_batches_are_not_replayed_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 1 << 20);
+        for i in 0..3u8 {
+            s.append(Kind::Traces, 1, &[i; 10], false).unwrap();
+        }
+        let b = s.take_oldest().unwrap();
+        s.done(b.id, Done::Rejected);
+        assert_eq!(s.stats().counts.rejected, 1);
+        drop(s);
+        let mut s = open(dir.path(), 1 << 20);
+        assert_eq!(s.stats().counts.restored, 2);
+        assert_eq!(s.take_oldest().unwrap().payload, vec![1; 10]);
+    }
+
+    #[test]
+    fn a_smaller_budget_on_reopen_evicts_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 1 << 20);
+        for _ in 0..300 {
+            s.append(Kind::Traces, 1, &[0; 1000], false).unwrap();
+        }
+        drop(s);
+        let s = open(dir.path(), 64 * 1024);
+        let st = s.stats();
+        assert!(st.bytes <= 64 * 1024 && st.counts.evicted > 0, "{st:?}");
+        assert_ledger(&s);
+    }
+}
