@@ -650,6 +650,8 @@ impl Builder {
                     .buffer_capacity()
                     .unwrap_or(c.sink_buffer_capacity.value);
                 let counters = Arc::new(SinkCounters::new(name, capacity));
+                // What a spool holds from the start (left by an earlier process).
+                counters.set_spool(sink.spool());
                 Arc::new(SinkSlot::new(counters, capacity))
             })
             .collect();

@@ -42,7 +42,7 @@
 //! | `offload_tail_buffered_traces` | gauge | | local traces held now |
 //! | `offload_tail_buffer_capacity` | gauge | | the budget, `max_buffered_spans` (0 when tail sampling is off) |
 //! | `offload_tail_buffer_high_water_mark` | gauge | | the most records held at once |
-//! | `offload_sink_records_total` | counter | `sink`, `outcome` (`exported`, `failed`, `dropped`), `reason` (drops only) | what became of the records each sink was handed |
+//! | `offload_sink_records_total` | counter | `sink`, `outcome` (`exported`, `spooled`, `failed`, `dropped`), `reason` (drops only) | what became of the records each sink was handed (`spooled`: written to the sink's spool, see below) |
 //! | `offload_sink_forwarded_records_total` | counter | `sink` | records the drain thread handed to the sink |
 //! | `offload_sink_retries_total` | counter | `sink` | export retries |
 //! | `offload_sink_export_batches_total` | counter | `sink` | export calls |
@@ -53,6 +53,20 @@
 //! | `offload_sink_export_in_progress_seconds` | gauge | `sink` | how long the sink's current export (or flush) call has been running (0 when it is not in one); a growing value is a stuck sink |
 //! | `offload_sink_last_success_timestamp_seconds` | gauge | `sink` | Unix time of the last successful export (absent before the first) |
 //! | `offload_sink_export_duration_seconds` | histogram | `sink` | time per export call |
+//! | `offload_sink_spool_records_total` | counter | `sink`, `outcome` (`replayed`, `evicted`, `corrupt`, `rejected`) | what became of the records in the sink's spool |
+//! | `offload_sink_spool_restored_records_total` | counter | `sink` | records found in the spool at start, left by an earlier process |
+//! | `offload_sink_spool_corrupt_batches_total` | counter | `sink` | requests (or damaged stretches of a file) found damaged in the spool and skipped |
+//! | `offload_sink_spool_depth` | gauge | `sink` | records in the spool now |
+//! | `offload_sink_spool_bytes` | gauge | `sink` | bytes the spool takes on disk now |
+//! | `offload_sink_spool_capacity_bytes` | gauge | `sink` | the spool's budget |
+//! | `offload_sink_spool_oldest_age_seconds` | gauge | `sink` | how long ago the oldest request in the spool was written (0 when it is empty) |
+//! | `offload_sink_spool_replaying` | gauge | `sink` | 1 while the spool is replayed (it holds requests and the collector is reachable) |
+//! | `offload_sink_spool_unreachable_seconds` | gauge | `sink` | how long the collector has been unreachable (0 when it is not) |
+//!
+//! The `offload_sink_spool_*` families are there for sinks with a spool (an OTLP sink with
+//! [`Otlp::spool`](crate::sink::Otlp::spool)), their counters at 0 until they happen. A spooled
+//! record ends at the sink as `spooled`; the spool's own ledger is
+//! `restored + spooled == replayed + evicted + corrupt + rejected + depth`.
 //!
 //! Drop reasons that the queue can produce (`queue_full_oldest`, `queue_full_newest`,
 //! `block_timeout`, `shutdown`) and those a sink can produce (`sink_buffer_full`,
@@ -94,7 +108,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::record::DropReason;
-use crate::stats::{LatencyHistogram, SinkStats, Stats};
+use crate::stats::{LatencyHistogram, SinkStats, SpoolStats, Stats};
 use crate::tail_sampling::{ForcedDecision, TailSamplingStats};
 
 /// The content type of [`render_prometheus`]'s output (Prometheus text format 0.0.4).
@@ -540,6 +554,7 @@ fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Re
     for s in sinks {
         let base = sink_label(s);
         outcomes.push((with_outcome(&base, "exported"), s.exported));
+        outcomes.push((with_outcome(&base, "spooled"), s.spooled));
         outcomes.push((with_outcome(&base, "failed"), s.failed));
         outcomes.extend(drop_samples(
             &base,
@@ -551,7 +566,7 @@ fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Re
     counter_family(
         enc,
         "offload_sink_records",
-        "What became of the records each sink was handed: exported, failed (export error) or dropped (with a reason).",
+        "What became of the records each sink was handed: exported, spooled (written to its spool), failed (export error) or dropped (with a reason).",
         &outcomes,
     )?;
     let per_sink = |f: &dyn Fn(&SinkStats) -> u64| -> Vec<(Labels, u64)> {
@@ -650,7 +665,98 @@ fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Re
         let labels = sink_label(s);
         encode_histogram(&s.export_latency, family.encode_family(&labels)?)?;
     }
-    Ok(())
+    encode_spools(sinks, enc)
+}
+
+/// The `offload_sink_spool_*` families, for the sinks that have a spool.
+fn encode_spools(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let spools: Vec<(Labels, &SpoolStats)> = sinks
+        .iter()
+        .filter_map(|s| Some((sink_label(s), s.spool.as_ref()?)))
+        .collect();
+    if spools.is_empty() {
+        return Ok(());
+    }
+    let mut outcomes = Vec::new();
+    for (base, p) in &spools {
+        outcomes.push((with_outcome(base, "replayed"), p.replayed));
+        outcomes.push((with_outcome(base, "evicted"), p.evicted));
+        outcomes.push((with_outcome(base, "corrupt"), p.corrupt_records));
+        outcomes.push((with_outcome(base, "rejected"), p.rejected));
+    }
+    counter_family(
+        enc,
+        "offload_sink_spool_records",
+        "What became of the records in the sink's spool: replayed (delivered), evicted (over the budget), corrupt (damaged on disk) or rejected (refused by the collector).",
+        &outcomes,
+    )?;
+    let per_spool = |f: &dyn Fn(&SpoolStats) -> u64| -> Vec<(Labels, u64)> {
+        spools.iter().map(|(l, p)| (l.clone(), f(p))).collect()
+    };
+    counter_family(
+        enc,
+        "offload_sink_spool_restored_records",
+        "Records found in the spool when the sink started, left by an earlier process.",
+        &per_spool(&|p| p.restored),
+    )?;
+    counter_family(
+        enc,
+        "offload_sink_spool_corrupt_batches",
+        "Requests (or damaged stretches of a file) found damaged in the spool and skipped.",
+        &per_spool(&|p| p.corrupt_batches),
+    )?;
+    let gauge_per_spool = |f: &dyn Fn(&SpoolStats) -> i64| -> Vec<(Labels, i64)> {
+        spools.iter().map(|(l, p)| (l.clone(), f(p))).collect()
+    };
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    gauge_family(
+        enc,
+        "offload_sink_spool_depth",
+        "Records in the spool now.",
+        None,
+        &gauge_per_spool(&|p| clamp(p.records)),
+    )?;
+    gauge_family(
+        enc,
+        "offload_sink_spool",
+        "Bytes the spool takes on disk now.",
+        Some(&Unit::Bytes),
+        &gauge_per_spool(&|p| clamp(p.bytes)),
+    )?;
+    gauge_family(
+        enc,
+        "offload_sink_spool_capacity",
+        "The spool's budget.",
+        Some(&Unit::Bytes),
+        &gauge_per_spool(&|p| clamp(p.max_bytes)),
+    )?;
+    gauge_family(
+        enc,
+        "offload_sink_spool_replaying",
+        "1 while the spool is replayed (it holds requests and the collector is reachable), else 0.",
+        None,
+        &gauge_per_spool(&|p| i64::from(p.replaying)),
+    )?;
+    let seconds = |f: &dyn Fn(&SpoolStats) -> Option<Duration>| -> Vec<(Labels, f64)> {
+        spools
+            .iter()
+            .map(|(l, p)| (l.clone(), f(p).unwrap_or_default().as_secs_f64()))
+            .collect()
+    };
+    gauge_family(
+        enc,
+        "offload_sink_spool_oldest_age",
+        "How long ago the oldest request in the spool was written (0 when it is empty).",
+        Some(&Unit::Seconds),
+        &seconds(&|p| p.oldest_age),
+    )?;
+    gauge_family(
+        enc,
+        "offload_sink_spool_unreachable",
+        "How long the collector has been unreachable, requests going to the spool (0 when it is reachable).",
+        Some(&Unit::Seconds),
+        &seconds(&|p| p.unreachable_for),
+    )
 }
 
 /// Encodes our histogram. Ours stores a count per bucket (not cumulative) with a last,

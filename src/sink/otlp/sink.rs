@@ -130,15 +130,7 @@ impl Otlp {
         }
     }
 
-    fn build_exporters(
-        &self,
-    ) -> Result<
-        (
-            Option<Built<opentelemetry_otlp::SpanExporter>>,
-            Option<Built<opentelemetry_otlp::LogExporter>>,
-        ),
-        String,
-    > {
+    fn build_exporters(&self) -> Result<BuiltExporters, String> {
         let mut spans = None;
         let mut logs = None;
         if self.traces {
@@ -278,7 +270,7 @@ impl Otlp {
                 }
                 senders.logs = Some(client);
             }
-            return Ok(spool::Senders::Grpc(senders));
+            return Ok(spool::Senders::Grpc(Box::new(senders)));
         }
         let mut headers = http::HeaderMap::new();
         for (k, v) in &self.headers {
@@ -588,6 +580,12 @@ impl Otlp {
         }
     }
 }
+
+/// The signals' exporters as built.
+type BuiltExporters = (
+    Option<Built<opentelemetry_otlp::SpanExporter>>,
+    Option<Built<opentelemetry_otlp::LogExporter>>,
+);
 
 /// An exporter as built, before it gets the resource and is shared.
 pub(super) struct Built<E> {

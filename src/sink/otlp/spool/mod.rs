@@ -234,25 +234,25 @@ impl Spool {
         let inner = self.lock();
         let s = inner.store.stats();
         let c = s.counts;
-        let mut stats = SpoolStats::default();
-        stats.bytes = s.bytes;
-        stats.max_bytes = s.max_bytes;
-        stats.records = s.records;
-        stats.batches = s.batches;
-        stats.oldest_age = s
-            .oldest_written
-            .map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
-        stats.replaying = s.batches > 0 && inner.down_since.is_none() && inner.stop_at.is_none();
-        stats.unreachable_for = inner.down_since.map(|t| t.elapsed());
-        stats.restored = c.restored;
-        stats.spooled = c.spooled;
-        stats.replayed = c.delivered;
-        stats.evicted = c.evicted;
-        stats.corrupt_records = c.corrupt_records;
-        stats.corrupt_batches = c.corrupt_batches;
-        stats.rejected = c.rejected;
-        stats.last_error = inner.last_error.clone();
-        stats
+        SpoolStats {
+            bytes: s.bytes,
+            max_bytes: s.max_bytes,
+            records: s.records,
+            batches: s.batches,
+            oldest_age: s
+                .oldest_written
+                .map(|t| SystemTime::now().duration_since(t).unwrap_or_default()),
+            replaying: s.batches > 0 && inner.down_since.is_none() && inner.stop_at.is_none(),
+            unreachable_for: inner.down_since.map(|t| t.elapsed()),
+            restored: c.restored,
+            spooled: c.spooled,
+            replayed: c.delivered,
+            evicted: c.evicted,
+            corrupt_records: c.corrupt_records,
+            corrupt_batches: c.corrupt_batches,
+            rejected: c.rejected,
+            last_error: inner.last_error.clone(),
+        }
     }
 }
 

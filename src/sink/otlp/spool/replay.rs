@@ -81,7 +81,7 @@ async fn stop_deadline(spool: &Spool) {
 /// earlier configuration) are refused.
 #[derive(Debug)]
 pub(in crate::sink::otlp) enum Senders {
-    Grpc(GrpcSenders),
+    Grpc(Box<GrpcSenders>),
     Http(HttpSenders),
 }
 

@@ -696,9 +696,14 @@ fn scan_segment(path: &Path) -> io::Result<Scan> {
         len,
         ..Scan::default()
     };
+    if len < SEGMENT_MAGIC.len() as u64 {
+        // Cut short before its first frame: nothing was lost.
+        return Ok(scan);
+    }
     let mut magic = [0; SEGMENT_MAGIC.len()];
-    if file.read_exact(&mut magic).is_err() || magic != SEGMENT_MAGIC {
-        scan.corrupt_batches += u64::from(len > 0);
+    file.read_exact(&mut magic)?;
+    if magic != SEGMENT_MAGIC {
+        scan.corrupt_batches += 1;
         scan.problem = Some("not a spool segment (bad magic); skipped".to_owned());
         return Ok(scan);
     }

@@ -1,0 +1,135 @@
+//! A spool over its byte budget evicts its oldest requests, counted: the stats, the Prometheus
+//! metrics (checked by `promtool`) and health say how many records were lost; the spool never
+//! takes more than its budget on disk; what is left, the newest spans, is delivered when the
+//! collector is up.
+#![cfg(feature = "otlp")]
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::admin::{promtool_check, tool};
+use support::collector::Collector;
+use support::*;
+use tracing_offload::health::HealthStatus;
+use tracing_offload::sink::otlp::{EventsAsLogs, MIN_SPOOL_MAX_BYTES};
+use tracing_offload::sink::Otlp;
+use tracing_offload::OffloadLayer;
+
+const SPANS: u64 = 3_000;
+
+fn bytes_on_disk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn a_full_spool_evicts_the_oldest_requests_and_counts_them() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    // Ports where a collector will listen later.
+    let Some(mut probe) = Collector::start() else {
+        return;
+    };
+    probe.kill();
+    let (grpc, http) = (probe.grpc_port, probe.http_port);
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(
+            Otlp::new()
+                .endpoint(format!("http://127.0.0.1:{grpc}"))
+                .service_name("offload-spool-budget")
+                .events_as_logs(EventsAsLogs::None)
+                .max_export_batch_size(20)
+                .timeout(Duration::from_millis(200))
+                .max_retries(0)
+                .spool(dir.path())
+                .spool_max_bytes(MIN_SPOOL_MAX_BYTES),
+        )
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+
+    // The collector is down: everything goes to a spool far too small for it.
+    with_layer(layer, || {
+        for i in 0..SPANS {
+            tracing::info_span!("work", i).in_scope(|| {});
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    let stats = handle.stats();
+    let s = stats.sink("otlp").unwrap();
+    let spool = s.spool.clone().unwrap();
+    assert_eq!((s.spooled, s.failed, s.dropped), (SPANS, 0, 0), "{s:#?}");
+    assert!(spool.evicted > 0, "{spool:#?}");
+    assert!(spool.bytes <= MIN_SPOOL_MAX_BYTES, "{spool:#?}");
+    assert!(
+        bytes_on_disk(dir.path()) <= MIN_SPOOL_MAX_BYTES,
+        "{spool:#?}"
+    );
+    assert_eq!(spool.spooled, spool.evicted + spool.records, "{spool:#?}");
+    assert_accounting(&stats, SPANS);
+
+    let text = handle.render_prometheus();
+    promtool_check(&promtool, &text);
+    for line in [
+        format!(
+            "offload_sink_spool_records_total{{sink=\"otlp\",outcome=\"evicted\"}} {}",
+            spool.evicted
+        ),
+        format!("offload_sink_records_total{{sink=\"otlp\",outcome=\"spooled\"}} {SPANS}"),
+        format!(
+            "offload_sink_spool_capacity_bytes{{sink=\"otlp\"}} {}",
+            MIN_SPOOL_MAX_BYTES
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("{line}\n")),
+            "{line} missing:\n{text}"
+        );
+    }
+
+    // The collector is back: the newest spans, all that is left, are delivered.
+    let collector = Collector::start_on(grpc, http).unwrap();
+    wait_until("the spool replayed", DEADLINE, || {
+        handle
+            .stats()
+            .sink("otlp")
+            .unwrap()
+            .spool
+            .clone()
+            .unwrap()
+            .records
+            == 0
+    });
+    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    assert_eq!(spool.spooled, spool.replayed + spool.evicted, "{spool:#?}");
+    let received = collector.wait_spans(spool.replayed as usize);
+    let numbers: BTreeSet<u64> = received
+        .iter()
+        .map(|s| {
+            s.attr("i")
+                .unwrap()
+                .trim_start_matches("Int(")
+                .trim_end_matches(')')
+        })
+        .map(|i| i.parse().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (SPANS - spool.replayed..SPANS).collect::<BTreeSet<_>>()
+    );
+
+    // The losses stay visible in health for the drop window.
+    let sink = handle.health().component("sink:otlp").unwrap().clone();
+    assert_eq!(sink.status, HealthStatus::Degraded, "{sink:?}");
+    assert!(
+        sink.message.contains(&format!("evicted {}", spool.evicted)),
+        "{sink:?}"
+    );
+    guard.shutdown(DEADLINE).unwrap();
+    promtool_check(&promtool, &handle.render_prometheus());
+}

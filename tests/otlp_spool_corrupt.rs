@@ -1,0 +1,139 @@
+//! A spool damaged on disk between two runs — a segment cut short (as a crash mid-write leaves
+//! it) and a byte flipped inside another — is replayed all the same: each damaged request is
+//! found (a frame too short when the spool is opened, a checksum mismatch when it is read),
+//! counted, and skipped, and every other request is delivered.
+//!
+//! The damage is placed with the spool's documented format (`src/sink/otlp/spool/store.rs`):
+//! segments `<n>.seg` start with 8 bytes of magic, then frames of a 32-byte header and the
+//! request.
+#![cfg(feature = "otlp")]
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::collector::Collector;
+use support::*;
+use tracing_offload::sink::otlp::EventsAsLogs;
+use tracing_offload::sink::Otlp;
+use tracing_offload::OffloadLayer;
+
+const SPANS: u64 = 1_000;
+const SEGMENT_MAGIC: u64 = 8;
+const FRAME_HEADER: u64 = 32;
+
+fn sink(endpoint: String, dir: &Path) -> Otlp {
+    Otlp::new()
+        .endpoint(endpoint)
+        .service_name("offload-spool-corrupt")
+        .events_as_logs(EventsAsLogs::None)
+        .max_export_batch_size(50)
+        .timeout(Duration::from_millis(200))
+        .max_retries(0)
+        .spool(dir)
+        // Segments of 64 KiB: several of them.
+        .spool_max_bytes(1024 * 1024)
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn damaged_requests_are_counted_and_the_rest_replayed() {
+    let Some(mut probe) = Collector::start() else {
+        return;
+    };
+    probe.kill();
+    let (grpc, http) = (probe.grpc_port, probe.http_port);
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let dir = tempfile::tempdir().unwrap();
+
+    // 1. The collector is down: every span goes to the spool, which outlives the pipeline.
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(sink(endpoint.clone(), dir.path()))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..SPANS {
+            tracing::info_span!("work", i).in_scope(|| {});
+        }
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let first = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    assert_eq!(first.records, SPANS, "{first:#?}");
+
+    // 2. Damage: the last segment loses its last 100 bytes; the first request of the second
+    //    segment gets a byte flipped in the middle of its body.
+    let files = segments(dir.path());
+    assert!(files.len() >= 3, "several segments: {files:?}");
+    let last = files.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let mut second = std::fs::read(&files[1]).unwrap();
+    let body = (SEGMENT_MAGIC + FRAME_HEADER + 100) as usize;
+    second[body] ^= 0xff;
+    std::fs::write(&files[1], second).unwrap();
+
+    // 3. The next run, with the collector up.
+    let collector = Collector::start_on(grpc, http).unwrap();
+    let (_layer, guard) = OffloadLayer::builder()
+        .sink(sink(endpoint, dir.path()))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    wait_until("the spool replayed", DEADLINE, || {
+        handle
+            .stats()
+            .sink("otlp")
+            .unwrap()
+            .spool
+            .clone()
+            .unwrap()
+            .records
+            == 0
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    assert_eq!(spool.restored, SPANS, "{spool:#?}");
+    assert_eq!(spool.corrupt_batches, 2, "{spool:#?}");
+    assert!(
+        spool.corrupt_records > 0 && spool.corrupt_records <= 100,
+        "two requests of at most 50 spans: {spool:#?}"
+    );
+    assert_eq!(spool.replayed + spool.corrupt_records, SPANS, "{spool:#?}");
+    assert!(spool.last_error.is_some(), "{spool:#?}");
+
+    // Everything else arrived: the spans missing are the two damaged requests' (two runs of
+    // consecutive numbers, the second ending with the last span).
+    let received = collector.wait_spans(spool.replayed as usize);
+    let numbers: BTreeSet<u64> = received
+        .iter()
+        .map(|s| {
+            s.attr("i")
+                .unwrap()
+                .trim_start_matches("Int(")
+                .trim_end_matches(')')
+        })
+        .map(|i| i.parse().unwrap())
+        .collect();
+    assert_eq!(received.len() as u64, spool.replayed);
+    let missing: Vec<u64> = (0..SPANS).filter(|i| !numbers.contains(i)).collect();
+    assert_eq!(missing.len() as u64, spool.corrupt_records);
+    let runs = missing.windows(2).filter(|w| w[1] != w[0] + 1).count() + 1;
+    assert_eq!(runs, 2, "{missing:?}");
+    assert_eq!(missing.last(), Some(&(SPANS - 1)), "{missing:?}");
+}
