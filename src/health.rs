@@ -607,10 +607,12 @@ fn tail_health(config: &HealthConfig, stats: &Stats, forced_recently: bool) -> C
 fn sink_health(config: &HealthConfig, sink: &SinkStats, dropped_recently: bool) -> ComponentHealth {
     let (status, message) = sink_status(config, sink, dropped_recently);
     let mut c = component(format!("sink:{}", sink.name), status, message);
-    c.last_error = sink
-        .last_error
-        .clone()
-        .or_else(|| sink.spool.as_ref().and_then(|s| s.last_error.clone()));
+    // While its collector is unreachable, a spooling sink's freshest error is its spool's.
+    let spool_error = sink.spool.as_ref().and_then(|s| s.last_error.clone());
+    c.last_error = match sink.spool.as_ref().and_then(|s| s.unreachable_for) {
+        Some(_) => spool_error.or_else(|| sink.last_error.clone()),
+        None => sink.last_error.clone().or(spool_error),
+    };
     c.last_success_at = sink.last_success_at;
     c.spool = sink.spool.as_ref().map(SpoolHealth::of);
     c
@@ -753,6 +755,91 @@ mod tests {
             &RecentDrops::default(),
             SystemTime::now(),
         )
+    }
+
+    /// The sample's sink with a spool of 100 records (1 MiB budget, 10 KiB used).
+    fn with_spool(f: impl FnOnce(&mut SpoolStats)) -> Stats {
+        let mut s = healthy_stats();
+        let mut spool = SpoolStats {
+            bytes: 10 * 1024,
+            max_bytes: 1024 * 1024,
+            records: 100,
+            batches: 2,
+            oldest_age: Some(Duration::from_secs(3)),
+            replaying: true,
+            spooled: 100,
+            ..SpoolStats::default()
+        };
+        f(&mut spool);
+        s.sinks[0].spool = Some(spool);
+        s
+    }
+
+    #[test]
+    fn a_sink_spooling_while_its_collector_is_unreachable_is_degraded_then_unhealthy() {
+        let config = HealthConfig::default();
+        let down = |d| {
+            with_spool(|p| {
+                p.replaying = false;
+                p.unreachable_for = Some(d);
+                p.last_error = Some("tcp connect error".into());
+            })
+        };
+        let h = check(&config, &down(Duration::from_secs(5)), true);
+        let sink = h.component("sink:json").unwrap();
+        assert_eq!(sink.status, HealthStatus::Degraded, "{sink:?}");
+        assert!(
+            sink.message
+                .starts_with("collector unreachable for 5.0s; 100 records spooled"),
+            "{sink:?}"
+        );
+        assert!(sink.message.ends_with("tcp connect error"), "{sink:?}");
+        assert_eq!(sink.last_error.as_deref(), Some("tcp connect error"));
+        let spool = sink.spool.as_ref().unwrap();
+        assert_eq!((spool.records, spool.bytes), (100, 10 * 1024));
+        assert_eq!(spool.unreachable_seconds, Some(5.0));
+        let json = h.to_json();
+        assert!(json.contains("\"spool\":{\"bytes\":10240"), "{json}");
+
+        let h = check(&config, &down(Duration::from_secs(61)), true);
+        assert_eq!(h.status, HealthStatus::Unhealthy, "{h:#?}");
+    }
+
+    #[test]
+    fn a_replaying_spool_is_healthy_and_a_nearly_full_one_degraded() {
+        let config = HealthConfig::default();
+        let h = check(&config, &with_spool(|_| {}), true);
+        let sink = h.component("sink:json").unwrap();
+        assert_eq!(sink.status, HealthStatus::Healthy, "{sink:?}");
+        assert!(
+            sink.message.contains("replaying: 100 records spooled"),
+            "{sink:?}"
+        );
+        assert!(sink.spool.as_ref().unwrap().replaying);
+
+        let full = with_spool(|p| p.bytes = 1000 * 1024);
+        let sink = check(&config, &full, true).components.pop().unwrap();
+        assert_eq!(sink.status, HealthStatus::Degraded, "{sink:?}");
+        assert!(sink.message.contains("spool nearly full"), "{sink:?}");
+    }
+
+    #[test]
+    fn records_lost_from_the_spool_are_recent_drops() {
+        let monitor = HealthMonitor::default();
+        let before = with_spool(|_| {});
+        assert!(monitor.check(&before, true).is_healthy());
+        let after = with_spool(|p| {
+            p.evicted = 7;
+            p.records = 93;
+        });
+        let h = monitor.check(&after, true);
+        let sink = h.component("sink:json").unwrap();
+        assert_eq!(sink.status, HealthStatus::Degraded, "{sink:?}");
+        assert!(
+            sink.message
+                .contains("lost from the spool: evicted 7, corrupt 0, rejected 0"),
+            "{sink:?}"
+        );
     }
 
     #[test]

@@ -81,6 +81,8 @@
 //!                                     │        ▼            ▼            ▼
 //!                                     │   "offload-sink-<name>" threads (pipeline/sink_thread.rs)
 //!                                     │    → sink::Console, sink::JsonFile, sink::Otlp, …
+//!                                     │      (an OTLP spool: segment files on disk, replayed
+//!                                     │       by its "offload-spool-<name>" thread)
 //!                                     │   the last sink done with a record returns its box
 //!                                     │    to the pool ◀── (no allocation on the caller)
 //! ```
@@ -101,7 +103,7 @@
 //! | | `pipeline::queue`, `pipeline::notify` | the `Intake` the layer pushes into (`ArrayQueue`, [`Backpressure`], counters, sampler, closed flag); waiting with a deadline (loom-checked) |
 //! | hot side | `layer` | `impl Layer` (`mod.rs`), the callsite cache (`callsite.rs`), field capture (`capture.rs`), the sharded span store (`spans.rs`) |
 //! | threads | `pipeline` | the drain thread, tail sampling's buffer (`pipeline/tail.rs`), one thread per sink, flush and shutdown |
-//! | | `sink` | the [`Sink`](sink::Sink) trait and the sinks; a sink knows records and its own settings, nothing of the layer |
+//! | | `sink` | the [`Sink`](sink::Sink) trait and the sinks; a sink knows records and its own settings, nothing of the layer; the OTLP sink's spool (`sink/otlp/spool/`: segment files, and its `offload-spool-<name>` thread that replays them) |
 //! | surface | `config`, `error`, `guard`, `builder` | the effective [`Config`]; [`BuildError`]; [`Guard`] and [`Handle`]; [`Builder`] and the `DEFAULT_*` constants |
 //! | | `init` | [`init`] and [`init_with`]: the environment's pipeline, the `RUST_LOG` filter, the `log` bridge, the global subscriber |
 //! | | [`health`], [`metrics`], `admin`, [`propagation`] | health rules over a snapshot; the Prometheus formats; `/metrics` `/health` `/config`; W3C context in and out |
@@ -121,7 +123,9 @@
 //!   moved away is followed by a new one. The schema is in its docs and in the README.
 //! * [`sink::Channel`]: records to a receiver in the same process.
 //! * `sink::Otlp` (feature `otlp`, on by default): spans and events to an OpenTelemetry
-//!   collector over gRPC or HTTP, configured in code or from OTel's environment variables.
+//!   collector over gRPC or HTTP, configured in code or from OTel's environment variables;
+//!   with `Otlp::spool(dir)`, what the collector cannot take waits on disk (a budget, checksums,
+//!   replayed oldest first, also by the next process) and is delivered when it is back.
 //! * `sink::Async`: any `sink::AsyncSink` of yours, on a private runtime.
 //!
 //! Each sink has its own thread and bounded buffer: a stalled sink fills and counts its own
@@ -247,7 +251,7 @@
 //!
 //! | feature | default | adds |
 //! |---|---|---|
-//! | `otlp` | yes | `sink::Otlp`, `sink::Async`/`AsyncSink`, the `http::HeaderMap` propagation helpers (`opentelemetry`, `opentelemetry-otlp`, `opentelemetry-resource-detectors`, `reqwest`, `tonic`, `tokio`) |
+//! | `otlp` | yes | `sink::Otlp` (its spool included), `sink::Async`/`AsyncSink`, the `http::HeaderMap` propagation helpers (`opentelemetry`, `opentelemetry-otlp`, `opentelemetry-proto`, `prost`, `opentelemetry-resource-detectors`, `reqwest`, `tonic`, `tokio`; the spool: `crc32fast`, `flate2`, `fs4`) |
 //! | `tls` | yes | `https://` OTLP endpoints: rustls (`ring`) with the platform's roots, CA files and client certificates, for gRPC and HTTP (implies `otlp`; `rustls`, `rustls-native-certs`) |
 //! | `admin` | no | the HTTP endpoint: `Builder::admin_addr`, `OFFLOAD_ADMIN_ADDR` (`tiny_http`) |
 //! | `axum` | no | `admin::router`, the same routes as an `axum::Router` (implies `admin`) |

@@ -802,6 +802,52 @@ mod tests {
     use crate::stats::tests_support::sample_stats;
 
     #[test]
+    fn a_spool_has_its_families_and_a_sink_without_one_has_none() {
+        let text = render_prometheus(&sample_stats(), None);
+        assert!(
+            text.contains("offload_sink_records_total{sink=\"json\",outcome=\"spooled\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("offload_sink_spool_"), "{text}");
+
+        let mut stats = sample_stats();
+        stats.sinks[0].spool = Some(SpoolStats {
+            bytes: 10_240,
+            max_bytes: 1 << 20,
+            records: 40,
+            oldest_age: Some(Duration::from_millis(2500)),
+            unreachable_for: Some(Duration::from_secs(3)),
+            restored: 5,
+            spooled: 50,
+            replayed: 10,
+            evicted: 3,
+            corrupt_records: 2,
+            corrupt_batches: 1,
+            ..SpoolStats::default()
+        });
+        let text = render_prometheus(&stats, None);
+        for line in [
+            "offload_sink_spool_records_total{sink=\"json\",outcome=\"replayed\"} 10",
+            "offload_sink_spool_records_total{sink=\"json\",outcome=\"evicted\"} 3",
+            "offload_sink_spool_records_total{sink=\"json\",outcome=\"corrupt\"} 2",
+            "offload_sink_spool_records_total{sink=\"json\",outcome=\"rejected\"} 0",
+            "offload_sink_spool_restored_records_total{sink=\"json\"} 5",
+            "offload_sink_spool_corrupt_batches_total{sink=\"json\"} 1",
+            "offload_sink_spool_depth{sink=\"json\"} 40",
+            "offload_sink_spool_bytes{sink=\"json\"} 10240",
+            "offload_sink_spool_capacity_bytes{sink=\"json\"} 1048576",
+            "offload_sink_spool_oldest_age_seconds{sink=\"json\"} 2.5",
+            "offload_sink_spool_replaying{sink=\"json\"} 0",
+            "offload_sink_spool_unreachable_seconds{sink=\"json\"} 3.0",
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "{line} missing:\n{text}"
+            );
+        }
+    }
+
+    #[test]
     fn counters_get_their_total_suffix_back_in_the_prometheus_format() {
         let text = render_prometheus(&sample_stats(), None);
         assert!(

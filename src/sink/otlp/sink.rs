@@ -430,7 +430,7 @@ impl Otlp {
         ctx: &ChunkCtx<'_>,
         deadline: Instant,
     ) -> Result<(), SinkError> {
-        if engine.spool.collector_down() || engine.live_running() {
+        if engine.spool.straight_to_spool() || engine.live_running() {
             return spool_request(&engine.spool, &chunk.encode(ctx), None);
         }
         let live = LiveExport::new();

@@ -133,8 +133,16 @@ impl Spool {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the collector is unreachable: requests go straight to the spool.
-    pub(super) fn collector_down(&self) -> bool {
+    /// Whether requests go straight to the spool: the collector is unreachable, and the replay
+    /// has a request to probe it with. (With the spool empty, say because writing to it failed,
+    /// a live export is the only way to find the collector back.)
+    pub(super) fn straight_to_spool(&self) -> bool {
+        let inner = self.lock();
+        inner.down_since.is_some() && !inner.store.is_empty()
+    }
+
+    /// Whether the collector is marked unreachable.
+    fn is_down(&self) -> bool {
         self.lock().down_since.is_some()
     }
 

@@ -31,7 +31,7 @@ pub(super) async fn run(spool: &Spool, senders: &Senders) {
         if let Some(at) = retry_at {
             // Backing off: a batch spooled meanwhile does not hurry the next probe; the
             // collector found back (a live export's late success) does.
-            if tokio::time::Instant::now() < at && spool.collector_down() {
+            if tokio::time::Instant::now() < at && spool.is_down() {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
                     _ = spool.wake.notified() => {}

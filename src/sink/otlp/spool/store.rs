@@ -585,6 +585,11 @@ impl Store {
         }
     }
 
+    /// Whether the spool holds no batch.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// What the spool holds now, and its counts.
     pub(crate) fn stats(&self) -> StoreStats {
         StoreStats {
