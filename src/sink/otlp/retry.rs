@@ -138,28 +138,44 @@ pub(super) fn classify_http(last: Option<&HttpOutcome>) -> Failure {
 
 /// Classifies a failed gRPC export by the status code in the exporter's error (the OTLP/gRPC
 /// rules). `RESOURCE_EXHAUSTED` is retryable only with `RetryInfo`, which the error does not
-/// carry: the exporter retried it (`attempts > 1`) exactly when the server sent one.
+/// carry: the exporter retried it (`attempts > 1`) exactly when the server sent one. A
+/// transport error (the connection reset or closed under the request, which tonic reports as
+/// `UNKNOWN`) is a network error, not the server's answer: transient.
 pub(super) fn classify_grpc(error: &str, attempts: u64) -> Failure {
-    let code = error
+    let (code, rest) = error
         .split_once("gRPC code: ")
-        .map(|(_, rest)| rest.split(|c: char| !c.is_ascii_alphanumeric()).next())
-        .unwrap_or_default()
+        .map(|(_, rest)| {
+            let code = rest
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default();
+            (code, &rest[code.len()..])
+        })
         .unwrap_or_default();
     match code {
         "Unavailable" | "Cancelled" | "DeadlineExceeded" | "Aborted" | "OutOfRange"
         | "DataLoss" => Failure::Transient,
         "ResourceExhausted" if attempts > 1 => Failure::Transient,
+        "Unknown" if rest.trim_start_matches(": ").starts_with(TRANSPORT_ERROR) => {
+            Failure::Transient
+        }
         "" => Failure::Transient,
         _ => Failure::Permanent,
     }
 }
 
-/// Classifies a failed replay of a spooled request by its gRPC status code (the OTLP/gRPC
-/// rules). `RESOURCE_EXHAUSTED` is transient here: the replay comes back after its back-off
+/// How tonic's transport errors read (`tonic::transport::Error`'s text).
+const TRANSPORT_ERROR: &str = "transport error";
+
+/// Classifies a failed replay of a spooled request by its gRPC status (the OTLP/gRPC rules;
+/// a transport error is transient, as in [`classify_grpc`]). `RESOURCE_EXHAUSTED` is transient
+/// here: the replay comes back after its back-off
 /// anyway, and refusing for good what a throttling collector would take later loses it.
-pub(super) fn classify_grpc_code(code: tonic::Code) -> Failure {
+pub(super) fn classify_grpc_status(status: &tonic::Status) -> Failure {
     use tonic::Code;
-    match code {
+    match status.code() {
+        // No answer from the server: the connection failed under the request.
+        Code::Unknown if status.message().starts_with(TRANSPORT_ERROR) => Failure::Transient,
         Code::Unavailable
         | Code::Cancelled
         | Code::DeadlineExceeded
@@ -250,21 +266,45 @@ mod tests {
 
     #[test]
     fn replayed_grpc_statuses_follow_the_otlp_spec() {
-        use tonic::Code;
+        use tonic::{Code, Status};
         for code in [
             Code::Unavailable,
             Code::DeadlineExceeded,
             Code::ResourceExhausted,
         ] {
-            assert_eq!(classify_grpc_code(code), Failure::Transient, "{code:?}");
+            let status = Status::new(code, "x");
+            assert_eq!(
+                classify_grpc_status(&status),
+                Failure::Transient,
+                "{code:?}"
+            );
         }
         for code in [
             Code::InvalidArgument,
             Code::Unauthenticated,
             Code::Unimplemented,
         ] {
-            assert_eq!(classify_grpc_code(code), Failure::Permanent, "{code:?}");
+            let status = Status::new(code, "x");
+            assert_eq!(
+                classify_grpc_status(&status),
+                Failure::Permanent,
+                "{code:?}"
+            );
         }
+        let reset = Status::new(Code::Unknown, "transport error");
+        assert_eq!(classify_grpc_status(&reset), Failure::Transient);
+        let unknown = Status::new(Code::Unknown, "the server failed");
+        assert_eq!(classify_grpc_status(&unknown), Failure::Permanent);
+    }
+
+    #[test]
+    fn a_connection_reset_under_a_grpc_request_is_transient() {
+        // What tonic reports when the collector closes the connection without answering.
+        let reset = "Operation failed: TonicTracesClient export failed with gRPC code: Unknown: \
+                     transport error: connection error: connection reset";
+        assert_eq!(classify_grpc(reset, 1), Failure::Transient);
+        let unknown = "TonicTracesClient export failed with gRPC code: Unknown: boom";
+        assert_eq!(classify_grpc(unknown, 1), Failure::Permanent);
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl GrpcSenders {
                     status.code(),
                     status.message()
                 );
-                match retry::classify_grpc_code(status.code()) {
+                match retry::classify_grpc_status(&status) {
                     Failure::Transient => Outcome::Transient(error),
                     Failure::Permanent => Outcome::Permanent(error),
                 }

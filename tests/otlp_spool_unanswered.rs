@@ -1,0 +1,133 @@
+//! With a spool, a collector that takes connections and never answers costs the sink nothing:
+//! it waits for a live export at most `spool_after`, writes the request to the spool and moves
+//! on, so its buffer (64 records here) drains at disk speed and nothing is dropped there, as
+//! it would be if the sink waited for the export: held for the request's whole timeout, its
+//! buffer full, it would count as stalled after `sink_stall_after` and the drain thread would
+//! drop into it what the other sink (a channel here) takes. When a real collector takes
+//! the port, every span is delivered: the requests whose live export was still running when
+//! they were spooled are replayed once that export has failed.
+#![cfg(feature = "otlp")]
+mod support;
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::collector::Collector;
+use support::*;
+use tracing_offload::sink::otlp::EventsAsLogs;
+use tracing_offload::sink::{Channel, Otlp};
+use tracing_offload::OffloadLayer;
+
+const SPANS: u64 = 2_000;
+
+/// Accepts connections on a loopback port and never answers, until stopped.
+struct Unanswering {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Unanswering {
+    fn start() -> Unanswering {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => held.push(stream),
+                        // Polling for connections and for the stop flag, not synchronisation.
+                        Err(_) => std::thread::park_timeout(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Unanswering {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Closes the port and every connection it took.
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+#[test]
+fn a_collector_that_never_answers_fills_the_spool_not_the_sink_buffer() {
+    // A free port for the collector's HTTP side (it will need both).
+    let Some(mut probe) = Collector::start() else {
+        return;
+    };
+    probe.kill();
+    let http = probe.http_port;
+    let silent = Unanswering::start();
+    let grpc = silent.port;
+    let dir = tempfile::tempdir().unwrap();
+    let (channel, _records) = Channel::new(2 * SPANS as usize);
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(channel)
+        .sink(
+            Otlp::new()
+                .endpoint(format!("http://127.0.0.1:{grpc}"))
+                .service_name("offload-spool-unanswered")
+                .events_as_logs(EventsAsLogs::None)
+                .max_export_batch_size(50)
+                .max_queue_size(64)
+                .timeout(Duration::from_secs(2))
+                .max_retries(0)
+                .spool(dir.path())
+                .spool_after(Duration::from_millis(100)),
+        )
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..SPANS {
+            tracing::info_span!("work", i).in_scope(|| {});
+        }
+    });
+    // Everything is on disk well before a single request to the silent port times out.
+    handle.flush(DEADLINE).unwrap();
+    let stats = handle.stats();
+    let s = stats.sink("otlp").unwrap();
+    assert_eq!((s.exported, s.spooled), (0, SPANS), "{s:#?}");
+    assert_eq!(
+        (s.failed, s.dropped, stats.dropped),
+        (0, 0, 0),
+        "{stats:#?}"
+    );
+    assert_accounting(&stats, SPANS);
+
+    // A real collector takes the port.
+    silent.stop();
+    let collector = Collector::start_on(grpc, http).unwrap();
+    wait_until("the spool replayed", DEADLINE, || {
+        handle
+            .stats()
+            .sink("otlp")
+            .unwrap()
+            .spool
+            .clone()
+            .unwrap()
+            .records
+            == 0
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    assert_eq!(spool.replayed, SPANS, "{spool:#?}");
+    assert_eq!(spool.lost(), 0, "{spool:#?}");
+    let received = collector.wait_spans(SPANS as usize);
+    let ids: HashSet<&str> = received.iter().map(|s| s.span_id.as_str()).collect();
+    assert_eq!(ids.len() as u64, SPANS);
+}
