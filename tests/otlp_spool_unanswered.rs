@@ -131,3 +131,55 @@ fn a_collector_that_never_answers_fills_the_spool_not_the_sink_buffer() {
     let ids: HashSet<&str> = received.iter().map(|s| s.span_id.as_str()).collect();
     assert_eq!(ids.len() as u64, SPANS);
 }
+
+/// A sink for a collector on `port` that never answers.
+fn unanswered_sink(port: u16, dir: &std::path::Path) -> Otlp {
+    Otlp::new()
+        .endpoint(format!("http://127.0.0.1:{port}"))
+        .events_as_logs(EventsAsLogs::None)
+        .max_export_batch_size(50)
+        .timeout(Duration::from_secs(30))
+        .export_timeout(Duration::from_secs(60))
+        .max_retries(0)
+        .spool(dir)
+}
+
+#[test]
+fn a_shutdown_keeps_its_deadline_while_requests_hang_and_leaves_them_spooled() {
+    let silent = Unanswering::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(unanswered_sink(silent.port, dir.path()))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..500u64 {
+            tracing::info_span!("work", i).in_scope(|| {});
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    // A live export and a replay hang on the silent collector (for 30 s each): the shutdown
+    // ends within its second all the same, every thread finished, nothing abandoned.
+    let report = guard.shutdown(Duration::from_secs(1)).unwrap();
+    assert!(report.unfinished_threads.is_empty(), "{report:?}");
+    let s = handle.stats().sink("otlp").unwrap().clone();
+    assert_eq!(s.spooled, 500, "{s:#?}");
+
+    // Everything is still in the spool for the next process.
+    let (_layer, guard) = OffloadLayer::builder()
+        .sink(unanswered_sink(silent.port, dir.path()))
+        .build()
+        .unwrap();
+    let spool = guard
+        .handle()
+        .stats()
+        .sink("otlp")
+        .unwrap()
+        .spool
+        .clone()
+        .unwrap();
+    assert_eq!((spool.restored, spool.records), (500, 500), "{spool:#?}");
+    let _ = guard.shutdown(Duration::from_secs(1));
+    silent.stop();
+}

@@ -487,14 +487,20 @@ impl Engine {
         self.live.as_ref().is_some_and(|l| l.is_running())
     }
 
-    /// Waits (until `deadline`) for the live export in flight, syncs the spool, and stops the
-    /// replay and the runtime. Returns whether everything ended in time.
+    /// Waits for the live export in flight and the replay's request, syncs the spool, and
+    /// stops the replay and the runtime, all by `deadline`.
+    ///
+    /// The requests in flight are in the spool already: waiting for them only spares the next
+    /// process a duplicate. So they get half the time left, and the rest of the pipeline the
+    /// other half.
     pub(super) fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
+        let now = Instant::now();
+        let soft = now + deadline.saturating_duration_since(now) / 2;
         if let Some(live) = self.live.take() {
-            live.wait_over(deadline);
+            live.wait_over(soft);
         }
         let synced = self.spool.sync();
-        self.spool.stop(deadline);
+        self.spool.stop(soft);
         if self.finished.wait(deadline) {
             if let Some(thread) = self.thread.take() {
                 let _ = thread.join();
