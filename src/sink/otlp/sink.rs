@@ -660,13 +660,13 @@ impl Chunk {
     }
 
     /// The request, encoded with the same transforms as opentelemetry-otlp's exporters.
-    fn encode(&self, ctx: &ChunkCtx<'_>) -> Encoded {
+    fn encode(self, ctx: &ChunkCtx<'_>) -> Encoded {
         match self {
             Chunk::Spans(spans) => Encoded {
                 kind: Kind::Traces,
                 records: spans.len() as u64,
                 bytes: ExportTraceServiceRequest {
-                    resource_spans: group_spans_by_resource_and_scope(spans.clone(), ctx.resource),
+                    resource_spans: group_spans_by_resource_and_scope(spans, ctx.resource),
                 }
                 .encode_to_vec(),
             },
@@ -676,7 +676,7 @@ impl Chunk {
                 let batch = LogBatch::new(&pairs);
                 Encoded {
                     kind: Kind::Logs,
-                    records: *data,
+                    records: data,
                     bytes: ExportLogsServiceRequest {
                         resource_logs: group_logs_by_resource_and_scope(&batch, ctx.resource),
                     }
