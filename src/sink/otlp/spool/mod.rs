@@ -17,7 +17,7 @@
 //!
 //! While the collector is unreachable, or a live export is still running, requests go straight
 //! to the spool: the sink's buffer drains at the speed of the disk, so it does not fill during
-//! an outage, and nothing is dropped there.
+//! an outage, and nothing is dropped there unless records come faster than the disk takes them.
 //!
 //! One thread per spool (`offload-spool-<sink>`) drives the runtime: the live exports, and the
 //! replay, which sends the oldest spooled request (one attempt), and on a transient failure
