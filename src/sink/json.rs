@@ -360,7 +360,9 @@ impl JsonFile {
     }
 
     /// Size rotation: `<path>.{keep-1}` → `.{keep}`, …, `<path>` → `.1` (or `<path>` deleted
-    /// when `keep` is 0). A path already gone is not an error.
+    /// when `keep` is 0). A path already gone is not an error. Only the old files that exist
+    /// are renamed (found by listing the directory), so the work is bounded by them, not by
+    /// `keep`, which may be as large as `usize::MAX`.
     fn shift_rotated_files(&self, keep: usize) -> Result<(), SinkError> {
         let numbered = |i: usize| {
             let mut p = self.path.clone().into_os_string();
@@ -375,10 +377,40 @@ impl JsonFile {
         if keep == 0 {
             return gone_is_fine(fs::remove_file(&self.path));
         }
-        for i in (1..keep).rev() {
+        let mut old = self.rotated_indices().map_err(|e| SinkError::io(&ctx, e))?;
+        old.retain(|&i| i < keep);
+        old.sort_unstable_by(|a, b| b.cmp(a));
+        for i in old {
             gone_is_fine(fs::rename(numbered(i), numbered(i + 1)))?;
         }
         gone_is_fine(fs::rename(&self.path, numbered(1)))
+    }
+
+    /// The `N` of every `<path>.N` (N ≥ 1, written as `format!("{N}")` writes it) in the
+    /// path's directory.
+    fn rotated_indices(&self) -> io::Result<Vec<usize>> {
+        let Some(name) = self.path.file_name().and_then(|n| n.to_str()) else {
+            return Ok(Vec::new());
+        };
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        let prefix = format!("{name}.");
+        let mut found = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let index = file.strip_prefix(&prefix).and_then(|n| {
+                n.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i >= 1 && *n == i.to_string())
+            });
+            found.extend(index);
+        }
+        Ok(found)
     }
 
     /// Serialises `batch` into `buf`, one line per record.
