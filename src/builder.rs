@@ -15,7 +15,7 @@ use crate::sampling::{
     Sampler, SamplingError, SamplingSettings, TracesSampler, DEFAULT_SAMPLE_RATE,
     DEFAULT_TRACES_SAMPLER,
 };
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 use crate::stats::{Counters, SinkCounters};
 use crate::tail_sampling::{TailControl, TailSampling, MAX_TAIL_BUFFERED_SPANS};
 
@@ -620,6 +620,17 @@ impl Builder {
             let name = sink.name().to_owned();
             if names.contains(&name) {
                 return Err(BuildError::DuplicateSinkName(name));
+            }
+            if name.contains('\0') {
+                // The name is part of the sink thread's name, which cannot hold a NUL.
+                return Err(BuildError::Sink {
+                    sink: name,
+                    source: SinkError::Fatal(
+                        "its name contains a NUL character; give it a name without one \
+                         (e.g. `JsonFile::new(..).name(\"audit\")`)"
+                            .to_owned(),
+                    ),
+                });
             }
             sink.start().map_err(|source| BuildError::Sink {
                 sink: name.clone(),

@@ -56,7 +56,7 @@ pub use runtime::{Async, AsyncSink, DEFAULT_ASYNC_EXPORT_TIMEOUT};
 /// feeding its own queue.
 pub trait Sink: Send + 'static {
     /// A short name for stats, metrics labels and thread names, e.g. `"json"`. Names must be
-    /// unique within one pipeline.
+    /// unique within one pipeline and contain no NUL character (`build()` fails otherwise).
     fn name(&self) -> &str;
 
     /// Prepares the sink (opens files, connects). Called once, from `build()`.
