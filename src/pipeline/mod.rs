@@ -358,6 +358,10 @@ impl Pipeline {
     /// reason `shutdown_deadline`, so the per-sink accounting still adds up. What the drain
     /// thread holds is counted by the drain thread itself when it sees the deadline passed.
     fn abandon_unfinished(&self) -> Pending {
+        // Before emptying the queue: a producer that pushes after this sees it and takes its
+        // record back out (see `Intake::after_push`); callers waiting for room stop waiting.
+        self.intake.gave_up.set();
+        self.intake.queue.room.notify();
         let mut queued = 0;
         while let Some(r) = self.intake.queue.pop() {
             queued += 1;

@@ -47,7 +47,8 @@ pub enum Backpressure {
     /// refused record is never built, so nothing is allocated.
     DropNewest,
     /// Wait for room, at most `timeout`, then drop the record (reason `block_timeout`). The
-    /// calling thread is delayed but never waits forever.
+    /// calling thread is delayed but never waits forever: a shutdown whose deadline passes
+    /// lets it go too (reason `shutdown`), whatever its timeout.
     Block {
         /// The longest a calling thread waits for room.
         timeout: Duration,
@@ -146,6 +147,10 @@ pub(crate) struct Intake {
     pub(crate) closed: Flag,
     /// Set by the drain thread when it has stopped for good.
     pub(crate) drain_finished: Flag,
+    /// Set by shutdown when its deadline has passed and it empties the queue itself: nothing
+    /// more will be drained. Callers waiting for room stop waiting, and a record pushed
+    /// afterwards is taken back out at once (see [`Intake::after_push`]).
+    pub(crate) gave_up: Flag,
     /// Set by the guard's `Drop` (unless told to be quiet) before it closes the pipeline: the
     /// records offered afterwards are lost because the guard was dropped.
     pub(crate) closed_by_guard_drop: Flag,
@@ -182,6 +187,7 @@ impl Intake {
             sampler,
             closed: Flag::default(),
             drain_finished: Flag::default(),
+            gave_up: Flag::default(),
             closed_by_guard_drop: Flag::default(),
             guard_drop_notice_printed: AtomicBool::new(false),
         }
@@ -211,7 +217,7 @@ impl Intake {
 
     /// Decides, before anything is built, whether a record can be offered: refused after
     /// shutdown, and under `DropNewest` at a full queue (counted here); under `Block`, waits for
-    /// room up to the deadline first.
+    /// room up to the deadline first (or until a shutdown gives up).
     #[inline]
     pub(crate) fn admit(&self, policy: Backpressure) -> Admission {
         let c = &self.counters;
@@ -225,13 +231,30 @@ impl Intake {
                 c.dropped.add(DropReason::QueueFullNewest, 1);
                 Admission::Refused
             }
-            Backpressure::Block { timeout }
-                if self.queue.is_full() && !self.queue.wait_for_room(deadline_after(timeout)) =>
-            {
-                c.dropped.add(DropReason::BlockTimeout, 1);
-                Admission::Refused
+            Backpressure::Block { timeout } if self.queue.is_full() => {
+                match self
+                    .queue
+                    .wait_for_room(deadline_after(timeout), &self.gave_up)
+                {
+                    Wait::Room => Admission::Push(policy),
+                    refused => {
+                        self.count_refused_wait(refused);
+                        Admission::Refused
+                    }
+                }
             }
             _ => Admission::Push(policy),
+        }
+    }
+
+    /// Counts a record whose wait for room ended without room.
+    #[cold]
+    fn count_refused_wait(&self, wait: Wait) {
+        if wait == Wait::GaveUp {
+            self.counters.dropped.add(DropReason::Shutdown, 1);
+            self.offered_after_close();
+        } else {
+            self.counters.dropped.add(DropReason::BlockTimeout, 1);
         }
     }
 
@@ -263,8 +286,9 @@ impl Intake {
                 }
             },
             Backpressure::Block { timeout } => {
-                if let Err(back) = self.queue.push_blocking(record, timeout) {
-                    c.dropped.add(DropReason::BlockTimeout, 1);
+                if let Err((back, wait)) = self.queue.push_blocking(record, timeout, &self.gave_up)
+                {
+                    self.count_refused_wait(wait);
                     self.recycle(back);
                     return;
                 }
@@ -287,9 +311,13 @@ impl Intake {
     ///   `drain_finished` sees it unset, that load precedes the drain's store, which precedes
     ///   the drain's final [`sweep_late`](Self::sweep_late): the sweep sees the push. If it
     ///   sees it set, the producer sweeps itself.
+    /// * When the shutdown's deadline passes first, the drain thread may never finish (a sink
+    ///   that does not move). Shutdown sets `gave_up` (after `closed`), then empties the queue
+    ///   itself. The same argument holds with `gave_up` and shutdown's emptying in place of
+    ///   `drain_finished` and the drain's sweep.
     #[inline]
     fn after_push(&self) {
-        if self.closed.is_set() && self.drain_finished.is_set() {
+        if self.closed.is_set() && (self.drain_finished.is_set() || self.gave_up.is_set()) {
             self.sweep_late();
         }
     }
@@ -311,6 +339,17 @@ impl Intake {
             Captured::Span(s) => self.spans.give(s),
         }
     }
+}
+
+/// How a wait for room in the queue ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// There is room.
+    Room,
+    /// The caller's deadline passed first.
+    TimedOut,
+    /// A shutdown gave up draining first.
+    GaveUp,
 }
 
 /// The queue with its wake-up machinery.
@@ -378,17 +417,23 @@ impl Queue {
         self.records.is_full()
     }
 
-    /// Pushes, waiting for room up to `timeout` (the clock is read only if it must wait); gives
-    /// the record back if there was none.
-    fn push_blocking(&self, record: Captured, timeout: Duration) -> Result<(), Captured> {
+    /// Pushes, waiting for room up to `timeout` (the clock is read only if it must wait) or
+    /// until a shutdown gives up; gives the record back, with why, if there was no room.
+    fn push_blocking(
+        &self,
+        record: Captured,
+        timeout: Duration,
+        gave_up: &Flag,
+    ) -> Result<(), (Captured, Wait)> {
         let mut record = match self.records.push(record) {
             Ok(()) => return Ok(()),
             Err(back) => back,
         };
         let deadline = deadline_after(timeout);
         loop {
-            if !self.wait_for_room(deadline) {
-                return Err(record);
+            match self.wait_for_room(deadline, gave_up) {
+                Wait::Room => {}
+                refused => return Err((record, refused)),
             }
             match self.records.push(record) {
                 Ok(()) => return Ok(()),
@@ -397,9 +442,22 @@ impl Queue {
         }
     }
 
-    fn wait_for_room(&self, deadline: Instant) -> bool {
+    /// Waits until the queue has room, `deadline` passes, or a shutdown gives up (after its
+    /// own deadline nothing more is drained, so room would never come).
+    fn wait_for_room(&self, deadline: Instant, gave_up: &Flag) -> Wait {
         self.wake_drain();
-        self.room.wait_until(deadline, || !self.records.is_full())
+        let woken = self
+            .room
+            .wait_until(deadline, || gave_up.is_set() || !self.records.is_full());
+        if gave_up.is_set() {
+            Wait::GaveUp
+        } else if woken {
+            // The room may be taken again before the caller pushes: `push_blocking` waits
+            // again then.
+            Wait::Room
+        } else {
+            Wait::TimedOut
+        }
     }
 
     #[inline]
