@@ -1,0 +1,68 @@
+//! Each `shutdown(timeout)` holds its own deadline, also while another thread's shutdown is
+//! under way (a panic hook, a signal handler and `main` may all shut down): it returns by its
+//! deadline, saying what is still pending, instead of waiting for the other call — which used
+//! to keep it waiting as long as the other call's deadline, for ever with `Duration::MAX`.
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tracing_offload::{DropReason, FlushError, OffloadLayer};
+
+/// Releases the stalled sink when dropped.
+struct ReleaseOnDrop(Collect);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+#[test]
+fn a_second_shutdown_returns_by_its_own_deadline() {
+    let sink = Collect::new("stalled");
+    sink.stall();
+    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let handle = guard.handle();
+    // Dropped before the guard, also when an assertion fails: lets every shutdown finish.
+    let _release_at_the_end = ReleaseOnDrop(sink.clone());
+    let dispatch = dispatch(layer);
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("stuck in the export"));
+    wait_until("the export to start", DEADLINE, || {
+        handle.stats().sinks[0].export_in_progress_for.is_some()
+    });
+    // A shutdown that waits as long as it takes (the sink is stalled).
+    let patient = {
+        let handle = handle.clone();
+        std::thread::spawn(move || handle.shutdown(Duration::MAX))
+    };
+    wait_until("the first shutdown to close the pipeline", DEADLINE, || {
+        tracing::dispatcher::with_default(&dispatch, || tracing::info!("after close"));
+        handle.stats().dropped_for(DropReason::Shutdown) > 0
+    });
+    // A second one with a short deadline.
+    let hasty = {
+        let handle = handle.clone();
+        std::thread::spawn(move || handle.shutdown(Duration::from_millis(10)))
+    };
+    wait_until("the second shutdown to return", DEADLINE, || {
+        hasty.is_finished()
+    });
+    match hasty.join().unwrap() {
+        Err(FlushError::Timeout { pending }) => {
+            assert!(pending.total() > 0, "{pending:?}");
+        }
+        other => panic!("expected a timeout saying what is pending, got {other:?}"),
+    }
+    assert!(
+        !patient.is_finished(),
+        "the first shutdown is still waiting"
+    );
+    sink.release();
+    let report = patient.join().unwrap().expect("everything was written");
+    assert!(report.abandoned.is_empty(), "{report:?}");
+    let stats = handle.stats();
+    assert_eq!(sink.count() as u64, stats.enqueued, "{stats:#?}");
+    // Once one shutdown has finished, later calls are no-ops.
+    handle.shutdown(Duration::ZERO).unwrap();
+}
