@@ -446,7 +446,9 @@ impl Guard {
     /// everything offered before, and stops the threads, all within `timeout`.
     ///
     /// Returns the report, or [`FlushError::Abandoned`] saying what the deadline cut off (those
-    /// records are counted as dropped with reason `shutdown_deadline`). A second call is a no-op.
+    /// records are counted as dropped with reason `shutdown_deadline`). A second call is a no-op;
+    /// one made while another thread's shutdown is under way waits for it up to its own
+    /// `timeout`, then returns [`FlushError::Timeout`] saying what is still pending.
     /// Safe to call from `Drop`, a panic hook, or inside a tokio runtime: it blocks the calling
     /// thread only, never longer than `timeout`, and needs no async runtime.
     pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {

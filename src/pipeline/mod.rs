@@ -103,6 +103,10 @@ pub(crate) struct Pipeline {
     pub(crate) progress: Notify,
     /// The threads, each with the index of its sink (`None` for the drain thread).
     threads: Mutex<Vec<(Option<usize>, JoinHandle<()>)>>,
+    /// Whether a shutdown has begun: the first caller does it, later ones wait for it (each up
+    /// to its own deadline). Taken under `shutdown_report`'s lock.
+    shutdown_begun: Flag,
+    /// The first shutdown's report, once it has finished (`progress` is notified then).
     shutdown_report: Mutex<Option<ShutdownReport>>,
     /// The shutdown's deadline, which the sinks' own `shutdown` calls get too.
     shutdown_deadline: OnceLock<Instant>,
@@ -180,6 +184,7 @@ impl Pipeline {
             stop_drain: Flag::default(),
             progress: Notify::default(),
             threads: Mutex::new(Vec::new()),
+            shutdown_begun: Flag::default(),
             shutdown_report: Mutex::new(None),
             shutdown_deadline: OnceLock::new(),
         }
@@ -307,17 +312,58 @@ impl Pipeline {
     pub(crate) fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {
         let started = Instant::now();
         let deadline = deadline_after(timeout);
-        let mut report_slot = self
-            .shutdown_report
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(report) = report_slot.as_ref() {
-            return Ok(ShutdownReport {
-                elapsed: Duration::ZERO,
-                abandoned: Pending::default(),
-                unfinished_threads: report.unfinished_threads.clone(),
-            });
+        {
+            // Held only to decide who shuts down, never during a shutdown: a concurrent call
+            // waits for the first one up to its own deadline, not up to the first one's.
+            let report_slot = self.lock_shutdown_report();
+            if let Some(report) = report_slot.as_ref() {
+                return Ok(Self::shutdown_no_op(report));
+            }
+            if self.shutdown_begun.is_set() {
+                drop(report_slot);
+                return self.wait_for_shutdown(deadline);
+            }
+            self.shutdown_begun.set();
         }
+        let report = self.shut_down(started, deadline);
+        *self.lock_shutdown_report() = Some(report.clone());
+        self.progress.notify();
+        if report.abandoned.is_empty() && report.unfinished_threads.is_empty() {
+            Ok(report)
+        } else {
+            Err(FlushError::Abandoned { report })
+        }
+    }
+
+    fn lock_shutdown_report(&self) -> std::sync::MutexGuard<'_, Option<ShutdownReport>> {
+        self.shutdown_report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What a shutdown call after the first one returns: nothing more was done.
+    fn shutdown_no_op(first: &ShutdownReport) -> ShutdownReport {
+        ShutdownReport {
+            elapsed: Duration::ZERO,
+            abandoned: Pending::default(),
+            unfinished_threads: first.unfinished_threads.clone(),
+        }
+    }
+
+    /// Waits, up to `deadline`, for the shutdown another call is doing.
+    fn wait_for_shutdown(&self, deadline: Instant) -> Result<ShutdownReport, FlushError> {
+        self.progress
+            .wait_until(deadline, || self.lock_shutdown_report().is_some());
+        match self.lock_shutdown_report().as_ref() {
+            Some(report) => Ok(Self::shutdown_no_op(report)),
+            None => Err(FlushError::Timeout {
+                pending: self.pending(),
+            }),
+        }
+    }
+
+    /// The shutdown itself, done by the first call.
+    fn shut_down(&self, started: Instant, deadline: Instant) -> ShutdownReport {
         let _ = self.shutdown_deadline.set(deadline);
         self.intake.closed.set();
         self.stop_drain.set();
@@ -341,16 +387,10 @@ impl Pipeline {
                 unfinished_threads.push(name);
             }
         }
-        let report = ShutdownReport {
+        ShutdownReport {
             elapsed: started.elapsed(),
             abandoned,
             unfinished_threads,
-        };
-        *report_slot = Some(report.clone());
-        if report.abandoned.is_empty() && report.unfinished_threads.is_empty() {
-            Ok(report)
-        } else {
-            Err(FlushError::Abandoned { report })
         }
     }
 
