@@ -534,6 +534,7 @@ impl Builder {
             pipeline: Arc::clone(&pipeline),
             config: Arc::new(RwLock::new(self.config.clone())),
             health: Arc::new(HealthMonitor::new(self.health.clone())),
+            build_warnings: self.config.warnings.len(),
         };
         #[cfg(feature = "admin")]
         let admin = self.start_admin(&handle)?;

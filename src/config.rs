@@ -119,7 +119,8 @@ pub struct Config {
     pub tail_sampling: Setting<Option<crate::tail_sampling::TailSampling>>,
     /// The admin HTTP endpoint's address (feature `admin`); `None` when it is off.
     pub admin_addr: Setting<Option<String>>,
-    /// Problems found in the environment (also printed on stderr when the pipeline is built).
+    /// Problems found in the environment (also printed on stderr when the pipeline is built):
+    /// the build's, then the last [`Handle::reload_from_env`](crate::Handle::reload_from_env)'s.
     pub warnings: Vec<EnvWarning>,
 }
 

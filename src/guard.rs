@@ -28,6 +28,8 @@ pub struct Handle {
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) config: Arc<std::sync::RwLock<Config>>,
     pub(crate) health: Arc<HealthMonitor>,
+    /// How many of `config.warnings` the build found; a reload replaces the ones after them.
+    pub(crate) build_warnings: usize,
 }
 
 impl fmt::Debug for Handle {
@@ -192,8 +194,8 @@ impl Handle {
     /// [`set_tail_sampling`](Self::set_tail_sampling)). This is an explicit request, so every
     /// variable that is set replaces the current value whatever its source (values set in
     /// code included); unset and empty ones leave it alone. Invalid values are ignored and
-    /// returned as warnings (also on stderr and in [`Config::warnings`]), and so are values
-    /// that are not UTF-8.
+    /// returned as warnings (also on stderr and in [`Config::warnings`], which keeps the
+    /// build's warnings and the last reload's), and so are values that are not UTF-8.
     ///
     /// The sampler argument: a missing or invalid `OTEL_TRACES_SAMPLER_ARG` keeps the ratio in
     /// force (with a warning naming it) instead of the spec's build-time fallback of 1.0, so a
@@ -256,6 +258,9 @@ impl Handle {
             }
             eprintln!("tracing-offload: {w}");
         }
+        // The build's warnings stay; the last reload's replace the previous reload's, so that
+        // reloading on a timer does not pile them up.
+        config.warnings.truncate(self.build_warnings);
         config.warnings.extend(env.warnings.iter().cloned());
         env.warnings
     }
