@@ -51,7 +51,8 @@ pub const DEFAULT_SINK_BUFFER_SATURATION: f64 = 0.9;
 /// degraded.
 pub const DEFAULT_DROP_WINDOW: Duration = Duration::from_secs(60);
 /// Default for [`HealthConfig::heartbeat_timeout`]: the drain thread beats at least every
-/// flush interval (10 ms by default); 5 s without a beat means it is stuck.
+/// flush interval (10 ms by default), and at least once a second whatever the flush interval;
+/// 5 s without a beat means it is stuck. Keep the timeout above a second.
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default for [`HealthConfig::sink_failing_timeout`]: a sink failing for a minute without a
 /// success is unhealthy.

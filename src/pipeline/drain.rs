@@ -34,6 +34,10 @@ pub(super) fn run(pipeline: Arc<Pipeline>) {
     })
 }
 
+/// The longest the drain thread sleeps without beating its heartbeat, whatever the flush
+/// interval (see [`DEFAULT_HEARTBEAT_TIMEOUT`](crate::health::DEFAULT_HEARTBEAT_TIMEOUT)).
+pub(crate) const MAX_IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 struct Drain<'a> {
     p: &'a Pipeline,
     /// Records taken from the queue, shared and ready to hand to the sinks.
@@ -192,7 +196,7 @@ impl<'a> Drain<'a> {
     /// Sleeps until a sink may have room (its thread notifies progress after each batch), or
     /// the timer fires.
     fn wait_for_a_sink(&self) {
-        let deadline = deadline_after(self.p.settings.flush_interval);
+        let deadline = deadline_after(self.idle_wait());
         let seen: Vec<u64> = self
             .p
             .sinks
@@ -219,9 +223,16 @@ impl<'a> Drain<'a> {
         let queue = &self.p.intake.queue;
         queue.set_drain_sleeping(true);
         if queue.is_empty() && !self.p.stop_drain.is_set() {
-            thread::park_timeout(self.p.settings.flush_interval);
+            thread::park_timeout(self.idle_wait());
         }
         queue.set_drain_sleeping(false);
+    }
+
+    /// How long the drain thread waits when it has nothing to do: the flush interval, but no
+    /// longer than [`MAX_IDLE_WAIT`], so that it beats its heartbeat (for health) and checks
+    /// tail sampling's decision wait however long the flush interval is.
+    fn idle_wait(&self) -> std::time::Duration {
+        self.p.settings.flush_interval.min(MAX_IDLE_WAIT)
     }
 
     /// Takes at most `n` records from the queue through tail sampling into the backlog (fewer
