@@ -82,9 +82,12 @@ pub fn init_with<S>(add: impl FnOnce(InitSubscriber) -> S) -> Result<Guard, Buil
 where
     S: tracing::Subscriber + Send + Sync + 'static,
 {
-    let lookup = |var: &str| std::env::var(var).ok();
-    let (filter, filter_warnings) = log_filter(&lookup);
-    let (layer, guard) = init_builder(&lookup)
+    // The pipeline's variables are read by `Builder::from_env`, which warns about a value that
+    // is not UTF-8; so is `RUST_LOG` here.
+    let (filter, mut filter_warnings) = log_filter(&|var: &str| std::env::var(var).ok());
+    filter_warnings.extend(not_utf8(FILTER_VAR, "the default info"));
+    let lossy = |var: &str| std::env::var_os(var).map(|v| v.to_string_lossy().into_owned());
+    let (layer, guard) = init_builder(Builder::from_env(), &lossy)
         .env_warnings(filter_warnings)
         .build()?;
     let subscriber = tracing_subscriber::registry().with(filter).with(layer);
@@ -94,9 +97,24 @@ where
     Ok(guard)
 }
 
-/// The pipeline `init` builds: the environment's settings, the console, and OTLP when asked.
-fn init_builder(lookup: &dyn Fn(&str) -> Option<String>) -> Builder {
-    let builder = Builder::from_env_with(lookup).sink(sink::Console::stderr());
+/// A warning for `var` when its value is not UTF-8 (then it is ignored, and `used` applies).
+fn not_utf8(var: &str, used: &str) -> Option<EnvWarning> {
+    let value = std::env::var_os(var)?;
+    if value.to_str().is_some() {
+        return None;
+    }
+    Some(EnvWarning {
+        var: var.to_owned(),
+        value: value.to_string_lossy().into_owned(),
+        expected: "a UTF-8 value".to_owned(),
+        used: used.to_owned(),
+    })
+}
+
+/// The pipeline `init` builds: `builder` (the environment's settings), the console, and OTLP
+/// when `lookup` says the environment asks for it.
+fn init_builder(builder: Builder, lookup: &dyn Fn(&str) -> Option<String>) -> Builder {
+    let builder = builder.sink(sink::Console::stderr());
     #[cfg(feature = "otlp")]
     let builder = if otlp_requested(lookup) {
         builder.sink(sink::Otlp::from_env())
