@@ -252,10 +252,19 @@ impl FromStr for TailSampling {
     /// Parses comma-separated items, each at most once (a repeated one: the last wins):
     /// `errors`, `slow:<duration>`, `ratio:<0.0 to 1.0>`, `wait:<duration>`,
     /// `max_buffered_spans:<1 to 16777216>`. Durations are a number and a unit: `ns`, `us`,
-    /// `ms`, `s` or `m` (`500ms`, `1.5s`). Settings not named keep their defaults.
+    /// `ms`, `s` or `m` (`500ms`, `1.5s`). Settings not named keep their defaults. A text with
+    /// no item at all (empty, or only commas) is an error.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut tail = TailSampling::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let mut items = s
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .peekable();
+        if items.peek().is_none() {
+            return Err(ParseTailSamplingError(s.to_owned()));
+        }
+        for item in items {
             let (key, value) = match item.split_once(':') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
                 None => (item, None),
