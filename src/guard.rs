@@ -150,8 +150,9 @@ impl Handle {
     ///   ([`ForcedDecision::BufferFull`](crate::ForcedDecision::BufferFull));
     /// * off releases every held trace to the sinks (kept: with tail sampling off everything
     ///   sampled is written);
-    /// * turned on, the traces open at that moment have already written what they recorded
-    ///   before it, and may be dropped in part: set it at start-up where that matters.
+    /// * turned on, a local trace already under way (its local root started before the call)
+    ///   may have written records already: it is written whole, not tail-sampled, and so is
+    ///   the rest of it; the traces that start after the call are tail-sampled.
     ///
     /// A ratio outside 0.0..=1.0 or a budget outside 1 to
     /// [`MAX_TAIL_BUFFERED_SPANS`](crate::MAX_TAIL_BUFFERED_SPANS) is refused and changes

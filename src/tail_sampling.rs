@@ -15,6 +15,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use serde::{Serialize, Serializer};
 
+use crate::clock::Tick;
 use crate::counters::Counter;
 use crate::ids::TraceId;
 use crate::sampling::{ratio_threshold, trace_id_in_ratio, SamplingError};
@@ -518,7 +519,8 @@ impl TailCounters {
 /// drain thread (which applies them).
 #[derive(Debug, Default)]
 pub(crate) struct TailControl {
-    settings: RwLock<Option<TailSampling>>,
+    /// The settings, and when they were last set (the calling thread's clock).
+    settings: RwLock<(Option<TailSampling>, Tick)>,
     /// Bumped on every change; the drain thread compares it once per loop.
     generation: AtomicU64,
 }
@@ -526,18 +528,24 @@ pub(crate) struct TailControl {
 impl TailControl {
     pub(crate) fn new(settings: Option<TailSampling>) -> Self {
         TailControl {
-            settings: RwLock::new(settings),
+            settings: RwLock::new((settings, Tick::default())),
             generation: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn get(&self) -> Option<TailSampling> {
+        self.settings.read().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// The settings and when they were set: records made before then were offered under the
+    /// previous settings.
+    pub(crate) fn get_with_time(&self) -> (Option<TailSampling>, Tick) {
         *self.settings.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Replaces the settings (validated by the caller).
     pub(crate) fn set(&self, settings: Option<TailSampling>) {
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = (settings, Tick::now());
         // Release: the drain thread that sees the new generation (Acquire) reads the new
         // settings, or newer ones.
         self.generation.fetch_add(1, Ordering::Release);

@@ -178,6 +178,11 @@ pub(super) struct TailBuffer<'a> {
     /// Emptied record lists of decided traces, for reuse (bounded by [`SPARE_LISTS`]).
     spare: Vec<Vec<Record>>,
     verdict_order: VecDeque<SpanId>,
+    /// When tail sampling was last turned on while the pipeline ran (`None`: on from the
+    /// start, or never on). A local trace whose local root started before then was under way
+    /// while it was off, and some of its records may have been written already: it is written
+    /// whole, not tail-sampled.
+    on_since: Option<Tick>,
 }
 
 impl<'a> TailBuffer<'a> {
@@ -195,7 +200,14 @@ impl<'a> TailBuffer<'a> {
             verdicts: ById::default(),
             spare: Vec::new(),
             verdict_order: VecDeque::new(),
+            on_since: None,
         }
+    }
+
+    /// Whether a local trace that started at `start` (its local root, or at least its earliest
+    /// record known) was under way before tail sampling was turned on.
+    fn started_while_off(&self, start: Tick) -> bool {
+        self.on_since.is_some_and(|on| start < on)
     }
 
     /// Whether records are held (undecided traces).
@@ -234,7 +246,11 @@ impl<'a> TailBuffer<'a> {
         let generation = self.control.generation();
         if generation != self.generation {
             self.generation = generation;
-            self.reconfigure(self.control.get(), out);
+            let (settings, set_at) = self.control.get_with_time();
+            if self.settings.is_none() && settings.is_some() {
+                self.on_since = Some(set_at);
+            }
+            self.reconfigure(settings, out);
         }
     }
 
@@ -329,6 +345,14 @@ impl<'a> TailBuffer<'a> {
             unreachable!("a local root is a span")
         };
         let held = self.traces.remove(&key);
+        if self.started_while_off(span.start_tick) {
+            // Under way before tail sampling was on: not tail-sampled, written whole.
+            if let Some(trace) = held {
+                self.release(trace, true, out);
+            }
+            out.push(root, true);
+            return;
+        }
         let facts = TraceFacts {
             trace_id: span.trace_id(),
             error: span_has_error(span) || held.as_ref().is_some_and(|t| t.error),
@@ -350,6 +374,12 @@ impl<'a> TailBuffer<'a> {
             self.release(trace, true, out);
             return;
         };
+        if self.started_while_off(trace.earliest) {
+            // Under way before tail sampling was on: kept, and so are its later records.
+            self.remember(key, true, settings.budget());
+            self.release(trace, true, out);
+            return;
+        }
         let facts = TraceFacts {
             trace_id: trace.trace_id,
             error: trace.error,
