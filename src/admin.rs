@@ -38,20 +38,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-// Why `tiny_http`: the endpoint serves three small GET routes to a scraper and a probe a few
-// times a minute. A blocking server on one crate-owned thread fits the crate's rule of no
-// ambient async runtime, adds four small pure-Rust dependencies (no tokio/hyper stack to
-// start, feature-gate and shut down), and stops cleanly (`Server::unblock`). hyper on a
-// private runtime would do the same with far more machinery; users who already run an async
-// web server mount [`respond`] (or the axum router) there instead.
+// Why a small server of our own on `std::net`: the endpoint serves three small GET routes to a
+// scraper and a probe a few times a minute. Blocking I/O on crate-owned threads fits the
+// crate's rule of no ambient async runtime, with no dependency. It answers one request per
+// connection, each on a short-lived thread with read and write timeouts, so that no client can
+// hold the endpoint (tiny_http, used before, answered on one thread that a client which never
+// read its responses blocked for good, and the guard's drop with it). hyper on a private
+// runtime would do the same with far more machinery; users who already run an async web
+// server mount [`respond`] (or the axum router) there instead.
 
 use std::fmt;
-use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use crate::health::{Health, HealthStatus};
 use crate::metrics::{
@@ -112,7 +115,7 @@ pub struct AdminResponse {
     /// The `Allow` header, set on `405` responses.
     pub allow: Option<&'static str>,
     /// The body. For `HEAD` it is the `GET` body, so that `Content-Length` matches; HTTP
-    /// servers (tiny_http, hyper/axum) leave it out of a `HEAD` response.
+    /// servers ([`AdminServer`], hyper/axum) leave it out of a `HEAD` response.
     pub body: String,
 }
 
@@ -229,14 +232,28 @@ pub enum AdminError {
 
 /// An HTTP server for the admin routes on a thread this crate owns (`offload-admin`).
 ///
-/// It stops on [`stop`](Self::stop) or when dropped. The thread runs under a
-/// subscriber that records nothing, so serving a scrape never records into the pipeline it reports on.
+/// It stops on [`stop`](Self::stop) or when dropped. Its threads run under a subscriber that
+/// records nothing, so serving a scrape never records into the pipeline it reports on.
+///
+/// One request per connection (`Connection: close`), each connection on a short-lived thread of
+/// its own with read and write timeouts ([`CONNECTION_TIMEOUT`]), at most
+/// [`MAX_CONNECTIONS`] at once (more are closed unanswered): a client that sends slowly, or
+/// never reads what it asked for, holds one connection thread for a few seconds at most,
+/// never the endpoint.
 pub struct AdminServer {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// The longest a connection may take to send its request, and to take its response.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most connections served at once; more are closed without an answer.
+pub const MAX_CONNECTIONS: usize = 256;
+/// The stack of a connection's thread: it renders one response.
+const CONNECTION_STACK: usize = 256 * 1024;
+/// The largest request head (request line and headers) read, in bytes.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
 impl fmt::Debug for AdminServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -263,21 +280,16 @@ impl AdminServer {
         };
         let listener = TcpListener::bind(&addr).map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| bind_error(io::Error::other(e.to_string())))?;
-        let server = Arc::new(server);
         let stopping = Arc::new(AtomicBool::new(false));
         let thread = thread::Builder::new()
             .name("offload-admin".into())
             .spawn({
-                let server = Arc::clone(&server);
                 let stopping = Arc::clone(&stopping);
-                move || serve(&server, &stopping, &*source)
+                move || accept_loop(&listener, &stopping, &source)
             })
             .map_err(AdminError::Spawn)?;
         Ok(AdminServer {
             addr: local,
-            server,
             stopping,
             thread: Some(thread),
         })
@@ -288,15 +300,28 @@ impl AdminServer {
         self.addr
     }
 
-    /// Stops serving and joins the thread. Idempotent. Requests in flight are answered first.
+    /// Stops accepting connections and joins the accepting thread. Idempotent. Connections
+    /// already accepted are still answered, each on its own thread (bounded by
+    /// [`CONNECTION_TIMEOUT`]).
     pub fn stop(&mut self) {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        // Release: the serving thread that sees the flag after `unblock` stops at once.
+        // Release: the accepting thread that sees the flag (Acquire) stops at once.
         self.stopping.store(true, Ordering::Release);
-        self.server.unblock();
-        let _ = thread.join();
+        // Wake its `accept` with a connection of our own.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let woken = TcpStream::connect_timeout(&wake, CONNECTION_TIMEOUT).is_ok();
+        if woken {
+            let _ = thread.join();
+        }
+        // Otherwise the thread is left to stop at its next connection: never wait for ever.
     }
 }
 
@@ -306,48 +331,177 @@ impl Drop for AdminServer {
     }
 }
 
-/// The serving loop: one request at a time (scrapes and probes are rare and fast).
-fn serve(server: &tiny_http::Server, stopping: &AtomicBool, source: &dyn AdminSource) {
-    let _no_tracing = tracing::subscriber::set_default(crate::silent::Silent);
+/// Accepts connections until stopped; each is served on a thread of its own.
+fn accept_loop(listener: &TcpListener, stopping: &AtomicBool, source: &Arc<dyn AdminSource>) {
+    let active = Arc::new(AtomicUsize::new(0));
     loop {
+        let accepted = listener.accept();
         // Acquire: pairs with the store in `stop`.
         if stopping.load(Ordering::Acquire) {
             return;
         }
-        match server.recv() {
-            Ok(request) => handle(request, source),
-            // `unblock` (then the flag is set) or a failed accept (transient: go on).
-            Err(_) => continue,
+        let Ok((stream, _)) = accepted else {
+            // A failed accept (e.g. out of file descriptors): go on, without spinning.
+            thread::park_timeout(Duration::from_millis(10));
+            continue;
+        };
+        // Relaxed: a count, not a handshake; a few connections over the limit do no harm.
+        if active.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::Relaxed);
+            continue; // closed unanswered
+        }
+        let (active_here, source) = (Arc::clone(&active), Arc::clone(source));
+        let spawned = thread::Builder::new()
+            .name("offload-admin-conn".into())
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || {
+                let _no_tracing = tracing::subscriber::set_default(crate::silent::Silent);
+                serve_connection(stream, &*source);
+                active_here.fetch_sub(1, Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
-fn handle(request: tiny_http::Request, source: &dyn AdminSource) {
-    let accept = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Accept"))
-        .map(|h| h.value.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let url = request.url().to_owned();
-    let response = catch_unwind(AssertUnwindSafe(|| {
-        respond(source, &method, &url, accept.as_deref())
-    }))
-    .unwrap_or_else(|_| AdminResponse::text(500, "internal error while reading the pipeline\n"));
-    let mut reply =
-        tiny_http::Response::from_string(response.body).with_status_code(response.status);
-    let headers = [
-        Some(("Content-Type", response.content_type)),
-        response.allow.map(|a| ("Allow", a)),
-    ];
-    for (name, value) in headers.into_iter().flatten() {
-        // Our header names and values are ASCII constants, so this never fails.
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            reply.add_header(h);
+/// Reads one request from `stream`, answers it, and closes the connection.
+fn serve_connection(mut stream: TcpStream, source: &dyn AdminSource) {
+    if stream.set_read_timeout(Some(CONNECTION_TIMEOUT)).is_err()
+        || stream.set_write_timeout(Some(CONNECTION_TIMEOUT)).is_err()
+    {
+        return;
+    }
+    let reply = match read_request_head(&mut stream) {
+        Ok(head) => match parse_request(&head) {
+            Some(req) => {
+                let response = catch_unwind(AssertUnwindSafe(|| {
+                    respond(source, &req.method, &req.target, req.accept.as_deref())
+                }))
+                .unwrap_or_else(|_| {
+                    AdminResponse::text(500, "internal error while reading the pipeline\n")
+                });
+                let head_only = req.method.eq_ignore_ascii_case("HEAD");
+                encode_response(&response, head_only)
+            }
+            None => encode_response(&AdminResponse::text(400, "bad request\n"), false),
+        },
+        Err(HeadError::TooLarge) => {
+            encode_response(&AdminResponse::text(431, "request head too large\n"), false)
+        }
+        // Timed out or gone: nothing to answer.
+        Err(HeadError::Io) => return,
+    };
+    // The client may have gone away, or not read in time; nothing to do about it.
+    if stream.write_all(&reply).is_err() {
+        return;
+    }
+    // A lingering close: closing with unread bytes (a request body, pipelined requests) would
+    // reset the connection, and the client could lose the response. Read what is left, for a
+    // short while, once the response is on its way.
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let mut sink = [0u8; 4096];
+    let mut left = MAX_REQUEST_HEAD * 4;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(n) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
         }
     }
-    // The client may have gone away; nothing to do about it.
-    let _ = request.respond(reply);
+}
+
+/// How long a connection is read after its response, before it is closed.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Why a request head could not be read.
+enum HeadError {
+    TooLarge,
+    Io,
+}
+
+/// Reads up to the end of the request head (`\r\n\r\n`), at most [`MAX_REQUEST_HEAD`] bytes.
+fn read_request_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).map_err(|_| HeadError::Io)?;
+        if n == 0 {
+            return Err(HeadError::Io);
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            head.truncate(end);
+            return Ok(head);
+        }
+        if head.len() > MAX_REQUEST_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+    }
+}
+
+/// What the routes need of a request.
+struct Request {
+    method: String,
+    target: String,
+    accept: Option<String>,
+}
+
+/// Parses a request line (`METHOD target HTTP/1.x`) and finds the `Accept` header.
+fn parse_request(head: &[u8]) -> Option<Request> {
+    let head = std::str::from_utf8(head).ok()?;
+    let mut lines = head.split("\r\n");
+    let mut parts = lines.next()?.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || method.is_empty() || !version.starts_with("HTTP/1.") {
+        return None;
+    }
+    let accept = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("accept")
+            .then(|| value.trim().to_owned())
+    });
+    Some(Request {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        accept,
+    })
+}
+
+/// The bytes of an HTTP/1.1 response (no body for `HEAD`, with the `GET` body's length).
+fn encode_response(response: &AdminResponse, head_only: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        response.status,
+        reason_phrase(response.status),
+        response.content_type,
+        response.body.len()
+    );
+    if let Some(allow) = response.allow {
+        out.push_str("Allow: ");
+        out.push_str(allow);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if !head_only {
+        out.extend_from_slice(response.body.as_bytes());
+    }
+    out
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
 }
 
 // === axum ===

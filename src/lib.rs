@@ -253,7 +253,7 @@
 //! |---|---|---|
 //! | `otlp` | yes | `sink::Otlp` (its spool included), `sink::Async`/`AsyncSink`, the `http::HeaderMap` propagation helpers (`opentelemetry`, `opentelemetry-otlp`, `opentelemetry-proto`, `prost`, `opentelemetry-resource-detectors`, `reqwest`, `tonic`, `tokio`; the spool: `crc32fast`, `flate2`, `fs4`) |
 //! | `tls` | yes | `https://` OTLP endpoints: rustls (`ring`) with the platform's roots, CA files and client certificates, for gRPC and HTTP (implies `otlp`; `rustls`, `rustls-native-certs`) |
-//! | `admin` | no | the HTTP endpoint: `Builder::admin_addr`, `OFFLOAD_ADMIN_ADDR` (`tiny_http`) |
+//! | `admin` | no | the HTTP endpoint: `Builder::admin_addr`, `OFFLOAD_ADMIN_ADDR` (on `std::net`, no dependency) |
 //! | `axum` | no | `admin::router`, the same routes as an `axum::Router` (implies `admin`) |
 //!
 //! # Environment variables
