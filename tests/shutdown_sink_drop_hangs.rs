@@ -1,0 +1,72 @@
+//! A sink whose `Drop` hangs (a client that joins its worker, a connection that waits to close)
+//! does not make shutdown overrun its deadline: the sink thread is reported unfinished and
+//! left running, like a sink stuck in `export` or `shutdown`. The sink was dropped after its
+//! thread said it had finished, and shutdown then joined that thread without a deadline.
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::*;
+use tracing_offload::sink::{Sink, SinkError};
+use tracing_offload::{OffloadLayer, Record};
+
+/// A sink whose `Drop` waits until released.
+struct SlowToDrop {
+    released: Arc<AtomicBool>,
+}
+
+impl Sink for SlowToDrop {
+    fn name(&self) -> &str {
+        "slow-to-drop"
+    }
+    fn export(&mut self, _batch: &[Record]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+impl Drop for SlowToDrop {
+    fn drop(&mut self) {
+        while !self.released.load(Ordering::SeqCst) {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Releases the sink's `Drop` when dropped (also when an assertion fails).
+struct Release(Arc<AtomicBool>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn shutdown_holds_its_deadline_when_a_sink_hangs_in_drop() {
+    let released = Arc::new(AtomicBool::new(false));
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(SlowToDrop {
+            released: released.clone(),
+        })
+        .build()
+        .unwrap();
+    let _release_at_the_end = Release(released);
+    with_layer(layer, || tracing::info!("one"));
+    let handle = guard.handle();
+    let shutting_down = std::thread::spawn(move || handle.shutdown(Duration::from_millis(100)));
+    wait_until("the shutdown to return", DEADLINE, || {
+        shutting_down.is_finished()
+    });
+    match shutting_down.join().unwrap() {
+        Err(tracing_offload::FlushError::Abandoned { report }) => {
+            assert_eq!(report.unfinished_threads, ["offload-sink-slow-to-drop"]);
+            assert!(
+                report.abandoned.is_empty(),
+                "the record was written: {report:?}"
+            );
+        }
+        other => panic!("expected the sink thread reported unfinished, got {other:?}"),
+    }
+}
