@@ -19,6 +19,10 @@ pub(super) fn run(pipeline: Arc<Pipeline>, slot: Arc<SinkSlot>, sink: Box<dyn Si
     without_tracing(|| {
         let mut runner = SinkRunner::new(&pipeline, &slot, sink);
         runner.run();
+        // The sink goes before the thread says it has finished, since shutdown joins finished
+        // threads without a deadline: a `Drop` that hangs leaves the thread unfinished (reported,
+        // not waited for), and one that panics is caught.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(runner)));
         slot.finished.set();
         pipeline.progress.notify();
     })
