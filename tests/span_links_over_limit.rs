@@ -30,6 +30,7 @@ fn links_past_the_limit_are_counted() {
     let spans = span_records(&sink.data());
     let span = span_named(&spans, "after many");
     assert_eq!(span.links().len(), 128);
+    assert_eq!(span.dropped_links(), 73);
     let text = std::fs::read_to_string(&path).unwrap();
     let line: serde_json::Value = text
         .lines()

@@ -515,6 +515,8 @@ where
             if let Some(rec) = e.record.as_deref_mut() {
                 if rec.links.len() < MAX_LINKS {
                     rec.links.push(target);
+                } else {
+                    rec.dropped_links = rec.dropped_links.saturating_add(1);
                 }
             }
         });

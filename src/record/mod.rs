@@ -81,6 +81,8 @@ pub struct SpanRecord {
     pub(crate) events: Vec<Shared<EventRecord>>,
     pub(crate) dropped_events: u32,
     pub(crate) links: Vec<SpanContext>,
+    /// `follows_from` calls past the link limit, counted and not kept.
+    pub(crate) dropped_links: u32,
     pub(crate) thread: ThreadInfo,
 }
 
@@ -267,6 +269,7 @@ impl Default for SpanRecord {
             events: Vec::new(),
             dropped_events: 0,
             links: Vec::new(),
+            dropped_links: 0,
             thread: ThreadInfo::default(),
         }
     }
@@ -364,9 +367,15 @@ impl SpanRecord {
         self.dropped_events
     }
 
-    /// Spans this one follows from (`Span::follows_from`), as links.
+    /// Spans this one follows from (`Span::follows_from`), as links: at most 128
+    /// (OpenTelemetry's default link count limit).
     pub fn links(&self) -> &[SpanContext] {
         &self.links
+    }
+
+    /// Links past the limit of [`links`](Self::links), counted and not kept.
+    pub fn dropped_links(&self) -> u32 {
+        self.dropped_links
     }
 
     /// The thread the span was created on.
@@ -398,6 +407,7 @@ impl Recycle for SpanRecord {
         self.fields.clear();
         self.dropped_events = 0;
         self.links.clear();
+        self.dropped_links = 0;
     }
 }
 
@@ -415,6 +425,7 @@ impl fmt::Debug for SpanRecord {
             .field("events", &self.events)
             .field("dropped_events", &self.dropped_events)
             .field("links", &self.links)
+            .field("dropped_links", &self.dropped_links)
             .finish()
     }
 }

@@ -553,6 +553,10 @@ fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
         }
         out.push(b']');
     }
+    if sp.dropped_links() > 0 {
+        out.extend_from_slice(b",\"dropped_links\":");
+        number(out, sp.dropped_links());
+    }
     if sp.dropped_events() > 0 {
         out.extend_from_slice(b",\"dropped_events\":");
         number(out, sp.dropped_events());
