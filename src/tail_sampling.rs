@@ -254,7 +254,9 @@ impl FromStr for TailSampling {
     /// `errors`, `slow:<duration>`, `ratio:<0.0 to 1.0>`, `wait:<duration>`,
     /// `max_buffered_spans:<1 to 16777216>`. Durations are a number and a unit: `ns`, `us`,
     /// `ms`, `s` or `m` (`500ms`, `1.5s`). Settings not named keep their defaults. A text with
-    /// no item at all (empty, or only commas) is an error.
+    /// no item at all (empty, or only commas), or with no criterion of what to keep (`errors`,
+    /// `slow:` or `ratio:`, since without one every trace would be dropped), is an error;
+    /// `ratio:0` alone says it on purpose.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut tail = TailSampling::new();
         let mut items = s
@@ -265,13 +267,16 @@ impl FromStr for TailSampling {
         if items.peek().is_none() {
             return Err(ParseTailSamplingError(s.to_owned()));
         }
+        let mut criterion = false;
         for item in items {
             let (key, value) = match item.split_once(':') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
                 None => (item, None),
             };
             let bad = || ParseTailSamplingError(item.to_owned());
-            match (key.to_ascii_lowercase().as_str(), value) {
+            let key = key.to_ascii_lowercase();
+            criterion |= matches!(key.as_str(), "errors" | "slow" | "ratio");
+            match (key.as_str(), value) {
                 ("errors", None) => tail.keep_errors = true,
                 ("slow", Some(v)) => {
                     tail.keep_slower_than = Some(parse_duration(v).ok_or_else(bad)?)
@@ -289,6 +294,11 @@ impl FromStr for TailSampling {
                 }
                 _ => return Err(bad()),
             }
+        }
+        if !criterion {
+            return Err(ParseTailSamplingError(format!(
+                "{s} (no errors, slow: or ratio: item: every trace would be dropped)"
+            )));
         }
         Ok(tail)
     }
@@ -561,6 +571,26 @@ impl TailControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_without_a_criterion_is_an_error_not_a_drop_everything() {
+        for bad in [
+            "wait:5s",
+            "max_buffered_spans:10",
+            "wait:1s,max_buffered_spans:5",
+            ",",
+        ] {
+            assert!(bad.parse::<TailSampling>().is_err(), "{bad:?}");
+        }
+        for good in [
+            "ratio:0",
+            "errors,wait:1s",
+            "slow:1s",
+            "ratio:0.5,max_buffered_spans:9",
+        ] {
+            assert!(good.parse::<TailSampling>().is_ok(), "{good:?}");
+        }
+    }
 
     #[test]
     fn text_round_trips_and_bad_items_are_errors() {

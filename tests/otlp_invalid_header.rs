@@ -9,7 +9,6 @@ use tracing_offload::sink::Otlp;
 use tracing_offload::{BuildError, OffloadLayer};
 
 #[test]
-#[ignore = "reason: fault in sink::Otlp (not fixed here: src/sink/otlp* is being rewritten): under HTTP an invalid header value is dropped silently at build, every export goes without it"]
 fn an_invalid_header_value_is_a_build_error_under_every_protocol() {
     for protocol in [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson] {
         let built = OffloadLayer::builder()

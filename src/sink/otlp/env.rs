@@ -26,6 +26,11 @@ pub(crate) const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS"
 /// Default headers: none.
 pub(crate) const OTEL_EXPORTER_OTLP_HEADERS_DEFAULT: &str = "none";
 /// The timeout of one request, in milliseconds.
+/// The range of the timeout variables: 0 would fail every export, and more than ten minutes is
+/// a typo more likely than a wish.
+const ENV_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(600);
+
 pub(crate) const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 /// Default timeout of one request.
 pub(crate) const OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT: Duration = DEFAULT_OTLP_TIMEOUT;
@@ -141,7 +146,7 @@ impl Otlp {
         if let Some(t) = env.parse(
             OTEL_EXPORTER_OTLP_TIMEOUT,
             &Millis(OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT),
-            crate::env::millis,
+            crate::env::millis_in(ENV_TIMEOUT_RANGE),
         ) {
             self.timeout = t;
         }
@@ -201,7 +206,7 @@ impl Otlp {
         if let Some(t) = env.parse(
             OTEL_BSP_EXPORT_TIMEOUT,
             &Millis(OTEL_BSP_EXPORT_TIMEOUT_DEFAULT),
-            crate::env::millis,
+            crate::env::millis_in(ENV_TIMEOUT_RANGE),
         ) {
             self.export_timeout = t;
         }
@@ -344,6 +349,7 @@ mod tests {
                 "api-key=s%3Dcret, team = core",
             ),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "abc"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "0"),
             ("OTEL_SERVICE_NAME", "checkout"),
             (
                 "OTEL_RESOURCE_ATTRIBUTES",
@@ -403,9 +409,14 @@ mod tests {
             vars,
             [
                 "OTEL_EXPORTER_OTLP_TIMEOUT",
+                "OTEL_BSP_EXPORT_TIMEOUT",
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
                 "OFFLOAD_OTLP_SPOOL_MAX_BYTES"
             ]
+        );
+        assert_eq!(
+            s.export_timeout, DEFAULT_EXPORT_TIMEOUT,
+            "0 would fail every export"
         );
         let spool = s.warnings().last().unwrap().to_string();
         assert!(

@@ -211,6 +211,9 @@ impl Otlp {
         } else {
             opentelemetry_otlp::Protocol::HttpBinary
         };
+        // The same check as gRPC's: opentelemetry-otlp's HTTP builder would drop a header that
+        // HTTP cannot carry without a word, and every export would go without it.
+        metadata(&self.headers)?;
         let headers: HashMap<String, String> = self.headers.iter().cloned().collect();
         let client = reqwest_client(self.timeout, target.tls.as_ref())?;
         let mut b = builder
