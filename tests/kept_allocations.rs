@@ -114,6 +114,46 @@ fn work(rounds: u64) {
     }
 }
 
+/// Grows every pooled record's buffers to the widest shape `work` makes: events with all the
+/// fields of both of its events, spans with fields, a link and an event. The pools start with
+/// an eighth of the queue's capacity each and hand records out oldest first, so twice that many
+/// of each kind visits every record. (`work` alone would not: it alternates two events and two
+/// spans, and a record whose turn always falls on the smaller kind would grow the first time the
+/// order shifts, e.g. when tail sampling gives dropped traces back sooner.) Returns the number
+/// of spans made; each has one event.
+fn fill_pools(handle: &tracing_offload::Handle) -> u64 {
+    let spans = handle.config().capacity.value / 8 * 2;
+    let mut previous = tracing::Span::none();
+    for i in 0..spans {
+        let span = tracing::info_span!(
+            "handle",
+            route = "/api/orders",
+            status = tracing::field::Empty
+        );
+        span.follows_from(&previous);
+        span.in_scope(|| {
+            tracing::info!(
+                user_id = 42u64,
+                path = "/api/orders/and/a/path/longer/than/inline/text",
+                order = ?Order { id: i as u64, customer: "someone with a long name" },
+                status = 200u64,
+                detail = "a detail that is longer than inline",
+                "request served, done"
+            )
+        });
+        span.record("status", 200u64);
+        // Each span ends after the next one follows from it.
+        previous = span;
+        if i % 1_000 == 999 {
+            // Lets records go back to the pools, so that it is the pooled ones that grow.
+            handle.flush(DEADLINE).unwrap();
+        }
+    }
+    drop(previous);
+    handle.flush(DEADLINE).unwrap();
+    spans as u64
+}
+
 const WARM_UP_ROUNDS: u64 = 40;
 const COUNTED_ROUNDS: u64 = 5;
 const PER_ROUND: u64 = 500;
@@ -126,12 +166,14 @@ fn kept_events_and_spans_allocate_nothing_in_steady_state() {
         .build()
         .unwrap();
     let handle = guard.handle();
+    let mut filled = 0;
     with_layer(layer, || {
         // Warm up: callsite caches, the registry's slab pages, the span store's maps, and the
         // record pools. Steady state means the pools hold as many records as are ever in
         // flight at once, each with buffers grown to fit: so some warm-up rounds hold the sink
         // until the round is done (a whole round in flight, the most a round can have), and
         // the rest let it run. Records are reused in turn, so each must have held each kind.
+        filled = fill_pools(&handle);
         for round in 0..WARM_UP_ROUNDS {
             reader.held.store(round % 2 == 0, Ordering::SeqCst);
             work(PER_ROUND);
@@ -159,13 +201,13 @@ fn kept_events_and_spans_allocate_nothing_in_steady_state() {
     let rounds = WARM_UP_ROUNDS + COUNTED_ROUNDS;
     assert_eq!(
         stats.sinks[0].exported,
-        rounds * PER_ROUND * 4,
+        rounds * PER_ROUND * 4 + filled * 2,
         "{stats:#?}"
     );
     // Every `done` event reached its span.
     assert_eq!(
         reader.events_on_spans.load(Ordering::Relaxed),
-        rounds * PER_ROUND
+        rounds * PER_ROUND + filled
     );
 }
 
@@ -181,11 +223,13 @@ fn tail_sampling_costs_the_calling_thread_no_allocation() {
         .unwrap();
     let handle = guard.handle();
     let tail = handle.stats().tail_sampling.settings;
+    let mut filled = 0;
     with_layer(layer, || {
         // Warm up to steady state as above: some rounds wholly in flight. In those, tail
         // sampling is off, so that every record of the round waits at the held sink (with it
         // on, the dropped half would go back to the pool at once, and a round whose records
         // all pile up in the queue, the drain thread being slow to run, would hold more).
+        filled = fill_pools(&handle);
         for round in 0..WARM_UP_ROUNDS {
             let hold = round % 2 == 0;
             handle
@@ -211,7 +255,7 @@ fn tail_sampling_costs_the_calling_thread_no_allocation() {
     });
     guard.shutdown(DEADLINE).unwrap();
     let stats = handle.stats();
-    let total = (WARM_UP_ROUNDS + COUNTED_ROUNDS) * PER_ROUND * 4;
+    let total = (WARM_UP_ROUNDS + COUNTED_ROUNDS) * PER_ROUND * 4 + filled * 2;
     assert_eq!(stats.dropped, 0, "{stats:#?}");
     let tail = &stats.tail_sampling;
     assert!(
