@@ -2,8 +2,9 @@
 //!
 //! One thread offers records at a fixed rate that every pipeline keeps up with (default
 //! 100,000 per second, `OFFLOAD_BENCH_RATE`), every call is timed, and the figures are the mean
-//! and the 50th, 99th and 99.9th percentiles per call, the median of 3 rounds. The timer's own
-//! cost (an empty timed call, measured in the same run) is subtracted. Side by side in one run:
+//! and the 50th, 99th and 99.9th percentiles per call, the median of 3 rounds. The figures
+//! include the timer's own cost, which the `timer` row shows (an empty timed call, measured in
+//! the same run); it is not subtracted. Side by side in one run:
 //!
 //! * `floor`: a `Registry` with no layer;
 //! * `offload`: this crate with a JSON file sink;
