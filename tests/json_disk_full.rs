@@ -1,6 +1,7 @@
 //! A full disk in the middle of a batch: every line in the file is whole, the records that
 //! reached the file are counted exported (and only those), the rest failed, and once there is
-//! room again the next records start on a line of their own.
+//! room again the next records start on a line of their own, after an in-band marker that says
+//! how many records the file is missing.
 //!
 //! The disk fills for real through the kernel's file-size limit: a child process (this test
 //! binary run again) sets `RLIMIT_FSIZE` and ignores `SIGXFSZ`, so a `write` that crosses the
@@ -36,13 +37,28 @@ fn a_full_disk_leaves_whole_lines_and_counts_what_was_written() {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.ends_with('\n'), "the file ends in a torn line");
     let mut events = Vec::new();
+    let mut reported_failed = 0;
     for line in text.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("a broken line ({e}): {line:?}"));
         if v["kind"] == "event" {
             events.push(v["message"].as_str().unwrap().to_owned());
         }
+        if v["kind"] == "dropped" {
+            reported_failed += v["dropped"]["failed"].as_u64().unwrap_or(0);
+            // The gap is where the marker is: after the last record the disk took.
+            assert!(
+                !events.iter().any(|m| m == "after"),
+                "the marker comes before the records written after the disk had room: {line}\n{text}"
+            );
+            assert!(
+                v["message"].as_str().unwrap().contains("failed: "),
+                "{line}"
+            );
+        }
     }
+    // The file itself says how many records it is missing.
+    assert_eq!(reported_failed, failed, "{report}\n{text}");
     // The limit really bit, and what reached the file is exactly what was counted exported.
     assert!(failed > 0 && exported > AFTER, "{report}");
     assert_eq!(exported + failed, WHILE_FULL + AFTER, "{report}");
