@@ -5,7 +5,8 @@
 //! JSON, file I/O, OTLP export — happens on threads this crate owns. When the queue is full, a
 //! [`Backpressure`] policy decides, and **every record that is not written is counted with its
 //! reason**: `offered == enqueued + dropped + sampled_out` holds in every [`Stats`] snapshot,
-//! and sinks write an in-band "N records dropped" marker where data was lost.
+//! and sinks write an in-band "N records dropped" marker ([`DropNotice`]) where data was lost,
+//! whether dropped or not delivered by the sink.
 //!
 //! # Quick start
 //!
@@ -336,7 +337,7 @@ pub use pipeline::{FlushError, Pending, ShutdownReport};
 pub use propagation::{OffloadSpanExt, SetParentError};
 pub use record::{
     rfc3339, DropNotice, DropReason, ErrorValue, EventRecord, FieldValue, Fields, Record, Shared,
-    SpanRecord, Text,
+    SpanRecord, Text, UndeliveredReason,
 };
 pub use sampling::{
     ParseSamplerError, SamplingError, SamplingStats, TracesSampler, ADAPTIVE_FACTORS,

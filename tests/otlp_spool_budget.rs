@@ -133,3 +133,67 @@ fn a_full_spool_evicts_the_oldest_requests_and_counts_them() {
     guard.shutdown(DEADLINE).unwrap();
     promtool_check(&promtool, &handle.render_prometheus());
 }
+
+/// The records a spool lost are reported in-band once the collector is back: a `WARN` log
+/// record, the sink's drop marker, says how many were evicted.
+#[test]
+fn the_collector_is_told_in_band_how_many_records_the_spool_evicted() {
+    let Some(mut probe) = Collector::start() else {
+        return;
+    };
+    probe.kill();
+    let (grpc, http) = (probe.grpc_port, probe.http_port);
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(
+            Otlp::new()
+                .endpoint(format!("http://127.0.0.1:{grpc}"))
+                .service_name("offload-spool-marker")
+                .max_export_batch_size(20)
+                .timeout(Duration::from_millis(200))
+                .max_retries(0)
+                .spool(dir.path())
+                .spool_max_bytes(MIN_SPOOL_MAX_BYTES),
+        )
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..SPANS {
+            tracing::info_span!("work", i).in_scope(|| {});
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    let evicted = handle
+        .stats()
+        .sink("otlp")
+        .unwrap()
+        .spool
+        .clone()
+        .unwrap()
+        .evicted;
+    assert!(evicted > 0);
+
+    let collector = Collector::start_on(grpc, http).unwrap();
+    let reported = |c: &Collector| -> u64 {
+        c.logs()
+            .iter()
+            .filter(|l| l.severity_text == "WARN")
+            .filter_map(|l| {
+                let n = l.body.split("spool_evicted: ").nth(1)?;
+                n.split(|ch: char| !ch.is_ascii_digit())
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    collector.wait_for("a marker for the evicted records", DEADLINE, |c| {
+        reported(c) >= evicted
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    assert_eq!(spool.evicted, evicted, "{spool:#?}");
+    // Reported once, not again at shutdown.
+    assert_eq!(reported(&collector), evicted, "{}", collector.output());
+}

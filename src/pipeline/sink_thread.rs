@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Instant, SystemTime};
 
 use super::{Pipeline, SinkSlot};
-use crate::record::{DropNotice, DropReason, Record};
+use crate::record::{DropNotice, DropReason, Record, UndeliveredReason};
 use crate::silent::without_tracing;
 use crate::sink::Sink;
 use crate::stats::SinkCounters;
@@ -33,9 +33,16 @@ struct SinkRunner<'a> {
     slot: &'a SinkSlot,
     sink: Box<dyn Sink>,
     batch: Vec<Record>,
-    /// Sink-level drop counts already reported in a marker.
-    reported: Vec<u64>,
-    last_notice_at: SystemTime,
+    /// The counts already reported in markers: drops (queue and sink) by reason, then this
+    /// sink's undelivered records by reason.
+    reported: Reported,
+    /// What `reported` was before the marker now being exported, restored if its batch fails.
+    before_marker: Option<Reported>,
+    /// The last export failed: a marker then waits for data to go with (or for the last one,
+    /// at shutdown), rather than being tried alone at every tick while the destination fails.
+    failing: bool,
+    /// Shutdown has begun and a batch was exported since: no marker until the final one.
+    stopping_marker_made: bool,
     dirty: bool,
     /// The sink's retry count already added to its counters.
     retries_seen: u64,
@@ -50,8 +57,14 @@ impl<'a> SinkRunner<'a> {
             slot,
             sink,
             batch: Vec::with_capacity(p.settings.batch_size),
-            reported: vec![0; DropReason::ALL.len()],
-            last_notice_at: p.intake.counters.started_at,
+            reported: Reported {
+                dropped: vec![0; DropReason::ALL.len()],
+                undelivered: [0; UNDELIVERED.len()],
+                at: p.intake.counters.started_at,
+            },
+            before_marker: None,
+            failing: false,
+            stopping_marker_made: false,
             dirty: false,
             retries_seen: 0,
             spooled_seen: 0,
@@ -61,10 +74,15 @@ impl<'a> SinkRunner<'a> {
     fn run(&mut self) {
         loop {
             // Once stopping, drops (records offered after shutdown, say) are still counted but
-            // make no new markers: one final marker goes out below, so that producers that keep
+            // make at most one more marker here, with the first batch (so that the losses from
+            // before show where they happened), and one final marker below: producers that keep
             // logging cannot keep this thread exporting markers for ever.
             let stopping = self.slot.stop.is_set();
-            let data = self.fill_batch(!stopping);
+            let notices = !stopping || !self.stopping_marker_made;
+            let data = self.fill_batch(notices);
+            if stopping && !self.batch.is_empty() {
+                self.stopping_marker_made = true;
+            }
             if self.batch.is_empty() {
                 if self.dirty {
                     self.call("flush", |s| s.flush());
@@ -133,6 +151,7 @@ impl<'a> SinkRunner<'a> {
     /// Pops up to one batch, after a drop marker when `notices` and there were drops; returns
     /// how many data records (not markers) it holds.
     fn fill_batch(&mut self, notices: bool) -> u64 {
+        let notices = notices && !(self.failing && self.slot.buffer.is_empty());
         if let Some(notice) = notices.then(|| self.notice()).flatten() {
             self.batch.push(Record::Dropped(Arc::new(notice)));
         }
@@ -175,6 +194,7 @@ impl<'a> SinkRunner<'a> {
         };
         match result {
             Ok(Ok(())) => {
+                self.failing = false;
                 self.count(|c| {
                     c.spooled.add(spooled);
                     c.exported.add(data - spooled);
@@ -185,6 +205,11 @@ impl<'a> SinkRunner<'a> {
                 }
             }
             Ok(Err(e)) => {
+                // A marker that did not reach the destination: its counts go into the next.
+                self.failing = true;
+                if e.written() == 0 {
+                    self.restore_reported();
+                }
                 // Records the sink says reached their destination before it failed.
                 let written = data_records(&batch[..e.written().min(batch.len())]);
                 self.count(|c| {
@@ -195,6 +220,7 @@ impl<'a> SinkRunner<'a> {
                 c.note_error(e.with_sources());
             }
             Err(panic) => {
+                self.restore_reported();
                 c.disabled.store(true, Ordering::Relaxed);
                 self.count(|c| c.dropped.add(DropReason::SinkDisabled, data));
                 c.note_error(format!(
@@ -203,9 +229,18 @@ impl<'a> SinkRunner<'a> {
                 ));
             }
         }
+        self.before_marker = None;
         self.batch = batch;
         self.batch.clear();
         self.dirty = true;
+    }
+
+    /// Forgets the marker of the batch just exported, which did not reach the destination: the
+    /// next marker reports its counts again.
+    fn restore_reported(&mut self) {
+        if let Some(before) = self.before_marker.take() {
+            self.reported = before;
+        }
     }
 
     /// Updates counters unless shutdown already counted this sink's records as abandoned.
@@ -240,34 +275,86 @@ impl<'a> SinkRunner<'a> {
         }
     }
 
-    /// A marker for the drops (queue-level and this sink's) since the last marker, if any.
+    /// A marker for the drops (queue-level and this sink's) and this sink's undelivered
+    /// records since the last marker, if any.
     fn notice(&mut self) -> Option<DropNotice> {
         let queue = self.p.intake.counters.dropped.snapshot();
         let own = self.slot.counters.dropped.snapshot();
-        let now: Vec<(DropReason, u64)> = queue
+        let dropped: Vec<u64> = queue
             .iter()
             .zip(&own)
-            .map(|((r, a), (_, b))| (*r, a + b))
+            .map(|((_, a), (_, b))| a + b)
             .collect();
-        let by_reason: Vec<(DropReason, u64)> = now
+        let undelivered = self.undelivered_now();
+        let by_reason: Vec<(DropReason, u64)> = DropReason::ALL
             .iter()
-            .zip(&self.reported)
-            .filter(|((_, n), seen)| *n > **seen)
-            .map(|((r, n), seen)| (*r, n - seen))
+            .zip(dropped.iter().zip(&self.reported.dropped))
+            .filter(|(_, (n, seen))| n > seen)
+            .map(|(r, (n, seen))| (*r, n - seen))
             .collect();
-        if by_reason.is_empty() {
+        let undelivered_by_reason: Vec<(UndeliveredReason, u64)> = UNDELIVERED
+            .iter()
+            .zip(undelivered.iter().zip(&self.reported.undelivered))
+            .filter(|(_, (n, seen))| n > seen)
+            .map(|(r, (n, seen))| (*r, n - seen))
+            .collect();
+        if by_reason.is_empty() && undelivered_by_reason.is_empty() {
             return None;
         }
-        self.reported = now.iter().map(|(_, n)| *n).collect();
         let at = SystemTime::now();
-        let since = std::mem::replace(&mut self.last_notice_at, at);
+        let now = Reported {
+            dropped,
+            undelivered,
+            at,
+        };
+        let before = std::mem::replace(&mut self.reported, now);
+        let since = before.at;
+        self.before_marker = Some(before);
         Some(DropNotice {
             since,
             at,
             by_reason,
+            undelivered: undelivered_by_reason,
         })
     }
+
+    /// This sink's undelivered records so far, in the order of [`UNDELIVERED`]. Its spool's
+    /// losses count only while the collector is reachable: a marker made during an outage would
+    /// go to the spool, whose losses it reports, and could be evicted in turn.
+    fn undelivered_now(&self) -> [u64; UNDELIVERED.len()] {
+        let failed = self.slot.counters.failed.get();
+        let spool = self
+            .slot
+            .counters
+            .spool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let seen = &self.reported.undelivered;
+        match spool {
+            Some(s) if s.unreachable_for.is_none() => {
+                [failed, s.evicted, s.corrupt_records, s.rejected]
+            }
+            _ => [failed, seen[1], seen[2], seen[3]],
+        }
+    }
 }
+
+/// What the markers have reported so far, and when the last one was made.
+#[derive(Clone)]
+struct Reported {
+    dropped: Vec<u64>,
+    undelivered: [u64; UNDELIVERED.len()],
+    at: SystemTime,
+}
+
+/// The undelivered reasons, in the order `Reported::undelivered` keeps them.
+const UNDELIVERED: [UndeliveredReason; 4] = [
+    UndeliveredReason::Failed,
+    UndeliveredReason::SpoolEvicted,
+    UndeliveredReason::SpoolCorrupt,
+    UndeliveredReason::SpoolRejected,
+];
 
 /// Records in `batch` that are data, not drop markers.
 fn data_records(batch: &[Record]) -> u64 {

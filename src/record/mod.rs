@@ -486,21 +486,74 @@ impl fmt::Display for DropReason {
     }
 }
 
+/// Why a record that reached a sink did not reach its destination, for the in-band markers.
+/// Unlike a [`DropReason`] these are counted by the sink's own outcomes
+/// ([`SinkStats::failed`](crate::SinkStats::failed) and its spool's ledger,
+/// [`SpoolStats`](crate::SpoolStats)), not as drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UndeliveredReason {
+    /// The sink failed to write or export it (`SinkStats::failed`): a full disk, a collector
+    /// that refused it or stayed unreachable past the retries.
+    Failed,
+    /// Evicted from the sink's spool to stay within its budget (`SpoolStats::evicted`).
+    SpoolEvicted,
+    /// Found damaged in the sink's spool (`SpoolStats::corrupt_records`).
+    SpoolCorrupt,
+    /// Refused for good by the collector when replayed from the spool (`SpoolStats::rejected`).
+    SpoolRejected,
+}
+
+impl UndeliveredReason {
+    /// The snake-case name used in JSON and in the marker text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            UndeliveredReason::Failed => "failed",
+            UndeliveredReason::SpoolEvicted => "spool_evicted",
+            UndeliveredReason::SpoolCorrupt => "spool_corrupt",
+            UndeliveredReason::SpoolRejected => "spool_rejected",
+        }
+    }
+}
+
+impl fmt::Display for UndeliveredReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The in-band marker that sinks write where data was lost: "N records dropped since …".
+///
+/// A marker reports the records dropped before the sinks (at the queue, by reason) and this
+/// sink's own losses since the previous marker that reached it: records dropped at the sink,
+/// and records it failed to deliver. A marker in a batch that fails is not lost: its counts go
+/// into the next one. So the markers a sink writes add up to every record it did not get
+/// (except the losses of its spool while the collector is unreachable: those are reported
+/// once it is back).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DropNotice {
     /// When the previous marker (or the pipeline start) was.
     pub since: SystemTime,
     /// When this marker was made.
     pub at: SystemTime,
-    /// Counts by reason, only the non-zero ones.
+    /// Records dropped, by reason, only the non-zero ones.
     pub by_reason: Vec<(DropReason, u64)>,
+    /// Records this sink did not deliver, by reason, only the non-zero ones.
+    pub undelivered: Vec<(UndeliveredReason, u64)>,
 }
 
 impl DropNotice {
     /// The total number of records the marker reports.
     pub fn total(&self) -> u64 {
-        self.by_reason.iter().map(|(_, n)| n).sum()
+        let dropped: u64 = self.by_reason.iter().map(|(_, n)| n).sum();
+        dropped + self.undelivered.iter().map(|(_, n)| n).sum::<u64>()
+    }
+
+    /// Every count of the marker by name: the drop reasons, then the undelivered ones.
+    pub fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        let dropped = self.by_reason.iter().map(|(r, n)| (r.as_str(), *n));
+        dropped.chain(self.undelivered.iter().map(|(r, n)| (r.as_str(), *n)))
     }
 }
 
@@ -512,7 +565,7 @@ impl fmt::Display for DropNotice {
             self.total(),
             crate::record::rfc3339(self.since)
         )?;
-        for (i, (reason, n)) in self.by_reason.iter().enumerate() {
+        for (i, (reason, n)) in self.counts().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }

@@ -575,13 +575,13 @@ fn dropped(out: &mut Vec<u8>, d: &DropNotice) {
     string(out, &d.to_string());
     raw_entry(out, "since", &rfc3339_bytes(d.since));
     out.extend_from_slice(b",\"dropped\":{");
-    for (i, (reason, n)) in d.by_reason.iter().enumerate() {
+    for (i, (reason, n)) in d.counts().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        string(out, reason.as_str());
+        string(out, reason);
         out.push(b':');
-        number(out, *n);
+        number(out, n);
     }
     out.push(b'}');
 }
