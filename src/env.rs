@@ -152,6 +152,7 @@ impl<'a> EnvReader<'a> {
 }
 
 /// Parses a positive integer (`> 0`).
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))] // read by the OTLP sink's variables
 pub(crate) fn positive_usize(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -160,6 +161,7 @@ pub(crate) fn positive_usize(s: &str) -> Result<usize, String> {
 }
 
 /// Parses milliseconds as a whole number.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))] // read by the OTLP sink's variables
 pub(crate) fn millis(s: &str) -> Result<Duration, String> {
     s.parse::<u64>()
         .map(Duration::from_millis)

@@ -113,6 +113,7 @@ fn not_utf8(var: &str, used: &str) -> Option<EnvWarning> {
 
 /// The pipeline `init` builds: `builder` (the environment's settings), the console, and OTLP
 /// when `lookup` says the environment asks for it.
+#[cfg_attr(not(feature = "otlp"), allow(unused_variables))]
 fn init_builder(builder: Builder, lookup: &dyn Fn(&str) -> Option<String>) -> Builder {
     let builder = builder.sink(sink::Console::stderr());
     #[cfg(feature = "otlp")]

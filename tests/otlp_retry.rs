@@ -141,3 +141,36 @@ fn a_grpc_service_the_collector_lacks_is_a_permanent_error() {
         "{error}"
     );
 }
+
+#[test]
+fn the_spool_replay_honours_retry_after() {
+    // The live export is refused (503, not retried), so the batch is spooled; its replay is
+    // throttled with `Retry-After: 3`; the next attempt is accepted.
+    let receiver = Receiver::start(vec![
+        Answer::status(503),
+        Answer::retry_after(429, "3"),
+        Answer::status(200),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let sink = http_sink(receiver.endpoint(), 0).spool(dir.path());
+    let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        let _s = tracing::info_span!("work").entered();
+    });
+    wait_until("the spool replayed", DEADLINE, || {
+        let s = handle.stats();
+        let spool = s.sink("otlp").unwrap().spool.clone().unwrap();
+        spool.replayed == 1
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let got = receiver.received();
+    assert_eq!(got.len(), 3, "{got:?}");
+    // The replay waited as long as the collector asked before trying again (its own back-off
+    // starts at 100 ms).
+    let waited = got[2].at.duration_since(got[1].at);
+    assert!(
+        waited >= Duration::from_secs(3),
+        "the replay retried {waited:?} after a Retry-After of 3 s"
+    );
+}

@@ -3,7 +3,7 @@
 //! generated OTLP clients (gRPC) or as the body of an HTTP request (protobuf as stored; JSON
 //! re-encoded from it, as opentelemetry-otlp's HTTP/JSON exporter encodes).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
     logs_service_client::LogsServiceClient, ExportLogsServiceRequest,
@@ -14,11 +14,32 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message as _;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
+use tonic_types::StatusExt as _;
 
 use super::store::{Batch, Kind};
 use super::{Outcome, Spool};
 use crate::sink::otlp::retry::{self, Failure, HttpOutcome};
 use crate::sink::otlp::{INITIAL_BACKOFF, MAX_BACKOFF};
+
+/// The longest a throttling collector's delay (`Retry-After`, `RetryInfo`) holds the replay
+/// back: a longer one is taken as this.
+pub(in crate::sink::otlp) const MAX_SERVER_DELAY: Duration = Duration::from_secs(60);
+
+/// What one replay attempt ended with, and how long the collector asked to wait before the
+/// next one, if it did.
+struct Attempt {
+    outcome: Outcome,
+    server_delay: Option<Duration>,
+}
+
+impl From<Outcome> for Attempt {
+    fn from(outcome: Outcome) -> Self {
+        Attempt {
+            outcome,
+            server_delay: None,
+        }
+    }
+}
 
 /// Replays until the spool is stopped.
 pub(super) async fn run(spool: &Spool, senders: &Senders) {
@@ -45,23 +66,27 @@ pub(super) async fn run(spool: &Spool, senders: &Senders) {
             continue;
         };
         let id = batch.id;
-        let outcome = tokio::select! {
-            outcome = senders.send(&batch) => outcome,
+        let attempt = tokio::select! {
+            attempt = senders.send(&batch) => attempt,
             () = stop_deadline(spool) => {
                 // Shutdown's deadline: the batch stays spooled for the next process.
                 spool.finish(id, Outcome::Transient("shut down while replaying".to_owned()));
                 return;
             }
         };
-        match &outcome {
+        match &attempt.outcome {
             Outcome::Delivered => backoff = INITIAL_BACKOFF,
             Outcome::Transient(_) => {
-                retry_at = Some(tokio::time::Instant::now() + backoff);
+                // The collector's own delay when it gave one (throttling), else our back-off.
+                let wait = attempt
+                    .server_delay
+                    .map_or(backoff, |d| d.min(MAX_SERVER_DELAY).max(backoff));
+                retry_at = Some(tokio::time::Instant::now() + wait);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Outcome::Permanent(_) => {}
         }
-        spool.finish(id, outcome);
+        spool.finish(id, attempt.outcome);
     }
 }
 
@@ -108,7 +133,7 @@ pub(in crate::sink::otlp) struct HttpSenders {
 
 impl Senders {
     /// Sends one spooled request, once.
-    async fn send(&self, batch: &Batch) -> Outcome {
+    async fn send(&self, batch: &Batch) -> Attempt {
         match self {
             Senders::Grpc(g) => g.send(batch).await,
             Senders::Http(h) => h.send(batch).await,
@@ -131,31 +156,31 @@ fn undecodable(kind: Kind, e: prost::DecodeError) -> Outcome {
 }
 
 impl GrpcSenders {
-    async fn send(&self, batch: &Batch) -> Outcome {
+    async fn send(&self, batch: &Batch) -> Attempt {
         let result = match batch.kind {
             Kind::Traces => {
                 let Some(client) = &self.traces else {
-                    return not_exported(batch.kind);
+                    return not_exported(batch.kind).into();
                 };
                 let request = match ExportTraceServiceRequest::decode(batch.payload.as_slice()) {
                     Ok(r) => r,
-                    Err(e) => return undecodable(batch.kind, e),
+                    Err(e) => return undecodable(batch.kind, e).into(),
                 };
                 client.clone().export(self.request(request)).await.map(drop)
             }
             Kind::Logs => {
                 let Some(client) = &self.logs else {
-                    return not_exported(batch.kind);
+                    return not_exported(batch.kind).into();
                 };
                 let request = match ExportLogsServiceRequest::decode(batch.payload.as_slice()) {
                     Ok(r) => r,
-                    Err(e) => return undecodable(batch.kind, e),
+                    Err(e) => return undecodable(batch.kind, e).into(),
                 };
                 client.clone().export(self.request(request)).await.map(drop)
             }
         };
         match result {
-            Ok(()) => Outcome::Delivered,
+            Ok(()) => Outcome::Delivered.into(),
             Err(status) => {
                 let error = format!(
                     "replaying spooled {}: gRPC status {:?}: {}",
@@ -163,9 +188,13 @@ impl GrpcSenders {
                     status.code(),
                     status.message()
                 );
-                match retry::classify_grpc_status(&status) {
+                let outcome = match retry::classify_grpc_status(&status) {
                     Failure::Transient => Outcome::Transient(error),
                     Failure::Permanent => Outcome::Permanent(error),
+                };
+                Attempt {
+                    outcome,
+                    server_delay: status.get_details_retry_info().and_then(|r| r.retry_delay),
                 }
             }
         }
@@ -180,17 +209,17 @@ impl GrpcSenders {
 }
 
 impl HttpSenders {
-    async fn send(&self, batch: &Batch) -> Outcome {
+    async fn send(&self, batch: &Batch) -> Attempt {
         let target = match batch.kind {
             Kind::Traces => &self.traces,
             Kind::Logs => &self.logs,
         };
         let Some((client, url)) = target else {
-            return not_exported(batch.kind);
+            return not_exported(batch.kind).into();
         };
         let (body, content_type) = match self.body(batch) {
             Ok(b) => b,
-            Err(outcome) => return outcome,
+            Err(outcome) => return outcome.into(),
         };
         let mut request = client
             .post(url)
@@ -202,23 +231,32 @@ impl HttpSenders {
                     request = request.header(http::header::CONTENT_ENCODING, "gzip");
                     b
                 }
-                Err(e) => return Outcome::Permanent(format!("gzip failed: {e}")),
+                Err(e) => return Outcome::Permanent(format!("gzip failed: {e}")).into(),
             }
         } else {
             body
         };
         let what = format!("replaying spooled {} to {url}", batch.kind.name());
         match request.body(body).send().await {
-            Ok(response) if response.status().is_success() => Outcome::Delivered,
+            Ok(response) if response.status().is_success() => Outcome::Delivered.into(),
             Ok(response) => {
                 let code = response.status().as_u16();
                 let error = format!("{what}: HTTP {}", response.status());
-                match retry::classify_http(Some(&HttpOutcome::Status(code))) {
+                let outcome = match retry::classify_http(Some(&HttpOutcome::Status(code))) {
                     Failure::Transient => Outcome::Transient(error),
                     Failure::Permanent => Outcome::Permanent(error),
+                };
+                let server_delay = response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry_after(v, SystemTime::now()));
+                Attempt {
+                    outcome,
+                    server_delay,
                 }
             }
-            Err(e) => Outcome::Transient(format!("{what}: {}", retry::error_chain(&e))),
+            Err(e) => Outcome::Transient(format!("{what}: {}", retry::error_chain(&e))).into(),
         }
     }
 
@@ -240,9 +278,39 @@ impl HttpSenders {
     }
 }
 
+/// An HTTP `Retry-After` value as a delay from `now`: seconds, or a date (RFC 9110). A date in
+/// the past is no delay; anything else is ignored.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Write as _;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(body)?;
     encoder.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
+        assert_eq!(retry_after(&later, now), Some(Duration::from_secs(42)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(42));
+        assert_eq!(retry_after(&earlier, now), Some(Duration::ZERO));
+        for bad in ["", "-1", "1.5", "soon", "18446744073709551616"] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
+    }
 }
