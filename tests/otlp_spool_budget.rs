@@ -18,6 +18,18 @@ use tracing_offload::OffloadLayer;
 
 const SPANS: u64 = 3_000;
 
+/// A sink to a gRPC port where nothing listens yet, with a spool far too small for `SPANS`.
+fn tiny_spool(grpc: u16, dir: &std::path::Path) -> Otlp {
+    Otlp::new()
+        .endpoint(format!("http://127.0.0.1:{grpc}"))
+        .service_name("offload-spool-budget")
+        .max_export_batch_size(20)
+        .timeout(Duration::from_millis(200))
+        .max_retries(0)
+        .spool(dir)
+        .spool_max_bytes(MIN_SPOOL_MAX_BYTES)
+}
+
 fn bytes_on_disk(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
@@ -37,20 +49,8 @@ fn a_full_spool_evicts_the_oldest_requests_and_counts_them() {
     probe.kill();
     let (grpc, http) = (probe.grpc_port, probe.http_port);
     let dir = tempfile::tempdir().unwrap();
-    let (layer, guard) = OffloadLayer::builder()
-        .sink(
-            Otlp::new()
-                .endpoint(format!("http://127.0.0.1:{grpc}"))
-                .service_name("offload-spool-budget")
-                .events_as_logs(EventsAsLogs::None)
-                .max_export_batch_size(20)
-                .timeout(Duration::from_millis(200))
-                .max_retries(0)
-                .spool(dir.path())
-                .spool_max_bytes(MIN_SPOOL_MAX_BYTES),
-        )
-        .build()
-        .unwrap();
+    let sink = tiny_spool(grpc, dir.path()).events_as_logs(EventsAsLogs::None);
+    let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
     let handle = guard.handle();
 
     // The collector is down: everything goes to a spool far too small for it.
@@ -144,17 +144,9 @@ fn the_collector_is_told_in_band_how_many_records_the_spool_evicted() {
     probe.kill();
     let (grpc, http) = (probe.grpc_port, probe.http_port);
     let dir = tempfile::tempdir().unwrap();
+    // Events as logs (the default): drop markers go as log records.
     let (layer, guard) = OffloadLayer::builder()
-        .sink(
-            Otlp::new()
-                .endpoint(format!("http://127.0.0.1:{grpc}"))
-                .service_name("offload-spool-marker")
-                .max_export_batch_size(20)
-                .timeout(Duration::from_millis(200))
-                .max_retries(0)
-                .spool(dir.path())
-                .spool_max_bytes(MIN_SPOOL_MAX_BYTES),
-        )
+        .sink(tiny_spool(grpc, dir.path()))
         .build()
         .unwrap();
     let handle = guard.handle();
