@@ -148,8 +148,9 @@ impl<'a> SinkRunner<'a> {
         self.slot.sleeping.store(false, Ordering::Relaxed);
     }
 
-    /// Pops up to one batch, after a drop marker when `notices` and there were drops; returns
-    /// how many data records (not markers) it holds.
+    /// Pops up to one batch, after a drop marker when `notices` and there were losses (while
+    /// the sink fails, only when there is data to go with it); returns how many data records
+    /// (not markers) it holds.
     fn fill_batch(&mut self, notices: bool) -> u64 {
         let notices = notices && !(self.failing && self.slot.buffer.is_empty());
         if let Some(notice) = notices.then(|| self.notice()).flatten() {

@@ -23,7 +23,7 @@ use crate::sink::otlp::{INITIAL_BACKOFF, MAX_BACKOFF};
 
 /// The longest a throttling collector's delay (`Retry-After`, `RetryInfo`) holds the replay
 /// back: a longer one is taken as this.
-pub(in crate::sink::otlp) const MAX_SERVER_DELAY: Duration = Duration::from_secs(60);
+const MAX_SERVER_DELAY: Duration = Duration::from_secs(60);
 
 /// What one replay attempt ended with, and how long the collector asked to wait before the
 /// next one, if it did.
