@@ -528,9 +528,9 @@ impl fmt::Display for UndeliveredReason {
 /// A marker reports the records dropped before the sinks (at the queue, by reason) and this
 /// sink's own losses since the previous marker that reached it: records dropped at the sink,
 /// and records it failed to deliver. A marker in a batch that fails is not lost: its counts go
-/// into the next one. So the markers a sink writes add up to every record it did not get
-/// (except the losses of its spool while the collector is unreachable: those are reported
-/// once it is back).
+/// into the next one. So the markers a sink writes add up to every record it did not get, once
+/// it writes again (the losses of its spool are reported once the collector is reachable; what
+/// a sink that fails to the end, or was disabled by a panic, lost is in the stats only).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DropNotice {
     /// When the previous marker (or the pipeline start) was.
