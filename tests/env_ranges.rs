@@ -204,3 +204,33 @@ impl Sink for HugeBuffer {
         Some(1_000_000_000_000_000)
     }
 }
+
+#[cfg(feature = "otlp")]
+#[test]
+fn an_otlp_buffer_too_large_from_the_environment_warns_and_keeps_the_default() {
+    use tracing_offload::sink::Otlp;
+    use tracing_offload::MAX_SINK_BUFFER_CAPACITY;
+    let env = env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "20000000"),
+    ]);
+    // One variable out of range does not stop the application from starting.
+    let sink = Otlp::from_env_with(&env);
+    let warning = sink
+        .warnings()
+        .iter()
+        .find(|w| w.var == "OTEL_BSP_MAX_QUEUE_SIZE")
+        .unwrap_or_else(|| panic!("no warning: {:?}", sink.warnings()))
+        .to_string();
+    assert!(
+        warning.contains(&format!("from 1 to {MAX_SINK_BUFFER_CAPACITY}"))
+            && warning.contains("2048"),
+        "{warning}"
+    );
+    let (_layer, guard) = Builder::from_env_with(&env).sink(sink).build().unwrap();
+    assert_eq!(guard.handle().stats().sinks[0].buffer_capacity, 2048);
+    // At the bound it is taken.
+    let at_bound = format!("{MAX_SINK_BUFFER_CAPACITY}");
+    let lookup = |v: &str| (v == "OTEL_BSP_MAX_QUEUE_SIZE").then(|| at_bound.clone());
+    assert!(Otlp::from_env_with(&lookup).warnings().is_empty());
+}

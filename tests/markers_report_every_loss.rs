@@ -5,6 +5,7 @@
 mod support;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use support::*;
 use tracing_offload::{Backpressure, OffloadLayer, Record, UndeliveredReason};
@@ -65,4 +66,59 @@ fn the_markers_a_sink_gets_add_up_to_every_record_it_lost() {
     assert_eq!(failed, s.failed, "{stats:#?}");
     // And what it did get is the rest.
     assert_eq!(sink.count() as u64 + dropped + failed, 2_010, "{stats:#?}");
+}
+
+/// A sink that fails its first `fails` exports, then takes everything.
+#[derive(Clone)]
+struct FailsFirst {
+    fails: Arc<std::sync::atomic::AtomicU64>,
+    records: Arc<std::sync::Mutex<Vec<Record>>>,
+}
+
+impl tracing_offload::sink::Sink for FailsFirst {
+    fn name(&self) -> &str {
+        "fails-first"
+    }
+    fn export(&mut self, batch: &[Record]) -> Result<(), tracing_offload::sink::SinkError> {
+        let left = self.fails.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fails.store(left - 1, Ordering::SeqCst);
+            return Err(tracing_offload::sink::SinkError::Retryable(
+                "told to fail".into(),
+            ));
+        }
+        self.records.lock().unwrap().extend(batch.iter().cloned());
+        Ok(())
+    }
+}
+
+#[test]
+fn the_last_marker_is_retried_within_the_shutdown_deadline() {
+    // The data batch fails, and so does the first try of the final marker at shutdown; the
+    // sink would take the next one, and the deadline leaves time for it.
+    let sink = FailsFirst {
+        fails: Arc::new(std::sync::atomic::AtomicU64::new(2)),
+        records: Arc::default(),
+    };
+    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..10u64 {
+            tracing::info!(i, "lost");
+        }
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = handle.stats();
+    assert_eq!(stats.sink("fails-first").unwrap().failed, 10, "{stats:#?}");
+    let reported: u64 = sink
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| match r {
+            Record::Dropped(d) => d.total(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(reported, 10, "{stats:#?}");
 }
