@@ -48,9 +48,7 @@ pub const DEFAULT_SPAN_TIMINGS: bool = true;
 /// The largest queue capacity (16 777 216 records), from [`Builder::capacity`] or
 /// `OFFLOAD_CAPACITY`. The queue is allocated whole when the pipeline is built.
 pub const MAX_CAPACITY: usize = 1 << 24;
-/// The largest sink buffer (16 777 216 records), from [`Builder::sink_buffer_capacity`] or a
-/// sink's own [`Sink::buffer_capacity`]. Each buffer is allocated whole at build time.
-pub const MAX_SINK_BUFFER_CAPACITY: usize = 1 << 24;
+pub use crate::sink::MAX_SINK_BUFFER_CAPACITY;
 /// The largest batch (65 536 records), from [`Builder::batch_size`].
 pub const MAX_BATCH_SIZE: usize = 65_536;
 /// The most events kept per span (65 536), from [`Builder::span_event_limit`] or

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Pipeline, SinkSlot};
 use crate::record::{DropNotice, DropReason, Record, UndeliveredReason};
@@ -104,13 +104,32 @@ impl<'a> SinkRunner<'a> {
                 self.sleep();
             }
         }
-        // Last chance to report drops in-band, once.
-        if let Some(notice) = self.notice() {
+        // Last chance to report losses in-band. There is no later batch for the counts of a
+        // marker that fails to go into, so it is tried again, backing off, a few times while
+        // the shutdown deadline allows: enough for a sink that fails now and then, while one
+        // that fails for good does not hold shutdown to its deadline.
+        let deadline = self.p.sink_shutdown_deadline();
+        let mut pause = FINAL_MARKER_FIRST_PAUSE;
+        let mut tries = 0;
+        while let Some(notice) = self.notice() {
+            tries += 1;
             self.batch.push(Record::Dropped(Arc::new(notice)));
             self.export_batch(0);
+            let now = Instant::now();
+            if !self.failing
+                || tries == FINAL_MARKER_TRIES
+                || now >= deadline
+                || self.slot.abandoned.is_set()
+                || self.slot.counters.disabled.load(Ordering::Relaxed)
+            {
+                break;
+            }
+            thread::park_timeout(pause.min(deadline - now));
+            pause *= 2;
+        }
+        if tries > 0 {
             self.call("flush", |s| s.flush());
         }
-        let deadline = self.p.sink_shutdown_deadline();
         self.call("shutdown", |s| s.shutdown(deadline));
         self.refresh_spool();
     }
@@ -340,6 +359,11 @@ impl<'a> SinkRunner<'a> {
         }
     }
 }
+
+/// How often the final marker is tried at most while the sink fails, and the first pause
+/// between two tries (doubling: 10, 20, 40 ms).
+const FINAL_MARKER_TRIES: u32 = 4;
+const FINAL_MARKER_FIRST_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the markers have reported so far, and when the last one was made.
 #[derive(Clone)]

@@ -36,6 +36,11 @@ pub mod otlp;
 #[cfg(feature = "otlp")]
 mod runtime;
 
+/// The largest sink buffer (16 777 216 records), from
+/// [`Builder::sink_buffer_capacity`](crate::Builder::sink_buffer_capacity) or a sink's own
+/// [`Sink::buffer_capacity`]. Each buffer is allocated whole at build time.
+pub const MAX_SINK_BUFFER_CAPACITY: usize = 1 << 24;
+
 pub use channel::{Channel, ChannelReceiver};
 pub use console::Console;
 pub use json::{JsonFile, Rotation};

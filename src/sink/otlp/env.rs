@@ -217,10 +217,12 @@ impl Otlp {
         ) {
             self.max_batch = n;
         }
+        // The sink's buffer: a value the pipeline would refuse is a warning here, not a build
+        // that fails.
         if let Some(n) = env.parse(
             OTEL_BSP_MAX_QUEUE_SIZE,
             &OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT,
-            crate::env::positive_usize,
+            crate::env::whole_number_in(1..=crate::sink::MAX_SINK_BUFFER_CAPACITY),
         ) {
             self.max_queue = n;
         }
