@@ -497,13 +497,19 @@ fn abandoned_on_drop(report: &ShutdownReport, drop_timeout: Duration) -> String 
     }
     let mut line = format!(
         "dropping the guard shut the pipeline down and the drop timeout ({drop_timeout:?}) \
-         passed with {} records not written",
-        abandoned.total()
+         passed"
     );
-    if !places.is_empty() {
-        line.push_str(&format!(" ({})", places.join(", ")));
+    if abandoned.total() == 0 {
+        // Only threads were late (a sink still exporting, or in its own shutdown).
+        line.push_str(" with every record written or counted");
+    } else {
+        line.push_str(&format!(
+            " with {} records not written ({}); they are counted as dropped with reason \
+             `shutdown_deadline`",
+            abandoned.total(),
+            places.join(", ")
+        ));
     }
-    line.push_str("; they are counted as dropped with reason `shutdown_deadline`");
     if !report.unfinished_threads.is_empty() {
         line.push_str(&format!(
             "; threads still running: {}",
@@ -515,4 +521,41 @@ fn abandoned_on_drop(report: &ShutdownReport, drop_timeout: Duration) -> String 
          before the guard goes out of scope.",
     );
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Pending;
+
+    #[test]
+    fn a_drop_that_abandons_only_threads_does_not_speak_of_records() {
+        let report = ShutdownReport {
+            elapsed: Duration::from_secs(5),
+            abandoned: Pending::default(),
+            unfinished_threads: vec!["offload-sink-otlp".into()],
+        };
+        let line = abandoned_on_drop(&report, Duration::from_secs(5));
+        assert!(
+            line.contains("every record written or counted")
+                && line.contains("threads still running: offload-sink-otlp")
+                && !line.contains("records not written")
+                && !line.contains("shutdown_deadline"),
+            "{line}"
+        );
+        let report = ShutdownReport {
+            abandoned: Pending {
+                queued: 2,
+                held: 0,
+                per_sink: vec![("json".into(), 3)],
+            },
+            ..report
+        };
+        let line = abandoned_on_drop(&report, Duration::from_secs(5));
+        assert!(
+            line.contains("passed with 5 records not written (2 in the queue, 3 in sink `json`)")
+                && line.contains("shutdown_deadline"),
+            "{line}"
+        );
+    }
 }
