@@ -148,3 +148,51 @@ fn events_in_unsampled_traces_carry_their_ids_with_the_sampled_flag_clear() {
     assert_eq!(Some(c), expected);
     assert!(!c.sampled);
 }
+
+#[test]
+fn a_parent_set_after_events_or_on_a_local_child_is_refused_and_counted() {
+    let sink = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let handle = guard.handle();
+    let (after_event, on_child) = with_layer(layer, || {
+        // An event already went out with the span's own trace id: moving the span now would
+        // leave it behind in a trace of its own.
+        let request = tracing::info_span!("request", traceparent = tracing::field::Empty);
+        request.in_scope(|| tracing::info!("before"));
+        let after_event = request.set_parent_traceparent(&header(true));
+        request.record("traceparent", header(true).as_str());
+        drop(request);
+        // A span with a parent in this process belongs to that parent's trace.
+        let root = tracing::info_span!("root");
+        let child =
+            root.in_scope(|| tracing::info_span!("child", traceparent = tracing::field::Empty));
+        let on_child = child.set_parent_traceparent(&header(true));
+        child.record("traceparent", header(true).as_str());
+        drop(child);
+        drop(root);
+        (after_event, on_child)
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    assert!(after_event.is_err(), "{after_event:?}");
+    assert!(on_child.is_err(), "{on_child:?}");
+    // Both calls and both recorded fields were refused, and counted.
+    assert_eq!(handle.stats().reparent_refused, 4);
+    // Nothing split: the event and its span share a trace, the child its root's.
+    let data = sink.data();
+    let spans = spans(&sink);
+    let request = spans.iter().find(|s| s.name() == "request").unwrap();
+    let event = data
+        .iter()
+        .find_map(|r| match r {
+            Record::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(event.span_context().unwrap().trace_id, request.trace_id());
+    assert_ne!(request.trace_id(), TraceId::from_hex(TRACE).unwrap());
+    let root = spans.iter().find(|s| s.name() == "root").unwrap();
+    let child = spans.iter().find(|s| s.name() == "child").unwrap();
+    assert_eq!(child.trace_id(), root.trace_id());
+    assert_eq!(child.parent_span_id(), Some(root.span_id()));
+    assert!(!child.parent_is_remote());
+}
