@@ -152,8 +152,9 @@
 //! so a trace is kept whole or not at all; an unsampled span keeps its ids, so
 //! [`OffloadSpanExt::traceparent`] propagates "not sampled" (`-00`). A root span created with a
 //! W3C `traceparent` field ([`TRACEPARENT_FIELD`]) joins the remote trace, and so does a span
-//! given one later, by [`OffloadSpanExt::set_parent_traceparent`] or by recording the field, while it has
-//! no children; the parent-based samplers follow the remote sampled flag. Events inside an
+//! given one later, by [`OffloadSpanExt::set_parent_traceparent`] or by recording the field, while it is
+//! a local root with no child span and no event yet; the parent-based samplers follow the
+//! remote sampled flag. Events inside an
 //! unsampled trace carry its ids (sampled flag clear) and are kept by the event rate alone
 //! unless [`Builder::events_follow_trace_sampling`] is set. An adaptive mode lowers the event
 //! rate while the queue is nearly full. All of it

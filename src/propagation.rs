@@ -58,9 +58,13 @@ pub trait OffloadSpanExt {
     /// `instrument` attribute. Recording the span's `traceparent` field
     /// (`span.record("traceparent", header)`) does the same.
     ///
-    /// Only a span without children yet can change its trace: otherwise the trace would split,
-    /// so the call is refused ([`SetParentError::HasChildren`]), counted, and reported once on
-    /// stderr.
+    /// Only a local root (no parent span in this process) with no child span and no event yet
+    /// can change its trace: otherwise the trace would split, so the call is refused
+    /// ([`SetParentError::HasLocalParent`], [`HasChildren`](SetParentError::HasChildren),
+    /// [`HasEvents`](SetParentError::HasEvents)), counted, and reported once on stderr.
+    ///
+    /// With two `OffloadLayer`s on one registry, this reaches only the outer one; recording
+    /// the `traceparent` field reaches both.
     fn set_parent_traceparent(&self, traceparent: &str) -> Result<(), SetParentError>;
 }
 

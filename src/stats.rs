@@ -359,8 +359,9 @@ pub struct Stats {
     pub truncated_values: u64,
     /// Events inside spans past the span-event limit (kept as events, not on the span).
     pub span_events_dropped: u64,
-    /// Remote parents set on spans that already had child spans, refused so that the trace
-    /// does not split (see [`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt::set_parent_traceparent)).
+    /// Remote parents set too late (on a span that already had child spans or events, or has a
+    /// local parent), refused so that the trace does not split (see
+    /// [`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt::set_parent_traceparent)).
     pub reparent_refused: u64,
     /// Batches the drain thread has fanned out.
     pub drain_batches: u64,

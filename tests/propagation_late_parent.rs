@@ -173,8 +173,8 @@ fn a_parent_set_after_events_or_on_a_local_child_is_refused_and_counted() {
         (after_event, on_child)
     });
     guard.shutdown(DEADLINE).unwrap();
-    assert!(after_event.is_err(), "{after_event:?}");
-    assert!(on_child.is_err(), "{on_child:?}");
+    assert_eq!(after_event, Err(SetParentError::HasEvents));
+    assert_eq!(on_child, Err(SetParentError::HasLocalParent));
     // Both calls and both recorded fields were refused, and counted.
     assert_eq!(handle.stats().reparent_refused, 4);
     // Nothing split: the event and its span share a trace, the child its root's.

@@ -51,6 +51,14 @@ pub enum SetParentError {
     /// refusal is counted in [`Stats::reparent_refused`](crate::Stats::reparent_refused).
     #[error("the span already has child spans; set the parent before creating them")]
     HasChildren,
+    /// An event already happened in the span, with the span's trace id: changing its trace now
+    /// would leave that event behind. Counted as [`HasChildren`](Self::HasChildren) is.
+    #[error("an event already happened in the span; set the parent before logging in it")]
+    HasEvents,
+    /// The span has a parent span in this process, whose trace it belongs to: only a local
+    /// root can join a remote trace. Counted as [`HasChildren`](Self::HasChildren) is.
+    #[error("the span has a parent span in this process; set the parent on its local root")]
+    HasLocalParent,
 }
 
 /// The `tracing` layer. Build it with [`OffloadLayer::builder`]; install it on a
@@ -346,8 +354,14 @@ impl OffloadLayer {
     ) -> Result<(), SetParentError> {
         let sampler = &self.intake.sampler;
         let outcome = self.spans.with(id, |e| {
+            if e.has_local_parent {
+                return Err(SetParentError::HasLocalParent);
+            }
             if e.has_children {
-                return Err(());
+                return Err(SetParentError::HasChildren);
+            }
+            if e.has_events {
+                return Err(SetParentError::HasEvents);
             }
             let sampled = sampler.sample_span(remote.trace_id, Parent::Remote(remote.sampled));
             e.context.trace_id = remote.trace_id;
@@ -364,17 +378,17 @@ impl OffloadLayer {
         });
         match outcome {
             Some(Ok(())) => Ok(()),
-            Some(Err(())) => {
+            Some(Err(refused)) => {
                 self.intake.counters.reparent_refused.incr();
                 REPARENT_WARNED.call_once(|| {
                     eprintln!(
-                        "tracing-offload: a remote parent was set on a span that already has \
-                         child spans; ignored (the trace would split). Set it before creating \
-                         children; see OffloadSpanExt::set_parent_traceparent. Further cases are counted \
+                        "tracing-offload: a remote parent was refused ({refused}): the trace \
+                         would split. Set it on a local root before it has children or events; \
+                         see OffloadSpanExt::set_parent_traceparent. Further cases are counted \
                          in stats().reparent_refused."
                     )
                 });
-                Err(SetParentError::HasChildren)
+                Err(refused)
             }
             None => Err(SetParentError::NotRecorded),
         }
@@ -551,7 +565,7 @@ where
         }
         let placed = ctx
             .event_span(event)
-            .and_then(|span| self.spans.context(&span.id()));
+            .and_then(|span| self.spans.event_in(&span.id()));
         let context = placed.map(|(c, _)| c);
         let always_kept = self.always_kept(&class, level);
         if !always_kept && !self.keep_event(context) {

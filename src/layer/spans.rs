@@ -31,6 +31,8 @@ pub(crate) struct SpanEntry {
     pub(crate) has_children: bool,
     /// Whether it has a parent span in this process.
     pub(crate) has_local_parent: bool,
+    /// Whether an event happened in it (with its trace id: it can no longer change its trace).
+    pub(crate) has_events: bool,
     /// The record being built: recorded spans, and roots (whose sampling may still change when
     /// a remote parent is set); `None` for the rest.
     pub(crate) record: Option<Box<SpanRecord>>,
@@ -54,6 +56,7 @@ impl SpanEntry {
             local_root,
             has_children: false,
             has_local_parent,
+            has_events: false,
             record,
             depth: 0,
             last_change: opened,
@@ -154,6 +157,16 @@ impl SpanStore {
     #[inline]
     pub(crate) fn context(&self, id: &Id) -> Option<(SpanContext, SpanId)> {
         self.with(id, |e| (e.context, e.local_root))
+    }
+
+    /// [`context`](Self::context) for an event inside the span, which marks the span as having
+    /// had one.
+    #[inline]
+    pub(crate) fn event_in(&self, id: &Id) -> Option<(SpanContext, SpanId)> {
+        self.with(id, |e| {
+            e.has_events = true;
+            (e.context, e.local_root)
+        })
     }
 
     /// Takes a closing span's state out.
