@@ -412,6 +412,15 @@ impl SinkProgress {
 /// handed over is counted as dropped at that sink.
 fn forward(slot: &SinkSlot, batch: &[Record], evict_oldest: bool) {
     let c = &slot.counters;
+    let _handover = slot.handover.lock().unwrap_or_else(|e| e.into_inner());
+    // A sink shutdown gave up on: what it had left was counted then, and what comes after is
+    // counted here, never handed over (its thread writes no more).
+    if slot.abandoned.is_set() {
+        c.forwarded.add(batch.len() as u64);
+        c.dropped
+            .add(DropReason::ShutdownDeadline, batch.len() as u64);
+        return;
+    }
     c.forwarded.add(batch.len() as u64);
     if c.disabled.load(Ordering::Relaxed) {
         c.dropped.add(DropReason::SinkDisabled, batch.len() as u64);

@@ -64,8 +64,12 @@ pub(crate) struct SinkSlot {
     /// Set once the drain thread has exited: the sink finishes its buffer and stops.
     stop: Flag,
     finished: Flag,
-    /// Set by shutdown when its deadline passed: the sink thread no longer counts outcomes.
+    /// Set by shutdown when its deadline passed: the sink thread no longer counts outcomes,
+    /// and writes no more.
     abandoned: Flag,
+    /// Held while the drain thread hands a batch over and while shutdown gives up on the sink,
+    /// so that every record forwarded is counted by exactly one of them.
+    handover: std::sync::Mutex<()>,
 }
 
 impl SinkSlot {
@@ -78,6 +82,7 @@ impl SinkSlot {
             stop: Flag::default(),
             finished: Flag::default(),
             abandoned: Flag::default(),
+            handover: std::sync::Mutex::new(()),
         }
     }
 
@@ -417,6 +422,7 @@ impl Pipeline {
                 per_sink.push((s.counters.name.clone(), 0));
                 continue;
             }
+            let _handover = s.handover.lock().unwrap_or_else(|e| e.into_inner());
             s.abandoned.set();
             let c = &s.counters;
             let left = c.forwarded.get().saturating_sub(c.completed());

@@ -77,6 +77,11 @@ impl<'a> SinkRunner<'a> {
             // make at most one more marker here, with the first batch (so that the losses from
             // before show where they happened), and one final marker below: producers that keep
             // logging cannot keep this thread exporting markers for ever.
+            // Shutdown gave up on this sink: what is left in its buffer is counted dropped
+            // (`shutdown_deadline`), so it must not be written now.
+            if self.slot.abandoned.is_set() {
+                break;
+            }
             let stopping = self.slot.stop.is_set();
             let notices = !stopping || !self.stopping_marker_made;
             let data = self.fill_batch(notices);
@@ -263,8 +268,10 @@ impl<'a> SinkRunner<'a> {
         }
     }
 
-    /// Updates counters unless shutdown already counted this sink's records as abandoned.
+    /// Updates counters unless shutdown already counted this sink's records as abandoned (under
+    /// the hand-over lock, which shutdown holds while it counts them: never both).
     fn count(&self, f: impl FnOnce(&SinkCounters)) {
+        let _handover = self.slot.handover.lock().unwrap_or_else(|e| e.into_inner());
         if !self.slot.abandoned.is_set() {
             f(&self.slot.counters)
         }
