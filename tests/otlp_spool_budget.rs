@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::admin::{promtool_check, tool};
-use support::collector::Collector;
+use support::collector::{span_numbers, Collector};
 use support::*;
 use tracing_offload::health::HealthStatus;
 use tracing_offload::sink::otlp::{EventsAsLogs, MIN_SPOOL_MAX_BYTES};
@@ -108,16 +108,7 @@ fn a_full_spool_evicts_the_oldest_requests_and_counts_them() {
     let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
     assert_eq!(spool.spooled, spool.replayed + spool.evicted, "{spool:#?}");
     let received = collector.wait_spans(spool.replayed as usize);
-    let numbers: BTreeSet<u64> = received
-        .iter()
-        .map(|s| {
-            s.attr("i")
-                .unwrap()
-                .trim_start_matches("Int(")
-                .trim_end_matches(')')
-        })
-        .map(|i| i.parse().unwrap())
-        .collect();
+    let numbers = span_numbers(&received);
     assert_eq!(
         numbers,
         (SPANS - spool.replayed..SPANS).collect::<BTreeSet<_>>()

@@ -9,11 +9,10 @@
 #![cfg(feature = "otlp")]
 mod support;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::collector::Collector;
+use support::collector::{span_numbers, Collector};
 use support::*;
 use tracing_offload::sink::otlp::EventsAsLogs;
 use tracing_offload::sink::Otlp;
@@ -120,16 +119,7 @@ fn damaged_requests_are_counted_and_the_rest_replayed() {
     // Everything else arrived: the spans missing are the two damaged requests' (two runs of
     // consecutive numbers, the second ending with the last span).
     let received = collector.wait_spans(spool.replayed as usize);
-    let numbers: BTreeSet<u64> = received
-        .iter()
-        .map(|s| {
-            s.attr("i")
-                .unwrap()
-                .trim_start_matches("Int(")
-                .trim_end_matches(')')
-        })
-        .map(|i| i.parse().unwrap())
-        .collect();
+    let numbers = span_numbers(&received);
     assert_eq!(received.len() as u64, spool.replayed);
     let missing: Vec<u64> = (0..SPANS).filter(|i| !numbers.contains(i)).collect();
     assert_eq!(missing.len() as u64, spool.corrupt_records);

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::collector::Collector;
+use support::collector::{span_numbers, Collector};
 use support::*;
 use tracing_offload::health::HealthStatus;
 use tracing_offload::sink::otlp::EventsAsLogs;
@@ -125,16 +125,7 @@ fn a_collector_killed_under_load_and_restarted_loses_nothing_with_a_spool() {
     // Every span arrived, once or (at most for a request cut by the kill) twice.
     let received: Vec<_> = first.spans().into_iter().chain(second.spans()).collect();
     let ids: HashSet<&str> = received.iter().map(|s| s.span_id.as_str()).collect();
-    let numbers: BTreeSet<u64> = received
-        .iter()
-        .map(|s| {
-            s.attr("i")
-                .unwrap()
-                .trim_start_matches("Int(")
-                .trim_end_matches(')')
-        })
-        .map(|i| i.parse().unwrap())
-        .collect();
+    let numbers = span_numbers(&received);
     assert_eq!(ids.len() as u64, emitted, "unique span ids received");
     assert_eq!(numbers, (0..emitted).collect::<BTreeSet<_>>());
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::collector::Collector;
+use support::collector::{span_numbers, Collector};
 use support::*;
 use tracing_offload::sink::otlp::EventsAsLogs;
 use tracing_offload::sink::Otlp;
@@ -155,16 +155,7 @@ fn spans_spooled_by_a_killed_process_are_delivered_by_the_next_one() {
     // The collector got every replayed span, once: spans 0.. in order of spooling, none missing.
     let received = collector.wait_spans(spool.replayed as usize);
     let ids: HashSet<&str> = received.iter().map(|s| s.span_id.as_str()).collect();
-    let numbers: BTreeSet<u64> = received
-        .iter()
-        .map(|s| {
-            s.attr("i")
-                .unwrap()
-                .trim_start_matches("Int(")
-                .trim_end_matches(')')
-        })
-        .map(|i| i.parse().unwrap())
-        .collect();
+    let numbers = span_numbers(&received);
     assert_eq!(received.len() as u64, spool.replayed);
     assert_eq!(ids.len() as u64, spool.replayed);
     assert_eq!(numbers, (0..spool.replayed).collect::<BTreeSet<_>>());

@@ -80,6 +80,18 @@ impl SpanOut {
     }
 }
 
+/// The integer attribute `i` of every span (as the tests number them), as a set.
+pub fn span_numbers(spans: &[SpanOut]) -> std::collections::BTreeSet<u64> {
+    spans
+        .iter()
+        .map(|s| {
+            let v = s.attr("i").expect("a span numbered `i`");
+            let v = v.trim_start_matches("Int(").trim_end_matches(')');
+            v.parse().expect("an integer `i`")
+        })
+        .collect()
+}
+
 impl LogOut {
     /// The printed value of an attribute.
     pub fn attr(&self, key: &str) -> Option<&str> {
