@@ -137,7 +137,7 @@ impl TailSampling {
     /// [`DEFAULT_TAIL_MAX_BUFFERED_SPANS`]). When a record would go past it, the oldest
     /// undecided trace is decided as is ([`ForcedDecision::BufferFull`]). The undecided traces
     /// are bounded by it too, and so are the remembered early decisions (a few dozen bytes
-    /// each).
+    /// each; at least 16 384 are remembered, whatever the budget).
     pub const fn max_buffered_spans(mut self, records: usize) -> Self {
         self.max_buffered_spans = records;
         self

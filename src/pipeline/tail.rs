@@ -158,6 +158,9 @@ enum Role {
     Root(SpanId),
 }
 
+/// The fewest early decisions remembered, whatever the budget (about 32 bytes each).
+const MIN_REMEMBERED: usize = 16_384;
+
 /// The drain thread's tail-sampling state.
 pub(super) struct TailBuffer<'a> {
     control: &'a TailControl,
@@ -433,12 +436,14 @@ impl<'a> TailBuffer<'a> {
         }
     }
 
-    /// Remembers an early decision, for the trace's later records; bounded by the budget.
+    /// Remembers an early decision, for the trace's later records, until its local root
+    /// closes; bounded by the budget, but never below [`MIN_REMEMBERED`] (a decision is a few
+    /// bytes, and a small budget forces more of them).
     fn remember(&mut self, key: SpanId, keep: bool, budget: usize) {
         if self.verdicts.insert(key, keep).is_none() {
             self.verdict_order.push_back(key);
         }
-        while self.verdicts.len() > budget {
+        while self.verdicts.len() > budget.max(MIN_REMEMBERED) {
             match self.verdict_order.pop_front() {
                 Some(oldest) => {
                     self.verdicts.remove(&oldest);
