@@ -159,9 +159,7 @@ fn the_spool_replay_honours_retry_after() {
         let _s = tracing::info_span!("work").entered();
     });
     wait_until("the spool replayed", DEADLINE, || {
-        let s = handle.stats();
-        let spool = s.sink("otlp").unwrap().spool.clone().unwrap();
-        spool.replayed == 1
+        otlp_spool(&handle).replayed == 1
     });
     guard.shutdown(DEADLINE).unwrap();
     let got = receiver.received();

@@ -94,18 +94,8 @@ fn a_full_spool_evicts_the_oldest_requests_and_counts_them() {
 
     // The collector is back: the newest spans, all that is left, are delivered.
     let collector = Collector::start_on(grpc, http).unwrap();
-    wait_until("the spool replayed", DEADLINE, || {
-        handle
-            .stats()
-            .sink("otlp")
-            .unwrap()
-            .spool
-            .clone()
-            .unwrap()
-            .records
-            == 0
-    });
-    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    wait_spool_replayed("the spool replayed", &handle);
+    let spool = otlp_spool(&handle);
     assert_eq!(spool.spooled, spool.replayed + spool.evicted, "{spool:#?}");
     let received = collector.wait_spans(spool.replayed as usize);
     let numbers = span_numbers(&received);
@@ -175,7 +165,7 @@ fn the_collector_is_told_in_band_how_many_records_the_spool_evicted() {
         reported(c) >= evicted
     });
     guard.shutdown(DEADLINE).unwrap();
-    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    let spool = otlp_spool(&handle);
     assert_eq!(spool.evicted, evicted, "{spool:#?}");
     // Reported once, not again at shutdown.
     assert_eq!(reported(&collector), evicted, "{}", collector.output());

@@ -67,7 +67,7 @@ fn damaged_requests_are_counted_and_the_rest_replayed() {
         }
     });
     guard.shutdown(DEADLINE).unwrap();
-    let first = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    let first = otlp_spool(&handle);
     assert_eq!(first.records, SPANS, "{first:#?}");
 
     // 2. Damage: the last segment loses its last 100 bytes; the first request of the second
@@ -94,19 +94,9 @@ fn damaged_requests_are_counted_and_the_rest_replayed() {
         .build()
         .unwrap();
     let handle = guard.handle();
-    wait_until("the spool replayed", DEADLINE, || {
-        handle
-            .stats()
-            .sink("otlp")
-            .unwrap()
-            .spool
-            .clone()
-            .unwrap()
-            .records
-            == 0
-    });
+    wait_spool_replayed("the spool replayed", &handle);
     guard.shutdown(DEADLINE).unwrap();
-    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    let spool = otlp_spool(&handle);
     assert_eq!(spool.restored, SPANS, "{spool:#?}");
     assert_eq!(spool.corrupt_batches, 2, "{spool:#?}");
     assert!(

@@ -129,7 +129,7 @@ fn spans_spooled_by_a_killed_process_are_delivered_by_the_next_one() {
         .build()
         .unwrap();
     let handle = guard.handle();
-    let restored = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    let restored = otlp_spool(&handle);
     assert!(
         restored.restored >= durable,
         "every record spooled before the kill is found: {restored:#?}, {durable} spooled"
@@ -138,12 +138,9 @@ fn spans_spooled_by_a_killed_process_are_delivered_by_the_next_one() {
         restored.corrupt_batches <= 1,
         "at most the request being written is lost: {restored:#?}"
     );
-    wait_until("the spool replayed", DEADLINE, || {
-        let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
-        spool.records == 0
-    });
+    wait_spool_replayed("the spool replayed", &handle);
     guard.shutdown(DEADLINE).unwrap();
-    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    let spool = otlp_spool(&handle);
     assert_eq!(
         spool.replayed + spool.corrupt_records,
         spool.restored,

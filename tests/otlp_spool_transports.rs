@@ -53,19 +53,9 @@ fn replays_over(protocol: Protocol, gzip: bool) {
     assert_eq!((s.spooled, s.exported), (2 * SPANS, 0), "{what}: {s:#?}");
 
     let collector = Collector::start_on(grpc, http).unwrap();
-    wait_until(&format!("{what}: the spool replayed"), DEADLINE, || {
-        handle
-            .stats()
-            .sink("otlp")
-            .unwrap()
-            .spool
-            .clone()
-            .unwrap()
-            .records
-            == 0
-    });
+    wait_spool_replayed(&format!("{what}: the spool replayed"), &handle);
     guard.shutdown(DEADLINE).unwrap();
-    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    let spool = otlp_spool(&handle);
     assert_eq!(spool.replayed, 2 * SPANS, "{what}: {spool:#?}");
 
     let spans = collector.wait_spans(SPANS as usize);

@@ -112,19 +112,9 @@ fn a_collector_that_never_answers_fills_the_spool_not_the_sink_buffer() {
     // A real collector takes the port.
     silent.stop();
     let collector = Collector::start_on(grpc, http).unwrap();
-    wait_until("the spool replayed", DEADLINE, || {
-        handle
-            .stats()
-            .sink("otlp")
-            .unwrap()
-            .spool
-            .clone()
-            .unwrap()
-            .records
-            == 0
-    });
+    wait_spool_replayed("the spool replayed", &handle);
     guard.shutdown(DEADLINE).unwrap();
-    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    let spool = otlp_spool(&handle);
     assert_eq!(spool.replayed, SPANS, "{spool:#?}");
     assert_eq!(spool.lost(), 0, "{spool:#?}");
     let received = collector.wait_spans(SPANS as usize);

@@ -21,6 +21,18 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Waits until `cond` is true, polling, and panics with `what` at the deadline.
 #[track_caller]
+/// The spool of the sink named `otlp`, as the stats show it now.
+pub fn otlp_spool(handle: &tracing_offload::Handle) -> tracing_offload::SpoolStats {
+    let stats = handle.stats();
+    let sink = stats.sink("otlp").expect("a sink named otlp");
+    sink.spool.clone().expect("a sink with a spool")
+}
+
+/// Waits until the `otlp` sink's spool holds nothing more to replay.
+pub fn wait_spool_replayed(what: &str, handle: &tracing_offload::Handle) {
+    wait_until(what, DEADLINE, || otlp_spool(handle).records == 0);
+}
+
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
