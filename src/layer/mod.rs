@@ -20,6 +20,7 @@ use tracing_subscriber::Layer;
 
 mod callsite;
 mod capture;
+mod entered;
 mod spans;
 
 use self::callsite::CallsiteClass;
@@ -176,15 +177,32 @@ impl OffloadLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let local = ctx
-            .span(id)
-            .and_then(|span| span.parent())
-            .and_then(|parent| {
-                self.spans.with(&parent.id(), |e| {
-                    e.has_children = true;
-                    (e.context, e.local_root)
-                })
-            });
+        let adopt = |parent: &Id| {
+            self.spans.with(parent, |e| {
+                e.has_children = true;
+                (e.context, e.local_root)
+            })
+        };
+        // The parent this layer knows without asking the registry: the explicit one, or the
+        // span entered on this thread. The registry decides when that is not a span of ours.
+        let known = if attrs.is_root() {
+            Some(None)
+        } else if let Some(parent) = attrs.parent() {
+            adopt(parent).map(Some)
+        } else {
+            match entered::current(self.id) {
+                entered::Current::Span(current) => adopt(&current).map(Some),
+                // No span of this layer is entered here; a root unless the registry has a
+                // current span that this layer does not record (per-layer filters).
+                entered::Current::None if ctx.current_span().id().is_none() => Some(None),
+                _ => None,
+            }
+        };
+        let local = known.unwrap_or_else(|| {
+            ctx.span(id)
+                .and_then(|span| span.parent())
+                .and_then(|parent| adopt(&parent.id()))
+        });
         match local {
             Some((context, local_root)) => Lineage::Local {
                 context,
@@ -193,6 +211,39 @@ impl OffloadLayer {
             None => Lineage::Root,
         }
         .or_remote(attrs, class.may_have_remote_parent)
+    }
+
+    /// The span an event happens in, as this layer records it (its context and local root),
+    /// which is marked as having had an event. The layer's own stack of entered spans answers
+    /// without the registry's lookups; the registry decides when the stack's answer is not a
+    /// span of this layer's store.
+    #[inline]
+    fn event_place<S>(
+        &self,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+    ) -> Option<(SpanContext, SpanId)>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if event.is_root() {
+            return None;
+        }
+        if let Some(parent) = event.parent() {
+            return self.spans.event_in(parent);
+        }
+        match entered::current(self.id) {
+            // The registry's answer would be a span entered on this thread that this layer
+            // records, and this layer saw none entered.
+            entered::Current::None => None,
+            entered::Current::Span(id) => self.spans.event_in(&id).or_else(|| {
+                ctx.event_span(event)
+                    .and_then(|span| self.spans.event_in(&span.id()))
+            }),
+            entered::Current::Unknown => ctx
+                .event_span(event)
+                .and_then(|span| self.spans.event_in(&span.id())),
+        }
     }
 
     /// Decides a new span's ids and sampling: a local child inherits its parent's trace and
@@ -537,14 +588,22 @@ where
     }
 
     fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
-        if self.settings.span_timings && self.settings.enabled {
+        if !self.settings.enabled {
+            return;
+        }
+        entered::enter(self.id, id);
+        if self.settings.span_timings {
             let now = Tick::now();
             self.spans.with(id, |e| e.enter(now));
         }
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
-        if self.settings.span_timings && self.settings.enabled {
+        if !self.settings.enabled {
+            return;
+        }
+        entered::exit(self.id, id);
+        if self.settings.span_timings {
             let now = Tick::now();
             self.spans.with(id, |e| e.exit(now));
         }
@@ -563,9 +622,7 @@ where
         if class.may_be_critical && is_marked_critical(event) {
             level = LogLevel::Critical;
         }
-        let placed = ctx
-            .event_span(event)
-            .and_then(|span| self.spans.event_in(&span.id()));
+        let placed = self.event_place(event, &ctx);
         let context = placed.map(|(c, _)| c);
         let always_kept = self.always_kept(&class, level);
         if !always_kept && !self.keep_event(context) {
