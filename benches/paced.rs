@@ -6,10 +6,13 @@
 //! include the timer's own cost, which the `timer` row shows (an empty timed call, measured in
 //! the same run); it is not subtracted. Side by side in one run:
 //!
-//! * `floor`: a `Registry` with no layer;
+//! * `floor`: a `Registry` with no layer; `floor_noop_layer`: with a layer that does nothing
+//!   (the floor as issue 9 defines it);
 //! * `offload`: this crate with a JSON file sink;
 //! * `offload_tail_sampling` (span rows): the same with tail sampling on (errors, and 1 % of
 //!   the rest), which holds each trace on the drain thread until its root closes;
+//!   `offload_tail_sampling_half`: 50 % of the rest, so that records come back for reuse out of
+//!   the order they were taken (dropped ones at once, kept ones after the sink);
 //! * `fmt_json_nonblocking` / `_lossless`: `fmt().json()` + `tracing_appender::non_blocking`
 //!   to a file, lossy (the default) and `lossy(false)`;
 //! * `otel_appender_batch`: `opentelemetry-appender-tracing` + the SDK's batch log processor
@@ -223,6 +226,7 @@ fn main() {
     let events = [
         timer(),
         floor(),
+        floor_noop_layer(),
         offload(dir.path()),
         fmt_json(dir.path()),
         fmt_json_lossless(dir.path()),
@@ -233,8 +237,10 @@ fn main() {
     let spans = [
         timer(),
         floor(),
+        floor_noop_layer(),
         offload(dir.path()),
-        offload_tail(dir.path()),
+        offload_tail(dir.path(), "offload_tail_sampling", 0.01),
+        offload_tail(dir.path(), "offload_tail_sampling_half", 0.5),
         fmt_json(dir.path()),
         fmt_json_lossless(dir.path()),
         otel_spans(),

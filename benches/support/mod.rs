@@ -55,6 +55,21 @@ pub fn floor() -> Candidate {
     }
 }
 
+/// A layer that does nothing.
+pub struct NoopLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
+
+/// The floor as issue 9 defines it: a `Registry` with a layer that does nothing.
+pub fn floor_noop_layer() -> Candidate {
+    Candidate {
+        name: "floor_noop_layer",
+        dispatch: Dispatch::new(tracing_subscriber::registry().with(NoopLayer)),
+        _keep: Box::new(()),
+        report: Box::new(String::new),
+    }
+}
+
 pub fn offload(dir: &std::path::Path) -> Candidate {
     let (layer, guard) = OffloadLayer::builder()
         .backpressure(Backpressure::DropNewest)
@@ -80,18 +95,20 @@ pub fn offload(dir: &std::path::Path) -> Candidate {
     }
 }
 
-/// This crate with tail sampling on: errors, and 1 % of the rest by trace id. The buffering
-/// and the decision happen on the drain thread; the calling thread's work is the same.
-pub fn offload_tail(dir: &std::path::Path) -> Candidate {
+/// This crate with tail sampling on: errors, and `ratio` of the rest by trace id. The
+/// buffering and the decision happen on the drain thread; the calling thread's work is the
+/// same. (At 50 %, records come back for reuse out of the order they were taken: dropped ones
+/// at once, kept ones after the sink.)
+pub fn offload_tail(dir: &std::path::Path, name: &'static str, ratio: f64) -> Candidate {
     let (layer, guard) = OffloadLayer::builder()
         .backpressure(Backpressure::DropNewest)
-        .tail_sampling(TailSampling::new().keep_errors().keep_ratio(0.01))
-        .sink(sink::JsonFile::new(dir.join("offload-tail.jsonl")))
+        .tail_sampling(TailSampling::new().keep_errors().keep_ratio(ratio))
+        .sink(sink::JsonFile::new(dir.join(format!("{name}.jsonl"))))
         .build()
         .unwrap();
     let handle = guard.handle();
     Candidate {
-        name: "offload_tail_sampling",
+        name,
         dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
         _keep: Box::new(guard),
         report: Box::new(move || {

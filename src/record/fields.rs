@@ -261,6 +261,11 @@ impl Fields {
 
     // --- capture (crate-internal) ---
 
+    /// The text buffer's bytes in use (for prefetching a recycled record's buffer).
+    pub(crate) fn text_buffer(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+
     /// Empties the fields, keeping the buffers.
     pub(crate) fn clear(&mut self) {
         self.entries.clear();

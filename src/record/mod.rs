@@ -5,8 +5,10 @@
 //! drain thread shares it with the sinks by reference count, so fan-out copies nothing, and the
 //! last sink to drop it returns the box to the pool.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
+use std::thread::LocalKey;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -18,7 +20,7 @@ pub(crate) mod shared;
 pub use self::fields::{ErrorValue, FieldValue, Fields, Text};
 pub(crate) use self::fields::{FieldScalar, TextRange};
 pub use self::shared::Shared;
-pub(crate) use self::shared::{share, Pool, Recycle};
+pub(crate) use self::shared::{share, Pool, Recycle, Stage};
 use crate::clock::{RawSpan, Tick};
 use crate::ids::{SpanContext, SpanId, ThreadInfo, TraceId};
 use crate::level::LogLevel;
@@ -230,6 +232,17 @@ impl Recycle for EventRecord {
         self.message = None;
         self.fields.clear();
     }
+
+    fn buffer(&self) -> &[u8] {
+        self.fields.text_buffer()
+    }
+
+    fn stage() -> &'static LocalKey<RefCell<Stage<Self>>> {
+        thread_local! {
+            static STAGE: RefCell<Stage<EventRecord>> = const { RefCell::new(Stage::new()) };
+        }
+        &STAGE
+    }
 }
 
 impl fmt::Debug for EventRecord {
@@ -408,6 +421,17 @@ impl Recycle for SpanRecord {
         self.dropped_events = 0;
         self.links.clear();
         self.dropped_links = 0;
+    }
+
+    fn buffer(&self) -> &[u8] {
+        self.fields.text_buffer()
+    }
+
+    fn stage() -> &'static LocalKey<RefCell<Stage<Self>>> {
+        thread_local! {
+            static STAGE: RefCell<Stage<SpanRecord>> = const { RefCell::new(Stage::new()) };
+        }
+        &STAGE
     }
 }
 

@@ -6,10 +6,22 @@
 //! The calling thread only moves a `Box` it took from the pool into the queue. The drain thread
 //! wraps it in a [`Shared`] (its reference count is allocated there, off the calling thread)
 //! and hands clones to the sinks; whichever thread drops the last clone returns the box.
+//!
+//! A record comes back to the pool long after it was filled (the pool holds thousands), so its
+//! memory has left the caches by the time it is reused. While records come back in the order
+//! they were taken, their addresses follow one another and the CPU's prefetcher fetches them
+//! ahead. When they come back out of order (tail sampling drops some at once and keeps others
+//! for the sinks; several sinks or threads finish at different times), each reuse waited for
+//! memory: measured with the pool's order shuffled, resetting a record took 270 cycles instead
+//! of 30 and a span lifecycle 910 ns instead of 590. So each thread takes its records two
+//! ahead: a record is taken from the pool and its memory prefetched; on the next take its text
+//! buffer (whose address is then in cache) is prefetched; on the one after, it is used.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::thread::LocalKey;
 
 use crossbeam_queue::ArrayQueue;
 
@@ -22,11 +34,16 @@ use crossbeam_queue::ArrayQueue;
 /// just before another core reuses it: its lines stay shared rather than modified there, which
 /// costs the caller less when it writes them (measured: a quarter of a microsecond per span
 /// when tail sampling released records at once on the drain thread).
-pub(crate) trait Recycle: Default {
+pub(crate) trait Recycle: Default + 'static {
     /// Lets go of other records and bounds the buffers (on the releasing thread).
     fn release(&mut self);
     /// Empties the record, keeping its buffers (on the calling thread, before reuse).
     fn reset(&mut self);
+    /// The memory the caller writes besides the record itself (its text buffer), to prefetch
+    /// ahead of use.
+    fn buffer(&self) -> &[u8];
+    /// This thread's records of this type taken ahead of use.
+    fn stage() -> &'static LocalKey<RefCell<Stage<Self>>>;
 }
 
 /// Boxed records ready for reuse, shared by the calling threads (take) and whichever thread
@@ -45,17 +62,21 @@ impl<T: Recycle> Pool<T> {
         Pool { free }
     }
 
-    /// An empty record: a recycled one, or a new one when the pool is empty (warming up, or
-    /// more records in flight than the pool keeps).
+    /// An empty record: one this thread took ahead and prefetched (see the module docs), a
+    /// recycled one, or a new one when the pool is empty (warming up, or more records in
+    /// flight than the pool keeps).
     #[inline]
-    pub(crate) fn take(&self) -> Box<T> {
-        match self.free.pop() {
-            Some(mut record) => {
-                record.reset();
-                record
-            }
-            None => Box::default(),
-        }
+    pub(crate) fn take(self: &Arc<Self>) -> Box<T> {
+        let staged = T::stage()
+            .try_with(|stage| match stage.try_borrow_mut() {
+                Ok(mut stage) => stage.advance(self),
+                Err(_) => None,
+            })
+            .ok()
+            .flatten();
+        let mut record = staged.or_else(|| self.free.pop()).unwrap_or_default();
+        record.reset();
+        record
     }
 
     /// Keeps `record` for reuse, released (or frees it when the pool is full).
@@ -64,11 +85,97 @@ impl<T: Recycle> Pool<T> {
         let _ = self.free.push(record);
     }
 
-    /// Records ready for reuse now.
+    /// Records ready for reuse now (not counting those staged on threads).
     #[cfg(test)]
     pub(crate) fn available(&self) -> usize {
         self.free.len()
     }
+}
+
+/// One thread's records of one type taken ahead of use, from one pool: `next` is used by the
+/// next take (its memory and its buffer were prefetched), `after` by the one after (its memory
+/// was prefetched).
+pub(crate) struct Stage<T: Recycle> {
+    pool: Weak<Pool<T>>,
+    next: Option<Box<T>>,
+    after: Option<Box<T>>,
+}
+
+impl<T: Recycle> Stage<T> {
+    /// An empty stage.
+    pub(crate) const fn new() -> Self {
+        Stage {
+            pool: Weak::new(),
+            next: None,
+            after: None,
+        }
+    }
+
+    /// Moves the stage one record along for a take from `pool`: returns the record to use now
+    /// (`None` while the stage fills, or when the pool is empty).
+    #[inline]
+    fn advance(&mut self, pool: &Arc<Pool<T>>) -> Option<Box<T>> {
+        if !std::ptr::eq(self.pool.as_ptr(), Arc::as_ptr(pool)) {
+            // Another pipeline's records (or none): they go back to their own pool.
+            self.give_back();
+            self.pool = Arc::downgrade(pool);
+        }
+        let new = pool.free.pop();
+        if let Some(new) = &new {
+            prefetch(
+                std::ptr::from_ref::<T>(new).cast(),
+                std::mem::size_of::<T>(),
+            );
+        }
+        if let Some(after) = &self.after {
+            // Its memory was fetched on the last take: reading where its buffer is costs
+            // nothing now.
+            let buffer = after.buffer();
+            prefetch(buffer.as_ptr(), buffer.len().min(256));
+        }
+        let now = self.next.take();
+        self.next = self.after.take();
+        self.after = new;
+        now
+    }
+
+    fn give_back(&mut self) {
+        let pool = self.pool.upgrade();
+        for record in [self.next.take(), self.after.take()].into_iter().flatten() {
+            if let Some(pool) = &pool {
+                pool.give(record);
+            }
+        }
+    }
+}
+
+impl<T: Recycle> Drop for Stage<T> {
+    /// A thread that ends gives its staged records back.
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
+/// Asks the CPU to fetch `len` bytes at `start` into its cache, without waiting for them.
+#[inline]
+fn prefetch(start: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len).step_by(64) {
+        // SAFETY:
+        // - `_mm_prefetch` is `unsafe` only because it needs SSE, which every x86_64 CPU has.
+        // - A prefetch is a hint: it reads nothing into the program, changes no memory and
+        //   never faults, whatever the address.
+        // - The address is computed with `wrapping_add`, which makes no claim that it is in
+        //   bounds (the caller passes a live record or buffer anyway).
+        // - Miri runs the pool's tests through this block (`scripts/test`).
+        #[allow(unsafe_code)]
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (start, len);
 }
 
 impl<T> fmt::Debug for Pool<T> {
@@ -184,38 +291,126 @@ mod tests {
         fn reset(&mut self) {
             self.data.clear();
         }
+        fn buffer(&self) -> &[u8] {
+            &self.data
+        }
+        fn stage() -> &'static LocalKey<RefCell<Stage<Self>>> {
+            thread_local! {
+                static STAGE: RefCell<Stage<Thing>> = const { RefCell::new(Stage::new()) };
+            }
+            &STAGE
+        }
+    }
+
+    /// Takes from `pool` until `ptr` comes back (it is staged two takes ahead); the takes made
+    /// meanwhile go back to the pool.
+    fn take_until(pool: &Arc<Pool<Thing>>, ptr: *const Thing) -> Option<Box<Thing>> {
+        let mut others = Vec::new();
+        let mut found = None;
+        for _ in 0..3 {
+            let b = pool.take();
+            if std::ptr::eq(&*b, ptr) {
+                found = Some(b);
+                break;
+            }
+            others.push(b);
+        }
+        for b in others {
+            pool.give(b);
+        }
+        found
     }
 
     #[test]
     fn the_last_clone_returns_the_box_to_the_pool_from_any_thread() {
-        let pool = Arc::new(Pool::<Thing>::new(4, 0));
-        let mut b = pool.take();
-        b.data.extend_from_slice(b"hello");
-        let ptr: *const Thing = &*b;
-        let shared = share(b, &pool);
-        let clones: Vec<_> = (0..3).map(|_| shared.clone()).collect();
-        drop(shared);
-        assert_eq!(pool.available(), 0);
-        std::thread::spawn(move || drop(clones)).join().unwrap();
-        assert_eq!(pool.available(), 1);
-        let again = pool.take();
-        assert_eq!(
-            &*again as *const Thing, ptr,
-            "the same allocation comes back"
-        );
-        assert!(again.data.is_empty() && again.data.capacity() >= 5);
-        assert_eq!(again.recycled, 1);
+        std::thread::spawn(|| {
+            let pool = Arc::new(Pool::<Thing>::new(8, 0));
+            let mut b = pool.take();
+            b.data.extend_from_slice(b"hello");
+            let ptr: *const Thing = &*b;
+            let shared = share(b, &pool);
+            let clones: Vec<_> = (0..3).map(|_| shared.clone()).collect();
+            drop(shared);
+            assert_eq!(pool.available(), 0);
+            std::thread::spawn(move || drop(clones)).join().unwrap();
+            assert_eq!(pool.available(), 1);
+            let again = take_until(&pool, ptr).expect("the same allocation comes back");
+            assert!(again.data.is_empty() && again.data.capacity() >= 5);
+            assert_eq!(again.recycled, 1);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
     fn a_full_pool_frees_and_an_empty_one_allocates() {
-        let pool = Arc::new(Pool::<Thing>::new(1, 1));
-        assert_eq!(pool.available(), 1);
-        let (a, b) = (pool.take(), pool.take()); // the second is new
-        pool.give(a);
-        pool.give(b); // full: freed
-        assert_eq!(pool.available(), 1);
-        drop(Shared::new(Thing::default())); // no pool: nothing to return to
-        assert_eq!(pool.available(), 1);
+        std::thread::spawn(|| {
+            let pool = Arc::new(Pool::<Thing>::new(1, 1));
+            assert_eq!(pool.available(), 1);
+            // The first take stages the pooled record and makes a new one.
+            let (a, b) = (pool.take(), pool.take());
+            assert_eq!(pool.available(), 0);
+            pool.give(a);
+            pool.give(b); // full: freed
+            assert_eq!(pool.available(), 1);
+            drop(Shared::new(Thing::default())); // no pool: nothing to return to
+            assert_eq!(pool.available(), 1);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn staged_records_go_back_to_their_pool() {
+        std::thread::spawn(|| {
+            let first = Arc::new(Pool::<Thing>::new(8, 8));
+            let second = Arc::new(Pool::<Thing>::new(8, 8));
+            let a = first.take();
+            let b = first.take();
+            // Two in use, two staged on this thread.
+            assert_eq!(first.available(), 8 - 4);
+            // Taking from another pool gives the staged ones back.
+            let c = second.take();
+            assert_eq!(first.available(), 8 - 2);
+            first.give(a);
+            first.give(b);
+            second.give(c);
+            assert_eq!(first.available(), 8);
+            // One of `second`'s is staged.
+            assert_eq!(second.available(), 8 - 1);
+            // So does the thread's end.
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_thread_that_ends_gives_its_staged_records_back() {
+        let pool = Arc::new(Pool::<Thing>::new(8, 8));
+        let p = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            drop(p.take());
+            drop(p.take());
+        })
+        .join()
+        .unwrap();
+        // Two taken and dropped (freed); the two staged came back.
+        assert_eq!(pool.available(), 6);
+    }
+
+    #[test]
+    fn reuse_is_in_order_and_every_record_is_reused() {
+        std::thread::spawn(|| {
+            let pool = Arc::new(Pool::<Thing>::new(16, 16));
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..100 {
+                let b = pool.take();
+                seen.insert(&*b as *const Thing as usize);
+                pool.give(b);
+            }
+            assert_eq!(seen.len(), 16, "every pooled record is used, none is made");
+        })
+        .join()
+        .unwrap();
     }
 }
