@@ -92,34 +92,37 @@ impl<T: Recycle> Pool<T> {
     }
 }
 
-/// One thread's records of one type taken ahead of use, from one pool: `next` is used by the
-/// next take (its memory and its buffer were prefetched), `after` by the one after (its memory
-/// was prefetched).
+/// How many pools a thread stages records for at once: two layers on one registry (one
+/// pipeline each) take from two pools for every event; past this, the least recently used
+/// pool's records go back to it.
+const STAGED_POOLS: usize = 4;
+
+/// One thread's records of one type taken ahead of use, for up to [`STAGED_POOLS`] pools.
 pub(crate) struct Stage<T: Recycle> {
+    lanes: [Lane<T>; STAGED_POOLS],
+    /// Lane indexes, most recently used first.
+    order: [u8; STAGED_POOLS],
+}
+
+/// The records staged from one pool: `next` is used by the next take (its memory and its
+/// buffer were prefetched), `after` by the one after (its memory was prefetched).
+struct Lane<T> {
     pool: Weak<Pool<T>>,
     next: Option<Box<T>>,
     after: Option<Box<T>>,
 }
 
-impl<T: Recycle> Stage<T> {
-    /// An empty stage.
-    pub(crate) const fn new() -> Self {
-        Stage {
-            pool: Weak::new(),
-            next: None,
-            after: None,
-        }
-    }
+impl<T: Recycle> Lane<T> {
+    const EMPTY: Self = Lane {
+        pool: Weak::new(),
+        next: None,
+        after: None,
+    };
 
-    /// Moves the stage one record along for a take from `pool`: returns the record to use now
-    /// (`None` while the stage fills, or when the pool is empty).
+    /// Moves the lane one record along for a take: returns the record to use now (`None`
+    /// while the lane fills, or when the pool is empty).
     #[inline]
-    fn advance(&mut self, pool: &Arc<Pool<T>>) -> Option<Box<T>> {
-        if !std::ptr::eq(self.pool.as_ptr(), Arc::as_ptr(pool)) {
-            // Another pipeline's records (or none): they go back to their own pool.
-            self.give_back();
-            self.pool = Arc::downgrade(pool);
-        }
+    fn advance(&mut self, pool: &Pool<T>) -> Option<Box<T>> {
         let new = pool.free.pop();
         if let Some(new) = &new {
             prefetch(
@@ -139,6 +142,7 @@ impl<T: Recycle> Stage<T> {
         now
     }
 
+    /// Gives the staged records back to their pool (freed if it is gone).
     fn give_back(&mut self) {
         let pool = self.pool.upgrade();
         for record in [self.next.take(), self.after.take()].into_iter().flatten() {
@@ -149,10 +153,48 @@ impl<T: Recycle> Stage<T> {
     }
 }
 
+impl<T: Recycle> Stage<T> {
+    /// An empty stage.
+    pub(crate) const fn new() -> Self {
+        Stage {
+            lanes: [Lane::EMPTY; STAGED_POOLS],
+            order: [0, 1, 2, 3],
+        }
+    }
+
+    /// The record to use now for a take from `pool` (see [`Lane::advance`]).
+    #[inline]
+    fn advance(&mut self, pool: &Arc<Pool<T>>) -> Option<Box<T>> {
+        let target = Arc::as_ptr(pool);
+        let position = match self
+            .order
+            .iter()
+            .position(|&i| std::ptr::eq(self.lanes[usize::from(i)].pool.as_ptr(), target))
+        {
+            Some(p) => p,
+            None => {
+                // A pool not staged here: it takes the least recently used lane, whose
+                // records go back to their own pool.
+                let p = STAGED_POOLS - 1;
+                let lane = &mut self.lanes[usize::from(self.order[p])];
+                lane.give_back();
+                lane.pool = Arc::downgrade(pool);
+                p
+            }
+        };
+        let lane = self.order[position];
+        self.order.copy_within(0..position, 1);
+        self.order[0] = lane;
+        self.lanes[usize::from(lane)].advance(pool)
+    }
+}
+
 impl<T: Recycle> Drop for Stage<T> {
     /// A thread that ends gives its staged records back.
     fn drop(&mut self) {
-        self.give_back();
+        for lane in &mut self.lanes {
+            lane.give_back();
+        }
     }
 }
 
@@ -361,24 +403,28 @@ mod tests {
     }
 
     #[test]
-    fn staged_records_go_back_to_their_pool() {
+    fn each_pool_has_its_own_lane_and_the_oldest_lane_gives_back() {
         std::thread::spawn(|| {
-            let first = Arc::new(Pool::<Thing>::new(8, 8));
-            let second = Arc::new(Pool::<Thing>::new(8, 8));
-            let a = first.take();
-            let b = first.take();
-            // Two in use, two staged on this thread.
-            assert_eq!(first.available(), 8 - 4);
-            // Taking from another pool gives the staged ones back.
-            let c = second.take();
-            assert_eq!(first.available(), 8 - 2);
-            first.give(a);
-            first.give(b);
-            second.give(c);
-            assert_eq!(first.available(), 8);
-            // One of `second`'s is staged.
-            assert_eq!(second.available(), 8 - 1);
-            // So does the thread's end.
+            let pools: Vec<_> = (0..=STAGED_POOLS)
+                .map(|_| Arc::new(Pool::<Thing>::new(8, 8)))
+                .collect();
+            // Two pools taken from in turn (two layers on one registry) keep their lanes.
+            for _ in 0..3 {
+                for pool in &pools[..2] {
+                    let b = pool.take();
+                    pool.give(b);
+                }
+            }
+            for pool in &pools[..2] {
+                assert_eq!(pool.available(), 8 - 2, "two staged, the rest back");
+            }
+            // A fifth pool evicts the least recently used lane: pool 0's records go back.
+            for pool in &pools[2..] {
+                let b = pool.take();
+                pool.give(b);
+            }
+            assert_eq!(pools[0].available(), 8);
+            assert_eq!(pools[1].available(), 8 - 2);
         })
         .join()
         .unwrap();
