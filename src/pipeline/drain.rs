@@ -15,7 +15,7 @@ use super::tail::{Backlog, ById, TailBuffer};
 use super::{Pipeline, SinkSlot};
 use crate::clock::{between, deadline_after, WallClock};
 use crate::ids::SpanId;
-use crate::record::{share, Captured, DropReason, EventRecord, Record, Shared, SpanRecord};
+use crate::record::{Captured, DropReason, EventRecord, Record, Shared, Sharer, SpanRecord};
 use crate::silent::without_tracing;
 use crate::tail_sampling::ForcedDecision;
 
@@ -54,6 +54,18 @@ struct Drain<'a> {
     /// Records released for the sinks (by tail sampling, or passing through), in order,
     /// waiting for room in the sinks' buffers.
     backlog: Backlog,
+    /// Share records with the sinks and take them back for the pools, without allocating.
+    events: Sharer<EventRecord>,
+    spans: Sharer<SpanRecord>,
+}
+
+/// The most records of each kind a drain thread follows to take back for their pool itself
+/// (see [`Sharer`]): a sixteenth of the queue, half of what the pools start with, between 32
+/// and 4 096. Past this, the oldest is let go and goes back when its last clone is dropped, so
+/// that one record held for long (an event waiting for its span) keeps at most this many from
+/// the pool.
+fn shared_followed(queue_capacity: usize) -> usize {
+    (queue_capacity / 16).clamp(32, 4_096)
 }
 
 impl<'a> Drain<'a> {
@@ -66,6 +78,8 @@ impl<'a> Drain<'a> {
             wall: WallClock::now(),
             tail: TailBuffer::new(&p.tail, &p.intake.counters),
             backlog: Backlog::new(),
+            events: Sharer::new(&p.intake.events, shared_followed(p.intake.queue.capacity())),
+            spans: Sharer::new(&p.intake.spans, shared_followed(p.intake.queue.capacity())),
         }
     }
 
@@ -245,6 +259,8 @@ impl<'a> Drain<'a> {
         let intake = &self.p.intake;
         self.wall = WallClock::now();
         let now = Instant::now();
+        self.events.collect();
+        self.spans.collect();
         let mut popped = 0;
         while popped < n && self.backlog.len() < n {
             match intake.queue.pop() {
@@ -281,7 +297,7 @@ impl<'a> Drain<'a> {
             Captured::Event(mut e) => {
                 e.timestamp = self.wall.system_time(e.tick);
                 let context = e.context;
-                let shared = share(e, &intake.events);
+                let shared = self.events.share(e);
                 if let Some(c) = context.filter(|c| c.sampled) {
                     self.pending
                         .add(c.span_id, &shared, &intake.counters.span_events_dropped);
@@ -292,7 +308,7 @@ impl<'a> Drain<'a> {
                 s.start = self.wall.system_time(s.start_tick);
                 s.duration = between(s.start_tick, s.end_tick);
                 self.pending.attach(&mut s);
-                Record::Span(share(s, &intake.spans))
+                Record::Span(self.spans.share(s))
             }
         }
     }

@@ -20,7 +20,7 @@ pub(crate) mod shared;
 pub use self::fields::{ErrorValue, FieldValue, Fields, Text};
 pub(crate) use self::fields::{FieldScalar, TextRange};
 pub use self::shared::Shared;
-pub(crate) use self::shared::{share, Pool, Recycle, Stage};
+pub(crate) use self::shared::{Pool, Recycle, Sharer, Stage};
 use crate::clock::{RawSpan, Tick};
 use crate::ids::{SpanContext, SpanId, ThreadInfo, TraceId};
 use crate::level::LogLevel;
