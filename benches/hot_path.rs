@@ -89,7 +89,7 @@ fn bench_workload(c: &mut Criterion, group: &str, op: fn(), candidates: &[Candid
 }
 
 fn benches(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = bench_dir();
     let events = [
         floor(),
         offload(dir.path()),

@@ -222,7 +222,7 @@ fn main() {
     } else {
         env_number("OFFLOAD_BENCH_CALLS", 200_000.0) as usize
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = bench_dir();
     let events = [
         timer(),
         floor(),

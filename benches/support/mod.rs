@@ -242,3 +242,18 @@ pub fn fmt_json_lossless(dir: &std::path::Path) -> Candidate {
         report: Box::new(|| "lossless: the caller waits".to_owned()),
     }
 }
+
+/// Where the benchmarks write their files: a directory in RAM (`/dev/shm`) where there is one,
+/// so that the figures measure the pipelines rather than the disk (whose write-back throttling
+/// depends on what was written before), else the system's temporary directory.
+pub fn bench_dir() -> tempfile::TempDir {
+    let ram = std::path::Path::new("/dev/shm");
+    let dir = if ram.is_dir() {
+        tempfile::tempdir_in(ram)
+    } else {
+        tempfile::tempdir()
+    }
+    .unwrap();
+    eprintln!("files in {}", dir.path().display());
+    dir
+}

@@ -60,12 +60,14 @@ struct Drain<'a> {
 }
 
 /// The most records of each kind a drain thread follows to take back for their pool itself
-/// (see [`Sharer`]): a sixteenth of the queue, half of what the pools start with, between 32
-/// and 4 096. Past this, the oldest is let go and goes back when its last clone is dropped, so
-/// that one record held for long (an event waiting for its span) keeps at most this many from
-/// the pool.
-fn shared_followed(queue_capacity: usize) -> usize {
-    (queue_capacity / 16).clamp(32, 4_096)
+/// (see [`Sharer`]): what the sinks' buffers hold plus two batches, so that a saturated
+/// pipeline reuses every record; at least 1 024, at most 65 536. Past this, the oldest is let
+/// go and goes back when its last clone is dropped: one record held for long (an event waiting
+/// for a span that stays open) keeps at most this many that came back from the pool, for a
+/// while.
+fn shared_followed(p: &Pipeline) -> usize {
+    let buffered: usize = p.sinks.iter().map(|s| s.buffer.capacity()).sum();
+    (buffered + 2 * p.settings.batch_size).clamp(1_024, 65_536)
 }
 
 impl<'a> Drain<'a> {
@@ -78,8 +80,8 @@ impl<'a> Drain<'a> {
             wall: WallClock::now(),
             tail: TailBuffer::new(&p.tail, &p.intake.counters),
             backlog: Backlog::new(),
-            events: Sharer::new(&p.intake.events, shared_followed(p.intake.queue.capacity())),
-            spans: Sharer::new(&p.intake.spans, shared_followed(p.intake.queue.capacity())),
+            events: Sharer::new(&p.intake.events, shared_followed(p)),
+            spans: Sharer::new(&p.intake.spans, shared_followed(p)),
         }
     }
 
