@@ -2,7 +2,8 @@
 //! current span without asking the registry (it keeps its own stack of entered spans): a
 //! reference layer on the same registry records the registry's answers, and every scenario
 //! must agree. Explicit parents, `parent: None`, a span entered again while another is current,
-//! other threads, a span closed while still entered, and spans hidden by a per-layer filter.
+//! other threads, a span closed while still entered, and spans hidden by a per-layer filter
+//! (which a third layer sees, so that the registry makes them).
 mod support;
 
 use std::collections::HashMap;
@@ -67,7 +68,10 @@ fn events_and_spans_are_placed_where_the_registry_says() {
     let reference = Reference::default();
     let subscriber = tracing_subscriber::registry()
         .with(layer.with_filter(filter_fn(visible)))
-        .with(reference.clone().with_filter(filter_fn(visible)));
+        .with(reference.clone().with_filter(filter_fn(visible)))
+        // A layer that sees every span (an unfiltered `fmt` layer, say): the registry makes the
+        // hidden ones too.
+        .with(tracing_subscriber::layer::Identity::new());
     let dispatch = tracing::Dispatch::new(subscriber);
 
     tracing::dispatcher::with_default(&dispatch, || {
@@ -120,6 +124,21 @@ fn events_and_spans_are_placed_where_the_registry_says() {
         drop(hidden);
         drop(j);
 
+        // A hidden span entered inside a visible one without being its child (a task's span
+        // made elsewhere, polled inside a worker's span): a span made inside it belongs to the
+        // hidden span's nearest visible ancestor, or is a root.
+        let other = tracing::info_span!("n other");
+        let worker = tracing::info_span!("o worker").entered();
+        let task = tracing::info_span!(parent: &other, "hidden task").entered();
+        tracing::info!("in hidden task in worker");
+        let _p = tracing::info_span!("p in hidden task of other");
+        drop(task);
+        let task = tracing::info_span!(parent: None, "hidden root task").entered();
+        let _q = tracing::info_span!("q in hidden root task");
+        drop(task);
+        drop(worker);
+        drop(other);
+
         // A span closed while still entered (its guard forgotten): the stack still names it.
         let l = tracing::info_span!("l");
         std::mem::forget(l.enter());
@@ -144,11 +163,11 @@ fn events_and_spans_are_placed_where_the_registry_says() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 11, "events checked");
+    assert_eq!(checked, 12, "events checked");
     for s in &spans {
         let ours = s.parent_span_id().map(|id| name_of[&id]);
         let registry = reference.spans.lock().unwrap()[s.name()];
         assert_eq!(ours, registry, "span {:?}", s.name());
     }
-    assert_eq!(spans.len(), 13, "spans checked");
+    assert_eq!(spans.len(), 17, "spans checked");
 }

@@ -7,9 +7,13 @@
 //! a span entered again while it is already on the stack is a *duplicate* and does not become
 //! current again, and an exit removes the innermost entry for that id.
 //!
-//! The stack answers only for spans this layer saw entered. Callers check the answer against
-//! the span store and ask the registry when it has no answer they can trust (see
-//! `OffloadLayer::current_span`).
+//! The stack answers only for spans this layer saw entered; callers check the answer against
+//! the span store and ask the registry when it has none they can trust (`event_place` and
+//! `parent_of` in `mod.rs`). For an event, the stack's answer is the registry's: with per-layer
+//! filters, the registry too walks its stack down to the first span this layer records. For a
+//! new span's parent it is trusted only when its top is also the registry's current span: a
+//! span hidden by a per-layer filter and entered on top of ours (a task's span polled inside a
+//! worker's) makes the registry walk that span's own ancestors instead.
 
 use std::cell::RefCell;
 use std::num::NonZeroU64;

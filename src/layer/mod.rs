@@ -183,18 +183,22 @@ impl OffloadLayer {
                 (e.context, e.local_root)
             })
         };
-        // The parent this layer knows without asking the registry: the explicit one, or the
-        // span entered on this thread. The registry decides when that is not a span of ours.
+        // The parent this layer knows without walking the registry's spans: the explicit one,
+        // or the span entered on this thread when it is also the registry's current span. When
+        // it is not, the registry's current span is one this layer does not record (hidden by
+        // a per-layer filter), whose own nearest recorded ancestor is the parent: the registry
+        // walks to it.
         let known = if attrs.is_root() {
             Some(None)
         } else if let Some(parent) = attrs.parent() {
             adopt(parent).map(Some)
         } else {
-            match entered::current(self.id) {
-                entered::Current::Span(current) => adopt(&current).map(Some),
-                // No span of this layer is entered here; a root unless the registry has a
-                // current span that this layer does not record (per-layer filters).
-                entered::Current::None if ctx.current_span().id().is_none() => Some(None),
+            let registry = ctx.current_span();
+            match (entered::current(self.id), registry.id()) {
+                (entered::Current::Span(ours), Some(theirs)) if ours == *theirs => {
+                    adopt(&ours).map(Some)
+                }
+                (entered::Current::None, None) => Some(None),
                 _ => None,
             }
         };
