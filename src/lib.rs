@@ -84,8 +84,9 @@
 //!                                     │    → sink::Console, sink::JsonFile, sink::Otlp, …
 //!                                     │      (an OTLP spool: segment files on disk, replayed
 //!                                     │       by its "offload-spool-<name>" thread)
-//!                                     │   the last sink done with a record returns its box
-//!                                     │    to the pool ◀── (no allocation on the caller)
+//!                                     │   once every sink is done with a record, the drain
+//!                                     │    returns its box to the pool ◀── (no allocation
+//!                                     │    on the caller, which takes records two ahead)
 //! ```
 //!
 //! Modules depend one way, from the leaves up; nothing imports a module above it:
@@ -113,8 +114,9 @@
 //! lives in the layer's own sharded store, keyed by span id, and goes when the span closes;
 //! unsampled spans keep their 24 bytes of ids there so that "not sampled" propagates. Nothing
 //! else holds a span. One record is made per event and one per span, when it closes — never a
-//! start/end pair. Records are boxes taken from a pool and returned by the last sink that reads
-//! them, with their buffers, so the calling thread allocates nothing in steady state.
+//! start/end pair. Records are boxes taken from a pool and returned to it, with their buffers,
+//! once every sink is done with them (by the drain thread, in the order they were shared), so
+//! the calling thread allocates nothing in steady state.
 //!
 //! # Sinks
 //!

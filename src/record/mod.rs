@@ -2,8 +2,8 @@
 //!
 //! The calling thread fills one record per event, and one per span when the span closes, in a
 //! box taken from a pool ([`shared`]), with every text value in one buffer ([`fields`]). The
-//! drain thread shares it with the sinks by reference count, so fan-out copies nothing, and the
-//! last sink to drop it returns the box to the pool.
+//! drain thread shares it with the sinks by reference count, so fan-out copies nothing, and
+//! takes the box back for the pool once the sinks are done with it.
 
 use std::cell::RefCell;
 use std::fmt;
