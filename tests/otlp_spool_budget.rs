@@ -43,22 +43,16 @@ fn a_full_spool_evicts_the_oldest_requests_and_counts_them() {
         return;
     };
     // Ports where a collector will listen later.
-    let Some(mut probe) = Collector::start() else {
+    let Some((grpc, http)) = Collector::ports_for_later() else {
         return;
     };
-    probe.kill();
-    let (grpc, http) = (probe.grpc_port, probe.http_port);
     let dir = tempfile::tempdir().unwrap();
     let sink = tiny_spool(grpc, dir.path()).events_as_logs(EventsAsLogs::None);
     let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
     let handle = guard.handle();
 
     // The collector is down: everything goes to a spool far too small for it.
-    with_layer(layer, || {
-        for i in 0..SPANS {
-            tracing::info_span!("work", i).in_scope(|| {});
-        }
-    });
+    work_spans(layer, SPANS);
     handle.flush(DEADLINE).unwrap();
     let stats = handle.stats();
     let s = stats.sink("otlp").unwrap();
@@ -119,11 +113,9 @@ fn a_full_spool_evicts_the_oldest_requests_and_counts_them() {
 /// record, the sink's drop marker, says how many were evicted.
 #[test]
 fn the_collector_is_told_in_band_how_many_records_the_spool_evicted() {
-    let Some(mut probe) = Collector::start() else {
+    let Some((grpc, http)) = Collector::ports_for_later() else {
         return;
     };
-    probe.kill();
-    let (grpc, http) = (probe.grpc_port, probe.http_port);
     let dir = tempfile::tempdir().unwrap();
     // Events as logs (the default): drop markers go as log records.
     let (layer, guard) = OffloadLayer::builder()
@@ -131,11 +123,7 @@ fn the_collector_is_told_in_band_how_many_records_the_spool_evicted() {
         .build()
         .unwrap();
     let handle = guard.handle();
-    with_layer(layer, || {
-        for i in 0..SPANS {
-            tracing::info_span!("work", i).in_scope(|| {});
-        }
-    });
+    work_spans(layer, SPANS);
     handle.flush(DEADLINE).unwrap();
     let evicted = handle
         .stats()

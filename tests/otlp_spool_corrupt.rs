@@ -47,11 +47,9 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn damaged_requests_are_counted_and_the_rest_replayed() {
-    let Some(mut probe) = Collector::start() else {
+    let Some((grpc, http)) = Collector::ports_for_later() else {
         return;
     };
-    probe.kill();
-    let (grpc, http) = (probe.grpc_port, probe.http_port);
     let endpoint = format!("http://127.0.0.1:{grpc}");
     let dir = tempfile::tempdir().unwrap();
 
@@ -61,11 +59,7 @@ fn damaged_requests_are_counted_and_the_rest_replayed() {
         .build()
         .unwrap();
     let handle = guard.handle();
-    with_layer(layer, || {
-        for i in 0..SPANS {
-            tracing::info_span!("work", i).in_scope(|| {});
-        }
-    });
+    work_spans(layer, SPANS);
     guard.shutdown(DEADLINE).unwrap();
     let first = otlp_spool(&handle);
     assert_eq!(first.records, SPANS, "{first:#?}");

@@ -16,11 +16,9 @@ const SPANS: u64 = 30;
 
 fn replays_over(protocol: Protocol, gzip: bool) {
     let what = format!("{protocol:?}, gzip {gzip}");
-    let Some(mut probe) = Collector::start() else {
+    let Some((grpc, http)) = Collector::ports_for_later() else {
         return;
     };
-    probe.kill();
-    let (grpc, http) = (probe.grpc_port, probe.http_port);
     let port = if protocol == Protocol::Grpc {
         grpc
     } else {

@@ -66,11 +66,9 @@ impl Unanswering {
 #[test]
 fn a_collector_that_never_answers_fills_the_spool_not_the_sink_buffer() {
     // A free port for the collector's HTTP side (it will need both).
-    let Some(mut probe) = Collector::start() else {
+    let Some((_, http)) = Collector::ports_for_later() else {
         return;
     };
-    probe.kill();
-    let http = probe.http_port;
     let silent = Unanswering::start();
     let grpc = silent.port;
     let dir = tempfile::tempdir().unwrap();
@@ -92,11 +90,7 @@ fn a_collector_that_never_answers_fills_the_spool_not_the_sink_buffer() {
         .build()
         .unwrap();
     let handle = guard.handle();
-    with_layer(layer, || {
-        for i in 0..SPANS {
-            tracing::info_span!("work", i).in_scope(|| {});
-        }
-    });
+    work_spans(layer, SPANS);
     // Everything is on disk well before a single request to the silent port times out.
     handle.flush(DEADLINE).unwrap();
     let stats = handle.stats();
@@ -143,11 +137,7 @@ fn a_shutdown_keeps_its_deadline_while_requests_hang_and_leaves_them_spooled() {
         .build()
         .unwrap();
     let handle = guard.handle();
-    with_layer(layer, || {
-        for i in 0..500u64 {
-            tracing::info_span!("work", i).in_scope(|| {});
-        }
-    });
+    work_spans(layer, 500u64);
     handle.flush(DEADLINE).unwrap();
     // A live export and a replay hang on the silent collector (for 30 s each): the shutdown
     // ends within its second all the same, every thread finished, nothing abandoned.

@@ -138,6 +138,21 @@ impl Collector {
         Self::start_on(free_port(), free_port())
     }
 
+    /// Two free ports (gRPC, HTTP) where a collector will be started later with
+    /// [`start_on`](Self::start_on): a sink pointed there meets a collector that is down.
+    /// `None` (after saying why) when the binary is missing and the collector is not required.
+    #[track_caller]
+    pub fn ports_for_later() -> Option<(u16, u16)> {
+        if rotel_agent().is_none() {
+            skip::skip_unless_required(
+                "OFFLOAD_REQUIRE_COLLECTOR",
+                "rotel-agent not found (`pip install rotel`, or run scripts/test)",
+            );
+            return None;
+        }
+        Some((free_port(), free_port()))
+    }
+
     /// Starts a collector on fresh ports with extra `rotel-agent start` arguments.
     #[track_caller]
     pub fn start_with_args(extra: &[&str]) -> Option<Collector> {

@@ -93,6 +93,15 @@ pub fn with_layer<R>(layer: OffloadLayer, f: impl FnOnce() -> R) -> R {
 }
 
 /// Makes a dispatcher from `layer` that several threads can share.
+/// Makes `n` spans named `work` (each with its index as field `i`) through `layer`.
+pub fn work_spans(layer: OffloadLayer, n: u64) {
+    with_layer(layer, || {
+        for i in 0..n {
+            tracing::info_span!("work", i).in_scope(|| {});
+        }
+    });
+}
+
 pub fn dispatch(layer: OffloadLayer) -> tracing::Dispatch {
     tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
 }
