@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use support::admin::{promtool_check, tool};
 use support::collector::{span_numbers, Collector};
@@ -20,14 +19,13 @@ const SPANS: u64 = 3_000;
 
 /// A sink to a gRPC port where nothing listens yet, with a spool far too small for `SPANS`.
 fn tiny_spool(grpc: u16, dir: &std::path::Path) -> Otlp {
-    Otlp::new()
-        .endpoint(format!("http://127.0.0.1:{grpc}"))
-        .service_name("offload-spool-budget")
-        .max_export_batch_size(20)
-        .timeout(Duration::from_millis(200))
-        .max_retries(0)
-        .spool(dir)
-        .spool_max_bytes(MIN_SPOOL_MAX_BYTES)
+    spooling_sink(
+        format!("http://127.0.0.1:{grpc}"),
+        "offload-spool-budget",
+        dir,
+    )
+    .max_export_batch_size(20)
+    .spool_max_bytes(MIN_SPOOL_MAX_BYTES)
 }
 
 fn bytes_on_disk(dir: &std::path::Path) -> u64 {

@@ -10,7 +10,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use support::collector::{span_numbers, Collector};
 use support::*;
@@ -23,14 +22,9 @@ const SEGMENT_MAGIC: u64 = 8;
 const FRAME_HEADER: u64 = 32;
 
 fn sink(endpoint: String, dir: &Path) -> Otlp {
-    Otlp::new()
-        .endpoint(endpoint)
-        .service_name("offload-spool-corrupt")
+    spooling_sink(endpoint, "offload-spool-corrupt", dir)
         .events_as_logs(EventsAsLogs::None)
         .max_export_batch_size(50)
-        .timeout(Duration::from_millis(200))
-        .max_retries(0)
-        .spool(dir)
         // Segments of 64 KiB: several of them.
         .spool_max_bytes(1024 * 1024)
 }

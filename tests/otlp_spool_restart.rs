@@ -26,14 +26,9 @@ const DIR: &str = "CHILD_SPOOL_DIR";
 const ENDPOINT: &str = "CHILD_ENDPOINT";
 
 fn sink(endpoint: String, dir: &std::path::Path) -> Otlp {
-    Otlp::new()
-        .endpoint(endpoint)
-        .service_name("offload-spool-restart")
+    spooling_sink(endpoint, "offload-spool-restart", dir)
         .events_as_logs(EventsAsLogs::None)
         .max_export_batch_size(50)
-        .timeout(Duration::from_millis(200))
-        .max_retries(0)
-        .spool(dir)
 }
 
 /// The spooling process: the collector is down; spans go to the spool, as fast as they come,

@@ -4,12 +4,9 @@
 #![cfg(feature = "otlp")]
 mod support;
 
-use std::time::Duration;
-
 use support::collector::Collector;
 use support::*;
 use tracing_offload::sink::otlp::Protocol;
-use tracing_offload::sink::Otlp;
 use tracing_offload::OffloadLayer;
 
 const SPANS: u64 = 30;
@@ -27,14 +24,13 @@ fn replays_over(protocol: Protocol, gzip: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (layer, guard) = OffloadLayer::builder()
         .sink(
-            Otlp::new()
-                .endpoint(format!("http://127.0.0.1:{port}"))
-                .protocol(protocol)
-                .gzip(gzip)
-                .service_name("offload-spool-transports")
-                .timeout(Duration::from_millis(200))
-                .max_retries(0)
-                .spool(dir.path()),
+            spooling_sink(
+                format!("http://127.0.0.1:{port}"),
+                "offload-spool-transports",
+                dir.path(),
+            )
+            .protocol(protocol)
+            .gzip(gzip),
         )
         .build()
         .unwrap();

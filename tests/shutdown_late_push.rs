@@ -2,26 +2,11 @@
 //! queue: it is taken back out and counted (`shutdown`), under every policy.
 mod support;
 
-use std::fmt;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use support::*;
 use tracing_offload::{Backpressure, DropReason, OffloadLayer};
-
-/// A `Debug` value that holds its caller until the test lets it go.
-struct Slow {
-    inside: Arc<Barrier>,
-    release: Arc<Barrier>,
-}
-
-impl fmt::Debug for Slow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inside.wait();
-        self.release.wait();
-        f.write_str("slow")
-    }
-}
 
 #[test]
 fn a_record_pushed_after_shutdown_is_counted_not_stranded() {

@@ -4,26 +4,11 @@
 //! `shutdown()` had returned.
 mod support;
 
-use std::fmt;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use support::*;
 use tracing_offload::{Backpressure, DropReason, OffloadLayer};
-
-/// A `Debug` value that holds its caller, mid-capture, until the test lets it go.
-struct Slow {
-    inside: Arc<Barrier>,
-    release: Arc<Barrier>,
-}
-
-impl fmt::Debug for Slow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inside.wait();
-        self.release.wait();
-        f.write_str("slow")
-    }
-}
 
 /// Callers waiting for room at once. When the shutdown's deadline emptied the queue, the first
 /// of them to look took the room again, and the drain thread, with a full queue and a sink

@@ -93,6 +93,38 @@ pub fn with_layer<R>(layer: OffloadLayer, f: impl FnOnce() -> R) -> R {
 }
 
 /// Makes a dispatcher from `layer` that several threads can share.
+/// An OTLP sink to `endpoint` (service `service`) that spools to `dir` as soon as an export
+/// fails: a 200 ms timeout and no retries, so that a collector that is down sends every batch
+/// to the spool at once. Tests chain their own settings onto it.
+#[cfg(feature = "otlp")]
+pub fn spooling_sink(
+    endpoint: String,
+    service: &str,
+    dir: &std::path::Path,
+) -> tracing_offload::sink::Otlp {
+    tracing_offload::sink::Otlp::new()
+        .endpoint(endpoint)
+        .service_name(service)
+        .timeout(Duration::from_millis(200))
+        .max_retries(0)
+        .spool(dir)
+}
+
+/// A `Debug` value that holds its caller, mid-capture, until the test lets it go: the caller
+/// waits at `inside` (so the test knows it is there), then at `release`.
+pub struct Slow {
+    pub inside: Arc<std::sync::Barrier>,
+    pub release: Arc<std::sync::Barrier>,
+}
+
+impl std::fmt::Debug for Slow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inside.wait();
+        self.release.wait();
+        f.write_str("slow")
+    }
+}
+
 /// Makes `n` spans named `work` (each with its index as field `i`) through `layer`.
 pub fn work_spans(layer: OffloadLayer, n: u64) {
     with_layer(layer, || {
