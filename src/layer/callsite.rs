@@ -2,7 +2,7 @@
 //! the facts about the callsite's fields that the hot path would otherwise look for on every
 //! record.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -69,6 +69,45 @@ const CALLSITE_CACHE_LIMIT: usize = 16_384;
 
 thread_local! {
     static CALLSITES: RefCell<CallsiteCache> = RefCell::new(HashMap::default());
+    /// In front of the map: one class per slot, at a slot chosen by the key's address bits.
+    /// A hit costs an index and three compares where the map hashes and probes.
+    static RECENT: Cell<[Recent; RECENT_SLOTS]> = const { Cell::new([Recent::EMPTY; RECENT_SLOTS]) };
+}
+
+/// Slots in front of the map, per thread: a power of two.
+const RECENT_SLOTS: usize = 64;
+
+/// A slot of [`RECENT`]: the key, the whitelist generation, and the class.
+#[derive(Clone, Copy)]
+struct Recent {
+    layer: u64,
+    /// The callsite's address; 0 in an empty slot (no callsite is at address 0).
+    callsite: usize,
+    generation: u64,
+    class: CallsiteClass,
+}
+
+impl Recent {
+    const EMPTY: Recent = Recent {
+        layer: 0,
+        callsite: 0,
+        generation: 0,
+        class: CallsiteClass {
+            level: LogLevel::Info,
+            may_be_critical: false,
+            whitelisted: false,
+            may_have_remote_parent: false,
+            duplicate_names: false,
+            from_log: false,
+        },
+    };
+}
+
+/// The slot of [`RECENT`] for a key: metadata are statics at least 8 bytes apart, and
+/// consecutive layer ids should not share slots for one callsite.
+#[inline]
+fn recent_slot(layer: u64, callsite: usize) -> usize {
+    ((callsite >> 3) ^ (layer as usize).wrapping_mul(7)) & (RECENT_SLOTS - 1)
 }
 
 /// The class of `meta` for layer `layer`, computed by `classify` once per thread and whitelist
@@ -80,7 +119,40 @@ pub(super) fn cached(
     generation: u64,
     classify: impl FnOnce() -> CallsiteClass,
 ) -> CallsiteClass {
-    let key = (layer, meta as *const Metadata<'static> as usize);
+    let callsite = meta as *const Metadata<'static> as usize;
+    let slot = recent_slot(layer, callsite);
+    let recent = RECENT.try_with(|r| {
+        let slots: &Cell<[Recent]> = r;
+        slots.as_slice_of_cells()[slot].get()
+    });
+    if let Ok(r) = recent {
+        if r.callsite == callsite && r.layer == layer && r.generation == generation {
+            return r.class;
+        }
+    }
+    let class = cached_in_map(layer, callsite, meta, generation, classify);
+    let _ = RECENT.try_with(|r| {
+        let slots: &Cell<[Recent]> = r;
+        slots.as_slice_of_cells()[slot].set(Recent {
+            layer,
+            callsite,
+            generation,
+            class,
+        });
+    });
+    class
+}
+
+/// [`cached`] past [`RECENT`]: the map, which keeps every callsite seen.
+#[inline(never)]
+fn cached_in_map(
+    layer: u64,
+    callsite: usize,
+    meta: &'static Metadata<'static>,
+    generation: u64,
+    classify: impl FnOnce() -> CallsiteClass,
+) -> CallsiteClass {
+    let key = (layer, callsite);
     let mut classify = Some(classify);
     let mut run = || match classify.take() {
         Some(f) => f(),
@@ -133,5 +205,59 @@ impl Hasher for AddrHasher {
     }
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_core::callsite::Callsite;
+
+    /// Classes computed for each (layer, callsite, generation), counting the computations.
+    fn class_of(
+        layer: u64,
+        meta: &'static Metadata<'static>,
+        generation: u64,
+        computed: &mut u32,
+        whitelisted: bool,
+    ) -> CallsiteClass {
+        cached(layer, meta, generation, || {
+            *computed += 1;
+            CallsiteClass::new(meta, &[], whitelisted)
+        })
+    }
+
+    #[test]
+    fn a_class_is_computed_once_per_layer_callsite_and_generation() {
+        std::thread::spawn(|| {
+            // Many callsites, more than the slots in front of the map: some share a slot.
+            let mut metas = Vec::new();
+            macro_rules! callsites {
+                ($($n:literal)*) => {$(
+                    let cs = tracing::callsite!(name: $n, kind: tracing::metadata::Kind::EVENT, level: tracing::Level::INFO, fields: []);
+                    metas.push(cs.metadata());
+                )*};
+            }
+            callsites!("a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p");
+            let mut computed = 0;
+            for round in 0..3 {
+                for layer in [1u64, 2, 9] {
+                    for meta in &metas {
+                        let class = class_of(layer, meta, 7, &mut computed, layer == 2);
+                        // Each layer gets its own class back, not another layer's.
+                        assert_eq!(class.whitelisted, layer == 2, "round {round}");
+                    }
+                }
+            }
+            assert_eq!(computed, 3 * metas.len() as u32);
+            // A new generation is classified again, once.
+            for _ in 0..2 {
+                let class = class_of(1, metas[0], 8, &mut computed, true);
+                assert!(class.whitelisted);
+            }
+            assert_eq!(computed, 3 * metas.len() as u32 + 1);
+        })
+        .join()
+        .unwrap();
     }
 }

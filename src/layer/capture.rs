@@ -39,6 +39,7 @@ impl<'a> Capture<'a> {
         }
     }
 
+    #[inline(always)]
     fn scalar(&mut self, field: &Field, value: FieldScalar) {
         if let Some(log) = self.log.as_deref_mut() {
             if field.name() == "log.line" {
