@@ -340,6 +340,7 @@ impl OffloadLayer {
         rec
     }
 
+    #[inline]
     fn count_truncated(&self, n: u64) {
         if n > 0 {
             self.intake.counters.truncated_values.add(n);
