@@ -2,6 +2,7 @@
 //! itself over HTTP for each request, under a parent-based ratio sampler. Every request of the
 //! callee joins its caller's trace (no orphan root), every kept trace is whole, and every event
 //! carries its trace id, kept or not.
+#![cfg(feature = "otlp")]
 mod support;
 
 #[allow(dead_code)]

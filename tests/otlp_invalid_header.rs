@@ -2,6 +2,7 @@
 //! its trailing newline) is a build error whatever the protocol. Under gRPC it is; under
 //! HTTP/protobuf and HTTP/JSON `opentelemetry-otlp`'s builder drops the header without a word,
 //! so every export goes without it (an authenticating collector refuses them all).
+#![cfg(feature = "otlp")]
 mod support;
 
 use tracing_offload::sink::otlp::Protocol;
