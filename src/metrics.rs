@@ -42,7 +42,7 @@
 //! | `offload_tail_buffered_traces` | gauge | | local traces held now |
 //! | `offload_tail_buffer_capacity` | gauge | | the budget, `max_buffered_spans` (0 when tail sampling is off) |
 //! | `offload_tail_buffer_high_water_mark` | gauge | | the most records held at once |
-//! | `offload_sink_records_total` | counter | `sink`, `outcome` (`exported`, `spooled`, `failed`, `dropped`), `reason` (drops only) | what became of the records each sink was handed (`spooled`: written to the sink's spool, see below) |
+//! | `offload_sink_records_total` | counter | `sink`, `outcome` (`exported`, `spooled`, `failed`, `dropped`), `reason` (drops: the drop reason; failures: `permanent`, refused for good, or `transient`, might have gone through later) | what became of the records each sink was handed (`spooled`: written to the sink's spool, see below) |
 //! | `offload_sink_forwarded_records_total` | counter | `sink` | records the drain thread handed to the sink |
 //! | `offload_sink_retries_total` | counter | `sink` | export retries |
 //! | `offload_sink_export_batches_total` | counter | `sink` | export calls |
@@ -376,6 +376,12 @@ fn with_outcome(base: &Labels, outcome: &str) -> Labels {
     l
 }
 
+fn with_reason(base: &Labels, reason: &str) -> Labels {
+    let mut l = base.clone();
+    l.push(("reason", reason.into()));
+    l
+}
+
 fn encode_records(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
     let none = Labels::new();
     let mut samples = vec![
@@ -555,7 +561,12 @@ fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Re
         let base = sink_label(s);
         outcomes.push((with_outcome(&base, "exported"), s.exported));
         outcomes.push((with_outcome(&base, "spooled"), s.spooled));
-        outcomes.push((with_outcome(&base, "failed"), s.failed));
+        let failed = with_outcome(&base, "failed");
+        outcomes.push((with_reason(&failed, "permanent"), s.failed_permanent));
+        outcomes.push((
+            with_reason(&failed, "transient"),
+            s.failed.saturating_sub(s.failed_permanent),
+        ));
         outcomes.extend(drop_samples(
             &base,
             &SINK_DROP_REASONS,
@@ -566,7 +577,7 @@ fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Re
     counter_family(
         enc,
         "offload_sink_records",
-        "What became of the records each sink was handed: exported, spooled (written to its spool), failed (export error) or dropped (with a reason).",
+        "What became of the records each sink was handed: exported, spooled (written to its spool), failed (export error: permanent or transient) or dropped (with a reason).",
         &outcomes,
     )?;
     let per_sink = |f: &dyn Fn(&SinkStats) -> u64| -> Vec<(Labels, u64)> {
@@ -900,7 +911,12 @@ mod tests {
     #[test]
     fn sinks_are_labels_not_names() {
         let text = render_prometheus(&sample_stats(), None);
-        assert!(text.contains("offload_sink_records_total{sink=\"json\",outcome=\"failed\"} 5\n"));
+        assert!(text.contains(
+            "offload_sink_records_total{sink=\"json\",outcome=\"failed\",reason=\"permanent\"} 2\n"
+        ));
+        assert!(text.contains(
+            "offload_sink_records_total{sink=\"json\",outcome=\"failed\",reason=\"transient\"} 3\n"
+        ));
         assert!(text.contains(
             "offload_sink_records_total{sink=\"json\",outcome=\"dropped\",reason=\"sink_buffer_full\"} 2\n"
         ));

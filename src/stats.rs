@@ -32,6 +32,8 @@ pub(crate) struct SinkCounters {
     pub(crate) exported: Counter,
     /// Records in batches whose export returned an error.
     pub(crate) failed: Counter,
+    /// Of `failed`: those whose error was permanent.
+    pub(crate) failed_permanent: Counter,
     /// Records the sink wrote to its spool instead of exporting them (see [`SpoolStats`]).
     pub(crate) spooled: Counter,
     /// The sink's spool, as the sink thread last read it.
@@ -69,6 +71,7 @@ impl SinkCounters {
             forwarded: Counter::default(),
             exported: Counter::default(),
             failed: Counter::default(),
+            failed_permanent: Counter::default(),
             spooled: Counter::default(),
             spool: Mutex::new(None),
             dropped: DropCounters::default(),
@@ -145,6 +148,7 @@ impl SinkCounters {
             forwarded: self.forwarded.get(),
             exported: self.exported.get(),
             failed: self.failed.get(),
+            failed_permanent: self.failed_permanent.get(),
             spooled: self.spooled.get(),
             spool: self.spool.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             dropped: dropped_by_reason.iter().map(|(_, n)| n).sum(),
@@ -399,6 +403,12 @@ pub struct SinkStats {
     pub exported: u64,
     /// Records in batches whose export failed.
     pub failed: u64,
+    /// Of [`failed`](Self::failed), those refused for good: the error was permanent
+    /// ([`SinkError::is_permanent`](crate::sink::SinkError::is_permanent): the destination
+    /// rejected them as invalid or unauthorised, or the sink is misconfigured), so no retry or
+    /// spool could have helped. The rest failed transiently (the collector unreachable once the
+    /// retries were spent, an I/O error) and might have gone through later.
+    pub failed_permanent: u64,
     /// Records written to the sink's spool instead of being exported (0 without a spool): they
     /// are on disk, and [`spool`](Self::spool) says what became of them since.
     pub spooled: u64,
@@ -511,6 +521,7 @@ pub(crate) mod tests_support {
         json.forwarded.add(90);
         json.exported.add(83);
         json.failed.add(5);
+        json.failed_permanent.add(2);
         json.dropped.add(DropReason::SinkBufferFull, 2);
         json.retries.add(1);
         json.batches.add(4);

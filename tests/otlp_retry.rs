@@ -51,8 +51,8 @@ fn permanent_http_errors_are_sent_once_and_counted_as_failed() {
             "HTTP {status}: not retried"
         );
         assert_eq!(
-            (s.exported, s.failed, s.retries),
-            (0, 3, 0),
+            (s.exported, s.failed, s.failed_permanent, s.retries),
+            (0, 3, 3, 0),
             "{status}: {s:#?}"
         );
         let error = s.last_error.unwrap_or_default();
@@ -73,8 +73,8 @@ fn transient_http_errors_are_retried_by_one_loop_only() {
     // each of our 3 attempts made 4 requests.
     assert_eq!(receiver.received().len() as u64, 3 * s.batches, "{s:#?}");
     assert_eq!(
-        (s.exported, s.failed, s.retries),
-        (0, 3, 2 * s.batches),
+        (s.exported, s.failed, s.failed_permanent, s.retries),
+        (0, 3, 0, 2 * s.batches),
         "{s:#?}"
     );
     let error = s.last_error.unwrap_or_default();

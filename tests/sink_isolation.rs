@@ -102,6 +102,45 @@ fn a_failing_sink_counts_failed_records_and_its_last_error() {
     assert_accounting(&stats, 100);
     let s = stats.sink("failing").unwrap();
     assert_eq!(s.failed, 100);
+    // `SinkError::Retryable`: it might have gone through later.
+    assert_eq!(s.failed_permanent, 0);
     assert_eq!(s.last_error.as_deref(), Some("told to fail"));
     assert!(s.failing_for.is_some());
+}
+
+/// Writes the first record of each batch, then is refused for good.
+struct Rejecting;
+
+impl tracing_offload::sink::Sink for Rejecting {
+    fn name(&self) -> &str {
+        "rejecting"
+    }
+    fn export(
+        &mut self,
+        batch: &[tracing_offload::Record],
+    ) -> Result<(), tracing_offload::sink::SinkError> {
+        use tracing_offload::sink::SinkError;
+        Err(SinkError::Partial {
+            written: batch.len().min(1),
+            source: Box::new(SinkError::Fatal("rejected as invalid".into())),
+        })
+    }
+}
+
+#[test]
+fn records_refused_for_good_are_counted_failed_permanent() {
+    let (layer, guard) = OffloadLayer::builder().sink(Rejecting).build().unwrap();
+    with_layer(layer, || {
+        for seq in 0..100u64 {
+            tracing::info!(seq, "tick");
+        }
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = guard.handle().stats();
+    assert_accounting(&stats, 100);
+    let s = stats.sink("rejecting").unwrap();
+    // The first record of each batch went through; every other one was refused for good.
+    assert!(s.exported >= 1 && s.exported <= s.batches, "{s:#?}");
+    assert_eq!(s.exported + s.failed, 100, "{s:#?}");
+    assert_eq!(s.failed_permanent, s.failed, "{s:#?}");
 }

@@ -237,10 +237,14 @@ impl<'a> SinkRunner<'a> {
                 }
                 // Records the sink says reached their destination before it failed.
                 let written = data_records(&batch[..e.written().min(batch.len())]);
+                let failed = data.saturating_sub(written + spooled);
                 self.count(|c| {
                     c.spooled.add(spooled);
                     c.exported.add(written.min(data - spooled));
-                    c.failed.add(data.saturating_sub(written + spooled));
+                    c.failed.add(failed);
+                    if e.is_permanent() {
+                        c.failed_permanent.add(failed);
+                    }
                 });
                 c.note_error(e.with_sources());
             }

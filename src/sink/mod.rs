@@ -167,6 +167,17 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// Whether retrying cannot help: [`Fatal`](Self::Fatal), or a [`Partial`](Self::Partial)
+    /// export that stopped on one. What a sink fails with is counted
+    /// [`failed_permanent`](crate::SinkStats::failed_permanent) when this is true.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SinkError::Fatal(_) => true,
+            SinkError::Partial { source, .. } => source.is_permanent(),
+            SinkError::Io { .. } | SinkError::Retryable(_) => false,
+        }
+    }
+
     /// This error followed by each of its sources, joined by `": "` (as `anyhow` prints a
     /// chain with `{:#}`): what health and stats show as a sink's last error.
     pub(crate) fn with_sources(&self) -> String {
