@@ -232,8 +232,8 @@ pub enum AdminError {
 
 /// An HTTP server for the admin routes on a thread this crate owns (`offload-admin`).
 ///
-/// It stops on [`stop`](Self::stop) or when dropped. Its threads run under a subscriber that
-/// records nothing, so serving a scrape never records into the pipeline it reports on.
+/// It stops on [`stop`](Self::stop) or when dropped. The layer records nothing from its
+/// threads, so serving a scrape never records into the pipeline it reports on.
 ///
 /// One request per connection (`Connection: close`), each connection on a short-lived thread of
 /// its own with read and write timeouts ([`CONNECTION_TIMEOUT`]), at most
@@ -285,7 +285,9 @@ impl AdminServer {
             .name("offload-admin".into())
             .spawn({
                 let stopping = Arc::clone(&stopping);
-                move || accept_loop(&listener, &stopping, &source)
+                move || {
+                    crate::silent::without_tracing(|| accept_loop(&listener, &stopping, &source))
+                }
             })
             .map_err(AdminError::Spawn)?;
         Ok(AdminServer {
@@ -355,8 +357,7 @@ fn accept_loop(listener: &TcpListener, stopping: &AtomicBool, source: &Arc<dyn A
             .name("offload-admin-conn".into())
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
-                let _no_tracing = tracing::subscriber::set_default(crate::silent::Silent);
-                serve_connection(stream, &*source);
+                crate::silent::without_tracing(|| serve_connection(stream, &*source));
                 active_here.fetch_sub(1, Ordering::Relaxed);
             });
         if spawned.is_err() {

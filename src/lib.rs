@@ -98,7 +98,7 @@
 //! | | `traceparent` | W3C `traceparent`: parse and format |
 //! | | `record` | [`Record`]s, their [`Fields`] (text in one buffer per record), the pool that recycles them and [`Shared`], [`DropReason`] — the only types both sides share |
 //! | | `counters`, `clock`, `env`, `open_spans` | striped counters and the histogram; the caller's cheap monotonic ticks, wall-clock conversion, saturating deadlines; env reading rules; open-span ages in fixed rings |
-//! | | `silent` | the subscriber the crate's own threads run under (records nothing, raises no level) |
+//! | | `silent` | marks the crate's own threads, on which the layer records nothing |
 //! | decisions | `sampling` | event rate, [`TracesSampler`]s, whitelist, adaptive mode; pure decisions over atomics |
 //! | | `tail_sampling` | [`TailSampling`] (its criteria, text form and decision), its live settings, counters and [`TailSamplingStats`] |
 //! | | `stats` | every counter of a pipeline and the [`Stats`] snapshot |

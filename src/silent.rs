@@ -1,53 +1,62 @@
-//! The subscriber the crate's own threads run under, so that nothing they (or the libraries
-//! they call) log comes back into the pipeline.
+//! The crate's own threads are marked, and the layer records nothing that happens on them, so
+//! that nothing they (or the libraries they call: the OTLP exporter's HTTP and gRPC stacks)
+//! log comes back into the pipeline.
+//!
+//! They are marked, not given a subscriber of their own: a scoped default subscriber
+//! (`tracing::subscriber::set_default`) on any thread switches `tracing` to its scoped
+//! dispatch for the whole process, for as long as the guard lives. There, an event dispatched
+//! while another is being dispatched on the same thread (from a field's `Debug`) and an event
+//! from a thread-local destructor go to no subscriber at all: every layer of the application
+//! lost them once a pipeline had been built. The application's other layers (a `fmt` layer)
+//! still see what the libraries log on the crate's threads, as they would on any thread.
 
-use tracing::level_filters::LevelFilter;
-use tracing::subscriber::Interest;
-use tracing::{span, Event, Metadata, Subscriber};
+use std::cell::Cell;
 
-/// Records nothing, as `tracing`'s `NoSubscriber` does, and also says so in its level hint.
-///
-/// `NoSubscriber` gives no hint, which `tracing` reads as "may want `TRACE`": while one of
-/// our threads held it as its default, the process-wide maximum level
-/// (`LevelFilter::current()`) stayed `TRACE` whatever the application's filter, so level
-/// checks never short-circuited and `init()`'s `log` bridge would have let every `log` record
-/// through to be built and filtered. `OFF` leaves that maximum to the application's
-/// subscribers.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Silent;
-
-impl Subscriber for Silent {
-    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
-        Interest::never()
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::OFF)
-    }
-
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        false
-    }
-
-    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-        // Never called for a disabled callsite; any id will do (NoSubscriber's choice).
-        span::Id::from_u64(0xDEAD)
-    }
-
-    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-
-    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-
-    fn event(&self, _: &Event<'_>) {}
-
-    fn enter(&self, _: &span::Id) {}
-
-    fn exit(&self, _: &span::Id) {}
+thread_local! {
+    /// Whether this thread is running the crate's own work. `const` and without a destructor:
+    /// readable until the thread is gone, including from other thread-locals' destructors.
+    static INTERNAL: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f` with [`Silent`] as this thread's default subscriber, so nothing the crate's own
-/// threads (or the libraries they call) log can re-enter the queue.
+/// Runs `f` with this thread marked as the crate's own (the mark is restored after, also when
+/// `f` panics), so that the layer records nothing from it.
 pub(crate) fn without_tracing<R>(f: impl FnOnce() -> R) -> R {
-    let _guard = tracing::subscriber::set_default(Silent);
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INTERNAL.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(INTERNAL.with(|m| m.replace(true)));
     f()
+}
+
+/// Marks this thread as the crate's own for the rest of its life: the threads a sink's runtime
+/// starts for blocking work (name resolution).
+pub(crate) fn mark_thread() {
+    INTERNAL.with(|m| m.set(true));
+}
+
+/// Whether this thread is running the crate's own work (see [`without_tracing`]).
+#[inline]
+pub(crate) fn is_internal() -> bool {
+    INTERNAL.with(Cell::get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mark_holds_inside_and_is_restored_after_even_on_panic() {
+        assert!(!is_internal());
+        without_tracing(|| {
+            assert!(is_internal());
+            without_tracing(|| assert!(is_internal()));
+            assert!(is_internal());
+        });
+        assert!(!is_internal());
+        let _ = std::panic::catch_unwind(|| without_tracing(|| panic!("inside")));
+        assert!(!is_internal());
+    }
 }

@@ -32,6 +32,7 @@ use crate::level::LogLevel;
 use crate::pipeline::queue::{Admission, Backpressure, Intake};
 use crate::record::{Captured, EventRecord, Fields, LogSource, SpanRecord};
 use crate::sampling::Parent;
+use crate::silent;
 use crate::traceparent::RemoteParent;
 
 /// The most links a span keeps (OpenTelemetry's default link count limit).
@@ -501,7 +502,9 @@ where
     // (`layer.with_filter(..)`) to choose what reaches this layer.
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !self.settings.enabled {
+        // Nothing from the crate's own threads (its sinks' libraries log there): it would come
+        // back into the pipeline. Its enter, exit and close then find no state and do nothing.
+        if !self.settings.enabled || silent::is_internal() {
             return;
         }
         let meta = attrs.metadata();
@@ -615,7 +618,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if !self.settings.enabled {
+        if !self.settings.enabled || silent::is_internal() {
             return;
         }
         let meta = event.metadata();

@@ -56,9 +56,9 @@ pub use runtime::{Async, AsyncSink, DEFAULT_ASYNC_EXPORT_TIMEOUT};
 /// [`start`](Sink::start) runs once, on the thread that calls
 /// [`Builder::build`](crate::Builder::build) (an error there fails the build). Everything else
 /// runs on the sink's own thread: [`export`](Sink::export) once per batch, [`flush`](Sink::flush)
-/// when its buffer runs dry, then [`shutdown`](Sink::shutdown) once. That thread runs under a
-/// subscriber that records nothing, so a sink may use libraries that log through `tracing` without
-/// feeding its own queue.
+/// when its buffer runs dry, then [`shutdown`](Sink::shutdown) once. The layer records nothing
+/// from that thread, so a sink may use libraries that log through `tracing` without feeding its
+/// own queue (the application's other layers, a `fmt` layer, still see those logs).
 pub trait Sink: Send + 'static {
     /// A short name for stats, metrics labels and thread names, e.g. `"json"`. Names must be
     /// unique within one pipeline and contain no NUL character (`build()` fails otherwise).

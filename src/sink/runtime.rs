@@ -1,8 +1,8 @@
 //! The async machinery behind [`Otlp`](crate::sink::Otlp) and [`Async`]: one private tokio
 //! runtime per sink, created when the pipeline is built and kept for the sink's life.
 //!
-//! The runtime is a current-thread runtime driven only by the sink's own thread (which runs
-//! under a subscriber that records nothing): nothing runs on the application's runtime, nothing is
+//! The runtime is a current-thread runtime driven only by the sink's own thread (whose logs,
+//! and those of the runtime's blocking threads, the layer does not record): nothing runs on the application's runtime, nothing is
 //! created per export, and it works whether the application has no tokio runtime, a
 //! current-thread one or a multi-thread one.
 //!
@@ -79,6 +79,7 @@ impl BackgroundRuntime {
     pub(crate) fn new(what: &str) -> Result<Self, SinkError> {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_start(crate::silent::mark_thread)
             .build()
             .map(|rt| BackgroundRuntime { rt: Some(rt) })
             .map_err(|e| SinkError::io(format!("starting the runtime of {what}"), e))

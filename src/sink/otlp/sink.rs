@@ -542,6 +542,7 @@ impl Otlp {
         })?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_start(crate::silent::mark_thread)
             .build()
             .map_err(|e| SinkError::io("starting the runtime of the OTLP spool", e))?;
         // As in `start_direct`: entered, never blocked on, from the application's thread.
