@@ -45,3 +45,53 @@ fn the_last_value_of_a_field_named_twice_wins_everywhere() {
         );
     }
 }
+
+/// A long value replaced by a later one of the same name used to leave most of the event's
+/// text buffer unused, and the buffer was compacted: the fields' text moved, but the message
+/// (kept apart from the fields) still pointed where it was, at another value's bytes (found by
+/// an adversary pass: `message` became `"SE"`, the start of the other value).
+#[test]
+fn replacing_a_long_value_keeps_the_message_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup-long.jsonl");
+    let collect = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(sink::JsonFile::new(&path))
+        .sink(collect.clone())
+        .build()
+        .unwrap();
+    let big = "B".repeat(2000);
+    with_layer(layer, || {
+        tracing::info!(a = %big, a = "SECRET-token", "hi");
+        tracing::warn!(user = %big, user = "alice", "payment declined");
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let mut seen = Vec::new();
+    for r in collect.data() {
+        let Record::Event(e) = &r else { continue };
+        let message = e.message().map(|m| m.text.to_owned()).unwrap_or_default();
+        let fields: Vec<(String, String)> = e
+            .fields()
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_string()))
+            .collect();
+        seen.push((message, fields));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("hi".into(), vec![("a".into(), "SECRET-token".into())]),
+            (
+                "payment declined".into(),
+                vec![("user".into(), "alice".into())]
+            ),
+        ]
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let messages: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["message"].to_string())
+        .collect();
+    assert_eq!(messages, ["\"hi\"", "\"payment declined\""], "{text}");
+}
