@@ -498,7 +498,10 @@ pub(crate) fn kept_fraction(offered: u64, sampled_out: u64) -> Option<f64> {
 /// A per-thread random `u64` for sampling: wyrand, one stream per (layer, thread), seeded from
 /// the configured seed and the thread's index (reproducible: a new layer on a thread replays
 /// the same stream) or from the OS's random hasher keys. Layers used in turn on one thread
-/// keep their own streams; a fifth evicts the oldest slot, which restarts when used again.
+/// keep their own streams; a fifth evicts the oldest slot. A stream made in an evicted slot
+/// is seeded with the thread's count of evictions too: restarted from the seed alone, five
+/// layers used in turn each drew the first number of their stream for every event, and kept
+/// all of their events or none.
 fn random(layer_id: u64, seed: Option<u64>) -> u64 {
     use std::cell::Cell;
     thread_local! {
@@ -506,22 +509,29 @@ fn random(layer_id: u64, seed: Option<u64>) -> u64 {
         static STREAMS: [Cell<(u64, u64)>; RNG_SLOTS] = const {
             [const { Cell::new((0, 0)) }; RNG_SLOTS]
         };
-        static NEXT_EVICTION: Cell<usize> = const { Cell::new(0) };
+        /// Slots evicted on this thread so far (the next is this modulo the slots).
+        static EVICTIONS: Cell<u64> = const { Cell::new(0) };
     }
     STREAMS.with(|slots| {
         let slot = match slots.iter().find(|c| c.get().0 == layer_id) {
             Some(slot) => slot,
             None => {
-                let slot = match slots.iter().find(|c| c.get().0 == 0) {
-                    Some(free) => free,
-                    None => NEXT_EVICTION.with(|n| {
-                        let i = n.get();
-                        n.set((i + 1) % RNG_SLOTS);
-                        &slots[i]
+                let (slot, evictions) = match slots.iter().find(|c| c.get().0 == 0) {
+                    Some(free) => (free, 0),
+                    None => EVICTIONS.with(|n| {
+                        let count = n.get().wrapping_add(1);
+                        n.set(count);
+                        (&slots[(count % RNG_SLOTS as u64) as usize], count)
                     }),
                 };
                 let state = match seed {
-                    Some(seed) => splitmix64(seed ^ splitmix64(crate::ids::thread_index())),
+                    Some(seed) => {
+                        let base = seed ^ splitmix64(crate::ids::thread_index());
+                        splitmix64(match evictions {
+                            0 => base,
+                            n => base ^ splitmix64(n).rotate_left(17),
+                        })
+                    }
                     None => crate::ids::random_u64(),
                 };
                 slot.set((layer_id, state));
@@ -728,5 +738,29 @@ mod tests {
         s.set_whitelist(vec!["app".into()]);
         assert!(s.whitelisted("app::security", "x"));
         assert_ne!(s.generation(), g);
+    }
+
+    #[test]
+    fn five_seeded_layers_used_in_turn_each_sample_at_their_rate() {
+        // More layers than a thread keeps streams for: each event evicts a stream. Restarted
+        // from the seed alone, every event of a layer drew the same first number.
+        std::thread::spawn(|| {
+            let layers = [101u64, 102, 103, 104, 105];
+            let mut below_half = [0u32; 5];
+            let rounds = 2_000;
+            for _ in 0..rounds {
+                for (i, &layer) in layers.iter().enumerate() {
+                    if random(layer, Some(7)) < u64::MAX / 2 {
+                        below_half[i] += 1;
+                    }
+                }
+            }
+            for (i, n) in below_half.iter().enumerate() {
+                let fraction = f64::from(*n) / f64::from(rounds);
+                assert!((0.4..0.6).contains(&fraction), "layer {i}: {fraction}");
+            }
+        })
+        .join()
+        .unwrap();
     }
 }
