@@ -286,7 +286,8 @@ impl AdminServer {
             .spawn({
                 let stopping = Arc::clone(&stopping);
                 move || {
-                    crate::silent::without_tracing(|| accept_loop(&listener, &stopping, &source))
+                    crate::silent::mark_thread();
+                    accept_loop(&listener, &stopping, &source)
                 }
             })
             .map_err(AdminError::Spawn)?;
@@ -357,7 +358,8 @@ fn accept_loop(listener: &TcpListener, stopping: &AtomicBool, source: &Arc<dyn A
             .name("offload-admin-conn".into())
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
-                crate::silent::without_tracing(|| serve_connection(stream, &*source));
+                crate::silent::mark_thread();
+                serve_connection(stream, &*source);
                 active_here.fetch_sub(1, Ordering::Relaxed);
             });
         if spawned.is_err() {

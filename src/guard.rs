@@ -277,8 +277,8 @@ impl Handle {
     /// `panic = "abort"`, in a thread whose panic leads to [`std::process::exit`], or with the
     /// guard kept in a `static` — would otherwise lose every record still queued, without a
     /// count (see [`Guard`]). The hook flushes on the panicking thread; on the crate's own
-    /// threads (named `offload-…`, e.g. a sink that panics) it does not flush, since it would
-    /// wait for itself. Install it once, after building; each call chains another hook.
+    /// threads (those named `offload-…`, e.g. a sink that panics, and the blocking threads of
+    /// a sink's private runtime) it does not flush, since it would wait for itself. Install it once, after building; each call chains another hook.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -297,10 +297,7 @@ impl Handle {
     }
 
     fn flush_from_panic_hook(&self, timeout: Duration) {
-        let crate_thread = std::thread::current()
-            .name()
-            .is_some_and(|name| name.starts_with("offload-"));
-        if crate_thread || !self.is_running() {
+        if crate::silent::is_internal() || !self.is_running() {
             return;
         }
         if let Err(e) = self.flush(timeout) {

@@ -13,31 +13,19 @@
 use std::cell::Cell;
 
 thread_local! {
-    /// Whether this thread is running the crate's own work. `const` and without a destructor:
+    /// Whether this thread is one of the crate's own. `const` and without a destructor:
     /// readable until the thread is gone, including from other thread-locals' destructors.
     static INTERNAL: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f` with this thread marked as the crate's own (the mark is restored after, also when
-/// `f` panics), so that the layer records nothing from it.
-pub(crate) fn without_tracing<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            INTERNAL.with(|m| m.set(self.0));
-        }
-    }
-    let _restore = Restore(INTERNAL.with(|m| m.replace(true)));
-    f()
-}
-
-/// Marks this thread as the crate's own for the rest of its life: the threads a sink's runtime
-/// starts for blocking work (name resolution).
+/// Marks this thread as the crate's own for the rest of its life, thread-local destructors
+/// included (what a sink's connection pool logs when its thread ends): every thread the crate
+/// starts calls this first, and a sink's private runtime has its blocking threads call it.
 pub(crate) fn mark_thread() {
     INTERNAL.with(|m| m.set(true));
 }
 
-/// Whether this thread is running the crate's own work (see [`without_tracing`]).
+/// Whether this thread is one of the crate's own (see [`mark_thread`]).
 #[inline]
 pub(crate) fn is_internal() -> bool {
     INTERNAL.with(Cell::get)
@@ -48,15 +36,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_mark_holds_inside_and_is_restored_after_even_on_panic() {
-        assert!(!is_internal());
-        without_tracing(|| {
+    fn a_marked_thread_stays_marked_through_its_thread_local_destructors() {
+        struct Probe(std::sync::mpsc::Sender<bool>);
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                let _ = self.0.send(is_internal());
+            }
+        }
+        thread_local! {
+            static PROBE: std::cell::RefCell<Option<Probe>> = const { std::cell::RefCell::new(None) };
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            assert!(!is_internal());
+            mark_thread();
             assert!(is_internal());
-            without_tracing(|| assert!(is_internal()));
-            assert!(is_internal());
-        });
-        assert!(!is_internal());
-        let _ = std::panic::catch_unwind(|| without_tracing(|| panic!("inside")));
-        assert!(!is_internal());
+            PROBE.with(|p| *p.borrow_mut() = Some(Probe(tx)));
+        })
+        .join()
+        .unwrap();
+        assert!(rx.recv().unwrap(), "unmarked in a thread-local destructor");
+        assert!(!is_internal(), "the mark is per thread");
     }
 }

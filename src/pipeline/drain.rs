@@ -16,22 +16,21 @@ use super::{Pipeline, SinkSlot};
 use crate::clock::{between, deadline_after, WallClock};
 use crate::ids::SpanId;
 use crate::record::{Captured, DropReason, EventRecord, Record, Shared, Sharer, SpanRecord};
-use crate::silent::without_tracing;
+use crate::silent;
 use crate::tail_sampling::ForcedDecision;
 
 pub(super) fn run(pipeline: Arc<Pipeline>) {
-    without_tracing(|| {
-        let mut drain = Drain::new(&pipeline);
-        drain.run();
-        pipeline.intake.drain_finished.set();
-        // A producer that passed the `closed` check may have pushed after the last pop.
-        pipeline.intake.sweep_late();
-        for s in &pipeline.sinks {
-            s.stop.set();
-            s.wake();
-        }
-        pipeline.progress.notify();
-    })
+    silent::mark_thread();
+    let mut drain = Drain::new(&pipeline);
+    drain.run();
+    pipeline.intake.drain_finished.set();
+    // A producer that passed the `closed` check may have pushed after the last pop.
+    pipeline.intake.sweep_late();
+    for s in &pipeline.sinks {
+        s.stop.set();
+        s.wake();
+    }
+    pipeline.progress.notify();
 }
 
 /// The longest the drain thread sleeps without beating its heartbeat, whatever the flush

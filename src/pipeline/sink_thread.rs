@@ -11,21 +11,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{Pipeline, SinkSlot};
 use crate::record::{DropNotice, DropReason, Record, UndeliveredReason};
-use crate::silent::without_tracing;
+use crate::silent;
 use crate::sink::Sink;
 use crate::stats::SinkCounters;
 
 pub(super) fn run(pipeline: Arc<Pipeline>, slot: Arc<SinkSlot>, sink: Box<dyn Sink>) {
-    without_tracing(|| {
-        let mut runner = SinkRunner::new(&pipeline, &slot, sink);
-        runner.run();
-        // The sink goes before the thread says it has finished, since shutdown joins finished
-        // threads without a deadline: a `Drop` that hangs leaves the thread unfinished (reported,
-        // not waited for), and one that panics is caught.
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(runner)));
-        slot.finished.set();
-        pipeline.progress.notify();
-    })
+    silent::mark_thread();
+    let mut runner = SinkRunner::new(&pipeline, &slot, sink);
+    runner.run();
+    // The sink goes before the thread says it has finished, since shutdown joins finished
+    // threads without a deadline: a `Drop` that hangs leaves the thread unfinished (reported,
+    // not waited for), and one that panics is caught.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(runner)));
+    slot.finished.set();
+    pipeline.progress.notify();
 }
 
 struct SinkRunner<'a> {

@@ -182,9 +182,12 @@ impl<S: AsyncSink> Sink for Async<S> {
         let inner = &mut self.inner;
         let deadline = crate::clock::deadline_after(self.export_timeout);
         std::thread::scope(|s| {
-            s.spawn(|| rt.run(deadline, inner.start()))
-                .join()
-                .map_err(|_| SinkError::Fatal("the sink panicked while starting".to_owned()))?
+            s.spawn(|| {
+                crate::silent::mark_thread();
+                rt.run(deadline, inner.start())
+            })
+            .join()
+            .map_err(|_| SinkError::Fatal("the sink panicked while starting".to_owned()))?
         })??;
         self.rt = Some(rt);
         Ok(())

@@ -4,10 +4,11 @@
 //! The sink runs on its own thread and owns one private tokio runtime (current-thread, driven
 //! only by that thread) for its whole life: never one per export, never the application's — the
 //! same machinery as [`Async`](crate::sink::Async) for your own async sinks. The runtime's thread
-//! is the sink thread, which runs with `tracing`'s `NoSubscriber`, so nothing the exporter's
-//! HTTP/gRPC stack logs can come back into the queue. With a [spool](Otlp::spool), the runtime
-//! is driven by the spool's own thread (`offload-spool-<name>`, silent in the same way), so that
-//! an export goes on while the sink thread moves on to the next batch.
+//! is the sink thread, from which the layer records nothing, so nothing the exporter's HTTP/gRPC
+//! stack logs can come back into the queue (the application's other layers still see it). With
+//! a [spool](Otlp::spool), the runtime is driven by the spool's own thread
+//! (`offload-spool-<name>`, marked in the same way), so that an export goes on while the sink
+//! thread moves on to the next batch.
 //!
 //! The parts: this file holds the public settings ([`Otlp`], [`Protocol`], [`EventsAsLogs`],
 //! the `DEFAULT_*` constants) and the resource; `env` reads OpenTelemetry's variables (each

@@ -463,13 +463,12 @@ impl Engine {
             std::thread::Builder::new()
                 .name(format!("offload-spool-{sink}"))
                 .spawn(move || {
-                    crate::silent::without_tracing(|| {
-                        runtime.block_on(replay::run(&spool, &senders));
-                        let left = spool.stop_at().map_or(Duration::ZERO, |at| {
-                            at.saturating_duration_since(Instant::now())
-                        });
-                        runtime.shutdown_timeout(left);
+                    crate::silent::mark_thread();
+                    runtime.block_on(replay::run(&spool, &senders));
+                    let left = spool.stop_at().map_or(Duration::ZERO, |at| {
+                        at.saturating_duration_since(Instant::now())
                     });
+                    runtime.shutdown_timeout(left);
                     finished.set();
                 })?
         };
