@@ -3,18 +3,27 @@
 mod support;
 
 use support::*;
-use tracing_offload::{sink, FieldValue, OffloadLayer, Record};
+use tracing_offload::{sink, FieldValue, Guard, OffloadLayer, Record};
 
-#[test]
-fn the_last_value_of_a_field_named_twice_wins_everywhere() {
+/// The JSON file's name in the directory [`json_and_collect`] makes.
+const JSON: &str = "fields.jsonl";
+
+/// A pipeline writing both to a JSON file (in the returned directory) and to a collecting sink.
+fn json_and_collect() -> (tempfile::TempDir, Collect, OffloadLayer, Guard) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dup.jsonl");
     let collect = Collect::new("collect");
     let (layer, guard) = OffloadLayer::builder()
-        .sink(sink::JsonFile::new(&path))
+        .sink(sink::JsonFile::new(dir.path().join(JSON)))
         .sink(collect.clone())
         .build()
         .unwrap();
+    (dir, collect, layer, guard)
+}
+
+#[test]
+fn the_last_value_of_a_field_named_twice_wins_everywhere() {
+    let (dir, collect, layer, guard) = json_and_collect();
+    let path = dir.path().join(JSON);
     with_layer(layer, || {
         tracing::info!(user = "alice", user = "mallory", "login");
         let span = tracing::info_span!("session", user = "alice", user = "mallory");
@@ -52,14 +61,8 @@ fn the_last_value_of_a_field_named_twice_wins_everywhere() {
 /// an adversary pass: `message` became `"SE"`, the start of the other value).
 #[test]
 fn replacing_a_long_value_keeps_the_message_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dup-long.jsonl");
-    let collect = Collect::new("collect");
-    let (layer, guard) = OffloadLayer::builder()
-        .sink(sink::JsonFile::new(&path))
-        .sink(collect.clone())
-        .build()
-        .unwrap();
+    let (dir, collect, layer, guard) = json_and_collect();
+    let path = dir.path().join(JSON);
     let big = "B".repeat(2000);
     with_layer(layer, || {
         tracing::info!(a = %big, a = "SECRET-token", "hi");
