@@ -503,7 +503,7 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         // Nothing from the crate's own threads (its sinks' libraries log there): it would come
-        // back into the pipeline. Its enter, exit and close then find no state and do nothing.
+        // back into the pipeline. Its enter, exit and close then find no state in the store.
         if !self.settings.enabled || silent::is_internal() {
             return;
         }
