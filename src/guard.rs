@@ -278,7 +278,8 @@ impl Handle {
     /// guard kept in a `static` — would otherwise lose every record still queued, without a
     /// count (see [`Guard`]). The hook flushes on the panicking thread; on the crate's own
     /// threads (those named `offload-…`, e.g. a sink that panics, and the blocking threads of
-    /// a sink's private runtime) it does not flush, since it would wait for itself. Install it once, after building; each call chains another hook.
+    /// a sink's private runtime) it does not flush, since it would wait for itself. Install it
+    /// once, after building; each call chains another hook.
     ///
     /// ```
     /// # use std::time::Duration;

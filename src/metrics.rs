@@ -362,10 +362,10 @@ fn drop_samples(
     reasons
         .into_iter()
         .map(|r| {
-            let mut l = base.clone();
-            l.push(("outcome", "dropped".into()));
-            l.push(("reason", r.as_str().into()));
-            (l, count(r))
+            (
+                with_reason(&with_outcome(base, "dropped"), r.as_str()),
+                count(r),
+            )
         })
         .collect()
 }

@@ -2,9 +2,9 @@
 //! runtime per sink, created when the pipeline is built and kept for the sink's life.
 //!
 //! The runtime is a current-thread runtime driven only by the sink's own thread (whose logs,
-//! and those of the runtime's blocking threads, the layer does not record): nothing runs on the application's runtime, nothing is
-//! created per export, and it works whether the application has no tokio runtime, a
-//! current-thread one or a multi-thread one.
+//! and those of the runtime's blocking threads, the layer does not record): nothing runs on
+//! the application's runtime, nothing is created per export, and it works whether the
+//! application has no tokio runtime, a current-thread one or a multi-thread one.
 //!
 //! Write an async sink by implementing [`AsyncSink`] and wrap it in [`Async`]:
 //!
@@ -75,14 +75,19 @@ pub(crate) struct BackgroundRuntime {
     rt: Option<tokio::runtime::Runtime>,
 }
 
+/// A sink's private runtime: current-thread, whose blocking threads (name resolution) are
+/// marked as the crate's own, like every thread the crate starts.
+pub(crate) fn private_runtime(what: &str) -> Result<tokio::runtime::Runtime, SinkError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_start(crate::silent::mark_thread)
+        .build()
+        .map_err(|e| SinkError::io(format!("starting the runtime of {what}"), e))
+}
+
 impl BackgroundRuntime {
     pub(crate) fn new(what: &str) -> Result<Self, SinkError> {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_start(crate::silent::mark_thread)
-            .build()
-            .map(|rt| BackgroundRuntime { rt: Some(rt) })
-            .map_err(|e| SinkError::io(format!("starting the runtime of {what}"), e))
+        private_runtime(what).map(|rt| BackgroundRuntime { rt: Some(rt) })
     }
 
     fn rt(&self) -> Result<&tokio::runtime::Runtime, SinkError> {

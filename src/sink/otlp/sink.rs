@@ -540,11 +540,7 @@ impl Otlp {
                 dir.display()
             ))
         })?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_start(crate::silent::mark_thread)
-            .build()
-            .map_err(|e| SinkError::io("starting the runtime of the OTLP spool", e))?;
+        let rt = crate::sink::runtime::private_runtime("the OTLP spool")?;
         // As in `start_direct`: entered, never blocked on, from the application's thread.
         let built = {
             let _in_ours = rt.enter();
