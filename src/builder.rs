@@ -389,7 +389,7 @@ impl Builder {
 
     /// Whether spans count their busy time (entered) and idle time (open, not entered), as
     /// `busy_ns` / `idle_ns` in the sinks (default [`DEFAULT_SPAN_TIMINGS`], on). Off saves
-    /// two span-store lookups per enter/exit pair.
+    /// two clock readings and one span-store lookup per enter/exit pair.
     pub fn span_timings(mut self, on: bool) -> Self {
         self.config.span_timings.set_code(on);
         self

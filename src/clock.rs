@@ -32,6 +32,12 @@ impl Tick {
         Tick(source().raw())
     }
 
+    /// A reading of `raw` (for tests).
+    #[cfg(test)]
+    pub(crate) fn from_raw(raw: u64) -> Tick {
+        Tick(raw)
+    }
+
     /// The raw reading.
     #[inline]
     pub(crate) fn raw(self) -> u64 {
@@ -58,6 +64,11 @@ impl RawSpan {
     #[inline]
     pub(crate) fn add(&mut self, other: RawSpan) {
         self.0 = self.0.saturating_add(other.0);
+    }
+
+    /// What is left of `self` after `other` (0 if `other` is longer).
+    pub(crate) fn saturating_sub(self, other: RawSpan) -> RawSpan {
+        RawSpan(self.0.saturating_sub(other.0))
     }
 
     pub(crate) fn duration(self) -> Duration {

@@ -14,17 +14,31 @@
 //! new span's parent it is trusted only when its top is also the registry's current span: a
 //! span hidden by a per-layer filter and entered on top of ours (a task's span polled inside a
 //! worker's) makes the registry walk that span's own ancestors instead.
+//!
+//! Each entry also keeps when it was entered, so that the exit can count the time in between as
+//! the span's busy time without looking the span up on enter.
 
 use std::cell::RefCell;
 use std::num::NonZeroU64;
 
 use tracing_core::span::Id;
 
+use crate::clock::Tick;
+
 /// One layer's stack on one thread.
 struct Stack {
     layer: u64,
-    /// Entered span ids, innermost last, and whether the entry is a duplicate.
-    spans: Vec<(NonZeroU64, bool)>,
+    /// Entered spans, innermost last.
+    spans: Vec<Entered>,
+}
+
+/// One entry of a stack.
+struct Entered {
+    id: NonZeroU64,
+    /// Entered again while already on the stack: not current, and not counted as busy.
+    duplicate: bool,
+    /// When it was entered.
+    at: Tick,
 }
 
 /// Stacks kept per thread before empty ones of other layers are dropped (layers come and go in
@@ -35,8 +49,9 @@ thread_local! {
     static STACKS: RefCell<Vec<Stack>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Notes that `layer`'s span `id` was entered on this thread.
-pub(super) fn enter(layer: u64, id: &Id) {
+/// Notes that `layer`'s span `id` was entered on this thread, at `now`.
+#[inline]
+pub(super) fn enter(layer: u64, id: &Id, now: Tick) {
     let id = id.into_non_zero_u64();
     let _ = STACKS.try_with(|stacks| {
         let Ok(mut stacks) = stacks.try_borrow_mut() else {
@@ -56,24 +71,30 @@ pub(super) fn enter(layer: u64, id: &Id) {
             }
         };
         let spans = &mut stacks[i].spans;
-        let duplicate = spans.iter().any(|(s, _)| *s == id);
-        spans.push((id, duplicate));
+        let duplicate = spans.iter().any(|s| s.id == id);
+        spans.push(Entered {
+            id,
+            duplicate,
+            at: now,
+        });
     });
 }
 
-/// Notes that `layer`'s span `id` was exited on this thread.
-pub(super) fn exit(layer: u64, id: &Id) {
+/// Notes that `layer`'s span `id` was exited on this thread. Returns when it was entered, unless
+/// the exit ends a duplicate entry (the span is still entered) or matches no entry.
+#[inline]
+pub(super) fn exit(layer: u64, id: &Id) -> Option<Tick> {
     let id = id.into_non_zero_u64();
-    let _ = STACKS.try_with(|stacks| {
-        let Ok(mut stacks) = stacks.try_borrow_mut() else {
-            return;
-        };
-        if let Some(stack) = stacks.iter_mut().find(|s| s.layer == layer) {
-            if let Some(i) = stack.spans.iter().rposition(|(s, _)| *s == id) {
-                stack.spans.remove(i);
-            }
-        }
-    });
+    STACKS
+        .try_with(|stacks| {
+            let mut stacks = stacks.try_borrow_mut().ok()?;
+            let stack = stacks.iter_mut().find(|s| s.layer == layer)?;
+            let i = stack.spans.iter().rposition(|s| s.id == id)?;
+            let exited = stack.spans.remove(i);
+            (!exited.duplicate).then_some(exited.at)
+        })
+        .ok()
+        .flatten()
 }
 
 /// What the stack says about `layer`'s current span on this thread.
@@ -98,9 +119,9 @@ pub(super) fn current(layer: u64) -> Current {
             let top = stacks
                 .iter()
                 .find(|s| s.layer == layer)
-                .and_then(|s| s.spans.iter().rev().find(|(_, dup)| !dup));
+                .and_then(|s| s.spans.iter().rev().find(|s| !s.duplicate));
             match top {
-                Some((id, _)) => Current::Span(Id::from_non_zero_u64(*id)),
+                Some(top) => Current::Span(Id::from_non_zero_u64(top.id)),
                 None => Current::None,
             }
         })
@@ -115,32 +136,37 @@ mod tests {
         Id::from_u64(n)
     }
 
+    fn at(raw: u64) -> Tick {
+        Tick::from_raw(raw)
+    }
+
     #[test]
     fn follows_the_registry_rules() {
         let layer = 1_000_001;
         assert_eq!(current(layer), Current::None);
-        enter(layer, &id(1));
-        enter(layer, &id(2));
+        enter(layer, &id(1), at(10));
+        enter(layer, &id(2), at(20));
         assert_eq!(current(layer), Current::Span(id(2)));
         // Entering 1 again is a duplicate: 2 stays current.
-        enter(layer, &id(1));
+        enter(layer, &id(1), at(30));
         assert_eq!(current(layer), Current::Span(id(2)));
-        // The exit removes the innermost 1 (the duplicate).
-        exit(layer, &id(1));
+        // The exit removes the innermost 1 (the duplicate): 1 is still entered, not busy-counted.
+        assert_eq!(exit(layer, &id(1)), None);
         assert_eq!(current(layer), Current::Span(id(2)));
-        exit(layer, &id(2));
+        assert_eq!(exit(layer, &id(2)), Some(at(20)));
         assert_eq!(current(layer), Current::Span(id(1)));
         // An exit of a span not on the stack changes nothing.
-        exit(layer, &id(7));
+        assert_eq!(exit(layer, &id(7)), None);
         assert_eq!(current(layer), Current::Span(id(1)));
-        exit(layer, &id(1));
+        // The last exit of 1 counts from its first entry.
+        assert_eq!(exit(layer, &id(1)), Some(at(10)));
         assert_eq!(current(layer), Current::None);
     }
 
     #[test]
     fn layers_have_their_own_stacks() {
         let (a, b) = (1_000_002, 1_000_003);
-        enter(a, &id(5));
+        enter(a, &id(5), at(1));
         assert_eq!(current(a), Current::Span(id(5)));
         assert_eq!(current(b), Current::None);
         exit(a, &id(5));
@@ -149,7 +175,7 @@ mod tests {
     #[test]
     fn the_list_of_stacks_stays_short() {
         for layer in 2_000_000..2_000_100 {
-            enter(layer, &id(1));
+            enter(layer, &id(1), at(1));
             exit(layer, &id(1));
         }
         STACKS.with(|s| assert!(s.borrow().len() <= MAX_STACKS, "{}", s.borrow().len()));

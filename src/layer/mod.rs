@@ -25,7 +25,7 @@ mod spans;
 
 use self::callsite::CallsiteClass;
 use self::capture::{is_marked_critical, remote_parent, Capture};
-use self::spans::{SpanEntry, SpanStore};
+use self::spans::{NewSpan, SpanStore};
 use crate::clock::Tick;
 use crate::ids::{new_span_id, new_trace_id, thread_info, SpanContext, SpanId};
 use crate::level::LogLevel;
@@ -515,17 +515,17 @@ where
         // later may still change. Unsampled children keep their ids only.
         let record = (place.context.sampled || !place.has_local_parent)
             .then(|| self.start_record(attrs, &place, &class, now));
-        let entry = SpanEntry::new(
-            place.context,
-            place.local_root,
-            place.has_local_parent,
+        let new = NewSpan {
+            context: place.context,
+            local_root: place.local_root,
+            has_local_parent: place.has_local_parent,
             record,
-            now,
-        );
+            opened: now,
+        };
         let counters = &self.intake.counters;
-        if let Some(stale) = self.spans.insert(id, entry, &counters.open_spans) {
+        if let Err(stale) = self.spans.insert(id, new, &counters.open_spans) {
             // The registry reused the id of a span this layer never saw close.
-            if let Some(rec) = stale.record {
+            if let Some(rec) = stale {
                 self.intake.spans.give(rec);
             }
             counters.spans_closed.incr();
@@ -599,21 +599,23 @@ where
         if !self.settings.enabled {
             return;
         }
-        entered::enter(self.id, id);
-        if self.settings.span_timings {
-            let now = Tick::now();
-            self.spans.with(id, |e| e.enter(now));
-        }
+        // Busy time is counted at the exit, from the tick kept with the thread's entry.
+        let now = if self.settings.span_timings {
+            Tick::now()
+        } else {
+            Tick::default()
+        };
+        entered::enter(self.id, id, now);
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         if !self.settings.enabled {
             return;
         }
-        entered::exit(self.id, id);
-        if self.settings.span_timings {
-            let now = Tick::now();
-            self.spans.with(id, |e| e.exit(now));
+        let entered_at = entered::exit(self.id, id);
+        if let Some(entered_at) = entered_at.filter(|_| self.settings.span_timings) {
+            let busy = Tick::now().since(entered_at);
+            self.spans.with(id, |e| e.add_busy(busy));
         }
     }
 
@@ -650,17 +652,16 @@ where
 
     fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
         let counters = &self.intake.counters;
-        let Some(mut entry) = self.spans.remove(&id, &counters.open_spans) else {
+        let Some((record, sampled)) = self.spans.remove(&id, &counters.open_spans) else {
             return;
         };
         counters.spans_closed.incr();
         let now = Tick::now();
-        entry.close(now);
-        let Some(mut rec) = entry.record.take() else {
+        let Some(mut rec) = record else {
             counters.spans_sampled_out.incr();
             return;
         };
-        if !entry.context.sampled {
+        if !sampled {
             // A root kept for a remote parent that never came, or that was not sampled.
             self.intake.spans.give(rec);
             counters.spans_sampled_out.incr();

@@ -1,12 +1,13 @@
 //! The layer's own span storage: state lives with the span, keyed by its `tracing` id, and goes
 //! when the span closes.
 //!
-//! A sharded map from span id to [`SpanEntry`]: the span's place in its trace (ids and the
-//! sampled flag, for every span, sampled or not: 24 bytes, so "not sampled" propagates), and for
-//! a recorded span the record being built, in a box from the pipeline's pool. Nothing is boxed
-//! per span: the maps keep their capacity, and the records are recycled. Each shard has its own
-//! short lock; a thread touching one span never waits for threads working on others, except on
-//! a shard collision. Nothing else the crate keeps refers to a span but by id.
+//! Sharded: each shard keeps [`SpanEntry`] slots and a map from span id to slot. An entry holds
+//! the span's place in its trace (ids and the sampled flag, for every span, sampled or not, so
+//! "not sampled" propagates) and, for a recorded span, the record being built, in a box from the
+//! pipeline's pool. Nothing is boxed per span: slots are reused, the maps keep their capacity,
+//! and the records are recycled. Each shard has its own short lock; a thread touching one span
+//! never waits for threads working on others, except on a shard collision. Nothing else the
+//! crate keeps refers to a span but by id.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -16,11 +17,13 @@ use crossbeam_utils::CachePadded;
 use tracing_core::span::Id;
 
 use crate::clock::{RawSpan, Tick};
-use crate::ids::{SpanContext, SpanId};
+use crate::ids::{SpanContext, SpanId, TraceId};
 use crate::open_spans::{epoch_of, OpenSpans, SHARDS};
 use crate::record::SpanRecord;
 
-/// One open span's state.
+/// One open span's state, kept in place in its shard's slots: it is written field by field
+/// where it lives and never moved while the span is open (moving a freshly written entry stalls
+/// the loads that copy it: each one spans several of the stores that wrote it).
 #[derive(Debug)]
 pub(crate) struct SpanEntry {
     /// Trace id, span id, sampled flag.
@@ -36,68 +39,73 @@ pub(crate) struct SpanEntry {
     /// The record being built: recorded spans, and roots (whose sampling may still change when
     /// a remote parent is set); `None` for the rest.
     pub(crate) record: Option<Box<SpanRecord>>,
-    /// How many times the span is entered right now, and when that last changed (busy/idle).
-    pub(crate) depth: u32,
-    pub(crate) last_change: Tick,
     /// The coarse epoch it opened in (open-span ages).
     epoch: u32,
 }
 
 impl SpanEntry {
-    pub(crate) fn new(
-        context: SpanContext,
-        local_root: SpanId,
-        has_local_parent: bool,
-        record: Option<Box<SpanRecord>>,
-        opened: Tick,
-    ) -> Self {
-        SpanEntry {
-            context,
-            local_root,
-            has_children: false,
-            has_local_parent,
-            has_events: false,
-            record,
-            depth: 0,
-            last_change: opened,
-            epoch: epoch_of(opened),
-        }
-    }
+    /// A free slot.
+    const VACANT: SpanEntry = SpanEntry {
+        context: SpanContext {
+            trace_id: TraceId::INVALID,
+            span_id: SpanId::INVALID,
+            sampled: false,
+        },
+        local_root: SpanId::INVALID,
+        has_children: false,
+        has_local_parent: false,
+        has_events: false,
+        record: None,
+        epoch: 0,
+    };
 
-    /// Entered (`on_enter`): the time since the last change was idle.
-    pub(crate) fn enter(&mut self, now: Tick) {
-        if self.depth == 0 {
-            self.account(now, |r| &mut r.idle_raw);
-        }
-        self.depth = self.depth.saturating_add(1);
-    }
-
-    /// Exited (`on_exit`): the time since entering was busy.
-    pub(crate) fn exit(&mut self, now: Tick) {
-        self.depth = self.depth.saturating_sub(1);
-        if self.depth == 0 {
-            self.account(now, |r| &mut r.busy_raw);
-        }
-    }
-
-    /// Closed: the time since the last exit was idle (busy if it is still entered).
-    pub(crate) fn close(&mut self, now: Tick) {
-        if self.depth == 0 {
-            self.account(now, |r| &mut r.idle_raw);
-        } else {
-            self.account(now, |r| &mut r.busy_raw);
-        }
-    }
-
-    fn account(&mut self, now: Tick, slot: impl FnOnce(&mut SpanRecord) -> &mut RawSpan) {
+    /// Time spent entered, on one thread, from an enter to its exit (`on_exit`).
+    #[inline]
+    pub(crate) fn add_busy(&mut self, busy: RawSpan) {
         if let Some(r) = self.record.as_deref_mut() {
-            slot(r).add(now.since(self.last_change));
+            r.busy_raw.add(busy);
         }
-        self.last_change = now;
     }
 }
 
-type Shard = HashMap<u64, SpanEntry, BuildHasherDefault<IdHasher>>;
+/// What a new span is opened with.
+pub(crate) struct NewSpan {
+    pub(crate) context: SpanContext,
+    pub(crate) local_root: SpanId,
+    pub(crate) has_local_parent: bool,
+    pub(crate) record: Option<Box<SpanRecord>>,
+    pub(crate) opened: Tick,
+}
+
+/// One shard: open spans' entries in slots, found by span id.
+#[derive(Debug, Default)]
+struct Shard {
+    /// Span id to slot.
+    index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+    slots: Vec<SpanEntry>,
+    /// Slots not in use.
+    free: Vec<u32>,
+}
+
+impl Shard {
+    /// Gives the memory of a burst back once the shard is mostly empty: live entries move to
+    /// the front of a smaller slot vector (a rare O(open spans) step under the shard's lock).
+    fn compact_if_mostly_empty(&mut self) {
+        let len = self.index.len();
+        if self.slots.len() <= SHRINK_ABOVE || len * 8 >= self.slots.len() {
+            return;
+        }
+        let mut slots = Vec::with_capacity(len * 2);
+        for slot in self.index.values_mut() {
+            let entry = std::mem::replace(&mut self.slots[*slot as usize], SpanEntry::VACANT);
+            *slot = slots.len() as u32;
+            slots.push(entry);
+        }
+        self.slots = slots;
+        self.free = Vec::new();
+        self.index.shrink_to(len * 2);
+    }
+}
 
 /// A shard holding room for more spans than this shrinks once it is mostly empty.
 const SHRINK_ABOVE: usize = 4_096;
@@ -134,23 +142,56 @@ impl SpanStore {
         self.shards[shard].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a new span's state (replacing a stale entry for a reused id, which is returned).
-    pub(crate) fn insert(&self, id: &Id, entry: SpanEntry, ages: &OpenSpans) -> Option<SpanEntry> {
+    /// Stores a new span's state. A stale entry for a reused id (a span this store never saw
+    /// close) is replaced: `Err` carries its record.
+    #[inline]
+    pub(crate) fn insert(
+        &self,
+        id: &Id,
+        new: NewSpan,
+        ages: &OpenSpans,
+    ) -> Result<(), Option<Box<SpanRecord>>> {
         let shard = shard_of(id);
-        let mut map = self.lock(shard);
-        ages.open(shard, entry.epoch);
-        let old = map.insert(id.into_u64(), entry);
-        if let Some(old) = &old {
-            ages.close(shard, old.epoch);
-        }
-        old
+        let epoch = epoch_of(new.opened);
+        let mut guard = self.lock(shard);
+        let map = &mut *guard;
+        ages.open(shard, epoch);
+        let (slot, stale) = match map.index.get(&id.into_u64()) {
+            Some(&slot) => {
+                let old = &mut map.slots[slot as usize];
+                ages.close(shard, old.epoch);
+                (slot, Err(old.record.take()))
+            }
+            None => {
+                let slot = match map.free.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        map.slots.push(SpanEntry::VACANT);
+                        (map.slots.len() - 1) as u32
+                    }
+                };
+                map.index.insert(id.into_u64(), slot);
+                (slot, Ok(()))
+            }
+        };
+        let e = &mut map.slots[slot as usize];
+        e.context = new.context;
+        e.local_root = new.local_root;
+        e.has_children = false;
+        e.has_local_parent = new.has_local_parent;
+        e.has_events = false;
+        e.record = new.record;
+        e.epoch = epoch;
+        stale
     }
 
     /// Runs `f` on a span's state.
     #[inline]
     pub(crate) fn with<R>(&self, id: &Id, f: impl FnOnce(&mut SpanEntry) -> R) -> Option<R> {
-        let mut map = self.lock(shard_of(id));
-        map.get_mut(&id.into_u64()).map(f)
+        let mut guard = self.lock(shard_of(id));
+        let map = &mut *guard;
+        let slot = *map.index.get(&id.into_u64())?;
+        Some(f(&mut map.slots[slot as usize]))
     }
 
     /// A span's place in its trace, and its local root.
@@ -169,31 +210,40 @@ impl SpanStore {
         })
     }
 
-    /// Takes a closing span's state out.
-    pub(crate) fn remove(&self, id: &Id, ages: &OpenSpans) -> Option<SpanEntry> {
+    /// Takes a closing span's state out: its record, and whether it is sampled.
+    #[inline]
+    pub(crate) fn remove(
+        &self,
+        id: &Id,
+        ages: &OpenSpans,
+    ) -> Option<(Option<Box<SpanRecord>>, bool)> {
         let shard = shard_of(id);
-        let mut map = self.lock(shard);
-        let entry = map.remove(&id.into_u64())?;
-        ages.close(shard, entry.epoch);
-        // A map keeps its capacity for the next spans (no allocation in steady state), but not
-        // a burst's: once it is mostly empty, it gives the memory back (a rare reallocation).
-        let len = map.len();
-        if map.capacity() > SHRINK_ABOVE && len * 8 < map.capacity() {
-            map.shrink_to(len * 2);
-        }
-        Some(entry)
+        let mut guard = self.lock(shard);
+        let map = &mut *guard;
+        let slot = map.index.remove(&id.into_u64())?;
+        let e = &mut map.slots[slot as usize];
+        ages.close(shard, e.epoch);
+        let taken = (e.record.take(), e.context.sampled);
+        map.free.push(slot);
+        map.compact_if_mostly_empty();
+        Some(taken)
     }
 
     /// Spans held now (for tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        (0..SHARDS).map(|s| self.lock(s).len()).sum()
+        (0..SHARDS).map(|s| self.lock(s).index.len()).sum()
     }
 
     /// Room held for spans (for tests).
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
-        (0..SHARDS).map(|s| self.lock(s).capacity()).sum()
+        (0..SHARDS)
+            .map(|s| {
+                let shard = self.lock(s);
+                shard.slots.capacity().max(shard.index.capacity())
+            })
+            .sum()
     }
 }
 
@@ -229,13 +279,14 @@ mod tests {
                 span_id: SpanId::from_u64(i as u64 + 1),
                 ..Default::default()
             };
-            assert!(store
-                .insert(
-                    id,
-                    SpanEntry::new(ctx, ctx.span_id, false, None, Tick::now()),
-                    &ages
-                )
-                .is_none());
+            let new = NewSpan {
+                context: ctx,
+                local_root: ctx.span_id,
+                has_local_parent: false,
+                record: None,
+                opened: Tick::now(),
+            };
+            assert!(store.insert(id, new, &ages).is_ok());
         }
         assert_eq!(store.len(), 200_000);
         assert!(ages.oldest_age().is_some());
@@ -243,8 +294,24 @@ mod tests {
             store.context(&ids[41]).unwrap().0.span_id,
             SpanId::from_u64(42)
         );
-        for id in &ids {
-            assert!(store.remove(id, &ages).is_some());
+        // Most close: the shards compact, and the spans still open keep their state.
+        let kept = |i: usize| i % 1_000 == 0;
+        for (i, id) in ids.iter().enumerate() {
+            if !kept(i) {
+                assert!(store.remove(id, &ages).is_some());
+            }
+        }
+        assert_eq!(store.len(), 200);
+        assert!(store.capacity() <= SHARDS * SHRINK_ABOVE * 2);
+        for (i, id) in ids.iter().enumerate() {
+            let found = store.context(id).map(|(c, _)| c.span_id);
+            let expected = kept(i).then(|| SpanId::from_u64(i as u64 + 1));
+            assert_eq!(found, expected, "span {i}");
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if kept(i) {
+                assert!(store.remove(id, &ages).is_some());
+            }
         }
         assert_eq!(store.len(), 0);
         assert_eq!(ages.oldest_age(), None);

@@ -308,6 +308,8 @@ impl<'a> Drain<'a> {
             Captured::Span(mut s) => {
                 s.start = self.wall.system_time(s.start_tick);
                 s.duration = between(s.start_tick, s.end_tick);
+                // Idle: the rest of the span's life (busy is counted at each exit).
+                s.idle_raw = s.end_tick.since(s.start_tick).saturating_sub(s.busy_raw);
                 self.pending.attach(&mut s);
                 Record::Span(self.spans.share(s))
             }

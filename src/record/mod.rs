@@ -355,10 +355,15 @@ impl SpanRecord {
         self.duration
     }
 
-    /// The time the span was entered (busy) and open but not entered (idle), as
+    /// The time the span was entered (busy) and the rest of its life (idle), as
     /// `tracing-subscriber`'s `fmt` span timings and `tracing-opentelemetry`'s `busy_ns` /
-    /// `idle_ns` count them; `None` when span timings are off
+    /// `idle_ns` report them; `None` when span timings are off
     /// ([`Builder::span_timings`](crate::Builder::span_timings)).
+    ///
+    /// Busy counts each stretch from an enter to its exit on the thread it happened on; a span
+    /// entered again while it is already entered on that thread is not counted twice. A span
+    /// entered on two threads at the same time counts both stretches (busy then exceeds its
+    /// share of the duration, and idle is 0 when busy exceeds it all).
     pub fn busy_idle(&self) -> Option<(Duration, Duration)> {
         self.timings
             .then(|| (self.busy_raw.duration(), self.idle_raw.duration()))
