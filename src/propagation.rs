@@ -63,8 +63,8 @@ pub trait OffloadSpanExt {
     /// ([`SetParentError::HasLocalParent`], [`HasChildren`](SetParentError::HasChildren),
     /// [`HasEvents`](SetParentError::HasEvents)), counted, and reported once on stderr.
     ///
-    /// With two `OffloadLayer`s on one registry, this reaches only the outer one; recording
-    /// the `traceparent` field reaches both.
+    /// With several `OffloadLayer`s on one registry, it reaches each of them; a refusal by any
+    /// of them is the answer.
     fn set_parent_traceparent(&self, traceparent: &str) -> Result<(), SetParentError>;
 }
 
@@ -83,7 +83,7 @@ impl OffloadSpanExt for tracing::Span {
             dispatch
                 .downcast_ref::<OffloadLayer>()
                 .ok_or(SetParentError::NotRecorded)?
-                .set_remote_parent(id, remote)
+                .set_remote_parent_everywhere(id, remote)
         })
         .unwrap_or(Err(SetParentError::NotRecorded))
     }

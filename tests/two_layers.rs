@@ -56,3 +56,65 @@ fn two_layers_on_one_registry_each_keep_their_spans() {
         .unwrap();
     assert_eq!(audit_event.span_id(), Some(audit_spans[0].span_id()));
 }
+
+/// `set_parent_traceparent` reaches every `OffloadLayer` of the registry, not only the outer
+/// one: the span joins the remote trace at both destinations (it used to do so only at the
+/// outer layer's, so the other destination's trace was split from the caller's).
+#[test]
+fn a_remote_parent_set_later_reaches_every_layer() {
+    use tracing_offload::{OffloadSpanExt, SpanId, TraceId};
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT: &str = "00f067aa0ba902b7";
+    let header = format!("00-{TRACE}-{PARENT}-01");
+
+    let sinks = [
+        Collect::new("first"),
+        Collect::new("second"),
+        Collect::new("third"),
+    ];
+    let mut guards = Vec::new();
+    let mut layers = Vec::new();
+    for sink in &sinks {
+        let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+        layers.push(layer);
+        guards.push(guard);
+    }
+    let third = layers.pop().unwrap();
+    let second = layers.pop().unwrap();
+    let first = layers.pop().unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(first)
+        .with(second.with_filter(filter_fn(|_| true)))
+        .with(third);
+    tracing::subscriber::with_default(subscriber, || {
+        let request = tracing::info_span!("request");
+        request.set_parent_traceparent(&header).unwrap();
+        request.in_scope(|| tracing::info!("handled"));
+        // Refused at every layer once the span has an event, and said so.
+        assert_eq!(
+            request.set_parent_traceparent(&header),
+            Err(tracing_offload::SetParentError::HasEvents)
+        );
+    });
+    for guard in guards {
+        guard.shutdown(DEADLINE).unwrap();
+    }
+    let trace = TraceId::from_hex(TRACE).unwrap();
+    for (sink, at) in sinks.iter().zip(["first", "second", "third"]) {
+        let span = sink
+            .data()
+            .into_iter()
+            .find_map(|r| match r {
+                Record::Span(s) => Some(s),
+                _ => None,
+            })
+            .expect("the span");
+        assert_eq!(span.trace_id(), trace, "at the {at} layer");
+        assert_eq!(
+            span.parent_span_id(),
+            SpanId::from_hex(PARENT),
+            "at the {at} layer"
+        );
+        assert!(span.parent_is_remote());
+    }
+}

@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
@@ -74,9 +74,19 @@ pub enum SetParentError {
 pub struct OffloadLayer {
     intake: Arc<Intake>,
     settings: LayerSettings,
-    spans: SpanStore,
+    spans: Arc<SpanStore>,
     /// Distinguishes this layer's entries in the thread-local callsite cache.
     id: u64,
+    /// The other `OffloadLayer`s of this layer's subscriber, when this one is the outermost
+    /// (the one `Dispatch::downcast_ref` finds): a remote parent set through it reaches them
+    /// too. They register themselves when the subscriber becomes a `Dispatch`.
+    siblings: Mutex<Vec<Sibling>>,
+}
+
+/// What a remote parent set later needs of another layer on the same subscriber.
+struct Sibling {
+    spans: Weak<SpanStore>,
+    intake: Weak<Intake>,
 }
 
 /// The layer's fixed settings.
@@ -116,8 +126,9 @@ impl OffloadLayer {
         OffloadLayer {
             intake,
             settings,
-            spans: SpanStore::default(),
+            spans: Arc::default(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            siblings: Mutex::new(Vec::new()),
         }
     }
 
@@ -402,58 +413,95 @@ impl OffloadLayer {
         }
     }
 
-    /// Applies a remote parent learned after the span was created (`Span::record` of its
-    /// `traceparent` field, or [`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt)).
+    /// Applies a remote parent learned after the span was created to this layer's span
+    /// (`Span::record` of its `traceparent` field, which every layer sees).
     pub(crate) fn set_remote_parent(
         &self,
         id: &Id,
         remote: RemoteParent,
     ) -> Result<(), SetParentError> {
-        let sampler = &self.intake.sampler;
-        let outcome = self.spans.with(id, |e| {
-            if e.has_local_parent {
-                return Err(SetParentError::HasLocalParent);
-            }
-            if e.has_children {
-                return Err(SetParentError::HasChildren);
-            }
-            if e.has_events {
-                return Err(SetParentError::HasEvents);
-            }
-            let sampled = sampler.sample_span(remote.trace_id, Parent::Remote(remote.sampled));
-            e.context.trace_id = remote.trace_id;
-            e.context.sampled = sampled;
-            e.local_root = e.context.span_id;
-            e.has_local_parent = false;
-            if let Some(rec) = e.record.as_deref_mut() {
-                rec.context = e.context;
-                rec.parent_span_id = Some(remote.span_id);
-                rec.parent_is_remote = true;
-                rec.local_root = e.context.span_id;
-            }
-            Ok(())
-        });
-        match outcome {
-            Some(Ok(())) => Ok(()),
-            Some(Err(refused)) => {
-                self.intake.counters.reparent_refused.incr();
-                REPARENT_WARNED.call_once(|| {
-                    eprintln!(
-                        "tracing-offload: a remote parent was refused ({refused}): the trace \
-                         would split. Set it on a local root before it has children or events; \
-                         see OffloadSpanExt::set_parent_traceparent. Further cases are counted \
-                         in stats().reparent_refused."
-                    )
-                });
-                Err(refused)
-            }
-            None => Err(SetParentError::NotRecorded),
+        reparent(&self.spans, &self.intake, id, remote)
+    }
+
+    /// Applies a remote parent to the span in this layer and in every other `OffloadLayer` of
+    /// its subscriber ([`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt), which
+    /// finds only the outermost layer). A refusal by any layer is the answer; otherwise it is
+    /// `Ok` if any layer records the span.
+    pub(crate) fn set_remote_parent_everywhere(
+        &self,
+        id: &Id,
+        remote: RemoteParent,
+    ) -> Result<(), SetParentError> {
+        let mut outcome = self.set_remote_parent(id, remote);
+        let siblings = self.siblings.lock().unwrap_or_else(|e| e.into_inner());
+        for sibling in siblings.iter() {
+            let (Some(spans), Some(intake)) = (sibling.spans.upgrade(), sibling.intake.upgrade())
+            else {
+                continue;
+            };
+            let theirs = reparent(&spans, &intake, id, remote);
+            outcome = match (outcome, theirs) {
+                (Err(e), _) | (_, Err(e)) if e != SetParentError::NotRecorded => Err(e),
+                (Ok(()), _) | (_, Ok(())) => Ok(()),
+                _ => Err(SetParentError::NotRecorded),
+            };
         }
+        outcome
     }
 
     /// The trace context of an open span this layer records (sampled or not).
     pub(crate) fn span_context(&self, id: &Id) -> Option<SpanContext> {
         self.spans.context(id).map(|(c, _)| c)
+    }
+}
+
+/// Makes a span of one layer's store a child of a remote parent, if its trace can still change;
+/// a refusal is counted in that layer's pipeline.
+fn reparent(
+    spans: &SpanStore,
+    intake: &Intake,
+    id: &Id,
+    remote: RemoteParent,
+) -> Result<(), SetParentError> {
+    let sampler = &intake.sampler;
+    let outcome = spans.with(id, |e| {
+        if e.has_local_parent {
+            return Err(SetParentError::HasLocalParent);
+        }
+        if e.has_children {
+            return Err(SetParentError::HasChildren);
+        }
+        if e.has_events {
+            return Err(SetParentError::HasEvents);
+        }
+        let sampled = sampler.sample_span(remote.trace_id, Parent::Remote(remote.sampled));
+        e.context.trace_id = remote.trace_id;
+        e.context.sampled = sampled;
+        e.local_root = e.context.span_id;
+        e.has_local_parent = false;
+        if let Some(rec) = e.record.as_deref_mut() {
+            rec.context = e.context;
+            rec.parent_span_id = Some(remote.span_id);
+            rec.parent_is_remote = true;
+            rec.local_root = e.context.span_id;
+        }
+        Ok(())
+    });
+    match outcome {
+        Some(Ok(())) => Ok(()),
+        Some(Err(refused)) => {
+            intake.counters.reparent_refused.incr();
+            REPARENT_WARNED.call_once(|| {
+                eprintln!(
+                    "tracing-offload: a remote parent was refused ({refused}): the trace \
+                     would split. Set it on a local root before it has children or events; \
+                     see OffloadSpanExt::set_parent_traceparent. Further cases are counted \
+                     in stats().reparent_refused."
+                )
+            });
+            Err(refused)
+        }
+        None => Err(SetParentError::NotRecorded),
     }
 }
 
@@ -500,6 +548,23 @@ where
     // every other layer of the subscriber too. A disabled layer (`OTEL_SDK_DISABLED=true`)
     // returns early from each callback instead. Use `tracing_subscriber`'s per-layer filters
     // (`layer.with_filter(..)`) to choose what reaches this layer.
+
+    fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
+        // The outermost `OffloadLayer` is the one extensions find: the others register with
+        // it, so that a remote parent set through it reaches them too.
+        let Some(outer) = dispatch.downcast_ref::<OffloadLayer>() else {
+            return;
+        };
+        if std::ptr::eq(outer, self) {
+            return;
+        }
+        let mut siblings = outer.siblings.lock().unwrap_or_else(|e| e.into_inner());
+        siblings.retain(|s| s.spans.strong_count() > 0);
+        siblings.push(Sibling {
+            spans: Arc::downgrade(&self.spans),
+            intake: Arc::downgrade(&self.intake),
+        });
+    }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         // Nothing from the crate's own threads (its sinks' libraries log there): it would come
