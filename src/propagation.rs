@@ -63,15 +63,22 @@ pub trait OffloadSpanExt {
     /// ([`SetParentError::HasLocalParent`], [`HasChildren`](SetParentError::HasChildren),
     /// [`HasEvents`](SetParentError::HasEvents)), counted, and reported once on stderr.
     ///
-    /// With several `OffloadLayer`s on one registry, it reaches each of them; a refusal by any
-    /// of them is the answer.
+    /// With several `OffloadLayer`s on one registry, it reaches each of them, and each decides
+    /// for its own span state: where the span is still a local root with no child span and no
+    /// event, it joins the remote trace; where it is not (a per-layer filter can make one layer
+    /// see a child or an event that another does not), the layer refuses and counts it, and the
+    /// refusal is returned. Layers inside a `Vec` or an `Option` are not reached, because
+    /// `tracing-subscriber` 0.3 does not hand them the subscriber's `Dispatch`; recording the
+    /// `traceparent` field reaches every layer.
     fn set_parent_traceparent(&self, traceparent: &str) -> Result<(), SetParentError>;
 }
 
 impl OffloadSpanExt for tracing::Span {
     fn offload_context(&self) -> Option<SpanContext> {
         self.with_subscriber(|(id, dispatch)| {
-            dispatch.downcast_ref::<OffloadLayer>()?.span_context(id)
+            dispatch
+                .downcast_ref::<OffloadLayer>()?
+                .span_context_in_any_layer(id)
         })
         .flatten()
     }

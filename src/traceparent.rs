@@ -9,7 +9,10 @@ use crate::ids::{SpanId, TraceId};
 /// `parent_is_remote` set), and the parent-based samplers follow the remote sampled flag
 /// (bit `01` of the flags). An invalid value is ignored: the span starts a new trace, as the
 /// W3C Trace Context specification says. The field is only read on spans without a local
-/// parent, and only when they are created (not from `Span::record`).
+/// parent. Recording it later (`span.record("traceparent", header)`, on a span that declared
+/// the field as `traceparent = tracing::field::Empty`) does what
+/// [`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt::set_parent_traceparent)
+/// does; `tracing` drops a recorded value for a field the span did not declare.
 ///
 /// ```
 /// use tracing_offload::TRACEPARENT_FIELD;

@@ -118,3 +118,63 @@ fn a_remote_parent_set_later_reaches_every_layer() {
         assert!(span.parent_is_remote());
     }
 }
+
+/// Each layer decides for its own span state: a layer whose filter showed it a child refuses
+/// (and says so), the others join; `span.traceparent()` answers from a layer that records the
+/// span when the outermost one's filter hides it.
+#[test]
+fn each_layer_decides_for_its_own_span_and_any_layer_answers_for_the_context() {
+    use tracing_offload::{OffloadSpanExt, SetParentError, TraceId};
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let header = format!("00-{TRACE}-00f067aa0ba902b7-01");
+
+    let (sees_children, hides_children) = (Collect::new("children"), Collect::new("no-children"));
+    let (a, guard_a) = OffloadLayer::builder()
+        .sink(sees_children.clone())
+        .build()
+        .unwrap();
+    let (b, guard_b) = OffloadLayer::builder()
+        .sink(hides_children.clone())
+        .build()
+        .unwrap();
+    let outermost = Collect::new("outermost");
+    let (c, guard_c) = OffloadLayer::builder().sink(outermost).build().unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(a)
+        .with(b.with_filter(filter_fn(|m| m.name() != "child")))
+        // The outermost layer, the one extensions find, records no span named `hidden…`.
+        .with(c.with_filter(filter_fn(|m| !m.name().starts_with("hidden"))));
+    tracing::subscriber::with_default(subscriber, || {
+        let request = tracing::info_span!("request");
+        let _child = tracing::info_span!(parent: &request, "child");
+        assert_eq!(
+            request.set_parent_traceparent(&header),
+            Err(SetParentError::HasChildren)
+        );
+        drop(request);
+
+        let hidden = tracing::info_span!("hidden");
+        let context = hidden.offload_context().expect("an inner layer records it");
+        assert_eq!(
+            hidden.traceparent().unwrap().split('-').nth(1).unwrap(),
+            context.trace_id.to_string()
+        );
+    });
+    guard_a.shutdown(DEADLINE).unwrap();
+    guard_b.shutdown(DEADLINE).unwrap();
+    guard_c.shutdown(DEADLINE).unwrap();
+    let request = |sink: &Collect| {
+        sink.data()
+            .into_iter()
+            .find_map(|r| match r {
+                Record::Span(s) if s.name() == "request" => Some(s),
+                _ => None,
+            })
+            .expect("the request span")
+    };
+    let trace = TraceId::from_hex(TRACE).unwrap();
+    // The layer that saw the child kept its trace whole; the other joined the caller's.
+    assert_ne!(request(&sees_children).trace_id(), trace);
+    assert_eq!(request(&hides_children).trace_id(), trace);
+    assert!(request(&hides_children).parent_is_remote());
+}

@@ -425,7 +425,8 @@ impl OffloadLayer {
 
     /// Applies a remote parent to the span in this layer and in every other `OffloadLayer` of
     /// its subscriber ([`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt), which
-    /// finds only the outermost layer). A refusal by any layer is the answer; otherwise it is
+    /// finds only the outermost layer). Each layer decides for its own state, as it does when the
+    /// `traceparent` field is recorded; a refusal by any layer is the answer, otherwise it is
     /// `Ok` if any layer records the span.
     pub(crate) fn set_remote_parent_everywhere(
         &self,
@@ -449,9 +450,18 @@ impl OffloadLayer {
         outcome
     }
 
-    /// The trace context of an open span this layer records (sampled or not).
-    pub(crate) fn span_context(&self, id: &Id) -> Option<SpanContext> {
-        self.spans.context(id).map(|(c, _)| c)
+    /// The trace context of an open span this layer records (sampled or not), else the one the
+    /// first of the subscriber's other `OffloadLayer`s that records it has (the outermost layer's
+    /// per-layer filter may hide a span that another layer records).
+    pub(crate) fn span_context_in_any_layer(&self, id: &Id) -> Option<SpanContext> {
+        if let Some((c, _)) = self.spans.context(id) {
+            return Some(c);
+        }
+        let siblings = self.siblings.lock().unwrap_or_else(|e| e.into_inner());
+        siblings
+            .iter()
+            .filter_map(|s| s.spans.upgrade())
+            .find_map(|spans| spans.context(id).map(|(c, _)| c))
     }
 }
 
