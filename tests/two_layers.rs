@@ -101,14 +101,7 @@ fn a_remote_parent_set_later_reaches_every_layer() {
     }
     let trace = TraceId::from_hex(TRACE).unwrap();
     for (sink, at) in sinks.iter().zip(["first", "second", "third"]) {
-        let span = sink
-            .data()
-            .into_iter()
-            .find_map(|r| match r {
-                Record::Span(s) => Some(s),
-                _ => None,
-            })
-            .expect("the span");
+        let span = span_named(sink, "request");
         assert_eq!(span.trace_id(), trace, "at the {at} layer");
         assert_eq!(
             span.parent_span_id(),
@@ -163,18 +156,21 @@ fn each_layer_decides_for_its_own_span_and_any_layer_answers_for_the_context() {
     guard_a.shutdown(DEADLINE).unwrap();
     guard_b.shutdown(DEADLINE).unwrap();
     guard_c.shutdown(DEADLINE).unwrap();
-    let request = |sink: &Collect| {
-        sink.data()
-            .into_iter()
-            .find_map(|r| match r {
-                Record::Span(s) if s.name() == "request" => Some(s),
-                _ => None,
-            })
-            .expect("the request span")
-    };
+    let request = |sink: &Collect| span_named(sink, "request");
     let trace = TraceId::from_hex(TRACE).unwrap();
     // The layer that saw the child kept its trace whole; the other joined the caller's.
     assert_ne!(request(&sees_children).trace_id(), trace);
     assert_eq!(request(&hides_children).trace_id(), trace);
     assert!(request(&hides_children).parent_is_remote());
+}
+
+/// The span named `name` that `sink` received.
+fn span_named(sink: &Collect, name: &str) -> tracing_offload::SpanRecord {
+    sink.data()
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Span(s) if s.name() == name => Some((*s).clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no span named {name}"))
 }
