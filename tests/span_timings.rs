@@ -45,8 +45,9 @@ fn span_after(name: &str, timings: bool, f: impl FnOnce()) -> SpanRecord {
     spans.into_iter().next().unwrap()
 }
 
-/// Busy and idle add up to the span's duration (each is rounded once to nanoseconds).
-fn assert_adds_up(span: &SpanRecord) -> (Duration, Duration) {
+/// Busy and idle add up to the span's duration (each is rounded once to nanoseconds), each is at
+/// least what was spent in it, and the idle stretches were not counted as busy.
+fn assert_timings(span: &SpanRecord, busy_at_least: Duration, idle_at_least: Duration) -> Duration {
     let (busy, idle) = span.busy_idle().expect("span timings are on");
     let total = busy + idle;
     let diff = total.abs_diff(span.duration());
@@ -55,7 +56,14 @@ fn assert_adds_up(span: &SpanRecord) -> (Duration, Duration) {
         "busy {busy:?} + idle {idle:?} = {total:?}, duration {:?}",
         span.duration()
     );
-    (busy, idle)
+    assert!(busy >= busy_at_least, "busy {busy:?}");
+    assert!(idle >= idle_at_least, "idle {idle:?}");
+    assert!(
+        busy <= span.duration() - idle_at_least,
+        "busy {busy:?} of {:?}",
+        span.duration()
+    );
+    busy
 }
 
 #[test]
@@ -74,15 +82,8 @@ fn entered_time_is_busy_and_the_rest_is_idle() {
         span.in_scope(|| spend(ms(10))); // busy
         spend(ms(10)); // idle
     });
-    let (busy, idle) = assert_adds_up(&span);
-    assert!(busy >= ms(50), "busy {busy:?}");
-    assert!(idle >= ms(50), "idle {idle:?}");
-    // The idle stretches were not counted as busy (nor the nested entry twice).
-    assert!(
-        busy <= span.duration() - ms(50),
-        "busy {busy:?} of {:?}",
-        span.duration()
-    );
+    // The idle stretches were not counted as busy, nor the nested entry twice.
+    assert_timings(&span, ms(50), ms(50));
 }
 
 #[test]
@@ -101,14 +102,7 @@ fn time_entered_on_other_threads_is_busy() {
         }
         spend(ms(20)); // idle
     });
-    let (busy, idle) = assert_adds_up(&span);
-    assert!(busy >= ms(40), "busy {busy:?}");
-    assert!(idle >= ms(20), "idle {idle:?}");
-    assert!(
-        busy <= span.duration() - ms(20),
-        "busy {busy:?} of {:?}",
-        span.duration()
-    );
+    assert_timings(&span, ms(40), ms(20));
 }
 
 #[test]
@@ -117,9 +111,10 @@ fn a_span_never_entered_is_all_idle() {
         let _span = tracing::info_span!("waiting");
         spend(ms(10));
     });
-    let (busy, idle) = assert_adds_up(&span);
-    assert_eq!(busy, Duration::ZERO);
-    assert!(idle >= ms(10), "idle {idle:?}");
+    assert_eq!(
+        assert_timings(&span, Duration::ZERO, ms(10)),
+        Duration::ZERO
+    );
 }
 
 #[test]
