@@ -649,39 +649,68 @@ fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
 }
 
 /// A JSON string: runs of bytes that need no escaping are copied at once; `"`, `\` and
-/// control characters are escaped as JSON requires. The scan looks at eight bytes at a time.
+/// control characters are escaped as JSON requires. The scan looks at eight bytes at a time,
+/// so that a short string (a field name, a thread name) is checked in one step.
 fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Skip a word at a time while no byte in it needs escaping.
-        if let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-            if !needs_escape(word) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        if let Some(escape) = escape_of(b) {
-            out.extend_from_slice(&bytes[start..i]);
-            match escape {
-                Escape::Short(e) => out.extend_from_slice(e),
-                Escape::Unicode => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX[usize::from(b >> 4)]);
-                    out.push(HEX[usize::from(b & 0xf)]);
+        let (word, end) = match bytes.get(i..i + 8) {
+            Some(word) => (word_of(word), i + 8),
+            // The last eight bytes, overlapping some already checked: a clean one stays clean.
+            None if bytes.len() >= 8 => (word_of(&bytes[bytes.len() - 8..]), bytes.len()),
+            None => (short_word(bytes), bytes.len()),
+        };
+        if needs_escape(word) {
+            for (j, &b) in bytes.iter().enumerate().take(end).skip(i) {
+                let Some(escape) = escape_of(b) else { continue };
+                out.extend_from_slice(&bytes[start..j]);
+                match escape {
+                    Escape::Short(e) => out.extend_from_slice(e),
+                    Escape::Unicode => {
+                        const HEX: &[u8; 16] = b"0123456789abcdef";
+                        out.extend_from_slice(b"\\u00");
+                        out.push(HEX[usize::from(b >> 4)]);
+                        out.push(HEX[usize::from(b & 0xf)]);
+                    }
                 }
+                start = j + 1;
             }
-            start = i + 1;
         }
-        i += 1;
+        i = end;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+#[inline]
+fn word_of(eight: &[u8]) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(eight);
+    u64::from_le_bytes(word)
+}
+
+/// The bytes of a string shorter than eight, as one word to check: two overlapping halves, or
+/// for three bytes or fewer the first, middle and last padded with spaces (which need no
+/// escaping). Built in registers, not through memory, so the check does not wait on a store.
+#[inline]
+fn short_word(b: &[u8]) -> u64 {
+    let n = b.len();
+    if n >= 4 {
+        let low = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let high = u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]);
+        u64::from(low) | u64::from(high) << 32
+    } else if n > 0 {
+        u64::from(b[0])
+            | u64::from(b[n / 2]) << 8
+            | u64::from(b[n - 1]) << 16
+            | 0x2020_2020_2000_0000
+    } else {
+        0x2020_2020_2020_2020
+    }
 }
 
 enum Escape {
@@ -757,16 +786,20 @@ mod tests {
 
     #[test]
     fn every_ascii_byte_at_every_word_position_is_escaped_like_serde_json() {
+        // Short strings (checked in one word) and long ones (checked word by word, the last
+        // word overlapping), with the byte at every position.
         for b in 0u8..128 {
             for before in 0..18 {
-                let s = format!("{}{}{}", "x".repeat(before), b as char, "é".repeat(5));
-                let mut ours = Vec::new();
-                string(&mut ours, &s);
-                assert_eq!(
-                    String::from_utf8(ours).unwrap(),
-                    serde_json::to_string(&s).unwrap(),
-                    "byte {b:#x} after {before}"
-                );
+                for after in ["", "y", "yz", "yzw", "é", &"é".repeat(5)] {
+                    let s = format!("{}{}{after}", "x".repeat(before), b as char);
+                    let mut ours = Vec::new();
+                    string(&mut ours, &s);
+                    assert_eq!(
+                        String::from_utf8(ours).unwrap(),
+                        serde_json::to_string(&s).unwrap(),
+                        "byte {b:#x} after {before}, then {after:?}"
+                    );
+                }
             }
         }
     }
