@@ -58,8 +58,9 @@ pub trait OffloadSpanExt {
     /// `instrument` attribute. Recording the span's `traceparent` field
     /// (`span.record("traceparent", header)`) does the same.
     ///
-    /// Only a local root (no parent span in this process) with no child span and no event yet
-    /// can change its trace: otherwise the trace would split, so the call is refused
+    /// Only a local root (no parent span in this process) with no child span and no kept event
+    /// yet can change its trace (an event sampled out never left the process, so it does not
+    /// count): otherwise the trace would split, so the call is refused
     /// ([`SetParentError::HasLocalParent`], [`HasChildren`](SetParentError::HasChildren),
     /// [`HasEvents`](SetParentError::HasEvents)), counted, and reported once on stderr.
     ///

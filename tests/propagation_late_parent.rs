@@ -196,3 +196,43 @@ fn a_parent_set_after_events_or_on_a_local_child_is_refused_and_counted() {
     assert_eq!(child.parent_span_id(), Some(root.span_id()));
     assert!(!child.parent_is_remote());
 }
+
+#[test]
+fn an_event_that_was_sampled_out_does_not_stop_a_late_parent() {
+    let sink = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder()
+        .sample_rate(0.0)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let joined = with_layer(layer, || {
+        let request = tracing::info_span!("request");
+        // Sampled out: it never leaves the process, so joining the caller's trace now splits
+        // nothing.
+        request.in_scope(|| tracing::info!("sampled out"));
+        let joined = request.set_parent_traceparent(&header(true));
+        // Errors are kept whatever the rate: this one goes out in the joined trace.
+        request.in_scope(|| tracing::error!("kept"));
+        drop(request);
+        joined
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(joined, Ok(()));
+    assert_eq!(handle.stats().reparent_refused, 0);
+    let trace = TraceId::from_hex(TRACE).unwrap();
+    let spans = spans(&sink);
+    let request = spans.iter().find(|s| s.name() == "request").unwrap();
+    assert_eq!(request.trace_id(), trace);
+    assert_eq!(request.parent_span_id(), SpanId::from_hex(PARENT));
+    let events: Vec<_> = sink
+        .data()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "only the error is kept");
+    assert_eq!(events[0].span_context().unwrap().trace_id, trace);
+}

@@ -53,8 +53,9 @@ pub enum SetParentError {
     /// refusal is counted in [`Stats::reparent_refused`](crate::Stats::reparent_refused).
     #[error("the span already has child spans; set the parent before creating them")]
     HasChildren,
-    /// An event already happened in the span, with the span's trace id: changing its trace now
-    /// would leave that event behind. Counted as [`HasChildren`](Self::HasChildren) is.
+    /// An event was already kept in the span, with the span's trace id: changing its trace now
+    /// would leave that event behind (events sampled out do not count). Counted as
+    /// [`HasChildren`](Self::HasChildren) is.
     #[error("an event already happened in the span; set the parent before logging in it")]
     HasEvents,
     /// The span has a parent span in this process, whose trace it belongs to: only a local
@@ -230,35 +231,40 @@ impl OffloadLayer {
     }
 
     /// The span an event happens in, as this layer records it (its context and local root),
-    /// which is marked as having had an event. The layer's own stack of entered spans answers
-    /// without the registry's lookups; the registry decides when the stack's answer is not a
-    /// span of this layer's store.
+    /// and whether the event is kept: `keep` decides from the span's context (or from none,
+    /// outside any span). A kept event marks its span as having had one. The layer's own stack
+    /// of entered spans answers without the registry's lookups; the registry decides when the
+    /// stack's answer is not a span of this layer's store.
     #[inline]
     fn event_place<S>(
         &self,
         event: &Event<'_>,
         ctx: &Context<'_, S>,
-    ) -> Option<(SpanContext, SpanId)>
+        keep: impl Fn(Option<SpanContext>) -> bool,
+    ) -> (Option<(SpanContext, SpanId)>, bool)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if event.is_root() {
-            return None;
-        }
-        if let Some(parent) = event.parent() {
-            return self.spans.event_in(parent);
-        }
-        match entered::current(self.id) {
-            // The registry's answer would be a span entered on this thread that this layer
-            // records, and this layer saw none entered.
-            entered::Current::None => None,
-            entered::Current::Span(id) => self.spans.event_in(&id).or_else(|| {
-                ctx.event_span(event)
-                    .and_then(|span| self.spans.event_in(&span.id()))
-            }),
-            entered::Current::Unknown => ctx
-                .event_span(event)
-                .and_then(|span| self.spans.event_in(&span.id())),
+        let in_span = |id: &Id| self.spans.event_in(id, |c| keep(Some(c)));
+        let found = if event.is_root() {
+            None
+        } else if let Some(parent) = event.parent() {
+            in_span(parent)
+        } else {
+            match entered::current(self.id) {
+                // The registry's answer would be a span entered on this thread that this
+                // layer records, and this layer saw none entered.
+                entered::Current::None => None,
+                entered::Current::Span(id) => in_span(&id)
+                    .or_else(|| ctx.event_span(event).and_then(|span| in_span(&span.id()))),
+                entered::Current::Unknown => {
+                    ctx.event_span(event).and_then(|span| in_span(&span.id()))
+                }
+            }
+        };
+        match found {
+            Some((context, root, kept)) => (Some((context, root)), kept),
+            None => (None, keep(None)),
         }
     }
 
@@ -707,13 +713,13 @@ where
         if class.may_be_critical && is_marked_critical(event) {
             level = LogLevel::Critical;
         }
-        let placed = self.event_place(event, &ctx);
-        let context = placed.map(|(c, _)| c);
         let always_kept = self.always_kept(&class, level);
-        if !always_kept && !self.keep_event(context) {
+        let (placed, kept) = self.event_place(event, &ctx, |c| always_kept || self.keep_event(c));
+        if !kept {
             self.intake.counters.sampled_out.incr();
             return;
         }
+        let context = placed.map(|(c, _)| c);
         let policy = match self.intake.admit(self.policy_for(level)) {
             Admission::Push(policy) => policy,
             Admission::Refused => return,

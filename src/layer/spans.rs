@@ -200,13 +200,19 @@ impl SpanStore {
         self.with(id, |e| (e.context, e.local_root))
     }
 
-    /// [`context`](Self::context) for an event inside the span, which marks the span as having
-    /// had one.
+    /// [`context`](Self::context) for an event inside the span, and whether `keep` keeps the
+    /// event given that context. A kept event marks the span as having had one (its ids have
+    /// gone out); one sampled out does not.
     #[inline]
-    pub(crate) fn event_in(&self, id: &Id) -> Option<(SpanContext, SpanId)> {
+    pub(crate) fn event_in(
+        &self,
+        id: &Id,
+        keep: impl FnOnce(SpanContext) -> bool,
+    ) -> Option<(SpanContext, SpanId, bool)> {
         self.with(id, |e| {
-            e.has_events = true;
-            (e.context, e.local_root)
+            let kept = keep(e.context);
+            e.has_events |= kept;
+            (e.context, e.local_root, kept)
         })
     }
 
