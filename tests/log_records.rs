@@ -4,7 +4,7 @@
 mod support;
 
 use support::*;
-use tracing_offload::{sink, LogLevel, OffloadLayer, Record};
+use tracing_offload::{sink, LogLevel, OffloadLayer};
 
 #[test]
 fn log_records_have_their_real_target_and_source_everywhere() {
@@ -27,14 +27,7 @@ fn log_records_have_their_real_target_and_source_everywhere() {
         log::info!(target: "other", "sampled out at rate 0");
     });
     guard.shutdown(DEADLINE).unwrap();
-    let events: Vec<_> = collect
-        .data()
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Event(e) => Some(e),
-            _ => None,
-        })
-        .collect();
+    let events = collect.events();
     assert_eq!(
         events.len(),
         2,

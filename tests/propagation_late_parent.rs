@@ -134,14 +134,7 @@ fn events_in_unsampled_traces_carry_their_ids_with_the_sampled_flag_clear() {
         span.in_scope(|| tracing::info!("correlated"));
     });
     guard.shutdown(DEADLINE).unwrap();
-    let event = sink
-        .data()
-        .into_iter()
-        .find_map(|r| match r {
-            Record::Event(e) => Some(e),
-            _ => None,
-        })
-        .unwrap();
+    let event = sink.events().into_iter().next().unwrap();
     let c = event
         .span_context()
         .expect("the event carries its span's ids");
@@ -225,14 +218,7 @@ fn an_event_that_was_sampled_out_does_not_stop_a_late_parent() {
     let request = spans.iter().find(|s| s.name() == "request").unwrap();
     assert_eq!(request.trace_id(), trace);
     assert_eq!(request.parent_span_id(), SpanId::from_hex(PARENT));
-    let events: Vec<_> = sink
-        .data()
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Event(e) => Some(e),
-            _ => None,
-        })
-        .collect();
+    let events = sink.events();
     assert_eq!(events.len(), 1, "only the error is kept");
     assert_eq!(events[0].span_context().unwrap().trace_id, trace);
 }

@@ -46,14 +46,7 @@ fn two_layers_on_one_registry_each_keep_their_spans() {
     assert_eq!(audit_spans[0].name(), "outer");
     assert_ne!(audit_spans[0].span_id(), outer.span_id());
     // The event reached both, each with its own layer's ids: the audit layer's `outer`.
-    let audit_event = audit
-        .data()
-        .into_iter()
-        .find_map(|r| match r {
-            Record::Event(e) => Some(e),
-            _ => None,
-        })
-        .unwrap();
+    let audit_event = audit.events().into_iter().next().unwrap();
     assert_eq!(audit_event.span_id(), Some(audit_spans[0].span_id()));
 }
 

@@ -309,6 +309,17 @@ impl Collect {
             .collect()
     }
 
+    /// The events received, in order.
+    pub fn events(&self) -> Vec<tracing_offload::Shared<tracing_offload::EventRecord>> {
+        self.data()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn markers(&self) -> Vec<Record> {
         self.records
             .lock()
