@@ -53,3 +53,61 @@ fn size_rotation_shifts_old_files_and_keeps_every_line_whole() {
     );
     assert_eq!(*last_seen.last().unwrap(), 399);
 }
+
+/// A rotation that cannot rename (here a directory sits where the old file would go; in
+/// production, a log directory the process may not write to) must not lose the records: the
+/// file is still writable, so the batch is written past `max_bytes`, and the failure shows in
+/// the sink's health and last error, tried again at each batch.
+#[test]
+fn a_rotation_that_cannot_rename_keeps_writing_to_the_file_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    let blocker = dir.path().join("app.jsonl.1");
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("not ours"), "x").unwrap();
+    let (layer, guard) = OffloadLayer::builder()
+        .batch_size(8)
+        .sink(JsonFile::new(&path).rotation(Rotation::Size {
+            max_bytes: 1024,
+            keep: 1,
+        }))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..100u64 {
+            tracing::info!(i, "cannot rotate");
+            if i % 8 == 7 {
+                handle.flush(DEADLINE).unwrap();
+            }
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    let health = handle.health();
+    let sink = health.component("sink:json").unwrap();
+    assert_ne!(
+        sink.status,
+        tracing_offload::health::HealthStatus::Healthy,
+        "{sink:?}"
+    );
+    let error = sink.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("rotating"), "{error}");
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = handle.stats();
+    let json = stats.sink("json").unwrap();
+    assert_eq!((json.exported, json.failed), (100, 0), "{json:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let seen: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["fields"]["i"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(seen, (0..100).collect::<Vec<_>>());
+    // What was in the way is untouched.
+    assert_eq!(
+        std::fs::read_to_string(blocker.join("not ours")).unwrap(),
+        "x"
+    );
+}

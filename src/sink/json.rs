@@ -22,7 +22,9 @@ pub enum Rotation {
     /// One file that grows forever (the default).
     Never,
     /// Before a batch would take the file past `max_bytes`, rename it to `<path>.1` (shifting
-    /// older ones to `.2`, … up to `keep`, deleting the oldest) and start a new one.
+    /// older ones to `.2`, … up to `keep`, deleting the oldest) and start a new one. If the
+    /// renames fail, the batch goes in the current file past `max_bytes` (counted exported),
+    /// the sink reports the error (failing, in health) and the next batch tries again.
     Size {
         /// The largest a file grows (a single batch larger than this still goes in one file).
         max_bytes: u64,
@@ -338,25 +340,33 @@ impl JsonFile {
 
     /// The file for this batch, taken out of `self.out`: the open one, unless its period is
     /// over, or its path no longer names it (deleted or moved away), or it is full (size
-    /// rotation).
-    fn take_file_for_batch(&mut self, incoming: u64) -> Result<OpenFile, SinkError> {
+    /// rotation). A size rotation that fails (the directory is not writable, something is in
+    /// the way of a rename) leaves the full file in use: the batch goes in it, past
+    /// `max_bytes`, rather than nowhere, and the rotation error comes back with it to be
+    /// reported once the batch is written (the next batch tries again).
+    fn take_file_for_batch(
+        &mut self,
+        incoming: u64,
+    ) -> Result<(OpenFile, Option<SinkError>), SinkError> {
         let period = self.rotation.period_of(SystemTime::now());
         let current = self
             .out
             .take()
             .filter(|o| o.period == period && o.still_at_its_path());
-        let mut out = match current {
+        let out = match current {
             Some(out) => out,
             None => OpenFile::open(self.path_for(period), period)?,
         };
         if let Rotation::Size { max_bytes, keep } = self.rotation {
-            if out.size > 0 && out.size + incoming > max_bytes {
+            if out.size > 0 && out.size.saturating_add(incoming) > max_bytes {
+                // Closed first: some systems do not rename open files. When the rotation
+                // fails, the path still names the full file (its rename is the last step).
                 drop(out);
-                self.shift_rotated_files(keep)?;
-                out = OpenFile::open(self.path.clone(), None)?;
+                let rotated = self.shift_rotated_files(keep);
+                return Ok((OpenFile::open(self.path.clone(), None)?, rotated.err()));
             }
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     /// Size rotation: `<path>.{keep-1}` → `.{keep}`, …, `<path>` → `.1` (or `<path>` deleted
@@ -438,7 +448,7 @@ impl Sink for JsonFile {
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
         self.serialise(batch);
         let incoming = self.buf.len() as u64;
-        let mut out = self.take_file_for_batch(incoming)?;
+        let (mut out, rotation_failed) = self.take_file_for_batch(incoming)?;
         let result = out
             .write_lines(&self.buf, &self.line_ends)
             .map_err(|(written, e)| {
@@ -446,6 +456,12 @@ impl Sink for JsonFile {
                 SinkError::partial(written, SinkError::io(ctx, e))
             });
         self.out = Some(out);
+        // Every record was written, but the file could not be rotated: said as an error that
+        // counts the whole batch written, so that health shows it until a rotation succeeds.
+        let result = match (result, rotation_failed) {
+            (Ok(()), Some(e)) => Err(SinkError::partial(self.line_ends.len(), e)),
+            (result, _) => result,
+        };
         if self.buf.capacity() > 4 << 20 {
             self.buf = Vec::with_capacity(64 * 1024);
         }
