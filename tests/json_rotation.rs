@@ -111,3 +111,52 @@ fn a_rotation_that_cannot_rename_keeps_writing_to_the_file_and_says_so() {
         "x"
     );
 }
+
+/// File names need not be UTF-8 on Unix: size rotation keeps `keep` old files whatever the
+/// name's bytes (it used to find none of them, and overwrote `.1` at every rotation).
+#[cfg(unix)]
+#[test]
+fn size_rotation_keeps_old_files_of_a_name_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"app\xff.jsonl");
+    let path = dir.path().join(name);
+    let (layer, guard) = OffloadLayer::builder()
+        .batch_size(16)
+        .sink(JsonFile::new(&path).rotation(Rotation::Size {
+            max_bytes: 1024,
+            keep: 3,
+        }))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..200u64 {
+            tracing::info!(i, "rotate me");
+            if i % 16 == 15 {
+                handle.flush(DEADLINE).unwrap();
+            }
+        }
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let mut files: Vec<Vec<u8>> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    files.sort();
+    let expected: Vec<Vec<u8>> = ["", ".1", ".2", ".3"]
+        .iter()
+        .map(|suffix| [&b"app\xff.jsonl"[..], suffix.as_bytes()].concat())
+        .collect();
+    assert_eq!(files, expected);
+    // The oldest kept file holds older records than the newest one.
+    let first_i = |suffix: &str| {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let text = std::fs::read_to_string(p).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        v["fields"]["i"].as_u64().unwrap()
+    };
+    assert!(first_i(".3") < first_i(".2") && first_i(".2") < first_i(".1"));
+    assert!(first_i(".1") < first_i(""));
+}

@@ -397,27 +397,29 @@ impl JsonFile {
     }
 
     /// The `N` of every `<path>.N` (N ≥ 1, written as `format!("{N}")` writes it) in the
-    /// path's directory.
+    /// path's directory. Names are compared as bytes: a file name need not be UTF-8.
     fn rotated_indices(&self) -> io::Result<Vec<usize>> {
-        let Some(name) = self.path.file_name().and_then(|n| n.to_str()) else {
+        let Some(name) = self.path.file_name() else {
             return Ok(Vec::new());
         };
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => std::path::Path::new("."),
         };
-        let prefix = format!("{name}.");
+        let mut prefix = name.as_encoded_bytes().to_vec();
+        prefix.push(b'.');
         let mut found = Vec::new();
         for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            let index = file.strip_prefix(&prefix).and_then(|n| {
-                n.parse::<usize>()
-                    .ok()
-                    .filter(|i| *i >= 1 && *n == i.to_string())
-            });
+            let file = entry?.file_name();
+            let index = file
+                .as_encoded_bytes()
+                .strip_prefix(prefix.as_slice())
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .and_then(|n| {
+                    n.parse::<usize>()
+                        .ok()
+                        .filter(|i| *i >= 1 && *n == i.to_string())
+                });
             found.extend(index);
         }
         Ok(found)
