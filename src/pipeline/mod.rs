@@ -164,6 +164,13 @@ pub enum FlushError {
         /// What was left.
         pending: Pending,
     },
+    /// Called from one of the pipeline's own threads (a sink's `export`, say), it would wait
+    /// for that thread itself: refused at once, nothing done.
+    #[error(
+        "flush or shutdown called from one of tracing-offload's own threads (inside a sink?): \
+         it would wait for itself; refused"
+    )]
+    OnPipelineThread,
     /// Shutdown finished but could not flush everything by the deadline.
     #[error("shutdown abandoned {} records ({:?}); unfinished threads: {:?}", report.abandoned.total(), report.abandoned, report.unfinished_threads)]
     Abandoned {

@@ -1,0 +1,79 @@
+//! `Handle::flush` and `shutdown` called from inside a sink (its `export` runs on the
+//! pipeline's own thread) would wait for that very thread: they return at once with
+//! `FlushError::OnPipelineThread` instead of burning their whole timeout, or, with
+//! `Duration::MAX`, holding the sink until shutdown gives up on it.
+mod support;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use support::*;
+use tracing_offload::sink::{Sink, SinkError};
+use tracing_offload::{FlushError, Handle, OffloadLayer, Record};
+
+type Outcomes = Arc<Mutex<Vec<(&'static str, Result<(), FlushError>, Duration)>>>;
+
+struct Reentrant {
+    handle: Arc<OnceLock<Handle>>,
+    outcomes: Outcomes,
+}
+
+impl Sink for Reentrant {
+    fn name(&self) -> &str {
+        "reentrant"
+    }
+    fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
+        let Some(handle) = self.handle.get() else {
+            return Ok(());
+        };
+        for record in batch {
+            let Record::Event(e) = record else { continue };
+            let started = Instant::now();
+            let (what, result) = match e.message().map(|m| m.to_string()).as_deref() {
+                Some("flush") => ("flush", handle.flush(Duration::MAX)),
+                Some("shutdown") => ("shutdown", handle.shutdown(Duration::MAX).map(drop)),
+                _ => continue,
+            };
+            self.outcomes
+                .lock()
+                .unwrap()
+                .push((what, result, started.elapsed()));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn flush_and_shutdown_from_inside_a_sink_return_at_once() {
+    let handle_slot = Arc::new(OnceLock::new());
+    let outcomes: Outcomes = Arc::default();
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(Reentrant {
+            handle: Arc::clone(&handle_slot),
+            outcomes: Arc::clone(&outcomes),
+        })
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let _ = handle_slot.set(handle.clone());
+    with_layer(layer, || {
+        tracing::info!("flush");
+        tracing::info!("shutdown");
+        tracing::info!("after");
+    });
+    // From the application's thread, flushing works as ever.
+    handle.flush(DEADLINE).unwrap();
+    let seen = outcomes.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (what, result, took) in &seen {
+        assert_eq!(*result, Err(FlushError::OnPipelineThread), "{what}");
+        assert!(*took < Duration::from_secs(1), "{what} waited {took:?}");
+    }
+    // The refused shutdown did not shut anything down; the real one finishes cleanly.
+    assert!(handle.is_running());
+    let report = guard.shutdown(DEADLINE).unwrap();
+    assert!(report.abandoned.total() == 0, "{report:?}");
+    let sink = handle.stats();
+    let sink = sink.sink("reentrant").unwrap();
+    assert_eq!((sink.exported, sink.failed), (3, 0));
+}
