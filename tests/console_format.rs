@@ -54,3 +54,79 @@ fn console_lines_are_plain_when_not_a_terminal() {
     );
     assert!(lines[1].contains("order=7"), "{}", lines[1]);
 }
+
+/// What users put in messages, error values and span fields cannot drive the terminal (ANSI
+/// escapes, as in RUSTSEC-2025-0055) nor forge a line of its own: control characters are
+/// written escaped, and each record stays one line.
+#[test]
+fn user_text_cannot_inject_escape_codes_or_lines() {
+    const HOSTILE: &str =
+        "bob\x1b[2J\x1b[31m\r\n2026-01-01T00:00:00.000000Z ERROR auth: admin login\u{9b}31m";
+    if std::env::var_os(CHILD_ENV).is_some() {
+        #[derive(Debug)]
+        struct Failure;
+        impl std::fmt::Display for Failure {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(HOSTILE)
+            }
+        }
+        impl std::error::Error for Failure {}
+        let (layer, guard) = OffloadLayer::builder()
+            .sink(sink::Console::stderr().ansi(false))
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info!("login attempt by {HOSTILE}");
+            tracing::warn!(
+                error = &Failure as &(dyn std::error::Error + 'static),
+                "failed"
+            );
+            tracing::info_span!("request", path = %HOSTILE, user = HOSTILE).in_scope(|| {});
+        });
+        guard.shutdown(Duration::from_secs(10)).unwrap();
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "user_text_cannot_inject_escape_codes_or_lines",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stderr.contains(['\x1b', '\r', '\u{9b}']),
+        "control characters written raw: {stderr:?}"
+    );
+    // One line per record, each starting with its own timestamp; no forged ERROR line.
+    let records: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("console_format"))
+        .collect();
+    assert_eq!(records.len(), 3, "{stderr}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("2026-01-01")),
+        "{stderr}"
+    );
+    // The text is still there to read, escaped as Rust's `Debug` escapes it.
+    let escaped =
+        r"bob\u{1b}[2J\u{1b}[31m\r\n2026-01-01T00:00:00.000000Z ERROR auth: admin login\u{9b}31m";
+    assert!(
+        records[0].contains(&format!("login attempt by {escaped}")),
+        "{}",
+        records[0]
+    );
+    assert!(
+        records[1].contains(&format!("error={escaped}")),
+        "{}",
+        records[1]
+    );
+    assert!(
+        records[2].contains(&format!("path=\"{escaped}\"")),
+        "{}",
+        records[2]
+    );
+}

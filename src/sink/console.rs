@@ -14,6 +14,8 @@ enum Stream {
 }
 
 /// Writes one human-readable line per record, coloured by level when the stream is a terminal.
+/// Control characters in what records carry (messages, errors, targets, values) are written
+/// escaped (`\u{1b}`, `\n`), so that logged input cannot drive the terminal or forge a line.
 ///
 /// ```text
 /// 2026-11-22T11:24:22.123456Z  INFO app::db: connected pool_size=8 trace_id=… span_id=…
@@ -72,9 +74,10 @@ impl Console {
         }
         match record {
             Record::Event(e) => {
-                let _ = write!(out, "{}: ", e.target());
+                let _ = write!(Escaped(out), "{}", e.target());
+                out.push_str(": ");
                 if let Some(m) = e.message() {
-                    let _ = write!(out, "{m}");
+                    let _ = write!(Escaped(out), "{m}");
                 }
                 write_fields(out, e.fields());
                 if let Some(c) = e.span_context() {
@@ -86,7 +89,7 @@ impl Console {
             }
             Record::Span(s) => {
                 let _ = write!(
-                    out,
+                    Escaped(out),
                     "{}: span `{}` closed in {:?}",
                     s.target(),
                     s.name(),
@@ -120,9 +123,30 @@ fn colour(level: LogLevel) -> &'static str {
 fn write_fields(out: &mut String, fields: &Fields) {
     for (name, value) in fields.iter() {
         let _ = match value {
+            // `Debug` quotes and escapes it.
             FieldValue::Str(t) => write!(out, " {name}={:?}", t.to_string()),
-            other => write!(out, " {name}={other}"),
+            other => write!(Escaped(out), " {name}={other}"),
         };
+    }
+}
+
+/// Writes text with its control characters escaped as Rust's `Debug` escapes them (`\n`,
+/// `\u{1b}`, …), so that what a record carries (a message, an error, a target) can neither
+/// send escape sequences to the terminal (RUSTSEC-2025-0055 is that fault in `fmt`) nor start
+/// a line that looks like a record of its own.
+struct Escaped<'a>(&'a mut String);
+
+impl std::fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(char::is_control) {
+            self.0.push_str(&rest[..at]);
+            let c = rest[at..].chars().next().unwrap_or_default();
+            self.0.extend(c.escape_debug());
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.push_str(rest);
+        Ok(())
     }
 }
 
