@@ -206,6 +206,7 @@ impl OpenFile {
             fs::create_dir_all(dir)
                 .map_err(|e| SinkError::io(ctx("creating the directory of"), e))?;
         }
+        refuse_a_fifo_without_reader(&path).map_err(|e| SinkError::io(ctx("opening"), e))?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -271,6 +272,35 @@ impl OpenFile {
             Err(_) => self.broken_tail = true,
         }
     }
+}
+
+/// Opening a FIFO (a named pipe) for writing blocks until a process opens it for reading: the
+/// caller of `build()`, or the sink's thread, would wait for ever. A FIFO at `path` is probed
+/// without blocking first, and refused when nothing reads it. (A reader that leaves between
+/// the probe and the open leaves the open waiting for the next one, as any writer would.)
+#[cfg(unix)]
+fn refuse_a_fifo_without_reader(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let is_fifo = fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    if !is_fifo {
+        return Ok(());
+    }
+    match OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Err(io::Error::other(
+            "it is a FIFO that no process is reading (opening it would wait for one)",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn refuse_a_fifo_without_reader(_path: &std::path::Path) -> io::Result<()> {
+    Ok(())
 }
 
 /// Writes `prefix` then `buf` with as many `write` calls as needed; returns the bytes written

@@ -1,0 +1,73 @@
+//! A `JsonFile` path that is a FIFO (a named pipe) with no reader: opening it for writing
+//! would block until a reader comes, so `build()` hung for ever. It now fails at once, saying
+//! why; with a reader, the records go down the pipe.
+#![cfg(unix)]
+mod support;
+
+use std::io::Read;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::*;
+use tracing_offload::sink::JsonFile;
+use tracing_offload::OffloadLayer;
+
+fn mkfifo(path: &std::path::Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_fifo_without_a_reader_fails_the_build_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    mkfifo(&path);
+    let (tx, rx) = mpsc::channel();
+    let p = path.clone();
+    std::thread::spawn(move || {
+        let result = OffloadLayer::builder().sink(JsonFile::new(p)).build();
+        let _ = tx.send(result.map(drop).map_err(|e| error_chain(&e)));
+    });
+    let result = rx
+        .recv_timeout(DEADLINE)
+        .expect("build() returned (it blocked opening the FIFO)");
+    let error = result.expect_err("no reader: the build fails");
+    assert!(error.contains("no process is reading"), "{error}");
+}
+
+#[test]
+fn a_fifo_with_a_reader_gets_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    mkfifo(&path);
+    let p = path.clone();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::fs::File::open(p)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    });
+    // The reader opens the FIFO at its own pace: `build()` may come first, and must then wait
+    // for it rather than fail. Retry until the reader is there.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let (layer, guard) = loop {
+        match OffloadLayer::builder().sink(JsonFile::new(&path)).build() {
+            Ok(built) => break built,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let chain = error_chain(&e);
+                assert!(chain.contains("no process is reading"), "{chain}");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    with_layer(layer, || tracing::info!(n = 7u64, "down the pipe"));
+    guard.shutdown(Duration::from_secs(10)).unwrap();
+    let text = reader.join().unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["message"], "down the pipe");
+    assert_eq!(line["fields"]["n"], 7);
+}
