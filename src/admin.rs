@@ -2,7 +2,7 @@
 //!
 //! | route | response |
 //! |---|---|
-//! | `GET /metrics` | the [metrics](crate::metrics) in the Prometheus text format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`), or OpenMetrics 1.0 when the `Accept` header asks for `application/openmetrics-text` (as Prometheus does) |
+//! | `GET /metrics` | the [metrics](crate::metrics) in the Prometheus text format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`), or OpenMetrics 1.0 when the `Accept` header asks for `application/openmetrics-text` with a weight above zero (as Prometheus does; `q=0`, `q=0.0`, … refuse it, and a malformed `q` does not ask) |
 //! | `GET /health` | [`Health`] as JSON; `200` when healthy or degraded, `503` when unhealthy |
 //! | `GET /config` | the effective [`Config`](crate::Config) as JSON |
 //! | anything else | `404` for an unknown path, `405` (with `Allow: GET, HEAD`) for another method |
@@ -200,15 +200,76 @@ impl Route {
     }
 }
 
-/// Whether an `Accept` header asks for OpenMetrics (and does not refuse it with `q=0`).
+/// Whether an `Accept` header asks for OpenMetrics: it names `application/openmetrics-text`
+/// with a weight above zero. A weight of zero (`q=0`, `q=0.0`, `Q=0.000`, …) refuses it; a
+/// malformed weight makes that media range count for nothing (RFC 9110 §12.5.1), so the
+/// response falls back to the Prometheus text format.
 fn wants_openmetrics(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
-        a.split(',').any(|part| {
-            let mut params = part.split(';').map(str::trim);
+        split_unquoted(a, b',').any(|range| {
+            let mut params = split_unquoted(range, b';').map(str::trim);
             let media = params.next().unwrap_or("");
             media.eq_ignore_ascii_case("application/openmetrics-text")
-                && !params.any(|p| p.replace(' ', "") == "q=0")
+                && weight(params).is_some_and(|q| q > 0)
         })
+    })
+}
+
+/// The weight of a media range from its parameters, in thousandths: 1000 when it has none,
+/// `None` when its `q` is malformed.
+fn weight<'a>(mut params: impl Iterator<Item = &'a str>) -> Option<u16> {
+    let q = params.find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("q").then(|| value.trim())
+    });
+    q.map_or(Some(1000), parse_qvalue)
+}
+
+/// An RFC 9110 qvalue (`"0" [ "." 0*3DIGIT ] / "1" [ "." 0*3("0") ]`) in thousandths; `None`
+/// when it is anything else.
+fn parse_qvalue(q: &str) -> Option<u16> {
+    let (int, frac) = q.split_once('.').unwrap_or((q, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0, |n, digit| n * 10 + u16::from(digit - b'0'));
+    match int {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// Splits `s` at each `sep` outside a quoted-string (`"…"`, with `\` escapes), so that a
+/// quoted parameter value may hold commas and semicolons.
+fn split_unquoted(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    let mut cuts = s.bytes().enumerate().filter_map(move |(i, b)| {
+        match (quoted, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (_, false, b'"') => quoted = !quoted,
+            (false, _, b) if b == sep => return Some(i),
+            _ => {}
+        }
+        None
+    });
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let end = cuts.next().unwrap_or_else(|| {
+            done = true;
+            s.len()
+        });
+        let part = &s[start..end];
+        start = end + 1;
+        Some(part)
     })
 }
 
@@ -631,6 +692,67 @@ mod tests {
             let r = respond(&f, "GET", "/metrics", Some(accept));
             assert_eq!(r.content_type, PROMETHEUS_CONTENT_TYPE, "{accept}");
         }
+    }
+
+    #[test]
+    fn qvalues_are_parsed_as_rfc_9110_writes_them() {
+        for (q, thousandths) in [
+            ("0", 0),
+            ("0.", 0),
+            ("0.0", 0),
+            ("0.000", 0),
+            ("0.001", 1),
+            ("0.5", 500),
+            ("0.75", 750),
+            ("0.999", 999),
+            ("1", 1000),
+            ("1.", 1000),
+            ("1.000", 1000),
+        ] {
+            assert_eq!(parse_qvalue(q), Some(thousandths), "{q}");
+        }
+        for q in [
+            "", ".", ".5", "00", "0.0000", "1.001", "1.5", "2", "-0", "+1", "0,5", "0.a", "1e0",
+            "\"0\"", "0 .5", "\u{e9}", "0.\u{e9}",
+        ] {
+            assert_eq!(parse_qvalue(q), None, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn accept_is_split_outside_quoted_strings() {
+        let parts = |s, sep| split_unquoted(s, sep).collect::<Vec<_>>();
+        assert_eq!(parts("", b','), [""]);
+        assert_eq!(parts("a,b,", b','), ["a", "b", ""]);
+        assert_eq!(parts(r#"a;x="1,2";q=0,b"#, b','), [r#"a;x="1,2";q=0"#, "b"]);
+        assert_eq!(
+            parts(r#"a;x="\";q=1";q=0"#, b';'),
+            ["a", r#"x="\";q=1""#, "q=0"]
+        );
+        // An unclosed quote runs to the end, and nothing panics.
+        assert_eq!(parts(r#"a;x="1,2"#, b','), [r#"a;x="1,2"#]);
+        assert_eq!(parts("\u{e9},\u{e9}", b','), ["\u{e9}", "\u{e9}"]);
+    }
+
+    #[test]
+    fn a_zero_or_malformed_weight_refuses_openmetrics() {
+        let om = |accept| wants_openmetrics(Some(accept));
+        for refused in [
+            "application/openmetrics-text;q=0.0",
+            "application/openmetrics-text; Q = 0.00",
+            "application/openmetrics-text;q=0.5x",
+            r#"application/openmetrics-text;v="a,b";q=0"#,
+        ] {
+            assert!(!om(refused), "{refused}");
+        }
+        for wanted in [
+            "application/openmetrics-text;q=0.001",
+            "application/openmetrics-text;version=1.0.0",
+            "text/plain, application/openmetrics-text;q=1.",
+        ] {
+            assert!(om(wanted), "{wanted}");
+        }
+        assert!(!wants_openmetrics(None));
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! `/metrics` content negotiation over real HTTP: an `Accept` header that gives OpenMetrics a
+//! weight of zero refuses it, however the zero is written (`q=0`, `q=0.0`, `q=0.000`, `Q=0`),
+//! and gets the Prometheus text format. A malformed weight answers with the Prometheus text
+//! format too, never an error. Only the literal `q=0` used to count as a refusal.
+#![cfg(feature = "admin")]
+
+mod support;
+
+use support::admin::*;
+use tracing_offload::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+use tracing_offload::OffloadLayer;
+
+#[test]
+fn a_zero_weight_refuses_openmetrics_however_it_is_written() {
+    let (_layer, guard) = OffloadLayer::builder()
+        .admin_addr("127.0.0.1:0")
+        .sink(Gate::new("gate"))
+        .build()
+        .unwrap();
+    let addr = guard.admin_addr().unwrap();
+    let metrics = |accept: &str| http("GET", addr, "/metrics", Some(accept));
+    for accept in [
+        "application/openmetrics-text;q=0",
+        "application/openmetrics-text;q=0.0",
+        "application/openmetrics-text;q=0.00",
+        "application/openmetrics-text;q=0.000",
+        "application/openmetrics-text;Q=0",
+        "application/openmetrics-text; version=1.0.0 ; q=0.0, text/plain;version=0.0.4",
+        "application/openmetrics-text;version=\"1.0.0;q=1\";q=0.0",
+        "application/openmetrics-text;x=\"a,b\";q=0",
+        // Malformed weights: not an acceptable range, so the default format.
+        "application/openmetrics-text;q=",
+        "application/openmetrics-text;q=abc",
+        "application/openmetrics-text;q=1.5",
+        "application/openmetrics-text;q=0.0001",
+        "application/openmetrics-text;q=-1",
+        "application/openmetrics-text;q=\u{e9}",
+    ] {
+        let r = metrics(accept);
+        assert_eq!(r.status, 200, "{accept}");
+        assert_eq!(r.content_type, PROMETHEUS_CONTENT_TYPE, "{accept}");
+    }
+    for accept in [
+        "application/openmetrics-text",
+        "application/openmetrics-text;q=0.001",
+        "application/openmetrics-text;Q=1",
+        "application/openmetrics-text;q=1.000",
+        "APPLICATION/OpenMetrics-Text;version=1.0.0;q=0.5",
+        "text/plain;q=0.5, application/openmetrics-text;q=0.0, application/openmetrics-text;version=1.0.0",
+    ] {
+        let r = metrics(accept);
+        assert_eq!(r.status, 200, "{accept}");
+        assert_eq!(r.content_type, OPENMETRICS_CONTENT_TYPE, "{accept}");
+        assert!(r.body.ends_with("# EOF\n"), "{accept}");
+    }
+}
