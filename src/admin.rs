@@ -41,11 +41,13 @@
 // Why a small server of our own on `std::net`: the endpoint serves three small GET routes to a
 // scraper and a probe a few times a minute. Blocking I/O on crate-owned threads fits the
 // crate's rule of no ambient async runtime, with no dependency. It answers one request per
-// connection, each on a short-lived thread with read and write timeouts, so that no client can
-// hold the endpoint (tiny_http, used before, answered on one thread that a client which never
-// read its responses blocked for good, and the guard's drop with it). hyper on a private
-// runtime would do the same with far more machinery; users who already run an async web
-// server mount [`respond`] (or the axum router) there instead.
+// connection, each on a short-lived thread with a deadline for the whole request and one for
+// the whole response (not a timeout per read or write, which a client trickling a byte at a
+// time never meets), so that no client can hold the endpoint (tiny_http, used before,
+// answered on one thread that a client which never read its responses blocked for good, and
+// the guard's drop with it). hyper on a private runtime would do the same with far more
+// machinery; users who already run an async web server mount [`respond`] (or the axum
+// router) there instead.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -54,7 +56,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::health::{Health, HealthStatus};
 use crate::metrics::{
@@ -297,17 +299,26 @@ pub enum AdminError {
 /// threads, so serving a scrape never records into the pipeline it reports on.
 ///
 /// One request per connection (`Connection: close`), each connection on a short-lived thread of
-/// its own with read and write timeouts ([`CONNECTION_TIMEOUT`]), at most
-/// [`MAX_CONNECTIONS`] at once (more are closed unanswered): a client that sends slowly, or
-/// never reads what it asked for, holds one connection thread for a few seconds at most,
-/// never the endpoint.
+/// its own, at most [`MAX_CONNECTIONS`] at once (more are closed unanswered). A connection's
+/// deadlines bound each step as a whole, not each read or write:
+///
+/// * its request head must have arrived [`CONNECTION_TIMEOUT`] after the connection was
+///   accepted, however it trickles in; else it is answered `408 Request Timeout`;
+/// * its response must have been taken within [`CONNECTION_TIMEOUT`];
+/// * what it sends after its response (a body, pipelined requests) is read for one second in
+///   all, then the connection is closed.
+///
+/// So a client that sends slowly, however little at a time, or never reads what it asked
+/// for, holds one connection thread for `2 × CONNECTION_TIMEOUT` and a second at most.
 pub struct AdminServer {
     addr: SocketAddr,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// The longest a connection may take to send its request, and to take its response.
+/// The longest a connection may take to send its request (from its accept to the end of its
+/// head, in all; then it is answered `408 Request Timeout`), and, once the response is ready,
+/// to take it (in all).
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most connections served at once; more are closed without an answer.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -348,7 +359,7 @@ impl AdminServer {
                 let stopping = Arc::clone(&stopping);
                 move || {
                     crate::silent::mark_thread();
-                    accept_loop(&listener, &stopping, &source)
+                    accept_loop(&listener, &stopping, &source, Limits::DEFAULT)
                 }
             })
             .map_err(AdminError::Spawn)?;
@@ -365,8 +376,8 @@ impl AdminServer {
     }
 
     /// Stops accepting connections and joins the accepting thread. Idempotent. Connections
-    /// already accepted are still answered, each on its own thread (bounded by
-    /// [`CONNECTION_TIMEOUT`]).
+    /// already accepted are still answered, each on its own thread and within its deadlines
+    /// (see [`AdminServer`]).
     pub fn stop(&mut self) {
         let Some(thread) = self.thread.take() else {
             return;
@@ -396,7 +407,12 @@ impl Drop for AdminServer {
 }
 
 /// Accepts connections until stopped; each is served on a thread of its own.
-fn accept_loop(listener: &TcpListener, stopping: &AtomicBool, source: &Arc<dyn AdminSource>) {
+fn accept_loop(
+    listener: &TcpListener,
+    stopping: &AtomicBool,
+    source: &Arc<dyn AdminSource>,
+    limits: Limits,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = listener.accept();
@@ -404,6 +420,7 @@ fn accept_loop(listener: &TcpListener, stopping: &AtomicBool, source: &Arc<dyn A
         if stopping.load(Ordering::Acquire) {
             return;
         }
+        let accepted_at = Instant::now();
         let Ok((stream, _)) = accepted else {
             // A failed accept (e.g. out of file descriptors): go on, without spinning.
             thread::park_timeout(Duration::from_millis(10));
@@ -420,7 +437,7 @@ fn accept_loop(listener: &TcpListener, stopping: &AtomicBool, source: &Arc<dyn A
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
                 crate::silent::mark_thread();
-                serve_connection(stream, &*source);
+                serve_connection(stream, accepted_at, &*source, limits);
                 active_here.fetch_sub(1, Ordering::Relaxed);
             });
         if spawned.is_err() {
@@ -429,14 +446,18 @@ fn accept_loop(listener: &TcpListener, stopping: &AtomicBool, source: &Arc<dyn A
     }
 }
 
-/// Reads one request from `stream`, answers it, and closes the connection.
-fn serve_connection(mut stream: TcpStream, source: &dyn AdminSource) {
-    if stream.set_read_timeout(Some(CONNECTION_TIMEOUT)).is_err()
-        || stream.set_write_timeout(Some(CONNECTION_TIMEOUT)).is_err()
-    {
-        return;
-    }
-    let reply = match read_request_head(&mut stream) {
+/// Reads one request from `stream`, answers it, and closes the connection. Every step has a
+/// deadline for the whole step, not for each read or write: the request head must have come
+/// `limits.request` after `accepted_at`, the response must have been taken `limits.response`
+/// after it is ready, and what the client sends after that is read for `limits.linger`. A
+/// client that trickles a byte at a time is cut off like one that sends nothing.
+fn serve_connection(
+    mut stream: TcpStream,
+    accepted_at: Instant,
+    source: &dyn AdminSource,
+    limits: Limits,
+) {
+    let reply = match read_request_head(&mut stream, accepted_at + limits.request) {
         Ok(head) => match parse_request(&head) {
             Some(req) => {
                 let response = catch_unwind(AssertUnwindSafe(|| {
@@ -453,43 +474,80 @@ fn serve_connection(mut stream: TcpStream, source: &dyn AdminSource) {
         Err(HeadError::TooLarge) => {
             encode_response(&AdminResponse::text(431, "request head too large\n"), false)
         }
-        // Timed out or gone: nothing to answer.
+        Err(HeadError::TimedOut) => encode_response(
+            &AdminResponse::text(
+                408,
+                "request timeout: the request took too long to arrive\n",
+            ),
+            false,
+        ),
+        // Gone: nothing to answer.
         Err(HeadError::Io) => return,
     };
-    // The client may have gone away, or not read in time; nothing to do about it.
-    if stream.write_all(&reply).is_err() {
+    // The client may have gone away, or not taken the response in time; nothing to do about it.
+    if write_all_before(&mut stream, &reply, Instant::now() + limits.response).is_err() {
         return;
     }
-    // A lingering close: closing with unread bytes (a request body, pipelined requests) would
-    // reset the connection, and the client could lose the response. Read what is left, for a
-    // short while, once the response is on its way.
+    linger(&mut stream, Instant::now() + limits.linger);
+}
+
+/// A lingering close: closing with unread bytes (a request body, pipelined requests) would
+/// reset the connection, and the client could lose the response. Once the response is on its
+/// way, reads what is left until the client closes, [`MAX_LINGER_BYTES`] have come, or
+/// `deadline`, whichever is first.
+fn linger(stream: &mut TcpStream, deadline: Instant) {
     let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(LINGER));
     let mut sink = [0u8; 4096];
-    let mut left = MAX_REQUEST_HEAD * 4;
+    let mut left = MAX_LINGER_BYTES;
     while left > 0 {
-        match stream.read(&mut sink) {
+        match read_before(stream, &mut sink, deadline) {
             Ok(n) if n > 0 => left = left.saturating_sub(n),
             _ => break,
         }
     }
 }
 
-/// How long a connection is read after its response, before it is closed.
+/// How long a connection is read after its response, in all, before it is closed.
 const LINGER: Duration = Duration::from_secs(1);
+/// The most bytes read after a response, before the connection is closed.
+const MAX_LINGER_BYTES: usize = MAX_REQUEST_HEAD * 4;
+
+/// The time limits of one connection ([`Limits::DEFAULT`] but in tests).
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// From the accept to the end of the request head.
+    request: Duration,
+    /// From the response being ready to the last byte of it handed to the kernel.
+    response: Duration,
+    /// Reading what comes after the response, in all.
+    linger: Duration,
+}
+
+impl Limits {
+    const DEFAULT: Limits = Limits {
+        request: CONNECTION_TIMEOUT,
+        response: CONNECTION_TIMEOUT,
+        linger: LINGER,
+    };
+}
 
 /// Why a request head could not be read.
 enum HeadError {
     TooLarge,
+    TimedOut,
     Io,
 }
 
-/// Reads up to the end of the request head (`\r\n\r\n`), at most [`MAX_REQUEST_HEAD`] bytes.
-fn read_request_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
+/// Reads up to the end of the request head (`\r\n\r\n`), at most [`MAX_REQUEST_HEAD`] bytes,
+/// all of it before `deadline`.
+fn read_request_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadError> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let n = stream.read(&mut chunk).map_err(|_| HeadError::Io)?;
+        let n = read_before(stream, &mut chunk, deadline).map_err(|e| match e.kind() {
+            io::ErrorKind::TimedOut => HeadError::TimedOut,
+            _ => HeadError::Io,
+        })?;
         if n == 0 {
             return Err(HeadError::Io);
         }
@@ -502,6 +560,48 @@ fn read_request_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
             return Err(HeadError::TooLarge);
         }
     }
+}
+
+/// One `read`, waiting no later than `deadline`; an error of kind `TimedOut` once it has
+/// passed.
+fn read_before(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    loop {
+        stream.set_read_timeout(Some(time_left(deadline)?))?;
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::ErrorKind::TimedOut.into())
+            }
+            read => return read,
+        }
+    }
+}
+
+/// Writes all of `bytes`, giving up at `deadline` with an error of kind `TimedOut`: a client
+/// that takes its response a little at a time is not waited for past it.
+fn write_all_before(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.set_write_timeout(Some(time_left(deadline)?))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::ErrorKind::TimedOut.into())
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The time until `deadline` (never zero, which a socket timeout refuses), or an error of
+/// kind `TimedOut` once it has passed.
+fn time_left(deadline: Instant) -> io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+        .ok_or_else(|| io::ErrorKind::TimedOut.into())
 }
 
 /// What the routes need of a request.
@@ -561,6 +661,7 @@ fn reason_phrase(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -753,6 +854,77 @@ mod tests {
             assert!(om(wanted), "{wanted}");
         }
         assert!(!wants_openmetrics(None));
+    }
+
+    /// A source whose `/config` is `len` bytes long.
+    struct LongConfig(usize);
+
+    impl AdminSource for LongConfig {
+        fn stats(&self) -> Stats {
+            sample_stats()
+        }
+        fn health(&self) -> Health {
+            Fake { running: true }.health()
+        }
+        fn config_json(&self) -> String {
+            "x".repeat(self.0)
+        }
+    }
+
+    /// Serves one connection with `limits` on a thread of its own; returns the client's end
+    /// and that thread.
+    fn serve_one(source: impl AdminSource, limits: Limits) -> (TcpStream, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let serving =
+            thread::spawn(move || serve_connection(server, Instant::now(), &source, limits));
+        (client, serving)
+    }
+
+    #[test]
+    fn a_client_taking_its_response_slowly_is_given_up_at_the_deadline() {
+        let limits = Limits {
+            request: Duration::from_millis(300),
+            response: Duration::from_millis(300),
+            linger: Duration::from_millis(100),
+        };
+        // Far more than the socket buffers hold, so that writing it waits for the client.
+        let (mut client, serving) = serve_one(LongConfig(32 << 20), limits);
+        client.write_all(b"GET /config HTTP/1.1\r\n\r\n").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                // Always taking a little, so that no single write waits long.
+                let mut buf = [0u8; 4096];
+                let mut read = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    match client.read(&mut buf) {
+                        Ok(n) if n > 0 => read += n,
+                        _ => break,
+                    }
+                    thread::park_timeout(Duration::from_millis(1));
+                }
+                read
+            }
+        });
+        let start = Instant::now();
+        while !serving.is_finished() && start.elapsed() < Duration::from_secs(3) {
+            thread::park_timeout(Duration::from_millis(5));
+        }
+        let finished = serving.is_finished();
+        stop.store(true, Ordering::Relaxed);
+        let read = reader.join().unwrap();
+        assert!(
+            finished,
+            "the connection was still being written to after {:?} ({read} bytes read)",
+            start.elapsed()
+        );
+        assert!(read < 32 << 20, "the client read the whole response");
     }
 
     #[test]

@@ -1,0 +1,114 @@
+//! Slow clients cannot hold the admin endpoint: a client that trickles its request a byte at a
+//! time is cut off (with a `408`) once the request has taken [`CONNECTION_TIMEOUT`] in all,
+//! and one that keeps sending after its response is closed about a second later. Both used
+//! to keep their connection (and one of the [`MAX_CONNECTIONS`] slots) for as long as they
+//! kept trickling: the timeouts applied to each read, not to the request, so 256 such clients
+//! refused every scrape and probe for good.
+#![cfg(feature = "admin")]
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use support::*;
+use tracing_offload::admin::CONNECTION_TIMEOUT;
+use tracing_offload::OffloadLayer;
+
+/// A byte every 300 ms: far inside any timeout that applies to one read (5 s for the request,
+/// 1 s after the response).
+const TRICKLE: Duration = Duration::from_millis(300);
+
+fn server() -> (tracing_offload::Guard, SocketAddr) {
+    let (_layer, guard) = OffloadLayer::builder()
+        .admin_addr("127.0.0.1:0")
+        .sink(Collect::new("collect"))
+        .build()
+        .unwrap();
+    let addr = guard.admin_addr().unwrap();
+    (guard, addr)
+}
+
+/// How a trickling client's connection ended.
+#[derive(Debug)]
+struct Cut {
+    after: Duration,
+    received: Vec<u8>,
+}
+
+/// Sends a request head that never ends, a byte every [`TRICKLE`], until the server closes
+/// the connection (`Some`, with what it sent) or `give_up` has passed (`None`). Waiting for
+/// the server's answer (a read with a timeout) paces the bytes.
+fn trickle_request(addr: SocketAddr, give_up: Duration) -> Option<Cut> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TRICKLE)).unwrap();
+    let head = b"GET /health HTTP/1.1\r\nX-Slow: "
+        .iter()
+        .chain([b'a'].iter().cycle());
+    let start = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 1024];
+    for byte in head {
+        if start.elapsed() > give_up {
+            return None;
+        }
+        if stream.write_all(&[*byte]).is_err() {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    Some(Cut {
+        after: start.elapsed(),
+        received,
+    })
+}
+
+#[test]
+fn a_request_trickled_a_byte_at_a_time_is_cut_off_at_the_deadline() {
+    let (_guard, addr) = server();
+    let give_up = CONNECTION_TIMEOUT + Duration::from_secs(3);
+    let cut = trickle_request(addr, give_up).unwrap_or_else(|| {
+        panic!("a request trickled a byte every {TRICKLE:?} was still being read after {give_up:?}")
+    });
+    assert!(
+        cut.after >= CONNECTION_TIMEOUT - TRICKLE,
+        "cut off early: {cut:?}"
+    );
+    let answer = String::from_utf8_lossy(&cut.received);
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_client_trickling_after_its_response_is_cut_off() {
+    let (_guard, addr) = server();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    // The server reads what is left for about a second after its response, then closes the
+    // connection; a write after that is refused (the first one draws a reset).
+    let give_up = Duration::from_secs(3);
+    let start = Instant::now();
+    while stream.write_all(b"x").is_ok() {
+        assert!(
+            start.elapsed() < give_up,
+            "a client sending a byte every {TRICKLE:?} after its response still held its \
+             connection after {give_up:?}"
+        );
+        // The client's pace, not a synchronisation: the condition is the failed write.
+        std::thread::park_timeout(TRICKLE);
+    }
+}
