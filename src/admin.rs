@@ -49,12 +49,13 @@
 // machinery; users who already run an async web server mount [`respond`] (or the axum
 // router) there instead.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -299,8 +300,8 @@ pub enum AdminError {
 /// threads, so serving a scrape never records into the pipeline it reports on.
 ///
 /// One request per connection (`Connection: close`), each connection on a short-lived thread of
-/// its own, at most [`MAX_CONNECTIONS`] at once (more are closed unanswered). A connection's
-/// deadlines bound each step as a whole, not each read or write:
+/// its own, at most [`MAX_CONNECTIONS`] at once. A connection's deadlines bound each step as a
+/// whole, not each read or write:
 ///
 /// * its request head must have arrived [`CONNECTION_TIMEOUT`] after the connection was
 ///   accepted, however it trickles in; else it is answered `408 Request Timeout`;
@@ -309,7 +310,10 @@ pub enum AdminError {
 ///   all, then the connection is closed.
 ///
 /// So a client that sends slowly, however little at a time, or never reads what it asked
-/// for, holds one connection thread for `2 × CONNECTION_TIMEOUT` and a second at most.
+/// for, holds one connection thread for `2 × CONNECTION_TIMEOUT` and a second at most. Nor
+/// can many slow clients take the endpoint: when every connection is taken, a new one closes
+/// (unanswered) the connection that has waited longest for its request, and only when every
+/// connection already has its request is the new one closed unanswered itself.
 pub struct AdminServer {
     addr: SocketAddr,
     stopping: Arc<AtomicBool>,
@@ -320,7 +324,9 @@ pub struct AdminServer {
 /// head, in all; then it is answered `408 Request Timeout`), and, once the response is ready,
 /// to take it (in all).
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-/// The most connections served at once; more are closed without an answer.
+/// The most connections served at once. One more closes the connection that has waited
+/// longest for its request to make room, or is itself closed without an answer when none
+/// waits (see [`AdminServer`]).
 pub const MAX_CONNECTIONS: usize = 256;
 /// The stack of a connection's thread: it renders one response.
 const CONNECTION_STACK: usize = 256 * 1024;
@@ -414,6 +420,7 @@ fn accept_loop(
     limits: Limits,
 ) {
     let active = Arc::new(AtomicUsize::new(0));
+    let waiting = Arc::new(Waiting::default());
     loop {
         let accepted = listener.accept();
         // Acquire: pairs with the store in `stop`.
@@ -426,22 +433,90 @@ fn accept_loop(
             thread::park_timeout(Duration::from_millis(10));
             continue;
         };
-        // Relaxed: a count, not a handshake; a few connections over the limit do no harm.
-        if active.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+        // Relaxed: a count, not a handshake; a few connections over the limit do no harm (a
+        // closed one leaves the count when its thread ends).
+        if active.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS && !waiting.close_oldest() {
             active.fetch_sub(1, Ordering::Relaxed);
             continue; // closed unanswered
         }
+        let ticket = Waiting::add(&waiting, &stream);
         let (active_here, source) = (Arc::clone(&active), Arc::clone(source));
         let spawned = thread::Builder::new()
             .name("offload-admin-conn".into())
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
                 crate::silent::mark_thread();
-                serve_connection(stream, accepted_at, &*source, limits);
+                serve_connection(stream, accepted_at, ticket, &*source, limits);
                 active_here.fetch_sub(1, Ordering::Relaxed);
             });
         if spawned.is_err() {
             active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+// === impl Waiting ===
+
+/// The connections still sending their request head, oldest first. When every slot is taken,
+/// a new connection closes the oldest of them to make room: a well-behaved client sends its
+/// request at once, so the one that has waited longest is the slowest, and slow clients
+/// cannot refuse everyone else by taking every slot (and taking them again as soon as their
+/// deadline closes them).
+#[derive(Debug, Default)]
+struct Waiting {
+    queue: Mutex<WaitingQueue>,
+}
+
+#[derive(Debug, Default)]
+struct WaitingQueue {
+    /// Each connection's id and a handle to it, oldest first.
+    connections: VecDeque<(u64, TcpStream)>,
+    next_id: u64,
+}
+
+/// A connection's place in [`Waiting`]; dropping it takes the connection out.
+#[derive(Debug)]
+struct WaitingTicket {
+    waiting: Arc<Waiting>,
+    id: u64,
+}
+
+impl Waiting {
+    /// Adds `stream` as the newest waiting connection; `None` (it cannot be closed to make
+    /// room) when its handle cannot be cloned.
+    fn add(this: &Arc<Self>, stream: &TcpStream) -> Option<WaitingTicket> {
+        let handle = stream.try_clone().ok()?;
+        let mut queue = this.lock();
+        let id = queue.next_id;
+        queue.next_id += 1;
+        queue.connections.push_back((id, handle));
+        Some(WaitingTicket {
+            waiting: Arc::clone(this),
+            id,
+        })
+    }
+
+    /// Closes the oldest waiting connection (its thread's read returns at once, and it ends
+    /// without an answer); `false` when none waits.
+    fn close_oldest(&self) -> bool {
+        let oldest = self.lock().connections.pop_front();
+        oldest.is_some_and(|(_, stream)| {
+            let _ = stream.shutdown(Shutdown::Both);
+            true
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WaitingQueue> {
+        // Nothing panics while holding the lock; were it poisoned, the queue is still whole.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for WaitingTicket {
+    fn drop(&mut self) {
+        let mut queue = self.waiting.lock();
+        if let Some(at) = queue.connections.iter().position(|(id, _)| *id == self.id) {
+            queue.connections.remove(at);
         }
     }
 }
@@ -454,10 +529,14 @@ fn accept_loop(
 fn serve_connection(
     mut stream: TcpStream,
     accepted_at: Instant,
+    ticket: Option<WaitingTicket>,
     source: &dyn AdminSource,
     limits: Limits,
 ) {
-    let reply = match read_request_head(&mut stream, accepted_at + limits.request) {
+    let head = read_request_head(&mut stream, accepted_at + limits.request);
+    // It has its request (or never will): no longer one to close to make room.
+    drop(ticket);
+    let reply = match head {
         Ok(head) => match parse_request(&head) {
             Some(req) => {
                 let response = catch_unwind(AssertUnwindSafe(|| {
@@ -878,7 +957,7 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         let serving =
-            thread::spawn(move || serve_connection(server, Instant::now(), &source, limits));
+            thread::spawn(move || serve_connection(server, Instant::now(), None, &source, limits));
         (client, serving)
     }
 

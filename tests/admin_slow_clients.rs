@@ -4,6 +4,10 @@
 //! to keep their connection (and one of the [`MAX_CONNECTIONS`] slots) for as long as they
 //! kept trickling: the timeouts applied to each read, not to the request, so 256 such clients
 //! refused every scrape and probe for good.
+//!
+//! Nor can many slow clients together: when they hold every slot, a new connection closes the
+//! one that has waited longest for its request, so a scrape is answered at once. They used to
+//! refuse every other client until their deadline (and again as soon as they reconnected).
 #![cfg(feature = "admin")]
 
 mod support;
@@ -13,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use support::*;
-use tracing_offload::admin::CONNECTION_TIMEOUT;
+use tracing_offload::admin::{CONNECTION_TIMEOUT, MAX_CONNECTIONS};
 use tracing_offload::OffloadLayer;
 
 /// A byte every 300 ms: far inside any timeout that applies to one read (5 s for the request,
@@ -111,4 +115,46 @@ fn a_client_trickling_after_its_response_is_cut_off() {
         // The client's pace, not a synchronisation: the condition is the failed write.
         std::thread::park_timeout(TRICKLE);
     }
+}
+
+/// `GET /health` on a connection of its own; what the server sent before closing it.
+fn get_health(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[test]
+fn slow_clients_in_every_slot_do_not_lock_out_a_scrape() {
+    let (_guard, addr) = server();
+    // Every slot taken by a client that has sent part of its request and waits. The listener
+    // accepts in order, so they all hold a slot before any connection made after them is
+    // accepted (and their deadline is seconds away).
+    let slow: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nX-Slow: a").unwrap();
+            c
+        })
+        .collect();
+    for scrape in 0..3 {
+        let response = get_health(addr);
+        assert!(
+            response.starts_with("HTTP/1.1 200 OK\r\n"),
+            "scrape {scrape} with {MAX_CONNECTIONS} slow clients connected: {response:?}"
+        );
+    }
+    // The oldest slow client made room for the first scrape: it was closed unanswered.
+    let mut oldest = &slow[0];
+    oldest.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(oldest.read(&mut buf), Ok(0) | Err(_)),
+        "the oldest slow client was answered"
+    );
 }
