@@ -280,6 +280,15 @@ fn split_unquoted(s: &str, sep: u8) -> impl Iterator<Item = &str> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdminError {
+    /// The address is not `host:port` (a scheme, a path, no port or one past 65535…); the
+    /// message says what is expected.
+    #[error("the admin endpoint's address {addr:?} is not a valid address: expected {expected}")]
+    InvalidAddress {
+        /// The address as given.
+        addr: String,
+        /// What is expected instead.
+        expected: String,
+    },
     /// The address could not be bound (in use, not local, or no permission).
     #[error("could not bind the admin endpoint to {addr}; pick a free port (e.g. `127.0.0.1:9464`, or port 0 for any) or unset OFFLOAD_ADMIN_ADDR")]
     Bind {

@@ -59,6 +59,9 @@ pub const MAX_SPAN_EVENT_LIMIT: usize = 65_536;
 /// [`Backpressure::Block`] takes any timeout (`Duration::MAX` never gives up).
 pub const MAX_ENV_BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The variable that sets the admin endpoint's address.
+const ADMIN_ADDR_VAR: &str = "OFFLOAD_ADMIN_ADDR";
+
 /// Configures and builds an [`OffloadLayer`] and its [`Guard`].
 ///
 /// | setting | method | default | range | env variable |
@@ -84,7 +87,7 @@ pub const MAX_ENV_BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// | keep all errors | [`keep_errors`](Self::keep_errors) | `true` | | |
 /// | events follow trace sampling | [`events_follow_trace_sampling`](Self::events_follow_trace_sampling) | `false` | | |
 /// | tail sampling | [`tail_sampling`](Self::tail_sampling) | off | ratio 0.0 – 1.0; budget 1 – [`MAX_TAIL_BUFFERED_SPANS`] | `OFFLOAD_TAIL_SAMPLING` |
-/// | admin HTTP endpoint (feature `admin`) | `admin_addr` | off | | `OFFLOAD_ADMIN_ADDR` |
+/// | admin HTTP endpoint (feature `admin`) | `admin_addr` | off | `host:port`: an IP address or a host name; port 0 picks a free port | `OFFLOAD_ADMIN_ADDR` |
 /// | health thresholds | [`health_config`](Self::health_config) | [`HealthConfig::default`] | | |
 ///
 /// Environment variables are read only by [`Builder::from_env`], [`Builder::try_from_env`] and
@@ -283,17 +286,21 @@ impl Builder {
         ) {
             c.span_event_limit.set_env(n, "OTEL_SPAN_EVENT_COUNT_LIMIT");
         }
-        if let Some(addr) = env.raw("OFFLOAD_ADMIN_ADDR") {
-            if cfg!(feature = "admin") {
-                c.admin_addr.set_env(Some(addr), "OFFLOAD_ADMIN_ADDR");
-            } else {
-                env.warnings.push(EnvWarning {
-                    var: "OFFLOAD_ADMIN_ADDR".into(),
-                    value: addr,
-                    expected: "unset: this build lacks the `admin` feature".into(),
-                    used: "no admin endpoint".into(),
-                });
+        if cfg!(feature = "admin") {
+            // Checked here, like every variable: a value that is not an address is a warning
+            // (an error from `try_from_env`), not a build that fails on binding it.
+            if let Some(addr) =
+                env.parse(ADMIN_ADDR_VAR, &"off (no admin endpoint)", env::host_port)
+            {
+                c.admin_addr.set_env(Some(addr), ADMIN_ADDR_VAR);
             }
+        } else if let Some(addr) = env.raw(ADMIN_ADDR_VAR) {
+            env.warnings.push(EnvWarning {
+                var: ADMIN_ADDR_VAR.into(),
+                value: addr,
+                expected: "unset: this build lacks the `admin` feature".into(),
+                used: "no admin endpoint".into(),
+            });
         }
     }
 
@@ -413,7 +420,14 @@ impl Builder {
     /// Serves `/metrics`, `/health` and `/config` over HTTP at `addr` (e.g. `"127.0.0.1:9464"`;
     /// port 0 picks a free port, see [`Guard::admin_addr`]) on a crate-owned thread, from
     /// `build()` until the [`Guard`] is dropped. Default: off; `OFFLOAD_ADMIN_ADDR` sets it.
-    /// A bind failure makes `build()` fail with [`BuildError::Admin`]. See [`crate::admin`].
+    ///
+    /// `addr` is `host:port`: an IP address (`127.0.0.1:9464`, `[::1]:9464`) or a host name
+    /// (`localhost:9464`, resolved when bound). A value that is not one (a scheme, a path, a
+    /// port past 65535) makes `build()` fail with [`BuildError::Admin`] saying so; so does an
+    /// address that cannot be bound (the port in use, a name that does not resolve, an address
+    /// of another host). From `OFFLOAD_ADMIN_ADDR`, a value that is not `host:port` is instead
+    /// ignored with a warning, like any invalid variable; one that cannot be bound fails the
+    /// build as here. See [`crate::admin`].
     #[cfg(feature = "admin")]
     #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
     pub fn admin_addr(mut self, addr: impl Into<String>) -> Self {
@@ -740,6 +754,13 @@ impl Builder {
         let Some(addr) = self.config.admin_addr.value.as_deref() else {
             return Ok(None);
         };
+        if let Err(expected) = env::host_port(addr) {
+            return Err(crate::admin::AdminError::InvalidAddress {
+                addr: addr.to_owned(),
+                expected,
+            }
+            .into());
+        }
         Ok(Some(crate::admin::AdminServer::start(
             addr,
             Arc::new(handle.clone()),

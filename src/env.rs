@@ -205,6 +205,48 @@ pub(crate) fn saturating_millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// What `host:port` variables (`OFFLOAD_ADMIN_ADDR`) take, as their warning says it.
+pub(crate) const EXPECTED_HOST_PORT: &str = "an address host:port, such as 127.0.0.1:9464, \
+     [::1]:9464 or localhost:9464 (port 0 for any free port), without a scheme or a path";
+
+/// Parses an address to listen on, `host:port`: an IP address and a port (`127.0.0.1:9464`,
+/// `[::1]:9464`), or a host name and a port (`localhost:9464`, resolved when it is bound). The
+/// port is a whole number from 0 to 65535. Nothing is looked up here: a name that does not
+/// resolve fails when it is bound, like a port in use.
+pub(crate) fn host_port(s: &str) -> Result<String, String> {
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(s.to_owned());
+    }
+    let valid = s.rsplit_once(':').is_some_and(|(host, port)| {
+        !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok()
+            && is_host_name(host)
+    });
+    match valid {
+        true => Ok(s.to_owned()),
+        false => Err(EXPECTED_HOST_PORT.to_owned()),
+    }
+}
+
+/// Whether `host` is a host name: dot-separated labels of letters, digits, `-` and `_` (not
+/// at a label's ends for `-`), the last one not all digits (that would be an IPv4 address,
+/// and one that did not parse).
+fn is_host_name(host: &str) -> bool {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let last_is_numeric = host
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    host.len() <= 253 && host.split('.').all(label_ok) && !last_is_numeric
+}
+
 /// Parses an OTel boolean: `true` or `false`, any case.
 pub(crate) fn boolean(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
@@ -295,6 +337,38 @@ mod tests {
         );
         assert_eq!(w.expected, "a UTF-8 value");
         assert_eq!(env.warnings[1].used, "nothing (as if unset)");
+    }
+
+    #[test]
+    fn host_port_takes_ip_addresses_and_host_names_with_a_port() {
+        for ok in [
+            "127.0.0.1:9464",
+            "0.0.0.0:0",
+            "[::1]:9464",
+            "localhost:9464",
+            "metrics.internal:65535",
+            "my_host-1:80",
+        ] {
+            assert_eq!(host_port(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1:9464",
+            "localhost:99999",
+            "127.0.0.1:9464x",
+            "127.0.0.1",
+            ":9464",
+            "localhost:",
+            "localhost:+80",
+            "127.0.0.1:9464/metrics",
+            "::1:9464",
+            "local host:9464",
+            "999.0.0.1:80",
+            "-host:80",
+            "host..name:80",
+            "[::1]",
+        ] {
+            assert_eq!(host_port(bad), Err(EXPECTED_HOST_PORT.to_owned()), "{bad}");
+        }
     }
 
     #[test]

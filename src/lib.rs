@@ -281,7 +281,7 @@
 //! | `OFFLOAD_SAMPLE_ALWAYS` | comma-separated prefixes | none | events never sampled out |
 //! | `OFFLOAD_SAMPLE_ADAPTIVE` | `true`, `false` | `false` | adaptive event rate |
 //! | `OFFLOAD_TAIL_SAMPLING` | `off`, or comma-separated `errors`, `slow:<duration>`, `ratio:<0.0–1.0>`, `wait:<duration>`, `max_buffered_spans:<1–16777216>` (durations such as `500ms`, `2s`) | `off` | [tail sampling](#tail-sampling) |
-//! | `OFFLOAD_ADMIN_ADDR` | `host:port` | off | serve `/metrics`, `/health`, `/config` there (feature `admin`) |
+//! | `OFFLOAD_ADMIN_ADDR` | `host:port` (an IP address or a host name; port 0 for any free port) | off | serve `/metrics`, `/health`, `/config` there (feature `admin`) |
 //! | `RUST_LOG` | `EnvFilter` directives, e.g. `warn,my_app=debug` | `info` | what [`init`] records (the whole subscriber, `log` records included) |
 //!
 //! # Supported Rust versions
