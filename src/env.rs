@@ -1,6 +1,6 @@
 //! Reading environment variables by the OpenTelemetry rules: an empty variable counts as unset;
-//! an invalid one gives one [`EnvWarning`] naming the variable, the value, what was expected and
-//! the value used instead, never a panic. A leaf module: the value parsers shared by the builder
+//! an invalid one gives one [`EnvWarning`] naming the variable, the value (hidden for a variable
+//! that may hold secrets), what was expected and the value used instead, never a panic. A leaf module: the value parsers shared by the builder
 //! and the sinks.
 
 use std::fmt;
@@ -14,7 +14,9 @@ use serde::Serialize;
 pub struct EnvWarning {
     /// The variable's name.
     pub var: String,
-    /// Its value as found.
+    /// Its value as found. For a variable that may hold secrets (`OTEL_EXPORTER_OTLP_HEADERS`)
+    /// a marker instead (the word `redacted` in square brackets), and an endpoint's password
+    /// as `***`.
     pub value: String,
     /// What was expected.
     pub expected: String,
@@ -22,8 +24,20 @@ pub struct EnvWarning {
     pub used: String,
 }
 
+/// What a warning shows for the value of a variable that may hold secrets
+/// (`OTEL_EXPORTER_OTLP_HEADERS`): its [`EnvWarning::value`], and what `/config` shows for a
+/// header's value.
+pub(crate) const REDACTED: &str = "[redacted]";
+
 impl fmt::Display for EnvWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value == REDACTED {
+            return write!(
+                f,
+                "ignoring {} (its value is not shown: it may hold secrets): expected {}; using {}",
+                self.var, self.expected, self.used
+            );
+        }
         write!(
             f,
             "ignoring {}={:?}: expected {}; using {}",
@@ -110,11 +124,17 @@ impl<'a> EnvReader<'a> {
     /// The variable's trimmed value; `None` when unset or empty. A value that is not UTF-8 is
     /// `None` with a warning.
     pub(crate) fn raw(&mut self, var: &str) -> Option<String> {
+        self.raw_shown(var, str::to_owned)
+    }
+
+    /// [`raw`](Self::raw), with the value in a warning as `show` makes it (e.g. an endpoint
+    /// with its password hidden).
+    pub(crate) fn raw_shown(&mut self, var: &str, show: fn(&str) -> String) -> Option<String> {
         match self.find(var) {
             Found::Unset => None,
             Found::Value(v) => Some(v),
             Found::NotUtf8(lossy) => {
-                self.warn_not_utf8(var, lossy, "nothing (as if unset)".to_owned());
+                self.warn_not_utf8(var, show(&lossy), "nothing (as if unset)".to_owned());
                 None
             }
         }
@@ -128,11 +148,34 @@ impl<'a> EnvReader<'a> {
         default: &dyn fmt::Display,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
+        self.parse_shown(var, default, parse, str::to_owned)
+    }
+
+    /// [`parse`](Self::parse) for a variable whose value may hold secrets (request headers):
+    /// a warning shows the value as [`REDACTED`], never the value, so `parse`'s message must
+    /// say what is wrong and where (e.g. "entry 2 has no `=`") without quoting any of it.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))] // read by the OTLP sink's variables
+    pub(crate) fn parse_secret<T>(
+        &mut self,
+        var: &str,
+        default: &dyn fmt::Display,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        self.parse_shown(var, default, parse, |_| REDACTED.to_owned())
+    }
+
+    fn parse_shown<T>(
+        &mut self,
+        var: &str,
+        default: &dyn fmt::Display,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        show: fn(&str) -> String,
+    ) -> Option<T> {
         let raw = match self.find(var) {
             Found::Unset => return None,
             Found::Value(v) => v,
             Found::NotUtf8(lossy) => {
-                self.warn_not_utf8(var, lossy, format!("the default {default}"));
+                self.warn_not_utf8(var, show(&lossy), format!("the default {default}"));
                 return None;
             }
         };
@@ -141,7 +184,7 @@ impl<'a> EnvReader<'a> {
             Err(expected) => {
                 self.warnings.push(EnvWarning {
                     var: var.to_owned(),
-                    value: raw,
+                    value: show(&raw),
                     expected,
                     used: format!("the default {default}"),
                 });
@@ -337,6 +380,37 @@ mod tests {
         );
         assert_eq!(w.expected, "a UTF-8 value");
         assert_eq!(env.warnings[1].used, "nothing (as if unset)");
+    }
+
+    #[test]
+    fn a_secret_variable_is_never_shown_in_its_warning() {
+        let var = "TRACING_OFFLOAD_UNIT_TEST_SECRET";
+        let lookup = |v: &str| (v == var).then(|| "Authorization: Bearer s3cr3t".to_owned());
+        let mut env = EnvReader::new(&lookup);
+        let parsed = env.parse_secret(var, &"none", |_| {
+            Err::<(), _>("key=value pairs, but entry 1 has no `=`".to_owned())
+        });
+        assert_eq!(parsed, None);
+        let w = &env.warnings[0];
+        assert_eq!(w.value, REDACTED);
+        assert_eq!(
+            w.to_string(),
+            "ignoring TRACING_OFFLOAD_UNIT_TEST_SECRET (its value is not shown: it may hold \
+             secrets): expected key=value pairs, but entry 1 has no `=`; using the default none"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_variable_that_is_not_utf8_is_not_shown_either() {
+        use std::os::unix::ffi::OsStrExt;
+        let var = "TRACING_OFFLOAD_UNIT_TEST_SECRET_NOT_UTF8";
+        std::env::set_var(var, std::ffi::OsStr::from_bytes(b"k=s3cr3t\xff"));
+        let mut env = EnvReader::process();
+        assert_eq!(env.parse_secret(var, &"none", |_| Ok(())), None);
+        std::env::remove_var(var);
+        assert_eq!(env.warnings[0].value, REDACTED);
+        assert_eq!(env.warnings[0].expected, "a UTF-8 value");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Endpoint checks at build time: an endpoint is an `http://` or `https://` URL with a host, and
-//! an error says what was given and what is expected.
+//! an error says what was given and what is expected. And the credentials an endpoint may
+//! carry (`http://user:password@host`), hidden wherever an endpoint is shown: the effective
+//! configuration, `Debug`, warnings and errors. Requests still go to the URL as given.
 
 /// Whether an endpoint is reached over TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,11 +12,66 @@ pub(super) enum Scheme {
     Https,
 }
 
+/// What stands for a password (or a user name given alone, often a token) in a URL shown.
+const HIDDEN: &str = "***";
+
+/// `url` as it may be shown: its user information hidden, `user:***@host` (`***@host` for a
+/// user name alone, which is often a token). A URL without a scheme is read from its start.
+pub(super) fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    // The last `@` ends the user information (a password may hold an unescaped `@`, and a `/`
+    // that would end the authority of a well-formed URL): this hides too much rather than too
+    // little when a path holds an `@`.
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}{}{}", hide_user_info(&rest[..at]), &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// `text` (an error message, a chain of them) with the user information of every URL in it
+/// hidden as [`redact`] does: the HTTP client quotes the URL it failed to reach.
+pub(super) fn redact_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        // A URL in text ends at a space or a quote.
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .unwrap_or(after.len());
+        match after[..end].rfind('@') {
+            Some(at) => {
+                out.push_str(&hide_user_info(&after[..at]));
+                rest = &after[at..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `user:password` as `user:***`, `token` as `***`.
+fn hide_user_info(user_info: &str) -> String {
+    match user_info.split_once(':') {
+        Some((user, _)) => format!("{user}:{HIDDEN}"),
+        None if user_info.is_empty() => String::new(),
+        None => HIDDEN.to_owned(),
+    }
+}
+
 /// Checks `url`, the endpoint named by `what` (e.g. "the traces endpoint"), and returns its
-/// scheme.
+/// scheme. The error quotes the URL with its credentials hidden.
 pub(super) fn validate(url: &str, what: &str) -> Result<Scheme, String> {
     let expected = "expected a URL such as http://collector:4317 or https://collector:4317";
-    let Some((scheme, rest)) = url.split_once("://") else {
+    // Checked as given; quoted with its credentials hidden.
+    let (given, shown) = (url, redact(url));
+    let url = shown.as_str();
+    let Some((scheme, rest)) = given.split_once("://") else {
         return Err(format!(
             "{what} {url:?} has no scheme: {expected} (http:// for plain text, https:// for TLS)"
         ));
@@ -32,7 +89,8 @@ pub(super) fn validate(url: &str, what: &str) -> Result<Scheme, String> {
     if authority.is_empty() {
         return Err(format!("{what} {url:?} has no host: {expected}"));
     }
-    url.parse::<http::Uri>()
+    given
+        .parse::<http::Uri>()
         .map_err(|e| format!("{what} {url:?} is not a valid URL ({e}): {expected}"))?;
     Ok(scheme)
 }
@@ -48,6 +106,44 @@ mod tests {
             validate("HTTPS://collector.example:443/v1/traces", "e"),
             Ok(Scheme::Https)
         );
+    }
+
+    #[test]
+    fn credentials_are_hidden_in_urls_and_in_text() {
+        assert_eq!(
+            redact("http://user:s3cr3t@collector:4318/v1/traces"),
+            "http://user:***@collector:4318/v1/traces"
+        );
+        assert_eq!(redact("https://tok3n@collector"), "https://***@collector");
+        assert_eq!(
+            redact("user:s3cr3t@collector:4317"),
+            "user:***@collector:4317"
+        );
+        assert_eq!(redact("http://us:pa@ss/w@rd@host"), "http://us:***@host");
+        assert_eq!(redact("http://collector:4317"), "http://collector:4317");
+        let text = "export failed (error sending request for url \
+                    (http://user:s3cr3t@127.0.0.1:9/v1/traces): connect); then \
+                    \"https://k3y@other:443\" and http://plain:80/x";
+        assert_eq!(
+            redact_in(text),
+            "export failed (error sending request for url \
+             (http://user:***@127.0.0.1:9/v1/traces): connect); then \
+             \"https://***@other:443\" and http://plain:80/x"
+        );
+    }
+
+    #[test]
+    fn an_invalid_endpoint_is_quoted_without_its_credentials() {
+        for url in [
+            "user:s3cr3t@collector:4317",
+            "ftp://user:s3cr3t@collector",
+            "http://user:s3cr3t@",
+            "http://user:s3cr3t@exa mple:4317",
+        ] {
+            let e = validate(url, "the endpoint").unwrap_err();
+            assert!(!e.contains("s3cr3t") && e.contains("user:***@"), "{e}");
+        }
+        assert!(validate("http://user:s3cr3t@collector:4317", "e").is_ok());
     }
 
     #[test]

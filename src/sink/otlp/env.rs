@@ -133,13 +133,17 @@ impl Otlp {
         ) {
             self.protocol = p;
         }
-        self.endpoint = env.raw(OTEL_EXPORTER_OTLP_ENDPOINT);
-        self.traces_endpoint = env.raw(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-        self.logs_endpoint = env.raw(OTEL_EXPORTER_OTLP_LOGS_ENDPOINT);
-        if let Some(h) = env.parse(
+        // An endpoint may carry credentials (`http://user:password@host`): hidden in warnings.
+        let redact = |url: &str| super::endpoint::redact(url);
+        self.endpoint = env.raw_shown(OTEL_EXPORTER_OTLP_ENDPOINT, redact);
+        self.traces_endpoint = env.raw_shown(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, redact);
+        self.logs_endpoint = env.raw_shown(OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, redact);
+        // Header values are secrets (API keys, tokens), and a malformed entry may hold one
+        // where a name was expected: a warning says which entry is wrong, never the value.
+        if let Some(h) = env.parse_secret(
             OTEL_EXPORTER_OTLP_HEADERS,
             &OTEL_EXPORTER_OTLP_HEADERS_DEFAULT,
-            parse_pairs,
+            parse_headers,
         ) {
             self.headers = h;
         }
@@ -295,18 +299,46 @@ fn compression(v: &str) -> Result<bool, String> {
     }
 }
 
-pub(super) fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
+/// What the `k=v` list variables take.
+const EXPECTED_PAIRS: &str = "comma-separated key=value pairs (percent-encoded)";
+
+/// A `k=v,k2=v2` list (`OTEL_RESOURCE_ATTRIBUTES`), percent-decoded. An error says which entry
+/// is wrong (counted from 1, by commas) without quoting it.
+fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
+    Ok(numbered_pairs(s)?
+        .into_iter()
+        .map(|(_, k, v)| (k, v))
+        .collect())
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS`: a `k=v` list whose names and values HTTP can carry (the same
+/// check as a header set in code, made when the sink starts). An error says which entry is
+/// wrong, and names a header only when its name is valid: a malformed entry
+/// (`Authorization: Bearer <token>==`) may hold the secret where the name was expected.
+fn parse_headers(s: &str) -> Result<Vec<(String, String)>, String> {
+    let pairs = numbered_pairs(s)?;
+    for (entry, k, v) in &pairs {
+        super::sink::check_header(k, v)
+            .map_err(|bad| format!("{EXPECTED_PAIRS}, but {}", bad.describe("entry", *entry, k)))?;
+    }
+    Ok(pairs.into_iter().map(|(_, k, v)| (k, v)).collect())
+}
+
+/// The entries of a `k=v` list with their place in it (from 1, empty entries counted).
+fn numbered_pairs(s: &str) -> Result<Vec<(usize, String, String)>, String> {
     s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|pair| {
+        .enumerate()
+        .filter(|(_, p)| !p.trim().is_empty())
+        .map(|(i, pair)| {
+            let entry = i + 1;
             let (k, v) = pair
                 .split_once('=')
-                .ok_or_else(|| "comma-separated key=value pairs".to_owned())?;
+                .ok_or_else(|| format!("{EXPECTED_PAIRS}, but entry {entry} has no `=`"))?;
             let (k, v) = (percent_decode(k.trim()), percent_decode(v.trim()));
             if k.is_empty() {
-                return Err("comma-separated key=value pairs with non-empty keys".to_owned());
+                return Err(format!("{EXPECTED_PAIRS}, but entry {entry} has no key"));
             }
-            Ok((k, v))
+            Ok((entry, k, v))
         })
         .collect()
 }
@@ -429,6 +461,42 @@ mod tests {
         assert!(
             !format!("{s:?}").contains("s=cret"),
             "header values are secret"
+        );
+    }
+
+    #[test]
+    fn a_bad_header_entry_is_named_by_its_place_never_by_its_text() {
+        let expected = |s: &str| parse_headers(s).unwrap_err();
+        assert_eq!(
+            expected("Authorization: Bearer s3cr3t"),
+            "comma-separated key=value pairs (percent-encoded), but entry 1 has no `=`"
+        );
+        assert!(expected("a=1,,=s3cr3t").ends_with("but entry 3 has no key"));
+        let name = expected("x-team=core,Authorization: Bearer s3cr3t==");
+        assert!(
+            name.ends_with(
+                "but entry 2 has a name that is not a valid HTTP header name (letters, digits \
+                 and !#$%&'*+-.^_`|~ only: no spaces or colons)"
+            ),
+            "{name}"
+        );
+        let value = expected("x-api-key=s3cr3t%0A");
+        assert!(
+            value.ends_with(
+                "but entry 1 (`x-api-key`) has a value that HTTP cannot carry (a line \
+                 break or another control character, or a character that is not ASCII)"
+            ),
+            "{value}"
+        );
+        for e in [name, value] {
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+        assert_eq!(
+            parse_headers("api-key=s%3Dcret, Team = core"),
+            Ok(vec![
+                ("api-key".into(), "s=cret".into()),
+                ("Team".into(), "core".into())
+            ])
         );
     }
 }

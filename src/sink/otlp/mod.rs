@@ -159,7 +159,15 @@ impl std::fmt::Debug for Otlp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Otlp")
             .field("name", &self.name)
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint.as_deref().map(endpoint::redact))
+            .field(
+                "traces_endpoint",
+                &self.traces_endpoint.as_deref().map(endpoint::redact),
+            )
+            .field(
+                "logs_endpoint",
+                &self.logs_endpoint.as_deref().map(endpoint::redact),
+            )
             .field("protocol", &self.protocol)
             .field(
                 "headers",
@@ -244,6 +252,8 @@ impl Otlp {
 
     /// The collector's base endpoint (default `http://localhost:4317` for gRPC,
     /// `http://localhost:4318` for HTTP, where `/v1/traces` and `/v1/logs` are appended).
+    /// Credentials in the URL (`http://user:password@host`) are hidden (`user:***@host`)
+    /// wherever the endpoint is shown: the effective configuration, `Debug`, errors.
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
         self
@@ -256,7 +266,9 @@ impl Otlp {
     }
 
     /// Adds a header (gRPC metadata) sent with every request, e.g. an API key. Header values
-    /// never appear in the effective configuration or in `Debug` output.
+    /// never appear in the effective configuration, in `Debug` output or in errors. A name or
+    /// value that HTTP cannot carry fails `build()` with an error naming the header by its
+    /// place (and by its name when the name is valid).
     pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((key.into(), value.into()));
         self

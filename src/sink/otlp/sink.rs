@@ -30,7 +30,7 @@ use super::retry::{self, Attempts, CountingClient, HttpOutcome};
 use super::spool::{self, Handoff, Kind, LiveExport, Spool};
 use super::tls::{LoadedTls, Tls};
 use super::{convert, EventsAsLogs, Otlp, Protocol, INITIAL_BACKOFF, MAX_BACKOFF};
-use crate::env::EnvWarning;
+use crate::env::{EnvWarning, REDACTED};
 use crate::record::{EventRecord, Record};
 use crate::sink::runtime::BackgroundRuntime;
 use crate::sink::{Sink, SinkError};
@@ -108,19 +108,20 @@ impl Otlp {
         };
         let url = self.signal_endpoint(specific, path);
         let what = format!("the OTLP {} endpoint", signal.name());
+        let shown = endpoint::redact(&url);
         let files = tls.over(&self.tls);
         match endpoint::validate(&url, &what)? {
             Scheme::Http => {
                 if !files.is_empty() {
                     return Err(format!(
-                        "TLS files are set for {what}, but it is {url:?}: use https:// to \
+                        "TLS files are set for {what}, but it is {shown:?}: use https:// to \
                          connect over TLS, or remove the TLS files"
                     ));
                 }
                 Ok(Target { url, tls: None })
             }
             Scheme::Https if cfg!(not(feature = "tls")) => Err(format!(
-                "{what} {url:?} uses TLS, but tracing-offload was built without its `tls` \
+                "{what} {shown:?} uses TLS, but tracing-offload was built without its `tls` \
                  feature (on by default): enable it, or use an http:// endpoint"
             )),
             Scheme::Https => Ok(Target {
@@ -275,14 +276,7 @@ impl Otlp {
             }
             return Ok(spool::Senders::Grpc(Box::new(senders)));
         }
-        let mut headers = http::HeaderMap::new();
-        for (k, v) in &self.headers {
-            let key = http::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("invalid header name {k:?}"))?;
-            let value = http::HeaderValue::from_str(v)
-                .map_err(|_| format!("invalid value for header {k:?}"))?;
-            headers.insert(key, value);
-        }
+        let headers = header_map(&self.headers)?;
         let client = |t: Target| -> Result<(reqwest::Client, String), String> {
             Ok((reqwest_client(self.timeout, t.tls.as_ref())?, t.url))
         };
@@ -298,7 +292,13 @@ impl Otlp {
     /// A lazily connected gRPC channel to `target`, for the replay.
     fn channel(&self, target: &Target) -> Result<tonic::transport::Channel, String> {
         let endpoint = tonic::transport::Endpoint::from_shared(target.url.clone())
-            .map_err(|e| format!("invalid endpoint {:?}: {e}", target.url))?
+            .map_err(|e| {
+                let shown = endpoint::redact(&target.url);
+                format!(
+                    "invalid endpoint {shown:?}: {}",
+                    endpoint::redact_in(&e.to_string())
+                )
+            })?
             .timeout(self.timeout);
         #[cfg(feature = "tls")]
         let endpoint = match &target.tls {
@@ -769,15 +769,56 @@ fn reqwest_client(timeout: Duration, tls: Option<&LoadedTls>) -> Result<reqwest:
 fn metadata(
     headers: &[(String, String)],
 ) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, String> {
+    Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(header_map(headers)?))
+}
+
+/// The sink's headers as HTTP carries them (names lower-case, as gRPC metadata needs), or what
+/// is wrong with the first bad one: its place, never its value, and its name only when valid.
+fn header_map(headers: &[(String, String)]) -> Result<http::HeaderMap, String> {
     let mut map = http::HeaderMap::new();
-    for (k, v) in headers {
-        let key = http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
-            .map_err(|_| format!("invalid header name {k:?}"))?;
-        let value = http::HeaderValue::from_str(v)
-            .map_err(|_| format!("invalid value for header {k:?}"))?;
-        map.insert(key, value);
+    for (i, (k, v)) in headers.iter().enumerate() {
+        let (name, value) = check_header(k, v).map_err(|bad| bad.describe("header", i + 1, k))?;
+        map.insert(name, value);
     }
-    Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map))
+    Ok(map)
+}
+
+/// What is wrong with a header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BadHeader {
+    /// Its name is not an HTTP header name (a token).
+    Name,
+    /// Its value holds a character HTTP cannot carry.
+    Value,
+}
+
+impl BadHeader {
+    /// The problem of header `name`, the `n`th (from 1) of a list of `what`s ("header",
+    /// "entry"). The value is never shown, nor an invalid name: a malformed entry
+    /// (`Authorization: Bearer <token>`) holds the secret where the name should be.
+    pub(super) fn describe(self, what: &str, n: usize, name: &str) -> String {
+        match self {
+            BadHeader::Name => format!(
+                "{what} {n} has a name that is not a valid HTTP header name (letters, digits and \
+                 !#$%&'*+-.^_`|~ only: no spaces or colons)"
+            ),
+            BadHeader::Value => format!(
+                "{what} {n} (`{name}`) has a value that HTTP cannot carry (a line break or another \
+                 control character, or a character that is not ASCII)"
+            ),
+        }
+    }
+}
+
+/// A header's name (lower-case) and value as HTTP carries them.
+pub(super) fn check_header(
+    name: &str,
+    value: &str,
+) -> Result<(http::HeaderName, http::HeaderValue), BadHeader> {
+    let name = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        .map_err(|_| BadHeader::Name)?;
+    let value = http::HeaderValue::from_str(value).map_err(|_| BadHeader::Value)?;
+    Ok((name, value))
 }
 
 /// Runs one export on the sink's runtime and returns the attempts it took with its result.
@@ -796,23 +837,9 @@ fn run_export(
     (attempts.count() - before, result)
 }
 
-fn not_started() -> SinkError {
-    SinkError::Fatal("the OTLP sink was not started".to_owned())
-}
-
-impl Sink for Otlp {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn start(&mut self) -> Result<(), SinkError> {
-        match self.spool_dir.clone() {
-            None => self.start_direct(),
-            Some(dir) => self.start_spooled(&dir),
-        }
-    }
-
-    fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
+impl Otlp {
+    /// One batch to the collector (or the spool).
+    fn export_batch(&mut self, batch: &[Record]) -> Result<(), SinkError> {
         // Taken out for the call, so that `self` can be borrowed beside it.
         let mut run = self.running.take().ok_or_else(not_started)?;
         let deadline = crate::clock::deadline_after(self.export_timeout);
@@ -827,14 +854,8 @@ impl Sink for Otlp {
         result
     }
 
-    fn flush(&mut self) -> Result<(), SinkError> {
-        match self.running.as_ref().map(|r| &r.engine) {
-            Some(Engine::Spool(engine, _)) => engine.spool.sync(),
-            _ => Ok(()),
-        }
-    }
-
-    fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
+    /// Stops the spool's replay and the exporters by `deadline`.
+    fn stop(&mut self, deadline: Instant) -> Result<(), SinkError> {
         let Some(mut run) = self.running.take() else {
             return Ok(());
         };
@@ -853,6 +874,58 @@ impl Sink for Otlp {
             rt.shutdown(deadline);
         }
         stopped
+    }
+}
+
+/// `e` with the credentials of any URL in its messages hidden (see [`endpoint::redact_in`]):
+/// what the sink returns is shown in stats, `/health` and on stderr.
+fn redact_error(e: SinkError) -> SinkError {
+    match e {
+        SinkError::Retryable(m) => SinkError::Retryable(endpoint::redact_in(&m)),
+        SinkError::Fatal(m) => SinkError::Fatal(endpoint::redact_in(&m)),
+        // The OS error of a file or a thread names no URL.
+        SinkError::Io { context, source } => SinkError::Io {
+            context: endpoint::redact_in(&context),
+            source,
+        },
+        SinkError::Partial { written, source } => SinkError::Partial {
+            written,
+            source: Box::new(redact_error(*source)),
+        },
+    }
+}
+
+fn not_started() -> SinkError {
+    SinkError::Fatal("the OTLP sink was not started".to_owned())
+}
+
+impl Sink for Otlp {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn start(&mut self) -> Result<(), SinkError> {
+        let started = match self.spool_dir.clone() {
+            None => self.start_direct(),
+            Some(dir) => self.start_spooled(&dir),
+        };
+        started.map_err(redact_error)
+    }
+
+    fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
+        // The HTTP client quotes the endpoint's URL in its errors, credentials included.
+        self.export_batch(batch).map_err(redact_error)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        match self.running.as_ref().map(|r| &r.engine) {
+            Some(Engine::Spool(engine, _)) => engine.spool.sync().map_err(redact_error),
+            _ => Ok(()),
+        }
+    }
+
+    fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
+        self.stop(deadline).map_err(redact_error)
     }
 
     fn wants_span_events(&self) -> bool {
@@ -880,11 +953,12 @@ impl Sink for Otlp {
             (!files.is_empty()).then_some(files)
         };
         serde_json::json!({
-            "traces_endpoint": self.traces.then(|| self.signal_endpoint(&self.traces_endpoint, "v1/traces")),
+            // Credentials in an endpoint's URL are hidden (`user:***@host`), header values too.
+            "traces_endpoint": self.traces.then(|| endpoint::redact(&self.signal_endpoint(&self.traces_endpoint, "v1/traces"))),
             "logs_endpoint": (self.logs != EventsAsLogs::None)
-                .then(|| self.signal_endpoint(&self.logs_endpoint, "v1/logs")),
+                .then(|| endpoint::redact(&self.signal_endpoint(&self.logs_endpoint, "v1/logs"))),
             "protocol": self.protocol,
-            "headers": self.headers.iter().map(|(k, _)| (k.clone(), "[redacted]")).collect::<std::collections::BTreeMap<_, _>>(),
+            "headers": self.headers.iter().map(|(k, _)| (k.clone(), REDACTED)).collect::<std::collections::BTreeMap<_, _>>(),
             "timeout_ms": self.timeout.as_millis() as u64,
             "compression": if self.gzip { "gzip" } else { "none" },
             "traces_tls": tls(&self.traces_tls),

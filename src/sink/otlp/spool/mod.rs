@@ -259,7 +259,8 @@ impl Spool {
             corrupt_records: c.corrupt_records,
             corrupt_batches: c.corrupt_batches,
             rejected: c.rejected,
-            last_error: inner.last_error.clone(),
+            // Errors quote the endpoint: its credentials hidden.
+            last_error: inner.last_error.as_deref().map(super::endpoint::redact_in),
         }
     }
 }

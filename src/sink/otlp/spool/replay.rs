@@ -236,7 +236,11 @@ impl HttpSenders {
         } else {
             body
         };
-        let what = format!("replaying spooled {} to {url}", batch.kind.name());
+        let what = format!(
+            "replaying spooled {} to {}",
+            batch.kind.name(),
+            crate::sink::otlp::endpoint::redact(url)
+        );
         match request.body(body).send().await {
             Ok(response) if response.status().is_success() => Outcome::Delivered.into(),
             Ok(response) => {
