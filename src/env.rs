@@ -164,6 +164,23 @@ impl<'a> EnvReader<'a> {
         self.parse_shown(var, default, parse, |_| REDACTED.to_owned())
     }
 
+    /// A warning for `var` when it is set: a variable this crate does not read (a per-signal
+    /// form of an OTel variable, say), which would otherwise be ignored without a word.
+    /// `instead` says what to set; `secret`: the value is not shown.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))] // read by the OTLP sink's variables
+    pub(crate) fn warn_not_read(&mut self, var: &str, instead: &str, secret: bool) {
+        let value = match self.find(var) {
+            Found::Unset => return,
+            Found::Value(v) | Found::NotUtf8(v) => v,
+        };
+        self.warnings.push(EnvWarning {
+            var: var.to_owned(),
+            value: if secret { REDACTED.to_owned() } else { value },
+            expected: format!("nothing: tracing-offload does not read it; set {instead}"),
+            used: format!("{instead} (for both signals)"),
+        });
+    }
+
     fn parse_shown<T>(
         &mut self,
         var: &str,

@@ -161,6 +161,19 @@ impl Otlp {
         ) {
             self.gzip = gzip;
         }
+        // OTel's per-signal forms of these four: not read (one setting serves both signals),
+        // so said when set rather than ignored without a word.
+        for (general, secret) in [
+            (OTEL_EXPORTER_OTLP_HEADERS, true),
+            (OTEL_EXPORTER_OTLP_TIMEOUT, false),
+            (OTEL_EXPORTER_OTLP_COMPRESSION, false),
+            (OTEL_EXPORTER_OTLP_PROTOCOL, false),
+        ] {
+            for signal in ["TRACES", "LOGS"] {
+                let var = general.replacen("OTLP_", &format!("OTLP_{signal}_"), 1);
+                env.warn_not_read(&var, general, secret);
+            }
+        }
         self.tls = tls_files(
             env,
             [
