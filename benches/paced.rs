@@ -26,7 +26,9 @@
 //! timed until the file has them all.
 //!
 //! Run: `cargo bench --bench paced` (`OFFLOAD_BENCH_CALLS` sets the calls per round, default
-//! 200,000).
+//! 200,000). The files are written in RAM (`/dev/shm`), so the lossless figures need free
+//! memory: the README's runs start with the page cache dropped
+//! (`sync; echo 3 > /proc/sys/vm/drop_caches`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
