@@ -290,7 +290,7 @@ pub enum AdminError {
         expected: String,
     },
     /// The address could not be bound (in use, not local, or no permission).
-    #[error("could not bind the admin endpoint to {addr}; pick a free port (e.g. `127.0.0.1:9464`, or port 0 for any) or unset OFFLOAD_ADMIN_ADDR")]
+    #[error("could not bind the admin endpoint to {addr}; pick a free port (e.g. `127.0.0.1:9464`, or port 0 for any), or unset OFFLOAD_ADMIN_ADDR if it came from there")]
     Bind {
         /// The address as given.
         addr: String,
@@ -356,11 +356,20 @@ impl fmt::Debug for AdminServer {
 impl AdminServer {
     /// Binds `addr` and serves the admin routes from `source` until stopped.
     ///
-    /// Fails with [`AdminError::Bind`] naming the address when it cannot be bound.
+    /// Fails with [`AdminError::InvalidAddress`] when `addr` (as displayed) is not
+    /// `host:port`, and with [`AdminError::Bind`] naming the address when it cannot be bound.
     pub fn start(
         addr: impl ToSocketAddrs + fmt::Display,
         source: Arc<dyn AdminSource>,
     ) -> Result<Self, AdminError> {
+        // An address that is not `host:port` (`http://…`, no port) would otherwise fail as a
+        // name lookup or a bind, and be reported as a busy port.
+        if let Err(expected) = crate::env::host_port(&addr.to_string()) {
+            return Err(AdminError::InvalidAddress {
+                addr: addr.to_string(),
+                expected,
+            });
+        }
         let bind_error = |source: io::Error| AdminError::Bind {
             addr: addr.to_string(),
             source,
@@ -842,6 +851,20 @@ mod tests {
         }
         fn config_json(&self) -> String {
             r#"{"capacity":1024}"#.into()
+        }
+    }
+
+    #[test]
+    fn an_address_that_does_not_parse_is_said_to_be_invalid_not_busy() {
+        for addr in ["http://127.0.0.1:9464", "127.0.0.1", "127.0.0.1:99999"] {
+            let err = AdminServer::start(addr, Arc::new(Fake { running: true }))
+                .err()
+                .unwrap_or_else(|| panic!("{addr} started"));
+            assert!(
+                matches!(err, AdminError::InvalidAddress { .. }),
+                "{addr}: {err:?}"
+            );
+            assert!(!err.to_string().contains("pick a free port"), "{err}");
         }
     }
 
