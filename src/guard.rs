@@ -60,10 +60,11 @@ impl Handle {
     /// dropped with a reason) by every sink, or until `timeout` passes.
     ///
     /// On timeout, the error says what is still pending. Calling it does not stop the pipeline.
-    /// Called from one of the crate's own threads (inside a sink's `export`), where it would
-    /// wait for itself, it returns [`FlushError::OnPipelineThread`] at once.
+    /// Called on one of this pipeline's own threads (inside one of its sinks' `export`), where
+    /// it would wait for itself, it returns [`FlushError::OnPipelineThread`] at once (another
+    /// pipeline's threads may flush this one).
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        if crate::silent::is_internal() {
+        if crate::silent::serves(self.pipeline.id()) {
             return Err(FlushError::OnPipelineThread);
         }
         self.pipeline
@@ -318,9 +319,9 @@ impl Handle {
 
     /// Shuts the pipeline down: stops accepting records, flushes, and stops the threads, all
     /// within `timeout`. Idempotent. See [`Guard::shutdown`]. Like [`flush`](Self::flush), it
-    /// is refused at once on the crate's own threads.
+    /// is refused at once on this pipeline's own threads.
     pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {
-        if crate::silent::is_internal() {
+        if crate::silent::serves(self.pipeline.id()) {
             return Err(FlushError::OnPipelineThread);
         }
         self.pipeline.shutdown(timeout)
@@ -463,9 +464,10 @@ impl Guard {
     /// one made while another thread's shutdown is under way waits for it up to its own
     /// `timeout`, then returns [`FlushError::Timeout`] saying what is still pending.
     /// Safe to call from `Drop`, a panic hook, or inside a tokio runtime: it blocks the calling
-    /// thread only, never longer than `timeout`, and needs no async runtime. From one of the
-    /// crate's own threads (inside a sink's `export`), where it would wait for itself, it is
-    /// refused at once with [`FlushError::OnPipelineThread`] and shuts nothing down.
+    /// thread only, never longer than `timeout`, and needs no async runtime. On one of this
+    /// pipeline's own threads (inside one of its sinks' `export`), where it would wait for
+    /// itself, it is refused at once with [`FlushError::OnPipelineThread`] and shuts nothing
+    /// down.
     pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {
         self.handle.shutdown(timeout)
     }

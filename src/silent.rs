@@ -31,6 +31,24 @@ pub(crate) fn is_internal() -> bool {
     INTERNAL.with(Cell::get)
 }
 
+thread_local! {
+    /// The pipeline whose drain or sink thread this is (its address; 0 for none): a flush or
+    /// shutdown of that pipeline from here would wait for this very thread.
+    static SERVES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks this thread as one of the crate's own that serves the pipeline identified by `id`
+/// (its drain or one of its sink threads).
+pub(crate) fn mark_pipeline_thread(id: usize) {
+    mark_thread();
+    SERVES.with(|s| s.set(id));
+}
+
+/// Whether this thread serves the pipeline identified by `id` (see [`mark_pipeline_thread`]).
+pub(crate) fn serves(id: usize) -> bool {
+    id != 0 && SERVES.with(Cell::get) == id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

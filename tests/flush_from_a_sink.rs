@@ -77,3 +77,42 @@ fn flush_and_shutdown_from_inside_a_sink_return_at_once() {
     let sink = sink.sink("reentrant").unwrap();
     assert_eq!((sink.exported, sink.failed), (3, 0));
 }
+
+/// Another pipeline's thread is not this one's: a sink of pipeline A may flush and shut down
+/// pipeline B (a guard kept by a sink, dropped with it), which waits for nothing of A's.
+#[test]
+fn a_sink_may_flush_and_shut_down_another_pipeline() {
+    let (inner_layer, inner_guard) = OffloadLayer::builder()
+        .sink(Collect::new("inner"))
+        .build()
+        .unwrap();
+    let inner = inner_guard.handle();
+    with_layer(inner_layer, || {
+        tracing::info!("queued in the inner pipeline")
+    });
+    let handle_slot = Arc::new(OnceLock::new());
+    let outcomes: Outcomes = Arc::default();
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(Reentrant {
+            handle: Arc::clone(&handle_slot),
+            outcomes: Arc::clone(&outcomes),
+        })
+        .build()
+        .unwrap();
+    // The outer pipeline's sink acts on the inner pipeline.
+    let _ = handle_slot.set(inner.clone());
+    with_layer(layer, || {
+        tracing::info!("flush");
+        tracing::info!("shutdown");
+    });
+    guard.handle().flush(DEADLINE).unwrap();
+    let seen = outcomes.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (what, result, _) in &seen {
+        assert_eq!(*result, Ok(()), "{what} of another pipeline from a sink");
+    }
+    assert!(!inner.is_running(), "the inner pipeline was shut down");
+    assert_eq!(inner.stats().sinks[0].exported, 1);
+    drop(inner_guard);
+    guard.shutdown(DEADLINE).unwrap();
+}

@@ -20,7 +20,7 @@ use crate::silent;
 use crate::tail_sampling::ForcedDecision;
 
 pub(super) fn run(pipeline: Arc<Pipeline>) {
-    silent::mark_thread();
+    silent::mark_pipeline_thread(pipeline.id());
     let mut drain = Drain::new(&pipeline);
     drain.run();
     pipeline.intake.drain_finished.set();

@@ -164,11 +164,11 @@ pub enum FlushError {
         /// What was left.
         pending: Pending,
     },
-    /// Called from one of the pipeline's own threads (a sink's `export`, say), it would wait
-    /// for that thread itself: refused at once, nothing done.
+    /// Called on one of the pipeline's own threads (its drain, or a sink's `export`), it would
+    /// wait for that thread itself: refused at once, nothing done.
     #[error(
-        "flush or shutdown called from one of tracing-offload's own threads (inside a sink?): \
-         it would wait for itself; refused"
+        "flush or shutdown called on one of the pipeline's own threads (inside one of its \
+         sinks?): it would wait for itself; refused"
     )]
     OnPipelineThread,
     /// Shutdown finished but could not flush everything by the deadline.
@@ -182,6 +182,12 @@ pub enum FlushError {
 // === impl Pipeline ===
 
 impl Pipeline {
+    /// This pipeline's identity for the threads that serve it (its address, which stays put
+    /// while any of them, or a handle, holds it).
+    pub(crate) fn id(&self) -> usize {
+        std::ptr::from_ref(self).addr()
+    }
+
     pub(crate) fn new(
         intake: Arc<Intake>,
         sinks: Vec<Arc<SinkSlot>>,

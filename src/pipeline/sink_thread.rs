@@ -16,7 +16,7 @@ use crate::sink::Sink;
 use crate::stats::SinkCounters;
 
 pub(super) fn run(pipeline: Arc<Pipeline>, slot: Arc<SinkSlot>, sink: Box<dyn Sink>) {
-    silent::mark_thread();
+    silent::mark_pipeline_thread(pipeline.id());
     let mut runner = SinkRunner::new(&pipeline, &slot, sink);
     runner.run();
     // The sink goes before the thread says it has finished, since shutdown joins finished
