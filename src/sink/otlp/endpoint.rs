@@ -39,9 +39,12 @@ pub(super) fn redact_in(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (before, after) = rest.split_at(i + 3);
         out.push_str(before);
-        // A URL in text ends at a space or a quote.
+        // A URL in text ends at a space, a double quote or an angle bracket: characters a
+        // URL's user information cannot hold raw. Not at a `'`, which it can (the `url` crate
+        // leaves it as is): a URL quoted in single quotes runs on to the next space, which
+        // hides too much rather than too little.
         let end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '<' | '>' | '`'))
             .unwrap_or(after.len());
         match after[..end].rfind('@') {
             Some(at) => {
@@ -121,6 +124,10 @@ mod tests {
         );
         assert_eq!(redact("http://us:pa@ss/w@rd@host"), "http://us:***@host");
         assert_eq!(redact("http://collector:4317"), "http://collector:4317");
+        assert_eq!(
+            redact_in("url (http://o'brien:pa's3cr3t@127.0.0.1:9/v1/traces): refused"),
+            "url (http://o'brien:***@127.0.0.1:9/v1/traces): refused"
+        );
         let text = "export failed (error sending request for url \
                     (http://user:s3cr3t@127.0.0.1:9/v1/traces): connect); then \
                     \"https://k3y@other:443\" and http://plain:80/x";
