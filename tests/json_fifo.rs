@@ -71,3 +71,59 @@ fn a_fifo_with_a_reader_gets_the_records() {
     assert_eq!(line["message"], "down the pipe");
     assert_eq!(line["fields"]["n"], 7);
 }
+
+/// A reader that stops at the end of the stream (`cat`, a log shipper reading one stream):
+/// opening the FIFO must not show it one. A probe that opened the FIFO and closed it again
+/// before the real open was the last writer gone: such a reader took that for the end and
+/// left, and the real open then waited for a reader for ever. The reader here watches without
+/// blocking, so that it sees a writer come and go however briefly; repeated, since it races.
+#[test]
+fn a_reader_that_stops_at_end_of_stream_gets_the_records() {
+    use std::os::unix::fs::OpenOptionsExt;
+    for round in 0..30 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.jsonl");
+        mkfifo(&path);
+        // Open for reading at once (no writer needed without blocking).
+        let mut fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + DEADLINE;
+            let (mut text, mut writer_seen, mut buf) = (Vec::new(), false, [0u8; 4096]);
+            while std::time::Instant::now() < deadline {
+                match fifo.read(&mut buf) {
+                    // End of stream: every writer that came has gone.
+                    Ok(0) if writer_seen => break,
+                    Ok(0) => {}
+                    Ok(n) => {
+                        writer_seen = true;
+                        text.extend_from_slice(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writer_seen = true,
+                    Err(e) => panic!("{e}"),
+                }
+                std::hint::spin_loop();
+            }
+            String::from_utf8(text).unwrap()
+        });
+        let (tx, rx) = mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(OffloadLayer::builder().sink(JsonFile::new(&p)).build());
+        });
+        let (layer, guard) = rx
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("round {round}: build() hung opening the FIFO"))
+            .unwrap();
+        with_layer(layer, || tracing::info!(round, "down the pipe"));
+        guard.shutdown(Duration::from_secs(10)).unwrap();
+        let text = reader.join().unwrap();
+        assert!(
+            text.contains("down the pipe"),
+            "round {round}: the reader saw the stream end before any record: {text:?}"
+        );
+    }
+}

@@ -206,12 +206,7 @@ impl OpenFile {
             fs::create_dir_all(dir)
                 .map_err(|e| SinkError::io(ctx("creating the directory of"), e))?;
         }
-        refuse_a_fifo_without_reader(&path).map_err(|e| SinkError::io(ctx("opening"), e))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| SinkError::io(ctx("opening"), e))?;
+        let file = open_for_append(&path).map_err(|e| SinkError::io(ctx("opening"), e))?;
         let meta = file
             .metadata()
             .map_err(|e| SinkError::io(ctx("reading the metadata of"), e))?;
@@ -274,33 +269,38 @@ impl OpenFile {
     }
 }
 
-/// Opening a FIFO (a named pipe) for writing blocks until a process opens it for reading: the
-/// caller of `build()`, or the sink's thread, would wait for ever. A FIFO at `path` is probed
-/// without blocking first, and refused when nothing reads it. (A reader that leaves between
-/// the probe and the open leaves the open waiting for the next one, as any writer would.)
+/// Opens `path` for appending, creating it. Opening a FIFO (a named pipe) for writing blocks
+/// until a process opens it for reading: the caller of `build()`, or the sink's thread, would
+/// wait for ever. So a FIFO is opened without blocking, which fails at once when nothing reads
+/// it, and the descriptor is then made blocking (writes wait for a slow reader, as a file's
+/// wait for a slow disk). It is the descriptor kept: closing a probe and opening again would be
+/// the last writer leaving, which a reader takes for the end of the stream.
 #[cfg(unix)]
-fn refuse_a_fifo_without_reader(path: &std::path::Path) -> io::Result<()> {
+fn open_for_append(path: &std::path::Path) -> io::Result<File> {
+    use rustix::fs::OFlags;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let is_fifo = fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
     if !is_fifo {
-        return Ok(());
+        return OpenOptions::new().create(true).append(true).open(path);
     }
-    match OpenOptions::new()
+    let file = OpenOptions::new()
         .append(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
         .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Err(io::Error::other(
-            "it is a FIFO that no process is reading (opening it would wait for one)",
-        )),
-        Err(e) => Err(e),
-    }
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => io::Error::other(
+                "it is a FIFO that no process is reading (opening it would wait for one)",
+            ),
+            _ => e,
+        })?;
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    Ok(file)
 }
 
 #[cfg(not(unix))]
-fn refuse_a_fifo_without_reader(_path: &std::path::Path) -> io::Result<()> {
-    Ok(())
+fn open_for_append(path: &std::path::Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// Writes `prefix` then `buf` with as many `write` calls as needed; returns the bytes written
