@@ -404,11 +404,29 @@ impl JsonFile {
     /// are renamed (found by listing the directory), so the work is bounded by them, not by
     /// `keep`, which may be as large as `usize::MAX`.
     fn shift_rotated_files(&self, keep: usize) -> Result<(), SinkError> {
-        let numbered = |i: usize| {
+        self.rotate_with(keep, &|from, to| fs::rename(from, to))
+    }
+
+    /// [`shift_rotated_files`](Self::shift_rotated_files) with the rename to use (one that
+    /// fails, in tests).
+    ///
+    /// The current file is moved aside (to `<path>.rotating`) before anything else: when it
+    /// cannot be renamed (an append-only file, a bind mount), nothing has moved, and the next
+    /// batch tries again from the same state. (Shifting the old files first, then failing on
+    /// the current one, pushed the oldest kept file out at every batch that tried.) Any later
+    /// step that fails puts the current file back. A `<path>.rotating` left by a crash during a
+    /// rotation is not overwritten: the rotation fails, saying so, until it is moved away.
+    fn rotate_with(
+        &self,
+        keep: usize,
+        rename: &dyn Fn(&std::path::Path, &std::path::Path) -> io::Result<()>,
+    ) -> Result<(), SinkError> {
+        let suffixed = |suffix: &str| {
             let mut p = self.path.clone().into_os_string();
-            p.push(format!(".{i}"));
+            p.push(suffix);
             PathBuf::from(p)
         };
+        let numbered = |i: usize| suffixed(&format!(".{i}"));
         let ctx = format!("rotating {}", self.path.display());
         let gone_is_fine = |r: io::Result<()>| match r {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SinkError::io(&ctx, e)),
@@ -417,13 +435,35 @@ impl JsonFile {
         if keep == 0 {
             return gone_is_fine(fs::remove_file(&self.path));
         }
-        let mut old = self.rotated_indices().map_err(|e| SinkError::io(&ctx, e))?;
+        let aside = suffixed(".rotating");
+        if fs::symlink_metadata(&aside).is_ok() {
+            let e = io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} is in the way (left by an interrupted rotation?): move it away",
+                    aside.display()
+                ),
+            );
+            return Err(SinkError::io(&ctx, e));
+        }
+        match rename(&self.path, &aside) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(SinkError::io(&ctx, e)),
+            Ok(()) => {}
+        }
+        let put_back = |e: SinkError| {
+            let _ = rename(&aside, &self.path);
+            e
+        };
+        let mut old = self
+            .rotated_indices()
+            .map_err(|e| put_back(SinkError::io(&ctx, e)))?;
         old.retain(|&i| i < keep);
         old.sort_unstable_by(|a, b| b.cmp(a));
         for i in old {
-            gone_is_fine(fs::rename(numbered(i), numbered(i + 1)))?;
+            gone_is_fine(rename(&numbered(i), &numbered(i + 1))).map_err(put_back)?;
         }
-        gone_is_fine(fs::rename(&self.path, numbered(1)))
+        gone_is_fine(rename(&aside, &numbered(1))).map_err(put_back)
     }
 
     /// The `N` of every `<path>.N` (N ≥ 1, written as `format!("{N}")` writes it) in the
@@ -799,6 +839,62 @@ fn needs_escape(word: u64) -> bool {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_rotation_that_cannot_move_the_current_file_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.jsonl");
+        let sink = JsonFile::new(&path);
+        let files = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| fs::read_to_string(dir.path().join(n)).ok())
+                .collect::<Vec<_>>()
+        };
+        let all = ["app.jsonl", "app.jsonl.1", "app.jsonl.2", "app.jsonl.3"];
+        for (name, text) in all.iter().zip(["live", "one", "two"]) {
+            fs::write(dir.path().join(name), text).unwrap();
+        }
+        // The current file cannot be renamed (append-only, a bind mount); the others can.
+        let live_stuck = |from: &Path, to: &Path| match from == path.as_path() {
+            true => Err(io::Error::from(io::ErrorKind::PermissionDenied)),
+            false => fs::rename(from, to),
+        };
+        for _ in 0..3 {
+            assert!(sink.rotate_with(3, &live_stuck).is_err());
+            assert_eq!(
+                files(&all),
+                [
+                    Some("live".into()),
+                    Some("one".into()),
+                    Some("two".into()),
+                    None
+                ]
+            );
+        }
+        // The last step fails: the current file is put back.
+        let last_stuck = |from: &Path, to: &Path| match to.ends_with("app.jsonl.1") {
+            true => Err(io::Error::from(io::ErrorKind::PermissionDenied)),
+            false => fs::rename(from, to),
+        };
+        assert!(sink.rotate_with(3, &last_stuck).is_err());
+        assert_eq!(files(&all[..1]), [Some("live".into())]);
+        assert!(!dir.path().join("app.jsonl.rotating").exists());
+        // And a rotation that works moves each file one along.
+        sink.shift_rotated_files(3).unwrap();
+        assert_eq!(files(&all[1..2]), [Some("live".into())]);
+        assert!(!path.exists());
+        // A file left by an interrupted rotation is never overwritten.
+        fs::write(&path, "next").unwrap();
+        fs::write(dir.path().join("app.jsonl.rotating"), "interrupted").unwrap();
+        let err = sink.shift_rotated_files(3).unwrap_err();
+        assert!(err.to_string().contains("rotating"), "{err}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("app.jsonl.rotating")).unwrap(),
+            "interrupted"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "next");
+    }
 
     #[test]
     fn time_rotation_names_files_by_their_period_in_utc() {
