@@ -62,6 +62,8 @@ fn console_lines_are_plain_when_not_a_terminal() {
 fn user_text_cannot_inject_escape_codes_or_lines() {
     const HOSTILE: &str =
         "bob\x1b[2J\x1b[31m\r\n2026-01-01T00:00:00.000000Z ERROR auth: admin login\u{9b}31m";
+    // Line and paragraph separators, and a right-to-left override (Trojan Source).
+    const UNICODE: &str = "a\u{2028}b\u{2029}c\u{202e}d";
     if std::env::var_os(CHILD_ENV).is_some() {
         #[derive(Debug)]
         struct Failure;
@@ -77,6 +79,7 @@ fn user_text_cannot_inject_escape_codes_or_lines() {
             .unwrap();
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
             tracing::info!("login attempt by {HOSTILE}");
+            tracing::info!("{UNICODE}");
             tracing::warn!(
                 error = &Failure as &(dyn std::error::Error + 'static),
                 "failed"
@@ -98,7 +101,7 @@ fn user_text_cannot_inject_escape_codes_or_lines() {
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        !stderr.contains(['\x1b', '\r', '\u{9b}']),
+        !stderr.contains(['\x1b', '\r', '\u{9b}', '\u{2028}', '\u{2029}', '\u{202e}']),
         "control characters written raw: {stderr:?}"
     );
     // One line per record, each starting with its own timestamp; no forged ERROR line.
@@ -106,7 +109,7 @@ fn user_text_cannot_inject_escape_codes_or_lines() {
         .lines()
         .filter(|l| l.contains("console_format"))
         .collect();
-    assert_eq!(records.len(), 3, "{stderr}");
+    assert_eq!(records.len(), 4, "{stderr}");
     assert!(
         !stderr.lines().any(|l| l.starts_with("2026-01-01")),
         "{stderr}"
@@ -120,13 +123,18 @@ fn user_text_cannot_inject_escape_codes_or_lines() {
         records[0]
     );
     assert!(
-        records[1].contains(&format!("error={escaped}")),
+        records[1].contains(r"a\u{2028}b\u{2029}c\u{202e}d"),
         "{}",
         records[1]
     );
     assert!(
-        records[2].contains(&format!("path=\"{escaped}\"")),
+        records[2].contains(&format!("error={escaped}")),
         "{}",
         records[2]
+    );
+    assert!(
+        records[3].contains(&format!("path=\"{escaped}\"")),
+        "{}",
+        records[3]
     );
 }

@@ -14,8 +14,9 @@ enum Stream {
 }
 
 /// Writes one human-readable line per record, coloured by level when the stream is a terminal.
-/// Control characters in what records carry (messages, errors, targets, values) are written
-/// escaped (`\u{1b}`, `\n`), so that logged input cannot drive the terminal or forge a line.
+/// Control characters in what records carry (messages, errors, targets, names, values), line
+/// separators and bidirectional overrides are written escaped (`\u{1b}`, `\n`, `\u{202e}`),
+/// so that logged input cannot drive the terminal, forge a line or disguise one.
 ///
 /// ```text
 /// 2026-11-22T11:24:22.123456Z  INFO app::db: connected pool_size=8 trace_id=… span_id=…
@@ -123,23 +124,36 @@ fn colour(level: LogLevel) -> &'static str {
 fn write_fields(out: &mut String, fields: &Fields) {
     for (name, value) in fields.iter() {
         let _ = match value {
-            // `Debug` quotes and escapes it.
-            FieldValue::Str(t) => write!(out, " {name}={:?}", t.to_string()),
+            // `Debug` quotes and escapes the value.
+            FieldValue::Str(t) => {
+                write!(Escaped(out), " {name}=").and_then(|()| write!(out, "{:?}", t.to_string()))
+            }
             other => write!(Escaped(out), " {name}={other}"),
         };
     }
 }
 
-/// Writes text with its control characters escaped as Rust's `Debug` escapes them (`\n`,
-/// `\u{1b}`, …), so that what a record carries (a message, an error, a target) can neither
-/// send escape sequences to the terminal (RUSTSEC-2025-0055 is that fault in `fmt`) nor start
-/// a line that looks like a record of its own.
+/// Whether `c` is written escaped: control characters, the Unicode line and paragraph
+/// separators, and the marks and overrides that change the direction of text (which can make
+/// a line read otherwise than it is, as in "Trojan Source").
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Writes text with its control characters (see [`needs_escape`]) escaped as Rust's `Debug`
+/// escapes them (`\n`, `\u{1b}`, …), so that what a record carries (a message, an error, a
+/// target) can neither send escape sequences to the terminal (RUSTSEC-2025-0055 is that fault
+/// in `fmt`) nor start a line that looks like a record of its own.
 struct Escaped<'a>(&'a mut String);
 
 impl std::fmt::Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         let mut rest = s;
-        while let Some(at) = rest.find(char::is_control) {
+        while let Some(at) = rest.find(needs_escape) {
             self.0.push_str(&rest[..at]);
             let c = rest[at..].chars().next().unwrap_or_default();
             self.0.extend(c.escape_debug());
