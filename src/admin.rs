@@ -320,9 +320,10 @@ pub enum AdminError {
 ///
 /// So a client that sends slowly, however little at a time, or never reads what it asked
 /// for, holds one connection thread for `2 × CONNECTION_TIMEOUT` and a second at most. Nor
-/// can many slow clients take the endpoint: when every connection is taken, a new one closes
-/// (unanswered) the connection that has waited longest for its request, and only when every
-/// connection already has its request is the new one closed unanswered itself.
+/// can many clients take the endpoint: when every connection is taken, a new one closes a
+/// connection already answered (in its second of reading after the response), else the one
+/// that has waited longest for its request (unanswered), and only when every connection is
+/// being answered is the new one closed unanswered itself.
 pub struct AdminServer {
     addr: SocketAddr,
     stopping: Arc<AtomicBool>,
@@ -459,12 +460,13 @@ fn accept_loop(
         }
         let ticket = Waiting::add(&waiting, &stream);
         let (active_here, source) = (Arc::clone(&active), Arc::clone(source));
+        let waiting_here = Arc::clone(&waiting);
         let spawned = thread::Builder::new()
             .name("offload-admin-conn".into())
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
                 crate::silent::mark_thread();
-                serve_connection(stream, accepted_at, ticket, &*source, limits);
+                serve_connection(stream, accepted_at, ticket, &waiting_here, &*source, limits);
                 active_here.fetch_sub(1, Ordering::Relaxed);
             });
         if spawned.is_err() {
@@ -489,6 +491,10 @@ struct Waiting {
 struct WaitingQueue {
     /// Each connection's id and a handle to it, oldest first.
     connections: VecDeque<(u64, TcpStream)>,
+    /// The same for connections already answered, in their lingering close: the first to
+    /// make room (closing one early only cuts short the reading of what its client sent after
+    /// its request).
+    answered: VecDeque<(u64, TcpStream)>,
     next_id: u64,
 }
 
@@ -503,21 +509,39 @@ impl Waiting {
     /// Adds `stream` as the newest waiting connection; `None` (it cannot be closed to make
     /// room) when its handle cannot be cloned.
     fn add(this: &Arc<Self>, stream: &TcpStream) -> Option<WaitingTicket> {
+        Self::add_to(this, stream, false)
+    }
+
+    /// Adds `stream`, answered, as the newest lingering connection.
+    fn add_answered(this: &Arc<Self>, stream: &TcpStream) -> Option<WaitingTicket> {
+        Self::add_to(this, stream, true)
+    }
+
+    fn add_to(this: &Arc<Self>, stream: &TcpStream, answered: bool) -> Option<WaitingTicket> {
         let handle = stream.try_clone().ok()?;
         let mut queue = this.lock();
         let id = queue.next_id;
         queue.next_id += 1;
-        queue.connections.push_back((id, handle));
+        match answered {
+            true => queue.answered.push_back((id, handle)),
+            false => queue.connections.push_back((id, handle)),
+        }
         Some(WaitingTicket {
             waiting: Arc::clone(this),
             id,
         })
     }
 
-    /// Closes the oldest waiting connection (its thread's read returns at once, and it ends
-    /// without an answer); `false` when none waits.
+    /// Closes an answered connection in its lingering close, else the oldest connection
+    /// waiting for its request (its thread's read returns at once, and it ends without an
+    /// answer); `false` when there is neither.
     fn close_oldest(&self) -> bool {
-        let oldest = self.lock().connections.pop_front();
+        let mut queue = self.lock();
+        let oldest = match queue.answered.pop_front() {
+            Some(answered) => Some(answered),
+            None => queue.connections.pop_front(),
+        };
+        drop(queue);
         oldest.is_some_and(|(_, stream)| {
             let _ = stream.shutdown(Shutdown::Both);
             true
@@ -533,8 +557,16 @@ impl Waiting {
 impl Drop for WaitingTicket {
     fn drop(&mut self) {
         let mut queue = self.waiting.lock();
-        if let Some(at) = queue.connections.iter().position(|(id, _)| *id == self.id) {
-            queue.connections.remove(at);
+        let WaitingQueue {
+            connections,
+            answered,
+            ..
+        } = &mut *queue;
+        for list in [connections, answered] {
+            if let Some(at) = list.iter().position(|(id, _)| *id == self.id) {
+                list.remove(at);
+                return;
+            }
         }
     }
 }
@@ -548,6 +580,7 @@ fn serve_connection(
     mut stream: TcpStream,
     accepted_at: Instant,
     ticket: Option<WaitingTicket>,
+    waiting: &Arc<Waiting>,
     source: &dyn AdminSource,
     limits: Limits,
 ) {
@@ -585,6 +618,8 @@ fn serve_connection(
     if write_all_before(&mut stream, &reply, Instant::now() + limits.response).is_err() {
         return;
     }
+    // Answered: the first to make room for a new connection while it lingers.
+    let _answered = Waiting::add_answered(waiting, &stream);
     linger(&mut stream, Instant::now() + limits.linger);
 }
 
@@ -988,8 +1023,16 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        let serving =
-            thread::spawn(move || serve_connection(server, Instant::now(), None, &source, limits));
+        let serving = thread::spawn(move || {
+            serve_connection(
+                server,
+                Instant::now(),
+                None,
+                &Arc::default(),
+                &source,
+                limits,
+            )
+        });
         (client, serving)
     }
 

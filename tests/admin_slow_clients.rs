@@ -158,3 +158,40 @@ fn slow_clients_in_every_slot_do_not_lock_out_a_scrape() {
         "the oldest slow client was answered"
     );
 }
+
+/// Clients that take their response and keep the connection open hold a slot for the second
+/// the server reads after a response. Many of them (a flood of quick requests) used to fill
+/// every slot, and a scrape then was closed unanswered: answered connections now make room
+/// first.
+#[test]
+fn answered_clients_holding_every_slot_do_not_lock_out_a_scrape() {
+    let (_guard, addr) = server();
+    // Every slot held by a client that got its response and keeps the connection open, so the
+    // server is in its lingering read (a second) for each.
+    let started = Instant::now();
+    let answered: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(DEADLINE)).unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: admin\r\n\r\n")
+                .unwrap();
+            let mut response = Vec::new();
+            // Ends when the server shuts its side after the response (it then lingers).
+            c.read_to_end(&mut response).unwrap();
+            assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+            c
+        })
+        .collect();
+    let response = get_health(addr);
+    // Meaningful only while the first of them still lingers: else slots were free anyway.
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "setting up took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        response.starts_with("HTTP/1.1 200 OK\r\n"),
+        "a scrape with {MAX_CONNECTIONS} answered clients connected: {response:?}"
+    );
+    drop(answered);
+}
