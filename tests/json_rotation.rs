@@ -92,6 +92,8 @@ fn a_rotation_that_cannot_rename_keeps_writing_to_the_file_and_says_so() {
     );
     let error = sink.last_error.as_deref().unwrap_or_default();
     assert!(error.contains("rotating"), "{error}");
+    assert!(error.contains("went whole into"), "{error}");
+    assert!(!error.contains("failed after"), "{error}");
     guard.shutdown(DEADLINE).unwrap();
     let stats = handle.stats();
     let json = stats.sink("json").unwrap();

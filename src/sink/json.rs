@@ -531,7 +531,14 @@ impl Sink for JsonFile {
         // Every record was written, but the file could not be rotated: said as an error that
         // counts the whole batch written, so that health shows it until a rotation succeeds.
         let result = match (result, rotation_failed) {
-            (Ok(()), Some(e)) => Err(SinkError::partial(self.line_ends.len(), e)),
+            (Ok(()), Some(e)) => {
+                let whole = SinkError::Retryable(format!(
+                    "the batch went whole into {}, past max_bytes: {}",
+                    self.path.display(),
+                    e.with_sources()
+                ));
+                Err(SinkError::partial(self.line_ends.len(), whole))
+            }
             (result, _) => result,
         };
         if self.buf.capacity() > 4 << 20 {

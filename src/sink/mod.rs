@@ -156,7 +156,7 @@ pub enum SinkError {
     Fatal(String),
     /// The export failed part way: the first `written` records of the batch, in order, were
     /// written whole (they are counted exported), the others were not (counted failed).
-    #[error("export failed after the first {written} records of the batch were written")]
+    #[error("the first {written} records of the batch were written")]
     Partial {
         /// How many records, from the start of the batch, were written.
         written: usize,
