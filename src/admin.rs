@@ -2,7 +2,7 @@
 //!
 //! | route | response |
 //! |---|---|
-//! | `GET /metrics` | the [metrics](crate::metrics) in the Prometheus text format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`), or OpenMetrics 1.0 when the `Accept` header asks for `application/openmetrics-text` with a weight above zero (as Prometheus does; `q=0`, `q=0.0`, … refuse it, and a malformed `q` does not ask) |
+//! | `GET /metrics` | the [metrics](crate::metrics) in the Prometheus text format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`), or OpenMetrics 1.0 when the `Accept` header prefers `application/openmetrics-text` (as Prometheus does): its weight above zero and above the text format's, each format judged by the most specific range naming it (`q=0`, `q=0.0`, … refuse a format; a malformed `q` does not ask) |
 //! | `GET /health` | [`Health`] as JSON; `200` when healthy or degraded, `503` when unhealthy |
 //! | `GET /config` | the effective [`Config`](crate::Config) as JSON |
 //! | anything else | `404` for an unknown path, `405` (with `Allow: GET, HEAD`) for another method |
@@ -203,19 +203,51 @@ impl Route {
     }
 }
 
-/// Whether an `Accept` header asks for OpenMetrics: it names `application/openmetrics-text`
-/// with a weight above zero. A weight of zero (`q=0`, `q=0.0`, `Q=0.000`, …) refuses it; a
-/// malformed weight makes that media range count for nothing (RFC 9110 §12.5.1), so the
-/// response falls back to the Prometheus text format.
+/// Whether an `Accept` header prefers OpenMetrics to the Prometheus text format (RFC 9110
+/// §12.5.1): each format gets the weight of the most specific range that matches it
+/// (`application/openmetrics-text` or `text/plain`, then `application/*` or `text/*`, then
+/// `*/*`; the highest weight among ranges equally specific), and OpenMetrics is served when its
+/// weight is above zero and above the text format's, or equal to it and OpenMetrics was named.
+/// A weight of zero (`q=0`, `q=0.0`, `Q=0.000`, …) refuses a format; a malformed weight makes
+/// that range count for nothing. Without a header, the text format.
 fn wants_openmetrics(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| {
-        split_unquoted(a, b',').any(|range| {
-            let mut params = split_unquoted(range, b';').map(str::trim);
-            let media = params.next().unwrap_or("");
-            media.eq_ignore_ascii_case("application/openmetrics-text")
-                && weight(params).is_some_and(|q| q > 0)
-        })
-    })
+    let Some(accept) = accept else {
+        return false;
+    };
+    // Per format: (how specific the best range is, its weight).
+    let (mut openmetrics, mut text): (Option<(u8, u16)>, Option<(u8, u16)>) = (None, None);
+    for range in split_unquoted(accept, b',') {
+        let mut params = split_unquoted(range, b';').map(str::trim);
+        let media = params.next().unwrap_or("");
+        let Some(q) = weight(params) else {
+            continue;
+        };
+        let (kind, sub) = media.split_once('/').unwrap_or((media, ""));
+        let (kind, sub) = (kind.trim(), sub.trim());
+        let specificity = |k: &str, s: &str| match (kind, sub) {
+            ("*", "*") => Some(0),
+            (kind, "*") if kind.eq_ignore_ascii_case(k) => Some(1),
+            (kind, sub) if kind.eq_ignore_ascii_case(k) && sub.eq_ignore_ascii_case(s) => Some(2),
+            _ => None,
+        };
+        for (best, k, s) in [
+            (&mut openmetrics, "application", "openmetrics-text"),
+            (&mut text, "text", "plain"),
+        ] {
+            if let Some(spec) = specificity(k, s) {
+                *best = match *best {
+                    Some((b, w)) if b > spec || (b == spec && w >= q) => Some((b, w)),
+                    _ => Some((spec, q)),
+                };
+            }
+        }
+    }
+    match (openmetrics, text) {
+        (Some((_, om)), _) if om == 0 => false,
+        (Some(_), None) => true,
+        (Some((spec, om)), Some((_, text))) => om > text || (om == text && spec == 2),
+        (None, _) => false,
+    }
 }
 
 /// The weight of a media range from its parameters, in thousandths: 1000 when it has none,

@@ -54,3 +54,45 @@ fn a_zero_weight_refuses_openmetrics_however_it_is_written() {
         assert!(r.body.ends_with("# EOF\n"), "{accept}");
     }
 }
+
+/// The weights decide between the two formats, as RFC 9110 says: the one the client prefers
+/// is served, each judged by the most specific range that names it (`*/*` names both, and
+/// then the Prometheus text format, the default, is served). Any weight above zero for
+/// OpenMetrics used to win.
+#[test]
+fn the_format_with_the_higher_weight_is_served() {
+    let (_layer, guard) = OffloadLayer::builder()
+        .admin_addr("127.0.0.1:0")
+        .sink(Gate::new("gate"))
+        .build()
+        .unwrap();
+    let addr = guard.admin_addr().unwrap();
+    let served = |accept: &str| http("GET", addr, "/metrics", Some(accept)).content_type;
+    for (accept, expected) in [
+        (
+            "text/plain;q=1, application/openmetrics-text;q=0.1",
+            PROMETHEUS_CONTENT_TYPE,
+        ),
+        (
+            "text/*;q=0.9, application/openmetrics-text;q=0.5",
+            PROMETHEUS_CONTENT_TYPE,
+        ),
+        ("*/*", PROMETHEUS_CONTENT_TYPE),
+        ("*/*;q=0.5, text/plain;q=0.1", OPENMETRICS_CONTENT_TYPE),
+        ("application/*", OPENMETRICS_CONTENT_TYPE),
+        // What Prometheus 3 sends.
+        (
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
+             application/openmetrics-text;version=0.0.1;q=0.5,\
+             text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
+             text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            OPENMETRICS_CONTENT_TYPE,
+        ),
+        (
+            "text/plain;version=0.0.4;q=0.9, application/openmetrics-text;q=0.9",
+            OPENMETRICS_CONTENT_TYPE,
+        ),
+    ] {
+        assert_eq!(served(accept), expected, "{accept}");
+    }
+}
