@@ -443,6 +443,12 @@ impl<'a> TailBuffer<'a> {
         if self.verdicts.insert(key, keep).is_none() {
             self.verdict_order.push_back(key);
         }
+        self.trim_verdicts(budget);
+    }
+
+    /// Forgets the oldest early decisions past the budget, never keeping fewer than
+    /// [`MIN_REMEMBERED`]; compacts their order when it is mostly stale.
+    fn trim_verdicts(&mut self, budget: usize) {
         while self.verdicts.len() > budget.max(MIN_REMEMBERED) {
             match self.verdict_order.pop_front() {
                 Some(oldest) => {
@@ -595,14 +601,7 @@ impl<'a> TailBuffer<'a> {
                         self.force(oldest, ForcedDecision::BufferFull, out);
                     }
                 }
-                while self.verdicts.len() > s.budget() {
-                    match self.verdict_order.pop_front() {
-                        Some(k) => {
-                            self.verdicts.remove(&k);
-                        }
-                        None => break,
-                    }
-                }
+                self.trim_verdicts(s.budget());
             }
         }
         self.publish();
@@ -687,6 +686,30 @@ mod tests {
 
     fn record() -> Record {
         Record::Event(Shared::new(EventRecord::default()))
+    }
+
+    /// Lowering the budget at run time keeps as many early decisions as a trace's later
+    /// records need: never fewer than [`MIN_REMEMBERED`], as when one is remembered. It used to
+    /// trim them to the new budget, and later records of traces decided early were then
+    /// decided again, differently: the trace was written in part.
+    #[test]
+    fn a_smaller_budget_keeps_the_early_decisions_it_must() {
+        let wide = TailSampling::new().max_buffered_spans(100_000);
+        let control = TailControl::new(Some(wide));
+        let counters = Counters::new(Vec::new());
+        let mut tail = TailBuffer::new(&control, &counters);
+        let mut out = Backlog::new();
+        tail.reconfigure(Some(wide), &mut out);
+        let decided = 2 * MIN_REMEMBERED as u64;
+        for i in 1..=decided {
+            tail.remember(SpanId::from_u64(i), false, wide.budget());
+        }
+        assert_eq!(tail.verdicts.len(), 2 * MIN_REMEMBERED);
+        tail.reconfigure(Some(wide.max_buffered_spans(10)), &mut out);
+        assert_eq!(tail.verdicts.len(), MIN_REMEMBERED);
+        // The newest are the ones kept.
+        assert!(tail.verdicts.contains_key(&SpanId::from_u64(decided)));
+        assert!(!tail.verdicts.contains_key(&SpanId::from_u64(1)));
     }
 
     /// A record settles only once the records released before it are handed over, so that a
