@@ -82,6 +82,12 @@ pub fn init_with<S>(add: impl FnOnce(InitSubscriber) -> S) -> Result<Guard, Buil
 where
     S: tracing::Subscriber + Send + Sync + 'static,
 {
+    // Said before anything is built: a second pipeline from the same environment would fail
+    // first on what the first one holds (its admin address, its spool directory), with an
+    // error about that. (`set_global_default` below still refuses one set meanwhile.)
+    if tracing::dispatcher::has_been_set() {
+        return Err(BuildError::GlobalSubscriberAlreadySet);
+    }
     // The pipeline's variables are read by `Builder::from_env`, which warns about a value that
     // is not UTF-8; so is `RUST_LOG` here.
     let (filter, mut filter_warnings) = log_filter(&|var: &str| std::env::var(var).ok());

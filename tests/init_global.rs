@@ -209,3 +209,28 @@ fn init_with_adds_layers_and_keeps_the_environment() {
         &["hidden-debug"],
     );
 }
+
+#[cfg(feature = "admin")]
+#[test]
+#[ignore = "run in a child process by a_second_init_says_the_subscriber_is_set_before_building"]
+fn child_initialising_twice_on_one_admin_address() {
+    std::env::set_var("OFFLOAD_ADMIN_ADDR", "127.0.0.1:0");
+    let guard = tracing_offload::init().unwrap();
+    // The same environment again, its address now taken by the first pipeline.
+    let taken = guard.admin_addr().unwrap().to_string();
+    std::env::set_var("OFFLOAD_ADMIN_ADDR", &taken);
+    let err = tracing_offload::init().unwrap_err();
+    assert!(
+        matches!(err, BuildError::GlobalSubscriberAlreadySet),
+        "the second init built a pipeline before finding the subscriber set: {err}"
+    );
+}
+
+/// A second `init()` says that the global subscriber is set, whatever else its environment
+/// asks for: it used to build its pipeline first, and then failed on what the first one held
+/// (the admin address, a spool directory) with an error about that instead.
+#[cfg(feature = "admin")]
+#[test]
+fn a_second_init_says_the_subscriber_is_set_before_building() {
+    stderr_of_child_test("child_initialising_twice_on_one_admin_address");
+}
