@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{Pipeline, SinkSlot};
 use crate::record::{DropNotice, DropReason, Record, UndeliveredReason};
 use crate::silent;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 use crate::stats::SinkCounters;
 
 pub(super) fn run(pipeline: Arc<Pipeline>, slot: Arc<SinkSlot>, sink: Box<dyn Sink>) {
@@ -231,11 +231,16 @@ impl<'a> SinkRunner<'a> {
             Ok(Err(e)) => {
                 // A marker that did not reach the destination: its counts go into the next.
                 self.failing = true;
-                if e.written() == 0 {
+                if !e.markers_written() {
                     self.restore_reported();
                 }
-                // Records the sink says reached their destination before it failed.
-                let written = data_records(&batch[..e.written().min(batch.len())]);
+                // Records the sink says reached their destination despite the error.
+                let written = match &e {
+                    SinkError::Mixed { failed, .. } => {
+                        data.saturating_sub(spooled + (*failed as u64).min(data - spooled))
+                    }
+                    _ => data_records(&batch[..e.written().min(batch.len())]),
+                };
                 let failed = data.saturating_sub(written + spooled);
                 self.count(|c| {
                     c.spooled.add(spooled);

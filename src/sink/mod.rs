@@ -72,7 +72,8 @@ pub trait Sink: Send + 'static {
     /// Writes one batch. The records are shared with other sinks; read, don't hold on to them
     /// longer than needed. An error counts the whole batch as failed, unless it says that the
     /// first records of the batch were written ([`SinkError::Partial`]): those are counted
-    /// exported and the rest failed.
+    /// exported and the rest failed; or how many were not, in no particular order
+    /// ([`SinkError::Mixed`], for a sink that sends records to more than one place).
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError>;
 
     /// Makes everything exported so far durable (flushes buffers). Called when the sink's
@@ -164,6 +165,22 @@ pub enum SinkError {
         #[source]
         source: Box<SinkError>,
     },
+    /// Some records of the batch were written and others not, in no particular order (a sink
+    /// that sends records of different kinds to different places, as the OTLP sink sends spans
+    /// and log records in requests of their own): `failed` of its records, drop markers not
+    /// counted, were not written (counted failed), the others were (counted exported), and
+    /// `markers_written` says whether its drop markers were.
+    #[error("{failed} records of the batch were not written")]
+    Mixed {
+        /// How many records (drop markers not counted) were not written.
+        failed: usize,
+        /// Whether the batch's drop markers were written (their losses then count as
+        /// reported).
+        markers_written: bool,
+        /// Why those were not.
+        #[source]
+        source: Box<SinkError>,
+    },
 }
 
 impl SinkError {
@@ -173,8 +190,23 @@ impl SinkError {
     pub fn is_permanent(&self) -> bool {
         match self {
             SinkError::Fatal(_) => true,
-            SinkError::Partial { source, .. } => source.is_permanent(),
+            SinkError::Partial { source, .. } | SinkError::Mixed { source, .. } => {
+                source.is_permanent()
+            }
             SinkError::Io { .. } | SinkError::Retryable(_) => false,
+        }
+    }
+
+    /// Whether the batch's drop markers were written despite the error: the first record of a
+    /// [`Partial`](Self::Partial) write (where a batch's marker is), as a
+    /// [`Mixed`](Self::Mixed) one says; not otherwise.
+    pub(crate) fn markers_written(&self) -> bool {
+        match self {
+            SinkError::Partial { written, .. } => *written > 0,
+            SinkError::Mixed {
+                markers_written, ..
+            } => *markers_written,
+            _ => false,
         }
     }
 

@@ -345,37 +345,42 @@ impl Otlp {
         deadline: Instant,
     ) -> Result<(), SinkError> {
         let mut retries = 0;
-        let mut first_error = None;
-        let mut outcome = |what: &str, attempts: &Attempts, (tried, result)| {
+        let mut failures = Failures::default();
+        let mut outcome = |what: &str, attempts: &Attempts, (tried, result), lost: ChunkLoss| {
             retries += u64::saturating_sub(tried, 1);
             let error = match result {
                 Ok(()) => return,
                 Err(Ok(message)) => export_failure(self.protocol, what, attempts, tried, message),
                 Err(Err(timed_out)) => timed_out,
             };
-            first_error.get_or_insert(error);
+            failures.add(error, lost);
         };
         if let Some(exporter) = run.spans.as_ref() {
             let mut spans = spans.into_iter().peekable();
             while spans.peek().is_some() {
                 let chunk: Vec<SpanData> = spans.by_ref().take(self.max_batch).collect();
+                let lost = ChunkLoss::spans(chunk.len());
                 let attempts = &exporter.attempts;
                 let ran = run_export(rt, deadline, attempts, exporter.inner.export(chunk));
-                outcome("spans", attempts, ran);
+                outcome("spans", attempts, ran, lost);
             }
         }
         if let Some(exporter) = run.logs.as_ref() {
-            for chunk in logs.records.chunks(self.max_batch) {
+            for (chunk, data) in logs
+                .records
+                .chunks(self.max_batch)
+                .zip(logs.data.chunks(self.max_batch))
+            {
                 let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
                     chunk.iter().map(|r| (r, &*run.log_scope)).collect();
                 let attempts = &exporter.attempts;
                 let export = exporter.inner.export(LogBatch::new(&pairs));
                 let ran = run_export(rt, deadline, attempts, export);
-                outcome("logs", attempts, ran);
+                outcome("logs", attempts, ran, ChunkLoss::logs(data));
             }
         }
         self.retries.fetch_add(retries, Relaxed);
-        first_error.map_or(Ok(()), Err)
+        failures.into_result()
     }
 
     /// Exports with a spool: each request live for at most `spool_after`, else spooled.
@@ -388,18 +393,19 @@ impl Otlp {
         logs: Logs,
         deadline: Instant,
     ) -> Result<(), SinkError> {
-        let mut first_error = None;
+        let mut failures = Failures::default();
         if let Some(exporter) = run.spans.as_ref() {
             let mut spans = spans.into_iter().peekable();
             while spans.peek().is_some() {
-                let chunk = Chunk::Spans(spans.by_ref().take(self.max_batch).collect());
+                let chunk: Vec<SpanData> = spans.by_ref().take(self.max_batch).collect();
+                let lost = ChunkLoss::spans(chunk.len());
                 let ctx = ChunkCtx {
                     exporter: LiveExporter::Spans(exporter),
                     resource,
                     log_scope: &run.log_scope,
                 };
-                if let Err(e) = self.export_chunk(engine, chunk, &ctx, deadline) {
-                    first_error.get_or_insert(e);
+                if let Err(e) = self.export_chunk(engine, Chunk::Spans(chunk), &ctx, deadline) {
+                    failures.add(e, lost);
                 }
             }
         }
@@ -417,11 +423,11 @@ impl Otlp {
                     log_scope: &run.log_scope,
                 };
                 if let Err(e) = self.export_chunk(engine, chunk, &ctx, deadline) {
-                    first_error.get_or_insert(e);
+                    failures.add(e, ChunkLoss::logs(flags));
                 }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        failures.into_result()
     }
 
     /// One request with a spool: straight to the spool while the collector is unreachable or
@@ -609,6 +615,60 @@ impl Built<opentelemetry_otlp::LogExporter> {
         Exporter {
             inner: Arc::new(self.inner),
             attempts: self.attempts,
+        }
+    }
+}
+
+/// What a failed request loses: its data records (spans, events), and whether a drop marker
+/// was among them.
+#[derive(Clone, Copy, Debug)]
+struct ChunkLoss {
+    data: usize,
+    marker: bool,
+}
+
+impl ChunkLoss {
+    fn spans(n: usize) -> Self {
+        ChunkLoss {
+            data: n,
+            marker: false,
+        }
+    }
+
+    /// For log records, with whether each is data (not a drop marker).
+    fn logs(data: &[bool]) -> Self {
+        ChunkLoss {
+            data: data.iter().filter(|d| **d).count(),
+            marker: data.contains(&false),
+        }
+    }
+}
+
+/// The requests of a batch that failed: each request stands alone (spans and log records go
+/// to their own services, maybe their own endpoints), so the batch's outcome counts what each
+/// lost, not the whole batch as failed for the first error.
+#[derive(Default)]
+struct Failures {
+    first: Option<SinkError>,
+    data: usize,
+    markers_lost: bool,
+}
+
+impl Failures {
+    fn add(&mut self, error: SinkError, lost: ChunkLoss) {
+        self.first.get_or_insert(error);
+        self.data += lost.data;
+        self.markers_lost |= lost.marker;
+    }
+
+    fn into_result(self) -> Result<(), SinkError> {
+        match self.first {
+            None => Ok(()),
+            Some(source) => Err(SinkError::Mixed {
+                failed: self.data,
+                markers_written: !self.markers_lost,
+                source: Box::new(source),
+            }),
         }
     }
 }
@@ -890,6 +950,15 @@ fn redact_error(e: SinkError) -> SinkError {
         },
         SinkError::Partial { written, source } => SinkError::Partial {
             written,
+            source: Box::new(redact_error(*source)),
+        },
+        SinkError::Mixed {
+            failed,
+            markers_written,
+            source,
+        } => SinkError::Mixed {
+            failed,
+            markers_written,
             source: Box::new(redact_error(*source)),
         },
     }
