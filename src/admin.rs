@@ -214,8 +214,9 @@ fn wants_openmetrics(accept: Option<&str>) -> bool {
     let Some(accept) = accept else {
         return false;
     };
-    // Per format: (how specific the best range is, its weight).
-    let (mut openmetrics, mut text): (Option<(u8, u16)>, Option<(u8, u16)>) = (None, None);
+    // Per format: how specific the best range naming it is, and its weight.
+    type Best = Option<(u8, u16)>;
+    let (mut openmetrics, mut text): (Best, Best) = (None, None);
     for range in split_unquoted(accept, b',') {
         let mut params = split_unquoted(range, b';').map(str::trim);
         let media = params.next().unwrap_or("");
@@ -243,7 +244,7 @@ fn wants_openmetrics(accept: Option<&str>) -> bool {
         }
     }
     match (openmetrics, text) {
-        (Some((_, om)), _) if om == 0 => false,
+        (Some((_, 0)), _) => false,
         (Some(_), None) => true,
         (Some((spec, om)), Some((_, text))) => om > text || (om == text && spec == 2),
         (None, _) => false,
