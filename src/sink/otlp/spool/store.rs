@@ -329,6 +329,7 @@ impl Store {
                 max: self.max_bytes,
             });
         }
+        self.follow_a_deleted_directory().map_err(AppendError::Io)?;
         let needs_new_segment = loop {
             let needs_new_segment = match &self.tail {
                 None => true,
@@ -376,6 +377,30 @@ impl Store {
         self.records += records;
         self.counts.spooled += records;
         Ok(id)
+    }
+
+    /// When the tail segment's file is gone (the spool directory deleted under it, by an
+    /// operator or a temporary-file reaper), makes the directory again, locks it again, and
+    /// lets the next append start a new segment there: appending on to the deleted file, still
+    /// open, would lose every later request too. What the deleted files held is gone: counted
+    /// corrupt when its turn to be replayed comes. One `stat` per request spooled.
+    fn follow_a_deleted_directory(&mut self) -> io::Result<()> {
+        let Some(tail) = &self.tail else {
+            return Ok(());
+        };
+        // When the path cannot be checked (permissions), the open file is kept.
+        if self.segment_path(tail.seq).try_exists().unwrap_or(true) {
+            return Ok(());
+        }
+        self.tail = None;
+        fs::create_dir_all(&self.dir)?;
+        self._lock = lock(&self.dir)?;
+        self.last_problem = Some(format!(
+            "the spool's files were deleted under it: {} made again; what they held is lost \
+             (counted corrupt)",
+            self.dir.display()
+        ));
+        Ok(())
     }
 
     /// Starts a new segment at the tail.
