@@ -8,16 +8,10 @@ mod support;
 
 use support::admin::*;
 use tracing_offload::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
-use tracing_offload::OffloadLayer;
 
 #[test]
 fn a_zero_weight_refuses_openmetrics_however_it_is_written() {
-    let (_layer, guard) = OffloadLayer::builder()
-        .admin_addr("127.0.0.1:0")
-        .sink(Gate::new("gate"))
-        .build()
-        .unwrap();
-    let addr = guard.admin_addr().unwrap();
+    let (_guard, addr) = serve_admin(Gate::new("gate"));
     let metrics = |accept: &str| http("GET", addr, "/metrics", Some(accept));
     for accept in [
         "application/openmetrics-text;q=0",
@@ -61,12 +55,7 @@ fn a_zero_weight_refuses_openmetrics_however_it_is_written() {
 /// OpenMetrics used to win.
 #[test]
 fn the_format_with_the_higher_weight_is_served() {
-    let (_layer, guard) = OffloadLayer::builder()
-        .admin_addr("127.0.0.1:0")
-        .sink(Gate::new("gate"))
-        .build()
-        .unwrap();
-    let addr = guard.admin_addr().unwrap();
+    let (_guard, addr) = serve_admin(Gate::new("gate"));
     let served = |accept: &str| http("GET", addr, "/metrics", Some(accept)).content_type;
     for (accept, expected) in [
         (

@@ -11,9 +11,8 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::admin::health;
+use support::admin::{health, serve_admin};
 use support::*;
-use tracing_offload::OffloadLayer;
 
 /// Sends pipelined `GET /metrics` requests without reading a byte, until the connection takes
 /// no more (the server's responses fill the socket buffers).
@@ -34,12 +33,7 @@ fn hog(addr: std::net::SocketAddr) -> TcpStream {
 
 #[test]
 fn a_client_that_never_reads_does_not_block_the_endpoint() {
-    let (_layer, guard) = OffloadLayer::builder()
-        .admin_addr("127.0.0.1:0")
-        .sink(Collect::new("collect"))
-        .build()
-        .unwrap();
-    let addr = guard.admin_addr().unwrap();
+    let (guard, addr) = serve_admin(Collect::new("collect"));
     // Dropped first when an assertion fails (locals drop in reverse order): a server blocked
     // on it is let go, so that a failure does not hang the test.
     let hog = hog(addr);

@@ -16,22 +16,16 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use support::admin::serve_admin;
 use support::*;
 use tracing_offload::admin::{CONNECTION_TIMEOUT, MAX_CONNECTIONS};
-use tracing_offload::OffloadLayer;
 
 /// A byte every 300 ms: far inside any timeout that applies to one read (5 s for the request,
 /// 1 s after the response).
 const TRICKLE: Duration = Duration::from_millis(300);
 
 fn server() -> (tracing_offload::Guard, SocketAddr) {
-    let (_layer, guard) = OffloadLayer::builder()
-        .admin_addr("127.0.0.1:0")
-        .sink(Collect::new("collect"))
-        .build()
-        .unwrap();
-    let addr = guard.admin_addr().unwrap();
-    (guard, addr)
+    serve_admin(Collect::new("collect"))
 }
 
 /// How a trickling client's connection ended.

@@ -8,6 +8,18 @@ use tracing_subscriber::prelude::*;
 
 const CHILD_ENV: &str = "OFFLOAD_CONSOLE_CHILD";
 
+/// Runs the test `name` of this binary as a child process (where it logs to the console sink,
+/// as `CHILD_ENV` tells it), and returns what it wrote on stderr.
+fn stderr_of_this_test_as_child(name: &str) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
 #[test]
 fn console_lines_are_plain_when_not_a_terminal() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -22,17 +34,7 @@ fn console_lines_are_plain_when_not_a_terminal() {
         guard.shutdown(Duration::from_secs(10)).unwrap();
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "console_lines_are_plain_when_not_a_terminal",
-            "--nocapture",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = stderr_of_this_test_as_child("console_lines_are_plain_when_not_a_terminal");
     let lines: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("console_format"))
@@ -89,17 +91,7 @@ fn user_text_cannot_inject_escape_codes_or_lines() {
         guard.shutdown(Duration::from_secs(10)).unwrap();
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "user_text_cannot_inject_escape_codes_or_lines",
-            "--nocapture",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = stderr_of_this_test_as_child("user_text_cannot_inject_escape_codes_or_lines");
     assert!(
         !stderr.contains(['\x1b', '\r', '\u{9b}', '\u{2028}', '\u{2029}', '\u{202e}']),
         "control characters written raw: {stderr:?}"

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use tracing_offload::sink::{Sink, SinkError};
-use tracing_offload::{FlushError, Handle, OffloadLayer, Record};
+use tracing_offload::{FlushError, Guard, Handle, OffloadLayer, Record};
 
 type Outcomes = Arc<Mutex<Vec<(&'static str, Result<(), FlushError>, Duration)>>>;
 
@@ -43,8 +43,9 @@ impl Sink for Reentrant {
     }
 }
 
-#[test]
-fn flush_and_shutdown_from_inside_a_sink_return_at_once() {
+/// A pipeline whose sink flushes or shuts down the pipeline whose handle is put in the slot
+/// (on the events `flush` and `shutdown`), and notes how that went.
+fn reentrant_pipeline() -> (OffloadLayer, Guard, Arc<OnceLock<Handle>>, Outcomes) {
     let handle_slot = Arc::new(OnceLock::new());
     let outcomes: Outcomes = Arc::default();
     let (layer, guard) = OffloadLayer::builder()
@@ -54,6 +55,12 @@ fn flush_and_shutdown_from_inside_a_sink_return_at_once() {
         })
         .build()
         .unwrap();
+    (layer, guard, handle_slot, outcomes)
+}
+
+#[test]
+fn flush_and_shutdown_from_inside_a_sink_return_at_once() {
+    let (layer, guard, handle_slot, outcomes) = reentrant_pipeline();
     let handle = guard.handle();
     let _ = handle_slot.set(handle.clone());
     with_layer(layer, || {
@@ -90,15 +97,7 @@ fn a_sink_may_flush_and_shut_down_another_pipeline() {
     with_layer(inner_layer, || {
         tracing::info!("queued in the inner pipeline")
     });
-    let handle_slot = Arc::new(OnceLock::new());
-    let outcomes: Outcomes = Arc::default();
-    let (layer, guard) = OffloadLayer::builder()
-        .sink(Reentrant {
-            handle: Arc::clone(&handle_slot),
-            outcomes: Arc::clone(&outcomes),
-        })
-        .build()
-        .unwrap();
+    let (layer, guard, handle_slot, outcomes) = reentrant_pipeline();
     // The outer pipeline's sink acts on the inner pipeline.
     let _ = handle_slot.set(inner.clone());
     with_layer(layer, || {

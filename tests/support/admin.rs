@@ -89,6 +89,19 @@ pub struct Reply {
 
 /// Sends `method path` to the admin endpoint with a real HTTP client (any status is a reply).
 #[track_caller]
+/// A pipeline with `sink` and the admin endpoint on a free loopback port (no layer
+/// installed): its guard and the endpoint's address.
+#[cfg(feature = "admin")]
+pub fn serve_admin(sink: impl Sink) -> (tracing_offload::Guard, SocketAddr) {
+    let (_layer, guard) = tracing_offload::OffloadLayer::builder()
+        .admin_addr("127.0.0.1:0")
+        .sink(sink)
+        .build()
+        .unwrap();
+    let addr = guard.admin_addr().unwrap();
+    (guard, addr)
+}
+
 pub fn http(method: &str, addr: SocketAddr, path: &str, accept: Option<&str>) -> Reply {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
