@@ -379,27 +379,33 @@ impl Store {
         Ok(id)
     }
 
-    /// When the tail segment's file is gone (the spool directory deleted under it, by an
-    /// operator or a temporary-file reaper), makes the directory again, locks it again, and
-    /// lets the next append start a new segment there: appending on to the deleted file, still
-    /// open, would lose every later request too. What the deleted files held is gone: counted
-    /// corrupt when its turn to be replayed comes. One `stat` per request spooled.
+    /// When the spool directory was deleted under the store (by an operator or a
+    /// temporary-file reaper), makes it again and locks it again; when the tail segment's file
+    /// is gone, lets the next append start a new segment: appending on to the deleted file,
+    /// still open, would lose every later request too. What the deleted files held is gone:
+    /// counted corrupt when its turn to be replayed comes. The directory is known by its lock
+    /// file, checked even without a tail (the replay, finding the loss first, lets it go).
+    /// Two `stat`s per request spooled.
     fn follow_a_deleted_directory(&mut self) -> io::Result<()> {
-        let Some(tail) = &self.tail else {
-            return Ok(());
-        };
-        // When the path cannot be checked (permissions), the open file is kept.
-        if self.segment_path(tail.seq).try_exists().unwrap_or(true) {
-            return Ok(());
+        // When a path cannot be checked (permissions), it is taken as there.
+        let gone = |path: PathBuf| !path.try_exists().unwrap_or(true);
+        if self
+            .tail
+            .as_ref()
+            .is_some_and(|t| gone(self.segment_path(t.seq)))
+        {
+            self.tail = None;
         }
-        self.tail = None;
-        fs::create_dir_all(&self.dir)?;
-        self._lock = lock(&self.dir)?;
-        self.last_problem = Some(format!(
-            "the spool's files were deleted under it: {} made again; what they held is lost \
-             (counted corrupt)",
-            self.dir.display()
-        ));
+        if gone(self.dir.join(LOCK_FILE)) {
+            self.tail = None;
+            fs::create_dir_all(&self.dir)?;
+            self._lock = lock(&self.dir)?;
+            self.last_problem = Some(format!(
+                "the spool's files were deleted under it: {} made again; what they held is \
+                 lost (counted corrupt)",
+                self.dir.display()
+            ));
+        }
         Ok(())
     }
 
@@ -633,8 +639,11 @@ impl Store {
 }
 
 /// Locks `<dir>/lock` for this process (released when the process ends, however it ends).
+/// The file in the spool directory that is locked while a store has it open.
+const LOCK_FILE: &str = "lock";
+
 fn lock(dir: &Path) -> io::Result<File> {
-    let path = dir.join("lock");
+    let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -817,6 +826,32 @@ mod tests {
             c.delivered + c.evicted + c.corrupt_records + c.rejected + st.records,
             "{st:?}"
         );
+    }
+
+    /// The spool directory deleted under the store: what it held is counted corrupt when
+    /// taken, and appends go on in the directory made (and locked) again, whether the replay
+    /// found the loss first (which lets the tail go) or an append does.
+    #[test]
+    fn a_deleted_directory_is_made_again_for_the_next_appends() {
+        for replay_first in [false, true] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = root.path().join("spool");
+            let mut s = open(&dir, 1 << 20);
+            s.append(Kind::Traces, 10, &[1; 100], false).unwrap();
+            fs::remove_dir_all(&dir).unwrap();
+            if replay_first {
+                assert!(s.take_oldest().is_none(), "the deleted batch is corrupt");
+            }
+            s.append(Kind::Traces, 7, &[2; 100], false).unwrap();
+            assert!(dir.join("lock").is_file());
+            let b = s.take_oldest().unwrap();
+            assert_eq!(b.payload, vec![2; 100]);
+            s.done(b.id, Done::Delivered);
+            assert_eq!(s.stats().counts.corrupt_records, 10);
+            assert_ledger(&s);
+            // Locked again: a second owner is refused.
+            assert!(Store::open(&dir, 1 << 20).is_err());
+        }
     }
 
     #[test]
