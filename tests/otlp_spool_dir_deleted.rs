@@ -19,7 +19,11 @@ use tracing_subscriber::prelude::*;
 /// The numbers of the spans the collector printed whole so far (one it is printing has no
 /// attributes yet).
 fn numbered(c: &Collector) -> BTreeSet<u64> {
-    let whole: Vec<_> = c.spans().into_iter().filter(|s| s.attr("i").is_some()).collect();
+    let whole: Vec<_> = c
+        .spans()
+        .into_iter()
+        .filter(|s| s.attr("i").is_some())
+        .collect();
     span_numbers(&whole)
 }
 
@@ -56,8 +60,6 @@ fn requests_spooled_after_the_directory_was_deleted_are_delivered() {
     wait_until("the later spans spooled", DEADLINE, || {
         otlp_spool(&handle).spooled == 100
     });
-        std::thread::yield_now();
-    }
     assert!(dir.is_dir(), "the spool directory was not made again");
     let Some(collector) = Collector::start_on(grpc, http) else {
         return;
