@@ -390,7 +390,7 @@ impl JsonFile {
         if let Rotation::Size { max_bytes, keep } = self.rotation {
             if out.size > 0 && out.size.saturating_add(incoming) > max_bytes {
                 // Closed first: some systems do not rename open files. When the rotation
-                // fails, the path still names the full file (its rename is the last step).
+                // fails, the path names the full file again (moved aside first, put back).
                 drop(out);
                 let rotated = self.shift_rotated_files(keep);
                 return Ok((OpenFile::open(self.path.clone(), None)?, rotated.err()));
