@@ -491,10 +491,13 @@ pub struct SpoolStats {
     pub batches: u64,
     /// How long ago the oldest request in the spool was written; `None` when it is empty.
     pub oldest_age: Option<Duration>,
-    /// Whether the spool is being replayed: it holds requests, and the collector is reachable.
+    /// Whether the spool is being replayed: it holds requests of a signal (spans or log
+    /// records) whose endpoint is reachable.
     pub replaying: bool,
     /// How long the collector has been unreachable (the last attempt failed transiently);
     /// `None` when the last attempt succeeded. Requests go straight to the spool meanwhile.
+    /// Spans and log records are judged apart (they often have separate endpoints): this is the
+    /// longer of the two, and the other signal may be flowing meanwhile.
     pub unreachable_for: Option<Duration>,
     /// Records found in the spool when the sink started: left by an earlier process.
     pub restored: u64,

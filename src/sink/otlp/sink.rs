@@ -439,23 +439,24 @@ impl Otlp {
         ctx: &ChunkCtx<'_>,
         deadline: Instant,
     ) -> Result<(), SinkError> {
-        if engine.spool.straight_to_spool() || engine.live_running() {
+        let kind = chunk.kind();
+        if engine.spool.straight_to_spool(kind) || engine.live_running(kind) {
             return spool_request(&engine.spool, &chunk.encode(ctx), None);
         }
-        let live = LiveExport::new();
-        engine.live = Some(Arc::clone(&live));
+        let live = LiveExport::new(kind);
+        engine.live[kind.index()] = Some(Arc::clone(&live));
         engine
             .runtime
             .spawn(self.live_task(&chunk, ctx, &live, &engine.spool));
         let wait_until = deadline.min(crate::clock::deadline_after(self.spool_after));
         if let Some(result) = live.wait(wait_until) {
-            return after_live(&engine.spool, result, || chunk.encode(ctx));
+            return after_live(&engine.spool, kind, result, || chunk.encode(ctx));
         }
         let request = chunk.encode(ctx);
         let spool = &engine.spool;
         match live.hand_off(|| spool.append(request.kind, request.records, &request.bytes, true)) {
             Handoff::Spooled => Ok(()),
-            Handoff::Finished(result) => after_live(spool, result, || request),
+            Handoff::Finished(result) => after_live(spool, kind, result, || request),
             Handoff::NotSpooled(e) => match live.wait(deadline) {
                 // The spool failed: as without one, wait for the export.
                 Some(Ok(())) => Ok(()),
@@ -769,17 +770,18 @@ fn spool_request(
 /// collector is unreachable: spooled).
 fn after_live(
     spool: &Spool,
+    kind: Kind,
     result: Result<(), SinkError>,
     encode: impl FnOnce() -> Encoded,
 ) -> Result<(), SinkError> {
     match result {
         Ok(()) => {
-            spool.note_success();
+            spool.note_success(kind);
             Ok(())
         }
         Err(e @ SinkError::Fatal(_)) => Err(e),
         Err(e) => {
-            spool.note_failure(e.with_sources());
+            spool.note_failure(kind, e.with_sources());
             spool_request(spool, &encode(), Some(&e))
         }
     }

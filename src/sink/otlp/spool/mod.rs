@@ -26,6 +26,11 @@
 //! the replay drains the spool, so new records keep flowing. The spool is replayed by the next
 //! process that opens the directory too: a restart loses nothing spooled.
 //!
+//! All of this is per signal. Spans and log records often go to separate endpoints (or
+//! services), so each has its own reachability, its own live export and its own replay, oldest
+//! first among its own requests: with the logs endpoint down, spans keep going live, and the
+//! spans spooled meanwhile are replayed, while the log records wait for their endpoint.
+//!
 //! # Storage: segment files, not a database
 //!
 //! A spool is a queue written at one end and read at the other, never updated in place. It is
@@ -90,21 +95,27 @@ impl Outcome {
 
 /// The spool's shared state: the store, and what the sink thread, the live exports and the
 /// replay tell each other.
+///
+/// Spans and log records are told apart throughout: they often go to separate endpoints (or
+/// services), so each signal has its own reachability, its own replay (oldest first among its
+/// own requests) and its own back-off. One signal's endpoint being down holds nothing of the
+/// other's back.
 #[derive(Debug)]
 pub(super) struct Spool {
     inner: Mutex<Inner>,
-    /// Wakes the replay: a batch was spooled, released, or the collector is back; or stop.
-    wake: tokio::sync::Notify,
-    /// Wakes a replay request in flight when shutdown begins.
-    stopping: tokio::sync::Notify,
+    /// Wakes a signal's replay (by [`Kind::index`]): a batch of it was spooled or released, or
+    /// its endpoint is back; or stop.
+    wake: [tokio::sync::Notify; 2],
+    /// Wakes each signal's replay request in flight when shutdown begins.
+    stopping: [tokio::sync::Notify; 2],
 }
 
 #[derive(Debug)]
 struct Inner {
     store: Store,
-    /// Since when the collector has been unreachable: the last attempt (live or replayed)
-    /// failed transiently. `None` after a success.
-    down_since: Option<Instant>,
+    /// Per signal (by [`Kind::index`]): since when its endpoint has been unreachable, that is,
+    /// the last attempt (live or replayed) failed transiently. `None` after a success.
+    down_since: [Option<Instant>; 2],
     /// The last error of a live export or a replay, or the store's last problem.
     last_error: Option<String>,
     /// Set by shutdown: the replay finishes its request until then, and stops.
@@ -121,11 +132,11 @@ impl Spool {
             inner: Mutex::new(Inner {
                 last_error: store.last_problem.clone(),
                 store,
-                down_since: None,
+                down_since: [None; 2],
                 stop_at: None,
             }),
-            wake: tokio::sync::Notify::new(),
-            stopping: tokio::sync::Notify::new(),
+            wake: Default::default(),
+            stopping: Default::default(),
         }))
     }
 
@@ -133,31 +144,32 @@ impl Spool {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether requests go straight to the spool: the collector is unreachable, and the replay
-    /// has a request to probe it with. (With the spool empty, say because writing to it failed,
-    /// a live export is the only way to find the collector back.)
-    pub(super) fn straight_to_spool(&self) -> bool {
+    /// Whether requests of `kind` go straight to the spool: its endpoint is unreachable, and
+    /// the replay has a request of it to probe the endpoint with. (With none spooled, say
+    /// because writing to the spool failed, a live export is the only way to find it back.)
+    pub(super) fn straight_to_spool(&self, kind: Kind) -> bool {
         let inner = self.lock();
-        inner.down_since.is_some() && !inner.store.is_empty()
+        inner.down_since[kind.index()].is_some() && !inner.store.is_empty_of(kind)
     }
 
-    /// Whether the collector is marked unreachable.
-    fn is_down(&self) -> bool {
-        self.lock().down_since.is_some()
+    /// Whether the endpoint of `kind` is marked unreachable.
+    fn is_down(&self, kind: Kind) -> bool {
+        self.lock().down_since[kind.index()].is_some()
     }
 
-    /// A transient failure: the collector is unreachable (since now, unless it already was).
-    pub(super) fn note_failure(&self, error: String) {
+    /// A transient failure: the endpoint of `kind` is unreachable (since now, unless it
+    /// already was).
+    pub(super) fn note_failure(&self, kind: Kind, error: String) {
         let mut inner = self.lock();
-        inner.down_since.get_or_insert_with(Instant::now);
+        inner.down_since[kind.index()].get_or_insert_with(Instant::now);
         inner.last_error = Some(error);
     }
 
-    /// A success: the collector is reachable; the replay may go on at once.
-    pub(super) fn note_success(&self) {
-        let was_down = self.lock().down_since.take().is_some();
+    /// A success: the endpoint of `kind` is reachable; its replay may go on at once.
+    pub(super) fn note_success(&self, kind: Kind) {
+        let was_down = self.lock().down_since[kind.index()].take().is_some();
         if was_down {
-            self.wake.notify_one();
+            self.wake[kind.index()].notify_one();
         }
     }
 
@@ -172,7 +184,7 @@ impl Spool {
     ) -> Result<EntryId, AppendError> {
         let id = self.lock().store.append(kind, records, payload, held)?;
         if !held {
-            self.wake.notify_one();
+            self.wake[kind.index()].notify_one();
         }
         Ok(id)
     }
@@ -180,22 +192,23 @@ impl Spool {
     /// The end of a live export whose request was spooled while it ran: delivered, it leaves
     /// the spool (counted replayed); failed transiently, it is replayed; refused, it is counted
     /// rejected.
-    pub(super) fn late(&self, id: EntryId, outcome: Outcome) {
-        self.finish(id, outcome);
-        self.wake.notify_one();
+    pub(super) fn late(&self, id: EntryId, kind: Kind, outcome: Outcome) {
+        self.finish(id, kind, outcome);
+        self.wake[kind.index()].notify_one();
     }
 
-    /// Records how a request in flight ended.
-    fn finish(&self, id: EntryId, outcome: Outcome) {
+    /// Records how a request of `kind` in flight ended.
+    fn finish(&self, id: EntryId, kind: Kind, outcome: Outcome) {
         let mut inner = self.lock();
+        let down = &mut inner.down_since[kind.index()];
         match outcome {
             Outcome::Delivered => {
+                *down = None;
                 inner.store.done(id, Done::Delivered);
-                inner.down_since = None;
             }
             Outcome::Transient(error) => {
+                down.get_or_insert_with(Instant::now);
                 inner.store.release(id);
-                inner.down_since.get_or_insert_with(Instant::now);
                 inner.last_error = Some(error);
             }
             Outcome::Permanent(error) => {
@@ -216,21 +229,22 @@ impl Spool {
     /// Asks the replay to stop: it finishes the request it is sending until `at`.
     fn stop(&self, at: Instant) {
         self.lock().stop_at.get_or_insert(at);
-        self.wake.notify_one();
-        self.stopping.notify_one();
+        for notify in self.wake.iter().chain(&self.stopping) {
+            notify.notify_one();
+        }
     }
 
     fn stop_at(&self) -> Option<Instant> {
         self.lock().stop_at
     }
 
-    /// The next batch to replay, unless stopping.
-    fn take(&self) -> Option<Batch> {
+    /// The next batch of `kind` to replay, unless stopping.
+    fn take(&self, kind: Kind) -> Option<Batch> {
         let mut inner = self.lock();
         if inner.stop_at.is_some() {
             return None;
         }
-        let batch = inner.store.take_oldest();
+        let batch = inner.store.take_oldest(kind);
         if let Some(problem) = inner.store.last_problem.take() {
             inner.last_error = Some(problem);
         }
@@ -250,8 +264,11 @@ impl Spool {
             oldest_age: s
                 .oldest_written
                 .map(|t| SystemTime::now().duration_since(t).unwrap_or_default()),
-            replaying: s.batches > 0 && inner.down_since.is_none() && inner.stop_at.is_none(),
-            unreachable_for: inner.down_since.map(|t| t.elapsed()),
+            replaying: inner.stop_at.is_none()
+                && [Kind::Traces, Kind::Logs].into_iter().any(|kind| {
+                    !inner.store.is_empty_of(kind) && inner.down_since[kind.index()].is_none()
+                }),
+            unreachable_for: inner.down_since.iter().flatten().min().map(|t| t.elapsed()),
             restored: c.restored,
             spooled: c.spooled,
             replayed: c.delivered,
@@ -268,6 +285,8 @@ impl Spool {
 /// A live export running on the spool's runtime, which the sink thread waits for only so long.
 #[derive(Debug)]
 pub(super) struct LiveExport {
+    /// The signal it sends.
+    kind: Kind,
     state: Mutex<LiveState>,
     changed: Condvar,
 }
@@ -297,8 +316,9 @@ pub(super) enum Handoff {
 // === impl LiveExport ===
 
 impl LiveExport {
-    pub(super) fn new() -> Arc<LiveExport> {
+    pub(super) fn new(kind: Kind) -> Arc<LiveExport> {
         Arc::new(LiveExport {
+            kind,
             state: Mutex::new(LiveState::Running),
             changed: Condvar::new(),
         })
@@ -314,7 +334,7 @@ impl LiveExport {
         match std::mem::replace(&mut *state, LiveState::Over) {
             LiveState::Spooled(id) => {
                 // Under the lock: the sink thread's shutdown sees `Over` only once this is done.
-                spool.late(id, Outcome::of(&result));
+                spool.late(id, self.kind, Outcome::of(&result));
             }
             LiveState::Running => *state = LiveState::Finished(result),
             other => *state = other,
@@ -403,8 +423,8 @@ pub(super) struct Engine {
     pub(super) spool: Arc<Spool>,
     /// Where the sink thread starts live exports.
     pub(super) runtime: tokio::runtime::Handle,
-    /// The live export started last, while it may still run.
-    pub(super) live: Option<Arc<LiveExport>>,
+    /// Per signal (by [`Kind::index`]): the live export started last, while it may still run.
+    pub(super) live: [Option<Arc<LiveExport>>; 2],
     thread: Option<JoinHandle<()>>,
     finished: Arc<Finished>,
 }
@@ -476,15 +496,17 @@ impl Engine {
         Ok(Engine {
             spool,
             runtime: handle,
-            live: None,
+            live: [None, None],
             thread: Some(thread),
             finished,
         })
     }
 
-    /// The live export still running, if any.
-    pub(super) fn live_running(&self) -> bool {
-        self.live.as_ref().is_some_and(|l| l.is_running())
+    /// Whether a live export of `kind` is still running.
+    pub(super) fn live_running(&self, kind: Kind) -> bool {
+        self.live[kind.index()]
+            .as_ref()
+            .is_some_and(|l| l.is_running())
     }
 
     /// Waits for the live export in flight and the replay's request, syncs the spool, and
@@ -496,7 +518,7 @@ impl Engine {
     pub(super) fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
         let now = Instant::now();
         let soft = now + deadline.saturating_duration_since(now) / 2;
-        if let Some(live) = self.live.take() {
+        for live in self.live.iter_mut().filter_map(Option::take) {
             live.wait_over(soft);
         }
         let synced = self.spool.sync();

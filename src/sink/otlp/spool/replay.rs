@@ -41,8 +41,18 @@ impl From<Outcome> for Attempt {
     }
 }
 
-/// Replays until the spool is stopped.
+/// Replays until the spool is stopped: each signal on its own, so that one whose endpoint is
+/// down holds nothing of the other's back.
 pub(super) async fn run(spool: &Spool, senders: &Senders) {
+    tokio::join!(
+        run_signal(spool, senders, Kind::Traces),
+        run_signal(spool, senders, Kind::Logs)
+    );
+}
+
+/// Replays the requests of `kind`, oldest first, until the spool is stopped.
+async fn run_signal(spool: &Spool, senders: &Senders, kind: Kind) {
+    let wake = &spool.wake[kind.index()];
     let mut backoff = INITIAL_BACKOFF;
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
@@ -52,25 +62,25 @@ pub(super) async fn run(spool: &Spool, senders: &Senders) {
         if let Some(at) = retry_at {
             // Backing off: a batch spooled meanwhile does not hurry the next probe; the
             // collector found back (a live export's late success) does.
-            if tokio::time::Instant::now() < at && spool.is_down() {
+            if tokio::time::Instant::now() < at && spool.is_down(kind) {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
-                    _ = spool.wake.notified() => {}
+                    _ = wake.notified() => {}
                 }
                 continue;
             }
             retry_at = None;
         }
-        let Some(batch) = spool.take() else {
-            spool.wake.notified().await;
+        let Some(batch) = spool.take(kind) else {
+            wake.notified().await;
             continue;
         };
         let id = batch.id;
         let attempt = tokio::select! {
             attempt = senders.send(&batch) => attempt,
-            () = stop_deadline(spool) => {
+            () = stop_deadline(spool, kind) => {
                 // Shutdown's deadline: the batch stays spooled for the next process.
-                spool.finish(id, Outcome::Transient("shut down while replaying".to_owned()));
+                spool.finish(id, kind, Outcome::Transient("shut down while replaying".to_owned()));
                 return;
             }
         };
@@ -86,18 +96,18 @@ pub(super) async fn run(spool: &Spool, senders: &Senders) {
             }
             Outcome::Permanent(_) => {}
         }
-        spool.finish(id, attempt.outcome);
+        spool.finish(id, kind, attempt.outcome);
     }
 }
 
 /// Resolves at shutdown's deadline, once shutdown has begun.
-async fn stop_deadline(spool: &Spool) {
+async fn stop_deadline(spool: &Spool, kind: Kind) {
     loop {
         if let Some(at) = spool.stop_at() {
             tokio::time::sleep_until(at.into()).await;
             return;
         }
-        spool.stopping.notified().await;
+        spool.stopping[kind.index()].notified().await;
     }
 }
 

@@ -76,6 +76,14 @@ impl Kind {
         }
     }
 
+    /// Its index in per-signal arrays.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Kind::Traces => 0,
+            Kind::Logs => 1,
+        }
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Traces => "spans",
@@ -198,6 +206,8 @@ pub(crate) struct Store {
     segment_bytes: u64,
     segments: BTreeMap<u64, Segment>,
     entries: BTreeMap<EntryId, Entry>,
+    /// How many of `entries` hold each signal (by [`Kind::index`]).
+    batches_of: [u64; 2],
     tail: Option<Tail>,
     next_seq: u64,
     bytes: u64,
@@ -226,6 +236,7 @@ impl Store {
                 .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
             segments: BTreeMap::new(),
             entries: BTreeMap::new(),
+            batches_of: [0; 2],
             tail: None,
             next_seq: 1,
             bytes: 0,
@@ -277,7 +288,7 @@ impl Store {
             for (offset, header) in scan.frames {
                 self.records += header.records;
                 self.counts.restored += header.records;
-                self.entries.insert(
+                self.insert_entry(
                     EntryId { seq, offset },
                     Entry {
                         kind: header.kind,
@@ -364,7 +375,7 @@ impl Store {
         segment.bytes += frame_len;
         segment.pending += 1;
         let id = EntryId { seq, offset };
-        self.entries.insert(
+        self.insert_entry(
             id,
             Entry {
                 kind,
@@ -461,7 +472,7 @@ impl Store {
                 entry.orphaned = true;
             } else {
                 let records = entry.records;
-                self.entries.remove(&id);
+                self.remove_entry(id);
                 self.records -= records;
                 self.counts.evicted += records;
             }
@@ -489,11 +500,33 @@ impl Store {
         }
     }
 
-    /// Takes the oldest batch that is not in flight, read and checked, and marks it in flight.
-    /// Batches found corrupt on the way are counted and skipped.
-    pub(crate) fn take_oldest(&mut self) -> Option<Batch> {
+    fn insert_entry(&mut self, id: EntryId, entry: Entry) {
+        self.batches_of[entry.kind.index()] += 1;
+        if let Some(old) = self.entries.insert(id, entry) {
+            self.batches_of[old.kind.index()] -= 1;
+        }
+    }
+
+    fn remove_entry(&mut self, id: EntryId) -> Option<Entry> {
+        let entry = self.entries.remove(&id)?;
+        self.batches_of[entry.kind.index()] -= 1;
+        Some(entry)
+    }
+
+    /// Takes the oldest batch of `kind` that is not in flight, read and checked, and marks it
+    /// in flight. Batches found corrupt on the way are counted and skipped.
+    ///
+    /// Each signal is replayed in its own order: one whose endpoint is down does not hold the
+    /// other's batches back.
+    pub(crate) fn take_oldest(&mut self, kind: Kind) -> Option<Batch> {
+        if self.batches_of[kind.index()] == 0 {
+            return None;
+        }
         loop {
-            let (id, entry) = self.entries.iter().find(|(_, e)| !e.in_flight)?;
+            let (id, entry) = self
+                .entries
+                .iter()
+                .find(|(_, e)| e.kind == kind && !e.in_flight)?;
             let (id, kind, records) = (*id, entry.kind, entry.records);
             match self.read_payload(id) {
                 Ok(payload) => {
@@ -556,7 +589,7 @@ impl Store {
         };
         if entry.orphaned {
             let records = entry.records;
-            self.entries.remove(&id);
+            self.remove_entry(id);
             self.records -= records;
             self.counts.evicted += records;
         } else {
@@ -567,7 +600,7 @@ impl Store {
     /// Removes a batch for good: marks its frame done on disk, and deletes its segment once
     /// nothing in it is left (unless it is the one being written).
     fn finish(&mut self, id: EntryId) {
-        let Some(entry) = self.entries.remove(&id) else {
+        let Some(entry) = self.remove_entry(id) else {
             return;
         };
         self.records -= entry.records;
@@ -616,9 +649,9 @@ impl Store {
         }
     }
 
-    /// Whether the spool holds no batch.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    /// Whether the spool holds no batch of `kind`.
+    pub(crate) fn is_empty_of(&self, kind: Kind) -> bool {
+        self.batches_of[kind.index()] == 0
     }
 
     /// What the spool holds now, and its counts.
@@ -826,6 +859,11 @@ mod tests {
             c.delivered + c.evicted + c.corrupt_records + c.rejected + st.records,
             "{st:?}"
         );
+        for kind in [Kind::Traces, Kind::Logs] {
+            let held = s.entries.values().filter(|e| e.kind == kind).count() as u64;
+            assert_eq!(s.batches_of[kind.index()], held, "{kind:?}");
+            assert_eq!(s.is_empty_of(kind), held == 0);
+        }
     }
 
     /// The spool directory deleted under the store: what it held is counted corrupt when
@@ -840,11 +878,14 @@ mod tests {
             s.append(Kind::Traces, 10, &[1; 100], false).unwrap();
             fs::remove_dir_all(&dir).unwrap();
             if replay_first {
-                assert!(s.take_oldest().is_none(), "the deleted batch is corrupt");
+                assert!(
+                    s.take_oldest(Kind::Traces).is_none(),
+                    "the deleted batch is corrupt"
+                );
             }
             s.append(Kind::Traces, 7, &[2; 100], false).unwrap();
             assert!(dir.join("lock").is_file());
-            let b = s.take_oldest().unwrap();
+            let b = s.take_oldest(Kind::Traces).unwrap();
             assert_eq!(b.payload, vec![2; 100]);
             s.done(b.id, Done::Delivered);
             assert_eq!(s.stats().counts.corrupt_records, 10);
@@ -861,10 +902,10 @@ mod tests {
         for i in 0..5u8 {
             s.append(Kind::Traces, 10, &[i; 100], false).unwrap();
         }
-        let first = s.take_oldest().unwrap();
+        let first = s.take_oldest(Kind::Traces).unwrap();
         assert_eq!(first.payload, vec![0; 100]);
         s.done(first.id, Done::Delivered);
-        let second = s.take_oldest().unwrap();
+        let second = s.take_oldest(Kind::Traces).unwrap();
         assert_eq!(second.payload, vec![1; 100]);
         // Not done: back in the queue, and on disk for the next process.
         s.release(second.id);
@@ -875,7 +916,7 @@ mod tests {
         assert_eq!(s.stats().counts.restored, 40);
         assert_eq!(s.stats().records, 40);
         let payloads: Vec<u8> = std::iter::from_fn(|| {
-            let b = s.take_oldest()?;
+            let b = s.take_oldest(Kind::Traces)?;
             s.done(b.id, Done::Delivered);
             Some(b.payload[0])
         })
@@ -884,6 +925,44 @@ mod tests {
         assert_ledger(&s);
         assert_eq!(s.stats().bytes, 0, "every segment deleted once replayed");
         assert!(segments(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn each_signal_replays_in_its_own_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 1 << 20);
+        for i in 0..6u8 {
+            let kind = if i % 3 == 0 { Kind::Logs } else { Kind::Traces };
+            s.append(kind, 1, &[i; 100], false).unwrap();
+        }
+        assert_ledger(&s);
+        // The oldest log batch in flight (its endpoint down, say) holds no span back.
+        let log = s.take_oldest(Kind::Logs).unwrap();
+        assert_eq!((log.kind, log.payload[0]), (Kind::Logs, 0));
+        let mut spans = Vec::new();
+        while let Some(b) = s.take_oldest(Kind::Traces) {
+            assert_eq!(b.kind, Kind::Traces);
+            spans.push(b.payload[0]);
+            s.done(b.id, Done::Delivered);
+        }
+        assert_eq!(spans, vec![1, 2, 4, 5]);
+        assert!(s.is_empty_of(Kind::Traces) && !s.is_empty_of(Kind::Logs));
+        assert_ledger(&s);
+        // Released, it comes first again, before the younger log batch.
+        s.release(log.id);
+        drop(s);
+        let mut s = open(dir.path(), 1 << 20);
+        assert_ledger(&s);
+        assert!(s.is_empty_of(Kind::Traces));
+        let logs: Vec<u8> = std::iter::from_fn(|| {
+            let b = s.take_oldest(Kind::Logs)?;
+            s.done(b.id, Done::Delivered);
+            Some(b.payload[0])
+        })
+        .collect();
+        assert_eq!(logs, vec![0, 3]);
+        assert!(s.is_empty_of(Kind::Logs));
+        assert_ledger(&s);
     }
 
     #[test]
@@ -914,7 +993,7 @@ mod tests {
             .sum();
         assert_eq!(on_disk, st.bytes);
         // What is left is the newest.
-        let oldest_left = s.take_oldest().unwrap();
+        let oldest_left = s.take_oldest(Kind::Logs).unwrap();
         let i = u32::from_le_bytes(oldest_left.payload[..4].try_into().unwrap());
         assert_eq!(u64::from(200 - i) * 3, st.records);
     }
@@ -937,7 +1016,11 @@ mod tests {
         let mut s = open(dir.path(), max);
         let held = s.append(Kind::Traces, 7, &[1; 1000], true).unwrap();
         let replaying = s.append(Kind::Traces, 5, &[2; 1000], false).unwrap();
-        assert_eq!(s.take_oldest().unwrap().id, replaying, "held batches wait");
+        assert_eq!(
+            s.take_oldest(Kind::Traces).unwrap().id,
+            replaying,
+            "held batches wait"
+        );
         for _ in 0..100 {
             s.append(Kind::Traces, 1, &[3; 1000], false).unwrap();
         }
@@ -976,7 +1059,7 @@ mod tests {
             (40, 10, 1)
         );
         let mut replayed = Vec::new();
-        while let Some(b) = s.take_oldest() {
+        while let Some(b) = s.take_oldest(Kind::Traces) {
             replayed.push(b.payload[0]);
             s.done(b.id, Done::Delivered);
         }
@@ -1002,7 +1085,7 @@ mod tests {
 
         let mut s = open(dir.path(), 1 << 20);
         let mut replayed = Vec::new();
-        while let Some(b) = s.take_oldest() {
+        while let Some(b) = s.take_oldest(Kind::Logs) {
             replayed.push(b.payload[0]);
             s.done(b.id, Done::Delivered);
         }
@@ -1024,13 +1107,13 @@ mod tests {
         for i in 0..3u8 {
             s.append(Kind::Traces, 1, &[i; 10], false).unwrap();
         }
-        let b = s.take_oldest().unwrap();
+        let b = s.take_oldest(Kind::Traces).unwrap();
         s.done(b.id, Done::Rejected);
         assert_eq!(s.stats().counts.rejected, 1);
         drop(s);
         let mut s = open(dir.path(), 1 << 20);
         assert_eq!(s.stats().counts.restored, 2);
-        assert_eq!(s.take_oldest().unwrap().payload, vec![1; 10]);
+        assert_eq!(s.take_oldest(Kind::Traces).unwrap().payload, vec![1; 10]);
     }
 
     #[test]

@@ -1,0 +1,86 @@
+//! Spans and log records often go to separate endpoints. With a spool, one signal's endpoint
+//! being down must not hold the other's records back: the spans keep going live (and any
+//! spooled ones are replayed) while the log records wait in the spool for their endpoint.
+//!
+//! The spool used to keep one reachability flag for the whole sink and replay strictly oldest
+//! first: with the logs endpoint down, every span after the first failed logs request went to
+//! the spool, behind a logs request whose replay kept failing, and no span reached the
+//! collector until the logs endpoint came back (or the byte budget evicted them). Against a real
+//! collector (Rotel) for the spans; the logs endpoint is a port nobody listens on, then a second
+//! collector started there.
+#![cfg(feature = "otlp")]
+
+mod support;
+
+use support::collector::Collector;
+use support::*;
+use tracing_offload::sink::Otlp;
+use tracing_offload::OffloadLayer;
+
+const ROUNDS: usize = 5;
+const N: usize = 20;
+
+#[test]
+fn spans_flow_while_the_logs_endpoint_is_down_and_the_logs_follow_when_it_is_back() {
+    let Some(traces) = Collector::start() else {
+        return;
+    };
+    let Some((logs_grpc, logs_http)) = Collector::ports_for_later() else {
+        return;
+    };
+    let traces_endpoint = traces.grpc_endpoint();
+    let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
+    let env = |var: &str| match var {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces_endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs_endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("500".to_owned()),
+        _ => None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::from_env_with(&env).max_retries(0).spool(dir.path());
+    let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for round in 0..ROUNDS {
+            for i in 0..N {
+                let _s = tracing::info_span!("request", round, i).entered();
+                tracing::info!("inside");
+            }
+            // Batches of their own: after the first, the logs endpoint is known to be down.
+            handle.flush(DEADLINE).unwrap();
+        }
+    });
+
+    // Every span reaches the collector while the logs endpoint stays down.
+    let spans = traces.wait_spans(ROUNDS * N);
+    assert_eq!(spans.len(), ROUNDS * N);
+    let s = handle.stats().sink("otlp").unwrap().clone();
+    let spool = s.spool.clone().unwrap();
+    assert_eq!((s.failed, s.dropped), (0, 0), "{s:#?}");
+    assert!(
+        spool.records >= (ROUNDS * N) as u64,
+        "the log records wait: {s:#?}"
+    );
+    assert!(spool.unreachable_for.is_some(), "{s:#?}");
+    assert!(traces.logs().is_empty());
+
+    // The logs endpoint comes back: the spooled log records are replayed there.
+    let logs = Collector::start_on(logs_grpc, logs_http).unwrap();
+    wait_until("the spool replayed", DEADLINE, || {
+        let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+        spool.records == 0 && spool.unreachable_for.is_none()
+    });
+    let inside = logs.wait_logs(ROUNDS * N);
+    assert_eq!(
+        inside.iter().filter(|l| l.body == "Str(inside)").count(),
+        ROUNDS * N
+    );
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = handle.stats();
+    let s = stats.sink("otlp").unwrap();
+    let spool = s.spool.as_ref().unwrap();
+    assert_eq!((s.failed, s.dropped), (0, 0), "{s:#?}");
+    assert_eq!(s.exported + s.spooled, s.forwarded, "{s:#?}");
+    assert_eq!(spool.replayed, spool.spooled, "{s:#?}");
+    assert_eq!(spool.lost(), 0, "{s:#?}");
+}
