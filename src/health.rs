@@ -259,9 +259,13 @@ pub struct SpoolHealth {
     pub oldest_age_seconds: f64,
     /// Whether it is being replayed (it holds requests and the collector is reachable).
     pub replaying: bool,
-    /// How long the collector has been unreachable, in seconds (absent when it is reachable).
+    /// How long the collector has been unreachable, in seconds (absent when it is reachable):
+    /// the longer outage of the two signals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreachable_seconds: Option<f64>,
+    /// The signals whose endpoint is unreachable: `"spans"`, `"logs"` (absent when none is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreachable_signals: Vec<&'static str>,
 }
 
 impl SpoolHealth {
@@ -273,6 +277,7 @@ impl SpoolHealth {
             oldest_age_seconds: spool.oldest_age.unwrap_or_default().as_secs_f64(),
             replaying: spool.replaying,
             unreachable_seconds: spool.unreachable_for.map(|d| d.as_secs_f64()),
+            unreachable_signals: spool.unreachable_signals.clone(),
         }
     }
 }
@@ -660,8 +665,13 @@ fn sink_status(
         .and_then(|s| Some((s, s.unreachable_for?)))
     {
         let error = spool.last_error.as_deref().unwrap_or("unknown error");
+        // Spans and log records are judged apart (they often have separate endpoints).
+        let which = match spool.unreachable_signals.as_slice() {
+            [] => String::new(),
+            signals => format!(" ({})", signals.join(", ")),
+        };
         let msg = format!(
-            "collector unreachable for {down:.1?}; {}: {error}",
+            "collector unreachable for {down:.1?}{which}; {}: {error}",
             spool_summary(spool)
         );
         if down > config.sink_failing_timeout {
@@ -783,6 +793,7 @@ mod tests {
             with_spool(|p| {
                 p.replaying = false;
                 p.unreachable_for = Some(d);
+                p.unreachable_signals = vec!["logs"];
                 p.last_error = Some("tcp connect error".into());
             })
         };
@@ -791,7 +802,7 @@ mod tests {
         assert_eq!(sink.status, HealthStatus::Degraded, "{sink:?}");
         assert!(
             sink.message
-                .starts_with("collector unreachable for 5.0s; 100 records spooled"),
+                .starts_with("collector unreachable for 5.0s (logs); 100 records spooled"),
             "{sink:?}"
         );
         assert!(sink.message.ends_with("tcp connect error"), "{sink:?}");
@@ -801,6 +812,10 @@ mod tests {
         assert_eq!(spool.unreachable_seconds, Some(5.0));
         let json = h.to_json();
         assert!(json.contains("\"spool\":{\"bytes\":10240"), "{json}");
+        assert!(
+            json.contains("\"unreachable_signals\":[\"logs\"]"),
+            "{json}"
+        );
 
         let h = check(&config, &down(Duration::from_secs(61)), true);
         assert_eq!(h.status, HealthStatus::Unhealthy, "{h:#?}");

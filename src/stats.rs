@@ -499,6 +499,8 @@ pub struct SpoolStats {
     /// Spans and log records are judged apart (they often have separate endpoints): this is the
     /// longer of the two, and the other signal may be flowing meanwhile.
     pub unreachable_for: Option<Duration>,
+    /// The signals whose endpoint is unreachable now: `"spans"`, `"logs"`, both or none.
+    pub unreachable_signals: Vec<&'static str>,
     /// Records found in the spool when the sink started: left by an earlier process.
     pub restored: u64,
     /// Records written to the spool since the sink started.

@@ -14,6 +14,7 @@ mod support;
 
 use support::collector::Collector;
 use support::*;
+use tracing_offload::health::HealthStatus;
 use tracing_offload::sink::Otlp;
 use tracing_offload::OffloadLayer;
 
@@ -62,7 +63,14 @@ fn spans_flow_while_the_logs_endpoint_is_down_and_the_logs_follow_when_it_is_bac
         "the log records wait: {s:#?}"
     );
     assert!(spool.unreachable_for.is_some(), "{s:#?}");
+    assert_eq!(spool.unreachable_signals, ["logs"], "{s:#?}");
     assert!(traces.logs().is_empty());
+    // Health names the signal whose endpoint is down.
+    let health = handle.health();
+    let sink = health.component("sink:otlp").unwrap();
+    assert_eq!(sink.status, HealthStatus::Degraded, "{sink:?}");
+    assert!(sink.message.contains("unreachable for"), "{sink:?}");
+    assert!(sink.message.contains("(logs)"), "{sink:?}");
 
     // The logs endpoint comes back: the spooled log records are replayed there.
     let logs = Collector::start_on(logs_grpc, logs_http).unwrap();
@@ -70,6 +78,8 @@ fn spans_flow_while_the_logs_endpoint_is_down_and_the_logs_follow_when_it_is_bac
         let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
         spool.records == 0 && spool.unreachable_for.is_none()
     });
+    let spool = handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    assert!(spool.unreachable_signals.is_empty(), "{spool:#?}");
     let inside = logs.wait_logs(ROUNDS * N);
     assert_eq!(
         inside.iter().filter(|l| l.body == "Str(inside)").count(),

@@ -269,6 +269,11 @@ impl Spool {
                     !inner.store.is_empty_of(kind) && inner.down_since[kind.index()].is_none()
                 }),
             unreachable_for: inner.down_since.iter().flatten().min().map(|t| t.elapsed()),
+            unreachable_signals: [Kind::Traces, Kind::Logs]
+                .into_iter()
+                .filter(|kind| inner.down_since[kind.index()].is_some())
+                .map(Kind::name)
+                .collect(),
             restored: c.restored,
             spooled: c.spooled,
             replayed: c.delivered,
