@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::collector::Collector;
+use support::grpc_receiver::{GrpcAnswer, GrpcReceiver};
 use support::receiver::{Answer, Receiver};
 use support::*;
 use tracing_offload::sink::otlp::{EventsAsLogs, Protocol};
@@ -139,6 +140,42 @@ fn a_grpc_service_the_collector_lacks_is_a_permanent_error() {
     assert!(
         error.contains("OTLP logs rejected, not retried") && error.contains("Unimplemented"),
         "{error}"
+    );
+}
+
+#[test]
+fn the_spool_replay_honours_grpc_retry_info() {
+    // The same over gRPC: the live export fails (`UNAVAILABLE`, not retried), the batch is
+    // spooled; its replay is throttled with `RESOURCE_EXHAUSTED` and a `RetryInfo` of 3 s; the
+    // next attempt is accepted.
+    let receiver = GrpcReceiver::start(vec![
+        GrpcAnswer::Fail(tonic::Code::Unavailable, None),
+        GrpcAnswer::Fail(tonic::Code::ResourceExhausted, Some(Duration::from_secs(3))),
+        GrpcAnswer::Accept,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::new()
+        .endpoint(receiver.endpoint())
+        .protocol(Protocol::Grpc)
+        .events_as_logs(EventsAsLogs::None)
+        .timeout(Duration::from_secs(5))
+        .max_retries(0)
+        .spool(dir.path());
+    let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        let _s = tracing::info_span!("work").entered();
+    });
+    wait_until("the spool replayed", DEADLINE, || {
+        otlp_spool(&handle).replayed == 1
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let got = receiver.received();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let waited = got[2].duration_since(got[1]);
+    assert!(
+        waited >= Duration::from_secs(3),
+        "the replay retried {waited:?} after a RetryInfo of 3 s"
     );
 }
 

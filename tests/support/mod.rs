@@ -11,6 +11,8 @@ use tracing_subscriber::prelude::*;
 
 pub mod admin;
 pub mod collector;
+#[cfg(all(feature = "otlp", not(loom)))]
+pub mod grpc_receiver;
 pub mod receiver;
 pub mod tls;
 
