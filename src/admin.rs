@@ -355,8 +355,10 @@ pub enum AdminError {
 /// for, holds one connection thread for `2 × CONNECTION_TIMEOUT` and a second at most. Nor
 /// can many clients take the endpoint: when every connection is taken, a new one closes a
 /// connection already answered (in its second of reading after the response), else the one
-/// that has waited longest for its request (unanswered), and only when every connection is
-/// being answered is the new one closed unanswered itself.
+/// that has waited longest for its request (unanswered; those that have sent nothing yet go
+/// before those whose request has begun to arrive, so a flood of idle connections does not
+/// close a client whose request comes in pieces), and only when every connection is being
+/// answered is the new one closed unanswered itself.
 pub struct AdminServer {
     addr: SocketAddr,
     stopping: Arc<AtomicBool>,
@@ -514,7 +516,9 @@ fn accept_loop(
 /// a new connection closes the oldest of them to make room: a well-behaved client sends its
 /// request at once, so the one that has waited longest is the slowest, and slow clients
 /// cannot refuse everyone else by taking every slot (and taking them again as soon as their
-/// deadline closes them).
+/// deadline closes them). Connections that have sent nothing yet go before those whose request
+/// has begun to arrive: a flood of idle connections does not close a client whose request
+/// comes in pieces.
 #[derive(Debug, Default)]
 struct Waiting {
     queue: Mutex<WaitingQueue>,
@@ -522,8 +526,10 @@ struct Waiting {
 
 #[derive(Debug, Default)]
 struct WaitingQueue {
-    /// Each connection's id and a handle to it, oldest first.
+    /// Each connection's id and a handle to it, oldest first: those that have sent nothing.
     connections: VecDeque<(u64, TcpStream)>,
+    /// The same for connections whose request has begun to arrive.
+    started: VecDeque<(u64, TcpStream)>,
     /// The same for connections already answered, in their lingering close: the first to
     /// make room (closing one early only cuts short the reading of what its client sent after
     /// its request).
@@ -565,15 +571,16 @@ impl Waiting {
         })
     }
 
-    /// Closes an answered connection in its lingering close, else the oldest connection
-    /// waiting for its request (its thread's read returns at once, and it ends without an
-    /// answer); `false` when there is neither.
+    /// Closes an answered connection in its lingering close, else the oldest connection that
+    /// has sent nothing, else the oldest whose request has begun to arrive (its thread's read
+    /// returns at once, and it ends without an answer); `false` when there is none.
     fn close_oldest(&self) -> bool {
         let mut queue = self.lock();
-        let oldest = match queue.answered.pop_front() {
-            Some(answered) => Some(answered),
-            None => queue.connections.pop_front(),
-        };
+        let oldest = queue
+            .answered
+            .pop_front()
+            .or_else(|| queue.connections.pop_front())
+            .or_else(|| queue.started.pop_front());
         drop(queue);
         oldest.is_some_and(|(_, stream)| {
             let _ = stream.shutdown(Shutdown::Both);
@@ -587,15 +594,29 @@ impl Waiting {
     }
 }
 
+impl WaitingTicket {
+    /// Its request has begun to arrive: it is closed to make room only after every connection
+    /// that has sent nothing.
+    fn started(&self) {
+        let mut queue = self.waiting.lock();
+        if let Some(at) = queue.connections.iter().position(|(id, _)| *id == self.id) {
+            if let Some(entry) = queue.connections.remove(at) {
+                queue.started.push_back(entry);
+            }
+        }
+    }
+}
+
 impl Drop for WaitingTicket {
     fn drop(&mut self) {
         let mut queue = self.waiting.lock();
         let WaitingQueue {
             connections,
+            started,
             answered,
             ..
         } = &mut *queue;
-        for list in [connections, answered] {
+        for list in [connections, started, answered] {
             if let Some(at) = list.iter().position(|(id, _)| *id == self.id) {
                 list.remove(at);
                 return;
@@ -617,7 +638,11 @@ fn serve_connection(
     source: &dyn AdminSource,
     limits: Limits,
 ) {
-    let head = read_request_head(&mut stream, accepted_at + limits.request);
+    let head = read_request_head(&mut stream, accepted_at + limits.request, || {
+        if let Some(ticket) = &ticket {
+            ticket.started();
+        }
+    });
     // It has its request (or never will): no longer one to close to make room.
     drop(ticket);
     let reply = match head {
@@ -705,9 +730,15 @@ enum HeadError {
 
 /// Reads up to the end of the request head (`\r\n\r\n`), at most [`MAX_REQUEST_HEAD`] bytes,
 /// all of it before `deadline`.
-fn read_request_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadError> {
+/// `started` is called once, when the first bytes have come.
+fn read_request_head(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    started: impl FnOnce(),
+) -> Result<Vec<u8>, HeadError> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
+    let mut started = Some(started);
     loop {
         let n = read_before(stream, &mut chunk, deadline).map_err(|e| match e.kind() {
             io::ErrorKind::TimedOut => HeadError::TimedOut,
@@ -715,6 +746,9 @@ fn read_request_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8
         })?;
         if n == 0 {
             return Err(HeadError::Io);
+        }
+        if let Some(started) = started.take() {
+            started();
         }
         head.extend_from_slice(&chunk[..n]);
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -901,6 +935,53 @@ fn into_axum(r: AdminResponse) -> axum::response::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_that_sent_nothing_make_room_before_those_whose_request_has_begun() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pairs: Vec<(TcpStream, TcpStream)> = (0..3)
+            .map(|_| {
+                let client = TcpStream::connect(addr).unwrap();
+                (client, listener.accept().unwrap().0)
+            })
+            .collect();
+        let waiting = Arc::new(Waiting::default());
+        let tickets: Vec<WaitingTicket> = pairs
+            .iter()
+            .map(|(_, server)| Waiting::add(&waiting, server).unwrap())
+            .collect();
+        // The oldest has begun to send its request; the two younger ones have sent nothing.
+        tickets[0].started();
+        let ids = |list: &VecDeque<(u64, TcpStream)>| -> Vec<u64> {
+            list.iter().map(|(id, _)| *id).collect()
+        };
+        let closed_client = |i: usize| {
+            let mut client = &pairs[i].0;
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            matches!(client.read(&mut [0u8; 8]), Ok(0) | Err(_))
+        };
+        assert!(waiting.close_oldest());
+        assert!(
+            closed_client(1),
+            "the oldest silent connection is closed first"
+        );
+        {
+            let queue = waiting.lock();
+            assert_eq!(ids(&queue.connections), [tickets[2].id]);
+            assert_eq!(ids(&queue.started), [tickets[0].id]);
+        }
+        assert!(waiting.close_oldest());
+        assert!(closed_client(2));
+        assert!(waiting.close_oldest());
+        assert!(closed_client(0), "then the one whose request had begun");
+        assert!(!waiting.close_oldest(), "none left");
+        drop(tickets);
+        let queue = waiting.lock();
+        assert!(queue.connections.is_empty() && queue.started.is_empty());
+    }
     use crate::health::HealthMonitor;
     use crate::stats::tests_support::sample_stats;
 
