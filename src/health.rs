@@ -9,12 +9,13 @@
 //! |---|---|---|
 //! | `queue` | depth ≥ [`queue_saturation`](HealthConfig::queue_saturation) × capacity, or records were dropped before the drain thread within the last [`drop_window`](HealthConfig::drop_window) | — |
 //! | `drain` | — | the drain thread has stopped (died or shut down), or its heartbeat is older than [`heartbeat_timeout`](HealthConfig::heartbeat_timeout) |
-//! | `sink:<name>` | the sink's last export failed; its collector is unreachable and it is spooling (a sink with a spool); one `export` (or `flush`) call has been running for longer than [`export_stuck_after`](HealthConfig::export_stuck_after), whatever the traffic (stuck); its buffer, or its spool's budget, is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records (or lost spooled ones: evicted, corrupt, rejected) within the last `drop_window` | it has been failing, or its collector unreachable, for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
-//!
-//! A sink with a spool also shows it in [`ComponentHealth::spool`]: its bytes, the age of its
-//! oldest request, and whether it is replaying.
+//! | `sink:<name>` | the sink's last export failed; its collector is unreachable and it is spooling (a sink with a spool); one `export` (or `flush`) call has been running for longer than [`export_stuck_after`](HealthConfig::export_stuck_after), whatever the traffic, or (a sink with a spool) a request has waited that long for the collector's answer (stuck); its buffer, or its spool's budget, is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records (or lost spooled ones: evicted, corrupt, rejected) within the last `drop_window` | it has been failing, or its collector unreachable or not answering, for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
 //! | `open_spans` | a span has been open longer than [`stuck_span_after`](HealthConfig::stuck_span_after), or more than [`max_open_spans`](HealthConfig::max_open_spans) spans are open | — |
 //! | `tail_sampling` (when on) | it holds ≥ [`tail_buffer_saturation`](HealthConfig::tail_buffer_saturation) × its budget, or it decided traces early because its budget was full within the last `drop_window` (they may be written in part, or dropped though they would have qualified) | — |
+//!
+//! A sink with a spool also shows it in [`ComponentHealth::spool`]: its bytes, the age of its
+//! oldest request, whether it is replaying, which signals are unreachable, and how long the
+//! oldest request still waiting for the collector's answer has waited.
 //!
 //! "Within the last window" needs memory of earlier checks: [`HealthMonitor`] keeps the last
 //! drop totals and when they last grew. Drops seen on the first check count as recent.
@@ -266,6 +267,10 @@ pub struct SpoolHealth {
     /// The signals whose endpoint is unreachable: `"spans"`, `"logs"` (absent when none is).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreachable_signals: Vec<&'static str>,
+    /// How long the oldest request still waiting for the collector's answer has waited, in
+    /// seconds (absent when none waits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unanswered_seconds: Option<f64>,
 }
 
 impl SpoolHealth {
@@ -278,6 +283,7 @@ impl SpoolHealth {
             replaying: spool.replaying,
             unreachable_seconds: spool.unreachable_for.map(|d| d.as_secs_f64()),
             unreachable_signals: spool.unreachable_signals.clone(),
+            unanswered_seconds: spool.unanswered_for.map(|d| d.as_secs_f64()),
         }
     }
 }
@@ -690,6 +696,29 @@ fn sink_status(
         );
         return (HealthStatus::Degraded, msg);
     }
+    if let Some((spool, waited)) = sink
+        .spool
+        .as_ref()
+        .and_then(|s| Some((s, s.unanswered_for?)))
+        .filter(|(_, waited)| *waited > config.export_stuck_after)
+    {
+        // Requests go to the spool while the collector keeps them waiting: nothing is lost,
+        // but nothing is delivered either.
+        let msg = format!(
+            "stuck: the collector has not answered a request for {waited:.1?} (stuck after \
+             {:?}); {}",
+            config.export_stuck_after,
+            spool_summary(spool)
+        );
+        if waited > config.sink_failing_timeout {
+            let limit = config.sink_failing_timeout;
+            return (
+                HealthStatus::Unhealthy,
+                format!("{msg} (unhealthy after {limit:?})"),
+            );
+        }
+        return (HealthStatus::Degraded, msg);
+    }
     let fill = format!(
         "{} of {} records buffered",
         sink.buffered, sink.buffer_capacity
@@ -714,18 +743,24 @@ fn sink_status(
         return (HealthStatus::Degraded, msg);
     }
     if dropped_recently {
-        let lost = match &sink.spool {
-            Some(s) if s.lost() > 0 => format!(
-                "; lost from the spool: evicted {}, corrupt {}, rejected {}",
+        let mut what = Vec::new();
+        if sink.dropped > 0 {
+            what.push(format!(
+                "{} in total: {}",
+                sink.dropped,
+                drop_summary(&sink.dropped_by_reason)
+            ));
+        }
+        if let Some(s) = sink.spool.as_ref().filter(|s| s.lost() > 0) {
+            what.push(format!(
+                "lost from the spool: evicted {}, corrupt {}, rejected {}",
                 s.evicted, s.corrupt_records, s.rejected
-            ),
-            _ => String::new(),
-        };
+            ));
+        }
         let msg = format!(
-            "records dropped within the last {:?} ({} in total: {}{lost}); {fill}",
+            "records dropped within the last {:?} ({}); {fill}",
             config.drop_window,
-            sink.dropped,
-            drop_summary(&sink.dropped_by_reason)
+            what.join("; ")
         );
         return (HealthStatus::Degraded, msg);
     }
@@ -784,6 +819,34 @@ mod tests {
         f(&mut spool);
         s.sinks[0].spool = Some(spool);
         s
+    }
+
+    #[test]
+    fn a_spooling_sink_whose_collector_does_not_answer_is_stuck_then_unhealthy() {
+        let config = HealthConfig::default();
+        let waiting = |d| {
+            with_spool(|p| {
+                p.replaying = true;
+                p.unanswered_for = Some(d);
+            })
+        };
+        let h = check(&config, &waiting(Duration::from_secs(1)), false);
+        let sink = h.component("sink:json").unwrap();
+        assert_eq!(sink.status, HealthStatus::Healthy, "{sink:?}");
+        let h = check(&config, &waiting(Duration::from_secs(6)), false);
+        let sink = h.component("sink:json").unwrap();
+        assert_eq!(sink.status, HealthStatus::Degraded, "{sink:?}");
+        assert!(
+            sink.message
+                .starts_with("stuck: the collector has not answered a request for 6.0s"),
+            "{sink:?}"
+        );
+        assert!(sink.message.contains("100 records spooled"), "{sink:?}");
+        assert_eq!(sink.spool.as_ref().unwrap().unanswered_seconds, Some(6.0));
+        let h = check(&config, &waiting(Duration::from_secs(61)), false);
+        let sink = h.component("sink:json").unwrap();
+        assert_eq!(sink.status, HealthStatus::Unhealthy, "{sink:?}");
+        assert!(sink.message.ends_with("(unhealthy after 60s)"), "{sink:?}");
     }
 
     #[test]
@@ -853,8 +916,12 @@ mod tests {
         assert_eq!(sink.status, HealthStatus::Degraded, "{sink:?}");
         assert!(
             sink.message
-                .contains("lost from the spool: evicted 7, corrupt 0, rejected 0"),
+                .contains("(lost from the spool: evicted 7, corrupt 0, rejected 0)"),
             "{sink:?}"
+        );
+        assert!(
+            !sink.message.contains("in total"),
+            "no sink drops: {sink:?}"
         );
     }
 

@@ -61,7 +61,8 @@
 //! | `offload_sink_spool_capacity_bytes` | gauge | `sink` | the spool's budget |
 //! | `offload_sink_spool_oldest_age_seconds` | gauge | `sink` | how long ago the oldest request in the spool was written (0 when it is empty) |
 //! | `offload_sink_spool_replaying` | gauge | `sink` | 1 while the spool is replayed (it holds requests and the collector is reachable) |
-//! | `offload_sink_spool_unreachable_seconds` | gauge | `sink` | how long the collector has been unreachable (0 when it is not) |
+//! | `offload_sink_spool_unreachable_seconds` | gauge | `sink` | how long the collector has been unreachable (0 when it is not): the longer of the two signals' outages |
+//! | `offload_sink_spool_unanswered_seconds` | gauge | `sink` | how long the oldest request still waiting for the collector's answer has waited (0 when none waits) |
 //!
 //! The `offload_sink_spool_*` families are there for sinks with a spool (an OTLP sink with
 //! [`Otlp::spool`](crate::sink::Otlp::spool)), their counters at 0 until they happen. A spooled
@@ -767,6 +768,13 @@ fn encode_spools(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::R
         "How long the collector has been unreachable, requests going to the spool (0 when it is reachable).",
         Some(&Unit::Seconds),
         &seconds(&|p| p.unreachable_for),
+    )?;
+    gauge_family(
+        enc,
+        "offload_sink_spool_unanswered",
+        "How long the oldest request still waiting for the collector's answer has waited (0 when none waits).",
+        Some(&Unit::Seconds),
+        &seconds(&|p| p.unanswered_for),
     )
 }
 
@@ -828,6 +836,7 @@ mod tests {
             records: 40,
             oldest_age: Some(Duration::from_millis(2500)),
             unreachable_for: Some(Duration::from_secs(3)),
+            unanswered_for: Some(Duration::from_millis(1500)),
             restored: 5,
             spooled: 50,
             replayed: 10,
@@ -850,6 +859,7 @@ mod tests {
             "offload_sink_spool_oldest_age_seconds{sink=\"json\"} 2.5",
             "offload_sink_spool_replaying{sink=\"json\"} 0",
             "offload_sink_spool_unreachable_seconds{sink=\"json\"} 3.0",
+            "offload_sink_spool_unanswered_seconds{sink=\"json\"} 1.5",
         ] {
             assert!(
                 text.contains(&format!("{line}\n")),

@@ -501,6 +501,11 @@ pub struct SpoolStats {
     pub unreachable_for: Option<Duration>,
     /// The signals whose endpoint is unreachable now: `"spans"`, `"logs"`, both or none.
     pub unreachable_signals: Vec<&'static str>,
+    /// How long the oldest request still waiting for the collector's answer has waited: a live
+    /// export whose request was spooled while it ran, or the replay's request in flight. A
+    /// collector that accepts connections and never answers shows here (health: stuck), not as
+    /// unreachable, until the request times out.
+    pub unanswered_for: Option<Duration>,
     /// Records found in the spool when the sink started: left by an earlier process.
     pub restored: u64,
     /// Records written to the spool since the sink started.

@@ -163,3 +163,50 @@ fn a_shutdown_keeps_its_deadline_while_requests_hang_and_leaves_them_spooled() {
     let _ = guard.shutdown(Duration::from_secs(1));
     silent.stop();
 }
+
+/// A collector that takes connections and never answers is not "healthy": nothing reaches it,
+/// though nothing is lost (the requests wait in the spool). Health said healthy and
+/// "replaying" until the first request timed out (10 s by default, up to 600 s), and only then
+/// "unreachable"; the stuck rule never fired, since the sink thread itself waits only
+/// `spool_after`. It now says stuck once a request has waited `export_stuck_after`.
+#[test]
+fn a_collector_that_never_answers_shows_in_health_before_any_request_times_out() {
+    let silent = Unanswering::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = OffloadLayer::builder()
+        .health_config(
+            tracing_offload::health::HealthConfig::default()
+                .export_stuck_after(Duration::from_millis(500)),
+        )
+        .sink(unanswered_sink(silent.port, dir.path()))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    work_spans(layer, 100u64);
+    handle.flush(DEADLINE).unwrap();
+    // Well within the requests' 30 s timeout.
+    wait_until(
+        "health says the sink is stuck",
+        Duration::from_secs(10),
+        || {
+            let health = handle.health();
+            let sink = health.component("sink:otlp").unwrap();
+            sink.status == tracing_offload::health::HealthStatus::Degraded
+                && sink.message.contains("has not answered")
+        },
+    );
+    let spool = otlp_spool(&handle);
+    assert!(
+        spool.unanswered_for >= Some(Duration::from_millis(500)),
+        "{spool:#?}"
+    );
+    assert_eq!(
+        spool.unreachable_for, None,
+        "no request has failed yet: {spool:#?}"
+    );
+    assert_eq!(spool.records, 100, "{spool:#?}");
+    let s = handle.stats().sink("otlp").unwrap().clone();
+    assert_eq!((s.spooled, s.failed, s.dropped), (100, 0, 0), "{s:#?}");
+    drop(guard.shutdown(Duration::from_secs(1)));
+    silent.stop();
+}

@@ -444,6 +444,7 @@ impl Otlp {
             return spool_request(&engine.spool, &chunk.encode(ctx), None);
         }
         let live = LiveExport::new(kind);
+        let started = Instant::now();
         engine.live[kind.index()] = Some(Arc::clone(&live));
         engine
             .runtime
@@ -455,7 +456,10 @@ impl Otlp {
         let request = chunk.encode(ctx);
         let spool = &engine.spool;
         match live.hand_off(|| spool.append(request.kind, request.records, &request.bytes, true)) {
-            Handoff::Spooled => Ok(()),
+            Handoff::Spooled => {
+                spool.held(kind, started);
+                Ok(())
+            }
             Handoff::Finished(result) => after_live(spool, kind, result, || request),
             Handoff::NotSpooled(e) => match live.wait(deadline) {
                 // The spool failed: as without one, wait for the export.

@@ -116,6 +116,11 @@ struct Inner {
     /// Per signal (by [`Kind::index`]): since when its endpoint has been unreachable, that is,
     /// the last attempt (live or replayed) failed transiently. `None` after a success.
     down_since: [Option<Instant>; 2],
+    /// Per signal: since when the live export handed to the spool (still running when the
+    /// sink thread stopped waiting for it) has waited for its answer.
+    held_since: [Option<Instant>; 2],
+    /// Per signal: since when the replay's request in flight has waited for its answer.
+    sending_since: [Option<Instant>; 2],
     /// The last error of a live export or a replay, or the store's last problem.
     last_error: Option<String>,
     /// Set by shutdown: the replay finishes its request until then, and stops.
@@ -133,6 +138,8 @@ impl Spool {
                 last_error: store.last_problem.clone(),
                 store,
                 down_since: [None; 2],
+                held_since: [None; 2],
+                sending_since: [None; 2],
                 stop_at: None,
             }),
             wake: Default::default(),
@@ -193,8 +200,21 @@ impl Spool {
     /// the spool (counted replayed); failed transiently, it is replayed; refused, it is counted
     /// rejected.
     pub(super) fn late(&self, id: EntryId, kind: Kind, outcome: Outcome) {
+        self.lock().held_since[kind.index()] = None;
         self.finish(id, kind, outcome);
         self.wake[kind.index()].notify_one();
+    }
+
+    /// A live export of `kind`, started at `started`, still runs while its request waits in
+    /// the spool: the collector has not answered it yet.
+    pub(super) fn held(&self, kind: Kind, started: Instant) {
+        self.lock().held_since[kind.index()].get_or_insert(started);
+    }
+
+    /// How the replay's request of `kind` in flight ended.
+    fn replayed(&self, id: EntryId, kind: Kind, outcome: Outcome) {
+        self.lock().sending_since[kind.index()] = None;
+        self.finish(id, kind, outcome);
     }
 
     /// Records how a request of `kind` in flight ended.
@@ -245,6 +265,9 @@ impl Spool {
             return None;
         }
         let batch = inner.store.take_oldest(kind);
+        if batch.is_some() {
+            inner.sending_since[kind.index()] = Some(Instant::now());
+        }
         if let Some(problem) = inner.store.last_problem.take() {
             inner.last_error = Some(problem);
         }
@@ -269,6 +292,13 @@ impl Spool {
                     !inner.store.is_empty_of(kind) && inner.down_since[kind.index()].is_none()
                 }),
             unreachable_for: inner.down_since.iter().flatten().min().map(|t| t.elapsed()),
+            unanswered_for: inner
+                .held_since
+                .iter()
+                .chain(&inner.sending_since)
+                .flatten()
+                .min()
+                .map(|t| t.elapsed()),
             unreachable_signals: [Kind::Traces, Kind::Logs]
                 .into_iter()
                 .filter(|kind| inner.down_since[kind.index()].is_some())

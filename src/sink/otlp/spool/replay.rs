@@ -80,7 +80,7 @@ async fn run_signal(spool: &Spool, senders: &Senders, kind: Kind) {
             attempt = senders.send(&batch) => attempt,
             () = stop_deadline(spool, kind) => {
                 // Shutdown's deadline: the batch stays spooled for the next process.
-                spool.finish(id, kind, Outcome::Transient("shut down while replaying".to_owned()));
+                spool.replayed(id, kind, Outcome::Transient("shut down while replaying".to_owned()));
                 return;
             }
         };
@@ -96,7 +96,7 @@ async fn run_signal(spool: &Spool, senders: &Senders, kind: Kind) {
             }
             Outcome::Permanent(_) => {}
         }
-        spool.finish(id, kind, attempt.outcome);
+        spool.replayed(id, kind, attempt.outcome);
     }
 }
 
