@@ -125,3 +125,51 @@ fn promtool_accepts_the_tail_sampling_metrics_and_they_add_up() {
     guard.shutdown(DEADLINE).unwrap();
     promtool_check(&promtool, &handle.render_prometheus());
 }
+
+/// The spool's families, from a real OTLP sink whose collector is down (the requests go to the
+/// spool): `promtool` accepts them, and they say what the stats say.
+#[cfg(feature = "otlp")]
+#[test]
+fn promtool_accepts_the_spool_metrics() {
+    use tracing_offload::sink::otlp::EventsAsLogs;
+    use tracing_offload::sink::Otlp;
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::new()
+        .endpoint(format!("http://127.0.0.1:{nowhere}"))
+        .events_as_logs(EventsAsLogs::None)
+        .timeout(Duration::from_millis(500))
+        .max_retries(0)
+        .spool(dir.path());
+    let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..10 {
+            drop(tracing::info_span!("work", i).entered());
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    wait_until("the collector known unreachable", DEADLINE, || {
+        let stats = handle.stats();
+        let spool = stats.sink("otlp").unwrap().spool.as_ref().unwrap();
+        spool.records == 10 && spool.unreachable_for.is_some()
+    });
+    let text = handle.render_prometheus();
+    promtool_check(&promtool, &text);
+    for family in [
+        "offload_sink_spool_depth{sink=\"otlp\"} 10\n",
+        "offload_sink_spool_replaying{sink=\"otlp\"} 0\n",
+        "offload_sink_spool_unreachable_seconds{sink=\"otlp\"} ",
+        "offload_sink_spool_unanswered_seconds{sink=\"otlp\"} ",
+    ] {
+        assert!(text.contains(family), "{family:?} missing:\n{text}");
+    }
+    guard.shutdown(DEADLINE).unwrap();
+}
