@@ -15,6 +15,7 @@ mod support;
 use support::collector::Collector;
 use support::*;
 use tracing_offload::health::HealthStatus;
+use tracing_offload::sink::otlp::EventsAsLogs;
 use tracing_offload::sink::Otlp;
 use tracing_offload::OffloadLayer;
 
@@ -93,4 +94,97 @@ fn spans_flow_while_the_logs_endpoint_is_down_and_the_logs_follow_when_it_is_bac
     assert_eq!(s.exported + s.spooled, s.forwarded, "{s:#?}");
     assert_eq!(spool.replayed, spool.spooled, "{s:#?}");
     assert_eq!(spool.lost(), 0, "{s:#?}");
+}
+
+/// Log records spooled while their endpoint was down, then a restart whose configuration does
+/// not export logs: they are kept for a configuration that does, not deleted. They used to be
+/// replayed into a refusal of the sink's own making, counted `rejected` (as if the collector
+/// had refused them) and deleted within a second. Found by an adversary.
+#[test]
+fn logs_spooled_under_an_earlier_configuration_wait_for_one_that_exports_them() {
+    let Some(traces) = Collector::start() else {
+        return;
+    };
+    let Some((logs_grpc, logs_http)) = Collector::ports_for_later() else {
+        return;
+    };
+    let traces_endpoint = traces.grpc_endpoint();
+    let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
+    let env = |var: &str| match var {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces_endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs_endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("500".to_owned()),
+        _ => None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sink = |events: EventsAsLogs| {
+        Otlp::from_env_with(&env)
+            .events_as_logs(events)
+            .max_retries(0)
+            .spool(dir.path())
+    };
+    let spool_of = |handle: &tracing_offload::Handle| {
+        handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
+    };
+
+    // 1. The logs endpoint is down: the events wait in the spool.
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(sink(EventsAsLogs::All))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..N {
+            let _s = tracing::info_span!("request", i).entered();
+            tracing::info!("inside");
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    wait_until("the log records spooled", DEADLINE, || {
+        spool_of(&handle).records == N as u64
+    });
+    guard.shutdown(DEADLINE).unwrap();
+
+    // 2. Restarted without logs: the spans go on; the log records are kept, not rejected.
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(sink(EventsAsLogs::None))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        drop(tracing::info_span!("after the restart").entered())
+    });
+    handle.flush(DEADLINE).unwrap();
+    traces.wait_for("the span after the restart", DEADLINE, |c| {
+        c.spans().iter().any(|s| s.name == "after the restart")
+    });
+    let spool = spool_of(&handle);
+    assert_eq!(
+        (spool.restored, spool.records),
+        (N as u64, N as u64),
+        "{spool:#?}"
+    );
+    assert_eq!(spool.lost(), 0, "{spool:#?}");
+    assert!(!spool.replaying, "{spool:#?}");
+    let error = spool.last_error.clone().unwrap_or_default();
+    assert!(error.contains("does not export"), "{spool:#?}");
+    guard.shutdown(DEADLINE).unwrap();
+    let spool = spool_of(&handle);
+    assert_eq!((spool.records, spool.lost()), (N as u64, 0), "{spool:#?}");
+
+    // 3. A configuration that exports logs, with their endpoint up: they are delivered.
+    let logs = Collector::start_on(logs_grpc, logs_http).unwrap();
+    let (_layer, guard) = OffloadLayer::builder()
+        .sink(sink(EventsAsLogs::All))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    wait_until("the kept log records replayed", DEADLINE, || {
+        spool_of(&handle).records == 0
+    });
+    let inside = logs.wait_logs(N);
+    assert_eq!(inside.iter().filter(|l| l.body == "Str(inside)").count(), N);
+    guard.shutdown(DEADLINE).unwrap();
+    let spool = spool_of(&handle);
+    assert_eq!((spool.replayed, spool.lost()), (N as u64, 0), "{spool:#?}");
 }

@@ -125,6 +125,8 @@ struct Inner {
     last_error: Option<String>,
     /// Set by shutdown: the replay finishes its request until then, and stops.
     stop_at: Option<Instant>,
+    /// Per signal: whether this sink exports it (and replays it).
+    exported: [bool; 2],
 }
 
 // === impl Spool ===
@@ -141,6 +143,7 @@ impl Spool {
                 held_since: [None; 2],
                 sending_since: [None; 2],
                 stop_at: None,
+                exported: [true; 2],
             }),
             wake: Default::default(),
             stopping: Default::default(),
@@ -157,6 +160,29 @@ impl Spool {
     pub(super) fn straight_to_spool(&self, kind: Kind) -> bool {
         let inner = self.lock();
         inner.down_since[kind.index()].is_some() && !inner.store.is_empty_of(kind)
+    }
+
+    /// Which signals this sink exports. The requests of one it does not export (spooled under
+    /// an earlier configuration) are kept, not replayed: a later configuration that exports it
+    /// replays them. Noted in the spool's last error, so that health says why they wait.
+    pub(super) fn set_exported(&self, traces: bool, logs: bool) {
+        let mut inner = self.lock();
+        inner.exported = [traces, logs];
+        let waiting: Vec<String> = [Kind::Traces, Kind::Logs]
+            .into_iter()
+            .filter(|kind| !inner.exported[kind.index()])
+            .filter_map(|kind| {
+                let n = inner.store.batches_of(kind);
+                (n > 0).then(|| format!("{n} requests of {}", kind.name()))
+            })
+            .collect();
+        if !waiting.is_empty() {
+            inner.last_error = Some(format!(
+                "the spool holds {}, which this sink does not export (its configuration \
+                 changed): kept for a configuration that exports them",
+                waiting.join(" and ")
+            ));
+        }
     }
 
     /// Whether the endpoint of `kind` is marked unreachable.
@@ -289,7 +315,9 @@ impl Spool {
                 .map(|t| SystemTime::now().duration_since(t).unwrap_or_default()),
             replaying: inner.stop_at.is_none()
                 && [Kind::Traces, Kind::Logs].into_iter().any(|kind| {
-                    !inner.store.is_empty_of(kind) && inner.down_since[kind.index()].is_none()
+                    inner.exported[kind.index()]
+                        && !inner.store.is_empty_of(kind)
+                        && inner.down_since[kind.index()].is_none()
                 }),
             unreachable_for: inner.down_since.iter().flatten().min().map(|t| t.elapsed()),
             unanswered_for: inner
@@ -512,6 +540,7 @@ impl Engine {
         senders: Senders,
     ) -> std::io::Result<Engine> {
         let handle = runtime.handle().clone();
+        spool.set_exported(senders.exports(Kind::Traces), senders.exports(Kind::Logs));
         let finished = Arc::new(Finished::default());
         let thread = {
             let spool = Arc::clone(&spool);

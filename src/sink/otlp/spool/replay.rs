@@ -43,11 +43,17 @@ impl From<Outcome> for Attempt {
 
 /// Replays until the spool is stopped: each signal on its own, so that one whose endpoint is
 /// down holds nothing of the other's back.
+///
+/// A signal this sink does not export (its configuration changed since the requests were
+/// spooled) is not replayed: its requests stay in the spool for a configuration that exports
+/// it (see [`Spool::set_exported`]).
 pub(super) async fn run(spool: &Spool, senders: &Senders) {
-    tokio::join!(
-        run_signal(spool, senders, Kind::Traces),
-        run_signal(spool, senders, Kind::Logs)
-    );
+    let replay = |kind| async move {
+        if senders.exports(kind) {
+            run_signal(spool, senders, kind).await;
+        }
+    };
+    tokio::join!(replay(Kind::Traces), replay(Kind::Logs));
 }
 
 /// Replays the requests of `kind`, oldest first, until the spool is stopped.
@@ -113,7 +119,7 @@ async fn stop_deadline(spool: &Spool, kind: Kind) {
 
 /// How the replay reaches the collector: the sink's transport, endpoints, headers, TLS and
 /// compression. A signal the sink does not export has no sender: its spooled requests (from an
-/// earlier configuration) are refused.
+/// earlier configuration) are not replayed, but kept for a configuration that exports it.
 #[derive(Debug)]
 pub(in crate::sink::otlp) enum Senders {
     Grpc(Box<GrpcSenders>),
@@ -142,6 +148,16 @@ pub(in crate::sink::otlp) struct HttpSenders {
 // === impl Senders ===
 
 impl Senders {
+    /// Whether this sink exports `kind` (has a sender for it).
+    pub(super) fn exports(&self, kind: Kind) -> bool {
+        match (self, kind) {
+            (Senders::Grpc(g), Kind::Traces) => g.traces.is_some(),
+            (Senders::Grpc(g), Kind::Logs) => g.logs.is_some(),
+            (Senders::Http(h), Kind::Traces) => h.traces.is_some(),
+            (Senders::Http(h), Kind::Logs) => h.logs.is_some(),
+        }
+    }
+
     /// Sends one spooled request, once.
     async fn send(&self, batch: &Batch) -> Attempt {
         match self {

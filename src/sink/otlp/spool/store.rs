@@ -649,6 +649,11 @@ impl Store {
         }
     }
 
+    /// How many batches of `kind` the spool holds.
+    pub(crate) fn batches_of(&self, kind: Kind) -> u64 {
+        self.batches_of[kind.index()]
+    }
+
     /// Whether the spool holds no batch of `kind`.
     pub(crate) fn is_empty_of(&self, kind: Kind) -> bool {
         self.batches_of[kind.index()] == 0
