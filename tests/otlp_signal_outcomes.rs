@@ -14,7 +14,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::collector::Collector;
+use support::collector::{marker_count, Collector};
 use support::*;
 use tracing_offload::sink::Otlp;
 use tracing_offload::OffloadLayer;
@@ -44,16 +44,6 @@ fn spans_delivered_while_the_logs_service_refuses_are_counted_exported() {
     // The spans went through; the events, sent as log records, were refused.
     assert_eq!((s.exported, s.failed), (N as u64, N as u64), "{s:#?}");
     assert_eq!(s.forwarded, 2 * N as u64);
-}
-
-/// The leading count of a drop marker's text (`"12 records dropped since …"`).
-fn marker_count(body: &str) -> Option<u64> {
-    let (before, _) = body.split_once(" records dropped since")?;
-    let digits = before.len()
-        - before
-            .trim_start_matches(|c: char| !c.is_ascii_digit())
-            .len();
-    before[digits..].parse().ok()
 }
 
 #[test]

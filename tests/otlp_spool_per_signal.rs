@@ -12,7 +12,7 @@
 
 mod support;
 
-use support::collector::Collector;
+use support::collector::{marker_count, Collector};
 use support::*;
 use tracing_offload::health::HealthStatus;
 use tracing_offload::sink::otlp::EventsAsLogs;
@@ -187,4 +187,74 @@ fn logs_spooled_under_an_earlier_configuration_wait_for_one_that_exports_them() 
     guard.shutdown(DEADLINE).unwrap();
     let spool = spool_of(&handle);
     assert_eq!((spool.replayed, spool.lost()), (N as u64, 0), "{spool:#?}");
+}
+
+/// Drop markers travel as log records. While the logs endpoint is down they are held back, not
+/// spooled: in the spool, its budget evicted them with the requests they were in, and the
+/// drops they reported were never reported again (a burst of 18 100 drops was reported as 3 835
+/// evicted records and nothing else). Found by an adversary.
+#[test]
+fn drop_markers_are_held_back_while_the_logs_endpoint_is_down_and_report_every_loss() {
+    let Some(traces) = Collector::start() else {
+        return;
+    };
+    let Some((logs_grpc, logs_http)) = Collector::ports_for_later() else {
+        return;
+    };
+    let traces_endpoint = traces.grpc_endpoint();
+    let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
+    let env = |var: &str| match var {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces_endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs_endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("500".to_owned()),
+        _ => None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::from_env_with(&env)
+        .max_retries(0)
+        .max_export_batch_size(50)
+        .spool(dir.path())
+        .spool_max_bytes(64 * 1024);
+    // A small queue: a burst is mostly refused, and each batch after the first carries a
+    // marker for the drops before it.
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(64)
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let dispatch = dispatch(layer);
+    tracing::dispatcher::with_default(&dispatch, || {
+        for round in 0..10 {
+            for i in 0..2_000 {
+                tracing::info!(round, i, "burst");
+            }
+            handle.flush(DEADLINE).unwrap();
+        }
+    });
+    let before = handle.stats();
+    let s = before.sink("otlp").unwrap();
+    let spool = s.spool.as_ref().unwrap();
+    assert!(before.dropped > 0, "{before:#?}");
+    assert!(spool.evicted > 0, "the budget evicted requests: {spool:#?}");
+
+    // The logs endpoint comes back; the next batch's marker reports every loss so far.
+    let logs = Collector::start_on(logs_grpc, logs_http).unwrap();
+    wait_until("the logs endpoint found back", DEADLINE, || {
+        tracing::dispatcher::with_default(&dispatch, || tracing::info!("after"));
+        handle.flush(DEADLINE).unwrap();
+        let stats = handle.stats();
+        let spool = stats.sink("otlp").unwrap().spool.clone().unwrap();
+        spool.records == 0 && spool.unreachable_for.is_none()
+    });
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("last"));
+    handle.flush(DEADLINE).unwrap();
+    let stats = handle.stats();
+    let s = stats.sink("otlp").unwrap();
+    let lost = stats.dropped + s.failed + s.dropped + s.spool.as_ref().unwrap().lost();
+    let reported =
+        |c: &Collector| -> u64 { c.logs().iter().filter_map(|l| marker_count(&l.body)).sum() };
+    logs.wait_for("markers for every loss", DEADLINE, |c| reported(c) >= lost);
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(reported(&logs), lost, "{stats:#?}");
 }

@@ -216,6 +216,10 @@ impl<'a> SinkRunner<'a> {
             Err(_) => 0,
             Ok(_) => self.take_spooled().min(data),
         };
+        // Markers the sink held back (not written): their counts go into the next marker.
+        if result.is_ok() && self.sink.markers_deferred() {
+            self.restore_reported();
+        }
         match result {
             Ok(Ok(())) => {
                 self.failing = false;

@@ -106,6 +106,15 @@ pub trait Sink: Send + 'static {
         0
     }
 
+    /// Whether the drop markers of the batch just exported were held back rather than written
+    /// (asked after each export that did not panic; answering resets it). The sink thread then
+    /// reports their counts again in the next batch's marker, as it does for a batch whose
+    /// markers failed. A sink that spools what it cannot deliver holds its markers back instead
+    /// of spooling them, where the spool's budget could evict them, and their counts with them.
+    fn markers_deferred(&mut self) -> bool {
+        false
+    }
+
     /// The sink's spool, for sinks that keep what they cannot export on disk: read after each
     /// export and while the sink is idle. Its [`spooled`](crate::SpoolStats::spooled) count is
     /// how the sink says which records of a batch went to the spool: the sink thread counts

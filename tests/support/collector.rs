@@ -80,6 +80,16 @@ impl SpanOut {
     }
 }
 
+/// The leading count of a drop marker's text (`"12 records dropped since …"`).
+pub fn marker_count(body: &str) -> Option<u64> {
+    let (before, _) = body.split_once(" records dropped since")?;
+    let digits = before.len()
+        - before
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .len();
+    before[digits..].parse().ok()
+}
+
 /// The integer attribute `i` of every span (as the tests number them), as a set.
 pub fn span_numbers(spans: &[SpanOut]) -> std::collections::BTreeSet<u64> {
     spans

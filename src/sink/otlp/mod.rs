@@ -153,6 +153,9 @@ pub struct Otlp {
     running: Option<sink::Running>,
     /// Export retries so far (live exports may end on the spool's thread).
     retries: Arc<AtomicU64>,
+    /// The last batch's drop markers were held back, not spooled (see
+    /// [`Sink::markers_deferred`](crate::sink::Sink::markers_deferred)).
+    markers_deferred: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Otlp {
@@ -217,6 +220,7 @@ impl Otlp {
             warnings: Vec::new(),
             running: None,
             retries: Arc::new(AtomicU64::new(0)),
+            markers_deferred: Default::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -416,6 +416,7 @@ impl Otlp {
                 let chunk = Chunk::Logs {
                     records: Arc::new(records.by_ref().take(flags.len()).collect()),
                     data: flags.iter().filter(|d| **d).count() as u64,
+                    flags: flags.to_vec(),
                 };
                 let ctx = ChunkCtx {
                     exporter: LiveExporter::Logs(exporter),
@@ -441,7 +442,10 @@ impl Otlp {
     ) -> Result<(), SinkError> {
         let kind = chunk.kind();
         if engine.spool.straight_to_spool(kind) || engine.live_running(kind) {
-            return spool_request(&engine.spool, &chunk.encode(ctx), None);
+            return match chunk.encode_for_spool(ctx, &self.markers_deferred) {
+                Some(request) => spool_request(&engine.spool, &request, None),
+                None => Ok(()),
+            };
         }
         let live = LiveExport::new(kind);
         let started = Instant::now();
@@ -451,7 +455,9 @@ impl Otlp {
             .spawn(self.live_task(&chunk, ctx, &live, &engine.spool));
         let wait_until = deadline.min(crate::clock::deadline_after(self.spool_after));
         if let Some(result) = live.wait(wait_until) {
-            return after_live(&engine.spool, kind, result, || chunk.encode(ctx));
+            return after_live(&engine.spool, kind, result, || {
+                chunk.encode_for_spool(ctx, &self.markers_deferred)
+            });
         }
         let request = chunk.encode(ctx);
         let spool = &engine.spool;
@@ -460,7 +466,8 @@ impl Otlp {
                 spool.held(kind, started);
                 Ok(())
             }
-            Handoff::Finished(result) => after_live(spool, kind, result, || request),
+            // Its markers go with it: the live export may have delivered them.
+            Handoff::Finished(result) => after_live(spool, kind, result, || Some(request)),
             Handoff::NotSpooled(e) => match live.wait(deadline) {
                 // The spool failed: as without one, wait for the export.
                 Some(Ok(())) => Ok(()),
@@ -692,6 +699,8 @@ enum Chunk {
         records: Arc<Vec<SdkLogRecord>>,
         /// The data records among them (drop markers are not counted).
         data: u64,
+        /// Per record: a data record (`true`) or a drop marker.
+        flags: Vec<bool>,
     },
 }
 
@@ -735,7 +744,7 @@ impl Chunk {
                 }
                 .encode_to_vec(),
             },
-            Chunk::Logs { records, data } => {
+            Chunk::Logs { records, data, .. } => {
                 let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
                     records.iter().map(|r| (r, &**ctx.log_scope)).collect();
                 let batch = LogBatch::new(&pairs);
@@ -748,6 +757,39 @@ impl Chunk {
                     .encode_to_vec(),
                 }
             }
+        }
+    }
+}
+
+impl Chunk {
+    /// The request to spool instead of delivering it: without its drop markers, which are held
+    /// back (`deferred` set) for the next batch's marker to report again, rather than put where
+    /// the spool's budget could evict them. `None` when nothing but markers is left.
+    fn encode_for_spool(self, ctx: &ChunkCtx<'_>, deferred: &AtomicBool) -> Option<Encoded> {
+        match self {
+            Chunk::Logs {
+                records,
+                data,
+                flags,
+            } if flags.iter().any(|d| !d) => {
+                deferred.store(true, Relaxed);
+                if data == 0 {
+                    return None;
+                }
+                let records = Arc::try_unwrap(records).unwrap_or_else(|shared| (*shared).clone());
+                let kept: Vec<SdkLogRecord> = records
+                    .into_iter()
+                    .zip(&flags)
+                    .filter_map(|(r, is_data)| is_data.then_some(r))
+                    .collect();
+                let chunk = Chunk::Logs {
+                    records: Arc::new(kept),
+                    data,
+                    flags: vec![true; data as usize],
+                };
+                Some(chunk.encode(ctx))
+            }
+            chunk => Some(chunk.encode(ctx)),
         }
     }
 }
@@ -776,7 +818,7 @@ fn after_live(
     spool: &Spool,
     kind: Kind,
     result: Result<(), SinkError>,
-    encode: impl FnOnce() -> Encoded,
+    encode: impl FnOnce() -> Option<Encoded>,
 ) -> Result<(), SinkError> {
     match result {
         Ok(()) => {
@@ -786,7 +828,10 @@ fn after_live(
         Err(e @ SinkError::Fatal(_)) => Err(e),
         Err(e) => {
             spool.note_failure(kind, e.with_sources());
-            spool_request(spool, &encode(), Some(&e))
+            match encode() {
+                Some(request) => spool_request(spool, &request, Some(&e)),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -1013,6 +1058,10 @@ impl Sink for Otlp {
 
     fn retries(&self) -> u64 {
         self.retries.load(Relaxed)
+    }
+
+    fn markers_deferred(&mut self) -> bool {
+        self.markers_deferred.swap(false, Relaxed)
     }
 
     fn spool(&self) -> Option<SpoolStats> {
