@@ -88,3 +88,27 @@ fn an_unusable_spool_directory_fails_the_build_with_a_clear_error() {
         "{err}"
     );
 }
+
+/// A spool budget outside its range, given in code, fails the build with an error that says
+/// the range; it used to be clamped without a word.
+#[test]
+fn a_spool_budget_out_of_range_fails_the_build() {
+    use tracing_offload::sink::otlp::{MAX_SPOOL_MAX_BYTES, MIN_SPOOL_MAX_BYTES};
+    for bytes in [
+        0,
+        MIN_SPOOL_MAX_BYTES - 1,
+        MAX_SPOOL_MAX_BYTES + 1,
+        u64::MAX,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Otlp::new().spool(dir.path()).spool_max_bytes(bytes);
+        let error = OffloadLayer::builder()
+            .sink(sink)
+            .build()
+            .err()
+            .unwrap_or_else(|| panic!("{bytes} accepted"));
+        let text = error_chain(&error);
+        assert!(text.contains("out of range"), "{bytes}: {text}");
+        assert!(text.contains(&MIN_SPOOL_MAX_BYTES.to_string()), "{text}");
+    }
+}

@@ -402,12 +402,15 @@ impl Otlp {
     }
 
     /// The spool's budget in bytes on disk (default [`DEFAULT_SPOOL_MAX_BYTES`], 256 MiB;
-    /// `OFFLOAD_OTLP_SPOOL_MAX_BYTES`), clamped to [`MIN_SPOOL_MAX_BYTES`] ..=
-    /// [`MAX_SPOOL_MAX_BYTES`]. The spool deletes its oldest files (about a sixteenth of the
-    /// budget at a time) to stay within it; a single request larger than the whole budget is
-    /// counted failed.
+    /// `OFFLOAD_OTLP_SPOOL_MAX_BYTES`), within [`MIN_SPOOL_MAX_BYTES`] ..=
+    /// [`MAX_SPOOL_MAX_BYTES`]: a value outside makes the pipeline's `build()` fail with
+    /// [`BuildError::Sink`](crate::BuildError::Sink), which says the range. The spool deletes
+    /// its oldest files (about a sixteenth of the budget at a time) to stay within it; a single
+    /// request larger than the whole budget is counted failed, so leave room for several
+    /// requests (a request of [`max_export_batch_size`](Self::max_export_batch_size) spans or
+    /// log records takes roughly 200 bytes each).
     pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
-        self.spool_max_bytes = bytes.clamp(MIN_SPOOL_MAX_BYTES, MAX_SPOOL_MAX_BYTES);
+        self.spool_max_bytes = bytes;
         self
     }
 

@@ -552,6 +552,15 @@ impl Otlp {
     }
 
     fn start_spooled(&mut self, dir: &std::path::Path) -> Result<(), SinkError> {
+        let budget = super::MIN_SPOOL_MAX_BYTES..=super::MAX_SPOOL_MAX_BYTES;
+        if !budget.contains(&self.spool_max_bytes) {
+            return Err(SinkError::Fatal(format!(
+                "spool_max_bytes {} is out of range: {} to {} bytes",
+                self.spool_max_bytes,
+                budget.start(),
+                budget.end()
+            )));
+        }
         let spool = Spool::open(dir, self.spool_max_bytes).map_err(|e| {
             SinkError::Fatal(format!(
                 "cannot open the OTLP spool directory {}: {e}",
