@@ -258,3 +258,84 @@ fn drop_markers_are_held_back_while_the_logs_endpoint_is_down_and_report_every_l
     guard.shutdown(DEADLINE).unwrap();
     assert_eq!(reported(&logs), lost, "{stats:#?}");
 }
+
+/// The same with a logs endpoint that takes connections and never answers: the first request
+/// is handed to the spool while its live export still runs. The live export keeps the markers
+/// (it may deliver them yet); the spooled copy does not, and when the export fails the markers
+/// are sent again with the next logs request that goes out. The spooled copy used to carry
+/// them, and the budget evicted them with it. Found by an adversary.
+#[test]
+fn drop_markers_of_a_request_handed_to_the_spool_are_sent_again_when_its_export_fails() {
+    let Some(traces) = Collector::start() else {
+        return;
+    };
+    let Some((logs_grpc, logs_http)) = Collector::ports_for_later() else {
+        return;
+    };
+    let silent = Unanswering::start_on(logs_grpc);
+    let traces_endpoint = traces.grpc_endpoint();
+    let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
+    let env = |var: &str| match var {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces_endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs_endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("1500".to_owned()),
+        _ => None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::from_env_with(&env)
+        .max_retries(0)
+        .max_export_batch_size(50)
+        .spool(dir.path())
+        .spool_max_bytes(64 * 1024);
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(64)
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let dispatch = dispatch(layer);
+    let spool_of = |handle: &tracing_offload::Handle| {
+        handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
+    };
+    tracing::dispatcher::with_default(&dispatch, || {
+        // Spans alone at first, so that the first logs request holds drop markers alone: it
+        // is handed to the spool while its export runs, and the log records that follow fill
+        // the budget, which evicts the oldest requests.
+        for i in 0..2_000 {
+            drop(tracing::info_span!("burst", i).entered());
+        }
+        handle.flush(DEADLINE).unwrap();
+        for round in 0..10 {
+            for i in 0..2_000 {
+                tracing::info!(round, i, "burst");
+            }
+            handle.flush(DEADLINE).unwrap();
+        }
+    });
+    // The live export has failed (timed out): the logs endpoint is known unreachable.
+    wait_until("the first logs export timed out", DEADLINE, || {
+        let spool = spool_of(&handle);
+        spool.unreachable_signals == ["logs"] && spool.unanswered_for.is_none()
+    });
+    let spool = spool_of(&handle);
+    assert!(spool.evicted > 0, "the budget evicted requests: {spool:#?}");
+
+    silent.stop();
+    let logs = Collector::start_on(logs_grpc, logs_http).unwrap();
+    wait_until("the logs endpoint found back", DEADLINE, || {
+        tracing::dispatcher::with_default(&dispatch, || tracing::info!("after"));
+        handle.flush(DEADLINE).unwrap();
+        let spool = spool_of(&handle);
+        spool.records == 0 && spool.unreachable_for.is_none()
+    });
+    tracing::dispatcher::with_default(&dispatch, || tracing::info!("last"));
+    handle.flush(DEADLINE).unwrap();
+    let stats = handle.stats();
+    let s = stats.sink("otlp").unwrap();
+    let lost = stats.dropped + s.failed + s.dropped + s.spool.as_ref().unwrap().lost();
+    let reported =
+        |c: &Collector| -> u64 { c.logs().iter().filter_map(|l| marker_count(&l.body)).sum() };
+    logs.wait_for("markers for every loss", DEADLINE, |c| reported(c) >= lost);
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(reported(&logs), lost, "{stats:#?}");
+}

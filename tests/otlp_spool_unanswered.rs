@@ -10,9 +10,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use support::collector::Collector;
@@ -22,46 +19,6 @@ use tracing_offload::sink::{Channel, Otlp};
 use tracing_offload::OffloadLayer;
 
 const SPANS: u64 = 2_000;
-
-/// Accepts connections on a loopback port and never answers, until stopped.
-struct Unanswering {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Unanswering {
-    fn start() -> Unanswering {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut held = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => held.push(stream),
-                        // Polling for connections and for the stop flag, not synchronisation.
-                        Err(_) => std::thread::park_timeout(Duration::from_millis(5)),
-                    }
-                }
-            })
-        };
-        Unanswering {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Closes the port and every connection it took.
-    fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap();
-    }
-}
 
 #[test]
 fn a_collector_that_never_answers_fills_the_spool_not_the_sink_buffer() {

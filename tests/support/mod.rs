@@ -396,3 +396,48 @@ pub fn assert_accounting(stats: &tracing_offload::Stats, offered: u64) {
         );
     }
 }
+
+/// Accepts connections on a loopback port and never answers, until stopped.
+pub struct Unanswering {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Unanswering {
+    pub fn start() -> Unanswering {
+        Self::start_on(0)
+    }
+
+    /// On a given loopback port (0: a free one).
+    pub fn start_on(port: u16) -> Unanswering {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => held.push(stream),
+                        // Polling for connections and for the stop flag, not synchronisation.
+                        Err(_) => std::thread::park_timeout(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Unanswering {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Closes the port and every connection it took.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+    }
+}

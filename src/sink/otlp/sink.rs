@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry::logs::LoggerProvider as _;
@@ -27,7 +27,7 @@ use prost::Message as _;
 
 use super::endpoint::{self, Scheme};
 use super::retry::{self, Attempts, CountingClient, HttpOutcome};
-use super::spool::{self, Handoff, Kind, LiveExport, Spool};
+use super::spool::{self, Handoff, IfUndelivered, Kind, LiveExport, Spool};
 use super::tls::{LoadedTls, Tls};
 use super::{convert, EventsAsLogs, Otlp, Protocol, INITIAL_BACKOFF, MAX_BACKOFF};
 use crate::env::{EnvWarning, REDACTED};
@@ -54,6 +54,10 @@ struct Exporters {
     /// The log records' scope: no name or version of its own, so that the exporter names it
     /// after each record's target (as opentelemetry-appender-tracing does).
     log_scope: Arc<InstrumentationScope>,
+    /// Drop markers to send again: they were in a live export that the sink thread handed off
+    /// (its request spooled without them) and that then failed. They go at the head of the
+    /// next logs request that is sent, never to the spool.
+    resend: Arc<Mutex<Vec<SdkLogRecord>>>,
 }
 
 /// How exports run.
@@ -403,6 +407,7 @@ impl Otlp {
                     exporter: LiveExporter::Spans(exporter),
                     resource,
                     log_scope: &run.log_scope,
+                    resend: &run.resend,
                 };
                 if let Err(e) = self.export_chunk(engine, Chunk::Spans(chunk), &ctx, deadline) {
                     failures.add(e, lost);
@@ -410,21 +415,31 @@ impl Otlp {
             }
         }
         if let Some(exporter) = run.logs.as_ref() {
-            let data = logs.data;
-            let mut records = logs.records.into_iter();
-            for flags in data.chunks(self.max_batch) {
+            // Markers to send again first, then the batch's records.
+            let resent = std::mem::take(&mut *lock(&run.resend));
+            let kinds: Vec<Rec> = std::iter::repeat_n(Rec::Resent, resent.len())
+                .chain(
+                    logs.data
+                        .iter()
+                        .map(|&d| if d { Rec::Data } else { Rec::Marker }),
+                )
+                .collect();
+            let mut records = resent.into_iter().chain(logs.records);
+            for kinds in kinds.chunks(self.max_batch) {
+                let flags: Vec<bool> = kinds.iter().map(|k| *k == Rec::Data).collect();
                 let chunk = Chunk::Logs {
-                    records: Arc::new(records.by_ref().take(flags.len()).collect()),
+                    records: Arc::new(records.by_ref().take(kinds.len()).collect()),
                     data: flags.iter().filter(|d| **d).count() as u64,
-                    flags: flags.to_vec(),
+                    kinds: kinds.to_vec(),
                 };
                 let ctx = ChunkCtx {
                     exporter: LiveExporter::Logs(exporter),
                     resource,
                     log_scope: &run.log_scope,
+                    resend: &run.resend,
                 };
                 if let Err(e) = self.export_chunk(engine, chunk, &ctx, deadline) {
-                    failures.add(e, ChunkLoss::logs(flags));
+                    failures.add(e, ChunkLoss::logs(&flags));
                 }
             }
         }
@@ -441,8 +456,9 @@ impl Otlp {
         deadline: Instant,
     ) -> Result<(), SinkError> {
         let kind = chunk.kind();
+        let resend = &ctx.resend;
         if engine.spool.straight_to_spool(kind) || engine.live_running(kind) {
-            return match chunk.encode_for_spool(ctx, &self.markers_deferred) {
+            return match chunk.encode_for_spool(ctx, &self.markers_deferred, resend) {
                 Some(request) => spool_request(&engine.spool, &request, None),
                 None => Ok(()),
             };
@@ -456,30 +472,53 @@ impl Otlp {
         let wait_until = deadline.min(crate::clock::deadline_after(self.spool_after));
         if let Some(result) = live.wait(wait_until) {
             return after_live(&engine.spool, kind, result, || {
-                chunk.encode_for_spool(ctx, &self.markers_deferred)
+                chunk.encode_for_spool(ctx, &self.markers_deferred, resend)
             });
         }
-        let request = chunk.encode(ctx);
+        // The live export goes on with the markers; the spooled copy holds the data alone,
+        // and the markers are sent again if that export fails (never spooled, where the
+        // budget could evict them). Had they gone back to the sink thread's next marker, a
+        // live export that succeeded after all would have reported them twice.
+        let Split { data, own, resent } = chunk.split_markers();
+        let markers: Vec<SdkLogRecord> = own.iter().chain(&resent).cloned().collect();
+        let request = data.map(|data| data.encode(ctx));
+        let if_undelivered: Option<IfUndelivered> = (!markers.is_empty()).then(|| {
+            let resend = Arc::clone(resend);
+            Box::new(move || lock(&resend).extend(markers)) as IfUndelivered
+        });
         let spool = &engine.spool;
-        match live.hand_off(|| spool.append(request.kind, request.records, &request.bytes, true)) {
+        let spool_it = request
+            .as_ref()
+            .map(|r| || spool.append(r.kind, r.records, &r.bytes, true));
+        match live.hand_off(spool_it, if_undelivered) {
             Handoff::Spooled => {
                 spool.held(kind, started);
                 Ok(())
             }
-            // Its markers go with it: the live export may have delivered them.
-            Handoff::Finished(result) => after_live(spool, kind, result, || Some(request)),
-            Handoff::NotSpooled(e) => match live.wait(deadline) {
-                // The spool failed: as without one, wait for the export.
-                Some(Ok(())) => Ok(()),
-                Some(Err(failed)) => Err(SinkError::Retryable(format!(
-                    "{}; and the request could not be spooled: {e}",
-                    failed.with_sources()
-                ))),
-                None => Err(SinkError::Retryable(format!(
-                    "OTLP {} export timed out; and the request could not be spooled: {e}",
-                    request.kind.name()
-                ))),
-            },
+            Handoff::Finished(result) => after_live(spool, kind, result, || {
+                undelivered(own, resent, &self.markers_deferred, resend);
+                request
+            }),
+            Handoff::NotSpooled(e) => {
+                // The spool failed: as without one, wait for the export. Not delivered, its
+                // markers go to the sink thread's next marker (the batch's own: the error
+                // says they were not written) or are sent again (earlier ones).
+                let result = live.wait(deadline);
+                if !matches!(result, Some(Ok(()))) && !resent.is_empty() {
+                    lock(resend).extend(resent);
+                }
+                match result {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(failed)) => Err(SinkError::Retryable(format!(
+                        "{}; and the request could not be spooled: {e}",
+                        failed.with_sources()
+                    ))),
+                    None => Err(SinkError::Retryable(format!(
+                        "OTLP {} export timed out; and the request could not be spooled: {e}",
+                        kind.name()
+                    ))),
+                }
+            }
         }
     }
 
@@ -598,6 +637,7 @@ impl Otlp {
                 spans: spans.map(|b| b.with_resource(&resource)),
                 logs: logs.map(|b| b.with_resource(&resource)),
                 log_scope: Arc::new(InstrumentationScope::builder("").build()),
+                resend: Arc::default(),
             },
             logger,
             _provider: provider,
@@ -708,9 +748,54 @@ enum Chunk {
         records: Arc<Vec<SdkLogRecord>>,
         /// The data records among them (drop markers are not counted).
         data: u64,
-        /// Per record: a data record (`true`) or a drop marker.
-        flags: Vec<bool>,
+        /// What each record is.
+        kinds: Vec<Rec>,
     },
+}
+
+/// What a log record of a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rec {
+    /// An event.
+    Data,
+    /// The batch's drop marker.
+    Marker,
+    /// A drop marker of an earlier batch, sent again.
+    Resent,
+}
+
+/// A chunk's data records, and its drop markers set apart.
+struct Split {
+    /// `None` when nothing but markers is left.
+    data: Option<Chunk>,
+    /// The batch's own markers.
+    own: Vec<SdkLogRecord>,
+    /// Markers of earlier batches, sent again.
+    resent: Vec<SdkLogRecord>,
+}
+
+/// Markers that were not delivered with a request the sink thread still waits for: the
+/// batch's own are left to the sink thread's next marker (`deferred`), earlier ones are
+/// queued to be sent again.
+fn undelivered(
+    own: Vec<SdkLogRecord>,
+    resent: Vec<SdkLogRecord>,
+    deferred: &AtomicBool,
+    resend: &Mutex<Vec<SdkLogRecord>>,
+) {
+    if !own.is_empty() {
+        deferred.store(true, Relaxed);
+    }
+    if !resent.is_empty() {
+        lock(resend).extend(resent);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding it; a poisoned list of markers is still whole.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What a chunk is exported and encoded with.
@@ -718,6 +803,8 @@ struct ChunkCtx<'a> {
     exporter: LiveExporter<'a>,
     resource: &'a ResourceAttributesWithSchema,
     log_scope: &'a Arc<InstrumentationScope>,
+    /// Drop markers to send again (see [`Exporters::resend`]).
+    resend: &'a Arc<Mutex<Vec<SdkLogRecord>>>,
 }
 
 enum LiveExporter<'a> {
@@ -771,35 +858,50 @@ impl Chunk {
 }
 
 impl Chunk {
-    /// The request to spool instead of delivering it: without its drop markers, which are held
-    /// back (`deferred` set) for the next batch's marker to report again, rather than put where
-    /// the spool's budget could evict them. `None` when nothing but markers is left.
-    fn encode_for_spool(self, ctx: &ChunkCtx<'_>, deferred: &AtomicBool) -> Option<Encoded> {
+    /// Its data records, and its drop markers set apart.
+    fn split_markers(self) -> Split {
         match self {
             Chunk::Logs {
                 records,
                 data,
-                flags,
-            } if flags.iter().any(|d| !d) => {
-                deferred.store(true, Relaxed);
-                if data == 0 {
-                    return None;
-                }
+                kinds,
+            } if kinds.iter().any(|k| *k != Rec::Data) => {
                 let records = Arc::try_unwrap(records).unwrap_or_else(|shared| (*shared).clone());
-                let kept: Vec<SdkLogRecord> = records
-                    .into_iter()
-                    .zip(&flags)
-                    .filter_map(|(r, is_data)| is_data.then_some(r))
-                    .collect();
-                let chunk = Chunk::Logs {
+                let (mut kept, mut own, mut resent) = (Vec::new(), Vec::new(), Vec::new());
+                for (record, kind) in records.into_iter().zip(&kinds) {
+                    match kind {
+                        Rec::Data => kept.push(record),
+                        Rec::Marker => own.push(record),
+                        Rec::Resent => resent.push(record),
+                    }
+                }
+                let data = (data > 0).then(|| Chunk::Logs {
                     records: Arc::new(kept),
                     data,
-                    flags: vec![true; data as usize],
-                };
-                Some(chunk.encode(ctx))
+                    kinds: vec![Rec::Data; data as usize],
+                });
+                Split { data, own, resent }
             }
-            chunk => Some(chunk.encode(ctx)),
+            chunk => Split {
+                data: Some(chunk),
+                own: Vec::new(),
+                resent: Vec::new(),
+            },
         }
+    }
+
+    /// The request to spool instead of delivering it: without its drop markers, which are
+    /// never put where the spool's budget could evict them (see [`undelivered`]). `None` when
+    /// nothing but markers is left.
+    fn encode_for_spool(
+        self,
+        ctx: &ChunkCtx<'_>,
+        deferred: &AtomicBool,
+        resend: &Mutex<Vec<SdkLogRecord>>,
+    ) -> Option<Encoded> {
+        let Split { data, own, resent } = self.split_markers();
+        undelivered(own, resent, deferred, resend);
+        data.map(|data| data.encode(ctx))
     }
 }
 

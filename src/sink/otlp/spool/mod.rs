@@ -231,6 +231,27 @@ impl Spool {
         self.wake[kind.index()].notify_one();
     }
 
+    /// The end of a live export of `kind` that the sink thread stopped waiting for with nothing
+    /// spooled (see [`LiveExport::hand_off`]): whether the collector is reachable.
+    fn detached_end(&self, kind: Kind, outcome: Outcome) {
+        let mut inner = self.lock();
+        inner.held_since[kind.index()] = None;
+        let down = &mut inner.down_since[kind.index()];
+        match outcome {
+            Outcome::Delivered => {
+                if down.take().is_some() {
+                    drop(inner);
+                    self.wake[kind.index()].notify_one();
+                }
+            }
+            Outcome::Transient(error) => {
+                down.get_or_insert_with(Instant::now);
+                inner.last_error = Some(error);
+            }
+            Outcome::Permanent(error) => inner.last_error = Some(error),
+        }
+    }
+
     /// A live export of `kind`, started at `started`, still runs while its request waits in
     /// the spool: the collector has not answered it yet.
     pub(super) fn held(&self, kind: Kind, started: Instant) {
@@ -354,16 +375,34 @@ pub(super) struct LiveExport {
     changed: Condvar,
 }
 
-#[derive(Debug)]
 enum LiveState {
     Running,
     /// Ended; its result not yet taken by the sink thread.
     Finished(Result<(), SinkError>),
     /// Still running when the sink thread spooled its request: its end goes to the spool.
-    Spooled(EntryId),
+    Spooled(EntryId, Option<IfUndelivered>),
+    /// Still running when the sink thread moved on, with nothing to spool (a request of drop
+    /// markers alone): its end only tells whether the collector is reachable.
+    Detached(Option<IfUndelivered>),
     /// Ended, and its result handed on.
     Over,
 }
+
+impl std::fmt::Debug for LiveState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LiveState::Running => f.write_str("Running"),
+            LiveState::Finished(r) => f.debug_tuple("Finished").field(r).finish(),
+            LiveState::Spooled(id, _) => f.debug_tuple("Spooled").field(id).finish(),
+            LiveState::Detached(_) => f.write_str("Detached"),
+            LiveState::Over => f.write_str("Over"),
+        }
+    }
+}
+
+/// What to do if a live export handed off (still running) ends without delivering its request:
+/// the drop markers it carried, kept out of the spooled copy, are queued to be sent again.
+pub(super) type IfUndelivered = Box<dyn FnOnce() + Send>;
 
 /// What became of a live export the sink thread stopped waiting for.
 #[derive(Debug)]
@@ -394,10 +433,21 @@ impl LiveExport {
     /// Called by the export's task when it ends.
     pub(super) fn finish(&self, result: Result<(), SinkError>, spool: &Spool) {
         let mut state = self.lock();
+        let outcome = Outcome::of(&result);
+        let undelivered = |if_undelivered: Option<IfUndelivered>| {
+            if let (Outcome::Transient(_), Some(f)) = (&outcome, if_undelivered) {
+                f();
+            }
+        };
         match std::mem::replace(&mut *state, LiveState::Over) {
-            LiveState::Spooled(id) => {
+            LiveState::Spooled(id, if_undelivered) => {
+                undelivered(if_undelivered);
                 // Under the lock: the sink thread's shutdown sees `Over` only once this is done.
-                spool.late(id, self.kind, Outcome::of(&result));
+                spool.late(id, self.kind, outcome);
+            }
+            LiveState::Detached(if_undelivered) => {
+                undelivered(if_undelivered);
+                spool.detached_end(self.kind, outcome);
             }
             LiveState::Running => *state = LiveState::Finished(result),
             other => *state = other,
@@ -407,7 +457,10 @@ impl LiveExport {
 
     /// Whether it has not ended yet (running, or spooled while running).
     pub(super) fn is_running(&self) -> bool {
-        matches!(*self.lock(), LiveState::Running | LiveState::Spooled(_))
+        matches!(
+            *self.lock(),
+            LiveState::Running | LiveState::Spooled(..) | LiveState::Detached(_)
+        )
     }
 
     /// Waits until it ends or `until`, and takes its result.
@@ -437,7 +490,10 @@ impl LiveExport {
     pub(super) fn wait_over(&self, until: Instant) -> bool {
         let mut state = self.lock();
         loop {
-            if !matches!(*state, LiveState::Running | LiveState::Spooled(_)) {
+            if !matches!(
+                *state,
+                LiveState::Running | LiveState::Spooled(..) | LiveState::Detached(_)
+            ) {
                 return true;
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -453,20 +509,27 @@ impl LiveExport {
     }
 
     /// The sink thread stops waiting: if it is still running, `spool_it` writes its request to
-    /// the spool, held for it, under the lock (so that its end sees where the request went).
+    /// the spool, held for it, under the lock (so that its end sees where the request went);
+    /// `None` when there is nothing to spool (drop markers alone), and the export goes on
+    /// detached. `if_undelivered` runs if the export then fails transiently.
     pub(super) fn hand_off(
         &self,
-        spool_it: impl FnOnce() -> Result<EntryId, AppendError>,
+        spool_it: Option<impl FnOnce() -> Result<EntryId, AppendError>>,
+        if_undelivered: Option<IfUndelivered>,
     ) -> Handoff {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, LiveState::Over) {
             LiveState::Finished(result) => Handoff::Finished(result),
-            LiveState::Running => match spool_it() {
-                Ok(id) => {
-                    *state = LiveState::Spooled(id);
+            LiveState::Running => match spool_it.map(|spool_it| spool_it()) {
+                Some(Ok(id)) => {
+                    *state = LiveState::Spooled(id, if_undelivered);
                     Handoff::Spooled
                 }
-                Err(e) => {
+                None => {
+                    *state = LiveState::Detached(if_undelivered);
+                    Handoff::Spooled
+                }
+                Some(Err(e)) => {
                     *state = LiveState::Running;
                     Handoff::NotSpooled(e)
                 }
