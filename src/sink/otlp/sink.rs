@@ -490,11 +490,8 @@ impl Otlp {
         let spool_it = request
             .as_ref()
             .map(|r| || spool.append(r.kind, r.records, &r.bytes, true));
-        match live.hand_off(spool_it, if_undelivered) {
-            Handoff::Spooled => {
-                spool.held(kind, started);
-                Ok(())
-            }
+        match live.hand_off(spool, started, spool_it, if_undelivered) {
+            Handoff::Spooled => Ok(()),
             Handoff::Finished(result) => after_live(spool, kind, result, || {
                 undelivered(own, resent, &self.markers_deferred, resend);
                 request

@@ -254,8 +254,8 @@ impl Spool {
 
     /// A live export of `kind`, started at `started`, still runs while its request waits in
     /// the spool: the collector has not answered it yet.
-    pub(super) fn held(&self, kind: Kind, started: Instant) {
-        self.lock().held_since[kind.index()].get_or_insert(started);
+    fn held(&self, kind: Kind, started: Instant) {
+        self.lock().held_since[kind.index()] = Some(started);
     }
 
     /// How the replay's request of `kind` in flight ended.
@@ -511,9 +511,14 @@ impl LiveExport {
     /// The sink thread stops waiting: if it is still running, `spool_it` writes its request to
     /// the spool, held for it, under the lock (so that its end sees where the request went);
     /// `None` when there is nothing to spool (drop markers alone), and the export goes on
-    /// detached. `if_undelivered` runs if the export then fails transiently.
+    /// detached. `if_undelivered` runs if the export then fails transiently. Handed off, the
+    /// export (started at `started`) counts as waiting for its answer in `spool`'s stats until
+    /// it ends: noted under the lock, so that its end, which takes the lock first, cannot come
+    /// between and leave it noted for good.
     pub(super) fn hand_off(
         &self,
+        spool: &Spool,
+        started: Instant,
         spool_it: Option<impl FnOnce() -> Result<EntryId, AppendError>>,
         if_undelivered: Option<IfUndelivered>,
     ) -> Handoff {
@@ -523,10 +528,12 @@ impl LiveExport {
             LiveState::Running => match spool_it.map(|spool_it| spool_it()) {
                 Some(Ok(id)) => {
                     *state = LiveState::Spooled(id, if_undelivered);
+                    spool.held(self.kind, started);
                     Handoff::Spooled
                 }
                 None => {
                     *state = LiveState::Detached(if_undelivered);
+                    spool.held(self.kind, started);
                     Handoff::Spooled
                 }
                 Some(Err(e)) => {
