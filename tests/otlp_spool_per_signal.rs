@@ -22,6 +22,48 @@ use tracing_offload::OffloadLayer;
 const ROUNDS: usize = 5;
 const N: usize = 20;
 
+/// The environment of a sink whose spans go to `traces` and log records to `logs`, with a
+/// request timeout of `timeout_ms`.
+fn endpoints<'a>(
+    traces: &'a str,
+    logs: &'a str,
+    timeout_ms: &'a str,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |var| match var {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces.to_owned()),
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs.to_owned()),
+        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some(timeout_ms.to_owned()),
+        _ => None,
+    }
+}
+
+/// With the logs endpoint back (`logs`): log records until the spool is replayed, then the
+/// markers that reach the collector add up to every record lost, exactly.
+fn assert_markers_report_every_loss(
+    dispatch: &tracing::Dispatch,
+    guard: tracing_offload::Guard,
+    logs: &Collector,
+) {
+    let handle = guard.handle();
+    wait_until("the logs endpoint found back", DEADLINE, || {
+        tracing::dispatcher::with_default(dispatch, || tracing::info!("after"));
+        handle.flush(DEADLINE).unwrap();
+        let stats = handle.stats();
+        let spool = stats.sink("otlp").unwrap().spool.clone().unwrap();
+        spool.records == 0 && spool.unreachable_for.is_none()
+    });
+    tracing::dispatcher::with_default(dispatch, || tracing::info!("last"));
+    handle.flush(DEADLINE).unwrap();
+    let stats = handle.stats();
+    let s = stats.sink("otlp").unwrap();
+    let lost = stats.dropped + s.failed + s.dropped + s.spool.as_ref().unwrap().lost();
+    let reported =
+        |c: &Collector| -> u64 { c.logs().iter().filter_map(|l| marker_count(&l.body)).sum() };
+    logs.wait_for("markers for every loss", DEADLINE, |c| reported(c) >= lost);
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(reported(logs), lost, "{stats:#?}");
+}
+
 #[test]
 fn spans_flow_while_the_logs_endpoint_is_down_and_the_logs_follow_when_it_is_back() {
     let Some(traces) = Collector::start() else {
@@ -32,12 +74,7 @@ fn spans_flow_while_the_logs_endpoint_is_down_and_the_logs_follow_when_it_is_bac
     };
     let traces_endpoint = traces.grpc_endpoint();
     let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
-    let env = |var: &str| match var {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces_endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs_endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("500".to_owned()),
-        _ => None,
-    };
+    let env = endpoints(&traces_endpoint, &logs_endpoint, "500");
     let dir = tempfile::tempdir().unwrap();
     let sink = Otlp::from_env_with(&env).max_retries(0).spool(dir.path());
     let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
@@ -110,12 +147,7 @@ fn logs_spooled_under_an_earlier_configuration_wait_for_one_that_exports_them() 
     };
     let traces_endpoint = traces.grpc_endpoint();
     let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
-    let env = |var: &str| match var {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces_endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs_endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("500".to_owned()),
-        _ => None,
-    };
+    let env = endpoints(&traces_endpoint, &logs_endpoint, "500");
     let dir = tempfile::tempdir().unwrap();
     let sink = |events: EventsAsLogs| {
         Otlp::from_env_with(&env)
@@ -203,12 +235,7 @@ fn drop_markers_are_held_back_while_the_logs_endpoint_is_down_and_report_every_l
     };
     let traces_endpoint = traces.grpc_endpoint();
     let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
-    let env = |var: &str| match var {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces_endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs_endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("500".to_owned()),
-        _ => None,
-    };
+    let env = endpoints(&traces_endpoint, &logs_endpoint, "500");
     let dir = tempfile::tempdir().unwrap();
     let sink = Otlp::from_env_with(&env)
         .max_retries(0)
@@ -240,23 +267,7 @@ fn drop_markers_are_held_back_while_the_logs_endpoint_is_down_and_report_every_l
 
     // The logs endpoint comes back; the next batch's marker reports every loss so far.
     let logs = Collector::start_on(logs_grpc, logs_http).unwrap();
-    wait_until("the logs endpoint found back", DEADLINE, || {
-        tracing::dispatcher::with_default(&dispatch, || tracing::info!("after"));
-        handle.flush(DEADLINE).unwrap();
-        let stats = handle.stats();
-        let spool = stats.sink("otlp").unwrap().spool.clone().unwrap();
-        spool.records == 0 && spool.unreachable_for.is_none()
-    });
-    tracing::dispatcher::with_default(&dispatch, || tracing::info!("last"));
-    handle.flush(DEADLINE).unwrap();
-    let stats = handle.stats();
-    let s = stats.sink("otlp").unwrap();
-    let lost = stats.dropped + s.failed + s.dropped + s.spool.as_ref().unwrap().lost();
-    let reported =
-        |c: &Collector| -> u64 { c.logs().iter().filter_map(|l| marker_count(&l.body)).sum() };
-    logs.wait_for("markers for every loss", DEADLINE, |c| reported(c) >= lost);
-    guard.shutdown(DEADLINE).unwrap();
-    assert_eq!(reported(&logs), lost, "{stats:#?}");
+    assert_markers_report_every_loss(&dispatch, guard, &logs);
 }
 
 /// The same with a logs endpoint that takes connections and never answers: the first request
@@ -275,12 +286,7 @@ fn drop_markers_of_a_request_handed_to_the_spool_are_sent_again_when_its_export_
     let silent = Unanswering::start_on(logs_grpc);
     let traces_endpoint = traces.grpc_endpoint();
     let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
-    let env = |var: &str| match var {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces_endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs_endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("1500".to_owned()),
-        _ => None,
-    };
+    let env = endpoints(&traces_endpoint, &logs_endpoint, "1500");
     let dir = tempfile::tempdir().unwrap();
     let sink = Otlp::from_env_with(&env)
         .max_retries(0)
@@ -322,20 +328,5 @@ fn drop_markers_of_a_request_handed_to_the_spool_are_sent_again_when_its_export_
 
     silent.stop();
     let logs = Collector::start_on(logs_grpc, logs_http).unwrap();
-    wait_until("the logs endpoint found back", DEADLINE, || {
-        tracing::dispatcher::with_default(&dispatch, || tracing::info!("after"));
-        handle.flush(DEADLINE).unwrap();
-        let spool = spool_of(&handle);
-        spool.records == 0 && spool.unreachable_for.is_none()
-    });
-    tracing::dispatcher::with_default(&dispatch, || tracing::info!("last"));
-    handle.flush(DEADLINE).unwrap();
-    let stats = handle.stats();
-    let s = stats.sink("otlp").unwrap();
-    let lost = stats.dropped + s.failed + s.dropped + s.spool.as_ref().unwrap().lost();
-    let reported =
-        |c: &Collector| -> u64 { c.logs().iter().filter_map(|l| marker_count(&l.body)).sum() };
-    logs.wait_for("markers for every loss", DEADLINE, |c| reported(c) >= lost);
-    guard.shutdown(DEADLINE).unwrap();
-    assert_eq!(reported(&logs), lost, "{stats:#?}");
+    assert_markers_report_every_loss(&dispatch, guard, &logs);
 }
