@@ -234,21 +234,11 @@ impl Spool {
     /// The end of a live export of `kind` that the sink thread stopped waiting for with nothing
     /// spooled (see [`LiveExport::hand_off`]): whether the collector is reachable.
     fn detached_end(&self, kind: Kind, outcome: Outcome) {
-        let mut inner = self.lock();
-        inner.held_since[kind.index()] = None;
-        let down = &mut inner.down_since[kind.index()];
+        self.lock().held_since[kind.index()] = None;
         match outcome {
-            Outcome::Delivered => {
-                if down.take().is_some() {
-                    drop(inner);
-                    self.wake[kind.index()].notify_one();
-                }
-            }
-            Outcome::Transient(error) => {
-                down.get_or_insert_with(Instant::now);
-                inner.last_error = Some(error);
-            }
-            Outcome::Permanent(error) => inner.last_error = Some(error),
+            Outcome::Delivered => self.note_success(kind),
+            Outcome::Transient(error) => self.note_failure(kind, error),
+            Outcome::Permanent(error) => self.lock().last_error = Some(error),
         }
     }
 
