@@ -330,3 +330,67 @@ fn drop_markers_of_a_request_handed_to_the_spool_are_sent_again_when_its_export_
     let logs = Collector::start_on(logs_grpc, logs_http).unwrap();
     assert_markers_report_every_loss(&dispatch, guard, &logs);
 }
+
+/// Markers queued to be sent again go out on their own once the logs endpoint is back, even
+/// when no other log record comes to carry them. They used to wait for the next logs request,
+/// and with none they were never sent, not even at shutdown. Then a logs service that refuses
+/// them for good (a collector without one) keeps them queued, as it does the batch's own
+/// markers, until one takes them. Found by an adversary.
+#[test]
+fn queued_markers_are_sent_on_their_own_and_outlast_a_refusal() {
+    let Some(traces) = Collector::start() else {
+        return;
+    };
+    let Some((logs_grpc, logs_http)) = Collector::ports_for_later() else {
+        return;
+    };
+    let silent = Unanswering::start_on(logs_grpc);
+    let traces_endpoint = traces.grpc_endpoint();
+    let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
+    let env = endpoints(&traces_endpoint, &logs_endpoint, "1500");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::from_env_with(&env).max_retries(0).spool(dir.path());
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(64)
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let dispatch = dispatch(layer);
+    // Spans alone: the only logs request holds a drop marker alone, and it hangs.
+    tracing::dispatcher::with_default(&dispatch, || {
+        wait_until("spans dropped at the full queue", DEADLINE, || {
+            for i in 0..2_000 {
+                drop(tracing::info_span!("burst", i).entered());
+            }
+            handle.stats().dropped > 0
+        });
+    });
+    handle.flush(DEADLINE).unwrap();
+    let lost = handle.stats().dropped;
+    let spool_of = |handle: &tracing_offload::Handle| {
+        handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
+    };
+    wait_until("the hanging logs export timed out", DEADLINE, || {
+        let spool = spool_of(&handle);
+        spool.unreachable_signals == ["logs"] && spool.unanswered_for.is_none()
+    });
+    silent.stop();
+    let reported =
+        |c: &Collector| -> u64 { c.logs().iter().filter_map(|l| marker_count(&l.body)).sum() };
+
+    // A logs service that refuses them for good: they stay queued.
+    let refusing =
+        Collector::start_with(logs_grpc, logs_http, &["--otlp-receiver-logs-disabled"]).unwrap();
+    wait_until("the markers refused", DEADLINE, || {
+        let s = handle.stats().sink("otlp").unwrap().clone();
+        s.last_error.is_some_and(|e| e.contains("Unimplemented"))
+    });
+    drop(refusing);
+
+    // The logs service is back: no log record comes, the markers go on their own.
+    let logs = Collector::start_on(logs_grpc, logs_http).unwrap();
+    logs.wait_for("the queued markers", DEADLINE, |c| reported(c) >= lost);
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(reported(&logs), handle.stats().dropped);
+}

@@ -98,6 +98,9 @@ impl<'a> SinkRunner<'a> {
                 }
                 self.sleep();
                 self.refresh_spool();
+                if self.holds_records() {
+                    self.call("flush", |s| s.flush());
+                }
                 continue;
             }
             self.export_batch(data);
@@ -131,11 +134,19 @@ impl<'a> SinkRunner<'a> {
             thread::park_timeout(pause.min(deadline - now));
             pause *= 2;
         }
-        if tries > 0 {
+        if tries > 0 || self.holds_records() {
             self.call("flush", |s| s.flush());
         }
         self.call("shutdown", |s| s.shutdown(deadline));
         self.refresh_spool();
+    }
+
+    /// Whether the sink holds records of its own for its next flush (see
+    /// [`Sink::holds_records`]); a sink that panics here holds none.
+    fn holds_records(&self) -> bool {
+        let sink = &self.sink;
+        !self.slot.counters.disabled.load(Ordering::Relaxed)
+            && catch_unwind(AssertUnwindSafe(|| sink.holds_records())).unwrap_or(false)
     }
 
     /// Keeps the stats' view of the sink's spool current while the sink is idle (it works on

@@ -106,6 +106,14 @@ pub trait Sink: Send + 'static {
         0
     }
 
+    /// Whether the sink holds records of its own that its next [`flush`](Self::flush) writes
+    /// (the OTLP sink: drop markers to send again, from an export that failed after the sink
+    /// thread had moved on). While it does, the sink thread calls `flush` on each idle tick,
+    /// and once more before [`shutdown`](Self::shutdown).
+    fn holds_records(&self) -> bool {
+        false
+    }
+
     /// Whether the drop markers of the batch just exported were held back rather than written
     /// (asked after each export that did not panic; answering resets it). The sink thread then
     /// reports their counts again in the next batch's marker, as it does for a batch whose

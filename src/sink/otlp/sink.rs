@@ -58,6 +58,8 @@ struct Exporters {
     /// (its request spooled without them) and that then failed. They go at the head of the
     /// next logs request that is sent, never to the spool.
     resend: Arc<Mutex<Vec<SdkLogRecord>>>,
+    /// When they were last sent in a request of their own (see `Otlp::send_queued_markers`).
+    resend_tried: Option<Instant>,
 }
 
 /// How exports run.
@@ -635,6 +637,7 @@ impl Otlp {
                 logs: logs.map(|b| b.with_resource(&resource)),
                 log_scope: Arc::new(InstrumentationScope::builder("").build()),
                 resend: Arc::default(),
+                resend_tried: None,
             },
             logger,
             _provider: provider,
@@ -921,26 +924,27 @@ fn spool_request(
 }
 
 /// A live export ended: delivered, refused for good (failed), or failed transiently (the
-/// collector is unreachable: spooled).
+/// collector is unreachable: spooled). `undelivered` sets the request's drop markers apart
+/// (see [`undelivered`]) and encodes the rest, for the spool.
 fn after_live(
     spool: &Spool,
     kind: Kind,
     result: Result<(), SinkError>,
-    encode: impl FnOnce() -> Option<Encoded>,
+    undelivered: impl FnOnce() -> Option<Encoded>,
 ) -> Result<(), SinkError> {
-    match result {
-        Ok(()) => {
-            spool.note_success(kind);
-            Ok(())
-        }
-        Err(e @ SinkError::Fatal(_)) => Err(e),
-        Err(e) => {
-            spool.note_failure(kind, e.with_sources());
-            match encode() {
-                Some(request) => spool_request(spool, &request, Some(&e)),
-                None => Ok(()),
-            }
-        }
+    let Err(e) = result else {
+        spool.note_success(kind);
+        return Ok(());
+    };
+    // Its markers were not delivered, whatever the error.
+    let request = undelivered();
+    if let SinkError::Fatal(_) = e {
+        return Err(e);
+    }
+    spool.note_failure(kind, e.with_sources());
+    match request {
+        Some(request) => spool_request(spool, &request, Some(&e)),
+        None => Ok(()),
     }
 }
 
@@ -1073,6 +1077,46 @@ impl Otlp {
         result
     }
 
+    /// Sends the drop markers queued to be sent again (see [`Exporters::resend`]) in a request
+    /// of their own: the next logs request would take them, but none may come. Not while logs
+    /// go straight to the spool or a live export of logs runs, and while their endpoint is
+    /// known unreachable, at most once per [`MARKERS_RETRY`].
+    fn send_queued_markers(&mut self) -> Result<(), SinkError> {
+        let Some(mut run) = self.running.take() else {
+            return Ok(());
+        };
+        let recently = run
+            .exporters
+            .resend_tried
+            .is_some_and(|at| at.elapsed() < MARKERS_RETRY);
+        let result = match &mut run.engine {
+            Engine::Spool(engine, resource)
+                if !lock(&run.exporters.resend).is_empty()
+                    && !engine.spool.straight_to_spool(Kind::Logs)
+                    && !engine.live_running(Kind::Logs)
+                    && (!recently || !engine.spool.is_down(Kind::Logs)) =>
+            {
+                run.exporters.resend_tried = Some(Instant::now());
+                let deadline = crate::clock::deadline_after(self.export_timeout);
+                let nothing = Logs {
+                    records: Vec::new(),
+                    data: Vec::new(),
+                };
+                self.export_spooled(
+                    engine,
+                    resource,
+                    &run.exporters,
+                    Vec::new(),
+                    nothing,
+                    deadline,
+                )
+            }
+            _ => Ok(()),
+        };
+        self.running = Some(run);
+        result
+    }
+
     /// Stops the spool's replay and the exporters by `deadline`.
     fn stop(&mut self, deadline: Instant) -> Result<(), SinkError> {
         let Some(mut run) = self.running.take() else {
@@ -1095,6 +1139,10 @@ impl Otlp {
         stopped
     }
 }
+
+/// How often queued drop markers are tried on their own while the logs endpoint is known
+/// unreachable.
+const MARKERS_RETRY: Duration = Duration::from_secs(1);
 
 /// `e` with the credentials of any URL in its messages hidden (see [`endpoint::redact_in`]):
 /// what the sink returns is shown in stats, `/health` and on stderr.
@@ -1146,10 +1194,18 @@ impl Sink for Otlp {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        match self.running.as_ref().map(|r| &r.engine) {
+        let sent = self.send_queued_markers().map_err(redact_error);
+        let synced = match self.running.as_ref().map(|r| &r.engine) {
             Some(Engine::Spool(engine, _)) => engine.spool.sync().map_err(redact_error),
             _ => Ok(()),
-        }
+        };
+        sent.and(synced)
+    }
+
+    fn holds_records(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|r| !lock(&r.exporters.resend).is_empty())
     }
 
     fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {

@@ -186,7 +186,7 @@ impl Spool {
     }
 
     /// Whether the endpoint of `kind` is marked unreachable.
-    fn is_down(&self, kind: Kind) -> bool {
+    pub(super) fn is_down(&self, kind: Kind) -> bool {
         self.lock().down_since[kind.index()].is_some()
     }
 
