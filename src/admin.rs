@@ -355,9 +355,9 @@ pub enum AdminError {
 /// for, holds one connection thread for `2 × CONNECTION_TIMEOUT` and a second at most. Nor
 /// can many clients take the endpoint: when every connection is taken, a new one closes a
 /// connection already answered (in its second of reading after the response), else the one
-/// that has waited longest for its request (unanswered; those that have sent nothing yet go
-/// before those whose request has begun to arrive, so a flood of idle connections does not
-/// close a client whose request comes in pieces), and only when every connection is being
+/// that has waited longest for its request (unanswered; one that has sent nothing for 100 ms
+/// goes before those whose request has begun to arrive, so a flood of idle connections does
+/// not close a client whose request comes in pieces), and only when every connection is being
 /// answered is the new one closed unanswered itself.
 pub struct AdminServer {
     addr: SocketAddr,
@@ -516,24 +516,37 @@ fn accept_loop(
 /// a new connection closes the oldest of them to make room: a well-behaved client sends its
 /// request at once, so the one that has waited longest is the slowest, and slow clients
 /// cannot refuse everyone else by taking every slot (and taking them again as soon as their
-/// deadline closes them). Connections that have sent nothing yet go before those whose request
-/// has begun to arrive: a flood of idle connections does not close a client whose request
-/// comes in pieces.
+/// deadline closes them). Connections that have sent nothing for [`SILENT_GRACE`] go before
+/// those whose request has begun to arrive: a flood of idle connections does not close a
+/// client whose request comes in pieces, nor one just accepted whose request is not read yet.
 #[derive(Debug, Default)]
 struct Waiting {
     queue: Mutex<WaitingQueue>,
 }
 
+/// A connection in [`Waiting`]: its id, a handle to it, and when it was added.
+#[derive(Debug)]
+struct Held {
+    id: u64,
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// A connection that has sent nothing for this long is closed to make room before one whose
+/// request has begun to arrive; a younger one may just not have been read yet (a client
+/// that sends its request at once).
+const SILENT_GRACE: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Default)]
 struct WaitingQueue {
     /// Each connection's id and a handle to it, oldest first: those that have sent nothing.
-    connections: VecDeque<(u64, TcpStream)>,
+    connections: VecDeque<Held>,
     /// The same for connections whose request has begun to arrive.
-    started: VecDeque<(u64, TcpStream)>,
+    started: VecDeque<Held>,
     /// The same for connections already answered, in their lingering close: the first to
     /// make room (closing one early only cuts short the reading of what its client sent after
     /// its request).
-    answered: VecDeque<(u64, TcpStream)>,
+    answered: VecDeque<Held>,
     next_id: u64,
 }
 
@@ -561,9 +574,14 @@ impl Waiting {
         let mut queue = this.lock();
         let id = queue.next_id;
         queue.next_id += 1;
+        let held = Held {
+            id,
+            stream: handle,
+            since: Instant::now(),
+        };
         match answered {
-            true => queue.answered.push_back((id, handle)),
-            false => queue.connections.push_back((id, handle)),
+            true => queue.answered.push_back(held),
+            false => queue.connections.push_back(held),
         }
         Some(WaitingTicket {
             waiting: Arc::clone(this),
@@ -572,18 +590,28 @@ impl Waiting {
     }
 
     /// Closes an answered connection in its lingering close, else the oldest connection that
-    /// has sent nothing, else the oldest whose request has begun to arrive (its thread's read
-    /// returns at once, and it ends without an answer); `false` when there is none.
+    /// has sent nothing for [`SILENT_GRACE`], else the oldest whose request has begun to
+    /// arrive, else the oldest of the rest (its thread's read returns at once, and it ends
+    /// without an answer); `false` when there is none.
     fn close_oldest(&self) -> bool {
         let mut queue = self.lock();
+        let silent_for_long = queue
+            .connections
+            .front()
+            .is_some_and(|h| h.since.elapsed() >= SILENT_GRACE);
         let oldest = queue
             .answered
             .pop_front()
-            .or_else(|| queue.connections.pop_front())
-            .or_else(|| queue.started.pop_front());
+            .or_else(|| {
+                silent_for_long
+                    .then(|| queue.connections.pop_front())
+                    .flatten()
+            })
+            .or_else(|| queue.started.pop_front())
+            .or_else(|| queue.connections.pop_front());
         drop(queue);
-        oldest.is_some_and(|(_, stream)| {
-            let _ = stream.shutdown(Shutdown::Both);
+        oldest.is_some_and(|h| {
+            let _ = h.stream.shutdown(Shutdown::Both);
             true
         })
     }
@@ -599,7 +627,7 @@ impl WaitingTicket {
     /// that has sent nothing.
     fn started(&self) {
         let mut queue = self.waiting.lock();
-        if let Some(at) = queue.connections.iter().position(|(id, _)| *id == self.id) {
+        if let Some(at) = queue.connections.iter().position(|h| h.id == self.id) {
             if let Some(entry) = queue.connections.remove(at) {
                 queue.started.push_back(entry);
             }
@@ -617,7 +645,7 @@ impl Drop for WaitingTicket {
             ..
         } = &mut *queue;
         for list in [connections, started, answered] {
-            if let Some(at) = list.iter().position(|(id, _)| *id == self.id) {
+            if let Some(at) = list.iter().position(|h| h.id == self.id) {
                 list.remove(at);
                 return;
             }
@@ -937,7 +965,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connections_that_sent_nothing_make_room_before_those_whose_request_has_begun() {
+    fn connections_silent_for_a_while_make_room_before_those_whose_request_has_begun() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let pairs: Vec<(TcpStream, TcpStream)> = (0..3)
@@ -951,11 +979,12 @@ mod tests {
             .iter()
             .map(|(_, server)| Waiting::add(&waiting, server).unwrap())
             .collect();
-        // The oldest has begun to send its request; the two younger ones have sent nothing.
+        // The oldest has begun to send its request; the two younger ones have sent nothing,
+        // the first of them for longer than the grace, the second not (it may just not have
+        // been read yet).
         tickets[0].started();
-        let ids = |list: &VecDeque<(u64, TcpStream)>| -> Vec<u64> {
-            list.iter().map(|(id, _)| *id).collect()
-        };
+        waiting.lock().connections[0].since -= SILENT_GRACE;
+        let ids = |list: &VecDeque<Held>| -> Vec<u64> { list.iter().map(|h| h.id).collect() };
         let closed_client = |i: usize| {
             let mut client = &pairs[i].0;
             client
@@ -966,7 +995,7 @@ mod tests {
         assert!(waiting.close_oldest());
         assert!(
             closed_client(1),
-            "the oldest silent connection is closed first"
+            "the connection silent for longer than the grace is closed first"
         );
         {
             let queue = waiting.lock();
@@ -974,9 +1003,9 @@ mod tests {
             assert_eq!(ids(&queue.started), [tickets[0].id]);
         }
         assert!(waiting.close_oldest());
-        assert!(closed_client(2));
-        assert!(waiting.close_oldest());
         assert!(closed_client(0), "then the one whose request had begun");
+        assert!(waiting.close_oldest());
+        assert!(closed_client(2), "then the one just accepted");
         assert!(!waiting.close_oldest(), "none left");
         drop(tickets);
         let queue = waiting.lock();
