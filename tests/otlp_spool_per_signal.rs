@@ -37,6 +37,43 @@ fn endpoints<'a>(
     }
 }
 
+/// The OTLP sink's spool stats.
+fn spool_of(handle: &tracing_offload::Handle) -> tracing_offload::SpoolStats {
+    handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
+}
+
+/// A pipeline that loses records in bursts: a small queue (a burst is mostly refused, and each
+/// batch after the first carries a marker for the drops before it) and a spool of the smallest
+/// budget, in requests of 50.
+fn small_spooled_pipeline(
+    env: &impl Fn(&str) -> Option<String>,
+    dir: &std::path::Path,
+) -> (tracing_offload::Guard, tracing::Dispatch) {
+    let sink = Otlp::from_env_with(env)
+        .max_retries(0)
+        .max_export_batch_size(50)
+        .spool(dir)
+        .spool_max_bytes(64 * 1024);
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(64)
+        .sink(sink)
+        .build()
+        .unwrap();
+    (guard, dispatch(layer))
+}
+
+/// Ten bursts of 2 000 events, each flushed.
+fn bursts(dispatch: &tracing::Dispatch, handle: &tracing_offload::Handle) {
+    tracing::dispatcher::with_default(dispatch, || {
+        for round in 0..10 {
+            for i in 0..2_000 {
+                tracing::info!(round, i, "burst");
+            }
+            handle.flush(DEADLINE).unwrap();
+        }
+    });
+}
+
 /// With the logs endpoint back (`logs`): log records until the spool is replayed, then the
 /// markers that reach the collector add up to every record lost, exactly.
 fn assert_markers_report_every_loss(
@@ -155,9 +192,6 @@ fn logs_spooled_under_an_earlier_configuration_wait_for_one_that_exports_them() 
             .max_retries(0)
             .spool(dir.path())
     };
-    let spool_of = |handle: &tracing_offload::Handle| {
-        handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
-    };
 
     // 1. The logs endpoint is down: the events wait in the spool.
     let (layer, guard) = OffloadLayer::builder()
@@ -237,28 +271,9 @@ fn drop_markers_are_held_back_while_the_logs_endpoint_is_down_and_report_every_l
     let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
     let env = endpoints(&traces_endpoint, &logs_endpoint, "500");
     let dir = tempfile::tempdir().unwrap();
-    let sink = Otlp::from_env_with(&env)
-        .max_retries(0)
-        .max_export_batch_size(50)
-        .spool(dir.path())
-        .spool_max_bytes(64 * 1024);
-    // A small queue: a burst is mostly refused, and each batch after the first carries a
-    // marker for the drops before it.
-    let (layer, guard) = OffloadLayer::builder()
-        .capacity(64)
-        .sink(sink)
-        .build()
-        .unwrap();
+    let (guard, dispatch) = small_spooled_pipeline(&env, dir.path());
     let handle = guard.handle();
-    let dispatch = dispatch(layer);
-    tracing::dispatcher::with_default(&dispatch, || {
-        for round in 0..10 {
-            for i in 0..2_000 {
-                tracing::info!(round, i, "burst");
-            }
-            handle.flush(DEADLINE).unwrap();
-        }
-    });
+    bursts(&dispatch, &handle);
     let before = handle.stats();
     let s = before.sink("otlp").unwrap();
     let spool = s.spool.as_ref().unwrap();
@@ -288,36 +303,18 @@ fn drop_markers_of_a_request_handed_to_the_spool_are_sent_again_when_its_export_
     let logs_endpoint = format!("http://127.0.0.1:{logs_grpc}");
     let env = endpoints(&traces_endpoint, &logs_endpoint, "1500");
     let dir = tempfile::tempdir().unwrap();
-    let sink = Otlp::from_env_with(&env)
-        .max_retries(0)
-        .max_export_batch_size(50)
-        .spool(dir.path())
-        .spool_max_bytes(64 * 1024);
-    let (layer, guard) = OffloadLayer::builder()
-        .capacity(64)
-        .sink(sink)
-        .build()
-        .unwrap();
+    let (guard, dispatch) = small_spooled_pipeline(&env, dir.path());
     let handle = guard.handle();
-    let dispatch = dispatch(layer);
-    let spool_of = |handle: &tracing_offload::Handle| {
-        handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
-    };
+    // Spans alone at first, so that the first logs request holds drop markers alone: it is
+    // handed to the spool while its export runs, and the log records that follow fill the
+    // budget, which evicts the oldest requests.
     tracing::dispatcher::with_default(&dispatch, || {
-        // Spans alone at first, so that the first logs request holds drop markers alone: it
-        // is handed to the spool while its export runs, and the log records that follow fill
-        // the budget, which evicts the oldest requests.
         for i in 0..2_000 {
             drop(tracing::info_span!("burst", i).entered());
         }
-        handle.flush(DEADLINE).unwrap();
-        for round in 0..10 {
-            for i in 0..2_000 {
-                tracing::info!(round, i, "burst");
-            }
-            handle.flush(DEADLINE).unwrap();
-        }
     });
+    handle.flush(DEADLINE).unwrap();
+    bursts(&dispatch, &handle);
     // The live export has failed (timed out): the logs endpoint is known unreachable.
     wait_until("the first logs export timed out", DEADLINE, || {
         let spool = spool_of(&handle);
@@ -368,9 +365,6 @@ fn queued_markers_are_sent_on_their_own_and_outlast_a_refusal() {
     });
     handle.flush(DEADLINE).unwrap();
     let lost = handle.stats().dropped;
-    let spool_of = |handle: &tracing_offload::Handle| {
-        handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
-    };
     wait_until("the hanging logs export timed out", DEADLINE, || {
         let spool = spool_of(&handle);
         spool.unreachable_signals == ["logs"] && spool.unanswered_for.is_none()
