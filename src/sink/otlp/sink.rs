@@ -1079,8 +1079,8 @@ impl Otlp {
 
     /// Sends the drop markers queued to be sent again (see [`Exporters::resend`]) in a request
     /// of their own: the next logs request would take them, but none may come. Not while logs
-    /// go straight to the spool or a live export of logs runs, and while their endpoint is
-    /// known unreachable, at most once per [`MARKERS_RETRY`].
+    /// go straight to the spool or a live export of logs runs, and at most once per
+    /// [`MARKERS_RETRY`] (a collector that refuses them for good is not asked on every tick).
     fn send_queued_markers(&mut self) -> Result<(), SinkError> {
         let Some(mut run) = self.running.take() else {
             return Ok(());
@@ -1094,7 +1094,7 @@ impl Otlp {
                 if !lock(&run.exporters.resend).is_empty()
                     && !engine.spool.straight_to_spool(Kind::Logs)
                     && !engine.live_running(Kind::Logs)
-                    && (!recently || !engine.spool.is_down(Kind::Logs)) =>
+                    && !recently =>
             {
                 run.exporters.resend_tried = Some(Instant::now());
                 let deadline = crate::clock::deadline_after(self.export_timeout);
@@ -1140,8 +1140,7 @@ impl Otlp {
     }
 }
 
-/// How often queued drop markers are tried on their own while the logs endpoint is known
-/// unreachable.
+/// How often queued drop markers are tried on their own.
 const MARKERS_RETRY: Duration = Duration::from_secs(1);
 
 /// `e` with the credentials of any URL in its messages hidden (see [`endpoint::redact_in`]):

@@ -186,7 +186,7 @@ impl Spool {
     }
 
     /// Whether the endpoint of `kind` is marked unreachable.
-    pub(super) fn is_down(&self, kind: Kind) -> bool {
+    fn is_down(&self, kind: Kind) -> bool {
         self.lock().down_since[kind.index()].is_some()
     }
 
