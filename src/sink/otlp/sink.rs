@@ -1080,15 +1080,17 @@ impl Otlp {
     /// Sends the drop markers queued to be sent again (see [`Exporters::resend`]) in a request
     /// of their own: the next logs request would take them, but none may come. Not while logs
     /// go straight to the spool or a live export of logs runs, and at most once per
-    /// [`MARKERS_RETRY`] (a collector that refuses them for good is not asked on every tick).
-    fn send_queued_markers(&mut self) -> Result<(), SinkError> {
+    /// [`MARKERS_RETRY`] (a collector that refuses them for good is not asked on every tick),
+    /// unless this is the last chance: `last`, shutdown's deadline.
+    fn send_queued_markers(&mut self, last: Option<Instant>) -> Result<(), SinkError> {
         let Some(mut run) = self.running.take() else {
             return Ok(());
         };
-        let recently = run
-            .exporters
-            .resend_tried
-            .is_some_and(|at| at.elapsed() < MARKERS_RETRY);
+        let recently = last.is_none()
+            && run
+                .exporters
+                .resend_tried
+                .is_some_and(|at| at.elapsed() < MARKERS_RETRY);
         let result = match &mut run.engine {
             Engine::Spool(engine, resource)
                 if !lock(&run.exporters.resend).is_empty()
@@ -1098,6 +1100,7 @@ impl Otlp {
             {
                 run.exporters.resend_tried = Some(Instant::now());
                 let deadline = crate::clock::deadline_after(self.export_timeout);
+                let deadline = last.map_or(deadline, |last| last.min(deadline));
                 let nothing = Logs {
                     records: Vec::new(),
                     data: Vec::new(),
@@ -1117,8 +1120,10 @@ impl Otlp {
         result
     }
 
-    /// Stops the spool's replay and the exporters by `deadline`.
+    /// Stops the spool's replay and the exporters by `deadline`, after a last try at sending
+    /// the drop markers queued to be sent again.
     fn stop(&mut self, deadline: Instant) -> Result<(), SinkError> {
+        let _ = self.send_queued_markers(Some(deadline));
         let Some(mut run) = self.running.take() else {
             return Ok(());
         };
@@ -1193,7 +1198,7 @@ impl Sink for Otlp {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        let sent = self.send_queued_markers().map_err(redact_error);
+        let sent = self.send_queued_markers(None).map_err(redact_error);
         let synced = match self.running.as_ref().map(|r| &r.engine) {
             Some(Engine::Spool(engine, _)) => engine.spool.sync().map_err(redact_error),
             _ => Ok(()),
