@@ -388,3 +388,69 @@ fn queued_markers_are_sent_on_their_own_and_outlast_a_refusal() {
     guard.shutdown(DEADLINE).unwrap();
     assert_eq!(reported(&logs), handle.stats().dropped);
 }
+
+/// A logs service that answers slowly (past `spool_after`, so the export is handed off while
+/// it runs) and then refuses the request for good: its drop markers are queued and sent again.
+/// They were queued only after a transient failure, so a refusal lost them. Found by an
+/// adversary.
+#[test]
+fn drop_markers_of_a_handed_off_request_refused_for_good_are_sent_again() {
+    use support::receiver::{Answer, Receiver};
+    let Some(traces) = Collector::start() else {
+        return;
+    };
+    // The first logs request is refused after 600 ms; every later one is taken.
+    let logs = Receiver::start(vec![
+        Answer::after(std::time::Duration::from_millis(600), 400),
+        Answer::status(200),
+    ]);
+    let traces_endpoint = format!("http://127.0.0.1:{}/v1/traces", traces.http_port);
+    let logs_endpoint = format!("{}/v1/logs", logs.endpoint());
+    let env = endpoints(&traces_endpoint, &logs_endpoint, "5000");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::from_env_with(&env)
+        .protocol(tracing_offload::sink::otlp::Protocol::HttpProtobuf)
+        .max_retries(0)
+        .spool(dir.path());
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(64)
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let dispatch = dispatch(layer);
+    // Spans alone: the only log records are the drop markers.
+    tracing::dispatcher::with_default(&dispatch, || {
+        wait_until("spans dropped at the full queue", DEADLINE, || {
+            for i in 0..2_000 {
+                drop(tracing::info_span!("burst", i).entered());
+            }
+            handle.stats().dropped > 0
+        });
+    });
+    handle.flush(DEADLINE).unwrap();
+    // Refused, then sent again on their own, and taken: the markers of every request after
+    // the first (refused) add up to every record dropped.
+    let reported = || -> u64 {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use prost::Message as _;
+        let requests = logs.received();
+        requests
+            .iter()
+            .skip(1)
+            .filter_map(|r| ExportLogsServiceRequest::decode(r.body.as_slice()).ok())
+            .flat_map(|req| req.resource_logs)
+            .flat_map(|r| r.scope_logs)
+            .flat_map(|s| s.log_records)
+            .filter_map(|l| match l.body?.value? {
+                Value::StringValue(text) => marker_count(&text),
+                _ => None,
+            })
+            .sum()
+    };
+    let lost = handle.stats().dropped;
+    wait_until("the markers sent again", DEADLINE, || reported() >= lost);
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(reported(), handle.stats().dropped);
+}

@@ -14,6 +14,8 @@ use std::time::Instant;
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
+    /// How long the receiver takes to answer (a slow collector).
+    pub delay: std::time::Duration,
 }
 
 impl Answer {
@@ -21,6 +23,7 @@ impl Answer {
         Answer {
             status,
             retry_after: None,
+            delay: std::time::Duration::ZERO,
         }
     }
 
@@ -28,6 +31,15 @@ impl Answer {
         Answer {
             status,
             retry_after: Some(value.to_owned()),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+
+    /// `status`, answered after `delay` (a slow collector).
+    pub fn after(delay: std::time::Duration, status: u16) -> Self {
+        Answer {
+            delay,
+            ..Self::status(status)
         }
     }
 }
@@ -37,6 +49,8 @@ impl Answer {
 pub struct Received {
     pub path: String,
     pub at: Instant,
+    /// The request's body (protobuf, unless the client compressed it).
+    pub body: Vec<u8>,
 }
 
 /// The receiver; stops on drop.
@@ -64,7 +78,7 @@ impl Receiver {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
-                    let Some(path) = read_request(&stream) else {
+                    let Some((path, body)) = read_request(&stream) else {
                         continue;
                     };
                     let n = {
@@ -72,6 +86,7 @@ impl Receiver {
                         r.push(Received {
                             path,
                             at: Instant::now(),
+                            body,
                         });
                         r.len() - 1
                     };
@@ -108,8 +123,8 @@ impl Drop for Receiver {
     }
 }
 
-/// Reads one request (headers and body); returns its path.
-fn read_request(stream: &TcpStream) -> Option<String> {
+/// Reads one request (headers and body); returns its path and body.
+fn read_request(stream: &TcpStream) -> Option<(String, Vec<u8>)> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -130,10 +145,12 @@ fn read_request(stream: &TcpStream) -> Option<String> {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
-    Some(path)
+    Some((path, body))
 }
 
 fn write_answer(mut stream: TcpStream, answer: &Answer) {
+    // A slow collector's answer (the test's scenario, not a wait for anything).
+    std::thread::sleep(answer.delay);
     let mut head = format!(
         "HTTP/1.1 {} Scripted\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\nconnection: close\r\n",
         answer.status

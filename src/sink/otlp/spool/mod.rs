@@ -390,8 +390,9 @@ impl std::fmt::Debug for LiveState {
     }
 }
 
-/// What to do if a live export handed off (still running) ends without delivering its request:
-/// the drop markers it carried, kept out of the spooled copy, are queued to be sent again.
+/// What to do if a live export handed off (still running) ends without delivering its request
+/// (failed or refused): the drop markers it carried, kept out of the spooled copy, are queued to
+/// be sent again.
 pub(super) type IfUndelivered = Box<dyn FnOnce() + Send>;
 
 /// What became of a live export the sink thread stopped waiting for.
@@ -424,8 +425,9 @@ impl LiveExport {
     pub(super) fn finish(&self, result: Result<(), SinkError>, spool: &Spool) {
         let mut state = self.lock();
         let outcome = Outcome::of(&result);
+        // Refused for good or failed for now, its markers were not delivered either way.
         let undelivered = |if_undelivered: Option<IfUndelivered>| {
-            if let (Outcome::Transient(_), Some(f)) = (&outcome, if_undelivered) {
+            if let (false, Some(f)) = (outcome == Outcome::Delivered, if_undelivered) {
                 f();
             }
         };
@@ -501,7 +503,7 @@ impl LiveExport {
     /// The sink thread stops waiting: if it is still running, `spool_it` writes its request to
     /// the spool, held for it, under the lock (so that its end sees where the request went);
     /// `None` when there is nothing to spool (drop markers alone), and the export goes on
-    /// detached. `if_undelivered` runs if the export then fails transiently. Handed off, the
+    /// detached. `if_undelivered` runs if the export then fails or is refused. Handed off, the
     /// export (started at `started`) counts as waiting for its answer in `spool`'s stats until
     /// it ends: noted under the lock, so that its end, which takes the lock first, cannot come
     /// between and leave it noted for good.
