@@ -59,6 +59,11 @@ pub use runtime::{Async, AsyncSink, DEFAULT_ASYNC_EXPORT_TIMEOUT};
 /// when its buffer runs dry, then [`shutdown`](Sink::shutdown) once. The layer records nothing
 /// from that thread, so a sink may use libraries that log through `tracing` without feeding its
 /// own queue (the application's other layers, a `fmt` layer, still see those logs).
+///
+/// A sink that wraps another (to count, filter or time it) forwards every method, the provided
+/// ones included: [`spool`](Sink::spool), [`retries`](Sink::retries),
+/// [`holds_records`](Sink::holds_records) and [`markers_deferred`](Sink::markers_deferred) are
+/// how the OTLP sink tells the sink thread what it spooled, retried and holds back.
 pub trait Sink: Send + 'static {
     /// A short name for stats, metrics labels and thread names, e.g. `"json"`. Names must be
     /// unique within one pipeline and contain no NUL character (`build()` fails otherwise).
