@@ -133,11 +133,22 @@ fn rotel_agent() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// A loopback port free now and not handed out before in this process: a port given to one
+/// test "for later" (released until a collector starts there) must not go to another test
+/// running beside it meanwhile.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl Collector {
