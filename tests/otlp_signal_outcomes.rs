@@ -14,7 +14,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::collector::{marker_count, Collector};
+use support::collector::{endpoints, marker_count, Collector};
 use support::*;
 use tracing_offload::sink::Otlp;
 use tracing_offload::OffloadLayer;
@@ -60,12 +60,7 @@ fn markers_delivered_while_the_traces_endpoint_fails_report_each_loss_once() {
             .port()
     );
     let logs = collector.grpc_endpoint();
-    let env = |var: &str| match var {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(nowhere.clone()),
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs.clone()),
-        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("500".to_owned()),
-        _ => None,
-    };
+    let env = endpoints(&nowhere, &logs, "500");
     let sink = Otlp::from_env_with(&env).max_retries(0);
     let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
     let handle = guard.handle();

@@ -12,7 +12,7 @@
 
 mod support;
 
-use support::collector::{marker_count, Collector};
+use support::collector::{endpoints, marker_count, Collector};
 use support::*;
 use tracing_offload::health::HealthStatus;
 use tracing_offload::sink::otlp::EventsAsLogs;
@@ -21,21 +21,6 @@ use tracing_offload::OffloadLayer;
 
 const ROUNDS: usize = 5;
 const N: usize = 20;
-
-/// The environment of a sink whose spans go to `traces` and log records to `logs`, with a
-/// request timeout of `timeout_ms`.
-fn endpoints<'a>(
-    traces: &'a str,
-    logs: &'a str,
-    timeout_ms: &'a str,
-) -> impl Fn(&str) -> Option<String> + 'a {
-    move |var| match var {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces.to_owned()),
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs.to_owned()),
-        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some(timeout_ms.to_owned()),
-        _ => None,
-    }
-}
 
 /// The OTLP sink's spool stats.
 fn spool_of(handle: &tracing_offload::Handle) -> tracing_offload::SpoolStats {

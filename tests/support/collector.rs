@@ -80,6 +80,21 @@ impl SpanOut {
     }
 }
 
+/// The environment of a sink whose spans go to `traces` and log records to `logs`, with a
+/// request timeout of `timeout_ms`.
+pub fn endpoints<'a>(
+    traces: &'a str,
+    logs: &'a str,
+    timeout_ms: &'a str,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |var| match var {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(traces.to_owned()),
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs.to_owned()),
+        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some(timeout_ms.to_owned()),
+        _ => None,
+    }
+}
+
 /// The leading count of a drop marker's text (`"12 records dropped since …"`).
 pub fn marker_count(body: &str) -> Option<u64> {
     let (before, _) = body.split_once(" records dropped since")?;
