@@ -6,6 +6,7 @@ use std::fmt::{self, Write as _};
 
 use tracing_core::field::{Field, Visit};
 
+use crate::record::fields::Capped;
 use crate::record::{FieldScalar, Fields, LogSource, TextRange};
 use crate::traceparent::{parse_traceparent, RemoteParent, TRACEPARENT_FIELD};
 
@@ -55,7 +56,7 @@ impl<'a> Capture<'a> {
     }
 
     /// Captures text written by `write`.
-    fn text(&mut self, field: &Field, write: impl FnOnce(&mut dyn fmt::Write)) {
+    fn text(&mut self, field: &Field, write: impl FnOnce(&mut Capped<'_>)) {
         let name = field.name();
         if name == "message" {
             if let Some(message) = self.message.as_deref_mut() {

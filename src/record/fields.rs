@@ -5,7 +5,7 @@
 //! in what the buffer already holds. Values are read through [`Fields::iter`] and
 //! [`Fields::get`] as [`FieldValue`]s borrowing from the record.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::num::NonZeroU32;
 
 use smallvec::SmallVec;
@@ -401,7 +401,7 @@ impl Fields {
         name: &'static str,
         cap: usize,
         replace: bool,
-        write: impl FnOnce(&mut dyn fmt::Write),
+        write: impl FnOnce(&mut Capped<'_>),
     ) -> bool {
         let range = self.write_text(cap, write);
         self.put_value(name, replace, || Value::Str(range));
@@ -487,7 +487,7 @@ impl Fields {
     pub(crate) fn write_text(
         &mut self,
         cap: usize,
-        write: impl FnOnce(&mut dyn fmt::Write),
+        write: impl FnOnce(&mut Capped<'_>),
     ) -> TextRange {
         let start = self.text.len();
         let mut w = Capped {
@@ -625,7 +625,7 @@ fn join([high, low]: [u64; 2]) -> u128 {
 
 /// A writer that keeps the first `cap` bytes written (cut on a char boundary) and counts the
 /// rest.
-struct Capped<'a> {
+pub(crate) struct Capped<'a> {
     buf: &'a mut String,
     start: usize,
     cap: usize,
