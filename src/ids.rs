@@ -176,6 +176,7 @@ fn intern_thread_name(name: &str) -> Option<&'static str> {
 }
 
 /// This thread's info: a copy of two words, no reference count.
+#[inline]
 pub(crate) fn thread_info() -> ThreadInfo {
     THREAD.with(|t| *t)
 }

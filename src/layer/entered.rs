@@ -90,7 +90,12 @@ pub(super) fn exit(layer: u64, id: &Id) -> Option<Tick> {
             let mut stacks = stacks.try_borrow_mut().ok()?;
             let stack = stacks.iter_mut().find(|s| s.layer == layer)?;
             let i = stack.spans.iter().rposition(|s| s.id == id)?;
-            let exited = stack.spans.remove(i);
+            // Spans are mostly exited innermost first.
+            let exited = if i + 1 == stack.spans.len() {
+                stack.spans.pop()?
+            } else {
+                stack.spans.remove(i)
+            };
             (!exited.duplicate).then_some(exited.at)
         })
         .ok()
@@ -160,6 +165,13 @@ mod tests {
         assert_eq!(current(layer), Current::Span(id(1)));
         // The last exit of 1 counts from its first entry.
         assert_eq!(exit(layer, &id(1)), Some(at(10)));
+        assert_eq!(current(layer), Current::None);
+        // An exit out of order (not the innermost) removes that entry and keeps the others.
+        enter(layer, &id(3), at(40));
+        enter(layer, &id(4), at(50));
+        assert_eq!(exit(layer, &id(3)), Some(at(40)));
+        assert_eq!(current(layer), Current::Span(id(4)));
+        assert_eq!(exit(layer, &id(4)), Some(at(50)));
         assert_eq!(current(layer), Current::None);
     }
 

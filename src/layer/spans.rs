@@ -90,11 +90,18 @@ struct Shard {
 impl Shard {
     /// Gives the memory of a burst back once the shard is mostly empty: live entries move to
     /// the front of a smaller slot vector (a rare O(open spans) step under the shard's lock).
+    #[inline]
     fn compact_if_mostly_empty(&mut self) {
         let len = self.index.len();
         if self.slots.len() <= SHRINK_ABOVE || len * 8 >= self.slots.len() {
             return;
         }
+        self.compact(len);
+    }
+
+    /// Moves the `len` live entries to a smaller slot vector.
+    #[cold]
+    fn compact(&mut self, len: usize) {
         let mut slots = Vec::with_capacity(len * 2);
         for slot in self.index.values_mut() {
             let entry = std::mem::replace(&mut self.slots[*slot as usize], SpanEntry::VACANT);
@@ -136,6 +143,7 @@ impl Default for SpanStore {
 }
 
 impl SpanStore {
+    #[inline]
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
         // A panic while a shard was locked left it consistent (every update is a single
         // insert, remove or field write): carry on.

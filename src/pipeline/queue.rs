@@ -422,22 +422,34 @@ impl Queue {
         self.drain_sleeping.store(sleeping, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn is_full(&self) -> bool {
         self.records.is_full()
     }
 
     /// Pushes, waiting for room up to `timeout` (the clock is read only if it must wait) or
     /// until a shutdown gives up; gives the record back, with why, if there was no room.
+    #[inline]
     fn push_blocking(
         &self,
         record: Captured,
         timeout: Duration,
         gave_up: &Flag,
     ) -> Result<(), (Captured, Wait)> {
-        let mut record = match self.records.push(record) {
-            Ok(()) => return Ok(()),
-            Err(back) => back,
-        };
+        match self.records.push(record) {
+            Ok(()) => Ok(()),
+            Err(back) => self.push_when_room(back, timeout, gave_up),
+        }
+    }
+
+    /// [`push_blocking`](Self::push_blocking) once the queue was found full.
+    #[cold]
+    fn push_when_room(
+        &self,
+        mut record: Captured,
+        timeout: Duration,
+        gave_up: &Flag,
+    ) -> Result<(), (Captured, Wait)> {
         let deadline = deadline_after(timeout);
         loop {
             match self.wait_for_room(deadline, gave_up) {

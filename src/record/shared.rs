@@ -192,8 +192,10 @@ impl<T: Recycle> Stage<T> {
             }
         };
         let lane = self.order[position];
-        self.order.copy_within(0..position, 1);
-        self.order[0] = lane;
+        if position > 0 {
+            self.order.copy_within(0..position, 1);
+            self.order[0] = lane;
+        }
         self.lanes[usize::from(lane)].advance(pool)
     }
 }
