@@ -85,6 +85,7 @@ impl Ring {
         }
     }
 
+    #[inline]
     fn open(&self, epoch: u32) {
         let slot = &self.slots[epoch as usize % RING];
         let (tag, count) = unpack(slot.load(Relaxed));
@@ -112,6 +113,7 @@ impl Ring {
         }
     }
 
+    #[inline]
     fn close(&self, epoch: u32) {
         let slot = &self.slots[epoch as usize % RING];
         let (tag, count) = unpack(slot.load(Relaxed));
