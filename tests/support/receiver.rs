@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -57,6 +57,8 @@ pub struct Received {
 pub struct Receiver {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Requests read and not yet answered, and the most there were at once.
+    in_flight: Arc<(AtomicUsize, AtomicUsize)>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -65,13 +67,26 @@ impl Receiver {
     /// Answers the n-th request with `script[n]`, and every request past the script with its
     /// last answer.
     pub fn start(script: Vec<Answer>) -> Receiver {
+        Self::start_with(script, false)
+    }
+
+    /// Like [`start`](Self::start), but answers each connection on a thread of its own, so
+    /// that slow answers overlap (a collector serving several clients at once).
+    pub fn start_concurrent(script: Vec<Answer>) -> Receiver {
+        Self::start_with(script, true)
+    }
+
+    fn start_with(script: Vec<Answer>, concurrent: bool) -> Receiver {
         assert!(!script.is_empty());
+        let script = Arc::new(script);
+        let in_flight = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (received, stop) = (Arc::clone(&received), Arc::clone(&stop));
+            let in_flight = Arc::clone(&in_flight);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -90,14 +105,25 @@ impl Receiver {
                         });
                         r.len() - 1
                     };
-                    let answer = &script[n.min(script.len() - 1)];
-                    write_answer(stream, answer);
+                    let now = in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
+                    in_flight.1.fetch_max(now, Ordering::SeqCst);
+                    let (script, in_flight) = (Arc::clone(&script), Arc::clone(&in_flight));
+                    let answer = move || {
+                        write_answer(stream, &script[n.min(script.len() - 1)]);
+                        in_flight.0.fetch_sub(1, Ordering::SeqCst);
+                    };
+                    if concurrent {
+                        std::thread::spawn(answer);
+                    } else {
+                        answer();
+                    }
                 }
             })
         };
         Receiver {
             port,
             received,
+            in_flight,
             stop,
             thread: Some(thread),
         }
@@ -105,6 +131,11 @@ impl Receiver {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The most requests this receiver held unanswered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.1.load(Ordering::SeqCst)
     }
 
     /// The requests so far.

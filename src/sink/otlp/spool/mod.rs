@@ -71,6 +71,12 @@ pub(super) use replay::{GrpcSenders, HttpSenders, Senders};
 pub(super) use store::{AppendError, EntryId, Kind};
 use store::{Batch, Done, Store};
 
+/// How many spooled requests of one signal the replay sends at once while its endpoint is
+/// reachable: a collector that answers each request slowly still gets the spool emptied at
+/// this many times the rate of one request at a time. While the endpoint is unreachable, one
+/// lane alone probes it, backing off.
+const REPLAY_LANES: usize = 4;
+
 /// How a request ended, as the spool needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -103,11 +109,11 @@ impl Outcome {
 #[derive(Debug)]
 pub(super) struct Spool {
     inner: Mutex<Inner>,
-    /// Wakes a signal's replay (by [`Kind::index`]): a batch of it was spooled or released, or
-    /// its endpoint is back; or stop.
-    wake: [tokio::sync::Notify; 2],
-    /// Wakes each signal's replay request in flight when shutdown begins.
-    stopping: [tokio::sync::Notify; 2],
+    /// Wakes a signal's replay lanes (by [`Kind::index`], then lane): a batch of it was
+    /// spooled or released, or its endpoint is back; or stop.
+    wake: [[tokio::sync::Notify; REPLAY_LANES]; 2],
+    /// Wakes each signal's replay requests in flight (one per lane) when shutdown begins.
+    stopping: [[tokio::sync::Notify; REPLAY_LANES]; 2],
 }
 
 #[derive(Debug)]
@@ -119,8 +125,9 @@ struct Inner {
     /// Per signal: since when the live export handed to the spool (still running when the
     /// sink thread stopped waiting for it) has waited for its answer.
     held_since: [Option<Instant>; 2],
-    /// Per signal: since when the replay's request in flight has waited for its answer.
-    sending_since: [Option<Instant>; 2],
+    /// Per signal: the replay's requests in flight, and since when each has waited for its
+    /// answer.
+    sending: [Vec<(EntryId, Instant)>; 2],
     /// The last error of a live export or a replay, or the store's last problem.
     last_error: Option<String>,
     /// Set by shutdown: the replay finishes its request until then, and stops.
@@ -141,7 +148,7 @@ impl Spool {
                 store,
                 down_since: [None; 2],
                 held_since: [None; 2],
-                sending_since: [None; 2],
+                sending: Default::default(),
                 stop_at: None,
                 exported: [true; 2],
             }),
@@ -152,6 +159,13 @@ impl Spool {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes every replay lane of `kind`.
+    fn wake(&self, kind: Kind) {
+        for lane in &self.wake[kind.index()] {
+            lane.notify_one();
+        }
     }
 
     /// Whether requests of `kind` go straight to the spool: its endpoint is unreachable, and
@@ -202,7 +216,7 @@ impl Spool {
     pub(super) fn note_success(&self, kind: Kind) {
         let was_down = self.lock().down_since[kind.index()].take().is_some();
         if was_down {
-            self.wake[kind.index()].notify_one();
+            self.wake(kind);
         }
     }
 
@@ -217,7 +231,7 @@ impl Spool {
     ) -> Result<EntryId, AppendError> {
         let id = self.lock().store.append(kind, records, payload, held)?;
         if !held {
-            self.wake[kind.index()].notify_one();
+            self.wake(kind);
         }
         Ok(id)
     }
@@ -228,7 +242,7 @@ impl Spool {
     pub(super) fn late(&self, id: EntryId, kind: Kind, outcome: Outcome) {
         self.lock().held_since[kind.index()] = None;
         self.finish(id, kind, outcome);
-        self.wake[kind.index()].notify_one();
+        self.wake(kind);
     }
 
     /// The end of a live export of `kind` that the sink thread stopped waiting for with nothing
@@ -250,7 +264,7 @@ impl Spool {
 
     /// How the replay's request of `kind` in flight ended.
     fn replayed(&self, id: EntryId, kind: Kind, outcome: Outcome) {
-        self.lock().sending_since[kind.index()] = None;
+        self.lock().sending[kind.index()].retain(|(sent, _)| *sent != id);
         self.finish(id, kind, outcome);
     }
 
@@ -260,13 +274,21 @@ impl Spool {
         let down = &mut inner.down_since[kind.index()];
         match outcome {
             Outcome::Delivered => {
-                *down = None;
+                let was_down = down.take().is_some();
                 inner.store.done(id, Done::Delivered);
+                drop(inner);
+                if was_down {
+                    // The lanes that stopped while it was down go on.
+                    self.wake(kind);
+                }
             }
             Outcome::Transient(error) => {
                 down.get_or_insert_with(Instant::now);
                 inner.store.release(id);
                 inner.last_error = Some(error);
+                drop(inner);
+                // The first lane probes the endpoint with it, backing off; the others wait.
+                self.wake(kind);
             }
             Outcome::Permanent(error) => {
                 inner.store.done(id, Done::Rejected);
@@ -286,7 +308,7 @@ impl Spool {
     /// Asks the replay to stop: it finishes the request it is sending until `at`.
     fn stop(&self, at: Instant) {
         self.lock().stop_at.get_or_insert(at);
-        for notify in self.wake.iter().chain(&self.stopping) {
+        for notify in self.wake.iter().chain(&self.stopping).flatten() {
             notify.notify_one();
         }
     }
@@ -302,8 +324,8 @@ impl Spool {
             return None;
         }
         let batch = inner.store.take_oldest(kind);
-        if batch.is_some() {
-            inner.sending_since[kind.index()] = Some(Instant::now());
+        if let Some(batch) = &batch {
+            inner.sending[kind.index()].push((batch.id, Instant::now()));
         }
         if let Some(problem) = inner.store.last_problem.take() {
             inner.last_error = Some(problem);
@@ -334,8 +356,8 @@ impl Spool {
             unanswered_for: inner
                 .held_since
                 .iter()
-                .chain(&inner.sending_since)
                 .flatten()
+                .chain(inner.sending.iter().flatten().map(|(_, since)| since))
                 .min()
                 .map(|t| t.elapsed()),
             unreachable_signals: [Kind::Traces, Kind::Logs]

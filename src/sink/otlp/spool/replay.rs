@@ -1,5 +1,6 @@
-//! The replay: sends spooled requests, oldest first, one attempt each, backing off while the
-//! collector is unreachable. The requests are sent as they were encoded, through tonic's
+//! The replay: sends spooled requests, oldest first, one attempt each, up to
+//! [`REPLAY_LANES`] of a signal at once while its endpoint is reachable, and one at a time,
+//! backing off, while it is not. The requests are sent as they were encoded, through tonic's
 //! generated OTLP clients (gRPC) or as the body of an HTTP request (protobuf as stored; JSON
 //! re-encoded from it, as opentelemetry-otlp's HTTP/JSON exporter encodes).
 
@@ -17,7 +18,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
 use super::store::{Batch, Kind};
-use super::{Outcome, Spool};
+use super::{Outcome, Spool, REPLAY_LANES};
 use crate::sink::otlp::retry::{self, Failure, HttpOutcome};
 use crate::sink::otlp::{INITIAL_BACKOFF, MAX_BACKOFF};
 
@@ -56,9 +57,22 @@ pub(super) async fn run(spool: &Spool, senders: &Senders) {
     tokio::join!(replay(Kind::Traces), replay(Kind::Logs));
 }
 
-/// Replays the requests of `kind`, oldest first, until the spool is stopped.
+/// Replays the requests of `kind`, oldest first, until the spool is stopped: up to
+/// [`REPLAY_LANES`] at once while its endpoint is reachable, one while it is not.
 async fn run_signal(spool: &Spool, senders: &Senders, kind: Kind) {
-    let wake = &spool.wake[kind.index()];
+    const _: () = assert!(REPLAY_LANES == 4, "one probe lane and three others");
+    tokio::join!(
+        probe_lane(spool, senders, kind),
+        lane(spool, senders, kind, 1),
+        lane(spool, senders, kind, 2),
+        lane(spool, senders, kind, 3),
+    );
+}
+
+/// The first lane: replays while the endpoint is reachable, and probes it, backing off, while
+/// it is not.
+async fn probe_lane(spool: &Spool, senders: &Senders, kind: Kind) {
+    let wake = &spool.wake[kind.index()][0];
     let mut backoff = INITIAL_BACKOFF;
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
@@ -81,14 +95,8 @@ async fn run_signal(spool: &Spool, senders: &Senders, kind: Kind) {
             wake.notified().await;
             continue;
         };
-        let id = batch.id;
-        let attempt = tokio::select! {
-            attempt = senders.send(&batch) => attempt,
-            () = stop_deadline(spool, kind) => {
-                // Shutdown's deadline: the batch stays spooled for the next process.
-                spool.replayed(id, kind, Outcome::Transient("shut down while replaying".to_owned()));
-                return;
-            }
+        let Some(attempt) = send(spool, senders, kind, 0, &batch).await else {
+            return;
         };
         match &attempt.outcome {
             Outcome::Delivered => backoff = INITIAL_BACKOFF,
@@ -102,18 +110,63 @@ async fn run_signal(spool: &Spool, senders: &Senders, kind: Kind) {
             }
             Outcome::Permanent(_) => {}
         }
-        spool.replayed(id, kind, attempt.outcome);
+        spool.replayed(batch.id, kind, attempt.outcome);
+    }
+}
+
+/// Another lane: replays while the endpoint is reachable, and waits while it is not (a
+/// failure it meets marks the endpoint unreachable, and the first lane takes over).
+async fn lane(spool: &Spool, senders: &Senders, kind: Kind, lane: usize) {
+    let wake = &spool.wake[kind.index()][lane];
+    loop {
+        if spool.stop_at().is_some() {
+            return;
+        }
+        if spool.is_down(kind) {
+            wake.notified().await;
+            continue;
+        }
+        let Some(batch) = spool.take(kind) else {
+            wake.notified().await;
+            continue;
+        };
+        let Some(attempt) = send(spool, senders, kind, lane, &batch).await else {
+            return;
+        };
+        spool.replayed(batch.id, kind, attempt.outcome);
+    }
+}
+
+/// Sends one spooled request; `None` when shutdown's deadline came first (the request stays
+/// spooled for the next process, and the lane stops).
+async fn send(
+    spool: &Spool,
+    senders: &Senders,
+    kind: Kind,
+    lane: usize,
+    batch: &Batch,
+) -> Option<Attempt> {
+    tokio::select! {
+        attempt = senders.send(batch) => Some(attempt),
+        () = stop_deadline(spool, kind, lane) => {
+            spool.replayed(
+                batch.id,
+                kind,
+                Outcome::Transient("shut down while replaying".to_owned()),
+            );
+            None
+        }
     }
 }
 
 /// Resolves at shutdown's deadline, once shutdown has begun.
-async fn stop_deadline(spool: &Spool, kind: Kind) {
+async fn stop_deadline(spool: &Spool, kind: Kind, lane: usize) {
     loop {
         if let Some(at) = spool.stop_at() {
             tokio::time::sleep_until(at.into()).await;
             return;
         }
-        spool.stopping[kind.index()].notified().await;
+        spool.stopping[kind.index()][lane].notified().await;
     }
 }
 

@@ -1,0 +1,91 @@
+//! A collector that answers every request, but each more slowly than `spool_after`: while one
+//! live export waits for its answer, the next requests go to the spool, and the replay sends
+//! them. The replay used to send one request of a signal at a time, so such a collector got at
+//! most one spooled request at once (besides the live one) and the spool could fall behind a
+//! busy service for good. It now sends several at once while the endpoint is reachable.
+//!
+//! The collector is a scripted OTLP/HTTP receiver (real sockets, real HTTP) that answers each
+//! connection on its own thread after a delay, and counts how many requests it held at once.
+#![cfg(feature = "otlp")]
+
+mod support;
+
+use std::time::Duration;
+
+use support::collector::endpoints;
+use support::receiver::{Answer, Receiver};
+use support::*;
+use tracing_offload::sink::otlp::Protocol;
+use tracing_offload::sink::Otlp;
+use tracing_offload::OffloadLayer;
+
+/// Log records in the requests the receiver got.
+fn log_records(receiver: &Receiver) -> usize {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use prost::Message as _;
+    receiver
+        .received()
+        .iter()
+        .filter_map(|r| ExportLogsServiceRequest::decode(r.body.as_slice()).ok())
+        .flat_map(|req| req.resource_logs)
+        .flat_map(|r| r.scope_logs)
+        .map(|s| s.log_records.len())
+        .sum()
+}
+
+#[test]
+fn the_replay_sends_several_spooled_requests_at_once_to_a_slow_collector() {
+    const EVENTS: usize = 200;
+    // Every request is taken, each after 300 ms.
+    let collector =
+        Receiver::start_concurrent(vec![Answer::after(Duration::from_millis(300), 200)]);
+    let traces = format!("{}/v1/traces", collector.endpoint());
+    let logs = format!("{}/v1/logs", collector.endpoint());
+    let env = endpoints(&traces, &logs, "5000");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::from_env_with(&env)
+        .protocol(Protocol::HttpProtobuf)
+        .max_retries(0)
+        .max_export_batch_size(10)
+        .spool(dir.path())
+        .spool_after(Duration::from_millis(50));
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(4_096)
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    tracing::dispatcher::with_default(&dispatch(layer), || {
+        for i in 0..EVENTS {
+            tracing::info!(i, "request served");
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    let spool = || handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    wait_until(
+        "every request answered and the spool empty",
+        DEADLINE,
+        || {
+            let s = spool();
+            s.batches == 0 && s.unanswered_for.is_none()
+        },
+    );
+    guard.shutdown(DEADLINE).unwrap();
+
+    let stats = handle.stats();
+    let spool = spool();
+    assert!(
+        spool.spooled > 0,
+        "the slow answers sent requests to the spool: {spool:#?}"
+    );
+    assert_eq!(spool.replayed, spool.spooled, "{spool:#?}");
+    assert_eq!(spool.lost(), 0, "{spool:#?}");
+    assert_eq!(stats.dropped, 0, "{stats:#?}");
+    assert_eq!(log_records(&collector), EVENTS, "each record once");
+    // One live export and one replayed request at a time made at most 2.
+    assert!(
+        collector.max_in_flight() > 2,
+        "the collector held {} requests at once at most",
+        collector.max_in_flight()
+    );
+}
