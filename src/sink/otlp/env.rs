@@ -331,6 +331,15 @@ fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
 fn parse_headers(s: &str) -> Result<Vec<(String, String)>, String> {
     let pairs = numbered_pairs(s)?;
     for (entry, k, v) in &pairs {
+        // A header with no value is dropped by OpenTelemetry's exporters; here it is an error,
+        // since it is most likely a secret pasted without its name, which would be sent and
+        // shown (in `/config`) as a header name.
+        if v.is_empty() {
+            return Err(format!(
+                "{EXPECTED_PAIRS}, but entry {entry} has no value (a bare token? write \
+                 `name=value`, e.g. `authorization=Bearer%20<token>`)"
+            ));
+        }
         super::sink::check_header(k, v)
             .map_err(|bad| format!("{EXPECTED_PAIRS}, but {}", bad.describe("entry", *entry, k)))?;
     }
@@ -501,8 +510,18 @@ mod tests {
             ),
             "{value}"
         );
-        for e in [name, value] {
-            assert!(!e.contains("s3cr3t"), "{e}");
+        // A bare token (base64, its padding read as the `=`) would be sent, and shown in
+        // `/config`, as a header name.
+        let bare = expected("x-team=core,czNjcjN0dG9rZW4=");
+        assert!(
+            bare.ends_with(
+                "but entry 2 has no value (a bare token? write `name=value`, e.g. \
+                 `authorization=Bearer%20<token>`)"
+            ),
+            "{bare}"
+        );
+        for e in [name, value, bare] {
+            assert!(!e.contains("s3cr3t") && !e.contains("czNjcjN0"), "{e}");
         }
         assert_eq!(
             parse_headers("api-key=s%3Dcret, Team = core"),
