@@ -10,7 +10,8 @@ use crate::sink::SinkError;
 /// [`source`](std::error::Error::source) returns it (never both, as the Rust API guidelines
 /// ask), so a chain printer such as `anyhow`'s `{:#}` prints each cause once. Print the chain
 /// to see the cause of [`Sink`](Self::Sink), [`Spawn`](Self::Spawn) and
-/// [`Admin`](Self::Admin) errors:
+#[cfg_attr(feature = "admin", doc = "[`Admin`](Self::Admin) errors:")]
+#[cfg_attr(not(feature = "admin"), doc = "`Admin` errors (`admin` feature):")]
 ///
 /// ```
 /// use std::error::Error;

@@ -24,7 +24,14 @@ const FILTER_VAR: &str = "RUST_LOG";
 /// What it sets up:
 /// - the pipeline from [`Builder::from_env`] (the `OFFLOAD_*` and `OTEL_*` variables), with a
 ///   [`Console`](sink::Console) sink on stderr; with the `otlp` feature, an
-///   [`Otlp`](sink::Otlp) sink configured from OpenTelemetry's variables is added when
+#[cfg_attr(
+    feature = "otlp",
+    doc = "  [`Otlp`](sink::Otlp) sink configured from OpenTelemetry's variables is added when"
+)]
+#[cfg_attr(
+    not(feature = "otlp"),
+    doc = "  `Otlp` sink configured from OpenTelemetry's variables is added when"
+)]
 ///   `OTEL_EXPORTER_OTLP_ENDPOINT` (or its `_TRACES_`/`_LOGS_` form) is set, or
 ///   `OTEL_TRACES_EXPORTER` / `OTEL_LOGS_EXPORTER` is `otlp`;
 /// - a filter from `RUST_LOG` (tracing-subscriber's

@@ -65,7 +65,14 @@
 //! | `offload_sink_spool_unanswered_seconds` | gauge | `sink` | how long the oldest request still waiting for the collector's answer has waited (0 when none waits) |
 //!
 //! The `offload_sink_spool_*` families are there for sinks with a spool (an OTLP sink with
-//! [`Otlp::spool`](crate::sink::Otlp::spool)), their counters at 0 until they happen. A spooled
+#![cfg_attr(
+    feature = "otlp",
+    doc = "[`Otlp::spool`](crate::sink::Otlp::spool)), their counters at 0 until they happen. A spooled"
+)]
+#![cfg_attr(
+    not(feature = "otlp"),
+    doc = "`Otlp::spool`), their counters at 0 until they happen. A spooled"
+)]
 //! record ends at the sink as `spooled`; the spool's own ledger is
 //! `restored + spooled == replayed + evicted + corrupt + rejected + depth`.
 //!

@@ -5,9 +5,23 @@
 //!   `info_span!("request", traceparent = %header_value)`. When the span is made before the
 //!   header is known (middleware, the `instrument` attribute), [`OffloadSpanExt::set_parent_traceparent`] or
 //!   `span.record("traceparent", header)` does the same later. With the `otlp` feature,
-//!   [`traceparent_from_headers`] reads the header from an `http::HeaderMap`.
+#![cfg_attr(
+    feature = "otlp",
+    doc = "  [`traceparent_from_headers`] reads the header from an `http::HeaderMap`."
+)]
+#![cfg_attr(
+    not(feature = "otlp"),
+    doc = "  `traceparent_from_headers` reads the header from an `http::HeaderMap`."
+)]
 //! * **Outgoing**: [`OffloadSpanExt::traceparent`] gives the current span's `traceparent` to
-//!   put on an outgoing request; [`inject_traceparent`] does that for an `http::HeaderMap`.
+#![cfg_attr(
+    feature = "otlp",
+    doc = "  put on an outgoing request; [`inject_traceparent`] does that for an `http::HeaderMap`."
+)]
+#![cfg_attr(
+    not(feature = "otlp"),
+    doc = "  put on an outgoing request; `inject_traceparent` does that for an `http::HeaderMap`."
+)]
 //!
 //! ```
 //! use tracing_offload::{OffloadLayer, OffloadSpanExt};
