@@ -89,3 +89,58 @@ fn the_replay_sends_several_spooled_requests_at_once_to_a_slow_collector() {
         collector.max_in_flight()
     );
 }
+
+/// A collector that throttles one of the requests in flight (`429` with `Retry-After`) is
+/// given that time by every lane of the replay, even when another request in flight succeeds
+/// meanwhile: no request is sent until it has passed.
+#[test]
+fn a_retry_after_answered_to_one_lane_holds_every_lane() {
+    const EVENTS: usize = 300;
+    // The first 12 requests are taken slowly (so that the rest go to the spool and several
+    // lanes are in flight); the next 6 are throttled at once; then all are taken.
+    let mut script = vec![Answer::after(Duration::from_millis(300), 200); 12];
+    script.extend(vec![Answer::retry_after(429, "2"); 6]);
+    script.push(Answer::status(200));
+    let collector = Receiver::start_concurrent(script);
+    let traces = format!("{}/v1/traces", collector.endpoint());
+    let logs = format!("{}/v1/logs", collector.endpoint());
+    let env = endpoints(&traces, &logs, "5000");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::from_env_with(&env)
+        .protocol(Protocol::HttpProtobuf)
+        .max_retries(0)
+        .max_export_batch_size(10)
+        .spool(dir.path())
+        .spool_after(Duration::from_millis(50));
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(4_096)
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    tracing::dispatcher::with_default(&dispatch(layer), || {
+        for i in 0..EVENTS {
+            tracing::info!(i, "request served");
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    wait_until("every record at the collector", DEADLINE, || {
+        log_records(&collector) >= EVENTS
+    });
+    guard.shutdown(DEADLINE).unwrap();
+
+    // The first throttled request was answered at once, when it arrived. A request that
+    // arrived well after that answer (50 ms) was sent after the client read it, and must have
+    // waited the 2 s asked for.
+    let received = collector.received();
+    let throttled_at = received[12].at;
+    let early: Vec<Duration> = received[13..]
+        .iter()
+        .map(|r| r.at.saturating_duration_since(throttled_at))
+        .filter(|after| *after > Duration::from_millis(50) && *after < Duration::from_millis(1_950))
+        .collect();
+    assert!(
+        early.is_empty(),
+        "requests sent before the Retry-After of 2 s had passed: {early:?} after the 429"
+    );
+}

@@ -128,6 +128,10 @@ struct Inner {
     /// Per signal: the replay's requests in flight, and since when each has waited for its
     /// answer.
     sending: [Vec<(EntryId, Instant)>; 2],
+    /// Per signal: until when the collector asked the replay to wait (a `Retry-After` or
+    /// `RetryInfo` it answered one of the requests in flight with). Every lane waits, and a
+    /// success of another request in flight does not cut it short.
+    throttled_until: [Option<Instant>; 2],
     /// The last error of a live export or a replay, or the store's last problem.
     last_error: Option<String>,
     /// Set by shutdown: the replay finishes its request until then, and stops.
@@ -149,6 +153,7 @@ impl Spool {
                 down_since: [None; 2],
                 held_since: [None; 2],
                 sending: Default::default(),
+                throttled_until: [None; 2],
                 stop_at: None,
                 exported: [true; 2],
             }),
@@ -197,6 +202,20 @@ impl Spool {
                 waiting.join(" and ")
             ));
         }
+    }
+
+    /// The collector asked the replay of `kind` to wait until `until` (the latest such ask
+    /// holds).
+    fn throttle(&self, kind: Kind, until: Instant) {
+        let mut inner = self.lock();
+        let slot = &mut inner.throttled_until[kind.index()];
+        *slot = Some(slot.map_or(until, |t| t.max(until)));
+    }
+
+    /// Until when the replay of `kind` must wait, if the collector asked it to and that time
+    /// has not passed.
+    fn throttled_until(&self, kind: Kind) -> Option<Instant> {
+        self.lock().throttled_until[kind.index()].filter(|t| *t > Instant::now())
     }
 
     /// Whether the endpoint of `kind` is marked unreachable.

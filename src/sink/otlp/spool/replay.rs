@@ -4,7 +4,7 @@
 //! generated OTLP clients (gRPC) or as the body of an HTTP request (protobuf as stored; JSON
 //! re-encoded from it, as opentelemetry-otlp's HTTP/JSON exporter encodes).
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
     logs_service_client::LogsServiceClient, ExportLogsServiceRequest,
@@ -79,6 +79,9 @@ async fn probe_lane(spool: &Spool, senders: &Senders, kind: Kind) {
         if spool.stop_at().is_some() {
             return;
         }
+        if wait_if_throttled(spool, kind, wake).await {
+            continue;
+        }
         if let Some(at) = retry_at {
             // Backing off: a batch spooled meanwhile does not hurry the next probe; the
             // collector found back (a live export's late success) does.
@@ -110,7 +113,7 @@ async fn probe_lane(spool: &Spool, senders: &Senders, kind: Kind) {
             }
             Outcome::Permanent(_) => {}
         }
-        spool.replayed(batch.id, kind, attempt.outcome);
+        settle(spool, kind, &batch, attempt);
     }
 }
 
@@ -126,6 +129,9 @@ async fn lane(spool: &Spool, senders: &Senders, kind: Kind, lane: usize) {
             wake.notified().await;
             continue;
         }
+        if wait_if_throttled(spool, kind, wake).await {
+            continue;
+        }
         let Some(batch) = spool.take(kind) else {
             wake.notified().await;
             continue;
@@ -133,8 +139,29 @@ async fn lane(spool: &Spool, senders: &Senders, kind: Kind, lane: usize) {
         let Some(attempt) = send(spool, senders, kind, lane, &batch).await else {
             return;
         };
-        spool.replayed(batch.id, kind, attempt.outcome);
+        settle(spool, kind, &batch, attempt);
     }
+}
+
+/// Waits while the collector's last ask to wait (`Retry-After`, `RetryInfo`) holds, or until
+/// the lane is woken; returns whether it waited.
+async fn wait_if_throttled(spool: &Spool, kind: Kind, wake: &tokio::sync::Notify) -> bool {
+    let Some(until) = spool.throttled_until(kind) else {
+        return false;
+    };
+    tokio::select! {
+        _ = tokio::time::sleep_until(until.into()) => {}
+        _ = wake.notified() => {}
+    }
+    true
+}
+
+/// Records how a replayed request ended; a collector's ask to wait holds every lane.
+fn settle(spool: &Spool, kind: Kind, batch: &Batch, attempt: Attempt) {
+    if let (Outcome::Transient(_), Some(delay)) = (&attempt.outcome, attempt.server_delay) {
+        spool.throttle(kind, Instant::now() + delay.min(MAX_SERVER_DELAY));
+    }
+    spool.replayed(batch.id, kind, attempt.outcome);
 }
 
 /// Sends one spooled request; `None` when shutdown's deadline came first (the request stays
