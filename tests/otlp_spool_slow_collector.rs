@@ -144,3 +144,61 @@ fn a_retry_after_answered_to_one_lane_holds_every_lane() {
         "requests sent before the Retry-After of 2 s had passed: {early:?} after the 429"
     );
 }
+
+/// What the replay delivers while shutdown waits for the requests in flight is counted: after
+/// shutdown, the stats say what is left in the spool, and that is what the next process finds.
+/// The stats used to stay as they were before shutdown, counting requests delivered during it
+/// as still spooled (found by an adversary).
+#[test]
+fn the_stats_after_shutdown_count_what_the_replay_delivered_during_it() {
+    const EVENTS: usize = 400;
+    let collector =
+        Receiver::start_concurrent(vec![Answer::after(Duration::from_millis(300), 200)]);
+    let traces = format!("{}/v1/traces", collector.endpoint());
+    let logs = format!("{}/v1/logs", collector.endpoint());
+    let env = endpoints(&traces, &logs, "5000");
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = || {
+        let sink = Otlp::from_env_with(&env)
+            .protocol(Protocol::HttpProtobuf)
+            .max_retries(0)
+            .max_export_batch_size(10)
+            .spool(dir.path())
+            .spool_after(Duration::from_millis(50));
+        OffloadLayer::builder()
+            .capacity(4_096)
+            .sink(sink)
+            .build()
+            .unwrap()
+    };
+    let spool_of = |handle: &tracing_offload::Handle| {
+        handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
+    };
+    let (layer, guard) = pipeline();
+    let handle = guard.handle();
+    tracing::dispatcher::with_default(&dispatch(layer), || {
+        for i in 0..EVENTS {
+            tracing::info!(i, "request served");
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    wait_until("the replay under way", DEADLINE, || {
+        spool_of(&handle).replayed > 0
+    });
+    // Shutdown while requests are in flight: they are answered before its deadline.
+    guard.shutdown(DEADLINE).unwrap();
+    let left = spool_of(&handle);
+    assert_eq!(
+        left.restored + left.spooled,
+        left.replayed + left.lost() + left.records,
+        "the ledger holds: {left:#?}"
+    );
+
+    let (_layer, guard) = pipeline();
+    let next = spool_of(&guard.handle());
+    assert_eq!(
+        next.restored, left.records,
+        "the next process finds what the stats said was left: {left:#?}"
+    );
+    let _ = guard.shutdown(DEADLINE);
+}

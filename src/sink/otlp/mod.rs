@@ -151,6 +151,9 @@ pub struct Otlp {
     spool_after: Duration,
     warnings: Vec<EnvWarning>,
     running: Option<sink::Running>,
+    /// The spool, once the sink has stopped: its stats still change while shutdown waits for
+    /// the replay's requests in flight, and after.
+    stopped_spool: Option<std::sync::Arc<spool::Spool>>,
     /// Export retries so far (live exports may end on the spool's thread).
     retries: Arc<AtomicU64>,
     /// The last batch's drop markers were held back, not spooled (see
@@ -219,6 +222,7 @@ impl Otlp {
             spool_after: DEFAULT_SPOOL_AFTER,
             warnings: Vec::new(),
             running: None,
+            stopped_spool: None,
             retries: Arc::new(AtomicU64::new(0)),
             markers_deferred: Default::default(),
         }

@@ -1128,7 +1128,10 @@ impl Otlp {
             return Ok(());
         };
         let stopped = match &mut run.engine {
-            Engine::Spool(engine, _) => engine.shutdown(deadline),
+            Engine::Spool(engine, _) => {
+                self.stopped_spool = Some(Arc::clone(&engine.spool));
+                engine.shutdown(deadline)
+            }
             Engine::Direct(_) => Ok(()),
         };
         let left = deadline.saturating_duration_since(Instant::now());
@@ -1235,7 +1238,8 @@ impl Sink for Otlp {
     fn spool(&self) -> Option<SpoolStats> {
         match self.running.as_ref().map(|r| &r.engine) {
             Some(Engine::Spool(engine, _)) => Some(engine.spool.stats()),
-            _ => None,
+            Some(Engine::Direct(_)) => None,
+            None => self.stopped_spool.as_ref().map(|spool| spool.stats()),
         }
     }
 
