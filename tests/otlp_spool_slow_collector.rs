@@ -19,6 +19,9 @@ use tracing_offload::sink::otlp::Protocol;
 use tracing_offload::sink::Otlp;
 use tracing_offload::OffloadLayer;
 
+/// How many requests of a signal the replay sends at once (the README says 4).
+const REPLAY_LANES: usize = 4;
+
 /// Log records in the requests the receiver got.
 fn log_records(receiver: &Receiver) -> usize {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -201,4 +204,64 @@ fn the_stats_after_shutdown_count_what_the_replay_delivered_during_it() {
         "the next process finds what the stats said was left: {left:#?}"
     );
     let _ = guard.shutdown(DEADLINE);
+}
+
+/// A collector that serves one request at a time and throttles any other (`429` with
+/// `Retry-After`) is sent one request at a time after it first throttles the replay: the
+/// replay's lanes came back after each `Retry-After`, were throttled again, and the spool
+/// drained in bursts between pauses (found by an adversary).
+#[test]
+fn after_a_collector_throttles_the_replay_it_is_sent_one_request_at_a_time() {
+    const EVENTS: usize = 300;
+    // The collector is down while the records are spooled, then comes up: the replay alone
+    // sends them, with no live export beside it.
+    let port = support::collector::free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let traces = format!("{endpoint}/v1/traces");
+    let logs = format!("{endpoint}/v1/logs");
+    let env = endpoints(&traces, &logs, "5000");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::from_env_with(&env)
+        .protocol(Protocol::HttpProtobuf)
+        .max_retries(0)
+        .max_export_batch_size(10)
+        .spool(dir.path());
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(4_096)
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    tracing::dispatcher::with_default(&dispatch(layer), || {
+        for i in 0..EVENTS {
+            tracing::info!(i, "request served");
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    let spool = || handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    assert_eq!(spool().records, EVENTS as u64, "{:#?}", spool());
+
+    let collector = Receiver::start_limited_on(
+        port,
+        1,
+        Answer::after(Duration::from_millis(100), 200),
+        Answer::retry_after(429, "1"),
+    );
+    wait_until("every record at the collector", DEADLINE, || {
+        log_records(&collector) >= EVENTS
+    });
+    guard.shutdown(DEADLINE).unwrap();
+
+    // The requests throttled after the first throttled one: at most those already in flight
+    // in the other lanes when the first 429 came back.
+    let statuses = collector.statuses();
+    let first = statuses
+        .iter()
+        .position(|s| *s == 429)
+        .unwrap_or(statuses.len());
+    let throttled = statuses[first..].iter().filter(|s| **s == 429).count();
+    assert!(
+        throttled < REPLAY_LANES,
+        "{throttled} requests throttled from the first on: {statuses:?}"
+    );
 }

@@ -151,7 +151,7 @@ fn rotel_agent() -> Option<PathBuf> {
 /// A loopback port free now and not handed out before in this process: a port given to one
 /// test "for later" (released until a collector starts there) must not go to another test
 /// running beside it meanwhile.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     loop {

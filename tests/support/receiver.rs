@@ -51,6 +51,8 @@ pub struct Received {
     pub at: Instant,
     /// The request's body (protobuf, unless the client compressed it).
     pub body: Vec<u8>,
+    /// The status it was answered with.
+    pub status: u16,
 }
 
 /// The receiver; stops on drop.
@@ -67,20 +69,38 @@ impl Receiver {
     /// Answers the n-th request with `script[n]`, and every request past the script with its
     /// last answer.
     pub fn start(script: Vec<Answer>) -> Receiver {
-        Self::start_with(script, false)
+        Self::start_with(0, script, false, None)
     }
 
     /// Like [`start`](Self::start), but answers each connection on a thread of its own, so
     /// that slow answers overlap (a collector serving several clients at once).
     pub fn start_concurrent(script: Vec<Answer>) -> Receiver {
-        Self::start_with(script, true)
+        Self::start_with(0, script, true, None)
     }
 
-    fn start_with(script: Vec<Answer>, concurrent: bool) -> Receiver {
+    /// A collector that serves `limit` requests at once (each with `serve`) and answers any
+    /// request beyond that at once with `over` (say, 429 with `Retry-After`), started on `port`
+    /// (where a sink already points).
+    /// On `port` (a collector started where a sink already points).
+    pub fn start_limited_on(port: u16, limit: usize, serve: Answer, over: Answer) -> Receiver {
+        Self::start_with(port, vec![serve], true, Some((limit, over)))
+    }
+
+    /// The statuses answered so far, in the order the requests arrived.
+    pub fn statuses(&self) -> Vec<u16> {
+        self.received().iter().map(|r| r.status).collect()
+    }
+
+    fn start_with(
+        port: u16,
+        script: Vec<Answer>,
+        concurrent: bool,
+        limit: Option<(usize, Answer)>,
+    ) -> Receiver {
         assert!(!script.is_empty());
         let script = Arc::new(script);
         let in_flight = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("a loopback port");
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -96,21 +116,35 @@ impl Receiver {
                     let Some((path, body)) = read_request(&stream) else {
                         continue;
                     };
-                    let n = {
-                        let mut r = received.lock().unwrap();
-                        r.push(Received {
-                            path,
-                            at: Instant::now(),
-                            body,
-                        });
-                        r.len() - 1
-                    };
+                    let mut r = received.lock().unwrap();
+                    let n = r.len();
+                    let over = limit
+                        .as_ref()
+                        .filter(|(limit, _)| in_flight.0.load(Ordering::SeqCst) >= *limit)
+                        .map(|(_, over)| over.clone());
+                    let chosen = over
+                        .clone()
+                        .unwrap_or_else(|| script[n.min(script.len() - 1)].clone());
+                    r.push(Received {
+                        path,
+                        at: Instant::now(),
+                        body,
+                        status: chosen.status,
+                    });
+                    drop(r);
+                    if let Some(over) = over {
+                        write_answer(stream, &over, || {});
+                        continue;
+                    }
                     let now = in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
                     in_flight.1.fetch_max(now, Ordering::SeqCst);
-                    let (script, in_flight) = (Arc::clone(&script), Arc::clone(&in_flight));
+                    let in_flight = Arc::clone(&in_flight);
+                    // Served once the answer is ready: before it is written, since the client
+                    // may send its next request as soon as it reads it.
                     let answer = move || {
-                        write_answer(stream, &script[n.min(script.len() - 1)]);
-                        in_flight.0.fetch_sub(1, Ordering::SeqCst);
+                        write_answer(stream, &chosen, || {
+                            in_flight.0.fetch_sub(1, Ordering::SeqCst);
+                        });
                     };
                     if concurrent {
                         std::thread::spawn(answer);
@@ -179,9 +213,11 @@ fn read_request(stream: &TcpStream) -> Option<(String, Vec<u8>)> {
     Some((path, body))
 }
 
-fn write_answer(mut stream: TcpStream, answer: &Answer) {
+/// Answers after the answer's delay; `ready` runs just before the answer is written.
+fn write_answer(mut stream: TcpStream, answer: &Answer, ready: impl FnOnce()) {
     // A slow collector's answer (the test's scenario, not a wait for anything).
     std::thread::sleep(answer.delay);
+    ready();
     let mut head = format!(
         "HTTP/1.1 {} Scripted\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\nconnection: close\r\n",
         answer.status

@@ -77,6 +77,11 @@ use store::{Batch, Done, Store};
 /// lane alone probes it, backing off.
 const REPLAY_LANES: usize = 4;
 
+/// How long the replay of a signal goes on one request at a time after the collector throttled
+/// it (`Retry-After`, `RetryInfo`): a collector that takes one request at a time and throttles
+/// the others would otherwise be sent the others again after each wait.
+const ONE_LANE_AFTER_THROTTLING: Duration = Duration::from_secs(60);
+
 /// How a request ended, as the spool needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -132,6 +137,10 @@ struct Inner {
     /// `RetryInfo` it answered one of the requests in flight with). Every lane waits, and a
     /// success of another request in flight does not cut it short.
     throttled_until: [Option<Instant>; 2],
+    /// Per signal: when the collector last asked the replay to wait. For
+    /// [`ONE_LANE_AFTER_THROTTLING`] after that, one lane alone sends: a collector that
+    /// throttles concurrent requests is not asked again and again.
+    throttled_at: [Option<Instant>; 2],
     /// The last error of a live export or a replay, or the store's last problem.
     last_error: Option<String>,
     /// Set by shutdown: the replay finishes its request until then, and stops.
@@ -154,6 +163,7 @@ impl Spool {
                 held_since: [None; 2],
                 sending: Default::default(),
                 throttled_until: [None; 2],
+                throttled_at: [None; 2],
                 stop_at: None,
                 exported: [true; 2],
             }),
@@ -210,6 +220,15 @@ impl Spool {
         let mut inner = self.lock();
         let slot = &mut inner.throttled_until[kind.index()];
         *slot = Some(slot.map_or(until, |t| t.max(until)));
+        inner.throttled_at[kind.index()] = Some(Instant::now());
+    }
+
+    /// Until when one lane alone replays `kind`, after the collector throttled it (see
+    /// [`ONE_LANE_AFTER_THROTTLING`]).
+    fn one_lane_until(&self, kind: Kind) -> Option<Instant> {
+        self.lock().throttled_at[kind.index()]
+            .map(|at| at + ONE_LANE_AFTER_THROTTLING)
+            .filter(|until| *until > Instant::now())
     }
 
     /// Until when the replay of `kind` must wait, if the collector asked it to and that time

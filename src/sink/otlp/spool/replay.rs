@@ -117,8 +117,12 @@ async fn probe_lane(spool: &Spool, senders: &Senders, kind: Kind) {
     }
 }
 
+// The other lanes wait out a collector's ask to wait within their time alone.
+const _: () = assert!(super::ONE_LANE_AFTER_THROTTLING.as_secs() >= MAX_SERVER_DELAY.as_secs());
+
 /// Another lane: replays while the endpoint is reachable, and waits while it is not (a
-/// failure it meets marks the endpoint unreachable, and the first lane takes over).
+/// failure it meets marks the endpoint unreachable, and the first lane takes over), and for a
+/// while after the collector throttled the replay (the first lane goes on alone).
 async fn lane(spool: &Spool, senders: &Senders, kind: Kind, lane: usize) {
     let wake = &spool.wake[kind.index()][lane];
     loop {
@@ -129,7 +133,11 @@ async fn lane(spool: &Spool, senders: &Senders, kind: Kind, lane: usize) {
             wake.notified().await;
             continue;
         }
-        if wait_if_throttled(spool, kind, wake).await {
+        if let Some(until) = spool.one_lane_until(kind) {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = wake.notified() => {}
+            }
             continue;
         }
         let Some(batch) = spool.take(kind) else {
