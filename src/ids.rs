@@ -194,6 +194,7 @@ fn seed() -> u64 {
 
 /// A random `u64` from this thread's stream: cheap, uncontended, good enough for ids and
 /// jitter (not for secrets).
+#[inline]
 pub(crate) fn random_u64() -> u64 {
     RNG.with(|s| {
         let mut state = s.get();
@@ -211,6 +212,7 @@ pub(crate) fn wyrand(state: &mut u64) -> u64 {
     ((t >> 64) as u64) ^ (t as u64)
 }
 
+#[inline]
 pub(crate) fn new_span_id() -> SpanId {
     loop {
         let v = random_u64();
@@ -220,6 +222,7 @@ pub(crate) fn new_span_id() -> SpanId {
     }
 }
 
+#[inline]
 pub(crate) fn new_trace_id() -> TraceId {
     loop {
         let v = (u128::from(random_u64()) << 64) | u128::from(random_u64());

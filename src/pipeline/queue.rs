@@ -268,7 +268,7 @@ impl Intake {
 
     /// Pushes a record that [`admit`](Self::admit) let through. Every outcome is counted; a
     /// record that does not get in goes back to its pool.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&self, policy: Backpressure, record: Captured) {
         let c = &self.counters;
         match policy {
