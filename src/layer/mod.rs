@@ -545,10 +545,17 @@ enum Lineage {
 
 impl Lineage {
     /// A root whose callsite has a `traceparent` field with a valid value joins that trace.
+    #[inline]
     fn or_remote(self, attrs: &Attributes<'_>, may_have_remote_parent: bool) -> Self {
         if !matches!(self, Lineage::Root) || !may_have_remote_parent {
             return self;
         }
+        Self::remote(attrs)
+    }
+
+    /// [`or_remote`](Self::or_remote) for a root whose callsite has a `traceparent` field.
+    #[cold]
+    fn remote(attrs: &Attributes<'_>) -> Self {
         match remote_parent(attrs) {
             Some(r) => Lineage::Remote(r),
             None => Lineage::Root,

@@ -196,7 +196,7 @@ impl SpanStore {
     }
 
     /// Runs `f` on a span's state.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn with<R>(&self, id: &Id, f: impl FnOnce(&mut SpanEntry) -> R) -> Option<R> {
         let mut guard = self.lock(shard_of(id));
         let map = &mut *guard;

@@ -226,7 +226,7 @@ impl Intake {
     /// Decides, before anything is built, whether a record can be offered: refused after
     /// shutdown, and under `DropNewest` at a full queue (counted here); under `Block`, waits for
     /// room up to the deadline first (or until a shutdown gives up).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn admit(&self, policy: Backpressure) -> Admission {
         let c = &self.counters;
         if self.closed.is_set() {
