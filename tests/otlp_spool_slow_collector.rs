@@ -212,6 +212,21 @@ fn the_stats_after_shutdown_count_what_the_replay_delivered_during_it() {
 /// drained in bursts between pauses (found by an adversary).
 #[test]
 fn after_a_collector_throttles_the_replay_it_is_sent_one_request_at_a_time() {
+    assert_one_request_at_a_time_after_throttling(Answer::retry_after(429, "1"));
+}
+
+/// The same with a plain `429` (no `Retry-After`): each of the probe lane's successes woke
+/// the other lanes, which were throttled again, about 3 requests refused for each one taken
+/// (found by an adversary).
+#[test]
+fn after_a_plain_429_the_replay_is_sent_one_request_at_a_time() {
+    assert_one_request_at_a_time_after_throttling(Answer::status(429));
+}
+
+/// Spools records while the collector is down, then starts one there that serves one request
+/// at a time and answers the others with `over`: from its first refusal on, at most the
+/// requests already in flight in the other lanes are refused.
+fn assert_one_request_at_a_time_after_throttling(over: Answer) {
     const EVENTS: usize = 300;
     // The collector is down while the records are spooled, then comes up: the replay alone
     // sends them, with no live export beside it.
@@ -245,15 +260,13 @@ fn after_a_collector_throttles_the_replay_it_is_sent_one_request_at_a_time() {
         port,
         1,
         Answer::after(Duration::from_millis(100), 200),
-        Answer::retry_after(429, "1"),
+        over,
     );
     wait_until("every record at the collector", DEADLINE, || {
         log_records(&collector) >= EVENTS
     });
     guard.shutdown(DEADLINE).unwrap();
 
-    // The requests throttled after the first throttled one: at most those already in flight
-    // in the other lanes when the first 429 came back.
     let statuses = collector.statuses();
     let first = statuses
         .iter()
@@ -263,5 +276,70 @@ fn after_a_collector_throttles_the_replay_it_is_sent_one_request_at_a_time() {
     assert!(
         throttled < REPLAY_LANES,
         "{throttled} requests throttled from the first on: {statuses:?}"
+    );
+}
+
+/// Requests in flight when shutdown's time for them runs out stay in the spool for the next
+/// process; that is no failure of the collector's. They were counted as one: after a normal
+/// shutdown, health said the collector was unreachable and the last error "shut down while
+/// replaying" (found by an adversary).
+#[test]
+fn requests_left_in_flight_at_shutdown_do_not_make_the_collector_unreachable() {
+    const EVENTS: usize = 100;
+    // Every request is taken, each after 3 s: longer than shutdown gives them.
+    let collector = Receiver::start_concurrent(vec![Answer::after(Duration::from_secs(3), 200)]);
+    let traces = format!("{}/v1/traces", collector.endpoint());
+    let logs = format!("{}/v1/logs", collector.endpoint());
+    let env = endpoints(&traces, &logs, "10000");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::from_env_with(&env)
+        .protocol(Protocol::HttpProtobuf)
+        .max_retries(0)
+        .max_export_batch_size(10)
+        .spool(dir.path())
+        .spool_after(Duration::from_millis(50));
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(4_096)
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    tracing::dispatcher::with_default(&dispatch(layer), || {
+        for i in 0..EVENTS {
+            tracing::info!(i, "request served");
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    let spool = || handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    wait_until("the replay's requests in flight", DEADLINE, || {
+        collector.received().len() >= 3
+    });
+    let _ = guard.shutdown(Duration::from_secs(1));
+
+    let left = spool();
+    assert!(
+        left.records > 0,
+        "requests left for the next process: {left:#?}"
+    );
+    assert!(left.unreachable_signals.is_empty(), "{left:#?}");
+    assert!(
+        !left
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("shut down"),
+        "{left:#?}"
+    );
+    let health = handle.health();
+    let sink = health
+        .components
+        .iter()
+        .find(|c| c.name == "sink:otlp")
+        .unwrap();
+    assert!(
+        !sink.message.contains("unreachable"),
+        "{}: {}",
+        sink.name,
+        sink.message
     );
 }

@@ -331,17 +331,18 @@ fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
 fn parse_headers(s: &str) -> Result<Vec<(String, String)>, String> {
     let pairs = numbered_pairs(s)?;
     for (entry, k, v) in &pairs {
+        super::sink::check_header(k, v)
+            .map_err(|bad| format!("{EXPECTED_PAIRS}, but {}", bad.describe("entry", *entry, k)))?;
         // A header with no value is dropped by OpenTelemetry's exporters; here it is an error,
         // since it is most likely a secret pasted without its name, which would be sent and
-        // shown (in `/config`) as a header name.
-        if v.is_empty() {
+        // shown (in `/config`) as a header name. So is a value of `=` alone: base64 padding of
+        // two, the first of which was read as the separator.
+        if v.chars().all(|c| c == '=') {
             return Err(format!(
                 "{EXPECTED_PAIRS}, but entry {entry} has no value (a bare token? write \
                  `name=value`, e.g. `authorization=Bearer%20<token>`)"
             ));
         }
-        super::sink::check_header(k, v)
-            .map_err(|bad| format!("{EXPECTED_PAIRS}, but {}", bad.describe("entry", *entry, k)))?;
     }
     Ok(pairs.into_iter().map(|(_, k, v)| (k, v)).collect())
 }
@@ -520,7 +521,10 @@ mod tests {
             ),
             "{bare}"
         );
-        for e in [name, value, bare] {
+        // Its padding may be two `=`: the first is read as the separator, the value is `=`.
+        let padded = expected("czNjcjN0dG9rZQ==");
+        assert!(padded.ends_with("but entry 1 has no value (a bare token? write `name=value`, e.g. `authorization=Bearer%20<token>`)"), "{padded}");
+        for e in [name, value, bare, padded] {
             assert!(!e.contains("s3cr3t") && !e.contains("czNjcjN0"), "{e}");
         }
         assert_eq!(

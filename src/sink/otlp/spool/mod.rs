@@ -214,8 +214,8 @@ impl Spool {
         }
     }
 
-    /// The collector asked the replay of `kind` to wait until `until` (the latest such ask
-    /// holds).
+    /// The collector throttled the replay of `kind` and asked it to wait until `until` (now,
+    /// when it gave no delay; the latest such ask holds).
     fn throttle(&self, kind: Kind, until: Instant) {
         let mut inner = self.lock();
         let slot = &mut inner.throttled_until[kind.index()];
@@ -304,6 +304,15 @@ impl Spool {
     fn replayed(&self, id: EntryId, kind: Kind, outcome: Outcome) {
         self.lock().sending[kind.index()].retain(|(sent, _)| *sent != id);
         self.finish(id, kind, outcome);
+    }
+
+    /// A replayed request still in flight when shutdown's time for it ran out: it stays in the
+    /// spool for the next process. No failure of the collector's: its reachability and the
+    /// last error stay as they were.
+    fn left_in_flight(&self, id: EntryId, kind: Kind) {
+        let mut inner = self.lock();
+        inner.sending[kind.index()].retain(|(sent, _)| *sent != id);
+        inner.store.release(id);
     }
 
     /// Records how a request of `kind` in flight ended.

@@ -31,6 +31,9 @@ const MAX_SERVER_DELAY: Duration = Duration::from_secs(60);
 struct Attempt {
     outcome: Outcome,
     server_delay: Option<Duration>,
+    /// The collector said it was overloaded (HTTP 429, gRPC `RESOURCE_EXHAUSTED`), with or
+    /// without a delay.
+    throttled: bool,
 }
 
 impl From<Outcome> for Attempt {
@@ -38,6 +41,7 @@ impl From<Outcome> for Attempt {
         Attempt {
             outcome,
             server_delay: None,
+            throttled: false,
         }
     }
 }
@@ -166,7 +170,9 @@ async fn wait_if_throttled(spool: &Spool, kind: Kind, wake: &tokio::sync::Notify
 
 /// Records how a replayed request ended; a collector's ask to wait holds every lane.
 fn settle(spool: &Spool, kind: Kind, batch: &Batch, attempt: Attempt) {
-    if let (Outcome::Transient(_), Some(delay)) = (&attempt.outcome, attempt.server_delay) {
+    let asked = attempt.throttled || attempt.server_delay.is_some();
+    if matches!(attempt.outcome, Outcome::Transient(_)) && asked {
+        let delay = attempt.server_delay.unwrap_or_default();
         spool.throttle(kind, Instant::now() + delay.min(MAX_SERVER_DELAY));
     }
     spool.replayed(batch.id, kind, attempt.outcome);
@@ -184,11 +190,7 @@ async fn send(
     tokio::select! {
         attempt = senders.send(batch) => Some(attempt),
         () = stop_deadline(spool, kind, lane) => {
-            spool.replayed(
-                batch.id,
-                kind,
-                Outcome::Transient("shut down while replaying".to_owned()),
-            );
+            spool.left_in_flight(batch.id, kind);
             None
         }
     }
@@ -309,6 +311,7 @@ impl GrpcSenders {
                 Attempt {
                     outcome,
                     server_delay: status.get_details_retry_info().and_then(|r| r.retry_delay),
+                    throttled: status.code() == tonic::Code::ResourceExhausted,
                 }
             }
         }
@@ -372,6 +375,7 @@ impl HttpSenders {
                 Attempt {
                     outcome,
                     server_delay,
+                    throttled: code == 429,
                 }
             }
             Err(e) => Outcome::Transient(format!("{what}: {}", retry::error_chain(&e))).into(),
