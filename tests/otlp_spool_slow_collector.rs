@@ -36,47 +36,76 @@ fn log_records(receiver: &Receiver) -> usize {
         .sum()
 }
 
+/// A pipeline exporting both signals over OTLP/HTTP to `endpoint`, in requests of 10 records
+/// (`timeout_ms` each), with a spool in `dir`; a live export is waited for `spool_after` when
+/// it is given.
+fn spooled_pipeline(
+    endpoint: &str,
+    dir: &std::path::Path,
+    timeout_ms: &str,
+    spool_after: Option<Duration>,
+) -> (tracing_offload::Guard, tracing::Dispatch) {
+    let traces = format!("{endpoint}/v1/traces");
+    let logs = format!("{endpoint}/v1/logs");
+    let env = endpoints(&traces, &logs, timeout_ms);
+    let mut sink = Otlp::from_env_with(&env)
+        .protocol(Protocol::HttpProtobuf)
+        .max_retries(0)
+        .max_export_batch_size(10)
+        .spool(dir);
+    if let Some(wait) = spool_after {
+        sink = sink.spool_after(wait);
+    }
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(4_096)
+        .sink(sink)
+        .build()
+        .unwrap();
+    (guard, dispatch(layer))
+}
+
+/// `n` events, then a flush.
+fn events(dispatch: &tracing::Dispatch, handle: &tracing_offload::Handle, n: usize) {
+    tracing::dispatcher::with_default(dispatch, || {
+        for i in 0..n {
+            tracing::info!(i, "request served");
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+}
+
+/// The OTLP sink's spool stats.
+fn spool_of(handle: &tracing_offload::Handle) -> tracing_offload::SpoolStats {
+    handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
+}
+
 #[test]
 fn the_replay_sends_several_spooled_requests_at_once_to_a_slow_collector() {
     const EVENTS: usize = 200;
     // Every request is taken, each after 300 ms.
     let collector =
         Receiver::start_concurrent(vec![Answer::after(Duration::from_millis(300), 200)]);
-    let traces = format!("{}/v1/traces", collector.endpoint());
-    let logs = format!("{}/v1/logs", collector.endpoint());
-    let env = endpoints(&traces, &logs, "5000");
     let dir = tempfile::tempdir().unwrap();
-    let sink = Otlp::from_env_with(&env)
-        .protocol(Protocol::HttpProtobuf)
-        .max_retries(0)
-        .max_export_batch_size(10)
-        .spool(dir.path())
-        .spool_after(Duration::from_millis(50));
-    let (layer, guard) = OffloadLayer::builder()
-        .capacity(4_096)
-        .sink(sink)
-        .build()
-        .unwrap();
+    let (guard, dispatch) = spooled_pipeline(
+        &collector.endpoint(),
+        dir.path(),
+        "5000",
+        Some(Duration::from_millis(50)),
+    );
     let handle = guard.handle();
-    tracing::dispatcher::with_default(&dispatch(layer), || {
-        for i in 0..EVENTS {
-            tracing::info!(i, "request served");
-        }
-    });
-    handle.flush(DEADLINE).unwrap();
-    let spool = || handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    events(&dispatch, &handle, EVENTS);
     wait_until(
         "every request answered and the spool empty",
         DEADLINE,
         || {
-            let s = spool();
+            let s = spool_of(&handle);
             s.batches == 0 && s.unanswered_for.is_none()
         },
     );
     guard.shutdown(DEADLINE).unwrap();
 
     let stats = handle.stats();
-    let spool = spool();
+    let spool = spool_of(&handle);
     assert!(
         spool.spooled > 0,
         "the slow answers sent requests to the spool: {spool:#?}"
@@ -105,28 +134,15 @@ fn a_retry_after_answered_to_one_lane_holds_every_lane() {
     script.extend(vec![Answer::retry_after(429, "2"); 6]);
     script.push(Answer::status(200));
     let collector = Receiver::start_concurrent(script);
-    let traces = format!("{}/v1/traces", collector.endpoint());
-    let logs = format!("{}/v1/logs", collector.endpoint());
-    let env = endpoints(&traces, &logs, "5000");
     let dir = tempfile::tempdir().unwrap();
-    let sink = Otlp::from_env_with(&env)
-        .protocol(Protocol::HttpProtobuf)
-        .max_retries(0)
-        .max_export_batch_size(10)
-        .spool(dir.path())
-        .spool_after(Duration::from_millis(50));
-    let (layer, guard) = OffloadLayer::builder()
-        .capacity(4_096)
-        .sink(sink)
-        .build()
-        .unwrap();
+    let (guard, dispatch) = spooled_pipeline(
+        &collector.endpoint(),
+        dir.path(),
+        "5000",
+        Some(Duration::from_millis(50)),
+    );
     let handle = guard.handle();
-    tracing::dispatcher::with_default(&dispatch(layer), || {
-        for i in 0..EVENTS {
-            tracing::info!(i, "request served");
-        }
-    });
-    handle.flush(DEADLINE).unwrap();
+    events(&dispatch, &handle, EVENTS);
     wait_until("every record at the collector", DEADLINE, || {
         log_records(&collector) >= EVENTS
     });
@@ -157,34 +173,19 @@ fn the_stats_after_shutdown_count_what_the_replay_delivered_during_it() {
     const EVENTS: usize = 400;
     let collector =
         Receiver::start_concurrent(vec![Answer::after(Duration::from_millis(300), 200)]);
-    let traces = format!("{}/v1/traces", collector.endpoint());
-    let logs = format!("{}/v1/logs", collector.endpoint());
-    let env = endpoints(&traces, &logs, "5000");
     let dir = tempfile::tempdir().unwrap();
+    let endpoint = collector.endpoint();
     let pipeline = || {
-        let sink = Otlp::from_env_with(&env)
-            .protocol(Protocol::HttpProtobuf)
-            .max_retries(0)
-            .max_export_batch_size(10)
-            .spool(dir.path())
-            .spool_after(Duration::from_millis(50));
-        OffloadLayer::builder()
-            .capacity(4_096)
-            .sink(sink)
-            .build()
-            .unwrap()
+        spooled_pipeline(
+            &endpoint,
+            dir.path(),
+            "5000",
+            Some(Duration::from_millis(50)),
+        )
     };
-    let spool_of = |handle: &tracing_offload::Handle| {
-        handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
-    };
-    let (layer, guard) = pipeline();
+    let (guard, dispatch) = pipeline();
     let handle = guard.handle();
-    tracing::dispatcher::with_default(&dispatch(layer), || {
-        for i in 0..EVENTS {
-            tracing::info!(i, "request served");
-        }
-    });
-    handle.flush(DEADLINE).unwrap();
+    events(&dispatch, &handle, EVENTS);
     wait_until("the replay under way", DEADLINE, || {
         spool_of(&handle).replayed > 0
     });
@@ -197,7 +198,7 @@ fn the_stats_after_shutdown_count_what_the_replay_delivered_during_it() {
         "the ledger holds: {left:#?}"
     );
 
-    let (_layer, guard) = pipeline();
+    let (guard, _dispatch) = pipeline();
     let next = spool_of(&guard.handle());
     assert_eq!(
         next.restored, left.records,
@@ -231,30 +232,17 @@ fn assert_one_request_at_a_time_after_throttling(over: Answer) {
     // The collector is down while the records are spooled, then comes up: the replay alone
     // sends them, with no live export beside it.
     let port = support::collector::free_port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let traces = format!("{endpoint}/v1/traces");
-    let logs = format!("{endpoint}/v1/logs");
-    let env = endpoints(&traces, &logs, "5000");
     let dir = tempfile::tempdir().unwrap();
-    let sink = Otlp::from_env_with(&env)
-        .protocol(Protocol::HttpProtobuf)
-        .max_retries(0)
-        .max_export_batch_size(10)
-        .spool(dir.path());
-    let (layer, guard) = OffloadLayer::builder()
-        .capacity(4_096)
-        .sink(sink)
-        .build()
-        .unwrap();
+    let (guard, dispatch) = spooled_pipeline(
+        &format!("http://127.0.0.1:{port}"),
+        dir.path(),
+        "5000",
+        None,
+    );
     let handle = guard.handle();
-    tracing::dispatcher::with_default(&dispatch(layer), || {
-        for i in 0..EVENTS {
-            tracing::info!(i, "request served");
-        }
-    });
-    handle.flush(DEADLINE).unwrap();
-    let spool = || handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
-    assert_eq!(spool().records, EVENTS as u64, "{:#?}", spool());
+    events(&dispatch, &handle, EVENTS);
+    let spooled = spool_of(&handle);
+    assert_eq!(spooled.records, EVENTS as u64, "{spooled:#?}");
 
     let collector = Receiver::start_limited_on(
         port,
@@ -288,35 +276,21 @@ fn requests_left_in_flight_at_shutdown_do_not_make_the_collector_unreachable() {
     const EVENTS: usize = 100;
     // Every request is taken, each after 3 s: longer than shutdown gives them.
     let collector = Receiver::start_concurrent(vec![Answer::after(Duration::from_secs(3), 200)]);
-    let traces = format!("{}/v1/traces", collector.endpoint());
-    let logs = format!("{}/v1/logs", collector.endpoint());
-    let env = endpoints(&traces, &logs, "10000");
     let dir = tempfile::tempdir().unwrap();
-    let sink = Otlp::from_env_with(&env)
-        .protocol(Protocol::HttpProtobuf)
-        .max_retries(0)
-        .max_export_batch_size(10)
-        .spool(dir.path())
-        .spool_after(Duration::from_millis(50));
-    let (layer, guard) = OffloadLayer::builder()
-        .capacity(4_096)
-        .sink(sink)
-        .build()
-        .unwrap();
+    let (guard, dispatch) = spooled_pipeline(
+        &collector.endpoint(),
+        dir.path(),
+        "10000",
+        Some(Duration::from_millis(50)),
+    );
     let handle = guard.handle();
-    tracing::dispatcher::with_default(&dispatch(layer), || {
-        for i in 0..EVENTS {
-            tracing::info!(i, "request served");
-        }
-    });
-    handle.flush(DEADLINE).unwrap();
-    let spool = || handle.stats().sink("otlp").unwrap().spool.clone().unwrap();
+    events(&dispatch, &handle, EVENTS);
     wait_until("the replay's requests in flight", DEADLINE, || {
         collector.received().len() >= 3
     });
     let _ = guard.shutdown(Duration::from_secs(1));
 
-    let left = spool();
+    let left = spool_of(&handle);
     assert!(
         left.records > 0,
         "requests left for the next process: {left:#?}"
