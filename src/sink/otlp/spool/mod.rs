@@ -78,8 +78,8 @@ use store::{Batch, Done, Store};
 const REPLAY_LANES: usize = 4;
 
 /// How long the replay of a signal goes on one request at a time after the collector throttled
-/// it (`Retry-After`, `RetryInfo`): a collector that takes one request at a time and throttles
-/// the others would otherwise be sent the others again after each wait.
+/// it (HTTP 429, gRPC `RESOURCE_EXHAUSTED`): a collector that takes one request at a time and
+/// throttles the others would otherwise be sent the others again after each wait.
 const ONE_LANE_AFTER_THROTTLING: Duration = Duration::from_secs(60);
 
 /// How a request ended, as the spool needs to know it.
@@ -134,10 +134,11 @@ struct Inner {
     /// answer.
     sending: [Vec<(EntryId, Instant)>; 2],
     /// Per signal: until when the collector asked the replay to wait (a `Retry-After` or
-    /// `RetryInfo` it answered one of the requests in flight with). Every lane waits, and a
-    /// success of another request in flight does not cut it short.
+    /// `RetryInfo` it answered one of the requests in flight with; now, for a throttling answer
+    /// without one). Every lane waits, and a success of another request in flight does not cut
+    /// it short.
     throttled_until: [Option<Instant>; 2],
-    /// Per signal: when the collector last asked the replay to wait. For
+    /// Per signal: when the collector last throttled the replay. For
     /// [`ONE_LANE_AFTER_THROTTLING`] after that, one lane alone sends: a collector that
     /// throttles concurrent requests is not asked again and again.
     throttled_at: [Option<Instant>; 2],
@@ -147,6 +148,13 @@ struct Inner {
     stop_at: Option<Instant>,
     /// Per signal: whether this sink exports it (and replays it).
     exported: [bool; 2],
+}
+
+impl Inner {
+    /// The replay's request `id` of `kind` is no longer in flight.
+    fn answered(&mut self, id: EntryId, kind: Kind) {
+        self.sending[kind.index()].retain(|(sent, _)| *sent != id);
+    }
 }
 
 // === impl Spool ===
@@ -302,7 +310,7 @@ impl Spool {
 
     /// How the replay's request of `kind` in flight ended.
     fn replayed(&self, id: EntryId, kind: Kind, outcome: Outcome) {
-        self.lock().sending[kind.index()].retain(|(sent, _)| *sent != id);
+        self.lock().answered(id, kind);
         self.finish(id, kind, outcome);
     }
 
@@ -311,7 +319,7 @@ impl Spool {
     /// last error stay as they were.
     fn left_in_flight(&self, id: EntryId, kind: Kind) {
         let mut inner = self.lock();
-        inner.sending[kind.index()].retain(|(sent, _)| *sent != id);
+        inner.answered(id, kind);
         inner.store.release(id);
     }
 
@@ -352,7 +360,7 @@ impl Spool {
             .map_err(|e| SinkError::io("syncing the spool", e))
     }
 
-    /// Asks the replay to stop: it finishes the request it is sending until `at`.
+    /// Asks the replay to stop: it finishes the requests it is sending until `at`.
     fn stop(&self, at: Instant) {
         self.lock().stop_at.get_or_insert(at);
         for notify in self.wake.iter().chain(&self.stopping).flatten() {

@@ -138,10 +138,7 @@ async fn lane(spool: &Spool, senders: &Senders, kind: Kind, lane: usize) {
             continue;
         }
         if let Some(until) = spool.one_lane_until(kind) {
-            tokio::select! {
-                _ = tokio::time::sleep_until(until.into()) => {}
-                _ = wake.notified() => {}
-            }
+            sleep_or_wake(until, wake).await;
             continue;
         }
         let Some(batch) = spool.take(kind) else {
@@ -161,11 +158,16 @@ async fn wait_if_throttled(spool: &Spool, kind: Kind, wake: &tokio::sync::Notify
     let Some(until) = spool.throttled_until(kind) else {
         return false;
     };
+    sleep_or_wake(until, wake).await;
+    true
+}
+
+/// Waits until `until`, or until the lane is woken (a stop, say).
+async fn sleep_or_wake(until: Instant, wake: &tokio::sync::Notify) {
     tokio::select! {
         _ = tokio::time::sleep_until(until.into()) => {}
         _ = wake.notified() => {}
     }
-    true
 }
 
 /// Records how a replayed request ended; a collector's ask to wait holds every lane.
