@@ -13,9 +13,10 @@ mod support;
 use std::time::Duration;
 
 use support::collector::endpoints;
+use support::grpc_receiver::{GrpcAnswer, GrpcReceiver};
 use support::receiver::{Answer, Receiver};
 use support::*;
-use tracing_offload::sink::otlp::Protocol;
+use tracing_offload::sink::otlp::{EventsAsLogs, Protocol};
 use tracing_offload::sink::Otlp;
 use tracing_offload::OffloadLayer;
 
@@ -161,6 +162,73 @@ fn a_retry_after_answered_to_one_lane_holds_every_lane() {
     assert!(
         early.is_empty(),
         "requests sent before the Retry-After of 2 s had passed: {early:?} after the 429"
+    );
+}
+
+/// The same over gRPC: a `RESOURCE_EXHAUSTED` with a `RetryInfo` delay answered to one of the
+/// requests in flight holds every lane of the replay until the delay has passed. (The
+/// collector is a real tonic server with the OTLP trace service; only its answers are
+/// scripted.)
+#[test]
+fn a_grpc_retry_info_answered_to_one_lane_holds_every_lane() {
+    const SPANS: usize = 300;
+    let slow = GrpcAnswer::AcceptAfter(Duration::from_millis(300));
+    let throttle = GrpcAnswer::Fail(tonic::Code::ResourceExhausted, Some(Duration::from_secs(2)));
+    let mut script = vec![slow; 12];
+    script.extend(vec![throttle; 6]);
+    script.push(GrpcAnswer::Accept);
+    let collector = GrpcReceiver::start(script);
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::new()
+        .endpoint(collector.endpoint())
+        .protocol(Protocol::Grpc)
+        .events_as_logs(EventsAsLogs::None)
+        .timeout(Duration::from_secs(5))
+        .max_retries(0)
+        .max_export_batch_size(10)
+        .spool(dir.path())
+        .spool_after(Duration::from_millis(50));
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(4_096)
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    tracing::dispatcher::with_default(&dispatch(layer), || {
+        for i in 0..SPANS {
+            let _span = tracing::info_span!("work", i).entered();
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    wait_until(
+        "every request answered and the spool empty",
+        DEADLINE,
+        || {
+            let s = spool_of(&handle);
+            s.batches == 0 && s.unanswered_for.is_none()
+        },
+    );
+    guard.shutdown(DEADLINE).unwrap();
+
+    let spool = spool_of(&handle);
+    assert!(
+        spool.spooled > 0,
+        "the slow answers spooled requests: {spool:#?}"
+    );
+    assert_eq!(spool.lost(), 0, "{spool:#?}");
+    // As over HTTP: a request that arrived well after the first throttling answer (which was
+    // given at once) was sent after the client read it, and must have waited the 2 s.
+    let received = collector.received();
+    assert!(received.len() > 13, "{} requests", received.len());
+    let throttled_at = received[12];
+    let early: Vec<Duration> = received[13..]
+        .iter()
+        .map(|at| at.saturating_duration_since(throttled_at))
+        .filter(|after| *after > Duration::from_millis(50) && *after < Duration::from_millis(1_950))
+        .collect();
+    assert!(
+        early.is_empty(),
+        "requests sent before the RetryInfo of 2 s had passed: {early:?} after the first"
     );
 }
 

@@ -19,6 +19,8 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 pub enum GrpcAnswer {
     /// The request is accepted.
     Accept,
+    /// The request is accepted after a delay (other requests are served meanwhile).
+    AcceptAfter(Duration),
     /// The request fails with `code`, and with a `RetryInfo` detail when a delay is given.
     Fail(tonic::Code, Option<Duration>),
 }
@@ -39,10 +41,17 @@ impl TraceService for Scripted {
             received.push(Instant::now());
             received.len() - 1
         };
-        match &self.script[n.min(self.script.len() - 1)] {
-            GrpcAnswer::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse {
+        let accept = || {
+            Ok(tonic::Response::new(ExportTraceServiceResponse {
                 partial_success: None,
-            })),
+            }))
+        };
+        match &self.script[n.min(self.script.len() - 1)] {
+            GrpcAnswer::Accept => accept(),
+            GrpcAnswer::AcceptAfter(delay) => {
+                tokio::time::sleep(*delay).await;
+                accept()
+            }
             GrpcAnswer::Fail(code, delay) => {
                 let details = match delay {
                     Some(d) => ErrorDetails::with_retry_info(Some(*d)),
