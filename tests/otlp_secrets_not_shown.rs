@@ -151,10 +151,46 @@ fn credentials_in_an_endpoint_are_redacted_where_it_is_shown() {
     assert!(text.contains("user:***@127.0.0.1:4318"), "{text}");
 }
 
-/// An endpoint with credentials where nothing listens: the sink's export errors (which quote
-/// the URL) reach the stats, `/health` and, with a spool, the spool's last error. A `'` in the
-/// user information is written raw in the URL the HTTP client quotes (it used to end the URL
-/// for the redaction, which then hid nothing).
+/// A key in the base endpoint's query (`?api_key=…`, as some services take it): the signal's
+/// path goes on the URL's path, the query stays on the request as given, and the key is hidden
+/// wherever the endpoint is shown. The path used to be glued after the query
+/// (`/otlp?api_key=<key>/v1/traces`): both signals went to `/otlp`, with a corrupted key, and
+/// `/config` showed the key (found by an adversary).
+#[test]
+fn a_key_in_the_endpoints_query_stays_on_the_request_and_out_of_what_is_shown() {
+    use support::receiver::{Answer, Receiver};
+    let collector = Receiver::start(vec![Answer::status(200)]);
+    let sink = Otlp::new()
+        .endpoint(format!("{}/otlp?api_key={SECRET}", collector.endpoint()))
+        .protocol(Protocol::HttpProtobuf);
+    assert_no_secret("Debug", &format!("{sink:?}"));
+    let (layer, guard) = serve(sink);
+    let config = config_over_http(&guard);
+    assert_eq!(
+        config["sink_settings"]["otlp"]["logs_endpoint"],
+        format!("{}/otlp/v1/logs?api_key=***", collector.endpoint()),
+        "{config:#}"
+    );
+    support::with_layer(layer, || {
+        let _span = tracing::info_span!("work").entered();
+        tracing::info!("done");
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let mut paths: Vec<String> = collector.received().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            format!("/otlp/v1/logs?api_key={SECRET}"),
+            format!("/otlp/v1/traces?api_key={SECRET}")
+        ]
+    );
+}
+
+/// An endpoint with credentials (in its user information and its query) where nothing listens:
+/// the sink's export errors (which quote the URL) reach the stats, `/health` and, with a spool,
+/// the spool's last error. A `'` in the user information is written raw in the URL the HTTP
+/// client quotes (it used to end the URL for the redaction, which then hid nothing).
 fn failing_sink(spool: Option<&std::path::Path>) -> Otlp {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -162,7 +198,9 @@ fn failing_sink(spool: Option<&std::path::Path>) -> Otlp {
         .unwrap()
         .port();
     let sink = Otlp::new()
-        .endpoint(format!("http://o'brien:pa'{SECRET}@127.0.0.1:{port}"))
+        .endpoint(format!(
+            "http://o'brien:pa'{SECRET}@127.0.0.1:{port}/?api_key={SECRET}"
+        ))
         .protocol(Protocol::HttpProtobuf)
         .timeout(Duration::from_millis(200))
         .max_retries(0)

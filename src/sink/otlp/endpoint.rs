@@ -1,7 +1,8 @@
 //! Endpoint checks at build time: an endpoint is an `http://` or `https://` URL with a host, and
 //! an error says what was given and what is expected. And the credentials an endpoint may
 //! carry (`http://user:password@host`), hidden wherever an endpoint is shown: the effective
-//! configuration, `Debug`, warnings and errors. Requests still go to the URL as given.
+//! configuration, `Debug`, warnings and errors, with the values of its query parameters
+//! (`?api_key=…`). Requests still go to the URL as given.
 
 /// Whether an endpoint is reached over TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,23 +17,56 @@ pub(super) enum Scheme {
 const HIDDEN: &str = "***";
 
 /// `url` as it may be shown: its user information hidden, `user:***@host` (`***@host` for a
-/// user name alone, which is often a token). A URL without a scheme is read from its start.
+/// user name alone, which is often a token), and the value of every query parameter
+/// (`?api_key=***`: some services take their key there). A URL without a scheme is read from
+/// its start.
 pub(super) fn redact(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
+    format!("{scheme}{}", redact_after_scheme(rest, false))
+}
+
+/// What follows a URL's `scheme://`, with its user information and query values hidden.
+/// `in_text`: the URL is quoted in a message, where a `)` ends a query value too.
+fn redact_after_scheme(rest: &str, in_text: bool) -> String {
     // The last `@` ends the user information (a password may hold an unescaped `@`, and a `/`
     // that would end the authority of a well-formed URL): this hides too much rather than too
     // little when a path holds an `@`.
-    match rest.rfind('@') {
-        Some(at) => format!("{scheme}{}{}", hide_user_info(&rest[..at]), &rest[at..]),
-        None => url.to_owned(),
-    }
+    let shown = match rest.rfind('@') {
+        Some(at) => format!("{}{}", hide_user_info(&rest[..at]), &rest[at..]),
+        None => rest.to_owned(),
+    };
+    hide_query_values(&shown, in_text)
 }
 
-/// `text` (an error message, a chain of them) with the user information of every URL in it
-/// hidden as [`redact`] does: the HTTP client quotes the URL it failed to reach.
+/// `url` with the value of each query parameter shown as `***` (a parameter without a value,
+/// which may be a token, as `***` whole). The fragment, and in a message what follows a `)`,
+/// are left as they are.
+fn hide_query_values(url: &str, in_text: bool) -> String {
+    let Some(q) = url.find('?') else {
+        return url.to_owned();
+    };
+    let query = &url[q + 1..];
+    let end = query
+        .find(|c: char| c == '#' || (in_text && c == ')'))
+        .unwrap_or(query.len());
+    let hidden: Vec<String> = query[..end]
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, "")) => format!("{name}="),
+            Some((name, _)) => format!("{name}={HIDDEN}"),
+            None if param.is_empty() => String::new(),
+            None => HIDDEN.to_owned(),
+        })
+        .collect();
+    format!("{}?{}{}", &url[..q], hidden.join("&"), &query[end..])
+}
+
+/// `text` (an error message, a chain of them) with the user information and query values of
+/// every URL in it hidden as [`redact`] does: the HTTP client quotes the URL it failed to
+/// reach.
 pub(super) fn redact_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -46,13 +80,8 @@ pub(super) fn redact_in(text: &str) -> String {
         let end = after
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '<' | '>' | '`'))
             .unwrap_or(after.len());
-        match after[..end].rfind('@') {
-            Some(at) => {
-                out.push_str(&hide_user_info(&after[..at]));
-                rest = &after[at..];
-            }
-            None => rest = after,
-        }
+        out.push_str(&redact_after_scheme(&after[..end], true));
+        rest = &after[end..];
     }
     out.push_str(rest);
     out
@@ -136,6 +165,24 @@ mod tests {
             "export failed (error sending request for url \
              (http://user:***@127.0.0.1:9/v1/traces): connect); then \
              \"https://***@other:443\" and http://plain:80/x"
+        );
+    }
+
+    #[test]
+    fn query_values_are_hidden_in_urls_and_in_text() {
+        assert_eq!(
+            redact("http://collector:4318/otlp/v1/traces?api_key=s3cr3t&region=eu"),
+            "http://collector:4318/otlp/v1/traces?api_key=***&region=***"
+        );
+        assert_eq!(redact("http://h/?s3cr3t#frag"), "http://h/?***#frag");
+        assert_eq!(redact("http://h/?a=&&b"), "http://h/?a=&&***");
+        assert_eq!(
+            redact("http://u:p4ss@h/x?k=s3cr3t"),
+            "http://u:***@h/x?k=***"
+        );
+        assert_eq!(
+            redact_in("error sending request for url (http://h:9/v1/logs?key=s3cr3t): refused"),
+            "error sending request for url (http://h:9/v1/logs?key=***): refused"
         );
     }
 

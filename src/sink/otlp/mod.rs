@@ -439,7 +439,7 @@ impl Otlp {
             .unwrap_or_else(|| self.protocol.default_endpoint().to_owned());
         match self.protocol {
             Protocol::Grpc => base,
-            _ => format!("{}/{path}", base.trim_end_matches('/')),
+            _ => with_signal_path(&base, path),
         }
     }
 
@@ -479,6 +479,14 @@ impl Otlp {
     }
 }
 
+/// `base` with the signal's `path` appended to its path (before a query or a fragment, which
+/// stay as they are: `http://h/otlp?key=k` gives `http://h/otlp/v1/traces?key=k`).
+fn with_signal_path(base: &str, path: &str) -> String {
+    let end = base.find(['?', '#']).unwrap_or(base.len());
+    let (before, after) = base.split_at(end);
+    format!("{}/{path}{after}", before.trim_end_matches('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +519,24 @@ mod tests {
         assert_eq!(get("telemetry.distro.name"), Some("tracing-offload".into()));
         assert!(get("process.pid").is_some() && get("os.type").is_some());
         assert!(get("process.command_args").is_none());
+    }
+
+    #[test]
+    fn http_signal_paths_go_on_the_path_not_after_the_query() {
+        let s = Otlp::new()
+            .protocol(Protocol::HttpProtobuf)
+            .endpoint("http://h:4318/otlp/?api_key=k&x=1#f");
+        assert_eq!(
+            s.signal_endpoint(&None, "v1/traces"),
+            "http://h:4318/otlp/v1/traces?api_key=k&x=1#f"
+        );
+        let s = s.endpoint("http://h:4318#f");
+        assert_eq!(
+            s.signal_endpoint(&None, "v1/logs"),
+            "http://h:4318/v1/logs#f"
+        );
+        let s = s.endpoint("http://h:4318/");
+        assert_eq!(s.signal_endpoint(&None, "v1/logs"), "http://h:4318/v1/logs");
     }
 
     #[test]
