@@ -68,7 +68,7 @@ const ADMIN_ADDR_VAR: &str = "OFFLOAD_ADMIN_ADDR";
 /// |---|---|---|---|---|
 /// | queue capacity | [`capacity`](Self::capacity) | [`DEFAULT_CAPACITY`] (65 536) | 1 – [`MAX_CAPACITY`] (16 777 216) | `OFFLOAD_CAPACITY` |
 /// | back-pressure | [`backpressure`](Self::backpressure) | [`DEFAULT_BACKPRESSURE`] (`drop_newest`) | | `OFFLOAD_BACKPRESSURE` |
-/// | block timeout | [`backpressure`](Self::backpressure) | [`DEFAULT_BLOCK_TIMEOUT`] (100 ms) | any; from the environment 0 – [`MAX_ENV_BLOCK_TIMEOUT`] (60 000 ms) | `OFFLOAD_BLOCK_TIMEOUT_MS` |
+/// | block timeout | [`backpressure`](Self::backpressure) | [`DEFAULT_BLOCK_TIMEOUT`] (100 ms) | any; from the environment 0 – [`MAX_ENV_BLOCK_TIMEOUT`] (60 000 ms), with `OFFLOAD_BACKPRESSURE=block` (alone, a warning) | `OFFLOAD_BLOCK_TIMEOUT_MS` |
 /// | critical block timeout | [`critical_block_timeout`](Self::critical_block_timeout) | [`DEFAULT_CRITICAL_BLOCK_TIMEOUT`] (100 ms) | any | |
 /// | batch size | [`batch_size`](Self::batch_size) | [`DEFAULT_BATCH_SIZE`] (1 024) | 1 – [`MAX_BATCH_SIZE`] (65 536); 0 counts as 1 | |
 /// | flush interval | [`flush_interval`](Self::flush_interval) | [`DEFAULT_FLUSH_INTERVAL`] (10 ms) | any; below 1 ms counts as 1 ms (the drain thread still wakes at least once a second) | |
@@ -264,14 +264,29 @@ impl Builder {
             &DEFAULT_BLOCK_TIMEOUT.as_millis(),
             env::millis_in(Duration::ZERO..=MAX_ENV_BLOCK_TIMEOUT),
         );
-        if let Some(t) = timeout {
-            c.block_timeout_ms
-                .set_env(saturating_millis(t), "OFFLOAD_BLOCK_TIMEOUT_MS");
-        }
-        if let Some(mut p) = env.parse("OFFLOAD_BACKPRESSURE", &DEFAULT_BACKPRESSURE, |s| {
+        let policy = env.parse("OFFLOAD_BACKPRESSURE", &DEFAULT_BACKPRESSURE, |s| {
             s.parse::<Backpressure>()
                 .map_err(|_| EXPECTED_BACKPRESSURE.to_owned())
-        }) {
+        });
+        match (policy, timeout) {
+            (Some(Backpressure::Block { .. }), Some(t)) => {
+                c.block_timeout_ms
+                    .set_env(saturating_millis(t), "OFFLOAD_BLOCK_TIMEOUT_MS");
+            }
+            // The timeout is `block`'s: set without it, it would change nothing while `/config`
+            // showed it as in force.
+            (policy, Some(t)) => env.warnings.push(EnvWarning {
+                var: "OFFLOAD_BLOCK_TIMEOUT_MS".into(),
+                value: saturating_millis(t).to_string(),
+                expected: format!(
+                    "it together with OFFLOAD_BACKPRESSURE=block (the back-pressure is {})",
+                    policy.as_ref().unwrap_or(&self.backpressure).as_str()
+                ),
+                used: "no block timeout".into(),
+            }),
+            (_, None) => {}
+        }
+        if let Some(mut p) = policy {
             if let (Backpressure::Block { timeout: t }, Some(from_env)) = (&mut p, timeout) {
                 *t = from_env;
             }

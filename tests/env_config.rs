@@ -46,6 +46,42 @@ fn invalid_values_warn_and_fall_back_to_the_default() {
     );
 }
 
+/// The block timeout is `block`'s: set without `OFFLOAD_BACKPRESSURE=block`, it changes
+/// nothing. It used to be taken silently (and shown in `/config` as in force from the
+/// environment) while the pipeline dropped at once; it is now a warning, and an error for the
+/// strict reader (found by an adversary).
+#[test]
+fn a_block_timeout_without_block_back_pressure_is_a_warning() {
+    for policy in [None, Some("drop_oldest")] {
+        let pairs: Vec<(&str, &str)> = [("OFFLOAD_BLOCK_TIMEOUT_MS", "700")]
+            .into_iter()
+            .chain(policy.map(|p| ("OFFLOAD_BACKPRESSURE", p)))
+            .collect();
+        let lookup = |var: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| v.to_string())
+        };
+        let c = config_of(Builder::from_env_with(&lookup));
+        assert_eq!(c.backpressure.value, policy.unwrap_or("drop_newest"));
+        assert_eq!(c.block_timeout_ms.source, Source::Default, "{c:?}");
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let text = c.warnings[0].to_string();
+        assert!(
+            text.contains("OFFLOAD_BLOCK_TIMEOUT_MS")
+                && text.contains("700")
+                && text.contains("OFFLOAD_BACKPRESSURE=block"),
+            "{text}"
+        );
+        let err = Builder::try_from_env_with(&lookup).unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidEnv(w) if w.len() == 1),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn empty_values_count_as_unset() {
     let c = config_of(Builder::from_env_with(&env(&[("OFFLOAD_CAPACITY", "")])));

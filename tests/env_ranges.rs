@@ -130,6 +130,7 @@ fn the_strict_variant_refuses_out_of_range_values_and_says_the_range() {
         assert!(msg.contains(value) && msg.contains(range), "{msg}");
     }
     let at_the_bounds = env(&[
+        ("OFFLOAD_BACKPRESSURE", "block"),
         ("OFFLOAD_BLOCK_TIMEOUT_MS", "60000"),
         ("OTEL_SPAN_EVENT_COUNT_LIMIT", "65536"),
     ]);
