@@ -565,6 +565,7 @@ impl Builder {
             config: Arc::new(RwLock::new(self.config.clone())),
             health: Arc::new(HealthMonitor::new(self.health.clone())),
             build_warnings: self.config.warnings.len(),
+            not_reloaded,
         };
         #[cfg(feature = "admin")]
         let admin = self.start_admin(&handle)?;
@@ -806,4 +807,67 @@ fn in_range(
         value: format!("{value} {unit}"),
         range: format!("{} to {} {unit}", range.start(), range.end()),
     })
+}
+
+/// The layer's build-time variables (not sampling's, which a reload applies) that `env` sets to
+/// a value other than the one in force in `current`, as warnings: a reload does not apply them.
+fn not_reloaded(env: &EnvReader<'_>, current: &Config) -> Vec<EnvWarning> {
+    let mut reader = env.fresh();
+    let mut read = Builder::new();
+    read.apply_env(&mut reader);
+    let read = read.config;
+    let mut out = Vec::new();
+    let mut check = |var: Option<&str>, differs: bool, in_force: String| {
+        let Some(var) = var.filter(|_| differs) else {
+            return;
+        };
+        out.push(EnvWarning {
+            var: var.to_owned(),
+            value: reader.raw(var).unwrap_or_default(),
+            expected: "a restart: it is read when the pipeline is built, not by a reload".into(),
+            used: format!("the value in force, {in_force}"),
+        });
+    };
+    fn from_env<T>(s: &Setting<T>) -> Option<&str> {
+        match &s.source {
+            config::Source::Env(var) => Some(var),
+            _ => None,
+        }
+    }
+    let enabled = |on: bool| if on { "enabled" } else { "disabled" }.to_owned();
+    check(
+        from_env(&read.enabled),
+        read.enabled.value != current.enabled.value,
+        enabled(current.enabled.value),
+    );
+    check(
+        from_env(&read.capacity),
+        read.capacity.value != current.capacity.value,
+        current.capacity.value.to_string(),
+    );
+    check(
+        from_env(&read.backpressure),
+        read.backpressure.value != current.backpressure.value,
+        current.backpressure.value.clone(),
+    );
+    check(
+        from_env(&read.block_timeout_ms),
+        read.block_timeout_ms.value != current.block_timeout_ms.value,
+        format!("{} ms", current.block_timeout_ms.value),
+    );
+    check(
+        from_env(&read.span_event_limit),
+        read.span_event_limit.value != current.span_event_limit.value,
+        current.span_event_limit.value.to_string(),
+    );
+    check(
+        from_env(&read.admin_addr),
+        read.admin_addr.value != current.admin_addr.value,
+        current
+            .admin_addr
+            .value
+            .clone()
+            .unwrap_or_else(|| "off".into()),
+    );
+    out
 }

@@ -59,6 +59,7 @@ pub(crate) struct EnvReader<'a> {
 }
 
 /// Where an [`EnvReader`] finds values.
+#[derive(Clone, Copy)]
 enum Lookup<'a> {
     /// The process environment, read with `var_os` so that a value that is not UTF-8 is
     /// reported instead of looking unset.
@@ -90,6 +91,14 @@ impl<'a> EnvReader<'a> {
     pub(crate) fn process() -> EnvReader<'static> {
         EnvReader {
             lookup: Lookup::Process,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A reader over the same lookup, without warnings.
+    pub(crate) fn fresh(&self) -> EnvReader<'a> {
+        EnvReader {
+            lookup: self.lookup,
             warnings: Vec::new(),
         }
     }

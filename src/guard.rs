@@ -30,6 +30,9 @@ pub struct Handle {
     pub(crate) health: Arc<HealthMonitor>,
     /// How many of `config.warnings` the build found; a reload replaces the ones after them.
     pub(crate) build_warnings: usize,
+    /// The build-time variables a reload finds set to a value other than the one in force, as
+    /// warnings (they are read when the pipeline is built; the builder knows how to read them).
+    pub(crate) not_reloaded: fn(&EnvReader<'_>, &Config) -> Vec<EnvWarning>,
 }
 
 impl fmt::Debug for Handle {
@@ -204,6 +207,12 @@ impl Handle {
     /// returned as warnings (also on stderr and in [`Config::warnings`], which keeps the
     /// build's warnings and the last reload's), and so are values that are not UTF-8.
     ///
+    /// The layer's other variables (`OTEL_SDK_DISABLED`, `OFFLOAD_CAPACITY`,
+    /// `OFFLOAD_BACKPRESSURE`, `OFFLOAD_BLOCK_TIMEOUT_MS`, `OTEL_SPAN_EVENT_COUNT_LIMIT`,
+    /// `OFFLOAD_ADMIN_ADDR`) are read when the pipeline is built: one set to a value other than
+    /// the one in force is returned as a warning too, and changes nothing. The sinks'
+    /// variables (`OTEL_EXPORTER_OTLP_*`) are read when the sink is built.
+    ///
     /// The sampler argument: a missing or invalid `OTEL_TRACES_SAMPLER_ARG` keeps the ratio in
     /// force (with a warning naming it) instead of the spec's build-time fallback of 1.0, so a
     /// typo never turns a 5 % sampler into 100 %; `OTEL_TRACES_SAMPLER_ARG` set alone retunes
@@ -238,6 +247,8 @@ impl Handle {
         let mut config = self.config_mut();
         let before = config.sample_always.value.clone();
         apply_sampling_env(&mut config, &mut env, EnvPrecedence::EnvWins);
+        let not_reloaded = (self.not_reloaded)(&env, &config);
+        env.warnings.extend(not_reloaded);
         let s = &self.pipeline.intake.sampler;
         // Values from the parser are in range, so these cannot fail.
         let _ = s.set_rate(config.sample_rate.value);

@@ -263,3 +263,60 @@ fn a_reload_with_only_the_sampler_argument_retunes_the_ratio_in_force() {
         TracesSampler::ParentBasedTraceIdRatio(0.2)
     );
 }
+
+/// A reload applies the sampling variables only; the layer's other variables are read when the
+/// pipeline is built. One set to a value other than the one in force is a warning that names
+/// it and the value kept, and changes nothing; one set to the value in force is no warning (a
+/// reload on a timer stays quiet). They used to be dropped without a word, while the README
+/// said a reload applied every variable that is set (found by an adversary).
+#[test]
+fn a_reload_warns_about_build_time_variables_it_does_not_apply() {
+    let built_with: &'static [(&'static str, &'static str)] = &[
+        ("OFFLOAD_CAPACITY", "1024"),
+        ("OFFLOAD_BACKPRESSURE", "drop_oldest"),
+    ];
+    let (_layer, guard) = Builder::from_env_with(&lookup(built_with)).build().unwrap();
+    let handle = guard.handle();
+    assert!(handle.reload_from_env_with(&lookup(built_with)).is_empty());
+
+    let warnings = handle.reload_from_env_with(&lookup(&[
+        ("OFFLOAD_BACKPRESSURE", "block"),
+        ("OFFLOAD_CAPACITY", "128"),
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OFFLOAD_SAMPLE_RATE", "0.5"),
+    ]));
+    let mut vars: Vec<&str> = warnings.iter().map(|w| w.var.as_str()).collect();
+    vars.sort_unstable();
+    assert_eq!(
+        vars,
+        [
+            "OFFLOAD_BACKPRESSURE",
+            "OFFLOAD_CAPACITY",
+            "OTEL_SDK_DISABLED"
+        ],
+        "{warnings:?}"
+    );
+    let capacity = warnings
+        .iter()
+        .find(|w| w.var == "OFFLOAD_CAPACITY")
+        .unwrap()
+        .to_string();
+    assert!(
+        capacity.contains("\"128\"") && capacity.contains("restart") && capacity.contains("1024"),
+        "{capacity}"
+    );
+    let c = handle.config();
+    assert_eq!(c.sample_rate.value, 0.5, "the sampling variable applied");
+    assert_eq!(
+        (c.capacity.value, c.backpressure.value.as_str()),
+        (1024, "drop_oldest")
+    );
+    assert!(c.enabled.value);
+    assert_eq!(handle.stats().capacity, 1024);
+    assert_eq!(
+        c.warnings.len(),
+        3,
+        "shown in the config too: {:?}",
+        c.warnings
+    );
+}
