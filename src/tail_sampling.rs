@@ -252,8 +252,8 @@ impl FromStr for TailSampling {
 
     /// Parses comma-separated items, each at most once (a repeated one: the last wins):
     /// `errors`, `slow:<duration>`, `ratio:<0.0 to 1.0>`, `wait:<duration>`,
-    /// `max_buffered_spans:<1 to 16777216>`. Durations are a number and a unit: `ns`, `us`,
-    /// `ms`, `s` or `m` (`500ms`, `1.5s`). Settings not named keep their defaults. A text with
+    /// `max_buffered_spans:<1 to 16777216>`. Durations are a number and a unit: `ns`, `us`
+    /// (or `µs`), `ms`, `s` or `m`, in any case (`500ms`, `1.5s`, `2S`). Settings not named keep their defaults. A text with
     /// no item at all (empty, or only commas), or with no criterion of what to keep (`errors`,
     /// `slow:` or `ratio:`, since without one every trace would be dropped), is an error;
     /// `ratio:0` alone says it on purpose.
@@ -320,13 +320,17 @@ pub(crate) const EXPECTED_TAIL_SAMPLING: &str = "off, or comma-separated errors,
 #[error("invalid tail sampling item {0:?}: use {EXPECTED_TAIL_SAMPLING}")]
 pub struct ParseTailSamplingError(String);
 
-/// Parses a number with a unit: `ns`, `us`, `ms`, `s`, `m`.
+/// Parses a number with a unit: `ns`, `us` (`µs`), `ms`, `s`, `m`, in any case.
 fn parse_duration(s: &str) -> Option<Duration> {
-    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    // The unit starts at the first letter (`µ` included), and is read in any case, like the
+    // rule names around it.
+    let split = s.find(|c: char| c.is_alphabetic())?;
     let (number, unit) = s.split_at(split);
-    let seconds_per_unit = match unit.trim() {
+    let unit = unit.trim().to_lowercase();
+    let unit = unit.as_str();
+    let seconds_per_unit = match unit {
         "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
+        "us" | "µs" | "μs" => 1e-6,
         "ms" => 1e-3,
         "s" => 1.0,
         "m" => 60.0,
@@ -335,9 +339,9 @@ fn parse_duration(s: &str) -> Option<Duration> {
     let number = number.trim();
     if let Ok(whole) = number.parse::<u64>() {
         // Exact for whole numbers (no float rounding).
-        return match unit.trim() {
+        return match unit {
             "ns" => Some(Duration::from_nanos(whole)),
-            "us" | "µs" => Some(Duration::from_micros(whole)),
+            "us" | "µs" | "μs" => Some(Duration::from_micros(whole)),
             "ms" => Some(Duration::from_millis(whole)),
             "s" => Some(Duration::from_secs(whole)),
             _ => whole.checked_mul(60).map(Duration::from_secs),
@@ -607,6 +611,18 @@ mod tests {
         assert_eq!(t.slow_threshold(), Some(Duration::from_millis(1500)));
         assert_eq!(t.max_wait(), Duration::from_secs(120));
         assert_eq!(t.budget(), DEFAULT_TAIL_MAX_BUFFERED_SPANS);
+        // Units are read in any case, like the names; `µs` (micro sign or Greek mu) is `us`.
+        let t: TailSampling = "SLOW:1S,WAIT:500MS".parse().unwrap();
+        assert_eq!(t.slow_threshold(), Some(Duration::from_secs(1)));
+        assert_eq!(t.max_wait(), Duration::from_millis(500));
+        for micros in ["slow:500µs", "slow:500μs", "slow:0.5ms", "slow:500US"] {
+            let t: TailSampling = micros.parse().unwrap();
+            assert_eq!(
+                t.slow_threshold(),
+                Some(Duration::from_micros(500)),
+                "{micros}"
+            );
+        }
         for bad in [
             "slow",
             "slow:500",
