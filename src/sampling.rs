@@ -190,7 +190,8 @@ pub enum SamplingError {
 /// Parses a rate or ratio in 0.0 to 1.0.
 pub(crate) fn parse_ratio(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        // `-0` is 0 (shown as `0`, not `-0.0`).
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r + 0.0),
         _ => Err("a number from 0.0 to 1.0".to_owned()),
     }
 }
@@ -567,6 +568,14 @@ mod tests {
             events_follow_traces: false,
             seed: Some(7),
         })
+    }
+
+    #[test]
+    fn a_ratio_of_minus_zero_is_zero() {
+        let r = parse_ratio("-0").unwrap();
+        assert!(r == 0.0 && r.is_sign_positive(), "{r:?}");
+        assert_eq!(parse_ratio("-0.0").unwrap().to_string(), "0");
+        assert!(parse_ratio("-0.1").is_err());
     }
 
     /// The ratio decision is the OpenTelemetry SDK's, id for id.
