@@ -29,29 +29,35 @@ pub(super) fn redact(url: &str) -> String {
 }
 
 /// What follows a URL's `scheme://`, with its user information and query values hidden.
-/// `in_text`: the URL is quoted in a message, where a `)` ends a query value too.
+/// `in_text`: the URL is quoted in a message, and the punctuation after it is kept as it is.
 fn redact_after_scheme(rest: &str, in_text: bool) -> String {
-    // The last `@` ends the user information (a password may hold an unescaped `@`, and a `/`
-    // that would end the authority of a well-formed URL): this hides too much rather than too
-    // little when a path holds an `@`.
-    let shown = match rest.rfind('@') {
+    // In a message, the punctuation that follows a URL (`(http://…):`) is not part of it.
+    let (rest, after) = if in_text {
+        let url = rest.trim_end_matches([')', ']', ':', ',', '.', ';']);
+        rest.split_at(url.len())
+    } else {
+        (rest, "")
+    };
+    // The user information ends at the last `@` before the query or the fragment (a password
+    // may hold an unescaped `@`, and a `/` that would end the authority of a well-formed URL):
+    // this hides too much rather than too little when a path holds an `@`. An `@` in the query
+    // is a query value's.
+    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let shown = match rest[..before_query].rfind('@') {
         Some(at) => format!("{}{}", hide_user_info(&rest[..at]), &rest[at..]),
         None => rest.to_owned(),
     };
-    hide_query_values(&shown, in_text)
+    format!("{}{after}", hide_query_values(&shown))
 }
 
 /// `url` with the value of each query parameter shown as `***` (a parameter without a value,
-/// which may be a token, as `***` whole). The fragment, and in a message what follows a `)`,
-/// are left as they are.
-fn hide_query_values(url: &str, in_text: bool) -> String {
+/// which may be a token, as `***` whole). The fragment is left as it is.
+fn hide_query_values(url: &str) -> String {
     let Some(q) = url.find('?') else {
         return url.to_owned();
     };
     let query = &url[q + 1..];
-    let end = query
-        .find(|c: char| c == '#' || (in_text && c == ')'))
-        .unwrap_or(query.len());
+    let end = query.find('#').unwrap_or(query.len());
     let hidden: Vec<String> = query[..end]
         .split('&')
         .map(|param| match param.split_once('=') {
@@ -183,6 +189,20 @@ mod tests {
         assert_eq!(
             redact_in("error sending request for url (http://h:9/v1/logs?key=s3cr3t): refused"),
             "error sending request for url (http://h:9/v1/logs?key=***): refused"
+        );
+        // An `@` or a `)` in a query value is the value's: the host stays shown, and nothing
+        // of the value (found by an adversary: `http://h:***@s3cr3t`, `?key=***)3t`).
+        assert_eq!(
+            redact("http://127.0.0.1:14399/otlp?api_key=abc@s3cr3t"),
+            "http://127.0.0.1:14399/otlp?api_key=***"
+        );
+        assert_eq!(
+            redact("http://u:p@ss@h/x?k=a@b#f@g"),
+            "http://u:***@h/x?k=***#f@g"
+        );
+        assert_eq!(
+            redact_in("url (http://h:9/v1/logs?key=ab)3t@s3cr3t): refused"),
+            "url (http://h:9/v1/logs?key=***): refused"
         );
     }
 
