@@ -120,6 +120,9 @@ pub struct Builder {
     sampling_seed: Option<u64>,
     sinks: Vec<Box<dyn Sink>>,
     health: HealthConfig,
+    /// Built from the environment (`from_env` and friends): a reload then reports the
+    /// build-time variables it cannot apply.
+    env_read: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -184,6 +187,7 @@ impl Builder {
             sampling_seed: None,
             sinks: Vec::new(),
             health: HealthConfig::default(),
+            env_read: false,
         }
     }
 
@@ -227,6 +231,7 @@ impl Builder {
         let mut b = Self::new();
         b.apply_env(&mut env);
         b.config.warnings = env.warnings;
+        b.env_read = true;
         b
     }
 
@@ -279,10 +284,11 @@ impl Builder {
                 var: "OFFLOAD_BLOCK_TIMEOUT_MS".into(),
                 value: saturating_millis(t).to_string(),
                 expected: format!(
-                    "it together with OFFLOAD_BACKPRESSURE=block (the back-pressure is {})",
-                    policy.as_ref().unwrap_or(&self.backpressure).as_str()
+                    "OFFLOAD_BACKPRESSURE=block with it (it is the timeout of that policy; \
+                     OFFLOAD_BACKPRESSURE is {})",
+                    policy.map_or("unset", |p| p.as_str())
                 ),
-                used: "no block timeout".into(),
+                used: "nothing from it".into(),
             }),
             (_, None) => {}
         }
@@ -333,10 +339,17 @@ impl Builder {
         self.config
             .backpressure
             .set_code(policy.as_str().to_owned());
-        if let Backpressure::Block { timeout } = policy {
-            self.config
+        // The block timeout is `block`'s: under another policy, none is in force (not one the
+        // environment gave).
+        match policy {
+            Backpressure::Block { timeout } => self
+                .config
                 .block_timeout_ms
-                .set_code(saturating_millis(timeout));
+                .set_code(saturating_millis(timeout)),
+            _ => {
+                self.config.block_timeout_ms =
+                    Setting::default(DEFAULT_BLOCK_TIMEOUT.as_millis() as u64)
+            }
         }
         self.backpressure = policy;
         self
@@ -565,7 +578,12 @@ impl Builder {
             config: Arc::new(RwLock::new(self.config.clone())),
             health: Arc::new(HealthMonitor::new(self.health.clone())),
             build_warnings: self.config.warnings.len(),
-            not_reloaded,
+            // A pipeline built without reading the environment takes none of these from it.
+            not_reloaded: if self.env_read {
+                not_reloaded
+            } else {
+                |_, _| Vec::new()
+            },
         };
         #[cfg(feature = "admin")]
         let admin = self.start_admin(&handle)?;
@@ -816,11 +834,38 @@ fn not_reloaded(env: &EnvReader<'_>, current: &Config) -> Vec<EnvWarning> {
     let mut read = Builder::new();
     read.apply_env(&mut reader);
     let read = read.config;
+    let code_set: Vec<&str> = [
+        ("OTEL_SDK_DISABLED", &current.enabled.source),
+        ("OFFLOAD_CAPACITY", &current.capacity.source),
+        ("OFFLOAD_BACKPRESSURE", &current.backpressure.source),
+        // Code that sets the policy sets (or leaves out) its timeout.
+        (
+            "OFFLOAD_BLOCK_TIMEOUT_MS",
+            if current.backpressure.source == config::Source::Code {
+                &current.backpressure.source
+            } else {
+                &current.block_timeout_ms.source
+            },
+        ),
+        (
+            "OTEL_SPAN_EVENT_COUNT_LIMIT",
+            &current.span_event_limit.source,
+        ),
+        (ADMIN_ADDR_VAR, &current.admin_addr.source),
+    ]
+    .into_iter()
+    .filter(|(_, source)| **source == config::Source::Code)
+    .map(|(var, _)| var)
+    .collect();
     let mut out = Vec::new();
     let mut check = |var: Option<&str>, differs: bool, in_force: String| {
         let Some(var) = var.filter(|_| differs) else {
             return;
         };
+        // A value set in code wins over the environment at build time too: nothing to say.
+        if code_set.contains(&var) {
+            return;
+        }
         out.push(EnvWarning {
             var: var.to_owned(),
             value: reader.raw(var).unwrap_or_default(),

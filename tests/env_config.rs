@@ -82,6 +82,43 @@ fn a_block_timeout_without_block_back_pressure_is_a_warning() {
     }
 }
 
+/// A policy set in code brings its own timeout, or none: the environment's block timeout is not
+/// shown as in force under a policy that has none (it was, with `drop_newest` from code and
+/// 700 ms "from the environment"; found by an adversary).
+#[test]
+fn a_policy_set_in_code_leaves_no_block_timeout_from_the_environment() {
+    let pairs = env(&[
+        ("OFFLOAD_BACKPRESSURE", "block"),
+        ("OFFLOAD_BLOCK_TIMEOUT_MS", "700"),
+    ]);
+    let c = config_of(
+        Builder::from_env_with(&pairs).backpressure(tracing_offload::Backpressure::DropNewest),
+    );
+    assert_eq!(c.backpressure.value, "drop_newest");
+    assert_eq!(c.block_timeout_ms.source, Source::Default, "{c:?}");
+    let c = config_of(Builder::from_env_with(&pairs).backpressure(
+        tracing_offload::Backpressure::Block {
+            timeout: std::time::Duration::from_millis(1_500),
+        },
+    ));
+    assert_eq!(
+        (c.block_timeout_ms.value, c.block_timeout_ms.source),
+        (1_500, Source::Code)
+    );
+    // The warning of a timeout given without the policy does not guess what code sets later.
+    let alone = env(&[("OFFLOAD_BLOCK_TIMEOUT_MS", "200")]);
+    let c = config_of(Builder::from_env_with(&alone).backpressure(
+        tracing_offload::Backpressure::Block {
+            timeout: std::time::Duration::from_millis(1_500),
+        },
+    ));
+    let text = c.warnings[0].to_string();
+    assert!(
+        text.contains("OFFLOAD_BACKPRESSURE is unset") && !text.contains("drop_newest"),
+        "{text}"
+    );
+}
+
 #[test]
 fn empty_values_count_as_unset() {
     let c = config_of(Builder::from_env_with(&env(&[("OFFLOAD_CAPACITY", "")])));

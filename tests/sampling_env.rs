@@ -320,3 +320,29 @@ fn a_reload_warns_about_build_time_variables_it_does_not_apply() {
         c.warnings
     );
 }
+
+/// No warning where the environment would not apply at build time either: a value set in code
+/// (code wins; a restart would change nothing), and a pipeline built without reading the
+/// environment (`OffloadLayer::builder()`). They used to be told "expected a restart" on every
+/// reload (found by an adversary).
+#[test]
+fn a_reload_says_nothing_of_variables_the_build_would_not_take_either() {
+    let env: &'static [(&'static str, &'static str)] = &[
+        ("OFFLOAD_CAPACITY", "1024"),
+        ("OFFLOAD_BACKPRESSURE", "block"),
+        ("OFFLOAD_BLOCK_TIMEOUT_MS", "700"),
+    ];
+    let code_set = Builder::from_env_with(&lookup(env))
+        .capacity(64)
+        .backpressure(tracing_offload::Backpressure::DropNewest);
+    let not_from_env = Builder::new();
+    for builder in [code_set, not_from_env] {
+        let (_layer, guard) = builder.build().unwrap();
+        let handle = guard.handle();
+        for _ in 0..2 {
+            let warnings = handle.reload_from_env_with(&lookup(env));
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+        assert!(handle.config().warnings.is_empty());
+    }
+}
