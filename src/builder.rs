@@ -834,85 +834,65 @@ fn not_reloaded(env: &EnvReader<'_>, current: &Config) -> Vec<EnvWarning> {
     let mut read = Builder::new();
     read.apply_env(&mut reader);
     let read = read.config;
-    let code_set: Vec<&str> = [
-        ("OTEL_SDK_DISABLED", &current.enabled.source),
-        ("OFFLOAD_CAPACITY", &current.capacity.source),
-        ("OFFLOAD_BACKPRESSURE", &current.backpressure.source),
-        // Code that sets the policy sets (or leaves out) its timeout.
-        (
-            "OFFLOAD_BLOCK_TIMEOUT_MS",
-            if current.backpressure.source == config::Source::Code {
-                &current.backpressure.source
-            } else {
-                &current.block_timeout_ms.source
-            },
+    let enabled = |on: &bool| if *on { "enabled" } else { "disabled" }.to_owned();
+    let admin = |addr: &Option<String>| addr.clone().unwrap_or_else(|| "off".into());
+    // Each: the variable it came from and the value in force, when they differ.
+    let differing = [
+        differs(&read.enabled, &current.enabled, enabled),
+        differs(&read.capacity, &current.capacity, usize::to_string),
+        differs(&read.backpressure, &current.backpressure, String::clone),
+        differs(&read.block_timeout_ms, &current.block_timeout_ms, |ms| {
+            format!("{ms} ms")
+        }),
+        differs(
+            &read.span_event_limit,
+            &current.span_event_limit,
+            usize::to_string,
         ),
-        (
-            "OTEL_SPAN_EVENT_COUNT_LIMIT",
-            &current.span_event_limit.source,
-        ),
-        (ADMIN_ADDR_VAR, &current.admin_addr.source),
-    ]
-    .into_iter()
-    .filter(|(_, source)| **source == config::Source::Code)
-    .map(|(var, _)| var)
-    .collect();
-    let mut out = Vec::new();
-    let mut check = |var: Option<&str>, differs: bool, in_force: String| {
-        let Some(var) = var.filter(|_| differs) else {
-            return;
+        differs(&read.admin_addr, &current.admin_addr, admin),
+    ];
+    // A value set in code wins over the environment at build time too: nothing to say. Code
+    // that sets the policy sets (or leaves out) its timeout.
+    let set_in_code = |var: &str| {
+        let source = match var {
+            "OTEL_SDK_DISABLED" => &current.enabled.source,
+            "OFFLOAD_CAPACITY" => &current.capacity.source,
+            "OFFLOAD_BACKPRESSURE" | "OFFLOAD_BLOCK_TIMEOUT_MS"
+                if current.backpressure.source == config::Source::Code =>
+            {
+                return true
+            }
+            "OFFLOAD_BLOCK_TIMEOUT_MS" => &current.block_timeout_ms.source,
+            "OTEL_SPAN_EVENT_COUNT_LIMIT" => &current.span_event_limit.source,
+            var if var == ADMIN_ADDR_VAR => &current.admin_addr.source,
+            _ => return false,
         };
-        // A value set in code wins over the environment at build time too: nothing to say.
-        if code_set.contains(&var) {
-            return;
-        }
-        out.push(EnvWarning {
-            var: var.to_owned(),
-            value: reader.raw(var).unwrap_or_default(),
+        *source == config::Source::Code
+    };
+    differing
+        .into_iter()
+        .flatten()
+        .filter(|(var, _)| !set_in_code(var))
+        .map(|(var, in_force)| EnvWarning {
+            value: reader.raw(&var).unwrap_or_default(),
+            var,
             expected: "a restart: it is read when the pipeline is built, not by a reload".into(),
             used: format!("the value in force, {in_force}"),
-        });
-    };
-    fn from_env<T>(s: &Setting<T>) -> Option<&str> {
-        match &s.source {
-            config::Source::Env(var) => Some(var),
-            _ => None,
+        })
+        .collect()
+}
+
+/// The variable `read` came from and the value in force (as `show` writes it), when `read` was
+/// read from the environment and differs from `current`.
+fn differs<T: PartialEq>(
+    read: &Setting<T>,
+    current: &Setting<T>,
+    show: impl Fn(&T) -> String,
+) -> Option<(String, String)> {
+    match &read.source {
+        config::Source::Env(var) if read.value != current.value => {
+            Some((var.clone(), show(&current.value)))
         }
+        _ => None,
     }
-    let enabled = |on: bool| if on { "enabled" } else { "disabled" }.to_owned();
-    check(
-        from_env(&read.enabled),
-        read.enabled.value != current.enabled.value,
-        enabled(current.enabled.value),
-    );
-    check(
-        from_env(&read.capacity),
-        read.capacity.value != current.capacity.value,
-        current.capacity.value.to_string(),
-    );
-    check(
-        from_env(&read.backpressure),
-        read.backpressure.value != current.backpressure.value,
-        current.backpressure.value.clone(),
-    );
-    check(
-        from_env(&read.block_timeout_ms),
-        read.block_timeout_ms.value != current.block_timeout_ms.value,
-        format!("{} ms", current.block_timeout_ms.value),
-    );
-    check(
-        from_env(&read.span_event_limit),
-        read.span_event_limit.value != current.span_event_limit.value,
-        current.span_event_limit.value.to_string(),
-    );
-    check(
-        from_env(&read.admin_addr),
-        read.admin_addr.value != current.admin_addr.value,
-        current
-            .admin_addr
-            .value
-            .clone()
-            .unwrap_or_else(|| "off".into()),
-    );
-    out
 }

@@ -80,6 +80,18 @@ fn spool_of(handle: &tracing_offload::Handle) -> tracing_offload::SpoolStats {
     handle.stats().sink("otlp").unwrap().spool.clone().unwrap()
 }
 
+/// Waits until every spooled request was answered and the spool is empty.
+fn wait_for_an_empty_spool(handle: &tracing_offload::Handle) {
+    wait_until(
+        "every request answered and the spool empty",
+        DEADLINE,
+        || {
+            let s = spool_of(handle);
+            s.batches == 0 && s.unanswered_for.is_none()
+        },
+    );
+}
+
 #[test]
 fn the_replay_sends_several_spooled_requests_at_once_to_a_slow_collector() {
     const EVENTS: usize = 200;
@@ -95,14 +107,7 @@ fn the_replay_sends_several_spooled_requests_at_once_to_a_slow_collector() {
     );
     let handle = guard.handle();
     events(&dispatch, &handle, EVENTS);
-    wait_until(
-        "every request answered and the spool empty",
-        DEADLINE,
-        || {
-            let s = spool_of(&handle);
-            s.batches == 0 && s.unanswered_for.is_none()
-        },
-    );
+    wait_for_an_empty_spool(&handle);
     guard.shutdown(DEADLINE).unwrap();
 
     let stats = handle.stats();
@@ -200,14 +205,7 @@ fn a_grpc_retry_info_answered_to_one_lane_holds_every_lane() {
         }
     });
     handle.flush(DEADLINE).unwrap();
-    wait_until(
-        "every request answered and the spool empty",
-        DEADLINE,
-        || {
-            let s = spool_of(&handle);
-            s.batches == 0 && s.unanswered_for.is_none()
-        },
-    );
+    wait_for_an_empty_spool(&handle);
     guard.shutdown(DEADLINE).unwrap();
 
     let spool = spool_of(&handle);
