@@ -41,6 +41,25 @@ fn an_endpoint_without_http_or_https_is_refused() {
     );
 }
 
+/// A port that is not a number from 1 to 65535 used to pass `build()`, and every export then
+/// failed with "invalid port number", retried as a network error (found by an adversary).
+#[test]
+fn an_endpoint_with_an_invalid_port_is_refused() {
+    for endpoint in ["http://collector:abc", "http://collector:99999"] {
+        let e = build_error(Otlp::new().endpoint(endpoint));
+        assert!(
+            e.contains(&format!("{endpoint:?} has an invalid port")) && e.contains("1 to 65535"),
+            "{e}"
+        );
+    }
+    // A `#` in a password ends the URL's authority: refused, without showing the password.
+    let e = build_error(Otlp::new().endpoint("http://user:pa#s3cr3t@collector:4318"));
+    assert!(
+        e.contains("percent-encoded") && !e.contains("s3cr3t"),
+        "{e}"
+    );
+}
+
 #[cfg(feature = "tls")]
 #[test]
 fn tls_files_that_cannot_be_used_are_refused_by_name() {

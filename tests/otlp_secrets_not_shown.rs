@@ -190,8 +190,9 @@ fn a_key_in_the_endpoints_query_stays_on_the_request_and_out_of_what_is_shown() 
 /// An endpoint with credentials (in its user information and its query) where nothing listens:
 /// the sink's export errors (which quote the URL) reach the stats, `/health` and, with a spool,
 /// the spool's last error. A `'` in the user information is written raw in the URL the HTTP
-/// client quotes (it used to end the URL for the redaction, which then hid nothing); an `@`
-/// and a `)` in the query value are the value's (they used to show the rest of it).
+/// client quotes (it used to end the URL for the redaction, which then hid nothing); a
+/// backtick, an `@` and a `)` in a query value are the value's (they used to show the rest of
+/// it).
 fn failing_sink(spool: Option<&std::path::Path>) -> Otlp {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -200,7 +201,7 @@ fn failing_sink(spool: Option<&std::path::Path>) -> Otlp {
         .port();
     let sink = Otlp::new()
         .endpoint(format!(
-            "http://o'brien:pa'{SECRET}@127.0.0.1:{port}/?api_key=k)@{SECRET}"
+            "http://o'brien:pa'{SECRET}@127.0.0.1:{port}/?k=a`{SECRET}&api_key=k)@{SECRET}"
         ))
         .protocol(Protocol::HttpProtobuf)
         .timeout(Duration::from_millis(200))

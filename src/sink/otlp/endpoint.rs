@@ -31,32 +31,44 @@ pub(super) fn redact(url: &str) -> String {
 /// What follows a URL's `scheme://`, with its user information and query values hidden.
 /// `in_text`: the URL is quoted in a message, and the punctuation after it is kept as it is.
 fn redact_after_scheme(rest: &str, in_text: bool) -> String {
-    // In a message, the punctuation that follows a URL (`(http://…):`) is not part of it.
+    // In a message, the punctuation that follows a URL (`(http://…):`, `"http://…",`) is not
+    // part of it.
     let (rest, after) = if in_text {
-        let url = rest.trim_end_matches([')', ']', ':', ',', '.', ';']);
+        let url = rest.trim_end_matches([')', ']', ':', ',', '.', ';', '"', '\'', '`', '>']);
         rest.split_at(url.len())
     } else {
         (rest, "")
     };
-    // The user information ends at the last `@` before the query or the fragment (a password
-    // may hold an unescaped `@`, and a `/` that would end the authority of a well-formed URL):
-    // this hides too much rather than too little when a path holds an `@`. An `@` in the query
-    // is a query value's.
-    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
-    let shown = match rest[..before_query].rfind('@') {
-        Some(at) => format!("{}{}", hide_user_info(&rest[..at]), &rest[at..]),
-        None => rest.to_owned(),
+    // The user information ends at the last `@` (a password may hold an unescaped `@`, `/`,
+    // `?` or `#`, which a well-formed URL would have percent-encoded): this hides too much
+    // rather than too little when a path or a query holds an `@`.
+    let Some(at) = rest.rfind('@') else {
+        return format!("{}{after}", hide_query_values(rest));
     };
-    format!("{}{after}", hide_query_values(&shown))
+    let user_info = hide_user_info(&rest[..at]);
+    let host_on = &rest[at + 1..];
+    let host_on = if rest[..at].contains('?') {
+        // The `@` may be a query value's (`?key=abc@def`): what follows it, up to the next
+        // parameter, is hidden as a value too.
+        let end = host_on.find(['&', '#']).unwrap_or(host_on.len());
+        format!("{HIDDEN}{}", hide_params(&host_on[end..]))
+    } else {
+        hide_query_values(host_on)
+    };
+    format!("{user_info}@{host_on}{after}")
 }
 
 /// `url` with the value of each query parameter shown as `***` (a parameter without a value,
 /// which may be a token, as `***` whole). The fragment is left as it is.
 fn hide_query_values(url: &str) -> String {
-    let Some(q) = url.find('?') else {
-        return url.to_owned();
-    };
-    let query = &url[q + 1..];
+    match url.find('?') {
+        Some(q) => format!("{}?{}", &url[..q], hide_params(&url[q + 1..])),
+        None => url.to_owned(),
+    }
+}
+
+/// Query parameters (`a=1&b=2#fragment`) with their values hidden, the fragment as it is.
+fn hide_params(query: &str) -> String {
     let end = query.find('#').unwrap_or(query.len());
     let hidden: Vec<String> = query[..end]
         .split('&')
@@ -67,7 +79,7 @@ fn hide_query_values(url: &str) -> String {
             None => HIDDEN.to_owned(),
         })
         .collect();
-    format!("{}?{}{}", &url[..q], hidden.join("&"), &query[end..])
+    format!("{}{}", hidden.join("&"), &query[end..])
 }
 
 /// `text` (an error message, a chain of them) with the user information and query values of
@@ -79,13 +91,11 @@ pub(super) fn redact_in(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (before, after) = rest.split_at(i + 3);
         out.push_str(before);
-        // A URL in text ends at a space, a double quote or an angle bracket: characters a
-        // URL's user information cannot hold raw. Not at a `'`, which it can (the `url` crate
-        // leaves it as is): a URL quoted in single quotes runs on to the next space, which
-        // hides too much rather than too little.
-        let end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '<' | '>' | '`'))
-            .unwrap_or(after.len());
+        // A URL in text runs on to the next space: a password or a query value the HTTP
+        // client quotes may hold a quote, a `'`, a backtick or an angle bracket (the `url`
+        // crate leaves some as they are). What follows the URL up to the space hides too much
+        // rather than too little; the punctuation at its end is kept.
+        let end = after.find(char::is_whitespace).unwrap_or(after.len());
         out.push_str(&redact_after_scheme(&after[..end], true));
         rest = &after[end..];
     }
@@ -126,6 +136,27 @@ pub(super) fn validate(url: &str, what: &str) -> Result<Scheme, String> {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.is_empty() {
         return Err(format!("{what} {url:?} has no host: {expected}"));
+    }
+    // The HTTP client reads the port only when it sends, and then every export would fail.
+    // Not quoted: it may be part of a password cut short by a `/`, `?` or `#`.
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port = match host_port.rsplit_once(']') {
+        Some((_, after_ipv6)) => after_ipv6.strip_prefix(':'),
+        None => host_port.rsplit_once(':').map(|(_, p)| p),
+    };
+    // An empty port (`host:`) is the scheme's.
+    if let Some(port) = port.filter(|p| !p.is_empty()) {
+        if !port.bytes().all(|b| b.is_ascii_digit()) || !matches!(port.parse(), Ok(1..=65535u32)) {
+            let hint = if rest[authority.len()..].contains('@') {
+                " (a `/`, `?` or `#` in a user name or password must be percent-encoded)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "{what} {url:?} has an invalid port: expected a number from 1 to 65535{hint}: \
+                 {expected}"
+            ));
+        }
     }
     given
         .parse::<http::Uri>()
@@ -192,17 +223,33 @@ mod tests {
         );
         // An `@` or a `)` in a query value is the value's: the host stays shown, and nothing
         // of the value (found by an adversary: `http://h:***@s3cr3t`, `?key=***)3t`).
+        // (An `@` after a `?` may also end a password holding a `?`: the port and path are
+        // hidden with it.)
         assert_eq!(
             redact("http://127.0.0.1:14399/otlp?api_key=abc@s3cr3t"),
-            "http://127.0.0.1:14399/otlp?api_key=***"
+            "http://127.0.0.1:***@***"
         );
         assert_eq!(
-            redact("http://u:p@ss@h/x?k=a@b#f@g"),
-            "http://u:***@h/x?k=***#f@g"
+            redact("http://h:1/x?a=1&key=abc@s3cr3t&b=2#f"),
+            "http://h:***@***&b=***#f"
+        );
+        assert_eq!(redact("http://u:p@ss@h/x?k=a@b"), "http://u:***@***");
+        // A `#` or `?` in a password (not percent-encoded) hides it too (found by an
+        // adversary: the password was shown once `@` was looked for before them only).
+        assert_eq!(redact("http://user:pa#ss@h:4318"), "http://user:***@h:4318");
+        assert_eq!(redact("http://user:pa?ss@h:4318"), "http://user:***@***");
+        assert_eq!(
+            redact("http://user:pa/v1/traces#ss@h:4318"),
+            "http://user:***@h:4318"
+        );
+        // Anything a query value may hold in a message: the URL runs on to the next space.
+        assert_eq!(
+            redact_in("failed (http://h:9/otlp?api_key=abc`s3cr3t\"<x>'y): refused"),
+            "failed (http://h:9/otlp?api_key=***): refused"
         );
         assert_eq!(
             redact_in("url (http://h:9/v1/logs?key=ab)3t@s3cr3t): refused"),
-            "url (http://h:9/v1/logs?key=***): refused"
+            "url (http://h:***@***): refused"
         );
     }
 
@@ -241,5 +288,27 @@ mod tests {
 
         let bad = validate("http://exa mple:4317", "the endpoint").unwrap_err();
         assert!(bad.contains("is not a valid URL"), "{bad}");
+
+        // A port the HTTP client would refuse at every export (found by an adversary).
+        for url in [
+            "http://collector:abc",
+            "http://collector:99999",
+            "http://c:0/x",
+            "http://[::1]:x",
+        ] {
+            let e = validate(url, "the endpoint").unwrap_err();
+            assert!(e.contains("has an invalid port"), "{url}: {e}");
+        }
+        for url in [
+            "http://collector:4318",
+            "http://[::1]:4317/v1",
+            "http://[::1]",
+            "http://c:/x",
+        ] {
+            assert!(validate(url, "e").is_ok(), "{url}");
+        }
+        // A `#` in a password: the URL's authority ends there, so "pa" reads as the port.
+        let e = validate("http://user:pa#ss@collector:4318", "the endpoint").unwrap_err();
+        assert!(e.contains("percent-encoded") && !e.contains("pa#ss"), "{e}");
     }
 }
