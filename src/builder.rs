@@ -828,71 +828,126 @@ fn in_range(
 }
 
 /// The layer's build-time variables (not sampling's, which a reload applies) that `env` sets to
-/// a value other than the one in force in `current`, as warnings: a reload does not apply them.
+/// a value other than the one in force in `current`, or to an invalid one, as warnings: a
+/// reload does not apply them. Not those set in code, which wins at build time too.
 fn not_reloaded(env: &EnvReader<'_>, current: &Config) -> Vec<EnvWarning> {
     let mut reader = env.fresh();
     let mut read = Builder::new();
     read.apply_env(&mut reader);
     let read = read.config;
-    let enabled = |on: &bool| if *on { "enabled" } else { "disabled" }.to_owned();
-    let admin = |addr: &Option<String>| addr.clone().unwrap_or_else(|| "off".into());
-    // Each: the variable it came from and the value in force, when they differ.
-    let differing = [
-        differs(&read.enabled, &current.enabled, enabled),
-        differs(&read.capacity, &current.capacity, usize::to_string),
-        differs(&read.backpressure, &current.backpressure, String::clone),
-        differs(&read.block_timeout_ms, &current.block_timeout_ms, |ms| {
-            format!("{ms} ms")
-        }),
-        differs(
-            &read.span_event_limit,
-            &current.span_event_limit,
-            usize::to_string,
-        ),
-        differs(&read.admin_addr, &current.admin_addr, admin),
-    ];
-    // A value set in code wins over the environment at build time too: nothing to say. Code
-    // that sets the policy sets (or leaves out) its timeout.
-    let set_in_code = |var: &str| {
-        let source = match var {
-            "OTEL_SDK_DISABLED" => &current.enabled.source,
-            "OFFLOAD_CAPACITY" => &current.capacity.source,
-            "OFFLOAD_BACKPRESSURE" | "OFFLOAD_BLOCK_TIMEOUT_MS"
-                if current.backpressure.source == config::Source::Code =>
-            {
-                return true
-            }
-            "OFFLOAD_BLOCK_TIMEOUT_MS" => &current.block_timeout_ms.source,
-            "OTEL_SPAN_EVENT_COUNT_LIMIT" => &current.span_event_limit.source,
-            var if var == ADMIN_ADDR_VAR => &current.admin_addr.source,
-            _ => return false,
-        };
-        *source == config::Source::Code
+    let code = |s: &config::Source| *s == config::Source::Code;
+    // Code that sets the policy sets (or leaves out) its timeout.
+    let policy_in_code = code(&current.backpressure.source);
+    let block = Backpressure::Block {
+        timeout: DEFAULT_BLOCK_TIMEOUT,
     };
-    differing
-        .into_iter()
-        .flatten()
-        .filter(|(var, _)| !set_in_code(var))
-        .map(|(var, in_force)| EnvWarning {
-            value: reader.raw(&var).unwrap_or_default(),
-            var,
-            expected: "a restart: it is read when the pipeline is built, not by a reload".into(),
-            used: format!("the value in force, {in_force}"),
-        })
-        .collect()
+    let block_timeout = if current.backpressure.value == block.as_str() {
+        format!("{} ms", current.block_timeout_ms.value)
+    } else {
+        format!("none (the back-pressure is {})", current.backpressure.value)
+    };
+    let enabled = if current.enabled.value {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    // Each: the variable, whether the value read differs from the one in force, that value as
+    // shown, and whether code set it.
+    let vars = [
+        (
+            "OTEL_SDK_DISABLED",
+            differs(&read.enabled, &current.enabled, PartialEq::eq),
+            enabled.to_owned(),
+            code(&current.enabled.source),
+        ),
+        (
+            "OFFLOAD_CAPACITY",
+            differs(&read.capacity, &current.capacity, PartialEq::eq),
+            current.capacity.value.to_string(),
+            code(&current.capacity.source),
+        ),
+        (
+            "OFFLOAD_BACKPRESSURE",
+            differs(&read.backpressure, &current.backpressure, PartialEq::eq),
+            current.backpressure.value.clone(),
+            policy_in_code,
+        ),
+        (
+            "OFFLOAD_BLOCK_TIMEOUT_MS",
+            differs(
+                &read.block_timeout_ms,
+                &current.block_timeout_ms,
+                PartialEq::eq,
+            ),
+            block_timeout,
+            policy_in_code || code(&current.block_timeout_ms.source),
+        ),
+        (
+            "OTEL_SPAN_EVENT_COUNT_LIMIT",
+            differs(
+                &read.span_event_limit,
+                &current.span_event_limit,
+                PartialEq::eq,
+            ),
+            current.span_event_limit.value.to_string(),
+            code(&current.span_event_limit.source),
+        ),
+        (
+            ADMIN_ADDR_VAR,
+            differs(&read.admin_addr, &current.admin_addr, |a, b| match (a, b) {
+                (Some(a), Some(b)) => same_address(a, b),
+                (a, b) => a == b,
+            }),
+            current
+                .admin_addr
+                .value
+                .clone()
+                .unwrap_or_else(|| "off".into()),
+            code(&current.admin_addr.source),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (var, differ, in_force, set_in_code) in vars {
+        if set_in_code {
+            continue;
+        }
+        let used = format!("the value in force, {in_force}");
+        // An invalid value: the warning the build gives, with what the reload keeps.
+        if let Some(invalid) = reader.warnings.iter().find(|w| w.var == var) {
+            out.push(EnvWarning {
+                used,
+                ..invalid.clone()
+            });
+        } else if differ {
+            out.push(EnvWarning {
+                var: var.to_owned(),
+                value: reader.raw(var).unwrap_or_default(),
+                expected: "a restart: it is read when the pipeline is built, not by a reload"
+                    .into(),
+                used,
+            });
+        }
+    }
+    out
 }
 
-/// The variable `read` came from and the value in force (as `show` writes it), when `read` was
-/// read from the environment and differs from `current`.
-fn differs<T: PartialEq>(
-    read: &Setting<T>,
-    current: &Setting<T>,
-    show: impl Fn(&T) -> String,
-) -> Option<(String, String)> {
-    match &read.source {
-        config::Source::Env(var) if read.value != current.value => {
-            Some((var.clone(), show(&current.value)))
+/// Whether `read` was read from the environment and differs from `current` (by `eq`).
+fn differs<T>(read: &Setting<T>, current: &Setting<T>, eq: impl Fn(&T, &T) -> bool) -> bool {
+    matches!(read.source, config::Source::Env(_)) && !eq(&read.value, &current.value)
+}
+
+/// Whether two `host:port` addresses are the same written differently (`127.0.0.1:00`,
+/// `[0::1]:0`, `LOCALHOST:0`).
+fn same_address(a: &str, b: &str) -> bool {
+    let key = |s: &str| -> Option<(String, u16)> {
+        if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+            return Some((addr.ip().to_string(), addr.port()));
         }
-        _ => None,
+        let (host, port) = s.rsplit_once(':')?;
+        Some((host.to_ascii_lowercase(), port.parse().ok()?))
+    };
+    match (key(a), key(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
     }
 }

@@ -210,8 +210,8 @@ impl Handle {
     /// The layer's other variables (`OTEL_SDK_DISABLED`, `OFFLOAD_CAPACITY`,
     /// `OFFLOAD_BACKPRESSURE`, `OFFLOAD_BLOCK_TIMEOUT_MS`, `OTEL_SPAN_EVENT_COUNT_LIMIT`,
     /// `OFFLOAD_ADMIN_ADDR`) are read when the pipeline is built: when it was built from the
-    /// environment, one set to a value other than the one in force (and not set in code, which
-    /// wins) is returned as a warning too, and changes nothing. The sinks' variables
+    /// environment, one set to a value other than the one in force, or to an invalid one (and
+    /// not set in code, which wins), is returned as a warning too, and changes nothing. The sinks' variables
     /// (`OTEL_EXPORTER_OTLP_*`) are read when the sink is built.
     ///
     /// The sampler argument: a missing or invalid `OTEL_TRACES_SAMPLER_ARG` keeps the ratio in

@@ -346,3 +346,46 @@ fn a_reload_says_nothing_of_variables_the_build_would_not_take_either() {
         assert!(handle.config().warnings.is_empty());
     }
 }
+
+/// An invalid build-time variable is a warning at a reload too (it was not, while a valid
+/// different value was), and an address written differently is the same address; the block
+/// timeout in force under another policy is none (found by an adversary).
+#[test]
+fn a_reload_warns_about_invalid_build_time_variables_and_reads_addresses_as_addresses() {
+    let built_with: &'static [(&'static str, &'static str)] =
+        &[("OFFLOAD_ADMIN_ADDR", "127.0.0.1:0")];
+    let (_layer, guard) = Builder::from_env_with(&lookup(built_with)).build().unwrap();
+    let handle = guard.handle();
+    for same in ["127.0.0.1:00", " 127.0.0.1:0 "] {
+        let pairs = [("OFFLOAD_ADMIN_ADDR", same)];
+        let env = |var: &str| (var == pairs[0].0).then(|| pairs[0].1.to_owned());
+        let warnings = handle.reload_from_env_with(&env);
+        assert!(warnings.is_empty(), "{same:?}: {warnings:?}");
+    }
+    let warnings = handle.reload_from_env_with(&lookup(&[
+        ("OFFLOAD_CAPACITY", "banana"),
+        ("OTEL_SPAN_EVENT_COUNT_LIMIT", "-1"),
+        ("OFFLOAD_BACKPRESSURE", "block"),
+        ("OFFLOAD_BLOCK_TIMEOUT_MS", "700"),
+    ]));
+    let text = |var: &str| {
+        warnings
+            .iter()
+            .find(|w| w.var == var)
+            .unwrap_or_else(|| panic!("no warning for {var}: {warnings:?}"))
+            .to_string()
+    };
+    assert_eq!(warnings.len(), 4, "{warnings:?}");
+    assert!(
+        text("OFFLOAD_CAPACITY").contains("\"banana\"")
+            && text("OFFLOAD_CAPACITY").contains("the value in force, 65536"),
+        "{}",
+        text("OFFLOAD_CAPACITY")
+    );
+    assert!(text("OTEL_SPAN_EVENT_COUNT_LIMIT").contains("\"-1\""));
+    assert!(
+        text("OFFLOAD_BLOCK_TIMEOUT_MS").contains("none (the back-pressure is drop_newest)"),
+        "{}",
+        text("OFFLOAD_BLOCK_TIMEOUT_MS")
+    );
+}
