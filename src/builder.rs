@@ -474,7 +474,8 @@ impl Builder {
     /// before any field is captured. Whitelisted, critical and (by default) error events are
     /// always kept. A rate outside 0.0..=1.0 fails the build.
     pub fn sample_rate(mut self, rate: f64) -> Self {
-        self.config.sample_rate.set_code(rate);
+        // `-0.0` is 0 (shown as `0`).
+        self.config.sample_rate.set_code(rate + 0.0);
         self
     }
 

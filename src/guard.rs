@@ -120,7 +120,8 @@ impl Handle {
     pub fn set_sample_rate(&self, rate: f64) -> Result<(), SamplingError> {
         let mut config = self.config_mut();
         self.pipeline.intake.sampler.set_rate(rate)?;
-        config.sample_rate.set_code(rate);
+        // `-0.0` is 0 (shown as `0`).
+        config.sample_rate.set_code(rate + 0.0);
         Ok(())
     }
 

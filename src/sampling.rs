@@ -384,7 +384,7 @@ impl Sampler {
             return Err(SamplingError::Rate(rate));
         }
         let _writer = self.writer();
-        self.configured_rate.store(rate.to_bits(), Relaxed);
+        self.configured_rate.store((rate + 0.0).to_bits(), Relaxed);
         self.apply_step(self.adaptive_step.load(Relaxed));
         Ok(())
     }
@@ -568,6 +568,14 @@ mod tests {
             events_follow_traces: false,
             seed: Some(7),
         })
+    }
+
+    #[test]
+    fn a_rate_of_minus_zero_set_in_code_is_zero() {
+        let s = sampler(1.0, TracesSampler::AlwaysOn);
+        s.set_rate(-0.0).unwrap();
+        let rate = f64::from_bits(s.configured_rate.load(Relaxed));
+        assert!(rate == 0.0 && rate.is_sign_positive(), "{rate:?}");
     }
 
     #[test]
