@@ -839,10 +839,11 @@ fn not_reloaded(env: &EnvReader<'_>, current: &Config) -> Vec<EnvWarning> {
     let code = |s: &config::Source| *s == config::Source::Code;
     // Code that sets the policy sets (or leaves out) its timeout.
     let policy_in_code = code(&current.backpressure.source);
-    let block = Backpressure::Block {
-        timeout: DEFAULT_BLOCK_TIMEOUT,
-    };
-    let block_timeout = if current.backpressure.value == block.as_str() {
+    let under_block = matches!(
+        current.backpressure.value.parse(),
+        Ok(Backpressure::Block { .. })
+    );
+    let block_timeout = if under_block {
         format!("{} ms", current.block_timeout_ms.value)
     } else {
         format!("none (the back-pressure is {})", current.backpressure.value)

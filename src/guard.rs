@@ -30,8 +30,9 @@ pub struct Handle {
     pub(crate) health: Arc<HealthMonitor>,
     /// How many of `config.warnings` the build found; a reload replaces the ones after them.
     pub(crate) build_warnings: usize,
-    /// The build-time variables a reload finds set to a value other than the one in force, as
-    /// warnings (they are read when the pipeline is built; the builder knows how to read them).
+    /// The build-time variables a reload finds set to a value other than the one in force, or
+    /// to an invalid one, as warnings (they are read when the pipeline is built; the builder
+    /// knows how to read them).
     pub(crate) not_reloaded: fn(&EnvReader<'_>, &Config) -> Vec<EnvWarning>,
 }
 
@@ -212,8 +213,8 @@ impl Handle {
     /// `OFFLOAD_BACKPRESSURE`, `OFFLOAD_BLOCK_TIMEOUT_MS`, `OTEL_SPAN_EVENT_COUNT_LIMIT`,
     /// `OFFLOAD_ADMIN_ADDR`) are read when the pipeline is built: when it was built from the
     /// environment, one set to a value other than the one in force, or to an invalid one (and
-    /// not set in code, which wins), is returned as a warning too, and changes nothing. The sinks' variables
-    /// (`OTEL_EXPORTER_OTLP_*`) are read when the sink is built.
+    /// not set in code, which wins), is returned as a warning too, and changes nothing. The
+    /// sinks' variables (`OTEL_EXPORTER_OTLP_*`) are read when the sink is built.
     ///
     /// The sampler argument: a missing or invalid `OTEL_TRACES_SAMPLER_ARG` keeps the ratio in
     /// force (with a warning naming it) instead of the spec's build-time fallback of 1.0, so a

@@ -253,9 +253,10 @@ impl FromStr for TailSampling {
     /// Parses comma-separated items, each at most once (a repeated one: the last wins):
     /// `errors`, `slow:<duration>`, `ratio:<0.0 to 1.0>`, `wait:<duration>`,
     /// `max_buffered_spans:<1 to 16777216>`. Durations are a number and a unit: `ns`, `us`
-    /// (or `µs`), `ms`, `s` or `m`, in any case (`500ms`, `1.5s`, `2S`). Settings not named keep their defaults. A text with
-    /// no item at all (empty, or only commas), or with no criterion of what to keep (`errors`,
-    /// `slow:` or `ratio:`, since without one every trace would be dropped), is an error;
+    /// (or `µs`), `ms`, `s` or `m`, in any case (`500ms`, `1.5s`, `2S`). Settings not named
+    /// keep their defaults. A text with no item at all (empty, or only commas), or with no
+    /// criterion of what to keep (`errors`, `slow:` or `ratio:`, since without one every trace
+    /// would be dropped), is an error;
     /// `ratio:0` alone says it on purpose.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut tail = TailSampling::new();
