@@ -41,16 +41,22 @@ fn an_endpoint_without_http_or_https_is_refused() {
     );
 }
 
-/// A port that is not a number from 1 to 65535 used to pass `build()`, and every export then
-/// failed with "invalid port number", retried as a network error (found by an adversary).
+/// A port that is not a number from 1 to 65535, or no valid host, used to pass `build()`, and
+/// every export then failed ("invalid port number", "empty host"), retried as a network error
+/// (found by an adversary).
 #[test]
-fn an_endpoint_with_an_invalid_port_is_refused() {
+fn an_endpoint_with_an_invalid_port_or_host_is_refused() {
     for endpoint in ["http://collector:abc", "http://collector:99999"] {
         let e = build_error(Otlp::new().endpoint(endpoint));
         assert!(
             e.contains(&format!("{endpoint:?} has an invalid port")) && e.contains("1 to 65535"),
             "{e}"
         );
+    }
+    // No host, or brackets without an IPv6 address: every export failed the same way.
+    for endpoint in ["http://:9", "http://[127.0.0.1]:9"] {
+        let e = build_error(Otlp::new().endpoint(endpoint));
+        assert!(e.contains("has no valid host"), "{e}");
     }
     // A `#` in a password ends the URL's authority: refused, without showing the password.
     let e = build_error(Otlp::new().endpoint("http://user:pa#s3cr3t@collector:4318"));

@@ -187,6 +187,21 @@ fn a_key_in_the_endpoints_query_stays_on_the_request_and_out_of_what_is_shown() 
     );
 }
 
+/// A token before the host, with an `@` later in the query or the path: the `:` before the
+/// port is not a password's, and the token was shown as a user name (found by an adversary).
+#[test]
+fn a_token_before_the_host_stays_hidden_when_an_at_sign_follows() {
+    for url in [
+        format!("http://{SECRET}@127.0.0.1:4318/otlp?key=x@y"),
+        format!("http://{SECRET}@127.0.0.1:4318/a@b/otlp"),
+    ] {
+        let sink = Otlp::new().endpoint(&url).protocol(Protocol::HttpProtobuf);
+        assert_no_secret("Debug", &format!("{sink:?}"));
+        let (_layer, guard) = serve(sink);
+        config_over_http(&guard);
+    }
+}
+
 /// An endpoint with credentials (in its user information and its query) where nothing listens:
 /// the sink's export errors (which quote the URL) reach the stats, `/health` and, with a spool,
 /// the spool's last error. A `'` in the user information is written raw in the URL the HTTP

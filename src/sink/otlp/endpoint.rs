@@ -34,8 +34,7 @@ fn redact_after_scheme(rest: &str, in_text: bool) -> String {
     // In a message, the punctuation that follows a URL (`(http://…):`, `"http://…",`) is not
     // part of it.
     let (rest, after) = if in_text {
-        let url = rest.trim_end_matches([')', ']', ':', ',', '.', ';', '"', '\'', '`', '>']);
-        rest.split_at(url.len())
+        rest.split_at(rest.len() - trailing_punctuation(rest))
     } else {
         (rest, "")
     };
@@ -56,6 +55,21 @@ fn redact_after_scheme(rest: &str, in_text: bool) -> String {
         hide_query_values(host_on)
     };
     format!("{user_info}@{host_on}{after}")
+}
+
+/// How many bytes at the end of a URL quoted in a message are the message's punctuation: a
+/// closing bracket or quote, then a `:`, `,`, `.` or `;` (`(http://…):`). At most these two,
+/// so that the end of a query value is not shown.
+fn trailing_punctuation(url: &str) -> usize {
+    let b = url.as_bytes();
+    let mut n = 0;
+    if b.len() > n && matches!(b[b.len() - 1 - n], b':' | b',' | b'.' | b';') {
+        n += 1;
+    }
+    if b.len() > n && matches!(b[b.len() - 1 - n], b')' | b']' | b'"' | b'\'' | b'`' | b'>') {
+        n += 1;
+    }
+    n
 }
 
 /// `url` with the value of each query parameter shown as `***` (a parameter without a value,
@@ -106,9 +120,11 @@ pub(super) fn redact_in(text: &str) -> String {
 /// `user:password` as `user:***`, `token` as `***`.
 fn hide_user_info(user_info: &str) -> String {
     match user_info.split_once(':') {
-        Some((user, _)) => format!("{user}:{HIDDEN}"),
+        // A "user name" holding what a user name cannot (`@`, `/`, `?`, `#`) is not one: the
+        // `:` is a port's or a query value's, and what precedes it may be a token.
+        Some((user, _)) if !user.contains(['@', '/', '?', '#']) => format!("{user}:{HIDDEN}"),
         None if user_info.is_empty() => String::new(),
-        None => HIDDEN.to_owned(),
+        _ => HIDDEN.to_owned(),
     }
 }
 
@@ -140,10 +156,27 @@ pub(super) fn validate(url: &str, what: &str) -> Result<Scheme, String> {
     // The HTTP client reads the port only when it sends, and then every export would fail.
     // Not quoted: it may be part of a password cut short by a `/`, `?` or `#`.
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let port = match host_port.rsplit_once(']') {
-        Some((_, after_ipv6)) => after_ipv6.strip_prefix(':'),
-        None => host_port.rsplit_once(':').map(|(_, p)| p),
+    let (host, port) = match host_port.rsplit_once(']') {
+        Some((ipv6, after)) => (&host_port[..=ipv6.len()], after.strip_prefix(':')),
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
     };
+    // What the HTTP client refuses at each export: no host, or brackets that do not hold an
+    // IPv6 address.
+    let bad_ipv6 = host.starts_with('[')
+        && host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+            .is_none();
+    if host.is_empty() || bad_ipv6 || host_port[host.len()..].starts_with(|c| c != ':') {
+        return Err(format!(
+            "{what} {url:?} has no valid host (a name, an IPv4 address or an IPv6 address in \
+             brackets): {expected}"
+        ));
+    }
     // An empty port (`host:`) is the scheme's.
     if let Some(port) = port.filter(|p| !p.is_empty()) {
         if !port.bytes().all(|b| b.is_ascii_digit()) || !matches!(port.parse(), Ok(1..=65535u32)) {
@@ -242,6 +275,24 @@ mod tests {
             redact("http://user:pa/v1/traces#ss@h:4318"),
             "http://user:***@h:4318"
         );
+        // A token before the host, with an `@` later (in the path or a query value): its `:`
+        // is the port's, not a password's (found by an adversary: the token was shown).
+        for url in [
+            "http://tok3n@127.0.0.1:9/otlp?key=x@y",
+            "http://tok3n@127.0.0.1:9/a@b/otlp",
+            "http://tok3n@[::1]:9/otlp?key=x@y",
+            "http://127.0.0.1/otlp?key=abctok3n:def@ghi",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("tok3n"), "{url} shown as {shown}");
+            let shown = redact_in(&format!("failed (error for url ({url})): refused"));
+            assert!(!shown.contains("tok3n"), "{url} shown as {shown}");
+        }
+        // The end of a query value is not taken for a message's punctuation.
+        assert_eq!(
+            redact_in("url (http://h:9/x?key=abc:).,;): refused"),
+            "url (http://h:9/x?key=***): refused"
+        );
         // Anything a query value may hold in a message: the URL runs on to the next space.
         assert_eq!(
             redact_in("failed (http://h:9/otlp?api_key=abc`s3cr3t\"<x>'y): refused"),
@@ -306,6 +357,18 @@ mod tests {
             "http://c:/x",
         ] {
             assert!(validate(url, "e").is_ok(), "{url}");
+        }
+        // No host, or brackets without an IPv6 address (found by an adversary).
+        for url in [
+            "http://:9",
+            "http://u:p@:9",
+            "http://:",
+            "http://[::1]x",
+            "http://[127.0.0.1]:9",
+            "http://[fe80::1%eth0]:9",
+        ] {
+            let e = validate(url, "the endpoint").unwrap_err();
+            assert!(e.contains("has no valid host"), "{url}: {e}");
         }
         // A `#` in a password: the URL's authority ends there, so "pa" reads as the port.
         let e = validate("http://user:pa#ss@collector:4318", "the endpoint").unwrap_err();
