@@ -481,7 +481,7 @@ impl Builder {
 
     /// Which spans are recorded (default [`DEFAULT_TRACES_SAMPLER`], `parentbased_always_on`).
     pub fn traces_sampler(mut self, sampler: TracesSampler) -> Self {
-        self.config.traces_sampler.set_code(sampler);
+        self.config.traces_sampler.set_code(sampler.normalized());
         self
     }
 

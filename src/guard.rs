@@ -139,6 +139,7 @@ impl Handle {
     /// ```
     pub fn set_traces_sampler(&self, sampler: TracesSampler) -> Result<(), SamplingError> {
         let mut config = self.config_mut();
+        let sampler = sampler.normalized();
         self.pipeline.intake.sampler.set_traces(sampler)?;
         config.traces_sampler.set_code(sampler);
         Ok(())

@@ -86,6 +86,17 @@ impl TracesSampler {
         })
     }
 
+    /// The same sampler with a ratio of `-0.0` as 0 (shown as `0`).
+    pub(crate) fn normalized(self) -> Self {
+        match self {
+            TracesSampler::TraceIdRatio(r) => TracesSampler::TraceIdRatio(r + 0.0),
+            TracesSampler::ParentBasedTraceIdRatio(r) => {
+                TracesSampler::ParentBasedTraceIdRatio(r + 0.0)
+            }
+            other => other,
+        }
+    }
+
     /// The `OTEL_TRACES_SAMPLER` name.
     pub const fn name(&self) -> &'static str {
         match self {
@@ -576,6 +587,11 @@ mod tests {
         s.set_rate(-0.0).unwrap();
         let rate = f64::from_bits(s.configured_rate.load(Relaxed));
         assert!(rate == 0.0 && rate.is_sign_positive(), "{rate:?}");
+        let sampler = TracesSampler::ParentBasedTraceIdRatio(-0.0).normalized();
+        assert!(
+            matches!(sampler, TracesSampler::ParentBasedTraceIdRatio(r) if r.is_sign_positive()),
+            "{sampler:?}"
+        );
     }
 
     #[test]

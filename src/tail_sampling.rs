@@ -117,7 +117,8 @@ impl TailSampling {
     /// the ratio head samplers. Default: 0.0. A ratio outside 0.0..=1.0 fails
     /// [`build`](crate::Builder::build) (and [`Handle::set_tail_sampling`](crate::Handle::set_tail_sampling)).
     pub const fn keep_ratio(mut self, ratio: f64) -> Self {
-        self.keep_ratio = ratio;
+        // `-0.0` is 0 (shown as `ratio:0`).
+        self.keep_ratio = ratio + 0.0;
         self
     }
 
@@ -639,6 +640,15 @@ mod tests {
         ] {
             assert!(bad.parse::<TailSampling>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_ratio_of_minus_zero_set_in_code_is_zero() {
+        let t = TailSampling::new().keep_errors().keep_ratio(-0.0);
+        assert_eq!(
+            t.to_string(),
+            "errors,ratio:0,wait:30s,max_buffered_spans:100000"
+        );
     }
 
     #[test]
