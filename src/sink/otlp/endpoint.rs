@@ -73,17 +73,26 @@ fn trailing_punctuation(url: &str) -> usize {
 }
 
 /// `url` with the value of each query parameter shown as `***` (a parameter without a value,
-/// which may be a token, as `***` whole). The fragment is left as it is.
+/// which may be a token, as `***` whole), and its fragment (never sent; it may be the end of a
+/// value holding a `#`) as `#***`.
 fn hide_query_values(url: &str) -> String {
-    match url.find('?') {
-        Some(q) => format!("{}?{}", &url[..q], hide_params(&url[q + 1..])),
+    match url.find(['?', '#']) {
+        Some(q) if url[q..].starts_with('?') => {
+            format!("{}?{}", &url[..q], hide_params(&url[q + 1..]))
+        }
+        Some(q) => format!("{}{}", &url[..q], hide_params(&url[q..])),
         None => url.to_owned(),
     }
 }
 
-/// Query parameters (`a=1&b=2#fragment`) with their values hidden, the fragment as it is.
+/// Query parameters (`a=1&b=2#fragment`) with their values and the fragment hidden.
 fn hide_params(query: &str) -> String {
     let end = query.find('#').unwrap_or(query.len());
+    let fragment = if query.len() > end + 1 {
+        format!("#{HIDDEN}")
+    } else {
+        query[end..].to_owned()
+    };
     let hidden: Vec<String> = query[..end]
         .split('&')
         .map(|param| match param.split_once('=') {
@@ -93,7 +102,7 @@ fn hide_params(query: &str) -> String {
             None => HIDDEN.to_owned(),
         })
         .collect();
-    format!("{}{}", hidden.join("&"), &query[end..])
+    format!("{}{fragment}", hidden.join("&"))
 }
 
 /// `text` (an error message, a chain of them) with the user information and query values of
@@ -244,7 +253,7 @@ mod tests {
             redact("http://collector:4318/otlp/v1/traces?api_key=s3cr3t&region=eu"),
             "http://collector:4318/otlp/v1/traces?api_key=***&region=***"
         );
-        assert_eq!(redact("http://h/?s3cr3t#frag"), "http://h/?***#frag");
+        assert_eq!(redact("http://h/?s3cr3t#frag"), "http://h/?***#***");
         assert_eq!(redact("http://h/?a=&&b"), "http://h/?a=&&***");
         assert_eq!(
             redact("http://u:p4ss@h/x?k=s3cr3t"),
@@ -264,7 +273,7 @@ mod tests {
         );
         assert_eq!(
             redact("http://h:1/x?a=1&key=abc@s3cr3t&b=2#f"),
-            "http://h:***@***&b=***#f"
+            "http://h:***@***&b=***#***"
         );
         assert_eq!(redact("http://u:p@ss@h/x?k=a@b"), "http://u:***@***");
         // A `#` or `?` in a password (not percent-encoded) hides it too (found by an
@@ -302,6 +311,69 @@ mod tests {
             redact_in("url (http://h:9/v1/logs?key=ab)3t@s3cr3t): refused"),
             "url (http://h:***@***): refused"
         );
+    }
+
+    /// Secrets in every place a URL holds them (a password, a token given as the user name, a
+    /// query value), wrapped in the characters that confuse a reader of URLs, never show in
+    /// what `redact` or `redact_in` return.
+    #[test]
+    fn no_secret_shows_whatever_surrounds_it() {
+        const SECRET: &str = "Zq9Zq9";
+        const HOSTILE: &[u8] = b"@:/?#&=)(`'\"<>.,;![]%+ ";
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut noise = |next: &mut dyn FnMut(usize) -> usize| -> String {
+            (0..next(4))
+                .map(|_| match next(3) {
+                    0 => char::from(HOSTILE[next(HOSTILE.len())]),
+                    _ => char::from(b'a' + next(26) as u8),
+                })
+                .collect()
+        };
+        for case in 0..20_000 {
+            let wrapped = format!("{}{SECRET}{}", noise(&mut next), noise(&mut next));
+            let user_info = match next(4) {
+                0 => format!("user:{wrapped}@"),
+                // A token: a user name alone (with a `:`, it is a user name and a password).
+                1 => format!("{}@", wrapped.replace(':', "x")),
+                2 => format!("u{}:p@", noise(&mut next)),
+                _ => String::new(),
+            };
+            let host = ["h", "127.0.0.1", "[::1]"][next(3)];
+            let port = [":4318", "", ":"][next(3)];
+            let path = format!("/{}", noise(&mut next));
+            let query = match (user_info.contains(SECRET), next(3)) {
+                // (A raw `&` would end the value: what follows is another parameter.)
+                (false, _) => format!(
+                    "?a=1&key={}&b={}",
+                    wrapped.replace('&', "x"),
+                    noise(&mut next)
+                ),
+                (true, 0) => String::new(),
+                (true, _) => format!("?k={}", noise(&mut next)),
+            };
+            let url = format!("http://{user_info}{host}{port}{path}{query}");
+            let shown = redact(&url);
+            assert!(
+                !shown.contains(SECRET),
+                "case {case}: {url:?} shown as {shown:?}"
+            );
+            // A URL the HTTP client quotes holds no space (it is refused, or percent-encoded).
+            if url.contains(' ') {
+                continue;
+            }
+            let text = format!("error sending request for url ({url}): refused");
+            let shown = redact_in(&text);
+            assert!(
+                !shown.contains(SECRET),
+                "case {case}: {text:?} shown as {shown:?}"
+            );
+        }
     }
 
     #[test]
