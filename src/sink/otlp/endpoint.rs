@@ -327,7 +327,7 @@ mod tests {
             state ^= state << 17;
             (state % n as u64) as usize
         };
-        let mut noise = |next: &mut dyn FnMut(usize) -> usize| -> String {
+        let noise = |next: &mut dyn FnMut(usize) -> usize| -> String {
             (0..next(4))
                 .map(|_| match next(3) {
                     0 => char::from(HOSTILE[next(HOSTILE.len())]),
