@@ -21,11 +21,10 @@ const HIDDEN: &str = "***";
 /// (`?api_key=***`: some services take their key there). A URL without a scheme is read from
 /// its start.
 pub(super) fn redact(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => url.split_at(i + 3),
-        None => ("", url),
-    };
-    format!("{scheme}{}", redact_after_scheme(rest, false))
+    match split_scheme(url) {
+        Some((scheme, rest)) => format!("{scheme}://{}", redact_after_scheme(rest, false)),
+        None => redact_after_scheme(url, false),
+    }
 }
 
 /// What follows a URL's `scheme://`, with its user information and query values hidden.
@@ -126,12 +125,19 @@ pub(super) fn redact_in(text: &str) -> String {
     out
 }
 
-/// `user:password` as `user:***`, `token` as `***`.
+/// `user:password` as `user:***`, `token` and `token:` as `***`.
 fn hide_user_info(user_info: &str) -> String {
     match user_info.split_once(':') {
-        // A "user name" holding what a user name cannot (`@`, `/`, `?`, `#`) is not one: the
-        // `:` is a port's or a query value's, and what precedes it may be a token.
-        Some((user, _)) if !user.contains(['@', '/', '?', '#']) => format!("{user}:{HIDDEN}"),
+        // The user name is shown only when it surely is one. With an empty password, it is the
+        // credential (`key:@host`, as HTTP Basic authentication with an API key is written).
+        // Where the `@` that ends the user information is in doubt (another `@`, a `/`, `?` or
+        // `#` before it), the `:` may be a port's or a query value's, and what precedes it a
+        // token: all is hidden.
+        Some((user, password))
+            if !password.is_empty() && !user_info.contains(['@', '/', '?', '#']) =>
+        {
+            format!("{user}:{HIDDEN}")
+        }
         None if user_info.is_empty() => String::new(),
         _ => HIDDEN.to_owned(),
     }
@@ -144,7 +150,7 @@ pub(super) fn validate(url: &str, what: &str) -> Result<Scheme, String> {
     // Checked as given; quoted with its credentials hidden.
     let (given, shown) = (url, redact(url));
     let url = shown.as_str();
-    let Some((scheme, rest)) = given.split_once("://") else {
+    let Some((scheme, rest)) = split_scheme(given) else {
         return Err(format!(
             "{what} {url:?} has no scheme: {expected} (http:// for plain text, https:// for TLS)"
         ));
@@ -162,48 +168,36 @@ pub(super) fn validate(url: &str, what: &str) -> Result<Scheme, String> {
     if authority.is_empty() {
         return Err(format!("{what} {url:?} has no host: {expected}"));
     }
-    // The HTTP client reads the port only when it sends, and then every export would fail.
-    // Not quoted: it may be part of a password cut short by a `/`, `?` or `#`.
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = match host_port.rsplit_once(']') {
-        Some((ipv6, after)) => (&host_port[..=ipv6.len()], after.strip_prefix(':')),
-        None => match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        },
+    // Read by the parser the HTTP client reads it with when it sends: what it refuses (a port
+    // that is not a number, a host that is not one), every export would fail on. Its errors
+    // quote nothing of the URL.
+    let percent_encode = if rest[authority.len()..].contains('@') {
+        " (a `/`, `?` or `#` in a user name or password must be percent-encoded)"
+    } else {
+        ""
     };
-    // What the HTTP client refuses at each export: no host, or brackets that do not hold an
-    // IPv6 address.
-    let bad_ipv6 = host.starts_with('[')
-        && host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
-            .is_none();
-    if host.is_empty() || bad_ipv6 || host_port[host.len()..].starts_with(|c| c != ':') {
+    let parsed = url::Url::parse(given).map_err(|e| {
+        format!("{what} {url:?} is not a valid URL ({e}){percent_encode}: {expected}")
+    })?;
+    if parsed.port() == Some(0) {
         return Err(format!(
-            "{what} {url:?} has no valid host (a name, an IPv4 address or an IPv6 address in \
-             brackets): {expected}"
+            "{what} {url:?} has port 0, which cannot be connected to: {expected}"
         ));
-    }
-    // An empty port (`host:`) is the scheme's.
-    if let Some(port) = port.filter(|p| !p.is_empty()) {
-        if !port.bytes().all(|b| b.is_ascii_digit()) || !matches!(port.parse(), Ok(1..=65535u32)) {
-            let hint = if rest[authority.len()..].contains('@') {
-                " (a `/`, `?` or `#` in a user name or password must be percent-encoded)"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "{what} {url:?} has an invalid port: expected a number from 1 to 65535{hint}: \
-                 {expected}"
-            ));
-        }
     }
     given
         .parse::<http::Uri>()
         .map_err(|e| format!("{what} {url:?} is not a valid URL ({e}): {expected}"))?;
     Ok(scheme)
+}
+
+/// `url`'s scheme and what follows `://`, when it starts with a scheme (letters, then
+/// letters, digits, `+`, `-` or `.`): a `://` further on (in a query value, say) is not one.
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
 }
 
 #[cfg(test)]
@@ -230,7 +224,7 @@ mod tests {
             redact("user:s3cr3t@collector:4317"),
             "user:***@collector:4317"
         );
-        assert_eq!(redact("http://us:pa@ss/w@rd@host"), "http://us:***@host");
+        assert_eq!(redact("http://us:pa@ss/w@rd@host"), "http://***@host");
         assert_eq!(redact("http://collector:4317"), "http://collector:4317");
         assert_eq!(
             redact_in("url (http://o'brien:pa's3cr3t@127.0.0.1:9/v1/traces): refused"),
@@ -263,26 +257,25 @@ mod tests {
             redact_in("error sending request for url (http://h:9/v1/logs?key=s3cr3t): refused"),
             "error sending request for url (http://h:9/v1/logs?key=***): refused"
         );
-        // An `@` or a `)` in a query value is the value's: the host stays shown, and nothing
-        // of the value (found by an adversary: `http://h:***@s3cr3t`, `?key=***)3t`).
-        // (An `@` after a `?` may also end a password holding a `?`: the port and path are
-        // hidden with it.)
+        // Nothing of a query value holding an `@` or a `)` shows (found by an adversary:
+        // `http://h:***@s3cr3t`, `?key=***)3t`). An `@` after a `?` may also end a password
+        // holding a `?`: what precedes it is hidden too.
         assert_eq!(
             redact("http://127.0.0.1:14399/otlp?api_key=abc@s3cr3t"),
-            "http://127.0.0.1:***@***"
+            "http://***@***"
         );
         assert_eq!(
             redact("http://h:1/x?a=1&key=abc@s3cr3t&b=2#f"),
-            "http://h:***@***&b=***#***"
+            "http://***@***&b=***#***"
         );
-        assert_eq!(redact("http://u:p@ss@h/x?k=a@b"), "http://u:***@***");
+        assert_eq!(redact("http://u:p@ss@h/x?k=a@b"), "http://***@***");
         // A `#` or `?` in a password (not percent-encoded) hides it too (found by an
         // adversary: the password was shown once `@` was looked for before them only).
-        assert_eq!(redact("http://user:pa#ss@h:4318"), "http://user:***@h:4318");
-        assert_eq!(redact("http://user:pa?ss@h:4318"), "http://user:***@***");
+        assert_eq!(redact("http://user:pa#ss@h:4318"), "http://***@h:4318");
+        assert_eq!(redact("http://user:pa?ss@h:4318"), "http://***@***");
         assert_eq!(
             redact("http://user:pa/v1/traces#ss@h:4318"),
-            "http://user:***@h:4318"
+            "http://***@h:4318"
         );
         // A token before the host, with an `@` later (in the path or a query value): its `:`
         // is the port's, not a password's (found by an adversary: the token was shown).
@@ -309,7 +302,7 @@ mod tests {
         );
         assert_eq!(
             redact_in("url (http://h:9/v1/logs?key=ab)3t@s3cr3t): refused"),
-            "url (http://h:***@***): refused"
+            "url (http://***@***): refused"
         );
     }
 
@@ -337,11 +330,13 @@ mod tests {
         };
         for case in 0..20_000 {
             let wrapped = format!("{}{SECRET}{}", noise(&mut next), noise(&mut next));
-            let user_info = match next(4) {
+            let user_info = match next(5) {
                 0 => format!("user:{wrapped}@"),
-                // A token: a user name alone (with a `:`, it is a user name and a password).
+                // A token: a user name alone (with a `:`, it is a user name and a password),
+                // or with an empty password.
                 1 => format!("{}@", wrapped.replace(':', "x")),
-                2 => format!("u{}:p@", noise(&mut next)),
+                2 => format!("{}:@", wrapped.replace(':', "x")),
+                3 => format!("u{}:p@", noise(&mut next)),
                 _ => String::new(),
             };
             let host = ["h", "127.0.0.1", "[::1]"][next(3)];
@@ -412,15 +407,27 @@ mod tests {
         let bad = validate("http://exa mple:4317", "the endpoint").unwrap_err();
         assert!(bad.contains("is not a valid URL"), "{bad}");
 
-        // A port the HTTP client would refuse at every export (found by an adversary).
-        for url in [
-            "http://collector:abc",
-            "http://collector:99999",
-            "http://c:0/x",
-            "http://[::1]:x",
+        // What the HTTP client would refuse at every export (found by adversaries): a port
+        // that is not a number from 1 to 65535, no host, brackets without an IPv6 address, an
+        // IPv4 address out of range, a host whose last label is a number, a bad IDNA name.
+        for (url, why) in [
+            ("http://collector:abc", "invalid port"),
+            ("http://collector:99999", "invalid port"),
+            ("http://[::1]:x", "invalid port"),
+            ("http://127.0.0.1:4318[]", "invalid port"),
+            ("http://localhost:[::1]", "invalid port"),
+            ("http://c:0/x", "port 0"),
+            ("http://:9", "empty host"),
+            ("http://u:p@:9", "empty host"),
+            ("http://[::1]x", "invalid"),
+            ("http://[127.0.0.1]:9", "invalid IPv6"),
+            ("http://[fe80::1%eth0]:9", "invalid IPv6"),
+            ("http://10.0.0.300:4318", "invalid IPv4"),
+            ("http://collector.1:4318", "invalid IPv4"),
+            ("http://xn--a:4318", "international domain name"),
         ] {
             let e = validate(url, "the endpoint").unwrap_err();
-            assert!(e.contains("has an invalid port"), "{url}: {e}");
+            assert!(e.contains(why), "{url}: {e}");
         }
         for url in [
             "http://collector:4318",
@@ -430,20 +437,18 @@ mod tests {
         ] {
             assert!(validate(url, "e").is_ok(), "{url}");
         }
-        // No host, or brackets without an IPv6 address (found by an adversary).
+        // A `#` in a password: the URL's authority ends there, so "pa" reads as the port.
         for url in [
-            "http://:9",
-            "http://u:p@:9",
-            "http://:",
-            "http://[::1]x",
-            "http://[127.0.0.1]:9",
-            "http://[fe80::1%eth0]:9",
+            "http://user:pa#ss@collector:4318",
+            "http://user:pw[]#x@127.0.0.1:9",
         ] {
             let e = validate(url, "the endpoint").unwrap_err();
-            assert!(e.contains("has no valid host"), "{url}: {e}");
+            assert!(e.contains("percent-encoded") && !e.contains("pa#ss"), "{e}");
         }
-        // A `#` in a password: the URL's authority ends there, so "pa" reads as the port.
-        let e = validate("http://user:pa#ss@collector:4318", "the endpoint").unwrap_err();
-        assert!(e.contains("percent-encoded") && !e.contains("pa#ss"), "{e}");
+        // A `://` in a query value is not the end of a scheme: the error quotes no value.
+        let e = validate("http:/v1/traces?api_key=s3cr3t&to=https://a/cb", "e").unwrap_err();
+        assert!(e.contains("has no scheme") && !e.contains("s3cr3t"), "{e}");
+        // A token with an empty password is the credential (found by an adversary).
+        assert_eq!(redact("http://sk_live_s3cr3t:@h:9/x"), "http://***@h:9/x");
     }
 }

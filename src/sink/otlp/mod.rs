@@ -484,7 +484,13 @@ impl Otlp {
 fn with_signal_path(base: &str, path: &str) -> String {
     let end = base.find(['?', '#']).unwrap_or(base.len());
     let (before, after) = base.split_at(end);
-    format!("{}/{path}{after}", before.trim_end_matches('/'))
+    // The path's trailing slashes go, not the `//` of `scheme://` (`http:///` has no host,
+    // and must say so, not become `http:/v1/traces`).
+    let mut trimmed = before.trim_end_matches('/');
+    if trimmed.ends_with(':') && before[trimmed.len()..].starts_with("//") {
+        trimmed = &before[..trimmed.len() + 2];
+    }
+    format!("{trimmed}/{path}{after}")
 }
 
 #[cfg(test)]
@@ -537,6 +543,8 @@ mod tests {
         );
         let s = s.endpoint("http://h:4318/");
         assert_eq!(s.signal_endpoint(&None, "v1/logs"), "http://h:4318/v1/logs");
+        let s = s.endpoint("http:///?k=v");
+        assert_eq!(s.signal_endpoint(&None, "v1/logs"), "http:///v1/logs?k=v");
     }
 
     #[test]
