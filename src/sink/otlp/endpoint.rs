@@ -133,8 +133,12 @@ fn hide_user_info(user_info: &str) -> String {
         // Where the `@` that ends the user information is in doubt (another `@`, a `/`, `?` or
         // `#` before it), the `:` may be a port's or a query value's, and what precedes it a
         // token: all is hidden.
+        // (A password of tabs, newlines or spaces alone is empty: URL parsers drop them.)
         Some((user, password))
-            if !password.is_empty() && !user_info.contains(['@', '/', '?', '#']) =>
+            if !password
+                .trim_matches(|c: char| c.is_ascii_whitespace())
+                .is_empty()
+                && !user_info.contains(['@', '/', '?', '#']) =>
         {
             format!("{user}:{HIDDEN}")
         }
@@ -450,5 +454,6 @@ mod tests {
         assert!(e.contains("has no scheme") && !e.contains("s3cr3t"), "{e}");
         // A token with an empty password is the credential (found by an adversary).
         assert_eq!(redact("http://sk_live_s3cr3t:@h:9/x"), "http://***@h:9/x");
+        assert_eq!(redact("http://s3cr3t:\n@h:9/x"), "http://***@h:9/x");
     }
 }
