@@ -89,6 +89,46 @@ pub fn init_with<S>(add: impl FnOnce(InitSubscriber) -> S) -> Result<Guard, Buil
 where
     S: tracing::Subscriber + Send + Sync + 'static,
 {
+    install(
+        || {
+            let lossy = |var: &str| std::env::var_os(var).map(|v| v.to_string_lossy().into_owned());
+            init_builder(Builder::from_env(), &lossy)
+        },
+        add,
+    )
+}
+
+/// [`init`] with a pipeline of your own: the sinks and settings of `builder` instead of the
+/// console (and OTLP) that `init` adds, with the rest of `init` (the `RUST_LOG` filter, `info`
+/// when unset, and the `log` bridge). Start from [`Builder::from_env`] to keep reading the
+/// `OFFLOAD_*` and `OTEL_*` variables.
+///
+/// ```no_run
+/// use tracing_offload::{sink, Builder};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // RUST_LOG=warn,my_app=debug ./my_app
+/// let _guard = tracing_offload::init_from(
+///     Builder::from_env().sink(sink::JsonFile::new("logs/app.jsonl")),
+///     // and e.g. `.sink(sink::Otlp::from_env())` with the `otlp` feature
+/// )?;
+/// tracing::info!("running");
+/// # Ok(()) }
+/// ```
+pub fn init_from(builder: Builder) -> Result<Guard, BuildError> {
+    install(|| builder, |subscriber| subscriber)
+}
+
+/// What [`init_with`] and [`init_from`] share: the pipeline `builder` makes, under the
+/// `RUST_LOG` filter, with the layers `add` puts on, as the global subscriber; then the `log`
+/// bridge.
+fn install<S>(
+    builder: impl FnOnce() -> Builder,
+    add: impl FnOnce(InitSubscriber) -> S,
+) -> Result<Guard, BuildError>
+where
+    S: tracing::Subscriber + Send + Sync + 'static,
+{
     // Said before anything is built: a second pipeline from the same environment would fail
     // first on what the first one holds (its admin address, its spool directory), with an
     // error about that. (`set_global_default` below still refuses one set meanwhile.)
@@ -99,10 +139,7 @@ where
     // is not UTF-8; so is `RUST_LOG` here.
     let (filter, mut filter_warnings) = log_filter(&|var: &str| std::env::var(var).ok());
     filter_warnings.extend(not_utf8(FILTER_VAR, "the default info"));
-    let lossy = |var: &str| std::env::var_os(var).map(|v| v.to_string_lossy().into_owned());
-    let (layer, guard) = init_builder(Builder::from_env(), &lossy)
-        .env_warnings(filter_warnings)
-        .build()?;
+    let (layer, guard) = builder().env_warnings(filter_warnings).build()?;
     let subscriber = tracing_subscriber::registry().with(filter).with(layer);
     tracing::subscriber::set_global_default(add(subscriber))
         .map_err(|_| BuildError::GlobalSubscriberAlreadySet)?;

@@ -46,7 +46,8 @@
 //! Or, for a program that only needs the console and the environment's settings:
 //! `let _guard = tracing_offload::init()?;`. Like `tracing_subscriber::fmt().init()`, it
 //! filters by `RUST_LOG` (default `info`) and brings in the records of `log`-based crates;
-//! [`init_with`] does the same and adds layers of your own:
+//! [`init_with`] does the same and adds layers of your own, [`init_from`] takes a builder of
+//! your own (your sinks) instead of the console:
 //!
 //! ```no_run
 //! use tracing_subscriber::prelude::*;
@@ -107,7 +108,7 @@
 //! | threads | `pipeline` | the drain thread, tail sampling's buffer (`pipeline/tail.rs`), one thread per sink, flush and shutdown |
 //! | | `sink` | the [`Sink`](sink::Sink) trait and the sinks; a sink knows records and its own settings, nothing of the layer; the OTLP sink's spool (`sink/otlp/spool/`: segment files, and its `offload-spool-<name>` thread that replays them) |
 //! | surface | `config`, `error`, `guard`, `builder` | the effective [`Config`]; [`BuildError`]; [`Guard`] and [`Handle`]; [`Builder`] and the `DEFAULT_*` constants |
-//! | | `init` | [`init`] and [`init_with`]: the environment's pipeline, the `RUST_LOG` filter, the `log` bridge, the global subscriber |
+//! | | `init` | [`init`], [`init_with`] and [`init_from`]: the environment's pipeline (or yours), the `RUST_LOG` filter, the `log` bridge, the global subscriber |
 //! | | [`health`], [`metrics`], `admin`, [`propagation`] | health rules over a snapshot; the Prometheus formats; `/metrics` `/health` `/config`; W3C context in and out |
 //!
 //! A span's state (its ids and sampled flag, and for a recorded span the record being built)
@@ -263,7 +264,7 @@
 //! # Environment variables
 //!
 //! Read by [`init`], [`Builder::from_env`] and [`Builder::try_from_env`] (`RUST_LOG` by
-//! [`init`] and [`init_with`] only). Empty means unset; an invalid value — unparsable, outside
+//! [`init`], [`init_with`] and [`init_from`] only). Empty means unset; an invalid value — unparsable, outside
 //! its range, or not UTF-8 — is ignored with a warning naming the default used (stderr and
 //! [`Config::warnings`]); `try_from_env` returns an error instead. A value set in code wins
 //! over the environment.
@@ -332,7 +333,7 @@ pub use env::{EnvWarning, InvalidEnv};
 pub use error::BuildError;
 pub use guard::{Guard, Handle};
 pub use ids::{SpanContext, SpanId, ThreadInfo, TraceId};
-pub use init::{init, init_with, InitSubscriber};
+pub use init::{init, init_from, init_with, InitSubscriber};
 pub use layer::OffloadLayer;
 pub use level::{LogLevel, ParseLevelError};
 pub use pipeline::queue::{Backpressure, ParseBackpressureError};

@@ -234,3 +234,50 @@ fn child_initialising_twice_on_one_admin_address() {
 fn a_second_init_says_the_subscriber_is_set_before_building() {
     stderr_of_child_test("child_initialising_twice_on_one_admin_address");
 }
+
+#[test]
+#[ignore = "run in a child process by init_from_takes_the_builders_sinks_and_keeps_the_rest"]
+fn child_init_from_a_builder_of_its_own() {
+    std::env::set_var("RUST_LOG", "warn,my_app=debug");
+    std::env::set_var("OFFLOAD_CAPACITY", "512");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    let guard = tracing_offload::init_from(
+        tracing_offload::Builder::from_env().sink(tracing_offload::sink::JsonFile::new(&path)),
+    )
+    .unwrap();
+    tracing::info!("hidden-info");
+    tracing::debug!(target: "my_app", "kept-app-debug");
+    tracing::warn!("kept-warn");
+    log::warn!("kept-log-warn");
+    log::info!("hidden-log-info");
+    let handle = guard.handle();
+    assert_eq!(flushed_offered(&handle), 3);
+    let config = handle.config();
+    assert_eq!(
+        config.capacity.value, 512,
+        "the builder read the environment"
+    );
+    assert_eq!(
+        config.sinks,
+        ["json"],
+        "the builder's sinks, no console added"
+    );
+    let written = std::fs::read_to_string(&path).unwrap();
+    for kept in ["kept-app-debug", "kept-warn", "kept-log-warn"] {
+        assert!(written.contains(kept), "{kept} missing from {written}");
+    }
+    assert!(!written.contains("hidden"), "{written}");
+    assert!(matches!(
+        tracing_offload::init_from(tracing_offload::Builder::new()),
+        Err(BuildError::GlobalSubscriberAlreadySet)
+    ));
+}
+
+/// A newcomer who wanted `init()`'s `RUST_LOG` filter and `log` bridge with a JSON file (and
+/// OTLP) had no way to get them (found by an adversary): `init_from` takes a builder of one's
+/// own.
+#[test]
+fn init_from_takes_the_builders_sinks_and_keeps_the_rest() {
+    stderr_of_child_test("child_init_from_a_builder_of_its_own");
+}
