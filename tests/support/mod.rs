@@ -94,10 +94,11 @@ pub fn with_layer<R>(layer: OffloadLayer, f: impl FnOnce() -> R) -> R {
     tracing::subscriber::with_default(subscriber, f)
 }
 
-/// Makes a dispatcher from `layer` that several threads can share.
 /// An OTLP sink to `endpoint` (service `service`) that spools to `dir` as soon as an export
-/// fails: a 200 ms timeout and no retries, so that a collector that is down sends every batch
-/// to the spool at once. Tests chain their own settings onto it.
+/// fails: no retries, so that a collector that is down (its port refuses connections) sends
+/// every batch to the spool at once. The timeout is generous: a request answered late is sent
+/// again (at least once), and the tests count what the collector received; on a loaded
+/// machine a 200 ms timeout made a replay arrive twice. Tests chain their own settings onto it.
 #[cfg(feature = "otlp")]
 pub fn spooling_sink(
     endpoint: String,
@@ -107,7 +108,7 @@ pub fn spooling_sink(
     tracing_offload::sink::Otlp::new()
         .endpoint(endpoint)
         .service_name(service)
-        .timeout(Duration::from_millis(200))
+        .timeout(Duration::from_secs(10))
         .max_retries(0)
         .spool(dir)
 }
@@ -136,6 +137,7 @@ pub fn work_spans(layer: OffloadLayer, n: u64) {
     });
 }
 
+/// Makes a dispatcher from `layer` that several threads can share.
 pub fn dispatch(layer: OffloadLayer) -> tracing::Dispatch {
     tracing::Dispatch::new(tracing_subscriber::registry().with(layer))
 }
