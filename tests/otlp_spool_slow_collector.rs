@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::collector::endpoints;
 use support::grpc_receiver::{GrpcAnswer, GrpcReceiver};
@@ -154,19 +154,26 @@ fn a_retry_after_answered_to_one_lane_holds_every_lane() {
     });
     guard.shutdown(DEADLINE).unwrap();
 
-    // The first throttled request was answered at once, when it arrived. A request that
-    // arrived well after that answer (50 ms) was sent after the client read it, and must have
-    // waited the 2 s asked for.
-    let received = collector.received();
-    let throttled_at = received[12].at;
-    let early: Vec<Duration> = received[13..]
+    // The 13th request was the first throttled, answered at once.
+    let arrivals: Vec<Instant> = collector.received().iter().map(|r| r.at).collect();
+    assert_none_sent_within_the_hold(&arrivals, 12, "the Retry-After of 2 s");
+}
+
+/// No request arrived between 50 ms and 1.95 s after the first throttled one (`arrivals[first]`,
+/// answered at once with a hold of 2 s): one sent after the client read the answer must have
+/// waited the hold out (`asked` names it).
+#[track_caller]
+fn assert_none_sent_within_the_hold(arrivals: &[Instant], first: usize, asked: &str) {
+    assert!(arrivals.len() > first + 1, "{} requests", arrivals.len());
+    let throttled_at = arrivals[first];
+    let early: Vec<Duration> = arrivals[first + 1..]
         .iter()
-        .map(|r| r.at.saturating_duration_since(throttled_at))
+        .map(|at| at.saturating_duration_since(throttled_at))
         .filter(|after| *after > Duration::from_millis(50) && *after < Duration::from_millis(1_950))
         .collect();
     assert!(
         early.is_empty(),
-        "requests sent before the Retry-After of 2 s had passed: {early:?} after the 429"
+        "requests sent before {asked} had passed: {early:?} after the first throttled one"
     );
 }
 
@@ -214,20 +221,8 @@ fn a_grpc_retry_info_answered_to_one_lane_holds_every_lane() {
         "the slow answers spooled requests: {spool:#?}"
     );
     assert_eq!(spool.lost(), 0, "{spool:#?}");
-    // As over HTTP: a request that arrived well after the first throttling answer (which was
-    // given at once) was sent after the client read it, and must have waited the 2 s.
-    let received = collector.received();
-    assert!(received.len() > 13, "{} requests", received.len());
-    let throttled_at = received[12];
-    let early: Vec<Duration> = received[13..]
-        .iter()
-        .map(|at| at.saturating_duration_since(throttled_at))
-        .filter(|after| *after > Duration::from_millis(50) && *after < Duration::from_millis(1_950))
-        .collect();
-    assert!(
-        early.is_empty(),
-        "requests sent before the RetryInfo of 2 s had passed: {early:?} after the first"
-    );
+    // As over HTTP: the 13th request was the first throttled, answered at once.
+    assert_none_sent_within_the_hold(&collector.received(), 12, "the RetryInfo of 2 s");
 }
 
 /// What the replay delivers while shutdown waits for the requests in flight is counted: after
