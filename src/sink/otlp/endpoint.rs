@@ -2,7 +2,9 @@
 //! an error says what was given and what is expected. And the credentials an endpoint may
 //! carry (`http://user:password@host`), hidden wherever an endpoint is shown: the effective
 //! configuration, `Debug`, warnings and errors, with the values of its query parameters
-//! (`?api_key=…`). Requests still go to the URL as given.
+//! (`?api_key=…`) and its fragment. Requests still go to the URL as given. Where a URL is
+//! ambiguous (an `@` that may end a password or sit in a query value), it hides too much
+//! rather than too little.
 
 /// Whether an endpoint is reached over TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
