@@ -237,6 +237,11 @@ impl Builder {
 
     /// Adds warnings found reading variables that are not the builder's own (`init()`'s
     /// `RUST_LOG`), so that they are printed and shown in [`Config::warnings`] with the rest.
+    /// Whether a sink was added.
+    pub(crate) fn has_sinks(&self) -> bool {
+        !self.sinks.is_empty()
+    }
+
     pub(crate) fn env_warnings(mut self, warnings: Vec<EnvWarning>) -> Self {
         self.config.warnings.extend(warnings);
         self

@@ -101,7 +101,13 @@ where
 /// [`init`] with a pipeline of your own: the sinks and settings of `builder` instead of the
 /// console (and OTLP) that `init` adds, with the rest of `init` (the `RUST_LOG` filter, `info`
 /// when unset, and the `log` bridge). Start from [`Builder::from_env`] to keep reading the
-/// `OFFLOAD_*` and `OTEL_*` variables.
+/// `OFFLOAD_*` and `OTEL_*` variables; the OTLP sink is added only if you add it. A builder
+/// without a sink writes the records nowhere: `init_from` says so on stderr.
+///
+/// `RUST_LOG` is read as [`init`] reads it, once: an invalid directive is a warning (in
+/// [`Config::warnings`](crate::Config::warnings)) even with a builder from
+/// [`Builder::try_from_env`], and [`Handle::reload_from_env`](crate::Handle::reload_from_env)
+/// does not read it again.
 ///
 /// ```no_run
 /// use tracing_offload::{sink, Builder};
@@ -116,6 +122,13 @@ where
 /// # Ok(()) }
 /// ```
 pub fn init_from(builder: Builder) -> Result<Guard, BuildError> {
+    if !builder.has_sinks() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "tracing-offload: init_from: the builder has no sink, so records are written \
+             nowhere (add one with `.sink(…)`)"
+        );
+    }
     install(|| builder, |subscriber| subscriber)
 }
 
@@ -223,8 +236,8 @@ fn install_log_bridge() {
         let _ = writeln!(
             std::io::stderr(),
             "tracing-offload: a `log` logger is already set, so records of `log`-based crates \
-             keep going to it, not to this pipeline (init() installs the `log` bridge only \
-             when no logger is set)"
+             keep going to it, not to this pipeline (the `log` bridge is installed only when \
+             no logger is set)"
         );
     }
 }

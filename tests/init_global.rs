@@ -281,3 +281,19 @@ fn child_init_from_a_builder_of_its_own() {
 fn init_from_takes_the_builders_sinks_and_keeps_the_rest() {
     stderr_of_child_test("child_init_from_a_builder_of_its_own");
 }
+
+#[test]
+#[ignore = "run in a child process by init_from_a_builder_without_sinks_says_so"]
+fn child_init_from_a_builder_without_sinks() {
+    let guard = tracing_offload::init_from(tracing_offload::Builder::new()).unwrap();
+    tracing::warn!("written nowhere");
+    assert_eq!(flushed_offered(&guard.handle()), 1);
+}
+
+/// A builder without a sink writes the records nowhere, and `init_from` used to say nothing
+/// of it (found by an adversary).
+#[test]
+fn init_from_a_builder_without_sinks_says_so() {
+    let stderr = stderr_of_child_test("child_init_from_a_builder_without_sinks");
+    assert_shown_and_hidden(&stderr, &["init_from: the builder has no sink"], &[]);
+}
