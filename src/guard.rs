@@ -119,10 +119,11 @@ impl Handle {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_sample_rate(&self, rate: f64) -> Result<(), SamplingError> {
+        // `-0.0` is 0 (shown as `0`), as `set_traces_sampler` normalises its ratio.
+        let rate = rate + 0.0;
         let mut config = self.config_mut();
         self.pipeline.intake.sampler.set_rate(rate)?;
-        // `-0.0` is 0 (shown as `0`).
-        config.sample_rate.set_code(rate + 0.0);
+        config.sample_rate.set_code(rate);
         Ok(())
     }
 
