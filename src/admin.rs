@@ -398,6 +398,11 @@ impl AdminServer {
         addr: impl ToSocketAddrs + fmt::Display,
         source: Arc<dyn AdminSource>,
     ) -> Result<Self, AdminError> {
+        Self::bind(addr)?.serve(source)
+    }
+
+    /// Binds `addr` (the errors of [`start`](Self::start)), serving nothing yet.
+    pub(crate) fn bind(addr: impl ToSocketAddrs + fmt::Display) -> Result<BoundAdmin, AdminError> {
         // An address that is not `host:port` (`http://…`, no port) would otherwise fail as a
         // name lookup or a bind, and be reported as a busy port.
         if let Err(expected) = crate::env::host_port(&addr.to_string()) {
@@ -412,22 +417,7 @@ impl AdminServer {
         };
         let listener = TcpListener::bind(&addr).map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
-        let stopping = Arc::new(AtomicBool::new(false));
-        let thread = thread::Builder::new()
-            .name("offload-admin".into())
-            .spawn({
-                let stopping = Arc::clone(&stopping);
-                move || {
-                    crate::silent::mark_thread();
-                    accept_loop(&listener, &stopping, &source, Limits::DEFAULT)
-                }
-            })
-            .map_err(AdminError::Spawn)?;
-        Ok(AdminServer {
-            addr: local,
-            stopping,
-            thread: Some(thread),
-        })
+        Ok(BoundAdmin { listener, local })
     }
 
     /// The address the server listens on (with the actual port when port 0 was asked for).
@@ -457,6 +447,39 @@ impl AdminServer {
             let _ = thread.join();
         }
         // Otherwise the thread is left to stop at its next connection: never wait for ever.
+    }
+}
+
+/// An admin address bound, not yet served: `build()` binds it before it starts the sinks, so
+/// that an address in use fails the build before a sink has created a file. Dropped, it
+/// releases the address.
+pub(crate) struct BoundAdmin {
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+// === impl BoundAdmin ===
+
+impl BoundAdmin {
+    /// Serves the admin routes from `source` on a thread of its own until stopped.
+    pub(crate) fn serve(self, source: Arc<dyn AdminSource>) -> Result<AdminServer, AdminError> {
+        let BoundAdmin { listener, local } = self;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new()
+            .name("offload-admin".into())
+            .spawn({
+                let stopping = Arc::clone(&stopping);
+                move || {
+                    crate::silent::mark_thread();
+                    accept_loop(&listener, &stopping, &source, Limits::DEFAULT)
+                }
+            })
+            .map_err(AdminError::Spawn)?;
+        Ok(AdminServer {
+            addr: local,
+            stopping,
+            thread: Some(thread),
+        })
     }
 }
 

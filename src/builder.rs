@@ -574,11 +574,15 @@ impl Builder {
     pub fn build(mut self) -> Result<(OffloadLayer, Guard), BuildError> {
         let sampling = self.validate()?;
         print_warnings(&self.config.warnings);
+        // Bound before any sink starts, so that an address in use fails `build()` before a
+        // sink has created a file (or its directory) or connected.
+        #[cfg(feature = "admin")]
+        let admin = self.bind_admin()?;
         let names = self.start_sinks()?;
         crate::clock::warm_up();
         let pipeline = Arc::new(self.make_pipeline(names, sampling));
-        // The handle exists before the threads, so that an admin bind failure fails `build()`
-        // with nothing started.
+        // The handle exists before the threads, so that the admin endpoint is served (its
+        // thread started, which can fail) before the pipeline's threads start.
         let handle = Handle {
             pipeline: Arc::clone(&pipeline),
             config: Arc::new(RwLock::new(self.config.clone())),
@@ -592,7 +596,9 @@ impl Builder {
             },
         };
         #[cfg(feature = "admin")]
-        let admin = self.start_admin(&handle)?;
+        let admin = admin
+            .map(|bound| bound.serve(Arc::new(handle.clone())))
+            .transpose()?;
         pipeline.spawn(std::mem::take(&mut self.sinks))?;
         let layer = OffloadLayer::new(Arc::clone(&pipeline.intake), self.layer_settings());
         let guard = Guard::new(
@@ -785,26 +791,13 @@ impl Builder {
         }
     }
 
-    /// The admin endpoint, when an address is configured.
+    /// The admin endpoint's address bound, not yet served, when one is configured.
     #[cfg(feature = "admin")]
-    fn start_admin(
-        &self,
-        handle: &Handle,
-    ) -> Result<Option<crate::admin::AdminServer>, BuildError> {
+    fn bind_admin(&self) -> Result<Option<crate::admin::BoundAdmin>, BuildError> {
         let Some(addr) = self.config.admin_addr.value.as_deref() else {
             return Ok(None);
         };
-        if let Err(expected) = env::host_port(addr) {
-            return Err(crate::admin::AdminError::InvalidAddress {
-                addr: addr.to_owned(),
-                expected,
-            }
-            .into());
-        }
-        Ok(Some(crate::admin::AdminServer::start(
-            addr,
-            Arc::new(handle.clone()),
-        )?))
+        Ok(Some(crate::admin::AdminServer::bind(addr)?))
     }
 }
 
