@@ -445,6 +445,11 @@ impl Builder {
     }
 
     /// Turns recording on or off (default on; `OTEL_SDK_DISABLED=true` turns it off).
+    ///
+    /// Off, the layer records nothing and `build()` starts no sink: no file or spool directory
+    /// is created, no collector connected. The sinks are still listed, with their settings, in
+    /// [`Handle::config`](crate::Handle::config), not in the stats. The admin endpoint, when
+    /// one is set, is served.
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.config.enabled.set_code(enabled);
         self
@@ -571,6 +576,8 @@ impl Builder {
     }
 
     /// Starts the sinks and the threads, and returns the layer and the guard that owns them.
+    /// A disabled pipeline ([`enabled`](Self::enabled)`(false)`, `OTEL_SDK_DISABLED=true`)
+    /// starts no sink: it creates no file and connects to no collector.
     pub fn build(mut self) -> Result<(OffloadLayer, Guard), BuildError> {
         let sampling = self.validate()?;
         print_warnings(&self.config.warnings);
@@ -675,7 +682,11 @@ impl Builder {
     }
 
     /// Starts every sink (names must be unique), and records their names, settings and
-    /// environment warnings in the config. Returns the names, in order.
+    /// environment warnings in the config. Returns the names of the sinks started, in order.
+    ///
+    /// A disabled pipeline records nothing for a sink to write: its sinks are checked and
+    /// listed in the config, but dropped without being started (a file sink would create its
+    /// file, a spooling OTLP sink its directory), and none is returned.
     fn start_sinks(&mut self) -> Result<Vec<String>, BuildError> {
         let mut names: Vec<String> = Vec::with_capacity(self.sinks.len());
         for sink in &mut self.sinks {
@@ -694,10 +705,12 @@ impl Builder {
                     ),
                 });
             }
-            sink.start().map_err(|source| BuildError::Sink {
-                sink: name.clone(),
-                source,
-            })?;
+            if self.config.enabled.value {
+                sink.start().map_err(|source| BuildError::Sink {
+                    sink: name.clone(),
+                    source,
+                })?;
+            }
             names.push(name);
         }
         let c = &mut self.config;
@@ -708,6 +721,10 @@ impl Builder {
             let warnings = sink.env_warnings();
             print_warnings(&warnings);
             c.warnings.extend(warnings);
+        }
+        if !c.enabled.value {
+            self.sinks.clear();
+            names.clear();
         }
         Ok(names)
     }

@@ -275,7 +275,7 @@
 //! | `OFFLOAD_BACKPRESSURE` | `drop_oldest`, `drop_newest`, `block` | `drop_newest` | policy when full |
 //! | `OFFLOAD_BLOCK_TIMEOUT_MS` | 0 – 60000 ([`MAX_ENV_BLOCK_TIMEOUT`]) | 100 | how long `block` waits (with `OFFLOAD_BACKPRESSURE=block`; alone, a warning) |
 //! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | 0 – 65536 ([`MAX_SPAN_EVENT_LIMIT`]) | 128 | events kept per span |
-//! | `OTEL_SDK_DISABLED` | `true`, `false` | `false` | `true` records nothing |
+//! | `OTEL_SDK_DISABLED` | `true`, `false` | `false` | `true` records nothing and starts no sink (no file is created) |
 //! | `OTEL_TRACES_SAMPLER` | OTel sampler names | `parentbased_always_on` | which spans are recorded |
 //! | `OTEL_TRACES_SAMPLER_ARG` | 0.0 – 1.0 | 1.0 | ratio of the ratio samplers |
 //! | `OFFLOAD_SAMPLE_RATE` | 0.0 – 1.0 | 1.0 | fraction of events kept |

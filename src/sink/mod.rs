@@ -54,7 +54,9 @@ pub use runtime::{Async, AsyncSink, DEFAULT_ASYNC_EXPORT_TIMEOUT};
 /// A destination for records, driven by its own thread.
 ///
 /// [`start`](Sink::start) runs once, on the thread that calls
-/// [`Builder::build`](crate::Builder::build) (an error there fails the build). Everything else
+/// [`Builder::build`](crate::Builder::build) (an error there fails the build). A disabled
+/// pipeline ([`Builder::enabled`](crate::Builder::enabled)) never starts its sinks: it reads
+/// their names, settings and warnings, and drops them. Everything else
 /// runs on the sink's own thread: [`export`](Sink::export) once per batch, [`flush`](Sink::flush)
 /// when its buffer runs dry, then [`shutdown`](Sink::shutdown) once. The layer records nothing
 /// from that thread, so a sink may use libraries that log through `tracing` without feeding its
