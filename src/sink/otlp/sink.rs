@@ -681,9 +681,10 @@ impl Built<opentelemetry_otlp::LogExporter> {
 }
 
 /// What a failed request loses: its data records (spans, events), and whether a drop marker
-/// was among them.
+/// was among them, for the signal it carried.
 #[derive(Clone, Copy, Debug)]
 struct ChunkLoss {
+    signal: &'static str,
     data: usize,
     marker: bool,
 }
@@ -691,6 +692,7 @@ struct ChunkLoss {
 impl ChunkLoss {
     fn spans(n: usize) -> Self {
         ChunkLoss {
+            signal: "spans",
             data: n,
             marker: false,
         }
@@ -699,6 +701,7 @@ impl ChunkLoss {
     /// For log records, with whether each is data (not a drop marker).
     fn logs(data: &[bool]) -> Self {
         ChunkLoss {
+            signal: "logs",
             data: data.iter().filter(|d| **d).count(),
             marker: data.contains(&false),
         }
@@ -707,30 +710,81 @@ impl ChunkLoss {
 
 /// The requests of a batch that failed: each request stands alone (spans and log records go
 /// to their own services, maybe their own endpoints), so the batch's outcome counts what each
-/// lost, not the whole batch as failed for the first error.
+/// lost, not the whole batch as failed for the first error, and says why each signal failed.
 #[derive(Default)]
 struct Failures {
-    first: Option<SinkError>,
+    /// Each signal that failed, in the order its first request failed.
+    signals: Vec<SignalFailure>,
+}
+
+/// What one signal's failed requests of a batch lost, and the first one's error.
+struct SignalFailure {
+    signal: &'static str,
+    error: SinkError,
     data: usize,
     markers_lost: bool,
 }
 
 impl Failures {
     fn add(&mut self, error: SinkError, lost: ChunkLoss) {
-        self.first.get_or_insert(error);
-        self.data += lost.data;
-        self.markers_lost |= lost.marker;
+        let at = match self.signals.iter().position(|f| f.signal == lost.signal) {
+            Some(at) => at,
+            None => {
+                self.signals.push(SignalFailure {
+                    signal: lost.signal,
+                    error,
+                    data: 0,
+                    markers_lost: false,
+                });
+                self.signals.len() - 1
+            }
+        };
+        let failure = &mut self.signals[at];
+        failure.data += lost.data;
+        failure.markers_lost |= lost.marker;
     }
 
-    fn into_result(self) -> Result<(), SinkError> {
-        match self.first {
-            None => Ok(()),
-            Some(source) => Err(SinkError::Mixed {
-                failed: self.data,
-                markers_written: !self.markers_lost,
-                source: Box::new(source),
-            }),
+    /// `Ok`, or how many data records the batch lost in all with why: one signal's error as
+    /// it is (it names its signal), or each signal's, with what it lost, when both failed.
+    fn into_result(mut self) -> Result<(), SinkError> {
+        if self.signals.is_empty() {
+            return Ok(());
         }
+        let failed = self.signals.iter().map(|f| f.data).sum();
+        let markers_written = !self.signals.iter().any(|f| f.markers_lost);
+        let source = if self.signals.len() == 1 {
+            self.signals.remove(0).error
+        } else {
+            each_signals_error(&self.signals)
+        };
+        Err(SinkError::Mixed {
+            failed,
+            markers_written,
+            source: Box::new(source),
+        })
+    }
+}
+
+/// One error saying each signal's failure, e.g. `spans (1): <error>; logs (202): <error>`,
+/// where the count is the signal's data records lost. Permanent only when each is: then
+/// retrying none of them could help (the batch's failed records are then all counted
+/// `failed_permanent`; with a transient one among them, none are).
+fn each_signals_error(signals: &[SignalFailure]) -> SinkError {
+    let text = signals
+        .iter()
+        .map(|f| {
+            let lost = match (f.data, f.markers_lost) {
+                (0, true) => "drop markers".to_owned(),
+                (n, _) => n.to_string(),
+            };
+            format!("{} ({lost}): {}", f.signal, f.error.with_sources())
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if signals.iter().all(|f| f.error.is_permanent()) {
+        SinkError::Fatal(text)
+    } else {
+        SinkError::Retryable(text)
     }
 }
 
@@ -1274,5 +1328,100 @@ impl Sink for Otlp {
 
     fn env_warnings(&self) -> Vec<EnvWarning> {
         self.warnings.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(signal: &str) -> SinkError {
+        SinkError::Fatal(format!("OTLP {signal} rejected, not retried: HTTP 400"))
+    }
+
+    fn unreachable(signal: &str) -> SinkError {
+        SinkError::Retryable(format!(
+            "OTLP {signal} export failed after 1 attempt: error sending request for url \
+             (http://user:s3cr3t@127.0.0.1:9/v1/{signal})"
+        ))
+    }
+
+    fn outcome(failures: Vec<(SinkError, ChunkLoss)>) -> SinkError {
+        let mut all = Failures::default();
+        for (error, lost) in failures {
+            all.add(error, lost);
+        }
+        all.into_result().expect_err("a failure")
+    }
+
+    #[test]
+    fn a_batch_failed_on_both_signals_says_each_with_its_count() {
+        let e = outcome(vec![
+            (refused("spans"), ChunkLoss::spans(1)),
+            (unreachable("logs"), ChunkLoss::logs(&[true; 200])),
+            // A second request of the same signal adds to its count, not to the text.
+            (refused("logs"), ChunkLoss::logs(&[true, true, false])),
+        ]);
+        assert_eq!(
+            e.with_sources(),
+            "203 records of the batch were not written: \
+             spans (1): OTLP spans rejected, not retried: HTTP 400; \
+             logs (202): OTLP logs export failed after 1 attempt: error sending request for \
+             url (http://user:s3cr3t@127.0.0.1:9/v1/logs)"
+        );
+        assert!(!e.markers_written());
+    }
+
+    #[test]
+    fn one_signal_failing_keeps_its_own_error() {
+        let e = outcome(vec![(unreachable("logs"), ChunkLoss::logs(&[true, true]))]);
+        assert_eq!(
+            e.with_sources(),
+            format!(
+                "2 records of the batch were not written: {}",
+                unreachable("logs")
+            )
+        );
+        assert!(!e.is_permanent());
+    }
+
+    #[test]
+    fn lost_drop_markers_alone_are_named_as_such() {
+        let e = outcome(vec![
+            (refused("spans"), ChunkLoss::spans(3)),
+            (refused("logs"), ChunkLoss::logs(&[false])),
+        ]);
+        let text = e.with_sources();
+        assert!(
+            text.starts_with("3 records of the batch were not written: spans (3): ")
+                && text.contains("; logs (drop markers): OTLP logs rejected"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn both_signals_are_permanent_only_when_each_is() {
+        let both = |logs: SinkError| {
+            outcome(vec![
+                (refused("spans"), ChunkLoss::spans(1)),
+                (logs, ChunkLoss::logs(&[true])),
+            ])
+        };
+        assert!(both(refused("logs")).is_permanent());
+        assert!(!both(unreachable("logs")).is_permanent());
+    }
+
+    #[test]
+    fn each_signals_error_is_redacted() {
+        let e = redact_error(outcome(vec![
+            (unreachable("spans"), ChunkLoss::spans(1)),
+            (unreachable("logs"), ChunkLoss::logs(&[true])),
+        ]));
+        let text = e.with_sources();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(
+            text.contains("spans (1): ") && text.contains("; logs (1): "),
+            "{text}"
+        );
     }
 }
