@@ -681,15 +681,51 @@ impl Builder {
         Ok(())
     }
 
-    /// Starts every sink (names must be unique), and records their names, settings and
-    /// environment warnings in the config. Returns the names of the sinks started, in order.
+    /// Starts every sink (names must be unique: checked before any starts), and records their
+    /// names, settings and environment warnings in the config. Returns the names of the sinks
+    /// started, in order. When one fails to start, those started before it are
+    /// [abandoned](Sink::abandon), so that the failed build leaves nothing behind.
     ///
     /// A disabled pipeline records nothing for a sink to write: its sinks are checked and
     /// listed in the config, but dropped without being started (a file sink would create its
     /// file, a spooling OTLP sink its directory), and none is returned.
     fn start_sinks(&mut self) -> Result<Vec<String>, BuildError> {
+        let names = self.sink_names()?;
+        if self.config.enabled.value {
+            for (i, name) in names.iter().enumerate() {
+                if let Err(source) = self.sinks[i].start() {
+                    // Nothing may stay behind a failed build: the sinks started before this
+                    // one undo what they made (a file sink's new, empty file).
+                    for started in self.sinks[..i].iter_mut().rev() {
+                        started.abandon();
+                    }
+                    return Err(BuildError::Sink {
+                        sink: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        let c = &mut self.config;
+        c.sinks = names.clone();
+        for sink in &self.sinks {
+            c.sink_settings
+                .insert(sink.name().to_owned(), sink.settings());
+            let warnings = sink.env_warnings();
+            print_warnings(&warnings);
+            c.warnings.extend(warnings);
+        }
+        if !c.enabled.value {
+            self.sinks.clear();
+            return Ok(Vec::new());
+        }
+        Ok(names)
+    }
+
+    /// The sinks' names, checked (unique, no NUL) before any sink starts.
+    fn sink_names(&self) -> Result<Vec<String>, BuildError> {
         let mut names: Vec<String> = Vec::with_capacity(self.sinks.len());
-        for sink in &mut self.sinks {
+        for sink in &self.sinks {
             let name = sink.name().to_owned();
             if names.contains(&name) {
                 return Err(BuildError::DuplicateSinkName(name));
@@ -705,26 +741,7 @@ impl Builder {
                     ),
                 });
             }
-            if self.config.enabled.value {
-                sink.start().map_err(|source| BuildError::Sink {
-                    sink: name.clone(),
-                    source,
-                })?;
-            }
             names.push(name);
-        }
-        let c = &mut self.config;
-        c.sinks = names.clone();
-        for sink in &self.sinks {
-            c.sink_settings
-                .insert(sink.name().to_owned(), sink.settings());
-            let warnings = sink.env_warnings();
-            print_warnings(&warnings);
-            c.warnings.extend(warnings);
-        }
-        if !c.enabled.value {
-            self.sinks.clear();
-            names.clear();
         }
         Ok(names)
     }

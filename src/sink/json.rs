@@ -75,6 +75,9 @@ pub struct JsonFile {
     path: PathBuf,
     rotation: Rotation,
     out: Option<OpenFile>,
+    /// What [`start`](Sink::start) created (for [`abandon`](Sink::abandon)): the file, and the
+    /// directories made for it, outermost first.
+    created: Created,
     buf: Vec<u8>,
     /// Where each record's line ends in `buf`.
     line_ends: Vec<usize>,
@@ -192,6 +195,32 @@ impl Rotation {
             Rotation::Minutely => format!("{}-{}-{}", text(0..10), text(11..13), text(14..16)),
             Rotation::Hourly => format!("{}-{}", text(0..10), text(11..13)),
             _ => text(0..10),
+        }
+    }
+}
+
+/// What opening a file created: the file itself, and the directories made for it.
+#[derive(Debug, Default)]
+struct Created {
+    file: bool,
+    /// Outermost first.
+    dirs: Vec<PathBuf>,
+}
+
+impl Created {
+    /// What opening `path` would create, read just before it is opened.
+    fn before_opening(path: &std::path::Path) -> Created {
+        let mut dirs: Vec<PathBuf> = path
+            .ancestors()
+            .skip(1)
+            .filter(|d| !d.as_os_str().is_empty())
+            .take_while(|d| fs::symlink_metadata(d).is_err())
+            .map(std::path::Path::to_path_buf)
+            .collect();
+        dirs.reverse();
+        Created {
+            file: fs::symlink_metadata(path).is_err(),
+            dirs,
         }
     }
 }
@@ -335,6 +364,7 @@ impl JsonFile {
             path: path.into(),
             rotation: Rotation::Never,
             out: None,
+            created: Created::default(),
             buf: Vec::with_capacity(64 * 1024),
             line_ends: Vec::new(),
             callsites: CallsiteText::default(),
@@ -513,8 +543,28 @@ impl Sink for JsonFile {
 
     fn start(&mut self) -> Result<(), SinkError> {
         let period = self.rotation.period_of(SystemTime::now());
-        self.out = Some(OpenFile::open(self.path_for(period), period)?);
+        let path = self.path_for(period);
+        self.created = Created::before_opening(&path);
+        self.out = Some(OpenFile::open(path, period)?);
         Ok(())
+    }
+
+    fn abandon(&mut self) {
+        let Some(out) = self.out.take() else {
+            return;
+        };
+        let created = std::mem::take(&mut self.created);
+        if created.file && out.size == 0 {
+            let path = out.path.clone();
+            drop(out);
+            let _ = fs::remove_file(&path);
+        }
+        // Innermost first; a directory that is not empty (something else was put in it) stays.
+        for dir in created.dirs.iter().rev() {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
     }
 
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {

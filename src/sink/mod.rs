@@ -65,7 +65,8 @@ pub use runtime::{Async, AsyncSink, DEFAULT_ASYNC_EXPORT_TIMEOUT};
 /// A sink that wraps another (to count, filter or time it) forwards every method, the provided
 /// ones included: [`spool`](Sink::spool), [`retries`](Sink::retries),
 /// [`holds_records`](Sink::holds_records) and [`markers_deferred`](Sink::markers_deferred) are
-/// how the OTLP sink tells the sink thread what it spooled, retried and holds back.
+/// how the OTLP sink tells the sink thread what it spooled, retried and holds back, and
+/// [`abandon`](Sink::abandon) how the file sink undoes a failed build's file.
 pub trait Sink: Send + 'static {
     /// A short name for stats, metrics labels and thread names, e.g. `"json"`. Names must be
     /// unique within one pipeline and contain no NUL character (`build()` fails otherwise).
@@ -75,6 +76,12 @@ pub trait Sink: Send + 'static {
     fn start(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+
+    /// Undoes what [`start`](Self::start) left on the system, when `build()` fails after this
+    /// sink started (a sink after it failed to start): called instead of
+    /// [`shutdown`](Self::shutdown), before the sink is dropped. The JSON-lines sink removes
+    /// the file and directories it created, when it wrote nothing to them. By default, nothing.
+    fn abandon(&mut self) {}
 
     /// Writes one batch. The records are shared with other sinks; read, don't hold on to them
     /// longer than needed. An error counts the whole batch as failed, unless it says that the

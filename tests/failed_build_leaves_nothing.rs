@@ -1,0 +1,116 @@
+//! A build that fails because of a sink leaves nothing behind. The sinks used to start one by
+//! one, so a sink that failed to start (or a name found twice) after a JSON-lines sink left the
+//! file sink's new, empty file and its directories where the application's logs would go.
+
+use std::path::Path;
+
+use tracing_offload::sink::{JsonFile, Sink, SinkError};
+use tracing_offload::{BuildError, OffloadLayer, Record};
+
+/// A sink whose start fails, as one with a bad setting does.
+struct FailsToStart;
+
+impl Sink for FailsToStart {
+    fn name(&self) -> &str {
+        "fails"
+    }
+    fn start(&mut self) -> Result<(), SinkError> {
+        Err(SinkError::Fatal("no such device".to_owned()))
+    }
+    fn export(&mut self, _: &[Record]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[track_caller]
+fn assert_absent(path: &Path) {
+    assert!(!path.exists(), "the failed build left {}", path.display());
+}
+
+#[test]
+fn a_sink_failing_to_start_after_a_file_sink_leaves_no_file_nor_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let path = logs.join("app").join("app.jsonl");
+    let Err(e) = OffloadLayer::builder()
+        .sink(JsonFile::new(&path))
+        .sink(FailsToStart)
+        .build()
+    else {
+        panic!("the build succeeded");
+    };
+    assert!(
+        matches!(&e, BuildError::Sink { sink, .. } if sink == "fails"),
+        "{e:?}"
+    );
+    assert_absent(&path);
+    assert_absent(&logs);
+    assert!(dir.path().exists());
+}
+
+#[test]
+fn a_file_or_directory_that_was_there_before_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("kept.jsonl");
+    std::fs::write(&kept, "{\"earlier\":1}\n").unwrap();
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let built = OffloadLayer::builder()
+        .sink(JsonFile::new(&kept).name("kept"))
+        .sink(JsonFile::new(&empty).name("empty"))
+        .sink(FailsToStart)
+        .build();
+    assert!(built.is_err());
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "{\"earlier\":1}\n");
+    assert!(
+        empty.exists(),
+        "an empty file that was there before was removed"
+    );
+}
+
+#[test]
+fn a_name_found_twice_is_refused_before_any_sink_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs").join("app.jsonl");
+    let other = dir.path().join("other.jsonl");
+    let Err(e) = OffloadLayer::builder()
+        .sink(JsonFile::new(&path))
+        .sink(JsonFile::new(&other))
+        .build()
+    else {
+        panic!("two sinks named json were accepted");
+    };
+    assert!(
+        matches!(&e, BuildError::DuplicateSinkName(n) if n == "json"),
+        "{e:?}"
+    );
+    assert_absent(&path);
+    assert_absent(&dir.path().join("logs"));
+    assert_absent(&other);
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn an_otlp_sink_with_a_missing_certificate_leaves_no_file() {
+    use tracing_offload::sink::otlp::Tls;
+    use tracing_offload::sink::Otlp;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs").join("app.jsonl");
+    let Err(e) = OffloadLayer::builder()
+        .sink(JsonFile::new(&path))
+        .sink(
+            Otlp::new()
+                .endpoint("https://collector.example:4317")
+                .tls(Tls::new().certificate(dir.path().join("missing-ca.pem"))),
+        )
+        .build()
+    else {
+        panic!("a missing CA file was accepted");
+    };
+    assert!(
+        matches!(&e, BuildError::Sink { sink, .. } if sink == "otlp"),
+        "{e:?}"
+    );
+    assert_absent(&path);
+    assert_absent(&dir.path().join("logs"));
+}
