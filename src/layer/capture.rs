@@ -10,6 +10,11 @@ use crate::record::fields::Capped;
 use crate::record::{FieldScalar, Fields, LogSource, TextRange};
 use crate::traceparent::{parse_traceparent, RemoteParent, TRACEPARENT_FIELD};
 
+/// Whether `name` is one of the text fields of a `log` record that are not kept as fields.
+fn is_log_text(name: &str) -> bool {
+    matches!(name, "log.target" | "log.module_path" | "log.file")
+}
+
 /// Captures field values into `fields`.
 pub(super) struct Capture<'a> {
     pub(super) fields: &'a mut Fields,
@@ -42,17 +47,29 @@ impl<'a> Capture<'a> {
 
     #[inline(always)]
     fn scalar(&mut self, field: &Field, value: FieldScalar) {
-        if let Some(log) = self.log.as_deref_mut() {
-            if field.name() == "log.line" {
-                log.line = match value {
-                    FieldScalar::U64(line) => u32::try_from(line).ok(),
-                    FieldScalar::I64(line) => u32::try_from(line).ok(),
-                    _ => None,
-                };
-                return;
-            }
+        if self.log.is_some() && self.log_line(field, value) {
+            return;
         }
         self.fields.put(field.name(), value, self.replace);
+    }
+
+    /// Takes a `log` record's `log.line` field; returns whether `field` was it. Out of line:
+    /// most events do not come from `log`, and the visitor's methods stay small without it.
+    #[cold]
+    #[inline(never)]
+    fn log_line(&mut self, field: &Field, value: FieldScalar) -> bool {
+        let Some(log) = self.log.as_deref_mut() else {
+            return false;
+        };
+        if field.name() != "log.line" {
+            return false;
+        }
+        log.line = match value {
+            FieldScalar::U64(line) => u32::try_from(line).ok(),
+            FieldScalar::I64(line) => u32::try_from(line).ok(),
+            _ => None,
+        };
+        true
     }
 
     /// Captures text written by `write`.
@@ -66,21 +83,29 @@ impl<'a> Capture<'a> {
                 return;
             }
         }
-        if let Some(log) = self.log.as_deref_mut() {
-            let slot = match name {
-                "log.target" => Some(&mut log.target),
-                "log.module_path" => log.module_path.insert(TextRange::default()).into(),
-                "log.file" => log.file.insert(TextRange::default()).into(),
-                _ => None,
-            };
-            if let Some(slot) = slot {
-                *slot = self.fields.write_text(self.cap, write);
-                return;
-            }
+        if self.log.is_some() && is_log_text(name) {
+            self.log_text(name, write);
+            return;
         }
         if self.fields.put_text(name, self.cap, self.replace, write) {
             self.truncated += 1;
         }
+    }
+
+    /// Captures one of a `log` record's text fields ([`is_log_text`]). Out of line, as
+    /// [`log_line`](Self::log_line) is.
+    #[cold]
+    #[inline(never)]
+    fn log_text(&mut self, name: &str, write: impl FnOnce(&mut Capped<'_>)) {
+        let Some(log) = self.log.as_deref_mut() else {
+            return;
+        };
+        let slot = match name {
+            "log.target" => &mut log.target,
+            "log.module_path" => log.module_path.insert(TextRange::default()),
+            _ => log.file.insert(TextRange::default()),
+        };
+        *slot = self.fields.write_text(self.cap, write);
     }
 
     /// Captures a string field: [`text`](Self::text) for one string, copied directly.
