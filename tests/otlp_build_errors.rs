@@ -106,7 +106,8 @@ fn tls_files_on_a_plain_text_endpoint_are_refused() {
             .tls(Tls::new().certificate("/etc/ca.pem")),
     );
     assert!(
-        plain.contains("TLS files are set for the OTLP traces endpoint")
+        plain.contains("TLS files are set (Otlp::tls or OTEL_EXPORTER_OTLP_CERTIFICATE")
+            && plain.contains("the OTLP traces endpoint is \"http://collector.example:4317\"")
             && plain.contains("use https://"),
         "{plain}"
     );

@@ -127,3 +127,43 @@ fn an_untrusted_server_is_an_error_that_says_so() {
     }
     assert!(collector.spans().is_empty());
 }
+
+/// A server that accepts a connection and never answers its TLS handshake (a stuck ingress)
+/// holds that connection only for the request timeout: the gRPC channel gives up on it and
+/// connects again. tonic bounds neither the connection nor the handshake by default, and a
+/// request waits for its connection outside its own timeout: the export waited for the batch's
+/// deadline, and every later one on the same stuck connection, so nothing was delivered again.
+#[test]
+fn grpc_gives_up_on_a_handshake_that_never_ends_and_connects_again() {
+    let Some(collector) = Collector::start() else {
+        return;
+    };
+    let pki = TestPki::new();
+    let front = TlsFront::start_stalling_first(&pki, collector.grpc_port, true);
+    let sink = Otlp::new()
+        .endpoint(front.endpoint())
+        .timeout(Duration::from_millis(500))
+        .max_retries(0)
+        .tls(Tls::new().certificate(&pki.ca));
+    let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
+    let handle = guard.handle();
+    let dispatch = dispatch(layer);
+    let round = |n: u64| {
+        tracing::dispatcher::with_default(&dispatch, || {
+            let _s = tracing::info_span!("secure", n).entered();
+            tracing::info!(n, "over tls");
+        });
+        handle.flush(DEADLINE).unwrap();
+    };
+    round(1);
+    let first = exported(&handle);
+    // The span and the log record go on two connections; the first one made was held.
+    assert_eq!(first.exported + first.failed, 2, "{first:#?}");
+    assert!(first.failed >= 1, "{first:#?}");
+    round(2);
+    let second = exported(&handle);
+    assert_eq!(second.exported, first.exported + 2, "{second:#?}");
+    assert_eq!(second.failed, first.failed, "{second:#?}");
+    guard.shutdown(DEADLINE).unwrap();
+    assert!(collector.wait_spans(1).iter().any(|s| s.name == "secure"));
+}

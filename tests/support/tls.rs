@@ -107,6 +107,22 @@ impl TlsFront {
     /// For gRPC (ALPN `h2`) or HTTP/1.1 (ALPN `http/1.1`) backends; with `require_client_cert`
     /// the handshake needs a client certificate signed by the test CA.
     pub fn start(pki: &TestPki, backend: u16, grpc: bool, require_client_cert: bool) -> TlsFront {
+        Self::start_with(pki, backend, grpc, require_client_cert, false)
+    }
+
+    /// [`start`](Self::start), holding the first connection it accepts without ever answering
+    /// its handshake (a stuck ingress); the later ones are served.
+    pub fn start_stalling_first(pki: &TestPki, backend: u16, grpc: bool) -> TlsFront {
+        Self::start_with(pki, backend, grpc, false, true)
+    }
+
+    fn start_with(
+        pki: &TestPki,
+        backend: u16,
+        grpc: bool,
+        require_client_cert: bool,
+        stall_first: bool,
+    ) -> TlsFront {
         let alpn: &[u8] = if grpc { b"h2" } else { b"http/1.1" };
         let config = Arc::new(pki.server_config(alpn, require_client_cert));
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -120,7 +136,15 @@ impl TlsFront {
         let port = listener.local_addr().unwrap().port();
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         rt.spawn(async move {
+            let mut stall = stall_first;
             while let Ok((tcp, _)) = listener.accept().await {
+                if std::mem::take(&mut stall) {
+                    tokio::spawn(async move {
+                        let _held = tcp;
+                        std::future::pending::<()>().await;
+                    });
+                    continue;
+                }
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     // A failed handshake (e.g. an untrusted client) just ends the connection.

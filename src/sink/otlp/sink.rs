@@ -118,10 +118,25 @@ impl Otlp {
         let files = tls.over(&self.tls);
         match endpoint::validate(&url, &what)? {
             Scheme::Http => {
-                if !files.is_empty() {
+                // Files set for this signal are a mistake on a plain-text endpoint; the general
+                // ones are only when no endpoint of the sink uses them (else they are another
+                // signal's, as the OTel variables apply to every signal).
+                if !tls.is_empty() {
                     return Err(format!(
-                        "TLS files are set for {what}, but it is {shown:?}: use https:// to \
-                         connect over TLS, or remove the TLS files"
+                        "TLS files are set for {what} (Otlp::{signal}_tls or \
+                         OTEL_EXPORTER_OTLP_{upper}_CERTIFICATE, …_CLIENT_CERTIFICATE, \
+                         …_CLIENT_KEY), but it is {shown:?}: use https:// to connect over TLS, \
+                         or remove them",
+                        signal = signal.name(),
+                        upper = signal.name().to_uppercase(),
+                    ));
+                }
+                if !self.tls.is_empty() && !self.any_https() {
+                    return Err(format!(
+                        "TLS files are set (Otlp::tls or OTEL_EXPORTER_OTLP_CERTIFICATE, \
+                         …_CLIENT_CERTIFICATE, …_CLIENT_KEY), but {what} is {shown:?} and no \
+                         endpoint uses https://: use https:// to connect over TLS, or remove \
+                         the TLS files"
                     ));
                 }
                 Ok(Target { url, tls: None })
@@ -132,9 +147,20 @@ impl Otlp {
             )),
             Scheme::Https => Ok(Target {
                 url,
-                tls: Some(files.load()?),
+                tls: Some(files.load(&what)?),
             }),
         }
+    }
+
+    /// Whether an endpoint of a signal this sink exports is `https://`.
+    fn any_https(&self) -> bool {
+        let https = |specific: &Option<String>, path: &str| {
+            let url = self.signal_endpoint(specific, path);
+            url.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        };
+        (self.traces && https(&self.traces_endpoint, "v1/traces"))
+            || (self.logs != EventsAsLogs::None && https(&self.logs_endpoint, "v1/logs"))
     }
 
     fn build_exporters(&self) -> Result<BuiltExporters, String> {
@@ -183,7 +209,7 @@ impl Otlp {
     ) -> Result<B, String> {
         let counter = Arc::clone(attempts);
         let mut b = builder
-            .with_endpoint(target.url.clone())
+            .with_channel(self.channel(target)?)
             .with_timeout(self.timeout)
             .with_metadata(metadata(&self.headers)?)
             .with_retry_policy(retry::policy(
@@ -197,10 +223,6 @@ impl Otlp {
             });
         if self.gzip {
             b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-        }
-        #[cfg(feature = "tls")]
-        if let Some(tls) = &target.tls {
-            b = b.with_tls_config(tls.tonic_config()?);
         }
         Ok(b)
     }
@@ -295,7 +317,11 @@ impl Otlp {
         }))
     }
 
-    /// A lazily connected gRPC channel to `target`, for the replay.
+    /// A lazily connected gRPC channel to `target`, for the exporters and the replay. Each
+    /// step of a connection is bounded by the request timeout: the TCP connection and the TLS
+    /// handshake (tonic bounds neither by default, and a request waits for its connection
+    /// outside its own timeout: a server that accepted and never answered the handshake held
+    /// every export until the batch's deadline, and the channel never tried again).
     fn channel(&self, target: &Target) -> Result<tonic::transport::Channel, String> {
         let endpoint = tonic::transport::Endpoint::from_shared(target.url.clone())
             .map_err(|e| {
@@ -305,11 +331,12 @@ impl Otlp {
                     endpoint::redact_in(&e.to_string())
                 )
             })?
-            .timeout(self.timeout);
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout);
         #[cfg(feature = "tls")]
         let endpoint = match &target.tls {
             Some(tls) => endpoint
-                .tls_config(tls.tonic_config()?)
+                .tls_config(tls.tonic_config(self.timeout)?)
                 .map_err(|e| format!("TLS set-up failed: {e}"))?,
             None => endpoint,
         };

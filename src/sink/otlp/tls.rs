@@ -84,17 +84,14 @@ impl Tls {
         }
     }
 
-    /// Reads and checks the files.
-    pub(super) fn load(&self) -> Result<LoadedTls, String> {
+    /// Reads and checks the files, for `what` (`the OTLP logs endpoint`, named in errors with
+    /// the settings that would mend them): each certificate must be readable, and the client
+    /// key must be the client certificate's.
+    pub(super) fn load(&self, what: &str) -> Result<LoadedTls, String> {
         let ca = match &self.certificate {
             Some(path) => {
                 let pem = read(path, "CA certificate file")?;
-                if certificates(&pem).is_empty() {
-                    return Err(format!(
-                        "the CA certificate file {} holds no PEM certificate",
-                        path.display()
-                    ));
-                }
+                check_certificates(&pem, path, "CA certificate file")?;
                 Some(pem)
             }
             None => None,
@@ -104,15 +101,17 @@ impl Tls {
             (Some(cert), Some(key)) => Some(load_identity(cert, key)?),
             (None, Some(key)) => {
                 return Err(format!(
-                    "a client key ({}) was given without a client certificate: set \
-                     OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE or Tls::client_certificate too",
+                    "a client key ({}) was given without a client certificate for {what}: set \
+                     one too (Tls::client_certificate, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE or \
+                     its _TRACES_/_LOGS_ form)",
                     key.display()
                 ))
             }
             (Some(cert), None) => {
                 return Err(format!(
-                    "a client certificate ({}) was given without its key: set \
-                     OTEL_EXPORTER_OTLP_CLIENT_KEY or Tls::client_key too",
+                    "a client certificate ({}) was given without its key for {what}: set it \
+                     too (Tls::client_key, OTEL_EXPORTER_OTLP_CLIENT_KEY or its _TRACES_/_LOGS_ \
+                     form)",
                     cert.display()
                 ))
             }
@@ -131,26 +130,122 @@ pub(super) struct LoadedTls {
     pub(super) identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// The largest TLS file read: a bundle of every public CA is well under a megabyte.
+const MAX_TLS_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a TLS file: a regular file (or a link to one) of at most [`MAX_TLS_FILE_BYTES`]. A FIFO
+/// would block `build()` until a process writes to it, and a device such as `/dev/zero` would
+/// be read until memory runs out.
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+    use std::io::Read as _;
+    let cannot =
+        |e: &dyn std::fmt::Display| format!("cannot read the {what} {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "it is a directory"
+        } else {
+            "it is not a regular file (a FIFO, a socket or a device)"
+        };
+        return Err(cannot(&kind));
+    }
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TLS_FILE_BYTES + 1).read_to_end(&mut pem))
+        .map_err(|e| cannot(&e))?;
+    if pem.len() as u64 > MAX_TLS_FILE_BYTES {
+        return Err(cannot(&format_args!(
+            "it is larger than {} MiB, more than any certificate or key file holds",
+            MAX_TLS_FILE_BYTES >> 20
+        )));
+    }
+    Ok(pem)
 }
 
 fn load_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
     let cert_pem = read(cert, "client certificate file")?;
     let key_pem = read(key, "client key file")?;
-    if certificates(&cert_pem).is_empty() {
-        return Err(format!(
-            "the client certificate file {} holds no PEM certificate",
-            cert.display()
-        ));
-    }
+    check_certificates(&cert_pem, cert, "client certificate file")?;
     if !has_private_key(&key_pem) {
+        if String::from_utf8_lossy(&key_pem).contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Err(format!(
+                "the client key file {} holds an encrypted private key, which cannot be used: \
+                 give it decrypted (`openssl pkey -in <encrypted> -out <key.pem>`)",
+                key.display()
+            ));
+        }
         return Err(format!(
             "the client key file {} holds no PEM private key",
             key.display()
         ));
     }
+    #[cfg(feature = "tls")]
+    client_auth(&cert_pem, &key_pem).map_err(|e| {
+        format!(
+            "the client key {} does not fit the client certificate {}: the certificate file \
+             must start with the client's own certificate (then its intermediates), and the key \
+             must be that certificate's ({e})",
+            key.display(),
+            cert.display()
+        )
+    })?;
     Ok((cert_pem, key_pem))
+}
+
+/// Checks that `pem` holds certificates, each of them readable: a damaged one would be skipped
+/// by one transport and fail the other's set-up with an error that names no file.
+#[cfg(feature = "tls")]
+fn check_certificates(pem: &[u8], path: &Path, what: &str) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut found = 0;
+    for (i, cert) in rustls::pki_types::CertificateDer::pem_slice_iter(pem).enumerate() {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            format!(
+                "the {what} {} holds a certificate that cannot be read (its certificate number \
+                 {}): {e}",
+                path.display(),
+                i + 1
+            )
+        };
+        let cert = cert.map_err(|e| unreadable(&e))?;
+        rustls::RootCertStore::empty()
+            .add(cert)
+            .map_err(|e| unreadable(&e))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(format!(
+            "the {what} {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "tls"))]
+fn check_certificates(pem: &[u8], path: &Path, what: &str) -> Result<(), String> {
+    if certificates(pem).is_empty() {
+        return Err(format!(
+            "the {what} {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The rustls client configuration builder's check of a client certificate and its key.
+#[cfg(feature = "tls")]
+fn client_auth(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| format!("the client key cannot be read: {e}"))?;
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(certificates(cert_pem), key)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(feature = "tls")]
@@ -220,15 +315,17 @@ impl LoadedTls {
         Ok(config)
     }
 
-    /// tonic's TLS configuration for the gRPC transport: the platform's roots plus the CA file.
+    /// tonic's TLS configuration for the gRPC transport: the platform's roots plus the CA file,
+    /// the handshake bounded by `timeout`.
     pub(super) fn tonic_config(
         &self,
+        timeout: std::time::Duration,
     ) -> Result<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig, String> {
         use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
         if platform_roots().is_empty() && self.ca.is_none() {
             return Err(NO_ROOTS.to_owned());
         }
-        let mut config = ClientTlsConfig::new().with_native_roots();
+        let mut config = ClientTlsConfig::new().with_native_roots().timeout(timeout);
         if let Some(ca) = &self.ca {
             config = config.ca_certificate(Certificate::from_pem(ca));
         }
@@ -282,24 +379,30 @@ mod tests {
     fn unreadable_or_incomplete_files_are_errors_that_name_them() {
         let missing = Tls::new()
             .certificate("/nonexistent/ca.pem")
-            .load()
+            .load("the OTLP traces endpoint")
             .unwrap_err();
         assert!(
             missing.starts_with("cannot read the CA certificate file /nonexistent/ca.pem"),
             "{missing}"
         );
-        let key_only = Tls::new().client_key("/k.pem").load().unwrap_err();
+        let key_only = Tls::new()
+            .client_key("/k.pem")
+            .load("the OTLP logs endpoint")
+            .unwrap_err();
         assert!(
             key_only.contains("without a client certificate"),
             "{key_only}"
         );
-        let cert_only = Tls::new().client_certificate("/c.pem").load().unwrap_err();
+        let cert_only = Tls::new()
+            .client_certificate("/c.pem")
+            .load("x")
+            .unwrap_err();
         assert!(cert_only.contains("without its key"), "{cert_only}");
 
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate").unwrap();
-        let empty = Tls::new().certificate(&junk).load().unwrap_err();
+        let empty = Tls::new().certificate(&junk).load("x").unwrap_err();
         assert!(empty.contains("holds no PEM certificate"), "{empty}");
     }
 }
