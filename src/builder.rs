@@ -1,5 +1,6 @@
 //! [`Builder`]: every setting, its default, reading the environment, and `build()`.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crate::guard::{Guard, Handle};
 use crate::health::{HealthConfig, HealthMonitor};
 use crate::layer::{LayerSettings, OffloadLayer};
 use crate::pipeline::queue::{Backpressure, Intake, Queue, EXPECTED_BACKPRESSURE};
+use crate::pipeline::sink_thread::panic_message;
 use crate::pipeline::{Pipeline, PipelineSettings, SinkSlot};
 use crate::sampling::{
     Sampler, SamplingError, SamplingSettings, TracesSampler, DEFAULT_SAMPLE_RATE,
@@ -693,11 +695,21 @@ impl Builder {
         let names = self.sink_names()?;
         if self.config.enabled.value {
             for (i, name) in names.iter().enumerate() {
-                if let Err(source) = self.sinks[i].start() {
-                    // Nothing may stay behind a failed build: the sinks started before this
-                    // one undo what they made (a file sink's new, empty file).
-                    for started in self.sinks[..i].iter_mut().rev() {
-                        started.abandon();
+                // A sink of one's own that panics while starting fails the build like one
+                // that returns an error.
+                let started = catch_unwind(AssertUnwindSafe(|| self.sinks[i].start()))
+                    .unwrap_or_else(|panic| {
+                        Err(SinkError::Fatal(format!(
+                            "it panicked while starting: {}",
+                            panic_message(&panic)
+                        )))
+                    });
+                if let Err(source) = started {
+                    // Nothing may stay behind a failed build: this sink and those started
+                    // before it undo what they made (a file sink's new, empty file and its
+                    // directories), each on its own (one that panics stops none of the others).
+                    for sink in self.sinks[..=i].iter_mut().rev() {
+                        let _ = catch_unwind(AssertUnwindSafe(|| sink.abandon()));
                     }
                     return Err(BuildError::Sink {
                         sink: name.clone(),

@@ -1,6 +1,9 @@
 //! A build that fails because of a sink leaves nothing behind. The sinks used to start one by
 //! one, so a sink that failed to start (or a name found twice) after a JSON-lines sink left the
-//! file sink's new, empty file and its directories where the application's logs would go.
+//! file sink's new, empty file and its directories where the application's logs would go. And
+//! what others wrote stays.
+
+mod support;
 
 use std::path::Path;
 
@@ -110,6 +113,99 @@ fn an_otlp_sink_with_a_missing_certificate_leaves_no_file() {
     assert!(
         matches!(&e, BuildError::Sink { sink, .. } if sink == "otlp"),
         "{e:?}"
+    );
+    assert_absent(&path);
+    assert_absent(&dir.path().join("logs"));
+}
+
+/// A sink whose start writes to the JSON sink's file (as another process may, between the two
+/// starts) and then fails.
+struct WritesThenFails(std::path::PathBuf);
+
+impl Sink for WritesThenFails {
+    fn name(&self) -> &str {
+        "writes-then-fails"
+    }
+    fn start(&mut self) -> Result<(), SinkError> {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.0)
+            .unwrap();
+        writeln!(f, "{{\"written\":\"by another process\"}}").unwrap();
+        Err(SinkError::Fatal("no such device".to_owned()))
+    }
+    fn export(&mut self, _: &[Record]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// The cleanup judged the file empty by what this sink wrote, and deleted another writer's
+/// lines with it.
+#[test]
+fn a_file_another_writer_wrote_to_meanwhile_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs").join("app.jsonl");
+    let built = OffloadLayer::builder()
+        .sink(JsonFile::new(&path))
+        .sink(WritesThenFails(path.clone()))
+        .build();
+    assert!(built.is_err());
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"written\":\"by another process\"}\n"
+    );
+}
+
+/// The sink that failed to start made directories before it failed: they go too.
+#[cfg(unix)]
+#[test]
+fn the_directories_of_a_file_sink_that_failed_to_start_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("d1");
+    // A file name longer than any file system takes: the directories are made, the file not.
+    let path = logs.join("d2").join("x".repeat(300) + ".jsonl");
+    let Err(e) = OffloadLayer::builder().sink(JsonFile::new(&path)).build() else {
+        panic!("a 300-byte file name was accepted");
+    };
+    assert!(
+        matches!(&e, BuildError::Sink { sink, .. } if sink == "json"),
+        "{e:?}"
+    );
+    assert_absent(&logs);
+}
+
+struct PanicsWhileStarting;
+
+impl Sink for PanicsWhileStarting {
+    fn name(&self) -> &str {
+        "panics"
+    }
+    fn start(&mut self) -> Result<(), SinkError> {
+        panic!("the device exploded");
+    }
+    fn export(&mut self, _: &[Record]) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// A sink that panics while starting made `build()` panic, past the cleanup.
+#[test]
+fn a_sink_that_panics_while_starting_fails_the_build_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs").join("app.jsonl");
+    let Err(e) = OffloadLayer::builder()
+        .sink(JsonFile::new(&path))
+        .sink(PanicsWhileStarting)
+        .build()
+    else {
+        panic!("the build succeeded");
+    };
+    let text = support::error_chain(&e);
+    assert!(
+        matches!(&e, BuildError::Sink { sink, .. } if sink == "panics")
+            && text.contains("it panicked while starting: the device exploded"),
+        "{text}"
     );
     assert_absent(&path);
     assert_absent(&dir.path().join("logs"));

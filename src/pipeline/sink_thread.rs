@@ -419,7 +419,8 @@ fn data_records(batch: &[Record]) -> u64 {
         .count() as u64
 }
 
-fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+/// The text of a panic's payload (a `&str` or a `String`; anything else said so).
+pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -550,14 +550,16 @@ impl Sink for JsonFile {
     }
 
     fn abandon(&mut self) {
-        let Some(out) = self.out.take() else {
-            return;
-        };
         let created = std::mem::take(&mut self.created);
-        if created.file && out.size == 0 {
-            let path = out.path.clone();
-            drop(out);
-            let _ = fs::remove_file(&path);
+        if let Some(out) = self.out.take() {
+            // Empty as the file is now, not only as this sink left it: another process may
+            // have written to it since it was opened, and its lines stay.
+            let empty = out.file.metadata().is_ok_and(|m| m.len() == 0);
+            if created.file && empty && out.still_at_its_path() {
+                let path = out.path.clone();
+                drop(out);
+                let _ = fs::remove_file(&path);
+            }
         }
         // Innermost first; a directory that is not empty (something else was put in it) stays.
         for dir in created.dirs.iter().rev() {

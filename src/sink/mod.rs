@@ -77,10 +77,11 @@ pub trait Sink: Send + 'static {
         Ok(())
     }
 
-    /// Undoes what [`start`](Self::start) left on the system, when `build()` fails after this
-    /// sink started (a sink after it failed to start): called instead of
-    /// [`shutdown`](Self::shutdown), before the sink is dropped. The JSON-lines sink removes
-    /// the file and directories it created, when it wrote nothing to them. By default, nothing.
+    /// Undoes what [`start`](Self::start) left on the system when `build()` fails because a
+    /// sink failed to start: called on that sink (for what it made before it failed) and on
+    /// those started before it, instead of [`shutdown`](Self::shutdown), before they are
+    /// dropped. The JSON-lines sink removes the directories it created, and the file it created
+    /// when the file is still empty (nobody wrote to it). By default, nothing.
     fn abandon(&mut self) {}
 
     /// Writes one batch. The records are shared with other sinks; read, don't hold on to them
