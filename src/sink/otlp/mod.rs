@@ -37,6 +37,7 @@ mod spool;
 mod tls;
 
 pub use tls::Tls;
+use tls::TlsReads;
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -127,6 +128,8 @@ pub const DEFAULT_SPOOL_AFTER: Duration = Duration::from_millis(250);
 /// be delivered is counted as failed in the sink's stats, unless the sink has a
 /// [spool](Otlp::spool), which keeps it on disk and delivers it when the collector is back.
 pub struct Otlp {
+    /// The TLS files read so far, by path: each is read once, as a pipe can be.
+    tls_reads: TlsReads,
     name: String,
     endpoint: Option<String>,
     traces_endpoint: Option<String>,
@@ -198,6 +201,7 @@ impl Otlp {
     /// service name `unknown_service`. The environment is not read (see [`Otlp::from_env`]).
     pub fn new() -> Self {
         Otlp {
+            tls_reads: TlsReads::default(),
             name: "otlp".to_owned(),
             endpoint: None,
             traces_endpoint: None,

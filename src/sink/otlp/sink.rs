@@ -28,7 +28,7 @@ use prost::Message as _;
 use super::endpoint::{self, Scheme};
 use super::retry::{self, Attempts, CountingClient, HttpOutcome};
 use super::spool::{self, Handoff, IfUndelivered, Kind, LiveExport, Spool};
-use super::tls::{LoadedTls, Tls};
+use super::tls::{LoadedTls, Tls, TlsReads};
 use super::{convert, EventsAsLogs, Otlp, Protocol, INITIAL_BACKOFF, MAX_BACKOFF};
 use crate::env::{EnvWarning, REDACTED};
 use crate::record::{EventRecord, Record};
@@ -147,7 +147,7 @@ impl Otlp {
             )),
             Scheme::Https => Ok(Target {
                 url,
-                tls: Some(files.load(&what)?),
+                tls: Some(files.load(&what, &self.tls_reads)?),
             }),
         }
     }
@@ -1273,6 +1273,9 @@ impl Sink for Otlp {
             None => self.start_direct(),
             Some(dir) => self.start_spooled(&dir),
         };
+        // The TLS files are in the transports' configurations now; their bytes (a key's) are
+        // not kept.
+        self.tls_reads = TlsReads::default();
         started.map_err(redact_error)
     }
 

@@ -87,10 +87,10 @@ impl Tls {
     /// Reads and checks the files, for `what` (`the OTLP logs endpoint`, named in errors with
     /// the settings that would mend them): each certificate must be readable, and the client
     /// key must be the client certificate's.
-    pub(super) fn load(&self, what: &str) -> Result<LoadedTls, String> {
+    pub(super) fn load(&self, what: &str, reads: &TlsReads) -> Result<LoadedTls, String> {
         let ca = match &self.certificate {
             Some(path) => {
-                let pem = read(path, "CA certificate file")?;
+                let pem = reads.read(path, "CA certificate file")?;
                 check_certificates(&pem, path, "CA certificate file")?;
                 Some(pem)
             }
@@ -98,7 +98,7 @@ impl Tls {
         };
         let identity = match (&self.client_certificate, &self.client_key) {
             (None, None) => None,
-            (Some(cert), Some(key)) => Some(load_identity(cert, key)?),
+            (Some(cert), Some(key)) => Some(load_identity(cert, key, reads)?),
             (None, Some(key)) => {
                 return Err(format!(
                     "a client key ({}) was given without a client certificate for {what}: set \
@@ -130,28 +130,68 @@ pub(super) struct LoadedTls {
     pub(super) identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// The TLS files a sink has read, by path. The sink reads its files for each signal and for
+/// the spool's replay, and each file is read once: a pipe (`<(vault read …)`) reads as empty
+/// the second time. Its clones start empty.
+#[derive(Default)]
+pub(super) struct TlsReads(std::sync::Mutex<std::collections::HashMap<PathBuf, Vec<u8>>>);
+
+impl TlsReads {
+    /// `path`'s contents, read the first time it is asked for.
+    fn read(&self, path: &Path, what: &str) -> Result<Vec<u8>, String> {
+        let mut read_so_far = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pem) = read_so_far.get(path) {
+            return Ok(pem.clone());
+        }
+        let pem = read(path, what)?;
+        read_so_far.insert(path.to_path_buf(), pem.clone());
+        Ok(pem)
+    }
+}
+
+impl Clone for TlsReads {
+    fn clone(&self) -> Self {
+        TlsReads::default()
+    }
+}
+
+impl std::fmt::Debug for TlsReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsReads")
+    }
+}
+
 /// The largest TLS file read: a bundle of every public CA is well under a megabyte.
 const MAX_TLS_FILE_BYTES: u64 = 16 << 20;
 
-/// Reads a TLS file: a regular file (or a link to one) of at most [`MAX_TLS_FILE_BYTES`]. A FIFO
-/// would block `build()` until a process writes to it, and a device such as `/dev/zero` would
-/// be read until memory runs out.
+/// Reads a TLS file: a regular file (or a link to one) of at most [`MAX_TLS_FILE_BYTES`], or a
+/// pipe (`<(vault read …)`, a FIFO), read to its end. A device such as `/dev/zero` would be
+/// read until memory runs out, and is refused. A FIFO is opened without waiting for a writer
+/// (opening it as usual would block `build()` until some process opened it to write): with
+/// none, it reads as empty.
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     let cannot =
         |e: &dyn std::fmt::Display| format!("cannot read the {what} {}: {e}", path.display());
     let meta = std::fs::metadata(path).map_err(|e| cannot(&e))?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() {
-            "it is a directory"
-        } else {
-            "it is not a regular file (a FIFO, a socket or a device)"
-        };
-        return Err(cannot(&kind));
+    let pipe = is_pipe(&meta);
+    if meta.is_dir() {
+        return Err(cannot(&"it is a directory"));
     }
+    if !meta.is_file() && !pipe {
+        return Err(cannot(
+            &"it is not a regular file nor a pipe (a device or a socket)",
+        ));
+    }
+    let file = if pipe {
+        open_pipe(path)
+    } else {
+        std::fs::File::open(path)
+    }
+    .map_err(|e| cannot(&e))?;
     let mut pem = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_TLS_FILE_BYTES + 1).read_to_end(&mut pem))
+    file.take(MAX_TLS_FILE_BYTES + 1)
+        .read_to_end(&mut pem)
         .map_err(|e| cannot(&e))?;
     if pem.len() as u64 > MAX_TLS_FILE_BYTES {
         return Err(cannot(&format_args!(
@@ -162,9 +202,40 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     Ok(pem)
 }
 
-fn load_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let cert_pem = read(cert, "client certificate file")?;
-    let key_pem = read(key, "client key file")?;
+#[cfg(unix)]
+fn is_pipe(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    meta.file_type().is_fifo()
+}
+
+#[cfg(not(unix))]
+fn is_pipe(_: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// Opens a pipe for reading without waiting for a writer, then reads it blocking: a pipe with
+/// no writer reads as its end.
+#[cfg(unix)]
+fn open_pipe(path: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
+#[cfg(not(unix))]
+fn open_pipe(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
+fn load_identity(cert: &Path, key: &Path, reads: &TlsReads) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let cert_pem = reads.read(cert, "client certificate file")?;
+    let key_pem = reads.read(key, "client key file")?;
     check_certificates(&cert_pem, cert, "client certificate file")?;
     if !has_private_key(&key_pem) {
         if String::from_utf8_lossy(&key_pem).contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
@@ -181,13 +252,23 @@ fn load_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> 
     }
     #[cfg(feature = "tls")]
     client_auth(&cert_pem, &key_pem).map_err(|e| {
-        format!(
-            "the client key {} does not fit the client certificate {}: the certificate file \
-             must start with the client's own certificate (then its intermediates), and the key \
-             must be that certificate's ({e})",
-            key.display(),
-            cert.display()
-        )
+        if e.contains("KeyMismatch") {
+            format!(
+                "the client key {} does not fit the client certificate {}: the certificate \
+                 file must start with the client's own certificate (then its intermediates), \
+                 and the key must be that certificate's ({e})",
+                key.display(),
+                cert.display()
+            )
+        } else {
+            // A key or certificate rustls cannot use (an RSA-PSS key, an unknown critical
+            // extension): no advice about the order of the files.
+            format!(
+                "the client certificate {} and key {} cannot be used: {e}",
+                cert.display(),
+                key.display()
+            )
+        }
     })?;
     Ok((cert_pem, key_pem))
 }
@@ -379,7 +460,7 @@ mod tests {
     fn unreadable_or_incomplete_files_are_errors_that_name_them() {
         let missing = Tls::new()
             .certificate("/nonexistent/ca.pem")
-            .load("the OTLP traces endpoint")
+            .load("the OTLP traces endpoint", &TlsReads::default())
             .unwrap_err();
         assert!(
             missing.starts_with("cannot read the CA certificate file /nonexistent/ca.pem"),
@@ -387,7 +468,7 @@ mod tests {
         );
         let key_only = Tls::new()
             .client_key("/k.pem")
-            .load("the OTLP logs endpoint")
+            .load("the OTLP logs endpoint", &TlsReads::default())
             .unwrap_err();
         assert!(
             key_only.contains("without a client certificate"),
@@ -395,14 +476,17 @@ mod tests {
         );
         let cert_only = Tls::new()
             .client_certificate("/c.pem")
-            .load("x")
+            .load("x", &TlsReads::default())
             .unwrap_err();
         assert!(cert_only.contains("without its key"), "{cert_only}");
 
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate").unwrap();
-        let empty = Tls::new().certificate(&junk).load("x").unwrap_err();
+        let empty = Tls::new()
+            .certificate(&junk)
+            .load("x", &TlsReads::default())
+            .unwrap_err();
         assert!(empty.contains("holds no PEM certificate"), "{empty}");
     }
 }
