@@ -210,3 +210,37 @@ fn a_sink_that_panics_while_starting_fails_the_build_and_leaves_nothing() {
     assert_absent(&path);
     assert_absent(&dir.path().join("logs"));
 }
+
+/// A spooling OTLP sink started before a sink that failed left its spool directory and lock
+/// file; and one that failed itself (a missing TLS file) had made them before it read the file.
+#[cfg(feature = "tls")]
+#[test]
+fn a_spooling_otlp_sink_leaves_no_spool_directory() {
+    use tracing_offload::sink::otlp::Tls;
+    use tracing_offload::sink::Otlp;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("state").join("spool");
+    let built = OffloadLayer::builder()
+        .sink(Otlp::new().endpoint("http://127.0.0.1:1").spool(&spool))
+        .sink(FailsToStart)
+        .build();
+    assert!(built.is_err());
+    assert_absent(&dir.path().join("state"));
+
+    let Err(e) = OffloadLayer::builder()
+        .sink(
+            Otlp::new()
+                .endpoint("https://collector.example:4317")
+                .tls(Tls::new().certificate(dir.path().join("missing-ca.pem")))
+                .spool(&spool),
+        )
+        .build()
+    else {
+        panic!("a missing CA file was accepted");
+    };
+    assert!(
+        matches!(&e, BuildError::Sink { sink, .. } if sink == "otlp"),
+        "{e:?}"
+    );
+    assert_absent(&dir.path().join("state"));
+}

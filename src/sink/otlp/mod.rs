@@ -157,6 +157,8 @@ pub struct Otlp {
     /// The spool, once the sink has stopped: its stats still change while shutdown waits for
     /// the replay's requests in flight, and after.
     stopped_spool: Option<std::sync::Arc<spool::Spool>>,
+    /// The spool's directories that `start` made (removed again if the build fails).
+    spool_dirs_made: Vec<PathBuf>,
     /// Export retries so far (live exports may end on the spool's thread).
     retries: Arc<AtomicU64>,
     /// The last batch's drop markers were held back, not spooled (see
@@ -227,6 +229,7 @@ impl Otlp {
             warnings: Vec::new(),
             running: None,
             stopped_spool: None,
+            spool_dirs_made: Vec::new(),
             retries: Arc::new(AtomicU64::new(0)),
             markers_deferred: Default::default(),
         }

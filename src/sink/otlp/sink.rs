@@ -626,20 +626,23 @@ impl Otlp {
                 budget.end()
             )));
         }
-        let spool = Spool::open(dir, self.spool_max_bytes).map_err(|e| {
-            SinkError::Fatal(format!(
-                "cannot open the OTLP spool directory {}: {e}",
-                dir.display()
-            ))
-        })?;
         let rt = crate::sink::runtime::private_runtime("the OTLP spool")?;
-        // As in `start_direct`: entered, never blocked on, from the application's thread.
+        // As in `start_direct`: entered, never blocked on, from the application's thread. The
+        // exporters first: a setting they refuse (a TLS file) fails before the spool's
+        // directory is made.
         let built = {
             let _in_ours = rt.enter();
             self.build_exporters()
                 .and_then(|e| Ok((e, self.build_senders()?)))
         };
         let ((spans, logs), senders) = built.map_err(SinkError::Fatal)?;
+        self.spool_dirs_made = dirs_to_make(dir);
+        let spool = Spool::open(dir, self.spool_max_bytes).map_err(|e| {
+            SinkError::Fatal(format!(
+                "cannot open the OTLP spool directory {}: {e}",
+                dir.display()
+            ))
+        })?;
         let engine = spool::Engine::start(&self.name, rt, spool, senders)
             .map_err(|e| SinkError::io("starting the OTLP spool's thread", e))?;
         let resource = ResourceAttributesWithSchema::from(&self.resource());
@@ -1303,6 +1306,29 @@ impl Sink for Otlp {
         self.stop(deadline).map_err(redact_error)
     }
 
+    /// Stops, then removes the spool's directories that `start` made, when nothing but the
+    /// spool's lock file is in them (nothing was spooled).
+    fn abandon(&mut self) {
+        let _ = self.stop(Instant::now());
+        self.stopped_spool = None;
+        let made = std::mem::take(&mut self.spool_dirs_made);
+        if let Some(spool_dir) = made.last() {
+            let only_the_lock = std::fs::read_dir(spool_dir).is_ok_and(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.file_name()))
+                    .all(|name| name.is_ok_and(|n| n == "lock"))
+            });
+            if only_the_lock {
+                let _ = std::fs::remove_file(spool_dir.join("lock"));
+            }
+        }
+        for dir in made.iter().rev() {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+    }
+
     fn wants_span_events(&self) -> bool {
         self.traces
     }
@@ -1359,6 +1385,19 @@ impl Sink for Otlp {
     fn env_warnings(&self) -> Vec<EnvWarning> {
         self.warnings.clone()
     }
+}
+
+/// The directories that making `dir` (and its parents) creates, outermost first: those that do
+/// not exist now.
+fn dirs_to_make(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut made: Vec<std::path::PathBuf> = dir
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .take_while(|d| std::fs::symlink_metadata(d).is_err())
+        .map(std::path::Path::to_path_buf)
+        .collect();
+    made.reverse();
+    made
 }
 
 #[cfg(test)]
