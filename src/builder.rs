@@ -685,8 +685,8 @@ impl Builder {
 
     /// Starts every sink (names must be unique: checked before any starts), and records their
     /// names, settings and environment warnings in the config. Returns the names of the sinks
-    /// started, in order. When one fails to start, those started before it are
-    /// [abandoned](Sink::abandon), so that the failed build leaves nothing behind.
+    /// started, in order. When one fails to start (or panics), it and those started before it
+    /// are [abandoned](Sink::abandon), so that the failed build leaves nothing behind.
     ///
     /// A disabled pipeline records nothing for a sink to write: its sinks are checked and
     /// listed in the config, but dropped without being started (a file sink would create its
