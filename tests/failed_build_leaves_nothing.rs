@@ -244,3 +244,23 @@ fn a_spooling_otlp_sink_leaves_no_spool_directory() {
     );
     assert_absent(&dir.path().join("state"));
 }
+
+/// A `..` in the path hid the directories made before it from the cleanup.
+#[test]
+fn directories_made_on_the_way_through_a_dot_dot_go_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join("n1")
+        .join("n2")
+        .join("..")
+        .join("..")
+        .join("app.jsonl");
+    let built = OffloadLayer::builder()
+        .sink(JsonFile::new(&path))
+        .sink(FailsToStart)
+        .build();
+    assert!(built.is_err());
+    assert_absent(&dir.path().join("n1"));
+    assert_absent(&dir.path().join("app.jsonl"));
+}

@@ -210,14 +210,10 @@ struct Created {
 impl Created {
     /// What opening `path` would create, read just before it is opened.
     fn before_opening(path: &std::path::Path) -> Created {
-        let mut dirs: Vec<PathBuf> = path
-            .ancestors()
-            .skip(1)
-            .filter(|d| !d.as_os_str().is_empty())
-            .take_while(|d| fs::symlink_metadata(d).is_err())
-            .map(std::path::Path::to_path_buf)
-            .collect();
-        dirs.reverse();
+        let dirs = match path.parent() {
+            Some(dir) => super::dirs_to_make(dir),
+            None => Vec::new(),
+        };
         Created {
             file: fs::symlink_metadata(path).is_err(),
             dirs,

@@ -293,6 +293,23 @@ impl SinkError {
     }
 }
 
+/// The directories that making `dir` and its parents (`create_dir_all`) would create now,
+/// outermost first: for a sink to remove again what it made, when the build fails. Read
+/// component by component, so that a `..` in the path does not hide the directories before it.
+pub(crate) fn dirs_to_make(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    use std::path::Component;
+    let mut made = Vec::new();
+    let mut prefix = std::path::PathBuf::new();
+    for component in dir.components() {
+        prefix.push(component);
+        if matches!(component, Component::Normal(_)) && std::fs::symlink_metadata(&prefix).is_err()
+        {
+            made.push(prefix.clone());
+        }
+    }
+    made
+}
+
 #[cfg(test)]
 mod tests {
     use super::SinkError;

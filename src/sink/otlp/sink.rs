@@ -636,7 +636,7 @@ impl Otlp {
                 .and_then(|e| Ok((e, self.build_senders()?)))
         };
         let ((spans, logs), senders) = built.map_err(SinkError::Fatal)?;
-        self.spool_dirs_made = dirs_to_make(dir);
+        self.spool_dirs_made = crate::sink::dirs_to_make(dir);
         let spool = Spool::open(dir, self.spool_max_bytes).map_err(|e| {
             SinkError::Fatal(format!(
                 "cannot open the OTLP spool directory {}: {e}",
@@ -1385,19 +1385,6 @@ impl Sink for Otlp {
     fn env_warnings(&self) -> Vec<EnvWarning> {
         self.warnings.clone()
     }
-}
-
-/// The directories that making `dir` (and its parents) creates, outermost first: those that do
-/// not exist now.
-fn dirs_to_make(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut made: Vec<std::path::PathBuf> = dir
-        .ancestors()
-        .filter(|d| !d.as_os_str().is_empty())
-        .take_while(|d| std::fs::symlink_metadata(d).is_err())
-        .map(std::path::Path::to_path_buf)
-        .collect();
-    made.reverse();
-    made
 }
 
 #[cfg(test)]
