@@ -10,15 +10,37 @@ use std::path::Path;
 use tracing_offload::sink::{JsonFile, Sink, SinkError};
 use tracing_offload::{BuildError, OffloadLayer, Record};
 
-/// A sink whose start fails, as one with a bad setting does.
-struct FailsToStart;
+/// A sink whose start fails, as one with a bad setting does: `start` returns the error (or
+/// panics), after doing what it does.
+struct FailsToStart {
+    name: &'static str,
+    start: Box<dyn FnMut() -> Result<(), SinkError> + Send>,
+}
+
+impl FailsToStart {
+    /// Named `fails`, failing with "no such device" after `before`.
+    fn after(mut before: impl FnMut() + Send + 'static) -> Self {
+        FailsToStart {
+            name: "fails",
+            start: Box::new(move || {
+                before();
+                Err(SinkError::Fatal("no such device".to_owned()))
+            }),
+        }
+    }
+
+    /// Failing at once.
+    fn new() -> Self {
+        Self::after(|| {})
+    }
+}
 
 impl Sink for FailsToStart {
     fn name(&self) -> &str {
-        "fails"
+        self.name
     }
     fn start(&mut self) -> Result<(), SinkError> {
-        Err(SinkError::Fatal("no such device".to_owned()))
+        (self.start)()
     }
     fn export(&mut self, _: &[Record]) -> Result<(), SinkError> {
         Ok(())
@@ -37,7 +59,7 @@ fn a_sink_failing_to_start_after_a_file_sink_leaves_no_file_nor_directory() {
     let path = logs.join("app").join("app.jsonl");
     let Err(e) = OffloadLayer::builder()
         .sink(JsonFile::new(&path))
-        .sink(FailsToStart)
+        .sink(FailsToStart::new())
         .build()
     else {
         panic!("the build succeeded");
@@ -61,7 +83,7 @@ fn a_file_or_directory_that_was_there_before_stays() {
     let built = OffloadLayer::builder()
         .sink(JsonFile::new(&kept).name("kept"))
         .sink(JsonFile::new(&empty).name("empty"))
-        .sink(FailsToStart)
+        .sink(FailsToStart::new())
         .build();
     assert!(built.is_err());
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "{\"earlier\":1}\n");
@@ -118,28 +140,6 @@ fn an_otlp_sink_with_a_missing_certificate_leaves_no_file() {
     assert_absent(&dir.path().join("logs"));
 }
 
-/// A sink whose start writes to the JSON sink's file (as another process may, between the two
-/// starts) and then fails.
-struct WritesThenFails(std::path::PathBuf);
-
-impl Sink for WritesThenFails {
-    fn name(&self) -> &str {
-        "writes-then-fails"
-    }
-    fn start(&mut self) -> Result<(), SinkError> {
-        use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.0)
-            .unwrap();
-        writeln!(f, "{{\"written\":\"by another process\"}}").unwrap();
-        Err(SinkError::Fatal("no such device".to_owned()))
-    }
-    fn export(&mut self, _: &[Record]) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
-
 /// The cleanup judged the file empty by what this sink wrote, and deleted another writer's
 /// lines with it.
 #[test]
@@ -148,7 +148,18 @@ fn a_file_another_writer_wrote_to_meanwhile_stays() {
     let path = dir.path().join("logs").join("app.jsonl");
     let built = OffloadLayer::builder()
         .sink(JsonFile::new(&path))
-        .sink(WritesThenFails(path.clone()))
+        .sink(FailsToStart::after({
+            // Another process writing to the file between the two starts.
+            let path = path.clone();
+            move || {
+                use std::io::Write as _;
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                writeln!(f, "{{\"written\":\"by another process\"}}").unwrap();
+            }
+        }))
         .build();
     assert!(built.is_err());
     assert_eq!(
@@ -175,20 +186,6 @@ fn the_directories_of_a_file_sink_that_failed_to_start_go() {
     assert_absent(&logs);
 }
 
-struct PanicsWhileStarting;
-
-impl Sink for PanicsWhileStarting {
-    fn name(&self) -> &str {
-        "panics"
-    }
-    fn start(&mut self) -> Result<(), SinkError> {
-        panic!("the device exploded");
-    }
-    fn export(&mut self, _: &[Record]) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
-
 /// A sink that panics while starting made `build()` panic, past the cleanup.
 #[test]
 fn a_sink_that_panics_while_starting_fails_the_build_and_leaves_nothing() {
@@ -196,7 +193,10 @@ fn a_sink_that_panics_while_starting_fails_the_build_and_leaves_nothing() {
     let path = dir.path().join("logs").join("app.jsonl");
     let Err(e) = OffloadLayer::builder()
         .sink(JsonFile::new(&path))
-        .sink(PanicsWhileStarting)
+        .sink(FailsToStart {
+            name: "panics",
+            start: Box::new(|| panic!("the device exploded")),
+        })
         .build()
     else {
         panic!("the build succeeded");
@@ -222,7 +222,7 @@ fn a_spooling_otlp_sink_leaves_no_spool_directory() {
     let spool = dir.path().join("state").join("spool");
     let built = OffloadLayer::builder()
         .sink(Otlp::new().endpoint("http://127.0.0.1:1").spool(&spool))
-        .sink(FailsToStart)
+        .sink(FailsToStart::new())
         .build();
     assert!(built.is_err());
     assert_absent(&dir.path().join("state"));
@@ -258,7 +258,7 @@ fn directories_made_on_the_way_through_a_dot_dot_go_too() {
         .join("app.jsonl");
     let built = OffloadLayer::builder()
         .sink(JsonFile::new(&path))
-        .sink(FailsToStart)
+        .sink(FailsToStart::new())
         .build();
     assert!(built.is_err());
     assert_absent(&dir.path().join("n1"));
