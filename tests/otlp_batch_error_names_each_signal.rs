@@ -85,11 +85,7 @@ fn both_signals_refused_are_each_named_with_their_count() {
 #[test]
 fn both_signals_failing_show_neither_endpoints_credentials() {
     const SECRET: &str = "s3cr3t-token";
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::collector::free_port();
     let sink = Otlp::new()
         .endpoint(format!(
             "http://user:{SECRET}@127.0.0.1:{port}/?api_key={SECRET}"

@@ -209,11 +209,7 @@ fn a_token_before_the_host_stays_hidden_when_an_at_sign_follows() {
 /// backtick, an `@` and a `)` in a query value are the value's (they used to show the rest of
 /// it).
 fn failing_sink(spool: Option<&std::path::Path>) -> Otlp {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::collector::free_port();
     let sink = Otlp::new()
         .endpoint(format!(
             "http://o'brien:pa'{SECRET}@127.0.0.1:{port}/?k=a`{SECRET}&api_key=k)@{SECRET}"
