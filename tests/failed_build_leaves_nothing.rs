@@ -8,7 +8,20 @@ mod support;
 use std::path::Path;
 
 use tracing_offload::sink::{JsonFile, Sink, SinkError};
-use tracing_offload::{BuildError, OffloadLayer, Record};
+use tracing_offload::{BuildError, Builder, OffloadLayer, Record};
+
+/// The error of a build that fails because the sink named `sink` did not start.
+#[track_caller]
+fn failed_in(builder: Builder, sink: &str) -> BuildError {
+    let Err(e) = builder.build() else {
+        panic!("the build succeeded; the sink {sink} should have failed to start");
+    };
+    assert!(
+        matches!(&e, BuildError::Sink { sink: failed, .. } if failed == sink),
+        "{e:?}"
+    );
+    e
+}
 
 /// A sink whose start fails, as one with a bad setting does: `start` returns the error (or
 /// panics), after doing what it does.
@@ -57,16 +70,11 @@ fn a_sink_failing_to_start_after_a_file_sink_leaves_no_file_nor_directory() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     let path = logs.join("app").join("app.jsonl");
-    let Err(e) = OffloadLayer::builder()
-        .sink(JsonFile::new(&path))
-        .sink(FailsToStart::new())
-        .build()
-    else {
-        panic!("the build succeeded");
-    };
-    assert!(
-        matches!(&e, BuildError::Sink { sink, .. } if sink == "fails"),
-        "{e:?}"
+    failed_in(
+        OffloadLayer::builder()
+            .sink(JsonFile::new(&path))
+            .sink(FailsToStart::new()),
+        "fails",
     );
     assert_absent(&path);
     assert_absent(&logs);
@@ -121,20 +129,13 @@ fn an_otlp_sink_with_a_missing_certificate_leaves_no_file() {
     use tracing_offload::sink::Otlp;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("logs").join("app.jsonl");
-    let Err(e) = OffloadLayer::builder()
-        .sink(JsonFile::new(&path))
-        .sink(
+    failed_in(
+        OffloadLayer::builder().sink(JsonFile::new(&path)).sink(
             Otlp::new()
                 .endpoint("https://collector.example:4317")
                 .tls(Tls::new().certificate(dir.path().join("missing-ca.pem"))),
-        )
-        .build()
-    else {
-        panic!("a missing CA file was accepted");
-    };
-    assert!(
-        matches!(&e, BuildError::Sink { sink, .. } if sink == "otlp"),
-        "{e:?}"
+        ),
+        "otlp",
     );
     assert_absent(&path);
     assert_absent(&dir.path().join("logs"));
@@ -176,13 +177,7 @@ fn the_directories_of_a_file_sink_that_failed_to_start_go() {
     let logs = dir.path().join("d1");
     // A file name longer than any file system takes: the directories are made, the file not.
     let path = logs.join("d2").join("x".repeat(300) + ".jsonl");
-    let Err(e) = OffloadLayer::builder().sink(JsonFile::new(&path)).build() else {
-        panic!("a 300-byte file name was accepted");
-    };
-    assert!(
-        matches!(&e, BuildError::Sink { sink, .. } if sink == "json"),
-        "{e:?}"
-    );
+    failed_in(OffloadLayer::builder().sink(JsonFile::new(&path)), "json");
     assert_absent(&logs);
 }
 
@@ -191,20 +186,18 @@ fn the_directories_of_a_file_sink_that_failed_to_start_go() {
 fn a_sink_that_panics_while_starting_fails_the_build_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("logs").join("app.jsonl");
-    let Err(e) = OffloadLayer::builder()
-        .sink(JsonFile::new(&path))
-        .sink(FailsToStart {
-            name: "panics",
-            start: Box::new(|| panic!("the device exploded")),
-        })
-        .build()
-    else {
-        panic!("the build succeeded");
-    };
+    let e = failed_in(
+        OffloadLayer::builder()
+            .sink(JsonFile::new(&path))
+            .sink(FailsToStart {
+                name: "panics",
+                start: Box::new(|| panic!("the device exploded")),
+            }),
+        "panics",
+    );
     let text = support::error_chain(&e);
     assert!(
-        matches!(&e, BuildError::Sink { sink, .. } if sink == "panics")
-            && text.contains("it panicked while starting: the device exploded"),
+        text.contains("it panicked while starting: the device exploded"),
         "{text}"
     );
     assert_absent(&path);
@@ -227,20 +220,14 @@ fn a_spooling_otlp_sink_leaves_no_spool_directory() {
     assert!(built.is_err());
     assert_absent(&dir.path().join("state"));
 
-    let Err(e) = OffloadLayer::builder()
-        .sink(
+    failed_in(
+        OffloadLayer::builder().sink(
             Otlp::new()
                 .endpoint("https://collector.example:4317")
                 .tls(Tls::new().certificate(dir.path().join("missing-ca.pem")))
                 .spool(&spool),
-        )
-        .build()
-    else {
-        panic!("a missing CA file was accepted");
-    };
-    assert!(
-        matches!(&e, BuildError::Sink { sink, .. } if sink == "otlp"),
-        "{e:?}"
+        ),
+        "otlp",
     );
     assert_absent(&dir.path().join("state"));
 }
