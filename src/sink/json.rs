@@ -294,33 +294,24 @@ impl OpenFile {
     }
 }
 
-/// Opens `path` for appending, creating it. Opening a FIFO (a named pipe) for writing blocks
-/// until a process opens it for reading: the caller of `build()`, or the sink's thread, would
-/// wait for ever. So a FIFO is opened without blocking, which fails at once when nothing reads
-/// it, and the descriptor is then made blocking (writes wait for a slow reader, as a file's
-/// wait for a slow disk). It is the descriptor kept: closing a probe and opening again would be
-/// the last writer leaving, which a reader takes for the end of the stream.
+/// Opens `path` for appending, creating it. A FIFO (a named pipe) is opened without waiting for
+/// a reader ([`open_fifo`](super::open_fifo)), which fails at once when nothing reads it; its
+/// writes then wait for a slow reader, as a file's wait for a slow disk. It is the descriptor
+/// kept: closing a probe and opening again would be the last writer leaving, which a reader
+/// takes for the end of the stream.
 #[cfg(unix)]
 fn open_for_append(path: &std::path::Path) -> io::Result<File> {
-    use rustix::fs::OFlags;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::FileTypeExt;
     let is_fifo = fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
     if !is_fifo {
         return OpenOptions::new().create(true).append(true).open(path);
     }
-    let file = OpenOptions::new()
-        .append(true)
-        .custom_flags(OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => io::Error::other(
-                "it is a FIFO that no process is reading (opening it would wait for one)",
-            ),
-            _ => e,
-        })?;
-    let flags = rustix::fs::fcntl_getfl(&file)?;
-    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
-    Ok(file)
+    super::open_fifo(OpenOptions::new().append(true), path).map_err(|e| match e.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => io::Error::other(
+            "it is a FIFO that no process is reading (opening it would wait for one)",
+        ),
+        _ => e,
+    })
 }
 
 #[cfg(not(unix))]

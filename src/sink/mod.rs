@@ -293,6 +293,25 @@ impl SinkError {
     }
 }
 
+/// Opens a FIFO (a named pipe) with `options` without waiting for the other end, then makes the
+/// descriptor blocking again: opening a FIFO for writing waits for a reader, for reading waits
+/// for a writer, and `build()` or a sink's thread would wait for ever. Without the other end,
+/// opening to write fails at once (`ENXIO`), and reading reads as the end.
+#[cfg(unix)]
+pub(crate) fn open_fifo(
+    options: &mut std::fs::OpenOptions,
+    path: &std::path::Path,
+) -> std::io::Result<std::fs::File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = options
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
 /// The directories that making `dir` and its parents (`create_dir_all`) would create now,
 /// outermost first: for a sink to remove again what it made, when the build fails. Read
 /// component by component, so that a `..` in the path does not hide the directories before it.

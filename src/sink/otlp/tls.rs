@@ -183,12 +183,15 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
             &"it is not a regular file nor a pipe (a device or a socket)",
         ));
     }
-    let file = if pipe {
-        open_pipe(path)
+    #[cfg(unix)]
+    let opened = if pipe {
+        crate::sink::open_fifo(std::fs::OpenOptions::new().read(true), path)
     } else {
         std::fs::File::open(path)
-    }
-    .map_err(|e| cannot(&e))?;
+    };
+    #[cfg(not(unix))]
+    let opened = std::fs::File::open(path);
+    let file = opened.map_err(|e| cannot(&e))?;
     let mut pem = Vec::new();
     file.take(MAX_TLS_FILE_BYTES + 1)
         .read_to_end(&mut pem)
@@ -211,26 +214,6 @@ fn is_pipe(meta: &std::fs::Metadata) -> bool {
 #[cfg(not(unix))]
 fn is_pipe(_: &std::fs::Metadata) -> bool {
     false
-}
-
-/// Opens a pipe for reading without waiting for a writer, then reads it blocking: a pipe with
-/// no writer reads as its end.
-#[cfg(unix)]
-fn open_pipe(path: &Path) -> std::io::Result<std::fs::File> {
-    use rustix::fs::OFlags;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
-    let flags = rustix::fs::fcntl_getfl(&file)?;
-    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
-    Ok(file)
-}
-
-#[cfg(not(unix))]
-fn open_pipe(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::File::open(path)
 }
 
 fn load_identity(cert: &Path, key: &Path, reads: &TlsReads) -> Result<(Vec<u8>, Vec<u8>), String> {
