@@ -301,15 +301,24 @@ fn check_certificates(pem: &[u8], path: &Path, what: &str) -> Result<(), String>
 #[cfg(feature = "tls")]
 fn client_auth(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::pem::PemObject as _;
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| format!("the client key cannot be read: {e}"))?;
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
-        .with_root_certificates(rustls::RootCertStore::empty())
+    client_config(rustls::RootCertStore::empty())?
         .with_client_auth_cert(certificates(cert_pem), key)
         .map_err(|e| e.to_string())
+}
+
+/// A rustls client configuration builder with `ring` (named, so that nothing depends on a
+/// process-wide default provider), the safe default protocol versions and `roots`.
+#[cfg(feature = "tls")]
+fn client_config(
+    roots: rustls::RootCertStore,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .with_root_certificates(roots))
 }
 
 #[cfg(feature = "tls")]
@@ -347,8 +356,6 @@ fn has_private_key(pem: &[u8]) -> bool {
 impl LoadedTls {
     /// The rustls client configuration for the HTTP transport (reqwest), ALPN `http/1.1`.
     pub(super) fn rustls_config(&self) -> Result<rustls::ClientConfig, String> {
-        use std::sync::Arc;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = platform_roots();
         if let Some(ca) = &self.ca {
             for cert in certificates(ca) {
@@ -360,10 +367,7 @@ impl LoadedTls {
         if roots.is_empty() {
             return Err(NO_ROOTS.to_owned());
         }
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up failed: {e}"))?
-            .with_root_certificates(roots);
+        let builder = client_config(roots)?;
         let mut config = match &self.identity {
             Some((cert, key)) => {
                 use rustls::pki_types::pem::PemObject as _;
@@ -404,12 +408,7 @@ impl LoadedTls {
 /// the `tls` feature reqwest needs one, or a process-wide crypto provider).
 #[cfg(feature = "tls")]
 pub(super) fn plain_text_config() -> Result<rustls::ClientConfig, String> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth())
+    Ok(client_config(rustls::RootCertStore::empty())?.with_no_client_auth())
 }
 
 #[cfg(feature = "tls")]
