@@ -160,6 +160,11 @@ fn grpc_gives_up_on_a_handshake_that_never_ends_and_connects_again() {
     // The span and the log record go on two connections; the first one made was held.
     assert_eq!(first.exported + first.failed, 2, "{first:#?}");
     assert!(first.failed >= 1, "{first:#?}");
+    // The error says what went wrong once (tonic's transport error repeats its source).
+    let error = first.last_error.as_deref().unwrap_or_default();
+    let parts: Vec<&str> = error.split(": ").collect();
+    assert!(error.contains("TLS handshake timeout"), "{error}");
+    assert!(parts.windows(2).all(|w| w[0] != w[1]), "{error}");
     round(2);
     let second = exported(&handle);
     assert_eq!(second.exported, first.exported + 2, "{second:#?}");

@@ -189,6 +189,7 @@ pub(super) fn classify_grpc_status(status: &tonic::Status) -> Failure {
 
 /// The sink's error for a failed export of `what` ("spans", "logs").
 pub(super) fn export_error(failure: Failure, what: &str, attempts: u64, detail: &str) -> SinkError {
+    let detail = &without_repeats(detail);
     match failure {
         Failure::Permanent => SinkError::Fatal(format!(
             "OTLP {what} rejected, not retried (a permanent error): {detail}"
@@ -200,9 +201,41 @@ pub(super) fn export_error(failure: Failure, what: &str, attempts: u64, detail: 
     }
 }
 
+/// `text` with each `": "`-separated part that only repeats the part before it left out: the
+/// exporters' errors end with their source's message, and some of those sources print it twice
+/// (tonic's gRPC transport says `TLS handshake timeout.: TLS handshake timeout.`).
+pub(super) fn without_repeats(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last: Option<&str> = None;
+    for part in text.split(": ") {
+        if last == Some(part) {
+            continue;
+        }
+        if last.is_some() {
+            out.push_str(": ");
+        }
+        out.push_str(part);
+        last = Some(part);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_repeating_the_one_before_is_said_once() {
+        assert_eq!(
+            without_repeats("transport error: TLS handshake timeout.: TLS handshake timeout."),
+            "transport error: TLS handshake timeout."
+        );
+        // Parts that repeat apart, and everything else, stay as they were.
+        for kept in ["a: b: a", "code: Unavailable: a:b", "", "one", "x:: x"] {
+            assert_eq!(without_repeats(kept), kept);
+        }
+        assert_eq!(without_repeats("a: a: a: b: b"), "a: b");
+    }
 
     #[test]
     fn http_statuses_follow_the_otlp_spec() {
