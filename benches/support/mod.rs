@@ -257,3 +257,52 @@ pub fn bench_dir() -> tempfile::TempDir {
     eprintln!("files in {}", dir.path().display());
     dir
 }
+
+/// Keeps the files of a bench directory from filling memory while the bench writes them: a
+/// thread empties each file (but those named in `keep`) once it holds more than `limit` bytes.
+/// The tight loops write gigabytes (about 11 GB in all for `hot_path`), in RAM where
+/// [`bench_dir`] found `/dev/shm`. A pipeline appending to a file (this crate's JSON sink)
+/// goes on at its new end; one writing at its own offset (`fmt`'s file) leaves a hole, which
+/// holds no memory. Dropping it stops the thread.
+pub struct Trimmer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn trim_files(dir: &std::path::Path, keep: &'static [&'static str], limit: u64) -> Trimmer {
+    use std::os::unix::fs::MetadataExt;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (dir, done) = (dir.to_path_buf(), Arc::clone(&stop));
+    let thread = std::thread::spawn(move || {
+        while !done.load(Ordering::Relaxed) {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                if keep.iter().any(|k| name == std::ffi::OsStr::new(k)) {
+                    continue;
+                }
+                // The bytes it holds (a hole holds none), not its length.
+                let held = entry.metadata().map_or(0, |m| m.blocks() * 512);
+                if held > limit {
+                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(entry.path()) {
+                        let _ = f.set_len(0);
+                    }
+                }
+            }
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+    });
+    Trimmer {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Trimmer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
