@@ -211,7 +211,7 @@ impl<T: Recycle> Drop for Stage<T> {
 
 /// Asks the CPU to fetch `len` bytes at `start` into its cache, without waiting for them.
 #[inline]
-fn prefetch(start: *const u8, len: usize) {
+pub(crate) fn prefetch(start: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     for offset in (0..len).step_by(64) {
         // SAFETY:
@@ -355,6 +355,12 @@ impl<T: Recycle + Send> Sharer<T> {
     /// Takes back the records the sinks are done with, oldest first, up to the first one still
     /// in use.
     pub(crate) fn collect(&mut self) {
+        // Each cell's count was last written by the sink thread that dropped its clone, often
+        // on the other core: fetching the counts a few cells ahead overlaps those waits
+        // instead of paying them one after another.
+        for cell in self.out.iter().take(COLLECT_AHEAD) {
+            prefetch_cell(cell);
+        }
         while let Some(front) = self.out.front_mut() {
             let Some(slot) = Arc::get_mut(front) else {
                 break;
@@ -367,6 +373,10 @@ impl<T: Recycle + Send> Sharer<T> {
                     self.spare.push(cell);
                 }
             }
+            // The cell that just came within reach (the first ones were fetched above).
+            if let Some(ahead) = self.out.get(COLLECT_AHEAD - 1) {
+                prefetch_cell(ahead);
+            }
         }
     }
 
@@ -375,6 +385,15 @@ impl<T: Recycle + Send> Sharer<T> {
     pub(crate) fn outstanding(&self) -> usize {
         self.out.len()
     }
+}
+
+/// How far ahead [`Sharer::collect`] fetches the cells it checks.
+const COLLECT_AHEAD: usize = 8;
+
+/// Fetches a shared cell's reference count (stored just before the value) and the value.
+#[inline]
+fn prefetch_cell<T>(cell: &Arc<Slot<T>>) {
+    prefetch(Arc::as_ptr(cell).cast::<u8>().wrapping_sub(16), 64);
 }
 
 impl<T> Deref for Shared<T> {

@@ -516,7 +516,8 @@ impl JsonFile {
     fn serialise(&mut self, batch: &[Record]) {
         self.buf.clear();
         self.line_ends.clear();
-        for record in batch {
+        for (i, record) in batch.iter().enumerate() {
+            crate::record::prefetch_ahead(batch, i);
             write_json_line(&mut self.buf, record, &mut self.callsites);
             self.line_ends.push(self.buf.len());
         }
