@@ -650,7 +650,7 @@ impl Captured {
 /// Asks the CPU to fetch what a sink reads of the records ahead of `batch[i]`, without waiting:
 /// the record `PREFETCH_RECORD` ahead, and the text of the one `PREFETCH_TEXT` ahead (whose
 /// record was fetched earlier, so where its text is costs no wait). The calling thread wrote
-/// them, often on another core; a sink that formats a batch calls this before each record.
+/// them, often on another core; the crate's sinks call this before each record of a batch.
 #[inline]
 pub(crate) fn prefetch_ahead(batch: &[Record], i: usize) {
     const PREFETCH_RECORD: usize = 8;

@@ -180,7 +180,8 @@ impl Sink for Console {
 
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {
         self.line.clear();
-        for record in batch {
+        for (i, record) in batch.iter().enumerate() {
+            crate::record::prefetch_ahead(batch, i);
             self.format(record);
         }
         let result = match self.stream {

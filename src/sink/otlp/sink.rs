@@ -348,7 +348,8 @@ impl Otlp {
     fn convert(&self, run: &Running, batch: &[Record]) -> (Vec<SpanData>, Logs) {
         let mut spans = Vec::new();
         let mut logs = Logs::default();
-        for record in batch {
+        for (i, record) in batch.iter().enumerate() {
+            crate::record::prefetch_ahead(batch, i);
             match record {
                 Record::Span(s) if run.exporters.spans.is_some() => {
                     spans.push(convert::span_data(s, &run.scope))
