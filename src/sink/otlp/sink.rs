@@ -369,7 +369,9 @@ impl Otlp {
         (spans, logs)
     }
 
-    /// Exports on the sink thread, waiting for each request (no spool).
+    /// Exports on the sink thread, waiting for each request (no spool). The spans' requests
+    /// and the log records' go at once, each signal's one after another: a collector that
+    /// never answers costs the batch one request timeout, not one per signal.
     fn export_direct(
         &self,
         rt: &BackgroundRuntime,
@@ -378,39 +380,90 @@ impl Otlp {
         logs: Logs,
         deadline: Instant,
     ) -> Result<(), SinkError> {
-        let mut retries = 0;
-        let mut failures = Failures::default();
-        let mut outcome = |what: &str, attempts: &Attempts, (tried, result), lost: ChunkLoss| {
-            retries += u64::saturating_sub(tried, 1);
-            let error = match result {
-                Ok(()) => return,
-                Err(Ok(message)) => export_failure(self.protocol, what, attempts, tried, message),
-                Err(Err(timed_out)) => timed_out,
-            };
-            failures.add(error, lost);
-        };
-        if let Some(exporter) = run.spans.as_ref() {
-            let mut spans = spans.into_iter().peekable();
-            while spans.peek().is_some() {
-                let chunk: Vec<SpanData> = spans.by_ref().take(self.max_batch).collect();
-                let lost = ChunkLoss::spans(chunk.len());
-                let attempts = &exporter.attempts;
-                let ran = run_export(rt, deadline, attempts, exporter.inner.export(chunk));
-                outcome("spans", attempts, ran, lost);
+        let span_chunks: Vec<Vec<SpanData>> = match run.spans.as_ref() {
+            Some(_) => {
+                let mut spans = spans.into_iter().peekable();
+                std::iter::from_fn(|| {
+                    spans.peek()?;
+                    Some(spans.by_ref().take(self.max_batch).collect())
+                })
+                .collect()
             }
-        }
-        if let Some(exporter) = run.logs.as_ref() {
-            for (chunk, data) in logs
+            None => Vec::new(),
+        };
+        let log_chunks: Vec<(&[SdkLogRecord], &[bool])> = match run.logs.as_ref() {
+            Some(_) => logs
                 .records
                 .chunks(self.max_batch)
                 .zip(logs.data.chunks(self.max_batch))
-            {
-                let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-                    chunk.iter().map(|r| (r, &*run.log_scope)).collect();
-                let attempts = &exporter.attempts;
-                let export = exporter.inner.export(LogBatch::new(&pairs));
-                let ran = run_export(rt, deadline, attempts, export);
-                outcome("logs", attempts, ran, ChunkLoss::logs(data));
+                .collect(),
+            None => Vec::new(),
+        };
+        let span_losses: Vec<ChunkLoss> = span_chunks
+            .iter()
+            .map(|c| ChunkLoss::spans(c.len()))
+            .collect();
+        let log_losses: Vec<ChunkLoss> = log_chunks
+            .iter()
+            .map(|(_, data)| ChunkLoss::logs(data))
+            .collect();
+        let span_runs = SignalRuns::default();
+        let log_runs = SignalRuns::default();
+        let spans_part = async {
+            if let Some(exporter) = run.spans.as_ref() {
+                for chunk in span_chunks {
+                    let run = span_runs.start(&exporter.attempts);
+                    let result = exporter.inner.export(chunk).await;
+                    span_runs.finish(run, &exporter.attempts, result);
+                }
+            }
+        };
+        let logs_part = async {
+            if let Some(exporter) = run.logs.as_ref() {
+                for (chunk, _) in &log_chunks {
+                    let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+                        chunk.iter().map(|r| (r, &*run.log_scope)).collect();
+                    let run = log_runs.start(&exporter.attempts);
+                    let result = exporter.inner.export(LogBatch::new(&pairs)).await;
+                    log_runs.finish(run, &exporter.attempts, result);
+                }
+            }
+        };
+        let timed_out = rt
+            .run(deadline, async { tokio::join!(spans_part, logs_part) })
+            .err();
+        let mut retries = 0;
+        let mut failures = Failures::default();
+        for (what, runs, attempts, losses) in [
+            (
+                "spans",
+                span_runs,
+                run.spans.as_ref().map(|e| &e.attempts),
+                span_losses,
+            ),
+            (
+                "logs",
+                log_runs,
+                run.logs.as_ref().map(|e| &e.attempts),
+                log_losses,
+            ),
+        ] {
+            let Some(attempts) = attempts else { continue };
+            let (done, in_flight) = runs.into_parts(attempts);
+            let mut losses = losses.into_iter();
+            for ((tried, result), lost) in done.into_iter().zip(losses.by_ref()) {
+                retries += u64::saturating_sub(tried, 1);
+                if let Err(message) = result {
+                    let error = export_failure(self.protocol, what, attempts, tried, message);
+                    failures.add(error, lost);
+                }
+            }
+            // The batch's deadline passed first: the request under way and those not sent.
+            if let Some(timed_out) = &timed_out {
+                retries += u64::saturating_sub(in_flight, 1);
+                for lost in losses {
+                    failures.add(SinkError::Retryable(timed_out.to_string()), lost);
+                }
             }
         }
         self.retries.fetch_add(retries, Relaxed);
@@ -708,6 +761,45 @@ impl Built<opentelemetry_otlp::LogExporter> {
             inner: Arc::new(self.inner),
             attempts: self.attempts,
         }
+    }
+}
+
+/// A request that ended: the attempts it took, and its error's text if it failed.
+type Ended = (u64, Result<(), String>);
+
+/// The requests of one signal in a batch, as they end: the attempts each took and its
+/// outcome. Written from the signal's part of the batch's future, read once both are done (or
+/// the batch's deadline dropped them).
+#[derive(Default)]
+struct SignalRuns {
+    done: std::cell::RefCell<Vec<Ended>>,
+    /// The exporter's attempt count when the request under way started, if one is.
+    under_way: std::cell::Cell<Option<u64>>,
+}
+
+impl SignalRuns {
+    fn start(&self, attempts: &Attempts) -> u64 {
+        let before = attempts.count();
+        self.under_way.set(Some(before));
+        before
+    }
+
+    fn finish(&self, before: u64, attempts: &Attempts, result: OTelSdkResult) {
+        let tried = attempts.count() - before;
+        self.under_way.set(None);
+        self.done
+            .borrow_mut()
+            .push((tried, result.map_err(|e| e.to_string())));
+    }
+
+    /// The requests that ended, and the attempts of the one under way when the batch's
+    /// deadline passed (0 if none was).
+    fn into_parts(self, attempts: &Attempts) -> (Vec<Ended>, u64) {
+        let in_flight = self
+            .under_way
+            .get()
+            .map_or(0, |before| attempts.count() - before);
+        (self.done.into_inner(), in_flight)
     }
 }
 
@@ -1127,22 +1219,6 @@ pub(super) fn check_header(
         .map_err(|_| BadHeader::Name)?;
     let value = http::HeaderValue::from_str(value).map_err(|_| BadHeader::Value)?;
     Ok((name, value))
-}
-
-/// Runs one export on the sink's runtime and returns the attempts it took with its result.
-fn run_export(
-    rt: &BackgroundRuntime,
-    deadline: Instant,
-    attempts: &Attempts,
-    export: impl std::future::Future<Output = OTelSdkResult>,
-) -> (u64, Result<(), Result<String, SinkError>>) {
-    let before = attempts.count();
-    let result = match rt.run(deadline, export) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Ok(e.to_string())),
-        Err(timed_out) => Err(Err(timed_out)),
-    };
-    (attempts.count() - before, result)
 }
 
 impl Otlp {

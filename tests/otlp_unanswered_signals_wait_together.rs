@@ -1,0 +1,67 @@
+//! Without a spool, a batch's spans and log records go to the collector at once. Against a
+//! collector that takes connections and never answers, each request waits its whole timeout:
+//! the batch used to send its spans, wait the timeout out, then send its log records and wait
+//! again, so that every batch cost two timeouts (and the sink's buffer filled twice as fast as
+//! it could drain). Now a batch costs one. Each record is still counted as failed, and the
+//! error still names both signals.
+#![cfg(feature = "otlp")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use tracing_offload::sink::otlp::Protocol;
+use tracing_offload::sink::Otlp;
+use tracing_offload::OffloadLayer;
+
+/// The request timeout: long enough that two of them, one after the other, stand well apart
+/// from one (with the time to build, flush and shut down) on a loaded machine.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+fn one_batch_against_a_silent_collector(protocol: Protocol) {
+    let silent = Unanswering::start();
+    let sink = Otlp::new()
+        .endpoint(format!("http://127.0.0.1:{}", silent.port))
+        .protocol(protocol)
+        .timeout(TIMEOUT)
+        .max_retries(0);
+    let (layer, guard) = OffloadLayer::builder()
+        .flush_interval(Duration::from_secs(3600))
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        let _s = tracing::info_span!("request").entered();
+        tracing::info!("first");
+        tracing::info!("second");
+    });
+    let started = Instant::now();
+    handle.flush(DEADLINE).unwrap();
+    let took = started.elapsed();
+    let s = handle.stats().sink("otlp").unwrap().clone();
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(s.batches, 1, "{protocol:?}: one batch: {s:#?}");
+    assert_eq!((s.exported, s.failed), (0, 3), "{protocol:?}: {s:#?}");
+    let error = s.last_error.unwrap_or_default();
+    assert!(
+        error.contains("spans (1): ") && error.contains("; logs (2): "),
+        "{protocol:?}: {error}"
+    );
+    // Both requests waited their timeout, side by side: one timeout, not two.
+    assert!(
+        took >= TIMEOUT && took < TIMEOUT * 2 - Duration::from_millis(500),
+        "{protocol:?}: the batch took {took:?} against a timeout of {TIMEOUT:?}"
+    );
+}
+
+#[test]
+fn over_http_a_batch_waits_one_timeout_for_both_signals() {
+    one_batch_against_a_silent_collector(Protocol::HttpProtobuf);
+}
+
+#[test]
+fn over_grpc_a_batch_waits_one_timeout_for_both_signals() {
+    one_batch_against_a_silent_collector(Protocol::Grpc);
+}
