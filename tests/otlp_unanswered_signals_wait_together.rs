@@ -3,7 +3,7 @@
 //! the batch used to send its spans, wait the timeout out, then send its log records and wait
 //! again, so that every batch cost two timeouts (and the sink's buffer filled twice as fast as
 //! it could drain). Now a batch costs one. Each record is still counted as failed, and the
-//! error still names both signals.
+//! error still names both signals; a signal cut by the batch's own deadline is named with it.
 #![cfg(feature = "otlp")]
 
 mod support;
@@ -64,4 +64,43 @@ fn over_http_a_batch_waits_one_timeout_for_both_signals() {
 #[test]
 fn over_grpc_a_batch_waits_one_timeout_for_both_signals() {
     one_batch_against_a_silent_collector(Protocol::Grpc);
+}
+
+/// The batch's deadline (`export_timeout`) shorter than the request timeout, the spans answered
+/// and the log records not: the error names the signal that did not finish and the timeout
+/// that cut it. It used to say "timed out" alone, which could be either signal and either
+/// timeout.
+#[test]
+fn a_signal_cut_by_the_batch_deadline_is_named_with_that_deadline() {
+    use support::collector::endpoints;
+    use support::receiver::{Answer, Receiver};
+    let answering = Receiver::start(vec![Answer::status(200)]);
+    let silent = Unanswering::start();
+    let traces = format!("{}/v1/traces", answering.endpoint());
+    let logs = format!("http://127.0.0.1:{}/v1/logs", silent.port);
+    let sink = Otlp::from_env_with(&endpoints(&traces, &logs, "3000"))
+        .protocol(Protocol::HttpProtobuf)
+        .max_retries(0)
+        .export_timeout(Duration::from_millis(800));
+    let (layer, guard) = OffloadLayer::builder()
+        .flush_interval(Duration::from_secs(3600))
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        let _s = tracing::info_span!("request").entered();
+        tracing::info!("first");
+        tracing::info!("second");
+    });
+    handle.flush(DEADLINE).unwrap();
+    let s = handle.stats().sink("otlp").unwrap().clone();
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!((s.exported, s.failed), (1, 2), "{s:#?}");
+    let error = s.last_error.unwrap_or_default();
+    assert!(
+        error.contains("OTLP logs export did not finish within the batch's export timeout (800ms)"),
+        "{error}"
+    );
+    assert!(!error.contains("spans"), "{error}");
 }

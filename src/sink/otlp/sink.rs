@@ -431,7 +431,7 @@ impl Otlp {
         };
         let timed_out = rt
             .run(deadline, async { tokio::join!(spans_part, logs_part) })
-            .err();
+            .is_err();
         let mut retries = 0;
         let mut failures = Failures::default();
         for (what, runs, attempts, losses) in [
@@ -459,15 +459,24 @@ impl Otlp {
                 }
             }
             // The batch's deadline passed first: the request under way and those not sent.
-            if let Some(timed_out) = &timed_out {
+            if timed_out {
                 retries += u64::saturating_sub(in_flight, 1);
                 for lost in losses {
-                    failures.add(SinkError::Retryable(timed_out.to_string()), lost);
+                    failures.add(self.batch_timed_out(what), lost);
                 }
             }
         }
         self.retries.fetch_add(retries, Relaxed);
         failures.into_result()
+    }
+
+    /// The error of a request of `what` ("spans", "logs") that the batch's deadline cut (the
+    /// export timeout, which bounds a batch; the request timeout bounds each request).
+    fn batch_timed_out(&self, what: &str) -> SinkError {
+        SinkError::Retryable(format!(
+            "OTLP {what} export did not finish within the batch's export timeout ({:?})",
+            self.export_timeout
+        ))
     }
 
     /// Exports with a spool: each request live for at most `spool_after`, else spooled.
@@ -836,7 +845,7 @@ impl ChunkLoss {
 /// lost, not the whole batch as failed for the first error, and says why each signal failed.
 #[derive(Default)]
 struct Failures {
-    /// Each signal that failed, in the order its first request failed.
+    /// Each signal that failed: spans first, then log records.
     signals: Vec<SignalFailure>,
 }
 
