@@ -90,8 +90,8 @@ fn bench_workload(c: &mut Criterion, group: &str, op: fn(), candidates: &[Candid
 
 fn benches(c: &mut Criterion) {
     let dir = bench_dir();
-    // The tight loops write faster than any disk: keep each file under 512 MB (the throughput
-    // row's file is read at the end, and holds 1 000 000 lines, about 240 MB).
+    // The tight loops write faster than any disk: keep the files under 512 MB together (the
+    // throughput row's file is read at the end, and holds 1 000 000 lines, about 240 MB).
     let trimmer = trim_files(dir.path(), &["throughput.jsonl"], 512 << 20);
     let events = [
         floor(),

@@ -259,11 +259,12 @@ pub fn bench_dir() -> tempfile::TempDir {
 }
 
 /// Keeps the files of a bench directory from filling memory while the bench writes them: a
-/// thread empties each file (but those named in `keep`) once it holds more than `limit` bytes.
-/// The tight loops write gigabytes (about 11 GB in all for `hot_path`), in RAM where
-/// [`bench_dir`] found `/dev/shm`. A pipeline appending to a file (this crate's JSON sink)
-/// goes on at its new end; one writing at its own offset (`fmt`'s file) leaves a hole, which
-/// holds no memory. Dropping it stops the thread.
+/// thread checks every 100 ms what the files (but those named in `keep`) hold together, and
+/// past `limit` bytes empties them all. The tight loops write gigabytes (about 11 GB in all for
+/// `hot_path`), in RAM where [`bench_dir`] found `/dev/shm`; what the files hold then stays
+/// under `limit` plus what the pipelines write in 100 ms. A pipeline appending to a file (this
+/// crate's JSON sink) goes on at its new end; one writing at its own offset (`fmt`'s file)
+/// leaves a hole, which holds no memory. Dropping it stops the thread.
 pub struct Trimmer {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -275,15 +276,21 @@ pub fn trim_files(dir: &std::path::Path, keep: &'static [&'static str], limit: u
     let (dir, done) = (dir.to_path_buf(), Arc::clone(&stop));
     let thread = std::thread::spawn(move || {
         while !done.load(Ordering::Relaxed) {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let name = entry.file_name();
-                if keep.iter().any(|k| name == std::ffi::OsStr::new(k)) {
-                    continue;
-                }
-                // The bytes it holds (a hole holds none), not its length.
-                let held = entry.metadata().map_or(0, |m| m.blocks() * 512);
-                if held > limit {
-                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(entry.path()) {
+            let files: Vec<(std::path::PathBuf, u64)> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    !keep
+                        .iter()
+                        .any(|k| e.file_name() == std::ffi::OsStr::new(k))
+                })
+                // The bytes a file holds (a hole holds none), not its length.
+                .filter_map(|e| Some((e.path(), e.metadata().ok()?.blocks() * 512)))
+                .collect();
+            if files.iter().map(|(_, held)| held).sum::<u64>() > limit {
+                for (path, _) in files {
+                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
                         let _ = f.set_len(0);
                     }
                 }
