@@ -105,3 +105,34 @@ fn both_signals_failing_show_neither_endpoints_credentials() {
     assert!(spans.contains("OTLP spans export failed"), "{error}");
     assert!(logs.contains("OTLP logs export failed"), "{error}");
 }
+
+/// The spans refused for good (HTTP 400) and the log records not delivered for a reason that
+/// may pass (a collector that never answers): each signal's records count as its error says,
+/// the span as `failed_permanent` and the two log records as transient failures. The batch
+/// used to count as transient whole, the permanent refusal hidden.
+#[test]
+fn a_permanent_and_a_transient_failure_are_each_counted_as_they_are() {
+    use support::collector::endpoints;
+    let refusing = Receiver::start(vec![Answer::status(400)]);
+    let silent = Unanswering::start();
+    let traces = format!("{}/v1/traces", refusing.endpoint());
+    let logs = format!("http://127.0.0.1:{}/v1/logs", silent.port);
+    let sink = Otlp::from_env_with(&endpoints(&traces, &logs, "1000"))
+        .protocol(Protocol::HttpProtobuf)
+        .max_retries(0);
+    let s = one_span_two_events(sink);
+    assert_eq!(
+        (s.exported, s.failed, s.failed_permanent),
+        (0, 3, 1),
+        "{s:#?}"
+    );
+    let error = s.last_error.unwrap_or_default();
+    assert!(
+        part(&error, "spans (1): ").contains("rejected, not retried"),
+        "{error}"
+    );
+    assert!(
+        part(&error, "; logs (2): ").contains("export failed"),
+        "{error}"
+    );
+}

@@ -257,13 +257,17 @@ impl<'a> SinkRunner<'a> {
                     _ => data_records(&batch[..e.written().min(batch.len())]),
                 };
                 let failed = data.saturating_sub(written + spooled);
+                // Of those, the ones refused for good.
+                let permanent = match &e {
+                    _ if e.is_permanent() => failed,
+                    SinkError::Mixed { permanent, .. } => (*permanent as u64).min(failed),
+                    _ => 0,
+                };
                 self.count(|c| {
                     c.spooled.add(spooled);
                     c.exported.add(written.min(data - spooled));
                     c.failed.add(failed);
-                    if e.is_permanent() {
-                        c.failed_permanent.add(failed);
-                    }
+                    c.failed_permanent.add(permanent);
                 });
                 c.note_error(e.with_sources());
             }

@@ -200,12 +200,16 @@ pub enum SinkError {
     /// Some records of the batch were written and others not, in no particular order (a sink
     /// that sends records of different kinds to different places, as the OTLP sink sends spans
     /// and log records in requests of their own): `failed` of its records, drop markers not
-    /// counted, were not written (counted failed), the others were (counted exported), and
+    /// counted, were not written (counted failed), `permanent` of those for good (counted
+    /// `failed_permanent` as well), the others were written (counted exported), and
     /// `markers_written` says whether its drop markers were.
     #[error("{failed} records of the batch were not written")]
     Mixed {
         /// How many records (drop markers not counted) were not written.
         failed: usize,
+        /// How many of those were refused for good: no retry could deliver them (the OTLP
+        /// sink's spans refused with HTTP 400, say, while its log records met a timeout).
+        permanent: usize,
         /// Whether the batch's drop markers were written (their losses then count as
         /// reported).
         markers_written: bool,
@@ -218,7 +222,8 @@ pub enum SinkError {
 impl SinkError {
     /// Whether retrying cannot help: [`Fatal`](Self::Fatal), or a [`Partial`](Self::Partial)
     /// export that stopped on one. What a sink fails with is counted
-    /// [`failed_permanent`](crate::SinkStats::failed_permanent) when this is true.
+    /// [`failed_permanent`](crate::SinkStats::failed_permanent) when this is true (and a
+    /// [`Mixed`](Self::Mixed) error's `permanent` records when it is not).
     pub fn is_permanent(&self) -> bool {
         match self {
             SinkError::Fatal(_) => true,

@@ -883,6 +883,12 @@ impl Failures {
             return Ok(());
         }
         let failed = self.signals.iter().map(|f| f.data).sum();
+        let permanent = self
+            .signals
+            .iter()
+            .filter(|f| f.error.is_permanent())
+            .map(|f| f.data)
+            .sum();
         let markers_written = !self.signals.iter().any(|f| f.markers_lost);
         let source = if self.signals.len() == 1 {
             self.signals.remove(0).error
@@ -891,6 +897,7 @@ impl Failures {
         };
         Err(SinkError::Mixed {
             failed,
+            permanent,
             markers_written,
             source: Box::new(source),
         })
@@ -899,8 +906,8 @@ impl Failures {
 
 /// One error saying each signal's failure, e.g. `spans (1): <error>; logs (202): <error>`,
 /// where the count is the signal's data records lost. Permanent only when each is: then
-/// retrying none of them could help (the batch's failed records are then all counted
-/// `failed_permanent`; with a transient one among them, none are).
+/// retrying none of them could help (each signal's records are counted `failed_permanent` or
+/// not as its own error is, through [`SinkError::Mixed`]'s `permanent`).
 fn each_signals_error(signals: &[SignalFailure]) -> SinkError {
     let text = signals
         .iter()
@@ -1338,10 +1345,12 @@ fn redact_error(e: SinkError) -> SinkError {
         },
         SinkError::Mixed {
             failed,
+            permanent,
             markers_written,
             source,
         } => SinkError::Mixed {
             failed,
+            permanent,
             markers_written,
             source: Box::new(redact_error(*source)),
         },
