@@ -11,6 +11,7 @@ use tracing_subscriber::prelude::*;
 
 pub mod admin;
 pub mod collector;
+pub mod freezing;
 #[cfg(all(feature = "otlp", not(loom)))]
 pub mod grpc_receiver;
 pub mod receiver;

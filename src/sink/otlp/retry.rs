@@ -142,16 +142,7 @@ pub(super) fn classify_http(last: Option<&HttpOutcome>) -> Failure {
 /// transport error (the connection reset or closed under the request, which tonic reports as
 /// `UNKNOWN`) is a network error, not the server's answer: transient.
 pub(super) fn classify_grpc(error: &str, attempts: u64) -> Failure {
-    let (code, rest) = error
-        .split_once("gRPC code: ")
-        .map(|(_, rest)| {
-            let code = rest
-                .split(|c: char| !c.is_ascii_alphanumeric())
-                .next()
-                .unwrap_or_default();
-            (code, &rest[code.len()..])
-        })
-        .unwrap_or_default();
+    let (code, rest) = grpc_code(error);
     match code {
         "Unavailable" | "Cancelled" | "DeadlineExceeded" | "Aborted" | "OutOfRange"
         | "DataLoss" => Failure::Transient,
@@ -162,6 +153,29 @@ pub(super) fn classify_grpc(error: &str, attempts: u64) -> Failure {
         "" => Failure::Transient,
         _ => Failure::Permanent,
     }
+}
+
+/// The gRPC status code in the exporter's error text (`…gRPC code: Unavailable: …`), and what
+/// follows it; empty when there is none.
+fn grpc_code(error: &str) -> (&str, &str) {
+    error
+        .split_once("gRPC code: ")
+        .map(|(_, rest)| {
+            let code = rest
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap_or_default();
+            (code, &rest[code.len()..])
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a failed gRPC export ran out of time waiting for the server: the request timeout
+/// (tonic cancels the request: `CANCELLED`, "Timeout expired") or a deadline the server gave
+/// up on. On a connection to a server that hung with it open, every later request would wait
+/// the same way: the channel is worth leaving for a new connection.
+pub(super) fn grpc_timed_out(error: &str) -> bool {
+    matches!(grpc_code(error).0, "Cancelled" | "DeadlineExceeded")
 }
 
 /// How tonic's transport errors read (`tonic::transport::Error`'s text).
@@ -223,6 +237,25 @@ pub(super) fn without_repeats(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_are_told_from_the_other_grpc_failures() {
+        let timed_out = "Operation failed: TonicTracesClient export failed with gRPC code: \
+                         Cancelled: transport error: Timeout expired";
+        assert!(grpc_timed_out(timed_out));
+        assert!(grpc_timed_out(
+            "export failed with gRPC code: DeadlineExceeded: late"
+        ));
+        for other in [
+            "export failed with gRPC code: Unavailable: connection refused",
+            "export failed with gRPC code: ResourceExhausted: slow down",
+            "export failed with gRPC code: InvalidArgument: bad",
+            "a message without a code: Cancelled",
+            "",
+        ] {
+            assert!(!grpc_timed_out(other), "{other}");
+        }
+    }
 
     #[test]
     fn a_part_repeating_the_one_before_is_said_once() {

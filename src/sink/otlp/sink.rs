@@ -41,6 +41,7 @@ use crate::stats::SpoolStats;
 pub(super) struct Running {
     engine: Engine,
     exporters: Exporters,
+    targets: Targets,
     logger: opentelemetry_sdk::logs::SdkLogger,
     _provider: SdkLoggerProvider,
     /// The spans' scope: this crate, the library that made them.
@@ -84,6 +85,20 @@ type LogExporter = Exporter<opentelemetry_otlp::LogExporter>;
 struct Target {
     url: String,
     tls: Option<LoadedTls>,
+}
+
+/// Each signal's target as the sink started with it, TLS files read (for a new channel).
+#[derive(Default)]
+struct Targets {
+    traces: Option<Target>,
+    logs: Option<Target>,
+}
+
+/// Which signals' exporters should leave their connection (see [`Otlp::reconnect`]).
+#[derive(Clone, Copy, Default)]
+struct Stale {
+    spans: bool,
+    logs: bool,
 }
 
 /// Which signal a target is for.
@@ -163,40 +178,91 @@ impl Otlp {
             || (self.logs != EventsAsLogs::None && https(&self.logs_endpoint, "v1/logs"))
     }
 
-    fn build_exporters(&self) -> Result<BuiltExporters, String> {
+    fn build_exporters(&self) -> Result<(BuiltExporters, Targets), String> {
+        let mut targets = Targets::default();
         let mut spans = None;
         let mut logs = None;
         if self.traces {
             let target = self.target(Signal::Traces)?;
-            let attempts = Arc::new(Attempts::default());
-            let builder = opentelemetry_otlp::SpanExporter::builder();
-            let inner = match self.protocol {
-                Protocol::Grpc => self
-                    .tonic(builder.with_tonic(), &target, &attempts)?
-                    .build(),
-                _ => self.http(builder.with_http(), &target, &attempts)?.build(),
-            };
-            spans = Some(Built {
-                inner: inner.map_err(|e| e.to_string())?,
-                attempts,
-            });
+            spans = Some(self.span_exporter(&target)?);
+            targets.traces = Some(target);
         }
         if self.logs != EventsAsLogs::None {
             let target = self.target(Signal::Logs)?;
-            let attempts = Arc::new(Attempts::default());
-            let builder = opentelemetry_otlp::LogExporter::builder();
-            let inner = match self.protocol {
-                Protocol::Grpc => self
-                    .tonic(builder.with_tonic(), &target, &attempts)?
-                    .build(),
-                _ => self.http(builder.with_http(), &target, &attempts)?.build(),
-            };
-            logs = Some(Built {
-                inner: inner.map_err(|e| e.to_string())?,
-                attempts,
-            });
+            logs = Some(self.log_exporter(&target)?);
+            targets.logs = Some(target);
         }
-        Ok((spans, logs))
+        Ok(((spans, logs), targets))
+    }
+
+    /// The spans' exporter, to `target`, with its own attempt counter (inside the sink's
+    /// runtime: the gRPC channel's tasks start there).
+    fn span_exporter(
+        &self,
+        target: &Target,
+    ) -> Result<Built<opentelemetry_otlp::SpanExporter>, String> {
+        let attempts = Arc::new(Attempts::default());
+        let builder = opentelemetry_otlp::SpanExporter::builder();
+        let inner = match self.protocol {
+            Protocol::Grpc => self.tonic(builder.with_tonic(), target, &attempts)?.build(),
+            _ => self.http(builder.with_http(), target, &attempts)?.build(),
+        };
+        Ok(Built {
+            inner: inner.map_err(|e| e.to_string())?,
+            attempts,
+        })
+    }
+
+    /// The log records' exporter (as [`span_exporter`](Self::span_exporter)).
+    fn log_exporter(
+        &self,
+        target: &Target,
+    ) -> Result<Built<opentelemetry_otlp::LogExporter>, String> {
+        let attempts = Arc::new(Attempts::default());
+        let builder = opentelemetry_otlp::LogExporter::builder();
+        let inner = match self.protocol {
+            Protocol::Grpc => self.tonic(builder.with_tonic(), target, &attempts)?.build(),
+            _ => self.http(builder.with_http(), target, &attempts)?.build(),
+        };
+        Ok(Built {
+            inner: inner.map_err(|e| e.to_string())?,
+            attempts,
+        })
+    }
+
+    /// Over gRPC, a signal whose request ran out of time gets a new exporter on a new channel
+    /// (see [`retry::grpc_timed_out`]): the channel keeps its one HTTP/2 connection, and on a
+    /// connection to a server that hung with it open every later request would time out too.
+    /// The old exporter's requests still under way finish on the old channel.
+    fn reconnect(&self, run: &mut Running, stale: Stale) {
+        if self.protocol != Protocol::Grpc || !(stale.spans || stale.logs) {
+            return;
+        }
+        let Engine::Direct(rt) = &run.engine else {
+            return;
+        };
+        let resource = self.resource();
+        let targets = &run.targets;
+        let rebuilt = rt.enter(|| {
+            let spans = match (&targets.traces, stale.spans) {
+                (Some(t), true) => self.span_exporter(t).ok(),
+                _ => None,
+            };
+            let logs = match (&targets.logs, stale.logs) {
+                (Some(t), true) => self.log_exporter(t).ok(),
+                _ => None,
+            };
+            (spans, logs)
+        });
+        // A rebuild that fails (it only builds what worked at start) keeps the old exporter.
+        if let Ok((spans, logs)) = rebuilt {
+            if let Some(b) = spans {
+                run.exporters.spans = Some(b.with_resource(&resource));
+            }
+            if let Some(b) = logs {
+                run.exporters.logs = Some(b.with_resource(&resource));
+            }
+        }
     }
 
     /// A gRPC exporter builder for `target`: timeout, metadata, compression, TLS, the retry
@@ -379,7 +445,7 @@ impl Otlp {
         spans: Vec<SpanData>,
         logs: Logs,
         deadline: Instant,
-    ) -> Result<(), SinkError> {
+    ) -> (Result<(), SinkError>, Stale) {
         let span_chunks: Vec<Vec<SpanData>> = match run.spans.as_ref() {
             Some(_) => {
                 let mut spans = spans.into_iter().peekable();
@@ -434,6 +500,7 @@ impl Otlp {
             .is_err();
         let mut retries = 0;
         let mut failures = Failures::default();
+        let mut stale = Stale::default();
         for (what, runs, attempts, losses) in [
             (
                 "spans",
@@ -451,23 +518,30 @@ impl Otlp {
             let Some(attempts) = attempts else { continue };
             let (done, in_flight) = runs.into_parts(attempts);
             let mut losses = losses.into_iter();
+            let mut ran_out = false;
             for ((tried, result), lost) in done.into_iter().zip(losses.by_ref()) {
                 retries += u64::saturating_sub(tried, 1);
                 if let Err(message) = result {
+                    ran_out |= retry::grpc_timed_out(&message);
                     let error = export_failure(self.protocol, what, attempts, tried, message);
                     failures.add(error, lost);
                 }
             }
             // The batch's deadline passed first: the request under way and those not sent.
             if timed_out {
-                retries += u64::saturating_sub(in_flight, 1);
+                ran_out |= in_flight.is_some();
+                retries += u64::saturating_sub(in_flight.unwrap_or(0), 1);
                 for lost in losses {
                     failures.add(self.batch_timed_out(what), lost);
                 }
             }
+            match what {
+                "spans" => stale.spans = ran_out,
+                _ => stale.logs = ran_out,
+            }
         }
         self.retries.fetch_add(retries, Relaxed);
-        failures.into_result()
+        (failures.into_result(), stale)
     }
 
     /// The error of a request of `what` ("spans", "logs") that the batch's deadline cut (the
@@ -672,10 +746,10 @@ impl Otlp {
         // The exporters spawn their connection tasks on the runtime they are built in. `start`
         // runs on the application's thread, maybe inside its runtime: enter ours (allowed
         // there), never block on it.
-        let (spans, logs) = rt
+        let ((spans, logs), targets) = rt
             .enter(|| self.build_exporters())?
             .map_err(SinkError::Fatal)?;
-        self.running = Some(self.running_with(Engine::Direct(rt), spans, logs));
+        self.running = Some(self.running_with(Engine::Direct(rt), spans, logs, targets));
         Ok(())
     }
 
@@ -698,7 +772,7 @@ impl Otlp {
             self.build_exporters()
                 .and_then(|e| Ok((e, self.build_senders()?)))
         };
-        let ((spans, logs), senders) = built.map_err(SinkError::Fatal)?;
+        let (((spans, logs), targets), senders) = built.map_err(SinkError::Fatal)?;
         self.spool_dirs_made = crate::sink::dirs_to_make(dir);
         let spool = Spool::open(dir, self.spool_max_bytes).map_err(|e| {
             SinkError::Fatal(format!(
@@ -710,7 +784,7 @@ impl Otlp {
             .map_err(|e| SinkError::io("starting the OTLP spool's thread", e))?;
         let resource = ResourceAttributesWithSchema::from(&self.resource());
         let engine = Engine::Spool(engine, resource);
-        self.running = Some(self.running_with(engine, spans, logs));
+        self.running = Some(self.running_with(engine, spans, logs, targets));
         Ok(())
     }
 
@@ -719,12 +793,14 @@ impl Otlp {
         engine: Engine,
         spans: Option<Built<opentelemetry_otlp::SpanExporter>>,
         logs: Option<Built<opentelemetry_otlp::LogExporter>>,
+        targets: Targets,
     ) -> Running {
         let resource = self.resource();
         let provider = SdkLoggerProvider::builder().build();
         let logger = provider.logger("tracing-offload");
         Running {
             engine,
+            targets,
             exporters: Exporters {
                 spans: spans.map(|b| b.with_resource(&resource)),
                 logs: logs.map(|b| b.with_resource(&resource)),
@@ -802,12 +878,9 @@ impl SignalRuns {
     }
 
     /// The requests that ended, and the attempts of the one under way when the batch's
-    /// deadline passed (0 if none was).
-    fn into_parts(self, attempts: &Attempts) -> (Vec<Ended>, u64) {
-        let in_flight = self
-            .under_way
-            .get()
-            .map_or(0, |before| attempts.count() - before);
+    /// deadline passed, if one was.
+    fn into_parts(self, attempts: &Attempts) -> (Vec<Ended>, Option<u64>) {
+        let in_flight = self.under_way.get().map(|before| attempts.count() - before);
         (self.done.into_inner(), in_flight)
     }
 }
@@ -1244,12 +1317,14 @@ impl Otlp {
         let mut run = self.running.take().ok_or_else(not_started)?;
         let deadline = crate::clock::deadline_after(self.export_timeout);
         let (spans, logs) = self.convert(&run, batch);
-        let result = match &mut run.engine {
+        let (result, stale) = match &mut run.engine {
             Engine::Direct(rt) => self.export_direct(rt, &run.exporters, spans, logs, deadline),
-            Engine::Spool(engine, resource) => {
-                self.export_spooled(engine, resource, &run.exporters, spans, logs, deadline)
-            }
+            Engine::Spool(engine, resource) => (
+                self.export_spooled(engine, resource, &run.exporters, spans, logs, deadline),
+                Stale::default(),
+            ),
         };
+        self.reconnect(&mut run, stale);
         self.running = Some(run);
         result
     }
