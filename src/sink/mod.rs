@@ -209,6 +209,8 @@ pub enum SinkError {
         failed: usize,
         /// How many of those were refused for good: no retry could deliver them (the OTLP
         /// sink's spans refused with HTTP 400, say, while its log records met a timeout).
+        /// Capped at `failed`; when `source` is itself permanent, all `failed` records count
+        /// as refused for good, whatever this says.
         permanent: usize,
         /// Whether the batch's drop markers were written (their losses then count as
         /// reported).

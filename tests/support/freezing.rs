@@ -1,4 +1,4 @@
-//! A plain-text front for a gRPC backend whose first connection freezes once its HTTP/2
+//! A plain-text front for a gRPC backend whose first connections freeze once their HTTP/2
 //! handshake is done: it relays the client's connection preface and frames up to the first
 //! request's `HEADERS` frame (and everything the backend sends until then), then stops relaying
 //! either way and holds both sockets open. A collector process that hung with its connections
@@ -13,7 +13,13 @@ pub struct FreezingFront {
 }
 
 impl FreezingFront {
+    /// Freezes the first connection.
     pub fn start(backend: u16) -> FreezingFront {
+        Self::freezing(backend, 1)
+    }
+
+    /// Freezes the first `frozen` connections.
+    pub fn freezing(backend: u16, frozen: usize) -> FreezingFront {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -24,9 +30,10 @@ impl FreezingFront {
             .unwrap();
         let port = listener.local_addr().unwrap().port();
         rt.spawn(async move {
-            let mut first = true;
+            let mut left = frozen;
             while let Ok((mut client, _)) = listener.accept().await {
-                let freeze = std::mem::take(&mut first);
+                let freeze = left > 0;
+                left = left.saturating_sub(1);
                 tokio::spawn(async move {
                     let Ok(mut server) =
                         tokio::net::TcpStream::connect(("127.0.0.1", backend)).await

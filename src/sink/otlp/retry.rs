@@ -170,13 +170,18 @@ fn grpc_code(error: &str) -> (&str, &str) {
         .unwrap_or_default()
 }
 
-/// Whether a failed gRPC export ran out of time waiting for the server: the request timeout
-/// (tonic cancels the request: `CANCELLED`, "Timeout expired") or a deadline the server gave
-/// up on. On a connection to a server that hung with it open, every later request would wait
-/// the same way: the channel is worth leaving for a new connection.
+/// Whether a failed gRPC export ran out of its own time waiting for the server: tonic cancels
+/// a request at its timeout (`CANCELLED`, "Timeout expired"). On a connection to a server that
+/// hung with it open, every later request would wait the same way: the channel is worth
+/// leaving for a new connection. A `DEADLINE_EXCEEDED` the server sent is an answer, over a
+/// connection that works.
 pub(super) fn grpc_timed_out(error: &str) -> bool {
-    matches!(grpc_code(error).0, "Cancelled" | "DeadlineExceeded")
+    let (code, rest) = grpc_code(error);
+    code == "Cancelled" && rest.contains(CLIENT_TIMEOUT)
 }
+
+/// How tonic's client says a request ran out of its timeout.
+pub(super) const CLIENT_TIMEOUT: &str = "Timeout expired";
 
 /// How tonic's transport errors read (`tonic::transport::Error`'s text).
 const TRANSPORT_ERROR: &str = "transport error";
@@ -243,10 +248,10 @@ mod tests {
         let timed_out = "Operation failed: TonicTracesClient export failed with gRPC code: \
                          Cancelled: transport error: Timeout expired";
         assert!(grpc_timed_out(timed_out));
-        assert!(grpc_timed_out(
-            "export failed with gRPC code: DeadlineExceeded: late"
-        ));
         for other in [
+            // The server's answers, over a connection that works.
+            "export failed with gRPC code: DeadlineExceeded: upstream timed out",
+            "export failed with gRPC code: Cancelled: the server cancelled it",
             "export failed with gRPC code: Unavailable: connection refused",
             "export failed with gRPC code: ResourceExhausted: slow down",
             "export failed with gRPC code: InvalidArgument: bad",

@@ -76,6 +76,10 @@ enum Engine {
 struct Exporter<E> {
     inner: Arc<E>,
     attempts: Arc<Attempts>,
+    /// Set when a request of it ran out of time on its connection (gRPC, see
+    /// [`Otlp::reconnect`]); the live exports of a sink with a spool set it from the spool's
+    /// runtime.
+    ran_out: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type SpanExporter = Exporter<opentelemetry_otlp::SpanExporter>;
@@ -85,6 +89,9 @@ type LogExporter = Exporter<opentelemetry_otlp::LogExporter>;
 struct Target {
     url: String,
     tls: Option<LoadedTls>,
+    /// The gRPC endpoint made from it, TLS connector included (the platform's roots loaded
+    /// once): every channel to this target after the first is a clone's connection.
+    grpc: std::sync::OnceLock<tonic::transport::Endpoint>,
 }
 
 /// Each signal's target as the sink started with it, TLS files read (for a new channel).
@@ -92,13 +99,6 @@ struct Target {
 struct Targets {
     traces: Option<Target>,
     logs: Option<Target>,
-}
-
-/// Which signals' exporters should leave their connection (see [`Otlp::reconnect`]).
-#[derive(Clone, Copy, Default)]
-struct Stale {
-    spans: bool,
-    logs: bool,
 }
 
 /// Which signal a target is for.
@@ -154,7 +154,11 @@ impl Otlp {
                          the TLS files"
                     ));
                 }
-                Ok(Target { url, tls: None })
+                Ok(Target {
+                    url,
+                    tls: None,
+                    grpc: std::sync::OnceLock::new(),
+                })
             }
             Scheme::Https if cfg!(not(feature = "tls")) => Err(format!(
                 "{what} {shown:?} uses TLS, but tracing-offload was built without its `tls` \
@@ -163,6 +167,7 @@ impl Otlp {
             Scheme::Https => Ok(Target {
                 url,
                 tls: Some(files.load(&what, &self.tls_reads)?),
+                grpc: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -233,34 +238,47 @@ impl Otlp {
     /// Over gRPC, a signal whose request ran out of time gets a new exporter on a new channel
     /// (see [`retry::grpc_timed_out`]): the channel keeps its one HTTP/2 connection, and on a
     /// connection to a server that hung with it open every later request would time out too.
-    /// The old exporter's requests still under way finish on the old channel.
-    fn reconnect(&self, run: &mut Running, stale: Stale) {
-        if self.protocol != Protocol::Grpc || !(stale.spans || stale.logs) {
+    /// The old exporter's requests still under way finish on the old channel. The channel is a
+    /// clone of the target's endpoint (TLS set up once, at start).
+    fn reconnect(&self, run: &mut Running) {
+        let take = |flag: Option<&Arc<std::sync::atomic::AtomicBool>>| {
+            flag.is_some_and(|f| f.swap(false, Relaxed))
+        };
+        let spans = take(run.exporters.spans.as_ref().map(|e| &e.ran_out));
+        let logs = take(run.exporters.logs.as_ref().map(|e| &e.ran_out));
+        if self.protocol != Protocol::Grpc || !(spans || logs) {
             return;
         }
-        let Engine::Direct(rt) = &run.engine else {
-            return;
+        // The channel's tasks start on the runtime it is made in.
+        let rebuild = || {
+            let resource = self.resource();
+            let spans = match (spans, &run.targets.traces) {
+                (true, Some(t)) => self.span_exporter(t).ok(),
+                _ => None,
+            };
+            let logs = match (logs, &run.targets.logs) {
+                (true, Some(t)) => self.log_exporter(t).ok(),
+                _ => None,
+            };
+            (
+                spans.map(|b| b.with_resource(&resource)),
+                logs.map(|b| b.with_resource(&resource)),
+            )
         };
-        let resource = self.resource();
-        let targets = &run.targets;
-        let rebuilt = rt.enter(|| {
-            let spans = match (&targets.traces, stale.spans) {
-                (Some(t), true) => self.span_exporter(t).ok(),
-                _ => None,
-            };
-            let logs = match (&targets.logs, stale.logs) {
-                (Some(t), true) => self.log_exporter(t).ok(),
-                _ => None,
-            };
-            (spans, logs)
-        });
-        // A rebuild that fails (it only builds what worked at start) keeps the old exporter.
-        if let Ok((spans, logs)) = rebuilt {
-            if let Some(b) = spans {
-                run.exporters.spans = Some(b.with_resource(&resource));
+        let rebuilt = match &run.engine {
+            Engine::Direct(rt) => rt.enter(rebuild).ok(),
+            Engine::Spool(engine, _) => {
+                let _in_ours = engine.runtime.enter();
+                Some(rebuild())
             }
-            if let Some(b) = logs {
-                run.exporters.logs = Some(b.with_resource(&resource));
+        };
+        // A rebuild that fails (it only builds what worked at start) keeps the old exporter.
+        if let Some((spans, logs)) = rebuilt {
+            if let Some(e) = spans {
+                run.exporters.spans = Some(e);
+            }
+            if let Some(e) = logs {
+                run.exporters.logs = Some(e);
             }
         }
     }
@@ -354,19 +372,24 @@ impl Otlp {
                 metadata: metadata(&self.headers)?,
                 timeout: self.timeout,
             };
+            let gzip = self.gzip;
             if let Some(t) = &traces {
-                let mut client = TraceServiceClient::new(self.channel(t)?);
-                if self.gzip {
-                    client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
-                }
-                senders.traces = Some(client);
+                senders.traces = Some(spool::Replayer::new(self.grpc_endpoint(t)?, move |c| {
+                    let client = TraceServiceClient::new(c);
+                    match gzip {
+                        true => client.send_compressed(tonic::codec::CompressionEncoding::Gzip),
+                        false => client,
+                    }
+                }));
             }
             if let Some(t) = &logs {
-                let mut client = LogsServiceClient::new(self.channel(t)?);
-                if self.gzip {
-                    client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
-                }
-                senders.logs = Some(client);
+                senders.logs = Some(spool::Replayer::new(self.grpc_endpoint(t)?, move |c| {
+                    let client = LogsServiceClient::new(c);
+                    match gzip {
+                        true => client.send_compressed(tonic::codec::CompressionEncoding::Gzip),
+                        false => client,
+                    }
+                }));
             }
             return Ok(spool::Senders::Grpc(Box::new(senders)));
         }
@@ -389,6 +412,14 @@ impl Otlp {
     /// outside its own timeout: a server that accepted and never answered the handshake held
     /// every export until the batch's deadline, and the channel never tried again).
     fn channel(&self, target: &Target) -> Result<tonic::transport::Channel, String> {
+        Ok(self.grpc_endpoint(target)?.connect_lazy())
+    }
+
+    /// The target's gRPC endpoint (see [`Target::grpc`]), made on first use.
+    fn grpc_endpoint(&self, target: &Target) -> Result<tonic::transport::Endpoint, String> {
+        if let Some(endpoint) = target.grpc.get() {
+            return Ok(endpoint.clone());
+        }
         let endpoint = tonic::transport::Endpoint::from_shared(target.url.clone())
             .map_err(|e| {
                 let shown = endpoint::redact(&target.url);
@@ -406,7 +437,8 @@ impl Otlp {
                 .map_err(|e| format!("TLS set-up failed: {e}"))?,
             None => endpoint,
         };
-        Ok(endpoint.connect_lazy())
+        let _ = target.grpc.set(endpoint.clone());
+        Ok(endpoint)
     }
 
     /// The records of a batch as OTel spans and log records (with whether each log record is
@@ -445,7 +477,7 @@ impl Otlp {
         spans: Vec<SpanData>,
         logs: Logs,
         deadline: Instant,
-    ) -> (Result<(), SinkError>, Stale) {
+    ) -> Result<(), SinkError> {
         let span_chunks: Vec<Vec<SpanData>> = match run.spans.as_ref() {
             Some(_) => {
                 let mut spans = spans.into_iter().peekable();
@@ -500,22 +532,23 @@ impl Otlp {
             .is_err();
         let mut retries = 0;
         let mut failures = Failures::default();
-        let mut stale = Stale::default();
-        for (what, runs, attempts, losses) in [
+        for (what, runs, exporter, losses) in [
             (
                 "spans",
                 span_runs,
-                run.spans.as_ref().map(|e| &e.attempts),
+                run.spans.as_ref().map(|e| (&e.attempts, &e.ran_out)),
                 span_losses,
             ),
             (
                 "logs",
                 log_runs,
-                run.logs.as_ref().map(|e| &e.attempts),
+                run.logs.as_ref().map(|e| (&e.attempts, &e.ran_out)),
                 log_losses,
             ),
         ] {
-            let Some(attempts) = attempts else { continue };
+            let Some((attempts, ran_out_flag)) = exporter else {
+                continue;
+            };
             let (done, in_flight) = runs.into_parts(attempts);
             let mut losses = losses.into_iter();
             let mut ran_out = false;
@@ -535,13 +568,12 @@ impl Otlp {
                     failures.add(self.batch_timed_out(what), lost);
                 }
             }
-            match what {
-                "spans" => stale.spans = ran_out,
-                _ => stale.logs = ran_out,
+            if ran_out {
+                ran_out_flag.store(true, Relaxed);
             }
         }
         self.retries.fetch_add(retries, Relaxed);
-        (failures.into_result(), stale)
+        failures.into_result()
     }
 
     /// The error of a request of `what` ("spans", "logs") that the batch's deadline cut (the
@@ -693,25 +725,28 @@ impl Otlp {
         live: &Arc<LiveExport>,
         spool: &Arc<Spool>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let (export, attempts): (Pin<Box<dyn Future<Output = OTelSdkResult> + Send>>, _) =
-            match (chunk, &ctx.exporter) {
-                (Chunk::Spans(spans), LiveExporter::Spans(e)) => {
-                    let (exporter, spans) = (Arc::clone(&e.inner), spans.clone());
-                    let export = Box::pin(async move { exporter.export(spans).await });
-                    (export, Arc::clone(&e.attempts))
-                }
-                (Chunk::Logs { records, .. }, LiveExporter::Logs(e)) => {
-                    let (exporter, records) = (Arc::clone(&e.inner), Arc::clone(records));
-                    let scope = Arc::clone(ctx.log_scope);
-                    let export = Box::pin(async move {
-                        let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-                            records.iter().map(|r| (r, &*scope)).collect();
-                        exporter.export(LogBatch::new(&pairs)).await
-                    });
-                    (export, Arc::clone(&e.attempts))
-                }
-                _ => unreachable!("a chunk goes with its signal's exporter"),
-            };
+        let (export, attempts, ran_out_flag): (
+            Pin<Box<dyn Future<Output = OTelSdkResult> + Send>>,
+            _,
+            _,
+        ) = match (chunk, &ctx.exporter) {
+            (Chunk::Spans(spans), LiveExporter::Spans(e)) => {
+                let (exporter, spans) = (Arc::clone(&e.inner), spans.clone());
+                let export = Box::pin(async move { exporter.export(spans).await });
+                (export, Arc::clone(&e.attempts), Arc::clone(&e.ran_out))
+            }
+            (Chunk::Logs { records, .. }, LiveExporter::Logs(e)) => {
+                let (exporter, records) = (Arc::clone(&e.inner), Arc::clone(records));
+                let scope = Arc::clone(ctx.log_scope);
+                let export = Box::pin(async move {
+                    let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+                        records.iter().map(|r| (r, &*scope)).collect();
+                    exporter.export(LogBatch::new(&pairs)).await
+                });
+                (export, Arc::clone(&e.attempts), Arc::clone(&e.ran_out))
+            }
+            _ => unreachable!("a chunk goes with its signal's exporter"),
+        };
         let (live, spool) = (Arc::clone(live), Arc::clone(spool));
         let (retries, protocol, timeout) = (
             Arc::clone(&self.retries),
@@ -726,16 +761,19 @@ impl Otlp {
             retries.fetch_add(tried.saturating_sub(1), Relaxed);
             let result = match ran {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(export_failure(
-                    protocol,
-                    what,
-                    &attempts,
-                    tried,
-                    e.to_string(),
-                )),
-                Err(_) => Err(SinkError::Retryable(format!(
-                    "OTLP {what} export timed out after {timeout:?}"
-                ))),
+                Ok(Err(e)) => {
+                    let message = e.to_string();
+                    if retry::grpc_timed_out(&message) {
+                        ran_out_flag.store(true, Relaxed);
+                    }
+                    Err(export_failure(protocol, what, &attempts, tried, message))
+                }
+                Err(_) => {
+                    ran_out_flag.store(true, Relaxed);
+                    Err(SinkError::Retryable(format!(
+                        "OTLP {what} export timed out after {timeout:?}"
+                    )))
+                }
             };
             live.finish(result, &spool);
         }
@@ -835,6 +873,7 @@ impl Built<opentelemetry_otlp::SpanExporter> {
         Exporter {
             inner: Arc::new(self.inner),
             attempts: self.attempts,
+            ran_out: Arc::default(),
         }
     }
 }
@@ -845,6 +884,7 @@ impl Built<opentelemetry_otlp::LogExporter> {
         Exporter {
             inner: Arc::new(self.inner),
             attempts: self.attempts,
+            ran_out: Arc::default(),
         }
     }
 }
@@ -1317,14 +1357,13 @@ impl Otlp {
         let mut run = self.running.take().ok_or_else(not_started)?;
         let deadline = crate::clock::deadline_after(self.export_timeout);
         let (spans, logs) = self.convert(&run, batch);
-        let (result, stale) = match &mut run.engine {
+        let result = match &mut run.engine {
             Engine::Direct(rt) => self.export_direct(rt, &run.exporters, spans, logs, deadline),
-            Engine::Spool(engine, resource) => (
-                self.export_spooled(engine, resource, &run.exporters, spans, logs, deadline),
-                Stale::default(),
-            ),
+            Engine::Spool(engine, resource) => {
+                self.export_spooled(engine, resource, &run.exporters, spans, logs, deadline)
+            }
         };
-        self.reconnect(&mut run, stale);
+        self.reconnect(&mut run);
         self.running = Some(run);
         result
     }

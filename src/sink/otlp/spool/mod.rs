@@ -67,7 +67,7 @@ use crate::stats::SpoolStats;
 mod replay;
 mod store;
 
-pub(super) use replay::{GrpcSenders, HttpSenders, Senders};
+pub(super) use replay::{GrpcSenders, HttpSenders, Replayer, Senders};
 pub(super) use store::{AppendError, EntryId, Kind};
 use store::{Batch, Done, Store};
 

@@ -221,10 +221,60 @@ pub(in crate::sink::otlp) enum Senders {
 /// gRPC: one lazily connected channel per signal.
 #[derive(Debug)]
 pub(in crate::sink::otlp) struct GrpcSenders {
-    pub(in crate::sink::otlp) traces: Option<TraceServiceClient<Channel>>,
-    pub(in crate::sink::otlp) logs: Option<LogsServiceClient<Channel>>,
+    pub(in crate::sink::otlp) traces: Option<Replayer<TraceServiceClient<Channel>>>,
+    pub(in crate::sink::otlp) logs: Option<Replayer<LogsServiceClient<Channel>>>,
     pub(in crate::sink::otlp) metadata: MetadataMap,
     pub(in crate::sink::otlp) timeout: Duration,
+}
+
+/// One signal's gRPC client for the replay, made again on a new connection after one of its
+/// requests ran out of its timeout: the channel keeps its one HTTP/2 connection, and to a
+/// collector that hung with it open every later request would wait the same way.
+pub(in crate::sink::otlp) struct Replayer<C> {
+    client: std::sync::Mutex<C>,
+    endpoint: tonic::transport::Endpoint,
+    make: Box<dyn Fn(Channel) -> C + Send + Sync>,
+}
+
+impl<C: Clone> Replayer<C> {
+    /// A client to `endpoint` (connected when first used), made by `make` (compression).
+    pub(in crate::sink::otlp) fn new(
+        endpoint: tonic::transport::Endpoint,
+        make: impl Fn(Channel) -> C + Send + Sync + 'static,
+    ) -> Self {
+        Replayer {
+            client: std::sync::Mutex::new(make(endpoint.clone().connect_lazy())),
+            endpoint,
+            make: Box::new(make),
+        }
+    }
+
+    fn client(&self) -> C {
+        self.lock().clone()
+    }
+
+    /// Leaves the connection for a new one, if `status` says a request ran out of its timeout.
+    /// Requests still under way finish on the old one.
+    fn after(&self, status: &tonic::Status) {
+        if status.code() == tonic::Code::Cancelled
+            && retry::error_chain(status).contains(retry::CLIENT_TIMEOUT)
+        {
+            *self.lock() = (self.make)(self.endpoint.clone().connect_lazy());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, C> {
+        // A panic while it was held left a whole client in it.
+        self.client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<C> std::fmt::Debug for Replayer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replayer").finish_non_exhaustive()
+    }
 }
 
 /// HTTP: per signal, a reqwest client (with the signal's TLS) and the URL.
@@ -277,24 +327,30 @@ impl GrpcSenders {
     async fn send(&self, batch: &Batch) -> Attempt {
         let result = match batch.kind {
             Kind::Traces => {
-                let Some(client) = &self.traces else {
+                let Some(replayer) = &self.traces else {
                     return not_exported(batch.kind).into();
                 };
                 let request = match ExportTraceServiceRequest::decode(batch.payload.as_slice()) {
                     Ok(r) => r,
                     Err(e) => return undecodable(batch.kind, e).into(),
                 };
-                client.clone().export(self.request(request)).await.map(drop)
+                let result = replayer.client().export(self.request(request)).await;
+                result
+                    .map(drop)
+                    .inspect_err(|status| replayer.after(status))
             }
             Kind::Logs => {
-                let Some(client) = &self.logs else {
+                let Some(replayer) = &self.logs else {
                     return not_exported(batch.kind).into();
                 };
                 let request = match ExportLogsServiceRequest::decode(batch.payload.as_slice()) {
                     Ok(r) => r,
                     Err(e) => return undecodable(batch.kind, e).into(),
                 };
-                client.clone().export(self.request(request)).await.map(drop)
+                let result = replayer.client().export(self.request(request)).await;
+                result
+                    .map(drop)
+                    .inspect_err(|status| replayer.after(status))
             }
         };
         match result {
