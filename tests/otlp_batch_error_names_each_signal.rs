@@ -14,31 +14,6 @@ use support::receiver::{Answer, Receiver};
 use support::*;
 use tracing_offload::sink::otlp::Protocol;
 use tracing_offload::sink::Otlp;
-use tracing_offload::{OffloadLayer, SinkStats};
-
-/// One span with two events inside, as one batch (the drain takes them only when flushed);
-/// returns the sink's stats after the flush.
-fn one_span_two_events(sink: Otlp) -> SinkStats {
-    let (layer, guard) = OffloadLayer::builder()
-        .flush_interval(Duration::from_secs(3600))
-        .sink(sink)
-        .build()
-        .unwrap();
-    let handle = guard.handle();
-    with_layer(layer, || {
-        let _s = tracing::info_span!("request").entered();
-        tracing::info!("first");
-        tracing::info!("second");
-    });
-    handle.flush(DEADLINE).unwrap();
-    let stats = handle.stats().sink("otlp").unwrap().clone();
-    guard.shutdown(DEADLINE).unwrap();
-    assert_eq!(
-        stats.batches, 1,
-        "the records went as one batch: {stats:#?}"
-    );
-    stats
-}
 
 /// The part of `error` about `signal`, from its label to the next signal's (or the end).
 #[track_caller]
@@ -60,7 +35,7 @@ fn both_signals_refused_are_each_named_with_their_count() {
         .endpoint(receiver.endpoint())
         .protocol(Protocol::HttpProtobuf)
         .timeout(Duration::from_secs(5));
-    let s = one_span_two_events(sink);
+    let (_, s) = one_span_two_events(sink);
     assert_eq!(
         (s.exported, s.failed, s.failed_permanent),
         (0, 3, 3),
@@ -93,7 +68,7 @@ fn both_signals_failing_show_neither_endpoints_credentials() {
         .protocol(Protocol::HttpProtobuf)
         .timeout(Duration::from_millis(500))
         .max_retries(0);
-    let s = one_span_two_events(sink);
+    let (_, s) = one_span_two_events(sink);
     assert_eq!((s.exported, s.failed), (0, 3), "{s:#?}");
     let error = s.last_error.unwrap_or_default();
     assert!(
@@ -120,7 +95,7 @@ fn a_permanent_and_a_transient_failure_are_each_counted_as_they_are() {
     let sink = Otlp::from_env_with(&endpoints(&traces, &logs, "1000"))
         .protocol(Protocol::HttpProtobuf)
         .max_retries(0);
-    let s = one_span_two_events(sink);
+    let (_, s) = one_span_two_events(sink);
     assert_eq!(
         (s.exported, s.failed, s.failed_permanent),
         (0, 3, 1),

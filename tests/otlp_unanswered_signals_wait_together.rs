@@ -8,12 +8,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 use tracing_offload::sink::otlp::Protocol;
 use tracing_offload::sink::Otlp;
-use tracing_offload::OffloadLayer;
 
 /// The request timeout: long enough that two of them, one after the other, stand well apart
 /// from one (with the time to build, flush and shut down) on a loaded machine.
@@ -26,23 +25,7 @@ fn one_batch_against_a_silent_collector(protocol: Protocol) {
         .protocol(protocol)
         .timeout(TIMEOUT)
         .max_retries(0);
-    let (layer, guard) = OffloadLayer::builder()
-        .flush_interval(Duration::from_secs(3600))
-        .sink(sink)
-        .build()
-        .unwrap();
-    let handle = guard.handle();
-    with_layer(layer, || {
-        let _s = tracing::info_span!("request").entered();
-        tracing::info!("first");
-        tracing::info!("second");
-    });
-    let started = Instant::now();
-    handle.flush(DEADLINE).unwrap();
-    let took = started.elapsed();
-    let s = handle.stats().sink("otlp").unwrap().clone();
-    guard.shutdown(DEADLINE).unwrap();
-    assert_eq!(s.batches, 1, "{protocol:?}: one batch: {s:#?}");
+    let (took, s) = one_span_two_events(sink);
     assert_eq!((s.exported, s.failed), (0, 3), "{protocol:?}: {s:#?}");
     let error = s.last_error.unwrap_or_default();
     assert!(
@@ -82,20 +65,7 @@ fn a_signal_cut_by_the_batch_deadline_is_named_with_that_deadline() {
         .protocol(Protocol::HttpProtobuf)
         .max_retries(0)
         .export_timeout(Duration::from_millis(800));
-    let (layer, guard) = OffloadLayer::builder()
-        .flush_interval(Duration::from_secs(3600))
-        .sink(sink)
-        .build()
-        .unwrap();
-    let handle = guard.handle();
-    with_layer(layer, || {
-        let _s = tracing::info_span!("request").entered();
-        tracing::info!("first");
-        tracing::info!("second");
-    });
-    handle.flush(DEADLINE).unwrap();
-    let s = handle.stats().sink("otlp").unwrap().clone();
-    guard.shutdown(DEADLINE).unwrap();
+    let (_, s) = one_span_two_events(sink);
     assert_eq!((s.exported, s.failed), (1, 2), "{s:#?}");
     let error = s.last_error.unwrap_or_default();
     assert!(

@@ -20,15 +20,7 @@ impl FreezingFront {
 
     /// Freezes the first `frozen` connections.
     pub fn freezing(backend: u16, frozen: usize) -> FreezingFront {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (rt, listener, port) = super::front_runtime();
         rt.spawn(async move {
             let mut left = frozen;
             while let Ok((mut client, _)) = listener.accept().await {

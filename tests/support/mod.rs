@@ -95,6 +95,32 @@ pub fn with_layer<R>(layer: OffloadLayer, f: impl FnOnce() -> R) -> R {
     tracing::subscriber::with_default(subscriber, f)
 }
 
+/// One span with two events inside, sent through `sink` as one batch (the drain takes them
+/// only when flushed); returns how long the flush took and the sink's stats after it.
+pub fn one_span_two_events(sink: impl Sink + 'static) -> (Duration, tracing_offload::SinkStats) {
+    let (layer, guard) = OffloadLayer::builder()
+        .flush_interval(Duration::from_secs(3600))
+        .sink(sink)
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        let _s = tracing::info_span!("request").entered();
+        tracing::info!("first");
+        tracing::info!("second");
+    });
+    let started = Instant::now();
+    handle.flush(DEADLINE).unwrap();
+    let took = started.elapsed();
+    let stats = handle.stats().sinks[0].clone();
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(
+        stats.batches, 1,
+        "the records went as one batch: {stats:#?}"
+    );
+    (took, stats)
+}
+
 /// An OTLP sink to `endpoint` (service `service`) that spools to `dir` as soon as an export
 /// fails: no retries, so that a collector that is down (its port refuses connections) sends
 /// every batch to the spool at once. The timeout is generous: a request answered late is sent
@@ -443,4 +469,19 @@ impl Unanswering {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap();
     }
+}
+
+/// For the test fronts (a TLS front, a freezing one): a runtime of their own, and a loopback
+/// listener on a free port.
+pub fn front_runtime() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (rt, listener, port)
 }

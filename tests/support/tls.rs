@@ -125,15 +125,7 @@ impl TlsFront {
     ) -> TlsFront {
         let alpn: &[u8] = if grpc { b"h2" } else { b"http/1.1" };
         let config = Arc::new(pki.server_config(alpn, require_client_cert));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (rt, listener, port) = super::front_runtime();
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         rt.spawn(async move {
             let mut stall = stall_first;
