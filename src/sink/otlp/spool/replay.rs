@@ -231,7 +231,9 @@ pub(in crate::sink::otlp) struct GrpcSenders {
 /// requests ran out of its timeout: the channel keeps its one HTTP/2 connection, and to a
 /// collector that hung with it open every later request would wait the same way.
 pub(in crate::sink::otlp) struct Replayer<C> {
-    client: std::sync::Mutex<C>,
+    /// The client, and how many times it was made again (so that a late failure of a request
+    /// sent on an earlier client does not throw away a new one that works).
+    client: std::sync::Mutex<(u64, C)>,
     endpoint: tonic::transport::Endpoint,
     make: Box<dyn Fn(Channel) -> C + Send + Sync>,
 }
@@ -243,27 +245,33 @@ impl<C: Clone> Replayer<C> {
         make: impl Fn(Channel) -> C + Send + Sync + 'static,
     ) -> Self {
         Replayer {
-            client: std::sync::Mutex::new(make(endpoint.clone().connect_lazy())),
+            client: std::sync::Mutex::new((0, make(endpoint.clone().connect_lazy()))),
             endpoint,
             make: Box::new(make),
         }
     }
 
-    fn client(&self) -> C {
+    /// The client to send on, and which one it is (for [`after`](Self::after)).
+    fn client(&self) -> (u64, C) {
         self.lock().clone()
     }
 
-    /// Leaves the connection for a new one, if `status` says a request ran out of its timeout.
-    /// Requests still under way finish on the old one.
-    fn after(&self, status: &tonic::Status) {
-        if status.code() == tonic::Code::Cancelled
-            && retry::error_chain(status).contains(retry::CLIENT_TIMEOUT)
+    /// Leaves the connection for a new one, if `status` says a request sent on client `made`
+    /// ran out of its timeout and that client is still the current one. Requests still under
+    /// way finish on the old one.
+    fn after(&self, made: u64, status: &tonic::Status) {
+        if status.code() != tonic::Code::Cancelled
+            || !retry::error_chain(status).contains(retry::CLIENT_TIMEOUT)
         {
-            *self.lock() = (self.make)(self.endpoint.clone().connect_lazy());
+            return;
+        }
+        let mut current = self.lock();
+        if current.0 == made {
+            *current = (made + 1, (self.make)(self.endpoint.clone().connect_lazy()));
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, C> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, C)> {
         // A panic while it was held left a whole client in it.
         self.client
             .lock()
@@ -334,10 +342,11 @@ impl GrpcSenders {
                     Ok(r) => r,
                     Err(e) => return undecodable(batch.kind, e).into(),
                 };
-                let result = replayer.client().export(self.request(request)).await;
+                let (made, mut client) = replayer.client();
+                let result = client.export(self.request(request)).await;
                 result
                     .map(drop)
-                    .inspect_err(|status| replayer.after(status))
+                    .inspect_err(|status| replayer.after(made, status))
             }
             Kind::Logs => {
                 let Some(replayer) = &self.logs else {
@@ -347,10 +356,11 @@ impl GrpcSenders {
                     Ok(r) => r,
                     Err(e) => return undecodable(batch.kind, e).into(),
                 };
-                let result = replayer.client().export(self.request(request)).await;
+                let (made, mut client) = replayer.client();
+                let result = client.export(self.request(request)).await;
                 result
                     .map(drop)
-                    .inspect_err(|status| replayer.after(status))
+                    .inspect_err(|status| replayer.after(made, status))
             }
         };
         match result {
@@ -479,6 +489,37 @@ fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replay_client_is_made_again_once_per_timeout_of_its_own() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in_it = rt.enter();
+        let made = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = std::sync::Arc::clone(&made);
+        let endpoint = tonic::transport::Endpoint::from_static("http://127.0.0.1:9");
+        let replayer = Replayer::new(endpoint, move |channel| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            channel
+        });
+        let made = || made.load(std::sync::atomic::Ordering::Relaxed);
+        let timed_out = tonic::Status::cancelled(retry::CLIENT_TIMEOUT);
+        assert_eq!(made(), 1);
+        let (first, _) = replayer.client();
+        // Two requests sent on the first client time out: one new client, not two.
+        replayer.after(first, &timed_out);
+        replayer.after(first, &timed_out);
+        assert_eq!(made(), 2);
+        // Answers that are not the client's own timeout keep the client.
+        let (second, _) = replayer.client();
+        replayer.after(second, &tonic::Status::deadline_exceeded("upstream"));
+        replayer.after(second, &tonic::Status::cancelled("by the server"));
+        assert_eq!(made(), 2);
+        replayer.after(second, &timed_out);
+        assert_eq!(made(), 3);
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {
