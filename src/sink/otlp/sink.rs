@@ -510,9 +510,9 @@ impl Otlp {
         let spans_part = async {
             if let Some(exporter) = run.spans.as_ref() {
                 for chunk in span_chunks {
-                    let run = span_runs.start(&exporter.attempts);
+                    span_runs.start(&exporter.attempts);
                     let result = exporter.inner.export(chunk).await;
-                    span_runs.finish(run, &exporter.attempts, result);
+                    span_runs.finish(&exporter.attempts, result);
                 }
             }
         };
@@ -521,9 +521,9 @@ impl Otlp {
                 for (chunk, _) in &log_chunks {
                     let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
                         chunk.iter().map(|r| (r, &*run.log_scope)).collect();
-                    let run = log_runs.start(&exporter.attempts);
+                    log_runs.start(&exporter.attempts);
                     let result = exporter.inner.export(LogBatch::new(&pairs)).await;
-                    log_runs.finish(run, &exporter.attempts, result);
+                    log_runs.finish(&exporter.attempts, result);
                 }
             }
         };
@@ -903,15 +903,13 @@ struct SignalRuns {
 }
 
 impl SignalRuns {
-    fn start(&self, attempts: &Attempts) -> u64 {
-        let before = attempts.count();
-        self.under_way.set(Some(before));
-        before
+    fn start(&self, attempts: &Attempts) {
+        self.under_way.set(Some(attempts.count()));
     }
 
-    fn finish(&self, before: u64, attempts: &Attempts, result: OTelSdkResult) {
+    fn finish(&self, attempts: &Attempts, result: OTelSdkResult) {
+        let before = self.under_way.take().unwrap_or_else(|| attempts.count());
         let tried = attempts.count() - before;
-        self.under_way.set(None);
         self.done
             .borrow_mut()
             .push((tried, result.map_err(|e| e.to_string())));
