@@ -4,6 +4,8 @@
 //! again, so that every batch cost two timeouts (and the sink's buffer filled twice as fast as
 //! it could drain). Now a batch costs one. Each record is still counted as failed, and the
 //! error still names both signals; a signal cut by the batch's own deadline is named with it.
+//! With a spool, the same: each signal's request waits `spool_after` at most, side by side, and
+//! then both are spooled; the batch waited `spool_after` once per signal, one after the other.
 #![cfg(feature = "otlp")]
 
 mod support;
@@ -73,4 +75,25 @@ fn a_signal_cut_by_the_batch_deadline_is_named_with_that_deadline() {
         "{error}"
     );
     assert!(!error.contains("spans"), "{error}");
+}
+
+/// With a spool, against the silent collector: both signals' requests wait `spool_after` side
+/// by side, then go to the spool; the batch costs one `spool_after`, not two.
+#[test]
+fn with_a_spool_a_batch_waits_one_spool_after_for_both_signals() {
+    let silent = Unanswering::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Otlp::new()
+        .endpoint(format!("http://127.0.0.1:{}", silent.port))
+        // Longer than `spool_after`: the requests are still waiting when they are spooled.
+        .timeout(TIMEOUT * 2)
+        .max_retries(0)
+        .spool(dir.path())
+        .spool_after(TIMEOUT);
+    let (took, s) = one_span_two_events(sink);
+    assert_eq!((s.exported, s.spooled, s.failed), (0, 3, 0), "{s:#?}");
+    assert!(
+        took >= TIMEOUT && took < TIMEOUT * 2 - Duration::from_millis(500),
+        "the batch took {took:?} against a spool_after of {TIMEOUT:?}"
+    );
 }

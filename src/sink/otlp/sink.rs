@@ -585,7 +585,10 @@ impl Otlp {
         ))
     }
 
-    /// Exports with a spool: each request live for at most `spool_after`, else spooled.
+    /// Exports with a spool: each request live for at most `spool_after`, else spooled. Each
+    /// signal's requests go in order; the first request of each signal starts before the
+    /// sink thread waits for either, so that a collector that answers neither costs the batch
+    /// one `spool_after`, not one per signal.
     fn export_spooled(
         &self,
         engine: &mut spool::Engine,
@@ -595,24 +598,23 @@ impl Otlp {
         logs: Logs,
         deadline: Instant,
     ) -> Result<(), SinkError> {
-        let mut failures = Failures::default();
-        if let Some(exporter) = run.spans.as_ref() {
+        let ctx_for = |exporter| ChunkCtx {
+            exporter,
+            resource,
+            log_scope: &run.log_scope,
+            resend: &run.resend,
+        };
+        let mut span_chunks: Vec<(Chunk, ChunkLoss)> = Vec::new();
+        if run.spans.is_some() {
             let mut spans = spans.into_iter().peekable();
             while spans.peek().is_some() {
                 let chunk: Vec<SpanData> = spans.by_ref().take(self.max_batch).collect();
                 let lost = ChunkLoss::spans(chunk.len());
-                let ctx = ChunkCtx {
-                    exporter: LiveExporter::Spans(exporter),
-                    resource,
-                    log_scope: &run.log_scope,
-                    resend: &run.resend,
-                };
-                if let Err(e) = self.export_chunk(engine, Chunk::Spans(chunk), &ctx, deadline) {
-                    failures.add(e, lost);
-                }
+                span_chunks.push((Chunk::Spans(chunk), lost));
             }
         }
-        if let Some(exporter) = run.logs.as_ref() {
+        let mut log_chunks: Vec<(Chunk, ChunkLoss)> = Vec::new();
+        if run.logs.is_some() {
             // Markers to send again first, then the batch's records.
             let resent = std::mem::take(&mut *lock(&run.resend));
             let kinds: Vec<Rec> = std::iter::repeat_n(Rec::Resent, resent.len())
@@ -630,36 +632,64 @@ impl Otlp {
                     data: flags.iter().filter(|d| **d).count() as u64,
                     kinds: kinds.to_vec(),
                 };
-                let ctx = ChunkCtx {
-                    exporter: LiveExporter::Logs(exporter),
-                    resource,
-                    log_scope: &run.log_scope,
-                    resend: &run.resend,
-                };
-                if let Err(e) = self.export_chunk(engine, chunk, &ctx, deadline) {
-                    failures.add(e, ChunkLoss::logs(&flags));
+                log_chunks.push((chunk, ChunkLoss::logs(&flags)));
+            }
+        }
+        let mut failures = Failures::default();
+        let signals = [
+            (
+                run.spans.as_ref().map(LiveExporter::Spans),
+                span_chunks.into_iter(),
+            ),
+            (
+                run.logs.as_ref().map(LiveExporter::Logs),
+                log_chunks.into_iter(),
+            ),
+        ];
+        // Each signal's first request starts now; the rest follow it in order.
+        let mut lanes = Vec::with_capacity(signals.len());
+        for (exporter, mut chunks) in signals {
+            let Some(exporter) = exporter else { continue };
+            let ctx = ctx_for(exporter);
+            let first = chunks
+                .next()
+                .map(|(chunk, lost)| (self.start_chunk(engine, chunk, &ctx, deadline), lost));
+            lanes.push((ctx, first, chunks));
+        }
+        for (ctx, first, rest) in lanes {
+            let first = first
+                .map(|(started, lost)| (self.finish_chunk(engine, started, &ctx, deadline), lost));
+            let rest = rest.map(|(chunk, lost)| {
+                let started = self.start_chunk(engine, chunk, &ctx, deadline);
+                (self.finish_chunk(engine, started, &ctx, deadline), lost)
+            });
+            for (result, lost) in first.into_iter().chain(rest) {
+                if let Err(e) = result {
+                    failures.add(e, lost);
                 }
             }
         }
         failures.into_result()
     }
 
-    /// One request with a spool: straight to the spool while the collector is unreachable or
-    /// the last live export still runs; else live, waited for at most `spool_after`.
-    fn export_chunk(
+    /// Starts one request with a spool: straight to the spool while the collector is
+    /// unreachable or the last live export of its signal still runs; else live, to be waited
+    /// for ([`finish_chunk`](Self::finish_chunk)) at most `spool_after` from now.
+    fn start_chunk(
         &self,
         engine: &mut spool::Engine,
         chunk: Chunk,
         ctx: &ChunkCtx<'_>,
         deadline: Instant,
-    ) -> Result<(), SinkError> {
+    ) -> StartedChunk {
         let kind = chunk.kind();
-        let resend = &ctx.resend;
         if engine.spool.straight_to_spool(kind) || engine.live_running(kind) {
-            return match chunk.encode_for_spool(ctx, &self.markers_deferred, resend) {
-                Some(request) => spool_request(&engine.spool, &request, None),
-                None => Ok(()),
-            };
+            return StartedChunk::Done(
+                match chunk.encode_for_spool(ctx, &self.markers_deferred, ctx.resend) {
+                    Some(request) => spool_request(&engine.spool, &request, None),
+                    None => Ok(()),
+                },
+            );
         }
         let live = LiveExport::new(kind);
         let started = Instant::now();
@@ -668,6 +698,35 @@ impl Otlp {
             .runtime
             .spawn(self.live_task(&chunk, ctx, &live, &engine.spool));
         let wait_until = deadline.min(crate::clock::deadline_after(self.spool_after));
+        StartedChunk::Live {
+            chunk,
+            live,
+            started,
+            wait_until,
+        }
+    }
+
+    /// Waits for a request [`start_chunk`](Self::start_chunk) sent live, until its
+    /// `spool_after` has passed; then spools it, or, if the spool fails, waits for it until
+    /// the batch's deadline.
+    fn finish_chunk(
+        &self,
+        engine: &spool::Engine,
+        started: StartedChunk,
+        ctx: &ChunkCtx<'_>,
+        deadline: Instant,
+    ) -> Result<(), SinkError> {
+        let (chunk, live, started, wait_until) = match started {
+            StartedChunk::Done(result) => return result,
+            StartedChunk::Live {
+                chunk,
+                live,
+                started,
+                wait_until,
+            } => (chunk, live, started, wait_until),
+        };
+        let kind = chunk.kind();
+        let resend = &ctx.resend;
         if let Some(result) = live.wait(wait_until) {
             return after_live(&engine.spool, kind, result, || {
                 chunk.encode_for_spool(ctx, &self.markers_deferred, resend)
@@ -1103,6 +1162,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// What a chunk is exported and encoded with.
+/// A request of the spooled path, started (`Otlp::start_chunk`).
+enum StartedChunk {
+    /// Spooled at once (or nothing to send): the outcome.
+    Done(Result<(), SinkError>),
+    /// Sent live: waited for until `wait_until`, then spooled.
+    Live {
+        chunk: Chunk,
+        live: Arc<LiveExport>,
+        started: Instant,
+        wait_until: Instant,
+    },
+}
+
 struct ChunkCtx<'a> {
     exporter: LiveExporter<'a>,
     resource: &'a ResourceAttributesWithSchema,
