@@ -104,7 +104,7 @@
 //! | | `tail_sampling` | [`TailSampling`] (its criteria, text form and decision), its live settings, counters and [`TailSamplingStats`] |
 //! | | `stats` | every counter of a pipeline and the [`Stats`] snapshot |
 //! | | `pipeline::queue`, `pipeline::notify` | the `Intake` the layer pushes into (`ArrayQueue`, [`Backpressure`], counters, sampler, closed flag); waiting with a deadline (loom-checked) |
-//! | hot side | `layer` | `impl Layer` (`mod.rs`), the callsite cache (`callsite.rs`), field capture (`capture.rs`), the sharded span store (`spans.rs`), the per-thread stack of entered spans (`entered.rs`) |
+//! | hot side | `layer` | `impl Layer` (`mod.rs`), the callsite cache (`callsite.rs`), field capture (`capture.rs`), the sharded span store (`spans.rs`) and its id-to-slot map (`id_index.rs`), the per-thread stack of entered spans (`entered.rs`) |
 //! | threads | `pipeline` | the drain thread, tail sampling's buffer (`pipeline/tail.rs`), one thread per sink, flush and shutdown |
 //! | | `sink` | the [`Sink`](sink::Sink) trait and the sinks; a sink knows records and its own settings, nothing of the layer; the OTLP sink's spool (`sink/otlp/spool/`: segment files, and its `offload-spool-<name>` thread that replays them) |
 //! | surface | `config`, `error`, `guard`, `builder` | the effective [`Config`]; [`BuildError`]; [`Guard`] and [`Handle`]; [`Builder`] and the `DEFAULT_*` constants |

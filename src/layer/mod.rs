@@ -21,6 +21,7 @@ use tracing_subscriber::Layer;
 mod callsite;
 mod capture;
 mod entered;
+mod id_index;
 mod spans;
 
 use self::callsite::CallsiteClass;

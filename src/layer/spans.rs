@@ -10,8 +10,6 @@
 //! crate keeps refers to a span but by id.
 
 use parking_lot::{Mutex, MutexGuard};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crossbeam_utils::CachePadded;
 use tracing_core::span::Id;
@@ -20,6 +18,8 @@ use crate::clock::{RawSpan, Tick};
 use crate::ids::{SpanContext, SpanId, TraceId};
 use crate::open_spans::{epoch_of, OpenSpans, SHARDS};
 use crate::record::SpanRecord;
+
+use super::id_index::IdIndex;
 
 /// One open span's state, kept in place in its shard's slots: it is written field by field
 /// where it lives and never moved while the span is open (moving a freshly written entry stalls
@@ -81,7 +81,7 @@ pub(crate) struct NewSpan {
 #[derive(Debug, Default)]
 struct Shard {
     /// Span id to slot.
-    index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+    index: IdIndex,
     slots: Vec<SpanEntry>,
     /// Slots not in use.
     free: Vec<u32>,
@@ -103,7 +103,7 @@ impl Shard {
     #[cold]
     fn compact(&mut self, len: usize) {
         let mut slots = Vec::with_capacity(len * 2);
-        for slot in self.index.values_mut() {
+        for slot in self.index.slots_mut() {
             let entry = std::mem::replace(&mut self.slots[*slot as usize], SpanEntry::VACANT);
             *slot = slots.len() as u32;
             slots.push(entry);
@@ -166,23 +166,20 @@ impl SpanStore {
         let mut guard = self.lock(shard);
         let map = &mut *guard;
         ages.open(shard, epoch);
-        let (slot, stale) = match map.index.get(&id.into_u64()) {
-            Some(&slot) => {
+        let (slots, free) = (&mut map.slots, &mut map.free);
+        let (slot, stale) = match map.index.get_or_insert(id.into_u64(), || match free.pop() {
+            Some(slot) => slot,
+            None => {
+                slots.push(SpanEntry::VACANT);
+                (slots.len() - 1) as u32
+            }
+        }) {
+            Ok(slot) => {
                 let old = &mut map.slots[slot as usize];
                 ages.close(shard, old.epoch);
                 (slot, Err(old.record.take()))
             }
-            None => {
-                let slot = match map.free.pop() {
-                    Some(slot) => slot,
-                    None => {
-                        map.slots.push(SpanEntry::VACANT);
-                        (map.slots.len() - 1) as u32
-                    }
-                };
-                map.index.insert(id.into_u64(), slot);
-                (slot, Ok(()))
-            }
+            Err(slot) => (slot, Ok(())),
         };
         let e = &mut map.slots[slot as usize];
         e.context = new.context;
@@ -200,7 +197,7 @@ impl SpanStore {
     pub(crate) fn with<R>(&self, id: &Id, f: impl FnOnce(&mut SpanEntry) -> R) -> Option<R> {
         let mut guard = self.lock(shard_of(id));
         let map = &mut *guard;
-        let slot = *map.index.get(&id.into_u64())?;
+        let slot = map.index.get(id.into_u64())?;
         Some(f(&mut map.slots[slot as usize]))
     }
 
@@ -236,7 +233,7 @@ impl SpanStore {
         let shard = shard_of(id);
         let mut guard = self.lock(shard);
         let map = &mut *guard;
-        let slot = map.index.remove(&id.into_u64())?;
+        let slot = map.index.remove(id.into_u64())?;
         let e = &mut map.slots[slot as usize];
         ages.close(shard, e.epoch);
         let taken = (e.record.take(), e.context.sampled);
@@ -260,24 +257,6 @@ impl SpanStore {
                 shard.slots.capacity().max(shard.index.capacity())
             })
             .sum()
-    }
-}
-
-/// A hasher for span ids that are spread already by [`SPREAD`].
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(SPREAD);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(SPREAD);
     }
 }
 
