@@ -623,30 +623,36 @@ fn join([high, low]: [u64; 2]) -> u128 {
     u128::from(high) << 64 | u128::from(low)
 }
 
-/// Appends `s` to `buf`. A field's text is short: up to 16 bytes are copied here with two
-/// overlapping loads and stores, where `push_str` would call `memcpy` (which costs a call, and
-/// the registers saved around it, for a copy of a few bytes).
+/// Appends `s` to `buf` (see [`append_bytes`]).
 #[inline(always)]
 fn append(buf: &mut String, s: &str) {
+    // SAFETY: the bytes appended are a whole `str`'s, so the string stays valid UTF-8.
+    #[allow(unsafe_code)]
+    let v = unsafe { buf.as_mut_vec() };
+    append_bytes(v, s.as_bytes());
+}
+
+/// Appends `s` to `buf`. A field's text, a field name or a short value is short: up to 16 bytes
+/// are copied here with two overlapping loads and stores, where `extend_from_slice` would call
+/// `memcpy` (which costs a call, and the registers saved around it, for a copy of a few bytes).
+#[inline(always)]
+pub(crate) fn append_bytes(v: &mut Vec<u8>, s: &[u8]) {
     let n = s.len();
     if n > 16 || n == 0 {
-        buf.push_str(s);
+        v.extend_from_slice(s);
         return;
     }
-    buf.reserve(n);
+    v.reserve(n);
     // SAFETY:
     // - `reserve` made room for `n` more bytes: `dst..dst + n` is in the buffer's allocation,
     //   past its length, where nothing refers.
     // - Every read is within `s` and every write within `dst..dst + n`: for 8 ≤ n ≤ 16 the
     //   first and the last 8 bytes (overlapping when n < 16), for 4 ≤ n < 8 the first and the
-    //   last 4, for n < 4 the first, middle and last byte; together they cover every byte.
-    //   The loads and stores are unaligned ones.
-    // - The bytes written are `s`'s, a whole `str`, so the buffer stays valid UTF-8 once its
-    //   length covers them.
+    //   last 4, for n < 4 the first, middle and last byte; together they cover every byte, so
+    //   every byte up to the new length is initialised. The loads and stores are unaligned ones.
     // - Miri runs the tests of this module through every length (`scripts/test`).
     #[allow(unsafe_code)]
     unsafe {
-        let v = buf.as_mut_vec();
         let len = v.len();
         let dst = v.as_mut_ptr().add(len);
         let src = s.as_ptr();
