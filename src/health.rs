@@ -232,7 +232,8 @@ pub struct ComponentHealth {
     /// When this was computed.
     #[serde(serialize_with = "ser_time")]
     pub checked_at: SystemTime,
-    /// Sinks only: the last export error.
+    /// Sinks only: the last export error (for a sink with a spool, the newer of its exports'
+    /// and its spool's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// Sinks only: when the last export succeeded.
@@ -619,11 +620,18 @@ fn tail_health(config: &HealthConfig, stats: &Stats, forced_recently: bool) -> C
 fn sink_health(config: &HealthConfig, sink: &SinkStats, dropped_recently: bool) -> ComponentHealth {
     let (status, message) = sink_status(config, sink, dropped_recently);
     let mut c = component(format!("sink:{}", sink.name), status, message);
-    // While its collector is unreachable, a spooling sink's freshest error is its spool's.
-    let spool_error = sink.spool.as_ref().and_then(|s| s.last_error.clone());
-    c.last_error = match sink.spool.as_ref().and_then(|s| s.unreachable_for) {
-        Some(_) => spool_error.or_else(|| sink.last_error.clone()),
-        None => sink.last_error.clone().or(spool_error),
+    // A spooling sink's errors come from its exports and from its spool's replay: the newer
+    // one is shown (while its collector is unreachable, the spool's, which probes it).
+    let spool = sink.spool.as_ref();
+    let spool_error = spool.and_then(|s| s.last_error.clone());
+    let spool_newer = match (spool.and_then(|s| s.last_error_at), sink.last_error_at) {
+        (Some(spool_at), Some(sink_at)) => spool_at >= sink_at,
+        (spool_at, _) => spool_at.is_some(),
+    };
+    c.last_error = if spool.and_then(|s| s.unreachable_for).is_some() || spool_newer {
+        spool_error.or_else(|| sink.last_error.clone())
+    } else {
+        sink.last_error.clone().or(spool_error)
     };
     c.last_success_at = sink.last_success_at;
     c.spool = sink.spool.as_ref().map(SpoolHealth::of);
@@ -847,6 +855,36 @@ mod tests {
         let sink = h.component("sink:json").unwrap();
         assert_eq!(sink.status, HealthStatus::Unhealthy, "{sink:?}");
         assert!(sink.message.ends_with("(unhealthy after 60s)"), "{sink:?}");
+    }
+
+    #[test]
+    fn a_spooling_sink_shows_the_newer_of_its_exports_and_its_spools_errors() {
+        let config = HealthConfig::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let later = t0 + Duration::from_secs(60);
+        let errors = |export_at, spool_at| {
+            let mut s = with_spool(|p| {
+                p.last_error = Some("replay refused (HTTP 400)".into());
+                p.last_error_at = Some(spool_at);
+            });
+            s.sinks[0].last_error = Some("export timed out".into());
+            s.sinks[0].last_error_at = Some(export_at);
+            s
+        };
+        let shown = |s: &Stats| {
+            let h = check(&config, s, false);
+            h.component("sink:json").unwrap().last_error.clone()
+        };
+        // The replay failed after the export: its error, not the export's older one.
+        assert_eq!(
+            shown(&errors(t0, later)).as_deref(),
+            Some("replay refused (HTTP 400)")
+        );
+        // The export failed after the replay.
+        assert_eq!(
+            shown(&errors(later, t0)).as_deref(),
+            Some("export timed out")
+        );
     }
 
     #[test]

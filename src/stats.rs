@@ -523,8 +523,12 @@ pub struct SpoolStats {
     pub corrupt_batches: u64,
     /// Records the collector refused for good when they were replayed.
     pub rejected: u64,
-    /// The last error of the collector, or the last problem with the spool's files.
+    /// The last error of the collector, or the last problem with the spool's files. It stays
+    /// after the collector is back and the spool has drained:
+    /// [`last_error_at`](Self::last_error_at) says how old it is.
     pub last_error: Option<String>,
+    /// When [`last_error`](Self::last_error) happened.
+    pub last_error_at: Option<SystemTime>,
 }
 
 impl SpoolStats {

@@ -12,7 +12,7 @@ mod support;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use support::collector::{span_numbers, Collector};
 use support::*;
@@ -92,6 +92,7 @@ fn a_collector_killed_under_load_and_restarted_loses_nothing_with_a_spool() {
     first.wait_for("live spans", DEADLINE, |c| c.span_count() >= 100);
 
     // 2. Down: the collector is killed mid-stream; the sink spools, and says so.
+    let killed_at = SystemTime::now();
     first.kill();
     wait_until("2 s of outage and 500 spans spooled", DEADLINE, || {
         let spool = otlp(&handle).spool.unwrap();
@@ -102,6 +103,9 @@ fn a_collector_killed_under_load_and_restarted_loses_nothing_with_a_spool() {
     assert!(sink.message.contains("unreachable"), "{sink:?}");
     let during = otlp(&handle);
     assert_eq!((during.failed, during.dropped), (0, 0), "{during:#?}");
+    // The spool's error says when it happened.
+    let outage_error_at = during.spool.as_ref().unwrap().last_error_at;
+    assert!(outage_error_at >= Some(killed_at), "{during:#?}");
 
     // 3. Back: the spool is replayed while new spans go live.
     let second = Collector::start_on(grpc, http).unwrap();
@@ -114,6 +118,14 @@ fn a_collector_killed_under_load_and_restarted_loses_nothing_with_a_spool() {
             let spool = s.spool.unwrap();
             spool.records == 0 && spool.replayed > 0 && s.exported > exported_before
         },
+    );
+    // The last error stays once the spool has drained; its time tells it is from the outage.
+    let drained = otlp(&handle).spool.unwrap();
+    assert!(drained.last_error.is_some(), "{drained:#?}");
+    assert!(
+        drained.last_error_at >= outage_error_at
+            && drained.last_error_at <= Some(SystemTime::now()),
+        "{drained:#?}"
     );
     let emitted = load.stop();
     handle.flush(DEADLINE).unwrap();

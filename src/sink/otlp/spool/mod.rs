@@ -142,8 +142,9 @@ struct Inner {
     /// [`ONE_LANE_AFTER_THROTTLING`] after that, one lane alone sends: a collector that
     /// throttles concurrent requests is not asked again and again.
     throttled_at: [Option<Instant>; 2],
-    /// The last error of a live export or a replay, or the store's last problem.
-    last_error: Option<String>,
+    /// The last error of a live export or a replay, or the store's last problem, and when it
+    /// was noted (see [`Inner::error`]).
+    last_error: Option<(String, SystemTime)>,
     /// Set by shutdown: the replay finishes its request until then, and stops.
     stop_at: Option<Instant>,
     /// Per signal: whether this sink exports it (and replays it).
@@ -151,6 +152,11 @@ struct Inner {
 }
 
 impl Inner {
+    /// Notes `error` as the last one, now.
+    fn error(&mut self, error: String) {
+        self.last_error = Some((error, SystemTime::now()));
+    }
+
     /// The replay's request `id` of `kind` is no longer in flight.
     fn answered(&mut self, id: EntryId, kind: Kind) {
         self.sending[kind.index()].retain(|(sent, _)| *sent != id);
@@ -165,7 +171,10 @@ impl Spool {
         let store = Store::open(dir, max_bytes)?;
         Ok(Arc::new(Spool {
             inner: Mutex::new(Inner {
-                last_error: store.last_problem.clone(),
+                last_error: store
+                    .last_problem
+                    .clone()
+                    .map(|problem| (problem, SystemTime::now())),
                 store,
                 down_since: [None; 2],
                 held_since: [None; 2],
@@ -214,7 +223,7 @@ impl Spool {
             })
             .collect();
         if !waiting.is_empty() {
-            inner.last_error = Some(format!(
+            inner.error(format!(
                 "the spool holds {}, which this sink does not export (its configuration \
                  changed): kept for a configuration that exports them",
                 waiting.join(" and ")
@@ -255,7 +264,7 @@ impl Spool {
     pub(super) fn note_failure(&self, kind: Kind, error: String) {
         let mut inner = self.lock();
         inner.down_since[kind.index()].get_or_insert_with(Instant::now);
-        inner.last_error = Some(error);
+        inner.error(error);
     }
 
     /// A success: the endpoint of `kind` is reachable; its replay may go on at once.
@@ -298,7 +307,7 @@ impl Spool {
         match outcome {
             Outcome::Delivered => self.note_success(kind),
             Outcome::Transient(error) => self.note_failure(kind, error),
-            Outcome::Permanent(error) => self.lock().last_error = Some(error),
+            Outcome::Permanent(error) => self.lock().error(error),
         }
     }
 
@@ -340,14 +349,14 @@ impl Spool {
             Outcome::Transient(error) => {
                 down.get_or_insert_with(Instant::now);
                 inner.store.release(id);
-                inner.last_error = Some(error);
+                inner.error(error);
                 drop(inner);
                 // The first lane probes the endpoint with it, backing off; the others wait.
                 self.wake(kind);
             }
             Outcome::Permanent(error) => {
                 inner.store.done(id, Done::Rejected);
-                inner.last_error = Some(error);
+                inner.error(error);
             }
         }
     }
@@ -383,7 +392,7 @@ impl Spool {
             inner.sending[kind.index()].push((batch.id, Instant::now()));
         }
         if let Some(problem) = inner.store.last_problem.take() {
-            inner.last_error = Some(problem);
+            inner.error(problem);
         }
         batch
     }
@@ -428,7 +437,11 @@ impl Spool {
             corrupt_batches: c.corrupt_batches,
             rejected: c.rejected,
             // Errors quote the endpoint: its credentials hidden.
-            last_error: inner.last_error.as_deref().map(super::endpoint::redact_in),
+            last_error: inner
+                .last_error
+                .as_ref()
+                .map(|(e, _)| super::endpoint::redact_in(e)),
+            last_error_at: inner.last_error.as_ref().map(|(_, at)| *at),
         }
     }
 }
