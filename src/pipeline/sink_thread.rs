@@ -15,6 +15,10 @@ use crate::silent;
 use crate::sink::{Sink, SinkError};
 use crate::stats::SinkCounters;
 
+/// How often an idle sink thread with a spool reads the spool for the stats, at least: the
+/// spool replays on its own thread, and the stats and health show it as last read.
+const SPOOL_REFRESH: Duration = Duration::from_secs(1);
+
 pub(super) fn run(pipeline: Arc<Pipeline>, slot: Arc<SinkSlot>, sink: Box<dyn Sink>) {
     silent::mark_pipeline_thread(pipeline.id());
     let mut runner = SinkRunner::new(&pipeline, &slot, sink);
@@ -174,12 +178,28 @@ impl<'a> SinkRunner<'a> {
         spooled
     }
 
+    /// Sleeps until woken or the flush interval passes; with a spool, at most
+    /// [`SPOOL_REFRESH`], so that the stats follow what the spool's own thread replays.
     fn sleep(&self) {
         self.slot.sleeping.store(true, Ordering::Relaxed);
         if self.slot.buffer.is_empty() && !self.slot.stop.is_set() {
-            thread::park_timeout(self.p.settings.flush_interval);
+            let mut wait = self.p.settings.flush_interval;
+            if self.has_spool() {
+                wait = wait.min(SPOOL_REFRESH);
+            }
+            thread::park_timeout(wait);
         }
         self.slot.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the sink has a spool (the stats hold its view once the sink has given one).
+    fn has_spool(&self) -> bool {
+        self.slot
+            .counters
+            .spool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Pops up to one batch, after a drop marker when `notices` and there were losses (while
