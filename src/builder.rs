@@ -73,7 +73,7 @@ const ADMIN_ADDR_VAR: &str = "OFFLOAD_ADMIN_ADDR";
 /// | block timeout | [`backpressure`](Self::backpressure) | [`DEFAULT_BLOCK_TIMEOUT`] (100 ms) | any; from the environment 0 – [`MAX_ENV_BLOCK_TIMEOUT`] (60 000 ms), with `OFFLOAD_BACKPRESSURE=block` (alone, a warning) | `OFFLOAD_BLOCK_TIMEOUT_MS` |
 /// | critical block timeout | [`critical_block_timeout`](Self::critical_block_timeout) | [`DEFAULT_CRITICAL_BLOCK_TIMEOUT`] (100 ms) | any | |
 /// | batch size | [`batch_size`](Self::batch_size) | [`DEFAULT_BATCH_SIZE`] (1 024) | 1 – [`MAX_BATCH_SIZE`] (65 536); 0 counts as 1 | |
-/// | flush interval | [`flush_interval`](Self::flush_interval) | [`DEFAULT_FLUSH_INTERVAL`] (10 ms) | any; below 1 ms counts as 1 ms (the drain thread still wakes at least once a second) | |
+/// | flush interval | [`flush_interval`](Self::flush_interval) | [`DEFAULT_FLUSH_INTERVAL`] (10 ms) | any; below 1 ms counts as 1 ms (the drain thread still wakes at least once a second, and so does the thread of a sink with a spool) | |
 /// | text value cap | [`max_field_len`](Self::max_field_len) | [`DEFAULT_MAX_FIELD_LEN`] (8 KiB) | any | |
 /// | span events kept | [`span_event_limit`](Self::span_event_limit) | [`DEFAULT_SPAN_EVENT_LIMIT`] (128) | 0 – [`MAX_SPAN_EVENT_LIMIT`] (65 536) | `OTEL_SPAN_EVENT_COUNT_LIMIT` |
 /// | sink buffer | [`sink_buffer_capacity`](Self::sink_buffer_capacity) | [`DEFAULT_SINK_BUFFER_CAPACITY`] (16 384) | 1 – [`MAX_SINK_BUFFER_CAPACITY`] (16 777 216); 0 counts as 1 | |
@@ -380,7 +380,8 @@ impl Builder {
 
     /// The timer on which idle threads wake (default [`DEFAULT_FLUSH_INTERVAL`]): the longest a
     /// lone record waits before it is written. The drain thread wakes at least once a second
-    /// whatever the interval, to beat the heartbeat that health checks.
+    /// whatever the interval, to beat the heartbeat that health checks, and so does the thread
+    /// of a sink with a spool, to read the spool for the stats.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.config
             .flush_interval_ms
