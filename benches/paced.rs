@@ -26,7 +26,8 @@
 //! timed until the file has them all.
 //!
 //! Run: `cargo bench --bench paced` (`OFFLOAD_BENCH_CALLS` sets the calls per round, default
-//! 200,000). The files are written in RAM (`/dev/shm`), so the lossless figures need free
+//! 200,000; `OFFLOAD_BENCH_WORKLOADS` a comma-separated choice of `event`, `span` and
+//! `lossless`, default all three). The files are written in RAM (`/dev/shm`), so the lossless figures need free
 //! memory: the README's runs start with the page cache dropped
 //! (`sync; echo 3 > /proc/sys/vm/drop_caches`).
 
@@ -225,6 +226,21 @@ fn main() {
         env_number("OFFLOAD_BENCH_CALLS", 200_000.0) as usize
     };
     let dir = bench_dir();
+    let chosen = std::env::var("OFFLOAD_BENCH_WORKLOADS").unwrap_or_default();
+    let runs =
+        |workload: &str| chosen.is_empty() || chosen.split(',').any(|w| w.trim() == workload);
+    if runs("event") {
+        kept_events(&dir, rate, calls);
+    }
+    if runs("span") {
+        kept_spans(&dir, rate, calls);
+    }
+    if !smoke && runs("lossless") {
+        throughput(dir.path());
+    }
+}
+
+fn kept_events(dir: &tempfile::TempDir, rate: f64, calls: usize) {
     let events = [
         timer(),
         floor(),
@@ -235,7 +251,9 @@ fn main() {
         otel_logs(),
     ];
     workload("kept event, 3 fields", event, &events, rate, calls);
-    drop(events);
+}
+
+fn kept_spans(dir: &tempfile::TempDir, rate: f64, calls: usize) {
     let spans = [
         timer(),
         floor(),
@@ -254,8 +272,4 @@ fn main() {
         rate,
         calls,
     );
-    drop(spans);
-    if !smoke {
-        throughput(dir.path());
-    }
 }
