@@ -49,25 +49,29 @@ impl IdIndex {
         self.cells.len().wrapping_sub(1)
     }
 
-    /// The slot of `id`.
+    /// The cell holding `id` (`Ok`), or the free cell that ends its run (`Err`), where it would
+    /// go. The table must have cells.
     #[inline]
-    pub(super) fn get(&self, id: u64) -> Option<u32> {
+    fn probe(&self, id: u64) -> Result<usize, usize> {
         debug_assert_ne!(id, 0, "span ids are non-zero");
-        if self.cells.is_empty() {
-            return None;
-        }
         let mask = self.mask();
         let mut i = self.home(id);
         loop {
-            let (key, slot) = self.cells[i];
-            if key == id {
-                return Some(slot);
+            match self.cells[i].0 {
+                key if key == id => return Ok(i),
+                0 => return Err(i),
+                _ => i = (i + 1) & mask,
             }
-            if key == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
         }
+    }
+
+    /// The slot of `id`.
+    #[inline]
+    pub(super) fn get(&self, id: u64) -> Option<u32> {
+        if self.cells.is_empty() {
+            return None;
+        }
+        self.probe(id).ok().map(|i| self.cells[i].1)
     }
 
     /// The slot of `id` (`Ok`), or, when `id` is not held, `make()`'s slot, now held (`Err`).
@@ -77,46 +81,29 @@ impl IdIndex {
         id: u64,
         make: impl FnOnce() -> u32,
     ) -> Result<u32, u32> {
-        debug_assert_ne!(id, 0, "span ids are non-zero");
         if (self.len + 1) * 2 > self.cells.len() {
             self.grow();
         }
-        let mask = self.mask();
-        let mut i = self.home(id);
-        loop {
-            let (key, slot) = self.cells[i];
-            if key == id {
-                return Ok(slot);
-            }
-            if key == 0 {
+        match self.probe(id) {
+            Ok(i) => Ok(self.cells[i].1),
+            Err(i) => {
                 let slot = make();
                 self.cells[i] = (id, slot);
                 self.len += 1;
-                return Err(slot);
+                Err(slot)
             }
-            i = (i + 1) & mask;
         }
     }
 
     /// Removes `id`; returns its slot.
     #[inline]
     pub(super) fn remove(&mut self, id: u64) -> Option<u32> {
-        debug_assert_ne!(id, 0, "span ids are non-zero");
         if self.cells.is_empty() {
             return None;
         }
+        let i = self.probe(id).ok()?;
+        let slot = self.cells[i].1;
         let mask = self.mask();
-        let mut i = self.home(id);
-        let slot = loop {
-            let (key, slot) = self.cells[i];
-            if key == id {
-                break slot;
-            }
-            if key == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
-        };
         // Backward shift: each later entry of the run whose home is not between the hole and
         // itself moves into the hole, so every entry stays reachable from its home.
         let mut hole = i;
