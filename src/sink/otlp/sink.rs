@@ -1161,7 +1161,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// What a chunk is exported and encoded with.
 /// A request of the spooled path, started (`Otlp::start_chunk`).
 enum StartedChunk {
     /// Spooled at once (or nothing to send): the outcome.
@@ -1175,6 +1174,7 @@ enum StartedChunk {
     },
 }
 
+/// What a chunk is exported and encoded with.
 struct ChunkCtx<'a> {
     exporter: LiveExporter<'a>,
     resource: &'a ResourceAttributesWithSchema,
