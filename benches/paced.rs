@@ -227,8 +227,19 @@ fn main() {
     };
     let dir = bench_dir();
     let chosen = std::env::var("OFFLOAD_BENCH_WORKLOADS").unwrap_or_default();
-    let runs =
-        |workload: &str| chosen.is_empty() || chosen.split(',').any(|w| w.trim() == workload);
+    let names: Vec<&str> = chosen
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    if let Some(unknown) = names
+        .iter()
+        .find(|w| !["event", "span", "lossless"].contains(w))
+    {
+        eprintln!("OFFLOAD_BENCH_WORKLOADS: unknown workload {unknown:?} (event, span, lossless)");
+        std::process::exit(2);
+    }
+    let runs = |workload: &str| names.is_empty() || names.contains(&workload);
     if runs("event") {
         kept_events(&dir, rate, calls);
     }

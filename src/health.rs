@@ -236,6 +236,12 @@ pub struct ComponentHealth {
     /// and its spool's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Sinks only: when [`last_error`](Self::last_error) happened.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_time"
+    )]
+    pub last_error_at: Option<SystemTime>,
     /// Sinks only: when the last export succeeded.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -493,6 +499,7 @@ fn component(name: impl Into<String>, status: HealthStatus, message: String) -> 
         message,
         checked_at: SystemTime::UNIX_EPOCH,
         last_error: None,
+        last_error_at: None,
         last_success_at: None,
         spool: None,
     }
@@ -620,18 +627,29 @@ fn tail_health(config: &HealthConfig, stats: &Stats, forced_recently: bool) -> C
 fn sink_health(config: &HealthConfig, sink: &SinkStats, dropped_recently: bool) -> ComponentHealth {
     let (status, message) = sink_status(config, sink, dropped_recently);
     let mut c = component(format!("sink:{}", sink.name), status, message);
-    // A spooling sink's errors come from its exports and from its spool's replay: the newer
-    // one is shown (while its collector is unreachable, the spool's, which probes it).
+    // A spooling sink's errors come from its exports and from its spool (its replay, its
+    // files): the newer one is shown, with its time.
     let spool = sink.spool.as_ref();
-    let spool_error = spool.and_then(|s| s.last_error.clone());
-    let spool_newer = match (spool.and_then(|s| s.last_error_at), sink.last_error_at) {
+    let spool_at = spool.and_then(|s| s.last_error_at);
+    let spool_newer = match (spool_at, sink.last_error_at) {
         (Some(spool_at), Some(sink_at)) => spool_at >= sink_at,
-        (spool_at, _) => spool_at.is_some(),
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        // Times unknown: while the collector is unreachable, the spool probes it.
+        (None, None) => spool.and_then(|s| s.unreachable_for).is_some(),
     };
-    c.last_error = if spool.and_then(|s| s.unreachable_for).is_some() || spool_newer {
-        spool_error.or_else(|| sink.last_error.clone())
+    let spool_error = spool
+        .and_then(|s| s.last_error.clone())
+        .map(|e| (e, spool_at));
+    let sink_error = sink.last_error.clone().map(|e| (e, sink.last_error_at));
+    let shown = if spool_newer {
+        spool_error.or(sink_error)
     } else {
-        sink.last_error.clone().or(spool_error)
+        sink_error.or(spool_error)
+    };
+    (c.last_error, c.last_error_at) = match shown {
+        Some((error, at)) => (Some(error), at),
+        None => (None, None),
     };
     c.last_success_at = sink.last_success_at;
     c.spool = sink.spool.as_ref().map(SpoolHealth::of);
@@ -862,10 +880,11 @@ mod tests {
         let config = HealthConfig::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let later = t0 + Duration::from_secs(60);
-        let errors = |export_at, spool_at| {
+        let errors = |export_at, spool_at, unreachable: bool| {
             let mut s = with_spool(|p| {
                 p.last_error = Some("replay refused (HTTP 400)".into());
                 p.last_error_at = Some(spool_at);
+                p.unreachable_for = unreachable.then_some(Duration::from_secs(5));
             });
             s.sinks[0].last_error = Some("export timed out".into());
             s.sinks[0].last_error_at = Some(export_at);
@@ -873,18 +892,24 @@ mod tests {
         };
         let shown = |s: &Stats| {
             let h = check(&config, s, false);
-            h.component("sink:json").unwrap().last_error.clone()
+            let c = h.component("sink:json").unwrap();
+            (c.last_error.clone().unwrap_or_default(), c.last_error_at)
         };
-        // The replay failed after the export: its error, not the export's older one.
-        assert_eq!(
-            shown(&errors(t0, later)).as_deref(),
-            Some("replay refused (HTTP 400)")
-        );
-        // The export failed after the replay.
-        assert_eq!(
-            shown(&errors(later, t0)).as_deref(),
-            Some("export timed out")
-        );
+        let replay = "replay refused (HTTP 400)".to_owned();
+        let export = "export timed out".to_owned();
+        for unreachable in [false, true] {
+            // The replay failed after the export: its error, not the export's older one.
+            assert_eq!(
+                shown(&errors(t0, later, unreachable)),
+                (replay.clone(), Some(later))
+            );
+            // The export failed after the replay (even while the collector is unreachable: an
+            // export whose records were lost, say).
+            assert_eq!(
+                shown(&errors(later, t0, unreachable)),
+                (export.clone(), Some(later))
+            );
+        }
     }
 
     #[test]
@@ -896,6 +921,7 @@ mod tests {
                 p.unreachable_for = Some(d);
                 p.unreachable_signals = vec!["logs"];
                 p.last_error = Some("tcp connect error".into());
+                p.last_error_at = Some(SystemTime::now());
             })
         };
         let h = check(&config, &down(Duration::from_secs(5)), true);

@@ -157,6 +157,20 @@ impl Inner {
         self.last_error = Some((error, SystemTime::now()));
     }
 
+    /// Takes the store's last problem (a corrupt frame, a failed delete) as the last error,
+    /// with the time it was met, unless an error noted since is newer.
+    fn take_store_problem(&mut self) {
+        if let Some((problem, at)) = self.store.last_problem.take() {
+            if self
+                .last_error
+                .as_ref()
+                .is_none_or(|(_, noted)| *noted <= at)
+            {
+                self.last_error = Some((problem, at));
+            }
+        }
+    }
+
     /// The replay's request `id` of `kind` is no longer in flight.
     fn answered(&mut self, id: EntryId, kind: Kind) {
         self.sending[kind.index()].retain(|(sent, _)| *sent != id);
@@ -168,13 +182,10 @@ impl Inner {
 impl Spool {
     /// Opens (and locks) the spool directory; what earlier processes left is replayed.
     pub(super) fn open(dir: &Path, max_bytes: u64) -> std::io::Result<Arc<Spool>> {
-        let store = Store::open(dir, max_bytes)?;
+        let mut store = Store::open(dir, max_bytes)?;
         Ok(Arc::new(Spool {
             inner: Mutex::new(Inner {
-                last_error: store
-                    .last_problem
-                    .clone()
-                    .map(|problem| (problem, SystemTime::now())),
+                last_error: store.last_problem.take(),
                 store,
                 down_since: [None; 2],
                 held_since: [None; 2],
@@ -391,15 +402,14 @@ impl Spool {
         if let Some(batch) = &batch {
             inner.sending[kind.index()].push((batch.id, Instant::now()));
         }
-        if let Some(problem) = inner.store.last_problem.take() {
-            inner.error(problem);
-        }
+        inner.take_store_problem();
         batch
     }
 
     /// What the spool holds and what became of what it took.
     pub(super) fn stats(&self) -> SpoolStats {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.take_store_problem();
         let s = inner.store.stats();
         let c = s.counts;
         SpoolStats {
@@ -752,5 +762,61 @@ impl Drop for Engine {
     fn drop(&mut self) {
         // Not shut down (a failed build, say): stop at once, never wait here.
         self.spool.stop(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A problem the store met when the spool was opened keeps the time it was met: a warning
+    /// noted after it stays the last error when the replay next takes from the store. It used
+    /// to be noted again then, as new, over the warning (adversary pass 23: a torn frame hid
+    /// the warning that the spool holds a signal the sink no longer exports).
+    #[test]
+    fn a_problem_found_at_open_does_not_replace_a_newer_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            spool
+                .append(Kind::Logs, 3, b"three log records", false)
+                .unwrap();
+            spool.sync().unwrap();
+        }
+        // A frame cut short at the end of the segment, as a crash mid-write leaves it.
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap()
+            .write_all(&[0; 10])
+            .unwrap();
+
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let opened = spool.stats();
+        assert!(
+            opened.last_error.is_some() && opened.last_error_at.is_some(),
+            "{opened:#?}"
+        );
+        spool.set_exported(true, false);
+        let warned = spool.stats();
+        let warning = warned.last_error.clone().unwrap();
+        assert!(
+            warning.contains("which this sink does not export"),
+            "{warned:#?}"
+        );
+        assert!(warned.last_error_at >= opened.last_error_at, "{warned:#?}");
+        // The replay of spans takes from the store (nothing there): the warning stays.
+        assert!(spool.take(Kind::Traces).is_none());
+        let after = spool.stats();
+        assert_eq!(
+            (after.last_error, after.last_error_at),
+            (Some(warning), warned.last_error_at)
+        );
     }
 }

@@ -215,13 +215,19 @@ pub(crate) struct Store {
     counts: Counts,
     /// Written since the last sync.
     dirty: bool,
-    /// The last problem met on disk (a corrupt frame, a failed delete), for the stats.
-    pub(crate) last_problem: Option<String>,
+    /// The last problem met on disk (a corrupt frame, a failed delete), and when, for the
+    /// stats ([`Store::problem`]).
+    pub(crate) last_problem: Option<(String, SystemTime)>,
 }
 
 // === impl Store ===
 
 impl Store {
+    /// Notes a problem met on disk, now.
+    fn problem(&mut self, problem: String) {
+        self.last_problem = Some((problem, SystemTime::now()));
+    }
+
     /// Opens (creating it if needed) and locks the spool directory, and reads what earlier
     /// processes left there. Fails when the directory cannot be made or read, or another
     /// process holds it.
@@ -304,7 +310,7 @@ impl Store {
             self.counts.corrupt_records += scan.corrupt_records;
             self.counts.corrupt_batches += scan.corrupt_batches;
             if let Some(problem) = scan.problem {
-                self.last_problem = Some(format!("{}: {problem}", path.display()));
+                self.problem(format!("{}: {problem}", path.display()));
             }
             if pending == 0 {
                 self.remove_file(seq);
@@ -411,7 +417,7 @@ impl Store {
             self.tail = None;
             fs::create_dir_all(&self.dir)?;
             self._lock = lock(&self.dir)?;
-            self.last_problem = Some(format!(
+            self.problem(format!(
                 "the spool's files were deleted under it: {} made again; what they held is \
                  lost (counted corrupt)",
                 self.dir.display()
@@ -495,7 +501,7 @@ impl Store {
         let path = self.segment_path(seq);
         if let Err(e) = fs::remove_file(&path) {
             if e.kind() != io::ErrorKind::NotFound {
-                self.last_problem = Some(format!("cannot delete {}: {e}", path.display()));
+                self.problem(format!("cannot delete {}: {e}", path.display()));
             }
         }
     }
@@ -534,7 +540,7 @@ impl Store {
                     return Some(Batch { id, kind, payload });
                 }
                 Err(problem) => {
-                    self.last_problem = Some(problem);
+                    self.problem(problem);
                     self.counts.corrupt_records += records;
                     self.counts.corrupt_batches += 1;
                     self.finish(id);
@@ -622,7 +628,7 @@ impl Store {
         if let Err(e) = self.mark_done(id) {
             // Harmless but for a restart, which would replay this batch again.
             let path = self.segment_path(id.seq);
-            self.last_problem = Some(format!(
+            self.problem(format!(
                 "cannot mark a replayed batch in {}: {e}",
                 path.display()
             ));
