@@ -81,7 +81,8 @@ impl RawSpan {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WallClock {
     tick: Tick,
-    system: SystemTime,
+    /// The anchor's wall-clock time, in nanoseconds since the Unix epoch (0 before it).
+    unix_nanos: u64,
 }
 
 impl WallClock {
@@ -89,21 +90,41 @@ impl WallClock {
     pub(crate) fn now() -> Self {
         WallClock {
             tick: Tick::now(),
-            system: SystemTime::now(),
+            unix_nanos: unix_nanos(SystemTime::now()),
         }
     }
 
-    /// The wall-clock time of `tick` (earlier or later than the anchor).
-    pub(crate) fn system_time(&self, tick: Tick) -> SystemTime {
+    /// The wall-clock time of `tick` (earlier or later than the anchor), in nanoseconds since
+    /// the Unix epoch: an addition, where `SystemTime`'s arithmetic checks and normalises
+    /// seconds and nanoseconds (the drain thread converts every record).
+    #[inline]
+    pub(crate) fn unix_nanos(&self, tick: Tick) -> u64 {
         if tick <= self.tick {
-            let back = Duration::from_nanos(source().delta_as_nanos(tick.0, self.tick.0));
-            self.system
-                .checked_sub(back)
-                .unwrap_or(SystemTime::UNIX_EPOCH)
+            let back = source().delta_as_nanos(tick.0, self.tick.0);
+            self.unix_nanos.saturating_sub(back)
         } else {
-            self.system + between(self.tick, tick)
+            let ahead = source().delta_as_nanos(self.tick.0, tick.0);
+            self.unix_nanos.saturating_add(ahead)
         }
     }
+
+    /// [`unix_nanos`](Self::unix_nanos) as a `SystemTime`.
+    #[cfg(test)]
+    pub(crate) fn system_time(&self, tick: Tick) -> SystemTime {
+        from_unix_nanos(self.unix_nanos(tick))
+    }
+}
+
+/// Nanoseconds since the Unix epoch: 0 before it, `u64::MAX` after 2554.
+pub(crate) fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The time `nanos` nanoseconds after the Unix epoch.
+#[inline]
+pub(crate) fn from_unix_nanos(nanos: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
 /// The monotonic time from `start` to `end` (zero if `end` is earlier).

@@ -643,19 +643,66 @@ pub(crate) fn append_bytes(v: &mut Vec<u8>, s: &[u8]) {
         return;
     }
     v.reserve(n);
-    // SAFETY:
-    // - `reserve` made room for `n` more bytes: `dst..dst + n` is in the buffer's allocation,
-    //   past its length, where nothing refers.
-    // - Every read is within `s` and every write within `dst..dst + n`: for 8 ≤ n ≤ 16 the
-    //   first and the last 8 bytes (overlapping when n < 16), for 4 ≤ n < 8 the first and the
-    //   last 4, for n < 4 the first, middle and last byte; together they cover every byte, so
-    //   every byte up to the new length is initialised. The loads and stores are unaligned ones.
-    // - Miri runs the tests of this module through every length (`scripts/test`).
+    // SAFETY: `reserve` made room for `n` more bytes: `dst..dst + n` is in the buffer's
+    // allocation, past its length, where nothing refers; `copy_short` writes exactly those
+    // bytes, every one of them, from `s` (1 ≤ n ≤ 16), so the new length covers initialised
+    // bytes only. Miri runs the tests of this module through every length (`scripts/test`).
+    #[allow(unsafe_code)]
+    unsafe {
+        let len = v.len();
+        copy_short(v.as_mut_ptr().add(len), s);
+        v.set_len(len + n);
+    }
+}
+
+/// Appends `s` between double quotes (a JSON string that needs no escaping), with one check
+/// for room where pushing the quotes and [`append_bytes`] would check three times.
+#[inline(always)]
+pub(crate) fn append_quoted(v: &mut Vec<u8>, s: &[u8]) {
+    let n = s.len();
+    if n > 16 {
+        v.reserve(n + 2);
+        v.push(b'"');
+        v.extend_from_slice(s);
+        v.push(b'"');
+        return;
+    }
+    v.reserve(n + 2);
+    // SAFETY: `reserve` made room for `n + 2` more bytes: `dst..dst + n + 2` is in the
+    // buffer's allocation, past its length, where nothing refers. The two quotes go to its
+    // first and last byte, and `copy_short` writes every byte in between from `s` (when
+    // `n > 0`; 0 ≤ n ≤ 16), so the new length covers initialised bytes only. Miri runs the
+    // tests of this module through every length (`scripts/test`).
     #[allow(unsafe_code)]
     unsafe {
         let len = v.len();
         let dst = v.as_mut_ptr().add(len);
-        let src = s.as_ptr();
+        *dst = b'"';
+        if n > 0 {
+            copy_short(dst.add(1), s);
+        }
+        *dst.add(n + 1) = b'"';
+        v.set_len(len + n + 2);
+    }
+}
+
+/// Copies `s` (1 to 16 bytes) to `dst` without a call: for 8 ≤ n ≤ 16 the first and the last
+/// 8 bytes (overlapping when n < 16), for 4 ≤ n < 8 the first and the last 4, for n < 4 the
+/// first, middle and last byte; together they cover every byte.
+///
+/// # Safety
+///
+/// `1 <= s.len() <= 16`, and `dst..dst + s.len()` is valid for writes and does not overlap
+/// `s`. Every read is within `s` and every write within `dst..dst + s.len()`; the loads and
+/// stores are unaligned ones.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn copy_short(dst: *mut u8, s: &[u8]) {
+    let n = s.len();
+    debug_assert!((1..=16).contains(&n));
+    let src = s.as_ptr();
+    // SAFETY: the caller's contract, above; each offset below is less than `n`.
+    unsafe {
         if n >= 8 {
             let head = src.cast::<u64>().read_unaligned();
             let tail = src.add(n - 8).cast::<u64>().read_unaligned();
@@ -671,7 +718,6 @@ pub(crate) fn append_bytes(v: &mut Vec<u8>, s: &[u8]) {
             *dst.add(n / 2) = *src.add(n / 2);
             *dst.add(n - 1) = *src.add(n - 1);
         }
-        v.set_len(len + n);
     }
 }
 
@@ -725,6 +771,27 @@ mod tests {
                     append(buf, piece);
                     append(buf, "|");
                     assert_eq!(*buf, [start, piece, "|"].concat());
+                }
+            }
+        }
+    }
+
+    /// [`append_quoted`], through every length it copies itself and past, onto buffers with
+    /// and without room: Miri checks its reads and writes (`scripts/test`).
+    #[test]
+    fn append_quoted_copies_every_length_whole() {
+        let ascii = b"abcdefghijklmnopqrstuvwxyz";
+        for n in 0..=20 {
+            let piece = &ascii[..n];
+            for start in [&b""[..], b"x"] {
+                let mut tight = start.to_vec();
+                tight.shrink_to_fit();
+                let mut roomy = Vec::with_capacity(64);
+                roomy.extend_from_slice(start);
+                for buf in [&mut tight, &mut roomy] {
+                    append_quoted(buf, piece);
+                    append_quoted(buf, b"|");
+                    assert_eq!(*buf, [start, b"\"", piece, b"\"\"|\""].concat());
                 }
             }
         }

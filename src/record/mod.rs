@@ -21,7 +21,7 @@ pub use self::fields::{ErrorValue, FieldValue, Fields, Text};
 pub(crate) use self::fields::{FieldScalar, TextRange};
 pub use self::shared::Shared;
 pub(crate) use self::shared::{Pool, Recycle, Sharer, Stage};
-use crate::clock::{RawSpan, Tick};
+use crate::clock::{from_unix_nanos, RawSpan, Tick};
 use crate::ids::{SpanContext, SpanId, ThreadInfo, TraceId};
 use crate::level::LogLevel;
 
@@ -43,7 +43,8 @@ pub(crate) struct LogSource {
 #[derive(Clone)]
 pub struct EventRecord {
     pub(crate) tick: Tick,
-    pub(crate) timestamp: SystemTime,
+    /// Wall-clock time, in nanoseconds since the Unix epoch (set by the drain thread).
+    pub(crate) timestamp: u64,
     pub(crate) level: LogLevel,
     pub(crate) metadata: &'static Metadata<'static>,
     pub(crate) log_source: Option<LogSource>,
@@ -73,7 +74,8 @@ pub struct SpanRecord {
     pub(crate) local_root: SpanId,
     pub(crate) start_tick: Tick,
     pub(crate) end_tick: Tick,
-    pub(crate) start: SystemTime,
+    /// Wall-clock start, in nanoseconds since the Unix epoch (set by the drain thread).
+    pub(crate) start: u64,
     pub(crate) duration: Duration,
     /// Time entered and not entered, as raw ticks (converted off the calling thread).
     pub(crate) busy_raw: RawSpan,
@@ -106,7 +108,7 @@ impl Default for EventRecord {
     fn default() -> Self {
         EventRecord {
             tick: Tick::default(),
-            timestamp: SystemTime::UNIX_EPOCH,
+            timestamp: 0,
             level: LogLevel::Info,
             metadata: &EMPTY_METADATA,
             log_source: None,
@@ -123,6 +125,12 @@ impl Default for EventRecord {
 impl EventRecord {
     /// When the event was recorded.
     pub fn timestamp(&self) -> SystemTime {
+        from_unix_nanos(self.timestamp)
+    }
+
+    /// [`timestamp`](Self::timestamp) in nanoseconds since the Unix epoch.
+    #[inline]
+    pub(crate) fn unix_nanos(&self) -> u64 {
         self.timestamp
     }
 
@@ -248,7 +256,7 @@ impl Recycle for EventRecord {
 impl fmt::Debug for EventRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventRecord")
-            .field("timestamp", &self.timestamp)
+            .field("timestamp", &self.timestamp())
             .field("level", &self.level)
             .field("target", &self.target())
             .field("message", &self.message())
@@ -273,7 +281,7 @@ impl Default for SpanRecord {
             local_root: SpanId::INVALID,
             start_tick: Tick::default(),
             end_tick: Tick::default(),
-            start: SystemTime::UNIX_EPOCH,
+            start: 0,
             duration: Duration::ZERO,
             busy_raw: RawSpan::default(),
             idle_raw: RawSpan::default(),
@@ -342,12 +350,25 @@ impl SpanRecord {
 
     /// Wall-clock time the span was created.
     pub fn start(&self) -> SystemTime {
-        self.start
+        from_unix_nanos(self.start)
     }
 
     /// Wall-clock time the span closed (`start` plus the monotonic duration).
     pub fn end(&self) -> SystemTime {
-        self.start + self.duration
+        from_unix_nanos(self.end_unix_nanos())
+    }
+
+    /// [`start`](Self::start) in nanoseconds since the Unix epoch.
+    #[inline]
+    pub(crate) fn start_unix_nanos(&self) -> u64 {
+        self.start
+    }
+
+    /// [`end`](Self::end) in nanoseconds since the Unix epoch.
+    #[inline]
+    pub(crate) fn end_unix_nanos(&self) -> u64 {
+        let d = u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX);
+        self.start.saturating_add(d)
     }
 
     /// The monotonic time between creation and close.
@@ -448,7 +469,7 @@ impl fmt::Debug for SpanRecord {
             .field("context", &self.context)
             .field("parent_span_id", &self.parent_span_id)
             .field("parent_is_remote", &self.parent_is_remote)
-            .field("start", &self.start)
+            .field("start", &self.start())
             .field("duration", &self.duration)
             .field("fields", &self.fields)
             .field("events", &self.events)
@@ -687,14 +708,28 @@ pub(crate) fn write_rfc3339(out: &mut String, t: SystemTime) {
 /// The 27 ASCII bytes of [`rfc3339`], without allocating. The date and time of day are cached
 /// per thread for the current second, so a stream of records formats only the microseconds.
 pub(crate) fn rfc3339_bytes(t: SystemTime) -> [u8; 27] {
-    use std::cell::Cell;
-    thread_local! {
-        static SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
-    }
     let (secs, micros) = match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
         Err(_) => (0, 0),
     };
+    rfc3339_parts(secs, micros)
+}
+
+/// [`rfc3339_bytes`] of the time `nanos` nanoseconds after the Unix epoch (a record's times):
+/// two divisions, where `SystemTime::duration_since` normalises seconds and nanoseconds.
+#[inline]
+pub(crate) fn rfc3339_nanos(nanos: u64) -> [u8; 27] {
+    rfc3339_parts(
+        (nanos / 1_000_000_000) as i64,
+        (nanos % 1_000_000_000 / 1_000) as u32,
+    )
+}
+
+fn rfc3339_parts(secs: i64, micros: u32) -> [u8; 27] {
+    use std::cell::Cell;
+    thread_local! {
+        static SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+    }
     let prefix = SECOND.with(|cache| {
         let (cached, prefix) = cache.get();
         if cached == secs {
@@ -707,10 +742,24 @@ pub(crate) fn rfc3339_bytes(t: SystemTime) -> [u8; 27] {
     let mut out = [0u8; 27];
     out[..19].copy_from_slice(&prefix);
     out[19] = b'.';
-    write_digits(&mut out[20..26], micros);
+    // Microseconds in pairs of digits: half the divisions of `write_digits`, once per record.
+    let mut v = micros.min(999_999) as usize;
+    for pair in out[20..26].rchunks_exact_mut(2) {
+        let d = (v % 100) * 2;
+        pair.copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+        v /= 100;
+    }
     out[26] = b'Z';
     out
 }
+
+/// `00`, `01`, … `99`.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
 
 fn date_time_prefix(secs: i64) -> [u8; 19] {
     let days = secs.div_euclid(86_400);
@@ -764,12 +813,25 @@ mod tests {
             1_700_000_000,
             4_102_444_799,
         ] {
-            let t = SystemTime::UNIX_EPOCH + Duration::new(secs, 123_456_789);
-            let ours = rfc3339(t);
-            let theirs = time::OffsetDateTime::from(t).format(&fmt).unwrap();
-            // `time` prints nanoseconds; ours stops at microseconds.
-            assert_eq!(ours[..26], theirs[..26], "{secs}");
-            assert!(ours.ends_with('Z'));
+            for nanos in [
+                123_456_789,
+                0,
+                1_000,
+                999_999_999,
+                500_000,
+                7_080_000,
+                10_203_999,
+            ] {
+                let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+                let ours = rfc3339(t);
+                let theirs = time::OffsetDateTime::from(t).format(&fmt).unwrap();
+                // `time` prints nanoseconds (or none when they are zero); ours always prints
+                // microseconds.
+                let theirs = format!("{}.{:06}Z", &theirs[..19], nanos / 1_000);
+                assert_eq!(ours, theirs, "{secs} {nanos}");
+                let from_nanos = rfc3339_nanos(crate::clock::unix_nanos(t));
+                assert_eq!(from_nanos[..], *ours.as_bytes(), "{secs} {nanos}");
+            }
         }
     }
 }

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::ids::ThreadInfo;
-use crate::record::fields::append_bytes;
+use crate::record::fields::append_quoted;
 use crate::record::{
-    rfc3339_bytes, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord,
+    rfc3339_bytes, rfc3339_nanos, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord,
 };
 use crate::sink::{Sink, SinkError};
 
@@ -613,16 +613,39 @@ fn write_json_line(out: &mut Vec<u8>, record: &Record, callsites: &mut CallsiteT
     out.extend_from_slice(b"}\n");
 }
 
+/// What a JSON line holds: its `kind`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Event,
+    Span,
+    Dropped,
+}
+
+/// `","kind":"…","level":"…","severity_number":N` for every kind and level, built once: the
+/// part of a line's head after its time is then one copy instead of six appends.
+static HEAD_TAILS: std::sync::LazyLock<[Box<[u8]>; 18]> = std::sync::LazyLock::new(|| {
+    std::array::from_fn(|i| {
+        let kind = ["event", "span", "dropped"][i / 6];
+        let level = crate::LogLevel::ALL[i % 6];
+        format!(
+            "\",\"kind\":\"{kind}\",\"level\":\"{}\",\"severity_number\":{}",
+            level.as_str(),
+            level.severity_number()
+        )
+        .into_bytes()
+        .into_boxed_slice()
+    })
+});
+
 /// `{"ts":"…","kind":"…","level":"…","severity_number":N` (the target and name follow).
-fn head(out: &mut Vec<u8>, ts: std::time::SystemTime, kind: &str, level: crate::LogLevel) {
-    out.extend_from_slice(b"{\"ts\":\"");
-    out.extend_from_slice(&rfc3339_bytes(ts));
-    out.extend_from_slice(b"\",\"kind\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"level\":\"");
-    out.extend_from_slice(level.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"severity_number\":");
-    number(out, level.severity_number());
+fn head(out: &mut Vec<u8>, unix_nanos: u64, kind: Kind, level: crate::LogLevel) {
+    let tail = &HEAD_TAILS[kind as usize * 6 + level as usize];
+    let mut start = [0u8; 34];
+    start[..7].copy_from_slice(b"{\"ts\":\"");
+    start[7..].copy_from_slice(&rfc3339_nanos(unix_nanos));
+    out.reserve(start.len() + tail.len());
+    out.extend_from_slice(&start);
+    out.extend_from_slice(tail);
 }
 
 /// `,"target":…,"name":…`
@@ -634,7 +657,7 @@ fn target_and_name(out: &mut Vec<u8>, target: &str, name: &str) {
 }
 
 fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
-    head(out, e.timestamp(), "event", e.level());
+    head(out, e.unix_nanos(), Kind::Event, e.level());
     if e.is_from_log() {
         // A `log` record's target is its own, not its (shared) callsite's.
         target_and_name(out, e.target(), e.name());
@@ -657,7 +680,7 @@ fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
 }
 
 fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
-    head(out, sp.end(), "span", sp.level());
+    head(out, sp.end_unix_nanos(), Kind::Span, sp.level());
     out.extend_from_slice(callsites.get(sp.metadata()));
     fields(out, sp.fields());
     raw_entry(out, "trace_id", &sp.trace_id().to_hex());
@@ -665,8 +688,8 @@ fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
     if let Some(p) = sp.parent_span_id() {
         raw_entry(out, "parent_span_id", &p.to_hex());
     }
-    raw_entry(out, "start", &rfc3339_bytes(sp.start()));
-    raw_entry(out, "end", &rfc3339_bytes(sp.end()));
+    raw_entry(out, "start", &rfc3339_nanos(sp.start_unix_nanos()));
+    raw_entry(out, "end", &rfc3339_nanos(sp.end_unix_nanos()));
     out.extend_from_slice(b",\"duration_ns\":");
     number(out, nanos(sp.duration()));
     if let Some((busy, idle)) = sp.busy_idle() {
@@ -705,7 +728,12 @@ fn nanos(d: std::time::Duration) -> u64 {
 }
 
 fn dropped(out: &mut Vec<u8>, d: &DropNotice) {
-    head(out, d.at, "dropped", crate::LogLevel::Warning);
+    head(
+        out,
+        crate::clock::unix_nanos(d.at),
+        Kind::Dropped,
+        crate::LogLevel::Warning,
+    );
     target_and_name(out, "tracing_offload", "records_dropped");
     out.extend_from_slice(b",\"message\":");
     string(out, &d.to_string());
@@ -802,10 +830,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
             !needs_escape(word_of(&bytes[..8])) && !needs_escape(word_of(&bytes[n - 8..]))
         };
         if clean {
-            out.reserve(n + 2);
-            out.push(b'"');
-            append_bytes(out, bytes);
-            out.push(b'"');
+            append_quoted(out, bytes);
             return;
         }
     }
@@ -1001,6 +1026,32 @@ mod tests {
             Rotation::Hourly.period_of(at),
             Rotation::Hourly.period_of(next_minute)
         );
+    }
+
+    #[test]
+    fn every_head_names_its_kind_and_level() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 42_000);
+        for (kind, name) in [
+            (Kind::Event, "event"),
+            (Kind::Span, "span"),
+            (Kind::Dropped, "dropped"),
+        ] {
+            for level in crate::LogLevel::ALL {
+                let mut out = Vec::new();
+                head(&mut out, crate::clock::unix_nanos(t), kind, level);
+                out.push(b'}');
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(
+                    v,
+                    serde_json::json!({
+                        "ts": "2023-11-14T22:13:20.000042Z",
+                        "kind": name,
+                        "level": level.as_str(),
+                        "severity_number": level.severity_number(),
+                    })
+                );
+            }
+        }
     }
 
     #[test]
