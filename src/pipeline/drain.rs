@@ -290,8 +290,14 @@ impl<'a> Drain<'a> {
         intake.queue.room.notify();
         self.backlog.take_into(n, &mut self.batch);
         if !self.batch.is_empty() {
-            for slot in &self.p.sinks {
-                forward(slot, &self.batch, self.p.settings.sink_evict_oldest);
+            let evict_oldest = self.p.settings.sink_evict_oldest;
+            // Every sink but the last gets a clone of each record; the last gets the batch's
+            // own (a clone and its drop are two atomic updates of the record's count).
+            if let Some((last, others)) = self.p.sinks.split_last() {
+                for slot in others {
+                    forward(slot, self.batch.iter().cloned(), evict_oldest);
+                }
+                forward(last, self.batch.drain(..), evict_oldest);
             }
             self.batch.clear();
             intake.counters.drain_batches.incr();
@@ -444,24 +450,23 @@ impl SinkProgress {
 /// Hands a batch to one sink's buffer. When the buffer is full: under `DropOldest`
 /// (`evict_oldest`), evict its oldest record; otherwise drop the new one. Every record not
 /// handed over is counted as dropped at that sink.
-fn forward(slot: &SinkSlot, batch: &[Record], evict_oldest: bool) {
+fn forward(slot: &SinkSlot, batch: impl ExactSizeIterator<Item = Record>, evict_oldest: bool) {
     let c = &slot.counters;
+    let n = batch.len() as u64;
     let _handover = slot.handover.lock().unwrap_or_else(|e| e.into_inner());
     // A sink shutdown gave up on: what it had left was counted then, and what comes after is
     // counted here, never handed over (its thread writes no more).
     if slot.abandoned.is_set() {
-        c.forwarded.add(batch.len() as u64);
-        c.dropped
-            .add(DropReason::ShutdownDeadline, batch.len() as u64);
+        c.forwarded.add(n);
+        c.dropped.add(DropReason::ShutdownDeadline, n);
         return;
     }
-    c.forwarded.add(batch.len() as u64);
+    c.forwarded.add(n);
     if c.disabled.load(Ordering::Relaxed) {
-        c.dropped.add(DropReason::SinkDisabled, batch.len() as u64);
+        c.dropped.add(DropReason::SinkDisabled, n);
         return;
     }
     for record in batch {
-        let record = record.clone();
         if evict_oldest {
             if slot.buffer.force_push(record).is_some() {
                 c.dropped.add(DropReason::SinkBufferFull, 1);
