@@ -465,9 +465,8 @@ impl BoundAdmin {
     pub(crate) fn serve(self, source: Arc<dyn AdminSource>) -> Result<AdminServer, AdminError> {
         let BoundAdmin { listener, local } = self;
         let stopping = Arc::new(AtomicBool::new(false));
-        let thread = thread::Builder::new()
-            .name("offload-admin".into())
-            .spawn({
+        let thread =
+            crate::pipeline::spawn_thread(thread::Builder::new().name("offload-admin".into()), {
                 let stopping = Arc::clone(&stopping);
                 move || {
                     crate::silent::mark_thread();

@@ -606,10 +606,26 @@ impl Builder {
             },
         };
         #[cfg(feature = "admin")]
-        let admin = admin
+        let admin = match admin
             .map(|bound| bound.serve(Arc::new(handle.clone())))
-            .transpose()?;
-        pipeline.spawn(std::mem::take(&mut self.sinks))?;
+            .transpose()
+        {
+            Ok(admin) => admin,
+            Err(e) => {
+                abandon_sinks(&mut self.sinks);
+                return Err(e.into());
+            }
+        };
+        if let Err(failed) = pipeline.spawn(std::mem::take(&mut self.sinks)) {
+            // The admin endpoint's thread (if any) is stopped and joined as `admin` drops,
+            // which frees its port.
+            let mut sinks = failed.sinks;
+            abandon_sinks(&mut sinks);
+            return Err(BuildError::Spawn {
+                thread: failed.thread,
+                source: failed.source,
+            });
+        }
         let layer = OffloadLayer::new(Arc::clone(&pipeline.intake), self.layer_settings());
         let guard = Guard::new(
             handle,
@@ -706,12 +722,9 @@ impl Builder {
                         )))
                     });
                 if let Err(source) = started {
-                    // Nothing may stay behind a failed build: this sink and those started
-                    // before it undo what they made (a file sink's new, empty file and its
-                    // directories), each on its own (one that panics stops none of the others).
-                    for sink in self.sinks[..=i].iter_mut().rev() {
-                        let _ = catch_unwind(AssertUnwindSafe(|| sink.abandon()));
-                    }
+                    // This sink undoes what it made before it failed, and those started before
+                    // it what they made.
+                    abandon_sinks(&mut self.sinks[..=i]);
                     return Err(BuildError::Sink {
                         sink: name.clone(),
                         source,
@@ -845,6 +858,15 @@ impl Builder {
             return Ok(None);
         };
         Ok(Some(crate::admin::AdminServer::bind(addr)?))
+    }
+}
+
+/// Nothing may stay behind a failed build: the started `sinks` undo what they made (a file
+/// sink's new, empty file and its directories), the last first (a directory the first made may
+/// hold the file of a later one), each on its own (one that panics stops none of the others).
+fn abandon_sinks(sinks: &mut [Box<dyn Sink>]) {
+    for sink in sinks.iter_mut().rev() {
+        let _ = catch_unwind(AssertUnwindSafe(|| sink.abandon()));
     }
 }
 

@@ -75,10 +75,21 @@ pub enum BuildError {
     /// [`source`](std::error::Error::source)).
     #[error("{0}; use a rate from 0.0 (keep none) to 1.0 (keep all)")]
     Sampling(SamplingError),
-    /// A thread could not be started (the OS error is the
-    /// [`source`](std::error::Error::source)).
-    #[error("could not start the pipeline's threads")]
-    Spawn(#[from] std::io::Error),
+    /// One of the pipeline's threads could not be started: the process is out of threads or
+    /// memory (the OS error is the [`source`](std::error::Error::source)). Nothing is left
+    /// behind: every sink was [abandoned](crate::sink::Sink::abandon), the threads already
+    /// started have ended, and the admin endpoint, if any, is stopped.
+    #[error(
+        "could not start the thread `{thread}`; the process may be out of threads or memory: \
+         raise its limits (e.g. `ulimit -u`) or use fewer sinks"
+    )]
+    Spawn {
+        /// The thread's name: `offload-sink-<sink name>` or `offload-drain`.
+        thread: String,
+        /// Why the system refused.
+        #[source]
+        source: std::io::Error,
+    },
     /// [`init`](crate::init) found a global subscriber already installed.
     #[error("a global tracing subscriber is already set; use `OffloadLayer::builder()` and add the layer to your own subscriber")]
     GlobalSubscriberAlreadySet,

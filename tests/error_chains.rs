@@ -79,9 +79,13 @@ fn every_build_error_variant_shows_each_cause_once() {
     // The sampling error names the value in its message and returns no source.
     assert!(real[3].to_string().contains("1.5") && real[3].source().is_none());
     // The variants that cannot be provoked on demand.
-    let spawn = BuildError::from(std::io::Error::from(std::io::ErrorKind::OutOfMemory));
+    let spawn = BuildError::Spawn {
+        thread: "offload-drain".into(),
+        source: std::io::ErrorKind::OutOfMemory.into(),
+    };
     let chain = assert_each_cause_once(&spawn);
     assert_eq!(chain.matches(&root_cause(&spawn)).count(), 1, "{chain}");
+    assert!(chain.contains("`offload-drain`"), "{chain}");
     assert_each_cause_once(&BuildError::GlobalSubscriberAlreadySet);
     let sink = BuildError::Sink {
         sink: "s".into(),

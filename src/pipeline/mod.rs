@@ -9,6 +9,7 @@
 //! | `tail.rs` | tail sampling on the drain thread: holds local traces until their local root, keeps or drops them whole |
 //! | `sink_thread.rs` | one `offload-sink-<name>` thread per sink: exports, counts, flushes, markers |
 //! | `mod.rs` | [`Pipeline`]: starting the threads, stats, flush and shutdown |
+//! | `spawn_failure_tests.rs` | unit tests: a build whose thread cannot start leaves nothing behind |
 //!
 //! The drain thread is a small loop: wait for records (woken by producers every few records,
 //! or by its timer), pop a batch, hand each record to every sink's buffer (an `Arc` bump, never
@@ -52,6 +53,17 @@ pub(crate) struct PipelineSettings {
     pub(crate) sink_evict_oldest: bool,
     /// Events kept per span for sinks that want span events; 0 when none does.
     pub(crate) span_event_limit: usize,
+}
+
+/// A sink on its way to its thread (see [`Pipeline::spawn`]).
+type Handoff = Arc<Mutex<Option<Box<dyn Sink>>>>;
+
+/// Why [`Pipeline::spawn`] failed: the thread that could not start, the system's error, and
+/// every sink, untouched and in order, to be [abandoned](Sink::abandon).
+pub(crate) struct SpawnFailed {
+    pub(crate) thread: String,
+    pub(crate) source: std::io::Error,
+    pub(crate) sinks: Vec<Box<dyn Sink>>,
 }
 
 /// One sink as the drain thread sees it.
@@ -208,40 +220,72 @@ impl Pipeline {
         }
     }
 
-    /// Starts the drain thread and one thread per sink. If a thread cannot be started, the
-    /// ones already running are stopped.
-    pub(crate) fn spawn(self: &Arc<Self>, sinks: Vec<Box<dyn Sink>>) -> Result<(), std::io::Error> {
-        let mut handles = Vec::with_capacity(sinks.len() + 1);
-        let result = self.spawn_into(sinks, &mut handles);
-        *self.threads.lock().unwrap_or_else(|e| e.into_inner()) = handles;
-        if result.is_err() {
-            for s in &self.sinks {
-                s.stop.set();
-                s.wake();
+    /// Starts one thread per sink, then the drain thread. If a thread cannot be started, the
+    /// sinks are given back untouched, in order, for the builder to
+    /// [abandon](Sink::abandon), and the threads already started have ended.
+    ///
+    /// A sink thread takes its sink only once every thread has started: until then, this
+    /// holds the lock of each sink's hand-off, which the sink thread waits for. When a thread
+    /// cannot start, the sinks are taken back from their hand-offs under those locks, so the
+    /// sink threads already started find none and end at once, having run none of the sink's
+    /// code (no flush, no `shutdown`, which would keep a file sink's new file): joining them
+    /// cannot hang.
+    pub(crate) fn spawn(self: &Arc<Self>, sinks: Vec<Box<dyn Sink>>) -> Result<(), SpawnFailed> {
+        let handoffs: Vec<Handoff> = sinks
+            .into_iter()
+            .map(|sink| Arc::new(Mutex::new(Some(sink))))
+            .collect();
+        let mut held: Vec<_> = handoffs.iter().map(|h| lock(h)).collect();
+        let mut handles = Vec::with_capacity(handoffs.len() + 1);
+        match self.spawn_into(&handoffs, &mut handles) {
+            Ok(()) => {
+                *lock(&self.threads) = handles;
+                drop(held);
+                Ok(())
+            }
+            Err((thread, source)) => {
+                let sinks = held.iter_mut().filter_map(|sink| sink.take()).collect();
+                drop(held);
+                for (_, handle) in handles {
+                    let _ = handle.join();
+                }
+                Err(SpawnFailed {
+                    thread,
+                    source,
+                    sinks,
+                })
             }
         }
-        result
     }
 
+    /// Starts the threads; on failure, the name of the thread that could not start.
     fn spawn_into(
         self: &Arc<Self>,
-        sinks: Vec<Box<dyn Sink>>,
+        handoffs: &[Handoff],
         handles: &mut Vec<(Option<usize>, JoinHandle<()>)>,
-    ) -> Result<(), std::io::Error> {
-        for (i, (sink, slot)) in sinks.into_iter().zip(self.sinks.iter()).enumerate() {
+    ) -> Result<(), (String, std::io::Error)> {
+        for (i, (handoff, slot)) in handoffs.iter().zip(&self.sinks).enumerate() {
             let pipeline = Arc::clone(self);
             let slot = Arc::clone(slot);
+            let handoff = Arc::clone(handoff);
             let name = format!("offload-sink-{}", slot.counters.name);
-            let handle = thread::Builder::new()
-                .name(name)
-                .spawn(move || sink_thread::run(pipeline, slot, sink))?;
+            let handle = spawn_thread(thread::Builder::new().name(name.clone()), move || {
+                // Waits until every thread has started (see `spawn`); no sink: one could not.
+                let sink = lock(&handoff).take();
+                if let Some(sink) = sink {
+                    sink_thread::run(pipeline, slot, sink);
+                }
+            })
+            .map_err(|e| (name, e))?;
             let _ = self.sinks[i].thread.set(handle.thread().clone());
             handles.push((Some(i), handle));
         }
         let pipeline = Arc::clone(self);
-        let drain = thread::Builder::new()
-            .name("offload-drain".into())
-            .spawn(move || drain::run(pipeline))?;
+        let name = "offload-drain";
+        let drain = spawn_thread(thread::Builder::new().name(name.into()), move || {
+            drain::run(pipeline)
+        })
+        .map_err(|e| (name.to_owned(), e))?;
         self.intake.queue.set_drain_thread(drain.thread().clone());
         handles.push((None, drain));
         Ok(())
@@ -392,7 +436,7 @@ impl Pipeline {
         });
         let abandoned = self.abandon_unfinished();
         let mut unfinished_threads = Vec::new();
-        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let handles = std::mem::take(&mut *lock(&self.threads));
         for (sink, handle) in handles {
             let finished = match sink {
                 None => &self.intake.drain_finished,
@@ -454,7 +498,7 @@ impl Pipeline {
     }
 
     /// The deadline a sink's own `shutdown` gets: the pipeline's shutdown deadline (sinks stop
-    /// only after a shutdown began, or when starting the threads failed: then at once).
+    /// only after a shutdown began; otherwise at once).
     pub(crate) fn sink_shutdown_deadline(&self) -> Instant {
         self.shutdown_deadline
             .get()
@@ -462,3 +506,59 @@ impl Pipeline {
             .unwrap_or_else(Instant::now)
     }
 }
+
+/// Locks `m`, poisoned or not.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts one of the crate's own threads (a sink's, the drain, the admin endpoint's): `builder`
+/// spawns `f`. Unit tests can make it fail, as the system does when it is out of threads or
+/// memory (see [`spawn_seam`]).
+pub(crate) fn spawn_thread<F, T>(builder: thread::Builder, f: F) -> std::io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    #[cfg(test)]
+    spawn_seam::check()?;
+    builder.spawn(f)
+}
+
+/// Failing a thread's start on purpose: `std::thread::Builder::spawn` cannot be made to fail for
+/// real in a test (a process run as root ignores `RLIMIT_NPROC`).
+#[cfg(test)]
+pub(crate) mod spawn_seam {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// The spawn (counted from 0) that fails, and how many [`spawn_thread`](super::spawn_thread)
+        /// started on this thread since [`fail_spawn`] was called.
+        static SEAM: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+    }
+
+    /// Makes the `n`th (from 0) thread that this thread starts through
+    /// [`spawn_thread`](super::spawn_thread) from now on fail to start; those before it start.
+    pub(crate) fn fail_spawn(n: usize) {
+        SEAM.set(Some((n, 0)));
+    }
+
+    /// The error of a thread that could not start, when this one is to fail.
+    pub(super) fn check() -> std::io::Result<()> {
+        let Some((fail_at, started)) = SEAM.get() else {
+            return Ok(());
+        };
+        if started == fail_at {
+            SEAM.set(None);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "Resource temporarily unavailable (injected by a test)",
+            ));
+        }
+        SEAM.set(Some((fail_at, started + 1)));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod spawn_failure_tests;
