@@ -81,50 +81,144 @@ impl RawSpan {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WallClock {
     tick: Tick,
-    /// The anchor's wall-clock time, in nanoseconds since the Unix epoch (0 before it).
-    unix_nanos: u64,
+    /// The anchor's wall-clock time.
+    wall: WallTime,
 }
 
 impl WallClock {
     /// An anchor taken now.
     pub(crate) fn now() -> Self {
+        WallClock::at(Tick::now(), SystemTime::now())
+    }
+
+    /// An anchor: `tick` was read at `system`.
+    pub(crate) fn at(tick: Tick, system: SystemTime) -> Self {
         WallClock {
-            tick: Tick::now(),
-            unix_nanos: unix_nanos(SystemTime::now()),
+            tick,
+            wall: WallTime::from_system(system),
         }
     }
 
-    /// The wall-clock time of `tick` (earlier or later than the anchor), in nanoseconds since
-    /// the Unix epoch: an addition, where `SystemTime`'s arithmetic checks and normalises
-    /// seconds and nanoseconds (the drain thread converts every record).
+    /// The wall-clock time of `tick` (earlier or later than the anchor): an addition with a
+    /// carry, where `SystemTime`'s arithmetic checks and normalises more (the drain thread
+    /// converts every record).
     #[inline]
-    pub(crate) fn unix_nanos(&self, tick: Tick) -> u64 {
+    pub(crate) fn wall_time(&self, tick: Tick) -> WallTime {
         if tick <= self.tick {
-            let back = source().delta_as_nanos(tick.0, self.tick.0);
-            self.unix_nanos.saturating_sub(back)
+            self.wall
+                .minus_nanos(source().delta_as_nanos(tick.0, self.tick.0))
         } else {
-            let ahead = source().delta_as_nanos(self.tick.0, tick.0);
-            self.unix_nanos.saturating_add(ahead)
+            self.wall
+                .plus_nanos(source().delta_as_nanos(self.tick.0, tick.0))
         }
     }
 
-    /// [`unix_nanos`](Self::unix_nanos) as a `SystemTime`.
+    /// [`wall_time`](Self::wall_time) as a `SystemTime`.
     #[cfg(test)]
     pub(crate) fn system_time(&self, tick: Tick) -> SystemTime {
-        from_unix_nanos(self.unix_nanos(tick))
+        self.wall_time(tick).to_system()
     }
 }
 
-/// Nanoseconds since the Unix epoch: 0 before it, `u64::MAX` after 2554.
-pub(crate) fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+/// A wall-clock time as seconds since the Unix epoch (negative before it) and nanoseconds
+/// into the second: what `SystemTime` holds on Unix, in a form a record stores and a sink
+/// formats without `SystemTime`'s checked arithmetic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct WallTime {
+    secs: i64,
+    /// Always below one second.
+    nanos: u32,
 }
 
-/// The time `nanos` nanoseconds after the Unix epoch.
-#[inline]
-pub(crate) fn from_unix_nanos(nanos: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+impl WallTime {
+    /// The Unix epoch.
+    pub(crate) const EPOCH: WallTime = WallTime { secs: 0, nanos: 0 };
+
+    /// `t`, whatever side of the epoch it is on (a time beyond ±2⁶³ seconds, which no system
+    /// clock reads, is held at that bound).
+    pub(crate) fn from_system(t: SystemTime) -> Self {
+        match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => WallTime {
+                secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                nanos: d.subsec_nanos(),
+            },
+            Err(before) => {
+                let d = before.duration();
+                let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                match d.subsec_nanos() {
+                    0 => WallTime {
+                        secs: -secs,
+                        nanos: 0,
+                    },
+                    n => WallTime {
+                        secs: (-secs).saturating_sub(1),
+                        nanos: 1_000_000_000 - n,
+                    },
+                }
+            }
+        }
+    }
+
+    /// As a `SystemTime` (the epoch for a time the platform's `SystemTime` cannot hold).
+    pub(crate) fn to_system(self) -> SystemTime {
+        let epoch = SystemTime::UNIX_EPOCH;
+        let t = if self.secs >= 0 {
+            epoch.checked_add(Duration::new(self.secs.unsigned_abs(), self.nanos))
+        } else {
+            epoch
+                .checked_sub(Duration::from_secs(self.secs.unsigned_abs()))
+                .and_then(|t| t.checked_add(Duration::from_nanos(u64::from(self.nanos))))
+        };
+        t.unwrap_or(epoch)
+    }
+
+    /// `n` nanoseconds later (saturating).
+    #[inline]
+    pub(crate) fn plus_nanos(self, n: u64) -> WallTime {
+        let nanos = u64::from(self.nanos) + n % NANOS_PER_SEC;
+        let carry = u64::from(nanos >= NANOS_PER_SEC);
+        WallTime {
+            secs: self.secs.saturating_add((n / NANOS_PER_SEC + carry) as i64),
+            nanos: (nanos - carry * NANOS_PER_SEC) as u32,
+        }
+    }
+
+    /// `n` nanoseconds earlier (saturating).
+    #[inline]
+    pub(crate) fn minus_nanos(self, n: u64) -> WallTime {
+        let sub = (n % NANOS_PER_SEC) as u32;
+        let borrow = self.nanos < sub;
+        WallTime {
+            secs: self
+                .secs
+                .saturating_sub((n / NANOS_PER_SEC) as i64 + i64::from(borrow)),
+            nanos: if borrow {
+                self.nanos + 1_000_000_000 - sub
+            } else {
+                self.nanos - sub
+            },
+        }
+    }
+
+    /// `d` later (saturating).
+    #[inline]
+    pub(crate) fn plus(self, d: Duration) -> WallTime {
+        self.plus_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Whole seconds since the epoch (negative before it).
+    #[inline]
+    pub(crate) fn secs(self) -> i64 {
+        self.secs
+    }
+
+    /// Microseconds into the second.
+    #[inline]
+    pub(crate) fn subsec_micros(self) -> u32 {
+        self.nanos / 1_000
+    }
 }
 
 /// The monotonic time from `start` to `end` (zero if `end` is earlier).
@@ -157,6 +251,67 @@ fn far_future(start: Instant) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Times on both sides of the epoch, far ones included (a `u64` of nanoseconds holds 1970
+    /// to 2554 only).
+    fn times() -> Vec<SystemTime> {
+        let epoch = SystemTime::UNIX_EPOCH;
+        let mut v = vec![epoch];
+        for secs in [0, 1, 86_399, 1_700_000_000, 18_446_744_073, 20_000_000_000] {
+            for nanos in [0, 1, 999_999_999, 500_000_000] {
+                let d = Duration::new(secs, nanos);
+                v.push(epoch + d);
+                v.push(epoch - d);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn wall_times_hold_any_system_time_and_add_like_it() {
+        let steps = [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            1_500_000_001,
+            86_400_000_000_123,
+        ];
+        for t in times() {
+            let w = WallTime::from_system(t);
+            assert_eq!(w.to_system(), t, "{t:?}");
+            assert!(w.nanos < 1_000_000_000);
+            for n in steps {
+                let d = Duration::from_nanos(n);
+                assert_eq!(w.plus_nanos(n).to_system(), t + d, "{t:?} + {n}");
+                assert_eq!(w.plus(d), w.plus_nanos(n));
+                assert_eq!(w.minus_nanos(n).to_system(), t - d, "{t:?} - {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_anchor_far_from_1970_converts_ticks_without_clamping() {
+        let anchor = Tick::from_raw(1 << 40);
+        let (earlier, later) = (
+            Tick::from_raw((1 << 40) - 3_000_000),
+            Tick::from_raw((1 << 40) + 5_000_000),
+        );
+        for t in times() {
+            let clock = WallClock::at(anchor, t);
+            assert_eq!(clock.system_time(anchor), t, "{t:?}");
+            assert_eq!(
+                clock.system_time(later),
+                t + between(anchor, later),
+                "{t:?}"
+            );
+            assert_eq!(
+                clock.system_time(earlier),
+                t - between(earlier, anchor),
+                "{t:?}"
+            );
+        }
+    }
 
     #[test]
     fn ticks_convert_to_wall_clock_time_and_durations() {

@@ -314,7 +314,7 @@ impl<'a> Drain<'a> {
         let intake = &self.p.intake;
         match record {
             Captured::Event(mut e) => {
-                e.timestamp = self.wall.unix_nanos(e.tick);
+                e.timestamp = self.wall.wall_time(e.tick);
                 let context = e.context;
                 let shared = self.events.share(e);
                 if let Some(c) = context.filter(|c| c.sampled) {
@@ -324,7 +324,7 @@ impl<'a> Drain<'a> {
                 Record::Event(shared)
             }
             Captured::Span(mut s) => {
-                s.start = self.wall.unix_nanos(s.start_tick);
+                s.start = self.wall.wall_time(s.start_tick);
                 s.duration = between(s.start_tick, s.end_tick);
                 // Idle: the rest of the span's life (busy is counted at each exit).
                 s.idle_raw = s.end_tick.since(s.start_tick).saturating_sub(s.busy_raw);

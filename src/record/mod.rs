@@ -21,7 +21,7 @@ pub use self::fields::{ErrorValue, FieldValue, Fields, Text};
 pub(crate) use self::fields::{FieldScalar, TextRange};
 pub use self::shared::Shared;
 pub(crate) use self::shared::{Pool, Recycle, Sharer, Stage};
-use crate::clock::{from_unix_nanos, RawSpan, Tick};
+use crate::clock::{RawSpan, Tick, WallTime};
 use crate::ids::{SpanContext, SpanId, ThreadInfo, TraceId};
 use crate::level::LogLevel;
 
@@ -43,8 +43,8 @@ pub(crate) struct LogSource {
 #[derive(Clone)]
 pub struct EventRecord {
     pub(crate) tick: Tick,
-    /// Wall-clock time, in nanoseconds since the Unix epoch (set by the drain thread).
-    pub(crate) timestamp: u64,
+    /// Wall-clock time (set by the drain thread).
+    pub(crate) timestamp: WallTime,
     pub(crate) level: LogLevel,
     pub(crate) metadata: &'static Metadata<'static>,
     pub(crate) log_source: Option<LogSource>,
@@ -74,8 +74,8 @@ pub struct SpanRecord {
     pub(crate) local_root: SpanId,
     pub(crate) start_tick: Tick,
     pub(crate) end_tick: Tick,
-    /// Wall-clock start, in nanoseconds since the Unix epoch (set by the drain thread).
-    pub(crate) start: u64,
+    /// Wall-clock start (set by the drain thread).
+    pub(crate) start: WallTime,
     pub(crate) duration: Duration,
     /// Time entered and not entered, as raw ticks (converted off the calling thread).
     pub(crate) busy_raw: RawSpan,
@@ -108,7 +108,7 @@ impl Default for EventRecord {
     fn default() -> Self {
         EventRecord {
             tick: Tick::default(),
-            timestamp: 0,
+            timestamp: WallTime::EPOCH,
             level: LogLevel::Info,
             metadata: &EMPTY_METADATA,
             log_source: None,
@@ -125,12 +125,12 @@ impl Default for EventRecord {
 impl EventRecord {
     /// When the event was recorded.
     pub fn timestamp(&self) -> SystemTime {
-        from_unix_nanos(self.timestamp)
+        self.timestamp.to_system()
     }
 
-    /// [`timestamp`](Self::timestamp) in nanoseconds since the Unix epoch.
+    /// [`timestamp`](Self::timestamp), as a sink formats it.
     #[inline]
-    pub(crate) fn unix_nanos(&self) -> u64 {
+    pub(crate) fn wall_time(&self) -> WallTime {
         self.timestamp
     }
 
@@ -281,7 +281,7 @@ impl Default for SpanRecord {
             local_root: SpanId::INVALID,
             start_tick: Tick::default(),
             end_tick: Tick::default(),
-            start: 0,
+            start: WallTime::EPOCH,
             duration: Duration::ZERO,
             busy_raw: RawSpan::default(),
             idle_raw: RawSpan::default(),
@@ -350,25 +350,24 @@ impl SpanRecord {
 
     /// Wall-clock time the span was created.
     pub fn start(&self) -> SystemTime {
-        from_unix_nanos(self.start)
+        self.start.to_system()
     }
 
     /// Wall-clock time the span closed (`start` plus the monotonic duration).
     pub fn end(&self) -> SystemTime {
-        from_unix_nanos(self.end_unix_nanos())
+        self.end_wall_time().to_system()
     }
 
-    /// [`start`](Self::start) in nanoseconds since the Unix epoch.
+    /// [`start`](Self::start), as a sink formats it.
     #[inline]
-    pub(crate) fn start_unix_nanos(&self) -> u64 {
+    pub(crate) fn start_wall_time(&self) -> WallTime {
         self.start
     }
 
-    /// [`end`](Self::end) in nanoseconds since the Unix epoch.
+    /// [`end`](Self::end), as a sink formats it.
     #[inline]
-    pub(crate) fn end_unix_nanos(&self) -> u64 {
-        let d = u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX);
-        self.start.saturating_add(d)
+    pub(crate) fn end_wall_time(&self) -> WallTime {
+        self.start.plus(self.duration)
     }
 
     /// The monotonic time between creation and close.
@@ -708,21 +707,13 @@ pub(crate) fn write_rfc3339(out: &mut String, t: SystemTime) {
 /// The 27 ASCII bytes of [`rfc3339`], without allocating. The date and time of day are cached
 /// per thread for the current second, so a stream of records formats only the microseconds.
 pub(crate) fn rfc3339_bytes(t: SystemTime) -> [u8; 27] {
-    let (secs, micros) = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
-        Err(_) => (0, 0),
-    };
-    rfc3339_parts(secs, micros)
+    rfc3339_wall(WallTime::from_system(t))
 }
 
-/// [`rfc3339_bytes`] of the time `nanos` nanoseconds after the Unix epoch (a record's times):
-/// two divisions, where `SystemTime::duration_since` normalises seconds and nanoseconds.
+/// [`rfc3339_bytes`] of a record's time (no `SystemTime::duration_since` to normalise it).
 #[inline]
-pub(crate) fn rfc3339_nanos(nanos: u64) -> [u8; 27] {
-    rfc3339_parts(
-        (nanos / 1_000_000_000) as i64,
-        (nanos % 1_000_000_000 / 1_000) as u32,
-    )
+pub(crate) fn rfc3339_wall(t: WallTime) -> [u8; 27] {
+    rfc3339_parts(t.secs(), t.subsec_micros())
 }
 
 fn rfc3339_parts(secs: i64, micros: u32) -> [u8; 27] {
@@ -829,9 +820,23 @@ mod tests {
                 // microseconds.
                 let theirs = format!("{}.{:06}Z", &theirs[..19], nanos / 1_000);
                 assert_eq!(ours, theirs, "{secs} {nanos}");
-                let from_nanos = rfc3339_nanos(crate::clock::unix_nanos(t));
-                assert_eq!(from_nanos[..], *ours.as_bytes(), "{secs} {nanos}");
+                let wall = rfc3339_wall(WallTime::from_system(t));
+                assert_eq!(wall[..], *ours.as_bytes(), "{secs} {nanos}");
             }
+        }
+        // Before the epoch (a clock set back, or a test's fake one): the date it is.
+        for (back, expected) in [
+            (Duration::new(0, 1_000), "1969-12-31T23:59:59.999999Z"),
+            (Duration::new(18_489_600, 0), "1969-06-01T00:00:00.000000Z"),
+            (
+                Duration::new(18_489_599, 999_000_000),
+                "1969-06-01T00:00:00.001000Z",
+            ),
+        ] {
+            let t = SystemTime::UNIX_EPOCH - back;
+            assert_eq!(rfc3339(t), expected, "{back:?} before the epoch");
+            let theirs = time::OffsetDateTime::from(t).format(&fmt).unwrap();
+            assert_eq!(rfc3339(t)[..19], theirs[..19]);
         }
     }
 }

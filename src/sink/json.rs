@@ -10,10 +10,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use crate::clock::WallTime;
 use crate::ids::ThreadInfo;
 use crate::record::fields::append_quoted;
 use crate::record::{
-    rfc3339_bytes, rfc3339_nanos, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord,
+    rfc3339_bytes, rfc3339_wall, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord,
 };
 use crate::sink::{Sink, SinkError};
 
@@ -638,11 +639,11 @@ static HEAD_TAILS: std::sync::LazyLock<[Box<[u8]>; 18]> = std::sync::LazyLock::n
 });
 
 /// `{"ts":"…","kind":"…","level":"…","severity_number":N` (the target and name follow).
-fn head(out: &mut Vec<u8>, unix_nanos: u64, kind: Kind, level: crate::LogLevel) {
+fn head(out: &mut Vec<u8>, t: WallTime, kind: Kind, level: crate::LogLevel) {
     let tail = &HEAD_TAILS[kind as usize * 6 + level as usize];
     let mut start = [0u8; 34];
     start[..7].copy_from_slice(b"{\"ts\":\"");
-    start[7..].copy_from_slice(&rfc3339_nanos(unix_nanos));
+    start[7..].copy_from_slice(&rfc3339_wall(t));
     out.reserve(start.len() + tail.len());
     out.extend_from_slice(&start);
     out.extend_from_slice(tail);
@@ -657,7 +658,7 @@ fn target_and_name(out: &mut Vec<u8>, target: &str, name: &str) {
 }
 
 fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
-    head(out, e.unix_nanos(), Kind::Event, e.level());
+    head(out, e.wall_time(), Kind::Event, e.level());
     if e.is_from_log() {
         // A `log` record's target is its own, not its (shared) callsite's.
         target_and_name(out, e.target(), e.name());
@@ -680,7 +681,7 @@ fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
 }
 
 fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
-    head(out, sp.end_unix_nanos(), Kind::Span, sp.level());
+    head(out, sp.end_wall_time(), Kind::Span, sp.level());
     out.extend_from_slice(callsites.get(sp.metadata()));
     fields(out, sp.fields());
     raw_entry(out, "trace_id", &sp.trace_id().to_hex());
@@ -688,8 +689,8 @@ fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
     if let Some(p) = sp.parent_span_id() {
         raw_entry(out, "parent_span_id", &p.to_hex());
     }
-    raw_entry(out, "start", &rfc3339_nanos(sp.start_unix_nanos()));
-    raw_entry(out, "end", &rfc3339_nanos(sp.end_unix_nanos()));
+    raw_entry(out, "start", &rfc3339_wall(sp.start_wall_time()));
+    raw_entry(out, "end", &rfc3339_wall(sp.end_wall_time()));
     out.extend_from_slice(b",\"duration_ns\":");
     number(out, nanos(sp.duration()));
     if let Some((busy, idle)) = sp.busy_idle() {
@@ -730,7 +731,7 @@ fn nanos(d: std::time::Duration) -> u64 {
 fn dropped(out: &mut Vec<u8>, d: &DropNotice) {
     head(
         out,
-        crate::clock::unix_nanos(d.at),
+        WallTime::from_system(d.at),
         Kind::Dropped,
         crate::LogLevel::Warning,
     );
@@ -1038,7 +1039,7 @@ mod tests {
         ] {
             for level in crate::LogLevel::ALL {
                 let mut out = Vec::new();
-                head(&mut out, crate::clock::unix_nanos(t), kind, level);
+                head(&mut out, WallTime::from_system(t), kind, level);
                 out.push(b'}');
                 let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
                 assert_eq!(

@@ -1,0 +1,182 @@
+//! A record's times follow the system clock wherever it is set: before 1970 and after 2554
+//! too. Records keep their times as seconds and nanoseconds since the Unix epoch; a first
+//! version kept them as a `u64` of nanoseconds, which holds 1970 to 2554 only, and clamped:
+//! `EventRecord::timestamp()`, `SpanRecord::start()` / `end()` and the JSON `ts` said
+//! 2554-07-21 with the clock in 2600, and the epoch with the clock in 1969 (adversary pass 24).
+//!
+//! The system clock is set with libfaketime (Debian package `faketime`; `scripts/test`
+//! installs it), in a child process running one `#[ignore]`d test of this binary; the monotonic
+//! clock is left real (`FAKETIME_DONT_FAKE_MONOTONIC=1`). Without libfaketime the tests skip,
+//! unless `OFFLOAD_REQUIRE_TOOLS=1`.
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use support::*;
+use tracing_offload::{sink, OffloadLayer, Record};
+
+/// Where Debian's `faketime` package puts the library, by architecture.
+fn libfaketime() -> Option<PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
+        .find(|p| p.is_file());
+    if found.is_none() {
+        skip_unless_required(
+            "OFFLOAD_REQUIRE_TOOLS",
+            "libfaketime is missing (Debian: `apt-get install faketime`, or run scripts/test)",
+        );
+    }
+    found
+}
+
+fn rfc3339_micros(t: SystemTime) -> String {
+    let d = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        d.year(),
+        u8::from(d.month()),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second(),
+        d.nanosecond() / 1_000
+    )
+}
+
+fn off_by(a: SystemTime, b: SystemTime) -> Duration {
+    a.duration_since(b).unwrap_or_else(|e| e.duration())
+}
+
+/// Runs `child` (an ignored test of this binary) with the system clock at `faketime`.
+fn run_child_at(child: &str, faketime: &str) {
+    let Some(libfaketime) = libfaketime() else {
+        return;
+    };
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            child,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LD_PRELOAD", &libfaketime)
+        .env("FAKETIME", faketime)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("TZ", "UTC")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child {child} with the clock at {faketime} failed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// The child: one event and one span through a collecting sink and a JSON file; the times the
+/// public API gives and the JSON `ts` must be the (faked) wall-clock time of now.
+#[test]
+#[ignore = "run by the tests below, under libfaketime"]
+fn child_times_follow_the_system_clock() {
+    let now = SystemTime::now();
+    let year = time::OffsetDateTime::from(now).year();
+    eprintln!("child: clock at {}", rfc3339_micros(now));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let collect = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(collect.clone())
+        .sink(sink::JsonFile::new(&path))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        let _s = tracing::info_span!("span").entered();
+        tracing::info!("event");
+    });
+    handle.flush(DEADLINE).unwrap();
+    guard.shutdown(DEADLINE).unwrap();
+    let records = collect.data();
+    let Some(Record::Event(e)) = records.iter().find(|r| matches!(r, Record::Event(_))) else {
+        panic!("no event: {records:?}")
+    };
+    let spans = span_records(&records);
+    let s = &spans[0];
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ev = lines.iter().find(|v| v["kind"] == "event").unwrap();
+    let sp = lines.iter().find(|v| v["kind"] == "span").unwrap();
+    eprintln!(
+        "child: event.timestamp() = {}, span.start() = {}, span.end() = {}, duration {:?}\n\
+         child: JSON event ts {}, span start {}, end {}, duration_ns {}",
+        rfc3339_micros(e.timestamp()),
+        rfc3339_micros(s.start()),
+        rfc3339_micros(s.end()),
+        s.duration(),
+        ev["ts"],
+        sp["start"],
+        sp["end"],
+        sp["duration_ns"]
+    );
+    // The public API: `timestamp()` is when the event was recorded.
+    assert!(
+        off_by(e.timestamp(), now) < Duration::from_secs(60),
+        "EventRecord::timestamp() = {} but the system clock said {}",
+        rfc3339_micros(e.timestamp()),
+        rfc3339_micros(now)
+    );
+    assert!(
+        off_by(s.start(), now) < Duration::from_secs(60),
+        "SpanRecord::start() = {} but the system clock said {}",
+        rfc3339_micros(s.start()),
+        rfc3339_micros(now)
+    );
+    assert_eq!(
+        s.end(),
+        s.start() + s.duration(),
+        "end() is start() plus duration()"
+    );
+    // The JSON file: `ts` in the clock's year, and what the API says.
+    let ts = ev["ts"].as_str().unwrap();
+    assert!(
+        ts.starts_with(&format!("{year:04}-")),
+        "JSON ts {ts} in year {year}"
+    );
+    assert_eq!(ts, rfc3339_micros(e.timestamp()));
+}
+
+/// Control: the child passes with the clock at a normal date under libfaketime.
+#[test]
+fn the_control_a_clock_in_2030() {
+    run_child_at(
+        "child_times_follow_the_system_clock",
+        "@2030-06-01 12:00:00",
+    );
+}
+
+#[test]
+fn a_clock_in_2600_dates_records_in_2600() {
+    run_child_at(
+        "child_times_follow_the_system_clock",
+        "@2600-01-01 00:00:00",
+    );
+}
+
+#[test]
+fn a_clock_in_1969_dates_records_in_1969() {
+    run_child_at(
+        "child_times_follow_the_system_clock",
+        "@1969-06-01 12:00:00",
+    );
+}
