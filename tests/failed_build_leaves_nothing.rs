@@ -251,3 +251,36 @@ fn directories_made_on_the_way_through_a_dot_dot_go_too() {
     assert_absent(&dir.path().join("n1"));
     assert_absent(&dir.path().join("app.jsonl"));
 }
+
+/// A JSON path that is a symbolic link to a file not there yet (a deployment's fixed name
+/// pointing into a log directory): opening it creates the link's target, which goes again;
+/// the link, there before, stays. The target's new, empty file used to stay behind.
+#[cfg(unix)]
+#[test]
+fn a_file_created_through_a_dangling_link_goes_and_the_link_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("current.jsonl");
+    let link = dir.path().join("app.jsonl");
+    std::os::unix::fs::symlink("current.jsonl", &link).unwrap();
+    // And through a chain of two links.
+    let target2 = dir.path().join("second.jsonl");
+    let link2 = dir.path().join("outer.jsonl");
+    std::os::unix::fs::symlink("inner.jsonl", &link2).unwrap();
+    std::os::unix::fs::symlink(&target2, dir.path().join("inner.jsonl")).unwrap();
+    failed_in(
+        OffloadLayer::builder()
+            .sink(JsonFile::new(&link).name("one"))
+            .sink(JsonFile::new(&link2).name("two"))
+            .sink(FailsToStart::new()),
+        "fails",
+    );
+    assert_absent(&target);
+    assert_absent(&target2);
+    for l in [&link, &link2, &dir.path().join("inner.jsonl")] {
+        assert!(
+            std::fs::symlink_metadata(l).is_ok_and(|m| m.file_type().is_symlink()),
+            "the link {} was there before and stays",
+            l.display()
+        );
+    }
+}

@@ -204,7 +204,11 @@ impl Rotation {
 /// What opening a file created: the file itself, and the directories made for it.
 #[derive(Debug, Default)]
 struct Created {
+    /// Whether opening the path creates a file: nothing was there, or a symbolic link to
+    /// nothing (whose target the open creates).
     file: bool,
+    /// Where the file created is, once opened: the path, or the end of its links.
+    at: Option<PathBuf>,
     /// Outermost first.
     dirs: Vec<PathBuf>,
 }
@@ -217,8 +221,17 @@ impl Created {
             None => Vec::new(),
         };
         Created {
-            file: fs::symlink_metadata(path).is_err(),
+            // Through links: a dangling one's target is created (a link loop fails to open).
+            file: fs::metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound),
+            at: None,
             dirs,
+        }
+    }
+
+    /// Notes where the file `path` opened is, when opening it created it.
+    fn opened(&mut self, path: &std::path::Path) {
+        if self.file {
+            self.at = Some(fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
         }
     }
 }
@@ -250,6 +263,11 @@ impl OpenFile {
     /// Whether the path still names this file. A path that names nothing (deleted, moved
     /// away, its directory gone) or another file does not; when the path cannot be checked
     /// (e.g. permissions), the open file is kept.
+    /// Whether `path` (followed through links) is this file.
+    fn is_at(&self, path: &std::path::Path) -> bool {
+        fs::metadata(path).is_ok_and(|meta| self.id.is_none() || file_id(&meta) == self.id)
+    }
+
     fn still_at_its_path(&self) -> bool {
         match fs::metadata(&self.path) {
             Ok(meta) => self.id.is_none() || file_id(&meta) == self.id,
@@ -535,7 +553,9 @@ impl Sink for JsonFile {
         let period = self.rotation.period_of(SystemTime::now());
         let path = self.path_for(period);
         self.created = Created::before_opening(&path);
-        self.out = Some(OpenFile::open(path, period)?);
+        let out = OpenFile::open(path, period)?;
+        self.created.opened(&out.path);
+        self.out = Some(out);
         Ok(())
     }
 
@@ -545,10 +565,12 @@ impl Sink for JsonFile {
             // Empty as the file is now, not only as this sink left it: another process may
             // have written to it since it was opened, and its lines stay.
             let empty = out.file.metadata().is_ok_and(|m| m.len() == 0);
-            if created.file && empty && out.still_at_its_path() {
-                let path = out.path.clone();
+            // The file itself goes, at the end of its links (a link that was there stays),
+            // and only if it is still the one opened.
+            let at = created.at.filter(|at| out.is_at(at));
+            if let Some(at) = at.filter(|_| empty && out.still_at_its_path()) {
                 drop(out);
-                let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(&at);
             }
         }
         // Innermost first; a directory that is not empty (something else was put in it) stays.
