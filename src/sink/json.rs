@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use crate::clock::WallTime;
 use crate::ids::ThreadInfo;
-use crate::record::fields::append_quoted;
+use crate::record::fields::{append_bytes, append_quoted};
 use crate::record::{
     rfc3339_bytes, rfc3339_wall, DropNotice, EventRecord, FieldValue, Fields, Record, SpanRecord,
 };
@@ -87,12 +87,59 @@ pub struct JsonFile {
     callsites: CallsiteText,
 }
 
-/// The escaped `,"target":…,"name":…` of each callsite seen, keyed by its metadata's address
-/// (callsites are `'static`), so that a record copies it instead of escaping it again.
+/// The escaped text of each callsite seen, keyed by its metadata's address (callsites are
+/// `'static`), so that a record copies it instead of escaping it again.
 #[derive(Debug, Default)]
 struct CallsiteText(
-    std::collections::HashMap<usize, Box<[u8]>, std::hash::BuildHasherDefault<AddressHasher>>,
+    std::collections::HashMap<usize, Callsite, std::hash::BuildHasherDefault<AddressHasher>>,
 );
+
+/// One callsite's text.
+#[derive(Debug)]
+struct Callsite {
+    /// `,"target":…,"name":…`
+    head: Box<[u8]>,
+    /// Each of its fields' `"name":`, in the callsite's order, with the name's address and
+    /// length: a record's field names are the callsite's own `&'static str`s, in that order.
+    keys: Box<[FieldKey]>,
+}
+
+#[derive(Debug)]
+struct FieldKey {
+    name: (usize, usize),
+    text: Box<[u8]>,
+}
+
+impl Callsite {
+    fn new(meta: &'static tracing_core::Metadata<'static>) -> Callsite {
+        let mut head = Vec::new();
+        target_and_name(&mut head, meta.target(), meta.name());
+        let keys = meta
+            .fields()
+            .iter()
+            .map(|f| {
+                let mut text = Vec::new();
+                string(&mut text, f.name());
+                text.push(b':');
+                FieldKey {
+                    name: address_of(f.name()),
+                    text: text.into_boxed_slice(),
+                }
+            })
+            .collect();
+        Callsite {
+            head: head.into_boxed_slice(),
+            keys,
+        }
+    }
+}
+
+/// A string's address and length: the same for two `&'static str` only if they hold the same
+/// text.
+#[inline]
+fn address_of(s: &str) -> (usize, usize) {
+    (s.as_ptr() as usize, s.len())
+}
 
 /// Hashes an address (already well spread) with one multiplication.
 #[derive(Default)]
@@ -116,15 +163,13 @@ impl std::hash::Hasher for AddressHasher {
 const CALLSITE_TEXT_LIMIT: usize = 16_384;
 
 impl CallsiteText {
-    fn get(&mut self, meta: &'static tracing_core::Metadata<'static>) -> &[u8] {
+    fn get(&mut self, meta: &'static tracing_core::Metadata<'static>) -> &Callsite {
         if self.0.len() >= CALLSITE_TEXT_LIMIT {
             self.0.clear();
         }
-        self.0.entry(meta as *const _ as usize).or_insert_with(|| {
-            let mut out = Vec::new();
-            target_and_name(&mut out, meta.target(), meta.name());
-            out.into_boxed_slice()
-        })
+        self.0
+            .entry(meta as *const _ as usize)
+            .or_insert_with(|| Callsite::new(meta))
     }
 }
 
@@ -681,17 +726,18 @@ fn target_and_name(out: &mut Vec<u8>, target: &str, name: &str) {
 
 fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
     head(out, e.wall_time(), Kind::Event, e.level());
+    let callsite = callsites.get(e.metadata());
     if e.is_from_log() {
         // A `log` record's target is its own, not its (shared) callsite's.
         target_and_name(out, e.target(), e.name());
     } else {
-        out.extend_from_slice(callsites.get(e.metadata()));
+        out.extend_from_slice(&callsite.head);
     }
     if let Some(msg) = e.message() {
         out.extend_from_slice(b",\"message\":");
         text(out, msg);
     }
-    fields(out, e.fields());
+    fields(out, e.fields(), &callsite.keys);
     if let Some(c) = e.span_context() {
         raw_entry(out, "trace_id", &c.trace_id.to_hex());
         raw_entry(out, "span_id", &c.span_id.to_hex());
@@ -704,8 +750,9 @@ fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
 
 fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
     head(out, sp.end_wall_time(), Kind::Span, sp.level());
-    out.extend_from_slice(callsites.get(sp.metadata()));
-    fields(out, sp.fields());
+    let callsite = callsites.get(sp.metadata());
+    out.extend_from_slice(&callsite.head);
+    fields(out, sp.fields(), &callsite.keys);
     raw_entry(out, "trace_id", &sp.trace_id().to_hex());
     raw_entry(out, "span_id", &sp.span_id().to_hex());
     if let Some(p) = sp.parent_span_id() {
@@ -782,14 +829,36 @@ fn raw_entry(out: &mut Vec<u8>, key: &str, value: &[u8]) {
     out.push(b'"');
 }
 
-fn fields(out: &mut Vec<u8>, fields: &Fields) {
+/// The callsite's `"name":` for a field named `name`, looked for at `next` first (fields come
+/// in the callsite's order), then among all; `None` for a name that is not the callsite's own
+/// `&'static str` (then it is escaped as any string is).
+#[inline]
+fn key_of<'k>(keys: &'k [FieldKey], next: &mut usize, name: &str) -> Option<&'k [u8]> {
+    let at = address_of(name);
+    let j = match keys.get(*next) {
+        Some(k) if k.name == at => *next,
+        _ => keys.iter().position(|k| k.name == at)?,
+    };
+    *next = j + 1;
+    Some(&keys[j].text)
+}
+
+/// `,"fields":{…}`. A field's `"name":` is its callsite's, escaped once (`keys`), when its name
+/// is one of the callsite's: the next one in order, as a rule.
+fn fields(out: &mut Vec<u8>, fields: &Fields, keys: &[FieldKey]) {
     out.extend_from_slice(b",\"fields\":{");
+    let mut next = 0;
     for (i, (name, value)) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        string(out, name);
-        out.push(b':');
+        match key_of(keys, &mut next, name) {
+            Some(key) => append_bytes(out, key),
+            None => {
+                string(out, name);
+                out.push(b':');
+            }
+        }
         match value {
             FieldValue::I64(v) => number(out, v),
             FieldValue::U64(v) => number(out, v),
