@@ -34,20 +34,6 @@ fn libfaketime() -> Option<PathBuf> {
     found
 }
 
-fn rfc3339_micros(t: SystemTime) -> String {
-    let d = time::OffsetDateTime::from(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        d.year(),
-        u8::from(d.month()),
-        d.day(),
-        d.hour(),
-        d.minute(),
-        d.second(),
-        d.nanosecond() / 1_000
-    )
-}
-
 fn off_by(a: SystemTime, b: SystemTime) -> Duration {
     a.duration_since(b).unwrap_or_else(|e| e.duration())
 }

@@ -14,22 +14,6 @@ use serde_json::{json, Value};
 use support::*;
 use tracing_offload::{sink, Backpressure, FieldValue, OffloadLayer, Record};
 
-/// RFC 3339 with microseconds, truncated (not rounded), as the README promises for `ts`.
-fn rfc3339_micros(t: SystemTime) -> String {
-    let d = time::OffsetDateTime::from(t);
-    let nanos = d.nanosecond();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        d.year(),
-        u8::from(d.month()),
-        d.day(),
-        d.hour(),
-        d.minute(),
-        d.second(),
-        nanos / 1_000
-    )
-}
-
 /// Strings of 0..=20 bytes: plain, with a character needing an escape at every position, and
 /// multi-byte characters straddling bytes 7/8, 8/9, 15/16 and 16/17.
 fn strings() -> Vec<String> {

@@ -36,6 +36,22 @@ pub fn wait_spool_replayed(what: &str, handle: &tracing_offload::Handle) {
     wait_until(what, DEADLINE, || otlp_spool(handle).records == 0);
 }
 
+/// `t` in RFC 3339 with microseconds, truncated (not rounded), as the JSON sink writes times
+/// (computed with the `time` crate, not the crate's own formatting).
+pub fn rfc3339_micros(t: std::time::SystemTime) -> String {
+    let d = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        d.year(),
+        u8::from(d.month()),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second(),
+        d.nanosecond() / 1_000
+    )
+}
+
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
