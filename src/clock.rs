@@ -140,22 +140,24 @@ impl WallTime {
     /// clock reads, is held at that bound).
     pub(crate) fn from_system(t: SystemTime) -> Self {
         match t.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(d) => WallTime {
-                secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                nanos: d.subsec_nanos(),
+            Ok(d) => match i64::try_from(d.as_secs()) {
+                Ok(secs) => WallTime {
+                    secs,
+                    nanos: d.subsec_nanos(),
+                },
+                Err(_) => WallTime::MAX,
             },
             Err(before) => {
                 let d = before.duration();
-                let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-                match d.subsec_nanos() {
-                    0 => WallTime {
-                        secs: -secs,
-                        nanos: 0,
-                    },
-                    n => WallTime {
-                        secs: (-secs).saturating_sub(1),
+                // -2⁶³ seconds itself is in range: negate in 128 bits.
+                let secs = i64::try_from(-i128::from(d.as_secs())).unwrap_or(i64::MIN);
+                match (d.subsec_nanos(), secs.checked_sub(1)) {
+                    (0, _) => WallTime { secs, nanos: 0 },
+                    (n, Some(secs)) => WallTime {
+                        secs,
                         nanos: 1_000_000_000 - n,
                     },
+                    (_, None) => WallTime::MIN,
                 }
             }
         }
@@ -174,38 +176,62 @@ impl WallTime {
         t.unwrap_or(epoch)
     }
 
-    /// `n` nanoseconds later (saturating).
+    /// The latest time held.
+    pub(crate) const MAX: WallTime = WallTime {
+        secs: i64::MAX,
+        nanos: 999_999_999,
+    };
+
+    /// The earliest time held.
+    pub(crate) const MIN: WallTime = WallTime {
+        secs: i64::MIN,
+        nanos: 0,
+    };
+
+    /// `n` nanoseconds later (at most [`MAX`](Self::MAX)).
     #[inline]
     pub(crate) fn plus_nanos(self, n: u64) -> WallTime {
         let nanos = u64::from(self.nanos) + n % NANOS_PER_SEC;
         let carry = u64::from(nanos >= NANOS_PER_SEC);
-        WallTime {
-            secs: self.secs.saturating_add((n / NANOS_PER_SEC + carry) as i64),
-            nanos: (nanos - carry * NANOS_PER_SEC) as u32,
+        match self.secs.checked_add((n / NANOS_PER_SEC + carry) as i64) {
+            Some(secs) => WallTime {
+                secs,
+                nanos: (nanos - carry * NANOS_PER_SEC) as u32,
+            },
+            None => WallTime::MAX,
         }
     }
 
-    /// `n` nanoseconds earlier (saturating).
+    /// `n` nanoseconds earlier (at least [`MIN`](Self::MIN)).
     #[inline]
     pub(crate) fn minus_nanos(self, n: u64) -> WallTime {
         let sub = (n % NANOS_PER_SEC) as u32;
         let borrow = self.nanos < sub;
-        WallTime {
-            secs: self
-                .secs
-                .saturating_sub((n / NANOS_PER_SEC) as i64 + i64::from(borrow)),
-            nanos: if borrow {
-                self.nanos + 1_000_000_000 - sub
-            } else {
-                self.nanos - sub
+        match self
+            .secs
+            .checked_sub((n / NANOS_PER_SEC) as i64 + i64::from(borrow))
+        {
+            Some(secs) => WallTime {
+                secs,
+                nanos: if borrow {
+                    self.nanos + 1_000_000_000 - sub
+                } else {
+                    self.nanos - sub
+                },
             },
+            None => WallTime::MIN,
         }
     }
 
-    /// `d` later (saturating).
+    /// `d` later (at most [`MAX`](Self::MAX)).
     #[inline]
     pub(crate) fn plus(self, d: Duration) -> WallTime {
         self.plus_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// The time `secs` seconds after the epoch (before it when negative).
+    pub(crate) fn from_secs(secs: i64) -> WallTime {
+        WallTime { secs, nanos: 0 }
     }
 
     /// Whole seconds since the epoch (negative before it).
@@ -288,6 +314,28 @@ mod tests {
                 assert_eq!(w.minus_nanos(n).to_system(), t - d, "{t:?} - {n}");
             }
         }
+    }
+
+    /// At the ends of the range, moving a time never takes it the other way (a span's end
+    /// before its start), and the earliest whole second is held as it is (adversary pass 25).
+    #[test]
+    fn wall_times_saturate_at_the_ends_of_their_range() {
+        let last = WallTime {
+            secs: i64::MAX,
+            nanos: 999_999_000,
+        };
+        assert_eq!(last.plus_nanos(2_000), WallTime::MAX);
+        assert_eq!(WallTime::MAX.plus_nanos(u64::MAX), WallTime::MAX);
+        let first = WallTime {
+            secs: i64::MIN,
+            nanos: 1_000,
+        };
+        assert_eq!(first.minus_nanos(2_000), WallTime::MIN);
+        assert_eq!(WallTime::MIN.minus_nanos(u64::MAX), WallTime::MIN);
+        assert_eq!(first.minus_nanos(1_000), WallTime::MIN);
+        let earliest = SystemTime::UNIX_EPOCH - Duration::from_secs(1 << 63);
+        assert_eq!(WallTime::from_system(earliest), WallTime::MIN);
+        assert_eq!(WallTime::from_system(earliest).to_system(), earliest);
     }
 
     #[test]

@@ -16,14 +16,18 @@ use std::time::{Duration, SystemTime};
 use support::*;
 use tracing_offload::{sink, OffloadLayer, Record};
 
-/// Where Debian's `faketime` package puts the library, by architecture.
+/// Where the packages (Debian's by architecture, others') and libfaketime's own `make install`
+/// put the library.
 fn libfaketime() -> Option<PathBuf> {
     let found = std::fs::read_dir("/usr/lib")
         .into_iter()
         .flatten()
         .flatten()
         .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
-        .chain([PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
+        .chain(
+            ["/usr/lib", "/usr/lib64", "/usr/local/lib"]
+                .map(|dir| PathBuf::from(dir).join("faketime/libfaketime.so.1")),
+        )
         .find(|p| p.is_file());
     if found.is_none() {
         skip_unless_required(

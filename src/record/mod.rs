@@ -693,7 +693,9 @@ fn prefetch_value<T>(value: &T) {
     shared::prefetch(std::ptr::from_ref(value).cast(), std::mem::size_of::<T>());
 }
 
-/// Formats a time as RFC 3339 in UTC with microseconds, e.g. `2026-11-22T11:24:22.123456Z`.
+/// Formats a time as RFC 3339 in UTC with microseconds, e.g. `2026-11-22T11:24:22.123456Z`. A
+/// time outside the years 0000 – 9999, which RFC 3339 cannot write, is written as the nearest
+/// one it can.
 pub fn rfc3339(t: SystemTime) -> String {
     let buf = rfc3339_bytes(t);
     String::from_utf8_lossy(&buf).into_owned()
@@ -716,7 +718,20 @@ pub(crate) fn rfc3339_wall(t: WallTime) -> [u8; 27] {
     rfc3339_parts(t.secs(), t.subsec_micros())
 }
 
+/// The first second RFC 3339 writes (0000-01-01T00:00:00Z) and the last
+/// (9999-12-31T23:59:59Z): its years have four digits.
+const RFC3339_SECS: std::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
+
 fn rfc3339_parts(secs: i64, micros: u32) -> [u8; 27] {
+    // A time outside the years RFC 3339 writes is written as the nearest one it does (a
+    // clamped year alone would make dates that do not exist, and put times out of order).
+    let (secs, micros) = if secs < *RFC3339_SECS.start() {
+        (*RFC3339_SECS.start(), 0)
+    } else if secs > *RFC3339_SECS.end() {
+        (*RFC3339_SECS.end(), 999_999)
+    } else {
+        (secs, micros)
+    };
     use std::cell::Cell;
     thread_local! {
         static SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
@@ -823,6 +838,38 @@ mod tests {
                 let wall = rfc3339_wall(WallTime::from_system(t));
                 assert_eq!(wall[..], *ours.as_bytes(), "{secs} {nanos}");
             }
+        }
+        // Outside the years RFC 3339 writes (four digits): the nearest time it writes, never
+        // a date that does not exist, in order (adversary pass 25: 10000-02-29 was written
+        // 9999-02-29, year -1 as year 0, and the earliest time as NUL bytes).
+        let epoch = SystemTime::UNIX_EPOCH;
+        for (t, expected) in [
+            (
+                epoch + Duration::from_secs(400_000_000_000),
+                "9999-12-31T23:59:59.999999Z",
+            ),
+            (
+                epoch + Duration::from_secs(253_402_300_800),
+                "9999-12-31T23:59:59.999999Z",
+            ),
+            (
+                epoch + Duration::new(253_402_300_799, 5_000),
+                "9999-12-31T23:59:59.000005Z",
+            ),
+            (
+                epoch - Duration::from_secs(62_167_219_200),
+                "0000-01-01T00:00:00.000000Z",
+            ),
+            (
+                epoch - Duration::new(62_167_219_200, 1),
+                "0000-01-01T00:00:00.000000Z",
+            ),
+            (
+                epoch - Duration::from_secs(1 << 63),
+                "0000-01-01T00:00:00.000000Z",
+            ),
+        ] {
+            assert_eq!(rfc3339(t), expected, "{t:?}");
         }
         // Before the epoch (a clock set back, or a test's fake one): the date it is.
         for (back, expected) in [

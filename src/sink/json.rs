@@ -184,7 +184,7 @@ struct OpenFile {
     /// Its length, as far as this sink knows.
     size: u64,
     /// Under time rotation, the period (in periods since the Unix epoch) it belongs to.
-    period: Option<u64>,
+    period: Option<i64>,
     /// A failed write left part of a line that could not be cut off: the next write starts
     /// with a newline so that the next record begins a line of its own.
     broken_tail: bool,
@@ -224,19 +224,18 @@ impl Rotation {
     }
 
     /// The period `now` falls in, under time rotation.
-    fn period_of(&self, now: SystemTime) -> Option<u64> {
-        let secs = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.period_secs().map(|len| secs / len)
+    fn period_of(&self, now: SystemTime) -> Option<i64> {
+        // Before 1970 too: a period is the day (hour, minute) the time is in.
+        let secs = WallTime::from_system(now).secs();
+        self.period_secs().map(|len| secs.div_euclid(len as i64))
     }
 
     /// `YYYY-MM-DD`, `YYYY-MM-DD-HH` or `YYYY-MM-DD-HH-mm` (UTC) for the start of `period`.
-    fn date_suffix(&self, period: u64) -> String {
-        let len = self.period_secs().unwrap_or(86_400);
-        let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(period * len);
+    fn date_suffix(&self, period: i64) -> String {
+        let len = self.period_secs().unwrap_or(86_400) as i64;
+        let start = WallTime::from_secs(period.saturating_mul(len));
         // `YYYY-MM-DDTHH:MM:SS.ffffffZ`
-        let t = rfc3339_bytes(start);
+        let t = rfc3339_wall(start);
         let text = |range: std::ops::Range<usize>| String::from_utf8_lossy(&t[range]).into_owned();
         match self {
             Rotation::Minutely => format!("{}-{}-{}", text(0..10), text(11..13), text(14..16)),
@@ -273,10 +272,16 @@ impl Created {
         }
     }
 
-    /// Notes where the file `path` opened is, when opening it created it.
+    /// Notes where what opening `path` created is: the file (when it created it) and the
+    /// directories, each at the end of its links as they are now, so that `abandon` removes
+    /// what was made even if a link on the way is re-pointed meanwhile, and nothing else.
     fn opened(&mut self, path: &std::path::Path) {
+        let real = |p: &std::path::Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
         if self.file {
-            self.at = Some(fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
+            self.at = Some(real(path));
+        }
+        for dir in &mut self.dirs {
+            *dir = real(dir);
         }
     }
 }
@@ -285,7 +290,7 @@ impl Created {
 
 impl OpenFile {
     /// Opens (creating it, and its directory) `path` for appending.
-    fn open(path: PathBuf, period: Option<u64>) -> Result<OpenFile, SinkError> {
+    fn open(path: PathBuf, period: Option<i64>) -> Result<OpenFile, SinkError> {
         let ctx = |what: &str| format!("{what} {}", path.display());
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)
@@ -436,7 +441,7 @@ impl JsonFile {
     }
 
     /// The file a record written in `period` goes to.
-    fn path_for(&self, period: Option<u64>) -> PathBuf {
+    fn path_for(&self, period: Option<i64>) -> PathBuf {
         let Some(period) = period else {
             return self.path.clone();
         };
@@ -610,10 +615,9 @@ impl Sink for JsonFile {
             // Empty as the file is now, not only as this sink left it: another process may
             // have written to it since it was opened, and its lines stay.
             let empty = out.file.metadata().is_ok_and(|m| m.len() == 0);
-            // The file itself goes, at the end of its links (a link that was there stays),
-            // and only if it is still the one opened.
-            let at = created.at.filter(|at| out.is_at(at));
-            if let Some(at) = at.filter(|_| empty && out.still_at_its_path()) {
+            // The file itself goes, where it was created (a link that was there stays), and
+            // only if it is still the one opened there.
+            if let Some(at) = created.at.filter(|at| empty && out.is_at(at)) {
                 drop(out);
                 let _ = fs::remove_file(&at);
             }
@@ -1117,6 +1121,26 @@ mod tests {
         assert_eq!(
             Rotation::Hourly.period_of(at),
             Rotation::Hourly.period_of(next_minute)
+        );
+        // Before 1970, the day it is (adversary pass 25: every time before the epoch was in
+        // period 0, 1970-01-01, and the file never rotated). 1969-06-01T12:30:00Z:
+        let before = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(18_444_600);
+        let name = |rotation: Rotation| {
+            let sink = JsonFile::new("logs/app.jsonl").rotation(rotation.clone());
+            sink.path_for(rotation.period_of(before))
+        };
+        assert_eq!(
+            name(Rotation::Daily),
+            Path::new("logs/app.jsonl.1969-06-01")
+        );
+        assert_eq!(
+            name(Rotation::Minutely),
+            Path::new("logs/app.jsonl.1969-06-01-12-30")
+        );
+        let next_day = before + std::time::Duration::from_secs(86_400);
+        assert_ne!(
+            Rotation::Daily.period_of(before),
+            Rotation::Daily.period_of(next_day)
         );
     }
 
