@@ -136,6 +136,18 @@ impl WallTime {
     /// The Unix epoch.
     pub(crate) const EPOCH: WallTime = WallTime { secs: 0, nanos: 0 };
 
+    /// The latest time held.
+    pub(crate) const MAX: WallTime = WallTime {
+        secs: i64::MAX,
+        nanos: 999_999_999,
+    };
+
+    /// The earliest time held.
+    pub(crate) const MIN: WallTime = WallTime {
+        secs: i64::MIN,
+        nanos: 0,
+    };
+
     /// `t`, whatever side of the epoch it is on (a time beyond ±2⁶³ seconds, which no system
     /// clock reads, is held at that bound).
     pub(crate) fn from_system(t: SystemTime) -> Self {
@@ -175,18 +187,6 @@ impl WallTime {
         };
         t.unwrap_or(epoch)
     }
-
-    /// The latest time held.
-    pub(crate) const MAX: WallTime = WallTime {
-        secs: i64::MAX,
-        nanos: 999_999_999,
-    };
-
-    /// The earliest time held.
-    pub(crate) const MIN: WallTime = WallTime {
-        secs: i64::MIN,
-        nanos: 0,
-    };
 
     /// `n` nanoseconds later (at most [`MAX`](Self::MAX)).
     #[inline]

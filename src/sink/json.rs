@@ -104,6 +104,7 @@ struct Callsite {
     keys: Box<[FieldKey]>,
 }
 
+/// One field's `"name":`, with its name's [address](address_of).
 #[derive(Debug)]
 struct FieldKey {
     name: (usize, usize),
@@ -253,7 +254,7 @@ struct Created {
     file: bool,
     /// Where the file created is, once opened: the path, or the end of its links.
     at: Option<PathBuf>,
-    /// Outermost first.
+    /// The directories made, outermost first; once opened, at the end of their links.
     dirs: Vec<PathBuf>,
 }
 
