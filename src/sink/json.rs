@@ -1097,10 +1097,11 @@ mod tests {
     fn time_rotation_names_files_by_their_period_in_utc() {
         // 2023-11-14T22:13:20Z
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        let name = |rotation: Rotation| {
+        let named = |rotation: Rotation, at: SystemTime| {
             let sink = JsonFile::new("logs/app.jsonl").rotation(rotation.clone());
             sink.path_for(rotation.period_of(at))
         };
+        let name = |rotation: Rotation| named(rotation, at);
         assert_eq!(
             name(Rotation::Minutely),
             Path::new("logs/app.jsonl.2023-11-14-22-13")
@@ -1126,10 +1127,7 @@ mod tests {
         // Before 1970, the day it is (adversary pass 25: every time before the epoch was in
         // period 0, 1970-01-01, and the file never rotated). 1969-06-01T12:30:00Z:
         let before = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(18_444_600);
-        let name = |rotation: Rotation| {
-            let sink = JsonFile::new("logs/app.jsonl").rotation(rotation.clone());
-            sink.path_for(rotation.period_of(before))
-        };
+        let name = |rotation: Rotation| named(rotation, before);
         assert_eq!(
             name(Rotation::Daily),
             Path::new("logs/app.jsonl.1969-06-01")
