@@ -1,24 +1,190 @@
 //! Time helpers shared by every part of the crate. A leaf module.
 //!
-//! The calling thread reads only a raw monotonic [`Tick`] (the CPU's time-stamp counter where it
-//! is reliable, through `quanta`; the OS's monotonic clock otherwise): a few nanoseconds, no
-//! system call, no conversion. The drain thread turns ticks into wall-clock time with a
-//! [`WallClock`] anchor it refreshes every batch, so wall-clock adjustments (NTP) are followed.
+//! The calling thread reads only a raw monotonic [`Tick`]: a few nanoseconds, no system call, no
+//! conversion. Ticks come from the CPU's time-stamp counter (through `quanta`) where the kernel
+//! keeps time with it too, and from the OS's monotonic clock otherwise (on Linux, a kernel that
+//! chose another clock source, `kvm-clock` say, found the counter unreliable on that machine).
+//! The counter's rate is calibrated against the OS's monotonic clock, and the drain thread keeps
+//! refining it over the whole life of the process ([`refine`]), so durations agree with
+//! [`Instant`]'s. The drain thread turns ticks into wall-clock time with a [`WallClock`] anchor it
+//! refreshes every batch, so wall-clock adjustments (NTP) are followed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The calibrated clock behind every [`Tick`], made once per process.
+/// Where ticks come from, chosen once per process.
+enum Source {
+    /// The CPU's counter, with its rate in nanoseconds per tick.
+    Counter { clock: quanta::Clock, rate: Rate },
+    /// The OS's monotonic clock: nanoseconds since `base`.
+    Os { base: Instant },
+}
+
 #[inline]
-fn source() -> &'static quanta::Clock {
-    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
-    CLOCK.get_or_init(quanta::Clock::new)
+fn source() -> &'static Source {
+    static SOURCE: OnceLock<Source> = OnceLock::new();
+    SOURCE.get_or_init(Source::choose)
+}
+
+impl Source {
+    fn choose() -> Source {
+        if !kernel_keeps_time_with_the_counter() {
+            return Source::Os {
+                base: Instant::now(),
+            };
+        }
+        let clock = quanta::Clock::new();
+        // `quanta`'s calibration (at most 200 ms, often well under one) is the first estimate;
+        // the drain thread refines it against a baseline that grows with the process's age.
+        let first = clock.delta_as_nanos(0, 1 << Rate::SHIFT);
+        let rate = Rate::new(&clock, first);
+        Source::Counter { clock, rate }
+    }
+
+    #[inline]
+    fn raw(&self) -> u64 {
+        match self {
+            Source::Counter { clock, .. } => clock.raw(),
+            Source::Os { base } => duration_nanos(base.elapsed()),
+        }
+    }
+
+    /// Nanoseconds in `ticks` raw units.
+    #[inline]
+    fn nanos(&self, ticks: u64) -> u64 {
+        match self {
+            Source::Counter { rate, .. } => rate.nanos(ticks),
+            Source::Os { .. } => ticks,
+        }
+    }
+}
+
+/// Whether the kernel keeps its own time with the CPU's time-stamp counter. Linux checks the
+/// counter at boot (synchronised across CPUs, steady rate) and picks another clock source when
+/// it is not reliable; a process reading it then gets times that disagree across CPUs or run at
+/// another rate than the OS's clock.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "x86")))]
+fn kernel_keeps_time_with_the_counter() -> bool {
+    std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .is_ok_and(|s| s.trim() == "tsc")
+}
+
+/// Elsewhere the counter is the one the OS uses (Arm's generic timer) or `quanta` decides.
+#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "x86"))))]
+fn kernel_keeps_time_with_the_counter() -> bool {
+    true
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The counter's rate: nanoseconds per tick as a fixed-point number (`SHIFT` fraction bits),
+/// measured from a (tick, [`Instant`]) pair taken at start-up to one taken later. The error of a
+/// pair is the time between its two readings (tens of nanoseconds), so the rate's error shrinks
+/// as the baseline grows: about 1e-6 after 100 ms, where one short calibration can be off by 5e-4
+/// on a busy virtual machine (a 50 ms span measured 27 µs short).
+struct Rate {
+    /// Nanoseconds per tick, times 2^SHIFT.
+    fixed: AtomicU64,
+    /// The start-up pair.
+    base: (u64, Instant),
+    /// The tick of the last refinement.
+    refined_at: AtomicU64,
+    /// A pair whose readings are more ticks apart than this (the thread was interrupted between
+    /// them) is not used: [`Rate::PAIR_LIMIT`], or four times the tightest start-up pair on a
+    /// machine whose OS clock is slower to read.
+    pair_limit: u64,
+}
+
+impl Rate {
+    const SHIFT: u32 = 32;
+    /// The longest a pair's readings may be apart (reading the OS's clock takes tens of
+    /// nanoseconds where the kernel keeps time with the counter).
+    const PAIR_LIMIT: Duration = Duration::from_nanos(250);
+    /// The shortest baseline that replaces the first estimate. The error of a refined rate is
+    /// at most [`Rate::PAIR_LIMIT`] over the baseline, so a time span that ended before a
+    /// refinement (its length is at most the baseline) is off by at most about that limit.
+    const MIN_BASELINE: Duration = Duration::from_millis(1);
+    /// Refinements are at least this many ticks apart (a fraction of a millisecond to a few).
+    const EVERY: u64 = 1 << 22;
+
+    fn new(clock: &quanta::Clock, first: u64) -> Rate {
+        let limit = ((duration_nanos(Self::PAIR_LIMIT) as u128) << Self::SHIFT)
+            .checked_div(first as u128)
+            .map_or(u64::MAX, |t| u64::try_from(t).unwrap_or(u64::MAX));
+        // The tightest of a few pairs.
+        let (gap, tick, at) = (0..16)
+            .map(|_| pair(clock))
+            .min_by_key(|&(gap, _, _)| gap)
+            .unwrap_or_else(|| pair(clock));
+        let pair_limit = limit.max(gap.saturating_mul(4));
+        let base = (tick, at);
+        Rate {
+            fixed: AtomicU64::new(first.max(1)),
+            refined_at: AtomicU64::new(base.0),
+            base,
+            pair_limit,
+        }
+    }
+
+    #[inline]
+    fn nanos(&self, ticks: u64) -> u64 {
+        let fixed = self.fixed.load(Ordering::Relaxed) as u128;
+        u64::try_from((ticks as u128 * fixed) >> Self::SHIFT).unwrap_or(u64::MAX)
+    }
+
+    /// Measures the rate again over the baseline from start-up to now, when a refinement is due.
+    fn refine(&self, clock: &quanta::Clock) {
+        let now = clock.raw();
+        let last = self.refined_at.load(Ordering::Relaxed);
+        if now.wrapping_sub(last) < Self::EVERY || now < last {
+            return;
+        }
+        self.refined_at.store(now, Ordering::Relaxed);
+        let (gap, tick, at) = pair(clock);
+        if gap > self.pair_limit {
+            return;
+        }
+        let (base_tick, base_at) = self.base;
+        let Some(elapsed) = at.checked_duration_since(base_at) else {
+            return;
+        };
+        let ticks = tick.saturating_sub(base_tick);
+        if elapsed < Self::MIN_BASELINE || ticks == 0 {
+            return;
+        }
+        let fixed = (elapsed.as_nanos() << Self::SHIFT) / ticks as u128;
+        if let Ok(fixed @ 1..) = u64::try_from(fixed) {
+            self.fixed.store(fixed, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A tick and an [`Instant`] read together: (ticks between the two counter readings around the
+/// `Instant`, their midpoint, the `Instant`).
+fn pair(clock: &quanta::Clock) -> (u64, u64, Instant) {
+    let before = clock.raw();
+    let at = Instant::now();
+    let after = clock.raw();
+    let gap = after.saturating_sub(before);
+    (gap, before + gap / 2, at)
 }
 
 /// Calibrates the clock now (it can take up to a few hundred milliseconds the first time), so
 /// that no application thread pays for it. Called when a pipeline is built.
 pub(crate) fn warm_up() {
     let _ = source();
+}
+
+/// Refines the counter's rate against the OS's monotonic clock (see the module's docs): cheap
+/// when not due, a few tens of nanoseconds when due. The drain thread calls it every batch,
+/// before it converts the batch's ticks.
+pub(crate) fn refine() {
+    if let Source::Counter { clock, rate } = source() {
+        rate.refine(clock);
+    }
 }
 
 /// A raw monotonic reading, cheap to take on the calling thread; only differences and
@@ -67,13 +233,8 @@ impl RawSpan {
         self.0 = self.0.saturating_add(other.0);
     }
 
-    /// What is left of `self` after `other` (0 if `other` is longer).
-    pub(crate) fn saturating_sub(self, other: RawSpan) -> RawSpan {
-        RawSpan(self.0.saturating_sub(other.0))
-    }
-
     pub(crate) fn duration(self) -> Duration {
-        Duration::from_nanos(source().delta_as_nanos(0, self.0))
+        Duration::from_nanos(source().nanos(self.0))
     }
 }
 
@@ -105,11 +266,9 @@ impl WallClock {
     #[inline]
     pub(crate) fn wall_time(&self, tick: Tick) -> WallTime {
         if tick <= self.tick {
-            self.wall
-                .minus_nanos(source().delta_as_nanos(tick.0, self.tick.0))
+            self.wall.minus_nanos(source().nanos(self.tick.0 - tick.0))
         } else {
-            self.wall
-                .plus_nanos(source().delta_as_nanos(self.tick.0, tick.0))
+            self.wall.plus_nanos(source().nanos(tick.0 - self.tick.0))
         }
     }
 
@@ -249,7 +408,7 @@ impl WallTime {
 
 /// The monotonic time from `start` to `end` (zero if `end` is earlier).
 pub(crate) fn between(start: Tick, end: Tick) -> Duration {
-    Duration::from_nanos(source().delta_as_nanos(start.0, end.0))
+    end.since(start).duration()
 }
 
 /// The instant `timeout` from now, saturating: a timeout too large to add to the clock
@@ -384,6 +543,50 @@ mod tests {
         busy.add(end.since(start));
         busy.add(start.since(end)); // earlier: nothing
         assert_eq!(busy.duration(), measured);
+    }
+
+    /// Spins until `d` has passed on the OS's clock (real time must pass).
+    fn spend(d: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn a_wrong_first_rate_is_refined_against_the_os_clock() {
+        let clock = quanta::Clock::new();
+        let first = clock.delta_as_nanos(0, 1 << Rate::SHIFT);
+        // 0.1 % fast, as one short calibration on a busy virtual machine can be.
+        let rate = Rate::new(&clock, first + first / 1000);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let skewed = rate.fixed.load(Ordering::Relaxed);
+        // Refined once the baseline is long enough (a pair read across an interruption is
+        // skipped, and the next one tried).
+        while rate.fixed.load(Ordering::Relaxed) == skewed {
+            assert!(Instant::now() < deadline, "never refined");
+            spend(Duration::from_millis(2));
+            rate.refine(&clock);
+        }
+        let (start_tick, start) = (clock.raw(), Instant::now());
+        spend(Duration::from_millis(30));
+        let (end_tick, end) = (clock.raw(), Instant::now());
+        let os = (end - start).as_nanos() as f64;
+        let ours = rate.nanos(end_tick - start_tick) as f64;
+        let error = (ours - os).abs() / os;
+        assert!(error < 1e-4, "off by {error:e} of {os} ns");
+    }
+
+    #[test]
+    fn os_ticks_are_nanoseconds() {
+        let os = Source::Os {
+            base: Instant::now(),
+        };
+        let start = os.raw();
+        spend(Duration::from_millis(5));
+        let ticks = os.raw() - start;
+        assert!(ticks >= 5_000_000, "{ticks}");
+        assert_eq!(os.nanos(ticks), ticks);
     }
 
     #[test]

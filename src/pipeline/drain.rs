@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::tail::{Backlog, ById, TailBuffer};
 use super::{Pipeline, SinkSlot};
-use crate::clock::{between, deadline_after, WallClock};
+use crate::clock::{self, between, deadline_after, WallClock};
 use crate::ids::SpanId;
 use crate::record::{Captured, DropReason, EventRecord, Record, Shared, Sharer, SpanRecord};
 use crate::silent;
@@ -258,6 +258,8 @@ impl<'a> Drain<'a> {
     /// producers down the queue record by record.
     fn drain_batch(&mut self, n: usize) {
         let intake = &self.p.intake;
+        // The rate first: every tick of the batch is converted with the refined one.
+        clock::refine();
         self.wall = WallClock::now();
         let now = Instant::now();
         self.events.collect();
@@ -326,8 +328,10 @@ impl<'a> Drain<'a> {
             Captured::Span(mut s) => {
                 s.start = self.wall.wall_time(s.start_tick);
                 s.duration = between(s.start_tick, s.end_tick);
-                // Idle: the rest of the span's life (busy is counted at each exit).
-                s.idle_raw = s.end_tick.since(s.start_tick).saturating_sub(s.busy_raw);
+                // Idle: the rest of the span's life (busy is counted at each exit). Both with
+                // the duration's rate, so that they add up to it.
+                let busy = s.busy_raw.duration();
+                s.busy_idle = (busy, s.duration.saturating_sub(busy));
                 self.pending.attach(&mut s);
                 Record::Span(self.spans.share(s))
             }

@@ -77,9 +77,10 @@ pub struct SpanRecord {
     /// Wall-clock start (set by the drain thread).
     pub(crate) start: WallTime,
     pub(crate) duration: Duration,
-    /// Time entered and not entered, as raw ticks (converted off the calling thread).
+    /// Time entered, as raw ticks (added up on the calling threads).
     pub(crate) busy_raw: RawSpan,
-    pub(crate) idle_raw: RawSpan,
+    /// Time entered and not entered (converted by the drain thread, with `duration`).
+    pub(crate) busy_idle: (Duration, Duration),
     pub(crate) timings: bool,
     pub(crate) fields: Fields,
     pub(crate) events: Vec<Shared<EventRecord>>,
@@ -284,7 +285,7 @@ impl Default for SpanRecord {
             start: WallTime::EPOCH,
             duration: Duration::ZERO,
             busy_raw: RawSpan::default(),
-            idle_raw: RawSpan::default(),
+            busy_idle: (Duration::ZERO, Duration::ZERO),
             timings: false,
             fields: Fields::default(),
             events: Vec::new(),
@@ -385,8 +386,7 @@ impl SpanRecord {
     /// entered on two threads at the same time counts both stretches (busy then exceeds its
     /// share of the duration, and idle is 0 when busy exceeds it all).
     pub fn busy_idle(&self) -> Option<(Duration, Duration)> {
-        self.timings
-            .then(|| (self.busy_raw.duration(), self.idle_raw.duration()))
+        self.timings.then_some(self.busy_idle)
     }
 
     /// Fields given at creation and recorded later (a later value replaces an earlier one).
@@ -441,7 +441,7 @@ impl Recycle for SpanRecord {
         self.parent_span_id = None;
         self.parent_is_remote = false;
         self.busy_raw = RawSpan::default();
-        self.idle_raw = RawSpan::default();
+        self.busy_idle = (Duration::ZERO, Duration::ZERO);
         self.fields.clear();
         self.dropped_events = 0;
         self.links.clear();
