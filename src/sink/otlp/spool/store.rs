@@ -201,7 +201,7 @@ struct Tail {
 pub(crate) struct Store {
     dir: PathBuf,
     /// Held for the store's life: the lock on `<dir>/lock`.
-    _lock: File,
+    _lock: DirLock,
     max_bytes: u64,
     segment_bytes: u64,
     segments: BTreeMap<u64, Segment>,
@@ -682,11 +682,26 @@ impl Store {
     }
 }
 
-/// Locks `<dir>/lock` for this process (released when the process ends, however it ends).
 /// The file in the spool directory that is locked while a store has it open.
 const LOCK_FILE: &str = "lock";
 
-fn lock(dir: &Path) -> io::Result<File> {
+/// The lock on a spool directory, released when dropped (and when the process ends, however it
+/// ends).
+#[derive(Debug)]
+struct DirLock(File);
+
+impl Drop for DirLock {
+    /// Unlocks before the file is closed. Closing alone leaves the directory locked while any
+    /// other descriptor for the same open file lives on: a process another thread is spawning
+    /// holds a copy of every descriptor until it runs its program, and a spool opened again in
+    /// that moment found its directory "in use".
+    fn drop(&mut self) {
+        let _ = fs4::FileExt::unlock(&self.0);
+    }
+}
+
+/// Locks `<dir>/lock` for this store.
+fn lock(dir: &Path) -> io::Result<DirLock> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
@@ -695,7 +710,7 @@ fn lock(dir: &Path) -> io::Result<File> {
         .open(&path)?;
     // The trait's method, not `File::try_lock` (Rust 1.89, past this crate's minimum).
     match fs4::FileExt::try_lock(&file) {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(DirLock(file)),
         Err(fs4::TryLockError::WouldBlock) => Err(io::Error::new(
             io::ErrorKind::WouldBlock,
             "another sink or process is using this spool directory (give each its own)",
@@ -848,6 +863,21 @@ mod tests {
 
     fn open(dir: &Path, max: u64) -> Store {
         Store::open(dir, max).unwrap()
+    }
+
+    /// A store closed while another descriptor of its lock file lives on (a process being
+    /// spawned holds copies of every descriptor until it runs its program) leaves its directory
+    /// unlocked: it used to be "in use" until that copy closed (a CI run's spool test failed
+    /// so, while another test spawned a process).
+    #[test]
+    fn a_closed_store_unlocks_its_directory_while_a_copy_of_its_lock_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 1 << 20);
+        let copy = store._lock.0.try_clone().unwrap();
+        drop(store);
+        let again = Store::open(dir.path(), 1 << 20);
+        assert!(again.is_ok(), "{:?}", again.err());
+        drop(copy);
     }
 
     fn segments(dir: &Path) -> Vec<PathBuf> {
