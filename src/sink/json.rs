@@ -246,11 +246,13 @@ impl Rotation {
     }
 }
 
-/// What opening a file created: the file itself, and the directories made for it.
+/// What opening a file created: the file itself, and the directories made for it. Each is
+/// known made by this sink from the call that made it (a file opened with `O_EXCL`, a directory
+/// made one level at a time), not from a look before: what another process makes in between is
+/// not taken for this sink's.
 #[derive(Debug, Default)]
 struct Created {
-    /// Whether opening the path creates a file: nothing was there, or a symbolic link to
-    /// nothing (whose target the open creates).
+    /// Whether the open created the file (or a symbolic link's missing target).
     file: bool,
     /// Where the file created is, once opened: the path, or the end of its links.
     at: Option<PathBuf>,
@@ -259,20 +261,6 @@ struct Created {
 }
 
 impl Created {
-    /// What opening `path` would create, read just before it is opened.
-    fn before_opening(path: &std::path::Path) -> Created {
-        let dirs = match path.parent() {
-            Some(dir) => super::dirs_to_make(dir),
-            None => Vec::new(),
-        };
-        Created {
-            // Through links: a dangling one's target is created (a link loop fails to open).
-            file: fs::metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound),
-            at: None,
-            dirs,
-        }
-    }
-
     /// Notes where what opening `path` created is: the file (when it created it) and the
     /// directories, each at the end of its links as they are now, so that `abandon` removes
     /// what was made even if a link on the way is re-pointed meanwhile, and nothing else.
@@ -292,12 +280,23 @@ impl Created {
 impl OpenFile {
     /// Opens (creating it, and its directory) `path` for appending.
     fn open(path: PathBuf, period: Option<i64>) -> Result<OpenFile, SinkError> {
+        Self::open_noting(path, period, &mut Created::default())
+    }
+
+    /// [`open`](Self::open), noting in `created` what it made (as it makes it: a failure
+    /// part-way leaves what was made noted).
+    fn open_noting(
+        path: PathBuf,
+        period: Option<i64>,
+        created: &mut Created,
+    ) -> Result<OpenFile, SinkError> {
         let ctx = |what: &str| format!("{what} {}", path.display());
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)
+            super::make_dirs(dir, &mut created.dirs)
                 .map_err(|e| SinkError::io(ctx("creating the directory of"), e))?;
         }
-        let file = open_for_append(&path).map_err(|e| SinkError::io(ctx("opening"), e))?;
+        let (file, made) = open_for_append(&path).map_err(|e| SinkError::io(ctx("opening"), e))?;
+        created.file = made;
         let meta = file
             .metadata()
             .map_err(|e| SinkError::io(ctx("reading the metadata of"), e))?;
@@ -370,24 +369,62 @@ impl OpenFile {
 /// writes then wait for a slow reader, as a file's wait for a slow disk. It is the descriptor
 /// kept: closing a probe and opening again would be the last writer leaving, which a reader
 /// takes for the end of the stream.
+///
+/// Also says whether the open created the file.
 #[cfg(unix)]
-fn open_for_append(path: &std::path::Path) -> io::Result<File> {
+fn open_for_append(path: &std::path::Path) -> io::Result<(File, bool)> {
     use std::os::unix::fs::FileTypeExt;
     let is_fifo = fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
     if !is_fifo {
-        return OpenOptions::new().create(true).append(true).open(path);
+        return create_or_append(path);
     }
-    super::open_fifo(OpenOptions::new().append(true), path).map_err(|e| match e.raw_os_error() {
-        Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => io::Error::other(
-            "it is a FIFO that no process is reading (opening it would wait for one)",
-        ),
-        _ => e,
-    })
+    super::open_fifo(OpenOptions::new().append(true), path)
+        .map(|f| (f, false))
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => io::Error::other(
+                "it is a FIFO that no process is reading (opening it would wait for one)",
+            ),
+            _ => e,
+        })
 }
 
 #[cfg(not(unix))]
-fn open_for_append(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+fn open_for_append(path: &std::path::Path) -> io::Result<(File, bool)> {
+    create_or_append(path)
+}
+
+/// Opens `path` for appending, creating it (or a symbolic link's missing target); says whether
+/// this call created it. Created only with `O_EXCL` (which fails on anything there, a link
+/// too), so a file another process makes at the same moment is never taken for this one's.
+fn create_or_append(path: &std::path::Path) -> io::Result<(File, bool)> {
+    let append = || OpenOptions::new().append(true).clone();
+    let mut at = path.to_owned();
+    // A path that keeps changing under it (or a long chain of links to nothing) ends in an
+    // ordinary open, taken as not created.
+    for _ in 0..16 {
+        #[cfg(test)]
+        tests::before_create(&at);
+        match append().create_new(true).open(&at) {
+            Ok(file) => return Ok((file, true)),
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            Err(_) => {}
+        }
+        match append().open(&at) {
+            Ok(file) => return Ok((file, false)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            // A link to nothing: its target is what to create. Otherwise the file went
+            // between the two opens: try again.
+            Err(_) => {
+                if let Ok(target) = fs::read_link(&at) {
+                    at = match at.parent() {
+                        Some(dir) => dir.join(target),
+                        None => target,
+                    };
+                }
+            }
+        }
+    }
+    append().create(true).open(path).map(|f| (f, false))
 }
 
 /// Writes `prefix` then `buf` with as many `write` calls as needed; returns the bytes written
@@ -603,8 +640,8 @@ impl Sink for JsonFile {
     fn start(&mut self) -> Result<(), SinkError> {
         let period = self.rotation.period_of(SystemTime::now());
         let path = self.path_for(period);
-        self.created = Created::before_opening(&path);
-        let out = OpenFile::open(path, period)?;
+        self.created = Created::default();
+        let out = OpenFile::open_noting(path, period, &mut self.created)?;
         self.created.opened(&out.path);
         self.out = Some(out);
         Ok(())
@@ -1035,6 +1072,84 @@ fn needs_escape(word: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What another process does at a path.
+    type Move = Box<dyn FnMut(&std::path::Path)>;
+
+    thread_local! {
+        /// Runs just before the sink tries to create its file (another process's move).
+        static BEFORE_CREATE: std::cell::RefCell<Option<Move>> = std::cell::RefCell::new(None);
+    }
+
+    pub(super) fn before_create(path: &std::path::Path) {
+        BEFORE_CREATE.with(|hook| {
+            if let Some(hook) = hook.borrow_mut().as_mut() {
+                hook(path)
+            }
+        });
+    }
+
+    /// A file another process makes at the moment the sink opens its path is that process's:
+    /// a failed build does not remove it, even empty. The sink used to decide that it created
+    /// the file from a look before the open, and removed it.
+    #[test]
+    fn a_file_made_by_another_process_as_the_sink_opens_it_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.jsonl");
+        BEFORE_CREATE.with(|h| {
+            *h.borrow_mut() = Some(Box::new(|at: &std::path::Path| {
+                let _ = fs::OpenOptions::new().create(true).append(true).open(at);
+            }))
+        });
+        let mut sink = JsonFile::new(&path);
+        let started = sink.start();
+        BEFORE_CREATE.with(|h| *h.borrow_mut() = None);
+        started.unwrap();
+        sink.abandon();
+        assert!(path.exists(), "the other process's file was removed");
+    }
+
+    /// The file the sink did create goes when the build fails, and so do the directories it
+    /// made for it; the directories that were there stay.
+    #[test]
+    fn a_failed_build_removes_the_file_and_directories_it_made() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("there")).unwrap();
+        let path = dir.path().join("there/made/too/app.jsonl");
+        let mut sink = JsonFile::new(&path);
+        sink.start().unwrap();
+        assert!(path.exists());
+        sink.abandon();
+        assert!(!dir.path().join("there/made").exists());
+        assert!(dir.path().join("there").is_dir());
+    }
+
+    /// A directory another process makes as the sink makes its own is found there and kept.
+    #[test]
+    fn directories_found_made_are_not_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut made = Vec::new();
+        let target = dir.path().join("a/../b/c");
+        crate::sink::make_dirs(&target, &mut made).unwrap();
+        assert!(target.is_dir());
+        assert_eq!(
+            made,
+            vec![
+                dir.path().join("a"),
+                dir.path().join("a/../b"),
+                dir.path().join("a/../b/c")
+            ]
+        );
+        let mut again = Vec::new();
+        crate::sink::make_dirs(&target, &mut again).unwrap();
+        assert!(again.is_empty(), "{again:?}");
+        // A file where a directory should be: an error, what was made before it noted.
+        fs::write(dir.path().join("f"), b"").unwrap();
+        let mut partial = Vec::new();
+        let err = crate::sink::make_dirs(&dir.path().join("d/e/../../f/x"), &mut partial);
+        assert!(err.is_err());
+        assert_eq!(partial, vec![dir.path().join("d"), dir.path().join("d/e")]);
+    }
     use std::path::Path;
 
     #[test]

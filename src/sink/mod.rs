@@ -319,21 +319,28 @@ pub(crate) fn open_fifo(
     Ok(file)
 }
 
-/// The directories that making `dir` and its parents (`create_dir_all`) would create now,
-/// outermost first: for a sink to remove again what it made, when the build fails. Read
-/// component by component, so that a `..` in the path does not hide the directories before it.
-pub(crate) fn dirs_to_make(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// Makes `dir` and its parents (as `create_dir_all` does), one level at a time, noting in
+/// `made` (outermost first) each directory this call made: one that another process makes at
+/// the same moment is found already there and not noted. A failure part-way leaves what was
+/// made noted.
+pub(crate) fn make_dirs(
+    dir: &std::path::Path,
+    made: &mut Vec<std::path::PathBuf>,
+) -> std::io::Result<()> {
     use std::path::Component;
-    let mut made = Vec::new();
     let mut prefix = std::path::PathBuf::new();
     for component in dir.components() {
         prefix.push(component);
-        if matches!(component, Component::Normal(_)) && std::fs::symlink_metadata(&prefix).is_err()
-        {
-            made.push(prefix.clone());
+        if !matches!(component, Component::Normal(_)) || prefix.is_dir() {
+            continue;
+        }
+        match std::fs::create_dir(&prefix) {
+            Ok(()) => made.push(prefix.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && prefix.is_dir() => {}
+            Err(e) => return Err(e),
         }
     }
-    made
+    Ok(())
 }
 
 #[cfg(test)]

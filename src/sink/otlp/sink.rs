@@ -870,13 +870,15 @@ impl Otlp {
                 .and_then(|e| Ok((e, self.build_senders()?)))
         };
         let (((spans, logs), targets), senders) = built.map_err(SinkError::Fatal)?;
-        self.spool_dirs_made = crate::sink::dirs_to_make(dir);
-        let spool = Spool::open(dir, self.spool_max_bytes).map_err(|e| {
+        let cannot_open = |e: std::io::Error| {
             SinkError::Fatal(format!(
                 "cannot open the OTLP spool directory {}: {e}",
                 dir.display()
             ))
-        })?;
+        };
+        self.spool_dirs_made.clear();
+        crate::sink::make_dirs(dir, &mut self.spool_dirs_made).map_err(cannot_open)?;
+        let spool = Spool::open(dir, self.spool_max_bytes).map_err(cannot_open)?;
         let engine = spool::Engine::start(&self.name, rt, spool, senders)
             .map_err(|e| SinkError::io("starting the OTLP spool's thread", e))?;
         let resource = ResourceAttributesWithSchema::from(&self.resource());
