@@ -363,6 +363,8 @@ pub struct AdminServer {
     addr: SocketAddr,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// The listening socket, a second descriptor of it: shut down to wake the accepting thread.
+    listener: Option<TcpListener>,
 }
 
 /// The longest a connection may take to send its request (from its accept to the end of its
@@ -442,12 +444,42 @@ impl AdminServer {
                 SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
             });
         }
-        let woken = TcpStream::connect_timeout(&wake, CONNECTION_TIMEOUT).is_ok();
+        // On Linux, shutting the listening socket down wakes `accept` (it fails), with no
+        // connection needed: one can fail (a firewall on loopback, no port left), and the
+        // thread would keep the address bound.
+        let listener = self.listener.take();
+        if listener.is_some_and(|l| wake_accept(&l)) {
+            let _ = thread.join();
+            return;
+        }
+        let woken = !wake_fails() && TcpStream::connect_timeout(&wake, CONNECTION_TIMEOUT).is_ok();
         if woken {
             let _ = thread.join();
         }
         // Otherwise the thread is left to stop at its next connection: never wait for ever.
     }
+}
+
+/// Whether the wake-up connection is to fail (a test's seam).
+fn wake_fails() -> bool {
+    #[cfg(test)]
+    return tests::wake_fails();
+    #[cfg(not(test))]
+    false
+}
+
+/// Wakes a thread blocked in `listener`'s `accept`, where shutting the socket down does (Linux:
+/// the `accept` fails, and so does every later one); says whether it did.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn wake_accept(listener: &TcpListener) -> bool {
+    rustix::net::shutdown(listener, rustix::net::Shutdown::Read).is_ok()
+}
+
+/// Elsewhere a shut-down listening socket may go on blocking: the server wakes it with a
+/// connection.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn wake_accept(_: &TcpListener) -> bool {
+    false
 }
 
 /// An admin address bound, not yet served: `build()` binds it before it starts the sinks, so
@@ -464,6 +496,7 @@ impl BoundAdmin {
     /// Serves the admin routes from `source` on a thread of its own until stopped.
     pub(crate) fn serve(self, source: Arc<dyn AdminSource>) -> Result<AdminServer, AdminError> {
         let BoundAdmin { listener, local } = self;
+        let second = listener.try_clone().ok();
         let stopping = Arc::new(AtomicBool::new(false));
         let thread =
             crate::pipeline::spawn_thread(thread::Builder::new().name("offload-admin".into()), {
@@ -478,6 +511,7 @@ impl BoundAdmin {
             addr: local,
             stopping,
             thread: Some(thread),
+            listener: second,
         })
     }
 }
@@ -985,6 +1019,34 @@ fn into_axum(r: AdminResponse) -> axum::response::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        static WAKE_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Whether the wake-up connection is to fail (as a firewall on loopback makes it).
+    pub(super) fn wake_fails() -> bool {
+        WAKE_FAILS.with(|f| f.get())
+    }
+
+    /// A stopped server no longer holds its address, even when no connection can reach it to
+    /// wake its accepting thread: the address used to stay bound, its connections queued and
+    /// never answered, until the next connection came.
+    #[test]
+    fn a_stopped_server_releases_its_address_when_no_connection_can_wake_it() {
+        let mut server =
+            AdminServer::start("127.0.0.1:0", Arc::new(Fake { running: true })).unwrap();
+        let addr = server.local_addr();
+        WAKE_FAILS.with(|f| f.set(true));
+        server.stop();
+        WAKE_FAILS.with(|f| f.set(false));
+        let connected = TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+        assert!(connected.is_err(), "the address is still served after stop");
+        assert!(
+            TcpListener::bind(addr).is_ok(),
+            "the address is still bound"
+        );
+    }
 
     #[test]
     fn connections_silent_for_a_while_make_room_before_those_whose_request_has_begun() {
