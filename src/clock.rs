@@ -53,11 +53,23 @@ impl Source {
     /// Nanoseconds in `ticks` raw units.
     #[inline]
     fn nanos(&self, ticks: u64) -> u64 {
+        scale(ticks, self.fixed())
+    }
+
+    /// The rate now: nanoseconds per tick, times 2^[`Rate::SHIFT`].
+    #[inline]
+    fn fixed(&self) -> u64 {
         match self {
-            Source::Counter { rate, .. } => rate.nanos(ticks),
-            Source::Os { .. } => ticks,
+            Source::Counter { rate, .. } => rate.fixed.load(Ordering::Relaxed),
+            Source::Os { .. } => 1 << Rate::SHIFT,
         }
     }
+}
+
+/// Nanoseconds in `ticks` at the rate `fixed` (nanoseconds per tick, times 2^[`Rate::SHIFT`]).
+#[inline]
+fn scale(ticks: u64, fixed: u64) -> u64 {
+    u64::try_from((ticks as u128 * fixed as u128) >> Rate::SHIFT).unwrap_or(u64::MAX)
 }
 
 /// Whether the kernel keeps its own time with the CPU's time-stamp counter. Linux checks the
@@ -129,10 +141,9 @@ impl Rate {
         }
     }
 
-    #[inline]
+    #[cfg(test)]
     fn nanos(&self, ticks: u64) -> u64 {
-        let fixed = self.fixed.load(Ordering::Relaxed) as u128;
-        u64::try_from((ticks as u128 * fixed) >> Self::SHIFT).unwrap_or(u64::MAX)
+        scale(ticks, self.fixed.load(Ordering::Relaxed))
     }
 
     /// Measures the rate again over the baseline from start-up to now, when a refinement is due.
@@ -238,12 +249,17 @@ impl RawSpan {
     }
 }
 
-/// Converts ticks to wall-clock time from one (tick, `SystemTime`) pair taken together.
+/// Converts ticks to wall-clock time from one (tick, `SystemTime`) pair taken together, and
+/// tick distances to durations, at the counter's rate when the anchor was taken: every time of
+/// one record is converted at one rate (a refinement on another pipeline's drain thread in
+/// between would let a span's busy time exceed its duration).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WallClock {
     tick: Tick,
     /// The anchor's wall-clock time.
     wall: WallTime,
+    /// The rate (see [`scale`]).
+    fixed: u64,
 }
 
 impl WallClock {
@@ -257,7 +273,20 @@ impl WallClock {
         WallClock {
             tick,
             wall: WallTime::from_system(system),
+            fixed: source().fixed(),
         }
+    }
+
+    /// The monotonic time from `start` to `end` (zero if `end` is earlier).
+    #[inline]
+    pub(crate) fn between(&self, start: Tick, end: Tick) -> Duration {
+        self.duration(end.since(start))
+    }
+
+    /// `span` as a duration.
+    #[inline]
+    pub(crate) fn duration(&self, span: RawSpan) -> Duration {
+        Duration::from_nanos(scale(span.0, self.fixed))
     }
 
     /// The wall-clock time of `tick` (earlier or later than the anchor): an addition with a
@@ -266,9 +295,11 @@ impl WallClock {
     #[inline]
     pub(crate) fn wall_time(&self, tick: Tick) -> WallTime {
         if tick <= self.tick {
-            self.wall.minus_nanos(source().nanos(self.tick.0 - tick.0))
+            self.wall
+                .minus_nanos(scale(self.tick.0 - tick.0, self.fixed))
         } else {
-            self.wall.plus_nanos(source().nanos(tick.0 - self.tick.0))
+            self.wall
+                .plus_nanos(scale(tick.0 - self.tick.0, self.fixed))
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::tail::{Backlog, ById, TailBuffer};
 use super::{Pipeline, SinkSlot};
-use crate::clock::{self, between, deadline_after, WallClock};
+use crate::clock::{self, deadline_after, WallClock};
 use crate::ids::SpanId;
 use crate::record::{Captured, DropReason, EventRecord, Record, Shared, Sharer, SpanRecord};
 use crate::silent;
@@ -327,10 +327,10 @@ impl<'a> Drain<'a> {
             }
             Captured::Span(mut s) => {
                 s.start = self.wall.wall_time(s.start_tick);
-                s.duration = between(s.start_tick, s.end_tick);
-                // Idle: the rest of the span's life (busy is counted at each exit). Both with
+                s.duration = self.wall.between(s.start_tick, s.end_tick);
+                // Idle: the rest of the span's life (busy is counted at each exit). Both at
                 // the duration's rate, so that they add up to it.
-                let busy = s.busy_raw.duration();
+                let busy = self.wall.duration(s.busy_raw);
                 s.busy_idle = (busy, s.duration.saturating_sub(busy));
                 self.pending.attach(&mut s);
                 Record::Span(self.spans.share(s))

@@ -399,9 +399,10 @@ fn open_for_append(path: &std::path::Path) -> io::Result<(File, bool)> {
 fn create_or_append(path: &std::path::Path) -> io::Result<(File, bool)> {
     let append = || OpenOptions::new().append(true).clone();
     let mut at = path.to_owned();
-    // A path that keeps changing under it (or a long chain of links to nothing) ends in an
+    // Each pass follows one link to nothing: more passes than the longest chain Linux follows
+    // (40; a longer one fails to open). A path that keeps changing under it ends in an
     // ordinary open, taken as not created.
-    for _ in 0..16 {
+    for _ in 0..64 {
         #[cfg(test)]
         tests::before_create(&at);
         match append().create_new(true).open(&at) {
