@@ -232,6 +232,22 @@ fn a_spooling_otlp_sink_leaves_no_spool_directory() {
     assert_absent(&dir.path().join("state"));
 }
 
+/// A spool path ending in `..` names a directory made before the last one: its lock file was
+/// looked for in the last one, and the lock and the directory stayed (adversary pass 26).
+#[cfg(feature = "otlp")]
+#[test]
+fn a_spool_path_ending_in_dot_dot_leaves_nothing() {
+    use tracing_offload::sink::Otlp;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("state").join("sub").join("..");
+    let built = OffloadLayer::builder()
+        .sink(Otlp::new().endpoint("http://127.0.0.1:1").spool(&spool))
+        .sink(FailsToStart::new())
+        .build();
+    assert!(built.is_err());
+    assert_absent(&dir.path().join("state"));
+}
+
 /// A `..` in the path hid the directories made before it from the cleanup.
 #[test]
 fn directories_made_on_the_way_through_a_dot_dot_go_too() {

@@ -1593,17 +1593,23 @@ impl Sink for Otlp {
         let _ = self.stop(Instant::now());
         self.stopped_spool = None;
         let made = std::mem::take(&mut self.spool_dirs_made);
-        if let Some(spool_dir) = made.last() {
-            let only_the_lock = std::fs::read_dir(spool_dir).is_ok_and(|entries| {
-                entries
-                    .map(|e| e.map(|e| e.file_name()))
-                    .all(|name| name.is_ok_and(|n| n == "lock"))
-            });
-            if only_the_lock {
-                let _ = std::fs::remove_file(spool_dir.join("lock"));
-            }
-        }
+        // The spool's directory, where its lock is: not always the last one made (a path
+        // ending in `..` names an outer one).
+        let real = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+        let spool_dir = self.spool_dir.as_deref().and_then(real);
+        // Innermost first; a directory with anything in it (something was spooled, or put
+        // there) stays, and so do those around it.
         for dir in made.iter().rev() {
+            if spool_dir.is_some() && real(dir) == spool_dir {
+                let only_the_lock = std::fs::read_dir(dir).is_ok_and(|entries| {
+                    entries
+                        .map(|e| e.map(|e| e.file_name()))
+                        .all(|name| name.is_ok_and(|n| n == "lock"))
+                });
+                if only_the_lock {
+                    let _ = std::fs::remove_file(dir.join("lock"));
+                }
+            }
             if std::fs::remove_dir(dir).is_err() {
                 break;
             }
