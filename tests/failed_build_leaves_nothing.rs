@@ -213,11 +213,7 @@ fn a_spooling_otlp_sink_leaves_no_spool_directory() {
     use tracing_offload::sink::Otlp;
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("state").join("spool");
-    let built = OffloadLayer::builder()
-        .sink(Otlp::new().endpoint("http://127.0.0.1:1").spool(&spool))
-        .sink(FailsToStart::new())
-        .build();
-    assert!(built.is_err());
+    spooling_sink_then_a_failure(&spool);
     assert_absent(&dir.path().join("state"));
 
     failed_in(
@@ -237,15 +233,20 @@ fn a_spooling_otlp_sink_leaves_no_spool_directory() {
 #[cfg(feature = "otlp")]
 #[test]
 fn a_spool_path_ending_in_dot_dot_leaves_nothing() {
-    use tracing_offload::sink::Otlp;
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("state").join("sub").join("..");
+    spooling_sink_then_a_failure(&dir.path().join("state").join("sub").join(".."));
+    assert_absent(&dir.path().join("state"));
+}
+
+/// A build with an OTLP sink spooling to `spool`, then a sink that fails to start.
+#[cfg(feature = "otlp")]
+fn spooling_sink_then_a_failure(spool: &std::path::Path) {
+    use tracing_offload::sink::Otlp;
     let built = OffloadLayer::builder()
-        .sink(Otlp::new().endpoint("http://127.0.0.1:1").spool(&spool))
+        .sink(Otlp::new().endpoint("http://127.0.0.1:1").spool(spool))
         .sink(FailsToStart::new())
         .build();
     assert!(built.is_err());
-    assert_absent(&dir.path().join("state"));
 }
 
 /// A `..` in the path hid the directories made before it from the cleanup.
