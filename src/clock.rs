@@ -88,7 +88,8 @@ fn kernel_keeps_time_with_the_counter() -> bool {
     true
 }
 
-fn duration_nanos(d: Duration) -> u64 {
+/// `d` in nanoseconds, at most `u64::MAX` (584 years).
+pub(crate) fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -416,7 +417,7 @@ impl WallTime {
     /// `d` later (at most [`MAX`](Self::MAX)).
     #[inline]
     pub(crate) fn plus(self, d: Duration) -> WallTime {
-        self.plus_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        self.plus_nanos(duration_nanos(d))
     }
 
     /// The time `secs` seconds after the epoch (before it when negative).

@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::clock::WallTime;
+use crate::clock::{duration_nanos as nanos, WallTime};
 use crate::ids::ThreadInfo;
 use crate::record::fields::{append_bytes, append_quoted};
 use crate::record::{
@@ -834,10 +834,6 @@ fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
         number(out, sp.dropped_events());
     }
     thread(out, &sp.thread());
-}
-
-fn nanos(d: std::time::Duration) -> u64 {
-    d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 fn dropped(out: &mut Vec<u8>, d: &DropNotice) {
