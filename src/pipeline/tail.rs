@@ -62,6 +62,7 @@ impl Backlog {
     }
 
     /// A record for the sinks; `settles`: handing it over settles it.
+    #[inline]
     pub(super) fn push(&mut self, record: Record, settles: bool) {
         self.items.push_back(Outgoing::Record(record, settles));
         self.records += 1;
@@ -248,18 +249,38 @@ impl<'a> TailBuffer<'a> {
     fn apply_changes(&mut self, out: &mut Backlog) {
         let generation = self.control.generation();
         if generation != self.generation {
-            self.generation = generation;
-            let (settings, set_at) = self.control.get_with_time();
-            if self.settings.is_none() && settings.is_some() {
-                self.on_since = Some(set_at);
-            }
-            self.reconfigure(settings, out);
+            self.change(generation, out);
         }
     }
 
+    /// Takes the settings of `generation`.
+    #[cold]
+    #[inline(never)]
+    fn change(&mut self, generation: u64, out: &mut Backlog) {
+        self.generation = generation;
+        let (settings, set_at) = self.control.get_with_time();
+        if self.settings.is_none() && settings.is_some() {
+            self.on_since = Some(set_at);
+        }
+        self.reconfigure(settings, out);
+    }
+
     /// Takes one finished record: forwards it, holds it, or decides its trace.
+    #[inline]
     pub(super) fn offer(&mut self, record: Record, now: Instant, out: &mut Backlog) {
         self.apply_changes(out);
+        if self.settings.is_none() && self.verdicts.is_empty() {
+            // Tail sampling off, and no trace decided before it was turned off: through, as
+            // most records go (the drain thread offers every record).
+            out.push(record, true);
+            return;
+        }
+        self.offer_slow(record, now, out);
+    }
+
+    /// [`offer`](Self::offer) with tail sampling on, or traces decided before it was turned off.
+    #[inline(never)]
+    fn offer_slow(&mut self, record: Record, now: Instant, out: &mut Backlog) {
         let Some(settings) = self.settings else {
             self.offer_while_off(record, out);
             return;
