@@ -205,6 +205,9 @@ pub(crate) fn refine() {
 pub(crate) struct Tick(u64);
 
 impl Tick {
+    /// The earliest reading (an empty record's).
+    pub(crate) const ZERO: Tick = Tick(0);
+
     /// The current reading.
     #[inline]
     pub(crate) fn now() -> Tick {

@@ -26,7 +26,7 @@ mod spans;
 
 use self::callsite::CallsiteClass;
 use self::capture::{is_marked_critical, remote_parent, Capture};
-use self::spans::{NewSpan, SpanStore};
+use self::spans::{LocalRoot, NewSpan, SpanStore};
 use crate::clock::Tick;
 use crate::ids::{new_span_id, new_trace_id, thread_info, SpanContext, SpanId};
 use crate::level::LogLevel;
@@ -194,7 +194,7 @@ impl OffloadLayer {
         let adopt = |parent: &Id| {
             self.spans.with(parent, |e| {
                 e.has_children = true;
-                (e.context, e.local_root)
+                (e.context, (e.local_root, e.root_start))
             })
         };
         // The parent this layer knows without walking the registry's spans: the explicit one,
@@ -242,7 +242,7 @@ impl OffloadLayer {
         event: &Event<'_>,
         ctx: &Context<'_, S>,
         keep: impl Fn(Option<SpanContext>) -> bool,
-    ) -> (Option<(SpanContext, SpanId)>, bool)
+    ) -> (Option<(SpanContext, LocalRoot)>, bool)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -277,6 +277,7 @@ impl OffloadLayer {
         id: &Id,
         ctx: &Context<'_, S>,
         class: &CallsiteClass,
+        now: Tick,
     ) -> Placement
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -307,7 +308,7 @@ impl OffloadLayer {
                 },
                 parent: Some(r.span_id),
                 parent_is_remote: true,
-                local_root: span_id,
+                local_root: (span_id, now),
                 has_local_parent: false,
             },
             Lineage::Root => {
@@ -320,7 +321,7 @@ impl OffloadLayer {
                     },
                     parent: None,
                     parent_is_remote: false,
-                    local_root: span_id,
+                    local_root: (span_id, now),
                     has_local_parent: false,
                 }
             }
@@ -342,7 +343,7 @@ impl OffloadLayer {
         rec.context = place.context;
         rec.parent_span_id = place.parent;
         rec.parent_is_remote = place.parent_is_remote;
-        rec.local_root = place.local_root;
+        (rec.local_root, rec.root_start) = place.local_root;
         rec.start_tick = now;
         rec.timings = self.settings.span_timings;
         rec.thread = thread_info();
@@ -527,7 +528,8 @@ struct Placement {
     context: SpanContext,
     parent: Option<SpanId>,
     parent_is_remote: bool,
-    local_root: SpanId,
+    /// The local root of its trace, and when that started.
+    local_root: LocalRoot,
     has_local_parent: bool,
 }
 
@@ -536,7 +538,8 @@ enum Lineage {
     /// A parent span in this process.
     Local {
         context: SpanContext,
-        local_root: SpanId,
+        /// The parent's local root, and when that started.
+        local_root: LocalRoot,
     },
     /// A parent in another process, from the span's `traceparent` field.
     Remote(RemoteParent),
@@ -598,15 +601,16 @@ where
         }
         let meta = attrs.metadata();
         let class = self.classify(meta);
-        let place = self.place(attrs, id, &ctx, &class);
         let now = Tick::now();
+        let place = self.place(attrs, id, &ctx, &class, now);
         // Recorded spans build their record; so do roots, whose decision a remote parent set
         // later may still change. Unsampled children keep their ids only.
         let record = (place.context.sampled || !place.has_local_parent)
             .then(|| self.start_record(attrs, &place, &class, now));
         let new = NewSpan {
             context: place.context,
-            local_root: place.local_root,
+            local_root: place.local_root.0,
+            root_start: place.local_root.1,
             has_local_parent: place.has_local_parent,
             record,
             opened: now,
@@ -734,7 +738,8 @@ where
         };
         let mut rec = self.intake.events.take();
         self.fill_event(&mut rec, event, &class, level, context);
-        rec.local_root = placed.map_or(SpanId::INVALID, |(_, root)| root);
+        (rec.local_root, rec.root_start) =
+            placed.map_or((SpanId::INVALID, Tick::ZERO), |(_, root)| root);
         rec.always_kept = always_kept;
         self.intake.push(policy, Captured::Event(rec));
     }

@@ -30,6 +30,8 @@ pub(crate) struct SpanEntry {
     pub(crate) context: SpanContext,
     /// The local root of the span's trace (the span itself for a local root).
     pub(crate) local_root: SpanId,
+    /// When the local root started (tail sampling tells a trace under way at a switch by it).
+    pub(crate) root_start: Tick,
     /// Whether a child span was created under it (it can no longer change its trace).
     pub(crate) has_children: bool,
     /// Whether it has a parent span in this process.
@@ -52,6 +54,7 @@ impl SpanEntry {
             sampled: false,
         },
         local_root: SpanId::INVALID,
+        root_start: Tick::ZERO,
         has_children: false,
         has_local_parent: false,
         has_events: false,
@@ -68,10 +71,14 @@ impl SpanEntry {
     }
 }
 
+/// A trace's local root in this process, and when it started.
+pub(crate) type LocalRoot = (SpanId, Tick);
+
 /// What a new span is opened with.
 pub(crate) struct NewSpan {
     pub(crate) context: SpanContext,
     pub(crate) local_root: SpanId,
+    pub(crate) root_start: Tick,
     pub(crate) has_local_parent: bool,
     pub(crate) record: Option<Box<SpanRecord>>,
     pub(crate) opened: Tick,
@@ -184,6 +191,7 @@ impl SpanStore {
         let e = &mut map.slots[slot as usize];
         e.context = new.context;
         e.local_root = new.local_root;
+        e.root_start = new.root_start;
         e.has_children = false;
         e.has_local_parent = new.has_local_parent;
         e.has_events = false;
@@ -215,11 +223,11 @@ impl SpanStore {
         &self,
         id: &Id,
         keep: impl FnOnce(SpanContext) -> bool,
-    ) -> Option<(SpanContext, SpanId, bool)> {
+    ) -> Option<(SpanContext, LocalRoot, bool)> {
         self.with(id, |e| {
             let kept = keep(e.context);
             e.has_events |= kept;
-            (e.context, e.local_root, kept)
+            (e.context, (e.local_root, e.root_start), kept)
         })
     }
 
@@ -277,6 +285,7 @@ mod tests {
             let new = NewSpan {
                 context: ctx,
                 local_root: ctx.span_id,
+                root_start: Tick::ZERO,
                 has_local_parent: false,
                 record: None,
                 opened: Tick::now(),

@@ -140,8 +140,11 @@ struct HeldTrace {
     seq: u64,
     /// When its first record reached the drain thread (for `decision_wait`).
     first_seen: Instant,
-    /// The earliest time among its records: its local root started no later.
-    earliest: Tick,
+    /// When its local root started (every record carries it): before tail sampling was
+    /// turned on, the trace was under way then. Judging by the records held instead took a
+    /// trace under way for a new one when all it held came after the switch (its earlier
+    /// records written while off), and a forced decision then dropped the rest of it.
+    root_start: Tick,
     trace_id: TraceId,
     error: bool,
     records: Vec<Record>,
@@ -151,7 +154,8 @@ struct HeldTrace {
 enum Role {
     /// Not tail-sampled: forwarded at once.
     PassThrough,
-    /// Forwarded at once, but an error that marks its local trace.
+    /// Forwarded at once, but an error that marks its local trace (with when its local root
+    /// started).
     ErrorMark(SpanId, TraceId, Tick),
     /// Held with its local trace, until the local root.
     Member(SpanId),
@@ -208,8 +212,8 @@ impl<'a> TailBuffer<'a> {
         }
     }
 
-    /// Whether a local trace that started at `start` (its local root, or at least its earliest
-    /// record known) was under way before tail sampling was turned on.
+    /// Whether a local trace whose local root started at `start` was under way before tail
+    /// sampling was turned on.
     fn started_while_off(&self, start: Tick) -> bool {
         self.on_since.is_some_and(|on| start < on)
     }
@@ -287,8 +291,8 @@ impl<'a> TailBuffer<'a> {
         };
         match role(&record) {
             Role::PassThrough => out.push(record, true),
-            Role::ErrorMark(key, trace_id, tick) => {
-                self.mark_error(key, trace_id, tick, now, &settings, out);
+            Role::ErrorMark(key, trace_id, root_start) => {
+                self.mark_error(key, trace_id, root_start, now, &settings, out);
                 out.push(record, true);
             }
             Role::Member(key) => self.hold(key, record, now, &settings, out),
@@ -398,7 +402,7 @@ impl<'a> TailBuffer<'a> {
             self.release(trace, true, out);
             return;
         };
-        if self.started_while_off(trace.earliest) {
+        if self.started_while_off(trace.root_start) {
             // Under way before tail sampling was on: kept, and so are its later records.
             self.remember(key, true, settings.budget());
             self.release(trace, true, out);
@@ -407,7 +411,7 @@ impl<'a> TailBuffer<'a> {
         let facts = TraceFacts {
             trace_id: trace.trace_id,
             error: trace.error,
-            duration: between(trace.earliest, Tick::now()),
+            duration: between(trace.root_start, Tick::now()),
         };
         let keep = self.count_decision(&settings, &facts);
         self.remember(key, keep, settings.budget());
@@ -519,12 +523,12 @@ impl<'a> TailBuffer<'a> {
             self.follow(keep, record, out);
             return;
         }
-        let (trace_id, tick) = match &record {
-            Record::Span(s) => (s.trace_id(), s.start_tick),
-            Record::Event(e) => (e.trace_id().unwrap_or_default(), e.tick),
+        let (trace_id, root_start) = match &record {
+            Record::Span(s) => (s.trace_id(), s.root_start),
+            Record::Event(e) => (e.trace_id().unwrap_or_default(), e.root_start),
             Record::Dropped(_) => unreachable!("markers are made by the sinks"),
         };
-        let trace = self.trace(key, trace_id, tick, now);
+        let trace = self.trace(key, trace_id, root_start, now);
         add_to(trace, record);
         self.held += 1;
         self.high_water = self.high_water.max(self.held);
@@ -535,7 +539,7 @@ impl<'a> TailBuffer<'a> {
         &mut self,
         key: SpanId,
         trace_id: TraceId,
-        tick: Tick,
+        root_start: Tick,
         now: Instant,
         settings: &TailSampling,
         out: &mut Backlog,
@@ -546,7 +550,7 @@ impl<'a> TailBuffer<'a> {
             }
             self.make_room(true, settings.budget(), out);
         }
-        self.trace(key, trace_id, tick, now).error = true;
+        self.trace(key, trace_id, root_start, now).error = true;
     }
 
     /// Decides the oldest undecided traces until one more record (and, for a new trace, one
@@ -562,12 +566,12 @@ impl<'a> TailBuffer<'a> {
         }
     }
 
-    /// The held trace of `key`, made if new.
+    /// The held trace of `key` (whose local root started at `root_start`), made if new.
     fn trace(
         &mut self,
         key: SpanId,
         trace_id: TraceId,
-        tick: Tick,
+        root_start: Tick,
         now: Instant,
     ) -> &mut HeldTrace {
         use std::collections::hash_map::Entry;
@@ -579,7 +583,7 @@ impl<'a> TailBuffer<'a> {
         match self.traces.entry(key) {
             Entry::Occupied(e) => {
                 let trace = e.into_mut();
-                trace.earliest = trace.earliest.min(tick);
+                trace.root_start = trace.root_start.min(root_start);
                 trace
             }
             Entry::Vacant(e) => {
@@ -589,7 +593,7 @@ impl<'a> TailBuffer<'a> {
                 e.insert(HeldTrace {
                     seq,
                     first_seen: now,
-                    earliest: tick,
+                    root_start,
                     trace_id,
                     error: false,
                     records: self.spare.pop().unwrap_or_default(),
@@ -655,12 +659,12 @@ impl Hasher for SpanIdHasher {
 
 /// Adds a record to its held trace, with what it says of the trace.
 fn add_to(trace: &mut HeldTrace, record: Record) {
-    let (tick, error) = match &record {
-        Record::Span(s) => (s.start_tick, span_has_error(s)),
-        Record::Event(e) => (e.tick, event_is_error(e)),
+    let (root_start, error) = match &record {
+        Record::Span(s) => (s.root_start, span_has_error(s)),
+        Record::Event(e) => (e.root_start, event_is_error(e)),
         Record::Dropped(_) => unreachable!("markers are made by the sinks"),
     };
-    trace.earliest = trace.earliest.min(tick);
+    trace.root_start = trace.root_start.min(root_start);
     trace.error |= error;
     trace.records.push(record);
 }
@@ -676,7 +680,7 @@ fn role(record: &Record) -> Role {
                 if !e.always_kept {
                     Role::Member(e.local_root)
                 } else if event_is_error(e) {
-                    Role::ErrorMark(e.local_root, c.trace_id, e.tick)
+                    Role::ErrorMark(e.local_root, c.trace_id, e.root_start)
                 } else {
                     Role::PassThrough
                 }

@@ -51,6 +51,8 @@ pub struct EventRecord {
     pub(crate) context: Option<SpanContext>,
     /// The local root of the enclosing span's trace (`INVALID` outside any span).
     pub(crate) local_root: SpanId,
+    /// When that local root started (tail sampling tells a trace under way at a switch by it).
+    pub(crate) root_start: Tick,
     /// The event sampler never samples it out (whitelisted, critical, or an `ERROR` kept by
     /// `keep_errors`): tail sampling does not either.
     pub(crate) always_kept: bool,
@@ -72,6 +74,8 @@ pub struct SpanRecord {
     pub(crate) parent_is_remote: bool,
     /// The local root of the span's trace in this process (itself for a local root).
     pub(crate) local_root: SpanId,
+    /// When that local root started (its own start for a local root).
+    pub(crate) root_start: Tick,
     pub(crate) start_tick: Tick,
     pub(crate) end_tick: Tick,
     /// Wall-clock start (set by the drain thread).
@@ -115,6 +119,7 @@ impl Default for EventRecord {
             log_source: None,
             context: None,
             local_root: SpanId::INVALID,
+            root_start: Tick::ZERO,
             always_kept: false,
             thread: ThreadInfo::default(),
             message: None,
@@ -280,6 +285,7 @@ impl Default for SpanRecord {
             parent_span_id: None,
             parent_is_remote: false,
             local_root: SpanId::INVALID,
+            root_start: Tick::ZERO,
             start_tick: Tick::default(),
             end_tick: Tick::default(),
             start: WallTime::EPOCH,
