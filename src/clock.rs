@@ -207,6 +207,8 @@ pub(crate) struct Tick(u64);
 impl Tick {
     /// The earliest reading (an empty record's).
     pub(crate) const ZERO: Tick = Tick(0);
+    /// The latest reading: after every other.
+    pub(crate) const MAX: Tick = Tick(u64::MAX);
 
     /// The current reading.
     #[inline]

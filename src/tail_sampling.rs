@@ -6,10 +6,11 @@
 //! The unit is the **local trace**: a local root (a root span, or a span whose parent is in
 //! another process) with all its descendants in this process and the events inside them.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::RwLock;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -533,38 +534,88 @@ impl TailCounters {
 
 /// The tail-sampling settings in force, shared by the handles (which change them) and the
 /// drain thread (which applies them).
+///
+/// Every change is also logged with its time, for the drain thread to apply in order, each to
+/// the records offered after it: the drain thread comes to records late (a queue's backlog, a
+/// stalled sink), and the newest settings alone would judge records offered before they were
+/// set, and merge two switches made in that time into one (adversary pass 28).
 #[derive(Debug, Default)]
 pub(crate) struct TailControl {
-    /// The settings, and when they were last set (the calling thread's clock).
-    settings: RwLock<(Option<TailSampling>, Tick)>,
-    /// Bumped on every change; the drain thread compares it once per loop.
+    state: Mutex<ControlState>,
+    /// Bumped on every change; the drain thread compares it before each record.
     generation: AtomicU64,
 }
+
+#[derive(Debug, Default)]
+struct ControlState {
+    /// The settings in force (the newest set).
+    settings: Option<TailSampling>,
+    /// The changes the drain thread has not taken yet, oldest first, with when each was made
+    /// (the calling thread's clock). At most [`MAX_PENDING_SWITCHES`]: past that, the two
+    /// oldest are merged into one (the newer's settings from the older's time).
+    switches: VecDeque<Switch>,
+}
+
+/// A change of the tail-sampling settings, and when it was made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Switch {
+    pub(crate) settings: Option<TailSampling>,
+    pub(crate) at: Tick,
+}
+
+/// The most changes kept for the drain thread before it takes them (see [`TailControl`]).
+const MAX_PENDING_SWITCHES: usize = 1024;
 
 impl TailControl {
     pub(crate) fn new(settings: Option<TailSampling>) -> Self {
         TailControl {
-            settings: RwLock::new((settings, Tick::default())),
+            state: Mutex::new(ControlState {
+                settings,
+                switches: VecDeque::new(),
+            }),
             generation: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn get(&self) -> Option<TailSampling> {
-        self.settings.read().unwrap_or_else(|e| e.into_inner()).0
+    fn state(&self) -> std::sync::MutexGuard<'_, ControlState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The settings and when they were set: records made before then were offered under the
-    /// previous settings.
-    pub(crate) fn get_with_time(&self) -> (Option<TailSampling>, Tick) {
-        *self.settings.read().unwrap_or_else(|e| e.into_inner())
+    /// The settings in force (the newest set).
+    pub(crate) fn get(&self) -> Option<TailSampling> {
+        self.state().settings
+    }
+
+    /// For a new drain thread: the settings in force, the changes before them dropped.
+    pub(crate) fn start(&self) -> Option<TailSampling> {
+        let mut state = self.state();
+        state.switches.clear();
+        state.settings
+    }
+
+    /// Moves the changes made since the last call to `into`, oldest first.
+    pub(crate) fn take_switches(&self, into: &mut VecDeque<Switch>) {
+        into.extend(self.state().switches.drain(..));
     }
 
     /// Replaces the settings (validated by the caller).
     pub(crate) fn set(&self, settings: Option<TailSampling>) {
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = (settings, Tick::now());
-        // Release: the drain thread that sees the new generation (Acquire) reads the new
-        // settings, or newer ones.
+        let mut state = self.state();
+        // Bumped under the lock, before the change's time is taken: a drain thread that sees
+        // the generation of a change takes the lock after it, and finds the change logged; a
+        // record made after the change's time was made after the bump.
         self.generation.fetch_add(1, Ordering::Release);
+        let at = Tick::now();
+        state.settings = settings;
+        if state.switches.len() >= MAX_PENDING_SWITCHES {
+            // The drain thread takes none (stopped, or stalled by a sink): merge the oldest two.
+            if let Some(oldest) = state.switches.pop_front() {
+                if let Some(next) = state.switches.front_mut() {
+                    next.at = oldest.at;
+                }
+            }
+        }
+        state.switches.push_back(Switch { settings, at });
     }
 
     #[inline]
@@ -577,6 +628,53 @@ impl TailControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_are_logged_in_order_and_a_full_log_merges_its_oldest() {
+        let control = TailControl::new(None);
+        let ratio = |r: f64| Some(TailSampling::new().keep_ratio(r));
+        let before = control.generation();
+        control.set(ratio(0.5));
+        control.set(None);
+        assert_eq!(control.generation(), before + 2);
+        let mut taken = VecDeque::new();
+        control.take_switches(&mut taken);
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[0].settings, ratio(0.5));
+        assert_eq!(taken[1].settings, None);
+        assert!(taken[0].at <= taken[1].at);
+        control.take_switches(&mut taken);
+        assert_eq!(taken.len(), 2, "taken once");
+
+        // A drain thread that takes nothing: the log stays bounded, the newest last, and the
+        // first change's time is kept (merged into the next).
+        let mut first_at = None;
+        for i in 0..MAX_PENDING_SWITCHES + 10 {
+            control.set(ratio(i as f64 / 4096.0));
+            if first_at.is_none() {
+                let mut peek = VecDeque::new();
+                control.take_switches(&mut peek);
+                first_at = Some(peek[0].at);
+                control.state().switches.extend(peek);
+            }
+        }
+        let mut log = VecDeque::new();
+        control.take_switches(&mut log);
+        assert_eq!(log.len(), MAX_PENDING_SWITCHES);
+        assert_eq!(log[0].at, first_at.unwrap());
+        let last = (MAX_PENDING_SWITCHES + 9) as f64 / 4096.0;
+        assert_eq!(log.back().unwrap().settings, ratio(last));
+        assert!(log
+            .iter()
+            .zip(log.iter().skip(1))
+            .all(|(a, b)| a.at <= b.at));
+        assert_eq!(control.get(), ratio(last));
+        // A new drain thread starts from the settings in force, with no change to apply.
+        control.set(None);
+        assert_eq!(control.start(), None);
+        control.take_switches(&mut log);
+        assert_eq!(log.len(), MAX_PENDING_SWITCHES);
+    }
 
     #[test]
     fn a_text_without_a_criterion_is_an_error_not_a_drop_everything() {

@@ -26,7 +26,7 @@ use crate::ids::{SpanId, TraceId};
 use crate::level::LogLevel;
 use crate::record::{EventRecord, Record, SpanRecord};
 use crate::stats::Counters;
-use crate::tail_sampling::{ForcedDecision, TailControl, TailSampling, TraceFacts};
+use crate::tail_sampling::{ForcedDecision, Switch, TailControl, TailSampling, TraceFacts};
 
 /// What the drain thread has finished with, in order: records ready for the sinks, and the
 /// points where records that are not handed over (held, or dropped by tail sampling) count as
@@ -170,9 +170,16 @@ const MIN_REMEMBERED: usize = 16_384;
 pub(super) struct TailBuffer<'a> {
     control: &'a TailControl,
     counters: &'a Counters,
-    /// The settings in force (`None`: off) and the control's generation they came from.
+    /// The settings in force (`None`: off), and the control's generation whose changes were
+    /// taken.
     settings: Option<TailSampling>,
     generation: u64,
+    /// `generation` while no change waits in `switches`, else `u64::MAX`: one comparison per
+    /// record tells whether anything is to be done.
+    /// Changes taken from the control and not applied yet: each applies from the first record
+    /// offered after it (or once the queue is empty), in order.
+    switches: VecDeque<Switch>,
+    check: u64,
     traces: ById<HeldTrace>,
     /// Undecided traces by arrival of their first record, oldest first (may name traces
     /// decided since: compacted when mostly stale).
@@ -195,11 +202,15 @@ pub(super) struct TailBuffer<'a> {
 
 impl<'a> TailBuffer<'a> {
     pub(super) fn new(control: &'a TailControl, counters: &'a Counters) -> Self {
+        // The generation first: a change after it is logged, and taken on the next look.
+        let generation = control.generation();
         TailBuffer {
             control,
             counters,
-            settings: control.get(),
-            generation: control.generation(),
+            generation,
+            settings: control.start(),
+            switches: VecDeque::new(),
+            check: generation,
             traces: ById::default(),
             order: VecDeque::new(),
             next_seq: 0,
@@ -223,10 +234,16 @@ impl<'a> TailBuffer<'a> {
         !self.traces.is_empty()
     }
 
-    /// Applies new settings from the handles, and decides the traces that waited
-    /// `decision_wait` for their local root. Called once per drain loop.
-    pub(super) fn refresh(&mut self, now: Instant, out: &mut Backlog) {
-        self.apply_changes(out);
+    /// Applies the handles' changes, when `queue_empty` (no record offered before them is left
+    /// to take), and decides the traces that waited `decision_wait` for their local root.
+    /// Called once per drain loop.
+    pub(super) fn refresh(&mut self, now: Instant, queue_empty: bool, out: &mut Backlog) {
+        let generation = self.control.generation();
+        if generation != self.check {
+            // With records queued, they apply the changes, as they come after them.
+            let until = if queue_empty { None } else { Some(Tick::ZERO) };
+            self.change(generation, until, out);
+        }
         let Some(settings) = self.settings else {
             return;
         };
@@ -246,33 +263,37 @@ impl<'a> TailBuffer<'a> {
         }
     }
 
-    /// Applies settings changed by a handle. Checked before each record, so that a record
-    /// offered after `Handle::set_tail_sampling` returned is sampled by the new settings (the
-    /// record's trip through the queue orders it after the change).
-    #[inline]
-    fn apply_changes(&mut self, out: &mut Backlog) {
-        let generation = self.control.generation();
+    /// Takes the changes logged since the last look, and applies, in order, those made no
+    /// later than `until` (all of them for `None`; none for `Some(Tick::ZERO)`).
+    fn change(&mut self, generation: u64, until: Option<Tick>, out: &mut Backlog) {
         if generation != self.generation {
-            self.change(generation, out);
+            self.generation = generation;
+            self.control.take_switches(&mut self.switches);
         }
-    }
-
-    /// Takes the settings of `generation`.
-    #[cold]
-    #[inline(never)]
-    fn change(&mut self, generation: u64, out: &mut Backlog) {
-        self.generation = generation;
-        let (settings, set_at) = self.control.get_with_time();
-        if self.settings.is_none() && settings.is_some() {
-            self.on_since = Some(set_at);
+        while let Some(&Switch { settings, at }) = self.switches.front() {
+            if until.is_some_and(|until| until < at) {
+                break;
+            }
+            self.switches.pop_front();
+            if self.settings.is_none() && settings.is_some() {
+                self.on_since = Some(at);
+            }
+            self.reconfigure(settings, out);
         }
-        self.reconfigure(settings, out);
+        self.check = if self.switches.is_empty() {
+            generation
+        } else {
+            u64::MAX
+        };
     }
 
     /// Takes one finished record: forwards it, holds it, or decides its trace.
     #[inline]
     pub(super) fn offer(&mut self, record: Record, now: Instant, out: &mut Backlog) {
-        self.apply_changes(out);
+        if self.control.generation() != self.check {
+            self.offer_after_changes(record, now, out);
+            return;
+        }
         if self.settings.is_none() && self.verdicts.is_empty() {
             // Tail sampling off, and no trace decided before it was turned off: through, as
             // most records go (the drain thread offers every record).
@@ -280,6 +301,19 @@ impl<'a> TailBuffer<'a> {
             return;
         }
         self.offer_slow(record, now, out);
+    }
+
+    /// [`offer`](Self::offer) once the changes made before `record` was offered are applied.
+    #[cold]
+    #[inline(never)]
+    fn offer_after_changes(&mut self, record: Record, now: Instant, out: &mut Backlog) {
+        let generation = self.control.generation();
+        self.change(generation, Some(offered_at(&record)), out);
+        if self.settings.is_none() && self.verdicts.is_empty() {
+            out.push(record, true);
+        } else {
+            self.offer_slow(record, now, out);
+        }
     }
 
     /// [`offer`](Self::offer) with tail sampling on, or traces decided before it was turned off.
@@ -667,6 +701,16 @@ fn add_to(trace: &mut HeldTrace, record: Record) {
     trace.root_start = trace.root_start.min(root_start);
     trace.error |= error;
     trace.records.push(record);
+}
+
+/// When `record` was offered: an event when it happened, a span when it closed.
+#[inline]
+fn offered_at(record: &Record) -> Tick {
+    match record {
+        Record::Event(e) => e.tick,
+        Record::Span(s) => s.end_tick,
+        Record::Dropped(_) => Tick::MAX,
+    }
 }
 
 /// How `record` takes part in tail sampling.
