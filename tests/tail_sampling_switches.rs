@@ -44,56 +44,54 @@ fn hold_the_drain(sink: &Collect, handle: &tracing_offload::Handle) {
     });
 }
 
-#[test]
-fn a_trace_made_while_tail_sampling_was_off_is_not_sampled_by_a_later_switch_on() {
-    let drop_all = TailSampling::new().keep_ratio(0.0);
-    let (sink, layer, guard) = pipeline(Some(drop_all));
+/// Built with `start`, with the drain thread held back: switches to `first`, makes a trace
+/// named `name` (a root, a child, an event), switches to `second`, then lets the drain thread
+/// go. What the sink got, and the stats.
+fn trace_between_two_switches(
+    start: Option<TailSampling>,
+    first: Option<TailSampling>,
+    second: Option<TailSampling>,
+    name: &'static str,
+) -> (Vec<&'static str>, tracing_offload::Stats) {
+    let (sink, layer, guard) = pipeline(start);
     let handle = guard.handle();
     with_layer(layer, || {
         hold_the_drain(&sink, &handle);
-        handle.set_tail_sampling(None).unwrap();
-        // Made, and closed, while tail sampling is off.
-        tracing::info_span!("made while off").in_scope(|| {
+        handle.set_tail_sampling(first).unwrap();
+        tracing::info_span!("root", name).in_scope(|| {
             tracing::info_span!("its child").in_scope(|| tracing::info!("its event"));
         });
-        handle.set_tail_sampling(Some(drop_all)).unwrap();
+        handle.set_tail_sampling(second).unwrap();
         sink.release();
         handle.flush(DEADLINE).unwrap();
     });
     guard.shutdown(DEADLINE).unwrap();
     let stats = guard.handle().stats();
-    let names = names_sorted(&sink.data());
-    eprintln!("file: {names:?}\ntail: {:#?}", stats.tail_sampling);
+    (names_sorted(&sink.data()), stats)
+}
+
+#[test]
+fn a_trace_made_while_tail_sampling_was_off_is_not_sampled_by_a_later_switch_on() {
+    let drop_all = Some(TailSampling::new().keep_ratio(0.0));
+    let (names, stats) = trace_between_two_switches(drop_all, None, drop_all, "made while off");
+    // The events: filler 1, filler 2, the trace's.
     assert_eq!(
         names,
-        ["event", "event", "event", "its child", "made while off"],
-        "the trace offered while tail sampling was off (events: filler 1, filler 2, its event)"
+        ["event", "event", "event", "its child", "root"],
+        "{:#?}",
+        stats.tail_sampling
     );
+    assert_eq!(stats.tail_sampling.sampled_out, 0, "{stats:#?}");
+    assert_accounting(&stats, 5);
 }
 
 #[test]
 fn a_trace_made_while_tail_sampling_was_on_is_sampled_though_switched_off_later() {
-    let drop_all = TailSampling::new().keep_ratio(0.0);
-    let (sink, layer, guard) = pipeline(None);
-    let handle = guard.handle();
-    with_layer(layer, || {
-        hold_the_drain(&sink, &handle);
-        handle.set_tail_sampling(Some(drop_all)).unwrap();
-        // Made, and closed, while tail sampling drops every new trace.
-        tracing::info_span!("made while on").in_scope(|| {
-            tracing::info_span!("its child").in_scope(|| tracing::info!("its event"));
-        });
-        handle.set_tail_sampling(None).unwrap();
-        sink.release();
-        handle.flush(DEADLINE).unwrap();
-    });
-    guard.shutdown(DEADLINE).unwrap();
-    let stats = guard.handle().stats();
-    let names = names_sorted(&sink.data());
-    eprintln!("file: {names:?}\ntail: {:#?}", stats.tail_sampling);
-    assert_eq!(
-        names,
-        ["event", "event"],
-        "only the two fillers: the trace made while drop-all was in force is dropped"
-    );
+    let drop_all = Some(TailSampling::new().keep_ratio(0.0));
+    let (names, stats) = trace_between_two_switches(None, drop_all, None, "made while on");
+    // Only the fillers: the trace made while drop-all was in force is dropped.
+    assert_eq!(names, ["event", "event"], "{:#?}", stats.tail_sampling);
+    assert_eq!(stats.tail_sampling.sampled_out, 3, "{stats:#?}");
+    assert_eq!(stats.tail_sampling.traces_dropped, 1, "{stats:#?}");
+    assert_accounting(&stats, 5);
 }
