@@ -563,8 +563,22 @@ pub(crate) struct Switch {
     pub(crate) at: Tick,
 }
 
-/// The most changes kept for the drain thread before it takes them (see [`TailControl`]).
+/// The most changes kept for the drain thread before it applies them (see [`TailControl`]).
 const MAX_PENDING_SWITCHES: usize = 1024;
+
+/// Adds `switch` to the end of `log`: past [`MAX_PENDING_SWITCHES`], the two oldest become one,
+/// the newer's settings from the older's time (the drain thread applies none: stopped, or held
+/// back by a sink).
+fn push_switch(log: &mut VecDeque<Switch>, switch: Switch) {
+    if log.len() >= MAX_PENDING_SWITCHES {
+        if let Some(oldest) = log.pop_front() {
+            if let Some(next) = log.front_mut() {
+                next.at = oldest.at;
+            }
+        }
+    }
+    log.push_back(switch);
+}
 
 impl TailControl {
     pub(crate) fn new(settings: Option<TailSampling>) -> Self {
@@ -593,9 +607,12 @@ impl TailControl {
         state.settings
     }
 
-    /// Moves the changes made since the last call to `into`, oldest first.
+    /// Moves the changes made since the last call to the end of `into` (the drain thread's
+    /// changes not applied yet), oldest first; `into` stays within [`MAX_PENDING_SWITCHES`].
     pub(crate) fn take_switches(&self, into: &mut VecDeque<Switch>) {
-        into.extend(self.state().switches.drain(..));
+        for switch in self.state().switches.drain(..) {
+            push_switch(into, switch);
+        }
     }
 
     /// Replaces the settings (validated by the caller).
@@ -607,15 +624,7 @@ impl TailControl {
         self.generation.fetch_add(1, Ordering::Release);
         let at = Tick::now();
         state.settings = settings;
-        if state.switches.len() >= MAX_PENDING_SWITCHES {
-            // The drain thread takes none (stopped, or stalled by a sink): merge the oldest two.
-            if let Some(oldest) = state.switches.pop_front() {
-                if let Some(next) = state.switches.front_mut() {
-                    next.at = oldest.at;
-                }
-            }
-        }
-        state.switches.push_back(Switch { settings, at });
+        push_switch(&mut state.switches, Switch { settings, at });
     }
 
     #[inline]
@@ -669,6 +678,15 @@ mod tests {
             .zip(log.iter().skip(1))
             .all(|(a, b)| a.at <= b.at));
         assert_eq!(control.get(), ratio(last));
+        // Taken into a list of changes not applied yet (a drain thread held back): it stays
+        // bounded too, the newest last.
+        for _ in 0..5 {
+            control.set(ratio(1.0));
+        }
+        control.take_switches(&mut log);
+        assert_eq!(log.len(), MAX_PENDING_SWITCHES);
+        assert_eq!(log.back().unwrap().settings, ratio(1.0));
+        assert_eq!(log[0].at, first_at.unwrap());
         // A new drain thread starts from the settings in force, with no change to apply.
         control.set(None);
         assert_eq!(control.start(), None);

@@ -193,6 +193,9 @@ pub(super) struct TailBuffer<'a> {
     /// Emptied record lists of decided traces, for reuse (bounded by [`SPARE_LISTS`]).
     spare: Vec<Vec<Record>>,
     verdict_order: VecDeque<SpanId>,
+    /// Decisions made at the local root, for a record that comes after it: an event given its
+    /// span by id on another thread, while the span closed.
+    decided: Recent,
     /// When tail sampling was last turned on while the pipeline ran (`None`: on from the
     /// start, or never on). A local trace whose local root started before then was under way
     /// while it was off, and some of its records may have been written already: it is written
@@ -219,6 +222,7 @@ impl<'a> TailBuffer<'a> {
             verdicts: ById::default(),
             spare: Vec::new(),
             verdict_order: VecDeque::new(),
+            decided: Recent::default(),
             on_since: None,
         }
     }
@@ -400,6 +404,7 @@ impl<'a> TailBuffer<'a> {
         out: &mut Backlog,
     ) {
         if let Some(keep) = self.verdicts.remove(&key) {
+            self.decided.note(key, keep);
             self.follow(keep, root, out);
             return;
         }
@@ -412,6 +417,7 @@ impl<'a> TailBuffer<'a> {
             if let Some(trace) = held {
                 self.release(trace, true, out);
             }
+            self.decided.note(key, true);
             out.push(root, true);
             return;
         }
@@ -424,6 +430,7 @@ impl<'a> TailBuffer<'a> {
         if let Some(trace) = held {
             self.release(trace, keep, out);
         }
+        self.decided.note(key, keep);
         self.follow(keep, root, out);
     }
 
@@ -546,7 +553,7 @@ impl<'a> TailBuffer<'a> {
             None => true,
         };
         if new_trace {
-            if let Some(&keep) = self.verdicts.get(&key) {
+            if let Some(keep) = self.verdicts.get(&key).copied().or(self.decided.get(key)) {
                 self.follow(keep, record, out);
                 return;
             }
@@ -579,7 +586,7 @@ impl<'a> TailBuffer<'a> {
         out: &mut Backlog,
     ) {
         if !self.traces.contains_key(&key) {
-            if self.verdicts.contains_key(&key) {
+            if self.verdicts.contains_key(&key) || self.decided.get(key).is_some() {
                 return; // decided already
             }
             self.make_room(true, settings.budget(), out);
@@ -642,6 +649,7 @@ impl<'a> TailBuffer<'a> {
         self.settings = settings;
         match settings {
             None => {
+                self.decided.clear();
                 // Off: everything is kept, held traces included (in the order they came).
                 while let Some((key, seq)) = self.order.pop_front() {
                     if self.traces.get(&key).is_some_and(|t| t.seq == seq) {
@@ -664,6 +672,38 @@ impl<'a> TailBuffer<'a> {
             }
         }
         self.publish();
+    }
+}
+
+/// The most decisions made at a local root remembered for records that come after it.
+const RECENT_DECISIONS: usize = 4096;
+
+/// The last [`RECENT_DECISIONS`] decisions made at a local root.
+#[derive(Default)]
+struct Recent {
+    keep: ById<bool>,
+    order: VecDeque<SpanId>,
+}
+
+impl Recent {
+    fn note(&mut self, key: SpanId, keep: bool) {
+        if self.keep.insert(key, keep).is_none() {
+            self.order.push_back(key);
+        }
+        if self.order.len() > RECENT_DECISIONS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.keep.remove(&oldest);
+            }
+        }
+    }
+
+    fn get(&self, key: SpanId) -> Option<bool> {
+        self.keep.get(&key).copied()
+    }
+
+    fn clear(&mut self) {
+        self.keep.clear();
+        self.order.clear();
     }
 }
 
