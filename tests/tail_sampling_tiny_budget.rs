@@ -69,3 +69,43 @@ fn a_tiny_budget_decides_each_trace_once_and_keeps_it_whole() {
         "{stats:#?}"
     );
 }
+
+/// An `ERROR` event holds no record (it is written at once and marks its trace): with every
+/// record of the budget held, it decided the oldest trace as is, as if it needed room, and a
+/// trace whose root failed a moment later was dropped (adversary pass 30).
+#[test]
+fn an_error_event_elsewhere_does_not_force_a_full_budget() {
+    use tracing_offload::ForcedDecision;
+    let run = |other_fails: bool| {
+        let sink = Collect::new("collect");
+        let (layer, guard) = OffloadLayer::builder()
+            .sink(sink.clone())
+            .tail_sampling(TailSampling::new().keep_errors().max_buffered_spans(2))
+            .build()
+            .unwrap();
+        let handle = guard.handle();
+        with_layer(layer, || {
+            let t = tracing::info_span!("t", otel.status_code = tracing::field::Empty);
+            t.in_scope(|| {
+                tracing::info_span!("a").in_scope(|| {});
+                tracing::info_span!("b").in_scope(|| {});
+            });
+            // The budget's two records are held. Another request fails.
+            if other_fails {
+                tracing::info_span!(parent: None, "u").in_scope(|| tracing::error!("u failed"));
+            }
+            t.record("otel.status_code", "ERROR");
+            drop(t); // decided at its root, with its error
+        });
+        handle.flush(DEADLINE).unwrap();
+        guard.shutdown(DEADLINE).unwrap();
+        (handle.stats(), names_sorted(&sink.data()))
+    };
+    let (alone, _) = run(false);
+    assert_eq!(alone.tail_sampling.traces_kept_error, 1, "{alone:#?}");
+    let (stats, names) = run(true);
+    let tail = &stats.tail_sampling;
+    assert_eq!(tail.forced_for(ForcedDecision::BufferFull), 0, "{tail:#?}");
+    assert_eq!(tail.traces_kept_error, 2, "{tail:#?}");
+    assert_eq!(names, ["a", "b", "event", "t", "u"]);
+}
