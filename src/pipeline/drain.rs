@@ -136,6 +136,12 @@ impl<'a> Drain<'a> {
     /// records not handed over) is counted as dropped with reason `shutdown_deadline`, like
     /// the records still queued, and is never handed to a sink.
     fn abandon_held(&mut self) {
+        // Counted, and the gauges emptied, under the lock the shutdown's report reads them with.
+        let mut abandoned = self
+            .p
+            .held_abandoned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let held = self.tail.abandon();
         let (released, settled) = self.backlog.abandon();
         let counters = &self.p.intake.counters;
@@ -147,6 +153,7 @@ impl<'a> Drain<'a> {
                 .add(DropReason::ShutdownDeadline, held + released);
         }
         self.publish_backlog();
+        *abandoned += held + released;
     }
 
     /// Publishes the drain thread's gauges: tail sampling's, the backlog's length (for stats)

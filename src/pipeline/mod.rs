@@ -127,6 +127,11 @@ pub(crate) struct Pipeline {
     shutdown_report: Mutex<Option<ShutdownReport>>,
     /// The shutdown's deadline, which the sinks' own `shutdown` calls get too.
     shutdown_deadline: OnceLock<Instant>,
+    /// The records the drain thread held and dropped when the shutdown's deadline passed. It
+    /// counts them and empties its gauges under this lock, which the shutdown's report takes
+    /// to read both: a drain thread done with them before the report looked had emptied the
+    /// gauges, and the shutdown returned `Ok` with nothing abandoned (adversary pass 30).
+    pub(crate) held_abandoned: Mutex<u64>,
 }
 
 /// What a [`flush`](crate::Handle::flush) or [`shutdown`](crate::Guard::shutdown) left undone.
@@ -160,7 +165,9 @@ pub struct ShutdownReport {
     /// How long the shutdown took.
     pub elapsed: Duration,
     /// What the deadline cut off; empty when everything was flushed. These records are counted
-    /// as dropped with reason `shutdown_deadline` in the sinks' stats.
+    /// as dropped with reason `shutdown_deadline`: those `queued` and `held` in the pipeline's
+    /// [`Stats::dropped_by_reason`](crate::Stats::dropped_by_reason), those of `per_sink` in
+    /// each sink's [`SinkStats::dropped_by_reason`](crate::SinkStats::dropped_by_reason).
     pub abandoned: Pending,
     /// Threads that had not finished by the deadline (left running, detached).
     pub unfinished_threads: Vec<String>,
@@ -217,6 +224,7 @@ impl Pipeline {
             shutdown_begun: Flag::default(),
             shutdown_report: Mutex::new(None),
             shutdown_deadline: OnceLock::new(),
+            held_abandoned: Mutex::new(0),
         }
     }
 
@@ -486,9 +494,13 @@ impl Pipeline {
             c.dropped.add(DropReason::ShutdownDeadline, left);
             per_sink.push((c.name.clone(), left));
         }
+        let held = {
+            let abandoned = lock(&self.held_abandoned);
+            *abandoned + self.intake.counters.tail.held_by_drain()
+        };
         Pending {
             queued,
-            held: self.intake.counters.tail.held_by_drain(),
+            held,
             per_sink,
         }
     }
