@@ -526,8 +526,15 @@ fn abandoned_on_drop(report: &ShutdownReport, drop_timeout: Duration) -> String 
         "dropping the guard shut the pipeline down and the drop timeout ({drop_timeout:?}) \
          passed"
     );
-    if abandoned.total() == 0 {
-        // Only threads were late (a sink still exporting, or in its own shutdown).
+    let drain_running = report
+        .unfinished_threads
+        .iter()
+        .any(|t| t == crate::pipeline::DRAIN_THREAD);
+    if abandoned.total() == 0 && drain_running {
+        // What the drain thread still holds is not known here.
+        line.push_str(" while the drain thread still ran");
+    } else if abandoned.total() == 0 {
+        // Only sink threads were late (still exporting, or in their own shutdown).
         line.push_str(" with every record written or counted");
     } else {
         line.push_str(&format!(
@@ -543,6 +550,11 @@ fn abandoned_on_drop(report: &ShutdownReport, drop_timeout: Duration) -> String 
             report.unfinished_threads.join(", ")
         ));
     }
+    if drain_running {
+        line.push_str(
+            " (what the drain thread holds is counted as dropped with reason `shutdown_deadline` in the stats as it lets go of it)",
+        );
+    }
     line.push_str(
         ". Raise `Builder::drop_timeout`, or call `Guard::shutdown` with a longer deadline \
          before the guard goes out of scope.",
@@ -554,6 +566,22 @@ fn abandoned_on_drop(report: &ShutdownReport, drop_timeout: Duration) -> String 
 mod tests {
     use super::*;
     use crate::pipeline::Pending;
+
+    #[test]
+    fn a_drop_that_left_the_drain_thread_running_does_not_say_every_record_is_counted() {
+        let report = ShutdownReport {
+            elapsed: Duration::from_millis(1),
+            abandoned: Pending::default(),
+            unfinished_threads: vec![crate::pipeline::DRAIN_THREAD.into()],
+        };
+        let line = abandoned_on_drop(&report, Duration::from_millis(1));
+        assert!(
+            !line.contains("every record written or counted")
+                && line.contains("while the drain thread still ran")
+                && line.contains("counted as dropped with reason `shutdown_deadline` in the stats"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn a_drop_that_abandons_only_threads_does_not_speak_of_records() {

@@ -491,6 +491,9 @@ pub(crate) struct DrainGauges {
     pub(crate) high_water_mark: AtomicUsize,
     /// Records ready for the sinks that wait for room in their buffers.
     pub(crate) backlog: AtomicUsize,
+    /// `buffered_records + backlog`, stored at once: what the drain thread holds, for flush
+    /// and shutdown (the two gauges read one after the other could be caught half-updated).
+    pub(crate) held: AtomicU64,
     /// Records the drain thread has put in its backlog for the sinks, and taken from it
     /// (handed over, or abandoned at the shutdown deadline): a flush also waits for the
     /// records released (e.g. by a trace decided early) before it was called.
@@ -509,8 +512,7 @@ impl TailCounters {
 
     /// Records the drain thread holds now: undecided, and decided but not yet handed over.
     pub(crate) fn held_by_drain(&self) -> u64 {
-        let g = &self.gauges;
-        (g.buffered_records.load(Ordering::Relaxed) + g.backlog.load(Ordering::Relaxed)) as u64
+        self.gauges.held.load(Ordering::Relaxed)
     }
 
     pub(crate) fn snapshot(&self, settings: Option<TailSampling>) -> TailSamplingStats {

@@ -161,3 +161,72 @@ fn a_held_trace_dropped_at_the_deadline_is_in_the_report_whoever_comes_first() {
         wrong.len()
     );
 }
+
+/// Deadlines swept across the moment the drain thread hands over traces that tail sampling
+/// decided at shutdown: the report is exact whenever every thread finished, and never `Ok`
+/// while records were dropped at the deadline (adversary pass 31).
+#[test]
+fn a_report_is_exact_when_every_thread_finished() {
+    use tracing_offload::{DropReason, FlushError};
+    use tracing_subscriber::prelude::*;
+    const ROUNDS: u64 = 60;
+    let mut wrong = Vec::new();
+    for round in 0..ROUNDS {
+        let (layer, guard) = OffloadLayer::builder()
+            .tail_sampling(
+                TailSampling::new()
+                    .keep_ratio(1.0)
+                    .max_buffered_spans(1 << 16),
+            )
+            .sink(Collect::new("collect"))
+            .build()
+            .unwrap();
+        let handle = guard.handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let roots: Vec<tracing::Span> = tracing::dispatcher::with_default(&dispatch, || {
+            (0..50)
+                .map(|_| {
+                    let root = tracing::info_span!("root");
+                    root.in_scope(|| {
+                        for _ in 0..40 {
+                            tracing::info_span!("child").in_scope(|| tracing::info!("step"));
+                        }
+                    });
+                    root
+                })
+                .collect()
+        });
+        handle.flush(DEADLINE).unwrap();
+        let deadline = Duration::from_micros(round % 20 * 100);
+        let result = guard.shutdown(deadline);
+        wait_until("the threads' end", DEADLINE, || !handle.is_running());
+        wait_until("the sink's last batch", DEADLINE, || {
+            let s = handle.stats();
+            s.sinks[0].completed() == s.sinks[0].forwarded
+        });
+        let stats = handle.stats();
+        // The roots close after: offered then.
+        assert_accounting(&stats, 50 * 80);
+        let pipeline = stats.dropped_for(DropReason::ShutdownDeadline);
+        let sink = stats.sinks[0].dropped_for(DropReason::ShutdownDeadline);
+        let report = match result {
+            Ok(_) => {
+                if pipeline + sink > 0 {
+                    wrong.push(format!("round {round}: Ok, {pipeline} + {sink} dropped"));
+                }
+                continue;
+            }
+            Err(FlushError::Abandoned { report }) => report,
+            Err(other) => panic!("round {round}: {other}"),
+        };
+        let per_sink: u64 = report.abandoned.per_sink.iter().map(|(_, n)| n).sum();
+        let exact = report.abandoned.queued + report.abandoned.held == pipeline && per_sink == sink;
+        if report.unfinished_threads.is_empty() && !exact {
+            wrong.push(format!(
+                "round {round}: {report:?} against {pipeline} + {sink}"
+            ));
+        }
+        tracing::dispatcher::with_default(&dispatch, || drop(roots));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

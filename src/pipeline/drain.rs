@@ -112,6 +112,10 @@ impl<'a> Drain<'a> {
                         // Shutting down: every trace still held is decided as is.
                         self.tail
                             .decide_all(ForcedDecision::Shutdown, &mut self.backlog);
+                        // At once: the kept ones wait in the backlog, and a shutdown that
+                        // gives up meanwhile reads what is held from the gauges (they read
+                        // nothing held for the length of a batch: adversary pass 31).
+                        self.publish_backlog();
                     }
                 } else {
                     self.publish_backlog();
@@ -162,6 +166,10 @@ impl<'a> Drain<'a> {
         self.tail.publish();
         let gauges = &self.p.intake.counters.tail.gauges;
         gauges.backlog.store(self.backlog.len(), Ordering::Relaxed);
+        gauges.held.store(
+            (self.tail.held() + self.backlog.len()) as u64,
+            Ordering::Relaxed,
+        );
         let (pushed, taken) = self.backlog.totals();
         // Release: a flush that loads these (Acquire) and then the sinks' `forwarded` sees
         // every record handed over before them counted there.

@@ -159,6 +159,9 @@ impl Pending {
     }
 }
 
+/// The drain thread's name.
+pub(crate) const DRAIN_THREAD: &str = "offload-drain";
+
 /// The outcome of a completed shutdown.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ShutdownReport {
@@ -168,6 +171,11 @@ pub struct ShutdownReport {
     /// as dropped with reason `shutdown_deadline`: those `queued` and `held` in the pipeline's
     /// [`Stats::dropped_by_reason`](crate::Stats::dropped_by_reason), those of `per_sink` in
     /// each sink's [`SinkStats::dropped_by_reason`](crate::SinkStats::dropped_by_reason).
+    ///
+    /// Exact when every thread finished (`unfinished_threads` empty). With the drain thread
+    /// still running, it is what was known when the call returned: what that thread held then
+    /// (records taken from the queue, in a batch it was handing over) is counted as dropped
+    /// (`shutdown_deadline`) in the stats as it lets go of it, or delivered.
     pub abandoned: Pending,
     /// Threads that had not finished by the deadline (left running, detached).
     pub unfinished_threads: Vec<String>,
@@ -289,7 +297,7 @@ impl Pipeline {
             handles.push((Some(i), handle));
         }
         let pipeline = Arc::clone(self);
-        let name = "offload-drain";
+        let name = DRAIN_THREAD;
         let drain = spawn_thread(thread::Builder::new().name(name.into()), move || {
             drain::run(pipeline)
         })
@@ -442,7 +450,7 @@ impl Pipeline {
         let _ = self.progress.wait_until(deadline, || {
             self.intake.drain_finished.is_set() && self.sinks.iter().all(|s| s.finished.is_set())
         });
-        let abandoned = self.abandon_unfinished();
+        let mut abandoned = self.abandon_unfinished();
         let mut unfinished_threads = Vec::new();
         let handles = std::mem::take(&mut *lock(&self.threads));
         for (sink, handle) in handles {
@@ -455,6 +463,15 @@ impl Pipeline {
             } else {
                 let name = handle.thread().name().unwrap_or("offload").to_owned();
                 unfinished_threads.push(name);
+            }
+        }
+        if self.intake.drain_finished.is_set() {
+            // The drain thread is done: what it dropped at the deadline, and what it handed to
+            // a sink after the sink was given up on, are final now. (Read before, they were a
+            // guess: a batch it handed over meanwhile was in neither, or in both.)
+            abandoned.held = *lock(&self.held_abandoned);
+            for (slot, (_, n)) in self.sinks.iter().zip(&mut abandoned.per_sink) {
+                *n = slot.counters.dropped.get(DropReason::ShutdownDeadline);
             }
         }
         ShutdownReport {
@@ -481,6 +498,12 @@ impl Pipeline {
             .counters
             .dropped
             .add(DropReason::ShutdownDeadline, queued);
+        // What the drain thread holds, before the sinks are marked abandoned: a batch it hands
+        // over meanwhile is then in a sink's count, not in neither.
+        let held = {
+            let abandoned = lock(&self.held_abandoned);
+            *abandoned + self.intake.counters.tail.held_by_drain()
+        };
         let mut per_sink = Vec::new();
         for s in &self.sinks {
             if s.finished.is_set() {
@@ -494,10 +517,6 @@ impl Pipeline {
             c.dropped.add(DropReason::ShutdownDeadline, left);
             per_sink.push((c.name.clone(), left));
         }
-        let held = {
-            let abandoned = lock(&self.held_abandoned);
-            *abandoned + self.intake.counters.tail.held_by_drain()
-        };
         Pending {
             queued,
             held,

@@ -233,6 +233,11 @@ impl<'a> TailBuffer<'a> {
         self.on_since.is_some_and(|on| start < on)
     }
 
+    /// Records held (of undecided traces).
+    pub(super) fn held(&self) -> usize {
+        self.held
+    }
+
     /// Whether records are held (undecided traces).
     pub(super) fn is_holding(&self) -> bool {
         !self.traces.is_empty()
