@@ -70,3 +70,61 @@ fn shutdown_holds_its_deadline_when_a_sink_hangs_in_drop() {
         other => panic!("expected the sink thread reported unfinished, got {other:?}"),
     }
 }
+
+thread_local! {
+    /// What a sink's I/O library keeps per thread (a connection), closed when the thread ends.
+    static CONNECTION: std::cell::RefCell<Option<SlowToClose>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A per-thread value whose `Drop` waits until released.
+struct SlowToClose(Arc<AtomicBool>);
+
+impl Drop for SlowToClose {
+    fn drop(&mut self) {
+        while !self.0.load(Ordering::SeqCst) {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+    }
+}
+
+/// A sink that leaves a value in its thread's thread-locals.
+struct KeepsAConnection(Arc<AtomicBool>);
+
+impl Sink for KeepsAConnection {
+    fn name(&self) -> &str {
+        "keeps-a-connection"
+    }
+    fn export(&mut self, _batch: &[Record]) -> Result<(), SinkError> {
+        CONNECTION.with(|c| {
+            c.borrow_mut()
+                .get_or_insert_with(|| SlowToClose(self.0.clone()));
+        });
+        Ok(())
+    }
+}
+
+/// A thread's thread-local values are dropped after its work is done, and joining it waits
+/// for them: shutdown joined a finished sink thread without a deadline, and held three
+/// seconds past its own when such a value took that long to close (adversary pass 32).
+#[test]
+fn shutdown_holds_its_deadline_when_a_sink_thread_local_is_slow_to_close() {
+    let released = Arc::new(AtomicBool::new(false));
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(KeepsAConnection(released.clone()))
+        .build()
+        .unwrap();
+    let _release_at_the_end = Release(released);
+    with_layer(layer, || tracing::info!("one"));
+    let handle = guard.handle();
+    let shutting_down = std::thread::spawn(move || handle.shutdown(Duration::from_millis(100)));
+    wait_until("the shutdown to return", DEADLINE, || {
+        shutting_down.is_finished()
+    });
+    let report = shutting_down
+        .join()
+        .unwrap()
+        .expect("the sink's work was done");
+    assert!(report.abandoned.is_empty(), "{report:?}");
+    assert_eq!(guard.handle().stats().sinks[0].exported, 1);
+}
