@@ -364,7 +364,9 @@ impl crate::admin::AdminSource for Handle {
 
 /// Owns the pipeline's threads. Dropping it flushes and stops them, waiting at most the
 /// configured [`Builder::drop_timeout`](crate::Builder::drop_timeout)
-/// ([`DEFAULT_DROP_TIMEOUT`](crate::DEFAULT_DROP_TIMEOUT)).
+/// ([`DEFAULT_DROP_TIMEOUT`](crate::DEFAULT_DROP_TIMEOUT)). Dropped on one of the pipeline's
+/// own threads (a sink that owns it), it cannot wait for them: the pipeline is told to stop,
+/// and finishes on its own within that time.
 ///
 /// Keep it alive for as long as the program logs, typically in `main`:
 ///
@@ -496,6 +498,23 @@ impl Drop for Guard {
         // records are expected to be lost.
         if !self.quiet_on_drop && !intake.closed.is_set() {
             intake.closed_by_guard_drop.set();
+        }
+        if crate::silent::serves(self.handle.pipeline.id()) {
+            // On one of the pipeline's own threads (inside a sink), which a shutdown would wait
+            // for: the pipeline is told to stop, and finishes on its own (adversary pass 32: it
+            // was left running with no owner, and the line blamed a flush never called).
+            self.handle.pipeline.stop_without_waiting(self.drop_timeout);
+            if !self.quiet_on_drop {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "tracing-offload: the guard was dropped on one of the pipeline's own \
+                     threads (inside a sink?), which cannot wait for themselves: the pipeline \
+                     was told to stop, and writes what it has within the drop timeout ({:?}) \
+                     on its own",
+                    self.drop_timeout
+                );
+            }
+            return;
         }
         let line = match self.handle.shutdown(self.drop_timeout) {
             Err(FlushError::Abandoned { report }) => abandoned_on_drop(&report, self.drop_timeout),

@@ -440,6 +440,18 @@ impl Pipeline {
         }
     }
 
+    /// Tells the pipeline to stop, without waiting for it (a guard dropped on one of the
+    /// pipeline's own threads, which cannot wait for themselves): records are refused from
+    /// now on, and the threads finish what they have within `timeout`, then end. A later
+    /// [`shutdown`](Self::shutdown) from another thread waits for them as usual.
+    pub(crate) fn stop_without_waiting(&self, timeout: Duration) {
+        let _ = self.shutdown_deadline.set(deadline_after(timeout));
+        self.intake.closed.set();
+        self.stop_drain.set();
+        self.intake.queue.wake_drain();
+        self.intake.queue.room.notify();
+    }
+
     /// The shutdown itself, done by the first call.
     fn shut_down(&self, started: Instant, deadline: Instant) -> ShutdownReport {
         let _ = self.shutdown_deadline.set(deadline);
