@@ -365,8 +365,8 @@ impl crate::admin::AdminSource for Handle {
 /// Owns the pipeline's threads. Dropping it flushes and stops them, waiting at most the
 /// configured [`Builder::drop_timeout`](crate::Builder::drop_timeout)
 /// ([`DEFAULT_DROP_TIMEOUT`](crate::DEFAULT_DROP_TIMEOUT)). Dropped on one of the pipeline's
-/// own threads (a sink that owns it), it cannot wait for them: the pipeline is told to stop,
-/// and finishes on its own within that time.
+/// own threads (a sink that owns it), which cannot wait for themselves, it leaves that to a
+/// thread of its own, with the same deadline.
 ///
 /// Keep it alive for as long as the program logs, typically in `main`:
 ///
@@ -501,30 +501,34 @@ impl Drop for Guard {
         }
         if crate::silent::serves(self.handle.pipeline.id()) {
             // On one of the pipeline's own threads (inside a sink), which a shutdown would wait
-            // for: the pipeline is told to stop, and finishes on its own (adversary pass 32: it
-            // was left running with no owner, and the line blamed a flush never called).
-            self.handle.pipeline.stop_without_waiting(self.drop_timeout);
-            if !self.quiet_on_drop {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "tracing-offload: the guard was dropped on one of the pipeline's own \
-                     threads (inside a sink?), which cannot wait for themselves: the pipeline \
-                     was told to stop, and writes what it has within the drop timeout ({:?}) \
-                     on its own",
-                    self.drop_timeout
-                );
+            // for: a thread of its own shuts the pipeline down, with the same deadline
+            // (adversary passes 32, 33: it was left running with no owner, and the line blamed
+            // a flush never called).
+            let (handle, timeout, quiet) =
+                (self.handle.clone(), self.drop_timeout, self.quiet_on_drop);
+            let stopper = std::thread::Builder::new()
+                .name("offload-stop".into())
+                .spawn(move || shut_down_on_drop(&handle, timeout, quiet));
+            if stopper.is_err() {
+                // No thread to wait: told to stop, the pipeline writes what it has and ends.
+                self.handle.pipeline.stop_without_waiting(self.drop_timeout);
             }
             return;
         }
-        let line = match self.handle.shutdown(self.drop_timeout) {
-            Err(FlushError::Abandoned { report }) => abandoned_on_drop(&report, self.drop_timeout),
-            Err(e) => e.to_string(),
-            Ok(_) => return,
-        };
-        if !self.quiet_on_drop {
-            // Not `eprintln!`, which panics when stderr is gone (an abort while unwinding).
-            let _ = writeln!(std::io::stderr(), "tracing-offload: {line}");
-        }
+        shut_down_on_drop(&self.handle, self.drop_timeout, self.quiet_on_drop);
+    }
+}
+
+/// A dropped guard's shutdown, and its line on stderr when it left something undone.
+fn shut_down_on_drop(handle: &Handle, drop_timeout: Duration, quiet: bool) {
+    let line = match handle.shutdown(drop_timeout) {
+        Err(FlushError::Abandoned { report }) => abandoned_on_drop(&report, drop_timeout),
+        Err(e) => e.to_string(),
+        Ok(_) => return,
+    };
+    if !quiet {
+        // Not `eprintln!`, which panics when stderr is gone (an abort while unwinding).
+        let _ = writeln!(std::io::stderr(), "tracing-offload: {line}");
     }
 }
 

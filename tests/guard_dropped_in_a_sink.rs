@@ -1,8 +1,8 @@
 //! A guard dropped on one of its pipeline's own threads (a sink that owns it and drops it in
 //! `export`) cannot wait for the pipeline to shut down, since it would wait for itself: the
 //! shutdown was refused, the pipeline was left running with nobody to stop it, and the line
-//! on stderr blamed a flush or shutdown never called (adversary pass 32). The pipeline is now
-//! told to stop, and finishes on its own.
+//! on stderr blamed a flush or shutdown never called (adversary pass 32). A thread of its own
+//! now shuts the pipeline down, with the guard's drop timeout.
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -52,4 +52,56 @@ fn a_guard_dropped_in_a_sink_stops_its_pipeline() {
         .shutdown(Duration::from_secs(5))
         .expect("nothing left to abandon");
     assert!(report.abandoned.is_empty(), "{report:?}");
+}
+
+/// A slow sink (each export 100 ms, simulated slow I/O) that owns the guard and drops it in its
+/// first export, with 30 records behind that one.
+struct SlowAndDropsTheGuard(Arc<Mutex<Option<Guard>>>);
+
+impl Sink for SlowAndDropsTheGuard {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn export(&mut self, _batch: &[Record]) -> Result<(), SinkError> {
+        drop(self.0.lock().unwrap().take());
+        std::thread::sleep(Duration::from_millis(100)); // simulated slow I/O
+        Ok(())
+    }
+}
+
+/// The drop timeout holds for a guard dropped in a sink: told to stop without anyone waiting,
+/// the pipeline wrote all 30 records, three seconds past a drop timeout of 100 ms (adversary
+/// pass 33). What the deadline cuts off is counted `shutdown_deadline`.
+#[test]
+fn a_guard_dropped_in_a_sink_keeps_its_drop_timeout() {
+    let slot = Arc::new(Mutex::new(None));
+    let (layer, guard) = OffloadLayer::builder()
+        .batch_size(1)
+        .drop_timeout(Duration::from_millis(100))
+        .sink(SlowAndDropsTheGuard(slot.clone()))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    *slot.lock().unwrap() = Some(guard);
+    let dispatch = tracing::Dispatch::new({
+        use tracing_subscriber::prelude::*;
+        tracing_subscriber::registry().with(layer)
+    });
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..31 {
+            tracing::info!(i, "record");
+        }
+    });
+    wait_until("the pipeline's end", DEADLINE, || !handle.is_running());
+    wait_until("the sink's last export", DEADLINE, || {
+        let s = handle.stats();
+        s.sinks[0].completed() == s.sinks[0].forwarded
+    });
+    let stats = handle.stats();
+    assert_accounting(&stats, 31);
+    let cut = stats.dropped_for(DropReason::ShutdownDeadline)
+        + stats.sinks[0].dropped_for(DropReason::ShutdownDeadline);
+    // The first export, and at most the one under way at the deadline.
+    assert!(stats.sinks[0].exported <= 3, "{stats:#?}");
+    assert_eq!(stats.sinks[0].exported + cut, 31, "{stats:#?}");
 }

@@ -441,9 +441,10 @@ impl Pipeline {
     }
 
     /// Tells the pipeline to stop, without waiting for it (a guard dropped on one of the
-    /// pipeline's own threads, which cannot wait for themselves): records are refused from
-    /// now on, and the threads finish what they have within `timeout`, then end. A later
-    /// [`shutdown`](Self::shutdown) from another thread waits for them as usual.
+    /// pipeline's own threads, when no thread can be started to wait): records are refused
+    /// from now on; the drain thread drops what it holds past `timeout`, the rest is written,
+    /// and the threads end. A later [`shutdown`](Self::shutdown) from another thread waits for
+    /// them as usual.
     pub(crate) fn stop_without_waiting(&self, timeout: Duration) {
         let _ = self.shutdown_deadline.set(deadline_after(timeout));
         self.intake.closed.set();
