@@ -43,6 +43,21 @@ impl Drop for Release {
     }
 }
 
+/// Logs one record, then shuts down with a deadline of 100 ms on another thread, and waits
+/// (up to [`DEADLINE`]) for that call to return.
+fn one_record_then_shutdown(
+    layer: OffloadLayer,
+    guard: &tracing_offload::Guard,
+) -> Result<tracing_offload::ShutdownReport, tracing_offload::FlushError> {
+    with_layer(layer, || tracing::info!("one"));
+    let handle = guard.handle();
+    let shutting_down = std::thread::spawn(move || handle.shutdown(Duration::from_millis(100)));
+    wait_until("the shutdown to return", DEADLINE, || {
+        shutting_down.is_finished()
+    });
+    shutting_down.join().unwrap()
+}
+
 #[test]
 fn shutdown_holds_its_deadline_when_a_sink_hangs_in_drop() {
     let released = Arc::new(AtomicBool::new(false));
@@ -53,13 +68,7 @@ fn shutdown_holds_its_deadline_when_a_sink_hangs_in_drop() {
         .build()
         .unwrap();
     let _release_at_the_end = Release(released);
-    with_layer(layer, || tracing::info!("one"));
-    let handle = guard.handle();
-    let shutting_down = std::thread::spawn(move || handle.shutdown(Duration::from_millis(100)));
-    wait_until("the shutdown to return", DEADLINE, || {
-        shutting_down.is_finished()
-    });
-    match shutting_down.join().unwrap() {
+    match one_record_then_shutdown(layer, &guard) {
         Err(tracing_offload::FlushError::Abandoned { report }) => {
             assert_eq!(report.unfinished_threads, ["offload-sink-slow-to-drop"]);
             assert!(
@@ -115,16 +124,7 @@ fn shutdown_holds_its_deadline_when_a_sink_thread_local_is_slow_to_close() {
         .build()
         .unwrap();
     let _release_at_the_end = Release(released);
-    with_layer(layer, || tracing::info!("one"));
-    let handle = guard.handle();
-    let shutting_down = std::thread::spawn(move || handle.shutdown(Duration::from_millis(100)));
-    wait_until("the shutdown to return", DEADLINE, || {
-        shutting_down.is_finished()
-    });
-    let report = shutting_down
-        .join()
-        .unwrap()
-        .expect("the sink's work was done");
+    let report = one_record_then_shutdown(layer, &guard).expect("the sink's work was done");
     assert!(report.abandoned.is_empty(), "{report:?}");
     assert_eq!(guard.handle().stats().sinks[0].exported, 1);
 }
