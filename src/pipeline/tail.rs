@@ -174,11 +174,11 @@ pub(super) struct TailBuffer<'a> {
     /// taken.
     settings: Option<TailSampling>,
     generation: u64,
-    /// `generation` while no change waits in `switches`, else `u64::MAX`: one comparison per
-    /// record tells whether anything is to be done.
     /// Changes taken from the control and not applied yet: each applies from the first record
     /// offered after it (or once the queue is empty), in order.
     switches: VecDeque<Switch>,
+    /// `generation` while no change waits in `switches`, else `u64::MAX`: one comparison per
+    /// record tells whether anything is to be done.
     check: u64,
     traces: ById<HeldTrace>,
     /// Undecided traces by arrival of their first record, oldest first (may name traces
