@@ -189,13 +189,12 @@ pub(super) struct TailBuffer<'a> {
     held: usize,
     high_water: usize,
     /// Decisions made before the local root closed: the trace's later records follow them.
-    verdicts: ById<bool>,
+    verdicts: Remembered,
     /// Emptied record lists of decided traces, for reuse (bounded by [`SPARE_LISTS`]).
     spare: Vec<Vec<Record>>,
-    verdict_order: VecDeque<SpanId>,
-    /// Decisions made at the local root, for a record that comes after it: an event given its
-    /// span by id on another thread, while the span closed.
-    decided: Recent,
+    /// The last [`RECENT_DECISIONS`] decisions made at the local root, for a record that comes
+    /// after it: an event given its span by id on another thread, while the span closed.
+    decided: Remembered,
     /// When tail sampling was last turned on while the pipeline ran (`None`: on from the
     /// start, or never on). A local trace whose local root started before then was under way
     /// while it was off, and some of its records may have been written already: it is written
@@ -219,10 +218,9 @@ impl<'a> TailBuffer<'a> {
             next_seq: 0,
             held: 0,
             high_water: 0,
-            verdicts: ById::default(),
+            verdicts: Remembered::default(),
             spare: Vec::new(),
-            verdict_order: VecDeque::new(),
-            decided: Recent::default(),
+            decided: Remembered::default(),
             on_since: None,
         }
     }
@@ -359,9 +357,9 @@ impl<'a> TailBuffer<'a> {
             }
         };
         let verdict = if is_root {
-            self.verdicts.remove(&key)
+            self.verdicts.remove(key)
         } else {
-            self.verdicts.get(&key).copied()
+            self.verdicts.get(key)
         };
         match verdict {
             Some(keep) => self.follow(keep, record, out),
@@ -408,8 +406,8 @@ impl<'a> TailBuffer<'a> {
         settings: &TailSampling,
         out: &mut Backlog,
     ) {
-        if let Some(keep) = self.verdicts.remove(&key) {
-            self.decided.note(key, keep);
+        if let Some(keep) = self.verdicts.remove(key) {
+            self.note_decided(key, keep);
             self.follow(keep, root, out);
             return;
         }
@@ -422,7 +420,7 @@ impl<'a> TailBuffer<'a> {
             if let Some(trace) = held {
                 self.release(trace, true, out);
             }
-            self.decided.note(key, true);
+            self.note_decided(key, true);
             out.push(root, true);
             return;
         }
@@ -435,7 +433,7 @@ impl<'a> TailBuffer<'a> {
         if let Some(trace) = held {
             self.release(trace, keep, out);
         }
-        self.decided.note(key, keep);
+        self.note_decided(key, keep);
         self.follow(keep, root, out);
     }
 
@@ -511,27 +509,14 @@ impl<'a> TailBuffer<'a> {
     /// closes; bounded by the budget, but never below [`MIN_REMEMBERED`] (a decision is a few
     /// bytes, and a small budget forces more of them).
     fn remember(&mut self, key: SpanId, keep: bool, budget: usize) {
-        if self.verdicts.insert(key, keep).is_none() {
-            self.verdict_order.push_back(key);
-        }
-        self.trim_verdicts(budget);
+        self.verdicts.note(key, keep);
+        self.verdicts.trim(budget.max(MIN_REMEMBERED));
     }
 
-    /// Forgets the oldest early decisions past the budget, never keeping fewer than
-    /// [`MIN_REMEMBERED`]; compacts their order when it is mostly stale.
-    fn trim_verdicts(&mut self, budget: usize) {
-        while self.verdicts.len() > budget.max(MIN_REMEMBERED) {
-            match self.verdict_order.pop_front() {
-                Some(oldest) => {
-                    self.verdicts.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        if self.verdict_order.len() > 2 * self.verdicts.len() + 1024 {
-            let live = &self.verdicts;
-            self.verdict_order.retain(|k| live.contains_key(k));
-        }
+    /// Remembers a decision made at the local root (see `decided`).
+    fn note_decided(&mut self, key: SpanId, keep: bool) {
+        self.decided.note(key, keep);
+        self.decided.trim(RECENT_DECISIONS);
     }
 
     // --- holding ---
@@ -558,13 +543,13 @@ impl<'a> TailBuffer<'a> {
             None => true,
         };
         if new_trace {
-            if let Some(keep) = self.verdicts.get(&key).copied().or(self.decided.get(key)) {
+            if let Some(keep) = self.verdicts.get(key).or(self.decided.get(key)) {
                 self.follow(keep, record, out);
                 return;
             }
         }
         self.make_room(true, new_trace, budget, out);
-        if let Some(&keep) = self.verdicts.get(&key) {
+        if let Some(keep) = self.verdicts.get(key) {
             // Its own trace was the oldest, and was decided to make room.
             self.follow(keep, record, out);
             return;
@@ -591,7 +576,7 @@ impl<'a> TailBuffer<'a> {
         out: &mut Backlog,
     ) {
         if !self.traces.contains_key(&key) {
-            if self.verdicts.contains_key(&key) || self.decided.get(key).is_some() {
+            if self.verdicts.get(key).is_some() || self.decided.get(key).is_some() {
                 return; // decided already
             }
             // An error holds no record: room for one more trace only (a full budget of records
@@ -675,7 +660,7 @@ impl<'a> TailBuffer<'a> {
                         self.force(oldest, ForcedDecision::BufferFull, out);
                     }
                 }
-                self.trim_verdicts(s.budget());
+                self.verdicts.trim(s.budget().max(MIN_REMEMBERED));
             }
         }
         self.publish();
@@ -685,27 +670,53 @@ impl<'a> TailBuffer<'a> {
 /// The most decisions made at a local root remembered for records that come after it.
 const RECENT_DECISIONS: usize = 4096;
 
-/// The last [`RECENT_DECISIONS`] decisions made at a local root.
+/// Decisions by local root, the oldest forgotten first past a bound.
 #[derive(Default)]
-struct Recent {
+struct Remembered {
     keep: ById<bool>,
+    /// The keys in the order they were noted (may name keys removed since: compacted when
+    /// mostly stale).
     order: VecDeque<SpanId>,
 }
 
-impl Recent {
+impl Remembered {
     fn note(&mut self, key: SpanId, keep: bool) {
         if self.keep.insert(key, keep).is_none() {
             self.order.push_back(key);
-        }
-        if self.order.len() > RECENT_DECISIONS {
-            if let Some(oldest) = self.order.pop_front() {
-                self.keep.remove(&oldest);
-            }
         }
     }
 
     fn get(&self, key: SpanId) -> Option<bool> {
         self.keep.get(&key).copied()
+    }
+
+    fn remove(&mut self, key: SpanId) -> Option<bool> {
+        self.keep.remove(&key)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keep.is_empty()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keep.len()
+    }
+
+    /// Forgets the oldest decisions past `max`; compacts the order when it is mostly stale.
+    fn trim(&mut self, max: usize) {
+        while self.keep.len() > max {
+            match self.order.pop_front() {
+                Some(oldest) => {
+                    self.keep.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        if self.order.len() > 2 * self.keep.len() + 1024 {
+            let live = &self.keep;
+            self.order.retain(|k| live.contains_key(k));
+        }
     }
 
     fn clear(&mut self) {
@@ -824,8 +835,8 @@ mod tests {
         tail.reconfigure(Some(wide.max_buffered_spans(10)), &mut out);
         assert_eq!(tail.verdicts.len(), MIN_REMEMBERED);
         // The newest are the ones kept.
-        assert!(tail.verdicts.contains_key(&SpanId::from_u64(decided)));
-        assert!(!tail.verdicts.contains_key(&SpanId::from_u64(1)));
+        assert!(tail.verdicts.get(SpanId::from_u64(decided)).is_some());
+        assert!(tail.verdicts.get(SpanId::from_u64(1)).is_none());
     }
 
     /// A record settles only once the records released before it are handed over, so that a
