@@ -193,6 +193,8 @@ fn the_effective_config_shows_the_sink_and_redacts_header_values() {
     let otlp = &config.sink_settings["otlp"];
     assert_eq!(otlp["headers"]["api-key"], "[redacted]");
     assert_eq!(otlp["traces_endpoint"], "http://localhost:4317");
+    // As OTEL_EXPORTER_OTLP_PROTOCOL spells it (it was the Rust name, `Grpc`: adversary pass 34).
+    assert_eq!(otlp["protocol"], "grpc");
     assert_eq!(config.warnings.len(), 1);
     assert_eq!(config.warnings[0].var, "OTEL_EXPORTER_OTLP_TIMEOUT");
 }

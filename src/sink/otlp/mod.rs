@@ -39,14 +39,17 @@ mod tls;
 pub use tls::Tls;
 use tls::TlsReads;
 
-/// The OTLP transport.
+/// The OTLP transport. Serialised (in `/config`) as `OTEL_EXPORTER_OTLP_PROTOCOL` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Protocol {
     /// gRPC (`grpc`), default port 4317.
+    #[serde(rename = "grpc")]
     Grpc,
     /// HTTP with protobuf bodies (`http/protobuf`), default port 4318.
+    #[serde(rename = "http/protobuf")]
     HttpProtobuf,
     /// HTTP with JSON bodies (`http/json`), default port 4318.
+    #[serde(rename = "http/json")]
     HttpJson,
 }
 
