@@ -183,6 +183,7 @@ impl Builder {
                 events_follow_trace_sampling: Setting::default(false),
                 tail_sampling: Setting::default(None),
                 admin_addr: Setting::default(None),
+                filter: None,
                 warnings: Vec::new(),
             },
             backpressure: DEFAULT_BACKPRESSURE,
@@ -242,6 +243,12 @@ impl Builder {
     /// Whether a sink was added.
     pub(crate) fn has_sinks(&self) -> bool {
         !self.sinks.is_empty()
+    }
+
+    /// The filter `init` puts in front of the layer, for [`Config::filter`].
+    pub(crate) fn init_filter(mut self, filter: Setting<String>) -> Self {
+        self.config.filter = Some(filter);
+        self
     }
 
     pub(crate) fn env_warnings(mut self, warnings: Vec<EnvWarning>) -> Self {

@@ -119,6 +119,11 @@ pub struct Config {
     pub tail_sampling: Setting<Option<crate::tail_sampling::TailSampling>>,
     /// The admin HTTP endpoint's address (feature `admin`); `None` when it is off.
     pub admin_addr: Setting<Option<String>>,
+    /// The filter that [`init`](crate::init), [`init_with`](crate::init_with) and
+    /// [`init_from`](crate::init_from) installed in front of the layer, in `EnvFilter`'s text
+    /// form: from `RUST_LOG`, or the default `info`. `None` for a layer installed otherwise
+    /// (your subscriber's filters are yours to show).
+    pub filter: Option<Setting<String>>,
     /// Problems found in the environment (also printed on stderr when the pipeline is built):
     /// the build's, then the last [`Handle::reload_from_env`](crate::Handle::reload_from_env)'s.
     pub warnings: Vec<EnvWarning>,

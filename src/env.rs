@@ -316,6 +316,25 @@ fn is_host_name(host: &str) -> bool {
     host.len() <= 253 && host.split('.').all(label_ok) && !last_is_numeric
 }
 
+/// Parses `OTEL_TRACES_EXPORTER` / `OTEL_LOGS_EXPORTER` as OpenTelemetry defines them: a
+/// comma-separated list of exporter names, any case, of which this crate knows `otlp`,
+/// `console` and `none` (alone); returns whether the list names `otlp`. (The console is a sink
+/// of its own here, [`Console`](crate::sink::Console); the variable does not add it.)
+pub(crate) fn exporters(s: &str) -> Result<bool, String> {
+    const EXPECTED: &str = "otlp, console or none, or a comma-separated list such as otlp,console";
+    let names: Vec<String> = s
+        .split(',')
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    let known = |name: &String| matches!(name.as_str(), "otlp" | "console" | "none");
+    let none_with_others = names.len() > 1 && names.iter().any(|n| n == "none");
+    if names.is_empty() || !names.iter().all(known) || none_with_others {
+        return Err(EXPECTED.to_owned());
+    }
+    Ok(names.iter().any(|n| n == "otlp"))
+}
+
 /// Parses an OTel boolean: `true` or `false`, any case.
 pub(crate) fn boolean(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
@@ -328,6 +347,26 @@ pub(crate) fn boolean(s: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exporter_variable_is_a_list_of_names() {
+        assert_eq!(exporters("otlp"), Ok(true));
+        assert_eq!(exporters("OTLP"), Ok(true));
+        assert_eq!(exporters("otlp,console"), Ok(true));
+        assert_eq!(exporters(" console , OTLP ,"), Ok(true));
+        assert_eq!(exporters("console"), Ok(false));
+        assert_eq!(exporters("none"), Ok(false));
+        for invalid in [
+            "otlpp",
+            "zipkin",
+            "otlp,zipkin",
+            "none,otlp",
+            ",",
+            "otlp;console",
+        ] {
+            assert!(exporters(invalid).is_err(), "{invalid}");
+        }
+    }
 
     #[test]
     fn empty_is_unset_and_invalid_warns_with_the_default() {

@@ -8,7 +8,7 @@ use tracing_subscriber::filter::{Directive, EnvFilter, LevelFilter};
 use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::Registry;
 
-use crate::{sink, BuildError, Builder, EnvWarning, Guard, OffloadLayer};
+use crate::{sink, BuildError, Builder, EnvWarning, Guard, OffloadLayer, Setting, Source};
 
 /// The subscriber that [`init_with`] hands to its closure: the registry, filtered by `RUST_LOG`,
 /// with the offload layer on top. Add your own layers to it with
@@ -33,7 +33,8 @@ const FILTER_VAR: &str = "RUST_LOG";
     doc = "  `Otlp` sink configured from OpenTelemetry's variables is added when"
 )]
 ///   `OTEL_EXPORTER_OTLP_ENDPOINT` (or its `_TRACES_`/`_LOGS_` form) is set, or
-///   `OTEL_TRACES_EXPORTER` / `OTEL_LOGS_EXPORTER` is `otlp`;
+///   `OTEL_TRACES_EXPORTER` / `OTEL_LOGS_EXPORTER` names `otlp` (the variables take a
+///   comma-separated list, `otlp,console` say; a value that is not one is a warning);
 /// - a filter from `RUST_LOG` (tracing-subscriber's
 ///   [`EnvFilter`](https://docs.rs/tracing-subscriber/0.3/tracing_subscriber/filter/struct.EnvFilter.html) syntax, e.g. `warn,my_app=debug`),
 ///   `info` when it is unset or empty. An invalid directive is ignored with a warning (on
@@ -150,9 +151,12 @@ where
     }
     // The pipeline's variables are read by `Builder::from_env`, which warns about a value that
     // is not UTF-8; so is `RUST_LOG` here.
-    let (filter, mut filter_warnings) = log_filter(&|var: &str| std::env::var(var).ok());
+    let (filter, shown, mut filter_warnings) = log_filter(&|var: &str| std::env::var(var).ok());
     filter_warnings.extend(not_utf8(FILTER_VAR, "the default info"));
-    let (layer, guard) = builder().env_warnings(filter_warnings).build()?;
+    let (layer, guard) = builder()
+        .env_warnings(filter_warnings)
+        .init_filter(shown)
+        .build()?;
     let subscriber = tracing_subscriber::registry().with(filter).with(layer);
     tracing::subscriber::set_global_default(add(subscriber))
         .map_err(|_| BuildError::GlobalSubscriberAlreadySet)?;
@@ -180,19 +184,68 @@ fn not_utf8(var: &str, used: &str) -> Option<EnvWarning> {
 fn init_builder(builder: Builder, lookup: &dyn Fn(&str) -> Option<String>) -> Builder {
     let builder = builder.sink(sink::Console::stderr());
     #[cfg(feature = "otlp")]
-    let builder = if otlp_requested(lookup) {
-        builder.sink(sink::Otlp::from_env())
-    } else {
-        builder
-    };
-    builder
+    if otlp_requested(lookup) {
+        // The OTLP sink reads (and warns about) the exporter variables itself.
+        return builder.sink(sink::Otlp::from_env());
+    }
+    builder.env_warnings(exporter_warnings(lookup))
 }
 
-/// The filter from `RUST_LOG` (default `info`), and a warning for each invalid directive.
+/// The exporter variables ([`EXPORTER_VARS`]) when `init` adds no OTLP sink, which would read
+/// them: a warning for a value that is not a list of exporter names, and (in a build without the
+/// `otlp` feature) for one that asks for OTLP, so that neither is ignored without a word.
+fn exporter_warnings(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<EnvWarning> {
+    let mut warnings = Vec::new();
+    let no_otlp = "nothing: this build of tracing-offload has no `otlp` feature";
+    let used = "no OTLP export (the console sink only)";
+    #[cfg(not(feature = "otlp"))]
+    for var in ENDPOINT_VARS {
+        if let Some(value) = lookup(var).filter(|v| !v.trim().is_empty()) {
+            warnings.push(EnvWarning {
+                var: var.to_owned(),
+                value: value.trim().to_owned(),
+                expected: no_otlp.to_owned(),
+                used: used.to_owned(),
+            });
+        }
+    }
+    for var in EXPORTER_VARS {
+        let Some(value) = lookup(var).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let expected = match crate::env::exporters(&value) {
+            Err(expected) => expected,
+            Ok(true) if cfg!(not(feature = "otlp")) => no_otlp.to_owned(),
+            Ok(_) => continue,
+        };
+        warnings.push(EnvWarning {
+            var: var.to_owned(),
+            value: value.trim().to_owned(),
+            expected,
+            used: used.to_owned(),
+        });
+    }
+    warnings
+}
+
+/// The variables that name the exporters of traces and of logs.
+const EXPORTER_VARS: [&str; 2] = ["OTEL_TRACES_EXPORTER", "OTEL_LOGS_EXPORTER"];
+
+/// The variables that give an OTLP endpoint.
+const ENDPOINT_VARS: [&str; 3] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+];
+
+/// The filter from `RUST_LOG` (default `info`), the same as [`Config::filter`](crate::Config::filter)
+/// shows it, and a warning for each invalid directive.
 ///
 /// Directives are split at commas, as `EnvFilter`'s own lenient parser does, so that one bad
 /// directive costs only itself.
-fn log_filter(lookup: &dyn Fn(&str) -> Option<String>) -> (EnvFilter, Vec<EnvWarning>) {
+fn log_filter(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (EnvFilter, Setting<String>, Vec<EnvWarning>) {
     let raw = lookup(FILTER_VAR).unwrap_or_default();
     let (valid, invalid): (Vec<&str>, Vec<&str>) = raw
         .split(',')
@@ -218,7 +271,16 @@ fn log_filter(lookup: &dyn Fn(&str) -> Option<String>) -> (EnvFilter, Vec<EnvWar
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .parse_lossy(valid.join(","));
-    (filter, warnings)
+    let source = if valid.is_empty() {
+        Source::Default
+    } else {
+        Source::Env(FILTER_VAR.to_owned())
+    };
+    let shown = Setting {
+        value: filter.to_string(),
+        source,
+    };
+    (filter, shown, warnings)
 }
 
 /// Sends `log` records into `tracing` (`tracing-log`'s `LogTracer`), with `log`'s maximum level
@@ -246,12 +308,8 @@ fn install_log_bridge() {
 #[cfg(feature = "otlp")]
 fn otlp_requested(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
     let set = |var: &str| lookup(var).is_some_and(|v| !v.trim().is_empty());
-    let otlp = |var: &str| lookup(var).is_some_and(|v| v.trim().eq_ignore_ascii_case("otlp"));
-    set("OTEL_EXPORTER_OTLP_ENDPOINT")
-        || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        || set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
-        || otlp("OTEL_TRACES_EXPORTER")
-        || otlp("OTEL_LOGS_EXPORTER")
+    let otlp = |var: &str| lookup(var).is_some_and(|v| crate::env::exporters(&v) == Ok(true));
+    ENDPOINT_VARS.into_iter().any(set) || EXPORTER_VARS.into_iter().any(otlp)
 }
 
 #[cfg(test)]
@@ -280,28 +338,59 @@ mod tests {
             "http://c:4317"
         )])));
         assert!(otlp_requested(&env(&[("OTEL_TRACES_EXPORTER", "OTLP")])));
+        assert!(otlp_requested(&env(&[(
+            "OTEL_LOGS_EXPORTER",
+            "console, otlp"
+        )])));
         assert!(!otlp_requested(&env(&[("OTEL_TRACES_EXPORTER", "none")])));
+    }
+
+    #[test]
+    fn an_exporter_value_init_does_not_act_on_is_a_warning() {
+        let vars = |w: Vec<EnvWarning>| w.into_iter().map(|w| (w.var, w.value)).collect::<Vec<_>>();
+        let typo = exporter_warnings(&env(&[("OTEL_LOGS_EXPORTER", " otlpp ")]));
+        assert_eq!(vars(typo), [("OTEL_LOGS_EXPORTER".into(), "otlpp".into())]);
+        assert!(exporter_warnings(&env(&[("OTEL_TRACES_EXPORTER", "console,none")])).len() == 1);
+        assert!(exporter_warnings(&env(&[("OTEL_TRACES_EXPORTER", "none")])).is_empty());
+        // Asking for OTLP is a warning only in a build that cannot export it.
+        let asked = exporter_warnings(&env(&[
+            ("OTEL_TRACES_EXPORTER", "otlp,console"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+        ]));
+        assert_eq!(
+            asked.len(),
+            if cfg!(feature = "otlp") { 0 } else { 2 },
+            "{asked:?}"
+        );
     }
 
     #[test]
     fn the_filter_defaults_to_info() {
         for unset in [env(&[]), env(&[("RUST_LOG", " ")])] {
-            let (filter, warnings) = log_filter(&unset);
+            let (filter, shown, warnings) = log_filter(&unset);
             assert!(warnings.is_empty());
             assert_eq!(filter.to_string(), "info");
+            assert_eq!(
+                (shown.value.as_str(), shown.source),
+                ("info", Source::Default)
+            );
         }
     }
 
     #[test]
     fn an_invalid_directive_is_a_warning_and_the_others_apply() {
-        let (filter, warnings) = log_filter(&env(&[("RUST_LOG", "warn,my_app=loud,db=debug")]));
+        let (filter, shown, warnings) =
+            log_filter(&env(&[("RUST_LOG", "warn,my_app=loud,db=debug")]));
         assert_eq!(filter.to_string(), "db=debug,warn");
+        assert_eq!(shown.value, "db=debug,warn");
+        assert_eq!(shown.source, Source::Env("RUST_LOG".into()));
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!(warnings[0].var, "RUST_LOG");
         assert_eq!(warnings[0].value, "my_app=loud");
         assert_eq!(warnings[0].used, "the other directives");
-        let (filter, warnings) = log_filter(&env(&[("RUST_LOG", "my_app=loud")]));
+        let (filter, shown, warnings) = log_filter(&env(&[("RUST_LOG", "my_app=loud")]));
         assert_eq!(filter.to_string(), "info");
+        assert_eq!(shown.source, Source::Default);
         assert_eq!(warnings[0].used, "the default info");
     }
 }

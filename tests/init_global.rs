@@ -69,7 +69,16 @@ fn child_without_rust_log() {
     tracing::trace!("hidden-trace");
     tracing::debug!("hidden-debug");
     tracing::info!("kept-info");
-    assert_eq!(flushed_offered(&guard.handle()), 1);
+    let handle = guard.handle();
+    assert_eq!(flushed_offered(&handle), 1);
+    let filter = handle
+        .config()
+        .filter
+        .expect("init's filter is in the config");
+    assert_eq!(
+        (filter.value.as_str(), filter.source),
+        ("info", Source::Default)
+    );
 }
 
 #[test]
@@ -94,6 +103,15 @@ fn child_with_rust_log() {
     assert_eq!(
         (warnings[0].var.as_str(), warnings[0].value.as_str()),
         ("RUST_LOG", "my_app=bogus")
+    );
+    // The filter in force, as `/config` shows it (it was in no setting: adversary pass 34).
+    let filter = handle
+        .config()
+        .filter
+        .expect("init's filter is in the config");
+    assert_eq!(
+        (filter.value.as_str(), filter.source),
+        ("noisy=error,warn", Source::Env("RUST_LOG".into()))
     );
 }
 
@@ -296,4 +314,63 @@ fn child_init_from_a_builder_without_sinks() {
 fn init_from_a_builder_without_sinks_says_so() {
     let stderr = stderr_of_child_test("child_init_from_a_builder_without_sinks");
     assert_shown_and_hidden(&stderr, &["init_from: the builder has no sink"], &[]);
+}
+
+#[cfg(feature = "otlp")]
+#[test]
+#[ignore = "run in a child process by an_exporter_list_naming_otlp_adds_the_otlp_sink"]
+fn child_with_an_exporter_list() {
+    for var in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        "OTEL_LOGS_EXPORTER",
+    ] {
+        std::env::remove_var(var);
+    }
+    std::env::set_var("OTEL_TRACES_EXPORTER", "otlp, console");
+    let guard = tracing_offload::init().unwrap();
+    let config = guard.handle().config();
+    assert_eq!(config.sinks, ["console", "otlp"], "{:?}", config.warnings);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+/// OpenTelemetry's exporter variables take a comma-separated list; `init()` compared the whole
+/// value with `otlp`, so `otlp,console` (the spec's own example) gave no OTLP sink and no
+/// warning when no endpoint was set (adversary pass 34).
+#[cfg(feature = "otlp")]
+#[test]
+fn an_exporter_list_naming_otlp_adds_the_otlp_sink() {
+    stderr_of_child_test("child_with_an_exporter_list");
+}
+
+#[test]
+#[ignore = "run in a child process by a_mistyped_exporter_name_is_a_warning"]
+fn child_with_a_mistyped_exporter() {
+    for var in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        "OTEL_TRACES_EXPORTER",
+    ] {
+        std::env::remove_var(var);
+    }
+    std::env::set_var("OTEL_LOGS_EXPORTER", "otlpp");
+    let guard = tracing_offload::init().unwrap();
+    let config = guard.handle().config();
+    assert_eq!(config.sinks, ["console"]);
+    let warnings: Vec<_> = config
+        .warnings
+        .iter()
+        .map(|w| (w.var.as_str(), w.value.as_str()))
+        .collect();
+    assert_eq!(warnings, [("OTEL_LOGS_EXPORTER", "otlpp")]);
+}
+
+/// A value of an exporter variable that `init()` cannot read was ignored without a word when
+/// no endpoint was set (only the OTLP sink read it, and it was not added: adversary pass 34).
+#[test]
+fn a_mistyped_exporter_name_is_a_warning() {
+    let stderr = stderr_of_child_test("child_with_a_mistyped_exporter");
+    assert_shown_and_hidden(&stderr, &["ignoring OTEL_LOGS_EXPORTER=\"otlpp\""], &[]);
 }

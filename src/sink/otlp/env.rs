@@ -252,10 +252,18 @@ impl Otlp {
     }
 
     fn read_signals(&mut self, env: &mut EnvReader<'_>) {
-        if let Some(on) = env.parse(OTEL_TRACES_EXPORTER, &OTEL_EXPORTER_DEFAULT, exporter) {
+        if let Some(on) = env.parse(
+            OTEL_TRACES_EXPORTER,
+            &OTEL_EXPORTER_DEFAULT,
+            crate::env::exporters,
+        ) {
             self.traces = on;
         }
-        if let Some(on) = env.parse(OTEL_LOGS_EXPORTER, &OTEL_EXPORTER_DEFAULT, exporter) {
+        if let Some(on) = env.parse(
+            OTEL_LOGS_EXPORTER,
+            &OTEL_EXPORTER_DEFAULT,
+            crate::env::exporters,
+        ) {
             if !on {
                 self.logs = EventsAsLogs::None;
             }
@@ -292,15 +300,6 @@ fn tls_files(env: &mut EnvReader<'_>, [ca, cert, key]: [&str; 3]) -> Tls {
         tls = tls.client_key(path);
     }
     tls
-}
-
-/// `OTEL_*_EXPORTER`: whether this sink exports the signal.
-fn exporter(v: &str) -> Result<bool, String> {
-    match v.to_ascii_lowercase().as_str() {
-        "otlp" => Ok(true),
-        "none" | "console" => Ok(false),
-        _ => Err("otlp, console or none".to_owned()),
-    }
 }
 
 /// `OTEL_EXPORTER_OTLP_COMPRESSION`: whether requests are gzipped.
