@@ -105,3 +105,63 @@ fn damaged_requests_are_counted_and_the_rest_replayed() {
     assert_eq!(runs, 2, "{missing:?}");
     assert_eq!(missing.last(), Some(&(SPANS - 1)), "{missing:?}");
 }
+
+/// Entries named like segments that the spool did not write — a copy named `7.seg`, `+<n>.seg`
+/// beside segment `n`, a directory — are left alone and said, and the spool replays its own
+/// requests once. (`7.seg` and the directory failed `build()`, naming neither; `+<n>.seg` had
+/// segment `n` read twice, so the spool never drained: adversary pass 35.)
+#[test]
+fn entries_named_like_segments_are_left_alone_and_the_spool_replays_once() {
+    let Some((grpc, http)) = Collector::ports_for_later() else {
+        return;
+    };
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(sink(endpoint.clone(), dir.path()))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    work_spans(layer, SPANS);
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(otlp_spool(&handle).records, SPANS);
+
+    let first = segments(dir.path())[0].clone();
+    let n: u64 = first
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::fs::write(dir.path().join(format!("+{n}.seg")), b"junk").unwrap();
+    std::fs::write(dir.path().join("7.seg"), b"junk").unwrap();
+    std::fs::create_dir(dir.path().join("00000000000000000500.seg")).unwrap();
+
+    let collector = Collector::start_on(grpc, http).unwrap();
+    let (_layer, guard) = OffloadLayer::builder()
+        .sink(sink(endpoint, dir.path()))
+        .build()
+        .expect("the spool opens beside entries it did not write");
+    let handle = guard.handle();
+    wait_spool_replayed("the spool replayed", &handle);
+    guard.shutdown(DEADLINE).unwrap();
+    let spool = otlp_spool(&handle);
+    assert_eq!(
+        (spool.restored, spool.replayed),
+        (SPANS, SPANS),
+        "{spool:#?}"
+    );
+    assert_eq!(spool.records, 0, "{spool:#?}");
+    assert!(
+        spool
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("not a segment")),
+        "{spool:#?}"
+    );
+    let received = collector.wait_spans(SPANS as usize);
+    assert_eq!(received.len() as u64, SPANS, "each span once");
+    assert_eq!(span_numbers(&received), (0..SPANS).collect());
+    assert_eq!(std::fs::read(dir.path().join("7.seg")).unwrap(), b"junk");
+}

@@ -265,21 +265,39 @@ impl Store {
         self.dir.join(format!("{seq:020}.{SEGMENT_EXTENSION}"))
     }
 
-    /// The segments in the directory, oldest first.
-    fn list_segments(&self) -> io::Result<Vec<u64>> {
+    /// The segments in the directory, oldest first: files named as [`segment_path`]
+    /// (Self::segment_path) names them. Anything else named `*.seg` (another spelling of a
+    /// number, a directory, the one number a segment never has) is left alone and noted as a
+    /// problem: taken by the number its name parses to, it named another file, or the same
+    /// segment twice.
+    fn list_segments(&mut self) -> io::Result<Vec<u64>> {
         let mut seqs = Vec::new();
+        let mut strays = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
             if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXTENSION) {
                 continue;
             }
-            if let Some(seq) = path
+            let seq = path
                 .file_stem()
                 .and_then(|s| s.to_str())
+                .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|s| s.parse::<u64>().ok())
-            {
-                seqs.push(seq);
+                .filter(|seq| *seq < u64::MAX);
+            match seq {
+                Some(seq) if fs::metadata(&path).is_ok_and(|m| m.is_file()) => seqs.push(seq),
+                _ => strays.push(path),
             }
+        }
+        if let Some(first) = strays.first() {
+            self.problem(format!(
+                "{} not a segment, left alone{}",
+                first.display(),
+                match strays.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                }
+            ));
         }
         seqs.sort_unstable();
         Ok(seqs)
@@ -289,7 +307,18 @@ impl Store {
         for seq in self.list_segments()? {
             self.next_seq = self.next_seq.max(seq + 1);
             let path = self.segment_path(seq);
-            let scan = scan_segment(&path)?;
+            let scan = match scan_segment(&path) {
+                Ok(scan) => scan,
+                // One segment that cannot be read (gone since the listing, say) does not keep
+                // the others from being replayed.
+                Err(e) => {
+                    self.problem(format!(
+                        "{}: cannot be read ({e}); left alone",
+                        path.display()
+                    ));
+                    continue;
+                }
+            };
             let pending = scan.frames.len();
             for (offset, header) in scan.frames {
                 self.records += header.records;
@@ -436,7 +465,13 @@ impl Store {
             }
         }
         let seq = self.next_seq;
-        self.next_seq += 1;
+        if seq == u64::MAX {
+            return Err(io::Error::other(
+                "the spool's segment numbers are used up (a segment of the largest number but \
+                 one was found): move its files away",
+            ));
+        }
+        self.next_seq = seq + 1;
         let path = self.segment_path(seq);
         let mut file = OpenOptions::new()
             .create_new(true)
@@ -1074,6 +1109,58 @@ mod tests {
         assert_eq!(c.delivered, 7);
         assert!(c.evicted >= 5, "{c:?}");
         assert_ledger(&s);
+    }
+
+    /// Entries in the directory named like segments but not written as this crate writes them
+    /// (adversary pass 35): each was taken by the number its name parses to, then opened under
+    /// that number's own spelling. `7.seg` named a file that does not exist, a directory could
+    /// not be read, and both failed the whole spool (its records stuck until someone found the
+    /// entry); `+<n>.seg` beside segment `n` read the segment twice (its records restored twice:
+    /// the spool never drained); `u64::MAX` overflowed the next number. Each is now left alone,
+    /// noted as a problem, and the spool opens with its records once.
+    #[test]
+    fn entries_named_like_segments_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 1 << 20);
+        for i in 0..3u8 {
+            s.append(Kind::Traces, 10, &[i; 100], false).unwrap();
+        }
+        drop(s);
+        let seg = &segments(dir.path())[0];
+        let n: u64 = seg.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let strays = [
+            format!("+{n}.seg"),
+            format!("0{n}.seg"),
+            "7.seg".to_owned(),
+            format!("{}.seg", u64::MAX),
+        ];
+        for stray in &strays {
+            fs::write(dir.path().join(stray), b"junk").unwrap();
+        }
+        fs::create_dir(dir.path().join("00000000000000000500.seg")).unwrap();
+
+        let reopened = Store::open(dir.path(), 1 << 20);
+        let mut s = reopened.expect("the spool opens with strays beside its segments");
+        assert_eq!(s.stats().counts.restored, 30);
+        assert!(
+            s.last_problem
+                .as_ref()
+                .is_some_and(|(p, _)| p.contains("not a segment")),
+            "{:?}",
+            s.last_problem
+        );
+        let mut replayed = Vec::new();
+        while let Some(b) = s.take_oldest(Kind::Traces) {
+            replayed.push(b.payload[0]);
+            s.done(b.id, Done::Delivered);
+        }
+        assert_eq!(replayed, vec![0, 1, 2]);
+        assert_ledger(&s);
+        // New segments go after the real ones, and the strays are still there, untouched.
+        s.append(Kind::Traces, 1, &[9; 100], false).unwrap();
+        for stray in &strays {
+            assert_eq!(fs::read(dir.path().join(stray)).unwrap(), b"junk");
+        }
     }
 
     #[test]
