@@ -64,8 +64,9 @@ fn console_lines_are_plain_when_not_a_terminal() {
 fn user_text_cannot_inject_escape_codes_or_lines() {
     const HOSTILE: &str =
         "bob\x1b[2J\x1b[31m\r\n2026-01-01T00:00:00.000000Z ERROR auth: admin login\u{9b}31m";
-    // Line and paragraph separators, and a right-to-left override (Trojan Source).
-    const UNICODE: &str = "a\u{2028}b\u{2029}c\u{202e}d";
+    // Line and paragraph separators, a right-to-left override (Trojan Source), and the Arabic
+    // letter mark (a direction mark that was written raw: adversary pass 37).
+    const UNICODE: &str = "a\u{2028}b\u{2029}c\u{202e}d\u{61c}e";
     if std::env::var_os(CHILD_ENV).is_some() {
         #[derive(Debug)]
         struct Failure;
@@ -93,7 +94,7 @@ fn user_text_cannot_inject_escape_codes_or_lines() {
     }
     let stderr = stderr_of_this_test_as_child("user_text_cannot_inject_escape_codes_or_lines");
     assert!(
-        !stderr.contains(['\x1b', '\r', '\u{9b}', '\u{2028}', '\u{2029}', '\u{202e}']),
+        !stderr.contains(['\x1b', '\r', '\u{9b}', '\u{2028}', '\u{2029}', '\u{202e}', '\u{61c}']),
         "control characters written raw: {stderr:?}"
     );
     // One line per record, each starting with its own timestamp; no forged ERROR line.
@@ -115,7 +116,7 @@ fn user_text_cannot_inject_escape_codes_or_lines() {
         records[0]
     );
     assert!(
-        records[1].contains(r"a\u{2028}b\u{2029}c\u{202e}d"),
+        records[1].contains(r"a\u{2028}b\u{2029}c\u{202e}d\u{61c}e"),
         "{}",
         records[1]
     );

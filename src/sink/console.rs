@@ -135,12 +135,19 @@ fn write_fields(out: &mut String, fields: &Fields) {
 
 /// Whether `c` is written escaped: control characters, the Unicode line and paragraph
 /// separators, and the marks and overrides that change the direction of text (which can make
-/// a line read otherwise than it is, as in "Trojan Source").
+/// a line read otherwise than it is, as in "Trojan Source"): Unicode's bidirectional
+/// formatting characters, every one (UAX #9, table 4, the Arabic letter mark included).
 fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
         )
 }
 
