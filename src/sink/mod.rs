@@ -203,7 +203,7 @@ pub enum SinkError {
     /// counted, were not written (counted failed), `permanent` of those for good (counted
     /// `failed_permanent` as well), the others were written (counted exported), and
     /// `markers_written` says whether its drop markers were.
-    #[error("{failed} records of the batch were not written")]
+    #[error("{}", mixed_text(*.failed, *.markers_written))]
     Mixed {
         /// How many records (drop markers not counted) were not written.
         failed: usize,
@@ -219,6 +219,15 @@ pub enum SinkError {
         #[source]
         source: Box<SinkError>,
     },
+}
+
+/// What a [`SinkError::Mixed`] says: the records not written, or, when only drop markers were
+/// lost (a batch of markers alone), those.
+fn mixed_text(failed: usize, markers_written: bool) -> String {
+    match (failed, markers_written) {
+        (0, false) => "the batch's drop markers were not written".to_owned(),
+        (n, _) => format!("{n} records of the batch were not written"),
+    }
 }
 
 impl SinkError {

@@ -1742,6 +1742,21 @@ mod tests {
         );
     }
 
+    /// A batch of drop markers alone that failed read "0 records of the batch were not
+    /// written", and became the sink's last error over the one that lost data (adversary
+    /// pass 36).
+    #[test]
+    fn a_batch_that_lost_only_its_drop_markers_says_so() {
+        let e = outcome(vec![(unreachable("logs"), ChunkLoss::logs(&[false]))]);
+        assert_eq!(
+            e.with_sources(),
+            format!(
+                "the batch's drop markers were not written: {}",
+                unreachable("logs")
+            )
+        );
+    }
+
     #[test]
     fn both_signals_are_permanent_only_when_each_is() {
         let both = |logs: SinkError| {
