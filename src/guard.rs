@@ -606,6 +606,26 @@ mod tests {
         );
     }
 
+    /// A pipeline's threads carry its identity while their thread-local values drop, after
+    /// the pipeline may be gone. Taken from its address, the identity was the next
+    /// pipeline's too when that one was built at the same address, and such a thread was
+    /// taken for one of its own.
+    #[test]
+    fn a_pipeline_built_where_another_was_has_an_identity_of_its_own() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..8 {
+            let (_layer, guard) = crate::OffloadLayer::builder()
+                .sink(crate::sink::Channel::new(1).0)
+                .build()
+                .unwrap();
+            assert!(
+                seen.insert(guard.handle().pipeline.id()),
+                "an identity given twice"
+            );
+            guard.shutdown(Duration::from_secs(10)).unwrap();
+        }
+    }
+
     #[test]
     fn a_drop_that_abandons_only_threads_does_not_speak_of_records() {
         let report = ShutdownReport {

@@ -32,7 +32,7 @@ pub(crate) fn is_internal() -> bool {
 }
 
 thread_local! {
-    /// The pipeline whose drain or sink thread this is (its address; 0 for none): a flush or
+    /// The pipeline whose drain or sink thread this is (its identity; 0 for none): a flush or
     /// shutdown of that pipeline from here would wait for this very thread.
     static SERVES: Cell<usize> = const { Cell::new(0) };
 }

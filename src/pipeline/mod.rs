@@ -109,6 +109,8 @@ impl SinkSlot {
 /// layer too), the sinks' slots, and the state of flush and shutdown.
 #[derive(Debug)]
 pub(crate) struct Pipeline {
+    /// See [`id`](Self::id).
+    id: usize,
     pub(crate) intake: Arc<Intake>,
     pub(crate) sinks: Vec<Arc<SinkSlot>>,
     pub(crate) settings: PipelineSettings,
@@ -209,10 +211,11 @@ pub enum FlushError {
 // === impl Pipeline ===
 
 impl Pipeline {
-    /// This pipeline's identity for the threads that serve it (its address, which stays put
-    /// while any of them, or a handle, holds it).
+    /// This pipeline's identity for the threads that serve it: a number no other pipeline of
+    /// the process has. (Its address was one, but a thread keeps the identity while its
+    /// thread-local values drop, after the pipeline may be gone and another built there.)
     pub(crate) fn id(&self) -> usize {
-        std::ptr::from_ref(self).addr()
+        self.id
     }
 
     pub(crate) fn new(
@@ -221,7 +224,10 @@ impl Pipeline {
         settings: PipelineSettings,
         tail: TailControl,
     ) -> Self {
+        /// The identity of the next pipeline (0 is no pipeline's: see `silent::serves`).
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         Pipeline {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             intake,
             sinks,
             settings,
