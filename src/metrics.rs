@@ -21,7 +21,7 @@
 //!
 //! | metric | type | labels | meaning |
 //! |---|---|---|---|
-//! | `offload_records_total` | counter | `outcome` (`enqueued`, `dropped`, `sampled_out`), `reason` (drops only) | every record offered to the layer, by outcome |
+//! | `offload_records_total` | counter | `outcome` (`enqueued`, `dropped`, `sampled_out`), `reason` (drops only) | every record offered to the layer, by what happened to it: `enqueued` counts the records that entered the queue ([`Stats::accepted`]), so a record dropped from the queue later (`queue_full_oldest`, `shutdown`, `shutdown_deadline`) or sampled out by tail sampling counts under both, and each series only grows |
 //! | `offload_records_drained_total` | counter | | records the drain thread took from the queue |
 //! | `offload_queue_depth` | gauge | | records in the queue now |
 //! | `offload_queue_capacity` | gauge | | records the queue holds |
@@ -393,7 +393,7 @@ fn with_reason(base: &Labels, reason: &str) -> Labels {
 fn encode_records(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
     let none = Labels::new();
     let mut samples = vec![
-        (with_outcome(&none, "enqueued"), stats.enqueued),
+        (with_outcome(&none, "enqueued"), stats.accepted),
         (with_outcome(&none, "sampled_out"), stats.sampled_out),
     ];
     samples.extend(drop_samples(
@@ -405,7 +405,7 @@ fn encode_records(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result
     counter_family(
         enc,
         "offload_records",
-        "Records offered to the layer, by outcome: enqueued, dropped (with a reason) or sampled_out.",
+        "Records offered to the layer, by what happened to them: enqueued (entered the queue), dropped (with a reason) or sampled_out. A record enqueued and then dropped from the queue (queue_full_oldest, shutdown, shutdown_deadline) or sampled out by tail sampling counts under both, so that each series only grows.",
         &samples,
     )?;
     counter(

@@ -290,6 +290,7 @@ impl Counters {
         let dropped: u64 = dropped_by_reason.iter().map(|(_, n)| n).sum();
         Stats {
             offered: enqueued + dropped + sampled_out,
+            accepted,
             enqueued,
             dropped,
             dropped_by_reason: dropped_by_reason
@@ -348,6 +349,11 @@ pub struct Stats {
     pub offered: u64,
     /// Records that entered the queue and were not evicted from it.
     pub enqueued: u64,
+    /// Records that entered the queue, those later dropped from it (evicted by `drop_oldest`,
+    /// left there at a shutdown's deadline) or sampled out by tail sampling included: unlike
+    /// `enqueued`, it only grows (`offload_records_total{outcome="enqueued"}` in the
+    /// Prometheus text).
+    pub accepted: u64,
     /// Records dropped before the drain thread (sum of `dropped_by_reason`).
     pub dropped: u64,
     /// Non-zero drop counts by reason.

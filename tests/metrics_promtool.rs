@@ -173,3 +173,62 @@ fn promtool_accepts_the_spool_metrics() {
     }
     guard.shutdown(DEADLINE).unwrap();
 }
+
+/// The value of the sample `series` (name and labels, as rendered) in `text`.
+fn sample(text: &str, series: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+        .unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+    line[series.len() + 1..].parse().unwrap()
+}
+
+/// Every series of `offload_records_total` is a counter, and a counter only grows: records that
+/// tail sampling dropped were taken out of `outcome="enqueued"` when it dropped them (scrapes
+/// saw it fall, 786 to 678, which Prometheus reads as a reset: adversary pass 38). The series
+/// counts the records that entered the queue, those dropped later included.
+#[test]
+fn the_records_enqueued_series_only_grows_when_tail_sampling_drops_a_trace() {
+    use tracing_offload::TailSampling;
+    let ok = Gate::new("ok");
+    let (layer, guard) = OffloadLayer::builder()
+        .tail_sampling(TailSampling::new().keep_ratio(0.0))
+        .sink(ok.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let enqueued = "offload_records_total{outcome=\"enqueued\"}";
+    let dispatch = tracing::Dispatch::new({
+        use tracing_subscriber::prelude::*;
+        tracing_subscriber::registry().with(layer)
+    });
+    let root = tracing::dispatcher::with_default(&dispatch, || {
+        let root = tracing::info_span!("root");
+        root.in_scope(|| {
+            for i in 0..100 {
+                tracing::info!(i, "held for the trace's decision");
+            }
+        });
+        root
+    });
+    wait_until("the trace's events held", DEADLINE, || {
+        handle.stats().tail_sampling.buffered_records == 100
+    });
+    let before = sample(&handle.render_prometheus(), enqueued);
+    assert_eq!(before, 100);
+    drop(root); // the trace is decided: dropped (a ratio of 0)
+    wait_until("the trace dropped", DEADLINE, || {
+        handle.stats().tail_sampling.sampled_out == 101
+    });
+    let text = handle.render_prometheus();
+    assert_eq!(sample(&text, enqueued), 101, "{text}");
+    assert_eq!(
+        sample(&text, "offload_records_total{outcome=\"sampled_out\"}"),
+        101
+    );
+    assert_eq!(sample(&text, "offload_tail_sampled_out_records_total"), 101);
+    guard.shutdown(DEADLINE).unwrap();
+}
