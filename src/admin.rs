@@ -148,8 +148,8 @@ pub fn respond(
     path: &str,
     accept: Option<&str>,
 ) -> AdminResponse {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let route = match path {
+    let path = route_path(path);
+    let route = match path.as_ref() {
         "/metrics" => Route::Metrics,
         "/health" => Route::Health,
         "/config" => Route::Config,
@@ -166,6 +166,44 @@ pub fn respond(
         return r;
     }
     route.respond(source, accept)
+}
+
+/// The path a request target names, as RFC 9112 and RFC 3986 let it be written: without its
+/// query; the absolute form (`http://host:port/health`, which a server must accept) reduced to
+/// its path; percent-encoded unreserved characters (`/%68ealth`) decoded. Reserved ones stay
+/// encoded: `%2F` is not a path separator.
+fn route_path(target: &str) -> std::borrow::Cow<'_, str> {
+    let mut path = target.split(['?', '#']).next().unwrap_or("");
+    let scheme = path.split_once("://").map(|(scheme, _)| scheme);
+    if scheme.is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")) {
+        let after = &path[path.find("://").map_or(0, |at| at + 3)..];
+        path = after.find('/').map_or("/", |at| &after[at..]);
+    }
+    if !path.contains('%') {
+        return path.into();
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b));
+        match decoded {
+            Some(b) => {
+                out.push(char::from(b));
+                i += 3;
+            }
+            None => {
+                let c = path[i..].chars().next().unwrap_or_default();
+                out.push(c);
+                i += c.len_utf8().max(1);
+            }
+        }
+    }
+    out.into()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -903,12 +941,16 @@ fn parse_request(head: &[u8]) -> Option<Request> {
     if parts.next().is_some() || method.is_empty() || !version.starts_with("HTTP/1.") {
         return None;
     }
-    let accept = lines.find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("accept")
-            .then(|| value.trim().to_owned())
-    });
+    // Header lines of one name are one comma-separated list (RFC 9110 §5.3).
+    let accepts: Vec<&str> = lines
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("accept")
+                .then(|| value.trim())
+        })
+        .collect();
+    let accept = (!accepts.is_empty()).then(|| accepts.join(", "));
     Some(Request {
         method: method.to_owned(),
         target: target.to_owned(),
@@ -985,10 +1027,14 @@ where
             move |method: axum::http::Method, headers: axum::http::HeaderMap| {
                 let source = Arc::clone(&source);
                 async move {
-                    let accept = headers
-                        .get(axum::http::header::ACCEPT)
-                        .and_then(|v| v.to_str().ok());
-                    into_axum(respond(&*source, method.as_str(), path, accept))
+                    // Header lines of one name are one comma-separated list (RFC 9110 §5.3).
+                    let accepts: Vec<&str> = headers
+                        .get_all(axum::http::header::ACCEPT)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .collect();
+                    let accept = (!accepts.is_empty()).then(|| accepts.join(", "));
+                    into_axum(respond(&*source, method.as_str(), path, accept.as_deref()))
                 }
             },
         )
@@ -1146,6 +1192,25 @@ mod tests {
         let r = respond(&f, "HEAD", "/metrics", None);
         assert_eq!((r.status, r.content_type), (200, PROMETHEUS_CONTENT_TYPE));
         assert!(!r.body.is_empty());
+    }
+
+    #[test]
+    fn a_target_names_its_path_in_every_form_http_allows() {
+        for (target, path) in [
+            ("/health", "/health"),
+            ("/health?x=%2F#f", "/health"),
+            ("http://h:1/health", "/health"),
+            ("HTTPS://h/metrics?q", "/metrics"),
+            ("http://h", "/"),
+            ("/%68e%61lt%68", "/health"),
+            ("/%7e%2d%2E", "/~-."),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/%zz%4", "/%zz%4"),
+            ("/é%41", "/éA"),
+            ("ftp://h/health", "ftp://h/health"),
+        ] {
+            assert_eq!(route_path(target), path, "{target}");
+        }
     }
 
     #[test]

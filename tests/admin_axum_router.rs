@@ -81,3 +81,22 @@ async fn a_stopped_pipeline_answers_503_on_health() {
     let (status, _, body) = call(&app, "GET", "/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
+
+/// An `Accept` header over two lines is one list (RFC 9110 §5.3): the router read the first
+/// line only (adversary pass 38).
+#[tokio::test]
+async fn accept_over_two_header_lines_is_one_list() {
+    let (_layer, guard) = OffloadLayer::builder().build().unwrap();
+    let app: axum::Router = admin::router(Arc::new(guard.handle()));
+    let req = Request::builder()
+        .uri("/metrics")
+        .header("accept", "text/plain;q=0.1")
+        .header("accept", "application/openmetrics-text")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        tracing_offload::metrics::OPENMETRICS_CONTENT_TYPE
+    );
+}

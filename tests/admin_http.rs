@@ -149,3 +149,49 @@ fn the_endpoint_stops_with_the_guard() {
     let refused = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
     assert!(refused.is_err(), "still listening on {addr}");
 }
+
+/// Sends `request` as it is and reads the whole response (the server closes the connection).
+fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// Requests written in forms HTTP allows name the routes they name (adversary pass 38: each
+/// was a 404 or the wrong format): the absolute form of the target (RFC 9112 §3.2.2: a server
+/// must accept it), percent-encoded unreserved characters (RFC 3986 §6.2.2.2), and an
+/// `Accept` header over two lines, which is one list (RFC 9110 §5.3).
+#[test]
+fn requests_in_every_form_http_allows_name_their_route() {
+    let (_layer, guard) = pipeline();
+    let addr = guard.admin_addr().unwrap();
+    for target in [
+        format!("http://{addr}/health"),
+        format!("HTTP://{addr}/health?x=1"),
+        "/%68ealth".to_owned(),
+        "/heal%74%68".to_owned(),
+    ] {
+        let r = raw(
+            addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        );
+        assert!(r.starts_with("HTTP/1.1 200 "), "{target}: {r}");
+        assert!(r.contains("\"status\""), "{target}: {r}");
+    }
+    // Reserved characters keep their meaning encoded: `%2F` is not a path separator.
+    let r = raw(addr, "GET %2Fhealth HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 404 "), "{r}");
+    let r = raw(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain;q=0.1\r\n\
+         Accept: application/openmetrics-text\r\n\r\n",
+    );
+    assert!(
+        r.contains(&format!("Content-Type: {OPENMETRICS_CONTENT_TYPE}\r\n")),
+        "{r}"
+    );
+}
