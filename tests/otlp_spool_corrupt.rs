@@ -107,7 +107,7 @@ fn damaged_requests_are_counted_and_the_rest_replayed() {
 }
 
 /// Entries named like segments that the spool did not write — a copy named `7.seg`, `+<n>.seg`
-/// beside segment `n`, a directory — are left alone and said, and the spool replays its own
+/// beside segment `n`, a directory, a link to a segment — are left alone and said, and the spool replays its own
 /// requests once. (`7.seg` and the directory failed `build()`, naming neither; `+<n>.seg` had
 /// segment `n` read twice, so the spool never drained: adversary pass 35.)
 #[test]
@@ -137,6 +137,9 @@ fn entries_named_like_segments_are_left_alone_and_the_spool_replays_once() {
     std::fs::write(dir.path().join(format!("+{n}.seg")), b"junk").unwrap();
     std::fs::write(dir.path().join("7.seg"), b"junk").unwrap();
     std::fs::create_dir(dir.path().join("00000000000000000500.seg")).unwrap();
+    // A link named as a segment, to a segment: that segment was read twice (pass 40).
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&first, dir.path().join("00000000000000000000.seg")).unwrap();
 
     let collector = Collector::start_on(grpc, http).unwrap();
     let (_layer, guard) = OffloadLayer::builder()

@@ -265,16 +265,17 @@ impl Store {
         self.dir.join(format!("{seq:020}.{SEGMENT_EXTENSION}"))
     }
 
-    /// The segments in the directory, oldest first: files named as [`segment_path`]
-    /// (Self::segment_path) names them. Anything else named `*.seg` (another spelling of a
-    /// number, a directory, the one number a segment never has) is left alone and noted as a
-    /// problem: taken by the number its name parses to, it named another file, or the same
-    /// segment twice.
+    /// The segments in the directory, oldest first: files (not links) named as
+    /// [`segment_path`](Self::segment_path) names them. Anything else named `*.seg` (another
+    /// spelling of a number, a directory, a link, the one number a segment never has) is left
+    /// alone and noted as a problem: taken by the number its name parses to, it named another
+    /// file, or the same segment twice. New segments are numbered past every name taken.
     fn list_segments(&mut self) -> io::Result<Vec<u64>> {
         let mut seqs = Vec::new();
         let mut strays = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
-            let path = entry?.path();
+            let entry = entry?;
+            let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXTENSION) {
                 continue;
             }
@@ -284,8 +285,14 @@ impl Store {
                 .filter(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|s| s.parse::<u64>().ok())
                 .filter(|seq| *seq < u64::MAX);
+            if let Some(seq) = seq {
+                // Whatever holds a segment's name, the next segment goes past it.
+                self.next_seq = self.next_seq.max(seq + 1);
+            }
+            // The entry itself, not what a link points at: a link to a segment would read
+            // that segment twice.
             match seq {
-                Some(seq) if fs::metadata(&path).is_ok_and(|m| m.is_file()) => seqs.push(seq),
+                Some(seq) if entry.file_type().is_ok_and(|t| t.is_file()) => seqs.push(seq),
                 _ => strays.push(path),
             }
         }
@@ -305,7 +312,6 @@ impl Store {
 
     fn recover(&mut self) -> io::Result<()> {
         for seq in self.list_segments()? {
-            self.next_seq = self.next_seq.max(seq + 1);
             let path = self.segment_path(seq);
             let scan = match scan_segment(&path) {
                 Ok(scan) => scan,
@@ -1161,6 +1167,41 @@ mod tests {
         for stray in &strays {
             assert_eq!(fs::read(dir.path().join(stray)).unwrap(), b"junk");
         }
+    }
+
+    /// A link named as a segment is not one: it read the segment it points at twice (its
+    /// records delivered twice, or counted corrupt once the segment was gone); and an entry
+    /// left alone that holds the next segment's name made the next segment fail to be made,
+    /// and the batch with it (adversary pass 40).
+    #[cfg(unix)]
+    #[test]
+    fn links_are_not_segments_and_strays_do_not_take_the_next_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 1 << 20);
+        for i in 0..3u8 {
+            s.append(Kind::Traces, 10, &[i; 100], false).unwrap();
+        }
+        drop(s);
+        let seg = segments(dir.path())[0].clone();
+        let n: u64 = seg.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let name = |seq: u64| dir.path().join(format!("{seq:020}.seg"));
+        std::os::unix::fs::symlink(&seg, name(0)).unwrap();
+        std::os::unix::fs::symlink(&seg, name(n + 1)).unwrap();
+        fs::create_dir(name(n + 2)).unwrap();
+
+        let mut s = open(dir.path(), 1 << 20);
+        assert_eq!(s.stats().counts.restored, 30);
+        let mut replayed = Vec::new();
+        while let Some(b) = s.take_oldest(Kind::Traces) {
+            replayed.push(b.payload[0]);
+            s.done(b.id, Done::Delivered);
+        }
+        assert_eq!(replayed, vec![0, 1, 2]);
+        // The next segment goes past the names taken.
+        s.append(Kind::Traces, 1, &[9; 100], false)
+            .expect("a batch spooled past the strays");
+        assert_eq!(s.stats().counts.corrupt_records, 0);
+        assert_ledger(&s);
     }
 
     #[test]
