@@ -838,11 +838,7 @@ impl Builder {
                 _ => stall_after,
             },
             sink_evict_oldest: self.backpressure == Backpressure::DropOldest,
-            span_event_limit: if wants_span_events {
-                c.span_event_limit.value
-            } else {
-                0
-            },
+            span_event_limit: wants_span_events.then_some(c.span_event_limit.value),
         }
     }
 

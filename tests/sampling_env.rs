@@ -350,6 +350,7 @@ fn a_reload_says_nothing_of_variables_the_build_would_not_take_either() {
 /// An invalid build-time variable is a warning at a reload too (it was not, while a valid
 /// different value was), and an address written differently is the same address; the block
 /// timeout in force under another policy is none (found by an adversary).
+#[cfg(feature = "admin")] // without it, `OFFLOAD_ADMIN_ADDR` is itself a warning
 #[test]
 fn a_reload_warns_about_invalid_build_time_variables_and_reads_addresses_as_addresses() {
     let built_with: &'static [(&'static str, &'static str)] =

@@ -367,33 +367,42 @@ const POP_AHEAD: usize = 8;
 /// moved into it: no copy, and nothing on the calling thread.
 ///
 /// Bounded: at most `limit` events per span (the rest are counted on the span), and at most
-/// [`MAX_PENDING_EVENTS`] in all; past that, the spans waiting longest lose theirs (counted), so
-/// that spans that never close (leaked, or whose record was dropped) cannot grow it.
+/// [`MAX_PENDING_EVENTS`] in all; past that, the spans waiting longest lose theirs, counted on
+/// them, and take no more (their later events are counted too), so that spans that never close
+/// (leaked, or whose record was dropped) cannot grow it. A span's events kept plus its events
+/// dropped are the events that happened in it.
 struct PendingSpanEvents {
-    limit: usize,
+    /// Events kept per span; `None`: no sink takes span events, nothing is held or counted.
+    limit: Option<usize>,
     by_span: ById<SpanEvents>,
     /// Spans in the order they got their first event, for eviction (may name spans gone
     /// since; compacted when mostly stale).
     order: VecDeque<SpanId>,
     total: usize,
+    /// Spans whose events were evicted, oldest first: their entries hold a count only, and are
+    /// forgotten past [`MAX_PENDING_EVENTS`] of them (or when the span closes).
+    spent: VecDeque<SpanId>,
 }
 
 #[derive(Default)]
 struct SpanEvents {
     events: Vec<Shared<EventRecord>>,
     dropped: u32,
+    /// Its events were evicted: it takes no more.
+    spent: bool,
 }
 
 /// The most events held for open spans at once, all spans together.
 const MAX_PENDING_EVENTS: usize = 65_536;
 
 impl PendingSpanEvents {
-    fn new(limit: usize) -> Self {
+    fn new(limit: Option<usize>) -> Self {
         PendingSpanEvents {
             limit,
             by_span: ById::default(),
             order: VecDeque::new(),
             total: 0,
+            spent: VecDeque::new(),
         }
     }
 
@@ -403,14 +412,14 @@ impl PendingSpanEvents {
         event: &Shared<EventRecord>,
         dropped: &crate::counters::Counter,
     ) {
-        if self.limit == 0 {
+        let Some(limit) = self.limit else {
             return;
-        }
+        };
         let entry = self.by_span.entry(span).or_insert_with(|| {
             self.order.push_back(span);
             SpanEvents::default()
         });
-        if entry.events.len() < self.limit {
+        if !entry.spent && entry.events.len() < limit {
             entry.events.push(event.clone());
             self.total += 1;
         } else {
@@ -421,14 +430,27 @@ impl PendingSpanEvents {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            if let Some(evicted) = self.by_span.remove(&oldest) {
-                self.total -= evicted.events.len();
-                dropped.add(evicted.events.len() as u64);
+            let Some(entry) = self.by_span.get_mut(&oldest).filter(|e| !e.spent) else {
+                continue;
+            };
+            let n = entry.events.len();
+            entry.events.clear();
+            entry.dropped = entry.dropped.saturating_add(n as u32);
+            entry.spent = true;
+            self.total -= n;
+            dropped.add(n as u64);
+            self.spent.push_back(oldest);
+        }
+        while self.spent.len() > MAX_PENDING_EVENTS {
+            if let Some(old) = self.spent.pop_front() {
+                if self.by_span.get(&old).is_some_and(|e| e.spent) {
+                    self.by_span.remove(&old);
+                }
             }
         }
         if self.order.len() > 2 * self.by_span.len() + 1024 {
             let live = &self.by_span;
-            self.order.retain(|s| live.contains_key(s));
+            self.order.retain(|s| live.get(s).is_some_and(|e| !e.spent));
         }
     }
 
@@ -503,5 +525,64 @@ fn forward(slot: &SinkSlot, batch: impl ExactSizeIterator<Item = Record>, evict_
     }
     if slot.sleeping.load(Ordering::Relaxed) || slot.buffer.len() >= slot.buffer.capacity() / 2 {
         slot.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::Counter;
+
+    fn event() -> Shared<EventRecord> {
+        Shared::new(EventRecord::default())
+    }
+
+    /// The span record `pending` finishes for `span`: its events and its dropped count.
+    fn closed(pending: &mut PendingSpanEvents, span: u64) -> (usize, u32) {
+        let mut record = SpanRecord::default();
+        record.context.span_id = SpanId::from_u64(span);
+        pending.attach(&mut record);
+        (record.events.len(), record.dropped_events)
+    }
+
+    /// Past the cap on events held for all open spans, the spans waiting longest lose theirs:
+    /// counted on them, where the span's own count was thrown away (its later events started
+    /// again from 0 dropped, and its record said none was: adversary pass 39). Events kept plus
+    /// events dropped is what happened in the span.
+    #[test]
+    fn events_evicted_past_the_cap_stay_counted_on_their_span() {
+        let dropped = Counter::default();
+        let mut pending = PendingSpanEvents::new(Some(MAX_PENDING_EVENTS));
+        for _ in 0..MAX_PENDING_EVENTS {
+            pending.add(SpanId::from_u64(1), &event(), &dropped);
+        }
+        for _ in 0..10 {
+            pending.add(SpanId::from_u64(2), &event(), &dropped);
+        }
+        // Span 1 lost its events to span 2's; its later ones are not held either.
+        pending.add(SpanId::from_u64(1), &event(), &dropped);
+        assert_eq!(closed(&mut pending, 1), (0, MAX_PENDING_EVENTS as u32 + 1));
+        assert_eq!(closed(&mut pending, 2), (10, 0));
+        assert_eq!(dropped.get(), MAX_PENDING_EVENTS as u64 + 1);
+    }
+
+    /// A limit of 0 keeps no event on a span and counts each one dropped there, as OTel's
+    /// `OTEL_SPAN_EVENT_COUNT_LIMIT=0` does (they went uncounted: pass 39). Without a sink that
+    /// takes span events, nothing is held or counted.
+    #[test]
+    fn a_limit_of_zero_counts_every_event_dropped_on_its_span() {
+        let dropped = Counter::default();
+        let mut pending = PendingSpanEvents::new(Some(0));
+        for _ in 0..5 {
+            pending.add(SpanId::from_u64(1), &event(), &dropped);
+        }
+        assert_eq!(closed(&mut pending, 1), (0, 5));
+        assert_eq!(dropped.get(), 5);
+
+        let dropped = Counter::default();
+        let mut pending = PendingSpanEvents::new(None);
+        pending.add(SpanId::from_u64(1), &event(), &dropped);
+        assert_eq!(closed(&mut pending, 1), (0, 0));
+        assert_eq!(dropped.get(), 0);
     }
 }

@@ -51,8 +51,8 @@ pub(crate) struct PipelineSettings {
     pub(crate) sink_stall_after: Duration,
     /// Under `Backpressure::DropOldest`, a full sink buffer evicts its oldest record.
     pub(crate) sink_evict_oldest: bool,
-    /// Events kept per span for sinks that want span events; 0 when none does.
-    pub(crate) span_event_limit: usize,
+    /// Events kept per span for sinks that want span events; `None` when none does.
+    pub(crate) span_event_limit: Option<usize>,
 }
 
 /// A sink on its way to its thread (see [`Pipeline::spawn`]).
