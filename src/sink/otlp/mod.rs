@@ -36,6 +36,8 @@ mod sink;
 mod spool;
 mod tls;
 
+#[cfg(feature = "tls")]
+pub use tls::install_rustls_provider;
 pub use tls::Tls;
 use tls::TlsReads;
 

@@ -7,6 +7,33 @@
 
 use std::path::{Path, PathBuf};
 
+/// Installs rustls' `ring` crypto provider as the process's default, unless one is installed
+/// already; returns whether this call installed it. Call it first thing in `main` when your
+/// application builds `reqwest` clients (or other rustls users) of its own and does not install
+/// a provider itself.
+///
+/// Why: this crate's `tls` feature (on by default) turns on reqwest's `rustls-no-provider`, as
+/// the OTLP sink hands reqwest a rustls configuration of its own, with `ring`, and needs no
+/// default provider. Cargo unifies features across the build, so your own `reqwest`
+/// (`default-features = false`, say) gets rustls without a provider, and
+/// `reqwest::Client::builder().build()` panics ("No rustls crypto provider is configured").
+/// This crate never installs a process-wide provider by itself: an application that installs
+/// another one (`aws-lc-rs`) would then fail to.
+///
+/// ```
+/// // fn main() {
+/// tracing_offload::sink::otlp::install_rustls_provider();
+/// // let _guard = tracing_offload::init()?; … reqwest::Client::new() …
+/// // }
+/// ```
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub fn install_rustls_provider() -> bool {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_ok()
+}
+
 /// TLS files for an `https://` OTLP endpoint, all PEM: a CA to trust on top of the platform's
 /// roots, and a client certificate with its key for mutual TLS.
 ///
