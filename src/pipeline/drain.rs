@@ -372,19 +372,21 @@ const POP_AHEAD: usize = 8;
 ///
 /// Bounded: at most `limit` events per span (the rest are counted on the span), and at most
 /// [`MAX_PENDING_EVENTS`] in all; past that, the spans waiting longest lose theirs, counted on
-/// them, and take no more (their later events are counted too), so that spans that never close
-/// (leaked, or whose record was dropped) cannot grow it. A span's events kept plus its events
-/// dropped are the events that happened in it.
+/// them, and take no more (their later events are counted too). At most [`MAX_PENDING_SPANS`]
+/// spans are remembered with events or a count waiting; past that, the oldest span's count is
+/// forgotten (those lost first), its events dropped (counted in the total). So spans that never
+/// close (leaked, or whose record was dropped) cannot grow it. Until then, a span's events kept
+/// plus its events dropped are the events that happened in it.
 struct PendingSpanEvents {
     /// Events kept per span; `None`: no sink takes span events, nothing is held or counted.
     limit: Option<usize>,
     by_span: ById<SpanEvents>,
-    /// Spans in the order they got their first event, for eviction (may name spans gone
-    /// since; compacted when mostly stale).
-    order: VecDeque<SpanId>,
+    /// Spans in the order they got their first event, while they may hold events: the first to
+    /// lose them (may name spans gone or spent since; compacted when mostly stale).
+    holding: VecDeque<SpanId>,
     total: usize,
-    /// Spans whose events were evicted, oldest first: their entries hold a count only, and are
-    /// forgotten past [`MAX_PENDING_EVENTS`] of them (or when the span closes).
+    /// Spans whose events were evicted (a count only), oldest first: the first forgotten (may
+    /// name spans gone since; compacted when mostly stale).
     spent: VecDeque<SpanId>,
 }
 
@@ -399,12 +401,15 @@ struct SpanEvents {
 /// The most events held for open spans at once, all spans together.
 const MAX_PENDING_EVENTS: usize = 65_536;
 
+/// The most spans remembered at once with events or a count of dropped ones waiting.
+const MAX_PENDING_SPANS: usize = 65_536;
+
 impl PendingSpanEvents {
     fn new(limit: Option<usize>) -> Self {
         PendingSpanEvents {
             limit,
             by_span: ById::default(),
-            order: VecDeque::new(),
+            holding: VecDeque::new(),
             total: 0,
             spent: VecDeque::new(),
         }
@@ -420,7 +425,7 @@ impl PendingSpanEvents {
             return;
         };
         let entry = self.by_span.entry(span).or_insert_with(|| {
-            self.order.push_back(span);
+            self.holding.push_back(span);
             SpanEvents::default()
         });
         if !entry.spent && entry.events.len() < limit {
@@ -431,7 +436,7 @@ impl PendingSpanEvents {
             dropped.incr();
         }
         while self.total > MAX_PENDING_EVENTS {
-            let Some(oldest) = self.order.pop_front() else {
+            let Some(oldest) = self.holding.pop_front() else {
                 break;
             };
             let Some(entry) = self.by_span.get_mut(&oldest).filter(|e| !e.spent) else {
@@ -445,17 +450,43 @@ impl PendingSpanEvents {
             dropped.add(n as u64);
             self.spent.push_back(oldest);
         }
-        while self.spent.len() > MAX_PENDING_EVENTS {
-            if let Some(old) = self.spent.pop_front() {
-                if self.by_span.get(&old).is_some_and(|e| e.spent) {
-                    self.by_span.remove(&old);
-                }
+        while self.by_span.len() > MAX_PENDING_SPANS {
+            if !self.forget_oldest(dropped) {
+                break;
             }
         }
-        if self.order.len() > 2 * self.by_span.len() + 1024 {
-            let live = &self.by_span;
-            self.order.retain(|s| live.get(s).is_some_and(|e| !e.spent));
+        let live = 2 * self.by_span.len() + 1024;
+        if self.holding.len() > live {
+            let by_span = &self.by_span;
+            self.holding
+                .retain(|s| by_span.get(s).is_some_and(|e| !e.spent));
         }
+        if self.spent.len() > live {
+            let by_span = &self.by_span;
+            self.spent
+                .retain(|s| by_span.get(s).is_some_and(|e| e.spent));
+        }
+    }
+
+    /// Forgets the span remembered longest: one whose events were evicted first (a count
+    /// only), else the oldest holding events (dropped, counted). Returns whether there was one.
+    fn forget_oldest(&mut self, dropped: &crate::counters::Counter) -> bool {
+        while let Some(id) = self.spent.pop_front() {
+            if self.by_span.get(&id).is_some_and(|e| e.spent) {
+                self.by_span.remove(&id);
+                return true;
+            }
+        }
+        while let Some(id) = self.holding.pop_front() {
+            if self.by_span.get(&id).is_some_and(|e| !e.spent) {
+                if let Some(forgotten) = self.by_span.remove(&id) {
+                    self.total -= forgotten.events.len();
+                    dropped.add(forgotten.events.len() as u64);
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// Moves the events that waited for `span` into it.
@@ -568,6 +599,51 @@ mod tests {
         assert_eq!(closed(&mut pending, 1), (0, MAX_PENDING_EVENTS as u32 + 1));
         assert_eq!(closed(&mut pending, 2), (10, 0));
         assert_eq!(dropped.get(), MAX_PENDING_EVENTS as u64 + 1);
+    }
+
+    /// Spans remembered are bounded however they come: with a limit of 0 no event is held, so
+    /// the cap on events never struck, and every open span that had an event kept an entry
+    /// (adversary pass 41). Past the bound, the spans whose events were evicted are forgotten
+    /// first.
+    #[test]
+    fn spans_remembered_are_bounded() {
+        let dropped = Counter::default();
+        let mut pending = PendingSpanEvents::new(Some(0));
+        for span in 0..MAX_PENDING_SPANS as u64 + 100 {
+            pending.add(SpanId::from_u64(span + 1), &event(), &dropped);
+        }
+        assert_eq!(pending.by_span.len(), MAX_PENDING_SPANS);
+        assert_eq!(dropped.get(), MAX_PENDING_SPANS as u64 + 100);
+        assert_eq!(closed(&mut pending, MAX_PENDING_SPANS as u64 + 100), (0, 1));
+
+        let dropped = Counter::default();
+        let mut pending = PendingSpanEvents::new(Some(MAX_PENDING_EVENTS));
+        // Span 2's events are evicted by span 1's; then many more spans come.
+        for _ in 0..MAX_PENDING_EVENTS {
+            pending.add(SpanId::from_u64(2), &event(), &dropped);
+        }
+        pending.add(SpanId::from_u64(1), &event(), &dropped);
+        pending.add(SpanId::from_u64(3), &event(), &dropped);
+        assert!(pending
+            .by_span
+            .get(&SpanId::from_u64(2))
+            .is_some_and(|e| e.spent));
+        for span in 10..MAX_PENDING_SPANS as u64 + 8 {
+            pending.add(SpanId::from_u64(span), &event(), &dropped);
+        }
+        assert!(pending.by_span.len() <= MAX_PENDING_SPANS);
+        assert!(
+            !pending.by_span.contains_key(&SpanId::from_u64(2)),
+            "the spent one first"
+        );
+        assert_eq!(
+            pending.total,
+            pending
+                .by_span
+                .values()
+                .map(|e| e.events.len())
+                .sum::<usize>()
+        );
     }
 
     /// A limit of 0 keeps no event on a span and counts each one dropped there, as OTel's
