@@ -568,14 +568,19 @@ pub(crate) struct Switch {
 /// The most changes kept for the drain thread before it applies them (see [`TailControl`]).
 const MAX_PENDING_SWITCHES: usize = 1024;
 
-/// Adds `switch` to the end of `log`: past [`MAX_PENDING_SWITCHES`], the two oldest become one,
-/// the newer's settings from the older's time (the drain thread applies none: stopped, or held
-/// back by a sink).
+/// Adds `switch` to the end of `log`: past [`MAX_PENDING_SWITCHES`], the two oldest become one
+/// from the older's time (the drain thread applies none: stopped, or held back by a sink), with
+/// the settings that keep more: off if either is (the records made while it was off are then
+/// not tail-sampled), else the newer's. (The newer's always dated an "on" from an earlier "off",
+/// and the records made while off could be dropped.)
 fn push_switch(log: &mut VecDeque<Switch>, switch: Switch) {
     if log.len() >= MAX_PENDING_SWITCHES {
         if let Some(oldest) = log.pop_front() {
             if let Some(next) = log.front_mut() {
                 next.at = oldest.at;
+                if oldest.settings.is_none() {
+                    next.settings = None;
+                }
             }
         }
     }
@@ -694,6 +699,30 @@ mod tests {
         assert_eq!(control.start(), None);
         control.take_switches(&mut log);
         assert_eq!(log.len(), MAX_PENDING_SWITCHES);
+
+        // Merged, an "off" and the "on" after it are off from the older's time: the records
+        // made while it was off are not tail-sampled (the "on" was dated from the "off").
+        let mut log = VecDeque::new();
+        let at = |n: u64| Tick::from_raw(n);
+        push_switch(
+            &mut log,
+            Switch {
+                settings: None,
+                at: at(1),
+            },
+        );
+        for n in 2..=MAX_PENDING_SWITCHES as u64 + 1 {
+            push_switch(
+                &mut log,
+                Switch {
+                    settings: ratio(0.5),
+                    at: at(n),
+                },
+            );
+        }
+        assert_eq!(log.len(), MAX_PENDING_SWITCHES);
+        assert_eq!((log[0].settings, log[0].at), (None, at(1)));
+        assert_eq!(log[1].settings, ratio(0.5));
     }
 
     #[test]
