@@ -56,6 +56,8 @@ struct Drain<'a> {
     /// Share records with the sinks and take them back for the pools, without allocating.
     events: Sharer<EventRecord>,
     spans: Sharer<SpanRecord>,
+    /// The drain thread found nothing to do when it last looked, and slept since.
+    quiet: bool,
 }
 
 /// The most records of each kind a drain thread follows to take back for their pool itself
@@ -81,6 +83,7 @@ impl<'a> Drain<'a> {
             backlog: Backlog::new(),
             events: Sharer::new(&p.intake.events, shared_followed(p)),
             spans: Sharer::new(&p.intake.spans, shared_followed(p)),
+            quiet: false,
         }
     }
 
@@ -121,13 +124,22 @@ impl<'a> Drain<'a> {
                     self.publish_backlog();
                     self.p.progress.notify();
                     // The records the sinks are done with go back now (their big text freed),
-                    // not when the next record comes, which may be never (adversary pass 41).
-                    self.events.collect();
-                    self.spans.collect();
+                    // not when the next record comes, which may be never (adversary pass 41);
+                    // once quiet for a whole sleep, all of them, also those shared after one
+                    // still in use (pass 43), a walk over every record followed.
+                    if self.quiet {
+                        self.events.collect_all();
+                        self.spans.collect_all();
+                    } else {
+                        self.events.collect();
+                        self.spans.collect();
+                    }
+                    self.quiet = true;
                     self.sleep();
                     continue;
                 }
             }
+            self.quiet = false;
             match self.batch_size(depth, self.backlog.len()) {
                 0 => self.wait_for_a_sink(),
                 n => self.drain_batch(n),

@@ -380,6 +380,28 @@ impl<T: Recycle + Send> Sharer<T> {
         }
     }
 
+    /// Takes back every record the sinks are done with, wherever it is in the list: not only
+    /// up to the first still in use, which may stay in use for long (an event waiting for its
+    /// span, which stays open, kept the records shared after it from coming back, and their
+    /// text with them: adversary pass 43). A walk over the whole list, for an idle drain thread.
+    pub(crate) fn collect_all(&mut self) {
+        self.collect();
+        let mut kept = std::collections::VecDeque::with_capacity(self.out.len());
+        while let Some(mut cell) = self.out.pop_front() {
+            let Some(slot) = Arc::get_mut(&mut cell) else {
+                kept.push_back(cell);
+                continue;
+            };
+            if let Some(value) = slot.value.take() {
+                self.pool.give(value);
+            }
+            if self.spare.len() < self.limit {
+                self.spare.push(cell);
+            }
+        }
+        self.out = kept;
+    }
+
     /// Records shared and not yet back (for tests).
     #[cfg(test)]
     pub(crate) fn outstanding(&self) -> usize {
