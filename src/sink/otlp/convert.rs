@@ -121,8 +121,8 @@ pub(super) fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanDat
         parent_span_is_remote: s.parent_is_remote(),
         span_kind: span.kind,
         name: span.name,
-        start_time: s.start(),
-        end_time: s.end(),
+        start_time: otlp_time(s.start()),
+        end_time: otlp_time(s.end()),
         attributes: span.attributes,
         dropped_attributes_count: 0,
         events: span_events(events, s.dropped_events()),
@@ -202,7 +202,7 @@ impl SpanParts {
                 _ => attrs.push(KeyValue::new(key, value(v))),
             }
         }
-        opentelemetry::trace::Event::new(name, e.timestamp(), attrs, 0)
+        opentelemetry::trace::Event::new(name, otlp_time(e.timestamp()), attrs, 0)
     }
 }
 
@@ -222,6 +222,17 @@ fn error_attributes(key: &'static str, e: &ErrorValue<'_>, out: &mut Vec<KeyValu
 fn chain(e: &ErrorValue<'_>) -> Value {
     let sources: Vec<StringValue> = e.sources().map(|t| t.to_string().into()).collect();
     Value::Array(Array::String(sources))
+}
+
+/// The latest time OTLP's nanoseconds since the Unix epoch (a `u64`) can hold, 2554-07-21.
+const LATEST_OTLP_TIME: std::time::Duration = std::time::Duration::from_nanos(u64::MAX);
+
+/// `t` as OTLP can carry it: a time past [`LATEST_OTLP_TIME`] is that time. (The encoder casts
+/// the nanoseconds to a `u64`, which wrapped a time in 2600 round to 2015, and could put a
+/// span's end before its start: adversary pass 44.) Times before 1970 are 0 in the encoder.
+fn otlp_time(t: SystemTime) -> SystemTime {
+    let latest = SystemTime::UNIX_EPOCH + LATEST_OTLP_TIME;
+    t.min(latest)
 }
 
 fn nanos(d: std::time::Duration) -> i64 {
@@ -286,8 +297,8 @@ pub(super) fn log_record(
     e: &EventRecord,
 ) -> SdkLogRecord {
     let mut r = logger.create_log_record();
-    r.set_timestamp(e.timestamp());
-    r.set_observed_timestamp(SystemTime::now());
+    r.set_timestamp(otlp_time(e.timestamp()));
+    r.set_observed_timestamp(otlp_time(SystemTime::now()));
     r.set_severity_number(severity(e.level()));
     r.set_severity_text(e.level().severity_text());
     r.set_target(e.target().to_owned());
@@ -338,9 +349,9 @@ pub(super) fn drop_marker(
     at: SystemTime,
 ) -> SdkLogRecord {
     let mut r = logger.create_log_record();
-    r.set_timestamp(at);
+    r.set_timestamp(otlp_time(at));
     // The OTLP encoder requires an observed time on every record.
-    r.set_observed_timestamp(SystemTime::now());
+    r.set_observed_timestamp(otlp_time(SystemTime::now()));
     r.set_severity_number(Severity::Warn);
     r.set_severity_text("WARN");
     r.set_target("tracing_offload");
@@ -689,6 +700,21 @@ mod tests {
     fn critical_is_fatal_severity() {
         assert_eq!(severity(LogLevel::Critical), Severity::Fatal);
         assert_eq!(severity(LogLevel::Trace), Severity::Trace);
+    }
+
+    /// OTLP carries nanoseconds since 1970 in a `u64`: the encoder cast a later time, which
+    /// wrapped 2600 round to 2015 (adversary pass 44). Past the latest it holds, a time is the
+    /// latest; before it, unchanged.
+    #[test]
+    fn a_time_past_what_otlp_holds_is_the_latest_it_holds() {
+        let (_provider, logger) = logger();
+        let year_2600 = SystemTime::UNIX_EPOCH + Duration::from_secs(19_725_379_200);
+        let latest = SystemTime::UNIX_EPOCH + LATEST_OTLP_TIME;
+        let r = drop_marker(&logger, "3 records dropped", year_2600);
+        assert_eq!(r.timestamp(), Some(latest));
+        let now = SystemTime::now();
+        assert_eq!(otlp_time(now), now);
+        assert_eq!(otlp_time(latest), latest);
     }
 
     #[test]
