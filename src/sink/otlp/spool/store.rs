@@ -222,6 +222,21 @@ pub(crate) struct Store {
 
 // === impl Store ===
 
+/// Which file a directory entry is, whatever its name (device and inode), where the platform
+/// says.
+fn file_identity(entry: &fs::DirEntry) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        entry.metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = entry;
+        None
+    }
+}
+
 impl Store {
     /// Notes a problem met on disk, now.
     fn problem(&mut self, problem: String) {
@@ -266,12 +281,13 @@ impl Store {
     }
 
     /// The segments in the directory, oldest first: files (not links) named as
-    /// [`segment_path`](Self::segment_path) names them. Anything else named `*.seg` (another
-    /// spelling of a number, a directory, a link, the one number a segment never has) is left
-    /// alone and noted as a problem: taken by the number its name parses to, it named another
+    /// [`segment_path`](Self::segment_path) names them, each file once. Anything else named
+    /// `*.seg` (another spelling of a number, a directory, a link, a second name of a file, the
+    /// one number a segment never has) is left alone and noted as a problem: taken by the number its name parses to, it named another
     /// file, or the same segment twice. New segments are numbered past every name taken.
     fn list_segments(&mut self) -> io::Result<Vec<u64>> {
         let mut seqs = Vec::new();
+        let mut files = Vec::new();
         let mut strays = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -292,8 +308,21 @@ impl Store {
             // The entry itself, not what a link points at: a link to a segment would read
             // that segment twice.
             match seq {
-                Some(seq) if entry.file_type().is_ok_and(|t| t.is_file()) => seqs.push(seq),
+                Some(seq) if entry.file_type().is_ok_and(|t| t.is_file()) => {
+                    files.push((seq, file_identity(&entry), path));
+                }
                 _ => strays.push(path),
+            }
+        }
+        // A file under two names (a hard link: `cp -al`, `rsync -H`) is one segment, under its
+        // lowest number; its other names are strays (its requests were sent twice: pass 43).
+        files.sort_unstable_by_key(|(seq, ..)| *seq);
+        let mut seen = std::collections::HashSet::new();
+        for (seq, identity, path) in files {
+            if identity.is_some_and(|id| !seen.insert(id)) {
+                strays.push(path);
+            } else {
+                seqs.push(seq);
             }
         }
         if let Some(first) = strays.first() {
@@ -1188,6 +1217,8 @@ mod tests {
         std::os::unix::fs::symlink(&seg, name(0)).unwrap();
         std::os::unix::fs::symlink(&seg, name(n + 1)).unwrap();
         fs::create_dir(name(n + 2)).unwrap();
+        // A hard link too (`cp -al`, `rsync -H`): the same file under a second name (pass 43).
+        fs::hard_link(&seg, name(n + 3)).unwrap();
 
         let mut s = open(dir.path(), 1 << 20);
         assert_eq!(s.stats().counts.restored, 30);
