@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use super::tail::{Backlog, ById, TailBuffer};
+use super::tail::{Backlog, ById, Remembered, TailBuffer};
 use super::{Pipeline, SinkSlot};
 use crate::clock::{self, deadline_after, WallClock};
 use crate::ids::SpanId;
@@ -400,7 +400,15 @@ struct PendingSpanEvents {
     /// Spans whose events were evicted (a count only), oldest first: the first forgotten (may
     /// name spans gone since; compacted when mostly stale).
     spent: VecDeque<SpanId>,
+    /// The spans that closed last ([`RECENTLY_CLOSED`]): an event of one that comes after it
+    /// is not held for it.
+    closed: Remembered,
 }
+
+/// How many of the spans closed last are remembered: an event given its span by id on another
+/// thread, while the span closes, can reach the queue after the span's record. Held for it, it
+/// stayed for the pipeline's life (adversary pass 43).
+const RECENTLY_CLOSED: usize = 4096;
 
 #[derive(Default)]
 struct SpanEvents {
@@ -424,6 +432,7 @@ impl PendingSpanEvents {
             holding: VecDeque::new(),
             total: 0,
             spent: VecDeque::new(),
+            closed: Remembered::default(),
         }
     }
 
@@ -436,6 +445,11 @@ impl PendingSpanEvents {
         let Some(limit) = self.limit else {
             return;
         };
+        if self.closed.get(span).is_some() {
+            // Its span's record went before it: it is written as an event, not on the span.
+            dropped.incr();
+            return;
+        }
         let entry = self.by_span.entry(span).or_insert_with(|| {
             self.holding.push_back(span);
             SpanEvents::default()
@@ -501,8 +515,13 @@ impl PendingSpanEvents {
         false
     }
 
-    /// Moves the events that waited for `span` into it.
+    /// Moves the events that waited for `span` into it, and remembers it closed.
     fn attach(&mut self, span: &mut SpanRecord) {
+        if self.limit.is_none() {
+            return;
+        }
+        self.closed.note(span.context.span_id, true);
+        self.closed.trim(RECENTLY_CLOSED);
         if self.by_span.is_empty() {
             return;
         }
@@ -656,6 +675,27 @@ mod tests {
                 .map(|e| e.events.len())
                 .sum::<usize>()
         );
+    }
+
+    /// An event of a span that closed before it reached the drain thread (given its span by id
+    /// on another thread while the span closed) is not held for it: it stayed for the
+    /// pipeline's life, with its text (adversary pass 43). It is counted among the span events
+    /// dropped.
+    #[test]
+    fn an_event_after_its_span_closed_is_not_held() {
+        let dropped = Counter::default();
+        let mut pending = PendingSpanEvents::new(Some(8));
+        pending.add(SpanId::from_u64(1), &event(), &dropped);
+        assert_eq!(closed(&mut pending, 1), (1, 0));
+        pending.add(SpanId::from_u64(1), &event(), &dropped);
+        assert!(pending.by_span.is_empty());
+        assert_eq!((pending.total, dropped.get()), (0, 1));
+        // Remembered for the spans that closed last only.
+        for span in 2..RECENTLY_CLOSED as u64 + 2 {
+            closed(&mut pending, span);
+        }
+        pending.add(SpanId::from_u64(1), &event(), &dropped);
+        assert_eq!(pending.by_span.len(), 1);
     }
 
     /// A limit of 0 keeps no event on a span and counts each one dropped there, as OTel's

@@ -670,9 +670,9 @@ impl<'a> TailBuffer<'a> {
 /// The most decisions made at a local root remembered for records that come after it.
 const RECENT_DECISIONS: usize = 4096;
 
-/// Decisions by local root, the oldest forgotten first past a bound.
+/// Decisions by local root (or any fact about a span), the oldest forgotten first past a bound.
 #[derive(Default)]
-struct Remembered {
+pub(super) struct Remembered {
     keep: ById<bool>,
     /// The keys in the order they were noted (may name keys removed since: compacted when
     /// mostly stale).
@@ -680,13 +680,13 @@ struct Remembered {
 }
 
 impl Remembered {
-    fn note(&mut self, key: SpanId, keep: bool) {
+    pub(super) fn note(&mut self, key: SpanId, keep: bool) {
         if self.keep.insert(key, keep).is_none() {
             self.order.push_back(key);
         }
     }
 
-    fn get(&self, key: SpanId) -> Option<bool> {
+    pub(super) fn get(&self, key: SpanId) -> Option<bool> {
         self.keep.get(&key).copied()
     }
 
@@ -704,7 +704,7 @@ impl Remembered {
     }
 
     /// Forgets the oldest decisions past `max`; compacts the order when it is mostly stale.
-    fn trim(&mut self, max: usize) {
+    pub(super) fn trim(&mut self, max: usize) {
         while self.keep.len() > max {
             match self.order.pop_front() {
                 Some(oldest) => {
