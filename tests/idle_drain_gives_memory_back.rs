@@ -5,38 +5,13 @@
 //! adversary, pass 41). Measured with a global allocator that tracks the bytes live.
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
-
+use support::live_bytes::{live, LiveBytes};
 use support::*;
 use tracing_offload::sink::Channel;
 use tracing_offload::OffloadLayer;
 
-struct Tracking;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-// SAFETY: defers to the system allocator; only counts on the side.
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Tracking = Tracking;
+static GLOBAL: LiveBytes = LiveBytes;
 
 const MB: i64 = 1 << 20;
 
@@ -50,7 +25,7 @@ fn records_the_sinks_are_done_with_give_their_memory_back_while_the_pipeline_is_
         .unwrap();
     let handle = guard.handle();
     let big = "x".repeat(100 * 1024);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
     let dispatch = tracing::Dispatch::new({
         use tracing_subscriber::prelude::*;
         tracing_subscriber::registry().with(layer)
@@ -70,14 +45,11 @@ fn records_the_sinks_are_done_with_give_their_memory_back_while_the_pipeline_is_
     let records = received.wait_for(301, DEADLINE);
     assert_eq!(records.len(), 301);
     drop(records); // the sink is done with them
-    assert!(
-        LIVE.load(Ordering::Relaxed) - before > 20 * MB,
-        "the values were held"
-    );
+    assert!(live() - before > 20 * MB, "the values were held");
     wait_until(
         "the big values freed with no record coming",
         DEADLINE,
-        || LIVE.load(Ordering::Relaxed) - before < 5 * MB,
+        || live() - before < 5 * MB,
     );
     drop(main);
     guard.shutdown(DEADLINE).unwrap();

@@ -316,19 +316,25 @@ fn init_from_a_builder_without_sinks_says_so() {
     assert_shown_and_hidden(&stderr, &["init_from: the builder has no sink"], &[]);
 }
 
+/// Sets `var` to `value`, with no OTLP endpoint and no other exporter variable set.
+fn only_exporter_var(var: &str, value: &str) {
+    for other in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_LOGS_EXPORTER",
+    ] {
+        std::env::remove_var(other);
+    }
+    std::env::set_var(var, value);
+}
+
 #[cfg(feature = "otlp")]
 #[test]
 #[ignore = "run in a child process by an_exporter_list_naming_otlp_adds_the_otlp_sink"]
 fn child_with_an_exporter_list() {
-    for var in [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-        "OTEL_LOGS_EXPORTER",
-    ] {
-        std::env::remove_var(var);
-    }
-    std::env::set_var("OTEL_TRACES_EXPORTER", "otlp, console");
+    only_exporter_var("OTEL_TRACES_EXPORTER", "otlp, console");
     let guard = tracing_offload::init().unwrap();
     let config = guard.handle().config();
     assert_eq!(config.sinks, ["console", "otlp"], "{:?}", config.warnings);
@@ -347,15 +353,7 @@ fn an_exporter_list_naming_otlp_adds_the_otlp_sink() {
 #[test]
 #[ignore = "run in a child process by a_mistyped_exporter_name_is_a_warning"]
 fn child_with_a_mistyped_exporter() {
-    for var in [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-        "OTEL_TRACES_EXPORTER",
-    ] {
-        std::env::remove_var(var);
-    }
-    std::env::set_var("OTEL_LOGS_EXPORTER", "otlpp");
+    only_exporter_var("OTEL_LOGS_EXPORTER", "otlpp");
     let guard = tracing_offload::init().unwrap();
     let config = guard.handle().config();
     assert_eq!(config.sinks, ["console"]);

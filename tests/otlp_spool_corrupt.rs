@@ -39,6 +39,19 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// With the collector down, a pipeline's spans all go to the spool in `dir`, which outlives it.
+fn spool_every_span(endpoint: &str, dir: &Path) {
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(sink(endpoint.to_owned(), dir))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    work_spans(layer, SPANS);
+    guard.shutdown(DEADLINE).unwrap();
+    let spooled = otlp_spool(&handle);
+    assert_eq!(spooled.records, SPANS, "{spooled:#?}");
+}
+
 #[test]
 fn damaged_requests_are_counted_and_the_rest_replayed() {
     let Some((grpc, http)) = Collector::ports_for_later() else {
@@ -48,15 +61,7 @@ fn damaged_requests_are_counted_and_the_rest_replayed() {
     let dir = tempfile::tempdir().unwrap();
 
     // 1. The collector is down: every span goes to the spool, which outlives the pipeline.
-    let (layer, guard) = OffloadLayer::builder()
-        .sink(sink(endpoint.clone(), dir.path()))
-        .build()
-        .unwrap();
-    let handle = guard.handle();
-    work_spans(layer, SPANS);
-    guard.shutdown(DEADLINE).unwrap();
-    let first = otlp_spool(&handle);
-    assert_eq!(first.records, SPANS, "{first:#?}");
+    spool_every_span(&endpoint, dir.path());
 
     // 2. Damage: the last segment loses its last 100 bytes; the first request of the second
     //    segment gets a byte flipped in the middle of its body.
@@ -107,8 +112,8 @@ fn damaged_requests_are_counted_and_the_rest_replayed() {
 }
 
 /// Entries named like segments that the spool did not write — a copy named `7.seg`, `+<n>.seg`
-/// beside segment `n`, a directory, a link to a segment — are left alone and said, and the spool replays its own
-/// requests once. (`7.seg` and the directory failed `build()`, naming neither; `+<n>.seg` had
+/// beside segment `n`, a directory, a link to a segment — are left alone and said, and the
+/// spool replays its own requests once. (`7.seg` and the directory failed `build()`, naming neither; `+<n>.seg` had
 /// segment `n` read twice, so the spool never drained: adversary pass 35.)
 #[test]
 fn entries_named_like_segments_are_left_alone_and_the_spool_replays_once() {
@@ -117,14 +122,7 @@ fn entries_named_like_segments_are_left_alone_and_the_spool_replays_once() {
     };
     let endpoint = format!("http://127.0.0.1:{grpc}");
     let dir = tempfile::tempdir().unwrap();
-    let (layer, guard) = OffloadLayer::builder()
-        .sink(sink(endpoint.clone(), dir.path()))
-        .build()
-        .unwrap();
-    let handle = guard.handle();
-    work_spans(layer, SPANS);
-    guard.shutdown(DEADLINE).unwrap();
-    assert_eq!(otlp_spool(&handle).records, SPANS);
+    spool_every_span(&endpoint, dir.path());
 
     let first = segments(dir.path())[0].clone();
     let n: u64 = first

@@ -5,37 +5,13 @@
 //! beyond the same workload without tail sampling, and the accounting is exact.
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use support::live_bytes::{live, LiveBytes};
 use support::*;
 use tracing_offload::sink::{Sink, SinkError};
 use tracing_offload::{ForcedDecision, OffloadLayer, Record, TailSampling};
-
-/// Counts the bytes allocated and not yet freed, on every thread.
-struct LiveBytes;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-// SAFETY: defers to the system allocator; only counts on the side.
-unsafe impl GlobalAlloc for LiveBytes {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: LiveBytes = LiveBytes;
@@ -83,7 +59,7 @@ fn open_traces(mut check: impl FnMut()) -> Vec<tracing::Span> {
 /// and everything offered so far has been through the drain thread.
 fn heap_growth_with(tail: Option<TailSampling>) -> i64 {
     let sink = Discard::default();
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
     let mut builder = OffloadLayer::builder()
         .backpressure(tracing_offload::Backpressure::Block {
             timeout: std::time::Duration::from_secs(60),
@@ -104,7 +80,7 @@ fn heap_growth_with(tail: Option<TailSampling>) -> i64 {
         })
     });
     handle.flush(DEADLINE).unwrap();
-    let growth = LIVE.load(Ordering::Relaxed) - before;
+    let growth = live() - before;
     let stats = handle.stats();
     let t = &stats.tail_sampling;
     if tail.is_some() {

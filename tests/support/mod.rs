@@ -14,6 +14,7 @@ pub mod collector;
 pub mod freezing;
 #[cfg(all(feature = "otlp", not(loom)))]
 pub mod grpc_receiver;
+pub mod live_bytes;
 pub mod receiver;
 pub mod tls;
 

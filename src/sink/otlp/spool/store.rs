@@ -315,12 +315,16 @@ impl Store {
             }
         }
         // A file under two names (a hard link: `cp -al`, `rsync -H`) is one segment, under its
-        // lowest number; its other names are strays (its requests were sent twice: pass 43).
+        // lowest number (its requests were sent twice: pass 43). Its other names are removed
+        // (the file stays under the first): left alone, one of them was a segment of its own
+        // once the first was deleted, its requests sent again at the next start (pass 45).
         files.sort_unstable_by_key(|(seq, ..)| *seq);
         let mut seen = std::collections::HashSet::new();
         for (seq, identity, path) in files {
             if identity.is_some_and(|id| !seen.insert(id)) {
-                strays.push(path);
+                if fs::remove_file(&path).is_err() {
+                    strays.push(path);
+                }
             } else {
                 seqs.push(seq);
             }
@@ -1153,16 +1157,38 @@ mod tests {
     /// entry); `+<n>.seg` beside segment `n` read the segment twice (its records restored twice:
     /// the spool never drained); `u64::MAX` overflowed the next number. Each is now left alone,
     /// noted as a problem, and the spool opens with its records once.
-    #[test]
-    fn entries_named_like_segments_are_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = open(dir.path(), 1 << 20);
+    /// A spool of three requests of 10 records each (payloads of bytes 0, 1, 2), closed: its
+    /// first segment and that segment's number.
+    fn three_requests(dir: &Path) -> (PathBuf, u64) {
+        let mut s = open(dir, 1 << 20);
         for i in 0..3u8 {
             s.append(Kind::Traces, 10, &[i; 100], false).unwrap();
         }
         drop(s);
-        let seg = &segments(dir.path())[0];
-        let n: u64 = seg.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let seg = segments(dir)[0].clone();
+        let n = seg.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        (seg, n)
+    }
+
+    /// Replays every request of `s` (traces), delivered: their payloads' first bytes.
+    fn replay_all(s: &mut Store) -> Vec<u8> {
+        replay_all_of(s, Kind::Traces)
+    }
+
+    /// Replays every request of `kind`, delivered: their payloads' first bytes.
+    fn replay_all_of(s: &mut Store, kind: Kind) -> Vec<u8> {
+        let mut replayed = Vec::new();
+        while let Some(b) = s.take_oldest(kind) {
+            replayed.push(b.payload[0]);
+            s.done(b.id, Done::Delivered);
+        }
+        replayed
+    }
+
+    #[test]
+    fn entries_named_like_segments_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, n) = three_requests(dir.path());
         let strays = [
             format!("+{n}.seg"),
             format!("0{n}.seg"),
@@ -1184,12 +1210,7 @@ mod tests {
             "{:?}",
             s.last_problem
         );
-        let mut replayed = Vec::new();
-        while let Some(b) = s.take_oldest(Kind::Traces) {
-            replayed.push(b.payload[0]);
-            s.done(b.id, Done::Delivered);
-        }
-        assert_eq!(replayed, vec![0, 1, 2]);
+        assert_eq!(replay_all(&mut s), vec![0, 1, 2]);
         assert_ledger(&s);
         // New segments go after the real ones, and the strays are still there, untouched.
         s.append(Kind::Traces, 1, &[9; 100], false).unwrap();
@@ -1206,33 +1227,27 @@ mod tests {
     #[test]
     fn links_are_not_segments_and_strays_do_not_take_the_next_name() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = open(dir.path(), 1 << 20);
-        for i in 0..3u8 {
-            s.append(Kind::Traces, 10, &[i; 100], false).unwrap();
-        }
-        drop(s);
-        let seg = segments(dir.path())[0].clone();
-        let n: u64 = seg.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let (seg, n) = three_requests(dir.path());
         let name = |seq: u64| dir.path().join(format!("{seq:020}.seg"));
         std::os::unix::fs::symlink(&seg, name(0)).unwrap();
         std::os::unix::fs::symlink(&seg, name(n + 1)).unwrap();
         fs::create_dir(name(n + 2)).unwrap();
-        // A hard link too (`cp -al`, `rsync -H`): the same file under a second name (pass 43).
+        // A hard link too (`cp -al`, `rsync -H`): the same file under a second name (pass 43),
+        // which is removed (pass 45: its requests were sent again at the next start).
         fs::hard_link(&seg, name(n + 3)).unwrap();
 
         let mut s = open(dir.path(), 1 << 20);
         assert_eq!(s.stats().counts.restored, 30);
-        let mut replayed = Vec::new();
-        while let Some(b) = s.take_oldest(Kind::Traces) {
-            replayed.push(b.payload[0]);
-            s.done(b.id, Done::Delivered);
-        }
-        assert_eq!(replayed, vec![0, 1, 2]);
+        assert_eq!(replay_all(&mut s), vec![0, 1, 2]);
         // The next segment goes past the names taken.
         s.append(Kind::Traces, 1, &[9; 100], false)
             .expect("a batch spooled past the strays");
         assert_eq!(s.stats().counts.corrupt_records, 0);
         assert_ledger(&s);
+        // The next start finds the batch spooled since, and nothing of what was delivered.
+        drop(s);
+        let s = open(dir.path(), 1 << 20);
+        assert_eq!(s.stats().counts.restored, 1);
     }
 
     #[test]
@@ -1258,12 +1273,7 @@ mod tests {
             (c.restored, c.corrupt_records, c.corrupt_batches),
             (40, 10, 1)
         );
-        let mut replayed = Vec::new();
-        while let Some(b) = s.take_oldest(Kind::Traces) {
-            replayed.push(b.payload[0]);
-            s.done(b.id, Done::Delivered);
-        }
-        assert_eq!(replayed, vec![0, 1, 2]);
+        assert_eq!(replay_all(&mut s), vec![0, 1, 2]);
         assert_ledger(&s);
     }
 
@@ -1284,12 +1294,7 @@ mod tests {
         fs::write(seg, &bytes).unwrap();
 
         let mut s = open(dir.path(), 1 << 20);
-        let mut replayed = Vec::new();
-        while let Some(b) = s.take_oldest(Kind::Logs) {
-            replayed.push(b.payload[0]);
-            s.done(b.id, Done::Delivered);
-        }
-        assert_eq!(replayed, vec![0, 2, 4]);
+        assert_eq!(replay_all_of(&mut s, Kind::Logs), vec![0, 2, 4]);
         let c = s.stats().counts;
         // The damaged header's records are unknown: its batch is counted, not its records.
         assert_eq!(
