@@ -273,6 +273,13 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self, queue_len: usize, capacity: usize) -> Stats {
+        // The later stages first: a record reaches a sink after the drain thread took it, and
+        // the drain thread after it entered the queue, so a stage read before the one ahead of
+        // it is never ahead of it in the snapshot (read the other way round, records that
+        // entered and were handed over in between showed a sink `forwarded` more than
+        // `accepted`: adversary pass 46).
+        let sinks = self.sinks.iter().map(|s| s.snapshot()).collect();
+        let drained = self.drained.get();
         // `offered` is derived from the outcomes read here, so the invariant holds in this
         // snapshot whatever other threads do meanwhile; `accepted - evicted` saturates.
         let dropped_by_reason: Vec<(DropReason, u64)> = self.dropped.snapshot();
@@ -300,7 +307,7 @@ impl Counters {
             sampled_out,
             sampling: None,      // filled in by the pipeline, which owns the sampler
             tail_sampling: tail, // its settings filled in by the pipeline
-            drained: self.drained.get(),
+            drained,
             queue_depth: queue_len,
             capacity,
             high_water_mark: self.high_water_mark.load(Relaxed).max(queue_len),
@@ -318,7 +325,7 @@ impl Counters {
             heartbeat_age: self.heartbeat_age(),
             uptime: self.started.elapsed(),
             started_at: self.started_at,
-            sinks: self.sinks.iter().map(|s| s.snapshot()).collect(),
+            sinks,
         }
     }
 }
