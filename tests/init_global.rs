@@ -51,6 +51,16 @@ fn flushed_offered(handle: &Handle) -> u64 {
     handle.stats().offered
 }
 
+/// The filter `init` installed, as `Config::filter` shows it: its text and where it came from.
+#[track_caller]
+fn filter_in_force(handle: &Handle) -> (String, Source) {
+    let filter = handle
+        .config()
+        .filter
+        .expect("init's filter is in the config");
+    (filter.value, filter.source)
+}
+
 #[track_caller]
 fn assert_shown_and_hidden(stderr: &str, shown: &[&str], hidden: &[&str]) {
     for s in shown {
@@ -71,14 +81,7 @@ fn child_without_rust_log() {
     tracing::info!("kept-info");
     let handle = guard.handle();
     assert_eq!(flushed_offered(&handle), 1);
-    let filter = handle
-        .config()
-        .filter
-        .expect("init's filter is in the config");
-    assert_eq!(
-        (filter.value.as_str(), filter.source),
-        ("info", Source::Default)
-    );
+    assert_eq!(filter_in_force(&handle), ("info".into(), Source::Default));
 }
 
 #[test]
@@ -105,13 +108,9 @@ fn child_with_rust_log() {
         ("RUST_LOG", "my_app=bogus")
     );
     // The filter in force, as `/config` shows it (it was in no setting: adversary pass 34).
-    let filter = handle
-        .config()
-        .filter
-        .expect("init's filter is in the config");
     assert_eq!(
-        (filter.value.as_str(), filter.source),
-        ("noisy=error,warn", Source::Env("RUST_LOG".into()))
+        filter_in_force(&handle),
+        ("noisy=error,warn".into(), Source::Env("RUST_LOG".into()))
     );
 }
 
