@@ -222,13 +222,18 @@ pub(crate) struct Store {
 
 // === impl Store ===
 
-/// Which file a directory entry is, whatever its name (device and inode), where the platform
-/// says.
+/// Which file a directory entry is, whatever its name (device and inode), for a file the
+/// platform says has more than one name: only such a file is taken for another name of a
+/// segment (a file system whose inode numbers are not unique never has a segment removed).
 fn file_identity(entry: &fs::DirEntry) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        entry.metadata().ok().map(|m| (m.dev(), m.ino()))
+        entry
+            .metadata()
+            .ok()
+            .filter(|m| m.nlink() > 1)
+            .map(|m| (m.dev(), m.ino()))
     }
     #[cfg(not(unix))]
     {
