@@ -386,10 +386,13 @@ impl<T: Recycle + Send> Sharer<T> {
     /// text with them: adversary pass 43). A walk over the whole list, for an idle drain thread.
     pub(crate) fn collect_all(&mut self) {
         self.collect();
-        let mut kept = std::collections::VecDeque::with_capacity(self.out.len());
-        while let Some(mut cell) = self.out.pop_front() {
+        // Once round the list: those still in use go to its back, in their order.
+        for _ in 0..self.out.len() {
+            let Some(mut cell) = self.out.pop_front() else {
+                break;
+            };
             let Some(slot) = Arc::get_mut(&mut cell) else {
-                kept.push_back(cell);
+                self.out.push_back(cell);
                 continue;
             };
             if let Some(value) = slot.value.take() {
@@ -399,7 +402,6 @@ impl<T: Recycle + Send> Sharer<T> {
                 self.spare.push(cell);
             }
         }
-        self.out = kept;
     }
 
     /// Records shared and not yet back (for tests).
