@@ -623,6 +623,33 @@ mod tests {
         });
     }
 
+    /// The idle walk takes back every record no one uses, also behind one still in use, and
+    /// leaves the one in use where it was, intact.
+    #[test]
+    fn collect_all_takes_back_every_record_done_with_and_leaves_those_in_use() {
+        on_own_thread(|| {
+            let pool = Arc::new(Pool::<Thing>::new(16, 0));
+            let mut sharer = Sharer::new(&pool, 16);
+            let a = sharer.share(Box::new(Thing {
+                data: vec![7; 3],
+                recycled: 0,
+            }));
+            let kept = a.clone();
+            drop(a);
+            for _ in 0..3 {
+                drop(sharer.share(Box::default()));
+            }
+            sharer.collect();
+            assert_eq!((pool.available(), sharer.outstanding()), (0, 4));
+            sharer.collect_all();
+            assert_eq!((pool.available(), sharer.outstanding()), (3, 1));
+            assert_eq!(kept.data, [7, 7, 7], "in use: not recycled");
+            drop(kept);
+            sharer.collect_all();
+            assert_eq!((pool.available(), sharer.outstanding()), (4, 0));
+        });
+    }
+
     #[test]
     fn a_record_kept_past_the_limit_comes_back_when_its_last_clone_goes() {
         on_own_thread(|| {
