@@ -174,10 +174,10 @@ pub fn respond(
 /// encoded: `%2F` is not a path separator.
 fn route_path(target: &str) -> std::borrow::Cow<'_, str> {
     let mut path = target.split(['?', '#']).next().unwrap_or("");
-    let scheme = path.split_once("://").map(|(scheme, _)| scheme);
-    if scheme.is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")) {
-        let after = &path[path.find("://").map_or(0, |at| at + 3)..];
-        path = after.find('/').map_or("/", |at| &after[at..]);
+    if let Some((scheme, after)) = path.split_once("://") {
+        if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+            path = after.find('/').map_or("/", |at| &after[at..]);
+        }
     }
     if !path.contains('%') {
         return path.into();
@@ -204,6 +204,13 @@ fn route_path(target: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     out.into()
+}
+
+/// The values of a header's lines, as one comma-separated list (RFC 9110 §5.3); `None` when
+/// there is none.
+fn one_list<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
+    let values: Vec<&str> = values.collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -941,16 +948,12 @@ fn parse_request(head: &[u8]) -> Option<Request> {
     if parts.next().is_some() || method.is_empty() || !version.starts_with("HTTP/1.") {
         return None;
     }
-    // Header lines of one name are one comma-separated list (RFC 9110 §5.3).
-    let accepts: Vec<&str> = lines
-        .filter_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("accept")
-                .then(|| value.trim())
-        })
-        .collect();
-    let accept = (!accepts.is_empty()).then(|| accepts.join(", "));
+    let accept = one_list(lines.filter_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("accept")
+            .then(|| value.trim())
+    }));
     Some(Request {
         method: method.to_owned(),
         target: target.to_owned(),
@@ -1027,13 +1030,12 @@ where
             move |method: axum::http::Method, headers: axum::http::HeaderMap| {
                 let source = Arc::clone(&source);
                 async move {
-                    // Header lines of one name are one comma-separated list (RFC 9110 §5.3).
-                    let accepts: Vec<&str> = headers
-                        .get_all(axum::http::header::ACCEPT)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .collect();
-                    let accept = (!accepts.is_empty()).then(|| accepts.join(", "));
+                    let accept = one_list(
+                        headers
+                            .get_all(axum::http::header::ACCEPT)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok()),
+                    );
                     into_axum(respond(&*source, method.as_str(), path, accept.as_deref()))
                 }
             },

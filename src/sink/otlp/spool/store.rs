@@ -286,10 +286,11 @@ impl Store {
     }
 
     /// The segments in the directory, oldest first: files (not links) named as
-    /// [`segment_path`](Self::segment_path) names them, each file once. Anything else named
-    /// `*.seg` (another spelling of a number, a directory, a link, a second name of a file, the
-    /// one number a segment never has) is left alone and noted as a problem: taken by the number its name parses to, it named another
-    /// file, or the same segment twice. New segments are numbered past every name taken.
+    /// [`segment_path`](Self::segment_path) names them, each file once (a second name of one,
+    /// a hard link, is removed). Anything else named `*.seg` (another spelling of a number, a
+    /// directory, a link, the one number a segment never has) is left alone and noted as a
+    /// problem: taken by the number its name parses to, it named another file, or the same
+    /// segment twice. New segments are numbered past every name taken.
     fn list_segments(&mut self) -> io::Result<Vec<u64>> {
         let mut seqs = Vec::new();
         let mut files = Vec::new();
@@ -331,7 +332,7 @@ impl Store {
                     strays.push(path);
                 }
             } else {
-                seqs.push(seq);
+                seqs.push(seq); // in order: `files` is sorted
             }
         }
         if let Some(first) = strays.first() {
@@ -344,7 +345,6 @@ impl Store {
                 }
             ));
         }
-        seqs.sort_unstable();
         Ok(seqs)
     }
 
