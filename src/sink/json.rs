@@ -365,32 +365,23 @@ impl OpenFile {
 }
 
 /// Opens `path` for appending, creating it. A FIFO (a named pipe) is opened without waiting for
-/// a reader ([`open_fifo`](super::open_fifo)), which fails at once when nothing reads it; its
-/// writes then wait for a slow reader, as a file's wait for a slow disk. It is the descriptor
-/// kept: closing a probe and opening again would be the last writer leaving, which a reader
-/// takes for the end of the stream.
+/// a reader ([`open_without_waiting`](super::open_without_waiting)), which fails at once when
+/// nothing reads it, also when it was put there after a look at the path; its writes then wait
+/// for a slow reader, as a file's wait for a slow disk. It is the descriptor kept: closing a
+/// probe and opening again would be the last writer leaving, which a reader takes for the end
+/// of the stream.
 ///
 /// Also says whether the open created the file.
-#[cfg(unix)]
 fn open_for_append(path: &std::path::Path) -> io::Result<(File, bool)> {
-    use std::os::unix::fs::FileTypeExt;
-    let is_fifo = fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
-    if !is_fifo {
-        return create_or_append(path);
-    }
-    super::open_fifo(OpenOptions::new().append(true), path)
-        .map(|f| (f, false))
-        .map_err(|e| match e.raw_os_error() {
-            Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => io::Error::other(
+    create_or_append(path).map_err(|e| {
+        if super::is_fifo_without_reader(&e) {
+            io::Error::other(
                 "it is a FIFO that no process is reading (opening it would wait for one)",
-            ),
-            _ => e,
-        })
-}
-
-#[cfg(not(unix))]
-fn open_for_append(path: &std::path::Path) -> io::Result<(File, bool)> {
-    create_or_append(path)
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// Opens `path` for appending, creating it (or a symbolic link's missing target); says whether
@@ -405,12 +396,12 @@ fn create_or_append(path: &std::path::Path) -> io::Result<(File, bool)> {
     for _ in 0..64 {
         #[cfg(test)]
         tests::before_create(&at);
-        match append().create_new(true).open(&at) {
+        match super::open_without_waiting(append().create_new(true), &at) {
             Ok(file) => return Ok((file, true)),
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             Err(_) => {}
         }
-        match append().open(&at) {
+        match super::open_without_waiting(&mut append(), &at) {
             Ok(file) => return Ok((file, false)),
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             // A link to nothing: its target is what to create. Otherwise the file went
@@ -425,7 +416,7 @@ fn create_or_append(path: &std::path::Path) -> io::Result<(File, bool)> {
             }
         }
     }
-    append().create(true).open(path).map(|f| (f, false))
+    super::open_without_waiting(append().create(true), path).map(|f| (f, false))
 }
 
 /// Writes `prefix` then `buf` with as many `write` calls as needed; returns the bytes written
@@ -1084,6 +1075,32 @@ mod tests {
                 hook(path)
             }
         });
+    }
+
+    /// A FIFO made at the sink's path after the sink looked at it and before it opened it:
+    /// the open waited for a reader, and `build()` for ever. It fails at once, named, as a
+    /// FIFO found there at the look does.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_made_as_the_sink_opens_its_path_is_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.jsonl");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            BEFORE_CREATE.with(|h| {
+                *h.borrow_mut() = Some(Box::new(|at: &std::path::Path| {
+                    let made = std::process::Command::new("mkfifo").arg(at).status();
+                    assert!(made.unwrap().success());
+                }))
+            });
+            let mut sink = JsonFile::new(&path);
+            let _ = tx.send(sink.start().map_err(|e| format!("{e:?}")));
+        });
+        let started = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the sink's open waited for a reader of the FIFO");
+        let err = started.expect_err("nothing reads the FIFO");
+        assert!(err.contains("FIFO that no process is reading"), "{err}");
     }
 
     /// A file another process makes at the moment the sink opens its path is that process's:

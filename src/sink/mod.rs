@@ -309,12 +309,15 @@ impl SinkError {
     }
 }
 
-/// Opens a FIFO (a named pipe) with `options` without waiting for the other end, then makes the
-/// descriptor blocking again: opening a FIFO for writing waits for a reader, for reading waits
-/// for a writer, and `build()` or a sink's thread would wait for ever. Without the other end,
-/// opening to write fails at once (`ENXIO`), and reading reads as the end.
+/// Opens `path` with `options` without waiting for the other end of a FIFO (a named pipe), then
+/// makes the descriptor blocking again: opening a FIFO for writing waits for a reader, for
+/// reading waits for a writer, and `build()` or a sink's thread would wait for ever. Without the
+/// other end, opening to write fails at once (`ENXIO`), and reading reads as the end. Any other
+/// file opens as with `options.open(path)`; every open of a path some other process may have
+/// replaced goes through here, so that a FIFO put there between a look and the open is not
+/// waited on either.
 #[cfg(unix)]
-pub(crate) fn open_fifo(
+pub(crate) fn open_without_waiting(
     options: &mut std::fs::OpenOptions,
     path: &std::path::Path,
 ) -> std::io::Result<std::fs::File> {
@@ -326,6 +329,27 @@ pub(crate) fn open_fifo(
     let flags = rustix::fs::fcntl_getfl(&file)?;
     rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
     Ok(file)
+}
+
+/// Opens `path` with `options` (no FIFO to wait on here).
+#[cfg(not(unix))]
+pub(crate) fn open_without_waiting(
+    options: &mut std::fs::OpenOptions,
+    path: &std::path::Path,
+) -> std::io::Result<std::fs::File> {
+    options.open(path)
+}
+
+/// Whether `e` is the error of opening a FIFO to write while no process reads it (`ENXIO`).
+#[cfg(unix)]
+pub(crate) fn is_fifo_without_reader(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error())
+}
+
+/// Whether `e` is the error of opening a FIFO to write while no process reads it.
+#[cfg(not(unix))]
+pub(crate) fn is_fifo_without_reader(_: &std::io::Error) -> bool {
+    false
 }
 
 /// Makes `dir` and its parents (as `create_dir_all` does), one level at a time, noting in

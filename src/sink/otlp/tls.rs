@@ -210,15 +210,15 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
             &"it is not a regular file nor a pipe (a device or a socket)",
         ));
     }
-    #[cfg(unix)]
-    let opened = if pipe {
-        crate::sink::open_fifo(std::fs::OpenOptions::new().read(true), path)
-    } else {
-        std::fs::File::open(path)
-    };
-    #[cfg(not(unix))]
-    let opened = std::fs::File::open(path);
-    let file = opened.map_err(|e| cannot(&e))?;
+    // Opened without waiting whatever the look found: a FIFO put there since is not waited on.
+    let file = crate::sink::open_without_waiting(std::fs::OpenOptions::new().read(true), path)
+        .map_err(|e| cannot(&e))?;
+    let opened = file.metadata().map_err(|e| cannot(&e))?;
+    if !opened.is_file() && !is_pipe(&opened) {
+        return Err(cannot(
+            &"it changed into something other than a file or a pipe",
+        ));
+    }
     let mut pem = Vec::new();
     file.take(MAX_TLS_FILE_BYTES + 1)
         .read_to_end(&mut pem)

@@ -638,7 +638,7 @@ impl Store {
                 id.offset
             )
         };
-        let mut file = File::open(&path).map_err(|e| what(&e))?;
+        let mut file = open_regular(OpenOptions::new().read(true), &path).map_err(|e| what(&e))?;
         file.seek(SeekFrom::Start(id.offset))
             .map_err(|e| what(&e))?;
         let mut header = [0; HEADER_LEN as usize];
@@ -715,9 +715,7 @@ impl Store {
     }
 
     fn mark_done(&self, id: EntryId) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .open(self.segment_path(id.seq))?;
+        let mut file = open_regular(OpenOptions::new().write(true), &self.segment_path(id.seq))?;
         file.seek(SeekFrom::Start(id.offset + FLAGS_AT))?;
         file.write_all(&[DONE])
     }
@@ -782,11 +780,10 @@ impl Drop for DirLock {
 /// Locks `<dir>/lock` for this store.
 fn lock(dir: &Path) -> io::Result<DirLock> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
+    let file = open_regular(
+        OpenOptions::new().create(true).truncate(false).write(true),
+        &path,
+    )?;
     // The trait's method, not `File::try_lock` (Rust 1.89, past this crate's minimum).
     match fs4::FileExt::try_lock(&file) {
         Ok(()) => Ok(DirLock(file)),
@@ -864,10 +861,33 @@ struct Scan {
     problem: Option<String>,
 }
 
+/// Opens a file of the spool's own (a segment, the lock) with `options`: a FIFO put at its
+/// name (by a local user, or between the listing and the open) is refused rather than waited
+/// on for ever, and so is anything else that is not a regular file.
+fn open_regular(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let not_regular = || {
+        io::Error::other(format!(
+            "{} is not a regular file (moved there by hand?)",
+            path.display()
+        ))
+    };
+    let file = crate::sink::open_without_waiting(options, path).map_err(|e| {
+        if crate::sink::is_fifo_without_reader(&e) {
+            not_regular()
+        } else {
+            e
+        }
+    })?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
+}
+
 /// Walks a segment's frame headers (payloads are checked when replayed): a frame cut short is
 /// corrupt, and a damaged header is skipped up to the next valid one.
 fn scan_segment(path: &Path) -> io::Result<Scan> {
-    let mut file = File::open(path)?;
+    let mut file = open_regular(OpenOptions::new().read(true), path)?;
     let len = file.metadata()?.len();
     let mut scan = Scan {
         len,
@@ -1188,6 +1208,73 @@ mod tests {
             s.done(b.id, Done::Delivered);
         }
         replayed
+    }
+
+    /// Runs `f` on a thread of its own; `None` when it has not finished after 10 s (an open
+    /// waiting for the other end of a FIFO never does).
+    #[cfg(unix)]
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(10)).ok()
+    }
+
+    #[cfg(unix)]
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// A FIFO named as the spool's lock file: opening it to write waited for a reader, and
+    /// `build()` with it, for ever. It is refused, named.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_as_the_lock_file_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        mkfifo(&dir.path().join(LOCK_FILE));
+        let path = dir.path().to_owned();
+        let opened = within_10s(move || Store::open(&path, 1 << 20).map(|_| ()))
+            .expect("opening the spool waited for a reader of its lock FIFO");
+        let err = opened.expect_err("a FIFO is no lock file").to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    /// A segment swapped for a FIFO after the spool listed it (a race only a local user can
+    /// run): reading it waited for a writer, and writing its done flag for a reader, for ever.
+    /// Its batches are counted corrupt instead, and the rest goes on.
+    #[cfg(unix)]
+    #[test]
+    fn a_segment_swapped_for_a_fifo_is_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, _) = three_requests(dir.path());
+        // Between listing and reading: the scan.
+        fs::rename(&seg, dir.path().join("moved")).unwrap();
+        mkfifo(&seg);
+        let scanned = within_10s({
+            let seg = seg.clone();
+            move || scan_segment(&seg).map(|_| ())
+        })
+        .expect("scanning a segment waited for a writer of a FIFO");
+        let err = scanned.expect_err("a FIFO is no segment").to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        // Between the scan and the replay: the reads and the done flags.
+        fs::remove_file(&seg).unwrap();
+        fs::rename(dir.path().join("moved"), &seg).unwrap();
+        let mut s = open(dir.path(), 1 << 20);
+        assert_eq!(s.stats().counts.restored, 30);
+        fs::remove_file(&seg).unwrap();
+        mkfifo(&seg);
+        let s = within_10s(move || {
+            let replayed = replay_all(&mut s);
+            (s, replayed)
+        });
+        let (s, replayed) = s.expect("replaying a segment waited on a FIFO");
+        assert!(replayed.is_empty(), "{replayed:?}");
+        assert_eq!(s.stats().counts.corrupt_records, 30);
+        assert_ledger(&s);
     }
 
     #[test]
