@@ -24,6 +24,17 @@ pub struct EnvWarning {
     pub used: String,
 }
 
+/// The base OTLP endpoint (HTTP appends `/v1/traces`, `/v1/logs`).
+pub(crate) const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// The OTLP traces endpoint, used as is.
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// The OTLP logs endpoint, used as is.
+pub(crate) const OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
+/// Whether spans are exported (`otlp`, `console`, `none`).
+pub(crate) const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// Whether events are exported as log records (`otlp`, `console`, `none`).
+pub(crate) const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
+
 /// What a warning shows for the value of a variable that may hold secrets
 /// (`OTEL_EXPORTER_OTLP_HEADERS`): its [`EnvWarning::value`], and what `/config` shows for a
 /// header's value.

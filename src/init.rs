@@ -8,7 +8,7 @@ use tracing_subscriber::filter::{Directive, EnvFilter, LevelFilter};
 use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::Registry;
 
-use crate::{sink, BuildError, Builder, EnvWarning, Guard, OffloadLayer, Setting, Source};
+use crate::{env, sink, BuildError, Builder, EnvWarning, Guard, OffloadLayer, Setting, Source};
 
 /// The subscriber that [`init_with`] hands to its closure: the registry, filtered by `RUST_LOG`,
 /// with the offload layer on top. Add your own layers to it with
@@ -213,7 +213,7 @@ fn exporter_warnings(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<EnvWarning>
         let Some(value) = lookup(var).filter(|v| !v.trim().is_empty()) else {
             continue;
         };
-        let expected = match crate::env::exporters(&value) {
+        let expected = match env::exporters(&value) {
             Err(expected) => expected,
             Ok(true) if cfg!(not(feature = "otlp")) => no_otlp.to_owned(),
             Ok(_) => continue,
@@ -229,13 +229,13 @@ fn exporter_warnings(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<EnvWarning>
 }
 
 /// The variables that name the exporters of traces and of logs.
-const EXPORTER_VARS: [&str; 2] = ["OTEL_TRACES_EXPORTER", "OTEL_LOGS_EXPORTER"];
+const EXPORTER_VARS: [&str; 2] = [env::OTEL_TRACES_EXPORTER, env::OTEL_LOGS_EXPORTER];
 
 /// The variables that give an OTLP endpoint.
 const ENDPOINT_VARS: [&str; 3] = [
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    env::OTEL_EXPORTER_OTLP_ENDPOINT,
+    env::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    env::OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
 ];
 
 /// The filter from `RUST_LOG` (default `info`), the same as [`Config::filter`](crate::Config::filter)

@@ -11,16 +11,15 @@ use super::{
 };
 use crate::env::EnvReader;
 
+// The endpoint and exporter variables, which `init()` reads too with or without this feature.
+pub(crate) use crate::env::{
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_LOGS_EXPORTER, OTEL_TRACES_EXPORTER,
+};
 /// The transport.
 pub(crate) const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 /// Default transport.
 pub(crate) const OTEL_EXPORTER_OTLP_PROTOCOL_DEFAULT: &str = "grpc";
-/// The base endpoint (HTTP appends `/v1/traces`, `/v1/logs`).
-pub(crate) const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-/// The traces endpoint, used as is.
-pub(crate) const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-/// The logs endpoint, used as is.
-pub(crate) const OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
 /// Request headers (gRPC metadata).
 pub(crate) const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 /// Default headers: none.
@@ -83,10 +82,6 @@ pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT: usize = DEFAULT_MAX_QUEUE_SIZE
 pub(crate) const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 /// The OTel default delay, named in its warning.
 pub(crate) const OTEL_BSP_SCHEDULE_DELAY_DEFAULT: Duration = Duration::from_millis(5_000);
-/// Whether spans are exported (`otlp`, `console`, `none`).
-pub(crate) const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
-/// Whether events are exported as log records (`otlp`, `console`, `none`).
-pub(crate) const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
 /// Default exporter for both signals.
 pub(crate) const OTEL_EXPORTER_DEFAULT: &str = "otlp";
 /// This crate's own: the directory of the sink's spool (none by default).
