@@ -268,3 +268,127 @@ fn tail_sampling_costs_the_calling_thread_no_allocation() {
         stats.sinks[0].exported
     );
 }
+
+/// The widest records `tracing` makes: an event with 24 fields and a span with 25 (a callsite
+/// holds at most 32), a span that follows from 20 others, and a span whose text field is
+/// recorded 30 times over its life (a progress field). Each allocated in steady state: the
+/// field list was cut back to 24 entries when its record was recycled (it grows 8, 16, 32) and
+/// the link list to 16, so the next wide record grew them again (3 and 1 allocations per
+/// record), and the text of a field recorded many times was compacted into a new buffer, which
+/// the next records then grew again (adversary pass 49).
+#[test]
+fn wide_records_allocate_nothing_in_steady_state() {
+    let reader = Reader::default();
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(reader.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let progress = "p".repeat(100);
+    let wide = |others: &[tracing::Span], i: u64| {
+        tracing::info!(
+            f01 = i,
+            f02 = i,
+            f03 = i,
+            f04 = i,
+            f05 = i,
+            f06 = i,
+            f07 = i,
+            f08 = i,
+            f09 = i,
+            f10 = i,
+            f11 = i,
+            f12 = i,
+            f13 = i,
+            f14 = i,
+            f15 = i,
+            f16 = i,
+            f17 = i,
+            f18 = i,
+            f19 = i,
+            f20 = i,
+            f21 = i,
+            f22 = i,
+            f23 = i,
+            f24 = i,
+            "twenty-four fields"
+        );
+        let span = tracing::info_span!(
+            "wide",
+            f01 = i,
+            f02 = i,
+            f03 = i,
+            f04 = i,
+            f05 = i,
+            f06 = i,
+            f07 = i,
+            f08 = i,
+            f09 = i,
+            f10 = i,
+            f11 = i,
+            f12 = i,
+            f13 = i,
+            f14 = i,
+            f15 = i,
+            f16 = i,
+            f17 = i,
+            f18 = i,
+            f19 = i,
+            f20 = i,
+            f21 = i,
+            f22 = i,
+            f23 = i,
+            f24 = i,
+            step = tracing::field::Empty
+        );
+        for other in others {
+            span.follows_from(other);
+        }
+        for _ in 0..30 {
+            span.record("step", progress.as_str());
+        }
+    };
+    let mut made = 0;
+    with_layer(layer, || {
+        let others: Vec<_> = (0..20).map(|_| tracing::info_span!("other")).collect();
+        // Warm up as above: every pooled record used, some rounds wholly in flight.
+        let fill = handle.config().capacity.value as u64 / 8 * 2;
+        for i in 0..fill {
+            wide(&others, i);
+            if i % 1_000 == 999 {
+                handle.flush(DEADLINE).unwrap();
+            }
+        }
+        made += fill;
+        for round in 0..WARM_UP_ROUNDS {
+            reader.held.store(round % 2 == 0, Ordering::SeqCst);
+            for i in 0..PER_ROUND {
+                wide(&others, i);
+            }
+            reader.held.store(false, Ordering::SeqCst);
+            handle.flush(DEADLINE).unwrap();
+        }
+        made += WARM_UP_ROUNDS * PER_ROUND;
+        let mut counted = 0;
+        for _ in 0..COUNTED_ROUNDS {
+            let before = allocations();
+            for i in 0..PER_ROUND {
+                wide(&others, i);
+            }
+            counted += allocations() - before;
+            handle.flush(DEADLINE).unwrap();
+        }
+        made += COUNTED_ROUNDS * PER_ROUND;
+        assert_eq!(
+            counted,
+            0,
+            "allocations on the calling thread for {} wide records",
+            COUNTED_ROUNDS * PER_ROUND * 2
+        );
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = handle.stats();
+    assert_eq!(stats.dropped, 0, "{stats:#?}");
+    // Each wide event and span, and the 20 others.
+    assert_eq!(stats.sinks[0].exported, made * 2 + 20, "{stats:#?}");
+}

@@ -36,8 +36,7 @@ use crate::sampling::Parent;
 use crate::silent;
 use crate::traceparent::RemoteParent;
 
-/// The most links a span keeps (OpenTelemetry's default link count limit).
-const MAX_LINKS: usize = 128;
+use crate::record::MAX_LINKS;
 
 /// Why [`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt::set_parent_traceparent) did not set the parent.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -14,6 +14,12 @@ use smallvec::SmallVec;
 /// kept across reuses too).
 const INLINE_FIELDS: usize = 6;
 
+/// A spilled field list keeps up to this capacity when its record is recycled: `tracing`'s
+/// callsites hold at most 32 fields, so the widest of them grows its record's list once, not at
+/// each reuse (the list grows 8, 16, 32: a cut back below 32 was three allocations per record).
+/// Only the `log` bridge's key-values can make more.
+const RETAINED_FIELDS: usize = 32;
+
 /// A record's text buffer is cut back to this capacity when the record is recycled, so that one
 /// huge value does not pin its memory in the pool for ever.
 pub(crate) const RETAINED_TEXT_BYTES: usize = 4 * 1024;
@@ -283,7 +289,7 @@ impl Fields {
             self.entries.clear();
             self.sources.clear();
         }
-        if self.entries.capacity() > 4 * INLINE_FIELDS {
+        if self.entries.capacity() > RETAINED_FIELDS {
             self.entries.clear();
             self.entries.shrink_to_fit();
         }
@@ -358,40 +364,78 @@ impl Fields {
         }
     }
 
-    /// Rewrites the buffer (and the list of error sources) with only what is still referenced.
+    /// Moves what is still referenced to the front of the buffer (and of the list of error
+    /// sources), in place: the buffers keep their capacity, so that a span recording a field in
+    /// a loop does not allocate a new buffer at each compaction and grow it again after.
     fn compact(&mut self) {
-        let old_text = std::mem::take(&mut self.text);
-        let old_sources = std::mem::take(&mut self.sources);
-        let mut text = String::with_capacity(old_text.len().saturating_sub(self.garbage));
-        let mut move_range = |r: TextRange| {
-            let start = r.start as usize;
-            let s = old_text.get(start..start + r.len as usize).unwrap_or("");
-            let moved = TextRange {
-                start: text.len() as u32,
-                ..r
-            };
-            text.push_str(s);
-            moved
-        };
-        for e in self.entries.iter_mut() {
-            match &mut e.value {
-                Value::Str(r) => *r = move_range(*r),
-                Value::Error {
-                    message,
-                    first_source,
-                    sources,
-                } => {
-                    *message = move_range(*message);
-                    let start = *first_source as usize;
-                    *first_source = self.sources.len() as u32;
-                    for r in &old_sources[start..start + *sources as usize] {
-                        self.sources.push(move_range(*r));
-                    }
+        // The error sources first: each live error's run, in the order they lie.
+        let mut runs: SmallVec<[(u32, usize); 8]> = SmallVec::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Value::Error { first_source, .. } = e.value {
+                runs.push((first_source, i));
+            }
+        }
+        runs.sort_unstable();
+        let mut kept_sources = 0;
+        for &(first, i) in &runs {
+            if let Value::Error {
+                first_source,
+                sources,
+                ..
+            } = &mut self.entries[i].value
+            {
+                let start = (first as usize).min(self.sources.len());
+                let end = (start + *sources as usize).min(self.sources.len());
+                self.sources.copy_within(start..end, kept_sources);
+                *first_source = kept_sources as u32;
+                kept_sources += end - start;
+            }
+        }
+        self.sources.truncate(kept_sources);
+        // Then the text: every range still referenced, in the order they lie (they do not
+        // overlap: each was written after the others), moved down.
+        #[derive(Clone, Copy)]
+        enum Holder {
+            Entry(usize),
+            Source(usize),
+        }
+        let mut ranges: SmallVec<[(u32, Holder); 40]> = SmallVec::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            match e.value {
+                Value::Str(r) | Value::Error { message: r, .. } => {
+                    ranges.push((r.start, Holder::Entry(i)))
                 }
                 _ => {}
             }
         }
-        self.text = text;
+        for (i, r) in self.sources.iter().enumerate() {
+            ranges.push((r.start, Holder::Source(i)));
+        }
+        ranges.sort_unstable_by_key(|&(start, _)| start);
+        let mut bytes = std::mem::take(&mut self.text).into_bytes();
+        let mut kept = 0;
+        for &(_, holder) in &ranges {
+            let r = match holder {
+                Holder::Entry(i) => match &mut self.entries[i].value {
+                    Value::Str(r) | Value::Error { message: r, .. } => r,
+                    _ => continue,
+                },
+                Holder::Source(i) => &mut self.sources[i],
+            };
+            let start = (r.start as usize).min(bytes.len());
+            let end = (start + r.len as usize).min(bytes.len());
+            bytes.copy_within(start..end, kept);
+            r.start = kept as u32;
+            kept += end - start;
+        }
+        bytes.truncate(kept);
+        // Whole ranges of valid text, each cut at character boundaries when written: valid.
+        // (Were it not, the fields would read as empty, never as a panic.)
+        self.text = String::from_utf8(bytes).unwrap_or_else(|e| {
+            let mut bytes = e.into_bytes();
+            bytes.clear();
+            String::from_utf8(bytes).unwrap_or_default()
+        });
         self.garbage = 0;
     }
 
@@ -912,6 +956,48 @@ mod tests {
         }
         assert!(g.text.len() < 8 * 1024, "{}", g.text.len());
         assert_eq!(g.get("error"), f.get("error"));
+    }
+
+    /// Compaction moves the live text and sources down in place, in whatever order the
+    /// fields hold them: errors replaced many times between two that stay, a text field
+    /// replaced after them; the buffers keep their capacity.
+    #[test]
+    fn compaction_in_place_keeps_every_live_value() {
+        let first = Chain("first", Some(Box::new(Chain("first's cause", None))));
+        let later = Chain("later", Some(Box::new(Chain("later's cause", None))));
+        let mut f = Fields::default();
+        f.put_error("first", 64, false, &first);
+        f.put_text("text", 64, false, |w| w.write_str("original").unwrap());
+        let mut capacity = None;
+        for i in 0..200 {
+            let mut scratch = Fields::default();
+            let churn = Chain("churn", Some(Box::new(Chain("churn's cause", None))));
+            scratch.put_error("churn", 64, true, &churn);
+            if i == 100 {
+                scratch.put_error("later", 64, true, &later);
+            }
+            scratch.put_text("text", 64, true, |w| {
+                write!(w, "text {i} {}", "y".repeat(30)).unwrap()
+            });
+            f.merge_from(&scratch);
+            if i == 150 {
+                capacity = Some((f.text.capacity(), f.sources.capacity()));
+            }
+        }
+        assert_eq!(capacity, Some((f.text.capacity(), f.sources.capacity())));
+        assert!(f.text.len() < 4 * 1024, "{}", f.text.len());
+        let error = |name| match f.get(name) {
+            Some(FieldValue::Error(v)) => v.to_string(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(error("first"), "first: first's cause");
+        assert_eq!(error("later"), "later: later's cause");
+        assert_eq!(error("churn"), "churn: churn's cause");
+        assert_eq!(
+            f.get("text").unwrap().to_string(),
+            format!("text 199 {}", "y".repeat(30))
+        );
+        assert!(f.sources.len() < 64, "{}", f.sources.len());
     }
 
     #[test]

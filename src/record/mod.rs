@@ -428,6 +428,9 @@ impl SpanRecord {
     }
 }
 
+/// The most links a span keeps (OpenTelemetry's default link count limit).
+pub(crate) const MAX_LINKS: usize = 128;
+
 impl Recycle for SpanRecord {
     fn release(&mut self) {
         // The events are other records: they go back to their pool now, not when this one is
@@ -436,9 +439,11 @@ impl Recycle for SpanRecord {
         if self.events.capacity() > 1024 {
             self.events.shrink_to(1024);
         }
-        if self.links.capacity() > 16 {
+        // Up to the most a span keeps: a span following from many others grows its record's
+        // list once, not at each reuse.
+        if self.links.capacity() > MAX_LINKS {
             self.links.clear();
-            self.links.shrink_to(16);
+            self.links.shrink_to(MAX_LINKS);
         }
         self.fields.bound();
     }
