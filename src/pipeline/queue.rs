@@ -240,11 +240,13 @@ impl Intake {
                 Admission::Refused
             }
             Backpressure::Block { timeout } if self.queue.is_full() => {
-                match self
-                    .queue
-                    .wait_for_room(deadline_after(timeout), &self.gave_up)
-                {
-                    Wait::Room => Admission::Push(policy),
+                let deadline = deadline_after(timeout);
+                match self.queue.wait_for_room(deadline, &self.gave_up) {
+                    // The push waits, if the room is taken again first, for what is left of
+                    // the call's timeout, not for another whole one.
+                    Wait::Room => Admission::Push(Backpressure::Block {
+                        timeout: deadline.saturating_duration_since(Instant::now()),
+                    }),
                     refused => {
                         self.count_refused_wait(refused);
                         Admission::Refused
@@ -491,6 +493,63 @@ impl Queue {
             if len >= self.wake_depth && self.drain_sleeping.load(Ordering::Relaxed) {
                 self.wake_drain();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::{SamplingSettings, TracesSampler};
+
+    fn intake(capacity: usize) -> Intake {
+        Intake::new(
+            Queue::new(capacity, 1, 1),
+            Counters::new(Vec::new()),
+            Sampler::new(SamplingSettings {
+                rate: 1.0,
+                traces: TracesSampler::AlwaysOn,
+                whitelist: Vec::new(),
+                adaptive: false,
+                keep_errors: false,
+                events_follow_traces: false,
+                seed: None,
+            }),
+            capacity,
+        )
+    }
+
+    /// A `Block` call waits for room once against one deadline: a call whose admission waited
+    /// for room, then found the room taken by another producer when it pushed, waited a whole
+    /// timeout again (twice its timeout in all: adversary pass 49). What admission hands on is
+    /// what is left of the call's timeout.
+    #[test]
+    fn a_block_call_keeps_one_deadline_from_admission_to_push() {
+        let intake = Arc::new(intake(1));
+        intake.push(Backpressure::DropNewest, Captured::Event(Box::default()));
+        assert!(intake.queue.is_full());
+        let waited = Duration::from_millis(200);
+        let timeout = Duration::from_secs(60);
+        let started = Instant::now();
+        let taker = std::thread::spawn({
+            let intake = Arc::clone(&intake);
+            move || {
+                // Makes room once the call has waited `waited`.
+                while started.elapsed() < waited {
+                    std::thread::park_timeout(waited.saturating_sub(started.elapsed()));
+                }
+                intake.queue.pop()
+            }
+        });
+        let admitted = intake.admit(Backpressure::Block { timeout });
+        let returned = started.elapsed();
+        assert!(taker.join().unwrap().is_some());
+        match admitted {
+            Admission::Push(Backpressure::Block { timeout: left }) => assert!(
+                left <= timeout - waited && left + returned >= timeout,
+                "{left:?} left of {timeout:?} after waiting {returned:?}"
+            ),
+            other => panic!("{other:?}"),
         }
     }
 }
