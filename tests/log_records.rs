@@ -6,9 +6,15 @@ mod support;
 use support::*;
 use tracing_offload::{sink, LogLevel, OffloadLayer};
 
+/// Installs the `log` bridge, once for this test binary.
+fn bridge() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| tracing_log::LogTracer::init().expect("the only logger of this binary"));
+}
+
 #[test]
 fn log_records_have_their_real_target_and_source_everywhere() {
-    tracing_log::LogTracer::init().expect("the only logger of this test binary");
+    bridge();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log.jsonl");
     let collect = Collect::new("collect");
@@ -45,4 +51,51 @@ fn log_records_have_their_real_target_and_source_everywhere() {
     assert_eq!(first["target"], "payments");
     assert_eq!(first["message"], "card accepted");
     assert!(!text.contains("log.target"), "{text}");
+}
+
+/// A `log` record's target, module and file are names, not values: `max_field_len` cut them
+/// (`payments::fraud::detector` written as `payments`, with no mark: another target that looks
+/// valid, which the whitelist and the critical targets then matched; adversary pass 50).
+#[test]
+fn the_value_cap_does_not_cut_a_log_records_target() {
+    bridge();
+    let collect = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder()
+        .max_field_len(8)
+        .critical_target("payments::fraud::detector")
+        .sink(collect.clone())
+        .build()
+        .unwrap();
+    with_layer(layer, || {
+        log::error!(target: "payments::fraud::detector", "card stolen");
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let events = collect.events();
+    assert_eq!(events[0].target(), "payments::fraud::detector");
+    assert_eq!(events[0].module_path(), Some(module_path!()));
+    assert_eq!(events[0].file(), Some(file!()));
+    assert_eq!(events[0].level(), LogLevel::Critical);
+}
+
+/// Only the bridge's own records are `log` records: a `tracing` event with a field named
+/// `log.target` took that field's value (which may come from user input) for its target, and
+/// with it the whitelist's and the critical targets' decisions (adversary pass 50).
+#[test]
+fn a_field_named_log_target_does_not_make_an_event_a_log_record() {
+    let collect = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder()
+        .sample_rate(0.0)
+        .sample_always("elsewhere")
+        .sink(collect.clone())
+        .build()
+        .unwrap();
+    with_layer(layer, || {
+        tracing::info!(log.target = "elsewhere", user = 1, "spoof");
+        tracing::info!(target: "elsewhere", "kept by the whitelist");
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let events = collect.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].target(), "elsewhere");
+    assert!(!events[0].is_from_log());
 }

@@ -105,7 +105,13 @@ impl<'a> Capture<'a> {
             "log.module_path" => log.module_path.insert(TextRange::default()),
             _ => log.file.insert(TextRange::default()),
         };
-        *slot = self.fields.write_text(self.cap, write);
+        // Names, not values: `max_field_len` does not apply (a target cut short is another
+        // target, which the whitelist and the critical targets would match), a bound does.
+        let range = self
+            .fields
+            .write_text(self.cap.max(MAX_LOG_NAME_LEN), write);
+        self.truncated += u64::from(range.is_truncated());
+        *slot = range;
     }
 
     /// Captures a string field: [`text`](Self::text) for one string, copied directly.
@@ -176,6 +182,10 @@ impl Visit for Capture<'_> {
         });
     }
 }
+
+/// The longest `log` target, module path or file name kept (longer ones are cut and counted
+/// as truncated): a bound on names that come from the program, far above any real one.
+const MAX_LOG_NAME_LEN: usize = 1024;
 
 /// The remote parent in a new span's `traceparent` field, when it is valid.
 pub(super) fn remote_parent(attrs: &tracing_core::span::Attributes<'_>) -> Option<RemoteParent> {

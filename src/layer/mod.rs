@@ -718,7 +718,13 @@ where
         let meta = event.metadata();
         let mut class = self.classify(meta);
         if class.from_log {
-            self.classify_log_record(&mut class, event);
+            // The bridge's own callsites only: a `tracing` event with a field named
+            // `log.target` is not a `log` record (that field would choose its target).
+            if tracing_log::NormalizeEvent::is_log(event) {
+                self.classify_log_record(&mut class, event);
+            } else {
+                class.from_log = false;
+            }
         }
         let mut level = class.level;
         if class.may_be_critical && is_marked_critical(event) {
