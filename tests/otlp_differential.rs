@@ -295,8 +295,9 @@ fn busy_and_idle_time_can_be_turned_off() {
 }
 
 /// A log record reduced to what both pipelines must agree on. This crate adds `code.*` and
-/// `thread.*` attributes, the enclosing span's ids, and an error's source chain
-/// (`exception.stacktrace`): left out here, on purpose.
+/// `thread.*` attributes, the enclosing span's ids, an error's source chain
+/// (`exception.stacktrace`), and each error value under its field's name with its chain
+/// (`<field>`, `<field>.chain`): left out here, on purpose.
 fn log_shape(
     l: &LogOut,
 ) -> (
@@ -307,11 +308,20 @@ fn log_shape(
     String,
     BTreeSet<(String, String)>,
 ) {
+    let errors: Vec<&str> = l
+        .attributes
+        .iter()
+        .filter_map(|(k, _)| k.strip_suffix(".chain"))
+        .collect();
     let attributes = l
         .attributes
         .iter()
         .filter(|(k, _)| {
-            !k.starts_with("code.") && !k.starts_with("thread.") && k != "exception.stacktrace"
+            !k.starts_with("code.")
+                && !k.starts_with("thread.")
+                && k != "exception.stacktrace"
+                && !k.ends_with(".chain")
+                && !errors.contains(&k.as_str())
         })
         .cloned()
         .collect();

@@ -41,18 +41,27 @@ fn value(v: FieldValue<'_>) -> Value {
         FieldValue::U128(v) => {
             i64::try_from(v).map_or_else(|_| Value::String(v.to_string().into()), Value::I64)
         }
-        FieldValue::F64(v) => Value::F64(v),
+        FieldValue::F64(v) if v.is_finite() => Value::F64(v),
+        // As text (`NaN`, `inf`, `-inf`), as in the JSON file: OTLP/JSON as the encoder writes
+        // it sends a non-finite double as `null`, which a collector refuses with the whole
+        // request, and many backends refuse such doubles anyway.
+        FieldValue::F64(v) => Value::String(v.to_string().into()),
         FieldValue::Bool(v) => Value::Bool(v),
         FieldValue::Str(t) => Value::String(t.to_string().into()),
         FieldValue::Error(e) => Value::String(e.message().to_string().into()),
     }
 }
 
-fn any_value(v: FieldValue<'_>) -> AnyValue {
-    match value(v) {
+/// An attribute's value as a log record's `AnyValue`.
+fn any_of(v: Value) -> AnyValue {
+    match v {
         Value::I64(i) => AnyValue::Int(i),
         Value::F64(f) => AnyValue::Double(f),
         Value::Bool(b) => AnyValue::Boolean(b),
+        Value::String(s) => AnyValue::String(s),
+        Value::Array(Array::String(list)) => {
+            AnyValue::ListAny(Box::new(list.into_iter().map(AnyValue::String).collect()))
+        }
         other => AnyValue::String(other.as_str().into_owned().into()),
     }
 }
@@ -107,6 +116,7 @@ pub(super) fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanDat
         span.attributes.push(KeyValue::new("idle_ns", nanos(idle)));
     }
     let events = s.events().iter().map(|e| span.event(e)).collect();
+    keep_first_of_each_key(&mut span.attributes);
     SpanData {
         span_context: SpanContext::new(
             OtelTraceId::from_bytes(s.trace_id().0),
@@ -178,14 +188,11 @@ impl SpanParts {
             Some(m) => Cow::Owned(m.to_string()),
             None => Cow::Borrowed(e.name()),
         };
-        let mut attrs = vec![
-            KeyValue::new("level", e.metadata().level().as_str()),
-            KeyValue::new("target", e.target().to_owned()),
-        ];
-        code_attributes(e.file(), e.line(), e.module_path(), &mut attrs);
+        let mut attrs = Vec::with_capacity(e.fields().len() + 6);
         if e.level() >= LogLevel::Error && self.status == Status::Unset {
             self.status = Status::error("");
         }
+        // The fields first: a field named as an attribute added below keeps its value.
         for (key, v) in e.fields().iter() {
             match v {
                 FieldValue::Error(err) => {
@@ -202,8 +209,21 @@ impl SpanParts {
                 _ => attrs.push(KeyValue::new(key, value(v))),
             }
         }
+        attrs.push(KeyValue::new("level", e.metadata().level().as_str()));
+        attrs.push(KeyValue::new("target", e.target().to_owned()));
+        code_attributes(e.file(), e.line(), e.module_path(), &mut attrs);
+        keep_first_of_each_key(&mut attrs);
         opentelemetry::trace::Event::new(name, otlp_time(e.timestamp()), attrs, 0)
     }
+}
+
+/// Removes every attribute whose key an earlier one has: OTLP's keys are unique in a span, a
+/// span event or a log record, and a backend given two keeps either. The fields come first, so
+/// a field named as an attribute the crate adds (`target`, `thread.id`, `busy_ns`, …) keeps its
+/// value, and of several error values the first gives the exception attributes.
+fn keep_first_of_each_key(attributes: &mut Vec<KeyValue>) {
+    let mut seen = std::collections::HashSet::with_capacity(attributes.len());
+    attributes.retain(|kv| seen.insert(kv.key.clone()));
 }
 
 /// `exception.message` and `exception.stacktrace` (the source chain: Rust errors carry no
@@ -306,32 +326,31 @@ pub(super) fn log_record(
     if let Some(m) = e.message() {
         r.set_body(AnyValue::String(m.to_string().into()));
     }
+    let mut attributes: Vec<KeyValue> = Vec::with_capacity(e.fields().len() + 8);
     for (key, v) in e.fields().iter() {
         match v {
-            // As opentelemetry-appender-tracing: an error value is `exception.message`; the
-            // source chain is kept too, as `exception.stacktrace`.
+            // As opentelemetry-appender-tracing: an error value is `exception.message` (the
+            // first one's, when there are several); its source chain is kept too, as
+            // `exception.stacktrace`; and the field itself, with its chain, as span events
+            // have them, so that two errors are told apart.
             FieldValue::Error(err) => {
-                r.add_attribute("exception.message", err.message().to_string());
+                error_attributes(key, &err, &mut attributes);
+                attributes.push(KeyValue::new(
+                    "exception.message",
+                    err.message().to_string(),
+                ));
                 if err.sources().len() > 0 {
-                    let chain = err.sources().map(|t| AnyValue::from(t.to_string()));
-                    r.add_attribute(
-                        "exception.stacktrace",
-                        AnyValue::ListAny(Box::new(chain.collect())),
-                    );
+                    attributes.push(KeyValue::new("exception.stacktrace", chain(&err)));
                 }
             }
-            _ => r.add_attribute(key, any_value(v)),
+            _ => attributes.push(KeyValue::new(key, value(v))),
         }
     }
-    let mut extra = Vec::new();
-    code_attributes(e.file(), e.line(), e.module_path(), &mut extra);
-    thread_attributes(&e.thread(), &mut extra);
-    for kv in extra {
-        let v = match kv.value {
-            Value::I64(i) => AnyValue::Int(i),
-            other => AnyValue::String(other.as_str().into_owned().into()),
-        };
-        r.add_attribute(kv.key, v);
+    code_attributes(e.file(), e.line(), e.module_path(), &mut attributes);
+    thread_attributes(&e.thread(), &mut attributes);
+    keep_first_of_each_key(&mut attributes);
+    for kv in attributes {
+        r.add_attribute(kv.key, any_of(kv.value));
     }
     if let Some(c) = e.span_context() {
         r.set_trace_context(
