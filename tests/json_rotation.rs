@@ -4,6 +4,7 @@ mod support;
 use support::*;
 use tracing_offload::sink::{JsonFile, Rotation};
 use tracing_offload::OffloadLayer;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 #[test]
 fn size_rotation_shifts_old_files_and_keeps_every_line_whole() {
@@ -161,4 +162,54 @@ fn size_rotation_keeps_old_files_of_a_name_that_is_not_utf8() {
     };
     assert!(first_i(".3") < first_i(".2") && first_i(".2") < first_i(".1"));
     assert!(first_i(".1") < first_i(""));
+}
+
+/// Size rotation goes by what the file holds: after logrotate's `copytruncate` emptied it, the
+/// sink still counted the bytes it had written, and rotated a file that held nothing, pushing
+/// an old file out of `keep` one rotation early (adversary pass 51).
+#[test]
+fn a_file_emptied_under_the_sink_is_not_rotated_for_what_it_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(JsonFile::new(&path).rotation(Rotation::Size {
+            max_bytes: 10_000,
+            keep: 3,
+        }))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let pad = "p".repeat(100);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let log = |n: u64| {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..n {
+                tracing::info!(i, pad = pad.as_str(), "tick");
+            }
+        });
+        handle.flush(DEADLINE).unwrap();
+    };
+    // Nearly full: one line to learn a line's length, then as many as make 8 000 to 10 000.
+    log(1);
+    let line = std::fs::metadata(&path).unwrap().len();
+    log(8_000 / line);
+    let before = std::fs::metadata(&path).unwrap().len();
+    assert!((8_000..10_000).contains(&before), "{before} bytes");
+    // copytruncate: copied away, then emptied in place.
+    std::fs::copy(&path, dir.path().join("copied")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    log(10);
+    drop(dispatch);
+    guard.shutdown(DEADLINE).unwrap();
+    assert!(
+        !dir.path().join("app.jsonl.1").exists(),
+        "an emptied file was rotated"
+    );
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert_eq!(lines, 10);
 }

@@ -8,7 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::{duration_nanos as nanos, WallTime};
 use crate::ids::ThreadInfo;
@@ -85,6 +85,9 @@ pub struct JsonFile {
     line_ends: Vec<usize>,
     /// Each callsite's escaped target and name, made once.
     callsites: CallsiteText,
+    /// The error of syncing a file this sink closed (rotated, moved away), for the next flush
+    /// to report.
+    sync_error: Option<SinkError>,
 }
 
 /// The escaped text of each callsite seen, keyed by its metadata's address (callsites are
@@ -189,6 +192,12 @@ struct OpenFile {
     /// A failed write left part of a line that could not be cut off: the next write starts
     /// with a newline so that the next record begins a line of its own.
     broken_tail: bool,
+    /// A regular file (not a FIFO or a device), which [`sync`](Self::sync) syncs.
+    regular: bool,
+    /// Records written since the file was last synced.
+    unsynced: u64,
+    /// When the file was last synced (or opened).
+    synced_at: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,10 +312,35 @@ impl OpenFile {
         Ok(OpenFile {
             id: file_id(&meta),
             size: meta.len(),
+            regular: meta.is_file(),
             file,
             path,
             period,
             broken_tail: false,
+            unsynced: 0,
+            synced_at: Instant::now(),
+        })
+    }
+
+    /// Asks the system to write the file's data to its device, and reports the error of a
+    /// write it took and could not write back (a failing disk, a thin volume or a network file
+    /// system out of space): `write` reported success for those records, which were counted
+    /// exported, and the error is the only sign that they may be lost.
+    fn sync(&mut self) -> Result<(), SinkError> {
+        if !self.regular || self.unsynced == 0 {
+            return Ok(());
+        }
+        let unsynced = std::mem::take(&mut self.unsynced);
+        self.synced_at = Instant::now();
+        self.file.sync_data().map_err(|e| {
+            SinkError::io(
+                format!(
+                    "syncing {} (the system could not write back what it took: {unsynced} \
+                     records written since the last sync, counted exported, may be lost)",
+                    self.path.display()
+                ),
+                e,
+            )
         })
     }
 
@@ -338,10 +372,12 @@ impl OpenFile {
             self.broken_tail = false;
         }
         let Err(e) = result else {
+            self.unsynced += line_ends.len() as u64;
             return Ok(());
         };
         let in_buf = written.saturating_sub(prefix.len());
         let whole = line_ends.partition_point(|end| *end <= in_buf);
+        self.unsynced += whole as u64;
         let kept = if whole == 0 { 0 } else { line_ends[whole - 1] };
         let torn = (in_buf - kept) as u64;
         if torn > 0 {
@@ -455,6 +491,7 @@ impl JsonFile {
             buf: Vec::with_capacity(64 * 1024),
             line_ends: Vec::new(),
             callsites: CallsiteText::default(),
+            sync_error: None,
         }
     }
 
@@ -496,24 +533,45 @@ impl JsonFile {
         incoming: u64,
     ) -> Result<(OpenFile, Option<SinkError>), SinkError> {
         let period = self.rotation.period_of(SystemTime::now());
-        let current = self
-            .out
-            .take()
-            .filter(|o| o.period == period && o.still_at_its_path());
-        let out = match current {
+        let current = match self.out.take() {
+            Some(o) if o.period == period && o.still_at_its_path() => Some(o),
+            Some(o) => {
+                self.retire(o);
+                None
+            }
+            None => None,
+        };
+        let mut out = match current {
             Some(out) => out,
             None => OpenFile::open(self.path_for(period), period)?,
         };
         if let Rotation::Size { max_bytes, keep } = self.rotation {
-            if out.size > 0 && out.size.saturating_add(incoming) > max_bytes {
+            let over =
+                |out: &OpenFile| out.size > 0 && out.size.saturating_add(incoming) > max_bytes;
+            if over(&out) {
+                // What the file holds, not only what this sink wrote: another writer, or a
+                // `copytruncate` that emptied it (which made an empty file rotate).
+                if let Ok(meta) = out.file.metadata() {
+                    out.size = meta.len();
+                }
+            }
+            if over(&out) {
                 // Closed first: some systems do not rename open files. When the rotation
                 // fails, the path names the full file again (moved aside first, put back).
-                drop(out);
+                self.retire(out);
                 let rotated = self.shift_rotated_files(keep);
                 return Ok((OpenFile::open(self.path.clone(), None)?, rotated.err()));
             }
         }
         Ok((out, None))
+    }
+
+    /// Closes a file the sink is done with, synced first: an error is kept for the next
+    /// flush to report.
+    fn retire(&mut self, mut out: OpenFile) {
+        if let Err(e) = out.sync() {
+            self.sync_error.get_or_insert(e);
+        }
     }
 
     /// Size rotation: `<path>.{keep-1}` → `.{keep}`, …, `<path>` → `.1` (or `<path>` deleted
@@ -690,15 +748,31 @@ impl Sink for JsonFile {
         result
     }
 
+    /// Syncs the file when it last did more than a second ago (so a write-back error
+    /// shows within about that long, at the cost of one sync per interval at most), and
+    /// reports the error of syncing a file closed since.
     fn flush(&mut self) -> Result<(), SinkError> {
-        let Some(out) = self.out.as_mut() else {
-            return Ok(());
-        };
-        out.file
-            .flush()
-            .map_err(|e| SinkError::io(format!("flushing {}", out.path.display()), e))
+        if let Some(e) = self.sync_error.take() {
+            return Err(e);
+        }
+        match self.out.as_mut() {
+            Some(out) if out.synced_at.elapsed() >= SYNC_EVERY => out.sync(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Syncs the file, whenever it was last synced.
+    fn shutdown(&mut self, _deadline: Instant) -> Result<(), SinkError> {
+        if let Some(e) = self.sync_error.take() {
+            return Err(e);
+        }
+        self.out.as_mut().map_or(Ok(()), OpenFile::sync)
     }
 }
+
+/// How often, at most, the sink syncs its file (when its buffer runs empty; and always at
+/// shutdown and when it closes a file).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Appends one record as a JSON line (with the newline) to `out`.
 ///

@@ -91,8 +91,10 @@ pub trait Sink: Send + 'static {
     /// ([`SinkError::Mixed`], for a sink that sends records to more than one place).
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError>;
 
-    /// Makes everything exported so far durable (flushes buffers). Called when the sink's
-    /// buffer runs empty and on flush requests.
+    /// Writes out what the sink buffers of its own (records exported so far), and for a sink
+    /// that can, checks that they reached their destination: the JSON-lines sink syncs its
+    /// file, at most once a second, and reports a write-back error here. Called when the
+    /// sink's buffer runs empty and on flush requests; an error shows in the sink's health.
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
