@@ -222,3 +222,32 @@ fn an_event_that_was_sampled_out_does_not_stop_a_late_parent() {
     assert_eq!(events.len(), 1, "only the error is kept");
     assert_eq!(events[0].span_context().unwrap().trace_id, trace);
 }
+
+/// A `traceparent` given at creation to a span with a local parent (an `#[instrument]`ed
+/// handler under the request span of a tower layer) is refused as one recorded later is:
+/// counted, the span kept in its local trace. It was dropped without a count (adversary pass
+/// 48), while the same value recorded later was counted.
+#[test]
+fn a_traceparent_given_at_creation_to_a_span_with_a_local_parent_is_counted() {
+    let sink = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        let server = tracing::info_span!("server");
+        server.in_scope(|| {
+            let value = header(true);
+            drop(tracing::info_span!("at creation", traceparent = %value));
+            let later = tracing::info_span!("later", traceparent = tracing::field::Empty);
+            later.record("traceparent", value.as_str());
+        });
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    assert_eq!(handle.stats().reparent_refused, 2);
+    let spans = spans(&sink);
+    let server = spans.iter().find(|s| s.name() == "server").unwrap();
+    for name in ["at creation", "later"] {
+        let span = spans.iter().find(|s| s.name() == name).unwrap();
+        assert_eq!(span.trace_id(), server.trace_id(), "{name}");
+        assert_eq!(span.parent_span_id(), Some(server.span_id()), "{name}");
+    }
+}

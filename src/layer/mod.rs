@@ -227,7 +227,7 @@ impl OffloadLayer {
             },
             None => Lineage::Root,
         }
-        .or_remote(attrs, class.may_have_remote_parent)
+        .or_remote(attrs, class.may_have_remote_parent, &self.intake)
     }
 
     /// The span an event happens in, as this layer records it (its context and local root),
@@ -506,20 +506,26 @@ fn reparent(
     });
     match outcome {
         Some(Ok(())) => Ok(()),
-        Some(Err(refused)) => {
-            intake.counters.reparent_refused.incr();
-            REPARENT_WARNED.call_once(|| {
-                eprintln!(
-                    "tracing-offload: a remote parent was refused ({refused}): the trace \
-                     would split. Set it on a local root before it has children or events; \
-                     see OffloadSpanExt::set_parent_traceparent. Further cases are counted \
-                     in stats().reparent_refused."
-                )
-            });
-            Err(refused)
+        Some(Err(why)) => {
+            refused(intake, &why);
+            Err(why)
         }
         None => Err(SetParentError::NotRecorded),
     }
+}
+
+/// Counts a remote parent refused, and says so the first time.
+#[cold]
+fn refused(intake: &Intake, why: &SetParentError) {
+    intake.counters.reparent_refused.incr();
+    REPARENT_WARNED.call_once(|| {
+        eprintln!(
+            "tracing-offload: a remote parent was refused ({why}): the trace would split. Set \
+             it on a local root before it has children or events; see \
+             OffloadSpanExt::set_parent_traceparent. Further cases are counted in \
+             stats().reparent_refused."
+        )
+    });
 }
 
 /// A new span's place in its trace, and the sampling decision.
@@ -547,21 +553,32 @@ enum Lineage {
 }
 
 impl Lineage {
-    /// A root whose callsite has a `traceparent` field with a valid value joins that trace.
+    /// A root whose callsite has a `traceparent` field with a valid value joins that trace. A
+    /// span with a local parent stays in its trace, and a valid `traceparent` given to it is
+    /// refused as [`reparent`] refuses one recorded later: counted, and said once.
     #[inline]
-    fn or_remote(self, attrs: &Attributes<'_>, may_have_remote_parent: bool) -> Self {
-        if !matches!(self, Lineage::Root) || !may_have_remote_parent {
+    fn or_remote(
+        self,
+        attrs: &Attributes<'_>,
+        may_have_remote_parent: bool,
+        intake: &Intake,
+    ) -> Self {
+        if !may_have_remote_parent {
             return self;
         }
-        Self::remote(attrs)
+        self.remote(attrs, intake)
     }
 
-    /// [`or_remote`](Self::or_remote) for a root whose callsite has a `traceparent` field.
+    /// [`or_remote`](Self::or_remote) for a span whose callsite has a `traceparent` field.
     #[cold]
-    fn remote(attrs: &Attributes<'_>) -> Self {
-        match remote_parent(attrs) {
-            Some(r) => Lineage::Remote(r),
-            None => Lineage::Root,
+    fn remote(self, attrs: &Attributes<'_>, intake: &Intake) -> Self {
+        match (self, remote_parent(attrs)) {
+            (Lineage::Root, Some(r)) => Lineage::Remote(r),
+            (local, Some(_)) => {
+                refused(intake, &SetParentError::HasLocalParent);
+                local
+            }
+            (lineage, None) => lineage,
         }
     }
 }
