@@ -360,6 +360,76 @@ impl WallClock {
     }
 }
 
+/// The drain thread's anchors over time: the one taken for its current batch, and the last one
+/// before each step of the system clock (`date -s`, an NTP step at boot, a resume from
+/// suspend, which the monotonic counter does not count), so that every record of a local trace
+/// is converted with the anchor in force when its local root started: a span then contains its
+/// events and its children whatever the clock did meanwhile, as OpenTelemetry's SDKs anchor a
+/// trace. (Converted with the anchor of the batch it closed in, a span open across a step of
+/// one hour started an hour after its own events: adversary pass 48.)
+#[derive(Debug)]
+pub(crate) struct Anchors {
+    current: WallClock,
+    /// The tick since which the current anchor's offset from the system clock holds.
+    since: Tick,
+    /// Earlier offsets, oldest first: since when each held, and its last anchor.
+    earlier: std::collections::VecDeque<(Tick, WallClock)>,
+}
+
+/// A change of the system clock's offset from the counter larger than this between two
+/// anchors is a step (an anchor's own error is below [`ANCHOR_GAP`]; a slewing clock drifts
+/// far less than this between two batches).
+const STEP_NANOS: u128 = 1_000_000;
+
+/// How many steps are remembered; records of a trace that started before the oldest use the
+/// oldest offset.
+const STEPS_KEPT: usize = 64;
+
+impl Anchors {
+    pub(crate) fn new(first: WallClock) -> Self {
+        Anchors {
+            current: first,
+            since: Tick::ZERO,
+            earlier: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Moves to the anchor of a new batch, remembering the one before when the system clock
+    /// stepped in between.
+    pub(crate) fn update(&mut self, next: WallClock) {
+        let predicted = self.current.wall_time(next.tick);
+        if predicted.nanos_apart(next.wall) > STEP_NANOS {
+            if self.earlier.len() == STEPS_KEPT {
+                self.earlier.pop_front();
+            }
+            self.earlier.push_back((self.since, self.current));
+            // The records after the last anchor of the old offset take the new one: when the
+            // step came between the two is not known.
+            self.since = self.current.tick;
+        }
+        self.current = next;
+    }
+
+    /// The anchor in force at `tick`.
+    #[inline]
+    pub(crate) fn at(&self, tick: Tick) -> &WallClock {
+        if tick >= self.since {
+            return &self.current;
+        }
+        self.earlier_at(tick)
+    }
+
+    #[cold]
+    fn earlier_at(&self, tick: Tick) -> &WallClock {
+        self.earlier
+            .iter()
+            .rev()
+            .find(|(since, _)| *since <= tick)
+            .or(self.earlier.front())
+            .map_or(&self.current, |(_, anchor)| anchor)
+    }
+}
+
 /// A wall-clock time as seconds since the Unix epoch (negative before it) and nanoseconds
 /// into the second: what `SystemTime` holds on Unix, in a form a record stores and a sink
 /// formats without `SystemTime`'s checked arithmetic.
@@ -373,6 +443,12 @@ pub(crate) struct WallTime {
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 impl WallTime {
+    /// How far apart two times are, in nanoseconds.
+    fn nanos_apart(self, other: WallTime) -> u128 {
+        let nanos = |t: WallTime| i128::from(t.secs) * 1_000_000_000 + i128::from(t.nanos);
+        (nanos(self) - nanos(other)).unsigned_abs()
+    }
+
     /// The Unix epoch.
     pub(crate) const EPOCH: WallTime = WallTime { secs: 0, nanos: 0 };
 
@@ -576,6 +652,65 @@ mod tests {
         let earliest = SystemTime::UNIX_EPOCH - Duration::from_secs(1 << 63);
         assert_eq!(WallTime::from_system(earliest), WallTime::MIN);
         assert_eq!(WallTime::from_system(earliest).to_system(), earliest);
+    }
+
+    /// Across a step of the system clock, a tick is converted with the anchor in force at it:
+    /// before the step with the offset before it, after with the new one; an anchor that
+    /// only moves on with the counter starts no new offset.
+    #[test]
+    fn anchors_remember_the_offset_before_each_step() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let tick = |n: u64| Tick::from_raw((1 << 40) + n * 1_000_000);
+        // Equal but for the rounding of the counter's rate (below a microsecond).
+        let close = |a: SystemTime, b: SystemTime| {
+            let apart = a.duration_since(b).unwrap_or_else(|e| e.duration());
+            assert!(apart < Duration::from_micros(1), "{a:?} and {b:?}");
+        };
+        let at = |ms: u64, wall: SystemTime| WallClock::at(tick(ms), wall);
+        let mut anchors = Anchors::new(at(0, t0));
+        // The counter and the clock move on together: the same offset.
+        let second = t0 + between(tick(0), tick(10));
+        anchors.update(at(10, second));
+        assert_eq!(anchors.since, Tick::ZERO);
+        // The clock jumps forward an hour.
+        let hour = Duration::from_secs(3600);
+        let stepped = t0 + between(tick(0), tick(20)) + hour;
+        anchors.update(at(20, stepped));
+        let before = tick(5);
+        close(
+            anchors.at(before).system_time(before),
+            t0 + between(tick(0), before),
+        );
+        let after = tick(30);
+        close(
+            anchors.at(after).system_time(after),
+            t0 + between(tick(0), after) + hour,
+        );
+        // And back two hours: three offsets, each at its ticks.
+        let back = t0 + between(tick(0), tick(40)) - hour;
+        anchors.update(at(40, back));
+        close(
+            anchors.at(before).system_time(before),
+            t0 + between(tick(0), before),
+        );
+        // (The ticks between the last anchor before a step and the first after it take the
+        // new offset: when the step came between the two is not known.)
+        let between_steps = tick(15);
+        close(
+            anchors.at(between_steps).system_time(between_steps),
+            t0 + between(tick(0), between_steps) + hour,
+        );
+        let last = tick(50);
+        close(
+            anchors.at(last).system_time(last),
+            t0 + between(tick(0), last) - hour,
+        );
+        // At most STEPS_KEPT remembered: the oldest offset is the one for older ticks.
+        for i in 0..2 * STEPS_KEPT as u64 {
+            let wall = t0 + between(tick(0), tick(100 + i)) + hour * (i as u32 % 2);
+            anchors.update(at(100 + i, wall));
+        }
+        assert_eq!(anchors.earlier.len(), STEPS_KEPT);
     }
 
     #[test]

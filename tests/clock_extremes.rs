@@ -170,3 +170,96 @@ fn a_clock_in_1969_dates_records_in_1969() {
         "@1969-06-01 12:00:00",
     );
 }
+
+/// A span open while the system clock steps (an NTP step at boot, `date -s`, a machine resumed
+/// from suspend, which the monotonic counter does not count) contains its events and its
+/// children: every record of a local trace is dated with the clock's offset when its root
+/// started, as OpenTelemetry's SDKs anchor a trace. The span's start was dated with the offset
+/// when it closed, an hour after its own events and child (adversary pass 48).
+#[test]
+fn a_span_open_across_a_clock_step_contains_its_events_and_children() {
+    let Some(libfaketime) = libfaketime() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let offset = dir.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_a_span_open_across_a_clock_step",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LD_PRELOAD", &libfaketime)
+        // Read again at each call: the child steps its own clock by writing the file.
+        .env("FAKETIME_TIMESTAMP_FILE", &offset)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("OFFLOAD_TEST_FAKETIME_FILE", &offset)
+        .env("TZ", "UTC")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed:\n{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "run by a_span_open_across_a_clock_step_contains_its_events_and_children"]
+fn child_a_span_open_across_a_clock_step() {
+    let offset = std::env::var_os("OFFLOAD_TEST_FAKETIME_FILE").expect("run by the parent test");
+    let collect = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(collect.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let created = SystemTime::now();
+    with_layer(layer, || {
+        let span = tracing::info_span!("long");
+        let _entered = span.enter();
+        tracing::info!("before the step");
+        tracing::info_span!("short").in_scope(|| {});
+        // Converted before the clock steps.
+        handle.flush(DEADLINE).unwrap();
+        std::fs::write(&offset, "+3600\n").unwrap();
+        wait_until("the clock to step", DEADLINE, || {
+            SystemTime::now()
+                .duration_since(created)
+                .is_ok_and(|d| d > Duration::from_secs(3000))
+        });
+        tracing::info!("after the step");
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let records = collect.data();
+    let spans = span_records(&records);
+    let long = span_named(&spans, "long");
+    let short = span_named(&spans, "short");
+    assert!(
+        off_by(long.start(), created) < Duration::from_secs(1),
+        "the span started at {:?}, created at {created:?}",
+        long.start()
+    );
+    let inside = |t: SystemTime| long.start() <= t && t <= long.end();
+    assert!(
+        inside(short.start()) && inside(short.end()),
+        "{short:#?} in {long:#?}"
+    );
+    let events: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event(e) => Some(e.timestamp()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 2);
+    for t in events {
+        assert!(inside(t), "an event at {t:?} outside its span {long:#?}");
+    }
+}

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::tail::{Backlog, ById, Remembered, TailBuffer};
 use super::{Pipeline, SinkSlot};
-use crate::clock::{self, deadline_after, WallClock};
+use crate::clock::{self, deadline_after, Anchors, Tick, WallClock};
 use crate::ids::SpanId;
 use crate::record::{Captured, DropReason, EventRecord, Record, Shared, Sharer, SpanRecord};
 use crate::silent;
@@ -46,8 +46,9 @@ struct Drain<'a> {
     sink_progress: Vec<SinkProgress>,
     /// Events waiting for their span to close, to be attached to it.
     pending: PendingSpanEvents,
-    /// Turns the calling threads' ticks into wall-clock time; refreshed every batch.
-    wall: WallClock,
+    /// Turn the calling threads' ticks into wall-clock time; refreshed every batch, the
+    /// offset before each step of the system clock remembered.
+    anchors: Anchors,
     /// Tail sampling: local traces held until their local root.
     tail: TailBuffer<'a>,
     /// Records released for the sinks (by tail sampling, or passing through), in order,
@@ -78,7 +79,7 @@ impl<'a> Drain<'a> {
             batch: Vec::with_capacity(p.settings.batch_size),
             sink_progress: vec![SinkProgress::new(); p.sinks.len()],
             pending: PendingSpanEvents::new(p.settings.span_event_limit),
-            wall: WallClock::now(),
+            anchors: Anchors::new(WallClock::now()),
             tail: TailBuffer::new(&p.tail, &p.intake.counters),
             backlog: Backlog::new(),
             events: Sharer::new(&p.intake.events, shared_followed(p)),
@@ -296,7 +297,7 @@ impl<'a> Drain<'a> {
         let intake = &self.p.intake;
         // The rate first: every tick of the batch is converted with the refined one.
         clock::refine();
-        self.wall = WallClock::now();
+        self.anchors.update(WallClock::now());
         let now = Instant::now();
         self.events.collect();
         self.spans.collect();
@@ -352,7 +353,14 @@ impl<'a> Drain<'a> {
         let intake = &self.p.intake;
         match record {
             Captured::Event(mut e) => {
-                e.timestamp = self.wall.wall_time(e.tick);
+                // Every record of a local trace with the anchor of its root's start (see
+                // `Anchors`); an event outside any span with its own.
+                let root = if e.root_start == Tick::ZERO {
+                    e.tick
+                } else {
+                    e.root_start
+                };
+                e.timestamp = self.anchors.at(root).wall_time(e.tick);
                 let context = e.context;
                 let shared = self.events.share(e);
                 if let Some(c) = context.filter(|c| c.sampled) {
@@ -362,11 +370,12 @@ impl<'a> Drain<'a> {
                 Record::Event(shared)
             }
             Captured::Span(mut s) => {
-                s.start = self.wall.wall_time(s.start_tick);
-                s.duration = self.wall.between(s.start_tick, s.end_tick);
+                let anchor = self.anchors.at(s.root_start);
+                s.start = anchor.wall_time(s.start_tick);
+                s.duration = anchor.between(s.start_tick, s.end_tick);
                 // Idle: the rest of the span's life (busy is counted at each exit). Both at
                 // the duration's rate, so that they add up to it.
-                let busy = self.wall.duration(s.busy_raw);
+                let busy = anchor.duration(s.busy_raw);
                 s.busy_idle = (busy, s.duration.saturating_sub(busy));
                 self.pending.attach(&mut s);
                 Record::Span(self.spans.share(s))
