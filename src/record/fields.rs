@@ -477,6 +477,12 @@ impl Fields {
             source = s.source();
             left -= 1;
         }
+        if source.is_some() {
+            // Cut: said in the chain itself, and counted as truncated.
+            let r = self.copy_text(cap, CHAIN_CUT);
+            self.sources.push(r);
+            cut = true;
+        }
         let sources = self.sources.len() as u32 - first_source;
         self.put_value(name, replace, || Value::Error {
             message,
@@ -605,8 +611,12 @@ impl Fields {
     }
 }
 
-/// The longest error source chain kept.
+/// The longest error source chain kept (a cycle in `source()` would be endless); a longer
+/// one ends with [`CHAIN_CUT`].
 const MAX_ERROR_SOURCES: usize = 16;
+
+/// The last source of a chain cut at [`MAX_ERROR_SOURCES`].
+const CHAIN_CUT: &str = "…[more sources, past 16, not kept]";
 
 impl fmt::Debug for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -998,6 +1008,45 @@ mod tests {
             format!("text 199 {}", "y".repeat(30))
         );
         assert!(f.sources.len() < 64, "{}", f.sources.len());
+    }
+
+    /// A chain longer than 16 sources (or a cycle) is cut, and says so: it ended at the 16th
+    /// source with no mark, and was not counted as truncated (adversary pass 50).
+    #[test]
+    fn a_chain_past_16_sources_ends_with_a_mark() {
+        let mut chain = Chain("e20", None);
+        for i in (0..20).rev() {
+            chain = Chain(
+                Box::leak(format!("e{i}").into_boxed_str()),
+                Some(Box::new(chain)),
+            );
+        }
+        let mut f = Fields::default();
+        assert!(
+            f.put_error("error", 64, false, &chain),
+            "counted as truncated"
+        );
+        let Some(FieldValue::Error(v)) = f.get("error") else {
+            panic!("{f:?}")
+        };
+        let sources: Vec<_> = v.sources().map(|t| t.text.to_owned()).collect();
+        assert_eq!(sources.len(), 17, "{sources:?}");
+        assert_eq!(sources[15], "e16");
+        assert_eq!(sources[16], CHAIN_CUT);
+        // 16 exactly is whole, unmarked.
+        let mut whole = Chain("e16", None);
+        for i in (0..16).rev() {
+            whole = Chain(
+                Box::leak(format!("e{i}").into_boxed_str()),
+                Some(Box::new(whole)),
+            );
+        }
+        let mut f = Fields::default();
+        assert!(!f.put_error("error", 64, false, &whole));
+        let Some(FieldValue::Error(v)) = f.get("error") else {
+            panic!("{f:?}")
+        };
+        assert_eq!(v.sources().last().unwrap().text, "e16");
     }
 
     #[test]
