@@ -381,9 +381,10 @@ pub(crate) struct Anchors {
 /// far less than this between two batches).
 const STEP_NANOS: u128 = 1_000_000;
 
-/// How many steps are remembered; records of a trace that started before the oldest use the
-/// oldest offset.
-const STEPS_KEPT: usize = 64;
+/// How many steps are remembered (only real steps of the clock make one: a slewing clock
+/// drifts microseconds between two batches); records of a trace that started before the oldest
+/// use the oldest offset.
+const STEPS_KEPT: usize = 1024;
 
 impl Anchors {
     pub(crate) fn new(first: WallClock) -> Self {
@@ -711,6 +712,28 @@ mod tests {
             anchors.update(at(100 + i, wall));
         }
         assert_eq!(anchors.earlier.len(), STEPS_KEPT);
+    }
+
+    /// A trace that started before 65 steps keeps its offset: 64 were remembered, and its
+    /// records converted after the 65th took another offset than those before (adversary
+    /// pass 52).
+    #[test]
+    fn a_trace_older_than_65_steps_keeps_its_offset() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let tick = |n: u64| Tick::from_raw((1 << 40) + n * 1_000_000);
+        let mut anchors = Anchors::new(WallClock::at(tick(0), t0));
+        let root = tick(1);
+        // A batch after the root's: the offset at the root is known to hold up to here.
+        anchors.update(WallClock::at(tick(5), t0 + between(tick(0), tick(5))));
+        let first = anchors.at(root).system_time(root);
+        for i in 1..=65u64 {
+            let step = Duration::from_secs(3600) * (i as u32 % 2);
+            anchors.update(WallClock::at(
+                tick(10 * i),
+                t0 + between(tick(0), tick(10 * i)) + step,
+            ));
+        }
+        assert_eq!(anchors.at(root).system_time(root), first);
     }
 
     #[test]

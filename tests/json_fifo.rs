@@ -127,3 +127,21 @@ fn a_reader_that_stops_at_end_of_stream_gets_the_records() {
         );
     }
 }
+
+/// A socket at the path fails as what it is: `open` says `ENXIO` for a socket as for a FIFO
+/// without a reader, and the sink said the socket was "a FIFO that no process is reading"
+/// (adversary pass 52).
+#[test]
+fn a_socket_at_the_path_is_not_called_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.jsonl");
+    let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let result = OffloadLayer::builder()
+        .sink(JsonFile::new(&path))
+        .build()
+        .map(drop)
+        .map_err(|e| error_chain(&e));
+    let err = result.expect_err("a socket is no file to write to");
+    assert!(!err.contains("FIFO"), "{err}");
+    assert!(err.contains("app.jsonl"), "{err}");
+}

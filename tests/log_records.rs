@@ -99,3 +99,24 @@ fn a_field_named_log_target_does_not_make_an_event_a_log_record() {
     assert_eq!(events[0].target(), "elsewhere");
     assert!(!events[0].is_from_log());
 }
+
+/// The bound on a `log` record's names is its own, whatever `max_field_len` is: under the
+/// default (8 KiB), a 3 000-byte target was kept whole and not counted (adversary pass 52).
+#[test]
+fn a_log_records_target_is_cut_at_1_kib_whatever_max_field_len_is() {
+    bridge();
+    let collect = Collect::new("collect");
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(collect.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let target = "t::".repeat(1000);
+    with_layer(layer, || {
+        log::warn!(target: &target, "long target");
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let events = collect.events();
+    assert_eq!(events[0].target(), &target[..1024]);
+    assert_eq!(handle.stats().truncated_values, 1);
+}

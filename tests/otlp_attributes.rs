@@ -187,3 +187,57 @@ fn each_error_value_of_a_log_record_keeps_its_name() {
         "{l:#?}"
     );
 }
+
+/// What an error value adds (`exception.*`, `<field>.chain`) loses to a field of the same
+/// name, wherever the field comes: one after the error value lost to it (adversary pass 52).
+#[test]
+fn a_field_after_an_error_value_keeps_its_value() {
+    let Some(collector) = Collector::start() else {
+        return;
+    };
+    let db = Failure(
+        "db down",
+        Some(Box::new(Failure("connection refused", None))),
+    );
+    let stats = run(&collector, Protocol::Grpc, || {
+        let span = tracing::info_span!(
+            "s",
+            db = &db as &(dyn std::error::Error + 'static),
+            exception.message = "mine",
+            db.chain = "mine too"
+        );
+        span.in_scope(|| {
+            tracing::warn!(
+                db = &db as &(dyn std::error::Error + 'static),
+                exception.message = "mine",
+                db.chain = "mine too",
+                "log"
+            );
+        });
+    });
+    assert_eq!(stats.sink("otlp").unwrap().exported, 2);
+    let spans = collector.wait_spans(1);
+    let logs = collector.wait_logs(1);
+    let log = log_with_body(&logs, "log");
+    let event = &spans[0].events[0].attributes;
+    for (what, attributes) in [
+        ("span", &spans[0].attributes),
+        ("log record", &log.attributes),
+        ("span event", event),
+    ] {
+        assert_eq!(
+            repeated(attributes),
+            Vec::<&str>::new(),
+            "{what}: {attributes:#?}"
+        );
+        let attr = |key: &str| {
+            attributes
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(attr("db"), Some("Str(db down)"), "{what}");
+        assert_eq!(attr("exception.message"), Some("Str(mine)"), "{what}");
+        assert_eq!(attr("db.chain"), Some("Str(mine too)"), "{what}");
+    }
+}

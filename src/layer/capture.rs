@@ -106,10 +106,9 @@ impl<'a> Capture<'a> {
             _ => log.file.insert(TextRange::default()),
         };
         // Names, not values: `max_field_len` does not apply (a target cut short is another
-        // target, which the whitelist and the critical targets would match), a bound does.
-        let range = self
-            .fields
-            .write_text(self.cap.max(MAX_LOG_NAME_LEN), write);
+        // target, which the whitelist and the critical targets would match); a bound of its
+        // own does, whatever `max_field_len` is.
+        let range = self.fields.write_text(MAX_LOG_NAME_LEN, write);
         self.truncated += u64::from(range.is_truncated());
         *slot = range;
     }

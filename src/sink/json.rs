@@ -410,7 +410,9 @@ impl OpenFile {
 /// Also says whether the open created the file.
 fn open_for_append(path: &std::path::Path) -> io::Result<(File, bool)> {
     create_or_append(path).map_err(|e| {
-        if super::is_fifo_without_reader(&e) {
+        // `ENXIO` says the same of a socket and of a device without a driver: only a FIFO is
+        // named one.
+        if super::is_fifo_without_reader(&e) && is_fifo(path) {
             io::Error::other(
                 "it is a FIFO that no process is reading (opening it would wait for one)",
             )
@@ -418,6 +420,18 @@ fn open_for_append(path: &std::path::Path) -> io::Result<(File, bool)> {
             e
         }
     })
+}
+
+/// Whether `path` (followed through links) is a FIFO.
+#[cfg(unix)]
+fn is_fifo(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+#[cfg(not(unix))]
+fn is_fifo(_: &std::path::Path) -> bool {
+    false
 }
 
 /// Opens `path` for appending, creating it (or a symbolic link's missing target); says whether

@@ -98,6 +98,7 @@ pub(super) fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanDat
         kind: SpanKind::Internal,
         status: Status::Unset,
         attributes: Vec::with_capacity(s.fields().len() + 8),
+        derived: Vec::new(),
     };
     for (key, v) in s.fields().iter() {
         span.field(key, v);
@@ -116,6 +117,7 @@ pub(super) fn span_data(s: &SpanRecord, scope: &InstrumentationScope) -> SpanDat
         span.attributes.push(KeyValue::new("idle_ns", nanos(idle)));
     }
     let events = s.events().iter().map(|e| span.event(e)).collect();
+    span.attributes.append(&mut span.derived);
     keep_first_of_each_key(&mut span.attributes);
     SpanData {
         span_context: SpanContext::new(
@@ -148,6 +150,9 @@ struct SpanParts {
     kind: SpanKind,
     status: Status,
     attributes: Vec<KeyValue>,
+    /// What the fields' and events' error values add (`exception.*`, `<field>.chain`): after
+    /// every field, so that a field of the same name wins.
+    derived: Vec<KeyValue>,
 }
 
 impl SpanParts {
@@ -168,8 +173,9 @@ impl SpanParts {
             }
             _ => match v {
                 FieldValue::Error(e) => {
-                    exception_attributes(&e, &mut self.attributes);
-                    error_attributes(key, &e, &mut self.attributes);
+                    self.attributes.push(KeyValue::new(key, value(v)));
+                    exception_attributes(&e, &mut self.derived);
+                    chain_attribute(key, &e, &mut self.derived);
                 }
                 _ => self.attributes.push(KeyValue::new(key, value(v))),
             },
@@ -189,6 +195,7 @@ impl SpanParts {
             None => Cow::Borrowed(e.name()),
         };
         let mut attrs = Vec::with_capacity(e.fields().len() + 6);
+        let mut derived = Vec::new();
         if e.level() >= LogLevel::Error && self.status == Status::Unset {
             self.status = Status::error("");
         }
@@ -196,14 +203,15 @@ impl SpanParts {
         for (key, v) in e.fields().iter() {
             match v {
                 FieldValue::Error(err) => {
-                    exception_attributes(&err, &mut attrs);
-                    error_attributes(key, &err, &mut attrs);
-                    exception_attributes(&err, &mut self.attributes);
+                    attrs.push(KeyValue::new(key, value(v)));
+                    exception_attributes(&err, &mut derived);
+                    chain_attribute(key, &err, &mut derived);
+                    exception_attributes(&err, &mut self.derived);
                 }
                 _ if key == "error" && e.message().is_none() => {
                     let text = v.to_string();
                     name = Cow::Borrowed("exception");
-                    attrs.push(KeyValue::new("exception.message", text.clone()));
+                    derived.push(KeyValue::new("exception.message", text.clone()));
                     self.status = Status::error(text);
                 }
                 _ => attrs.push(KeyValue::new(key, value(v))),
@@ -212,6 +220,7 @@ impl SpanParts {
         attrs.push(KeyValue::new("level", e.metadata().level().as_str()));
         attrs.push(KeyValue::new("target", e.target().to_owned()));
         code_attributes(e.file(), e.line(), e.module_path(), &mut attrs);
+        attrs.append(&mut derived);
         keep_first_of_each_key(&mut attrs);
         opentelemetry::trace::Event::new(name, otlp_time(e.timestamp()), attrs, 0)
     }
@@ -233,9 +242,8 @@ fn exception_attributes(e: &ErrorValue<'_>, out: &mut Vec<KeyValue>) {
     out.push(KeyValue::new("exception.stacktrace", chain(e)));
 }
 
-/// The error field itself and `<field>.chain`.
-fn error_attributes(key: &'static str, e: &ErrorValue<'_>, out: &mut Vec<KeyValue>) {
-    out.push(KeyValue::new(key, e.message().to_string()));
+/// An error field's `<field>.chain` (the field itself is its message).
+fn chain_attribute(key: &'static str, e: &ErrorValue<'_>, out: &mut Vec<KeyValue>) {
     out.push(KeyValue::new(format!("{key}.chain"), chain(e)));
 }
 
@@ -327,6 +335,7 @@ pub(super) fn log_record(
         r.set_body(AnyValue::String(m.to_string().into()));
     }
     let mut attributes: Vec<KeyValue> = Vec::with_capacity(e.fields().len() + 8);
+    let mut derived = Vec::new();
     for (key, v) in e.fields().iter() {
         match v {
             // As opentelemetry-appender-tracing: an error value is `exception.message` (the
@@ -334,20 +343,22 @@ pub(super) fn log_record(
             // `exception.stacktrace`; and the field itself, with its chain, as span events
             // have them, so that two errors are told apart.
             FieldValue::Error(err) => {
-                error_attributes(key, &err, &mut attributes);
-                attributes.push(KeyValue::new(
+                attributes.push(KeyValue::new(key, value(v)));
+                derived.push(KeyValue::new(
                     "exception.message",
                     err.message().to_string(),
                 ));
                 if err.sources().len() > 0 {
-                    attributes.push(KeyValue::new("exception.stacktrace", chain(&err)));
+                    derived.push(KeyValue::new("exception.stacktrace", chain(&err)));
                 }
+                chain_attribute(key, &err, &mut derived);
             }
             _ => attributes.push(KeyValue::new(key, value(v))),
         }
     }
     code_attributes(e.file(), e.line(), e.module_path(), &mut attributes);
     thread_attributes(&e.thread(), &mut attributes);
+    attributes.append(&mut derived);
     keep_first_of_each_key(&mut attributes);
     for kv in attributes {
         r.add_attribute(kv.key, any_of(kv.value));
