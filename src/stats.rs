@@ -30,9 +30,13 @@ pub(crate) struct SinkCounters {
     pub(crate) forwarded: Counter,
     /// Records written successfully.
     pub(crate) exported: Counter,
-    /// Records in batches whose export returned an error.
-    pub(crate) failed: Counter,
-    /// Of `failed`: those whose error was permanent.
+    /// Records in batches whose export returned an error that was not permanent. Failed
+    /// records are counted in two counters, each added once, and `failed` is their sum: a
+    /// total and its part counted apart let a snapshot between the two additions see the new
+    /// total with the old part, and the transient failures (the difference) went down at the
+    /// next (adversary pass 54).
+    pub(crate) failed_transient: Counter,
+    /// Records in batches whose export returned a permanent error.
     pub(crate) failed_permanent: Counter,
     /// Records the sink wrote to its spool instead of exporting them (see [`SpoolStats`]).
     pub(crate) spooled: Counter,
@@ -70,7 +74,7 @@ impl SinkCounters {
             name,
             forwarded: Counter::default(),
             exported: Counter::default(),
-            failed: Counter::default(),
+            failed_transient: Counter::default(),
             failed_permanent: Counter::default(),
             spooled: Counter::default(),
             spool: Mutex::new(None),
@@ -112,7 +116,7 @@ impl SinkCounters {
     /// Records the sink is done with: exported, spooled (durable, replayed later), failed, or
     /// dropped at this sink.
     pub(crate) fn completed(&self) -> u64 {
-        self.exported.get() + self.spooled.get() + self.failed.get() + self.dropped.total()
+        self.exported.get() + self.spooled.get() + self.failed() + self.dropped.total()
     }
 
     /// Keeps the sink's latest view of its spool.
@@ -122,10 +126,22 @@ impl SinkCounters {
         }
     }
 
+    /// Records in batches whose export returned an error, transient or permanent.
+    pub(crate) fn failed(&self) -> u64 {
+        self.failed_transient.get() + self.failed_permanent.get()
+    }
+
     pub(crate) fn note_success(&self) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.success_at = Some(SystemTime::now());
         last.failing_since = None;
+    }
+
+    /// Some records reached their destination in a batch that failed in part: when the sink
+    /// last delivered, without ending its failure.
+    pub(crate) fn note_delivered(&self) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.success_at = Some(SystemTime::now());
     }
 
     pub(crate) fn note_error(&self, error: String) {
@@ -145,11 +161,10 @@ impl SinkCounters {
             .collect();
         // Read while records flow: parts before their totals, outcomes before `forwarded`, and
         // each total at least its parts, so that a snapshot never shows more records done than
-        // handed over (a record is forwarded before its outcome is counted, and counted
-        // `failed` before `failed_permanent`).
+        // handed over (a record is forwarded before its outcome is counted).
         let failed_permanent = self.failed_permanent.get();
         let exported = self.exported.get();
-        let failed = self.failed.get().max(failed_permanent);
+        let failed = self.failed_transient.get() + failed_permanent;
         let spooled = self.spooled.get();
         let dropped: u64 = dropped_by_reason.iter().map(|(_, n)| n).sum();
         let forwarded = self
@@ -560,7 +575,7 @@ pub(crate) mod tests_support {
         let json = SinkCounters::new("json".into(), 100);
         json.forwarded.add(90);
         json.exported.add(83);
-        json.failed.add(5);
+        json.failed_transient.add(3);
         json.failed_permanent.add(2);
         json.dropped.add(DropReason::SinkBufferFull, 2);
         json.retries.add(1);
@@ -588,13 +603,11 @@ mod tests {
     #[test]
     fn a_sink_snapshot_never_shows_more_done_than_forwarded() {
         // As a snapshot can read them while records flow: the outcomes of records counted
-        // after the read of `forwarded` that preceded them, a permanent failure's part counted
-        // before its total.
+        // after the read of `forwarded` that preceded them.
         let c = SinkCounters::new("json".into(), 100);
         c.forwarded.add(3);
         c.exported.add(4);
         c.failed_permanent.add(2);
-        c.failed.add(1);
         c.dropped.add(DropReason::SinkBufferFull, 1);
         let s = c.snapshot();
         assert_eq!(s.failed, 2);

@@ -32,8 +32,9 @@ fn sh(script: &str) -> bool {
 }
 
 impl ThinVolume {
-    fn new() -> Option<ThinVolume> {
-        let base = std::env::temp_dir().join(format!("offload-thin-{}", std::process::id()));
+    /// `tag`: the test's own, so that the tests of this binary, run at once, each have one.
+    fn new(tag: &str) -> Option<ThinVolume> {
+        let base = std::env::temp_dir().join(format!("offload-thin-{tag}-{}", std::process::id()));
         let volume = ThinVolume { base };
         let b = volume.base.display();
         let made = sh(&format!(
@@ -67,7 +68,7 @@ impl Drop for ThinVolume {
 
 #[test]
 fn a_write_back_error_is_reported_not_hidden() {
-    let Some(volume) = ThinVolume::new() else {
+    let Some(volume) = ThinVolume::new("shutdown") else {
         skip_unless_required(
             "OFFLOAD_REQUIRE_LOOP_DEVICE",
             "cannot mount a loop device here (needs root, loop devices and mkfs.ext4)",
@@ -108,4 +109,43 @@ fn a_write_back_error_is_reported_not_hidden() {
         "the loss was not reported: {error:?}"
     );
     assert_ne!(component.status, HealthStatus::Healthy, "{component:#?}");
+}
+
+/// A burst, then quiet: the sink syncs while idle too, so the error shows within seconds, not
+/// at the next batch or at shutdown (the burst ended within a second of the last sync, and the
+/// sink, idle, never synced again: healthy for as long as the program stayed quiet; adversary
+/// pass 54).
+#[test]
+fn a_write_back_error_shows_while_the_sink_is_idle() {
+    let Some(volume) = ThinVolume::new("idle") else {
+        skip_unless_required(
+            "OFFLOAD_REQUIRE_LOOP_DEVICE",
+            "cannot mount a loop device here (needs root, loop devices and mkfs.ext4)",
+        );
+        return;
+    };
+    let path = volume.fs().join("app.jsonl");
+    let (layer, guard) = OffloadLayer::builder()
+        .backpressure(Backpressure::Block { timeout: DEADLINE })
+        .sink(JsonFile::new(&path))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let pad = "p".repeat(900);
+    with_layer(layer, || {
+        for i in 0..6_000u64 {
+            tracing::info!(i, pad = pad.as_str(), "tick");
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    wait_until("the write-back error in health", DEADLINE, || {
+        let health = handle.health();
+        let sink = health.component("sink:json").unwrap();
+        sink.status != HealthStatus::Healthy
+            && sink
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("may be lost"))
+    });
+    guard.shutdown(DEADLINE).unwrap();
 }

@@ -44,6 +44,11 @@ fn spans_delivered_while_the_logs_service_refuses_are_counted_exported() {
     // The spans went through; the events, sent as log records, were refused.
     assert_eq!((s.exported, s.failed), (N as u64, N as u64), "{s:#?}");
     assert_eq!(s.forwarded, 2 * N as u64);
+    // And the sink says when it last delivered: it said it never had (adversary pass 54).
+    assert!(s.last_success_at.is_some(), "{s:#?}");
+    let health = handle.health();
+    let component = health.component("sink:otlp").unwrap();
+    assert!(component.last_success_at.is_some(), "{component:#?}");
 }
 
 #[test]

@@ -286,10 +286,16 @@ impl<'a> SinkRunner<'a> {
                 self.count(|c| {
                     c.spooled.add(spooled);
                     c.exported.add(written.min(data - spooled));
-                    c.failed.add(failed);
+                    c.failed_transient.add(failed - permanent);
                     c.failed_permanent.add(permanent);
                 });
                 c.note_error(e.with_sources());
+                if written > 0 {
+                    // Part of the batch reached its destination (the spans of a collector
+                    // that refuses logs, say): a success too, though the sink is failing
+                    // (adversary pass 54: it never showed one).
+                    c.note_delivered();
+                }
             }
             Err(panic) => {
                 self.restore_reported();
@@ -396,7 +402,7 @@ impl<'a> SinkRunner<'a> {
     /// losses count only while the collector is reachable: a marker made during an outage would
     /// go to the spool, whose losses it reports, and could be evicted in turn.
     fn undelivered_now(&self) -> [u64; UNDELIVERED.len()] {
-        let failed = self.slot.counters.failed.get();
+        let failed = self.slot.counters.failed();
         let spool = self
             .slot
             .counters
