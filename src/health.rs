@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `queue` | depth ≥ [`queue_saturation`](HealthConfig::queue_saturation) × capacity, or records were dropped before the drain thread within the last [`drop_window`](HealthConfig::drop_window) | — |
 //! | `drain` | — | the drain thread has stopped (died or shut down), or its heartbeat is older than [`heartbeat_timeout`](HealthConfig::heartbeat_timeout) |
-//! | `sink:<name>` | the sink's last export failed; its collector is unreachable and it is spooling (a sink with a spool); one `export` (or `flush`) call has been running for longer than [`export_stuck_after`](HealthConfig::export_stuck_after), whatever the traffic, or (a sink with a spool) a request has waited that long for the collector's answer (stuck); its buffer, or its spool's budget, is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records (or lost spooled ones: evicted, corrupt, rejected) within the last `drop_window` | it has been failing, or its collector unreachable or not answering, for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
+//! | `sink:<name>` | the sink's last export failed; its collector is unreachable and it is spooling (a sink with a spool); one `export` (or `flush`) call has been running for longer than [`export_stuck_after`](HealthConfig::export_stuck_after), whatever the traffic, or (a sink with a spool) a request has waited that long for the collector's answer (stuck); its buffer, or its spool's budget, is ≥ [`sink_buffer_saturation`](HealthConfig::sink_buffer_saturation) full (stalled); or it dropped records (or lost spooled ones: evicted, corrupt, rejected, or learned that records it exported may be lost: `lost_after_export`) within the last `drop_window` | it has been failing, or its collector unreachable or not answering, for longer than [`sink_failing_timeout`](HealthConfig::sink_failing_timeout), or it was disabled after a panic |
 //! | `open_spans` | a span has been open longer than [`stuck_span_after`](HealthConfig::stuck_span_after), or more than [`max_open_spans`](HealthConfig::max_open_spans) spans are open | — |
 //! | `tail_sampling` (when on) | it holds ≥ [`tail_buffer_saturation`](HealthConfig::tail_buffer_saturation) × its budget, or it decided traces early because its budget was full within the last `drop_window` (they may be written in part, or dropped though they would have qualified) | — |
 //!
@@ -435,7 +435,7 @@ impl HealthMonitor {
             .iter()
             .filter(|s| {
                 w.sinks.entry(s.name.clone()).or_default().update(
-                    s.dropped + s.spool.as_ref().map_or(0, |p| p.lost()),
+                    s.dropped + s.spool.as_ref().map_or(0, |p| p.lost()) + s.lost_after_export,
                     now,
                     window,
                 )
@@ -781,6 +781,13 @@ fn sink_status(
             what.push(format!(
                 "lost from the spool: evicted {}, corrupt {}, rejected {}",
                 s.evicted, s.corrupt_records, s.rejected
+            ));
+        }
+        if sink.lost_after_export > 0 {
+            let error = sink.last_error.as_deref().unwrap_or("unknown error");
+            what.push(format!(
+                "exported and then possibly lost: {} (the last error: {error})",
+                sink.lost_after_export
             ));
         }
         let msg = format!(

@@ -45,6 +45,7 @@
 //! | `offload_sink_records_total` | counter | `sink`, `outcome` (`exported`, `spooled`, `failed`, `dropped`), `reason` (drops: the drop reason; failures: `permanent`, refused for good, or `transient`, might have gone through later) | what became of the records each sink was handed (`spooled`: written to the sink's spool, see below) |
 //! | `offload_sink_forwarded_records_total` | counter | `sink` | records the drain thread handed to the sink |
 //! | `offload_sink_retries_total` | counter | `sink` | export retries |
+//! | `offload_sink_lost_after_export_records_total` | counter | `sink` | records counted `exported` that the sink learned since may not have reached their destination (the JSON-lines sink: a sync reported that the system could not write them back) |
 //! | `offload_sink_export_batches_total` | counter | `sink` | export calls |
 //! | `offload_sink_buffer_depth` | gauge | `sink` | records in the sink's buffer now |
 //! | `offload_sink_buffer_capacity` | gauge | `sink` | the sink buffer's capacity |
@@ -602,6 +603,14 @@ fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Re
         "offload_sink_retries",
         "Export retries.",
         &per_sink(&|s| s.retries),
+    )?;
+    counter_family(
+        enc,
+        "offload_sink_lost_after_export_records",
+        "Records counted exported that the sink learned since may not have reached their \
+         destination (the JSON-lines sink: a sync of its file reported that the system could \
+         not write them back to the device). Also in the exported outcome.",
+        &per_sink(&|s| s.lost_after_export),
     )?;
     counter_family(
         enc,

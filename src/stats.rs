@@ -46,6 +46,9 @@ pub(crate) struct SinkCounters {
     pub(crate) dropped: DropCounters,
     /// Export retries (sinks that retry report them).
     pub(crate) retries: Counter,
+    /// Records counted exported that the sink learned since may not have reached their
+    /// destination (see [`Sink::lost_after_export`](crate::sink::Sink::lost_after_export)).
+    pub(crate) lost_after_export: Counter,
     /// Batches exported, whatever their outcome.
     pub(crate) batches: Counter,
     /// Time per `export` call.
@@ -80,6 +83,7 @@ impl SinkCounters {
             spool: Mutex::new(None),
             dropped: DropCounters::default(),
             retries: Counter::default(),
+            lost_after_export: Counter::default(),
             batches: Counter::default(),
             latency: Histogram::default(),
             buffer_capacity,
@@ -182,6 +186,7 @@ impl SinkCounters {
             dropped,
             dropped_by_reason,
             retries: self.retries.get(),
+            lost_after_export: self.lost_after_export.get(),
             batches: self.batches.get(),
             buffered: 0, // filled in by the pipeline, which owns the buffer
             buffer_capacity: self.buffer_capacity,
@@ -461,6 +466,12 @@ pub struct SinkStats {
     pub dropped_by_reason: Vec<(DropReason, u64)>,
     /// Export retries.
     pub retries: u64,
+    /// Records counted `exported` that the sink learned since may not have reached their
+    /// destination: for the JSON-lines sink, written to the file before a sync that reported
+    /// that the system could not write them back to the device (a failing disk, a thin volume
+    /// out of space). Also counted in `exported` (only the system knows which of them are
+    /// lost); health shows them as a loss, as drops are.
+    pub lost_after_export: u64,
     /// Export calls.
     pub batches: u64,
     /// Records waiting in the sink's buffer now.

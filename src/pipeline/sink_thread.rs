@@ -49,6 +49,8 @@ struct SinkRunner<'a> {
     dirty: bool,
     /// The sink's retry count already added to its counters.
     retries_seen: u64,
+    /// The sink's [`lost_after_export`](Sink::lost_after_export) total last read.
+    lost_seen: u64,
     /// The sink's spooled count already added to its counters.
     spooled_seen: u64,
 }
@@ -70,6 +72,7 @@ impl<'a> SinkRunner<'a> {
             stopping_marker_made: false,
             dirty: false,
             retries_seen: 0,
+            lost_seen: 0,
             spooled_seen: 0,
         }
     }
@@ -242,6 +245,7 @@ impl<'a> SinkRunner<'a> {
         let retries = self.sink.retries();
         c.retries.add(retries.saturating_sub(self.retries_seen));
         self.retries_seen = retries;
+        self.take_lost();
         // Records the sink wrote to its spool: counted there, not as exported or failed.
         let spooled = match result {
             Err(_) => 0,
@@ -342,6 +346,10 @@ impl<'a> SinkRunner<'a> {
         c.call_started();
         let result = catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut())));
         c.call_finished();
+        if result.is_ok() {
+            self.take_lost();
+        }
+        let c = &self.slot.counters;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => c.note_error(format!("{what}: {}", e.with_sources())),
@@ -353,6 +361,20 @@ impl<'a> SinkRunner<'a> {
                 ));
             }
         }
+    }
+
+    /// Counts what the sink says it lost after export since it was last asked (a sink that
+    /// panics here says nothing).
+    fn take_lost(&mut self) {
+        let sink = &self.sink;
+        let Ok(lost) = catch_unwind(AssertUnwindSafe(|| sink.lost_after_export())) else {
+            return;
+        };
+        self.slot
+            .counters
+            .lost_after_export
+            .add(lost.saturating_sub(self.lost_seen));
+        self.lost_seen = self.lost_seen.max(lost);
     }
 
     /// A marker for the drops (queue-level and this sink's) and this sink's undelivered

@@ -88,6 +88,8 @@ pub struct JsonFile {
     /// The error of syncing a file this sink closed (rotated, moved away), for the next flush
     /// to report.
     sync_error: Option<SinkError>,
+    /// Records written to the files this sink closed before a sync of theirs failed.
+    lost_in_closed: u64,
 }
 
 /// The escaped text of each callsite seen, keyed by its metadata's address (callsites are
@@ -196,6 +198,8 @@ struct OpenFile {
     regular: bool,
     /// Records written since the file was last synced.
     unsynced: u64,
+    /// Records written before a sync that failed.
+    lost: u64,
     /// When the file was last synced (or opened).
     synced_at: Instant,
 }
@@ -318,6 +322,7 @@ impl OpenFile {
             period,
             broken_tail: false,
             unsynced: 0,
+            lost: 0,
             synced_at: Instant::now(),
         })
     }
@@ -333,6 +338,7 @@ impl OpenFile {
         let unsynced = std::mem::take(&mut self.unsynced);
         self.synced_at = Instant::now();
         self.file.sync_data().map_err(|e| {
+            self.lost += unsynced;
             SinkError::io(
                 format!(
                     "syncing {} (the system could not write back what it took: {unsynced} \
@@ -506,6 +512,7 @@ impl JsonFile {
             line_ends: Vec::new(),
             callsites: CallsiteText::default(),
             sync_error: None,
+            lost_in_closed: 0,
         }
     }
 
@@ -586,6 +593,7 @@ impl JsonFile {
         if let Err(e) = out.sync() {
             self.sync_error.get_or_insert(e);
         }
+        self.lost_in_closed += out.lost;
     }
 
     /// Size rotation: `<path>.{keep-1}` → `.{keep}`, …, `<path>` → `.1` (or `<path>` deleted
@@ -779,6 +787,10 @@ impl Sink for JsonFile {
     /// tick, which syncs once a second has passed (a burst followed by quiet was synced only
     /// at the next batch or at shutdown, and a write-back error stayed unseen meanwhile:
     /// adversary pass 54).
+    fn lost_after_export(&self) -> u64 {
+        self.lost_in_closed + self.out.as_ref().map_or(0, |o| o.lost)
+    }
+
     fn holds_records(&self) -> bool {
         self.sync_error.is_some()
             || self

@@ -118,6 +118,14 @@ pub trait Sink: Send + 'static {
         None
     }
 
+    /// Records this sink counted exported and learned since may not have reached their
+    /// destination, so far: the JSON-lines sink's records written to its file before a sync
+    /// that reported that the system could not write them back to the device. Shown in stats
+    /// (`lost_after_export`), metrics and health (a loss, as a drop is).
+    fn lost_after_export(&self) -> u64 {
+        0
+    }
+
     /// Export retries so far (sinks that retry report them; shown in stats and metrics).
     fn retries(&self) -> u64 {
         0
