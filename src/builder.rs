@@ -300,7 +300,7 @@ impl Builder {
                 expected: format!(
                     "OFFLOAD_BACKPRESSURE=block with it (it is the timeout of that policy; \
                      OFFLOAD_BACKPRESSURE is {})",
-                    policy.map_or("unset", |p| p.as_str())
+                    policy.map_or("unset or invalid", |p| p.as_str())
                 ),
                 used: "nothing from it".into(),
             }),
@@ -507,9 +507,15 @@ impl Builder {
 
     /// Adds a prefix whose events are never sampled out, matched against the target and the
     /// name of events (default: none), e.g. `"security."`. It does not override the traces
-    /// sampler: spans follow [`traces_sampler`](Self::traces_sampler) alone.
+    /// sampler: spans follow [`traces_sampler`](Self::traces_sampler) alone. The prefixes set
+    /// in code replace `OFFLOAD_SAMPLE_ALWAYS`'s, as code wins over the environment.
     pub fn sample_always(mut self, prefix: impl Into<String>) -> Self {
-        let mut list = self.config.sample_always.value.clone();
+        let mut list = match self.config.sample_always.source {
+            // The first prefix set in code: the environment's list is not kept under the
+            // code's name (it was, adversary pass 53).
+            crate::config::Source::Code => self.config.sample_always.value.clone(),
+            _ => Vec::new(),
+        };
         list.push(prefix.into());
         self.config.sample_always.set_code(list);
         self
@@ -598,6 +604,10 @@ impl Builder {
         let names = self.start_sinks()?;
         crate::clock::warm_up();
         let pipeline = Arc::new(self.make_pipeline(names, sampling));
+        // The configuration shows the stall time in force: under `Block`, at most half its
+        // timeout (it showed the one set, adversary pass 53).
+        self.config.sink_stall_after_ms.value =
+            saturating_millis(pipeline.settings.sink_stall_after);
         // The handle exists before the threads, so that the admin endpoint is served (its
         // thread started, which can fail) before the pipeline's threads start.
         let handle = Handle {
@@ -646,9 +656,7 @@ impl Builder {
     /// Checks the settings that can be wrong, and gives the sampler's.
     fn validate(&self) -> Result<SamplingSettings, BuildError> {
         let c = &self.config;
-        if c.capacity.value == 0 {
-            return Err(BuildError::ZeroCapacity);
-        }
+        // A capacity of 0 too: `OutOfRange`, which says the range, as for every count.
         self.check_ranges()?;
         let sampling = SamplingSettings {
             rate: c.sample_rate.value,

@@ -91,7 +91,8 @@ pub struct Config {
     pub sink_buffer_capacity: Setting<usize>,
     /// How long dropping the guard may take, in milliseconds.
     pub drop_timeout_ms: Setting<u64>,
-    /// How long a full sink may go without an export before it is stalled, in milliseconds.
+    /// How long a full sink may go without an export before it is stalled, in milliseconds:
+    /// after `build()`, the one in force (under `Block`, at most half its timeout).
     pub sink_stall_after_ms: Setting<u64>,
     /// Whether spans count their busy and idle time.
     pub span_timings: Setting<bool>,
@@ -199,7 +200,9 @@ fn parse_tail_sampling(s: &str) -> Result<Option<crate::tail_sampling::TailSampl
     }
     match s.parse::<TailSampling>() {
         Ok(tail) => Ok(Some(tail)),
-        Err(_) => Err(EXPECTED_TAIL_SAMPLING.to_owned()),
+        // The parser's own reason (a criterion missing, say) before the general form: a value
+        // that matches the form can still be refused.
+        Err(e) => Err(format!("{EXPECTED_TAIL_SAMPLING} ({e})")),
     }
 }
 
@@ -236,7 +239,13 @@ fn apply_traces_sampler_env(c: &mut Config, env: &mut EnvReader<'_>, precedence:
             SamplerArg::Unset => return,
             _ => (in_force, ARG),
         },
-        None => return,
+        None => {
+            // An invalid sampler name has its own warning.
+            if !name_invalid {
+                warn_unused_arg(env, arg, in_force);
+            }
+            return;
+        }
     };
     let put = |s: &mut Setting<TracesSampler>, v| match precedence {
         EnvPrecedence::CodeWins => s.set_env(v, var),
@@ -244,6 +253,7 @@ fn apply_traces_sampler_env(c: &mut Config, env: &mut EnvReader<'_>, precedence:
     };
     if sampler.ratio().is_none() {
         put(&mut c.traces_sampler, sampler);
+        warn_unused_arg(env, arg, sampler);
         return;
     }
     let kept = in_force.ratio().filter(|_| reload);
@@ -284,6 +294,33 @@ fn apply_traces_sampler_env(c: &mut Config, env: &mut EnvReader<'_>, precedence:
         },
     };
     put(&mut c.traces_sampler, with_ratio(sampler, ratio));
+}
+
+/// An invalid `OTEL_TRACES_SAMPLER_ARG` while the sampler in force takes no argument: ignored,
+/// with a warning (it was ignored without a word). A valid one is ignored as OTel says, quietly
+/// (a strict build does not fail on it).
+fn warn_unused_arg(
+    env: &mut EnvReader<'_>,
+    arg: SamplerArg,
+    sampler: crate::sampling::TracesSampler,
+) {
+    let used = format!(
+        "nothing from it: the traces sampler {sampler} takes no argument (set \
+         OTEL_TRACES_SAMPLER=traceidratio or parentbased_traceidratio with it)"
+    );
+    let SamplerArg::Invalid(index, value) = arg else {
+        return;
+    };
+    match index {
+        // Not UTF-8: the reader already warned; say what was used instead.
+        Some(i) => env.warnings[i].used = used,
+        None => env.warnings.push(EnvWarning {
+            var: "OTEL_TRACES_SAMPLER_ARG".to_owned(),
+            value,
+            expected: "a number from 0.0 to 1.0, for a ratio sampler".to_owned(),
+            used,
+        }),
+    }
 }
 
 fn read_sampler_arg(env: &mut EnvReader<'_>) -> SamplerArg {

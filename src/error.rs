@@ -36,8 +36,9 @@ use crate::sink::SinkError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The queue capacity was 0.
-    #[error("queue capacity must be at least 1 (got 0); use a power of two such as 65536")]
+    /// The queue capacity was 0. No longer returned: a capacity of 0 is
+    /// [`OutOfRange`](Self::OutOfRange), as every count outside its range is.
+    #[error("queue capacity must be at least 1 (got 0); use 1 to 16777216 records")]
     ZeroCapacity,
     /// A numeric setting was outside its documented range (see the table on
     /// [`Builder`](crate::Builder)).

@@ -15,7 +15,7 @@ use crate::{env, sink, BuildError, Builder, EnvWarning, Guard, OffloadLayer, Set
 /// [`SubscriberExt::with`](https://docs.rs/tracing-subscriber/0.3/tracing_subscriber/layer/trait.SubscriberExt.html#method.with).
 pub type InitSubscriber = Layered<OffloadLayer, Layered<EnvFilter, Registry>>;
 
-/// The variable [`init`] reads its filter from, as `tracing_subscriber::fmt().init()` does.
+/// The variable [`init`] reads its filter from, as `tracing_subscriber::fmt::init()` does.
 const FILTER_VAR: &str = "RUST_LOG";
 
 /// Reads the environment, installs the layer with a console sink (stderr) as the global
@@ -39,7 +39,7 @@ const FILTER_VAR: &str = "RUST_LOG";
 ///   [`EnvFilter`](https://docs.rs/tracing-subscriber/0.3/tracing_subscriber/filter/struct.EnvFilter.html) syntax, e.g. `warn,my_app=debug`),
 ///   `info` when it is unset or empty. An invalid directive is ignored with a warning (on
 ///   stderr and in [`Config::warnings`](crate::Config::warnings)); the valid ones still apply.
-///   The filter applies to the whole subscriber, as `tracing_subscriber::fmt().init()` does;
+///   The filter applies to the whole subscriber, as `tracing_subscriber::fmt::init()` does;
 /// - the `log` bridge (`tracing-log`'s `LogTracer`), so records of `log`-based crates arrive
 ///   too, filtered alike. If a `log` logger is already set, they keep going there: `init`
 ///   says so on stderr and succeeds without the bridge.

@@ -44,8 +44,8 @@
 //! ```
 //!
 //! Or, for a program that only needs the console and the environment's settings:
-//! `let _guard = tracing_offload::init()?;`. Like `tracing_subscriber::fmt().init()`, it
-//! filters by `RUST_LOG` (default `info`) and brings in the records of `log`-based crates;
+//! `let _guard = tracing_offload::init()?;`. Like `tracing_subscriber::fmt::init()`, it
+//! filters by `RUST_LOG` (default `info`, where `fmt::init()` has `error`) and brings in the records of `log`-based crates;
 //! [`init_with`] does the same and adds layers of your own, [`init_from`] takes a builder of
 //! your own (your sinks) instead of the console:
 //!

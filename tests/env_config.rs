@@ -159,3 +159,53 @@ fn an_invalid_backpressure_warning_reads_as_one_sentence() {
         "unknown back-pressure policy \"fast\": use drop_oldest, drop_newest or block"
     );
 }
+
+/// The configuration shows the sink stall time in force: under `Block`, at most half the
+/// callers' timeout, as the README's table says (it showed the one set: adversary pass 53).
+#[test]
+fn the_stall_time_shown_is_the_one_in_force() {
+    let block = |timeout| tracing_offload::Backpressure::Block { timeout };
+    for (policy, shown) in [
+        (block(std::time::Duration::from_secs(1)), 500),
+        (block(std::time::Duration::from_millis(100)), 50),
+        (block(std::time::Duration::from_secs(60)), 1_000),
+        (tracing_offload::Backpressure::DropNewest, 1_000),
+    ] {
+        let (_layer, guard) = tracing_offload::OffloadLayer::builder()
+            .backpressure(policy)
+            .build()
+            .unwrap();
+        let config = guard.handle().config();
+        assert_eq!(config.sink_stall_after_ms.value, shown, "{policy:?}");
+    }
+}
+
+/// Prefixes set in code replace `OFFLOAD_SAMPLE_ALWAYS`'s, as code wins over the environment:
+/// they were added to them, and the whole list shown as set in code (adversary pass 53).
+#[test]
+fn sample_always_in_code_replaces_the_environments_list() {
+    let c = config_of(
+        Builder::from_env_with(&env(&[("OFFLOAD_SAMPLE_ALWAYS", "shop")]))
+            .sample_always("db")
+            .sample_always("audit"),
+    );
+    assert_eq!(c.sample_always.value, ["db", "audit"]);
+    assert_eq!(c.sample_always.source, Source::Code);
+    let c = config_of(Builder::from_env_with(&env(&[(
+        "OFFLOAD_SAMPLE_ALWAYS",
+        "shop",
+    )])));
+    assert_eq!(c.sample_always.value, ["shop"]);
+}
+
+/// A capacity of 0 is outside its range as any other count is, and the error says the range
+/// (it was an error of its own, whose hint asked for a power of two: adversary pass 53).
+#[test]
+fn a_capacity_of_zero_is_out_of_range() {
+    let err = Builder::new().capacity(0).build().map(drop).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::OutOfRange { setting, .. } if setting.contains("capacity")),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("1 to 16777216"), "{err}");
+}

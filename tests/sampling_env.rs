@@ -390,3 +390,42 @@ fn a_reload_warns_about_invalid_build_time_variables_and_reads_addresses_as_addr
         text("OFFLOAD_BLOCK_TIMEOUT_MS")
     );
 }
+
+/// An invalid `OTEL_TRACES_SAMPLER_ARG` with a sampler that takes no argument is said to change
+/// nothing: it was ignored without a word (adversary pass 53). A valid one is ignored quietly,
+/// as OTel says.
+#[test]
+fn an_invalid_sampler_argument_the_sampler_does_not_take_is_said_to_change_nothing() {
+    assert!(config(&[("OTEL_TRACES_SAMPLER_ARG", "0.25")])
+        .warnings
+        .is_empty());
+    for pairs in [
+        &[("OTEL_TRACES_SAMPLER_ARG", "abc")][..],
+        &[
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+            ("OTEL_TRACES_SAMPLER_ARG", "abc"),
+        ],
+    ] {
+        let c = config(pairs);
+        assert_eq!(c.warnings.len(), 1, "{pairs:?}: {:#?}", c.warnings);
+        assert_eq!(c.warnings[0].var, "OTEL_TRACES_SAMPLER_ARG");
+        assert!(
+            c.warnings[0].used.contains("takes no argument"),
+            "{:#?}",
+            c.warnings
+        );
+    }
+}
+
+/// A tail sampling value of the documented form without a criterion is refused with the
+/// reason, not only the form it matches (adversary pass 53).
+#[test]
+fn a_tail_sampling_value_without_a_criterion_says_why_it_is_refused() {
+    let c = config(&[("OFFLOAD_TAIL_SAMPLING", "wait:5s")]);
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    let expected = &c.warnings[0].expected;
+    assert!(
+        expected.contains("errors, slow: or ratio:") || expected.contains("criterion"),
+        "{expected}"
+    );
+}
