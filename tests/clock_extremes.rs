@@ -44,6 +44,12 @@ fn off_by(a: SystemTime, b: SystemTime) -> Duration {
 
 /// Runs `child` (an ignored test of this binary) with the system clock at `faketime`.
 fn run_child_at(child: &str, faketime: &str) {
+    run_child(child, &[("FAKETIME", faketime.as_ref())]);
+}
+
+/// Runs `child` (an ignored test of this binary) under libfaketime with `env` (the fake
+/// clock's settings), the monotonic clock left real.
+fn run_child(child: &str, env: &[(&str, &std::ffi::OsStr)]) {
     let Some(libfaketime) = libfaketime() else {
         return;
     };
@@ -57,7 +63,7 @@ fn run_child_at(child: &str, faketime: &str) {
             "--test-threads=1",
         ])
         .env("LD_PRELOAD", &libfaketime)
-        .env("FAKETIME", faketime)
+        .envs(env.iter().copied())
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .env("TZ", "UTC")
         .env("RUST_BACKTRACE", "0")
@@ -67,7 +73,7 @@ fn run_child_at(child: &str, faketime: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
-        "child {child} with the clock at {faketime} failed:\n{stdout}\n{stderr}"
+        "child {child} with {env:?} failed:\n{stdout}\n{stderr}"
     );
 }
 
@@ -178,35 +184,17 @@ fn a_clock_in_1969_dates_records_in_1969() {
 /// when it closed, an hour after its own events and child (adversary pass 48).
 #[test]
 fn a_span_open_across_a_clock_step_contains_its_events_and_children() {
-    let Some(libfaketime) = libfaketime() else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let offset = dir.path().join("faketime");
     std::fs::write(&offset, "+0\n").unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_a_span_open_across_a_clock_step",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("LD_PRELOAD", &libfaketime)
-        // Read again at each call: the child steps its own clock by writing the file.
-        .env("FAKETIME_TIMESTAMP_FILE", &offset)
-        .env("FAKETIME_NO_CACHE", "1")
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .env("OFFLOAD_TEST_FAKETIME_FILE", &offset)
-        .env("TZ", "UTC")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed:\n{stdout}\n{stderr}"
+    run_child(
+        "child_a_span_open_across_a_clock_step",
+        &[
+            // Read again at each call: the child steps its own clock by writing the file.
+            ("FAKETIME_TIMESTAMP_FILE", offset.as_os_str()),
+            ("FAKETIME_NO_CACHE", "1".as_ref()),
+            ("OFFLOAD_TEST_FAKETIME_FILE", offset.as_os_str()),
+        ],
     );
 }
 

@@ -66,14 +66,27 @@ impl Drop for ThinVolume {
     }
 }
 
-#[test]
-fn a_write_back_error_is_reported_not_hidden() {
-    let Some(volume) = ThinVolume::new("shutdown") else {
+/// Records written in one burst to a JSON file on a thin volume.
+const RECORDS: u64 = 6_000;
+
+/// A pipeline writing to a file on a [`ThinVolume`], after a burst of [`RECORDS`] records of
+/// about 1 KB (twice what the volume holds) and a flush; `None`, having said why, where there
+/// is no loop device.
+fn burst_on_a_thin_volume(
+    tag: &str,
+) -> Option<(
+    ThinVolume,
+    PathBuf,
+    tracing_offload::Guard,
+    tracing_offload::Handle,
+    tracing::Dispatch,
+)> {
+    let Some(volume) = ThinVolume::new(tag) else {
         skip_unless_required(
             "OFFLOAD_REQUIRE_LOOP_DEVICE",
             "cannot mount a loop device here (needs root, loop devices and mkfs.ext4)",
         );
-        return;
+        return None;
     };
     let path = volume.fs().join("app.jsonl");
     let (layer, guard) = OffloadLayer::builder()
@@ -82,13 +95,24 @@ fn a_write_back_error_is_reported_not_hidden() {
         .build()
         .unwrap();
     let handle = guard.handle();
-    let records = 6_000u64;
     let pad = "p".repeat(900);
-    with_layer(layer, || {
-        for i in 0..records {
+    let dispatch = dispatch(layer);
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..RECORDS {
             tracing::info!(i, pad = pad.as_str(), "tick");
         }
     });
+    handle.flush(DEADLINE).unwrap();
+    Some((volume, path, guard, handle, dispatch))
+}
+
+#[test]
+fn a_write_back_error_is_reported_not_hidden() {
+    let Some((volume, path, guard, handle, dispatch)) = burst_on_a_thin_volume("shutdown") else {
+        return;
+    };
+    let records = RECORDS;
+    drop(dispatch);
     guard.shutdown(DEADLINE).unwrap();
     let stats = handle.stats();
     let json = stats.sink("json").unwrap().clone();
@@ -124,28 +148,9 @@ fn a_write_back_error_is_reported_not_hidden() {
 /// pass 54).
 #[test]
 fn a_write_back_error_shows_while_the_sink_is_idle() {
-    let Some(volume) = ThinVolume::new("idle") else {
-        skip_unless_required(
-            "OFFLOAD_REQUIRE_LOOP_DEVICE",
-            "cannot mount a loop device here (needs root, loop devices and mkfs.ext4)",
-        );
+    let Some((_volume, _path, guard, handle, dispatch)) = burst_on_a_thin_volume("idle") else {
         return;
     };
-    let path = volume.fs().join("app.jsonl");
-    let (layer, guard) = OffloadLayer::builder()
-        .backpressure(Backpressure::Block { timeout: DEADLINE })
-        .sink(JsonFile::new(&path))
-        .build()
-        .unwrap();
-    let handle = guard.handle();
-    let pad = "p".repeat(900);
-    let dispatch = dispatch(layer);
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..6_000u64 {
-            tracing::info!(i, pad = pad.as_str(), "tick");
-        }
-    });
-    handle.flush(DEADLINE).unwrap();
     wait_until("the write-back error in health", DEADLINE, || {
         let health = handle.health();
         let sink = health.component("sink:json").unwrap();

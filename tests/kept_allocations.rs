@@ -285,60 +285,19 @@ fn wide_records_allocate_nothing_in_steady_state() {
         .unwrap();
     let handle = guard.handle();
     let progress = "p".repeat(100);
+    #[rustfmt::skip] // 24 fields, 8 a line
     let wide = |others: &[tracing::Span], i: u64| {
         tracing::info!(
-            f01 = i,
-            f02 = i,
-            f03 = i,
-            f04 = i,
-            f05 = i,
-            f06 = i,
-            f07 = i,
-            f08 = i,
-            f09 = i,
-            f10 = i,
-            f11 = i,
-            f12 = i,
-            f13 = i,
-            f14 = i,
-            f15 = i,
-            f16 = i,
-            f17 = i,
-            f18 = i,
-            f19 = i,
-            f20 = i,
-            f21 = i,
-            f22 = i,
-            f23 = i,
-            f24 = i,
+            f01 = i, f02 = i, f03 = i, f04 = i, f05 = i, f06 = i, f07 = i, f08 = i,
+            f09 = i, f10 = i, f11 = i, f12 = i, f13 = i, f14 = i, f15 = i, f16 = i,
+            f17 = i, f18 = i, f19 = i, f20 = i, f21 = i, f22 = i, f23 = i, f24 = i,
             "twenty-four fields"
         );
         let span = tracing::info_span!(
             "wide",
-            f01 = i,
-            f02 = i,
-            f03 = i,
-            f04 = i,
-            f05 = i,
-            f06 = i,
-            f07 = i,
-            f08 = i,
-            f09 = i,
-            f10 = i,
-            f11 = i,
-            f12 = i,
-            f13 = i,
-            f14 = i,
-            f15 = i,
-            f16 = i,
-            f17 = i,
-            f18 = i,
-            f19 = i,
-            f20 = i,
-            f21 = i,
-            f22 = i,
-            f23 = i,
-            f24 = i,
+            f01 = i, f02 = i, f03 = i, f04 = i, f05 = i, f06 = i, f07 = i, f08 = i,
+            f09 = i, f10 = i, f11 = i, f12 = i, f13 = i, f14 = i, f15 = i, f16 = i,
+            f17 = i, f18 = i, f19 = i, f20 = i, f21 = i, f22 = i, f23 = i, f24 = i,
             step = tracing::field::Empty
         );
         for other in others {
