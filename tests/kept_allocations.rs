@@ -158,6 +158,30 @@ const WARM_UP_ROUNDS: u64 = 40;
 const COUNTED_ROUNDS: u64 = 5;
 const PER_ROUND: u64 = 500;
 
+/// Warm-up rounds of `round`, every other one with the sink held until the round is done (a
+/// whole round in flight, the most a round can have).
+fn warm_up(reader: &Reader, handle: &tracing_offload::Handle, mut round: impl FnMut()) {
+    for i in 0..WARM_UP_ROUNDS {
+        reader.held.store(i % 2 == 0, Ordering::SeqCst);
+        round();
+        reader.held.store(false, Ordering::SeqCst);
+        handle.flush(DEADLINE).unwrap();
+    }
+}
+
+/// The calling thread's allocations over the counted rounds of `round` (the flushes between
+/// them not counted: flushing is not the hot path).
+fn counted(handle: &tracing_offload::Handle, mut round: impl FnMut()) -> u64 {
+    let mut counted = 0;
+    for _ in 0..COUNTED_ROUNDS {
+        let before = allocations();
+        round();
+        counted += allocations() - before;
+        handle.flush(DEADLINE).unwrap();
+    }
+    counted
+}
+
 #[test]
 fn kept_events_and_spans_allocate_nothing_in_steady_state() {
     let reader = Reader::default();
@@ -174,22 +198,9 @@ fn kept_events_and_spans_allocate_nothing_in_steady_state() {
         // until the round is done (a whole round in flight, the most a round can have), and
         // the rest let it run. Records are reused in turn, so each must have held each kind.
         filled = fill_pools(&handle);
-        for round in 0..WARM_UP_ROUNDS {
-            reader.held.store(round % 2 == 0, Ordering::SeqCst);
-            work(PER_ROUND);
-            reader.held.store(false, Ordering::SeqCst);
-            handle.flush(DEADLINE).unwrap();
-        }
-        let mut counted = 0;
-        for _ in 0..COUNTED_ROUNDS {
-            let before = allocations();
-            work(PER_ROUND);
-            counted += allocations() - before;
-            // Not counted: flushing is not the hot path.
-            handle.flush(DEADLINE).unwrap();
-        }
+        warm_up(&reader, &handle, || work(PER_ROUND));
         assert_eq!(
-            counted,
+            counted(&handle, || work(PER_ROUND)),
             0,
             "allocations on the calling thread for {} kept records",
             COUNTED_ROUNDS * PER_ROUND * 4
@@ -319,24 +330,14 @@ fn wide_records_allocate_nothing_in_steady_state() {
             }
         }
         made += fill;
-        for round in 0..WARM_UP_ROUNDS {
-            reader.held.store(round % 2 == 0, Ordering::SeqCst);
+        let round = || {
             for i in 0..PER_ROUND {
                 wide(&others, i);
             }
-            reader.held.store(false, Ordering::SeqCst);
-            handle.flush(DEADLINE).unwrap();
-        }
+        };
+        warm_up(&reader, &handle, round);
         made += WARM_UP_ROUNDS * PER_ROUND;
-        let mut counted = 0;
-        for _ in 0..COUNTED_ROUNDS {
-            let before = allocations();
-            for i in 0..PER_ROUND {
-                wide(&others, i);
-            }
-            counted += allocations() - before;
-            handle.flush(DEADLINE).unwrap();
-        }
+        let counted = counted(&handle, round);
         made += COUNTED_ROUNDS * PER_ROUND;
         assert_eq!(
             counted,
