@@ -337,7 +337,14 @@ impl OpenFile {
         }
         let unsynced = std::mem::take(&mut self.unsynced);
         self.synced_at = Instant::now();
-        self.file.sync_data().map_err(|e| {
+        let result = self.file.sync_data();
+        if result.as_ref().is_err_and(cannot_sync) {
+            // A file system that cannot sync (some network and virtual ones): nothing to learn
+            // from it, and nothing lost; not asked again.
+            self.regular = false;
+            return Ok(());
+        }
+        result.map_err(|e| {
             self.lost += unsynced;
             SinkError::io(
                 format!(
@@ -426,6 +433,12 @@ fn open_for_append(path: &std::path::Path) -> io::Result<(File, bool)> {
             e
         }
     })
+}
+
+/// Whether a sync's error says the file cannot be synced at all, rather than that data was not
+/// written back (`EINVAL`, `ENOTSUP`).
+fn cannot_sync(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported || e.kind() == io::ErrorKind::InvalidInput
 }
 
 /// Whether `path` (followed through links) is a FIFO.
