@@ -606,8 +606,14 @@ impl Builder {
         let pipeline = Arc::new(self.make_pipeline(names, sampling));
         // The configuration shows the stall time in force: under `Block`, at most half its
         // timeout (it showed the one set, adversary pass 53).
-        self.config.sink_stall_after_ms.value =
-            saturating_millis(pipeline.settings.sink_stall_after);
+        let in_force = pipeline.settings.sink_stall_after;
+        let stall = &mut self.config.sink_stall_after_ms;
+        if in_force < Duration::from_millis(stall.value) {
+            // Halved from `Block`'s timeout: shown whole milliseconds up (not 0 for 500 µs),
+            // from where the policy came.
+            stall.value = saturating_millis(in_force.saturating_add(Duration::from_nanos(999_999)));
+            stall.source = self.config.backpressure.source.clone();
+        }
         // The handle exists before the threads, so that the admin endpoint is served (its
         // thread started, which can fail) before the pipeline's threads start.
         let handle = Handle {

@@ -435,7 +435,9 @@ impl HealthMonitor {
             .iter()
             .filter(|s| {
                 w.sinks.entry(s.name.clone()).or_default().update(
-                    s.dropped + s.spool.as_ref().map_or(0, |p| p.lost()) + s.lost_after_export,
+                    s.dropped
+                        .saturating_add(s.spool.as_ref().map_or(0, |p| p.lost()))
+                        .saturating_add(s.lost_after_export),
                     now,
                     window,
                 )

@@ -148,6 +148,14 @@ impl SinkCounters {
         last.success_at = Some(SystemTime::now());
     }
 
+    /// An error that says records were lost after export: the last error, without the sink
+    /// failing.
+    pub(crate) fn note_loss(&self, error: String) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.error = Some(error);
+        last.error_at = Some(SystemTime::now());
+    }
+
     pub(crate) fn note_error(&self, error: String) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.error = Some(error);

@@ -209,3 +209,25 @@ fn a_capacity_of_zero_is_out_of_range() {
     );
     assert!(err.to_string().contains("1 to 16777216"), "{err}");
 }
+
+/// A stall time halved from `Block`'s timeout shows in whole milliseconds up (500 µs showed as
+/// 0) and comes from where the policy came (it said `Default`: adversary pass 55).
+#[test]
+fn a_halved_stall_time_shows_rounded_up_and_from_the_policy() {
+    let c = config_of(
+        Builder::new().backpressure(tracing_offload::Backpressure::Block {
+            timeout: std::time::Duration::from_millis(1),
+        }),
+    );
+    assert_eq!(c.sink_stall_after_ms.value, 1);
+    assert_eq!(c.sink_stall_after_ms.source, Source::Code);
+    let c = config_of(Builder::from_env_with(&env(&[
+        ("OFFLOAD_BACKPRESSURE", "block"),
+        ("OFFLOAD_BLOCK_TIMEOUT_MS", "600"),
+    ])));
+    assert_eq!(c.sink_stall_after_ms.value, 300);
+    assert_eq!(
+        c.sink_stall_after_ms.source,
+        Source::Env("OFFLOAD_BACKPRESSURE".into())
+    );
+}

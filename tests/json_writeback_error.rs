@@ -174,3 +174,52 @@ fn a_write_back_error_shows_while_the_sink_is_idle() {
     drop(dispatch);
     guard.shutdown(DEADLINE).unwrap();
 }
+
+/// A failed sync is a loss the sink learned of, not a failure to export: the sink is not
+/// "failing" for it (an idle sink went unhealthy for good: adversary pass 55), and drop
+/// markers written before it are not counted as records lost (`lost_after_export` went above
+/// `exported` by the markers: pass 55).
+#[test]
+fn a_failed_sync_counts_records_only_and_does_not_make_the_sink_failing() {
+    let Some(volume) = ThinVolume::new("markers") else {
+        skip_unless_required(
+            "OFFLOAD_REQUIRE_LOOP_DEVICE",
+            "cannot mount a loop device here (needs root, loop devices and mkfs.ext4)",
+        );
+        return;
+    };
+    let path = volume.fs().join("app.jsonl");
+    // A small queue that overflows: drop markers go into the file between the records.
+    let (layer, guard) = OffloadLayer::builder()
+        .capacity(16)
+        .sink(JsonFile::new(&path))
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    let pad = "p".repeat(3000);
+    let dispatch = dispatch(layer);
+    // Bursts (each overflows the queue: markers) until twice what the volume holds is written.
+    while handle.stats().sink("json").unwrap().exported * 3_000 < 6 << 20 {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..2_000u64 {
+                tracing::info!(i, pad = pad.as_str(), "tick");
+            }
+        });
+        handle.flush(DEADLINE).unwrap();
+    }
+    wait_until("the failed sync", DEADLINE, || {
+        handle.stats().sink("json").unwrap().lost_after_export > 0
+    });
+    let stats = handle.stats();
+    let json = stats.sink("json").unwrap();
+    assert!(stats.dropped > 0, "no marker was written: {stats:#?}");
+    assert!(json.lost_after_export <= json.exported, "{json:#?}");
+    assert_eq!(json.failing_for, None, "{json:#?}");
+    let health = handle.health();
+    let sink = health.component("sink:json").unwrap();
+    assert_eq!(sink.status, HealthStatus::Degraded, "{sink:#?}");
+    drop(dispatch);
+    guard.shutdown(DEADLINE).unwrap();
+    let json = handle.stats().sink("json").unwrap().clone();
+    assert!(json.lost_after_export <= json.exported, "{json:#?}");
+}

@@ -70,3 +70,35 @@ fn transient_failures_never_show_permanent_ones() {
     let stats = handle.stats();
     assert_eq!(stats.sinks[0].failed_permanent, stats.offered);
 }
+
+/// A sink that says it lost more than it exported: counted as at most what it exported (a user
+/// sink's `u64::MAX` was taken as is, and health's sum of losses could overflow: adversary
+/// pass 55).
+#[test]
+fn a_sink_cannot_say_it_lost_more_than_it_exported() {
+    struct Boasts;
+    impl Sink for Boasts {
+        fn name(&self) -> &str {
+            "boasts"
+        }
+        fn export(&mut self, _: &[Record]) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn lost_after_export(&self) -> u64 {
+            u64::MAX
+        }
+    }
+    let (layer, guard) = OffloadLayer::builder().sink(Boasts).build().unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..3u64 {
+            tracing::info!(i, "one");
+        }
+    });
+    handle.flush(DEADLINE).unwrap();
+    let _ = handle.health();
+    guard.shutdown(DEADLINE).unwrap();
+    let stats = handle.stats();
+    let sink = &stats.sinks[0];
+    assert_eq!((sink.exported, sink.lost_after_export), (3, 3), "{sink:#?}");
+}

@@ -51,6 +51,9 @@ struct SinkRunner<'a> {
     retries_seen: u64,
     /// The sink's [`lost_after_export`](Sink::lost_after_export) total last read.
     lost_seen: u64,
+    /// Losses counted after an export, whose error the sink reports at its next flush (the
+    /// sync of a file it closed).
+    lost_pending: u64,
     /// The sink's spooled count already added to its counters.
     spooled_seen: u64,
 }
@@ -73,6 +76,7 @@ impl<'a> SinkRunner<'a> {
             dirty: false,
             retries_seen: 0,
             lost_seen: 0,
+            lost_pending: 0,
             spooled_seen: 0,
         }
     }
@@ -245,7 +249,7 @@ impl<'a> SinkRunner<'a> {
         let retries = self.sink.retries();
         c.retries.add(retries.saturating_sub(self.retries_seen));
         self.retries_seen = retries;
-        self.take_lost();
+        self.lost_pending += self.take_lost();
         // Records the sink wrote to its spool: counted there, not as exported or failed.
         let spooled = match result {
             Err(_) => 0,
@@ -346,12 +350,18 @@ impl<'a> SinkRunner<'a> {
         c.call_started();
         let result = catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut())));
         c.call_finished();
-        if result.is_ok() {
-            self.take_lost();
-        }
+        let lost = if result.is_ok() {
+            self.take_lost() + std::mem::take(&mut self.lost_pending)
+        } else {
+            0
+        };
         let c = &self.slot.counters;
         match result {
             Ok(Ok(())) => {}
+            // A loss the sink learned of (a failed sync), not a failure to export: shown for
+            // the drop window, as drops are, without making the sink failing until its next
+            // export (an idle sink went unhealthy for good: adversary pass 55).
+            Ok(Err(e)) if lost > 0 => c.note_loss(format!("{what}: {}", e.with_sources())),
             Ok(Err(e)) => c.note_error(format!("{what}: {}", e.with_sources())),
             Err(panic) => {
                 c.disabled.store(true, Ordering::Relaxed);
@@ -363,18 +373,19 @@ impl<'a> SinkRunner<'a> {
         }
     }
 
-    /// Counts what the sink says it lost after export since it was last asked (a sink that
-    /// panics here says nothing).
-    fn take_lost(&mut self) {
+    /// Counts what the sink says it lost after export since it was last asked, and returns
+    /// it: never more than it exported (a sink that panics here says nothing).
+    fn take_lost(&mut self) -> u64 {
         let sink = &self.sink;
         let Ok(lost) = catch_unwind(AssertUnwindSafe(|| sink.lost_after_export())) else {
-            return;
+            return 0;
         };
-        self.slot
-            .counters
-            .lost_after_export
-            .add(lost.saturating_sub(self.lost_seen));
+        let c = &self.slot.counters;
+        let lost = lost.min(c.exported.get());
+        let new = lost.saturating_sub(self.lost_seen);
+        c.lost_after_export.add(new);
         self.lost_seen = self.lost_seen.max(lost);
+        new
     }
 
     /// A marker for the drops (queue-level and this sink's) and this sink's undelivered

@@ -83,6 +83,8 @@ pub struct JsonFile {
     buf: Vec<u8>,
     /// Where each record's line ends in `buf`.
     line_ends: Vec<usize>,
+    /// Which of those lines are drop markers.
+    marker_lines: Vec<usize>,
     /// Each callsite's escaped target and name, made once.
     callsites: CallsiteText,
     /// The error of syncing a file this sink closed (rotated, moved away), for the next flush
@@ -385,12 +387,10 @@ impl OpenFile {
             self.broken_tail = false;
         }
         let Err(e) = result else {
-            self.unsynced += line_ends.len() as u64;
             return Ok(());
         };
         let in_buf = written.saturating_sub(prefix.len());
         let whole = line_ends.partition_point(|end| *end <= in_buf);
-        self.unsynced += whole as u64;
         let kept = if whole == 0 { 0 } else { line_ends[whole - 1] };
         let torn = (in_buf - kept) as u64;
         if torn > 0 {
@@ -523,6 +523,7 @@ impl JsonFile {
             created: Created::default(),
             buf: Vec::with_capacity(64 * 1024),
             line_ends: Vec::new(),
+            marker_lines: Vec::new(),
             callsites: CallsiteText::default(),
             sync_error: None,
             lost_in_closed: 0,
@@ -709,10 +710,14 @@ impl JsonFile {
     fn serialise(&mut self, batch: &[Record]) {
         self.buf.clear();
         self.line_ends.clear();
+        self.marker_lines.clear();
         for (i, record) in batch.iter().enumerate() {
             crate::record::prefetch_ahead(batch, i);
             write_json_line(&mut self.buf, record, &mut self.callsites);
             self.line_ends.push(self.buf.len());
+            if matches!(record, Record::Dropped(_)) {
+                self.marker_lines.push(i);
+            }
         }
     }
 }
@@ -757,12 +762,17 @@ impl Sink for JsonFile {
         self.serialise(batch);
         let incoming = self.buf.len() as u64;
         let (mut out, rotation_failed) = self.take_file_for_batch(incoming)?;
-        let result = out
-            .write_lines(&self.buf, &self.line_ends)
-            .map_err(|(written, e)| {
-                let ctx = format!("writing {}", out.path.display());
-                SinkError::partial(written, SinkError::io(ctx, e))
-            });
+        let result = out.write_lines(&self.buf, &self.line_ends);
+        // The records written, for the next sync to vouch for: drop markers are not records.
+        let whole = result
+            .as_ref()
+            .map_or_else(|(w, _)| *w, |()| self.line_ends.len());
+        let markers = self.marker_lines.iter().filter(|&&m| m < whole).count();
+        out.unsynced += (whole - markers) as u64;
+        let result = result.map_err(|(written, e)| {
+            let ctx = format!("writing {}", out.path.display());
+            SinkError::partial(written, SinkError::io(ctx, e))
+        });
         self.out = Some(out);
         // Every record was written, but the file could not be rotated: said as an error that
         // counts the whole batch written, so that health shows it until a rotation succeeds.
