@@ -151,16 +151,21 @@ impl SinkCounters {
     /// An error that says records were lost after export: the last error, without the sink
     /// failing.
     pub(crate) fn note_loss(&self, error: String) {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.error = Some(error);
-        last.error_at = Some(SystemTime::now());
+        self.note(error, false);
     }
 
+    /// A failed call: the last error, and the sink failing from now (if it was not already).
     pub(crate) fn note_error(&self, error: String) {
+        self.note(error, true);
+    }
+
+    fn note(&self, error: String, failing: bool) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.error = Some(error);
         last.error_at = Some(SystemTime::now());
-        last.failing_since.get_or_insert_with(Instant::now);
+        if failing {
+            last.failing_since.get_or_insert_with(Instant::now);
+        }
     }
 
     pub(crate) fn snapshot(&self) -> SinkStats {
