@@ -57,10 +57,31 @@ impl fmt::Display for EnvWarning {
     }
 }
 
+impl EnvWarning {
+    /// The warning as a strict reader's refusal: the value and what was expected, without the
+    /// value a lenient reader uses instead (a strict reader uses none: it fails).
+    fn refusal(&self) -> String {
+        if self.value == REDACTED {
+            format!(
+                "{} (its value is not shown: it may hold secrets): expected {}",
+                self.var, self.expected
+            )
+        } else {
+            format!("{}={:?}: expected {}", self.var, self.value, self.expected)
+        }
+    }
+}
+
+/// The message of a strict reader's error over `warnings`.
+pub(crate) fn refusals(warnings: &[EnvWarning]) -> String {
+    let each: Vec<String> = warnings.iter().map(EnvWarning::refusal).collect();
+    format!("invalid environment: {}", each.join("; "))
+}
+
 /// Environment variables that a strict reader refused (`Otlp::try_from_env`, say): every
 /// warning. Converts into [`BuildError::InvalidEnv`](crate::BuildError::InvalidEnv).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid environment: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+#[error("{}", refusals(.0))]
 pub struct InvalidEnv(pub Vec<EnvWarning>);
 
 /// Reads environment variables with the OTel rules, collecting warnings.

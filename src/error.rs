@@ -65,7 +65,7 @@ pub enum BuildError {
     #[error("two sinks are named `{0}`; give one of them another name (e.g. `JsonFile::new(..).name(\"audit\")`)")]
     DuplicateSinkName(String),
     /// The strict [`Builder::try_from_env`](crate::Builder::try_from_env) found invalid environment variables.
-    #[error("invalid environment: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("{}", crate::env::refusals(.0))]
     InvalidEnv(Vec<EnvWarning>),
     /// The admin endpoint could not bind its address (the message names it).
     #[cfg(feature = "admin")]

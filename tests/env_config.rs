@@ -231,3 +231,28 @@ fn a_halved_stall_time_shows_rounded_up_and_from_the_policy() {
         Source::Env("OFFLOAD_BACKPRESSURE".into())
     );
 }
+
+/// The strict reader's error says what is wrong with each variable, and not what the lenient
+/// reader would use instead: nothing is used, the build is refused ("using the default" in the
+/// error misled; adversary pass 53).
+#[test]
+fn the_strict_error_names_the_value_and_what_was_expected_without_a_fallback() {
+    let pairs = env(&[("OFFLOAD_SAMPLE_RATE", "1.5"), ("OFFLOAD_CAPACITY", "zero")]);
+    let err = Builder::try_from_env_with(&pairs).unwrap_err();
+    let text = err.to_string();
+    for part in [
+        "OFFLOAD_SAMPLE_RATE=\"1.5\"",
+        "OFFLOAD_CAPACITY=\"zero\"",
+        "expected",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+    for misleading in ["using", "ignoring"] {
+        assert!(!text.contains(misleading), "{misleading:?} in: {text}");
+    }
+    let BuildError::InvalidEnv(warnings) = err else {
+        panic!("{err:?}")
+    };
+    let strict = tracing_offload::InvalidEnv(warnings).to_string();
+    assert_eq!(strict, text);
+}
