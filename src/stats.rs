@@ -487,7 +487,8 @@ pub struct SinkStats {
     pub lost_after_export: u64,
     /// Export calls.
     pub batches: u64,
-    /// Records waiting in the sink's buffer now.
+    /// Records waiting in the sink's buffer now; none once a shutdown gave up on the sink at
+    /// its deadline (what was left is counted dropped, `shutdown_deadline`).
     pub buffered: usize,
     /// The sink buffer's capacity.
     pub buffer_capacity: usize,

@@ -91,3 +91,40 @@ fn a_deadline_that_cuts_tail_sampling_short_leaves_true_counts() {
         "{stats:#?}"
     );
 }
+
+/// After a shutdown past its deadline, a stalled sink's buffer no longer shows as records
+/// waiting: they were counted dropped (`shutdown_deadline`), and showing them in `buffered` too
+/// counted them twice (adversary pass 54).
+#[test]
+fn records_given_up_at_the_deadline_are_not_shown_as_buffered() {
+    let sink = support::Collect::new("stalled");
+    sink.stall();
+    let (layer, guard) = OffloadLayer::builder()
+        .batch_size(BATCH)
+        .sink_buffer_capacity(1_024)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        for i in 0..2_000u64 {
+            tracing::info!(i, "queued behind a stalled sink");
+        }
+    });
+    wait_until("the stalled sink's buffer holds records", DEADLINE, || {
+        handle.stats().sink("stalled").unwrap().buffered > 0
+    });
+    let report = guard.shutdown(Duration::from_millis(20));
+    assert!(
+        report.is_err(),
+        "the deadline was meant to pass: {report:?}"
+    );
+    let stats = handle.stats();
+    let s = stats.sink("stalled").unwrap();
+    assert!(
+        s.dropped_for(tracing_offload::DropReason::ShutdownDeadline) > 0,
+        "{s:#?}"
+    );
+    assert_eq!(s.buffered, 0, "given up, not waiting: {s:#?}");
+    sink.release();
+}

@@ -320,7 +320,13 @@ impl Pipeline {
             .counters
             .snapshot(self.intake.queue.len(), self.intake.queue.capacity());
         for (s, slot) in stats.sinks.iter_mut().zip(&self.sinks) {
-            s.buffered = slot.buffer.len();
+            // A sink given up on at the shutdown deadline: what is left in its buffer was
+            // counted dropped (`shutdown_deadline`), not waiting (adversary pass 54).
+            s.buffered = if slot.abandoned.is_set() {
+                0
+            } else {
+                slot.buffer.len()
+            };
         }
         let counters = &self.intake.counters;
         let mut sampling = self.intake.sampler.stats();
