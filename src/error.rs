@@ -38,6 +38,7 @@ use crate::sink::SinkError;
 pub enum BuildError {
     /// The queue capacity was 0. No longer returned: a capacity of 0 is
     /// [`OutOfRange`](Self::OutOfRange), as every count outside its range is.
+    #[deprecated(note = "no longer returned: a capacity of 0 is `BuildError::OutOfRange`")]
     #[error("queue capacity must be at least 1 (got 0); use 1 to 16777216 records")]
     ZeroCapacity,
     /// A numeric setting was outside its documented range (see the table on
