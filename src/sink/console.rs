@@ -7,6 +7,11 @@ use crate::level::LogLevel;
 use crate::record::{write_rfc3339, FieldValue, Fields, Record};
 use crate::sink::{Sink, SinkError};
 
+/// The capacity of the buffer a batch's lines are written into.
+const LINE_CAPACITY: usize = 64 * 1024;
+/// Past this, the buffer a big batch grew is freed after the batch, not kept.
+const MAX_KEPT_LINE_CAPACITY: usize = 4 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stream {
     Stdout,
@@ -48,7 +53,7 @@ impl Console {
             stream,
             ansi: None,
             colour: false,
-            line: String::with_capacity(64 * 1024),
+            line: String::with_capacity(LINE_CAPACITY),
         }
     }
 
@@ -195,6 +200,10 @@ impl Sink for Console {
             Stream::Stdout => std::io::stdout().lock().write_all(self.line.as_bytes()),
             Stream::Stderr => std::io::stderr().lock().write_all(self.line.as_bytes()),
         };
+        // A big batch's buffer is not kept for the pipeline's whole life (adversary pass 57).
+        if self.line.capacity() > MAX_KEPT_LINE_CAPACITY {
+            self.line = String::with_capacity(LINE_CAPACITY);
+        }
         result.map_err(|e| SinkError::io("writing to the console", e))
     }
 
