@@ -891,7 +891,7 @@ fn abandon_sinks(sinks: &mut [Box<dyn Sink>]) {
 /// [`Config::warnings`]).
 fn print_warnings(warnings: &[EnvWarning]) {
     for w in warnings {
-        eprintln!("tracing-offload: {w}");
+        crate::notice::say(format_args!("{w}"));
     }
 }
 

@@ -2,7 +2,6 @@
 //! control it.
 
 use std::fmt;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -279,7 +278,7 @@ impl Handle {
             if let Some(current) = current {
                 w.used = format!("the current value {current}");
             }
-            eprintln!("tracing-offload: {w}");
+            crate::notice::say(format_args!("{w}"));
         }
         // The build's warnings stay; the last reload's replace the previous reload's, so that
         // reloading on a timer does not pile them up.
@@ -324,7 +323,7 @@ impl Handle {
             return;
         }
         if let Err(e) = self.flush(timeout) {
-            eprintln!("tracing-offload: flushing from the panic hook: {e}");
+            crate::notice::say(format_args!("flushing from the panic hook: {e}"));
         }
     }
 
@@ -527,8 +526,11 @@ fn shut_down_on_drop(handle: &Handle, drop_timeout: Duration, quiet: bool) {
         Ok(_) => return,
     };
     if !quiet {
-        // Not `eprintln!`, which panics when stderr is gone (an abort while unwinding).
-        let _ = writeln!(std::io::stderr(), "tracing-offload: {line}");
+        // Written by the notice thread: stderr may be a full pipe nobody reads, which the
+        // console sink, stuck writing to it, holds locked; the drop would never return
+        // (adversary pass 57). Waited for a little, so that a program that exits next still
+        // shows it.
+        crate::notice::post_and_wait(line, crate::notice::LAST_WORDS_WAIT);
     }
 }
 

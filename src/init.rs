@@ -2,8 +2,6 @@
 //! sink (and OTLP when the environment asks for it), `RUST_LOG` as the filter, the `log`
 //! bridge, and the global subscriber.
 
-use std::io::Write;
-
 use tracing_subscriber::filter::{Directive, EnvFilter, LevelFilter};
 use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::Registry;
@@ -124,11 +122,10 @@ where
 /// ```
 pub fn init_from(builder: Builder) -> Result<Guard, BuildError> {
     if !builder.has_sinks() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "tracing-offload: init_from: the builder has no sink, so records are written \
-             nowhere (add one with `.sink(…)`)"
-        );
+        crate::notice::say(format_args!(
+            "init_from: the builder has no sink, so records are written nowhere (add one with \
+             `.sink(…)`)"
+        ));
     }
     install(|| builder, |subscriber| subscriber)
 }
@@ -295,12 +292,10 @@ fn install_log_bridge() {
         .init()
         .is_err()
     {
-        let _ = writeln!(
-            std::io::stderr(),
-            "tracing-offload: a `log` logger is already set, so records of `log`-based crates \
-             keep going to it, not to this pipeline (the `log` bridge is installed only when \
-             no logger is set)"
-        );
+        crate::notice::say(format_args!(
+            "a `log` logger is already set, so records of `log`-based crates keep going to it, \
+             not to this pipeline (the `log` bridge is installed only when no logger is set)"
+        ));
     }
 }
 

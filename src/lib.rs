@@ -310,6 +310,7 @@ mod init;
 mod layer;
 mod level;
 pub mod metrics;
+mod notice;
 mod open_spans;
 mod pipeline;
 pub mod propagation;

@@ -518,13 +518,15 @@ fn reparent(
 #[cold]
 fn refused(intake: &Intake, why: &SetParentError) {
     intake.counters.reparent_refused.incr();
+    // Written by the notice thread: this may run inside the application's `tracing` call
+    // (`span.record("traceparent", …)`), and stderr may be a full pipe (adversary pass 57).
     REPARENT_WARNED.call_once(|| {
-        eprintln!(
-            "tracing-offload: a remote parent was refused ({why}): the trace would split. Set \
-             it on a local root before it has children or events; see \
+        crate::notice::post(format!(
+            "a remote parent was refused ({why}): the trace would split. Set it on a local \
+             root before it has children or events; see \
              OffloadSpanExt::set_parent_traceparent. Further cases are counted in \
              stats().reparent_refused."
-        )
+        ));
     });
 }
 

@@ -6,7 +6,6 @@
 //! woken by a producer only when records pile up (a depth checked every few records, never per
 //! record: waking a thread is a system call on the caller) and otherwise wakes on its own timer.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
@@ -211,14 +210,16 @@ impl Intake {
         if self.closed_by_guard_drop.is_set()
             && !self.guard_drop_notice_printed.swap(true, Ordering::Relaxed)
         {
-            // Not `eprintln!`, which panics when stderr is gone: this runs on an application
-            // thread, inside its `tracing` call.
-            let _ = writeln!(
-                std::io::stderr(),
-                "tracing-offload: a record was lost: the pipeline shut down when its Guard was \
-                 dropped, and every later record is dropped too (counted as `shutdown`). Keep \
-                 the guard alive for as long as the program logs: bind it to a name, e.g. \
-                 `let _guard = tracing_offload::init()?;` in `main`, not `let _ = …`."
+            // Written by the notice thread: this runs on an application thread, inside its
+            // `tracing` call, and stderr may be a full pipe (adversary pass 57). Waited for a
+            // little, once per pipeline, so that a program that ends next still shows it.
+            crate::notice::post_and_wait(
+                "a record was lost: the pipeline shut down when its Guard was dropped, and \
+                 every later record is dropped too (counted as `shutdown`). Keep the guard \
+                 alive for as long as the program logs: bind it to a name, e.g. `let _guard = \
+                 tracing_offload::init()?;` in `main`, not `let _ = …`."
+                    .to_owned(),
+                crate::notice::LAST_WORDS_WAIT,
             );
         }
     }
