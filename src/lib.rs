@@ -303,6 +303,7 @@ mod config;
 mod counters;
 mod env;
 mod error;
+mod fork;
 mod guard;
 pub mod health;
 mod ids;

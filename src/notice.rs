@@ -17,7 +17,7 @@
 use std::fmt;
 use std::io::Write as _;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
 /// How long a thread waits for a line that a program ending next must still show (a dropped
@@ -60,22 +60,49 @@ pub(crate) fn post_and_wait(line: String, wait: Duration) -> bool {
     rx.recv_timeout(wait).is_ok()
 }
 
+/// The notice thread of this process: where its lines go, and the forks this process
+/// descended from when it was started (a forked child has none of its parent's threads, and
+/// starts its own: adversary pass 58).
+struct Writer {
+    lines: SyncSender<Notice>,
+    generation: u32,
+}
+
 fn send(notice: Notice) -> bool {
-    static WRITER: OnceLock<Option<SyncSender<Notice>>> = OnceLock::new();
-    let writer = WRITER.get_or_init(|| {
+    static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
+    // Not `lock`: in a forked child, a thread of the parent's that held the lock at the fork
+    // does not exist, and never lets it go.
+    let mut writer = None;
+    for _ in 0..1_000 {
+        match WRITER.try_lock() {
+            Ok(w) => {
+                writer = Some(w);
+                break;
+            }
+            Err(TryLockError::Poisoned(w)) => {
+                writer = Some(w.into_inner());
+                break;
+            }
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    let Some(mut writer) = writer else {
+        return false;
+    };
+    let generation = crate::fork::current();
+    if writer.as_ref().is_none_or(|w| w.generation != generation) {
         let (tx, rx) = mpsc::sync_channel(QUEUED);
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name("offload-notice".into())
-            .spawn(move || write_all(&rx))
-            .ok()
-            .map(|_| tx)
-    });
-    match writer {
-        Some(tx) => match tx.try_send(notice) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-        },
-        None => false,
+            .spawn(move || write_all(&rx));
+        *writer = started.ok().map(|_| Writer {
+            lines: tx,
+            generation,
+        });
+    }
+    match writer.as_ref().map(|w| w.lines.try_send(notice)) {
+        Some(Ok(())) => true,
+        Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => false,
     }
 }
 

@@ -427,6 +427,9 @@ impl OffloadLayer {
         id: &Id,
         remote: RemoteParent,
     ) -> Result<(), SetParentError> {
+        if self.intake.forked() {
+            return Err(SetParentError::NotRecorded);
+        }
         reparent(&self.spans, &self.intake, id, remote)
     }
 
@@ -461,6 +464,9 @@ impl OffloadLayer {
     /// first of the subscriber's other `OffloadLayer`s that records it has (the outermost layer's
     /// per-layer filter may hide a span that another layer records).
     pub(crate) fn span_context_in_any_layer(&self, id: &Id) -> Option<SpanContext> {
+        if self.intake.forked() {
+            return None;
+        }
         if let Some((c, _)) = self.spans.context(id) {
             return Some(c);
         }
@@ -614,7 +620,8 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         // Nothing from the crate's own threads (its sinks' libraries log there): it would come
         // back into the pipeline. Its enter, exit and close then find no state in the store.
-        if !self.settings.enabled || silent::is_internal() {
+        // Nor in a forked child, where the pipeline does not run (see `crate::fork`).
+        if !self.settings.enabled || silent::is_internal() || self.intake.forked() {
             return;
         }
         let meta = attrs.metadata();
@@ -645,7 +652,7 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, _ctx: Context<'_, S>) {
-        if !self.settings.enabled {
+        if !self.settings.enabled || self.intake.forked() {
             return;
         }
         // Values are captured before the store's lock is taken: a `Debug` that panics or logs
@@ -689,7 +696,7 @@ where
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, _ctx: Context<'_, S>) {
-        if !self.settings.enabled {
+        if !self.settings.enabled || self.intake.forked() {
             return;
         }
         let Some((target, _)) = self.spans.context(follows) else {
@@ -707,6 +714,7 @@ where
     }
 
     fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        // Only this thread's stack of entered spans: nothing shared, also in a forked child.
         if !self.settings.enabled {
             return;
         }
@@ -720,7 +728,7 @@ where
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
-        if !self.settings.enabled {
+        if !self.settings.enabled || self.intake.forked() {
             return;
         }
         let entered_at = entered::exit(self.id, id);
@@ -732,6 +740,10 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if !self.settings.enabled || silent::is_internal() {
+            return;
+        }
+        if self.intake.forked() {
+            self.intake.refuse_in_forked_child();
             return;
         }
         let meta = event.metadata();
@@ -769,6 +781,13 @@ where
     }
 
     fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
+        if self.intake.forked() {
+            // Its state is the parent's, and so may be its store's locks.
+            if self.settings.enabled {
+                self.intake.refuse_in_forked_child();
+            }
+            return;
+        }
         let counters = &self.intake.counters;
         let Some((record, sampled)) = self.spans.remove(&id, &counters.open_spans) else {
             return;

@@ -555,7 +555,8 @@ impl Pipeline {
     }
 
     pub(crate) fn drain_alive(&self) -> bool {
-        !self.intake.drain_finished.is_set()
+        // In a forked child the drain thread is the parent's (adversary pass 58).
+        !self.intake.drain_finished.is_set() && !self.intake.forked()
     }
 
     /// The deadline a sink's own `shutdown` gets: the pipeline's shutdown deadline (sinks stop

@@ -162,6 +162,10 @@ pub(crate) struct Intake {
     pub(crate) closed_by_guard_drop: Flag,
     /// Whether the line about a dropped guard was printed (once per pipeline).
     guard_drop_notice_printed: AtomicBool,
+    /// The forks this process descended from when the pipeline was built (see `crate::fork`).
+    fork_generation: u32,
+    /// Whether the line about a forked child was printed (once per pipeline and child).
+    fork_notice_printed: AtomicBool,
 }
 
 /// Whether a record may be built and pushed, and how.
@@ -197,6 +201,8 @@ impl Intake {
             gave_up: Flag::default(),
             closed_by_guard_drop: Flag::default(),
             guard_drop_notice_printed: AtomicBool::new(false),
+            fork_generation: crate::fork::generation(),
+            fork_notice_printed: AtomicBool::new(false),
         }
     }
 
@@ -218,6 +224,33 @@ impl Intake {
                  every later record is dropped too (counted as `shutdown`). Keep the guard \
                  alive for as long as the program logs: bind it to a name, e.g. `let _guard = \
                  tracing_offload::init()?;` in `main`, not `let _ = …`."
+                    .to_owned(),
+                crate::notice::LAST_WORDS_WAIT,
+            );
+        }
+    }
+
+    /// Whether this process is a child forked after the pipeline was built: the pipeline's
+    /// threads are in the parent, so nothing here may touch its queues or pools (a push the
+    /// fork cut short would make a take wait for ever; adversary pass 58).
+    #[inline(always)]
+    pub(crate) fn forked(&self) -> bool {
+        crate::fork::forked_since(self.fork_generation)
+    }
+
+    /// Counts a record offered in a forked child (see [`forked`](Self::forked)) as dropped
+    /// (`shutdown`: the pipeline does not run here), and says so once.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refuse_in_forked_child(&self) {
+        self.counters.dropped.add(DropReason::Shutdown, 1);
+        if !self.fork_notice_printed.swap(true, Ordering::Relaxed) {
+            // Waited for a little (once): a forked child often ends soon.
+            crate::notice::post_and_wait(
+                "this process was forked after the pipeline was built, and the pipeline's \
+                 threads stayed in the parent: records offered here are dropped (counted as \
+                 `shutdown`). Build a pipeline in the child process (before its first record), \
+                 or fork before building one."
                     .to_owned(),
                 crate::notice::LAST_WORDS_WAIT,
             );
