@@ -222,14 +222,22 @@ pub(crate) fn new_span_id() -> SpanId {
     }
 }
 
+/// A new root's trace id and span id, from one access to this thread's stream (where
+/// a trace id and [`new_span_id`] would take three).
 #[inline]
-pub(crate) fn new_trace_id() -> TraceId {
-    loop {
-        let v = (u128::from(random_u64()) << 64) | u128::from(random_u64());
-        if v != 0 {
-            return TraceId::from_u128(v);
-        }
-    }
+pub(crate) fn new_root_ids() -> (TraceId, SpanId) {
+    RNG.with(|s| {
+        let mut state = s.get();
+        let ids = loop {
+            let trace = (u128::from(wyrand(&mut state)) << 64) | u128::from(wyrand(&mut state));
+            let span = wyrand(&mut state);
+            if trace != 0 && span != 0 {
+                break (TraceId::from_u128(trace), SpanId::from_u64(span));
+            }
+        };
+        s.set(state);
+        ids
+    })
 }
 
 /// Writes `bytes` as lower-case hex into `out` (twice as long).
@@ -258,10 +266,16 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_valid_and_distinct() {
-        let a = new_trace_id();
-        let b = new_trace_id();
+    fn root_ids_are_valid_and_distinct() {
+        let (t1, s1) = new_root_ids();
+        let (t2, s2) = new_root_ids();
+        assert!(t1.is_valid() && t2.is_valid() && t1 != t2);
+        assert!(s1.is_valid() && s2.is_valid() && s1 != s2);
+    }
+
+    #[test]
+    fn span_ids_are_valid_and_distinct() {
+        let (a, b) = (new_span_id(), new_span_id());
         assert!(a.is_valid() && b.is_valid() && a != b);
-        assert!(new_span_id().is_valid());
     }
 }

@@ -35,8 +35,8 @@ fn epoch_shift() -> u32 {
 }
 
 /// The epoch of a tick.
-#[inline]
-pub(crate) fn epoch_of(tick: Tick) -> u32 {
+#[cfg(test)]
+fn epoch_of(tick: Tick) -> u32 {
     (tick.raw() >> epoch_shift()) as u32
 }
 
@@ -64,6 +64,8 @@ struct Ring {
 #[derive(Debug)]
 pub(crate) struct OpenSpans {
     rings: Box<[CachePadded<Ring>]>,
+    /// [`epoch_shift`], read once here rather than from its `OnceLock` for every span.
+    shift: u32,
 }
 
 fn pack(epoch: u32, count: u32) -> u64 {
@@ -184,7 +186,14 @@ impl OpenSpans {
             rings: (0..shards.max(1))
                 .map(|_| CachePadded::new(Ring::new()))
                 .collect(),
+            shift: epoch_shift(),
         }
+    }
+
+    /// The epoch of a tick.
+    #[inline]
+    pub(crate) fn epoch_of(&self, tick: Tick) -> u32 {
+        (tick.raw() >> self.shift) as u32
     }
 
     /// A span opened in `epoch` in `shard`; the caller holds that shard's lock.
@@ -201,7 +210,7 @@ impl OpenSpans {
 
     /// How long the oldest open span has been open, to within an epoch; `None` when none is.
     pub(crate) fn oldest_age(&self) -> Option<Duration> {
-        let now = epoch_of(Tick::now());
+        let now = self.epoch_of(Tick::now());
         let oldest = self
             .rings
             .iter()

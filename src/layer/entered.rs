@@ -57,7 +57,7 @@ pub(super) fn enter(layer: u64, id: &Id, now: Tick) {
         let Ok(mut stacks) = stacks.try_borrow_mut() else {
             return;
         };
-        let i = match stacks.iter().position(|s| s.layer == layer) {
+        let i = match position_of(&stacks, layer) {
             Some(i) => i,
             None => {
                 if stacks.len() >= MAX_STACKS {
@@ -88,18 +88,29 @@ pub(super) fn exit(layer: u64, id: &Id) -> Option<Tick> {
     STACKS
         .try_with(|stacks| {
             let mut stacks = stacks.try_borrow_mut().ok()?;
-            let stack = stacks.iter_mut().find(|s| s.layer == layer)?;
-            let i = stack.spans.iter().rposition(|s| s.id == id)?;
+            let i = position_of(&stacks, layer)?;
+            let spans = &mut stacks[i].spans;
             // Spans are mostly exited innermost first.
-            let exited = if i + 1 == stack.spans.len() {
-                stack.spans.pop()?
+            let exited = if spans.last().is_some_and(|s| s.id == id) {
+                spans.pop()?
             } else {
-                stack.spans.remove(i)
+                let i = spans.iter().rposition(|s| s.id == id)?;
+                spans.remove(i)
             };
             (!exited.duplicate).then_some(exited.at)
         })
         .ok()
         .flatten()
+}
+
+/// Where `layer`'s stack is in this thread's list: nearly always the first (one layer per
+/// subscriber), checked before the list is searched.
+#[inline]
+fn position_of(stacks: &[Stack], layer: u64) -> Option<usize> {
+    match stacks.first() {
+        Some(first) if first.layer == layer => Some(0),
+        _ => stacks.iter().position(|s| s.layer == layer),
+    }
 }
 
 /// What the stack says about `layer`'s current span on this thread.
@@ -121,10 +132,8 @@ pub(super) fn current(layer: u64) -> Current {
             let Ok(stacks) = stacks.try_borrow() else {
                 return Current::Unknown;
             };
-            let top = stacks
-                .iter()
-                .find(|s| s.layer == layer)
-                .and_then(|s| s.spans.iter().rev().find(|s| !s.duplicate));
+            let top = position_of(&stacks, layer)
+                .and_then(|i| stacks[i].spans.iter().rev().find(|s| !s.duplicate));
             match top {
                 Some(top) => Current::Span(Id::from_non_zero_u64(top.id)),
                 None => Current::None,

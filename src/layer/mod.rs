@@ -28,7 +28,7 @@ use self::callsite::CallsiteClass;
 use self::capture::{is_marked_critical, remote_parent, Capture};
 use self::spans::{LocalRoot, NewSpan, SpanStore};
 use crate::clock::Tick;
-use crate::ids::{new_span_id, new_trace_id, thread_info, SpanContext, SpanId};
+use crate::ids::{new_root_ids, new_span_id, thread_info, SpanContext, SpanId};
 use crate::level::LogLevel;
 use crate::pipeline::queue::{Admission, Backpressure, Intake};
 use crate::record::{Captured, EventRecord, Fields, LogSource, SpanRecord};
@@ -282,7 +282,6 @@ impl OffloadLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let sampler = &self.intake.sampler;
-        let span_id = new_span_id();
         match self.parent_of(attrs, id, ctx, class) {
             Lineage::Local {
                 context,
@@ -290,7 +289,7 @@ impl OffloadLayer {
             } => Placement {
                 // Inherited (the sampler says so, for every sampler).
                 context: SpanContext {
-                    span_id,
+                    span_id: new_span_id(),
                     sampled: sampler.sample_span(context.trace_id, Parent::Local(context.sampled)),
                     ..context
                 },
@@ -299,19 +298,23 @@ impl OffloadLayer {
                 local_root,
                 has_local_parent: true,
             },
-            Lineage::Remote(r) => Placement {
-                context: SpanContext {
-                    trace_id: r.trace_id,
-                    span_id,
-                    sampled: sampler.sample_span(r.trace_id, Parent::Remote(r.sampled)),
-                },
-                parent: Some(r.span_id),
-                parent_is_remote: true,
-                local_root: (span_id, now),
-                has_local_parent: false,
-            },
+            Lineage::Remote(r) => {
+                let span_id = new_span_id();
+                Placement {
+                    context: SpanContext {
+                        trace_id: r.trace_id,
+                        span_id,
+                        sampled: sampler.sample_span(r.trace_id, Parent::Remote(r.sampled)),
+                    },
+                    parent: Some(r.span_id),
+                    parent_is_remote: true,
+                    local_root: (span_id, now),
+                    has_local_parent: false,
+                }
+            }
             Lineage::Root => {
-                let trace_id = new_trace_id();
+                // One access to the thread's random stream for both ids.
+                let (trace_id, span_id) = new_root_ids();
                 Placement {
                     context: SpanContext {
                         trace_id,
@@ -352,7 +355,10 @@ impl OffloadLayer {
             self.settings.max_field_len,
             class.duplicate_names,
         );
-        capture.traceparent = Some(&mut ignored);
+        // Only a callsite with a `traceparent` field has one to set aside.
+        if class.may_have_remote_parent {
+            capture.traceparent = Some(&mut ignored);
+        }
         attrs.record(&mut capture);
         let truncated = capture.truncated;
         self.count_truncated(truncated);
@@ -818,8 +824,8 @@ mod tests {
 
     #[test]
     fn ids_are_valid_and_distinct() {
-        let a = new_trace_id();
-        let b = new_trace_id();
+        let (a, _) = new_root_ids();
+        let (b, _) = new_root_ids();
         assert!(a.is_valid() && b.is_valid() && a != b);
         assert!(new_span_id().is_valid());
     }

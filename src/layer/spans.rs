@@ -16,7 +16,7 @@ use tracing_core::span::Id;
 
 use crate::clock::{RawSpan, Tick};
 use crate::ids::{SpanContext, SpanId, TraceId};
-use crate::open_spans::{epoch_of, OpenSpans, SHARDS};
+use crate::open_spans::{OpenSpans, SHARDS};
 use crate::record::SpanRecord;
 
 use super::id_index::IdIndex;
@@ -169,7 +169,7 @@ impl SpanStore {
         ages: &OpenSpans,
     ) -> Result<(), Option<Box<SpanRecord>>> {
         let shard = shard_of(id);
-        let epoch = epoch_of(new.opened);
+        let epoch = ages.epoch_of(new.opened);
         let mut guard = self.lock(shard);
         let map = &mut *guard;
         ages.open(shard, epoch);
