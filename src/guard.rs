@@ -522,6 +522,8 @@ impl Drop for Guard {
 fn shut_down_on_drop(handle: &Handle, drop_timeout: Duration, quiet: bool) {
     let line = match handle.shutdown(drop_timeout) {
         Err(FlushError::Abandoned { report }) => abandoned_on_drop(&report, drop_timeout),
+        // A forked child's copy of the guard: the pipeline is the parent's, which goes on.
+        Err(FlushError::ForkedChild) => return,
         Err(e) => e.to_string(),
         Ok(_) => return,
     };

@@ -15,11 +15,12 @@ use std::io::Read;
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use support::*;
 use tracing_offload::health::HealthStatus;
 use tracing_offload::sink::{Sink, SinkError};
-use tracing_offload::{DropReason, OffloadLayer, OffloadSpanExt, Record};
+use tracing_offload::{DropReason, FlushError, OffloadLayer, OffloadSpanExt, Record};
 
 /// Takes every batch and keeps nothing.
 struct Discard;
@@ -78,7 +79,9 @@ fn forks_made_while_threads_log_never_hang_the_child() {
             })
         })
         .collect();
-    let mut hung = 0;
+    let handle = guard.handle();
+    let mut guard = Some(guard);
+    let (mut hung, mut failed) = (0, Vec::new());
     for _ in 0..FORKS {
         // SAFETY: the child only logs through the pipeline and leaves with `_exit`.
         match unsafe { libc::fork() } {
@@ -86,20 +89,41 @@ fn forks_made_while_threads_log_never_hang_the_child() {
                 // SAFETY: plain system calls in the child; a hung child is killed by SIGALRM.
                 unsafe { libc::alarm(10) };
                 tracing::dispatcher::with_default(&dispatch, || (0..20).for_each(|_| work()));
-                unsafe { libc::_exit(0) }
+                // Flush, shutdown and the guard's drop: nothing of the parent's to wait for
+                // (pass 59: they waited for its locks for ever, or the whole drop timeout).
+                let start = Instant::now();
+                let flushed = handle.flush(Duration::from_secs(5));
+                let shut = handle.shutdown(Duration::from_secs(5));
+                drop(guard.take());
+                let code = if flushed != Err(FlushError::ForkedChild)
+                    || !matches!(shut, Err(FlushError::ForkedChild))
+                {
+                    2
+                } else if start.elapsed() > Duration::from_secs(1) {
+                    3
+                } else {
+                    0
+                };
+                unsafe { libc::_exit(code) }
             }
             pid => {
                 assert!(pid > 0, "fork failed");
-                if wait_for(pid) != Some(0) {
-                    hung += 1;
+                match wait_for(pid) {
+                    Some(0) => {}
+                    Some(code) => failed.push(code),
+                    None => hung += 1,
                 }
             }
         }
     }
     stop.store(true, Ordering::Relaxed);
     loggers.into_iter().for_each(|t| t.join().unwrap());
-    guard.shutdown(DEADLINE).unwrap();
+    guard.take().unwrap().shutdown(DEADLINE).unwrap();
     assert_eq!(hung, 0, "children that hung (killed after 10 s) of {FORKS}");
+    assert!(
+        failed.is_empty(),
+        "2: flush or shutdown not refused as in a forked child, 3: slow: {failed:?}"
+    );
 }
 
 #[test]
@@ -166,4 +190,49 @@ fn a_forked_child_records_nothing_counts_what_it_drops_and_says_why() {
     guard.shutdown(DEADLINE).unwrap();
     let stats = handle.stats();
     assert_eq!(stats.dropped, 0, "{stats:#?}");
+}
+
+/// The resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A span entered and exited in a forked child: the thread's stack of entered spans was pushed
+/// and never popped there, and grew for ever (94 MB for 4 000 000 pairs; adversary pass 59).
+#[test]
+fn spans_entered_in_a_forked_child_leave_nothing_behind() {
+    let (layer, guard) = OffloadLayer::builder().sink(Discard).build().unwrap();
+    let dispatch = dispatch(layer);
+    tracing::dispatcher::with_default(&dispatch, work);
+    // SAFETY: the child enters a span in a loop and leaves with `_exit`.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: a plain system call; a hung child is killed by SIGALRM.
+            unsafe { libc::alarm(60) };
+            let grew = tracing::dispatcher::with_default(&dispatch, || {
+                let span = tracing::info_span!("entered again and again");
+                let before = rss_kib();
+                for _ in 0..2_000_000 {
+                    let _entered = span.enter();
+                }
+                rss_kib().saturating_sub(before)
+            });
+            unsafe { libc::_exit(i32::from(grew > 8 * 1024)) }
+        }
+        pid => {
+            assert!(pid > 0, "fork failed");
+            assert_eq!(
+                wait_for(pid),
+                Some(0),
+                "1: 2 000 000 enters grew the child by more than 8 MiB; none: it hung"
+            );
+        }
+    }
+    guard.shutdown(DEADLINE).unwrap();
 }

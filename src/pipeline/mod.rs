@@ -200,6 +200,13 @@ pub enum FlushError {
          sinks?): it would wait for itself; refused"
     )]
     OnPipelineThread,
+    /// Called in a child process forked after the pipeline was built: the pipeline's threads,
+    /// and the records they had, are the parent's. Nothing done (see the README's `fork()`).
+    #[error(
+        "flush or shutdown called in a child process forked after the pipeline was built: its \
+         threads and records are in the parent; nothing done"
+    )]
+    ForkedChild,
     /// Shutdown finished but could not flush everything by the deadline.
     #[error("shutdown abandoned {} records ({:?}); unfinished threads: {:?}", report.abandoned.total(), report.abandoned, report.unfinished_threads)]
     Abandoned {
@@ -362,6 +369,11 @@ impl Pipeline {
     /// undecided are not waited for; those of traces decided before the call (or decided by
     /// the records it waits for: their local roots) are.
     pub(crate) fn flush_until(&self, deadline: Instant) -> Result<(), FlushError> {
+        if self.intake.forked() {
+            // Nothing of the parent's: not its locks, which its threads may have held at the
+            // fork, nor its queue (adversary pass 59: flush and shutdown hung in a child).
+            return Err(FlushError::ForkedChild);
+        }
         let counters = &self.intake.counters;
         let target = counters.accepted.get();
         // Acquire: pairs with the drain thread's Release in publishing its backlog.
@@ -400,6 +412,10 @@ impl Pipeline {
     /// Closes the queue, flushes, stops the threads; idempotent (later calls return the first
     /// report).
     pub(crate) fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, FlushError> {
+        if self.intake.forked() {
+            // As `flush_until`: in a forked child there is nothing of ours to stop.
+            return Err(FlushError::ForkedChild);
+        }
         let started = Instant::now();
         let deadline = deadline_after(timeout);
         {
