@@ -97,9 +97,15 @@ pub struct JsonFile {
 /// The escaped text of each callsite seen, keyed by its metadata's address (callsites are
 /// `'static`), so that a record copies it instead of escaping it again.
 #[derive(Debug, Default)]
-struct CallsiteText(
-    std::collections::HashMap<usize, Callsite, std::hash::BuildHasherDefault<AddressHasher>>,
-);
+struct CallsiteText {
+    /// Each callsite's index in `texts`.
+    index: std::collections::HashMap<usize, usize, std::hash::BuildHasherDefault<AddressHasher>>,
+    texts: Vec<Callsite>,
+    /// The callsite looked up last (its metadata's address and its index): a batch's records
+    /// come from a few callsites, often one after another, and a hit costs a comparison
+    /// instead of a hash look-up.
+    last: Option<(usize, usize)>,
+}
 
 /// One callsite's text.
 #[derive(Debug)]
@@ -171,13 +177,33 @@ impl std::hash::Hasher for AddressHasher {
 const CALLSITE_TEXT_LIMIT: usize = 16_384;
 
 impl CallsiteText {
+    #[inline]
     fn get(&mut self, meta: &'static tracing_core::Metadata<'static>) -> &Callsite {
-        if self.0.len() >= CALLSITE_TEXT_LIMIT {
-            self.0.clear();
+        let address = std::ptr::from_ref(meta).addr();
+        match self.last {
+            Some((last, i)) if last == address => &self.texts[i],
+            _ => self.look_up(meta, address),
         }
-        self.0
-            .entry(meta as *const _ as usize)
-            .or_insert_with(|| Callsite::new(meta))
+    }
+
+    /// [`get`](Self::get) for a callsite other than the last one.
+    #[inline(never)]
+    fn look_up(
+        &mut self,
+        meta: &'static tracing_core::Metadata<'static>,
+        address: usize,
+    ) -> &Callsite {
+        if self.texts.len() >= CALLSITE_TEXT_LIMIT {
+            self.index.clear();
+            self.texts.clear();
+        }
+        let texts = &mut self.texts;
+        let i = *self.index.entry(address).or_insert_with(|| {
+            texts.push(Callsite::new(meta));
+            texts.len() - 1
+        });
+        self.last = Some((address, i));
+        &self.texts[i]
     }
 }
 
@@ -1476,6 +1502,47 @@ mod tests {
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(s).unwrap()
             );
+        }
+    }
+
+    /// Records of two callsites, one after the other: each line has its own callsite's target,
+    /// name and field names.
+    #[test]
+    fn each_line_has_its_own_callsites_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("callsites.jsonl");
+        let (layer, guard) = crate::OffloadLayer::builder()
+            .backpressure(crate::Backpressure::Block {
+                timeout: Duration::from_secs(60),
+            })
+            .sink(JsonFile::new(&path))
+            .build()
+            .unwrap();
+        use tracing_subscriber::prelude::*;
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            for i in 0..3u64 {
+                tracing::info!(target: "first", alpha = i, "one");
+                tracing::warn!(target: "second\"quoted", beta = i, gamma = "g", "two");
+                tracing::warn!(target: "second\"quoted", beta = i, gamma = "g", "two");
+            }
+        });
+        guard.handle().flush(Duration::from_secs(60)).unwrap();
+        drop(guard);
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 9);
+        for (i, l) in lines.iter().enumerate() {
+            let n = (i / 3) as u64;
+            if i % 3 == 0 {
+                assert_eq!(l["target"], "first");
+                assert_eq!(l["fields"], serde_json::json!({ "alpha": n }));
+            } else {
+                assert_eq!(l["target"], "second\"quoted");
+                assert_eq!(l["fields"], serde_json::json!({ "beta": n, "gamma": "g" }));
+            }
         }
     }
 }
