@@ -85,13 +85,49 @@ pub struct JsonFile {
     line_ends: Vec<usize>,
     /// Which of those lines are drop markers.
     marker_lines: Vec<usize>,
-    /// Each callsite's escaped target and name, made once.
-    callsites: CallsiteText,
+    /// Text escaped once and copied after: each callsite's target, name and field names, and
+    /// the last thread's name.
+    escaped: Escaped,
     /// The error of syncing a file this sink closed (rotated, moved away), for the next flush
     /// to report.
     sync_error: Option<SinkError>,
     /// Records written to the files this sink closed before a sync of theirs failed.
     lost_in_closed: u64,
+}
+
+/// Text a sink escapes once and copies after.
+#[derive(Debug, Default)]
+struct Escaped {
+    callsites: CallsiteText,
+    thread: ThreadText,
+}
+
+/// `,"thread":…` for the thread named last (names are interned: one name, one address), so
+/// that the records of a thread copy it rather than escape the name again.
+#[derive(Debug, Default)]
+struct ThreadText {
+    /// The [address](address_of) of the name `text` was made for.
+    name: (usize, usize),
+    text: Vec<u8>,
+}
+
+impl ThreadText {
+    /// Appends `,"thread":"<name>"`, or `,"thread":"thread-<id>"` for a thread without a name.
+    #[inline]
+    fn write(&mut self, out: &mut Vec<u8>, t: ThreadInfo) {
+        match t.name {
+            Some(name) if address_of(name) == self.name && !self.text.is_empty() => {
+                append_bytes(out, &self.text);
+            }
+            Some(name) => {
+                self.text.clear();
+                thread(&mut self.text, &t);
+                self.name = address_of(name);
+                append_bytes(out, &self.text);
+            }
+            None => thread(out, &t),
+        }
+    }
 }
 
 /// The escaped text of each callsite seen, keyed by its metadata's address (callsites are
@@ -550,7 +586,7 @@ impl JsonFile {
             buf: Vec::with_capacity(64 * 1024),
             line_ends: Vec::new(),
             marker_lines: Vec::new(),
-            callsites: CallsiteText::default(),
+            escaped: Escaped::default(),
             sync_error: None,
             lost_in_closed: 0,
         }
@@ -739,7 +775,7 @@ impl JsonFile {
         self.marker_lines.clear();
         for (i, record) in batch.iter().enumerate() {
             crate::record::prefetch_ahead(batch, i);
-            write_json_line(&mut self.buf, record, &mut self.callsites);
+            write_json_line(&mut self.buf, record, &mut self.escaped);
             self.line_ends.push(self.buf.len());
             if matches!(record, Record::Dropped(_)) {
                 self.marker_lines.push(i);
@@ -867,10 +903,10 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// need no escaping and are copied as they are; only user text (targets, names, messages,
 /// field names and values) goes through [`string`], which copies runs that need no escaping in
 /// one go. Floats and 128-bit integers are written by `serde_json`/`itoa`-style formatting.
-fn write_json_line(out: &mut Vec<u8>, record: &Record, callsites: &mut CallsiteText) {
+fn write_json_line(out: &mut Vec<u8>, record: &Record, escaped: &mut Escaped) {
     match record {
-        Record::Event(e) => event(out, e, callsites),
-        Record::Span(s) => span(out, s, callsites),
+        Record::Event(e) => event(out, e, escaped),
+        Record::Span(s) => span(out, s, escaped),
         Record::Dropped(d) => dropped(out, d),
     }
     out.extend_from_slice(b"}\n");
@@ -919,9 +955,9 @@ fn target_and_name(out: &mut Vec<u8>, target: &str, name: &str) {
     string(out, name);
 }
 
-fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
+fn event(out: &mut Vec<u8>, e: &EventRecord, escaped: &mut Escaped) {
     head(out, e.wall_time(), Kind::Event, e.level());
-    let callsite = callsites.get(e.metadata());
+    let callsite = escaped.callsites.get(e.metadata());
     if e.is_from_log() {
         // A `log` record's target is its own, not its (shared) callsite's.
         target_and_name(out, e.target(), e.name());
@@ -940,12 +976,12 @@ fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
             out.extend_from_slice(b",\"sampled\":false");
         }
     }
-    thread(out, &e.thread());
+    escaped.thread.write(out, e.thread());
 }
 
-fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
+fn span(out: &mut Vec<u8>, sp: &SpanRecord, escaped: &mut Escaped) {
     head(out, sp.end_wall_time(), Kind::Span, sp.level());
-    let callsite = callsites.get(sp.metadata());
+    let callsite = escaped.callsites.get(sp.metadata());
     out.extend_from_slice(&callsite.head);
     fields(out, sp.fields(), &callsite.keys);
     raw_entry(out, "trace_id", &sp.trace_id().to_hex());
@@ -985,7 +1021,7 @@ fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
         out.extend_from_slice(b",\"dropped_events\":");
         number(out, sp.dropped_events());
     }
-    thread(out, &sp.thread());
+    escaped.thread.write(out, sp.thread());
 }
 
 fn dropped(out: &mut Vec<u8>, d: &DropNotice) {
@@ -1502,6 +1538,47 @@ mod tests {
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(s).unwrap()
             );
+        }
+    }
+
+    /// A line's fields as written, through a fresh sink's text memo.
+    fn line(record: &Record, escaped: &mut Escaped) -> serde_json::Value {
+        let mut out = Vec::new();
+        write_json_line(&mut out, record, escaped);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    /// Records of threads named, unnamed, and named with text to escape, one after another:
+    /// each line names its own thread (the name of the one before is remembered, not reused).
+    #[test]
+    fn each_line_names_its_own_thread() {
+        let names = [
+            Some("main"),
+            Some("a worker with a long name"),
+            None,
+            Some("tab\there \"quoted\""),
+            Some("main"),
+            Some("ünïcödé"),
+            Some(""),
+            None,
+        ];
+        let mut escaped = Escaped::default();
+        for _ in 0..2 {
+            for (i, name) in names.iter().enumerate() {
+                let e = EventRecord {
+                    thread: ThreadInfo {
+                        id: i as u64 + 7,
+                        name: *name,
+                    },
+                    ..EventRecord::default()
+                };
+                let v = line(&Record::Event(crate::record::Shared::new(e)), &mut escaped);
+                let expected = match name {
+                    Some(n) => n.to_string(),
+                    None => format!("thread-{}", i + 7),
+                };
+                assert_eq!(v["thread"], serde_json::json!(expected));
+            }
         }
     }
 
