@@ -1091,10 +1091,7 @@ fn fields(out: &mut Vec<u8>, fields: &Fields, keys: &[FieldKey]) {
             FieldValue::U64(v) => number(out, v),
             FieldValue::I128(v) => number(out, v),
             FieldValue::U128(v) => number(out, v),
-            FieldValue::F64(v) if v.is_finite() => {
-                // serde_json prints the shortest representation that round-trips.
-                let _ = serde_json::to_writer(&mut *out, &v);
-            }
+            FieldValue::F64(v) if v.is_finite() => float(out, v),
             FieldValue::F64(v) => string(out, &v.to_string()),
             FieldValue::Bool(true) => out.extend_from_slice(b"true"),
             FieldValue::Bool(false) => out.extend_from_slice(b"false"),
@@ -1104,6 +1101,101 @@ fn fields(out: &mut Vec<u8>, fields: &Fields, keys: &[FieldKey]) {
         }
     }
     out.push(b'}');
+}
+
+/// A finite float as `serde_json` prints it: the shortest decimal that reads back as the same
+/// float, in plain notation from 1e-5 to below 1e16 (`3.5`, `100.0`, `0.001`), in exponent
+/// notation outside. A float that is a short decimal ([`short_decimal`]) is written here, the
+/// others by `serde_json`.
+#[inline]
+fn float(out: &mut Vec<u8>, v: f64) {
+    if !short_decimal(out, v) {
+        // serde_json prints the shortest representation that round-trips.
+        let _ = serde_json::to_writer(&mut *out, &v);
+    }
+}
+
+/// The powers of ten [`short_decimal`] tries, each exact as an `f64`.
+const POWERS_OF_TEN: [f64; SHORT_DECIMALS + 1] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
+
+/// The most digits after the point [`short_decimal`] writes.
+const SHORT_DECIMALS: usize = 6;
+
+/// Writes `v` and returns `true` when it is a decimal with at most [`SHORT_DECIMALS`] digits
+/// after the point (`3.5`, `42.0`, `0.125`, `-12.75`) between 1e-4 and 1e15 in magnitude, as
+/// `serde_json` (shortest round trip, plain notation) would write it; otherwise writes nothing
+/// and returns `false`. Most floats a program logs are such decimals (a latency in
+/// milliseconds, a ratio), and this costs a fraction of the general algorithm.
+///
+/// Why it is exact: for the first `k` (0, 1, …) at which `m = round(|v| × 10^k)` divided by
+/// `10^k` (both exact, the division correctly rounded) is `|v|` again, `m × 10^-k` is a decimal
+/// that reads back as `v`. With `|v| × 10^k < 2^50`, `v`'s rounding interval scaled by `10^k`
+/// is narrower than 1/4: no other integer is in it, the product's rounding cannot make the
+/// search miss one, and no decimal that reads back as `v` has fewer digits after the point (it
+/// would have been found at a smaller `k`). So `m` (without trailing zeros, `k` being the
+/// first) holds the shortest digits, which the general algorithm also finds, and from 1e-4 to
+/// below 1e15 `serde_json` writes them in plain notation (it does from 1e-5 to below 1e16):
+/// `m` with a point `k` digits from its end, `.0` when `k` is 0. A midpoint
+/// between two floats is never such a decimal (it has 54 significant bits), so no rounding tie
+/// is involved. The unit tests compare it with `serde_json` on many values.
+#[inline]
+fn short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    const LIMIT: f64 = (1u64 << 50) as f64;
+    let a = v.abs();
+    if !(1e-4..1e15).contains(&a) {
+        return false;
+    }
+    for (k, &p) in POWERS_OF_TEN.iter().enumerate() {
+        let scaled = a * p;
+        if scaled >= LIMIT {
+            return false;
+        }
+        // Exact: below 2^50 a float is a multiple of 1/8, so adding 1/2 does not round, and
+        // the conversion truncates the sum (positive) to round half up. (To `i64`: fewer
+        // instructions than to `u64` on x86_64.)
+        let m = (scaled + 0.5) as i64 as u64;
+        #[allow(clippy::float_cmp)]
+        if m as f64 / p == a {
+            write_decimal(out, v.is_sign_negative(), m, k);
+            return true;
+        }
+    }
+    false
+}
+
+/// Writes `m × 10^-k` as `serde_json` writes a float: `[-]digits.digits`, at least one digit
+/// on each side of the point. Built right to left in a buffer and appended in one copy
+/// (without a call to `memcpy` when it is 16 bytes or shorter, as most are).
+#[inline]
+fn write_decimal(out: &mut Vec<u8>, negative: bool, mut m: u64, k: usize) {
+    // A sign, up to 16 digits (m < 2^50), a point and up to six zeros before the digits.
+    let mut buf = [0u8; 32];
+    let mut at = buf.len();
+    if k == 0 {
+        at -= 2;
+        buf[at..].copy_from_slice(b".0");
+    }
+    // The `k` digits after the point (zeros where `m` has fewer), the point, then at least
+    // one digit before it.
+    let mut i = 0;
+    loop {
+        if i == k && k > 0 {
+            at -= 1;
+            buf[at] = b'.';
+        }
+        at -= 1;
+        buf[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+        i += 1;
+        if m == 0 && i > k {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    append_bytes(out, &buf[at..]);
 }
 
 fn thread(out: &mut Vec<u8>, t: &ThreadInfo) {
@@ -1127,8 +1219,9 @@ fn text(out: &mut Vec<u8>, t: crate::record::Text<'_>) {
     }
 }
 
+/// An integer, copied without a call to `memcpy` when it has 16 characters or fewer.
 fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    append_bytes(out, itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A JSON string: runs of bytes that need no escaping are copied at once; `"`, `\` and
@@ -1538,6 +1631,165 @@ mod tests {
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(s).unwrap()
             );
+        }
+    }
+
+    /// `float` as `serde_json::to_writer` writes it.
+    #[track_caller]
+    fn assert_float_like_serde_json(v: f64) {
+        let mut ours = Vec::new();
+        float(&mut ours, v);
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            serde_json::to_string(&v).unwrap(),
+            "{v:e} ({:#x})",
+            v.to_bits()
+        );
+    }
+
+    /// A small deterministic generator (xorshift), for values to compare.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn short_decimals_are_written_like_serde_json() {
+        let edges = [
+            3.5,
+            42.0,
+            0.1,
+            0.2,
+            0.3,
+            0.1 + 0.2,
+            1.0,
+            10.0,
+            100.0,
+            1e-4,
+            1e-5,
+            9.9999e-5,
+            1.5e-4,
+            0.000_123,
+            0.001,
+            0.5,
+            0.25,
+            0.125,
+            123.456,
+            999_999.999_999,
+            123_456_789.123_456,
+            1e14,
+            1e15,
+            1e16,
+            999_999_999_999_999.0,
+            1e15 - 0.5,
+            1_125_899_906_842_623.0,
+            1_125_899_906_842_624.0,
+            2.0f64.powi(50) / 1e6,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            0.0,
+            1.0 / 3.0,
+            2.0 / 3.0,
+            1e-7,
+            1e21,
+            4_503_599_627_370_496.5,
+            9_007_199_254_740_993.0,
+            0.3e-3,
+            12.345_678_9,
+            1e-6,
+            7e-6,
+            1.234_567e-5,
+            9.999_999_999_999_999e14,
+            0.999_999_9,
+            1e-4 * 3.0,
+        ];
+        for v in edges {
+            assert_float_like_serde_json(v);
+            assert_float_like_serde_json(-v);
+        }
+        // Every short decimal of up to 7 digits after the point around every magnitude, and
+        // the floats next to them.
+        let mut state = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            let r = xorshift(&mut state);
+            let k = (r % 8) as i32;
+            let m = (xorshift(&mut state) >> (r >> 3 & 63)) as f64;
+            let v = m / 10f64.powi(k);
+            for v in [
+                v,
+                f64::from_bits(v.to_bits() + 1),
+                f64::from_bits(v.to_bits().saturating_sub(1)),
+            ] {
+                if v.is_finite() {
+                    assert_float_like_serde_json(v);
+                    assert_float_like_serde_json(-v);
+                }
+            }
+        }
+        // And any float.
+        for _ in 0..200_000 {
+            let v = f64::from_bits(xorshift(&mut state));
+            if v.is_finite() {
+                assert_float_like_serde_json(v);
+            }
+        }
+    }
+
+    /// The short path does take the common floats (else it is only a cost).
+    #[test]
+    fn common_floats_take_the_short_path() {
+        for (v, text) in [
+            (3.5, "3.5"),
+            (-3.5, "-3.5"),
+            (42.0, "42.0"),
+            (0.001, "0.001"),
+            (0.000_123, "0.000123"),
+            (123.456, "123.456"),
+            (0.1, "0.1"),
+            (99.999_9, "99.9999"),
+        ] {
+            let mut out = Vec::new();
+            assert!(short_decimal(&mut out, v), "{v}");
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+        for v in [0.0, -0.0, 1.0 / 3.0, 1e-5, 1e15, 0.1 + 0.2] {
+            let mut out = Vec::new();
+            assert!(!short_decimal(&mut out, v), "{v}");
+            assert!(out.is_empty());
+        }
+    }
+
+    /// Integers of every length, the extremes included, as `Display` writes them.
+    #[test]
+    fn integers_are_written_whole() {
+        let mut cases: Vec<(Vec<u8>, String)> = Vec::new();
+        let mut case = |write: &dyn Fn(&mut Vec<u8>), text: String| {
+            let mut out = b"x".to_vec();
+            write(&mut out);
+            cases.push((out, format!("x{text}")));
+        };
+        for v in [0, 1, -1, 9, 10, i64::MIN, i64::MAX, -1_234_567_890_123_456] {
+            case(&|out| number(out, v), v.to_string());
+        }
+        let mut power = 1u64;
+        while let Some(next) = power.checked_mul(10) {
+            for v in [power - 1, power, next - 1] {
+                case(&|out| number(out, v), v.to_string());
+            }
+            power = next;
+        }
+        for v in [u64::MAX, u64::MAX - 1] {
+            case(&|out| number(out, v), v.to_string());
+        }
+        for v in [i128::MIN, i128::MAX, 0] {
+            case(&|out| number(out, v), v.to_string());
+        }
+        case(&|out| number(out, u128::MAX), u128::MAX.to_string());
+        for (out, text) in cases {
+            assert_eq!(String::from_utf8(out).unwrap(), text);
         }
     }
 
