@@ -151,6 +151,9 @@ struct Callsite {
     /// Each of its fields' `"name":`, in the callsite's order, with the name's address and
     /// length: a record's field names are the callsite's own `&'static str`s, in that order.
     keys: Box<[FieldKey]>,
+    /// What follows a line's time, by kind (event, span) and level, made when first needed:
+    /// `","kind":…,"level":…,"severity_number":N` and then `head`, in one copy.
+    after_time: [Option<Box<[u8]>>; 12],
 }
 
 /// One field's `"name":`, with its name's [address](address_of).
@@ -180,7 +183,17 @@ impl Callsite {
         Callsite {
             head: head.into_boxed_slice(),
             keys,
+            after_time: Default::default(),
         }
+    }
+
+    /// `","kind":…,"level":…,"severity_number":N,"target":…,"name":…` for a record of this
+    /// callsite (an event or a span) at `level`.
+    #[inline]
+    fn after_time(&mut self, kind: Kind, level: crate::LogLevel) -> &[u8] {
+        let i = kind as usize * 6 + level as usize;
+        let head = &self.head;
+        self.after_time[i].get_or_insert_with(|| [head_tail(kind, level), head].concat().into())
     }
 }
 
@@ -214,10 +227,10 @@ const CALLSITE_TEXT_LIMIT: usize = 16_384;
 
 impl CallsiteText {
     #[inline]
-    fn get(&mut self, meta: &'static tracing_core::Metadata<'static>) -> &Callsite {
+    fn get(&mut self, meta: &'static tracing_core::Metadata<'static>) -> &mut Callsite {
         let address = std::ptr::from_ref(meta).addr();
         match self.last {
-            Some((last, i)) if last == address => &self.texts[i],
+            Some((last, i)) if last == address => &mut self.texts[i],
             _ => self.look_up(meta, address),
         }
     }
@@ -228,7 +241,7 @@ impl CallsiteText {
         &mut self,
         meta: &'static tracing_core::Metadata<'static>,
         address: usize,
-    ) -> &Callsite {
+    ) -> &mut Callsite {
         if self.texts.len() >= CALLSITE_TEXT_LIMIT {
             self.index.clear();
             self.texts.clear();
@@ -239,7 +252,7 @@ impl CallsiteText {
             texts.len() - 1
         });
         self.last = Some((address, i));
-        &self.texts[i]
+        &mut self.texts[i]
     }
 }
 
@@ -936,15 +949,26 @@ static HEAD_TAILS: std::sync::LazyLock<[Box<[u8]>; 18]> = std::sync::LazyLock::n
     })
 });
 
+/// `","kind":"…","level":"…","severity_number":N`
+fn head_tail(kind: Kind, level: crate::LogLevel) -> &'static [u8] {
+    &HEAD_TAILS[kind as usize * 6 + level as usize]
+}
+
 /// `{"ts":"…","kind":"…","level":"…","severity_number":N` (the target and name follow).
 fn head(out: &mut Vec<u8>, t: WallTime, kind: Kind, level: crate::LogLevel) {
-    let tail = &HEAD_TAILS[kind as usize * 6 + level as usize];
+    let tail = head_tail(kind, level);
+    out.reserve(34 + tail.len());
+    time(out, t);
+    out.extend_from_slice(tail);
+}
+
+/// `{"ts":"…` (the time without its closing quote).
+#[inline]
+fn time(out: &mut Vec<u8>, t: WallTime) {
     let mut start = [0u8; 34];
     start[..7].copy_from_slice(b"{\"ts\":\"");
     start[7..].copy_from_slice(&rfc3339_wall(t));
-    out.reserve(start.len() + tail.len());
     out.extend_from_slice(&start);
-    out.extend_from_slice(tail);
 }
 
 /// `,"target":…,"name":…`
@@ -956,13 +980,14 @@ fn target_and_name(out: &mut Vec<u8>, target: &str, name: &str) {
 }
 
 fn event(out: &mut Vec<u8>, e: &EventRecord, escaped: &mut Escaped) {
-    head(out, e.wall_time(), Kind::Event, e.level());
+    time(out, e.wall_time());
     let callsite = escaped.callsites.get(e.metadata());
     if e.is_from_log() {
         // A `log` record's target is its own, not its (shared) callsite's.
+        out.extend_from_slice(head_tail(Kind::Event, e.level()));
         target_and_name(out, e.target(), e.name());
     } else {
-        out.extend_from_slice(&callsite.head);
+        out.extend_from_slice(callsite.after_time(Kind::Event, e.level()));
     }
     if let Some(msg) = e.message() {
         out.extend_from_slice(b",\"message\":");
@@ -980,9 +1005,9 @@ fn event(out: &mut Vec<u8>, e: &EventRecord, escaped: &mut Escaped) {
 }
 
 fn span(out: &mut Vec<u8>, sp: &SpanRecord, escaped: &mut Escaped) {
-    head(out, sp.end_wall_time(), Kind::Span, sp.level());
+    time(out, sp.end_wall_time());
     let callsite = escaped.callsites.get(sp.metadata());
-    out.extend_from_slice(&callsite.head);
+    out.extend_from_slice(callsite.after_time(Kind::Span, sp.level()));
     fields(out, sp.fields(), &callsite.keys);
     raw_entry(out, "trace_id", &sp.trace_id().to_hex());
     raw_entry(out, "span_id", &sp.span_id().to_hex());
@@ -1211,6 +1236,7 @@ fn thread(out: &mut Vec<u8>, t: &ThreadInfo) {
 }
 
 /// Captured text, with its truncation marker when it was cut.
+#[inline(always)]
 fn text(out: &mut Vec<u8>, t: crate::record::Text<'_>) {
     if t.is_truncated() {
         string(out, &t.to_string());
@@ -1830,6 +1856,47 @@ mod tests {
                     None => format!("thread-{}", i + 7),
                 };
                 assert_eq!(v["thread"], serde_json::json!(expected));
+            }
+        }
+    }
+
+    /// Records of one callsite at every level, one after another and again: each line has
+    /// its own kind, level and severity before the callsite's target and name.
+    #[test]
+    fn each_line_has_its_own_level_after_its_time() {
+        let mut escaped = Escaped::default();
+        for _ in 0..2 {
+            for level in crate::LogLevel::ALL
+                .into_iter()
+                .chain(crate::LogLevel::ALL.into_iter().rev())
+            {
+                let e = EventRecord {
+                    level,
+                    ..EventRecord::default()
+                };
+                let s = SpanRecord {
+                    level,
+                    ..SpanRecord::default()
+                };
+                let targets = (e.metadata().target(), s.metadata().target());
+                for (record, kind, target) in [
+                    (
+                        Record::Event(crate::record::Shared::new(e)),
+                        "event",
+                        targets.0,
+                    ),
+                    (
+                        Record::Span(crate::record::Shared::new(s)),
+                        "span",
+                        targets.1,
+                    ),
+                ] {
+                    let v = line(&record, &mut escaped);
+                    assert_eq!(v["kind"], kind);
+                    assert_eq!(v["level"], level.as_str());
+                    assert_eq!(v["severity_number"], level.severity_number());
+                    assert_eq!(v["target"], target);
+                }
             }
         }
     }
