@@ -35,10 +35,18 @@ use crate::tail_sampling::{ForcedDecision, Switch, TailControl, TailSampling, Tr
 /// A record counts as settled only once every record released before it has been handed to
 /// the sinks, so that a flush that sees its target reached sees those records in the sinks'
 /// counts: the count is published in order, as the backlog is taken.
+///
+/// Records passing straight through (each settled by its hand-over) while nothing else waits
+/// go to a plain list, `through`, which the next batch takes whole: most records take this
+/// way, and pushing each into `items` and taking it out again cost the drain thread a tenth of
+/// its instructions per record (callgrind, lossless workload).
 #[derive(Default)]
 pub(super) struct Backlog {
+    /// Records that settle when handed over, pushed while `items` was empty: they come before
+    /// everything in `items`.
+    through: Vec<Record>,
     items: VecDeque<Outgoing>,
-    /// Records (not markers) in `items`.
+    /// Records (not markers) in `through` and `items`.
     records: usize,
     /// Settled, and not yet published to `Counters::settled`.
     ready: u64,
@@ -64,7 +72,11 @@ impl Backlog {
     /// A record for the sinks; `settles`: handing it over settles it.
     #[inline]
     pub(super) fn push(&mut self, record: Record, settles: bool) {
-        self.items.push_back(Outgoing::Record(record, settles));
+        if settles && self.items.is_empty() {
+            self.through.push(record);
+        } else {
+            self.items.push_back(Outgoing::Record(record, settles));
+        }
         self.records += 1;
         self.pushed += 1;
     }
@@ -72,7 +84,8 @@ impl Backlog {
     /// `n` records settle once what is before them has been handed over.
     pub(super) fn settle(&mut self, n: u64) {
         match self.items.back_mut() {
-            None => self.ready += n,
+            None if self.through.is_empty() => self.ready += n,
+            None => self.items.push_back(Outgoing::Settled(n)),
             Some(Outgoing::Settled(m)) => *m += n,
             Some(Outgoing::Record(..)) => self.items.push_back(Outgoing::Settled(n)),
         }
@@ -84,11 +97,26 @@ impl Backlog {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.through.is_empty() && self.items.is_empty()
     }
 
     /// Moves up to `n` records into `batch`, in order, and the settled marks reached.
     pub(super) fn take_into(&mut self, n: usize, batch: &mut Vec<Record>) {
+        if !self.through.is_empty() {
+            let k = self.through.len().min(n.saturating_sub(batch.len()));
+            if batch.is_empty() && k == self.through.len() {
+                // The whole list, as it is: no record moves.
+                std::mem::swap(batch, &mut self.through);
+            } else {
+                batch.extend(self.through.drain(..k));
+            }
+            self.records -= k;
+            self.taken += k as u64;
+            self.ready += k as u64;
+            if !self.through.is_empty() {
+                return;
+            }
+        }
         while batch.len() < n {
             match self.items.pop_front() {
                 Some(Outgoing::Record(r, settles)) => {
@@ -122,6 +150,8 @@ impl Backlog {
     pub(super) fn abandon(&mut self) -> (u64, u64) {
         let records = self.records as u64;
         let mut settled = std::mem::take(&mut self.ready);
+        settled += self.through.len() as u64;
+        self.through.clear();
         for item in self.items.drain(..) {
             settled += match item {
                 Outgoing::Record(_, settles) => u64::from(settles),
@@ -862,5 +892,47 @@ mod tests {
         b.settle(5);
         assert_eq!(b.abandon(), (1, 6));
         assert_eq!(b.totals(), (3, 3));
+    }
+
+    /// Records passing through while nothing waits take a plain list; what comes after them
+    /// (a settled mark, a record released after being held, more records) still waits behind
+    /// them, and a batch takes them in order.
+    #[test]
+    fn records_passing_through_keep_their_order_with_what_follows() {
+        let mut b = Backlog::new();
+        let records: Vec<Record> = (0..6).map(|_| record()).collect();
+        let same = |a: &Record, b: &Record| match (a, b) {
+            (Record::Event(a), Record::Event(b)) => Shared::ptr_eq(a, b),
+            _ => false,
+        };
+        b.push(records[0].clone(), true);
+        b.push(records[1].clone(), true);
+        b.settle(2); // held records, settled once the two before are handed over
+        b.push(records[2].clone(), true);
+        b.push(records[3].clone(), false);
+        b.push(records[4].clone(), true);
+        assert_eq!((b.len(), b.take_settled()), (5, 0));
+        let mut batch = Vec::new();
+        b.take_into(1, &mut batch);
+        assert_eq!((batch.len(), b.take_settled()), (1, 1));
+        b.take_into(3, &mut batch);
+        assert_eq!((batch.len(), b.take_settled()), (3, 4));
+        b.take_into(10, &mut batch);
+        assert_eq!((batch.len(), b.take_settled()), (5, 1));
+        assert!(b.is_empty());
+        for (taken, pushed) in batch.iter().zip(&records) {
+            assert!(same(taken, pushed));
+        }
+        // Empty again: the next ones pass through, a whole batch at once.
+        b.push(records[5].clone(), true);
+        let mut batch = Vec::new();
+        b.take_into(4, &mut batch);
+        assert!(same(&batch[0], &records[5]));
+        assert_eq!((b.len(), b.take_settled(), b.totals()), (0, 1, (6, 6)));
+        b.push(record(), true);
+        b.push(record(), true);
+        b.settle(3);
+        assert_eq!(b.abandon(), (2, 5));
+        assert!(b.is_empty());
     }
 }

@@ -85,8 +85,9 @@ pub struct JsonFile {
     line_ends: Vec<usize>,
     /// Which of those lines are drop markers.
     marker_lines: Vec<usize>,
-    /// Each callsite's escaped target and name, made once.
-    callsites: CallsiteText,
+    /// Text escaped once and copied after: each callsite's target, name and field names, and
+    /// the last thread's name.
+    escaped: Escaped,
     /// The error of syncing a file this sink closed (rotated, moved away), for the next flush
     /// to report.
     sync_error: Option<SinkError>,
@@ -94,12 +95,53 @@ pub struct JsonFile {
     lost_in_closed: u64,
 }
 
+/// Text a sink escapes once and copies after.
+#[derive(Debug, Default)]
+struct Escaped {
+    callsites: CallsiteText,
+    thread: ThreadText,
+}
+
+/// `,"thread":…` for the thread named last (names are interned: one name, one address), so
+/// that the records of a thread copy it rather than escape the name again.
+#[derive(Debug, Default)]
+struct ThreadText {
+    /// The [address](address_of) of the name `text` was made for.
+    name: (usize, usize),
+    text: Vec<u8>,
+}
+
+impl ThreadText {
+    /// Appends `,"thread":"<name>"`, or `,"thread":"thread-<id>"` for a thread without a name.
+    #[inline]
+    fn write(&mut self, out: &mut Vec<u8>, t: ThreadInfo) {
+        match t.name {
+            Some(name) if address_of(name) == self.name && !self.text.is_empty() => {
+                append_bytes(out, &self.text);
+            }
+            Some(name) => {
+                self.text.clear();
+                thread(&mut self.text, &t);
+                self.name = address_of(name);
+                append_bytes(out, &self.text);
+            }
+            None => thread(out, &t),
+        }
+    }
+}
+
 /// The escaped text of each callsite seen, keyed by its metadata's address (callsites are
 /// `'static`), so that a record copies it instead of escaping it again.
 #[derive(Debug, Default)]
-struct CallsiteText(
-    std::collections::HashMap<usize, Callsite, std::hash::BuildHasherDefault<AddressHasher>>,
-);
+struct CallsiteText {
+    /// Each callsite's index in `texts`.
+    index: std::collections::HashMap<usize, usize, std::hash::BuildHasherDefault<AddressHasher>>,
+    texts: Vec<Callsite>,
+    /// The callsite looked up last (its metadata's address and its index): a batch's records
+    /// come from a few callsites, often one after another, and a hit costs a comparison
+    /// instead of a hash look-up.
+    last: Option<(usize, usize)>,
+}
 
 /// One callsite's text.
 #[derive(Debug)]
@@ -109,6 +151,9 @@ struct Callsite {
     /// Each of its fields' `"name":`, in the callsite's order, with the name's address and
     /// length: a record's field names are the callsite's own `&'static str`s, in that order.
     keys: Box<[FieldKey]>,
+    /// What follows a line's time, by kind (event, span) and level, made when first needed:
+    /// `","kind":…,"level":…,"severity_number":N` and then `head`, in one copy.
+    after_time: [Option<Box<[u8]>>; 12],
 }
 
 /// One field's `"name":`, with its name's [address](address_of).
@@ -138,7 +183,17 @@ impl Callsite {
         Callsite {
             head: head.into_boxed_slice(),
             keys,
+            after_time: Default::default(),
         }
+    }
+
+    /// `","kind":…,"level":…,"severity_number":N,"target":…,"name":…` for a record of this
+    /// callsite (an event or a span) at `level`.
+    #[inline]
+    fn after_time(&mut self, kind: Kind, level: crate::LogLevel) -> &[u8] {
+        let i = kind as usize * 6 + level as usize;
+        let head = &self.head;
+        self.after_time[i].get_or_insert_with(|| [head_tail(kind, level), head].concat().into())
     }
 }
 
@@ -171,13 +226,33 @@ impl std::hash::Hasher for AddressHasher {
 const CALLSITE_TEXT_LIMIT: usize = 16_384;
 
 impl CallsiteText {
-    fn get(&mut self, meta: &'static tracing_core::Metadata<'static>) -> &Callsite {
-        if self.0.len() >= CALLSITE_TEXT_LIMIT {
-            self.0.clear();
+    #[inline]
+    fn get(&mut self, meta: &'static tracing_core::Metadata<'static>) -> &mut Callsite {
+        let address = std::ptr::from_ref(meta).addr();
+        match self.last {
+            Some((last, i)) if last == address => &mut self.texts[i],
+            _ => self.look_up(meta, address),
         }
-        self.0
-            .entry(meta as *const _ as usize)
-            .or_insert_with(|| Callsite::new(meta))
+    }
+
+    /// [`get`](Self::get) for a callsite other than the last one.
+    #[inline(never)]
+    fn look_up(
+        &mut self,
+        meta: &'static tracing_core::Metadata<'static>,
+        address: usize,
+    ) -> &mut Callsite {
+        if self.texts.len() >= CALLSITE_TEXT_LIMIT {
+            self.index.clear();
+            self.texts.clear();
+        }
+        let texts = &mut self.texts;
+        let i = *self.index.entry(address).or_insert_with(|| {
+            texts.push(Callsite::new(meta));
+            texts.len() - 1
+        });
+        self.last = Some((address, i));
+        &mut self.texts[i]
     }
 }
 
@@ -524,7 +599,7 @@ impl JsonFile {
             buf: Vec::with_capacity(64 * 1024),
             line_ends: Vec::new(),
             marker_lines: Vec::new(),
-            callsites: CallsiteText::default(),
+            escaped: Escaped::default(),
             sync_error: None,
             lost_in_closed: 0,
         }
@@ -713,7 +788,7 @@ impl JsonFile {
         self.marker_lines.clear();
         for (i, record) in batch.iter().enumerate() {
             crate::record::prefetch_ahead(batch, i);
-            write_json_line(&mut self.buf, record, &mut self.callsites);
+            write_json_line(&mut self.buf, record, &mut self.escaped);
             self.line_ends.push(self.buf.len());
             if matches!(record, Record::Dropped(_)) {
                 self.marker_lines.push(i);
@@ -841,10 +916,10 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// need no escaping and are copied as they are; only user text (targets, names, messages,
 /// field names and values) goes through [`string`], which copies runs that need no escaping in
 /// one go. Floats and 128-bit integers are written by `serde_json`/`itoa`-style formatting.
-fn write_json_line(out: &mut Vec<u8>, record: &Record, callsites: &mut CallsiteText) {
+fn write_json_line(out: &mut Vec<u8>, record: &Record, escaped: &mut Escaped) {
     match record {
-        Record::Event(e) => event(out, e, callsites),
-        Record::Span(s) => span(out, s, callsites),
+        Record::Event(e) => event(out, e, escaped),
+        Record::Span(s) => span(out, s, escaped),
         Record::Dropped(d) => dropped(out, d),
     }
     out.extend_from_slice(b"}\n");
@@ -874,15 +949,26 @@ static HEAD_TAILS: std::sync::LazyLock<[Box<[u8]>; 18]> = std::sync::LazyLock::n
     })
 });
 
+/// `","kind":"…","level":"…","severity_number":N`
+fn head_tail(kind: Kind, level: crate::LogLevel) -> &'static [u8] {
+    &HEAD_TAILS[kind as usize * 6 + level as usize]
+}
+
 /// `{"ts":"…","kind":"…","level":"…","severity_number":N` (the target and name follow).
 fn head(out: &mut Vec<u8>, t: WallTime, kind: Kind, level: crate::LogLevel) {
-    let tail = &HEAD_TAILS[kind as usize * 6 + level as usize];
+    let tail = head_tail(kind, level);
+    out.reserve(34 + tail.len());
+    time(out, t);
+    out.extend_from_slice(tail);
+}
+
+/// `{"ts":"…` (the time without its closing quote).
+#[inline]
+fn time(out: &mut Vec<u8>, t: WallTime) {
     let mut start = [0u8; 34];
     start[..7].copy_from_slice(b"{\"ts\":\"");
     start[7..].copy_from_slice(&rfc3339_wall(t));
-    out.reserve(start.len() + tail.len());
     out.extend_from_slice(&start);
-    out.extend_from_slice(tail);
 }
 
 /// `,"target":…,"name":…`
@@ -893,14 +979,15 @@ fn target_and_name(out: &mut Vec<u8>, target: &str, name: &str) {
     string(out, name);
 }
 
-fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
-    head(out, e.wall_time(), Kind::Event, e.level());
-    let callsite = callsites.get(e.metadata());
+fn event(out: &mut Vec<u8>, e: &EventRecord, escaped: &mut Escaped) {
+    time(out, e.wall_time());
+    let callsite = escaped.callsites.get(e.metadata());
     if e.is_from_log() {
         // A `log` record's target is its own, not its (shared) callsite's.
+        out.extend_from_slice(head_tail(Kind::Event, e.level()));
         target_and_name(out, e.target(), e.name());
     } else {
-        out.extend_from_slice(&callsite.head);
+        out.extend_from_slice(callsite.after_time(Kind::Event, e.level()));
     }
     if let Some(msg) = e.message() {
         out.extend_from_slice(b",\"message\":");
@@ -914,13 +1001,13 @@ fn event(out: &mut Vec<u8>, e: &EventRecord, callsites: &mut CallsiteText) {
             out.extend_from_slice(b",\"sampled\":false");
         }
     }
-    thread(out, &e.thread());
+    escaped.thread.write(out, e.thread());
 }
 
-fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
-    head(out, sp.end_wall_time(), Kind::Span, sp.level());
-    let callsite = callsites.get(sp.metadata());
-    out.extend_from_slice(&callsite.head);
+fn span(out: &mut Vec<u8>, sp: &SpanRecord, escaped: &mut Escaped) {
+    time(out, sp.end_wall_time());
+    let callsite = escaped.callsites.get(sp.metadata());
+    out.extend_from_slice(callsite.after_time(Kind::Span, sp.level()));
     fields(out, sp.fields(), &callsite.keys);
     raw_entry(out, "trace_id", &sp.trace_id().to_hex());
     raw_entry(out, "span_id", &sp.span_id().to_hex());
@@ -959,7 +1046,7 @@ fn span(out: &mut Vec<u8>, sp: &SpanRecord, callsites: &mut CallsiteText) {
         out.extend_from_slice(b",\"dropped_events\":");
         number(out, sp.dropped_events());
     }
-    thread(out, &sp.thread());
+    escaped.thread.write(out, sp.thread());
 }
 
 fn dropped(out: &mut Vec<u8>, d: &DropNotice) {
@@ -1029,10 +1116,7 @@ fn fields(out: &mut Vec<u8>, fields: &Fields, keys: &[FieldKey]) {
             FieldValue::U64(v) => number(out, v),
             FieldValue::I128(v) => number(out, v),
             FieldValue::U128(v) => number(out, v),
-            FieldValue::F64(v) if v.is_finite() => {
-                // serde_json prints the shortest representation that round-trips.
-                let _ = serde_json::to_writer(&mut *out, &v);
-            }
+            FieldValue::F64(v) if v.is_finite() => float(out, v),
             FieldValue::F64(v) => string(out, &v.to_string()),
             FieldValue::Bool(true) => out.extend_from_slice(b"true"),
             FieldValue::Bool(false) => out.extend_from_slice(b"false"),
@@ -1042,6 +1126,101 @@ fn fields(out: &mut Vec<u8>, fields: &Fields, keys: &[FieldKey]) {
         }
     }
     out.push(b'}');
+}
+
+/// A finite float as `serde_json` prints it: the shortest decimal that reads back as the same
+/// float, in plain notation from 1e-5 to below 1e16 (`3.5`, `100.0`, `0.001`), in exponent
+/// notation outside. A float that is a short decimal ([`short_decimal`]) is written here, the
+/// others by `serde_json`.
+#[inline]
+fn float(out: &mut Vec<u8>, v: f64) {
+    if !short_decimal(out, v) {
+        // serde_json prints the shortest representation that round-trips.
+        let _ = serde_json::to_writer(&mut *out, &v);
+    }
+}
+
+/// The powers of ten [`short_decimal`] tries, each exact as an `f64`.
+const POWERS_OF_TEN: [f64; SHORT_DECIMALS + 1] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
+
+/// The most digits after the point [`short_decimal`] writes.
+const SHORT_DECIMALS: usize = 6;
+
+/// Writes `v` and returns `true` when it is a decimal with at most [`SHORT_DECIMALS`] digits
+/// after the point (`3.5`, `42.0`, `0.125`, `-12.75`) between 1e-4 and 1e15 in magnitude, as
+/// `serde_json` (shortest round trip, plain notation) would write it; otherwise writes nothing
+/// and returns `false`. Most floats a program logs are such decimals (a latency in
+/// milliseconds, a ratio), and this costs a fraction of the general algorithm.
+///
+/// Why it is exact: for the first `k` (0, 1, …) at which `m = round(|v| × 10^k)` divided by
+/// `10^k` (both exact, the division correctly rounded) is `|v|` again, `m × 10^-k` is a decimal
+/// that reads back as `v`. With `|v| × 10^k < 2^50`, `v`'s rounding interval scaled by `10^k`
+/// is narrower than 1/4: no other integer is in it, the product's rounding cannot make the
+/// search miss one, and no decimal that reads back as `v` has fewer digits after the point (it
+/// would have been found at a smaller `k`). So `m` (without trailing zeros, `k` being the
+/// first) holds the shortest digits, which the general algorithm also finds, and from 1e-4 to
+/// below 1e15 `serde_json` writes them in plain notation (it does from 1e-5 to below 1e16):
+/// `m` with a point `k` digits from its end, `.0` when `k` is 0. A midpoint
+/// between two floats is never such a decimal (it has 54 significant bits), so no rounding tie
+/// is involved. The unit tests compare it with `serde_json` on many values.
+#[inline]
+fn short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    const LIMIT: f64 = (1u64 << 50) as f64;
+    let a = v.abs();
+    if !(1e-4..1e15).contains(&a) {
+        return false;
+    }
+    for (k, &p) in POWERS_OF_TEN.iter().enumerate() {
+        let scaled = a * p;
+        if scaled >= LIMIT {
+            return false;
+        }
+        // Exact: below 2^50 a float is a multiple of 1/8, so adding 1/2 does not round, and
+        // the conversion truncates the sum (positive) to round half up. (To `i64`: fewer
+        // instructions than to `u64` on x86_64.)
+        let m = (scaled + 0.5) as i64 as u64;
+        #[allow(clippy::float_cmp)]
+        if m as f64 / p == a {
+            write_decimal(out, v.is_sign_negative(), m, k);
+            return true;
+        }
+    }
+    false
+}
+
+/// Writes `m × 10^-k` as `serde_json` writes a float: `[-]digits.digits`, at least one digit
+/// on each side of the point. Built right to left in a buffer and appended in one copy
+/// (without a call to `memcpy` when it is 16 bytes or shorter, as most are).
+#[inline]
+fn write_decimal(out: &mut Vec<u8>, negative: bool, mut m: u64, k: usize) {
+    // A sign, up to 16 digits (m < 2^50), a point and up to six zeros before the digits.
+    let mut buf = [0u8; 32];
+    let mut at = buf.len();
+    if k == 0 {
+        at -= 2;
+        buf[at..].copy_from_slice(b".0");
+    }
+    // The `k` digits after the point (zeros where `m` has fewer), the point, then at least
+    // one digit before it.
+    let mut i = 0;
+    loop {
+        if i == k && k > 0 {
+            at -= 1;
+            buf[at] = b'.';
+        }
+        at -= 1;
+        buf[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+        i += 1;
+        if m == 0 && i > k {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    append_bytes(out, &buf[at..]);
 }
 
 fn thread(out: &mut Vec<u8>, t: &ThreadInfo) {
@@ -1057,6 +1236,7 @@ fn thread(out: &mut Vec<u8>, t: &ThreadInfo) {
 }
 
 /// Captured text, with its truncation marker when it was cut.
+#[inline(always)]
 fn text(out: &mut Vec<u8>, t: crate::record::Text<'_>) {
     if t.is_truncated() {
         string(out, &t.to_string());
@@ -1065,8 +1245,9 @@ fn text(out: &mut Vec<u8>, t: crate::record::Text<'_>) {
     }
 }
 
+/// An integer, copied without a call to `memcpy` when it has 16 characters or fewer.
 fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    append_bytes(out, itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A JSON string: runs of bytes that need no escaping are copied at once; `"`, `\` and
@@ -1476,6 +1657,288 @@ mod tests {
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(s).unwrap()
             );
+        }
+    }
+
+    /// `float` as `serde_json::to_writer` writes it.
+    #[track_caller]
+    fn assert_float_like_serde_json(v: f64) {
+        let mut ours = Vec::new();
+        float(&mut ours, v);
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            serde_json::to_string(&v).unwrap(),
+            "{v:e} ({:#x})",
+            v.to_bits()
+        );
+    }
+
+    /// A small deterministic generator (xorshift), for values to compare.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn short_decimals_are_written_like_serde_json() {
+        let edges = [
+            3.5,
+            42.0,
+            0.1,
+            0.2,
+            0.3,
+            0.1 + 0.2,
+            1.0,
+            10.0,
+            100.0,
+            1e-4,
+            1e-5,
+            9.9999e-5,
+            1.5e-4,
+            0.000_123,
+            0.001,
+            0.5,
+            0.25,
+            0.125,
+            123.456,
+            999_999.999_999,
+            123_456_789.123_456,
+            1e14,
+            1e15,
+            1e16,
+            999_999_999_999_999.0,
+            1e15 - 0.5,
+            1_125_899_906_842_623.0,
+            1_125_899_906_842_624.0,
+            2.0f64.powi(50) / 1e6,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            0.0,
+            1.0 / 3.0,
+            2.0 / 3.0,
+            1e-7,
+            1e21,
+            4_503_599_627_370_496.5,
+            9_007_199_254_740_993.0,
+            0.3e-3,
+            12.345_678_9,
+            1e-6,
+            7e-6,
+            1.234_567e-5,
+            9.999_999_999_999_999e14,
+            0.999_999_9,
+            1e-4 * 3.0,
+        ];
+        for v in edges {
+            assert_float_like_serde_json(v);
+            assert_float_like_serde_json(-v);
+        }
+        // Every short decimal of up to 7 digits after the point around every magnitude, and
+        // the floats next to them.
+        let mut state = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            let r = xorshift(&mut state);
+            let k = (r % 8) as i32;
+            let m = (xorshift(&mut state) >> (r >> 3 & 63)) as f64;
+            let v = m / 10f64.powi(k);
+            for v in [
+                v,
+                f64::from_bits(v.to_bits() + 1),
+                f64::from_bits(v.to_bits().saturating_sub(1)),
+            ] {
+                if v.is_finite() {
+                    assert_float_like_serde_json(v);
+                    assert_float_like_serde_json(-v);
+                }
+            }
+        }
+        // And any float.
+        for _ in 0..200_000 {
+            let v = f64::from_bits(xorshift(&mut state));
+            if v.is_finite() {
+                assert_float_like_serde_json(v);
+            }
+        }
+    }
+
+    /// The short path does take the common floats (else it is only a cost).
+    #[test]
+    fn common_floats_take_the_short_path() {
+        for (v, text) in [
+            (3.5, "3.5"),
+            (-3.5, "-3.5"),
+            (42.0, "42.0"),
+            (0.001, "0.001"),
+            (0.000_123, "0.000123"),
+            (123.456, "123.456"),
+            (0.1, "0.1"),
+            (99.999_9, "99.9999"),
+        ] {
+            let mut out = Vec::new();
+            assert!(short_decimal(&mut out, v), "{v}");
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+        for v in [0.0, -0.0, 1.0 / 3.0, 1e-5, 1e15, 0.1 + 0.2] {
+            let mut out = Vec::new();
+            assert!(!short_decimal(&mut out, v), "{v}");
+            assert!(out.is_empty());
+        }
+    }
+
+    /// Integers of every length, the extremes included, as `Display` writes them.
+    #[test]
+    fn integers_are_written_whole() {
+        let mut cases: Vec<(Vec<u8>, String)> = Vec::new();
+        let mut case = |write: &dyn Fn(&mut Vec<u8>), text: String| {
+            let mut out = b"x".to_vec();
+            write(&mut out);
+            cases.push((out, format!("x{text}")));
+        };
+        for v in [0, 1, -1, 9, 10, i64::MIN, i64::MAX, -1_234_567_890_123_456] {
+            case(&|out| number(out, v), v.to_string());
+        }
+        let mut power = 1u64;
+        while let Some(next) = power.checked_mul(10) {
+            for v in [power - 1, power, next - 1] {
+                case(&|out| number(out, v), v.to_string());
+            }
+            power = next;
+        }
+        for v in [u64::MAX, u64::MAX - 1] {
+            case(&|out| number(out, v), v.to_string());
+        }
+        for v in [i128::MIN, i128::MAX, 0] {
+            case(&|out| number(out, v), v.to_string());
+        }
+        case(&|out| number(out, u128::MAX), u128::MAX.to_string());
+        for (out, text) in cases {
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
+    /// A line's fields as written, through a fresh sink's text memo.
+    fn line(record: &Record, escaped: &mut Escaped) -> serde_json::Value {
+        let mut out = Vec::new();
+        write_json_line(&mut out, record, escaped);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    /// Records of threads named, unnamed, and named with text to escape, one after another:
+    /// each line names its own thread (the name of the one before is remembered, not reused).
+    #[test]
+    fn each_line_names_its_own_thread() {
+        let names = [
+            Some("main"),
+            Some("a worker with a long name"),
+            None,
+            Some("tab\there \"quoted\""),
+            Some("main"),
+            Some("ünïcödé"),
+            Some(""),
+            None,
+        ];
+        let mut escaped = Escaped::default();
+        for _ in 0..2 {
+            for (i, name) in names.iter().enumerate() {
+                let e = EventRecord {
+                    thread: ThreadInfo {
+                        id: i as u64 + 7,
+                        name: *name,
+                    },
+                    ..EventRecord::default()
+                };
+                let v = line(&Record::Event(crate::record::Shared::new(e)), &mut escaped);
+                let expected = match name {
+                    Some(n) => n.to_string(),
+                    None => format!("thread-{}", i + 7),
+                };
+                assert_eq!(v["thread"], serde_json::json!(expected));
+            }
+        }
+    }
+
+    /// Records of one callsite at every level, one after another and again: each line has
+    /// its own kind, level and severity before the callsite's target and name.
+    #[test]
+    fn each_line_has_its_own_level_after_its_time() {
+        let mut escaped = Escaped::default();
+        for _ in 0..2 {
+            for level in crate::LogLevel::ALL
+                .into_iter()
+                .chain(crate::LogLevel::ALL.into_iter().rev())
+            {
+                let e = EventRecord {
+                    level,
+                    ..EventRecord::default()
+                };
+                let s = SpanRecord {
+                    level,
+                    ..SpanRecord::default()
+                };
+                let targets = (e.metadata().target(), s.metadata().target());
+                for (record, kind, target) in [
+                    (
+                        Record::Event(crate::record::Shared::new(e)),
+                        "event",
+                        targets.0,
+                    ),
+                    (
+                        Record::Span(crate::record::Shared::new(s)),
+                        "span",
+                        targets.1,
+                    ),
+                ] {
+                    let v = line(&record, &mut escaped);
+                    assert_eq!(v["kind"], kind);
+                    assert_eq!(v["level"], level.as_str());
+                    assert_eq!(v["severity_number"], level.severity_number());
+                    assert_eq!(v["target"], target);
+                }
+            }
+        }
+    }
+
+    /// Records of two callsites, one after the other: each line has its own callsite's target,
+    /// name and field names.
+    #[test]
+    fn each_line_has_its_own_callsites_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("callsites.jsonl");
+        let (layer, guard) = crate::OffloadLayer::builder()
+            .backpressure(crate::Backpressure::Block {
+                timeout: Duration::from_secs(60),
+            })
+            .sink(JsonFile::new(&path))
+            .build()
+            .unwrap();
+        use tracing_subscriber::prelude::*;
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            for i in 0..3u64 {
+                tracing::info!(target: "first", alpha = i, "one");
+                tracing::warn!(target: "second\"quoted", beta = i, gamma = "g", "two");
+                tracing::warn!(target: "second\"quoted", beta = i, gamma = "g", "two");
+            }
+        });
+        guard.handle().flush(Duration::from_secs(60)).unwrap();
+        drop(guard);
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 9);
+        for (i, l) in lines.iter().enumerate() {
+            let n = (i / 3) as u64;
+            if i % 3 == 0 {
+                assert_eq!(l["target"], "first");
+                assert_eq!(l["fields"], serde_json::json!({ "alpha": n }));
+            } else {
+                assert_eq!(l["target"], "second\"quoted");
+                assert_eq!(l["fields"], serde_json::json!({ "beta": n, "gamma": "g" }));
+            }
         }
     }
 }
