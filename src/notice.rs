@@ -91,6 +91,12 @@ fn send(notice: Notice) -> bool {
     };
     let generation = crate::fork::current();
     if writer.as_ref().is_none_or(|w| w.generation != generation) {
+        // A forked child's copy of its parent's writer is let go of without dropping it:
+        // dropping a sender takes the channel's own lock, which the parent's notice thread may
+        // have held at the fork (adversary pass 59, read, not reproduced).
+        if writer.as_ref().is_some_and(|w| w.generation != generation) {
+            std::mem::forget(writer.take());
+        }
         let (tx, rx) = mpsc::sync_channel(QUEUED);
         let started = std::thread::Builder::new()
             .name("offload-notice".into())
