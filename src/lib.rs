@@ -100,6 +100,8 @@
 //! | | `record` | [`Record`]s, their [`Fields`] (text in one buffer per record), the pool that recycles them and [`Shared`], [`DropReason`] — the only types both sides share |
 //! | | `counters`, `clock`, `env`, `open_spans` | striped counters and the histogram; the caller's cheap monotonic ticks, wall-clock conversion, saturating deadlines; env reading rules; open-span ages in fixed rings |
 //! | | `silent` | marks the crate's own threads, on which the layer records nothing |
+//! | | `notice` | the crate's own lines on stderr: never a panic, and a thread of their own for those written where nothing may wait |
+//! | | `fork` | counts `fork()`s, so that a pipeline knows it is in a child, where its threads are not |
 //! | decisions | `sampling` | event rate, [`TracesSampler`]s, whitelist, adaptive mode; pure decisions over atomics |
 //! | | `tail_sampling` | [`TailSampling`] (its criteria, text form and decision), its live settings, counters and [`TailSamplingStats`] |
 //! | | `stats` | every counter of a pipeline and the [`Stats`] snapshot |
