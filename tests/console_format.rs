@@ -6,6 +6,9 @@ use std::time::Duration;
 use tracing_offload::{sink, OffloadLayer};
 use tracing_subscriber::prelude::*;
 
+#[path = "support/skip.rs"]
+mod skip;
+
 const CHILD_ENV: &str = "OFFLOAD_CONSOLE_CHILD";
 
 /// Runs the test `name` of this binary as a child process (where it logs to the console sink,
@@ -130,4 +133,110 @@ fn user_text_cannot_inject_escape_codes_or_lines() {
         "{}",
         records[3]
     );
+}
+
+/// Whether util-linux's `script`, which gives the terminal tests' child a terminal, is on
+/// `PATH` (Debian: `bsdutils`; `scripts/test` installs it); after a `SKIPPED:` line if not.
+#[cfg(target_os = "linux")]
+fn has_script() -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("script").is_file()));
+    if !found {
+        skip::skip_unless_required(
+            "OFFLOAD_REQUIRE_TOOLS",
+            "`script` (util-linux) is not on PATH (Debian: `apt-get install bsdutils`)",
+        );
+    }
+    found
+}
+
+/// Runs the test `name` of this binary as a child process on a terminal (`script`, from
+/// util-linux, gives it one), with `NO_COLOR` set to `no_color` or unset, and returns what it
+/// wrote there.
+#[cfg(target_os = "linux")]
+fn output_of_this_test_on_a_terminal(name: &str, no_color: Option<&str>) -> String {
+    let child = format!(
+        "'{}' --exact {name} --nocapture --test-threads 1",
+        std::env::current_exe().unwrap().display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["--quiet", "--return", "--command", &child, "/dev/null"])
+        .env(CHILD_ENV, "1");
+    match no_color {
+        Some(v) => cmd.env("NO_COLOR", v),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    let out = cmd
+        .output()
+        .expect("`script` (util-linux) runs the child on a terminal");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[cfg(target_os = "linux")]
+/// The child's side of the terminal tests: one warning on the console sink, coloured or not
+/// as `ansi` (if given) and the environment say.
+fn log_one_warning_on_the_console(ansi: Option<bool>) {
+    let console = match ansi {
+        Some(ansi) => sink::Console::stderr().ansi(ansi),
+        None => sink::Console::stderr(),
+    };
+    let (layer, guard) = OffloadLayer::builder().sink(console).build().unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::warn!("slow provider");
+    });
+    guard.shutdown(Duration::from_secs(10)).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+/// The warning's line in what a child wrote on its terminal.
+fn warning_line(out: &str) -> &str {
+    out.lines()
+        .find(|l| l.contains("slow provider"))
+        .unwrap_or_else(|| panic!("no warning line in {out:?}"))
+}
+
+/// On a terminal the level is coloured, unless `NO_COLOR` is set to a non-empty value
+/// (no-color.org, as `tracing_subscriber::fmt` does).
+#[cfg(target_os = "linux")]
+#[test]
+fn console_colours_a_terminal_unless_no_color_is_set() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        log_one_warning_on_the_console(None);
+        return;
+    }
+    if !has_script() {
+        return;
+    }
+    let name = "console_colours_a_terminal_unless_no_color_is_set";
+    let coloured = output_of_this_test_on_a_terminal(name, None);
+    assert!(
+        warning_line(&coloured).contains("\x1b[33m WARN\x1b[0m"),
+        "coloured on a terminal: {coloured:?}"
+    );
+    let empty = output_of_this_test_on_a_terminal(name, Some(""));
+    assert!(
+        warning_line(&empty).contains('\x1b'),
+        "an empty NO_COLOR asks for nothing: {empty:?}"
+    );
+    let plain = output_of_this_test_on_a_terminal(name, Some("1"));
+    assert!(
+        !warning_line(&plain).contains('\x1b'),
+        "NO_COLOR=1 turns colours off: {plain:?}"
+    );
+}
+
+/// `.ansi(true)` is the program's explicit choice: it wins over `NO_COLOR`.
+#[cfg(target_os = "linux")]
+#[test]
+fn console_ansi_true_wins_over_no_color() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        log_one_warning_on_the_console(Some(true));
+        return;
+    }
+    if !has_script() {
+        return;
+    }
+    let out = output_of_this_test_on_a_terminal("console_ansi_true_wins_over_no_color", Some("1"));
+    assert!(warning_line(&out).contains('\x1b'), "{out:?}");
 }

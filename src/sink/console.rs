@@ -18,7 +18,9 @@ enum Stream {
     Stderr,
 }
 
-/// Writes one human-readable line per record, coloured by level when the stream is a terminal.
+/// Writes one human-readable line per record, coloured by level when the stream is a terminal
+/// and `NO_COLOR` is not set to a non-empty value ([no-color.org](https://no-color.org), as
+/// `tracing_subscriber::fmt` does); [`ansi`](Self::ansi) decides instead when it is called.
 /// Control characters in what records carry (messages, errors, targets, names, values), line
 /// separators and bidirectional overrides are written escaped (`\u{1b}`, `\n`, `\u{202e}`),
 /// so that logged input cannot drive the terminal, forge a line or disguise one.
@@ -57,7 +59,8 @@ impl Console {
         }
     }
 
-    /// Forces colours on or off (default: on only when the stream is a terminal).
+    /// Forces colours on or off, whatever the stream and `NO_COLOR` (default: on only when the
+    /// stream is a terminal and `NO_COLOR` is unset or empty).
     pub fn ansi(mut self, ansi: bool) -> Self {
         self.ansi = Some(ansi);
         self
@@ -113,6 +116,11 @@ impl Console {
         }
         out.push('\n');
     }
+}
+
+/// Whether `NO_COLOR` asks for no colours: set, and not empty (no-color.org).
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 fn colour(level: LogLevel) -> &'static str {
@@ -186,7 +194,7 @@ impl Sink for Console {
             Stream::Stdout => std::io::stdout().is_terminal(),
             Stream::Stderr => std::io::stderr().is_terminal(),
         };
-        self.colour = self.ansi.unwrap_or(terminal);
+        self.colour = self.ansi.unwrap_or_else(|| terminal && !no_color());
         Ok(())
     }
 
