@@ -482,8 +482,9 @@ pub struct SinkStats {
     /// Records counted `exported` that the sink learned since may not have reached their
     /// destination: for the JSON-lines sink, written to the file before a sync that reported
     /// that the system could not write them back to the device (a failing disk, a thin volume
-    /// out of space). Also counted in `exported` (only the system knows which of them are
-    /// lost); health shows them as a loss, as drops are.
+    /// out of space); for the channel sink, records its channel still held, unread, when its
+    /// receiver was dropped. Also counted in `exported` (only the system knows which of them
+    /// are lost); health shows them as a loss, as drops are.
     pub lost_after_export: u64,
     /// Export calls.
     pub batches: u64,

@@ -1,6 +1,8 @@
 //! `sink::Channel`: live records to consumers in the same process.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::record::Record;
@@ -12,7 +14,9 @@ use crate::sink::{Sink, SinkError};
 /// Bounded and best-effort: the channel holds `capacity` records; while the receiver lags, the
 /// sink's own buffer fills, and what does not fit is dropped and counted (reason
 /// `sink_buffer_full`) in [`Stats`](crate::Stats). If the receiver is dropped, exports fail
-/// and are counted as failed.
+/// and are counted as failed, and the records the channel still held, unread, count as
+/// [`lost_after_export`](crate::SinkStats::lost_after_export): they were counted exported
+/// when sent.
 ///
 /// ```
 /// use std::time::Duration;
@@ -33,12 +37,25 @@ use crate::sink::{Sink, SinkError};
 pub struct Channel {
     name: String,
     tx: SyncSender<Record>,
+    /// Events and spans sent (drop markers are not counted exported, nor here).
+    sent: u64,
+    reads: Arc<Reads>,
 }
 
 /// The receiving end of a [`Channel`].
 #[derive(Debug)]
 pub struct ChannelReceiver {
     rx: Receiver<Record>,
+    reads: Arc<Reads>,
+}
+
+/// What the receiver took, for the sink to know what a dropped receiver left unread.
+#[derive(Debug, Default)]
+struct Reads {
+    /// Events and spans received.
+    received: AtomicU64,
+    /// The receiver was dropped: `received` is final.
+    gone: AtomicBool,
 }
 
 // === impl Channel ===
@@ -47,12 +64,15 @@ impl Channel {
     /// A sink named `channel` and its receiver; the channel holds `capacity` records.
     pub fn new(capacity: usize) -> (Channel, ChannelReceiver) {
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        let reads = Arc::new(Reads::default());
         (
             Channel {
                 name: "channel".to_owned(),
                 tx,
+                sent: 0,
+                reads: Arc::clone(&reads),
             },
-            ChannelReceiver { rx },
+            ChannelReceiver { rx, reads },
         )
     }
 
@@ -76,8 +96,19 @@ impl Sink for Channel {
                 let gone = SinkError::Fatal("the channel's receiver was dropped".to_owned());
                 return Err(SinkError::partial(sent, gone));
             }
+            self.sent += u64::from(is_data(record));
         }
         Ok(())
+    }
+
+    /// Once the receiver is dropped: what was sent and never received (the channel's buffer
+    /// went with it).
+    fn lost_after_export(&self) -> u64 {
+        if !self.reads.gone.load(Ordering::Acquire) {
+            return 0;
+        }
+        let received = self.reads.received.load(Ordering::Relaxed);
+        self.sent.saturating_sub(received)
     }
 
     fn wants_span_events(&self) -> bool {
@@ -85,17 +116,30 @@ impl Sink for Channel {
     }
 }
 
+/// Whether `record` is an event or a span (counted exported), not a drop marker.
+fn is_data(record: &Record) -> bool {
+    !matches!(record, Record::Dropped(_))
+}
+
 // === impl ChannelReceiver ===
 
 impl ChannelReceiver {
+    /// Counts `record` as received (an event or a span) and returns it.
+    fn took(&self, record: Record) -> Record {
+        if is_data(&record) {
+            self.reads.received.fetch_add(1, Ordering::Relaxed);
+        }
+        record
+    }
+
     /// The next record, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Record> {
-        self.rx.recv_timeout(timeout).ok()
+        self.rx.recv_timeout(timeout).ok().map(|r| self.took(r))
     }
 
     /// Every record available now, without waiting.
     pub fn drain(&self) -> Vec<Record> {
-        self.rx.try_iter().collect()
+        self.rx.try_iter().map(|r| self.took(r)).collect()
     }
 
     /// Collects records until `n` events or spans (drop markers not counted) have arrived, or
@@ -108,14 +152,21 @@ impl ChannelReceiver {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(r) => {
-                    if !matches!(r, Record::Dropped(_)) {
+                    if is_data(&r) {
                         data += 1;
                     }
-                    out.push(r);
+                    out.push(self.took(r));
                 }
                 Err(_) => break,
             }
         }
         out
+    }
+}
+
+impl Drop for ChannelReceiver {
+    fn drop(&mut self) {
+        // Release: the sink reads `received` after seeing this (Acquire).
+        self.reads.gone.store(true, Ordering::Release);
     }
 }
