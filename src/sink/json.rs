@@ -588,11 +588,12 @@ fn write_all_counted(file: &mut File, prefix: &[u8], buf: &[u8]) -> (usize, io::
 
 impl JsonFile {
     /// A sink named `json` appending to `path` (parent directories are created at build time,
-    /// and again if they disappear).
+    /// and again if they disappear). A relative `path` is taken from the current directory now,
+    /// once: a later change of directory does not move the log.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         JsonFile {
             name: "json".to_owned(),
-            path: path.into(),
+            path: crate::sink::absolute(path.into()),
             rotation: Rotation::Never,
             out: None,
             created: Created::default(),
@@ -1543,23 +1544,23 @@ mod tests {
         // 2023-11-14T22:13:20Z
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         let named = |rotation: Rotation, at: SystemTime| {
-            let sink = JsonFile::new("logs/app.jsonl").rotation(rotation.clone());
+            let sink = JsonFile::new("/logs/app.jsonl").rotation(rotation.clone());
             sink.path_for(rotation.period_of(at))
         };
         let name = |rotation: Rotation| named(rotation, at);
         assert_eq!(
             name(Rotation::Minutely),
-            Path::new("logs/app.jsonl.2023-11-14-22-13")
+            Path::new("/logs/app.jsonl.2023-11-14-22-13")
         );
         assert_eq!(
             name(Rotation::Hourly),
-            Path::new("logs/app.jsonl.2023-11-14-22")
+            Path::new("/logs/app.jsonl.2023-11-14-22")
         );
         assert_eq!(
             name(Rotation::Daily),
-            Path::new("logs/app.jsonl.2023-11-14")
+            Path::new("/logs/app.jsonl.2023-11-14")
         );
-        assert_eq!(name(Rotation::Never), Path::new("logs/app.jsonl"));
+        assert_eq!(name(Rotation::Never), Path::new("/logs/app.jsonl"));
         let next_minute = at + std::time::Duration::from_secs(40);
         assert_ne!(
             Rotation::Minutely.period_of(at),
@@ -1575,11 +1576,11 @@ mod tests {
         let name = |rotation: Rotation| named(rotation, before);
         assert_eq!(
             name(Rotation::Daily),
-            Path::new("logs/app.jsonl.1969-06-01")
+            Path::new("/logs/app.jsonl.1969-06-01")
         );
         assert_eq!(
             name(Rotation::Minutely),
-            Path::new("logs/app.jsonl.1969-06-01-12-30")
+            Path::new("/logs/app.jsonl.1969-06-01-12-30")
         );
         let next_day = before + std::time::Duration::from_secs(86_400);
         assert_ne!(

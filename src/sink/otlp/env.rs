@@ -269,7 +269,7 @@ impl Otlp {
 impl Otlp {
     fn read_spool(&mut self, env: &mut EnvReader<'_>) {
         if let Some(dir) = env.raw(OFFLOAD_OTLP_SPOOL_DIR) {
-            self.spool_dir = Some(dir.into());
+            self.spool_dir = Some(crate::sink::absolute(dir.into()));
         }
         if let Some(n) = env.parse(
             OFFLOAD_OTLP_SPOOL_MAX_BYTES,

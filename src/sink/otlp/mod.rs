@@ -412,8 +412,9 @@ impl Otlp {
     ///     .spool_max_bytes(64 * 1024 * 1024);
     /// # drop(sink);
     /// ```
+    /// A relative `dir` is taken from the current directory now, once.
     pub fn spool(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.spool_dir = Some(dir.into());
+        self.spool_dir = Some(crate::sink::absolute(dir.into()));
         self
     }
 
