@@ -45,7 +45,7 @@
 //! | `offload_sink_records_total` | counter | `sink`, `outcome` (`exported`, `spooled`, `failed`, `dropped`), `reason` (drops: the drop reason; failures: `permanent`, refused for good, or `transient`, might have gone through later) | what became of the records each sink was handed (`spooled`: written to the sink's spool, see below) |
 //! | `offload_sink_forwarded_records_total` | counter | `sink` | records the drain thread handed to the sink |
 //! | `offload_sink_retries_total` | counter | `sink` | export retries |
-//! | `offload_sink_lost_after_export_records_total` | counter | `sink` | records counted `exported` that the sink learned since may not have reached their destination (the JSON-lines sink: a sync reported that the system could not write them back; the channel sink: left unread when its receiver was dropped) |
+//! | `offload_sink_lost_after_export_records_total` | counter | `sink` | records counted `exported` that the sink learned since may not have reached their destination (the JSON-lines sink: a sync reported that the system could not write them back; the channel sink: left unread when its receiver was dropped; the OTLP sink: events sent only on a span whose record did not reach the collector) |
 //! | `offload_sink_export_batches_total` | counter | `sink` | export calls |
 //! | `offload_sink_buffer_depth` | gauge | `sink` | records in the sink's buffer now |
 //! | `offload_sink_buffer_capacity` | gauge | `sink` | the sink buffer's capacity |

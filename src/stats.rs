@@ -483,7 +483,8 @@ pub struct SinkStats {
     /// destination: for the JSON-lines sink, written to the file before a sync that reported
     /// that the system could not write them back to the device (a failing disk, a thin volume
     /// out of space); for the channel sink, records its channel still held, unread, when its
-    /// receiver was dropped. Also counted in `exported` (only the system knows which of them
+    /// receiver was dropped; for the OTLP sink, events sent only on their span's record when
+    /// that record did not reach the collector (see `EventsAsLogs`). Also counted in `exported` (only the system knows which of them
     /// are lost); health shows them as a loss, as drops are.
     pub lost_after_export: u64,
     /// Export calls.

@@ -32,6 +32,7 @@ mod convert;
 mod endpoint;
 mod env;
 mod retry;
+mod riders;
 mod sink;
 mod spool;
 mod tls;
@@ -74,11 +75,18 @@ impl Protocol {
 }
 
 /// Which events the sink sends as OTLP log records.
+///
+/// An event that travels only as a span event is counted `exported` with its batch; if its
+/// span's record then does not reach the collector (its request failed, the span was still
+/// open at shutdown or its record was dropped, or it carried fewer events than the span had:
+/// `OTEL_SPAN_EVENT_COUNT_LIMIT`), the event counts as the sink's
+/// [`lost_after_export`](crate::SinkStats::lost_after_export) too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum EventsAsLogs {
     /// Every event (the default). Events inside a span are also span events on it.
     All,
-    /// Only events outside any span; events inside spans travel as span events only.
+    /// Only events outside any span, and events in a trace sampled out (they have no span
+    /// record to travel on); events inside sampled spans travel as span events only.
     OutsideSpans,
     /// None: events travel only as span events.
     None,
@@ -169,6 +177,8 @@ pub struct Otlp {
     /// The last batch's drop markers were held back, not spooled (see
     /// [`Sink::markers_deferred`](crate::sink::Sink::markers_deferred)).
     markers_deferred: std::sync::atomic::AtomicBool,
+    /// Events that reach the collector only on their span's record, and those lost.
+    riders: riders::Riders,
 }
 
 impl std::fmt::Debug for Otlp {
@@ -237,6 +247,7 @@ impl Otlp {
             spool_dirs_made: Vec::new(),
             retries: Arc::new(AtomicU64::new(0)),
             markers_deferred: Default::default(),
+            riders: Default::default(),
         }
     }
 

@@ -349,7 +349,9 @@ impl Otlp {
     fn wants_log(&self, e: &EventRecord) -> bool {
         match self.logs {
             EventsAsLogs::All => true,
-            EventsAsLogs::OutsideSpans => e.span_id().is_none(),
+            // An event in a trace sampled out has no span record to travel on: a log record
+            // (it was counted exported and sent nowhere: adversary pass 60).
+            EventsAsLogs::OutsideSpans => e.context.is_none_or(|c| !c.sampled),
             EventsAsLogs::None => false,
         }
     }
@@ -443,18 +445,31 @@ impl Otlp {
 
     /// The records of a batch as OTel spans and log records (with whether each log record is
     /// data, not a drop marker).
-    fn convert(&self, run: &Running, batch: &[Record]) -> (Vec<SpanData>, Logs) {
+    ///
+    /// Also the riders of each span (see [`Riders`](super::riders::Riders)): events sent only
+    /// on their span's record, taken by it here, in the order of the spans.
+    fn convert(&mut self, run: &Running, batch: &[Record]) -> (Vec<SpanData>, Vec<u64>, Logs) {
         let mut spans = Vec::new();
+        let mut riders = Vec::new();
         let mut logs = Logs::default();
+        let spans_sent = run.exporters.spans.is_some();
         for (i, record) in batch.iter().enumerate() {
             crate::record::prefetch_ahead(batch, i);
             match record {
-                Record::Span(s) if run.exporters.spans.is_some() => {
-                    spans.push(convert::span_data(s, &run.scope))
+                Record::Span(s) if spans_sent => {
+                    spans.push(convert::span_data(s, &run.scope));
+                    riders.push(self.riders.arrived(s.span_id(), s.events().len()));
                 }
                 Record::Event(e) if self.wants_log(e) => {
                     logs.records.push(convert::log_record(&run.logger, e));
                     logs.data.push(true);
+                }
+                // Sent on its span's record, if that comes (a sampled span's, with the traces
+                // exporter on; otherwise this configuration sends it nowhere).
+                Record::Event(e) if spans_sent => {
+                    if let Some(c) = e.context.filter(|c| c.sampled) {
+                        self.riders.add(c.span_id);
+                    }
                 }
                 Record::Dropped(d) if run.exporters.logs.is_some() => {
                     logs.records
@@ -464,7 +479,7 @@ impl Otlp {
                 _ => {}
             }
         }
-        (spans, logs)
+        (spans, riders, logs)
     }
 
     /// Exports on the sink thread, waiting for each request (no spool). The spans' requests
@@ -475,6 +490,7 @@ impl Otlp {
         rt: &BackgroundRuntime,
         run: &Exporters,
         spans: Vec<SpanData>,
+        riders: &[u64],
         logs: Logs,
         deadline: Instant,
     ) -> Result<(), SinkError> {
@@ -499,7 +515,8 @@ impl Otlp {
         };
         let span_losses: Vec<ChunkLoss> = span_chunks
             .iter()
-            .map(|c| ChunkLoss::spans(c.len()))
+            .zip(riders.chunks(self.max_batch.max(1)))
+            .map(|(c, riders)| ChunkLoss::spans(c.len(), riders.iter().sum()))
             .collect();
         let log_losses: Vec<ChunkLoss> = log_chunks
             .iter()
@@ -573,6 +590,7 @@ impl Otlp {
             }
         }
         self.retries.fetch_add(retries, Relaxed);
+        self.riders.lost(failures.riders);
         failures.into_result()
     }
 
@@ -595,6 +613,7 @@ impl Otlp {
         resource: &ResourceAttributesWithSchema,
         run: &Exporters,
         spans: Vec<SpanData>,
+        riders: &[u64],
         logs: Logs,
         deadline: Instant,
     ) -> Result<(), SinkError> {
@@ -607,9 +626,10 @@ impl Otlp {
         let mut span_chunks: Vec<(Chunk, ChunkLoss)> = Vec::new();
         if run.spans.is_some() {
             let mut spans = spans.into_iter().peekable();
+            let mut riders = riders.iter();
             while spans.peek().is_some() {
                 let chunk: Vec<SpanData> = spans.by_ref().take(self.max_batch).collect();
-                let lost = ChunkLoss::spans(chunk.len());
+                let lost = ChunkLoss::spans(chunk.len(), riders.by_ref().take(chunk.len()).sum());
                 span_chunks.push((Chunk::Spans(chunk), lost));
             }
         }
@@ -669,6 +689,7 @@ impl Otlp {
                 }
             }
         }
+        self.riders.lost(failures.riders);
         failures.into_result()
     }
 
@@ -991,14 +1012,17 @@ struct ChunkLoss {
     signal: &'static str,
     data: usize,
     marker: bool,
+    /// Events that rode on its spans (see [`Riders`](super::riders::Riders)).
+    riders: u64,
 }
 
 impl ChunkLoss {
-    fn spans(n: usize) -> Self {
+    fn spans(n: usize, riders: u64) -> Self {
         ChunkLoss {
             signal: "spans",
             data: n,
             marker: false,
+            riders,
         }
     }
 
@@ -1008,6 +1032,7 @@ impl ChunkLoss {
             signal: "logs",
             data: data.iter().filter(|d| **d).count(),
             marker: data.contains(&false),
+            riders: 0,
         }
     }
 }
@@ -1019,6 +1044,8 @@ impl ChunkLoss {
 struct Failures {
     /// Each signal that failed: spans first, then log records.
     signals: Vec<SignalFailure>,
+    /// Events that rode on the spans of the failed requests.
+    riders: u64,
 }
 
 /// What one signal's failed requests of a batch lost, and the first one's error.
@@ -1031,6 +1058,7 @@ struct SignalFailure {
 
 impl Failures {
     fn add(&mut self, error: SinkError, lost: ChunkLoss) {
+        self.riders += lost.riders;
         let at = match self.signals.iter().position(|f| f.signal == lost.signal) {
             Some(at) => at,
             None => {
@@ -1428,12 +1456,20 @@ impl Otlp {
         // Taken out for the call, so that `self` can be borrowed beside it.
         let mut run = self.running.take().ok_or_else(not_started)?;
         let deadline = crate::clock::deadline_after(self.export_timeout);
-        let (spans, logs) = self.convert(&run, batch);
+        let (spans, riders, logs) = self.convert(&run, batch);
         let result = match &mut run.engine {
-            Engine::Direct(rt) => self.export_direct(rt, &run.exporters, spans, logs, deadline),
-            Engine::Spool(engine, resource) => {
-                self.export_spooled(engine, resource, &run.exporters, spans, logs, deadline)
+            Engine::Direct(rt) => {
+                self.export_direct(rt, &run.exporters, spans, &riders, logs, deadline)
             }
+            Engine::Spool(engine, resource) => self.export_spooled(
+                engine,
+                resource,
+                &run.exporters,
+                spans,
+                &riders,
+                logs,
+                deadline,
+            ),
         };
         self.reconnect(&mut run);
         self.running = Some(run);
@@ -1473,6 +1509,7 @@ impl Otlp {
                     resource,
                     &run.exporters,
                     Vec::new(),
+                    &[],
                     nothing,
                     deadline,
                 )
@@ -1486,6 +1523,8 @@ impl Otlp {
     /// Stops the spool's replay and the exporters by `deadline`, after a last try at sending
     /// the drop markers queued to be sent again.
     fn stop(&mut self, deadline: Instant) -> Result<(), SinkError> {
+        // The spans still awaited will not come: their riders reached nobody.
+        self.riders.abandon();
         let _ = self.send_queued_markers(Some(deadline));
         let Some(mut run) = self.running.take() else {
             return Ok(());
@@ -1620,6 +1659,13 @@ impl Sink for Otlp {
         self.traces
     }
 
+    /// Events sent only on their span's record that did not reach the collector: the span's
+    /// request failed, its record never came, or it carried fewer (see
+    /// [`Riders`](super::riders::Riders)).
+    fn lost_after_export(&self) -> u64 {
+        self.riders.total_lost()
+    }
+
     fn buffer_capacity(&self) -> Option<usize> {
         Some(self.max_queue)
     }
@@ -1700,7 +1746,7 @@ mod tests {
     #[test]
     fn a_batch_failed_on_both_signals_says_each_with_its_count() {
         let e = outcome(vec![
-            (refused("spans"), ChunkLoss::spans(1)),
+            (refused("spans"), ChunkLoss::spans(1, 0)),
             (unreachable("logs"), ChunkLoss::logs(&[true; 200])),
             // A second request of the same signal adds to its count, not to the text.
             (refused("logs"), ChunkLoss::logs(&[true, true, false])),
@@ -1731,7 +1777,7 @@ mod tests {
     #[test]
     fn lost_drop_markers_alone_are_named_as_such() {
         let e = outcome(vec![
-            (refused("spans"), ChunkLoss::spans(3)),
+            (refused("spans"), ChunkLoss::spans(3, 0)),
             (refused("logs"), ChunkLoss::logs(&[false])),
         ]);
         let text = e.with_sources();
@@ -1761,7 +1807,7 @@ mod tests {
     fn both_signals_are_permanent_only_when_each_is() {
         let both = |logs: SinkError| {
             outcome(vec![
-                (refused("spans"), ChunkLoss::spans(1)),
+                (refused("spans"), ChunkLoss::spans(1, 0)),
                 (logs, ChunkLoss::logs(&[true])),
             ])
         };
@@ -1772,7 +1818,7 @@ mod tests {
     #[test]
     fn each_signals_error_is_redacted() {
         let e = redact_error(outcome(vec![
-            (unreachable("spans"), ChunkLoss::spans(1)),
+            (unreachable("spans"), ChunkLoss::spans(1, 0)),
             (unreachable("logs"), ChunkLoss::logs(&[true])),
         ]));
         let text = e.with_sources();
