@@ -302,6 +302,10 @@ impl Handle {
     /// a sink's private runtime) it does not flush, since it would wait for itself. Install it
     /// once, after building; each call chains another hook.
     ///
+    /// It runs for every panic, caught ones too (a tokio task's, `catch_unwind`): while a sink
+    /// cannot keep up (a collector outage without a spool), each such panic holds its thread
+    /// up to `timeout`. Keep `timeout` short where panics are caught and the process goes on.
+    ///
     /// ```
     /// # use std::time::Duration;
     /// let (_layer, guard) = tracing_offload::OffloadLayer::builder().build()?;
