@@ -386,6 +386,14 @@ pub(crate) fn make_dirs(
     Ok(())
 }
 
+/// `path` made absolute against the current directory now (a program that changes directory
+/// later keeps writing where the path named when it was given: adversary pass 60, where a
+/// relative JSON-lines path followed the new directory and split the log); as given if the
+/// current directory cannot be read.
+pub(crate) fn absolute(path: std::path::PathBuf) -> std::path::PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::SinkError;
@@ -399,12 +407,4 @@ mod tests {
         assert_eq!(err.with_sources(), text);
         assert_eq!(SinkError::Fatal("no".into()).with_sources(), "no");
     }
-}
-
-/// `path` made absolute against the current directory now (a program that changes directory
-/// later keeps writing where the path named when it was given: adversary pass 60, where a
-/// relative JSON-lines path followed the new directory and split the log); as given if the
-/// current directory cannot be read.
-pub(crate) fn absolute(path: std::path::PathBuf) -> std::path::PathBuf {
-    std::path::absolute(&path).unwrap_or(path)
 }

@@ -78,9 +78,9 @@ impl Protocol {
 ///
 /// An event that travels only as a span event is counted `exported` with its batch; if its
 /// span's record then does not reach the collector (its request failed, the span was still
-/// open at shutdown or its record was dropped, or it carried fewer events than the span had:
-/// `OTEL_SPAN_EVENT_COUNT_LIMIT`), the event counts as the sink's
-/// [`lost_after_export`](crate::SinkStats::lost_after_export) too.
+/// open at shutdown, or its record was dropped), the event counts as the sink's
+/// [`lost_after_export`](crate::SinkStats::lost_after_export) too. (Events past a span's
+/// `OTEL_SPAN_EVENT_COUNT_LIMIT` are counted by the pipeline, in `span_events_dropped`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum EventsAsLogs {
     /// Every event (the default). Events inside a span are also span events on it.

@@ -2,10 +2,11 @@
 //! `OutsideSpans` for events in a sampled span): "riders". The sink counts each event record
 //! `exported` with its batch, as it counts every record its configuration sends nowhere; a
 //! rider's delivery is its span's. When the span's record never comes (still open at shutdown,
-//! dropped at a full queue) or is not delivered (its request failed), or carries fewer events
-//! than rode on it (past `span_event_limit`), the riders were counted exported and reached
-//! nobody: they are counted lost after export ([`Sink::lost_after_export`]), exactly
-//! (adversary pass 60: they were counted exported, and nothing said otherwise).
+//! dropped at a full queue) or is not delivered (its request failed), the riders were counted
+//! exported and reached nobody: they are counted lost after export
+//! ([`Sink::lost_after_export`]), exactly (adversary pass 60: they were counted exported, and
+//! nothing said otherwise). Riders past what their span's record carries were left out by its
+//! `span_event_limit`: counted by the pipeline (`span_events_dropped`), not here.
 //!
 //! [`Sink::lost_after_export`]: crate::sink::Sink::lost_after_export
 
@@ -47,13 +48,11 @@ impl Riders {
     }
 
     /// `span`'s record arrived carrying `carried` events: returns how many riders it takes
-    /// (lost with it if its request fails: [`lost`](Self::lost)); the riders it does not carry
-    /// are lost now.
+    /// (lost with it if its request fails: [`lost`](Self::lost)). Those it does not carry were
+    /// left out by the span event limit, and counted then (`span_events_dropped`).
     pub(super) fn arrived(&mut self, span: SpanId, carried: usize) -> u64 {
         let riders = self.waiting.remove(&span).unwrap_or(0);
-        let rode = riders.min(carried as u64);
-        self.lost(riders - rode);
-        rode
+        riders.min(carried as u64)
     }
 
     /// `n` riders reached nobody.
@@ -92,17 +91,23 @@ mod tests {
     }
 
     #[test]
-    fn a_span_takes_the_riders_it_carries_and_the_rest_are_lost() {
+    fn a_span_takes_the_riders_it_carries_and_those_never_carried_are_lost() {
         let mut r = Riders::default();
         for _ in 0..5 {
             r.add(span(1));
         }
         r.add(span(2));
-        assert_eq!(r.arrived(span(1), 3), 3);
-        assert_eq!(r.total_lost(), 2, "two rode past what the span carried");
+        assert_eq!(r.arrived(span(1), 3), 3, "two past its span event limit");
+        assert_eq!(
+            r.total_lost(),
+            0,
+            "the limit's drops are counted by the pipeline"
+        );
         assert_eq!(r.arrived(span(3), 4), 0, "no riders on it");
+        r.lost(3);
+        assert_eq!(r.total_lost(), 3, "a failed request's riders");
         r.abandon();
-        assert_eq!(r.total_lost(), 3, "span 2 never came");
+        assert_eq!(r.total_lost(), 4, "span 2 never came");
         assert_eq!(r.arrived(span(2), 1), 0);
     }
 

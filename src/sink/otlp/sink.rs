@@ -448,7 +448,7 @@ impl Otlp {
     ///
     /// Also the riders of each span (see [`Riders`](super::riders::Riders)): events sent only
     /// on their span's record, taken by it here, in the order of the spans.
-    fn convert(&mut self, run: &Running, batch: &[Record]) -> (Vec<SpanData>, Vec<u64>, Logs) {
+    fn convert(&mut self, run: &Running, batch: &[Record]) -> (Spans, Logs) {
         let mut spans = Vec::new();
         let mut riders = Vec::new();
         let mut logs = Logs::default();
@@ -479,7 +479,13 @@ impl Otlp {
                 _ => {}
             }
         }
-        (spans, riders, logs)
+        (
+            Spans {
+                data: spans,
+                riders,
+            },
+            logs,
+        )
     }
 
     /// Exports on the sink thread, waiting for each request (no spool). The spans' requests
@@ -489,11 +495,14 @@ impl Otlp {
         &self,
         rt: &BackgroundRuntime,
         run: &Exporters,
-        spans: Vec<SpanData>,
-        riders: &[u64],
+        spans: Spans,
         logs: Logs,
         deadline: Instant,
     ) -> Result<(), SinkError> {
+        let Spans {
+            data: spans,
+            riders,
+        } = spans;
         let span_chunks: Vec<Vec<SpanData>> = match run.spans.as_ref() {
             Some(_) => {
                 let mut spans = spans.into_iter().peekable();
@@ -612,11 +621,14 @@ impl Otlp {
         engine: &mut spool::Engine,
         resource: &ResourceAttributesWithSchema,
         run: &Exporters,
-        spans: Vec<SpanData>,
-        riders: &[u64],
+        spans: Spans,
         logs: Logs,
         deadline: Instant,
     ) -> Result<(), SinkError> {
+        let Spans {
+            data: spans,
+            riders,
+        } = spans;
         let ctx_for = |exporter| ChunkCtx {
             exporter,
             resource,
@@ -1003,6 +1015,14 @@ impl SignalRuns {
         let in_flight = self.under_way.get().map(|before| attempts.count() - before);
         (self.done.into_inner(), in_flight)
     }
+}
+
+/// A batch's spans, with the events that rode on each (see
+/// [`Riders`](super::riders::Riders)), in the same order.
+#[derive(Default)]
+struct Spans {
+    data: Vec<SpanData>,
+    riders: Vec<u64>,
 }
 
 /// What a failed request loses: its data records (spans, events), and whether a drop marker
@@ -1456,20 +1476,12 @@ impl Otlp {
         // Taken out for the call, so that `self` can be borrowed beside it.
         let mut run = self.running.take().ok_or_else(not_started)?;
         let deadline = crate::clock::deadline_after(self.export_timeout);
-        let (spans, riders, logs) = self.convert(&run, batch);
+        let (spans, logs) = self.convert(&run, batch);
         let result = match &mut run.engine {
-            Engine::Direct(rt) => {
-                self.export_direct(rt, &run.exporters, spans, &riders, logs, deadline)
+            Engine::Direct(rt) => self.export_direct(rt, &run.exporters, spans, logs, deadline),
+            Engine::Spool(engine, resource) => {
+                self.export_spooled(engine, resource, &run.exporters, spans, logs, deadline)
             }
-            Engine::Spool(engine, resource) => self.export_spooled(
-                engine,
-                resource,
-                &run.exporters,
-                spans,
-                &riders,
-                logs,
-                deadline,
-            ),
         };
         self.reconnect(&mut run);
         self.running = Some(run);
@@ -1508,8 +1520,7 @@ impl Otlp {
                     engine,
                     resource,
                     &run.exporters,
-                    Vec::new(),
-                    &[],
+                    Spans::default(),
                     nothing,
                     deadline,
                 )
@@ -1659,9 +1670,8 @@ impl Sink for Otlp {
         self.traces
     }
 
-    /// Events sent only on their span's record that did not reach the collector: the span's
-    /// request failed, its record never came, or it carried fewer (see
-    /// [`Riders`](super::riders::Riders)).
+    /// Events sent only on their span's record (`EventsAsLogs::None`, `OutsideSpans`) that did
+    /// not reach the collector: the span's request failed, or its record never came.
     fn lost_after_export(&self) -> u64 {
         self.riders.total_lost()
     }
