@@ -394,7 +394,7 @@ impl Otlp {
     /// Keeps what the collector cannot take in a durable spool in `dir` (created if needed;
     /// `OFFLOAD_OTLP_SPOOL_DIR`), and replays it, oldest first, when the collector is back,
     /// while new records keep flowing. Default: no spool (what cannot be delivered is counted
-    /// failed).
+    /// failed). A relative `dir` is taken from the current directory now, once.
     ///
     /// What goes there: every request that failed transiently after the exporter's retries
     /// (the collector unreachable, overloaded), every request while the collector is known to
@@ -423,7 +423,6 @@ impl Otlp {
     ///     .spool_max_bytes(64 * 1024 * 1024);
     /// # drop(sink);
     /// ```
-    /// A relative `dir` is taken from the current directory now, once.
     pub fn spool(mut self, dir: impl Into<PathBuf>) -> Self {
         self.spool_dir = Some(crate::sink::absolute(dir.into()));
         self
