@@ -109,6 +109,9 @@ impl<'a> SinkRunner<'a> {
                 }
                 self.sleep();
                 self.refresh_spool();
+                // A loss the sink learns of while idle (a channel's receiver dropped with
+                // records unread) shows now, not at the next export (adversary pass 61).
+                self.lost_pending += self.take_lost();
                 if self.holds_records() {
                     self.call("flush", |s| s.flush());
                 }

@@ -16,7 +16,8 @@ use crate::sink::{Sink, SinkError};
 /// `sink_buffer_full`) in [`Stats`](crate::Stats). If the receiver is dropped, exports fail
 /// and are counted as failed, and the records the channel still held, unread, count as
 /// [`lost_after_export`](crate::SinkStats::lost_after_export): they were counted exported
-/// when sent.
+/// when sent. The stats are final once the pipeline has shut down: what a receiver dropped
+/// after that leaves unread is not counted.
 ///
 /// ```
 /// use std::time::Duration;

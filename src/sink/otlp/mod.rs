@@ -81,11 +81,20 @@ impl Protocol {
 /// open at shutdown, or its record was dropped), the event counts as the sink's
 /// [`lost_after_export`](crate::SinkStats::lost_after_export) too. (Events past a span's
 /// `OTEL_SPAN_EVENT_COUNT_LIMIT` are counted by the pipeline, in `span_events_dropped`.)
+///
+/// Bounds of that count: a span written to the spool takes its events along, and if the spool
+/// later evicts it (or finds it corrupt, or the collector rejects it on replay) the spool
+/// counts the span, not its events; past 65 536 spans with such events waiting at once, the
+/// oldest span's events are counted lost, though its record may still come (tail sampling
+/// that drops the traces of kept `ERROR` events, which go on at once, leaves spans that never
+/// come). `OutsideSpans` sends an event as a log record when its trace was sampled out at its
+/// head; an event kept through tail sampling whose trace is then dropped has no span to travel
+/// on and counts as lost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum EventsAsLogs {
     /// Every event (the default). Events inside a span are also span events on it.
     All,
-    /// Only events outside any span, and events in a trace sampled out (they have no span
+    /// Only events outside any span, and events in a trace head-sampled out (they have no span
     /// record to travel on); events inside sampled spans travel as span events only.
     OutsideSpans,
     /// None: events travel only as span events.
