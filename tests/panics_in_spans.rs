@@ -3,70 +3,20 @@
 //! while unwinding), the crate's own panic hook chained with one that logs. Each scenario runs
 //! in a child process with a deadline.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing_offload::{sink, Backpressure, OffloadLayer};
 use tracing_subscriber::prelude::*;
 
-const SCENARIO: &str = "P60_SCENARIO";
-const FILE: &str = "P60_FILE";
-const DEADLINE: Duration = Duration::from_secs(30);
+#[path = "support/child_scenario.rs"]
+mod child_scenario;
+use child_scenario::{lines, run_child, verdict, FILE, SCENARIO};
+
 const THREADS: u64 = 8;
 
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 static SPANS: AtomicU64 = AtomicU64::new(0);
-
-fn run_child(scenario: &str, file: &Path) -> (std::process::ExitStatus, String) {
-    let stderr_path = file.with_extension("stderr");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_process", "--exact", "--ignored", "--nocapture"])
-        .env(SCENARIO, scenario)
-        .env(FILE, file)
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let mut status = None;
-    while status.is_none() && Instant::now() < deadline {
-        status = child.try_wait().unwrap();
-        std::thread::park_timeout(Duration::from_millis(5));
-    }
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("child `{scenario}` hung past {DEADLINE:?}; stderr:\n{stderr}");
-    };
-    (status, stderr)
-}
-
-fn lines(file: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("whole JSON lines"))
-        .collect()
-}
-
-fn verdict(stderr: &str) -> std::collections::HashMap<String, u64> {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("P60 "))
-        .unwrap_or_else(|| panic!("no verdict line in the child's stderr:\n{stderr}"));
-    line[4..]
-        .split_whitespace()
-        .take_while(|kv| !kv.starts_with("reasons"))
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_owned(), v.parse().unwrap())
-        })
-        .collect()
-}
 
 fn report(handle: &tracing_offload::Handle) {
     let s = handle.stats();

@@ -4,7 +4,6 @@
 //! Each scenario runs in a child process with a deadline; the parent checks exact accounting:
 //! what the user offered == stats.offered, and lines in the file + counted drops == offered.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,62 +12,12 @@ use tracing::Instrument;
 use tracing_offload::{sink, Backpressure, Guard, OffloadLayer};
 use tracing_subscriber::prelude::*;
 
-const SCENARIO: &str = "P60_SCENARIO";
-const FILE: &str = "P60_FILE";
-const DEADLINE: Duration = Duration::from_secs(30);
+#[path = "support/child_scenario.rs"]
+mod child_scenario;
+use child_scenario::{lines, run_child, verdict, FILE, SCENARIO};
 
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 static SPANS: AtomicU64 = AtomicU64::new(0);
-
-fn run_child(scenario: &str, file: &Path) -> (std::process::ExitStatus, String) {
-    let stderr_path = file.with_extension("stderr");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_process", "--exact", "--ignored", "--nocapture"])
-        .env(SCENARIO, scenario)
-        .env(FILE, file)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let mut status = None;
-    while status.is_none() && Instant::now() < deadline {
-        status = child.try_wait().unwrap();
-        std::thread::park_timeout(Duration::from_millis(5));
-    }
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("child `{scenario}` hung past {DEADLINE:?}; stderr:\n{stderr}");
-    };
-    (status, stderr)
-}
-
-fn lines(file: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("whole JSON lines"))
-        .collect()
-}
-
-/// The child's verdict line: `P60 offered=<user count> stats_offered=.. enqueued=.. dropped=.. sampled_out=.. exported=.. sink_dropped=.. sink_failed=..`
-fn verdict(stderr: &str) -> std::collections::HashMap<String, u64> {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("P60 "))
-        .unwrap_or_else(|| panic!("no verdict line in the child's stderr:\n{stderr}"));
-    line[4..]
-        .split_whitespace()
-        .take_while(|kv| !kv.starts_with("reasons"))
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_owned(), v.parse().unwrap())
-        })
-        .collect()
-}
 
 fn check(scenario: &str) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,70 @@
+//! A scenario run in a child process (this test binary, its ignored `child_process` test) with
+//! a deadline, and what it reports: the tests of tokio shutdowns and of panics (adversary pass
+//! 60) share it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The scenario the child runs.
+pub const SCENARIO: &str = "P60_SCENARIO";
+/// The JSON-lines file the child writes.
+pub const FILE: &str = "P60_FILE";
+/// How long a child may take.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs `scenario` in a child process writing to `file`; its exit status and stderr. Fails if
+/// it has not ended by [`DEADLINE`].
+pub fn run_child(scenario: &str, file: &Path) -> (std::process::ExitStatus, String) {
+    let stderr_path = file.with_extension("stderr");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_process", "--exact", "--ignored", "--nocapture"])
+        .env(SCENARIO, scenario)
+        .env(FILE, file)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let mut status = None;
+    while status.is_none() && Instant::now() < deadline {
+        status = child.try_wait().unwrap();
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("child `{scenario}` hung past {DEADLINE:?}; stderr:\n{stderr}");
+    };
+    (status, stderr)
+}
+
+/// The JSON lines of `file`.
+pub fn lines(file: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("whole JSON lines"))
+        .collect()
+}
+
+/// The child's verdict line: `P60 offered=<user count> stats_offered=.. enqueued=.. …`, as
+/// numbers by name.
+pub fn verdict(stderr: &str) -> std::collections::HashMap<String, u64> {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("P60 "))
+        .unwrap_or_else(|| panic!("no verdict line in the child's stderr:\n{stderr}"));
+    line[4..]
+        .split_whitespace()
+        .take_while(|kv| !kv.starts_with("reasons"))
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
