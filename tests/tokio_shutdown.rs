@@ -14,42 +14,21 @@ use tracing_subscriber::prelude::*;
 
 #[path = "support/child_scenario.rs"]
 mod child_scenario;
-use child_scenario::{lines, run_child, verdict, FILE, SCENARIO};
+use child_scenario::{run_checked, Outcome, FILE, SCENARIO};
 
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 static SPANS: AtomicU64 = AtomicU64::new(0);
 
 fn check(scenario: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file: PathBuf = dir.path().join("app.jsonl");
-    let (status, stderr) = run_child(scenario, &file);
-    assert!(
-        status.success(),
-        "child `{scenario}` failed ({status}):\n{stderr}"
-    );
-    let v = verdict(&stderr);
-    let records = lines(&file);
-    let written = records
-        .iter()
-        .filter(|r| r["kind"] == "event" || r["kind"] == "span")
-        .count() as u64;
-    let offered = v["offered"];
-    assert_eq!(
-        v["stats_offered"], offered,
-        "stats.offered vs what was offered: {v:?}\n{stderr}"
-    );
-    assert_eq!(
-        v["enqueued"] + v["dropped"] + v["sampled_out"],
-        v["stats_offered"],
-        "{v:?}"
-    );
-    assert_eq!(
-        written, v["exported"],
-        "lines in the file vs exported: {v:?}"
-    );
+    let Outcome {
+        verdict: v,
+        written,
+        stderr,
+        ..
+    } = run_checked(scenario);
     assert_eq!(
         written + v["dropped"] + v["sampled_out"] + v["sink_dropped"] + v["sink_failed"],
-        offered,
+        v["offered"],
         "lines + counted drops vs offered: {v:?}\n{stderr}"
     );
 }

@@ -3,6 +3,7 @@
 //! 60) share it.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,4 +68,54 @@ pub fn verdict(stderr: &str) -> std::collections::HashMap<String, u64> {
             (k.to_owned(), v.parse().unwrap())
         })
         .collect()
+}
+
+/// What a scenario left.
+pub struct Outcome {
+    /// The child's verdict line, as numbers by name.
+    pub verdict: HashMap<String, u64>,
+    /// The records of its file.
+    pub records: Vec<serde_json::Value>,
+    /// The events and spans among them.
+    pub written: u64,
+    /// The child's stderr.
+    pub stderr: String,
+}
+
+/// Runs `scenario` in a child process, and checks what every scenario holds: the child ends
+/// well, `stats().offered` is what it offered, each offered record is enqueued, dropped or
+/// sampled out, and the file holds what the sink counted exported.
+pub fn run_checked(scenario: &str) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.jsonl");
+    let (status, stderr) = run_child(scenario, &file);
+    assert!(
+        status.success(),
+        "child `{scenario}` failed ({status}):\n{stderr}"
+    );
+    let v = verdict(&stderr);
+    let records = lines(&file);
+    let written = records
+        .iter()
+        .filter(|r| r["kind"] == "event" || r["kind"] == "span")
+        .count() as u64;
+    assert_eq!(
+        v["stats_offered"], v["offered"],
+        "stats.offered vs what was offered: {v:?}\n{stderr}"
+    );
+    assert_eq!(
+        v["enqueued"] + v["dropped"] + v["sampled_out"],
+        v["stats_offered"],
+        "{v:?}"
+    );
+    assert_eq!(
+        written, v["exported"],
+        "lines in the file vs exported: {v:?}"
+    );
+    Outcome {
+        verdict: v,
+        records,
+        written,
+        stderr,
+    }
 }
