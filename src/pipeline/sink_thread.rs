@@ -263,16 +263,19 @@ impl<'a> SinkRunner<'a> {
             self.restore_reported();
         }
         match result {
+            // The outcome's notes before its counts: a flush returns once the counts add up,
+            // and what it then reads must show the success or the error that made them (the
+            // counts came first: a flush saw 50 failed and no last error, on a loaded machine).
             Ok(Ok(())) => {
                 self.failing = false;
-                self.count(|c| {
-                    c.spooled.add(spooled);
-                    c.exported.add(data - spooled);
-                });
                 // A batch that went to the spool whole did not reach its destination (yet).
                 if spooled < data || data == 0 {
                     c.note_success();
                 }
+                self.count(|c| {
+                    c.spooled.add(spooled);
+                    c.exported.add(data - spooled);
+                });
             }
             Ok(Err(e)) => {
                 // A marker that did not reach the destination: its counts go into the next.
@@ -294,12 +297,6 @@ impl<'a> SinkRunner<'a> {
                     SinkError::Mixed { permanent, .. } => (*permanent as u64).min(failed),
                     _ => 0,
                 };
-                self.count(|c| {
-                    c.spooled.add(spooled);
-                    c.exported.add(written.min(data - spooled));
-                    c.failed_transient.add(failed - permanent);
-                    c.failed_permanent.add(permanent);
-                });
                 c.note_error(e.with_sources());
                 if written > 0 {
                     // Part of the batch reached its destination (the spans of a collector
@@ -307,15 +304,21 @@ impl<'a> SinkRunner<'a> {
                     // (adversary pass 54: it never showed one).
                     c.note_delivered();
                 }
+                self.count(|c| {
+                    c.spooled.add(spooled);
+                    c.exported.add(written.min(data - spooled));
+                    c.failed_transient.add(failed - permanent);
+                    c.failed_permanent.add(permanent);
+                });
             }
             Err(panic) => {
                 self.restore_reported();
                 c.disabled.store(true, Ordering::Relaxed);
-                self.count(|c| c.dropped.add(DropReason::SinkDisabled, data));
                 c.note_error(format!(
                     "sink panicked and was disabled: {}",
                     panic_message(&panic)
                 ));
+                self.count(|c| c.dropped.add(DropReason::SinkDisabled, data));
             }
         }
         self.before_marker = None;
