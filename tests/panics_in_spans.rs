@@ -11,29 +11,16 @@ use tracing_subscriber::prelude::*;
 
 #[path = "support/child_scenario.rs"]
 mod child_scenario;
-use child_scenario::{run_checked, Outcome, FILE, SCENARIO};
+use child_scenario::{report, run_checked, Outcome, FILE, SCENARIO};
 
 const THREADS: u64 = 8;
 
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 static SPANS: AtomicU64 = AtomicU64::new(0);
 
-fn report(handle: &tracing_offload::Handle) {
-    let s = handle.stats();
-    let sk = s.sinks.first().unwrap();
-    eprintln!(
-        "P60 offered={} stats_offered={} enqueued={} dropped={} sampled_out={} exported={} sink_dropped={} sink_failed={} open_spans={} reasons={:?}",
-        EVENTS.load(SeqCst) + SPANS.load(SeqCst),
-        s.offered,
-        s.enqueued,
-        s.dropped,
-        s.sampled_out,
-        sk.exported,
-        sk.dropped,
-        sk.failed,
-        s.open_spans,
-        s.dropped_by_reason
-    );
+/// The events and spans the scenario offered.
+fn offered() -> u64 {
+    EVENTS.load(SeqCst) + SPANS.load(SeqCst)
 }
 
 fn check(scenario: &str) -> Vec<serde_json::Value> {
@@ -107,7 +94,7 @@ fn scenario_hook_logs(file: &Path) {
     logging_hook();
     panicking_threads();
     guard.shutdown(Duration::from_secs(5)).unwrap();
-    report(&handle);
+    report(&handle, offered());
 }
 
 fn scenario_crate_hook_then_logging_hook(file: &Path) {
@@ -116,7 +103,7 @@ fn scenario_crate_hook_then_logging_hook(file: &Path) {
     logging_hook();
     panicking_threads();
     guard.shutdown(Duration::from_secs(5)).unwrap();
-    report(&handle);
+    report(&handle, offered());
 }
 
 fn scenario_logging_hook_then_crate_hook(file: &Path) {
@@ -125,7 +112,7 @@ fn scenario_logging_hook_then_crate_hook(file: &Path) {
     handle.install_panic_hook(Duration::from_secs(2));
     panicking_threads();
     guard.shutdown(Duration::from_secs(5)).unwrap();
-    report(&handle);
+    report(&handle, offered());
 }
 
 /// The panic is raised inside the layer (a field's Debug), in spans, with both hooks: the
@@ -150,7 +137,7 @@ fn scenario_panic_in_capture_with_hooks(file: &Path) {
         assert!(t.join().is_err());
     }
     guard.shutdown(Duration::from_secs(5)).unwrap();
-    report(&handle);
+    report(&handle, offered());
 }
 
 #[test]

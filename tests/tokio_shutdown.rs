@@ -9,15 +9,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
-use tracing_offload::{sink, Backpressure, Guard, OffloadLayer};
+use tracing_offload::{sink, Backpressure, OffloadLayer};
 use tracing_subscriber::prelude::*;
 
 #[path = "support/child_scenario.rs"]
 mod child_scenario;
-use child_scenario::{run_checked, Outcome, FILE, SCENARIO};
+use child_scenario::{report, run_checked, Outcome, FILE, SCENARIO};
 
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 static SPANS: AtomicU64 = AtomicU64::new(0);
+
+/// The events and spans the scenario offered.
+fn offered() -> u64 {
+    EVENTS.load(SeqCst) + SPANS.load(SeqCst)
+}
 
 fn check(scenario: &str) {
     let Outcome {
@@ -38,28 +43,6 @@ fn builder(file: &Path) -> tracing_offload::Builder {
         .capacity(1024)
         .backpressure(Backpressure::DropNewest)
         .sink(sink::JsonFile::new(file))
-}
-
-fn report(guard: &Guard) {
-    let s = guard.handle().stats();
-    let sk = s.sink("json").or_else(|| s.sinks.first()).unwrap();
-    eprintln!(
-        "P60 offered={} stats_offered={} enqueued={} dropped={} sampled_out={} exported={} sink_dropped={} sink_failed={} open_spans={} reasons={:?}",
-        EVENTS.load(SeqCst) + SPANS.load(SeqCst),
-        s.offered,
-        s.enqueued,
-        s.dropped,
-        s.sampled_out,
-        sk.exported,
-        sk.dropped,
-        sk.failed,
-        s.open_spans,
-        s.dropped_by_reason
-    );
-}
-
-fn report_line(guard: &Guard) {
-    report(guard)
 }
 
 /// A task that logs forever: a span per iteration, held across `.await`s, events inside.
@@ -135,7 +118,7 @@ fn scenario_runtime_shutdown_timeout(file: &Path) {
     guard.shutdown(Duration::from_secs(5)).unwrap();
     stop.store(true, SeqCst);
     wait_for("blocking tasks", || live.load(SeqCst) == 0);
-    report_line(&guard);
+    report(&guard.handle(), offered());
 }
 
 fn scenario_guard_dropped_in_async_main(file: &Path) {
@@ -150,25 +133,7 @@ fn scenario_guard_dropped_in_async_main(file: &Path) {
         drop(guard);
     });
     drop(rt);
-    report_handle(&handle);
-}
-
-fn report_handle(handle: &tracing_offload::Handle) {
-    let s = handle.stats();
-    let sk = s.sinks.first().unwrap();
-    eprintln!(
-        "P60 offered={} stats_offered={} enqueued={} dropped={} sampled_out={} exported={} sink_dropped={} sink_failed={} open_spans={} reasons={:?}",
-        EVENTS.load(SeqCst) + SPANS.load(SeqCst),
-        s.offered,
-        s.enqueued,
-        s.dropped,
-        s.sampled_out,
-        sk.exported,
-        sk.dropped,
-        sk.failed,
-        s.open_spans,
-        s.dropped_by_reason
-    );
+    report(&handle, offered());
 }
 
 fn scenario_guard_dropped_in_spawn_blocking(file: &Path) {
@@ -181,7 +146,7 @@ fn scenario_guard_dropped_in_spawn_blocking(file: &Path) {
     let done = rt.spawn_blocking(move || drop(guard));
     rt.block_on(done).unwrap();
     drop(rt);
-    report_handle(&handle);
+    report(&handle, offered());
 }
 
 fn scenario_init_from_dropped_in_async(file: &Path) {
@@ -203,7 +168,7 @@ fn scenario_init_from_dropped_in_async(file: &Path) {
         drop(guard);
     });
     mt.shutdown_timeout(Duration::from_secs(5));
-    report_handle(&handle);
+    report(&handle, offered());
 }
 
 #[test]
@@ -279,7 +244,7 @@ fn scenario_tail(file: &Path, drop_in_async: bool) {
         rt.shutdown_timeout(Duration::from_millis(20));
         guard.shutdown(Duration::from_secs(5)).unwrap();
     }
-    report_handle(&handle);
+    report(&handle, offered());
 }
 
 async fn chatter_once(t: u64) {

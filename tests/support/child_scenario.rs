@@ -52,8 +52,27 @@ pub fn lines(file: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The child's verdict line: `P60 offered=<user count> stats_offered=.. enqueued=.. …`, as
-/// numbers by name.
+/// Writes the child's verdict line on stderr: `offered` (what the scenario offered, by its own
+/// count) beside the pipeline's stats, for [`verdict`] in the parent.
+pub fn report(handle: &tracing_offload::Handle, offered: u64) {
+    let s = handle.stats();
+    let sk = s.sink("json").or_else(|| s.sinks.first()).unwrap();
+    eprintln!(
+        "P60 offered={} stats_offered={} enqueued={} dropped={} sampled_out={} exported={} sink_dropped={} sink_failed={} open_spans={} reasons={:?}",
+        offered,
+        s.offered,
+        s.enqueued,
+        s.dropped,
+        s.sampled_out,
+        sk.exported,
+        sk.dropped,
+        sk.failed,
+        s.open_spans,
+        s.dropped_by_reason
+    );
+}
+
+/// The child's verdict line (see [`report`]), as numbers by name.
 pub fn verdict(stderr: &str) -> std::collections::HashMap<String, u64> {
     let line = stderr
         .lines()
