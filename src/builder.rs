@@ -806,7 +806,7 @@ impl Builder {
                 let counters = Arc::new(SinkCounters::new(name, capacity));
                 // What a spool holds from the start (left by an earlier process).
                 counters.set_spool(sink.spool());
-                Arc::new(SinkSlot::new(counters, capacity))
+                Arc::new(SinkSlot::new(counters, capacity, sink.awaiting_delivery()))
             })
             .collect();
         let counters = Counters::new(slots.iter().map(|s| Arc::clone(&s.counters)).collect());

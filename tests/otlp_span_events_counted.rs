@@ -194,3 +194,54 @@ fn events_in_an_unsampled_trace_are_not_counted_exported_outside_spans_only() {
         "warnings in an unsampled trace counted exported, sent nowhere: {stats:#?}"
     );
 }
+
+/// The collector takes the span's request and never answers; shutdown's deadline passes while
+/// the sink waits for it, and the pipeline gives up on the sink (the span counted
+/// `shutdown_deadline`). The span's events had been counted exported with their own batch:
+/// they reach nobody either, and count as lost after export. They were left counted exported
+/// (a known gap of adversary pass 60's fix): the sink that would have counted them never
+/// returned.
+#[test]
+fn events_of_a_span_whose_export_outlives_shutdown_are_counted_lost() {
+    let silent = Unanswering::start();
+    let sink = Otlp::new()
+        .endpoint(format!("http://127.0.0.1:{}", silent.port))
+        .events_as_logs(EventsAsLogs::None)
+        .timeout(Duration::from_secs(60))
+        .max_retries(0);
+    let (layer, guard) = OffloadLayer::builder().sink(sink).build().unwrap();
+    let handle = guard.handle();
+    with_layer(layer, || {
+        let span = tracing::info_span!("request");
+        span.in_scope(|| {
+            for i in 0..EVENTS {
+                tracing::info!(i, "step");
+            }
+        });
+        // The events go in a batch of their own, sent nowhere (no logs): counted exported.
+        handle.flush(DEADLINE).unwrap();
+        drop(span);
+    });
+    // The span's request under way, unanswered.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let s = handle.stats().sink("otlp").unwrap().clone();
+        if s.forwarded == EVENTS + 1 && s.export_in_progress_for.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the span never went out: {s:#?}");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    let _ = guard.shutdown(Duration::from_millis(300));
+    let s = handle.stats().sink("otlp").unwrap().clone();
+    assert_eq!(
+        (
+            s.exported,
+            s.dropped_for(tracing_offload::DropReason::ShutdownDeadline),
+            s.lost_after_export
+        ),
+        (EVENTS, 1, EVENTS),
+        "the span given up on at the deadline, and the events that rode on it: {s:#?}"
+    );
+    silent.stop();
+}

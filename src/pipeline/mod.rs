@@ -35,7 +35,7 @@ use self::notify::Notify;
 pub(crate) use self::queue::{Flag, Intake};
 use crate::clock::deadline_after;
 use crate::record::{Captured, DropReason, Record};
-use crate::sink::Sink;
+use crate::sink::{AwaitingDelivery, Sink};
 use crate::stats::SinkCounters;
 use crate::tail_sampling::TailControl;
 
@@ -82,11 +82,21 @@ pub(crate) struct SinkSlot {
     /// Held while the drain thread hands a batch over and while shutdown gives up on the sink,
     /// so that every record forwarded is counted by exactly one of them.
     handover: std::sync::Mutex<()>,
+    /// What the sink counted exported and has yet to deliver ([`Sink::awaiting_delivery`]):
+    /// counted lost when the pipeline gives up on the sink.
+    ///
+    /// [`Sink::awaiting_delivery`]: crate::sink::Sink::awaiting_delivery
+    pub(crate) awaiting: Option<Arc<AwaitingDelivery>>,
 }
 
 impl SinkSlot {
-    pub(crate) fn new(counters: Arc<SinkCounters>, capacity: usize) -> Self {
+    pub(crate) fn new(
+        counters: Arc<SinkCounters>,
+        capacity: usize,
+        awaiting: Option<Arc<AwaitingDelivery>>,
+    ) -> Self {
         SinkSlot {
+            awaiting,
             buffer: ArrayQueue::new(capacity.max(1)),
             counters,
             thread: Default::default(),
@@ -95,6 +105,14 @@ impl SinkSlot {
             finished: Flag::default(),
             abandoned: Flag::default(),
             handover: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Counts what the sink had yet to deliver as lost after export: the pipeline gave up on
+    /// it (or it stopped).
+    pub(crate) fn close_awaiting(&self) {
+        if let Some(a) = &self.awaiting {
+            self.counters.lost_after_export.add(a.close());
         }
     }
 
@@ -558,6 +576,8 @@ impl Pipeline {
             let _handover = s.handover.lock().unwrap_or_else(|e| e.into_inner());
             s.abandoned.set();
             let c = &s.counters;
+            // Records it counted exported and had yet to deliver reach nobody now.
+            s.close_awaiting();
             let left = c.forwarded.get().saturating_sub(c.completed());
             c.dropped.add(DropReason::ShutdownDeadline, left);
             per_sink.push((c.name.clone(), left));

@@ -153,6 +153,8 @@ impl<'a> SinkRunner<'a> {
         }
         self.call("shutdown", |s| s.shutdown(deadline));
         self.refresh_spool();
+        // The sink has stopped: what it still had to deliver, it never will.
+        self.slot.close_awaiting();
     }
 
     /// Whether the sink holds records of its own for its next flush (see
@@ -319,6 +321,8 @@ impl<'a> SinkRunner<'a> {
                     panic_message(&panic)
                 ));
                 self.count(|c| c.dropped.add(DropReason::SinkDisabled, data));
+                // What it counted exported and had yet to deliver will not be delivered.
+                self.slot.close_awaiting();
             }
         }
         self.before_marker = None;
@@ -356,18 +360,19 @@ impl<'a> SinkRunner<'a> {
         c.call_started();
         let result = catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut())));
         c.call_finished();
-        let lost = if result.is_ok() {
-            self.take_lost() + std::mem::take(&mut self.lost_pending)
-        } else {
-            0
-        };
+        // Read now, counted after the note: what reads the count then sees why (the same
+        // order as an export's outcome).
+        let lost = if result.is_ok() { self.lost_since() } else { 0 };
+        let earlier = std::mem::take(&mut self.lost_pending);
         let c = &self.slot.counters;
         match result {
             Ok(Ok(())) => {}
             // A loss the sink learned of (a failed sync), not a failure to export: shown for
             // the drop window, as drops are, without making the sink failing until its next
             // export (an idle sink went unhealthy for good: adversary pass 55).
-            Ok(Err(e)) if lost > 0 => c.note_loss(format!("{what}: {}", e.with_sources())),
+            Ok(Err(e)) if lost + earlier > 0 => {
+                c.note_loss(format!("{what}: {}", e.with_sources()));
+            }
             Ok(Err(e)) => c.note_error(format!("{what}: {}", e.with_sources())),
             Err(panic) => {
                 c.disabled.store(true, Ordering::Relaxed);
@@ -375,23 +380,32 @@ impl<'a> SinkRunner<'a> {
                     "sink panicked in {what} and was disabled: {}",
                     panic_message(&panic)
                 ));
+                self.slot.close_awaiting();
             }
         }
+        c.lost_after_export.add(lost);
     }
 
     /// Counts what the sink says it lost after export since it was last asked, and returns
-    /// it: never more than it exported (a sink that panics here says nothing).
+    /// it.
     fn take_lost(&mut self) -> u64 {
-        let sink = &self.sink;
-        let Ok(lost) = catch_unwind(AssertUnwindSafe(|| sink.lost_after_export())) else {
-            return 0;
-        };
-        let c = &self.slot.counters;
-        let lost = lost.min(c.exported.get());
-        let new = lost.saturating_sub(self.lost_seen);
-        c.lost_after_export.add(new);
-        self.lost_seen = self.lost_seen.max(lost);
+        let new = self.lost_since();
+        self.slot.counters.lost_after_export.add(new);
         new
+    }
+
+    /// What the sink says it lost after export since it was last asked, not counted yet: never
+    /// more than it exported (a sink that panics here says nothing), and the records it had
+    /// yet to deliver that it since found lost ([`Sink::awaiting_delivery`]).
+    fn lost_since(&mut self) -> u64 {
+        let sink = &self.sink;
+        let said = catch_unwind(AssertUnwindSafe(|| sink.lost_after_export())).map_or(0, |lost| {
+            let lost = lost.min(self.slot.counters.exported.get());
+            let new = lost.saturating_sub(self.lost_seen);
+            self.lost_seen = self.lost_seen.max(lost);
+            new
+        });
+        said + self.slot.awaiting.as_ref().map_or(0, |a| a.take_lost())
     }
 
     /// A marker for the drops (queue-level and this sink's) and this sink's undelivered

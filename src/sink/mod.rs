@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use crate::record::Record;
 
+mod awaiting;
 mod channel;
 mod console;
 mod json;
@@ -41,6 +42,7 @@ mod runtime;
 /// [`Sink::buffer_capacity`]. Each buffer is allocated whole at build time.
 pub const MAX_SINK_BUFFER_CAPACITY: usize = 1 << 24;
 
+pub use awaiting::AwaitingDelivery;
 pub use channel::{Channel, ChannelReceiver};
 pub use console::Console;
 pub use json::{JsonFile, Rotation};
@@ -64,8 +66,9 @@ pub use runtime::{Async, AsyncSink, DEFAULT_ASYNC_EXPORT_TIMEOUT};
 ///
 /// A sink that wraps another (to count, filter or time it) forwards every method, the provided
 /// ones included: [`spool`](Sink::spool), [`retries`](Sink::retries),
-/// [`holds_records`](Sink::holds_records) and [`markers_deferred`](Sink::markers_deferred) are
-/// how the OTLP sink tells the sink thread what it spooled, retried and holds back, and
+/// [`holds_records`](Sink::holds_records), [`markers_deferred`](Sink::markers_deferred) and
+/// [`awaiting_delivery`](Sink::awaiting_delivery) are how the OTLP sink tells the sink thread
+/// what it spooled, retried, holds back and has yet to deliver, and
 /// [`abandon`](Sink::abandon) how the file sink undoes a failed build's file.
 pub trait Sink: Send + 'static {
     /// A short name for stats, metrics labels and thread names, e.g. `"json"`. Names must be
@@ -124,6 +127,16 @@ pub trait Sink: Send + 'static {
     /// (`lost_after_export`), metrics and health (a loss, as a drop is).
     fn lost_after_export(&self) -> u64 {
         0
+    }
+
+    /// Records this sink counts exported whose delivery still depends on records it has not
+    /// sent (see [`AwaitingDelivery`]: the OTLP sink's events that travel on their span's
+    /// record), for a sink that has such records. Asked once, when the pipeline is built; the
+    /// sink thread then counts the records this says were lost in `lost_after_export`, and
+    /// when the pipeline gives up on the sink (shutdown's deadline, a panic), those still
+    /// awaiting delivery too. None by default.
+    fn awaiting_delivery(&self) -> Option<std::sync::Arc<AwaitingDelivery>> {
+        None
     }
 
     /// Export retries so far (sinks that retry report them; shown in stats and metrics).

@@ -78,7 +78,8 @@ impl Protocol {
 ///
 /// An event that travels only as a span event is counted `exported` with its batch; if its
 /// span's record then does not reach the collector (its request failed, the span was still
-/// open at shutdown, or its record was dropped), the event counts as the sink's
+/// open at shutdown, its record was dropped, or the pipeline gave up on the sink: shutdown's
+/// deadline passed while it exported), the event counts as the sink's
 /// [`lost_after_export`](crate::SinkStats::lost_after_export) too. (Events past a span's
 /// `OTEL_SPAN_EVENT_COUNT_LIMIT` are counted by the pipeline, in `span_events_dropped`.)
 ///

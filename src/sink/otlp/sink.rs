@@ -1483,6 +1483,8 @@ impl Otlp {
                 self.export_spooled(engine, resource, &run.exporters, spans, logs, deadline)
             }
         };
+        // What the batch's spans carried and was not lost with them went with them.
+        self.riders.settle();
         self.reconnect(&mut run);
         self.running = Some(run);
         result
@@ -1670,10 +1672,11 @@ impl Sink for Otlp {
         self.traces
     }
 
-    /// Events sent only on their span's record (`EventsAsLogs::None`, `OutsideSpans`) that did
-    /// not reach the collector: the span's request failed, or its record never came.
-    fn lost_after_export(&self) -> u64 {
-        self.riders.total_lost()
+    /// Events sent only on their span's record (`EventsAsLogs::None`, `OutsideSpans`), from
+    /// their export until their span's request went through or failed, or it became clear
+    /// that their span's record would never come.
+    fn awaiting_delivery(&self) -> Option<Arc<crate::sink::AwaitingDelivery>> {
+        Some(self.riders.awaiting())
     }
 
     fn buffer_capacity(&self) -> Option<usize> {
