@@ -48,8 +48,8 @@ use crate::traceparent::{format_traceparent, parse_traceparent};
 pub trait OffloadSpanExt {
     /// The span's trace id, span id and sampled flag, for any span an [`OffloadLayer`] knows,
     /// sampled or not (`None` for a disabled span, or a subscriber without an `OffloadLayer`;
-    /// with two of them, the outermost answers: each layer keeps ids of its own, so use one
-    /// layer with several sinks rather than two layers).
+    /// with two of them, the outermost that records the span answers: the layers give a span
+    /// the same ids, though each makes its own sampling decision).
     fn offload_context(&self) -> Option<SpanContext>;
 
     /// The W3C `traceparent` value for an outgoing request made inside this span:

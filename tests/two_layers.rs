@@ -1,5 +1,7 @@
 //! Two `OffloadLayer`s on one registry (one per destination, each with its own filter) keep
-//! their span state apart: no panic, each records its own spans with the right parents.
+//! their span state apart: no panic, each records its own spans with the right parents. A span
+//! both record has the same ids at both destinations (it had ids of each layer's own: a JSON
+//! file's lines and the collector's spans named different traces).
 mod support;
 
 use support::*;
@@ -40,14 +42,58 @@ fn two_layers_on_one_registry_each_keep_their_spans() {
     let inner = all_spans.iter().find(|s| s.name() == "inner").unwrap();
     assert_eq!(inner.parent_span_id(), Some(outer.span_id()));
     assert_eq!(inner.trace_id(), outer.trace_id());
-    // The audit layer sees only `outer` (its filter hides `inner`), with ids of its own.
+    // The audit layer sees only `outer` (its filter hides `inner`), with the same ids.
     let audit_spans = spans(&audit);
     assert_eq!(audit_spans.len(), 1, "{audit_spans:?}");
     assert_eq!(audit_spans[0].name(), "outer");
-    assert_ne!(audit_spans[0].span_id(), outer.span_id());
-    // The event reached both, each with its own layer's ids: the audit layer's `outer`.
+    assert_eq!(
+        (audit_spans[0].trace_id(), audit_spans[0].span_id()),
+        (outer.trace_id(), outer.span_id()),
+        "one span, two sets of ids"
+    );
+    // The event reached both, each in the span its layer records: `outer` for the audit
+    // layer, `inner` for the other, in one trace.
     let audit_event = audit.events().into_iter().next().unwrap();
-    assert_eq!(audit_event.span_id(), Some(audit_spans[0].span_id()));
+    assert_eq!(audit_event.span_id(), Some(outer.span_id()));
+    assert_eq!(audit_event.trace_id(), Some(outer.trace_id()));
+    let all_event = all.events().into_iter().next().unwrap();
+    assert_eq!(all_event.span_id(), Some(inner.span_id()));
+}
+
+/// A span whose parent one layer's filter hides is a root for that layer: it stays in the
+/// trace the other layer sees (it started a trace of its own), with the same span id.
+#[test]
+fn a_span_whose_parent_a_filter_hides_stays_in_the_trace() {
+    let all = Collect::new("all");
+    let audit = Collect::new("audit");
+    let (layer_audit, guard_audit) = OffloadLayer::builder().sink(audit.clone()).build().unwrap();
+    let (layer_all, guard_all) = OffloadLayer::builder().sink(all.clone()).build().unwrap();
+    // The filtered layer inside this time, the other outermost.
+    let subscriber = tracing_subscriber::registry()
+        .with(layer_audit.with_filter(filter_fn(|m| m.target().starts_with("audit"))))
+        .with(layer_all);
+    tracing::subscriber::with_default(subscriber, || {
+        let _request = tracing::info_span!(target: "app", "request").entered();
+        let _check = tracing::info_span!(target: "audit", "check").entered();
+        tracing::info!(target: "audit", "access granted");
+    });
+    guard_all.shutdown(DEADLINE).unwrap();
+    guard_audit.shutdown(DEADLINE).unwrap();
+    let (request, check) = (span_named(&all, "request"), span_named(&all, "check"));
+    let audited = span_named(&audit, "check");
+    assert_eq!(check.parent_span_id(), Some(request.span_id()));
+    assert_eq!(
+        audited.parent_span_id(),
+        None,
+        "its parent is not at this destination"
+    );
+    assert_eq!(
+        (audited.trace_id(), audited.span_id()),
+        (request.trace_id(), check.span_id()),
+        "the audit destination's `check` in a trace of its own"
+    );
+    let event = audit.events().into_iter().next().unwrap();
+    assert_eq!(event.trace_id(), Some(request.trace_id()));
 }
 
 /// `set_parent_traceparent` reaches every `OffloadLayer` of the registry, not only the outer

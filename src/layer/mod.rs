@@ -8,8 +8,8 @@
 //! or removal (never while a field's `Debug` runs), and, under `Block`, the wait for room.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use tracing_core::span::{Attributes, Id, Record as SpanValues};
@@ -28,7 +28,7 @@ use self::callsite::CallsiteClass;
 use self::capture::{is_marked_critical, remote_parent, Capture};
 use self::spans::{LocalRoot, NewSpan, SpanStore};
 use crate::clock::Tick;
-use crate::ids::{new_root_ids, new_span_id, thread_info, SpanContext, SpanId};
+use crate::ids::{new_root_ids, new_span_id, thread_info, SpanContext, SpanId, TraceId};
 use crate::level::LogLevel;
 use crate::pipeline::queue::{Admission, Backpressure, Intake};
 use crate::record::{Captured, EventRecord, Fields, LogSource, SpanRecord};
@@ -70,7 +70,11 @@ pub enum SetParentError {
 /// The layer only captures and enqueues; the [`Guard`](crate::Guard) returned with it owns the
 /// threads that write. Dropping the layer (e.g. with its subscriber) does not stop them. Two
 /// layers may share one registry (say, one per destination, each with its own filter): each
-/// keeps its own span state.
+/// keeps its own span state and makes its own sampling decisions, and a span both record has
+/// the same trace id and span id in both (a span whose parent one layer's filter hides stays,
+/// for that layer, in the trace the others see). Layers inside a `Vec` or an `Option` are not
+/// told of each other (`tracing-subscriber` does not hand them the `Dispatch`): they give a
+/// span ids of their own.
 #[must_use = "a layer does nothing until it is added to a subscriber, e.g. `registry().with(layer)`"]
 pub struct OffloadLayer {
     intake: Arc<Intake>,
@@ -81,11 +85,28 @@ pub struct OffloadLayer {
     /// The other `OffloadLayer`s of this layer's subscriber, when this one is the outermost
     /// (the one `Dispatch::downcast_ref` finds): a remote parent set through it reaches them
     /// too. They register themselves when the subscriber becomes a `Dispatch`.
-    siblings: Mutex<Vec<Sibling>>,
+    siblings: Arc<Mutex<Vec<Sibling>>>,
+    /// For a layer that is not the outermost: the outermost, and its `siblings` (this one among
+    /// them).
+    family: OnceLock<(Sibling, Arc<Mutex<Vec<Sibling>>>)>,
+    /// The span stores of the subscriber's other `OffloadLayer`s, read once the subscriber is
+    /// in use: a span one of them placed first gets the same ids here.
+    kin: OnceLock<Box<[Kin]>>,
+    /// Whether the subscriber has other `OffloadLayer`s (set as they register): a layer alone
+    /// looks for none.
+    has_kin: AtomicBool,
+}
+
+/// Another `OffloadLayer` of the same subscriber: its id (for its stack of entered spans) and
+/// its span store.
+struct Kin {
+    id: u64,
+    spans: Arc<SpanStore>,
 }
 
 /// What a remote parent set later needs of another layer on the same subscriber.
 struct Sibling {
+    id: u64,
     spans: Weak<SpanStore>,
     intake: Weak<Intake>,
 }
@@ -129,8 +150,86 @@ impl OffloadLayer {
             settings,
             spans: Arc::default(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            siblings: Mutex::new(Vec::new()),
+            siblings: Arc::default(),
+            family: OnceLock::new(),
+            kin: OnceLock::new(),
+            has_kin: AtomicBool::new(false),
         }
+    }
+
+    /// The ids another `OffloadLayer` of the subscriber gave the span `id`, if one placed it
+    /// already (the inner layers see a new span first): one span has one trace id and span id
+    /// at every destination, so that the lines of a JSON file and the spans at the collector
+    /// name the same trace. Each layer still makes its own sampling decision.
+    #[cold]
+    #[inline(never)]
+    fn kin_context(&self, id: &Id) -> Option<SpanContext> {
+        self.kin()
+            .iter()
+            .find_map(|k| k.spans.context(id).map(|(c, _)| c))
+    }
+
+    /// A root's ids here, when the subscriber has other `OffloadLayer`s: those another layer
+    /// gave the span (`kin`), else a new span id in the trace of its parent that another layer
+    /// records (this layer's filter hides it), else new ones.
+    #[cold]
+    #[inline(never)]
+    fn root_ids_with_kin(
+        &self,
+        kin: Option<SpanContext>,
+        attrs: &Attributes<'_>,
+    ) -> (TraceId, SpanId) {
+        match kin {
+            Some(k) => (k.trace_id, k.span_id),
+            None => match self.kin_parent_trace(attrs) {
+                Some(trace_id) => (trace_id, new_span_id()),
+                None => new_root_ids(),
+            },
+        }
+    }
+
+    fn kin(&self) -> &[Kin] {
+        self.kin.get_or_init(|| self.read_kin())
+    }
+
+    /// The other layers of the subscriber, from its family of `OffloadLayer`s.
+    #[cold]
+    fn read_kin(&self) -> Box<[Kin]> {
+        let (outer, siblings) = match self.family.get() {
+            Some((outer, siblings)) => (Some(outer), siblings),
+            None => (None, &self.siblings),
+        };
+        let siblings = siblings.lock().unwrap_or_else(|e| e.into_inner());
+        outer
+            .into_iter()
+            .chain(siblings.iter())
+            .filter(|s| s.id != self.id)
+            .filter_map(|s| {
+                Some(Kin {
+                    id: s.id,
+                    spans: s.spans.upgrade()?,
+                })
+            })
+            .collect()
+    }
+
+    /// For a span that has no parent this layer records, though it has one (this layer's filter
+    /// hides it): the trace another layer of the subscriber has that parent in.
+    #[cold]
+    fn kin_parent_trace(&self, attrs: &Attributes<'_>) -> Option<TraceId> {
+        if attrs.is_root() {
+            return None;
+        }
+        self.kin().iter().find_map(|k| {
+            let parent = match attrs.parent() {
+                Some(parent) => parent.clone(),
+                None => match entered::current(k.id) {
+                    entered::Current::Span(id) => id,
+                    _ => return None,
+                },
+            };
+            k.spans.context(&parent).map(|(c, _)| c.trace_id)
+        })
     }
 
     #[inline]
@@ -180,6 +279,7 @@ impl OffloadLayer {
 
     /// The trace context a new span gets from its parent: a local parent span, else a remote
     /// parent in its `traceparent` field, else none (a new trace).
+    #[inline(always)]
     fn parent_of<S>(
         &self,
         attrs: &Attributes<'_>,
@@ -282,6 +382,14 @@ impl OffloadLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let sampler = &self.intake.sampler;
+        // Another layer of the subscriber may have placed it already.
+        let has_kin = self.has_kin.load(Ordering::Relaxed);
+        let kin = if has_kin { self.kin_context(id) } else { None };
+        // The span id another layer gave it, when it is in the same trace here.
+        let span_id_in = |trace_id| match kin {
+            Some(k) if k.trace_id == trace_id => k.span_id,
+            _ => new_span_id(),
+        };
         match self.parent_of(attrs, id, ctx, class) {
             Lineage::Local {
                 context,
@@ -289,7 +397,7 @@ impl OffloadLayer {
             } => Placement {
                 // Inherited (the sampler says so, for every sampler).
                 context: SpanContext {
-                    span_id: new_span_id(),
+                    span_id: span_id_in(context.trace_id),
                     sampled: sampler.sample_span(context.trace_id, Parent::Local(context.sampled)),
                     ..context
                 },
@@ -299,7 +407,7 @@ impl OffloadLayer {
                 has_local_parent: true,
             },
             Lineage::Remote(r) => {
-                let span_id = new_span_id();
+                let span_id = span_id_in(r.trace_id);
                 Placement {
                     context: SpanContext {
                         trace_id: r.trace_id,
@@ -313,8 +421,14 @@ impl OffloadLayer {
                 }
             }
             Lineage::Root => {
-                // One access to the thread's random stream for both ids.
-                let (trace_id, span_id) = new_root_ids();
+                // A root here may have a parent that this layer's filter hides: the trace is
+                // the one the other layers see. Otherwise one access to the thread's random
+                // stream for both ids.
+                let (trace_id, span_id) = if has_kin {
+                    self.root_ids_with_kin(kin, attrs)
+                } else {
+                    new_root_ids()
+                };
                 Placement {
                     context: SpanContext {
                         trace_id,
@@ -618,9 +732,20 @@ where
         let mut siblings = outer.siblings.lock().unwrap_or_else(|e| e.into_inner());
         siblings.retain(|s| s.spans.strong_count() > 0);
         siblings.push(Sibling {
+            id: self.id,
             spans: Arc::downgrade(&self.spans),
             intake: Arc::downgrade(&self.intake),
         });
+        drop(siblings);
+        outer.has_kin.store(true, Ordering::Relaxed);
+        self.has_kin.store(true, Ordering::Relaxed);
+        // Its kin: the outermost, and the layers registered with it.
+        let outer_itself = Sibling {
+            id: outer.id,
+            spans: Arc::downgrade(&outer.spans),
+            intake: Arc::downgrade(&outer.intake),
+        };
+        let _ = self.family.set((outer_itself, Arc::clone(&outer.siblings)));
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
