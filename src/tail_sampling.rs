@@ -128,7 +128,9 @@ impl TailSampling {
     /// trace still open then is decided as is: kept if it qualifies already (an error seen,
     /// its trace id in the ratio, or open for longer than the slow threshold), dropped
     /// otherwise; the decision is counted as forced ([`ForcedDecision::DecisionWait`]) and
-    /// applies to the trace's later records too.
+    /// applies to the trace's later records too. While the drain thread is behind (records
+    /// queued because the sinks hold it back), the wait counts in the time the records it
+    /// takes were made: a root that closed in time and waits in the queue is not given up on.
     pub const fn decision_wait(mut self, wait: Duration) -> Self {
         self.decision_wait = wait;
         self

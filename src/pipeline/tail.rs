@@ -170,6 +170,9 @@ struct HeldTrace {
     seq: u64,
     /// When its first record reached the drain thread (for `decision_wait`).
     first_seen: Instant,
+    /// The latest time a record offered was made, when its first record reached the drain
+    /// thread (for `decision_wait` while the drain thread is behind).
+    first_made: Tick,
     /// When its local root started (every record carries it): before tail sampling was
     /// turned on, the trace was under way then. Judging by the records held instead took a
     /// trace under way for a new one when all it held came after the switch (its earlier
@@ -230,6 +233,10 @@ pub(super) struct TailBuffer<'a> {
     /// while it was off, and some of its records may have been written already: it is written
     /// whole, not tail-sampled.
     on_since: Option<Tick>,
+    /// The latest time a record offered was made (an event's time, a span's close): how far
+    /// the drain thread has come through the records, which may be well behind the clock when
+    /// the sinks hold it back.
+    latest: Tick,
 }
 
 impl<'a> TailBuffer<'a> {
@@ -252,6 +259,7 @@ impl<'a> TailBuffer<'a> {
             spare: Vec::new(),
             decided: Remembered::default(),
             on_since: None,
+            latest: Tick::ZERO,
         }
     }
 
@@ -284,15 +292,24 @@ impl<'a> TailBuffer<'a> {
         let Some(settings) = self.settings else {
             return;
         };
+        let wait = settings.max_wait();
         while let Some(&(key, seq)) = self.order.front() {
-            let first_seen = match self.traces.get(&key) {
-                Some(t) if t.seq == seq => t.first_seen,
+            let (first_seen, first_made) = match self.traces.get(&key) {
+                Some(t) if t.seq == seq => (t.first_seen, t.first_made),
                 _ => {
                     self.order.pop_front(); // decided since
                     continue;
                 }
             };
-            if now < deadline_from(first_seen, settings.max_wait()) {
+            if now < deadline_from(first_seen, wait) {
+                break;
+            }
+            // With records still queued, the drain thread is behind (the sinks hold it back):
+            // the local root may be among them, closed in time. The wait then counts in the
+            // time the records were made, up to the latest one taken (adversary pass 62: a
+            // failed trace whose root closed at once was decided without it, and dropped,
+            // while a sink paused).
+            if !queue_empty && between(first_made, self.latest) < wait {
                 break;
             }
             self.order.pop_front();
@@ -360,6 +377,7 @@ impl<'a> TailBuffer<'a> {
             self.offer_while_off(record, out);
             return;
         };
+        self.latest = self.latest.max(made_at(&record));
         match role(&record) {
             Role::PassThrough => out.push(record, true),
             Role::ErrorMark(key, trace_id, root_start) => {
@@ -656,6 +674,7 @@ impl<'a> TailBuffer<'a> {
                 e.insert(HeldTrace {
                     seq,
                     first_seen: now,
+                    first_made: self.latest,
                     root_start,
                     trace_id,
                     error: false,
@@ -820,6 +839,15 @@ fn role(record: &Record) -> Role {
             _ => Role::PassThrough,
         },
         Record::Dropped(_) => Role::PassThrough,
+    }
+}
+
+/// When a record was made: an event's time, a span's close (markers: never).
+fn made_at(record: &Record) -> Tick {
+    match record {
+        Record::Event(e) => e.tick,
+        Record::Span(s) => s.end_tick,
+        Record::Dropped(_) => Tick::ZERO,
     }
 }
 
