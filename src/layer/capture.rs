@@ -207,18 +207,35 @@ pub(super) fn remote_parent(attrs: &tracing_core::span::Attributes<'_>) -> Optio
 }
 
 /// A `traceparent` given as a `Debug` or `Display` value (`%header`, `?header`), read without
-/// allocating: formatted into a stack buffer, quotes of `?"…"` removed.
+/// allocating: formatted into a stack buffer, quotes of `?"…"` removed. A value longer than
+/// the buffer is read as a `&str` is: a later version may carry more after its first 55
+/// characters, which are all that is read of it (adversary pass 62: such a value given with
+/// `%` started a new trace, as a `&str` it joined the caller's).
 fn traceparent_from_debug(value: &dyn fmt::Debug) -> Option<RemoteParent> {
     let mut buf = StackText::default();
-    // Too long for a valid `traceparent` (or a failing `Debug`): ignored.
-    write!(buf, "{value:?}").ok()?;
-    parse_traceparent(buf.as_str()?.trim_matches('"'))
+    let whole = write!(buf, "{value:?}").is_ok();
+    let text = buf.as_str()?;
+    if whole {
+        // All of it, or all but blanks and quotes (trimmed by the parser anyway).
+        return parse_traceparent(text.trim_matches('"'));
+    }
+    if !buf.overflowed {
+        return None; // a failing `Debug`
+    }
+    // Longer than the buffer: valid only as a later version, whose 56th character is a `-`
+    // (an ASCII byte: 55 is a char boundary).
+    let start = text.trim_start().trim_start_matches('"');
+    let later = start.len() > 55 && start.as_bytes()[55] == b'-' && !start.starts_with("00");
+    later.then(|| parse_traceparent(&start[..55])).flatten()
 }
 
-/// A small text buffer on the stack; writing past its end is an error.
+/// A small text buffer on the stack; writing past its end is an error, unless all that does
+/// not fit is blanks and quotes.
 pub(super) struct StackText {
     buf: [u8; 128],
     len: usize,
+    /// Something did not fit.
+    overflowed: bool,
 }
 
 impl Default for StackText {
@@ -226,6 +243,7 @@ impl Default for StackText {
         StackText {
             buf: [0; 128],
             len: 0,
+            overflowed: false,
         }
     }
 }
@@ -238,7 +256,7 @@ impl StackText {
 
 impl fmt::Write for StackText {
     /// Writes `s`; past the end of the buffer, keeps what fits (cut on a char boundary) and
-    /// returns an error.
+    /// returns an error, unless what did not fit is only blanks and quotes.
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let room = self.buf.len() - self.len;
         let mut n = s.len().min(room);
@@ -247,10 +265,14 @@ impl fmt::Write for StackText {
         }
         self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
         self.len += n;
-        if n < s.len() {
-            Err(fmt::Error)
-        } else {
+        if n == s.len() {
+            return Ok(());
+        }
+        self.overflowed = true;
+        if s[n..].chars().all(|c| c.is_whitespace() || c == '"') {
             Ok(())
+        } else {
+            Err(fmt::Error)
         }
     }
 }
@@ -298,4 +320,26 @@ pub(super) fn is_marked_critical(event: &tracing_core::Event<'_>) -> bool {
     let mut probe = Probe(false);
     event.record(&mut probe);
     probe.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// Given as `Debug` or `Display`, a value reads as the same `&str` does, however long.
+    #[test]
+    fn a_long_value_reads_as_its_text_does() {
+        let later = format!("01{}-{}", &OK[2..], "x".repeat(300));
+        let padded = format!("{OK}{}", " ".repeat(300));
+        let version_00_longer = format!("{OK}-{}", "x".repeat(300));
+        for text in [OK.to_owned(), later, padded, version_00_longer] {
+            let as_str = parse_traceparent(&text);
+            let shown = traceparent_from_debug(&format_args!("{text}"));
+            let debugged = traceparent_from_debug(&text);
+            assert_eq!((shown, debugged), (as_str, as_str), "{}", &text[..60]);
+        }
+        assert!(parse_traceparent(&format!("01{}-x", &OK[2..])).is_some());
+    }
 }
