@@ -49,7 +49,10 @@ pub trait OffloadSpanExt {
     /// The span's trace id, span id and sampled flag, for any span an [`OffloadLayer`] knows,
     /// sampled or not (`None` for a disabled span, or a subscriber without an `OffloadLayer`;
     /// with two of them, the outermost that records the span answers: the layers give a span
-    /// the same ids, though each makes its own sampling decision).
+    /// the same ids, though each makes its own sampling decision). For a span the layers'
+    /// filters hide (a `debug_span!` under an `INFO` filter), the context of its nearest
+    /// recorded ancestor, which its events and child spans belong to (found through the
+    /// subscriber's `tracing_subscriber::Registry`).
     fn offload_context(&self) -> Option<SpanContext>;
 
     /// The W3C `traceparent` value for an outgoing request made inside this span:
@@ -92,9 +95,17 @@ pub trait OffloadSpanExt {
 impl OffloadSpanExt for tracing::Span {
     fn offload_context(&self) -> Option<SpanContext> {
         self.with_subscriber(|(id, dispatch)| {
-            dispatch
-                .downcast_ref::<OffloadLayer>()?
-                .span_context_in_any_layer(id)
+            let layer = dispatch.downcast_ref::<OffloadLayer>()?;
+            layer.span_context_in_any_layer(id).or_else(|| {
+                // A span the layers' filters hide: its nearest recorded ancestor's, which its
+                // events and child spans belong to (adversary pass 62: `None`, and an outgoing
+                // call made there started a new trace downstream).
+                let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+                let ancestor = crate::layer::recorded_ancestor(registry, id, |a| {
+                    layer.span_context_in_any_layer(a).is_some()
+                })?;
+                layer.span_context_in_any_layer(&ancestor)
+            })
         })
         .flatten()
     }

@@ -95,6 +95,9 @@ pub struct OffloadLayer {
     /// Whether the subscriber has other `OffloadLayer`s (set as they register): a layer alone
     /// looks for none.
     has_kin: AtomicBool,
+    /// The subscriber this layer is part of (weak: it holds the layer), for the spans this
+    /// layer's filter hides: their recorded ancestors are found through its registry.
+    dispatch: OnceLock<tracing_core::dispatcher::WeakDispatch>,
 }
 
 /// Another `OffloadLayer` of the same subscriber: its id (for its stack of entered spans) and
@@ -154,6 +157,7 @@ impl OffloadLayer {
             family: OnceLock::new(),
             kin: OnceLock::new(),
             has_kin: AtomicBool::new(false),
+            dispatch: OnceLock::new(),
         }
     }
 
@@ -211,6 +215,16 @@ impl OffloadLayer {
                 })
             })
             .collect()
+    }
+
+    /// The nearest ancestor of the span `id` (which this layer does not record: its filter
+    /// hides it) that this layer records, found through the subscriber's registry.
+    #[cold]
+    #[inline(never)]
+    fn recorded_ancestor(&self, id: &Id) -> Option<Id> {
+        let dispatch = self.dispatch.get()?.upgrade()?;
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        recorded_ancestor(registry, id, |a| self.spans.context(a).is_some())
     }
 
     /// For a span that has no parent this layer records, though it has one (this layer's filter
@@ -349,7 +363,13 @@ impl OffloadLayer {
         let found = if event.is_root() {
             None
         } else if let Some(parent) = event.parent() {
-            in_span(parent)
+            // A parent this layer's filter hides: its nearest recorded ancestor, as for an
+            // event made inside it (adversary pass 62: the event was taken for one outside
+            // any span, and written though tail sampling dropped its trace).
+            in_span(parent).or_else(|| {
+                let ancestor = self.recorded_ancestor(parent)?;
+                in_span(&ancestor)
+            })
         } else {
             match entered::current(self.id) {
                 // The registry's answer would be a span entered on this thread that this
@@ -598,6 +618,21 @@ impl OffloadLayer {
     }
 }
 
+/// The nearest ancestor of the span `id` in `registry` for which `recorded` holds, if any.
+pub(crate) fn recorded_ancestor(
+    registry: &tracing_subscriber::Registry,
+    id: &Id,
+    recorded: impl Fn(&Id) -> bool,
+) -> Option<Id> {
+    let mut span = registry.span(id)?;
+    loop {
+        span = span.parent()?;
+        if recorded(&span.id()) {
+            return Some(span.id());
+        }
+    }
+}
+
 /// Makes a span of one layer's store a child of a remote parent, if its trace can still change;
 /// a refusal is counted in that layer's pipeline.
 fn reparent(
@@ -721,6 +756,7 @@ where
     // (`layer.with_filter(..)`) to choose what reaches this layer.
 
     fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
         // The outermost `OffloadLayer` is the one extensions find: the others register with
         // it, so that a remote parent set through it reaches them too.
         let Some(outer) = dispatch.downcast_ref::<OffloadLayer>() else {
