@@ -58,7 +58,9 @@ pub trait OffloadSpanExt {
     /// The W3C `traceparent` value for an outgoing request made inside this span:
     /// `00-<trace id>-<span id>-<flags>`, the flags `01` when the trace is sampled and `00` when
     /// it is not, so that the callee follows the decision (under a parent-based sampler) and the
-    /// trace stays whole, or whole-ly absent, across services.
+    /// trace stays whole, or whole-ly absent, across services. The callee joins the span's
+    /// trace: a remote parent set on the span after this is refused
+    /// ([`SetParentError::Propagated`]).
     fn traceparent(&self) -> Option<String> {
         self.offload_context()
             .map(|c| format_traceparent(c.trace_id, c.span_id, c.sampled))
@@ -80,7 +82,9 @@ pub trait OffloadSpanExt {
     /// yet can change its trace (an event sampled out never left the process, so it does not
     /// count): otherwise the trace would split, so the call is refused
     /// ([`SetParentError::HasLocalParent`], [`HasChildren`](SetParentError::HasChildren),
-    /// [`HasEvents`](SetParentError::HasEvents)), counted, and reported once on stderr.
+    /// [`HasEvents`](SetParentError::HasEvents); and a span whose `traceparent` was already
+    /// handed out for an outgoing call, [`Propagated`](SetParentError::Propagated)), counted,
+    /// and reported once on stderr.
     ///
     /// With several `OffloadLayer`s on one registry, it reaches each of them, and each decides
     /// for its own span state: where the span is still a local root with no child span and no
@@ -94,20 +98,13 @@ pub trait OffloadSpanExt {
 
 impl OffloadSpanExt for tracing::Span {
     fn offload_context(&self) -> Option<SpanContext> {
-        self.with_subscriber(|(id, dispatch)| {
-            let layer = dispatch.downcast_ref::<OffloadLayer>()?;
-            layer.span_context_in_any_layer(id).or_else(|| {
-                // A span the layers' filters hide: its nearest recorded ancestor's, which its
-                // events and child spans belong to (adversary pass 62: `None`, and an outgoing
-                // call made there started a new trace downstream).
-                let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-                let ancestor = crate::layer::recorded_ancestor(registry, id, |a| {
-                    layer.span_context_in_any_layer(a).is_some()
-                })?;
-                layer.span_context_in_any_layer(&ancestor)
-            })
-        })
-        .flatten()
+        context_of(self, false)
+    }
+
+    fn traceparent(&self) -> Option<String> {
+        // Marked as sent on: a remote parent set later is refused, as it would leave the
+        // callee's part of the trace behind (adversary pass 62).
+        context_of(self, true).map(|c| format_traceparent(c.trace_id, c.span_id, c.sampled))
     }
 
     fn set_parent_traceparent(&self, traceparent: &str) -> Result<(), SetParentError> {
@@ -121,6 +118,31 @@ impl OffloadSpanExt for tracing::Span {
         })
         .unwrap_or(Err(SetParentError::NotRecorded))
     }
+}
+
+/// The span's context (see [`OffloadSpanExt::offload_context`]); `propagated`: marks the span
+/// whose context it is as having handed out its `traceparent`.
+fn context_of(span: &tracing::Span, propagated: bool) -> Option<SpanContext> {
+    span.with_subscriber(|(id, dispatch)| {
+        let layer = dispatch.downcast_ref::<OffloadLayer>()?;
+        let recorded = match layer.span_context_in_any_layer(id) {
+            Some(_) => id.clone(),
+            None => {
+                // A span the layers' filters hide: its nearest recorded ancestor's, which its
+                // events and child spans belong to (adversary pass 62: `None`, and an outgoing
+                // call made there started a new trace downstream).
+                let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+                crate::layer::recorded_ancestor(registry, id, |a| {
+                    layer.span_context_in_any_layer(a).is_some()
+                })?
+            }
+        };
+        if propagated {
+            layer.mark_propagated(&recorded);
+        }
+        layer.span_context_in_any_layer(&recorded)
+    })
+    .flatten()
 }
 
 /// Puts the current span's `traceparent` on outgoing request headers; returns whether it did.

@@ -251,3 +251,38 @@ fn a_traceparent_given_at_creation_to_a_span_with_a_local_parent_is_counted() {
         assert_eq!(span.parent_span_id(), Some(server.span_id()), "{name}");
     }
 }
+
+/// A remote parent set on a span after the span's own `traceparent()` was handed out (an
+/// outgoing call made from the root before the incoming header was applied): the callee had
+/// joined the span's first trace, and moving the span to another one left the callee's part
+/// orphaned, with nothing refused, counted or said (adversary pass 62). It is refused now.
+#[test]
+fn a_parent_set_after_the_span_sent_its_traceparent_on_is_refused() {
+    use tracing_offload::{OffloadLayer, OffloadSpanExt, SetParentError};
+    const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (front, back) = (Collect::new("a"), Collect::new("b"));
+    let (la, ga) = OffloadLayer::builder().sink(front.clone()).build().unwrap();
+    let (lb, gb) = OffloadLayer::builder().sink(back.clone()).build().unwrap();
+    let (a, b) = (dispatch(la), dispatch(lb));
+    let result = tracing::dispatcher::with_default(&a, || {
+        let request = tracing::info_span!("request");
+        // An outgoing call made in the root itself (no child span, no event).
+        let outgoing = request.traceparent().unwrap();
+        tracing::dispatcher::with_default(&b, || {
+            tracing::info_span!("callee", traceparent = %outgoing).in_scope(|| {});
+        });
+        request.set_parent_traceparent(INCOMING)
+    });
+    ga.shutdown(DEADLINE).unwrap();
+    gb.shutdown(DEADLINE).unwrap();
+    let a_spans = span_records(&front.data());
+    let b_spans = span_records(&back.data());
+    let (request, callee) = (
+        span_named(&a_spans, "request"),
+        span_named(&b_spans, "callee"),
+    );
+    assert_eq!(result, Err(SetParentError::Propagated));
+    assert_eq!(callee.trace_id(), request.trace_id(), "one trace, whole");
+    assert_eq!(callee.parent_span_id(), Some(request.span_id()));
+    assert_eq!(ga.handle().stats().reparent_refused, 1);
+}

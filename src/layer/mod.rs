@@ -58,6 +58,14 @@ pub enum SetParentError {
     /// [`HasChildren`](Self::HasChildren) is.
     #[error("an event already happened in the span; set the parent before logging in it")]
     HasEvents,
+    /// The span's `traceparent` was already handed out
+    /// ([`OffloadSpanExt::traceparent`](crate::OffloadSpanExt::traceparent), for an outgoing
+    /// call whose callee joined its trace): changing its trace now would leave the callee's
+    /// part behind. Counted as [`HasChildren`](Self::HasChildren) is.
+    #[error(
+        "the span's traceparent was already sent on; set the parent before making calls in it"
+    )]
+    Propagated,
     /// The span has a parent span in this process, whose trace it belongs to: only a local
     /// root can join a remote trace. Counted as [`HasChildren`](Self::HasChildren) is.
     #[error("the span has a parent span in this process; set the parent on its local root")]
@@ -600,6 +608,19 @@ impl OffloadLayer {
         outcome
     }
 
+    /// Marks the span `id` as having handed out its `traceparent`, in this layer and the
+    /// subscriber's other `OffloadLayer`s (see [`SetParentError::Propagated`]).
+    pub(crate) fn mark_propagated(&self, id: &Id) {
+        if self.intake.forked() {
+            return;
+        }
+        self.spans.with(id, |e| e.propagated = true);
+        let siblings = self.siblings.lock().unwrap_or_else(|e| e.into_inner());
+        for spans in siblings.iter().filter_map(|s| s.spans.upgrade()) {
+            spans.with(id, |e| e.propagated = true);
+        }
+    }
+
     /// The trace context of an open span this layer records (sampled or not), else the one the
     /// first of the subscriber's other `OffloadLayer`s that records it has (the outermost layer's
     /// per-layer filter may hide a span that another layer records).
@@ -652,6 +673,9 @@ fn reparent(
         if e.has_events {
             return Err(SetParentError::HasEvents);
         }
+        if e.propagated {
+            return Err(SetParentError::Propagated);
+        }
         let sampled = sampler.sample_span(remote.trace_id, Parent::Remote(remote.sampled));
         e.context.trace_id = remote.trace_id;
         e.context.sampled = sampled;
@@ -684,7 +708,7 @@ fn refused(intake: &Intake, why: &SetParentError) {
     REPARENT_WARNED.call_once(|| {
         crate::notice::post(format!(
             "a remote parent was refused ({why}): the trace would split. Set it on a local \
-             root before it has children or events; see \
+             root before it has children, events or outgoing calls; see \
              OffloadSpanExt::set_parent_traceparent. Further cases are counted in \
              stats().reparent_refused."
         ));

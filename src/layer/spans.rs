@@ -38,6 +38,9 @@ pub(crate) struct SpanEntry {
     pub(crate) has_local_parent: bool,
     /// Whether an event happened in it (with its trace id: it can no longer change its trace).
     pub(crate) has_events: bool,
+    /// Whether its `traceparent` was handed out for an outgoing call (the callee joined its
+    /// trace: it can no longer change its trace).
+    pub(crate) propagated: bool,
     /// The record being built: recorded spans, and roots (whose sampling may still change when
     /// a remote parent is set); `None` for the rest.
     pub(crate) record: Option<Box<SpanRecord>>,
@@ -58,6 +61,7 @@ impl SpanEntry {
         has_children: false,
         has_local_parent: false,
         has_events: false,
+        propagated: false,
         record: None,
         epoch: 0,
     };
@@ -195,6 +199,7 @@ impl SpanStore {
         e.has_children = false;
         e.has_local_parent = new.has_local_parent;
         e.has_events = false;
+        e.propagated = false;
         e.record = new.record;
         e.epoch = epoch;
         stale
