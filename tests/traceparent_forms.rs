@@ -125,3 +125,42 @@ fn hostile_traceparents_start_new_traces_and_never_panic() {
     let stats = handle.stats();
     assert_accounting(&stats, 3 * hostile.len() as u64);
 }
+
+/// Child of the next test: a traceparent field whose value cannot be read, as a user passing
+/// the header's `Option` gives it (`traceparent = ?headers.get("traceparent")`), and an empty
+/// one (no header), which is no parent and not worth a word.
+#[test]
+#[ignore]
+fn child_unreadable_traceparent_field() {
+    let header = format!("00-{TRACE}-{PARENT}-01");
+    let (layer, guard, sink) = pipeline();
+    with_layer(layer, || {
+        tracing::info_span!("no header", traceparent = "").in_scope(|| {});
+        let h: Option<&str> = Some(&header);
+        tracing::info_span!("request", traceparent = ?h).in_scope(|| {});
+        let late = tracing::info_span!("late", traceparent = tracing::field::Empty);
+        late.record("traceparent", tracing::field::debug(&h));
+        drop(late);
+    });
+    guard.shutdown(DEADLINE).unwrap();
+    let spans = span_records(&sink.data());
+    assert!(spans.iter().all(|s| s.trace_id().to_string() != TRACE));
+}
+
+/// A `traceparent` field that could not be read split the caller's trace with nothing said
+/// or counted (adversary pass 62): it is said once on stderr, with the value, and how to give
+/// it; an empty value is not.
+#[test]
+fn an_unreadable_traceparent_field_is_said_once() {
+    let stderr = stderr_of_child_test("child_unreadable_traceparent_field");
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("is not a W3C traceparent"))
+        .collect();
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(
+        said[0].contains("Some(\\\"00-") || said[0].contains("Some(\"00-"),
+        "{}",
+        said[0]
+    );
+}

@@ -156,6 +156,9 @@ impl Visit for Capture<'_> {
         if self.is_traceparent(field) {
             if let Some(slot) = self.traceparent.as_deref_mut() {
                 *slot = parse_traceparent(value);
+                if slot.is_none() {
+                    unreadable_traceparent(&value);
+                }
             }
             return;
         }
@@ -173,6 +176,9 @@ impl Visit for Capture<'_> {
         if self.is_traceparent(field) {
             if let Some(slot) = self.traceparent.as_deref_mut() {
                 *slot = traceparent_from_debug(value);
+                if slot.is_none() {
+                    unreadable_traceparent(value);
+                }
             }
             return;
         }
@@ -193,17 +199,54 @@ pub(super) fn remote_parent(attrs: &tracing_core::span::Attributes<'_>) -> Optio
         fn record_str(&mut self, field: &Field, value: &str) {
             if field.name() == TRACEPARENT_FIELD {
                 self.0 = parse_traceparent(value);
+                if self.0.is_none() {
+                    unreadable_traceparent(&value);
+                }
             }
         }
         fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
             if field.name() == TRACEPARENT_FIELD {
                 self.0 = traceparent_from_debug(value);
+                if self.0.is_none() {
+                    unreadable_traceparent(value);
+                }
             }
         }
     }
     let mut probe = Probe(None);
     attrs.record(&mut probe);
     probe.0
+}
+
+/// A `traceparent` field whose value is not a W3C `traceparent` is said once per process (on
+/// stderr, by the notice thread): the span starts a new trace, which nothing else shows
+/// (adversary pass 62: `traceparent = ?headers.get(..)`, an `Option`, split the caller's trace
+/// with nothing said). `set_parent_traceparent` returns an error for such a value instead.
+/// An empty value (no header) is no parent, not an unreadable one.
+#[cold]
+fn unreadable_traceparent(value: &dyn fmt::Debug) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if SAID.is_completed() {
+        return;
+    }
+    let mut shown = StackText::default();
+    let _ = write!(shown, "{value:?}");
+    let text = shown.as_str().unwrap_or("?");
+    if text
+        .trim_matches(|c: char| c.is_whitespace() || c == '"')
+        .is_empty()
+    {
+        return;
+    }
+    SAID.call_once(|| {
+        let cut = if shown.overflowed { "…" } else { "" };
+        crate::notice::post(format!(
+            "a `traceparent` field's value is not a W3C traceparent ({}{cut}): the span starts \
+             a new trace instead of joining the caller's. Give the header's text (a `&str`, or \
+             `%value`), not an `Option`. Said once; later cases are not reported.",
+            text
+        ));
+    });
 }
 
 /// A `traceparent` given as a `Debug` or `Display` value (`%header`, `?header`), read without
