@@ -374,10 +374,20 @@ impl OffloadLayer {
             // A parent this layer's filter hides: its nearest recorded ancestor, as for an
             // event made inside it (adversary pass 62: the event was taken for one outside
             // any span, and written though tail sampling dropped its trace).
-            in_span(parent).or_else(|| {
-                let ancestor = self.recorded_ancestor(parent)?;
-                in_span(&ancestor)
-            })
+            // One call site for the look-up (two made the hot path slower).
+            let mut at = parent.clone();
+            let mut hidden = false;
+            loop {
+                let found = in_span(&at);
+                if found.is_some() || hidden {
+                    break found;
+                }
+                hidden = true;
+                match self.recorded_ancestor(&at) {
+                    Some(ancestor) => at = ancestor,
+                    None => break None,
+                }
+            }
         } else {
             match entered::current(self.id) {
                 // The registry's answer would be a span entered on this thread that this
