@@ -800,13 +800,15 @@ impl Builder {
             .into_iter()
             .zip(&self.sinks)
             .map(|(name, sink)| {
-                let capacity = sink
-                    .buffer_capacity()
-                    .unwrap_or(c.sink_buffer_capacity.value);
+                // A sink's answers here that panic count as none (adversary pass 63: a panic
+                // in one of them panicked `build()`).
+                let capacity =
+                    ask(|| sink.buffer_capacity()).unwrap_or(c.sink_buffer_capacity.value);
                 let counters = Arc::new(SinkCounters::new(name, capacity));
                 // What a spool holds from the start (left by an earlier process).
-                counters.set_spool(sink.spool());
-                Arc::new(SinkSlot::new(counters, capacity, sink.awaiting_delivery()))
+                counters.set_spool(ask(|| sink.spool()));
+                let awaiting = ask(|| sink.awaiting_delivery());
+                Arc::new(SinkSlot::new(counters, capacity, awaiting))
             })
             .collect();
         let counters = Counters::new(slots.iter().map(|s| Arc::clone(&s.counters)).collect());
@@ -1036,4 +1038,9 @@ fn same_address(a: &str, b: &str) -> bool {
         (Some(a), Some(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// A sink's answer to a question asked at build time; one that panics is taken for none.
+fn ask<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).ok().flatten()
 }

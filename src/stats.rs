@@ -94,6 +94,16 @@ impl SinkCounters {
         }
     }
 
+    /// Counts `n` records lost after export: never more, in all, than were exported (a sink
+    /// that says more lost than it exported is believed up to that).
+    pub(crate) fn add_lost_after_export(&self, n: u64) {
+        let room = self
+            .exported
+            .get()
+            .saturating_sub(self.lost_after_export.get());
+        self.lost_after_export.add(n.min(room));
+    }
+
     /// Marks the start of an `export` (or `flush`) call, for health to see a sink stuck in one.
     pub(crate) fn call_started(&self) {
         let since = self.epoch.elapsed().as_nanos().min(u64::MAX as u128 - 1) as u64;

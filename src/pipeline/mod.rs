@@ -112,7 +112,7 @@ impl SinkSlot {
     /// it (or it stopped).
     pub(crate) fn close_awaiting(&self) {
         if let Some(a) = &self.awaiting {
-            self.counters.lost_after_export.add(a.close());
+            self.counters.add_lost_after_export(a.close());
         }
     }
 

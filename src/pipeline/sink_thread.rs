@@ -247,7 +247,7 @@ impl<'a> SinkRunner<'a> {
         let started = Instant::now();
         let batch = std::mem::take(&mut self.batch);
         c.call_started();
-        let result = catch_unwind(AssertUnwindSafe(|| self.sink.export(&batch)));
+        let result = self.in_call(|sink| sink.export(&batch));
         c.call_finished();
         c.latency.record(started.elapsed());
         c.batches.incr();
@@ -358,7 +358,7 @@ impl<'a> SinkRunner<'a> {
             return;
         }
         c.call_started();
-        let result = catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut())));
+        let result = self.in_call(f);
         c.call_finished();
         // Read now, counted after the note: what reads the count then sees why (the same
         // order as an export's outcome).
@@ -383,14 +383,31 @@ impl<'a> SinkRunner<'a> {
                 self.slot.close_awaiting();
             }
         }
-        c.lost_after_export.add(lost);
+        c.add_lost_after_export(lost);
+    }
+
+    /// Calls the sink, catching a panic. What it says of its records awaiting delivery during
+    /// the call counts once the call returns ([`AwaitingDelivery`]): a call given up on (at
+    /// shutdown's deadline) or that panics has its batch counted dropped instead.
+    ///
+    /// [`AwaitingDelivery`]: crate::sink::AwaitingDelivery
+    fn in_call<R>(&mut self, f: impl FnOnce(&mut dyn Sink) -> R) -> std::thread::Result<R> {
+        let awaiting = self.slot.awaiting.as_deref();
+        if let Some(a) = awaiting {
+            a.begin();
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut())));
+        if let (Some(a), Ok(_)) = (awaiting, &result) {
+            a.commit();
+        }
+        result
     }
 
     /// Counts what the sink says it lost after export since it was last asked, and returns
     /// it.
     fn take_lost(&mut self) -> u64 {
         let new = self.lost_since();
-        self.slot.counters.lost_after_export.add(new);
+        self.slot.counters.add_lost_after_export(new);
         new
     }
 

@@ -14,6 +14,10 @@ use std::sync::{Mutex, MutexGuard};
 /// panicked and was disabled), the records still awaiting delivery then are counted lost too:
 /// they will reach nobody. After that, nothing more is counted.
 ///
+/// What the sink says during a call to it (an export, a flush, its shutdown) counts once the
+/// call returns: if the pipeline gives up on the sink before that, the batch of the call is
+/// counted dropped, records added during it included, and they are not counted lost as well.
+///
 /// ```
 /// use tracing_offload::sink::AwaitingDelivery;
 ///
@@ -36,6 +40,33 @@ struct State {
     lost: u64,
     /// The pipeline gave up on the sink: its counts are final.
     closed: bool,
+    /// A call to the sink is under way: what it says waits in `pending` until it returns.
+    in_call: bool,
+    pending: Pending,
+}
+
+/// What a sink said during a call to it that has not returned yet.
+#[derive(Debug, Default)]
+struct Pending {
+    added: u64,
+    delivered: u64,
+    lost: u64,
+}
+
+impl State {
+    fn add(&mut self, n: u64) {
+        self.awaiting = self.awaiting.saturating_add(n);
+    }
+
+    fn delivered(&mut self, n: u64) {
+        self.awaiting = self.awaiting.saturating_sub(n);
+    }
+
+    fn lost(&mut self, n: u64) {
+        let n = n.min(self.awaiting);
+        self.awaiting -= n;
+        self.lost += n;
+    }
 }
 
 impl AwaitingDelivery {
@@ -43,29 +74,59 @@ impl AwaitingDelivery {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `n` records were counted exported whose delivery is still to come.
+    /// `n` records were counted exported whose delivery is still to come (records of the
+    /// batch being exported: they count once the export returns).
     pub fn add(&self, n: u64) {
         let mut s = self.state();
-        s.awaiting = s.awaiting.saturating_add(n);
+        if s.in_call {
+            s.pending.added = s.pending.added.saturating_add(n);
+        } else {
+            s.add(n);
+        }
     }
 
     /// `n` of the records awaiting delivery reached their destination.
     pub fn delivered(&self, n: u64) {
         let mut s = self.state();
-        s.awaiting = s.awaiting.saturating_sub(n);
+        if s.in_call {
+            s.pending.delivered = s.pending.delivered.saturating_add(n);
+        } else {
+            s.delivered(n);
+        }
     }
 
     /// `n` of the records awaiting delivery reached nobody: counted lost after export.
     pub fn lost(&self, n: u64) {
         let mut s = self.state();
-        let n = n.min(s.awaiting);
-        s.awaiting -= n;
-        s.lost += n;
+        if s.in_call {
+            s.pending.lost = s.pending.lost.saturating_add(n);
+        } else {
+            s.lost(n);
+        }
     }
 
-    /// The records awaiting delivery now.
+    /// The records awaiting delivery now (as of the last call to the sink that returned).
     pub fn awaiting(&self) -> u64 {
         self.state().awaiting
+    }
+
+    /// A call to the sink begins: what it says counts when it returns ([`commit`]).
+    ///
+    /// [`commit`]: Self::commit
+    pub(crate) fn begin(&self) {
+        let mut s = self.state();
+        s.in_call = true;
+        s.pending = Pending::default();
+    }
+
+    /// The call to the sink returned: what it said counts (its additions first).
+    pub(crate) fn commit(&self) {
+        let mut s = self.state();
+        s.in_call = false;
+        let p = std::mem::take(&mut s.pending);
+        s.add(p.added);
+        s.delivered(p.delivered);
+        s.lost(p.lost);
     }
 
     /// The records lost since the last call, for the sink thread to count in
@@ -87,6 +148,8 @@ impl AwaitingDelivery {
             return 0;
         }
         s.closed = true;
+        // What a call that never returned said is not counted: its batch was counted dropped.
+        s.pending = Pending::default();
         std::mem::take(&mut s.lost) + std::mem::take(&mut s.awaiting)
     }
 }
@@ -112,6 +175,23 @@ mod tests {
         a.add(5);
         a.lost(5);
         assert_eq!((a.take_lost(), a.close()), (0, 0), "nothing after closing");
+    }
+
+    #[test]
+    fn what_a_call_that_never_returns_says_is_not_counted() {
+        let a = AwaitingDelivery::default();
+        a.add(4);
+        a.begin();
+        a.add(10); // the batch under way: counted dropped if the pipeline gives up
+        a.lost(1); // an earlier one, whose span was in this batch
+        assert_eq!(a.awaiting(), 4, "nothing counts before the call returns");
+        assert_eq!(a.close(), 4, "the four of earlier batches, once");
+        let b = AwaitingDelivery::default();
+        b.begin();
+        b.add(3);
+        b.lost(3); // added and lost in one call
+        b.commit();
+        assert_eq!((b.awaiting(), b.take_lost()), (0, 3));
     }
 
     #[test]
