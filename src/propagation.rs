@@ -125,20 +125,20 @@ impl OffloadSpanExt for tracing::Span {
 fn context_of(span: &tracing::Span, propagated: bool) -> Option<SpanContext> {
     span.with_subscriber(|(id, dispatch)| {
         let layer = dispatch.downcast_ref::<OffloadLayer>()?;
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>();
         let recorded = match layer.span_context_in_any_layer(id) {
             Some(_) => id.clone(),
             None => {
                 // A span the layers' filters hide: its nearest recorded ancestor's, which its
                 // events and child spans belong to (adversary pass 62: `None`, and an outgoing
                 // call made there started a new trace downstream).
-                let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-                crate::layer::recorded_ancestor(registry, id, |a| {
+                crate::layer::recorded_ancestor(registry?, id, |a| {
                     layer.span_context_in_any_layer(a).is_some()
                 })?
             }
         };
         if propagated {
-            layer.mark_propagated(&recorded);
+            layer.mark_propagated(id, registry);
         }
         layer.span_context_in_any_layer(&recorded)
     })

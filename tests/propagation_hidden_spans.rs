@@ -14,8 +14,20 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use tracing_offload::{Backpressure, OffloadLayer, OffloadSpanExt};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_offload::{Backpressure, OffloadLayer, OffloadSpanExt, Record, SpanRecord};
+
+const REMOTE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn spans_of(c: &Collect) -> Vec<SpanRecord> {
+    c.data()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Span(s) => Some((*s).clone()),
+            _ => None,
+        })
+        .collect()
+}
+use tracing_subscriber::filter::{filter_fn, LevelFilter};
 use tracing_subscriber::prelude::*;
 
 /// A layer that sees every span (stands for `fmt::layer()` at debug).
@@ -121,5 +133,95 @@ fn an_event_given_a_hidden_parent_explicitly_stays_in_its_trace() {
         "the request's trace was dropped ({} records sampled out), yet these of its events \
          were written: {written:?}",
         t.sampled_out
+    );
+}
+
+/// One layer, filtered at INFO; `request` recorded, `client` (a `debug_span!` child of
+/// `request` given as explicit parent, the way a span handed to a spawned task is made) hidden.
+/// An event inside `client`, with `request` not entered on this thread, was taken for one
+/// outside any span: no trace id (and, under tail sampling, written whatever its trace's fate):
+/// the layer's own stack of entered spans was empty, and it trusted that over the registry
+/// (adversary pass 63).
+#[test]
+fn a_contextual_event_in_a_hidden_span_whose_ancestor_is_not_entered_here_is_in_its_trace() {
+    let sink = Collect::new("c");
+    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(SeesAll)
+        .with(layer.with_filter(LevelFilter::INFO));
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let request = tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("request"));
+    let client = tracing::dispatcher::with_default(
+        &dispatch,
+        || tracing::debug_span!(parent: &request, "client"),
+    );
+    // The task that owns `client` runs on another thread.
+    let d = dispatch.clone();
+    std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&d, || {
+            client.in_scope(|| tracing::info!("sending"));
+        })
+    })
+    .join()
+    .unwrap();
+    let ctx = tracing::dispatcher::with_default(&dispatch, || request.offload_context()).unwrap();
+    drop(request);
+    drop(dispatch);
+    guard.shutdown(DEADLINE).unwrap();
+    let e = sink.events();
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (e[0].trace_id(), e[0].span_id()),
+        (Some(ctx.trace_id), Some(ctx.span_id)),
+        "the event made in `client` is not in `request`'s trace"
+    );
+}
+
+/// Two layers; the `client` span is hidden from `audit` but recorded by `all`. The
+/// outgoing `traceparent()` taken in `client` marks `client` only; for the audit layer the
+/// events made in `client` belong to `request` (its nearest recorded ancestor), which is not
+/// marked. A remote parent set on `request` afterwards: `all` refused (`HasChildren`) while
+/// `audit` joined the remote trace, leaving the trace the callee joined (adversary pass 63).
+/// Each layer marks the ancestor it records now.
+#[test]
+fn traceparent_in_a_span_one_layer_hides_protects_that_layers_ancestor() {
+    let all = Collect::new("all");
+    let audit = Collect::new("audit");
+    let (layer_all, g1) = OffloadLayer::builder().sink(all.clone()).build().unwrap();
+    let (layer_audit, g2) = OffloadLayer::builder().sink(audit.clone()).build().unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer_all)
+        .with(layer_audit.with_filter(filter_fn(|m| m.name() != "client")));
+    let (outgoing, result) = tracing::subscriber::with_default(subscriber, || {
+        let request = tracing::info_span!("request");
+        let client = tracing::info_span!(parent: &request, "client");
+        let outgoing = client.traceparent().unwrap();
+        // The outgoing call made in `client`, nothing logged (a logged event would make the
+        // audit layer refuse with `HasEvents`).
+        drop(client);
+        let result = request.set_parent_traceparent(REMOTE);
+        (outgoing, result)
+    });
+    g1.shutdown(DEADLINE).unwrap();
+    g2.shutdown(DEADLINE).unwrap();
+    let callee_trace = &outgoing[3..35];
+    let audit_request = spans_of(&audit)
+        .into_iter()
+        .find(|s| s.name() == "request")
+        .unwrap();
+    let all_request = spans_of(&all)
+        .into_iter()
+        .find(|s| s.name() == "request")
+        .unwrap();
+    assert_eq!(
+        all_request.trace_id().to_string(),
+        callee_trace,
+        "held at `all`"
+    );
+    assert_eq!(
+        audit_request.trace_id().to_string(),
+        callee_trace.to_string(),
+        "set_parent_traceparent returned {result:?}; the audit destination's request left \
+         the trace the callee joined ({outgoing})"
     );
 }

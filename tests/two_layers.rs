@@ -213,3 +213,61 @@ fn span_named(sink: &Collect, name: &str) -> tracing_offload::SpanRecord {
         })
         .unwrap_or_else(|| panic!("no span named {name}"))
 }
+
+/// A span with a `traceparent` field made inside a local span (a consumer span under a worker
+/// loop, say). One layer records the worker span; the other's filter hides it. For the first,
+/// the span has a local parent: it stays in the worker's trace (the remote parent refused and
+/// counted, as the README says). For the second, whose filter hides the parent, it was a root
+/// that joined the remote trace: one span, two trace ids and two span ids at two destinations
+/// (adversary pass 63). Both keep it in the worker's trace now, whichever layer sees it first.
+fn a_span_with_a_traceparent_field_under_a_hidden_parent(hiding_layer_inside: bool) {
+    use tracing_subscriber::Layer;
+    const HEADER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let all = Collect::new("all");
+    let audit = Collect::new("audit");
+    let (layer_all, guard_all) = OffloadLayer::builder().sink(all.clone()).build().unwrap();
+    let (layer_audit, guard_audit) = OffloadLayer::builder().sink(audit.clone()).build().unwrap();
+    let audit_only = || filter_fn(|m| m.target().starts_with("audit"));
+    let run = || {
+        let worker = tracing::info_span!(target: "app", "worker").entered();
+        let _msg = tracing::info_span!(target: "audit", "message", traceparent = HEADER).entered();
+        tracing::info!(target: "audit", "handled");
+        worker.id()
+    };
+    if hiding_layer_inside {
+        let subscriber = tracing_subscriber::registry()
+            .with(layer_audit.with_filter(audit_only()))
+            .with(layer_all);
+        tracing::subscriber::with_default(subscriber, run);
+    } else {
+        let subscriber = tracing_subscriber::registry()
+            .with(layer_all)
+            .with(layer_audit.with_filter(audit_only()));
+        tracing::subscriber::with_default(subscriber, run);
+    }
+    guard_all.shutdown(DEADLINE).unwrap();
+    guard_audit.shutdown(DEADLINE).unwrap();
+    let (worker, at_all) = (span_named(&all, "worker"), span_named(&all, "message"));
+    let at_audit = span_named(&audit, "message");
+    assert_eq!(
+        at_all.trace_id(),
+        worker.trace_id(),
+        "a local child stays local"
+    );
+    assert_eq!(
+        (at_all.trace_id(), at_all.span_id()),
+        (at_audit.trace_id(), at_audit.span_id()),
+        "one span, two sets of ids"
+    );
+    assert!(at_audit.parent_span_id().is_none() && !at_audit.parent_is_remote());
+}
+
+#[test]
+fn a_span_with_a_traceparent_under_a_parent_the_outer_layer_hides_has_one_set_of_ids() {
+    a_span_with_a_traceparent_field_under_a_hidden_parent(false);
+}
+
+#[test]
+fn a_span_with_a_traceparent_under_a_parent_the_inner_layer_hides_has_one_set_of_ids() {
+    a_span_with_a_traceparent_field_under_a_hidden_parent(true);
+}

@@ -82,7 +82,9 @@ pub enum SetParentError {
 /// the same trace id and span id in both (a span whose parent one layer's filter hides stays,
 /// for that layer, in the trace the others see). Layers inside a `Vec` or an `Option` are not
 /// told of each other (`tracing-subscriber` does not hand them the `Dispatch`): they give a
-/// span ids of their own.
+/// span ids of their own, and an event whose explicit parent (`parent: &span`) their filter
+/// hides is placed outside any span for them (a plain layer finds the parent's nearest
+/// ancestor it records, through the registry).
 #[must_use = "a layer does nothing until it is added to a subscriber, e.g. `registry().with(layer)`"]
 pub struct OffloadLayer {
     intake: Arc<Intake>,
@@ -223,6 +225,45 @@ impl OffloadLayer {
                 })
             })
             .collect()
+    }
+
+    /// A span with a remote parent in its `traceparent` field, which is a root here: when it has
+    /// a local parent that this layer's filter hides and another layer records, that layer
+    /// keeps it in its local trace (and refuses the remote parent), and so does this one, so
+    /// that the span has one trace and one span id at every destination (adversary pass 63).
+    #[cold]
+    #[inline(never)]
+    fn remote_with_kin(
+        &self,
+        remote: RemoteParent,
+        kin: Option<SpanContext>,
+        attrs: &Attributes<'_>,
+    ) -> Lineage {
+        let local = match kin {
+            Some(k) => k.trace_id != remote.trace_id,
+            None => self.kin_parent_trace(attrs).is_some(),
+        };
+        if !local {
+            return Lineage::Remote(remote);
+        }
+        refused(&self.intake, &SetParentError::HasLocalParent);
+        Lineage::Root
+    }
+
+    /// The span an event happens in according to the registry: its current span on this
+    /// thread, or that span's nearest ancestor this layer records when this layer's filter hides
+    /// it (the registry's own answer looks only at the spans entered on this thread).
+    #[cold]
+    #[inline(never)]
+    fn registry_event_span<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<Id>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if let Some(span) = ctx.event_span(event) {
+            return Some(span.id());
+        }
+        let current = ctx.current_span();
+        self.recorded_ancestor(current.id()?)
     }
 
     /// The nearest ancestor of the span `id` (which this layer does not record: its filter
@@ -390,14 +431,20 @@ impl OffloadLayer {
             }
         } else {
             match entered::current(self.id) {
-                // The registry's answer would be a span entered on this thread that this
-                // layer records, and this layer saw none entered.
-                entered::Current::None => None,
+                // No span this layer records is entered on this thread; one its filter hides
+                // may be (a task's span, made elsewhere, adversary pass 63), in a span this
+                // layer records: the registry's current span tells.
+                entered::Current::None => match ctx.current_span().id() {
+                    None => None,
+                    Some(_) => self
+                        .registry_event_span(event, &ctx)
+                        .and_then(|id| in_span(&id)),
+                },
                 entered::Current::Span(id) => in_span(&id)
                     .or_else(|| ctx.event_span(event).and_then(|span| in_span(&span.id()))),
-                entered::Current::Unknown => {
-                    ctx.event_span(event).and_then(|span| in_span(&span.id()))
-                }
+                entered::Current::Unknown => self
+                    .registry_event_span(event, &ctx)
+                    .and_then(|id| in_span(&id)),
             }
         };
         match found {
@@ -428,7 +475,13 @@ impl OffloadLayer {
             Some(k) if k.trace_id == trace_id => k.span_id,
             _ => new_span_id(),
         };
-        match self.parent_of(attrs, id, ctx, class) {
+        let mut lineage = self.parent_of(attrs, id, ctx, class);
+        if has_kin {
+            if let Lineage::Remote(r) = lineage {
+                lineage = self.remote_with_kin(r, kin, attrs);
+            }
+        }
+        match lineage {
             Lineage::Local {
                 context,
                 local_root,
@@ -620,14 +673,27 @@ impl OffloadLayer {
 
     /// Marks the span `id` as having handed out its `traceparent`, in this layer and the
     /// subscriber's other `OffloadLayer`s (see [`SetParentError::Propagated`]).
-    pub(crate) fn mark_propagated(&self, id: &Id) {
+    /// Each layer marks the span, or, when its filter hides the span, the span's nearest
+    /// ancestor it records (the one a remote parent would move), found through `registry`
+    /// (adversary pass 63: a layer that hid the span moved its ancestor to another trace).
+    pub(crate) fn mark_propagated(&self, id: &Id, registry: Option<&tracing_subscriber::Registry>) {
         if self.intake.forked() {
             return;
         }
-        self.spans.with(id, |e| e.propagated = true);
+        let mark = |spans: &SpanStore| {
+            if spans.with(id, |e| e.propagated = true).is_some() {
+                return;
+            }
+            let ancestor =
+                registry.and_then(|r| recorded_ancestor(r, id, |a| spans.context(a).is_some()));
+            if let Some(a) = ancestor {
+                spans.with(&a, |e| e.propagated = true);
+            }
+        };
+        mark(&self.spans);
         let siblings = self.siblings.lock().unwrap_or_else(|e| e.into_inner());
         for spans in siblings.iter().filter_map(|s| s.spans.upgrade()) {
-            spans.with(id, |e| e.propagated = true);
+            mark(&spans);
         }
     }
 
