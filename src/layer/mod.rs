@@ -437,13 +437,13 @@ impl OffloadLayer {
                 entered::Current::None => match ctx.current_span().id() {
                     None => None,
                     Some(_) => self
-                        .registry_event_span(event, &ctx)
+                        .registry_event_span(event, ctx)
                         .and_then(|id| in_span(&id)),
                 },
                 entered::Current::Span(id) => in_span(&id)
                     .or_else(|| ctx.event_span(event).and_then(|span| in_span(&span.id()))),
                 entered::Current::Unknown => self
-                    .registry_event_span(event, &ctx)
+                    .registry_event_span(event, ctx)
                     .and_then(|id| in_span(&id)),
             }
         };
