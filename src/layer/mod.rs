@@ -190,12 +190,13 @@ impl OffloadLayer {
     #[inline(never)]
     fn root_ids_with_kin(
         &self,
+        id: &Id,
         kin: Option<SpanContext>,
         attrs: &Attributes<'_>,
     ) -> (TraceId, SpanId) {
         match kin {
             Some(k) => (k.trace_id, k.span_id),
-            None => match self.kin_parent_trace(attrs) {
+            None => match self.kin_parent_trace(id, attrs) {
                 Some(trace_id) => (trace_id, new_span_id()),
                 None => new_root_ids(),
             },
@@ -235,13 +236,14 @@ impl OffloadLayer {
     #[inline(never)]
     fn remote_with_kin(
         &self,
+        id: &Id,
         remote: RemoteParent,
         kin: Option<SpanContext>,
         attrs: &Attributes<'_>,
     ) -> Lineage {
         let local = match kin {
             Some(k) => k.trace_id != remote.trace_id,
-            None => self.kin_parent_trace(attrs).is_some(),
+            None => self.kin_parent_trace(id, attrs).is_some(),
         };
         if !local {
             return Lineage::Remote(remote);
@@ -277,11 +279,22 @@ impl OffloadLayer {
     }
 
     /// For a span that has no parent this layer records, though it has one (this layer's filter
-    /// hides it): the trace another layer of the subscriber has that parent in.
+    /// hides it): the trace another layer of the subscriber has that parent in (its nearest
+    /// ancestor another layer records, through the registry; without the registry, the parent
+    /// given or the other layers' spans entered on this thread).
     #[cold]
-    fn kin_parent_trace(&self, attrs: &Attributes<'_>) -> Option<TraceId> {
+    fn kin_parent_trace(&self, id: &Id, attrs: &Attributes<'_>) -> Option<TraceId> {
         if attrs.is_root() {
             return None;
+        }
+        let dispatch = self.dispatch.get().and_then(|d| d.upgrade());
+        if let Some(registry) = dispatch
+            .as_ref()
+            .and_then(|d| d.downcast_ref::<tracing_subscriber::Registry>())
+        {
+            let in_kin = |a: &Id| self.kin().iter().find_map(|k| k.spans.context(a));
+            let ancestor = recorded_ancestor(registry, id, |a| in_kin(a).is_some())?;
+            return in_kin(&ancestor).map(|(c, _)| c.trace_id);
         }
         self.kin().iter().find_map(|k| {
             let parent = match attrs.parent() {
@@ -478,7 +491,7 @@ impl OffloadLayer {
         let mut lineage = self.parent_of(attrs, id, ctx, class);
         if has_kin {
             if let Lineage::Remote(r) = lineage {
-                lineage = self.remote_with_kin(r, kin, attrs);
+                lineage = self.remote_with_kin(id, r, kin, attrs);
             }
         }
         match lineage {
@@ -516,7 +529,7 @@ impl OffloadLayer {
                 // the one the other layers see. Otherwise one access to the thread's random
                 // stream for both ids.
                 let (trace_id, span_id) = if has_kin {
-                    self.root_ids_with_kin(kin, attrs)
+                    self.root_ids_with_kin(id, kin, attrs)
                 } else {
                     new_root_ids()
                 };

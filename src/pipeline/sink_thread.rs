@@ -247,11 +247,14 @@ impl<'a> SinkRunner<'a> {
         let started = Instant::now();
         let batch = std::mem::take(&mut self.batch);
         c.call_started();
-        let result = self.in_call(|sink| sink.export(&batch));
+        let result = self.in_call(|sink| sink.export(&batch), Commit::WithBatch);
         c.call_finished();
         c.latency.record(started.elapsed());
         c.batches.incr();
-        let retries = self.sink.retries();
+        // A sink that panics here says nothing (adversary pass 64: the thread died, and its
+        // records ended nowhere).
+        let sink = &self.sink;
+        let retries = catch_unwind(AssertUnwindSafe(|| sink.retries())).unwrap_or(0);
         c.retries.add(retries.saturating_sub(self.retries_seen));
         self.retries_seen = retries;
         self.lost_pending += self.take_lost();
@@ -261,7 +264,10 @@ impl<'a> SinkRunner<'a> {
             Ok(_) => self.take_spooled().min(data),
         };
         // Markers the sink held back (not written): their counts go into the next marker.
-        if result.is_ok() && self.sink.markers_deferred() {
+        let sink = &mut self.sink;
+        if result.is_ok()
+            && catch_unwind(AssertUnwindSafe(|| sink.markers_deferred())).unwrap_or(false)
+        {
             self.restore_reported();
         }
         match result {
@@ -277,6 +283,7 @@ impl<'a> SinkRunner<'a> {
                 self.count(|c| {
                     c.spooled.add(spooled);
                     c.exported.add(data - spooled);
+                    self.commit_awaiting();
                 });
             }
             Ok(Err(e)) => {
@@ -311,6 +318,7 @@ impl<'a> SinkRunner<'a> {
                     c.exported.add(written.min(data - spooled));
                     c.failed_transient.add(failed - permanent);
                     c.failed_permanent.add(permanent);
+                    self.commit_awaiting();
                 });
             }
             Err(panic) => {
@@ -358,7 +366,7 @@ impl<'a> SinkRunner<'a> {
             return;
         }
         c.call_started();
-        let result = self.in_call(f);
+        let result = self.in_call(f, Commit::AtReturn);
         c.call_finished();
         // Read now, counted after the note: what reads the count then sees why (the same
         // order as an export's outcome).
@@ -391,16 +399,29 @@ impl<'a> SinkRunner<'a> {
     /// shutdown's deadline) or that panics has its batch counted dropped instead.
     ///
     /// [`AwaitingDelivery`]: crate::sink::AwaitingDelivery
-    fn in_call<R>(&mut self, f: impl FnOnce(&mut dyn Sink) -> R) -> std::thread::Result<R> {
+    fn in_call<R>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Sink) -> R,
+        commit: Commit,
+    ) -> std::thread::Result<R> {
         let awaiting = self.slot.awaiting.as_deref();
         if let Some(a) = awaiting {
             a.begin();
         }
         let result = catch_unwind(AssertUnwindSafe(|| f(self.sink.as_mut())));
-        if let (Some(a), Ok(_)) = (awaiting, &result) {
+        if let (Some(a), Commit::AtReturn) = (awaiting, commit) {
             a.commit();
         }
         result
+    }
+
+    /// An export's words on records awaiting delivery count with its batch's outcome, under
+    /// the hand-over lock: never after shutdown gave up on the sink and counted the batch
+    /// dropped (adversary pass 64: a deadline between the two counted the batch twice).
+    fn commit_awaiting(&self) {
+        if let Some(a) = &self.slot.awaiting {
+            a.commit();
+        }
     }
 
     /// Counts what the sink says it lost after export since it was last asked, and returns
@@ -528,4 +549,13 @@ pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
     } else {
         "unknown panic payload".to_owned()
     }
+}
+
+/// When what a sink says of its records awaiting delivery during a call counts.
+#[derive(Clone, Copy)]
+enum Commit {
+    /// With the batch's outcome (an export).
+    WithBatch,
+    /// When the call ends, panicking or not (a flush, the shutdown: no batch to count).
+    AtReturn,
 }

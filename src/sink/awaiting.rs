@@ -1,6 +1,7 @@
 //! [`AwaitingDelivery`]: records a sink counted exported whose delivery is still to come.
 
 use std::sync::{Mutex, MutexGuard};
+use std::thread::ThreadId;
 
 /// Records a sink counted exported whose delivery still depends on records it has not sent:
 /// the OTLP sink's events that reach the collector only on their span's record
@@ -14,9 +15,12 @@ use std::sync::{Mutex, MutexGuard};
 /// panicked and was disabled), the records still awaiting delivery then are counted lost too:
 /// they will reach nobody. After that, nothing more is counted.
 ///
-/// What the sink says during a call to it (an export, a flush, its shutdown) counts once the
-/// call returns: if the pipeline gives up on the sink before that, the batch of the call is
-/// counted dropped, records added during it included, and they are not counted lost as well.
+/// What the sink says on its own thread during an export counts with the batch's outcome: if
+/// the pipeline gives up on the sink before that (shutdown's deadline, a panic), the batch is
+/// counted dropped, records added during the export included, and they are not counted lost
+/// as well. What it says during a flush or its shutdown counts when the call ends (also when
+/// it panics), and what it says on other threads at once. Each sink has its own count: one
+/// shared by two sinks mixes their records.
 ///
 /// ```
 /// use tracing_offload::sink::AwaitingDelivery;
@@ -40,9 +44,19 @@ struct State {
     lost: u64,
     /// The pipeline gave up on the sink: its counts are final.
     closed: bool,
-    /// A call to the sink is under way: what it says waits in `pending` until it returns.
-    in_call: bool,
+    /// The sink thread, while a call to the sink is under way: what the sink says there waits
+    /// in `pending` until the call's outcome counts.
+    in_call: Option<ThreadId>,
     pending: Pending,
+}
+
+thread_local! {
+    static THREAD: ThreadId = std::thread::current().id();
+}
+
+/// The current thread's id (cached: `thread::current` clones a handle).
+fn this_thread() -> Option<ThreadId> {
+    THREAD.try_with(|t| *t).ok()
 }
 
 /// What a sink said during a call to it that has not returned yet.
@@ -74,11 +88,18 @@ impl AwaitingDelivery {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The state, and whether what is said now waits for the call under way on this thread.
+    fn said(&self) -> (MutexGuard<'_, State>, bool) {
+        let s = self.state();
+        let journal = s.in_call.is_some() && s.in_call == this_thread();
+        (s, journal)
+    }
+
     /// `n` records were counted exported whose delivery is still to come (records of the
     /// batch being exported: they count once the export returns).
     pub fn add(&self, n: u64) {
-        let mut s = self.state();
-        if s.in_call {
+        let (mut s, journal) = self.said();
+        if journal {
             s.pending.added = s.pending.added.saturating_add(n);
         } else {
             s.add(n);
@@ -87,8 +108,8 @@ impl AwaitingDelivery {
 
     /// `n` of the records awaiting delivery reached their destination.
     pub fn delivered(&self, n: u64) {
-        let mut s = self.state();
-        if s.in_call {
+        let (mut s, journal) = self.said();
+        if journal {
             s.pending.delivered = s.pending.delivered.saturating_add(n);
         } else {
             s.delivered(n);
@@ -97,8 +118,8 @@ impl AwaitingDelivery {
 
     /// `n` of the records awaiting delivery reached nobody: counted lost after export.
     pub fn lost(&self, n: u64) {
-        let mut s = self.state();
-        if s.in_call {
+        let (mut s, journal) = self.said();
+        if journal {
             s.pending.lost = s.pending.lost.saturating_add(n);
         } else {
             s.lost(n);
@@ -115,15 +136,19 @@ impl AwaitingDelivery {
     /// [`commit`]: Self::commit
     pub(crate) fn begin(&self) {
         let mut s = self.state();
-        s.in_call = true;
+        s.in_call = this_thread();
         s.pending = Pending::default();
     }
 
-    /// The call to the sink returned: what it said counts (its additions first).
+    /// The call's outcome counts: what the sink said during it counts too (its additions
+    /// first). Nothing once closed.
     pub(crate) fn commit(&self) {
         let mut s = self.state();
-        s.in_call = false;
+        s.in_call = None;
         let p = std::mem::take(&mut s.pending);
+        if s.closed {
+            return;
+        }
         s.add(p.added);
         s.delivered(p.delivered);
         s.lost(p.lost);
@@ -148,7 +173,8 @@ impl AwaitingDelivery {
             return 0;
         }
         s.closed = true;
-        // What a call that never returned said is not counted: its batch was counted dropped.
+        // What an export given up on said is not counted: its batch was counted dropped.
+        s.in_call = None;
         s.pending = Pending::default();
         std::mem::take(&mut s.lost) + std::mem::take(&mut s.awaiting)
     }
