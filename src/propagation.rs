@@ -86,11 +86,12 @@ pub trait OffloadSpanExt {
     /// handed out for an outgoing call, [`Propagated`](SetParentError::Propagated)), counted,
     /// and reported once on stderr.
     ///
-    /// With several `OffloadLayer`s on one registry, it reaches each of them, and each decides
-    /// for its own span state: where the span is still a local root with no child span and no
-    /// event, it joins the remote trace; where it is not (a per-layer filter can make one layer
-    /// see a child or an event that another does not), the layer refuses and counts it, and the
-    /// refusal is returned. Layers inside a `Vec` or an `Option` are not reached, because
+    /// With several `OffloadLayer`s on one registry, it reaches each of them, and they decide
+    /// together: where the span is still a local root with no child span and no event in every
+    /// layer, it joins the remote trace in each; where it is not in one (a per-layer filter can
+    /// make one layer see a child or an event that another does not), every layer that records
+    /// the span refuses and counts it, and the refusal is returned: the span keeps one trace at
+    /// every destination. Layers inside a `Vec` or an `Option` are not reached, because
     /// `tracing-subscriber` 0.3 does not hand them the subscriber's `Dispatch`; recording the
     /// `traceparent` field reaches every layer.
     fn set_parent_traceparent(&self, traceparent: &str) -> Result<(), SetParentError>;

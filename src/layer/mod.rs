@@ -26,7 +26,7 @@ mod spans;
 
 use self::callsite::CallsiteClass;
 use self::capture::{is_marked_critical, remote_parent, Capture};
-use self::spans::{LocalRoot, NewSpan, SpanStore};
+use self::spans::{LocalRoot, NewSpan, SpanEntry, SpanStore};
 use crate::clock::Tick;
 use crate::ids::{new_root_ids, new_span_id, thread_info, SpanContext, SpanId, TraceId};
 use crate::level::LogLevel;
@@ -677,14 +677,21 @@ impl OffloadLayer {
         if self.intake.forked() {
             return Err(SetParentError::NotRecorded);
         }
-        reparent(&self.spans, &self.intake, id, remote)
+        let elsewhere = if self.has_kin.load(Ordering::Relaxed) {
+            self.kin()
+                .iter()
+                .find_map(|k| k.spans.with(id, |e| refusal(e)).flatten())
+        } else {
+            None
+        };
+        reparent(&self.spans, &self.intake, id, remote, elsewhere)
     }
 
     /// Applies a remote parent to the span in this layer and in every other `OffloadLayer` of
     /// its subscriber ([`OffloadSpanExt::set_parent_traceparent`](crate::OffloadSpanExt), which
-    /// finds only the outermost layer). Each layer decides for its own state, as it does when the
-    /// `traceparent` field is recorded; a refusal by any layer is the answer, otherwise it is
-    /// `Ok` if any layer records the span.
+    /// finds only the outermost layer). A refusal by any layer is a refusal by all (as when the
+    /// `traceparent` field is recorded: each layer looks at the others' state too), and the
+    /// answer; otherwise it is `Ok` if any layer records the span.
     pub(crate) fn set_remote_parent_everywhere(
         &self,
         id: &Id,
@@ -692,12 +699,17 @@ impl OffloadLayer {
     ) -> Result<(), SetParentError> {
         let mut outcome = self.set_remote_parent(id, remote);
         let siblings = self.siblings.lock().unwrap_or_else(|e| e.into_inner());
+        // A refusal anywhere is the answer everywhere (this layer's, or another's).
+        let elsewhere = outcome
+            .clone()
+            .err()
+            .filter(|e| *e != SetParentError::NotRecorded);
         for sibling in siblings.iter() {
             let (Some(spans), Some(intake)) = (sibling.spans.upgrade(), sibling.intake.upgrade())
             else {
                 continue;
             };
-            let theirs = reparent(&spans, &intake, id, remote);
+            let theirs = reparent(&spans, &intake, id, remote, elsewhere.clone());
             outcome = match (outcome, theirs) {
                 (Err(e), _) | (_, Err(e)) if e != SetParentError::NotRecorded => Err(e),
                 (Ok(()), _) | (_, Ok(())) => Ok(()),
@@ -778,25 +790,21 @@ pub(crate) fn recorded_ancestor(
 
 /// Makes a span of one layer's store a child of a remote parent, if its trace can still change;
 /// a refusal is counted in that layer's pipeline.
+///
+/// `elsewhere`: the refusal of another `OffloadLayer` of the subscriber, whose decision this
+/// one follows: the span has one trace at every destination (adversary pass 64: a layer whose
+/// filter hid the span's parent joined the remote trace while the other refused).
 fn reparent(
     spans: &SpanStore,
     intake: &Intake,
     id: &Id,
     remote: RemoteParent,
+    elsewhere: Option<SetParentError>,
 ) -> Result<(), SetParentError> {
     let sampler = &intake.sampler;
     let outcome = spans.with(id, |e| {
-        if e.has_local_parent {
-            return Err(SetParentError::HasLocalParent);
-        }
-        if e.has_children {
-            return Err(SetParentError::HasChildren);
-        }
-        if e.has_events {
-            return Err(SetParentError::HasEvents);
-        }
-        if e.propagated {
-            return Err(SetParentError::Propagated);
+        if let Some(why) = refusal(e).or(elsewhere) {
+            return Err(why);
         }
         let sampled = sampler.sample_span(remote.trace_id, Parent::Remote(remote.sampled));
         e.context.trace_id = remote.trace_id;
@@ -818,6 +826,21 @@ fn reparent(
             Err(why)
         }
         None => Err(SetParentError::NotRecorded),
+    }
+}
+
+/// Why a span's trace can no longer change, if it cannot.
+fn refusal(e: &SpanEntry) -> Option<SetParentError> {
+    if e.has_local_parent {
+        Some(SetParentError::HasLocalParent)
+    } else if e.has_children {
+        Some(SetParentError::HasChildren)
+    } else if e.has_events {
+        Some(SetParentError::HasEvents)
+    } else if e.propagated {
+        Some(SetParentError::Propagated)
+    } else {
+        None
     }
 }
 
