@@ -204,22 +204,7 @@ impl Sink for PanicRetries {
 
 #[test]
 fn a_sink_whose_retries_panics_goes_on() {
-    let (layer, guard) = OffloadLayer::builder()
-        .sink(PanicRetries)
-        .flush_interval(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    let h = guard.handle();
-    let d = dispatch(layer);
-    tracing::dispatcher::with_default(&d, || tracing::info!("one"));
-    // The sink thread lives on: the panic says nothing (as for `lost_after_export`).
-    h.flush(Duration::from_secs(5)).expect("the flush returns");
-    let report = guard
-        .shutdown(Duration::from_secs(5))
-        .expect("shutdown in time");
-    assert!(report.unfinished_threads.is_empty(), "{report:?}");
-    let s = h.stats().sink("panicretries").unwrap().clone();
-    assert_eq!((s.exported, s.dropped), (1, 0), "{s:#?}");
+    goes_on_after_a_panic(PanicRetries, "panicretries");
 }
 
 /// Same for `markers_deferred()`.
@@ -238,22 +223,7 @@ impl Sink for PanicDeferred {
 
 #[test]
 fn a_sink_whose_markers_deferred_panics_goes_on() {
-    let (layer, guard) = OffloadLayer::builder()
-        .sink(PanicDeferred)
-        .flush_interval(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    let h = guard.handle();
-    let d = dispatch(layer);
-    tracing::dispatcher::with_default(&d, || tracing::info!("one"));
-    // The sink thread lives on: the panic says nothing (as for `lost_after_export`).
-    h.flush(Duration::from_secs(5)).expect("the flush returns");
-    let report = guard
-        .shutdown(Duration::from_secs(5))
-        .expect("shutdown in time");
-    assert!(report.unfinished_threads.is_empty(), "{report:?}");
-    let s = h.stats().sink("panicdeferred").unwrap().clone();
-    assert_eq!((s.exported, s.dropped), (1, 0), "{s:#?}");
+    goes_on_after_a_panic(PanicDeferred, "panicdeferred");
 }
 
 /// An async sink: its export hands records to a delivery thread of its own and returns; the
@@ -330,4 +300,24 @@ fn a_delivery_said_on_another_thread_during_a_hanging_export_counts() {
         s.lost_after_export, 0,
         "the 10 were delivered (said before shutdown gave up), counted lost after export: {s:#?}"
     );
+}
+
+/// A sink whose answer after an export panics: the sink thread lives on, the panic says
+/// nothing (as one in `lost_after_export` does), and the record is counted once.
+fn goes_on_after_a_panic(sink: impl Sink, name: &str) {
+    let (layer, guard) = OffloadLayer::builder()
+        .sink(sink)
+        .flush_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let h = guard.handle();
+    let d = dispatch(layer);
+    tracing::dispatcher::with_default(&d, || tracing::info!("one"));
+    h.flush(Duration::from_secs(5)).expect("the flush returns");
+    let report = guard
+        .shutdown(Duration::from_secs(5))
+        .expect("shutdown in time");
+    assert!(report.unfinished_threads.is_empty(), "{report:?}");
+    let s = h.stats().sink(name).unwrap().clone();
+    assert_eq!((s.exported, s.dropped), (1, 0), "{s:#?}");
 }

@@ -8,20 +8,12 @@ use std::time::Duration;
 
 use support::*;
 use tracing::instrument::WithSubscriber;
-use tracing_offload::{
-    Backpressure, OffloadLayer, OffloadSpanExt, Record, SpanRecord, TailSampling,
-};
+use tracing_offload::{Backpressure, OffloadLayer, OffloadSpanExt, SpanRecord, TailSampling};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 
 fn spans_of(c: &Collect) -> Vec<SpanRecord> {
-    c.data()
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Span(s) => Some((*s).clone()),
-            _ => None,
-        })
-        .collect()
+    span_records(&c.data())
 }
 
 fn builder(sink: &Collect) -> tracing_offload::Builder {

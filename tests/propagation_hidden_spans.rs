@@ -14,18 +14,12 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use tracing_offload::{Backpressure, OffloadLayer, OffloadSpanExt, Record, SpanRecord};
+use tracing_offload::{Backpressure, OffloadLayer, OffloadSpanExt, SpanRecord};
 
 const REMOTE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn spans_of(c: &Collect) -> Vec<SpanRecord> {
-    c.data()
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Span(s) => Some((*s).clone()),
-            _ => None,
-        })
-        .collect()
+    span_records(&c.data())
 }
 use tracing_subscriber::filter::{filter_fn, LevelFilter};
 use tracing_subscriber::prelude::*;
