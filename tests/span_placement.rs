@@ -3,7 +3,8 @@
 //! reference layer on the same registry records the registry's answers, and every scenario
 //! must agree. Explicit parents, `parent: None`, a span entered again while another is current,
 //! other threads, a span closed while still entered, and spans hidden by a per-layer filter
-//! (which a third layer sees, so that the registry makes them).
+//! (which a third layer sees, so that the registry makes them): an event in such a span goes
+//! where a span made at the same place goes.
 mod support;
 
 use std::collections::HashMap;
@@ -158,7 +159,17 @@ fn events_and_spans_are_placed_where_the_registry_says() {
         if let Record::Event(e) = r {
             let message = e.message().map(|m| m.text.to_string()).unwrap_or_default();
             let ours = e.span_id().map(|id| name_of[&id]);
-            let registry = reference.events.lock().unwrap()[&message];
+            let registry = match message.as_str() {
+                // In a hidden span entered inside a visible one that is not its ancestor, the
+                // registry's `event_span` answers with the visible span entered below (it looks
+                // at the thread's stack only), while a span made at the same place gets the
+                // hidden span's nearest visible ancestor: the layer places the event where that
+                // span goes, so that both are in one trace (adversary pass 64).
+                "in hidden task in worker" => {
+                    reference.spans.lock().unwrap()["p in hidden task of other"]
+                }
+                _ => reference.events.lock().unwrap()[&message],
+            };
             assert_eq!(ours, registry, "event {message:?}");
             checked += 1;
         }
