@@ -261,6 +261,10 @@ impl OffloadLayer {
     /// thread, or that span's nearest ancestor this layer records when this layer's filter hides
     /// it (the registry's own answer looks only at the spans entered on this thread: a task's
     /// hidden span entered inside a worker's span would put the event in the worker's).
+    ///
+    /// It answers with an id, which the caller looks up again (a second look-up, on this
+    /// filtered-subscriber path only): handing it the caller's look-up instead put 23
+    /// instructions on every kept span lifecycle (callgrind), through how `on_event` compiles.
     #[cold]
     #[inline(never)]
     fn registry_event_span<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<Id>
@@ -284,9 +288,16 @@ impl OffloadLayer {
     #[cold]
     #[inline(never)]
     fn recorded_ancestor(&self, id: &Id) -> Option<Id> {
+        self.with_registry(|r| recorded_ancestor(r, id, |a| self.spans.context(a).is_some()))?
+    }
+
+    /// The subscriber's registry, when the layer was handed its `Dispatch` and the subscriber
+    /// is a `Registry` (layers inside an `Option` or a `Vec` are not handed one).
+    fn with_registry<R>(&self, f: impl FnOnce(&tracing_subscriber::Registry) -> R) -> Option<R> {
         let dispatch = self.dispatch.get()?.upgrade()?;
-        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-        recorded_ancestor(registry, id, |a| self.spans.context(a).is_some())
+        dispatch
+            .downcast_ref::<tracing_subscriber::Registry>()
+            .map(f)
     }
 
     /// For a span that has no parent this layer records, though it has one (this layer's filter
@@ -298,14 +309,12 @@ impl OffloadLayer {
         if attrs.is_root() {
             return None;
         }
-        let dispatch = self.dispatch.get().and_then(|d| d.upgrade());
-        if let Some(registry) = dispatch
-            .as_ref()
-            .and_then(|d| d.downcast_ref::<tracing_subscriber::Registry>())
-        {
-            let in_kin = |a: &Id| self.kin().iter().find_map(|k| k.spans.context(a));
+        let in_kin = |a: &Id| self.kin().iter().find_map(|k| k.spans.context(a));
+        if let Some(through_registry) = self.with_registry(|registry| {
             let ancestor = recorded_ancestor(registry, id, |a| in_kin(a).is_some())?;
-            return in_kin(&ancestor).map(|(c, _)| c.trace_id);
+            in_kin(&ancestor).map(|(c, _)| c.trace_id)
+        }) {
+            return through_registry;
         }
         self.kin().iter().find_map(|k| {
             let parent = match attrs.parent() {
@@ -720,10 +729,10 @@ impl OffloadLayer {
     }
 
     /// Marks the span `id` as having handed out its `traceparent`, in this layer and the
-    /// subscriber's other `OffloadLayer`s (see [`SetParentError::Propagated`]).
-    /// Each layer marks the span, or, when its filter hides the span, the span's nearest
-    /// ancestor it records (the one a remote parent would move), found through `registry`
-    /// (adversary pass 63: a layer that hid the span moved its ancestor to another trace).
+    /// subscriber's other `OffloadLayer`s (see [`SetParentError::Propagated`]): in each, the
+    /// span, or, when that layer's filter hides it, its nearest ancestor that layer records
+    /// (the one a remote parent would move), found through `registry` (adversary pass 63: a
+    /// layer that hid the span moved its ancestor to another trace).
     pub(crate) fn mark_propagated(&self, id: &Id, registry: Option<&tracing_subscriber::Registry>) {
         if self.intake.forked() {
             return;
