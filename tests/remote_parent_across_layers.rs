@@ -6,21 +6,11 @@
 mod support;
 
 use support::*;
-use tracing_offload::{OffloadLayer, OffloadSpanExt, Record, SpanRecord};
+use tracing_offload::{OffloadLayer, OffloadSpanExt, SpanRecord};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::prelude::*;
 
 const HEADER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-fn span_named(sink: &Collect, name: &str) -> SpanRecord {
-    sink.data()
-        .into_iter()
-        .find_map(|r| match r {
-            Record::Span(s) if s.name() == name => Some((*s).clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no span named {name}"))
-}
 
 #[derive(Clone, Copy, Debug)]
 enum How {
@@ -108,13 +98,13 @@ fn scenario(how: How, three: bool, hiding_inside: bool) {
     g_all.shutdown(DEADLINE).unwrap();
     g_audit.shutdown(DEADLINE).unwrap();
     g_audit2.shutdown(DEADLINE).unwrap();
-    let worker = span_named(&all, "worker");
-    let at_all = span_named(&all, "message");
-    let at_audit = span_named(&audit, "message");
+    let worker = all.span("worker");
+    let at_all = all.span("message");
+    let at_audit = audit.span("message");
     let ids = |s: &SpanRecord| (s.trace_id(), s.span_id(), s.parent_is_remote());
     let mut sets = vec![("all", ids(&at_all)), ("audit", ids(&at_audit))];
     if three {
-        sets.push(("audit2", ids(&span_named(&audit2, "message"))));
+        sets.push(("audit2", ids(&audit2.span("message"))));
     }
     let refused = h_all.stats().reparent_refused + h_audit.stats().reparent_refused;
     let split = sets
@@ -193,8 +183,8 @@ fn traceparent_in_twice_hidden_span_marks_each_layers_ancestor() {
     });
     ga.shutdown(DEADLINE).unwrap();
     gb.shutdown(DEADLINE).unwrap();
-    let ra = span_named(&a, "root");
-    let rb = span_named(&b, "root");
+    let ra = a.span("root");
+    let rb = b.span("root");
     assert!(
         answer.is_err(),
         "root handed out a traceparent (through leaf): {answer:?}"
@@ -238,8 +228,8 @@ fn traceparent_in_span_hidden_from_both_marks_root_in_both() {
     });
     ga.shutdown(DEADLINE).unwrap();
     gb.shutdown(DEADLINE).unwrap();
-    let ra = span_named(&a, "root");
-    let rb = span_named(&b, "root");
+    let ra = a.span("root");
+    let rb = b.span("root");
     assert!(answer.is_err(), "{answer:?}");
     assert_eq!(
         (ra.trace_id(), ra.span_id()),

@@ -79,8 +79,8 @@ fn a_span_whose_parent_a_filter_hides_stays_in_the_trace() {
     });
     guard_all.shutdown(DEADLINE).unwrap();
     guard_audit.shutdown(DEADLINE).unwrap();
-    let (request, check) = (span_named(&all, "request"), span_named(&all, "check"));
-    let audited = span_named(&audit, "check");
+    let (request, check) = (all.span("request"), all.span("check"));
+    let audited = audit.span("check");
     assert_eq!(check.parent_span_id(), Some(request.span_id()));
     assert_eq!(
         audited.parent_span_id(),
@@ -140,7 +140,7 @@ fn a_remote_parent_set_later_reaches_every_layer() {
     }
     let trace = TraceId::from_hex(TRACE).unwrap();
     for (sink, at) in sinks.iter().zip(["first", "second", "third"]) {
-        let span = span_named(sink, "request");
+        let span = sink.span("request");
         assert_eq!(span.trace_id(), trace, "at the {at} layer");
         assert_eq!(
             span.parent_span_id(),
@@ -197,7 +197,7 @@ fn a_refusal_by_one_layer_holds_for_all_and_any_layer_answers_for_the_context() 
     guard_a.shutdown(DEADLINE).unwrap();
     guard_b.shutdown(DEADLINE).unwrap();
     guard_c.shutdown(DEADLINE).unwrap();
-    let request = |sink: &Collect| span_named(sink, "request");
+    let request = |sink: &Collect| sink.span("request");
     let trace = TraceId::from_hex(TRACE).unwrap();
     // The layer that saw the child kept its trace whole, and so did the other.
     let (seen, hid) = (request(&sees_children), request(&hides_children));
@@ -207,17 +207,6 @@ fn a_refusal_by_one_layer_holds_for_all_and_any_layer_answers_for_the_context() 
         (seen.trace_id(), seen.span_id())
     );
     assert!(!hid.parent_is_remote());
-}
-
-/// The span named `name` that `sink` received.
-fn span_named(sink: &Collect, name: &str) -> tracing_offload::SpanRecord {
-    sink.data()
-        .into_iter()
-        .find_map(|r| match r {
-            Record::Span(s) if s.name() == name => Some((*s).clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no span named {name}"))
 }
 
 /// A span with a `traceparent` field made inside a local span (a consumer span under a worker
@@ -253,8 +242,8 @@ fn a_span_with_a_traceparent_field_under_a_hidden_parent(hiding_layer_inside: bo
     }
     guard_all.shutdown(DEADLINE).unwrap();
     guard_audit.shutdown(DEADLINE).unwrap();
-    let (worker, at_all) = (span_named(&all, "worker"), span_named(&all, "message"));
-    let at_audit = span_named(&audit, "message");
+    let (worker, at_all) = (all.span("worker"), all.span("message"));
+    let at_audit = audit.span("message");
     assert_eq!(
         at_all.trace_id(),
         worker.trace_id(),

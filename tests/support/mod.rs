@@ -360,6 +360,12 @@ impl Collect {
             .collect()
     }
 
+    /// The span named `name` this sink received; panics when there is none.
+    #[track_caller]
+    pub fn span(&self, name: &str) -> SpanRecord {
+        span_named(&span_records(&self.data()), name).clone()
+    }
+
     /// The events received, in order.
     pub fn events(&self) -> Vec<tracing_offload::Shared<tracing_offload::EventRecord>> {
         self.data()
