@@ -49,6 +49,8 @@ pub(crate) struct SinkCounters {
     /// Records counted exported that the sink learned since may not have reached their
     /// destination (see [`Sink::lost_after_export`](crate::sink::Sink::lost_after_export)).
     pub(crate) lost_after_export: Counter,
+    /// Serialises [`add_lost_after_export`](Self::add_lost_after_export)'s check and add.
+    lost_lock: Mutex<()>,
     /// Batches exported, whatever their outcome.
     pub(crate) batches: Counter,
     /// Time per `export` call.
@@ -84,6 +86,7 @@ impl SinkCounters {
             dropped: DropCounters::default(),
             retries: Counter::default(),
             lost_after_export: Counter::default(),
+            lost_lock: Mutex::new(()),
             batches: Counter::default(),
             latency: Histogram::default(),
             buffer_capacity,
@@ -97,6 +100,9 @@ impl SinkCounters {
     /// Counts `n` records lost after export: never more, in all, than were exported (a sink
     /// that says more lost than it exported is believed up to that).
     pub(crate) fn add_lost_after_export(&self, n: u64) {
+        // The sink thread and a shutdown that gave up on the sink may count at once: the lock
+        // keeps them from both taking the same room (a rare path: losses after export).
+        let _one_at_a_time = self.lost_lock.lock().unwrap_or_else(|e| e.into_inner());
         let room = self
             .exported
             .get()
@@ -666,5 +672,32 @@ mod tests {
         assert_eq!(s.dropped, 7);
         assert_eq!(s.offered, 15);
         assert_eq!(s.dropped_for(DropReason::QueueFullNewest), 3);
+    }
+
+    /// The sink thread and a shutdown that gave up on the sink can count losses after export
+    /// at once: together they never count more than were exported (each read the room left,
+    /// then added, so both could take the same room).
+    #[test]
+    fn losses_after_export_counted_at_once_stay_within_what_was_exported() {
+        let threads = 4;
+        for _ in 0..2_000 {
+            let c = Arc::new(SinkCounters::new("otlp".into(), 100));
+            c.exported.add(10);
+            let start = Arc::new(std::sync::Barrier::new(threads));
+            let counting: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (c, start) = (Arc::clone(&c), Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        c.add_lost_after_export(10);
+                    })
+                })
+                .collect();
+            for t in counting {
+                t.join().unwrap();
+            }
+            let lost = c.lost_after_export.get();
+            assert_eq!(lost, 10, "{lost} lost after export of 10 exported");
+        }
     }
 }
