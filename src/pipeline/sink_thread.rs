@@ -280,10 +280,10 @@ impl<'a> SinkRunner<'a> {
                 if spooled < data || data == 0 {
                     c.note_success();
                 }
-                self.count(|c| {
+                self.lost_pending += self.count(|c| {
                     c.spooled.add(spooled);
                     c.exported.add(data - spooled);
-                    self.commit_awaiting();
+                    self.commit_awaiting()
                 });
             }
             Ok(Err(e)) => {
@@ -313,12 +313,12 @@ impl<'a> SinkRunner<'a> {
                     // (adversary pass 54: it never showed one).
                     c.note_delivered();
                 }
-                self.count(|c| {
+                self.lost_pending += self.count(|c| {
                     c.spooled.add(spooled);
                     c.exported.add(written.min(data - spooled));
                     c.failed_transient.add(failed - permanent);
                     c.failed_permanent.add(permanent);
-                    self.commit_awaiting();
+                    self.commit_awaiting()
                 });
             }
             Err(panic) => {
@@ -349,11 +349,12 @@ impl<'a> SinkRunner<'a> {
 
     /// Updates counters unless shutdown already counted this sink's records as abandoned (under
     /// the hand-over lock, which shutdown holds while it counts them: never both).
-    fn count(&self, f: impl FnOnce(&SinkCounters)) {
+    fn count<R: Default>(&self, f: impl FnOnce(&SinkCounters) -> R) -> R {
         let _handover = self.slot.handover.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.slot.abandoned.is_set() {
-            f(&self.slot.counters)
+        if self.slot.abandoned.is_set() {
+            return R::default();
         }
+        f(&self.slot.counters)
     }
 
     fn call(
@@ -418,10 +419,16 @@ impl<'a> SinkRunner<'a> {
     /// An export's words on records awaiting delivery count with its batch's outcome, under
     /// the hand-over lock: never after shutdown gave up on the sink and counted the batch
     /// dropped (adversary pass 64: a deadline between the two counted the batch twice).
-    fn commit_awaiting(&self) {
-        if let Some(a) = &self.slot.awaiting {
-            a.commit();
-        }
+    /// Returns the records the export found lost (counted now, with its batch: a flush that
+    /// returns once the batch's counts add up sees them too).
+    fn commit_awaiting(&self) -> u64 {
+        let Some(a) = &self.slot.awaiting else {
+            return 0;
+        };
+        a.commit();
+        let lost = a.take_lost();
+        self.slot.counters.add_lost_after_export(lost);
+        lost
     }
 
     /// Counts what the sink says it lost after export since it was last asked, and returns

@@ -79,13 +79,14 @@ impl Protocol {
 /// An event that travels only as a span event is counted `exported` with its batch; if its
 /// span's record then does not reach the collector (its request failed, the span was still
 /// open at shutdown, its record was dropped, or the pipeline gave up on the sink: shutdown's
-/// deadline passed while it exported), the event counts as the sink's
+/// deadline passed while it exported; or it was spooled, and the spool then evicted it, found
+/// it corrupt, or the collector rejected it on replay), the event counts as the sink's
 /// [`lost_after_export`](crate::SinkStats::lost_after_export) too. (Events past a span's
 /// `OTEL_SPAN_EVENT_COUNT_LIMIT` are counted by the pipeline, in `span_events_dropped`.)
 ///
-/// Bounds of that count: a span written to the spool takes its events along, and if the spool
-/// later evicts it (or finds it corrupt, or the collector rejects it on replay) the spool
-/// counts the span, not its events; past 65 536 spans with such events waiting at once, the
+/// Bounds of that count: a span spooled by an earlier process and lost by this one's spool
+/// counts its events nowhere (that process counted them delivered when it spooled them, and
+/// this one never counted them exported); past 65 536 spans with such events waiting at once, the
 /// oldest span's events are counted lost, though its record may still come (tail sampling
 /// that drops the traces of kept `ERROR` events, which go on at once, leaves spans that never
 /// come). `OutsideSpans` sends an event as a log record when its trace was sampled out at its

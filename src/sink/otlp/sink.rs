@@ -642,7 +642,14 @@ impl Otlp {
             while spans.peek().is_some() {
                 let chunk: Vec<SpanData> = spans.by_ref().take(self.max_batch).collect();
                 let lost = ChunkLoss::spans(chunk.len(), riders.by_ref().take(chunk.len()).sum());
-                span_chunks.push((Chunk::Spans(chunk), lost));
+                let riders = lost.riders;
+                span_chunks.push((
+                    Chunk::Spans {
+                        data: chunk,
+                        riders,
+                    },
+                    lost,
+                ));
             }
         }
         let mut log_chunks: Vec<(Chunk, ChunkLoss)> = Vec::new();
@@ -779,7 +786,7 @@ impl Otlp {
         let spool = &engine.spool;
         let spool_it = request
             .as_ref()
-            .map(|r| || spool.append(r.kind, r.records, &r.bytes, true));
+            .map(|r| || spool.append(r.kind, r.records, r.riders, &r.bytes, true));
         match live.hand_off(spool, started, spool_it, if_undelivered) {
             Handoff::Spooled => Ok(()),
             Handoff::Finished(result) => after_live(spool, kind, result, || {
@@ -822,7 +829,7 @@ impl Otlp {
             _,
             _,
         ) = match (chunk, &ctx.exporter) {
-            (Chunk::Spans(spans), LiveExporter::Spans(e)) => {
+            (Chunk::Spans { data: spans, .. }, LiveExporter::Spans(e)) => {
                 let (exporter, spans) = (Arc::clone(&e.inner), spans.clone());
                 let export = Box::pin(async move { exporter.export(spans).await });
                 (export, Arc::clone(&e.attempts), Arc::clone(&e.ran_out))
@@ -912,6 +919,7 @@ impl Otlp {
         self.spool_dirs_made.clear();
         crate::sink::make_dirs(dir, &mut self.spool_dirs_made).map_err(cannot_open)?;
         let spool = Spool::open(dir, self.spool_max_bytes).map_err(cannot_open)?;
+        spool.count_riders_in(self.riders.awaiting());
         let engine = spool::Engine::start(&self.name, rt, spool, senders)
             .map_err(|e| SinkError::io("starting the OTLP spool's thread", e))?;
         let resource = ResourceAttributesWithSchema::from(&self.resource());
@@ -1156,7 +1164,11 @@ struct Logs {
 
 /// One request's records.
 enum Chunk {
-    Spans(Vec<SpanData>),
+    Spans {
+        data: Vec<SpanData>,
+        /// The events that ride on these spans (see [`Riders`](super::riders::Riders)).
+        riders: u64,
+    },
     Logs {
         records: Arc<Vec<SdkLogRecord>>,
         /// The data records among them (drop markers are not counted).
@@ -1242,6 +1254,8 @@ enum LiveExporter<'a> {
 struct Encoded {
     kind: Kind,
     records: u64,
+    /// The events riding on its spans, lost with it if the spool loses it.
+    riders: u64,
     bytes: Vec<u8>,
 }
 
@@ -1250,7 +1264,7 @@ struct Encoded {
 impl Chunk {
     fn kind(&self) -> Kind {
         match self {
-            Chunk::Spans(_) => Kind::Traces,
+            Chunk::Spans { .. } => Kind::Traces,
             Chunk::Logs { .. } => Kind::Logs,
         }
     }
@@ -1258,9 +1272,13 @@ impl Chunk {
     /// The request, encoded with the same transforms as opentelemetry-otlp's exporters.
     fn encode(self, ctx: &ChunkCtx<'_>) -> Encoded {
         match self {
-            Chunk::Spans(spans) => Encoded {
+            Chunk::Spans {
+                data: spans,
+                riders,
+            } => Encoded {
                 kind: Kind::Traces,
                 records: spans.len() as u64,
+                riders,
                 bytes: ExportTraceServiceRequest {
                     resource_spans: group_spans_by_resource_and_scope(spans, ctx.resource),
                 }
@@ -1273,6 +1291,7 @@ impl Chunk {
                 Encoded {
                     kind: Kind::Logs,
                     records: data,
+                    riders: 0,
                     bytes: ExportLogsServiceRequest {
                         resource_logs: group_logs_by_resource_and_scope(&batch, ctx.resource),
                     }
@@ -1338,7 +1357,13 @@ fn spool_request(
     cause: Option<&SinkError>,
 ) -> Result<(), SinkError> {
     spool
-        .append(request.kind, request.records, &request.bytes, false)
+        .append(
+            request.kind,
+            request.records,
+            request.riders,
+            &request.bytes,
+            false,
+        )
         .map(drop)
         .map_err(|e| {
             let cause = cause.map_or(String::new(), |c| format!("{}; and ", c.with_sources()));

@@ -204,6 +204,12 @@ impl Spool {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Where the events riding on spooled spans are counted lost after export when the spool
+    /// loses their request (evicted, found corrupt, refused by the collector).
+    pub(super) fn count_riders_in(&self, awaiting: Arc<crate::sink::AwaitingDelivery>) {
+        self.lock().store.riders_lost_to = Some(awaiting);
+    }
+
     /// Wakes every replay lane of `kind`.
     fn wake(&self, kind: Kind) {
         for lane in &self.wake[kind.index()] {
@@ -288,14 +294,24 @@ impl Spool {
 
     /// Writes a request to the spool. `held`: a live export of it is still running, and it is
     /// not replayed unless that fails (see [`late`](Self::late)).
+    ///
+    /// `riders`: the events that travel on the request's spans (see
+    /// [`Riders`](super::riders::Riders)); the spool counts them lost after export if it loses
+    /// the request.
     pub(super) fn append(
         &self,
         kind: Kind,
         records: u64,
+        riders: u64,
         payload: &[u8],
         held: bool,
     ) -> Result<EntryId, AppendError> {
-        let id = self.lock().store.append(kind, records, payload, held)?;
+        let id = {
+            let mut inner = self.lock();
+            let id = inner.store.append(kind, records, payload, held)?;
+            inner.store.carries(id, riders);
+            id
+        };
         if !held {
             self.wake(kind);
         }
@@ -780,7 +796,7 @@ mod tests {
         {
             let spool = Spool::open(dir.path(), 1 << 20).unwrap();
             spool
-                .append(Kind::Logs, 3, b"three log records", false)
+                .append(Kind::Logs, 3, 0, b"three log records", false)
                 .unwrap();
             spool.sync().unwrap();
         }

@@ -105,6 +105,9 @@ pub(crate) struct EntryId {
 struct Entry {
     kind: Kind,
     records: u64,
+    /// Events that travel on its spans and nowhere else, appended by this process (see
+    /// [`Store::carries`]).
+    riders: u64,
     written_ms: u64,
     in_flight: bool,
     /// Its segment was evicted while it was in flight: it is no longer on disk.
@@ -218,6 +221,9 @@ pub(crate) struct Store {
     /// The last problem met on disk (a corrupt frame, a failed delete), and when, for the
     /// stats ([`Store::problem`]).
     pub(crate) last_problem: Option<(String, SystemTime)>,
+    /// Where the riders of the batches it loses are counted lost after export (the OTLP
+    /// sink's [`AwaitingDelivery`](crate::sink::AwaitingDelivery)).
+    pub(crate) riders_lost_to: Option<std::sync::Arc<crate::sink::AwaitingDelivery>>,
 }
 
 // === impl Store ===
@@ -243,6 +249,24 @@ fn file_identity(entry: &fs::DirEntry) -> Option<(u64, u64)> {
 }
 
 impl Store {
+    /// The batch `id`, just appended, carries `riders`: events that travel on its spans and
+    /// nowhere else. They were counted exported, and delivered once spooled; if the spool loses
+    /// the batch, they are counted lost after export.
+    pub(crate) fn carries(&mut self, id: EntryId, riders: u64) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.riders = riders;
+        }
+    }
+
+    /// A batch carrying `riders` is lost (evicted, corrupt, rejected): so are they.
+    fn riders_lost(&self, riders: u64) {
+        if let (Some(awaiting), true) = (&self.riders_lost_to, riders > 0) {
+            // Delivered when spooled: awaiting again, and lost.
+            awaiting.add(riders);
+            awaiting.lost(riders);
+        }
+    }
+
     /// Notes a problem met on disk, now.
     fn problem(&mut self, problem: String) {
         self.last_problem = Some((problem, SystemTime::now()));
@@ -270,6 +294,7 @@ impl Store {
             counts: Counts::default(),
             dirty: false,
             last_problem: None,
+            riders_lost_to: None,
         };
         store.recover()?;
         // A smaller budget than the last process had: the oldest go now.
@@ -372,6 +397,8 @@ impl Store {
                     Entry {
                         kind: header.kind,
                         records: header.records,
+                        // Its riders were counted by the process that spooled it.
+                        riders: 0,
                         written_ms: header.written_ms,
                         in_flight: false,
                         orphaned: false,
@@ -459,6 +486,7 @@ impl Store {
             Entry {
                 kind,
                 records,
+                riders: 0,
                 written_ms,
                 in_flight,
                 orphaned: false,
@@ -556,10 +584,11 @@ impl Store {
             if entry.in_flight {
                 entry.orphaned = true;
             } else {
-                let records = entry.records;
+                let (records, riders) = (entry.records, entry.riders);
                 self.remove_entry(id);
                 self.records -= records;
                 self.counts.evicted += records;
+                self.riders_lost(riders);
             }
         }
         if self.tail.as_ref().is_some_and(|t| t.seq == seq) {
@@ -612,7 +641,7 @@ impl Store {
                 .entries
                 .iter()
                 .find(|(_, e)| e.kind == kind && !e.in_flight)?;
-            let (id, kind, records) = (*id, entry.kind, entry.records);
+            let (id, kind, records, riders) = (*id, entry.kind, entry.records, entry.riders);
             match self.read_payload(id) {
                 Ok(payload) => {
                     self.entries.get_mut(&id).expect("found above").in_flight = true;
@@ -622,6 +651,7 @@ impl Store {
                     self.problem(problem);
                     self.counts.corrupt_records += records;
                     self.counts.corrupt_batches += 1;
+                    self.riders_lost(riders);
                     self.finish(id);
                 }
             }
@@ -658,10 +688,13 @@ impl Store {
         let Some(entry) = self.entries.get(&id) else {
             return;
         };
-        let records = entry.records;
+        let (records, riders) = (entry.records, entry.riders);
         match how {
             Done::Delivered => self.counts.delivered += records,
-            Done::Rejected => self.counts.rejected += records,
+            Done::Rejected => {
+                self.counts.rejected += records;
+                self.riders_lost(riders);
+            }
         }
         self.finish(id);
     }
@@ -673,10 +706,11 @@ impl Store {
             return;
         };
         if entry.orphaned {
-            let records = entry.records;
+            let (records, riders) = (entry.records, entry.riders);
             self.remove_entry(id);
             self.records -= records;
             self.counts.evicted += records;
+            self.riders_lost(riders);
         } else {
             entry.in_flight = false;
         }
@@ -1173,6 +1207,40 @@ mod tests {
         assert_eq!(c.delivered, 7);
         assert!(c.evicted >= 5, "{c:?}");
         assert_ledger(&s);
+    }
+
+    /// The events riding on a batch's spans are lost with it: refused for good, or evicted
+    /// (in flight, when its flight ends), and not when it is delivered.
+    #[test]
+    fn the_riders_of_a_lost_batch_are_counted_lost_and_a_delivered_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path(), 64 * 1024);
+        let awaiting = std::sync::Arc::new(crate::sink::AwaitingDelivery::default());
+        s.riders_lost_to = Some(std::sync::Arc::clone(&awaiting));
+        let delivered = s.append(Kind::Traces, 2, &[1; 1000], false).unwrap();
+        s.carries(delivered, 4);
+        let refused = s.append(Kind::Traces, 3, &[2; 1000], false).unwrap();
+        s.carries(refused, 5);
+        let evicted = s.append(Kind::Traces, 1, &[3; 1000], false).unwrap();
+        s.carries(evicted, 6);
+        assert_eq!(s.take_oldest(Kind::Traces).unwrap().id, delivered);
+        s.done(delivered, Done::Delivered);
+        assert_eq!(awaiting.take_lost(), 0);
+        assert_eq!(s.take_oldest(Kind::Traces).unwrap().id, refused);
+        s.done(refused, Done::Rejected);
+        assert_eq!(awaiting.take_lost(), 5);
+        assert_eq!(s.take_oldest(Kind::Traces).unwrap().id, evicted);
+        for _ in 0..100 {
+            s.append(Kind::Traces, 1, &[4; 1000], false).unwrap();
+        }
+        assert_eq!(
+            awaiting.take_lost(),
+            0,
+            "in flight: counted when its flight ends"
+        );
+        s.release(evicted);
+        assert_eq!(awaiting.take_lost(), 6);
+        assert_eq!(awaiting.awaiting(), 0);
     }
 
     /// Entries in the directory named like segments but not written as this crate writes them
