@@ -3,64 +3,24 @@
 //! waits on itself when a crate thread panics; `flush` before `process::exit` keeps what was
 //! queued.
 //!
-//! Each scenario runs in a child process (this test binary run again with `CHILD_SCENARIO`
-//! set, for one `#[ignore]`d entry point): the process must really end, and a panic hook is
+//! Each scenario runs in a child process (this test binary run again with its scenario in
+//! the environment, for one `#[ignore]`d entry point: `support/child_scenario.rs`): the process must really end, and a panic hook is
 //! process-wide.
+#[path = "support/child_scenario.rs"]
+mod child_scenario;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use child_scenario::{lines, run_child, FILE, SCENARIO};
 
 use support::admin::{Gate, Mode};
 use support::*;
 use tracing_offload::{sink, Guard, OffloadLayer};
 
-const SCENARIO: &str = "CHILD_SCENARIO";
-const FILE: &str = "CHILD_FILE";
 const EVENTS: usize = 100;
-
-/// What a child process left: its exit status and its stderr.
-struct Child {
-    status: std::process::ExitStatus,
-    stderr: String,
-}
-
-/// Runs the child entry point with `scenario`, writing to `file`; a child that has not ended
-/// by the deadline is killed and fails the test (a hook that waits for itself hangs).
-fn run_child(scenario: &str, file: &Path) -> Child {
-    let stderr_path = file.with_extension("stderr");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_process", "--exact", "--ignored", "--nocapture"])
-        .env(SCENARIO, scenario)
-        .env(FILE, file)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("the test binary runs again");
-    let mut status = None;
-    let deadline = Instant::now() + 2 * DEADLINE;
-    while status.is_none() && Instant::now() < deadline {
-        status = child.try_wait().unwrap();
-        std::thread::park_timeout(Duration::from_millis(5));
-    }
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the child `{scenario}` did not end; stderr:\n{stderr}");
-    };
-    Child { status, stderr }
-}
-
-fn lines(file: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("whole JSON lines"))
-        .collect()
-}
 
 fn file_in(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("app.jsonl")
@@ -69,9 +29,8 @@ fn file_in(dir: &tempfile::TempDir) -> PathBuf {
 #[test]
 fn a_panic_with_the_hook_installed_writes_what_was_queued() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_child("panic_with_hook", &file_in(&dir));
-    let stderr = &out.stderr;
-    assert!(!out.status.success(), "the child must fail: {stderr}");
+    let (status, stderr) = run_child("panic_with_hook", &file_in(&dir));
+    assert!(!status.success(), "the child must fail: {stderr}");
     assert!(stderr.contains("the previous hook ran"), "{stderr}");
     assert!(stderr.contains("boom after queueing"), "{stderr}");
     let events = lines(&file_in(&dir));
@@ -82,17 +41,16 @@ fn a_panic_with_the_hook_installed_writes_what_was_queued() {
 #[test]
 fn flush_before_process_exit_writes_what_was_queued() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_child("flush_then_exit", &file_in(&dir));
-    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    let (status, stderr) = run_child("flush_then_exit", &file_in(&dir));
+    assert_eq!(status.code(), Some(3), "{stderr}");
     assert_eq!(lines(&file_in(&dir)).len(), EVENTS);
 }
 
 #[test]
 fn a_sink_that_panics_under_the_hook_is_disabled_without_waiting_for_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_child("sink_panics_with_hook", &file_in(&dir));
-    let stderr = &out.stderr;
-    assert!(out.status.success(), "{stderr}");
+    let (status, stderr) = run_child("sink_panics_with_hook", &file_in(&dir));
+    assert!(status.success(), "{stderr}");
     assert!(stderr.contains("gate told to panic"), "{stderr}");
 }
 
