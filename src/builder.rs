@@ -125,6 +125,11 @@ pub struct Builder {
     /// Built from the environment (`from_env` and friends): a reload then reports the
     /// build-time variables it cannot apply.
     env_read: bool,
+    /// The critical block timeout and the drop timeout as set in code, to the nanosecond (the
+    /// configuration shows them in whole milliseconds, rounded up): in force while the
+    /// configuration still shows them.
+    exact_critical_block_timeout: Option<Duration>,
+    exact_drop_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -132,6 +137,21 @@ impl std::fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// A duration in whole milliseconds, rounded up: a configuration never shows a wait that is
+/// in force as 0 (adversary pass 65: `critical_block_timeout(900 µs)` showed 0, and was 0).
+fn millis_up(d: Duration) -> u64 {
+    saturating_millis(d.saturating_add(Duration::from_nanos(999_999)))
+}
+
+/// The duration in force for a setting shown as `ms`: the one set in code, to the nanosecond,
+/// while the configuration still shows it (nothing set it otherwise since).
+fn in_force(ms: u64, exact: Option<Duration>) -> Duration {
+    match exact {
+        Some(d) if millis_up(d) == ms => d,
+        _ => Duration::from_millis(ms),
     }
 }
 
@@ -191,6 +211,8 @@ impl Builder {
             sinks: Vec::new(),
             health: HealthConfig::default(),
             env_read: false,
+            exact_critical_block_timeout: None,
+            exact_drop_timeout: None,
         }
     }
 
@@ -356,10 +378,9 @@ impl Builder {
         // The block timeout is `block`'s: under another policy, none is in force (not one the
         // environment gave).
         match policy {
-            Backpressure::Block { timeout } => self
-                .config
-                .block_timeout_ms
-                .set_code(saturating_millis(timeout)),
+            Backpressure::Block { timeout } => {
+                self.config.block_timeout_ms.set_code(millis_up(timeout))
+            }
             _ => {
                 self.config.block_timeout_ms =
                     Setting::default(DEFAULT_BLOCK_TIMEOUT.as_millis() as u64)
@@ -374,7 +395,8 @@ impl Builder {
     pub fn critical_block_timeout(mut self, timeout: Duration) -> Self {
         self.config
             .critical_block_timeout_ms
-            .set_code(saturating_millis(timeout));
+            .set_code(millis_up(timeout));
+        self.exact_critical_block_timeout = Some(timeout);
         self
     }
 
@@ -420,9 +442,8 @@ impl Builder {
 
     /// How long dropping the guard may take (default [`DEFAULT_DROP_TIMEOUT`]).
     pub fn drop_timeout(mut self, timeout: Duration) -> Self {
-        self.config
-            .drop_timeout_ms
-            .set_code(saturating_millis(timeout));
+        self.config.drop_timeout_ms.set_code(millis_up(timeout));
+        self.exact_drop_timeout = Some(timeout);
         self
     }
 
@@ -431,9 +452,7 @@ impl Builder {
     /// the drain thread leaves records in the queue rather than drop them at that sink; after,
     /// the other sinks get theirs and this one's are dropped at its buffer, counted.
     pub fn sink_stall_after(mut self, after: Duration) -> Self {
-        self.config
-            .sink_stall_after_ms
-            .set_code(after.as_millis().min(u128::from(u64::MAX)) as u64);
+        self.config.sink_stall_after_ms.set_code(millis_up(after));
         self
     }
 
@@ -606,12 +625,12 @@ impl Builder {
         let pipeline = Arc::new(self.make_pipeline(names, sampling));
         // The configuration shows the stall time in force: under `Block`, at most half its
         // timeout (it showed the one set, adversary pass 53).
-        let in_force = pipeline.settings.sink_stall_after;
+        let stall_in_force = pipeline.settings.sink_stall_after;
         let stall = &mut self.config.sink_stall_after_ms;
-        if in_force < Duration::from_millis(stall.value) {
+        if stall_in_force < Duration::from_millis(stall.value) {
             // Halved from `Block`'s timeout: shown whole milliseconds up (not 0 for 500 µs),
             // from where the policy came.
-            stall.value = saturating_millis(in_force.saturating_add(Duration::from_nanos(999_999)));
+            stall.value = millis_up(stall_in_force);
             stall.source = self.config.backpressure.source.clone();
         }
         // The handle exists before the threads, so that the admin endpoint is served (its
@@ -652,7 +671,7 @@ impl Builder {
         let layer = OffloadLayer::new(Arc::clone(&pipeline.intake), self.layer_settings());
         let guard = Guard::new(
             handle,
-            Duration::from_millis(self.config.drop_timeout_ms.value),
+            in_force(self.config.drop_timeout_ms.value, self.exact_drop_timeout),
         );
         #[cfg(feature = "admin")]
         let guard = guard.with_admin(admin);
@@ -863,7 +882,10 @@ impl Builder {
         LayerSettings {
             enabled: c.enabled.value,
             backpressure: self.backpressure,
-            critical_block_timeout: Duration::from_millis(c.critical_block_timeout_ms.value),
+            critical_block_timeout: in_force(
+                c.critical_block_timeout_ms.value,
+                self.exact_critical_block_timeout,
+            ),
             max_field_len: c.max_field_len.value,
             critical_targets: c.critical_targets.value.clone().into(),
             span_timings: c.span_timings.value,

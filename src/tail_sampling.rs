@@ -254,7 +254,8 @@ impl Serialize for TailSampling {
 impl FromStr for TailSampling {
     type Err = ParseTailSamplingError;
 
-    /// Parses comma-separated items, each at most once (a repeated one: the last wins):
+    /// Parses comma-separated items, each at most once (one given twice is an error: which
+    /// did the writer mean? adversary pass 65):
     /// `errors`, `slow:<duration>`, `ratio:<0.0 to 1.0>`, `wait:<duration>`,
     /// `max_buffered_spans:<1 to 16777216>`. Durations are a number and a unit: `ns`, `us`
     /// (or `µs`), `ms`, `s` or `m`, in any case (`500ms`, `1.5s`, `2S`). Settings not named
@@ -273,6 +274,7 @@ impl FromStr for TailSampling {
             return Err(ParseTailSamplingError(s.to_owned()));
         }
         let mut criterion = false;
+        let mut seen: Vec<String> = Vec::new();
         for item in items {
             let (key, value) = match item.split_once(':') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -280,6 +282,12 @@ impl FromStr for TailSampling {
             };
             let bad = || ParseTailSamplingError(item.to_owned());
             let key = key.to_ascii_lowercase();
+            if seen.contains(&key) {
+                return Err(ParseTailSamplingError(format!(
+                    "{item} ({key} given twice)"
+                )));
+            }
+            seen.push(key.clone());
             criterion |= matches!(key.as_str(), "errors" | "slow" | "ratio");
             match (key.as_str(), value) {
                 ("errors", None) => tail.keep_errors = true,
@@ -798,6 +806,21 @@ mod tests {
             t.to_string(),
             "errors,ratio:0,wait:30s,max_buffered_spans:100000"
         );
+    }
+
+    /// An item given twice (`ratio:0.01,…,ratio:0.5`: an edit that left the old value in) is
+    /// an error, in any case; it kept the last value without a word (adversary pass 65).
+    #[test]
+    fn an_item_given_twice_is_an_error() {
+        for text in [
+            "errors,ratio:0.01,ratio:0.5",
+            "slow:5s,errors,SLOW:10ms",
+            "errors,errors",
+        ] {
+            let e = text.parse::<TailSampling>().unwrap_err();
+            assert!(e.to_string().contains("given twice"), "{text}: {e}");
+        }
+        assert!("errors,ratio:0.5,wait:1s".parse::<TailSampling>().is_ok());
     }
 
     #[test]

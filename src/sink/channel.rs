@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::record::Record;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{Sink, SinkError, MAX_SINK_BUFFER_CAPACITY};
 
 /// Hands every record to a [`ChannelReceiver`] in the same process: the in-process fast path,
 /// and what tests use to see what was emitted.
@@ -41,6 +41,8 @@ pub struct Channel {
     /// Events and spans sent (drop markers are not counted exported, nor here).
     sent: u64,
     reads: Arc<Reads>,
+    /// A capacity asked for past [`MAX_SINK_BUFFER_CAPACITY`]: `start` fails with it.
+    too_large: Option<usize>,
 }
 
 /// The receiving end of a [`Channel`].
@@ -62,9 +64,13 @@ struct Reads {
 // === impl Channel ===
 
 impl Channel {
-    /// A sink named `channel` and its receiver; the channel holds `capacity` records.
+    /// A sink named `channel` and its receiver; the channel holds `capacity` records (1 to
+    /// [`MAX_SINK_BUFFER_CAPACITY`]: the channel is allocated whole, so a larger one fails
+    /// `build()`, where it would abort the process; 0 counts as 1).
     pub fn new(capacity: usize) -> (Channel, ChannelReceiver) {
-        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        // Adversary pass 65: `usize::MAX` panicked here, `1 << 32` aborted the process.
+        let too_large = (capacity > MAX_SINK_BUFFER_CAPACITY).then_some(capacity);
+        let (tx, rx) = mpsc::sync_channel(capacity.clamp(1, MAX_SINK_BUFFER_CAPACITY));
         let reads = Arc::new(Reads::default());
         (
             Channel {
@@ -72,6 +78,7 @@ impl Channel {
                 tx,
                 sent: 0,
                 reads: Arc::clone(&reads),
+                too_large,
             },
             ChannelReceiver { rx, reads },
         )
@@ -87,6 +94,16 @@ impl Channel {
 impl Sink for Channel {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn start(&mut self) -> Result<(), SinkError> {
+        match self.too_large {
+            Some(capacity) => Err(SinkError::Fatal(format!(
+                "a channel of {capacity} records: the capacity is 1 to \
+                 {MAX_SINK_BUFFER_CAPACITY} (the channel is allocated whole)"
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn export(&mut self, batch: &[Record]) -> Result<(), SinkError> {

@@ -222,11 +222,12 @@ impl Otlp {
         ) {
             self.export_timeout = t;
         }
-        if let Some(n) = env.parse(
+        let batch_set = env.parse(
             OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
             &OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT,
             crate::env::positive_usize,
-        ) {
+        );
+        if let Some(n) = batch_set {
             self.max_batch = n;
         }
         // The sink's buffer: a value the pipeline would refuse is a warning here, not a build
@@ -237,6 +238,23 @@ impl Otlp {
             crate::env::whole_number_in(1..=crate::sink::MAX_SINK_BUFFER_CAPACITY),
         ) {
             self.max_queue = n;
+        }
+        // The specification: the batch size "must be less than or equal to" the queue size;
+        // the SDK then exports batches of the queue size (adversary pass 65: taken silently).
+        if self.max_batch > self.max_queue {
+            if let Some(batch) = batch_set {
+                env.warnings.push(crate::env::EnvWarning {
+                    var: OTEL_BSP_MAX_EXPORT_BATCH_SIZE.to_owned(),
+                    value: batch.to_string(),
+                    expected: format!(
+                        "at most {OTEL_BSP_MAX_QUEUE_SIZE} ({}): a batch cannot be larger \
+                         than the queue it is taken from",
+                        self.max_queue
+                    ),
+                    used: self.max_queue.to_string(),
+                });
+            }
+            self.max_batch = self.max_queue;
         }
         // Read for validation; batching is the pipeline's (see the README).
         let _ = env.parse(
@@ -351,7 +369,16 @@ fn numbered_pairs(s: &str) -> Result<Vec<(usize, String, String)>, String> {
             let (k, v) = pair
                 .split_once('=')
                 .ok_or_else(|| format!("{EXPECTED_PAIRS}, but entry {entry} has no `=`"))?;
-            let (k, v) = (percent_decode(k.trim()), percent_decode(v.trim()));
+            // A value that does not decode is refused whole, as the specification asks
+            // (adversary pass 65: `%zz` was kept as is, `%ff%fe` became U+FFFD twice).
+            let undecodable = |what: &str| {
+                format!(
+                    "{EXPECTED_PAIRS}, but entry {entry}'s {what} is not valid percent-encoding \
+                     (`%` and two hex digits, decoding to UTF-8)"
+                )
+            };
+            let k = percent_decode(k.trim()).ok_or_else(|| undecodable("key"))?;
+            let v = percent_decode(v.trim()).ok_or_else(|| undecodable("value"))?;
             if k.is_empty() {
                 return Err(format!("{EXPECTED_PAIRS}, but entry {entry} has no key"));
             }
@@ -360,31 +387,39 @@ fn numbered_pairs(s: &str) -> Result<Vec<(usize, String, String)>, String> {
         .collect()
 }
 
-/// Decodes `%XX` escapes (the W3C baggage format OTel uses for headers and attributes).
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (the W3C baggage format OTel uses for headers and attributes);
+/// `None` for a `%` not followed by two hex digits, or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = s
+        if bytes[i] == b'%' {
+            let hex = s
                 .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+            out.push(u8::from_str_radix(hex?, 16).ok()?);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_refuses_what_does_not_decode() {
+        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("café"));
+        for bad in ["%zz", "%f", "100%", "%ff%fe", "%+1"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn env_is_read_with_warnings_and_endpoints_follow_the_spec() {
