@@ -481,9 +481,11 @@ impl Guard {
     /// everything offered before, and stops the threads, all within `timeout`.
     ///
     /// Returns the report, or [`FlushError::Abandoned`] saying what the deadline cut off (those
-    /// records are counted as dropped with reason `shutdown_deadline`). A second call is a no-op;
-    /// one made while another thread's shutdown is under way waits for it up to its own
-    /// `timeout`, then returns [`FlushError::Timeout`] saying what is still pending.
+    /// records are counted as dropped with reason `shutdown_deadline`), or that the threads had
+    /// not ended by then (with nothing abandoned, its text says so). A second call is a no-op; one
+    /// made while another thread's shutdown is under way waits for it up to its own `timeout`
+    /// and returns that shutdown's outcome (its report, or its `Abandoned`), or, if its own
+    /// `timeout` passes first, [`FlushError::Timeout`] saying what is still pending.
     /// Safe to call from `Drop`, a panic hook, or inside a tokio runtime: it blocks the calling
     /// thread only, never longer than `timeout`, and needs no async runtime. On one of this
     /// pipeline's own threads (inside one of its sinks' `export`), where it would wait for
