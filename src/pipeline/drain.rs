@@ -374,8 +374,10 @@ impl<'a> Drain<'a> {
                 s.start = anchor.wall_time(s.start_tick);
                 s.duration = anchor.between(s.start_tick, s.end_tick);
                 // Idle: the rest of the span's life (busy is counted at each exit). Both at
-                // the duration's rate, so that they add up to it.
-                let busy = anchor.duration(s.busy_raw);
+                // the duration's rate, so that they add up to it; busy at most the duration (a
+                // span entered on two threads at once counts both stretches: adversary pass
+                // 65, busy was more than the span's life).
+                let busy = anchor.duration(s.busy_raw).min(s.duration);
                 s.busy_idle = (busy, s.duration.saturating_sub(busy));
                 self.pending.attach(&mut s);
                 Record::Span(self.spans.share(s))

@@ -389,8 +389,9 @@ impl SpanRecord {
     ///
     /// Busy counts each stretch from an enter to its exit on the thread it happened on; a span
     /// entered again while it is already entered on that thread is not counted twice. A span
-    /// entered on two threads at the same time counts both stretches (busy then exceeds its
-    /// share of the duration, and idle is 0 when busy exceeds it all).
+    /// entered on two threads at the same time counts both stretches, up to its duration (busy
+    /// then exceeds the time it was entered at all, and idle is 0 when the stretches add up to
+    /// more than its life). Busy and idle add up to the duration.
     pub fn busy_idle(&self) -> Option<(Duration, Duration)> {
         self.timings.then_some(self.busy_idle)
     }
