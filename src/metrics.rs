@@ -220,9 +220,13 @@ type RateSource = Arc<dyn Fn() -> Option<f64> + Send + Sync>;
 /// Build it from anything that returns a snapshot, typically `move || handle.stats()`.
 #[derive(Clone)]
 pub struct OffloadCollector {
-    stats: StatsSource,
+    /// `None` for a combined collector.
+    stats: Option<StatsSource>,
     /// The effective event sampling rate, exported as `offload_sampling_rate` when set.
     sampling_rate: Option<RateSource>,
+    /// Pipelines encoded together ([`combine`](Self::combine)): each one's samples carry the
+    /// label named here with its own value. Empty for a single pipeline's collector.
+    combined: Vec<(&'static str, String, OffloadCollector)>,
 }
 
 // === impl OffloadCollector ===
@@ -231,8 +235,50 @@ impl OffloadCollector {
     /// A collector that calls `stats` on each scrape.
     pub fn new(stats: impl Fn() -> Stats + Send + Sync + 'static) -> Self {
         OffloadCollector {
-            stats: Arc::new(stats),
+            stats: Some(Arc::new(stats)),
             sampling_rate: None,
+            combined: Vec::new(),
+        }
+    }
+
+    /// One collector for several pipelines (one per destination, say), each pipeline's
+    /// samples labelled `label="<its name>"`: every metric family is declared once, as
+    /// OpenMetrics requires. Registering two collectors in one registry (under
+    /// `sub_registry_with_label` too) declares each family twice, which Prometheus refuses
+    /// (adversary pass 65).
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use tracing_offload::{metrics::OffloadCollector, sink, OffloadLayer};
+    ///
+    /// let (app_layer, app) = OffloadLayer::builder().sink(sink::Console::stderr()).build()?;
+    /// let (audit_layer, audit) = OffloadLayer::builder().sink(sink::Console::stdout()).build()?;
+    /// let mut registry = Registry::default();
+    /// OffloadCollector::combine(
+    ///     "pipeline",
+    ///     [
+    ///         ("app", app.handle().metrics_collector()),
+    ///         ("audit", audit.handle().metrics_collector()),
+    ///     ],
+    /// )
+    /// .register(&mut registry);
+    /// let mut scrape = String::new();
+    /// prometheus_client::encoding::text::encode(&mut scrape, &registry)?;
+    /// assert_eq!(scrape.matches("# TYPE offload_records counter").count(), 1);
+    /// assert!(scrape.contains("offload_records_total{pipeline=\"audit\",outcome=\"enqueued\"} 0"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn combine(
+        label: &'static str,
+        pipelines: impl IntoIterator<Item = (impl Into<String>, OffloadCollector)>,
+    ) -> Self {
+        OffloadCollector {
+            stats: None,
+            sampling_rate: None,
+            combined: pipelines
+                .into_iter()
+                .map(|(name, c)| (label, name.into(), c))
+                .collect(),
         }
     }
 
@@ -251,27 +297,35 @@ impl OffloadCollector {
         registry.register_collector(Box::new(self));
     }
 
-    fn encode_snapshot(
-        &self,
-        stats: &Stats,
-        rate: Option<f64>,
-        enc: &mut DescriptorEncoder<'_>,
-    ) -> fmt::Result {
-        encode_records(stats, enc)?;
-        encode_queue(stats, enc)?;
-        encode_drain(stats, enc)?;
-        encode_tail(&stats.tail_sampling, enc)?;
+    /// This collector's families, samples labelled with `base` first (a combined one's: each
+    /// pipeline's, with its label).
+    fn collect(&self, base: &Labels, out: &mut Families) {
+        let Some(stats) = &self.stats else {
+            for (label, name, c) in &self.combined {
+                let mut labels = base.clone();
+                labels.push((label, name.clone()));
+                c.collect(&labels, out);
+            }
+            return;
+        };
+        let stats = stats();
+        let rate = self.sampling_rate.as_ref().and_then(|r| r());
+        out.base = base.clone();
+        // Collecting cannot fail: each returns `Ok`.
+        let _ = encode_records(&stats, out);
+        let _ = encode_queue(&stats, out);
+        let _ = encode_drain(&stats, out);
+        let _ = encode_tail(&stats.tail_sampling, out);
         if let Some(rate) = rate.filter(|r| r.is_finite()) {
-            let m = ConstGauge::new(rate);
-            let e = enc.encode_descriptor(
+            let _ = gauge(
+                out,
                 "offload_sampling_rate",
                 "Effective sampling rate: the fraction of records kept (0 to 1).",
                 None,
-                m.metric_type(),
-            )?;
-            m.encode(e)?;
+                rate,
+            );
         }
-        encode_sinks(&stats.sinks, enc)
+        let _ = encode_sinks(&stats.sinks, out);
     }
 }
 
@@ -285,9 +339,109 @@ impl fmt::Debug for OffloadCollector {
 
 impl Collector for OffloadCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let stats = (self.stats)();
-        let rate = self.sampling_rate.as_ref().and_then(|r| r());
-        self.encode_snapshot(&stats, rate, &mut encoder)
+        let mut families = Families::default();
+        self.collect(&Labels::new(), &mut families);
+        families.encode(&mut encoder)
+    }
+}
+
+/// Metric families collected from one or more pipelines, each declared once, then encoded.
+#[derive(Default)]
+struct Families {
+    /// Labels every sample added now starts with (a combined collector's pipeline label).
+    base: Labels,
+    list: Vec<Family>,
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+    kind: MetricType,
+    samples: Vec<(Labels, Value)>,
+}
+
+/// One sample's value.
+enum Value {
+    Counter(u64),
+    GaugeInt(i64),
+    GaugeFloat(f64),
+    Histogram(LatencyHistogram),
+}
+
+impl Value {
+    fn encode(&self, m: MetricEncoder<'_>) -> fmt::Result {
+        match self {
+            Value::Counter(v) => ConstCounter::new(*v).encode(m),
+            Value::GaugeInt(v) => ConstGauge::new(*v).encode(m),
+            Value::GaugeFloat(v) => ConstGauge::new(*v).encode(m),
+            Value::Histogram(h) => encode_histogram(h, m),
+        }
+    }
+}
+
+impl Families {
+    /// Adds a sample to the family `name`, declared on its first sample.
+    fn add(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        unit: Option<&Unit>,
+        kind: MetricType,
+        labels: &Labels,
+        value: Value,
+    ) {
+        let mut all = self.base.clone();
+        all.extend(labels.iter().cloned());
+        let at = match self.list.iter().position(|f| f.name == name) {
+            Some(i) => i,
+            None => {
+                self.list.push(Family {
+                    name,
+                    help,
+                    unit: unit.cloned(),
+                    kind,
+                    samples: Vec::new(),
+                });
+                self.list.len() - 1
+            }
+        };
+        self.list[at].samples.push((all, value));
+    }
+
+    /// Declares a family with no sample yet (one whose samples are per sink, with no sink).
+    fn declare(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        unit: Option<&Unit>,
+        kind: MetricType,
+    ) {
+        if !self.list.iter().any(|f| f.name == name) {
+            self.list.push(Family {
+                name,
+                help,
+                unit: unit.cloned(),
+                kind,
+                samples: Vec::new(),
+            });
+        }
+    }
+
+    fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        for f in &self.list {
+            let mut family = enc.encode_descriptor(f.name, f.help, f.unit.as_ref(), f.kind)?;
+            match f.samples.as_slice() {
+                // One sample with no label: `name value`, not `name{} value`.
+                [(labels, value)] if labels.is_empty() => value.encode(family)?,
+                samples => {
+                    for (labels, value) in samples {
+                        value.encode(family.encode_family(labels)?)?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -301,58 +455,87 @@ fn sink_label(sink: &SinkStats) -> Labels {
 
 /// Encodes one counter family from `(labels, value)` pairs.
 fn counter_family(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
+    enc: &mut Families,
+    name: &'static str,
+    help: &'static str,
     samples: &[(Labels, u64)],
 ) -> fmt::Result {
-    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    enc.declare(name, help, None, MetricType::Counter);
     for (labels, value) in samples {
-        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+        enc.add(
+            name,
+            help,
+            None,
+            MetricType::Counter,
+            labels,
+            Value::Counter(*value),
+        );
     }
     Ok(())
 }
 
+/// A gauge's value type.
+trait GaugeValue: Copy {
+    fn value(self) -> Value;
+}
+
+impl GaugeValue for i64 {
+    fn value(self) -> Value {
+        Value::GaugeInt(self)
+    }
+}
+
+impl GaugeValue for f64 {
+    fn value(self) -> Value {
+        Value::GaugeFloat(self)
+    }
+}
+
 /// Encodes one gauge family from `(labels, value)` pairs.
-fn gauge_family<V>(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
+fn gauge_family<V: GaugeValue>(
+    enc: &mut Families,
+    name: &'static str,
+    help: &'static str,
     unit: Option<&Unit>,
     samples: &[(Labels, V)],
-) -> fmt::Result
-where
-    V: prometheus_client::encoding::EncodeGaugeValue + Copy + fmt::Debug,
-    ConstGauge<V>: EncodeMetric,
-{
-    let mut family = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+) -> fmt::Result {
+    enc.declare(name, help, unit, MetricType::Gauge);
     for (labels, value) in samples {
-        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+        enc.add(name, help, unit, MetricType::Gauge, labels, value.value());
     }
     Ok(())
 }
 
 /// Encodes a single unlabelled gauge.
-fn gauge<V>(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
+fn gauge<V: GaugeValue>(
+    enc: &mut Families,
+    name: &'static str,
+    help: &'static str,
     unit: Option<&Unit>,
     value: V,
-) -> fmt::Result
-where
-    ConstGauge<V>: EncodeMetric,
-{
-    let m = ConstGauge::new(value);
-    let e = enc.encode_descriptor(name, help, unit, m.metric_type())?;
-    m.encode(e)
+) -> fmt::Result {
+    enc.add(
+        name,
+        help,
+        unit,
+        MetricType::Gauge,
+        &Labels::new(),
+        value.value(),
+    );
+    Ok(())
 }
 
 /// Encodes a single unlabelled counter.
-fn counter(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
-    let m = ConstCounter::new(value);
-    let e = enc.encode_descriptor(name, help, None, m.metric_type())?;
-    m.encode(e)
+fn counter(enc: &mut Families, name: &'static str, help: &'static str, value: u64) -> fmt::Result {
+    enc.add(
+        name,
+        help,
+        None,
+        MetricType::Counter,
+        &Labels::new(),
+        Value::Counter(value),
+    );
+    Ok(())
 }
 
 /// Reasons to export: the fixed set for this stage, plus any other non-zero one.
@@ -391,7 +574,7 @@ fn with_reason(base: &Labels, reason: &str) -> Labels {
     l
 }
 
-fn encode_records(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+fn encode_records(stats: &Stats, enc: &mut Families) -> fmt::Result {
     let none = Labels::new();
     let mut samples = vec![
         (with_outcome(&none, "enqueued"), stats.accepted),
@@ -429,7 +612,7 @@ fn encode_records(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result
     )
 }
 
-fn encode_queue(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+fn encode_queue(stats: &Stats, enc: &mut Families) -> fmt::Result {
     gauge(
         enc,
         "offload_queue_depth",
@@ -469,7 +652,7 @@ fn encode_queue(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
     )
 }
 
-fn encode_drain(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+fn encode_drain(stats: &Stats, enc: &mut Families) -> fmt::Result {
     counter(
         enc,
         "offload_drain_batches",
@@ -501,7 +684,7 @@ fn encode_drain(stats: &Stats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
 
 /// Tail sampling's families, present (at 0) when it is off, so that `rate()` sees the first
 /// decision.
-fn encode_tail(tail: &TailSamplingStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+fn encode_tail(tail: &TailSamplingStats, enc: &mut Families) -> fmt::Result {
     counter(
         enc,
         "offload_tail_sampled_out_records",
@@ -561,7 +744,7 @@ fn encode_tail(tail: &TailSamplingStats, enc: &mut DescriptorEncoder<'_>) -> fmt
     )
 }
 
-fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+fn encode_sinks(sinks: &[SinkStats], enc: &mut Families) -> fmt::Result {
     if sinks.is_empty() {
         return Ok(());
     }
@@ -683,21 +866,23 @@ fn encode_sinks(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Re
             &last_success,
         )?;
     }
-    let mut family = enc.encode_descriptor(
-        "offload_sink_export_duration",
-        "Time per export call.",
-        Some(&Unit::Seconds),
-        MetricType::Histogram,
-    )?;
+    let (name, help) = ("offload_sink_export_duration", "Time per export call.");
+    enc.declare(name, help, Some(&Unit::Seconds), MetricType::Histogram);
     for s in sinks {
-        let labels = sink_label(s);
-        encode_histogram(&s.export_latency, family.encode_family(&labels)?)?;
+        enc.add(
+            name,
+            help,
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+            &sink_label(s),
+            Value::Histogram(s.export_latency.clone()),
+        );
     }
     encode_spools(sinks, enc)
 }
 
 /// The `offload_sink_spool_*` families, for the sinks that have a spool.
-fn encode_spools(sinks: &[SinkStats], enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+fn encode_spools(sinks: &[SinkStats], enc: &mut Families) -> fmt::Result {
     let spools: Vec<(Labels, &SpoolStats)> = sinks
         .iter()
         .filter_map(|s| Some((sink_label(s), s.spool.as_ref()?)))
