@@ -27,6 +27,10 @@ pub enum Rotation {
     /// older ones to `.2`, … up to `keep`, deleting the oldest) and start a new one. If the
     /// renames fail, the batch goes in the current file past `max_bytes` (counted exported),
     /// the sink reports the error (failing, in health) and the next batch tries again.
+    ///
+    /// A path that is a symbolic link is rotated where it leads: the file at the end of its
+    /// links is renamed (to `<target>.1`, next to it) and created again there, and the link
+    /// stays, pointing at the live file.
     Size {
         /// The largest a file grows (a single batch larger than this still goes in one file).
         max_bytes: u64,
@@ -34,7 +38,9 @@ pub enum Rotation {
         keep: usize,
     },
     /// A new file each minute (UTC), named `<path>.YYYY-MM-DD-HH-mm` (the names
-    /// `tracing-appender` gives).
+    /// `tracing-appender` gives). The dated files of time rotation are made next to `<path>`,
+    /// as `tracing-appender` makes them: a symbolic link at `<path>` is not followed (nothing
+    /// is written to its target); to keep the log on another volume, link its directory.
     Minutely,
     /// A new file each hour (UTC), named `<path>.YYYY-MM-DD-HH`.
     Hourly,
@@ -534,10 +540,9 @@ fn is_fifo(_: &std::path::Path) -> bool {
 fn create_or_append(path: &std::path::Path) -> io::Result<(File, bool)> {
     let append = || OpenOptions::new().append(true).clone();
     let mut at = path.to_owned();
-    // Each pass follows one link to nothing: more passes than the longest chain Linux follows
-    // (40; a longer one fails to open). A path that keeps changing under it ends in an
-    // ordinary open, taken as not created.
-    for _ in 0..64 {
+    // Each pass follows one link to nothing (at most `MAX_LINKS_FOLLOWED`). A path that keeps
+    // changing under it ends in an ordinary open, taken as not created.
+    for _ in 0..MAX_LINKS_FOLLOWED {
         #[cfg(test)]
         tests::before_create(&at);
         match super::open_without_waiting(append().create_new(true), &at) {
@@ -562,6 +567,60 @@ fn create_or_append(path: &std::path::Path) -> io::Result<(File, bool)> {
     }
     super::open_without_waiting(append().create(true), path).map(|f| (f, false))
 }
+
+/// The `N` of every `<path>.N` (N ≥ 1, written as `format!("{N}")` writes it) in the
+/// path's directory. Names are compared as bytes: a file name need not be UTF-8.
+fn rotated_indices(path: &std::path::Path) -> io::Result<Vec<usize>> {
+    let Some(name) = path.file_name() else {
+        return Ok(Vec::new());
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut prefix = name.as_encoded_bytes().to_vec();
+    prefix.push(b'.');
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let file = entry?.file_name();
+        let index = file
+            .as_encoded_bytes()
+            .strip_prefix(prefix.as_slice())
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .and_then(|n| {
+                n.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i >= 1 && *n == i.to_string())
+            });
+        found.extend(index);
+    }
+    Ok(found)
+}
+
+/// Where `path` leads through symbolic links: the path itself when it is not a link, else the
+/// end of its chain of links (each relative target taken from its link's directory, as the
+/// system does), whether or not a file is there. Only the last component is followed: a link
+/// among the directories on the way leaves the file where it is, which a rename in that
+/// directory reaches through it. A chain longer than the system follows (or a loop) ends
+/// where this stops following; opening the path fails then anyway.
+fn end_of_links(path: &std::path::Path) -> PathBuf {
+    let mut at = path.to_owned();
+    for _ in 0..MAX_LINKS_FOLLOWED {
+        match fs::read_link(&at) {
+            Ok(target) => {
+                at = match at.parent() {
+                    Some(dir) => dir.join(target),
+                    None => target,
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    at
+}
+
+/// More links than the longest chain Linux follows (40; a longer one fails to open).
+const MAX_LINKS_FOLLOWED: usize = 64;
 
 /// Writes `prefix` then `buf` with as many `write` calls as needed; returns the bytes written
 /// and the first error.
@@ -690,6 +749,12 @@ impl JsonFile {
     /// when `keep` is 0). A path already gone is not an error. Only the old files that exist
     /// are renamed (found by listing the directory), so the work is bounded by them, not by
     /// `keep`, which may be as large as `usize::MAX`.
+    ///
+    /// A path that is a symbolic link is rotated where it leads ([`end_of_links`]): the file
+    /// at the end of its links is the one renamed, its old files numbered next to it, and the
+    /// link stays, so that the file opened next at the path is that link's new target.
+    /// (Renaming the link itself left a regular file at the path, written next to the link
+    /// from then on, and the target's lines outside the rotation for good: adversary pass 65.)
     fn shift_rotated_files(&self, keep: usize) -> Result<(), SinkError> {
         self.rotate_with(keep, &|from, to| fs::rename(from, to))
     }
@@ -708,19 +773,28 @@ impl JsonFile {
         keep: usize,
         rename: &dyn Fn(&std::path::Path, &std::path::Path) -> io::Result<()>,
     ) -> Result<(), SinkError> {
+        let live = end_of_links(&self.path);
         let suffixed = |suffix: &str| {
-            let mut p = self.path.clone().into_os_string();
+            let mut p = live.clone().into_os_string();
             p.push(suffix);
             PathBuf::from(p)
         };
         let numbered = |i: usize| suffixed(&format!(".{i}"));
-        let ctx = format!("rotating {}", self.path.display());
+        let ctx = if live == self.path {
+            format!("rotating {}", self.path.display())
+        } else {
+            format!(
+                "rotating {} (where the link {} leads)",
+                live.display(),
+                self.path.display()
+            )
+        };
         let gone_is_fine = |r: io::Result<()>| match r {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SinkError::io(&ctx, e)),
             _ => Ok(()),
         };
         if keep == 0 {
-            return gone_is_fine(fs::remove_file(&self.path));
+            return gone_is_fine(fs::remove_file(&live));
         }
         let aside = suffixed(".rotating");
         if fs::symlink_metadata(&aside).is_ok() {
@@ -733,53 +807,22 @@ impl JsonFile {
             );
             return Err(SinkError::io(&ctx, e));
         }
-        match rename(&self.path, &aside) {
+        match rename(&live, &aside) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(SinkError::io(&ctx, e)),
             Ok(()) => {}
         }
         let put_back = |e: SinkError| {
-            let _ = rename(&aside, &self.path);
+            let _ = rename(&aside, &live);
             e
         };
-        let mut old = self
-            .rotated_indices()
-            .map_err(|e| put_back(SinkError::io(&ctx, e)))?;
+        let mut old = rotated_indices(&live).map_err(|e| put_back(SinkError::io(&ctx, e)))?;
         old.retain(|&i| i < keep);
         old.sort_unstable_by(|a, b| b.cmp(a));
         for i in old {
             gone_is_fine(rename(&numbered(i), &numbered(i + 1))).map_err(put_back)?;
         }
         gone_is_fine(rename(&aside, &numbered(1))).map_err(put_back)
-    }
-
-    /// The `N` of every `<path>.N` (N ≥ 1, written as `format!("{N}")` writes it) in the
-    /// path's directory. Names are compared as bytes: a file name need not be UTF-8.
-    fn rotated_indices(&self) -> io::Result<Vec<usize>> {
-        let Some(name) = self.path.file_name() else {
-            return Ok(Vec::new());
-        };
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        let mut prefix = name.as_encoded_bytes().to_vec();
-        prefix.push(b'.');
-        let mut found = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let file = entry?.file_name();
-            let index = file
-                .as_encoded_bytes()
-                .strip_prefix(prefix.as_slice())
-                .and_then(|n| std::str::from_utf8(n).ok())
-                .and_then(|n| {
-                    n.parse::<usize>()
-                        .ok()
-                        .filter(|i| *i >= 1 && *n == i.to_string())
-                });
-            found.extend(index);
-        }
-        Ok(found)
     }
 
     /// Serialises `batch` into `buf`, one line per record.
