@@ -100,8 +100,12 @@ pub struct Config {
     pub critical_targets: Setting<Vec<String>>,
     /// The sinks, by name.
     pub sinks: Vec<String>,
-    /// Each sink's own settings, as the sink describes them (secrets such as OTLP header
-    /// values redacted).
+    /// Each sink's own settings, as the sink describes them ([`Sink::settings`]: the JSON-lines
+    /// sink's absolute path and rotation, the console's stream and colours as it decided them,
+    /// the OTLP sink's endpoints and the rest, secrets such as its header values redacted;
+    /// `null` for a sink that describes none).
+    ///
+    /// [`Sink::settings`]: crate::sink::Sink::settings
     pub sink_settings: std::collections::BTreeMap<String, serde_json::Value>,
     /// The event keep rate (0.0 to 1.0).
     pub sample_rate: Setting<f64>,

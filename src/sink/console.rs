@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
+use crate::config::{Setting, Source};
 use crate::level::LogLevel;
 use crate::record::{write_rfc3339, FieldValue, Fields, Record};
 use crate::sink::{Sink, SinkError};
@@ -12,7 +13,9 @@ const LINE_CAPACITY: usize = 64 * 1024;
 /// Past this, the buffer a big batch grew is freed after the batch, not kept.
 const MAX_KEPT_LINE_CAPACITY: usize = 4 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Serialised (in `/config`) as `stdout` or `stderr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Stream {
     Stdout,
     Stderr,
@@ -25,6 +28,13 @@ enum Stream {
 /// separators and bidirectional overrides are written escaped (`\u{1b}`, `\n`, `\u{202e}`),
 /// so that logged input cannot drive the terminal, forge a line or disguise one.
 ///
+/// Its [settings](Sink::settings), in [`Config::sink_settings`](crate::Config::sink_settings)
+/// and `/config`: `stream` (`stdout` or `stderr`), `terminal` (whether the stream is one) and
+/// `ansi`, whether lines are coloured as decided when the sink started, with what decided it
+/// (`{"value":false,"source":{"kind":"env","name":"NO_COLOR"}}`: `code` for
+/// [`ansi`](Self::ansi), `default` for the terminal check); both `null` for a sink that never
+/// started (a disabled pipeline).
+///
 /// ```text
 /// 2026-11-22T11:24:22.123456Z  INFO app::db: connected pool_size=8 trace_id=… span_id=…
 /// 2026-11-22T11:24:22.125001Z  INFO app::db: span `query` closed in 1.204ms rows=3 trace_id=… span_id=…
@@ -34,7 +44,20 @@ pub struct Console {
     stream: Stream,
     ansi: Option<bool>,
     colour: bool,
+    /// What [`start`](Sink::start) found and decided (`None` before), for
+    /// [`settings`](Sink::settings).
+    colours: Option<Colours>,
     line: String,
+}
+
+/// How a started console decided on colours.
+#[derive(Debug, Clone)]
+struct Colours {
+    /// Whether its stream is a terminal.
+    terminal: bool,
+    /// Whether it colours lines, and what decided: [`Console::ansi`] (code), a non-empty
+    /// `NO_COLOR` (the environment), or the terminal check (the default).
+    ansi: Setting<bool>,
 }
 
 // === impl Console ===
@@ -55,6 +78,7 @@ impl Console {
             stream,
             ansi: None,
             colour: false,
+            colours: None,
             line: String::with_capacity(LINE_CAPACITY),
         }
     }
@@ -194,7 +218,19 @@ impl Sink for Console {
             Stream::Stdout => std::io::stdout().is_terminal(),
             Stream::Stderr => std::io::stderr().is_terminal(),
         };
-        self.colour = self.ansi.unwrap_or_else(|| terminal && !no_color());
+        let ansi = match self.ansi {
+            Some(ansi) => Setting {
+                value: ansi,
+                source: Source::Code,
+            },
+            None if no_color() => Setting {
+                value: false,
+                source: Source::Env("NO_COLOR".to_owned()),
+            },
+            None => Setting::default(terminal),
+        };
+        self.colour = ansi.value;
+        self.colours = Some(Colours { terminal, ansi });
         Ok(())
     }
 
@@ -221,5 +257,16 @@ impl Sink for Console {
             Stream::Stderr => std::io::stderr().flush(),
         };
         result.map_err(|e| SinkError::io("flushing the console", e))
+    }
+
+    /// The stream, whether it is a terminal, and whether lines are coloured, with what decided
+    /// it (see [`Console`]).
+    fn settings(&self) -> serde_json::Value {
+        let colours = self.colours.as_ref();
+        serde_json::json!({
+            "stream": self.stream,
+            "terminal": colours.map(|c| c.terminal),
+            "ansi": colours.map(|c| &c.ansi),
+        })
     }
 }

@@ -19,7 +19,12 @@ use crate::record::{
 use crate::sink::{Sink, SinkError};
 
 /// When a [`JsonFile`] starts a new file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serialised (in [`Config::sink_settings`](crate::Config::sink_settings) and `/config`) in
+/// snake case: `"never"`, `{"size":{"max_bytes":…,"keep":…}}`, `"minutely"`, `"hourly"`,
+/// `"daily"`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Rotation {
     /// One file that grows forever (the default).
     Never,
@@ -63,6 +68,11 @@ pub enum Rotation {
 /// the records before it are reported written ([`SinkError::Partial`]), so they are counted
 /// exported and the rest failed. The file is this sink's alone: another writer appending to it
 /// at the same moment could lose its tail to that cut.
+///
+/// **Settings.** In [`Config::sink_settings`](crate::Config::sink_settings) and `/config`,
+/// under the sink's name: `path`, the absolute path it writes (a relative one made absolute
+/// when the sink was made; a name that is not UTF-8 is shown with `�` for its invalid bytes),
+/// and `rotation`.
 ///
 /// **Deleted or moved files.** Before each batch the sink checks (one `stat`) that the path
 /// still names the file it has open (device and inode, as log shippers' file tails do). A file
@@ -931,6 +941,14 @@ impl Sink for JsonFile {
     /// adversary pass 54).
     fn lost_after_export(&self) -> u64 {
         self.lost_in_closed + self.out.as_ref().map_or(0, |o| o.lost)
+    }
+
+    /// The absolute path and the rotation (see [`JsonFile`]).
+    fn settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "path": self.path.to_string_lossy(),
+            "rotation": self.rotation,
+        })
     }
 
     fn holds_records(&self) -> bool {
