@@ -1747,7 +1747,8 @@ impl Sink for Otlp {
             "max_queue_size": self.max_queue,
             "max_retries": self.max_retries,
             "events_as_logs": self.logs,
-            "spool_dir": self.spool_dir,
+            // Shown, not serialised: a path that is not UTF-8 cannot be (it panicked `build()`).
+            "spool_dir": self.spool_dir.as_ref().map(|d| d.to_string_lossy()),
             "spool_max_bytes": self.spool_dir.as_ref().map(|_| self.spool_max_bytes),
             "spool_after_ms": self.spool_dir.as_ref().map(|_| self.spool_after.as_millis() as u64),
         })

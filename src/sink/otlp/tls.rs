@@ -54,9 +54,21 @@ pub fn install_rustls_provider() -> bool {
 /// file. Needs the `tls` feature (on by default).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Tls {
+    #[serde(serialize_with = "shown")]
     certificate: Option<PathBuf>,
+    #[serde(serialize_with = "shown")]
     client_certificate: Option<PathBuf>,
+    #[serde(serialize_with = "shown")]
     client_key: Option<PathBuf>,
+}
+
+/// A path as the configuration shows it: with U+FFFD for bytes that are not UTF-8, which
+/// `serde` cannot write (the settings of a sink given such a path panicked `build()`).
+fn shown<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
 }
 
 // === impl Tls ===
