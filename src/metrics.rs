@@ -393,39 +393,30 @@ impl Families {
     ) {
         let mut all = self.base.clone();
         all.extend(labels.iter().cloned());
-        let at = match self.list.iter().position(|f| f.name == name) {
-            Some(i) => i,
-            None => {
-                self.list.push(Family {
-                    name,
-                    help,
-                    unit: unit.cloned(),
-                    kind,
-                    samples: Vec::new(),
-                });
-                self.list.len() - 1
-            }
-        };
+        let at = self.declare(name, help, unit, kind);
         self.list[at].samples.push((all, value));
     }
 
-    /// Declares a family with no sample yet (one whose samples are per sink, with no sink).
+    /// Declares the family `name` unless it is already (a family whose samples are per sink
+    /// is declared with no sink too); returns its place.
     fn declare(
         &mut self,
         name: &'static str,
         help: &'static str,
         unit: Option<&Unit>,
         kind: MetricType,
-    ) {
-        if !self.list.iter().any(|f| f.name == name) {
-            self.list.push(Family {
-                name,
-                help,
-                unit: unit.cloned(),
-                kind,
-                samples: Vec::new(),
-            });
+    ) -> usize {
+        if let Some(at) = self.list.iter().position(|f| f.name == name) {
+            return at;
         }
+        self.list.push(Family {
+            name,
+            help,
+            unit: unit.cloned(),
+            kind,
+            samples: Vec::new(),
+        });
+        self.list.len() - 1
     }
 
     fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {

@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
-use crate::config::{Setting, Source};
 use crate::level::LogLevel;
 use crate::record::{write_rfc3339, FieldValue, Fields, Record};
 use crate::sink::{Sink, SinkError};
@@ -55,9 +54,12 @@ pub struct Console {
 struct Colours {
     /// Whether its stream is a terminal.
     terminal: bool,
-    /// Whether it colours lines, and what decided: [`Console::ansi`] (code), a non-empty
-    /// `NO_COLOR` (the environment), or the terminal check (the default).
-    ansi: Setting<bool>,
+    /// Whether it colours lines, and what decided, shown as the configuration shows a
+    /// setting's source (`crate::config::Source`, a module above the sinks):
+    /// [`Console::ansi`] (code), a non-empty `NO_COLOR` (the environment), or the terminal
+    /// check (the default).
+    ansi: bool,
+    ansi_source: serde_json::Value,
 }
 
 // === impl Console ===
@@ -218,19 +220,20 @@ impl Sink for Console {
             Stream::Stdout => std::io::stdout().is_terminal(),
             Stream::Stderr => std::io::stderr().is_terminal(),
         };
-        let ansi = match self.ansi {
-            Some(ansi) => Setting {
-                value: ansi,
-                source: Source::Code,
-            },
-            None if no_color() => Setting {
-                value: false,
-                source: Source::Env("NO_COLOR".to_owned()),
-            },
-            None => Setting::default(terminal),
+        let (ansi, ansi_source) = match self.ansi {
+            Some(ansi) => (ansi, serde_json::json!({ "kind": "code" })),
+            None if no_color() => (
+                false,
+                serde_json::json!({ "kind": "env", "name": "NO_COLOR" }),
+            ),
+            None => (terminal, serde_json::json!({ "kind": "default" })),
         };
-        self.colour = ansi.value;
-        self.colours = Some(Colours { terminal, ansi });
+        self.colour = ansi;
+        self.colours = Some(Colours {
+            terminal,
+            ansi,
+            ansi_source,
+        });
         Ok(())
     }
 
@@ -266,7 +269,7 @@ impl Sink for Console {
         serde_json::json!({
             "stream": self.stream,
             "terminal": colours.map(|c| c.terminal),
-            "ansi": colours.map(|c| &c.ansi),
+            "ansi": colours.map(|c| serde_json::json!({ "value": c.ansi, "source": c.ansi_source })),
         })
     }
 }
