@@ -31,10 +31,12 @@ fn part<'a>(error: &'a str, label: &str) -> &'a str {
 #[test]
 fn both_signals_refused_are_each_named_with_their_count() {
     let receiver = Receiver::start(vec![Answer::status(400)]);
-    let sink = Otlp::new()
-        .endpoint(receiver.endpoint())
-        .protocol(Protocol::HttpProtobuf)
-        .timeout(Duration::from_secs(5));
+    let sink = || {
+        Otlp::new()
+            .endpoint(receiver.endpoint())
+            .protocol(Protocol::HttpProtobuf)
+            .timeout(Duration::from_secs(5))
+    };
     let (_, s) = one_span_two_events(sink);
     assert_eq!(
         (s.exported, s.failed, s.failed_permanent),
@@ -61,13 +63,15 @@ fn both_signals_refused_are_each_named_with_their_count() {
 fn both_signals_failing_show_neither_endpoints_credentials() {
     const SECRET: &str = "s3cr3t-token";
     let port = support::collector::free_port();
-    let sink = Otlp::new()
-        .endpoint(format!(
-            "http://user:{SECRET}@127.0.0.1:{port}/?api_key={SECRET}"
-        ))
-        .protocol(Protocol::HttpProtobuf)
-        .timeout(Duration::from_millis(500))
-        .max_retries(0);
+    let sink = || {
+        Otlp::new()
+            .endpoint(format!(
+                "http://user:{SECRET}@127.0.0.1:{port}/?api_key={SECRET}"
+            ))
+            .protocol(Protocol::HttpProtobuf)
+            .timeout(Duration::from_millis(500))
+            .max_retries(0)
+    };
     let (_, s) = one_span_two_events(sink);
     assert_eq!((s.exported, s.failed), (0, 3), "{s:#?}");
     let error = s.last_error.unwrap_or_default();
@@ -92,9 +96,11 @@ fn a_permanent_and_a_transient_failure_are_each_counted_as_they_are() {
     let silent = Unanswering::start();
     let traces = format!("{}/v1/traces", refusing.endpoint());
     let logs = format!("http://127.0.0.1:{}/v1/logs", silent.port);
-    let sink = Otlp::from_env_with(&endpoints(&traces, &logs, "1000"))
-        .protocol(Protocol::HttpProtobuf)
-        .max_retries(0);
+    let sink = || {
+        Otlp::from_env_with(&endpoints(&traces, &logs, "1000"))
+            .protocol(Protocol::HttpProtobuf)
+            .max_retries(0)
+    };
     let (_, s) = one_span_two_events(sink);
     assert_eq!(
         (s.exported, s.failed, s.failed_permanent),

@@ -22,11 +22,13 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 fn one_batch_against_a_silent_collector(protocol: Protocol) {
     let silent = Unanswering::start();
-    let sink = Otlp::new()
-        .endpoint(format!("http://127.0.0.1:{}", silent.port))
-        .protocol(protocol)
-        .timeout(TIMEOUT)
-        .max_retries(0);
+    let sink = || {
+        Otlp::new()
+            .endpoint(format!("http://127.0.0.1:{}", silent.port))
+            .protocol(protocol)
+            .timeout(TIMEOUT)
+            .max_retries(0)
+    };
     let (took, s) = one_span_two_events(sink);
     assert_eq!((s.exported, s.failed), (0, 3), "{protocol:?}: {s:#?}");
     let error = s.last_error.unwrap_or_default();
@@ -63,10 +65,12 @@ fn a_signal_cut_by_the_batch_deadline_is_named_with_that_deadline() {
     let silent = Unanswering::start();
     let traces = format!("{}/v1/traces", answering.endpoint());
     let logs = format!("http://127.0.0.1:{}/v1/logs", silent.port);
-    let sink = Otlp::from_env_with(&endpoints(&traces, &logs, "3000"))
-        .protocol(Protocol::HttpProtobuf)
-        .max_retries(0)
-        .export_timeout(Duration::from_millis(800));
+    let sink = || {
+        Otlp::from_env_with(&endpoints(&traces, &logs, "3000"))
+            .protocol(Protocol::HttpProtobuf)
+            .max_retries(0)
+            .export_timeout(Duration::from_millis(800))
+    };
     let (_, s) = one_span_two_events(sink);
     assert_eq!((s.exported, s.failed), (1, 2), "{s:#?}");
     let error = s.last_error.unwrap_or_default();
@@ -83,13 +87,18 @@ fn a_signal_cut_by_the_batch_deadline_is_named_with_that_deadline() {
 fn with_a_spool_a_batch_waits_one_spool_after_for_both_signals() {
     let silent = Unanswering::start();
     let dir = tempfile::tempdir().unwrap();
-    let sink = Otlp::new()
-        .endpoint(format!("http://127.0.0.1:{}", silent.port))
-        // Longer than `spool_after`: the requests are still waiting when they are spooled.
-        .timeout(TIMEOUT * 2)
-        .max_retries(0)
-        .spool(dir.path())
-        .spool_after(TIMEOUT);
+    // A spool directory of its own for each try (see `one_span_two_events`).
+    let tries = std::sync::atomic::AtomicUsize::new(0);
+    let sink = || {
+        let n = tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Otlp::new()
+            .endpoint(format!("http://127.0.0.1:{}", silent.port))
+            // Longer than `spool_after`: the requests are still waiting when they are spooled.
+            .timeout(TIMEOUT * 2)
+            .max_retries(0)
+            .spool(dir.path().join(n.to_string()))
+            .spool_after(TIMEOUT)
+    };
     let (took, s) = one_span_two_events(sink);
     assert_eq!((s.exported, s.spooled, s.failed), (0, 3, 0), "{s:#?}");
     assert!(
