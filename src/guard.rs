@@ -482,10 +482,12 @@ impl Guard {
     ///
     /// Returns the report, or [`FlushError::Abandoned`] saying what the deadline cut off (those
     /// records are counted as dropped with reason `shutdown_deadline`), or that the threads had
-    /// not ended by then (with nothing abandoned, its text says so). A second call is a no-op; one
-    /// made while another thread's shutdown is under way waits for it up to its own `timeout`
-    /// and returns that shutdown's outcome (its report, or its `Abandoned`), or, if its own
-    /// `timeout` passes first, [`FlushError::Timeout`] saying what is still pending.
+    /// not ended by then (with nothing abandoned, its text says so). A second call does nothing
+    /// more and returns the first call's outcome; one made while another thread's shutdown is
+    /// under way waits for it up to its own `timeout` and returns its outcome too, or, if its
+    /// own `timeout` passes first, [`FlushError::Timeout`] saying what is still pending. A
+    /// guard dropped after (or during) a shutdown another call began waits for it, up to its
+    /// drop timeout, and says nothing: that call's caller has the outcome.
     /// Safe to call from `Drop`, a panic hook, or inside a tokio runtime: it blocks the calling
     /// thread only, never longer than `timeout`, and needs no async runtime. On one of this
     /// pipeline's own threads (inside one of its sinks' `export`), where it would wait for
@@ -500,17 +502,20 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let intake = &self.handle.pipeline.intake;
         // Only a drop that does the shutdown counts: after an explicit `shutdown`, later
-        // records are expected to be lost.
-        if !self.quiet_on_drop && !intake.closed.is_set() {
+        // records are expected to be lost. Nor does it say anything of a shutdown another
+        // call began (whose caller is told its outcome): the drop waits for it, and its line
+        // would blame the drop timeout for that shutdown's deadline (adversary pass 66).
+        let begun_elsewhere = intake.closed.is_set();
+        if !self.quiet_on_drop && !begun_elsewhere {
             intake.closed_by_guard_drop.set();
         }
+        let quiet = self.quiet_on_drop || begun_elsewhere;
         if crate::silent::serves(self.handle.pipeline.id()) {
             // On one of the pipeline's own threads (inside a sink), which a shutdown would wait
             // for: a thread of its own shuts the pipeline down, with the same deadline
             // (adversary passes 32, 33: it was left running with no owner, and the line blamed
             // a flush never called).
-            let (handle, timeout, quiet) =
-                (self.handle.clone(), self.drop_timeout, self.quiet_on_drop);
+            let (handle, timeout) = (self.handle.clone(), self.drop_timeout);
             let stopper = std::thread::Builder::new()
                 .name("offload-stop".into())
                 .spawn(move || shut_down_on_drop(&handle, timeout, quiet));
@@ -520,7 +525,7 @@ impl Drop for Guard {
             }
             return;
         }
-        shut_down_on_drop(&self.handle, self.drop_timeout, self.quiet_on_drop);
+        shut_down_on_drop(&self.handle, self.drop_timeout, quiet);
     }
 }
 
