@@ -209,6 +209,15 @@ fn openmetrics_to_prometheus(openmetrics: &str) -> String {
     out
 }
 
+/// The labels the metrics carry of their own (and the ones Prometheus gives histogram and
+/// summary samples): a combined collector's label must be another.
+const OWN_LABELS: [&str; 6] = ["sink", "outcome", "reason", "decision", "le", "quantile"];
+
+/// Why [`OffloadCollector::combine`] refused: its scrape would not be valid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot combine the pipelines' metrics: {0}")]
+pub struct CombineError(String);
+
 /// A source of stats snapshots.
 type StatsSource = Arc<dyn Fn() -> Stats + Send + Sync>;
 /// A source of the effective sampling rate.
@@ -260,7 +269,7 @@ impl OffloadCollector {
     ///         ("app", app.handle().metrics_collector()),
     ///         ("audit", audit.handle().metrics_collector()),
     ///     ],
-    /// )
+    /// )?
     /// .register(&mut registry);
     /// let mut scrape = String::new();
     /// prometheus_client::encoding::text::encode(&mut scrape, &registry)?;
@@ -268,18 +277,61 @@ impl OffloadCollector {
     /// assert!(scrape.contains("offload_records_total{pipeline=\"audit\",outcome=\"enqueued\"} 0"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// An error when the scrape could not be valid: a `label` that is not a label name
+    /// (`[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`), one the metrics already carry
+    /// (`sink`, `outcome`, `reason`, `decision`, and `le` or `quantile`), one a combined
+    /// collector inside already uses, or two pipelines of one name (adversary pass 66: each
+    /// gave samples Prometheus refuses or drops, without a word).
     pub fn combine(
         label: &'static str,
         pipelines: impl IntoIterator<Item = (impl Into<String>, OffloadCollector)>,
-    ) -> Self {
-        OffloadCollector {
+    ) -> Result<Self, CombineError> {
+        let valid = label
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if label.is_empty() || !valid || label.starts_with("__") {
+            return Err(CombineError(format!(
+                "{label:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+            )));
+        }
+        if OWN_LABELS.contains(&label) {
+            return Err(CombineError(format!(
+                "{label:?} is a label the metrics carry already ({}): choose another, such as \
+                 \"pipeline\"",
+                OWN_LABELS.join(", ")
+            )));
+        }
+        let combined: Vec<(&'static str, String, OffloadCollector)> = pipelines
+            .into_iter()
+            .map(|(name, c)| (label, name.into(), c))
+            .collect();
+        for (i, (_, name, c)) in combined.iter().enumerate() {
+            if combined[..i].iter().any(|(_, other, _)| other == name) {
+                return Err(CombineError(format!(
+                    "two pipelines named {name:?}: their series would be the same"
+                )));
+            }
+            if c.uses_label(label) {
+                return Err(CombineError(format!(
+                    "pipeline {name:?} is a combined collector that labels with {label:?} \
+                     already"
+                )));
+            }
+        }
+        Ok(OffloadCollector {
             stats: None,
             sampling_rate: None,
-            combined: pipelines
-                .into_iter()
-                .map(|(name, c)| (label, name.into(), c))
-                .collect(),
-        }
+            combined,
+        })
+    }
+
+    /// Whether this collector, or one combined in it, labels its pipelines with `label`.
+    fn uses_label(&self, label: &str) -> bool {
+        self.combined
+            .iter()
+            .any(|(l, _, c)| *l == label || c.uses_label(label))
     }
 
     /// Also exports `offload_sampling_rate` from `rate` (0.0–1.0; `None` leaves it out).

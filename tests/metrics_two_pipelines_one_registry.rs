@@ -53,6 +53,7 @@ fn two_pipelines_in_one_registry_give_a_valid_exposition() {
             ("audit", audit.handle().metrics_collector()),
         ],
     )
+    .unwrap()
     .register(&mut registry);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
