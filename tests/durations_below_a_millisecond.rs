@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 use support::*;
 use tracing_offload::{Backpressure, DropReason, OffloadLayer};
 
-struct ReleaseOnDrop(Collect);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 #[test]
 fn a_critical_record_waits_the_sub_millisecond_timeout_it_was_given() {
     let timeout = Duration::from_micros(900);

@@ -13,35 +13,14 @@ use std::time::{Duration, Instant};
 use support::*;
 use tracing_offload::{DropReason, OffloadLayer};
 
-struct ReleaseOnDrop(Collect);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 #[test]
 #[ignore = "run by a_guard_drop_does_not_blame_its_timeout_for_another_shutdown"]
 fn child_drops_the_guard_while_a_hasty_shutdown_runs() {
-    let sink = Collect::new("stalled");
-    sink.stall();
-    let _release_at_the_end = ReleaseOnDrop(sink.clone());
-    let (layer, guard) = OffloadLayer::builder()
-        .sink(sink.clone())
-        .drop_timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let (guard, dispatch, _release_at_the_end) = stuck_in_an_export(
+        OffloadLayer::builder().drop_timeout(Duration::from_secs(30)),
+        100,
+    );
     let handle = guard.handle();
-    let dispatch = dispatch(layer);
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..100 {
-            tracing::info!(i, "will not be written in time");
-        }
-    });
-    wait_until("the export to start", DEADLINE, || {
-        handle.stats().sinks[0].export_in_progress_for.is_some()
-    });
     let hasty = {
         let handle = handle.clone();
         std::thread::spawn(move || handle.shutdown(Duration::from_millis(300)))

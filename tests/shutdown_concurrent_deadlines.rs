@@ -9,28 +9,11 @@ use std::time::Duration;
 use support::*;
 use tracing_offload::{DropReason, FlushError, OffloadLayer};
 
-/// Releases the stalled sink when dropped.
-struct ReleaseOnDrop(Collect);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 #[test]
 fn a_second_shutdown_returns_by_its_own_deadline() {
-    let sink = Collect::new("stalled");
-    sink.stall();
-    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let (guard, dispatch, stalled) = stuck_in_an_export(OffloadLayer::builder(), 1);
+    let sink = &stalled.0;
     let handle = guard.handle();
-    // Dropped before the guard, also when an assertion fails: lets every shutdown finish.
-    let _release_at_the_end = ReleaseOnDrop(sink.clone());
-    let dispatch = dispatch(layer);
-    tracing::dispatcher::with_default(&dispatch, || tracing::info!("stuck in the export"));
-    wait_until("the export to start", DEADLINE, || {
-        handle.stats().sinks[0].export_in_progress_for.is_some()
-    });
     // A shutdown that waits as long as it takes (the sink is stalled).
     let patient = {
         let handle = handle.clone();
@@ -63,6 +46,6 @@ fn a_second_shutdown_returns_by_its_own_deadline() {
     assert!(report.abandoned.is_empty(), "{report:?}");
     let stats = handle.stats();
     assert_eq!(sink.count() as u64, stats.enqueued, "{stats:#?}");
-    // Once one shutdown has finished, later calls are no-ops.
+    // Once one shutdown has finished, later calls do nothing more and return its outcome.
     handle.shutdown(Duration::ZERO).unwrap();
 }

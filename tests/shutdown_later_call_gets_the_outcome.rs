@@ -12,30 +12,10 @@ use std::time::Duration;
 use support::*;
 use tracing_offload::{FlushError, OffloadLayer};
 
-struct ReleaseOnDrop(Collect);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 #[test]
 fn a_shutdown_after_one_that_abandoned_records_does_not_return_ok() {
-    let sink = Collect::new("stalled");
-    sink.stall();
-    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let (guard, _dispatch, _release_at_the_end) = stuck_in_an_export(OffloadLayer::builder(), 100);
     let handle = guard.handle();
-    let _release_at_the_end = ReleaseOnDrop(sink.clone());
-    let dispatch = dispatch(layer);
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..100 {
-            tracing::info!(i, "will not be written in time");
-        }
-    });
-    wait_until("the export to start", DEADLINE, || {
-        handle.stats().sinks[0].export_in_progress_for.is_some()
-    });
     // The signal handler's shutdown, with a short deadline the stalled sink makes it miss.
     let first = handle.shutdown(Duration::from_millis(300));
     let Err(FlushError::Abandoned { report: first }) = first else {
@@ -61,16 +41,8 @@ fn an_ok_shutdown_never_lists_unfinished_threads() {
     // Same pipeline state; whatever a later call returns, `Ok` with threads still running
     // contradicts the doc ("Returns the report, or Abandoned … or that the threads had not
     // ended by then").
-    let sink = Collect::new("stalled");
-    sink.stall();
-    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let (guard, _dispatch, _release_at_the_end) = stuck_in_an_export(OffloadLayer::builder(), 1);
     let handle = guard.handle();
-    let _release_at_the_end = ReleaseOnDrop(sink.clone());
-    let dispatch = dispatch(layer);
-    tracing::dispatcher::with_default(&dispatch, || tracing::info!("stuck"));
-    wait_until("the export to start", DEADLINE, || {
-        handle.stats().sinks[0].export_in_progress_for.is_some()
-    });
     let first = handle.shutdown(Duration::from_millis(200));
     assert!(first.is_err(), "{first:?}");
     for _ in 0..3 {

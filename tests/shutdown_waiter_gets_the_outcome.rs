@@ -11,31 +11,10 @@ use std::time::Duration;
 use support::*;
 use tracing_offload::{DropReason, FlushError, OffloadLayer};
 
-/// Releases the stalled sink when dropped, also when an assertion fails.
-struct ReleaseOnDrop(Collect);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 #[test]
 fn a_shutdown_that_waited_for_one_that_abandoned_records_does_not_return_ok() {
-    let sink = Collect::new("stalled");
-    sink.stall();
-    let (layer, guard) = OffloadLayer::builder().sink(sink.clone()).build().unwrap();
+    let (guard, dispatch, _release_at_the_end) = stuck_in_an_export(OffloadLayer::builder(), 100);
     let handle = guard.handle();
-    let _release_at_the_end = ReleaseOnDrop(sink.clone());
-    let dispatch = dispatch(layer);
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..100 {
-            tracing::info!(i, "will not be written in time");
-        }
-    });
-    wait_until("the export to start", DEADLINE, || {
-        handle.stats().sinks[0].export_in_progress_for.is_some()
-    });
     // The signal handler's shutdown: a short deadline, which the stalled sink makes it miss.
     let hasty = {
         let handle = handle.clone();

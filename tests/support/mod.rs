@@ -112,6 +112,40 @@ pub fn with_layer<R>(layer: OffloadLayer, f: impl FnOnce() -> R) -> R {
     tracing::subscriber::with_default(subscriber, f)
 }
 
+/// Releases a stalled sink when dropped, also when an assertion fails: every shutdown can then
+/// finish.
+pub struct ReleaseOnDrop(pub Collect);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// A pipeline built by `builder` whose only sink (`stalled`) is stalled inside an export of
+/// the `events` records logged through it (more than one batch's worth stay queued): what a
+/// shutdown then waits for, or gives up on. Returns the guard, the dispatch to log more
+/// through, and what releases the sink when dropped (before the guard, as a later binding).
+pub fn stuck_in_an_export(
+    builder: tracing_offload::Builder,
+    events: u64,
+) -> (tracing_offload::Guard, tracing::Dispatch, ReleaseOnDrop) {
+    let sink = Collect::new("stalled");
+    sink.stall();
+    let (layer, guard) = builder.sink(sink.clone()).build().unwrap();
+    let handle = guard.handle();
+    let dispatch = dispatch(layer);
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..events {
+            tracing::info!(i, "stuck in the export");
+        }
+    });
+    wait_until("the export to start", DEADLINE, || {
+        handle.stats().sinks[0].export_in_progress_for.is_some()
+    });
+    (guard, dispatch, ReleaseOnDrop(sink))
+}
+
 /// One span with two events inside, sent through a sink `make` makes as one batch (the drain
 /// takes them only when flushed); returns how long the flush took and the sink's stats after
 /// it.
