@@ -566,11 +566,8 @@ fn create_or_append(path: &std::path::Path) -> io::Result<(File, bool)> {
             // A link to nothing: its target is what to create. Otherwise the file went
             // between the two opens: try again.
             Err(_) => {
-                if let Ok(target) = fs::read_link(&at) {
-                    at = match at.parent() {
-                        Some(dir) => dir.join(target),
-                        None => target,
-                    };
+                if let Some(target) = link_target(&at) {
+                    at = target;
                 }
             }
         }
@@ -616,17 +613,22 @@ fn rotated_indices(path: &std::path::Path) -> io::Result<Vec<usize>> {
 fn end_of_links(path: &std::path::Path) -> PathBuf {
     let mut at = path.to_owned();
     for _ in 0..MAX_LINKS_FOLLOWED {
-        match fs::read_link(&at) {
-            Ok(target) => {
-                at = match at.parent() {
-                    Some(dir) => dir.join(target),
-                    None => target,
-                }
-            }
-            Err(_) => break,
+        match link_target(&at) {
+            Some(target) => at = target,
+            None => break,
         }
     }
     at
+}
+
+/// Where the symbolic link `at` points (a relative target taken from the link's directory, as
+/// the system does); `None` when `at` is not a link.
+fn link_target(at: &std::path::Path) -> Option<PathBuf> {
+    let target = fs::read_link(at).ok()?;
+    Some(match at.parent() {
+        Some(dir) => dir.join(target),
+        None => target,
+    })
 }
 
 /// More links than the longest chain Linux follows (40; a longer one fails to open).
