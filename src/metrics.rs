@@ -229,13 +229,24 @@ type RateSource = Arc<dyn Fn() -> Option<f64> + Send + Sync>;
 /// Build it from anything that returns a snapshot, typically `move || handle.stats()`.
 #[derive(Clone)]
 pub struct OffloadCollector {
-    /// `None` for a combined collector.
-    stats: Option<StatsSource>,
-    /// The effective event sampling rate, exported as `offload_sampling_rate` when set.
-    sampling_rate: Option<RateSource>,
-    /// Pipelines encoded together ([`combine`](Self::combine)): each one's samples carry the
-    /// label named here with its own value. Empty for a single pipeline's collector.
-    combined: Vec<(&'static str, String, OffloadCollector)>,
+    source: Source,
+}
+
+/// What a collector encodes.
+#[derive(Clone)]
+enum Source {
+    /// One pipeline's snapshots, and its effective event sampling rate, exported as
+    /// `offload_sampling_rate` when set.
+    One {
+        stats: StatsSource,
+        sampling_rate: Option<RateSource>,
+    },
+    /// Pipelines encoded together ([`combine`](OffloadCollector::combine)): each one's samples
+    /// carry `label` with its name.
+    Many {
+        label: &'static str,
+        pipelines: Vec<(String, OffloadCollector)>,
+    },
 }
 
 // === impl OffloadCollector ===
@@ -244,9 +255,10 @@ impl OffloadCollector {
     /// A collector that calls `stats` on each scrape.
     pub fn new(stats: impl Fn() -> Stats + Send + Sync + 'static) -> Self {
         OffloadCollector {
-            stats: Some(Arc::new(stats)),
-            sampling_rate: None,
-            combined: Vec::new(),
+            source: Source::One {
+                stats: Arc::new(stats),
+                sampling_rate: None,
+            },
         }
     }
 
@@ -303,12 +315,12 @@ impl OffloadCollector {
                 OWN_LABELS.join(", ")
             )));
         }
-        let combined: Vec<(&'static str, String, OffloadCollector)> = pipelines
+        let pipelines: Vec<(String, OffloadCollector)> = pipelines
             .into_iter()
-            .map(|(name, c)| (label, name.into(), c))
+            .map(|(name, c)| (name.into(), c))
             .collect();
-        for (i, (_, name, c)) in combined.iter().enumerate() {
-            if combined[..i].iter().any(|(_, other, _)| other == name) {
+        for (i, (name, c)) in pipelines.iter().enumerate() {
+            if pipelines[..i].iter().any(|(other, _)| other == name) {
                 return Err(CombineError(format!(
                     "two pipelines named {name:?}: their series would be the same"
                 )));
@@ -321,25 +333,31 @@ impl OffloadCollector {
             }
         }
         Ok(OffloadCollector {
-            stats: None,
-            sampling_rate: None,
-            combined,
+            source: Source::Many { label, pipelines },
         })
     }
 
     /// Whether this collector, or one combined in it, labels its pipelines with `label`.
     fn uses_label(&self, label: &str) -> bool {
-        self.combined
-            .iter()
-            .any(|(l, _, c)| *l == label || c.uses_label(label))
+        match &self.source {
+            Source::One { .. } => false,
+            Source::Many {
+                label: own,
+                pipelines,
+            } => *own == label || pipelines.iter().any(|(_, c)| c.uses_label(label)),
+        }
     }
 
-    /// Also exports `offload_sampling_rate` from `rate` (0.0–1.0; `None` leaves it out).
+    /// Also exports `offload_sampling_rate` from `rate` (0.0–1.0; `None` leaves it out). A
+    /// combined collector takes each pipeline's from that pipeline's collector: on it, this
+    /// does nothing.
     pub fn with_sampling_rate(
         mut self,
         rate: impl Fn() -> Option<f64> + Send + Sync + 'static,
     ) -> Self {
-        self.sampling_rate = Some(Arc::new(rate));
+        if let Source::One { sampling_rate, .. } = &mut self.source {
+            *sampling_rate = Some(Arc::new(rate));
+        }
         self
     }
 
@@ -352,16 +370,22 @@ impl OffloadCollector {
     /// This collector's families, samples labelled with `base` first (a combined one's: each
     /// pipeline's, with its label).
     fn collect(&self, base: &Labels, out: &mut Families) {
-        let Some(stats) = &self.stats else {
-            for (label, name, c) in &self.combined {
-                let mut labels = base.clone();
-                labels.push((label, name.clone()));
-                c.collect(&labels, out);
+        let (stats, sampling_rate) = match &self.source {
+            Source::One {
+                stats,
+                sampling_rate,
+            } => (stats, sampling_rate),
+            Source::Many { label, pipelines } => {
+                for (name, c) in pipelines {
+                    let mut labels = base.clone();
+                    labels.push((label, name.clone()));
+                    c.collect(&labels, out);
+                }
+                return;
             }
-            return;
         };
         let stats = stats();
-        let rate = self.sampling_rate.as_ref().and_then(|r| r());
+        let rate = sampling_rate.as_ref().and_then(|r| r());
         out.base = base.clone();
         // Collecting cannot fail: each returns `Ok`.
         let _ = encode_records(&stats, out);
@@ -383,9 +407,15 @@ impl OffloadCollector {
 
 impl fmt::Debug for OffloadCollector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OffloadCollector")
-            .field("sampling_rate", &self.sampling_rate.is_some())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("OffloadCollector");
+        match &self.source {
+            Source::One { sampling_rate, .. } => d.field("sampling_rate", &sampling_rate.is_some()),
+            Source::Many { label, pipelines } => d.field("label", label).field(
+                "pipelines",
+                &pipelines.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            ),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
